@@ -1,0 +1,105 @@
+/**
+ * @file Decompositions of the composite ops (softmax, log_softmax, layer_norm, rms_norm, attention)
+ * into primitive ops. The CPU backend runs composites through these, and they are the oracle for
+ * the fused kernels that the GPU backends generate. Narrow-float (f16/bf16) operands are computed
+ * in f32 and the result is cast back.
+ */
+import { Graph, GraphBuilder } from './graph.ts';
+import type { Attrs, CompositeOp, ValueType } from './ops.ts';
+
+function scalar(b: GraphBuilder, v: number, like: number): number {
+  return b.op('constant', [], { shape: [], dtype: b.typeOf(like).dtype, value: v });
+}
+
+function widen(b: GraphBuilder, x: number): number {
+  const d = b.typeOf(x).dtype;
+  return d === 'f16' || d === 'bf16' ? b.op('cast', [x], { dtype: 'f32' }) : x;
+}
+function narrow(b: GraphBuilder, y: number, like: ValueType): number {
+  return b.typeOf(y).dtype === like.dtype ? y : b.op('cast', [y], { dtype: like.dtype });
+}
+
+function softmaxParts(b: GraphBuilder, x: number, axis: number): { shifted: number; sum: number; exp: number } {
+  const m = b.op('reduce_max', [x], { axes: [axis], keepdims: true });
+  const shifted = b.op('sub', [x, m]);
+  const exp = b.op('exp', [shifted]);
+  const sum = b.op('reduce_sum', [exp], { axes: [axis], keepdims: true });
+  return { shifted, sum, exp };
+}
+
+/** Emit the primitive ops computing composite `op` on `inputs` into `b`; returns the result id. */
+export function emitDecomposition(b: GraphBuilder, op: CompositeOp, inputs: readonly number[], attrs: Attrs): number {
+  const t0 = b.typeOf(inputs[0]!);
+  const rank = t0.shape.length;
+  switch (op) {
+    case 'softmax': {
+      const x = widen(b, inputs[0]!);
+      const { exp, sum } = softmaxParts(b, x, attrs.axis as number);
+      return narrow(b, b.op('div', [exp, sum]), t0);
+    }
+    case 'log_softmax': {
+      const x = widen(b, inputs[0]!);
+      const { shifted, sum } = softmaxParts(b, x, attrs.axis as number);
+      return narrow(b, b.op('sub', [shifted, b.op('log', [sum])]), t0);
+    }
+    case 'layer_norm': {
+      const x = widen(b, inputs[0]!);
+      const ax = { axes: [rank - 1], keepdims: true };
+      const mean = b.op('reduce_mean', [x], ax);
+      const d = b.op('sub', [x, mean]);
+      const v = b.op('reduce_mean', [b.op('mul', [d, d])], ax);
+      const inv = b.op('rsqrt', [b.op('add', [v, scalar(b, attrs.eps as number, v)])]);
+      return narrow(b, b.op('mul', [d, inv]), t0);
+    }
+    case 'rms_norm': {
+      const x = widen(b, inputs[0]!);
+      const ms = b.op('reduce_mean', [b.op('mul', [x, x])], { axes: [rank - 1], keepdims: true });
+      const inv = b.op('rsqrt', [b.op('add', [ms, scalar(b, attrs.eps as number, ms)])]);
+      return narrow(b, b.op('mul', [x, inv]), t0);
+    }
+    case 'attention': {
+      const [q, k, v] = inputs.map((i) => widen(b, i)) as [number, number, number];
+      const perm = [...Array(rank).keys()];
+      [perm[rank - 2], perm[rank - 1]] = [rank - 1, rank - 2];
+      const kt = b.op('permute', [k], { perm });
+      let s = b.op('mul', [b.op('matmul', [q, kt]), scalar(b, attrs.scale as number, q)]);
+      if (attrs.causal) {
+        const st = b.typeOf(s).shape;
+        const [sq, sk] = st.slice(-2) as [number, number];
+        const row = b.op('iota', [], { shape: [sq, sk], axis: 0, dtype: 'i32' });
+        const col = b.op('iota', [], { shape: [sq, sk], axis: 1, dtype: 'i32' });
+        const keep = b.op('le', [col, row]);
+        s = b.op('where', [keep, s, scalar(b, -Infinity, s)]);
+      }
+      const p = emitDecomposition(b, 'softmax', [s], { axis: rank - 1 });
+      return narrow(b, b.op('matmul', [p, v]), t0);
+    }
+  }
+}
+
+/** A standalone graph computing composite `op` from inputs a0..an with primitives only. */
+export function decompositionGraph(op: CompositeOp, inputTypes: readonly ValueType[], attrs: Attrs): Graph {
+  const b = new GraphBuilder(`${op}_decomposed`);
+  const ins = inputTypes.map((t, i) => b.input(`a${i}`, t));
+  b.output('out', emitDecomposition(b, op, ins, attrs));
+  return expandComposites(b.build());
+}
+
+/** Replace every composite node of `g` with its decomposition (recursively). */
+export function expandComposites(g: Graph): Graph {
+  if (!g.nodes.some((n) => isComposite(n.op))) return g;
+  const b = new GraphBuilder(g.name);
+  const map = new Map<number, number>();
+  for (const i of g.inputs) map.set(i.id, b.input(i.name, i.type, i.kind));
+  for (const n of g.nodes) {
+    const ins = n.inputs.map((i) => map.get(i)!);
+    map.set(n.id, isComposite(n.op) ? emitDecomposition(b, n.op as CompositeOp, ins, n.attrs) : b.op(n.op, ins, n.attrs, n.loc));
+  }
+  for (const o of g.outputs) b.output(o.name, map.get(o.id)!);
+  return expandComposites(b.build());
+}
+
+export function isComposite(op: string): op is CompositeOp {
+  return op === 'softmax' || op === 'log_softmax' || op === 'layer_norm' || op === 'rms_norm' || op === 'attention';
+}
+
