@@ -5,7 +5,7 @@
  * in f32 and the result is cast back.
  */
 import { Graph, GraphBuilder } from './graph.ts';
-import type { Attrs, CompositeOp, ValueType } from './ops.ts';
+import { type Attrs, COMPOSITE_OPS, type CompositeOp, type ValueType } from './ops.ts';
 
 function scalar(b: GraphBuilder, v: number, like: number): number {
   return b.op('constant', [], { shape: [], dtype: b.typeOf(like).dtype, value: v });
@@ -25,6 +25,22 @@ function softmaxParts(b: GraphBuilder, x: number, axis: number): { shifted: numb
   const exp = b.op('exp', [shifted]);
   const sum = b.op('reduce_sum', [exp], { axes: [axis], keepdims: true });
   return { shifted, sum, exp };
+}
+
+/** softmax(scale · q kᵀ) with the top-left causal mask when asked (q, k already f32). */
+function emitAttentionProbs(b: GraphBuilder, q: number, k: number, attrs: Attrs): number {
+  const rank = b.typeOf(q).shape.length;
+  const perm = [...Array(rank).keys()];
+  [perm[rank - 2], perm[rank - 1]] = [rank - 1, rank - 2];
+  const kt = b.op('permute', [k], { perm });
+  let s = b.op('mul', [b.op('matmul', [q, kt]), scalar(b, attrs.scale as number, q)]);
+  if (attrs.causal) {
+    const [sq, sk] = b.typeOf(s).shape.slice(-2) as [number, number];
+    const row = b.op('iota', [], { shape: [sq, sk], axis: 0, dtype: 'i32' });
+    const col = b.op('iota', [], { shape: [sq, sk], axis: 1, dtype: 'i32' });
+    s = b.op('where', [b.op('le', [col, row]), s, scalar(b, -Infinity, s)]);
+  }
+  return emitDecomposition(b, 'softmax', [s], { axis: rank - 1 });
 }
 
 /** Emit the primitive ops computing composite `op` on `inputs` into `b`; returns the result id. */
@@ -59,20 +75,26 @@ export function emitDecomposition(b: GraphBuilder, op: CompositeOp, inputs: read
     }
     case 'attention': {
       const [q, k, v] = inputs.map((i) => widen(b, i)) as [number, number, number];
-      const perm = [...Array(rank).keys()];
-      [perm[rank - 2], perm[rank - 1]] = [rank - 1, rank - 2];
-      const kt = b.op('permute', [k], { perm });
-      let s = b.op('mul', [b.op('matmul', [q, kt]), scalar(b, attrs.scale as number, q)]);
-      if (attrs.causal) {
-        const st = b.typeOf(s).shape;
-        const [sq, sk] = st.slice(-2) as [number, number];
-        const row = b.op('iota', [], { shape: [sq, sk], axis: 0, dtype: 'i32' });
-        const col = b.op('iota', [], { shape: [sq, sk], axis: 1, dtype: 'i32' });
-        const keep = b.op('le', [col, row]);
-        s = b.op('where', [keep, s, scalar(b, -Infinity, s)]);
-      }
-      const p = emitDecomposition(b, 'softmax', [s], { axis: rank - 1 });
+      const p = emitAttentionProbs(b, q, k, attrs);
       return narrow(b, b.op('matmul', [p, v]), t0);
+    }
+    case 'attention_grad': {
+      // P = softmax(S), S = scale·q kᵀ (masked); dV = Pᵀ dO; dP = dO vᵀ; dS = P ∘ (dP − rowsum(dO ∘ O));
+      // dQ = scale · dS k; dK = scale · dSᵀ q.
+      const [q, k, v, o, g] = inputs.map((i) => widen(b, i)) as [number, number, number, number, number];
+      const wrt = attrs.wrt as number;
+      const swap = (x: number) => {
+        const perm = [...Array(rank).keys()];
+        [perm[rank - 2], perm[rank - 1]] = [rank - 1, rank - 2];
+        return b.op('permute', [x], { perm });
+      };
+      const p = emitAttentionProbs(b, q, k, attrs);
+      if (wrt === 2) return narrow(b, b.op('matmul', [swap(p), g]), b.typeOf(inputs[2]!));
+      const dp = b.op('matmul', [g, swap(v)]);
+      const rowsum = b.op('reduce_sum', [b.op('mul', [g, o])], { axes: [rank - 1], keepdims: true });
+      const ds = b.op('mul', [b.op('mul', [p, b.op('sub', [dp, rowsum])]), scalar(b, attrs.scale as number, p)]);
+      if (wrt === 0) return narrow(b, b.op('matmul', [ds, k]), b.typeOf(inputs[0]!));
+      return narrow(b, b.op('matmul', [swap(ds), q]), b.typeOf(inputs[1]!));
     }
   }
 }
@@ -100,6 +122,6 @@ export function expandComposites(g: Graph): Graph {
 }
 
 export function isComposite(op: string): op is CompositeOp {
-  return op === 'softmax' || op === 'log_softmax' || op === 'layer_norm' || op === 'rms_norm' || op === 'attention';
+  return (COMPOSITE_OPS as readonly string[]).includes(op);
 }
 

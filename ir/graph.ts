@@ -31,6 +31,12 @@ export interface GraphOutput {
   readonly id: number;
 }
 
+/**
+ * Outputs named `next.<input>` give the value that a 'param' or 'state' input takes for the next run
+ * (training steps update parameters and optimizer state this way).
+ */
+export const NEXT_PREFIX = 'next.';
+
 /** Names of inputs and outputs: identifiers that may contain dots (PyTorch state_dict keys). */
 export const NAME_RE = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 
@@ -95,7 +101,9 @@ export class GraphBuilder {
   private readonly types = new Map<number, ValueType>();
   private nextId = 0;
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string) {
+    if (!NAME_RE.test(name)) throw new Error(`graph name '${name}' is not a valid identifier`);
+  }
 
   input(name: string, type: ValueType, kind: InputKind = 'data'): number {
     if (!NAME_RE.test(name)) throw new Error(`graph ${this.name}: input name '${name}' is not a valid identifier`);

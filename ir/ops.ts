@@ -13,6 +13,8 @@
  * - matmul: [..., m, k] x [..., k, n] -> [..., m, n]; batch dims broadcast; both ranks >= 2.
  * - gather(x, idx){axis}: numpy.take; scatter_add(base, idx, upd){axis}: its transpose.
  * - attention(q, k, v){causal, scale}: softmax(q kᵀ · scale [+ top-left causal mask]) v.
+ * - attention_grad(q, k, v, out, dout){causal, scale, wrt}: the gradient of attention with respect to
+ *   q (wrt=0), k (1) or v (2); `out` is the forward result. Its own op so backends can fuse it.
  * - random_uniform / random_normal(seed: u32[2]){shape, dtype, stream}: Philox4x32-10, see philox.ts.
  */
 import { type DType, isDType, isFloat } from './dtype.ts';
@@ -35,7 +37,7 @@ export const BINARY_OPS = ['add', 'sub', 'mul', 'div', 'max', 'min', 'pow', 'mod
 export const COMPARE_OPS = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const;
 export const LOGICAL_OPS = ['and', 'or', 'xor'] as const;
 export const REDUCE_OPS = ['reduce_sum', 'reduce_max', 'reduce_min', 'reduce_mean'] as const;
-export const COMPOSITE_OPS = ['softmax', 'log_softmax', 'layer_norm', 'rms_norm', 'attention'] as const;
+export const COMPOSITE_OPS = ['softmax', 'log_softmax', 'layer_norm', 'rms_norm', 'attention', 'attention_grad'] as const;
 export const OTHER_OPS = [
   'where', 'argmax', 'reshape', 'permute', 'broadcast', 'slice', 'pad', 'concat', 'matmul', 'gather',
   'scatter_add', 'iota', 'cast', 'constant', 'random_uniform', 'random_normal',
@@ -378,6 +380,20 @@ def({
     if (dq !== dk) fail('attention', ins, `q and k head dims differ (${dq} vs ${dk})`);
     if (sk !== sv) fail('attention', ins, `k and v sequence lengths differ (${sk} vs ${sv})`);
     return { shape: [...batch, sq, dv], dtype: d };
+  },
+});
+
+def({
+  name: 'attention_grad', category: 'composite', arity: 5, attrs: [['causal', 'bool'], ['scale', 'float'], ['wrt', 'int']],
+  infer: (ins, a) => {
+    const fwd = opSpec('attention').infer(ins.slice(0, 3), a);
+    const [o, g] = [ins[3]!, ins[4]!];
+    for (const t of [o, g])
+      if (t.dtype !== fwd.dtype || t.shape.length !== fwd.shape.length || t.shape.some((d, i) => d !== fwd.shape[i]))
+        fail('attention_grad', ins, `out and dout must be ${typeStr(fwd)}`);
+    const w = a.wrt as number;
+    if (w !== 0 && w !== 1 && w !== 2) fail('attention_grad', ins, `wrt must be 0 (q), 1 (k) or 2 (v), got ${w}`);
+    return ins[w]!;
   },
 });
 

@@ -168,7 +168,7 @@ function evalNode(g: Graph, n: Node, vals: Map<number, TensorData>, f64: boolean
       for (let i = 0; i < out.length; i++) store(out, i, tmp[i]!);
       break;
     }
-    case 'softmax': case 'log_softmax': case 'layer_norm': case 'rms_norm': case 'attention': {
+    case 'softmax': case 'log_softmax': case 'layer_norm': case 'rms_norm': case 'attention': case 'attention_grad': {
       if (!isComposite(n.op)) throw new Error('unreachable');
       const sub = decomposition(n, types);
       const feeds: Record<string, HostTensor> = {};

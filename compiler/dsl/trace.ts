@@ -16,6 +16,7 @@ import { KilnError, ShapeError } from '../../ir/errors.ts';
 import { type Graph, GraphBuilder, type InputKind } from '../../ir/graph.ts';
 import type { Attrs, OpName, ValueType } from '../../ir/ops.ts';
 import type { Shape } from '../../ir/shape.ts';
+import { dumpGraph } from '../debug.ts';
 import { callerLocation } from './loc.ts';
 import type { Module, Parameter } from './module.ts';
 import { Tensor } from './tensor.ts';
@@ -28,8 +29,22 @@ export class TraceContext {
   private seedId: number | undefined;
   private nextStream = 0;
 
-  constructor(name: string) {
-    this.builder = new GraphBuilder(name);
+  /**
+   * Where op locations come from: 'stack' (the model line calling the DSL; tracing) or 'fixed'
+   * (whatever `loc` is set to; used by graph transforms, whose nodes inherit the location of the
+   * node they were derived from).
+   */
+  locMode: 'stack' | 'fixed' = 'stack';
+  loc: string | undefined;
+
+  constructor(name: string, builder?: GraphBuilder) {
+    this.builder = builder ?? new GraphBuilder(name);
+  }
+
+  /** Wrap an existing value id of this context's builder as a Tensor. */
+  wrap(id: number): Tensor {
+    this.builder.typeOf(id);
+    return new Tensor(this, id);
   }
 
   /** Declare a graph input (a batch, a label vector, a learning rate...). */
@@ -43,7 +58,7 @@ export class TraceContext {
       if (t.ctx !== this) throw new KilnError(`${op}: a tensor from another trace was used (did a Tensor escape its trace?)`);
       return t.id;
     });
-    const loc = callerLocation();
+    const loc = this.locMode === 'stack' ? callerLocation() : this.loc;
     return new Tensor(this, this.builder.op(op, ids, attrs, loc));
   }
 
@@ -82,6 +97,16 @@ export class TraceContext {
 
 const stack: TraceContext[] = [];
 
+/** Run `fn` with `ctx` as the active trace (for transforms that build graphs with DSL tensors). */
+export function withTrace<T>(ctx: TraceContext, fn: () => T): T {
+  stack.push(ctx);
+  try {
+    return fn();
+  } finally {
+    stack.pop();
+  }
+}
+
 /** The trace being recorded, or an error saying that DSL ops need one. */
 export function activeTrace(): TraceContext {
   const t = stack[stack.length - 1];
@@ -118,5 +143,7 @@ export function trace(name: string, fn: (t: TraceContext) => TraceOutputs, opts:
   } finally {
     stack.pop();
   }
-  return ctx.builder.build();
+  const g = ctx.builder.build();
+  dumpGraph('ir', `trace ${name}`, g);
+  return g;
 }

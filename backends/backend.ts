@@ -1,0 +1,32 @@
+/**
+ * @file The contract between the runtime and a backend (types only).
+ *
+ * A backend compiles a Graph into an Executable that owns device memory for the graph's resident
+ * inputs (kinds 'param' and 'state'). Each run feeds only the 'data' inputs, returns only the
+ * requested outputs, and makes every output named `next.<input>` the new value of that resident
+ * input, so that training state never leaves the device between steps.
+ */
+import type { Graph } from '../ir/graph.ts';
+import type { HostTensor } from '../ir/tensor.ts';
+
+export { NEXT_PREFIX } from '../ir/graph.ts';
+
+export interface Executable {
+  readonly graph: Graph;
+  /** Set a resident input (param or state) from the host. */
+  write(name: string, value: HostTensor): Promise<void>;
+  /** Copy a resident input back to the host. */
+  read(name: string): Promise<HostTensor>;
+  /**
+   * Run once with the given data inputs. Returns the outputs named in `fetch` (default: every output
+   * that is not a `next.` update); then applies the `next.` updates to the resident inputs.
+   */
+  run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>>;
+  /** Release device memory. */
+  dispose(): void;
+}
+
+export interface Backend {
+  readonly name: string;
+  compile(graph: Graph): Promise<Executable>;
+}

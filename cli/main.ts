@@ -1,0 +1,131 @@
+/**
+ * @file The `kiln` command line: `kiln demo`, `kiln train fashion-mlp`, `kiln ir <model>`.
+ * Argument parsing uses Node's util.parseArgs; every command prints what it did.
+ */
+import { parseArgs } from 'node:util';
+import { cpuBackend } from '../backends/cpu/executable.ts';
+import { runGraph } from '../backends/cpu/interpreter.ts';
+import { crossEntropy, trace } from '../compiler/dsl/index.ts';
+import { trainStep } from '../compiler/transforms/trainStep.ts';
+import { KilnError } from '../ir/errors.ts';
+import { printGraph } from '../ir/printer.ts';
+import { hostTensor } from '../ir/tensor.ts';
+import { verify } from '../ir/verify.ts';
+import { MlpClassifier } from '../models/mlp.ts';
+import { runFashionMlp } from './jobs/fashionMlp.ts';
+
+const HELP = `kiln: a compiler for neural-network programs written in TypeScript
+
+usage:
+  kiln demo [--steps N]            trace a small MLP, show its IR, run it on the CPU backend, and
+                                   train it on Fashion-MNIST for N steps (default 300)
+  kiln train fashion-mlp [options] train the MLP classifier on Fashion-MNIST and report test accuracy
+      --epochs N (3)  --batch B (128)  --hidden 256,128  --lr 2e-3  --weight-decay 1e-4  --seed S (0)
+      --max-steps N   --data DIR  --checkpoint DIR  --resume
+  kiln ir mlp [--train]            print the Graph IR of the MLP forward pass (or its training step)
+
+environment:
+  KILN_FASHION_MNIST_DIR   where the Fashion-MNIST .gz files are (default /usr/share/datasets/fashion-mnist)
+`;
+
+function num(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new KilnError(`--${name}: '${v}' is not a number`);
+  return n;
+}
+
+async function demo(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { steps: { type: 'string' } } });
+  const steps = num(values.steps, 'steps', 300);
+  console.log('1. trace: an MLP 784-64-10 forward pass on a batch of 4, recorded as Graph IR');
+  const model = new MlpClassifier({ inputs: 784, hidden: [64], classes: 10 });
+  const g = trace('mlp', (t) => ({ logits: model.forward(t.input('x', [4, 784])) }), { params: model });
+  verify(g);
+  console.log(printGraph(g));
+  console.log('2. run it on the CPU backend (the reference interpreter) with seeded initial weights');
+  const feeds = Object.fromEntries(model.initState(0));
+  feeds.x = hostTensor('f32', [4, 784], Array.from({ length: 4 * 784 }, (_, i) => Math.sin(i)));
+  const logits = runGraph(g, feeds).logits!;
+  for (let r = 0; r < 4; r++) console.log(`   logits[${r}] = [${Array.from(logits.data.slice(r * 10, r * 10 + 10), (v) => v.toFixed(3)).join(', ')}]`);
+  const withLoss = trace('mlp_loss', (t) => {
+    const logits = model.forward(t.input('x', [4, 784]));
+    return { loss: crossEntropy(logits, t.input('y', [4], 'i32')) };
+  }, { params: model });
+  const step = trainStep(withLoss, { loss: 'loss', optimizer: { kind: 'adamw' } });
+  console.log(`3. differentiate + AdamW: the training step is one program of ${step.nodes.length} ops, ${step.inputs.length} inputs, ${step.outputs.length} outputs`);
+  console.log(`4. train on Fashion-MNIST for ${steps} steps on the CPU backend`);
+  const r = await runFashionMlp({ backend: cpuBackend, epochs: 1, batch: 64, hidden: [64], lr: 3e-3, weightDecay: 1e-4, seed: 0, maxSteps: steps, logEvery: 50 });
+  console.log(`done: loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, test accuracy ${(r.testAccuracy * 100).toFixed(1)}%`);
+  return 0;
+}
+
+async function train(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv, allowPositionals: true,
+    options: {
+      epochs: { type: 'string' }, batch: { type: 'string' }, hidden: { type: 'string' }, lr: { type: 'string' },
+      'weight-decay': { type: 'string' }, seed: { type: 'string' }, 'max-steps': { type: 'string' }, data: { type: 'string' },
+      checkpoint: { type: 'string' }, resume: { type: 'boolean' },
+    },
+  });
+  const job = positionals[0];
+  if (job !== 'fashion-mlp') throw new KilnError(`kiln train: unknown job '${job ?? ''}' (available: fashion-mlp)`);
+  const hidden = (values.hidden ?? '256,128').split(',').map((s) => num(s, 'hidden', 0));
+  const r = await runFashionMlp({
+    backend: cpuBackend,
+    epochs: num(values.epochs, 'epochs', 3),
+    batch: num(values.batch, 'batch', 128),
+    hidden,
+    lr: num(values.lr, 'lr', 2e-3),
+    weightDecay: num(values['weight-decay'], 'weight-decay', 1e-4),
+    seed: num(values.seed, 'seed', 0),
+    maxSteps: values['max-steps'] === undefined ? undefined : num(values['max-steps'], 'max-steps', 0),
+    dataDir: values.data,
+    checkpointDir: values.checkpoint,
+    resume: values.resume ?? false,
+  });
+  console.log(JSON.stringify(r));
+  return 0;
+}
+
+function ir(argv: string[]): number {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { train: { type: 'boolean' }, batch: { type: 'string' } } });
+  if (positionals[0] !== 'mlp') throw new KilnError(`kiln ir: unknown model '${positionals[0] ?? ''}' (available: mlp)`);
+  const batch = num(values.batch, 'batch', 8);
+  const model = new MlpClassifier({ inputs: 784, hidden: [256, 128], classes: 10 });
+  const fwd = trace('mlp', (t) => ({ logits: model.forward(t.input('x', [batch, 784])) }), { params: model });
+  if (!values.train) {
+    process.stdout.write(printGraph(fwd));
+    return 0;
+  }
+  const withLoss = trace('mlp', (t) => {
+    const logits = model.forward(t.input('x', [batch, 784]));
+    return { loss: crossEntropy(logits, t.input('y', [batch], 'i32')) };
+  }, { params: model });
+  process.stdout.write(printGraph(trainStep(withLoss, { loss: 'loss', optimizer: { kind: 'adamw' } })));
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'demo': return await demo(rest);
+      case 'train': return await train(rest);
+      case 'ir': return ir(rest);
+      case undefined: case 'help': case '--help': case '-h':
+        console.log(HELP);
+        return cmd === undefined ? 1 : 0;
+      default:
+        console.error(`kiln: unknown command '${cmd}'\n\n${HELP}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof KilnError || (e instanceof Error && e.name.endsWith('Error') && e.constructor !== Error && e.constructor !== TypeError)) {
+      console.error(`kiln: ${e.name}: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * @file A Session holds one compiled program and its resident state (parameters, optimizer
+ * moments, EMA, step counter) on a backend. Only data inputs go in per run and only requested
+ * outputs come back; `next.` outputs update the state in place.
+ */
+import type { Backend, Executable } from '../backends/backend.ts';
+import { KilnError } from '../ir/errors.ts';
+import type { Graph, InputKind } from '../ir/graph.ts';
+import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+
+/**
+ * Initial values for resident inputs that `initial` does not give: `ema.<p>` starts as a copy of
+ * parameter p; everything else (optimizer moments, step counter) starts at zero.
+ */
+export function defaultResident(graph: Graph, initial: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
+  const out = new Map<string, HostTensor>();
+  for (const i of graph.inputs) {
+    if (i.kind === 'data') continue;
+    const given = initial.get(i.name);
+    if (given) out.set(i.name, given);
+    else if (i.name.startsWith('ema.') && initial.has(i.name.slice(4))) out.set(i.name, initial.get(i.name.slice(4))!);
+    else if (i.kind === 'state') out.set(i.name, hostTensor(i.type.dtype, i.type.shape));
+    else throw new KilnError(`graph ${graph.name}: no initial value for parameter '${i.name}'`);
+  }
+  return out;
+}
+
+export class Session {
+  private constructor(readonly exe: Executable) {}
+
+  /** Compile `graph` on `backend` and upload the resident inputs (see defaultResident). */
+  static async open(backend: Backend, graph: Graph, initial: ReadonlyMap<string, HostTensor>): Promise<Session> {
+    const exe = await backend.compile(graph);
+    for (const [k, v] of defaultResident(graph, initial)) await exe.write(k, v);
+    return new Session(exe);
+  }
+
+  get graph(): Graph {
+    return this.exe.graph;
+  }
+
+  run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
+    return this.exe.run(feeds, fetch);
+  }
+
+  /** Read resident inputs of the given kinds back to the host. */
+  async read(kinds: readonly InputKind[] = ['param', 'state']): Promise<Map<string, HostTensor>> {
+    const m = new Map<string, HostTensor>();
+    for (const i of this.graph.inputs) if (kinds.includes(i.kind) && i.kind !== 'data') m.set(i.name, await this.exe.read(i.name));
+    return m;
+  }
+
+  /** Overwrite resident inputs (e.g. from a checkpoint); unknown names are an error. */
+  async load(values: ReadonlyMap<string, HostTensor>): Promise<void> {
+    for (const [k, v] of values) await this.exe.write(k, v);
+  }
+
+  dispose(): void {
+    this.exe.dispose();
+  }
+}
