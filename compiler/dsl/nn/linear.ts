@@ -14,6 +14,9 @@ export interface LinearOptions {
   biasInit?: Init;
 }
 
+/** Initializers and dtype passed down to a layer's Linear sub-modules. */
+export type LinearInitOptions = Pick<LinearOptions, 'weightInit' | 'biasInit' | 'dtype'>;
+
 export class Linear extends Module {
   readonly weight: Parameter;
   readonly bias: Parameter | undefined;
