@@ -14,21 +14,14 @@
  * cos/sin argument by 2.4e-5 (measured max error of `t_freq`: 2.39e-5; see nn/timestep.ts).
  * KILN_NN_ERR=1 prints every output's error and its margin.
  */
-import { readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { Module, type Tensor, type TraceContext, trace } from '../../compiler/dsl/index.ts';
+import { Module, trace } from '../../compiler/dsl/index.ts';
 import {
   AdaLNModulation,
   Attention,
   LabelEmbedder,
-  LayerNorm,
-  Linear,
-  Mlp,
   PatchEmbed,
-  type QKNorm,
   RMSNorm,
   SwiGLUFFN,
   TimestepEmbedder,
@@ -38,129 +31,16 @@ import {
   modulate,
   rotateHalf,
   sincos1d,
-  sincos1dConstant,
   sincos2d,
-  sincos2dConstant,
-  timestepEmbedding,
   unpatchify,
 } from '../../compiler/dsl/nn/index.ts';
 import { ShapeError } from '../../ir/errors.ts';
 import { fillUniform } from '../../ir/philox.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import { loadSafetensors } from '../../runtime/safetensors.ts';
+import { Holder, builders, goldenFiles as files, loadGolden, traceGolden } from '../support/nnGoldens.ts';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const DIR = join(ROOT, 'golden', 'data', 'nn');
 const TOL = 1e-5;
 const TOL_OVERRIDE: Record<string, number> = { timestep_dit: 5e-5 };
-
-/** A golden's config (JSON written by golden/nn_layers.py). */
-type Config = Record<string, any>;
-
-interface Golden {
-  name: string;
-  layer: string;
-  config: Config;
-  paramOrder: string[];
-  byPrefix: (prefix: string) => Map<string, HostTensor>;
-  tensors: Map<string, HostTensor>;
-}
-
-function loadGolden(file: string): Golden {
-  const { tensors, metadata } = loadSafetensors(join(DIR, file));
-  const byPrefix = (prefix: string) =>
-    new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
-  const info = JSON.parse(metadata.golden!) as { layer: string; config: Config; param_order: string[] };
-  return {
-    name: file.replace(/\.safetensors$/, ''),
-    layer: info.layer,
-    config: info.config,
-    paramOrder: info.param_order,
-    byPrefix,
-    tensors,
-  };
-}
-
-/** A Kiln layer under test: its module (if it has parameters) and its traced forward. */
-interface Built {
-  module?: Module;
-  run: (inputs: Record<string, Tensor>) => Record<string, Tensor>;
-}
-
-/** Wraps a module under a property name (as a DiT block holds `adaLN_modulation`). */
-class Holder<M extends Module> extends Module {
-  constructor(readonly adaLN_modulation: M) {
-    super();
-  }
-}
-
-function ropeFrom(cfg: Config | null): VisionRotaryEmbeddingFast | undefined {
-  if (!cfg) return undefined;
-  return new VisionRotaryEmbeddingFast(cfg.dim, { ptSeqLen: cfg.pt_seq_len, ftSeqLen: cfg.ft_seq_len ?? undefined, theta: cfg.theta });
-}
-
-const builders: Record<string, (c: Config) => Built> = {
-  linear: (c) => {
-    const m = new Linear(c.in, c.out, { bias: c.bias });
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!) }) };
-  },
-  layernorm: (c) => {
-    const m = new LayerNorm(c.dim, { eps: c.eps, affine: c.affine });
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!) }) };
-  },
-  rmsnorm: (c) => {
-    const m = new RMSNorm(c.dim, { eps: c.eps });
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!) }) };
-  },
-  rope: (c) => {
-    const r = ropeFrom(c)!;
-    return { run: ({ x }) => ({ out: r.forward(x!), freqs_cos: r.constants().cos, freqs_sin: r.constants().sin }) };
-  },
-  attention: (c) => {
-    const m = new Attention(c.dim, { numHeads: c.num_heads, qkvBias: c.qkv_bias, qkNorm: c.qk_norm as QKNorm, causal: c.causal });
-    const rope = ropeFrom(c.rope);
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!, rope) }) };
-  },
-  mlp: (c) => {
-    const m = new Mlp(c.in, { hidden: c.hidden, out: c.out ?? undefined, act: c.act, bias: c.bias });
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!) }) };
-  },
-  swiglu: (c) => {
-    const m = new SwiGLUFFN(c.in, c.hidden, { out: c.out ?? undefined, bias: c.bias, names: c.names });
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!) }) };
-  },
-  patch_embed: (c) => {
-    const m = new PatchEmbed(c.in_chans, c.embed_dim, c.patch_size, { bias: c.bias });
-    return { module: m, run: ({ x }) => ({ out: m.forward(x!) }) };
-  },
-  unpatchify: (c) => ({ run: ({ x }) => ({ out: unpatchify(x!, c.patch_size, c.channels) }) }),
-  sincos2d: (c) => ({ run: () => ({ out: sincos2dConstant(c.embed_dim, c.grid_size) }) }),
-  sincos1d: (c) => ({ run: () => ({ out: sincos1dConstant(c.embed_dim, c.pos) }) }),
-  timestep: (c) => {
-    const m = new TimestepEmbedder(c.hidden, { frequencyEmbeddingSize: c.frequency_embedding_size, maxPeriod: c.max_period });
-    return {
-      module: m,
-      run: ({ t }) => ({ out: m.forward(t!), t_freq: timestepEmbedding(t!, c.frequency_embedding_size, c.max_period) }),
-    };
-  },
-  label: (c) => {
-    const m = new LabelEmbedder(c.num_classes, c.hidden, c.dropout_prob);
-    return { module: m, run: ({ labels, force_drop_ids }) => ({ out: m.forward(labels!, { train: false, forceDrop: force_drop_ids }) }) };
-  },
-  adaln: (c) => {
-    const m = new Holder(new AdaLNModulation(c.cond_dim, c.dim, c.n));
-    return {
-      module: m,
-      run: ({ x, c: cond }) => {
-        const chunks = m.adaLN_modulation.forward(cond!);
-        const out: Record<string, Tensor> = {};
-        chunks.forEach((t, j) => (out[`chunk${j}`] = t));
-        out.modulated = c.shift ? modulate(x!, chunks[0], chunks[1]!) : modulate(x!, undefined, chunks[0]!);
-        return out;
-      },
-    };
-  },
-};
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -172,8 +52,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;
 }
-
-const files = readdirSync(DIR).filter((f) => f.endsWith('.safetensors')).sort();
 
 describe('nn layers vs PyTorch goldens', () => {
   it('finds the golden files, and every layer kind has a builder', () => {
@@ -204,15 +82,7 @@ describe('nn layers vs PyTorch goldens', () => {
         expect(new Set(g.byPrefix('gradin.').keys())).toEqual(new Set(floatIns));
       }
 
-      const graph = trace(
-        g.name,
-        (t: TraceContext) => {
-          const ins: Record<string, Tensor> = {};
-          for (const [k, v] of inputs) ins[k] = t.input(k, v.shape, v.dtype);
-          return build.run(ins);
-        },
-        build.module ? { params: build.module } : {},
-      );
+      const { graph } = traceGolden(g);
       const feeds: Record<string, HostTensor> = {};
       for (const [k, v] of params) feeds[k] = v;
       for (const [k, v] of inputs) feeds[k] = v;
