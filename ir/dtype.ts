@@ -41,13 +41,20 @@ export function f32FromBits(bits: number): number {
   return f32buf[0]!;
 }
 
-/** Round an f64 to the nearest bfloat16 (ties to even), returned as a number. */
+/** Round a double to the nearest bfloat16 (ties to even, one rounding), returned as a number. */
 export function roundBf16(x: number): number {
   return bf16BitsToF32(f32ToBf16Bits(x));
 }
 export function f32ToBf16Bits(x: number): number {
   if (Number.isNaN(x)) return 0x7fc0;
-  const b = f32Bits(x);
+  let b = f32Bits(x);
+  // Round the double to f32 *to odd* first (24 >= 8 + 2 bits), so that rounding that to bf16 to
+  // nearest-even is a single correct rounding of the double (no double-rounding error).
+  const r = f32FromBits(b);
+  if (r !== x && Number.isFinite(x)) {
+    if (Math.abs(r) > Math.abs(x)) b -= 1;
+    b |= 1;
+  }
   // Round to nearest even on the 16 dropped bits.
   const rounded = b + 0x7fff + ((b >>> 16) & 1);
   return (rounded >>> 16) & 0xffff;

@@ -9,9 +9,14 @@
  * Semantics worth stating once:
  * - Elementwise binary and ternary ops broadcast with numpy rules; operand dtypes must match.
  * - Integer div and mod truncate toward zero (C, WGSL and CUDA semantics); float mod is fmod.
- * - Integer add/sub/mul wrap modulo 2^32.
+ *   Integer x/0 and x%0 give 0; INT_MIN/−1 gives INT_MIN; abs(INT_MIN) is INT_MIN; neg is not defined on u32.
+ * - Integer add/sub/mul wrap modulo 2^32. pow follows C99 (1^y = 1 for any y, including NaN).
+ * - sign(±0) = ±0, sign(NaN) = NaN. cast float→int truncates toward zero and saturates (NaN → 0);
+ *   cast x→bool is x ≠ 0 (NaN → true).
+ * - Reductions over an empty axis: sum gives 0, mean NaN; max, min and argmax are shape errors.
  * - matmul: [..., m, k] x [..., k, n] -> [..., m, n]; batch dims broadcast; both ranks >= 2.
- * - gather(x, idx){axis}: numpy.take; scatter_add(base, idx, upd){axis}: its transpose.
+ * - gather(x, idx){axis}: numpy.take with indices in [0, n) (no negative indices);
+ *   scatter_add(base, idx, upd){axis}: its transpose.
  * - attention(q, k, v){causal, scale}: softmax(q kᵀ · scale [+ top-left causal mask]) v.
  * - attention_grad(q, k, v, out, dout){causal, scale, wrt}: the gradient of attention with respect to
  *   q (wrt=0), k (1) or v (2); `out` is the forward result. Its own op so backends can fuse it.
@@ -159,7 +164,9 @@ def({
   name: 'where', category: 'ternary', arity: 3, attrs: [],
   infer: (ins) => {
     if (ins[0]!.dtype !== 'bool') fail('where', ins, 'condition must be bool');
-    const d = sameDType('where', ins.slice(1));
+    const [a, b] = [ins[1]!, ins[2]!];
+    if (a.dtype !== b.dtype) fail('where', ins, `value dtypes differ (${a.dtype} vs ${b.dtype})`);
+    const d = a.dtype;
     return { shape: broadcastAll('where', ins), dtype: d };
   },
 });
@@ -322,6 +329,12 @@ def({
     const v = a.value;
     if (Array.isArray(v) && v.length !== numel(a.shape))
       fail('constant', ins, `has ${v.length} values for shape ${shapeStr(a.shape)}`);
+    const d = a.dtype as DType;
+    if (!isFloat(d)) {
+      const [lo, hi] = d === 'i32' ? [-(2 ** 31), 2 ** 31 - 1] : d === 'u32' ? [0, 2 ** 32 - 1] : [0, 1];
+      const bad = (Array.isArray(v) ? v : [v]).find((x: number) => !Number.isInteger(x) || x < lo || x > hi);
+      if (bad !== undefined) fail('constant', ins, `value ${bad} is not representable as ${d}`);
+    }
     return { shape: [...a.shape], dtype: a.dtype as DType };
   },
 });

@@ -5,7 +5,8 @@
  *
  * For a random op with seed (s0, s1) and stream id `stream`, element i (row-major) uses the Philox
  * block j = floor(i / 4) with counter (j, stream, 0, 0) and key (s0, s1), giving words w0..w3:
- *   uniform: u = (w[i mod 4] >>> 8) · 2^-24                        ∈ [0, 1)
+ *   uniform: u = (w[i mod 4] >>> (32 − m)) · 2^−m ∈ [0, 1), m = the significand bits of the dtype
+ *            (24 for f32, 11 for f16, 8 for bf16), so u is exact in the dtype and never rounds to 1
  *   normal:  k = i mod 4, p = floor(k / 2),
  *            u1 = ((w[2p] >>> 8) + 1) · 2^-24 ∈ (0, 1],  u2 = (w[2p+1] >>> 8) · 2^-24,
  *            z = sqrt(-2 ln u1) · (k even ? cos(2π u2) : sin(2π u2))     (Box–Muller)
@@ -45,13 +46,17 @@ export function philox4x32(ctr: readonly number[], key: readonly number[], round
 
 const TWO_M24 = 2 ** -24;
 
-/** Fill `out` with the uniform stream of (seed, stream), elements 0..out.length-1. */
-export function fillUniform(out: { length: number; [i: number]: number }, s0: number, s1: number, stream: number): void {
+/** Significand bits used for uniform floats of each dtype. */
+export const UNIFORM_BITS = { f32: 24, f16: 11, bf16: 8 } as const;
+
+/** Fill `out` with the uniform stream of (seed, stream), elements 0..out.length-1, with `bits` bits each. */
+export function fillUniform(out: { length: number; [i: number]: number }, s0: number, s1: number, stream: number, bits = 24): void {
   const w = new Uint32Array(4);
   const key = [s0, s1];
+  const scale = 2 ** -bits;
   for (let j = 0; j * 4 < out.length; j++) {
     philox4x32([j, stream, 0, 0], key, 10, w);
-    for (let k = 0; k < 4 && j * 4 + k < out.length; k++) out[j * 4 + k] = (w[k]! >>> 8) * TWO_M24;
+    for (let k = 0; k < 4 && j * 4 + k < out.length; k++) out[j * 4 + k] = (w[k]! >>> (32 - bits)) * scale;
   }
 }
 

@@ -6,11 +6,11 @@
  * decomposition into primitives (ir/decompose.ts).
  */
 import { decompositionGraph, isComposite } from '../../ir/decompose.ts';
-import { type DType, isFloat, roundBf16, roundF16 } from '../../ir/dtype.ts';
+import { type DType, type FloatDType, isFloat, roundBf16, roundF16 } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import type { BinaryOp, CompareOp, CompositeOp, LogicalOp, ReduceOp, UnaryOp, ValueType } from '../../ir/ops.ts';
-import { fillNormal, fillUniform } from '../../ir/philox.ts';
+import { UNIFORM_BITS, fillNormal, fillUniform } from '../../ir/philox.ts';
 import { numel, shapeEq, stridesOf } from '../../ir/shape.ts';
 import { type HostTensor, type TensorData, allocData, describeTensor } from '../../ir/tensor.ts';
 import { type Store, binary, cast, unary, where } from './kernels/elementwise.ts';
@@ -164,7 +164,8 @@ function evalNode(g: Graph, n: Node, vals: Map<number, TensorData>, f64: boolean
     }
     case 'random_uniform': case 'random_normal': {
       const tmp = new Float64Array(out.length);
-      (n.op === 'random_uniform' ? fillUniform : fillNormal)(tmp, x[0]!, x[1]!, a.stream as number);
+      if (n.op === 'random_uniform') fillUniform(tmp, x[0]!, x[1]!, a.stream as number, UNIFORM_BITS[outT.dtype as FloatDType]);
+      else fillNormal(tmp, x[0]!, x[1]!, a.stream as number);
       for (let i = 0; i < out.length; i++) store(out, i, tmp[i]!);
       break;
     }

@@ -58,7 +58,7 @@ export abstract class Module {
       if (v instanceof Parameter) {
         if (seen.has(v)) return; // a shared (tied) parameter appears once, under its first name
         seen.add(v);
-        if (v.name === undefined) v.name = path;
+        v.name = path;
         out.push([path, v]);
       } else if (v instanceof Module) {
         for (const [k, c] of Object.entries(v)) visit(c, join(path, k));
@@ -91,10 +91,14 @@ export abstract class Module {
     return this.parameters().reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
   }
 
-  /** Initial values of every parameter (deterministic for a seed), keyed by state_dict name. */
+  /**
+   * Initial values of every parameter, keyed by state_dict name. Deterministic for a seed; each
+   * parameter draws from its own Philox stream, a hash of its name, so adding or removing one
+   * parameter leaves the others' initial values unchanged.
+   */
   initState(seed = 0): Map<string, HostTensor> {
     const m = new Map<string, HostTensor>();
-    this.namedParameters().forEach(([name, p], i) => m.set(name, initValues(p.init, p.shape, p.dtype, seed, i)));
+    for (const [name, p] of this.namedParameters()) m.set(name, initValues(p.init, p.shape, p.dtype, seed, nameStream(name)));
     return m;
   }
 
@@ -115,4 +119,11 @@ export function checkState(module: Module, state: ReadonlyMap<string, HostTensor
       throw new KilnError(`${source}: '${name}' has shape [${t.shape.join(',')}], the model expects [${p.shape.join(',')}]`);
   }
   if (missing.length) throw new KilnError(`${source}: missing ${missing.length} parameter(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
+}
+
+/** FNV-1a hash of a parameter name: its Philox stream for initialization. */
+export function nameStream(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
 }

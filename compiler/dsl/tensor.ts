@@ -79,7 +79,10 @@ export class Tensor {
     return this.ctx.op('constant', [], { shape: [], dtype, value: v });
   }
   protected lift(o: TensorLike): Tensor {
-    return typeof o === 'number' ? this.scalar(o) : o;
+    if (typeof o !== 'number') return o;
+    if (!isFloat(this.dtype) && !Number.isInteger(o))
+      throw dslError('scalar', [this], `the number ${o} cannot be used with a ${this.dtype} tensor (cast the tensor to a float type first)`);
+    return this.scalar(o);
   }
 
   // ---- elementwise ----
@@ -128,10 +131,16 @@ export class Tensor {
     }
     return this.mul(0.5).mul(this.mul(Math.SQRT1_2).erf().add(1));
   }
-  /** log(1 + exp(x)), computed stably. */
-  softplus(): Tensor {
-    return this.relu().add(this.abs().neg().exp().add(1).log());
+  /** log(1 + x), accurate for small x: w = 1 + x; w == 1 ? x : log(w)·x/(w − 1) (Goldberg's trick). */
+  log1p(): Tensor {
+    const w = this.add(1);
+    return this.rec('where', [w.eq(1), this, w.log().mul(this).div(w.sub(1))]);
   }
+  /** log(1 + exp(x)) = relu(x) + log1p(exp(−|x|)), accurate for large |x| of either sign. */
+  softplus(): Tensor {
+    return this.relu().add(this.abs().neg().exp().log1p());
+  }
+
 
   // ---- comparisons and logic ----
   eq(o: TensorLike): Tensor { return this.rec('eq', [this, this.lift(o)]); }

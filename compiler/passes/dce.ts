@@ -3,7 +3,6 @@
  * signature does not change when a pass runs).
  */
 import { Graph } from '../../ir/graph.ts';
-import { dumpGraph } from '../debug.ts';
 
 export function dce(g: Graph): Graph {
   const live = new Set(g.outputs.map((o) => o.id));
@@ -12,7 +11,5 @@ export function dce(g: Graph): Graph {
     if (live.has(n.id)) for (const i of n.inputs) live.add(i);
   }
   const nodes = g.nodes.filter((n) => live.has(n.id));
-  const out = nodes.length === g.nodes.length ? g : new Graph(g.name, g.inputs, nodes, g.outputs);
-  dumpGraph('passes', 'dce', out);
-  return out;
+  return nodes.length === g.nodes.length ? g : new Graph(g.name, g.inputs, nodes, g.outputs);
 }

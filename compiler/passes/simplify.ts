@@ -1,0 +1,60 @@
+/**
+ * @file Algebraic simplification: identities that remove work without changing any value bit
+ * (x+0, x−0, x·1, x/1, x^1, −(−x), where(c, x, x), where on a constant condition, same-dtype casts,
+ * reductions over no axes). A replacement narrower than the node it replaces is broadcast back.
+ */
+import type { Graph, GraphBuilder } from '../../ir/graph.ts';
+import type { Attrs, OpName, ValueType } from '../../ir/ops.ts';
+import { shapeEq } from '../../ir/shape.ts';
+import { copyNode, rebuild } from './rebuild.ts';
+
+export interface Def {
+  op: OpName;
+  inputs: readonly number[];
+  attrs: Attrs;
+}
+
+/** `id` as a value of type `t` (broadcast when its shape is smaller), or undefined if it cannot be. */
+export function fit(b: GraphBuilder, id: number, t: ValueType): number | undefined {
+  const s = b.typeOf(id);
+  if (s.dtype !== t.dtype) return undefined;
+  if (shapeEq(s.shape, t.shape)) return id;
+  return b.op('broadcast', [id], { shape: [...t.shape] });
+}
+
+export function splatValue(d: Def | undefined): number | undefined {
+  return d?.op === 'constant' && typeof d.attrs.value === 'number' ? d.attrs.value : undefined;
+}
+
+export function simplify(g: Graph): Graph {
+  const defs = new Map<number, Def>();
+  return rebuild(g, (n, ins, b) => {
+    const c = ins.map((i) => splatValue(defs.get(i)));
+    const is = (k: number, v: number) => c[k] !== undefined && Object.is(c[k], v);
+    let r: number | undefined;
+    switch (n.op) {
+      case 'add': r = is(1, 0) || is(1, -0) ? fit(b, ins[0]!, n.type) : is(0, 0) || is(0, -0) ? fit(b, ins[1]!, n.type) : undefined; break;
+      case 'sub': r = is(1, 0) ? fit(b, ins[0]!, n.type) : undefined; break;
+      case 'mul': r = is(1, 1) ? fit(b, ins[0]!, n.type) : is(0, 1) ? fit(b, ins[1]!, n.type) : undefined; break;
+      case 'div': case 'pow': r = is(1, 1) ? fit(b, ins[0]!, n.type) : undefined; break;
+      case 'neg': {
+        const d = defs.get(ins[0]!);
+        r = d?.op === 'neg' ? d.inputs[0] : undefined;
+        break;
+      }
+      case 'where':
+        if (ins[1] === ins[2]) r = fit(b, ins[1]!, n.type);
+        else if (c[0] !== undefined) r = fit(b, c[0] ? ins[1]! : ins[2]!, n.type);
+        break;
+      case 'cast': r = b.typeOf(ins[0]!).dtype === n.type.dtype ? ins[0] : undefined; break;
+      case 'reduce_sum': case 'reduce_max': case 'reduce_min': case 'reduce_mean':
+        r = (n.attrs.axes as number[]).length === 0 ? ins[0] : undefined;
+        break;
+      default: break;
+    }
+    if (r !== undefined) return r;
+    const id = copyNode(n, ins, b);
+    defs.set(id, { op: n.op, inputs: ins, attrs: n.attrs });
+    return id;
+  });
+}

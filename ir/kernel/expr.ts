@@ -1,0 +1,269 @@
+/**
+ * @file Building, inspecting and simplifying kernel-IR expressions. Index expressions (i32 trees over
+ * loop variables with known extents) are normalized to linear forms so that the div/mod chains that
+ * folded views produce collapse: e.g. ((i·12 + j·4 + k) / 4) % 3 → j when k < 4 and j < 3.
+ */
+import type { DType } from '../dtype.ts';
+import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../ops.ts';
+import type { Expr, Stmt } from './types.ts';
+
+export const I = {
+  c: (v: number): Expr => ({ k: 'const', v, dtype: 'i32' }),
+  v: (name: string): Expr => ({ k: 'var', name, dtype: 'i32' }),
+};
+
+export function konst(v: number, dtype: DType): Expr {
+  return { k: 'const', v, dtype };
+}
+export function ref(name: string, dtype: DType): Expr {
+  return { k: 'ref', name, dtype };
+}
+export function load(buf: number, index: Expr, dtype: DType): Expr {
+  return { k: 'load', buf, index, dtype };
+}
+export function un(op: UnaryOp, a: Expr): Expr {
+  return { k: 'un', op, a, dtype: a.dtype };
+}
+export function bin(op: BinaryOp | CompareOp | LogicalOp, a: Expr, b: Expr): Expr {
+  const cmp = op === 'eq' || op === 'ne' || op === 'lt' || op === 'le' || op === 'gt' || op === 'ge' || op === 'and' || op === 'or' || op === 'xor';
+  return { k: 'bin', op, a, b, dtype: cmp ? 'bool' : a.dtype };
+}
+export function select(c: Expr, a: Expr, b: Expr): Expr {
+  return { k: 'select', c, a, b, dtype: a.dtype };
+}
+export function cast(a: Expr, dtype: DType): Expr {
+  return a.dtype === dtype ? a : { k: 'cast', a, dtype };
+}
+
+// ---- integer index arithmetic with constant folding ----
+export function iadd(a: Expr, b: Expr): Expr {
+  if (a.k === 'const' && b.k === 'const') return I.c(a.v + b.v);
+  if (a.k === 'const' && a.v === 0) return b;
+  if (b.k === 'const' && b.v === 0) return a;
+  return bin('add', a, b);
+}
+export function isub(a: Expr, b: Expr): Expr {
+  if (b.k === 'const') return iadd(a, I.c(-b.v));
+  return bin('sub', a, b);
+}
+export function imul(a: Expr, b: Expr): Expr {
+  if (a.k === 'const' && b.k === 'const') return I.c(a.v * b.v);
+  if ((a.k === 'const' && a.v === 0) || (b.k === 'const' && b.v === 0)) return I.c(0);
+  if (a.k === 'const' && a.v === 1) return b;
+  if (b.k === 'const' && b.v === 1) return a;
+  return bin('mul', a, b);
+}
+export function idiv(a: Expr, d: number): Expr {
+  if (d === 1) return a;
+  if (a.k === 'const') return I.c(Math.trunc(a.v / d));
+  return bin('div', a, I.c(d));
+}
+export function imod(a: Expr, d: number): Expr {
+  if (d === 1) return I.c(0);
+  if (a.k === 'const') return I.c(a.v % d);
+  return bin('mod', a, I.c(d));
+}
+
+/** Σ idx[i]·strides[i] (row-major linearization when strides are row-major). */
+export function linearIndex(idx: readonly Expr[], strides: readonly number[]): Expr {
+  let e: Expr = I.c(0);
+  idx.forEach((x, i) => (e = iadd(e, imul(x, I.c(strides[i]!)))));
+  return e;
+}
+
+// ---- symbolic simplification of index expressions ----
+
+/** Inclusive integer bounds, or undefined when unknown. */
+export type Bounds = readonly [number, number] | undefined;
+export type Extents = ReadonlyMap<string, number>;
+
+export function bounds(e: Expr, ext: Extents): Bounds {
+  switch (e.k) {
+    case 'const':
+      return [e.v, e.v];
+    case 'var': {
+      const n = ext.get(e.name);
+      return n === undefined ? undefined : [0, n - 1];
+    }
+    case 'bin': {
+      const a = bounds(e.a, ext), b = bounds(e.b, ext);
+      if (!a || !b) return undefined;
+      switch (e.op) {
+        case 'add': return [a[0] + b[0], a[1] + b[1]];
+        case 'sub': return [a[0] - b[1], a[1] - b[0]];
+        case 'mul': {
+          const p = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]];
+          return [Math.min(...p), Math.max(...p)];
+        }
+        case 'div':
+          if (b[0] === b[1] && b[0] > 0 && a[0] >= 0) return [Math.trunc(a[0] / b[0]), Math.trunc(a[1] / b[0])];
+          return undefined;
+        case 'mod':
+          if (b[0] === b[1] && b[0] > 0 && a[0] >= 0) return a[1] < b[0] ? a : [0, b[0] - 1];
+          return undefined;
+        case 'max': return [Math.max(a[0], b[0]), Math.max(a[1], b[1])];
+        case 'min': return [Math.min(a[0], b[0]), Math.min(a[1], b[1])];
+        default: return undefined;
+      }
+    }
+    case 'select': {
+      const a = bounds(e.a, ext), b = bounds(e.b, ext);
+      return a && b ? [Math.min(a[0], b[0]), Math.max(a[1], b[1])] : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** A linear form Σ coef·atom + c over non-linear atoms (vars, div, mod, loads, ...). */
+interface Linear {
+  terms: Map<string, { atom: Expr; coef: number }>;
+  c: number;
+}
+
+export function exprKey(e: Expr): string {
+  switch (e.k) {
+    case 'const': return `${e.v}:${e.dtype}`;
+    case 'var': return e.name;
+    case 'ref': return `%${e.name}`;
+    case 'load': return `L${e.buf}[${exprKey(e.index)}]`;
+    case 'un': return `${e.op}(${exprKey(e.a)})`;
+    case 'bin': return `${e.op}(${exprKey(e.a)},${exprKey(e.b)}):${e.dtype}`;
+    case 'select': return `sel(${exprKey(e.c)},${exprKey(e.a)},${exprKey(e.b)})`;
+    case 'cast': return `${e.dtype}(${exprKey(e.a)})`;
+    case 'random': return `rnd${e.dist}(${exprKey(e.s0)},${exprKey(e.s1)},${e.stream},${exprKey(e.index)})`;
+  }
+}
+
+function toLinear(e: Expr, ext: Extents): Linear {
+  if (e.k === 'const') return { terms: new Map(), c: e.v };
+  if (e.k === 'bin' && e.dtype === 'i32') {
+    if (e.op === 'add' || e.op === 'sub') {
+      const a = toLinear(e.a, ext), b = toLinear(e.b, ext);
+      const s = e.op === 'add' ? 1 : -1;
+      for (const [key, t] of b.terms) addTerm(a, key, t.atom, s * t.coef);
+      a.c += s * b.c;
+      return a;
+    }
+    if (e.op === 'mul') {
+      const a = toLinear(e.a, ext), b = toLinear(e.b, ext);
+      if (b.terms.size === 0) return scale(a, b.c);
+      if (a.terms.size === 0) return scale(b, a.c);
+    }
+  }
+  const s = simplifyAtom(e, ext);
+  if (s.k === 'const') return { terms: new Map(), c: s.v };
+  if (s !== e && s.k === 'bin' && (s.op === 'add' || s.op === 'sub' || s.op === 'mul')) return toLinear(s, ext);
+  const l: Linear = { terms: new Map(), c: 0 };
+  addTerm(l, exprKey(s), s, 1);
+  return l;
+}
+function addTerm(l: Linear, key: string, atom: Expr, coef: number): void {
+  const t = l.terms.get(key);
+  const c = (t?.coef ?? 0) + coef;
+  if (c === 0) l.terms.delete(key);
+  else l.terms.set(key, { atom, coef: c });
+}
+function scale(l: Linear, k: number): Linear {
+  if (k === 0) return { terms: new Map(), c: 0 };
+  for (const t of l.terms.values()) t.coef *= k;
+  l.c *= k;
+  return l;
+}
+function fromLinear(l: Linear): Expr {
+  // Deterministic order: by key, so equal forms print equally.
+  let e: Expr = I.c(0);
+  const terms = [...l.terms.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [, t] of terms) e = iadd(e, imul(t.atom, I.c(t.coef)));
+  return iadd(e, I.c(l.c));
+}
+function linearBounds(l: Linear, ext: Extents): Bounds {
+  let lo = l.c, hi = l.c;
+  for (const t of l.terms.values()) {
+    const b = bounds(t.atom, ext);
+    if (!b) return undefined;
+    const [p, q] = [b[0] * t.coef, b[1] * t.coef];
+    lo += Math.min(p, q);
+    hi += Math.max(p, q);
+  }
+  return [lo, hi];
+}
+
+function simplifyAtom(e: Expr, ext: Extents): Expr {
+  if (e.k !== 'bin' || e.dtype !== 'i32' || (e.op !== 'div' && e.op !== 'mod') || e.b.k !== 'const') {
+    if (e.k === 'bin' && e.dtype === 'i32' && (e.op === 'max' || e.op === 'min')) {
+      const a = simplifyIndex(e.a, ext), b = simplifyIndex(e.b, ext);
+      const ba = bounds(a, ext), bb = bounds(b, ext);
+      if (ba && bb) {
+        if (e.op === 'max' ? ba[0] >= bb[1] : ba[1] <= bb[0]) return a;
+        if (e.op === 'max' ? bb[0] >= ba[1] : bb[1] <= ba[0]) return b;
+      }
+      return bin(e.op, a, b);
+    }
+    return e;
+  }
+  const d = e.b.v;
+  const inner = e.a.k === 'bin' && e.a.op === 'div' && e.a.b.k === 'const' && e.op === 'div' ? e.a : undefined;
+  if (inner && inner.b.k === 'const') {
+    // (x / a) / d = x / (a·d) for x >= 0
+    const xb = bounds(inner.a, ext);
+    if (xb && xb[0] >= 0) return simplifyAtom(bin('div', inner.a, I.c(inner.b.v * d)), ext);
+  }
+  const l = toLinear(e.a, ext);
+  const lb = linearBounds(l, ext);
+  if (!lb || lb[0] < 0 || d <= 0) return bin(e.op, simplifyIndex(e.a, ext), e.b);
+  // Split into the part divisible by d (q·d) and the rest r; both non-negative here.
+  const q: Linear = { terms: new Map(), c: 0 };
+  const r: Linear = { terms: new Map(), c: 0 };
+  for (const [key, t] of l.terms) {
+    const tb = bounds(t.atom, ext);
+    if (t.coef % d === 0 && tb && tb[0] >= 0 && t.coef > 0) addTerm(q, key, t.atom, t.coef / d);
+    else addTerm(r, key, t.atom, t.coef);
+  }
+  q.c = Math.floor(l.c / d);
+  r.c = l.c - q.c * d;
+  const rb = linearBounds(r, ext);
+  if (!rb || rb[0] < 0) return bin(e.op, fromLinear(l), e.b);
+  const rExpr = fromLinear(r);
+  if (e.op === 'mod') return rb[1] < d ? rExpr : bin('mod', rExpr, e.b);
+  const qExpr = fromLinear(q);
+  return rb[1] < d ? qExpr : iadd(qExpr, bin('div', rExpr, e.b));
+}
+
+/** Simplify an i32 index expression given the extents of its variables. */
+export function simplifyIndex(e: Expr, ext: Extents): Expr {
+  if (e.dtype !== 'i32') return e;
+  if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub' || e.op === 'mul' || e.op === 'div' || e.op === 'mod')) {
+    return fromLinear(toLinear(e, ext));
+  }
+  if (e.k === 'select') return select(e.c, simplifyIndex(e.a, ext), simplifyIndex(e.b, ext));
+  return e;
+}
+
+// ---- traversal ----
+
+/** Visit every sub-expression of `e` (pre-order). */
+export function walkExpr(e: Expr, f: (x: Expr) => void): void {
+  f(e);
+  switch (e.k) {
+    case 'load': walkExpr(e.index, f); break;
+    case 'un': case 'cast': walkExpr(e.a, f); break;
+    case 'bin': walkExpr(e.a, f); walkExpr(e.b, f); break;
+    case 'select': walkExpr(e.c, f); walkExpr(e.a, f); walkExpr(e.b, f); break;
+    case 'random': walkExpr(e.s0, f); walkExpr(e.s1, f); walkExpr(e.index, f); break;
+    default: break;
+  }
+}
+
+/** Visit every expression held by statements (recursively). */
+export function walkStmts(stmts: readonly Stmt[], f: (x: Expr) => void, onStmt?: (s: Stmt) => void): void {
+  for (const s of stmts) {
+    onStmt?.(s);
+    switch (s.k) {
+      case 'let': walkExpr(s.value, f); break;
+      case 'loop': walkStmts(s.body, f, onStmt); break;
+      case 'reduce': walkStmts(s.body, f, onStmt); walkExpr(s.value, f); break;
+      case 'store': walkExpr(s.index, f); walkExpr(s.value, f); break;
+    }
+  }
+}

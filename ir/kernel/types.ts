@@ -1,0 +1,144 @@
+/**
+ * @file The kernel IR: what the fusion/lowering stage produces and the code generators print.
+ *
+ * A KernelProgram is a list of kernels in launch order over a set of buffers. Buffers are graph
+ * inputs and outputs (external, bound by name), constants (initialized once), or temporaries that
+ * live at planned offsets in one arena. A kernel is one launch:
+ *  - 'loop': a parallel grid (vars g0..gk over `grid`) whose body is a small structured program of
+ *    lets, sequential loops, reductions (each a loop with an accumulator) and stores. Elementwise
+ *    kernels have only lets and stores; row kernels (softmax, norms, cross-entropy, ...) have
+ *    reduction phases over the row followed by a loop that stores the row.
+ *  - 'matmul': a batched GEMM whose operands are expressions (loads through folded views, plus a
+ *    cheap prologue) and whose epilogue is statements run per output element with the accumulator
+ *    in `acc` (bias, activation, residual, several stores).
+ *  - 'attention' / 'attention_grad': flash-style attention forward and backward over operand
+ *    expressions; backward writes any of dQ, dK, dV.
+ * Expressions are typed trees; index expressions are i32 trees over loop variables (and loads, for
+ * gathers). Loop variables are named by string; each kernel kind documents the names it binds.
+ */
+import type { DType } from '../dtype.ts';
+import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../ops.ts';
+
+export type BufferKind = 'input' | 'output' | 'const' | 'temp';
+
+export interface BufferDecl {
+  readonly id: number;
+  readonly dtype: DType;
+  readonly numel: number;
+  readonly kind: BufferKind;
+  /** Graph input or output name (input/output buffers). */
+  readonly name?: string;
+  /** Constant values (const buffers), row-major. */
+  readonly data?: readonly number[];
+  /** Arena byte offset (temp buffers, after memory planning). */
+  offset?: number;
+}
+
+export type Expr =
+  | { readonly k: 'const'; readonly v: number; readonly dtype: DType }
+  /** A loop or grid variable (i32). */
+  | { readonly k: 'var'; readonly name: string; readonly dtype: 'i32' }
+  /** A scalar bound by `let`, or an accumulator after its reduce statement. */
+  | { readonly k: 'ref'; readonly name: string; readonly dtype: DType }
+  | { readonly k: 'load'; readonly buf: number; readonly index: Expr; readonly dtype: DType }
+  | { readonly k: 'un'; readonly op: UnaryOp; readonly a: Expr; readonly dtype: DType }
+  /** Integer div/mod on index expressions use the same ops (truncating; operands are non-negative). */
+  | { readonly k: 'bin'; readonly op: BinaryOp | CompareOp | LogicalOp; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
+  | { readonly k: 'select'; readonly c: Expr; readonly a: Expr; readonly b: Expr; readonly dtype: DType }
+  | { readonly k: 'cast'; readonly a: Expr; readonly dtype: DType }
+  /** Philox element `index` of stream `stream` under seed (s0, s1): see ir/philox.ts. */
+  | { readonly k: 'random'; readonly dist: 'uniform' | 'normal'; readonly s0: Expr; readonly s1: Expr; readonly stream: number; readonly index: Expr; readonly dtype: DType };
+
+export type ReduceKind = 'sum' | 'max' | 'min' | 'argmax';
+
+export type Stmt =
+  | { readonly k: 'let'; readonly name: string; readonly value: Expr }
+  /** A sequential loop: `var` runs 0..extent-1. */
+  | { readonly k: 'loop'; readonly var: string; readonly extent: number; readonly body: readonly Stmt[] }
+  /**
+   * acc ← identity; for var in 0..extent-1 { body; acc ← op(acc, value) }. Afterwards `acc` is a ref of
+   * type `dtype` (argmax: the i32 index of the first maximum of `value`; NaN counts as maximal).
+   */
+  | {
+      readonly k: 'reduce'; readonly acc: string; readonly op: ReduceKind; readonly dtype: DType;
+      readonly var: string; readonly extent: number; readonly body: readonly Stmt[]; readonly value: Expr;
+    }
+  /** buf[index] = value ('set') or buf[index] += value ('add': atomic where launches run in parallel). */
+  | { readonly k: 'store'; readonly buf: number; readonly index: Expr; readonly value: Expr; readonly mode: 'set' | 'add' };
+
+interface KernelBase {
+  readonly name: string;
+  /** Graph node ids this kernel computes (for reports and debugging). */
+  readonly nodes: readonly number[];
+}
+
+/** Grid vars g0..g(n-1) range over `grid`; `body` runs once per grid point. */
+export interface LoopKernel extends KernelBase {
+  readonly kind: 'loop';
+  readonly grid: readonly number[];
+  readonly body: readonly Stmt[];
+}
+
+/**
+ * out[b.., i, j] = epilogue(acc = Σ_p a(b.., i, p) · b(b.., p, j)). Vars: b0..b(n-1) over `batch`,
+ * i < m, j < n, p < k. `a` uses b*, i, p; `b` uses b*, p, j; the epilogue uses b*, i, j and ref `acc`
+ * (f32 for float operands).
+ */
+export interface MatmulKernel extends KernelBase {
+  readonly kind: 'matmul';
+  readonly batch: readonly number[];
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly a: Expr;
+  readonly b: Expr;
+  readonly accDType: DType;
+  readonly epilogue: readonly Stmt[];
+}
+
+/**
+ * out[b.., s, e] = Σ_t softmax_t(scale · Σ_d q(b.., s, d) k(b.., t, d) [t ≤ s if causal]) v(b.., t, e).
+ * Vars: b* over batch, s < sq, t < sk, d < dk, e < dv. `q` uses b*, s, d; `k` b*, t, d; `v` b*, t, e;
+ * `out` indexes with b*, s, e.
+ */
+export interface AttentionKernel extends KernelBase {
+  readonly kind: 'attention';
+  readonly batch: readonly number[];
+  readonly sq: number;
+  readonly sk: number;
+  readonly dk: number;
+  readonly dv: number;
+  readonly causal: boolean;
+  readonly scale: number;
+  readonly q: Expr;
+  readonly key: Expr;
+  readonly v: Expr;
+  readonly out: { readonly buf: number; readonly index: Expr; readonly dtype: DType };
+}
+
+/**
+ * Gradients of attention. Operands as AttentionKernel plus `o` (forward output, b*, s, e) and
+ * `dout` (b*, s, e). Writes dQ (index over b*, s, d), dK (b*, t, d), dV (b*, t, e) where present.
+ */
+export interface AttentionGradKernel extends Omit<AttentionKernel, 'kind' | 'out'> {
+  readonly kind: 'attention_grad';
+  readonly o: Expr;
+  readonly dout: Expr;
+  readonly dQ?: { readonly buf: number; readonly index: Expr; readonly dtype: DType };
+  readonly dK?: { readonly buf: number; readonly index: Expr; readonly dtype: DType };
+  readonly dV?: { readonly buf: number; readonly index: Expr; readonly dtype: DType };
+}
+
+export type Kernel = LoopKernel | MatmulKernel | AttentionKernel | AttentionGradKernel;
+
+export interface KernelProgram {
+  readonly name: string;
+  readonly buffers: readonly BufferDecl[];
+  readonly kernels: readonly Kernel[];
+  /** Graph input name → buffer id. */
+  readonly inputs: ReadonlyMap<string, number>;
+  /** Graph output name → buffer id (an output may alias an input buffer or another output). */
+  readonly outputs: ReadonlyMap<string, number>;
+  /** Bytes of the temporaries' arena (after memory planning). */
+  readonly arenaBytes: number;
+}
