@@ -1,15 +1,20 @@
 /**
  * @file The Graph IR: SSA values in topological order with named inputs and named outputs.
  *
- * Every value has one numeric id, unique in its graph. Inputs (data, trainable parameters,
- * and persistent state such as optimizer moments) define values; each node defines exactly one
+ * Every value has one numeric id, unique in its graph. Inputs (data, trainable and frozen
+ * parameters, and persistent state such as optimizer moments) define values; each node defines exactly one
  * value from earlier ones. Graphs are immutable: passes build new graphs with GraphBuilder.
  */
 import { ShapeError } from './errors.ts';
 import { type Attrs, type OpName, type ValueType, inferType } from './ops.ts';
 
-export type InputKind = 'data' | 'param' | 'state';
-export const INPUT_KINDS: readonly InputKind[] = ['data', 'param', 'state'];
+/**
+ * data: fed every run (batches, labels, learning rate, seeds). param: trainable parameters.
+ * frozen: parameters that are not trained (pretrained encoders, fixed tables). state: optimizer
+ * moments, EMA, step counters. Every kind but data stays resident on the backend between runs.
+ */
+export type InputKind = 'data' | 'param' | 'frozen' | 'state';
+export const INPUT_KINDS: readonly InputKind[] = ['data', 'param', 'frozen', 'state'];
 
 export interface GraphInput {
   readonly id: number;

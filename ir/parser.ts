@@ -56,6 +56,7 @@ const KwGraph = keyword('graph');
 const KwData = keyword('data');
 const KwParam = keyword('param');
 const KwState = keyword('state');
+const KwFrozen = keyword('frozen');
 const KwOutput = keyword('output');
 const KwLoc = keyword('loc');
 
@@ -90,7 +91,7 @@ const RParen = punct('RParen', ')');
 
 const ALL_TOKENS: TokenType[] = [
   WS, Comment, NL, StringLit, ValueNum, ValueName, ValueRef, NegInf, NumLit, Num,
-  KwGraph, KwData, KwParam, KwState, KwOutput, KwLoc, Ident, Name,
+  KwGraph, KwData, KwParam, KwState, KwFrozen, KwOutput, KwLoc, Ident, Name,
   Colon, Equals, Comma, LCurly, RCurly, LBracket, RBracket, LParen, RParen,
 ];
 
@@ -216,6 +217,7 @@ class TextFormParser extends EmbeddedActionsParser {
       { ALT: () => this.CONSUME(KwData) },
       { ALT: () => this.CONSUME(KwParam) },
       { ALT: () => this.CONSUME(KwState) },
+      { ALT: () => this.CONSUME(KwFrozen) },
     ]);
     const name = this.CONSUME(ValueName);
     this.CONSUME(Colon);

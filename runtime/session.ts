@@ -44,7 +44,7 @@ export class Session {
   }
 
   /** Read resident inputs of the given kinds back to the host. */
-  async read(kinds: readonly InputKind[] = ['param', 'state']): Promise<Map<string, HostTensor>> {
+  async read(kinds: readonly InputKind[] = ['param', 'frozen', 'state']): Promise<Map<string, HostTensor>> {
     const m = new Map<string, HostTensor>();
     for (const i of this.graph.inputs) if (kinds.includes(i.kind) && i.kind !== 'data') m.set(i.name, await this.exe.read(i.name));
     return m;

@@ -112,7 +112,7 @@ export async function runFashionMlp(o: FashionMlpOptions): Promise<FashionMlpRes
   const trainAccuracy = accN ? accSum / accN : NaN;
 
   // Evaluate on the test split with the trained parameters.
-  const params = await session.read(['param']);
+  const params = await session.read(['param', 'frozen']);
   const evalSession = await Session.open(o.backend, evaluate, params);
   const testBatcher = new Batcher(testSet, { batchSize: o.batch, shuffle: false, dropLast: false, normalize: { mean: MEAN, std: STD } });
   let correct = 0, seen = 0;

@@ -69,9 +69,13 @@ export function cosineSimilarityLoss(a: Tensor, b: Tensor, axis = -1, eps = 1e-8
   return cosineSimilarity(a, b, axis, eps).rsub(1).mean();
 }
 
-/** torch.nn.functional.cosine_similarity as PyTorch computes it: a·b / (max(‖a‖, eps)·max(‖b‖, eps)). */
+/**
+ * torch.nn.functional.cosine_similarity as PyTorch computes it: a·b / (max(‖a‖, eps)·max(‖b‖, eps)).
+ * The norms are sqrt(max(Σx², eps²)) (the same values), whose gradient at a zero vector is 0 rather
+ * than NaN (sqrt's derivative at 0), as in PyTorch.
+ */
 export function cosineSimilarity(a: Tensor, b: Tensor, axis = -1, eps = 1e-8): Tensor {
-  const na = a.square().sum(axis).sqrt().maximum(eps);
-  const nb = b.square().sum(axis).sqrt().maximum(eps);
+  const na = a.square().sum(axis).maximum(eps * eps).sqrt();
+  const nb = b.square().sum(axis).maximum(eps * eps).sqrt();
   return a.mul(b).sum(axis).div(na.mul(nb));
 }

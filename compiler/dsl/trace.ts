@@ -6,8 +6,8 @@
  *     return { logits: model.forward(x) };
  *   }, { params: model });
  *
- * Parameters of `params` (a Module, or several) become graph inputs of kind 'param' named by
- * their PyTorch state_dict keys, in state_dict order, whether or not the function uses them.
+ * Parameters of `params` (a Module, or several) become graph inputs of kind 'param' (or 'frozen'
+ * when not trainable) named by their PyTorch state_dict keys, in state_dict order, whether or not the function uses them.
  * Random ops draw from one seed input `rng_seed` (u32[2]) created on first use; each random op
  * gets its own Philox stream id, so a traced program is deterministic given its seed.
  */
@@ -70,7 +70,7 @@ export class TraceContext {
   registerParams(named: ReadonlyArray<readonly [string, Parameter]>): void {
     for (const [name, p] of named) {
       if (this.paramIds.has(p)) continue;
-      this.paramIds.set(p, this.builder.input(name, { shape: p.shape, dtype: p.dtype }, 'param'));
+      this.paramIds.set(p, this.builder.input(name, { shape: p.shape, dtype: p.dtype }, p.trainable ? 'param' : 'frozen'));
     }
   }
 

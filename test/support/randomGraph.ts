@@ -216,7 +216,7 @@ class Generator {
     return { id, t: type, lo: range[0], hi: range[1] };
   }
   addInput(shape: number[], dtype: DType, kind?: InputKind): V {
-    const k = kind ?? this.rng.pick(['data', 'param', 'state'] as const);
+    const k = kind ?? this.rng.pick(['data', 'param', 'frozen', 'state'] as const);
     const range: Interval = isFloat(dtype) ? FEED_FLOAT_RANGE : dtype === 'bool' ? [0, 1] : dtype === 'u32' ? [0, 2 ** 32 - 1] : FEED_INT_RANGE;
     const v = this.input({ shape, dtype }, k, range);
     this.pool.push(v);
