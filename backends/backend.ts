@@ -7,6 +7,7 @@
  * input, so that training state never leaves the device between steps.
  */
 import type { Graph } from '../ir/graph.ts';
+import type { KernelProgram } from '../ir/kernel/types.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 
 export { NEXT_PREFIX } from '../ir/graph.ts';
@@ -28,5 +29,11 @@ export interface Executable {
 
 export interface Backend {
   readonly name: string;
-  compile(graph: Graph): Promise<Executable>;
+  /**
+   * What the backend runs: the Graph IR itself ('graph': the CPU reference interpreter) or the kernel
+   * program the compiler makes of it ('kernels': the kernel-IR interpreter, WGSL, CUDA). Use
+   * runtime/compile.ts's compileOn(backend, graph), which runs the compiler when it is needed.
+   */
+  readonly consumes: 'graph' | 'kernels';
+  compile(graph: Graph, program?: KernelProgram): Promise<Executable>;
 }

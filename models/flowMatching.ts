@@ -35,6 +35,7 @@
  * Philox inside the step graph, keyed (seed, step).
  */
 import type { Backend, Executable } from '../backends/backend.ts';
+import { compileOn } from '../runtime/compile.ts';
 import { type Module, type Tensor, concat, full, rand, randn, trace } from '../compiler/dsl/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import { KilnError } from '../ir/errors.ts';
@@ -286,7 +287,7 @@ export class FlowSampler {
     let e = this.exes.get(key);
     if (!e) {
       e = (async () => {
-        const exe = await this.backend.compile(buildStepGraph(this.model, o));
+        const exe = await compileOn(this.backend, buildStepGraph(this.model, o));
         for (const i of exe.graph.inputs) {
           if (i.kind !== 'param' && i.kind !== 'frozen') continue;
           const v = this.params.get(i.name);

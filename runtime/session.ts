@@ -7,6 +7,7 @@ import type { Backend, Executable } from '../backends/backend.ts';
 import { KilnError } from '../ir/errors.ts';
 import type { Graph, InputKind } from '../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+import { compileOn } from './compile.ts';
 
 /**
  * Initial values for resident inputs that `initial` does not give: `ema.<p>` starts as a copy of
@@ -30,7 +31,7 @@ export class Session {
 
   /** Compile `graph` on `backend` and upload the resident inputs (see defaultResident). */
   static async open(backend: Backend, graph: Graph, initial: ReadonlyMap<string, HostTensor>): Promise<Session> {
-    const exe = await backend.compile(graph);
+    const exe = await compileOn(backend, graph);
     for (const [k, v] of defaultResident(graph, initial)) await exe.write(k, v);
     return new Session(exe);
   }

@@ -62,5 +62,6 @@ export class CpuExecutable implements Executable {
 
 export const cpuBackend: Backend = {
   name: 'cpu',
+  consumes: 'graph',
   compile: async (graph: Graph) => new CpuExecutable(graph),
 };

@@ -267,3 +267,30 @@ export function walkStmts(stmts: readonly Stmt[], f: (x: Expr) => void, onStmt?:
     }
   }
 }
+
+/** Rebuild `e` bottom-up, letting `f` replace any node (return undefined to keep it). */
+export function mapExpr(e: Expr, f: (x: Expr) => Expr | undefined): Expr {
+  const r = f(e);
+  if (r) return r;
+  switch (e.k) {
+    case 'load': return { ...e, index: mapExpr(e.index, f) };
+    case 'un': return { ...e, a: mapExpr(e.a, f) };
+    case 'cast': return { ...e, a: mapExpr(e.a, f) };
+    case 'bin': return { ...e, a: mapExpr(e.a, f), b: mapExpr(e.b, f) };
+    case 'select': return { ...e, c: mapExpr(e.c, f), a: mapExpr(e.a, f), b: mapExpr(e.b, f) };
+    case 'random': return { ...e, s0: mapExpr(e.s0, f), s1: mapExpr(e.s1, f), index: mapExpr(e.index, f) };
+    default: return e;
+  }
+}
+
+/** Apply `f` to every expression of `stmts` (and rename bound names with `rename`). */
+export function mapStmts(stmts: readonly Stmt[], f: (x: Expr) => Expr | undefined, rename: (n: string) => string = (n) => n): Stmt[] {
+  return stmts.map((s): Stmt => {
+    switch (s.k) {
+      case 'let': return { k: 'let', name: rename(s.name), value: mapExpr(s.value, f) };
+      case 'loop': return { ...s, var: rename(s.var), body: mapStmts(s.body, f, rename) };
+      case 'reduce': return { ...s, acc: rename(s.acc), var: rename(s.var), body: mapStmts(s.body, f, rename), value: mapExpr(s.value, f) };
+      case 'store': return { ...s, index: mapExpr(s.index, f), value: mapExpr(s.value, f) };
+    }
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * @file The cost model behind fusion decisions: FLOPs per element of each op, bytes moved, and the
+ * rule for whether a value used by several kernels is recomputed in each or written once to memory.
+ *
+ * The machine is summarized by one number, the FLOPs a GPU does in the time it moves one byte of
+ * memory (H100: ~67 TFLOP/s f32 over ~3.35 TB/s ≈ 20). Recomputing a value in k kernels costs
+ * (k − 1)·flops per element; materializing it costs a write plus k reads of its bytes. Expensive
+ * work (reductions, matmuls, attention, scatters) is never recomputed.
+ */
+import { byteSize, type DType } from '../../ir/dtype.ts';
+import type { Node } from '../../ir/graph.ts';
+import { numel } from '../../ir/shape.ts';
+
+/** FLOPs one byte of memory traffic is worth. */
+export const FLOPS_PER_BYTE = 20;
+
+/** Device bytes per element (bool is stored as 32 bits on GPUs). */
+export function deviceBytes(dtype: DType): number {
+  return dtype === 'bool' ? 4 : byteSize(dtype);
+}
+
+/** Arithmetic cost of one output element of an elementwise op (transcendentals count more). */
+export function elementFlops(op: string): number {
+  switch (op) {
+    case 'exp': case 'log': case 'sin': case 'cos': case 'tanh': case 'erf': case 'sigmoid': case 'pow':
+      return 8;
+    case 'sqrt': case 'rsqrt': case 'recip': case 'div': case 'mod':
+      return 4;
+    case 'random_uniform': case 'random_normal':
+      return 60; // 10 Philox rounds (+ Box–Muller)
+    case 'reshape': case 'permute': case 'broadcast': case 'slice': case 'constant': case 'iota':
+      return 0;
+    default:
+      return 1;
+  }
+}
+
+/** Ops whose results are always written to memory (never recomputed by consumers). */
+export function isExpensive(op: string): boolean {
+  return op === 'matmul' || op === 'attention' || op === 'attention_grad' || op === 'scatter_add' ||
+    op === 'reduce_sum' || op === 'reduce_max' || op === 'reduce_min' || op === 'reduce_mean' || op === 'argmax';
+}
+
+/**
+ * Should a value computed by `flopsPerElement` (its whole inlined subtree) and needed by `kernels`
+ * different kernels be written once instead of recomputed in each?
+ */
+export function shouldMaterialize(flopsPerElement: number, dtype: DType, kernels: number): boolean {
+  if (kernels <= 1) return false;
+  const recompute = (kernels - 1) * flopsPerElement;
+  const traffic = (1 + kernels) * deviceBytes(dtype) * FLOPS_PER_BYTE;
+  // Memory round trips also cost latency and arena space that FLOPs do not: favour recomputing.
+  return recompute > traffic;
+}
+
+export interface KernelCost {
+  flops: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** FLOPs of a graph node over all its elements (for reports). */
+export function nodeFlops(n: Node, inputShapes: readonly (readonly number[])[]): number {
+  const out = numel(n.type.shape);
+  switch (n.op) {
+    case 'matmul': {
+      const a = inputShapes[0]!;
+      return 2 * out * a[a.length - 1]!;
+    }
+    case 'attention': {
+      const [q, , v] = inputShapes as [readonly number[], readonly number[], readonly number[]];
+      const sk = inputShapes[1]![inputShapes[1]!.length - 2]!;
+      const rows = numel(q.slice(0, -1));
+      return rows * sk * (2 * q[q.length - 1]! + 2 * v[v.length - 1]! + 5);
+    }
+    case 'attention_grad': {
+      const [q, k, v] = inputShapes as [readonly number[], readonly number[], readonly number[]];
+      const rows = numel(q.slice(0, -1));
+      const sk = k[k.length - 2]!;
+      return rows * sk * (4 * q[q.length - 1]! + 2 * v[v.length - 1]! + 5);
+    }
+    case 'reduce_sum': case 'reduce_max': case 'reduce_min': case 'reduce_mean': case 'argmax':
+      return numel(inputShapes[0]!);
+    case 'scatter_add':
+      return numel(inputShapes[2]!);
+    default:
+      return out * elementFlops(n.op);
+  }
+}

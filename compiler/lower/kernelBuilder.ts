@@ -1,0 +1,278 @@
+/**
+ * @file Builds the body of one kernel from graph nodes: `valueAt(node, index)` returns the expression
+ * for one element of a node's value, inlining everything that is not materialized in a buffer
+ * (elementwise ops, views folded into index maps, gathers as indexed loads) and turning reductions
+ * over the kernel's row axes into reduction phases. Values become `let`s placed in the outermost
+ * block whose loop variables they use, so row-invariant work is hoisted out of row loops.
+ *
+ * When a node cannot be inlined (a reduction over other axes, a reduction read through a view, a
+ * non-view operand of attention, ...), NeedsMaterialization is thrown and the fusion driver retries
+ * with that node written to memory.
+ */
+import type { DType } from '../../ir/dtype.ts';
+import { KilnError } from '../../ir/errors.ts';
+import type { Graph, Node } from '../../ir/graph.ts';
+import { I, bin, cast, exprKey, konst, linearIndex, load, ref, select, simplifyIndex, un, walkExpr } from '../../ir/kernel/expr.ts';
+import type { Expr, ReduceKind, Stmt } from '../../ir/kernel/types.ts';
+import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
+import { opSpec } from '../../ir/ops.ts';
+import { type Shape, stridesOf } from '../../ir/shape.ts';
+import { broadcastIndex, clampIndex, padIndex, permuteIndex, reshapeIndex, sliceIndex } from './views.ts';
+
+export class NeedsMaterialization extends KilnError {
+  override name = 'NeedsMaterialization';
+  constructor(readonly node: number, readonly why: string) {
+    super(`node %${node} must be materialized: ${why}`);
+  }
+}
+
+/** The kernel's row structure: the node shape it iterates over and the axes its reductions cover. */
+export interface RowSpace {
+  readonly shape: Shape;
+  readonly axes: readonly number[];
+}
+
+interface Block {
+  readonly stmts: Stmt[];
+  readonly loopVar?: string;
+  readonly depth: number;
+}
+
+export interface BuilderOptions {
+  /** Expressions only (matmul/attention operands): no lets, no reductions; `allow` limits the ops. */
+  inlineOnly?: boolean;
+  allow?: (op: string) => boolean;
+}
+
+export class KernelBuilder {
+  readonly ext = new Map<string, number>();
+  /** Non-materialized graph nodes this kernel computes (for the fusion driver's sharing analysis). */
+  readonly visited = new Set<number>();
+  readonly root: Block = { stmts: [], depth: 0 };
+  private stack: Block[] = [this.root];
+  private readonly memo = new Map<string, { e: Expr; block: Block }>();
+  private readonly refBlock = new Map<string, Block>();
+  private readonly reduceAcc = new Map<number, Expr>();
+  private counter = 0;
+  gridVars: Expr[] = [];
+  row: RowSpace | undefined;
+
+  constructor(
+    readonly g: Graph,
+    /** Value id → buffer id for everything already in memory (inputs, materialized nodes, constants). */
+    readonly buffers: ReadonlyMap<number, number>,
+    /** Nodes computed by this kernel even though they have buffers (the kernel's own roots). */
+    readonly computing: ReadonlySet<number>,
+    readonly opts: BuilderOptions = {},
+  ) {}
+
+  fresh(prefix: string): string {
+    return `${prefix}${this.counter++}`;
+  }
+
+  defineVar(name: string, extent: number): Expr {
+    this.ext.set(name, extent);
+    return I.v(name);
+  }
+
+  /** Set up grid vars for a row space: grid = non-row axes of `row.shape`. */
+  setRow(row: RowSpace): void {
+    this.row = row;
+    let k = 0;
+    this.gridVars = row.shape.flatMap((d, i) => (row.axes.includes(i) ? [] : [this.defineVar(`g${k++}`, d)]));
+  }
+
+  /** Index over the full row space with row axes decomposed from one flat row variable. */
+  fullIndex(rowVar: Expr): Expr[] {
+    const row = this.row!;
+    const rowDims = row.axes.map((a) => row.shape[a]!);
+    const rs = stridesOf(rowDims);
+    let gi = 0;
+    return row.shape.map((d, i) => {
+      const j = row.axes.indexOf(i);
+      if (j < 0) return this.gridVars[gi++]!;
+      return this.simp(bin('mod', bin('div', rowVar, I.c(rs[j]!)), I.c(d)));
+    });
+  }
+
+  rowExtent(): number {
+    return this.row!.axes.reduce((n, a) => n * this.row!.shape[a]!, 1);
+  }
+
+  simp(e: Expr): Expr {
+    return simplifyIndex(e, this.ext);
+  }
+
+  private onStack(b: Block): boolean {
+    return this.stack.includes(b);
+  }
+
+  /** Bind `e` to a let in the outermost block whose variables it uses; returns the ref. */
+  private bind(e: Expr, key: string): Expr {
+    if (this.opts.inlineOnly || e.k === 'const' || e.k === 'var' || e.k === 'ref') return e;
+    let target = this.stack[0]!;
+    walkExpr(e, (x) => {
+      let b: Block | undefined;
+      if (x.k === 'var') b = this.stack.find((s) => s.loopVar === x.name);
+      else if (x.k === 'ref') b = this.refBlock.get(x.name);
+      if (b && b.depth > target.depth && this.onStack(b)) target = b;
+    });
+    const name = this.fresh('v');
+    target.stmts.push({ k: 'let', name, value: e });
+    const r = ref(name, e.dtype);
+    this.refBlock.set(name, target);
+    this.memo.set(key, { e: r, block: target });
+    return r;
+  }
+
+  /** Open a sequential block for loop variable `v`; returns a function that closes it. */
+  openBlock(v: string): { block: Block; close: () => void } {
+    const block: Block = { stmts: [], loopVar: v, depth: this.stack.length };
+    this.stack.push(block);
+    return { block, close: () => void this.stack.pop() };
+  }
+
+  /** Emit a statement into the current innermost block. */
+  emit(s: Stmt): void {
+    this.stack[this.stack.length - 1]!.stmts.push(s);
+  }
+
+  /** The expression for element `idx` of value `id`. */
+  valueAt(id: number, idx: readonly Expr[]): Expr {
+    const sidx = idx.map((x) => this.simp(x));
+    const key = `${id}@${sidx.map(exprKey).join(',')}`;
+    const hit = this.memo.get(key);
+    if (hit && this.onStack(hit.block)) return hit.e;
+    const t = this.g.typeOf(id);
+    const buf = this.buffers.get(id);
+    if (buf !== undefined && !this.computing.has(id)) {
+      return this.bind(load(buf, this.simp(linearIndex(sidx, stridesOf(t.shape))), t.dtype), key);
+    }
+    const node = this.g.node(id);
+    if (!node) throw new KilnError(`lowering: value %${id} has no buffer and no defining node`);
+    if (this.opts.allow && !this.opts.allow(node.op)) throw new NeedsMaterialization(id, `${node.op} is not allowed in this kernel's operand`);
+    this.visited.add(id);
+    return this.bind(this.compute(node, sidx), key);
+  }
+
+  private compute(n: Node, idx: Expr[]): Expr {
+    const a = n.attrs;
+    const inT = n.inputs.map((i) => this.g.typeOf(i));
+    const operand = (k: number) => this.valueAt(n.inputs[k]!, broadcastIndex(idx, inT[k]!.shape, n.type.shape));
+    switch (opSpec(n.op).category) {
+      case 'unary': return un(n.op as UnaryOp, operand(0));
+      case 'binary': case 'compare': case 'logical': return bin(n.op as BinaryOp | CompareOp | LogicalOp, operand(0), operand(1));
+      case 'ternary': return select(operand(0), operand(1), operand(2));
+      case 'cast': return cast(this.valueAt(n.inputs[0]!, idx), n.type.dtype);
+      case 'source':
+        if (n.op === 'iota') return cast(idx[a.axis as number]!, n.type.dtype);
+        if (typeof a.value === 'number') return konst(a.value, n.type.dtype);
+        throw new KilnError(`lowering: list constant %${n.id} has no buffer`);
+      case 'random':
+        return {
+          k: 'random', dist: n.op === 'random_uniform' ? 'uniform' : 'normal', dtype: n.type.dtype, stream: a.stream as number,
+          s0: this.valueAt(n.inputs[0]!, [I.c(0)]), s1: this.valueAt(n.inputs[0]!, [I.c(1)]),
+          index: this.simp(linearIndex(idx, stridesOf(n.type.shape))),
+        };
+      case 'movement': return this.movement(n, idx, inT[0]!.shape);
+      case 'index': {
+        if (n.op !== 'gather') throw new NeedsMaterialization(n.id, 'scatter_add is computed by its own kernels');
+        const axis = a.axis as number;
+        const x = inT[0]!;
+        const ir = inT[1]!.shape.length;
+        const j = this.valueAt(n.inputs[1]!, idx.slice(axis, axis + ir));
+        const at = clampIndex(j, x.shape[axis]!);
+        return this.valueAt(n.inputs[0]!, [...idx.slice(0, axis), at, ...idx.slice(axis + ir)]);
+      }
+      case 'reduce': return this.reduction(n, idx);
+      default:
+        throw new NeedsMaterialization(n.id, `${n.op} is computed by its own kernel`);
+    }
+  }
+
+  private movement(n: Node, idx: Expr[], from: Shape): Expr {
+    const a = n.attrs;
+    const x = n.inputs[0]!;
+    switch (n.op) {
+      case 'reshape': return this.valueAt(x, reshapeIndex(idx, from, n.type.shape));
+      case 'permute': return this.valueAt(x, permuteIndex(idx, a.perm as number[]));
+      case 'broadcast': return this.valueAt(x, broadcastIndex(idx, from, n.type.shape));
+      case 'slice': return this.valueAt(x, sliceIndex(idx, a.starts as number[], a.steps as number[]));
+      case 'pad': {
+        const p = padIndex(idx, a.before as number[], a.after as number[], from);
+        const v = this.valueAt(x, p.idx);
+        return p.valid ? select(p.valid, v, konst(a.value as number, n.type.dtype)) : v;
+      }
+      case 'concat': {
+        const axis = a.axis as number;
+        const parts = n.inputs.map((id) => ({ id, len: this.g.typeOf(id).shape[axis]! }));
+        let off = parts.reduce((s, p) => s + p.len, 0);
+        let e: Expr | undefined;
+        for (let k = parts.length - 1; k >= 0; k--) {
+          const p = parts[k]!;
+          off -= p.len;
+          if (p.len === 0) continue;
+          const local = this.simp(bin('sub', idx[axis]!, I.c(off)));
+          const pi = idx.map((v, i) => (i === axis ? (k === parts.length - 1 && off === 0 ? local : clampIndex(local, p.len)) : v));
+          const v = this.valueAt(p.id, pi);
+          e = e === undefined ? v : select(bin('lt', idx[axis]!, I.c(off + p.len)), v, e);
+        }
+        return e!;
+      }
+      default:
+        throw new KilnError(`lowering: unknown movement op ${n.op}`);
+    }
+  }
+
+  /** A reduction read at `idx` (its output coordinates): inline phase if it fits the row space. */
+  private reduction(n: Node, idx: Expr[]): Expr {
+    if (this.opts.inlineOnly) throw new NeedsMaterialization(n.id, 'reductions are not allowed in operand expressions');
+    const row = this.row;
+    const inShape = this.g.typeOf(n.inputs[0]!).shape;
+    const axes = n.op === 'argmax' ? [n.attrs.axis as number] : (n.attrs.axes as number[]);
+    const keep = n.attrs.keepdims as boolean;
+    const fits = row && row.axes.length === axes.length && row.axes.every((x, i) => x === axes[i]) &&
+      row.shape.length === inShape.length && row.shape.every((d, i) => d === inShape[i]);
+    if (!fits) throw new NeedsMaterialization(n.id, 'its axes or shape differ from the kernel row space');
+    // The read must be at this grid point: kept coordinates equal the grid vars, reduced ones 0.
+    const kept = keep ? idx.filter((_, i) => !axes.includes(i)) : idx;
+    const zeros = keep ? idx.filter((_, i) => axes.includes(i)) : [];
+    const ok = kept.length === this.gridVars.length && kept.every((e, i) => exprKey(e) === exprKey(this.gridVars[i]!)) &&
+      zeros.every((z) => z.k === 'const' && z.v === 0);
+    if (!ok) throw new NeedsMaterialization(n.id, 'it is read at another point than the one it was reduced for');
+    const done = this.reduceAcc.get(n.id);
+    if (done) return done;
+    // Emit the phase at grid level (outside any row loop being built right now).
+    const saved = this.stack;
+    this.stack = [this.root];
+    const rv = this.fresh('r');
+    this.defineVar(rv, this.rowExtent());
+    const { block, close } = this.openBlock(rv);
+    const value = this.valueAt(n.inputs[0]!, this.fullIndex(I.v(rv)));
+    close();
+    const acc = this.fresh('acc');
+    const inDType = this.g.typeOf(n.inputs[0]!).dtype;
+    const op: ReduceKind = n.op === 'reduce_max' ? 'max' : n.op === 'reduce_min' ? 'min' : n.op === 'argmax' ? 'argmax' : 'sum';
+    const accDType: DType = op === 'argmax' ? 'i32' : inDType === 'f16' || inDType === 'bf16' ? 'f32' : inDType;
+    this.root.stmts.push({ k: 'reduce', acc, op, dtype: accDType, var: rv, extent: this.rowExtent(), body: block.stmts, value });
+    this.refBlock.set(acc, this.root);
+    let r: Expr = ref(acc, accDType);
+    if (n.op === 'reduce_mean') r = bin('div', r, konst(this.rowExtent(), accDType));
+    r = cast(r, n.type.dtype);
+    if (r.k !== 'ref') {
+      const name = this.fresh('v');
+      this.root.stmts.push({ k: 'let', name, value: r });
+      this.refBlock.set(name, this.root);
+      r = ref(name, r.dtype);
+    }
+    this.reduceAcc.set(n.id, r);
+    this.stack = saved;
+    return r;
+  }
+}
+
+/** Row-major linear index of `idx` in a value of shape `shape`, simplified. */
+export function linearAt(b: KernelBuilder, idx: readonly Expr[], shape: Shape): Expr {
+  return b.simp(linearIndex(idx, stridesOf(shape)));
+}
+

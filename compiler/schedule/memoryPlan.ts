@@ -1,0 +1,125 @@
+/**
+ * @file The static memory plan: every temporary buffer gets a byte offset in one arena. A buffer is
+ * live from the first kernel that writes it to the last kernel that touches it; two buffers whose
+ * live ranges overlap never overlap in memory, except that an elementwise kernel may write its result
+ * over an operand that dies in that kernel when it reads that operand only at the element it
+ * writes (in-place reuse). Offsets are assigned greedily, largest buffers first, each at the lowest
+ * aligned offset that does not collide. Graph inputs, outputs and constants live outside the arena.
+ */
+import { kernelAccess } from '../../ir/kernel/access.ts';
+import { exprKey } from '../../ir/kernel/expr.ts';
+import type { BufferDecl, Kernel } from '../../ir/kernel/types.ts';
+import { deviceBytes } from '../fuse/cost.ts';
+
+/** Offsets are multiples of this (WebGPU's minStorageBufferOffsetAlignment). */
+export const ALIGN = 256;
+
+export interface MemoryPlan {
+  offsets: Map<number, number>;
+  arenaBytes: number;
+  /** The most temporary bytes live at once (a lower bound on arenaBytes). */
+  peakBytes: number;
+  /** Sum of all temporaries' bytes (what no reuse would need). */
+  totalBytes: number;
+  /** Live range [first, last] kernel index of each temporary. */
+  live: Map<number, [number, number]>;
+  /** Pairs (operand, result) that share memory in place. */
+  inPlace: Array<[number, number]>;
+}
+
+const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+
+export function planMemory(kernels: readonly Kernel[], buffers: readonly BufferDecl[]): MemoryPlan {
+  const acc = kernels.map(kernelAccess);
+  const temps = buffers.filter((b) => b.kind === 'temp');
+  const size = (b: BufferDecl) => b.numel * deviceBytes(b.dtype);
+  const live = new Map<number, [number, number]>();
+  acc.forEach((a, k) => {
+    for (const b of new Set([...a.reads, ...a.writes])) {
+      if (buffers[b]!.kind !== 'temp') continue;
+      const r = live.get(b);
+      if (r) r[1] = k;
+      else live.set(b, [k, k]);
+    }
+  });
+  // In place: kernel k writes `out` (born at k) while reading `src` (dies at k) only at the store index.
+  const inPlace: Array<[number, number]> = [];
+  const sharesWith = new Map<number, number>();
+  acc.forEach((a, k) => {
+    const kern = kernels[k]!;
+    if (kern.kind !== 'loop') return;
+    for (const [out, stores] of a.storeIndex) {
+      const ob = buffers[out]!;
+      if (ob.kind !== 'temp' || live.get(out)?.[0] !== k || stores.length !== 1 || stores[0]!.mode !== 'set') continue;
+      const key = exprKey(stores[0]!.index);
+      for (const [src, loads] of a.loadIndex) {
+        const sb = buffers[src]!;
+        if (src === out || sb.kind !== 'temp' || live.get(src)?.[1] !== k || sharesWith.has(src)) continue;
+        if (size(sb) !== size(ob) || sb.dtype !== ob.dtype) continue;
+        if (!loads.every((i) => exprKey(i) === key)) continue;
+        if (!isTopLevelStore(kern, out)) continue;
+        inPlace.push([src, out]);
+        sharesWith.set(src, out);
+        sharesWith.set(out, src);
+        break;
+      }
+    }
+  });
+  const conflicts = (x: number, y: number) => {
+    if (sharesWith.get(x) === y) return false;
+    const [a0, a1] = live.get(x)!, [b0, b1] = live.get(y)!;
+    return a0 <= b1 && b0 <= a1;
+  };
+  const offsets = new Map<number, number>();
+  const placed: number[] = [];
+  const order = temps.filter((b) => live.has(b.id)).sort((a, b) => size(b) - size(a) || a.id - b.id);
+  for (const b of order) {
+    const partner = sharesWith.get(b.id);
+    if (partner !== undefined && offsets.has(partner)) {
+      const o = offsets.get(partner)!;
+      const clash = placed.some((p) => p !== partner && conflicts(b.id, p) && overlaps(o, size(b), offsets.get(p)!, size(buffers[p]!)));
+      if (!clash) {
+        offsets.set(b.id, o);
+        placed.push(b.id);
+        continue;
+      }
+      sharesWith.delete(b.id);
+      sharesWith.delete(partner);
+      inPlace.splice(inPlace.findIndex(([s, t]) => (s === b.id && t === partner) || (s === partner && t === b.id)), 1);
+    }
+    const busy = placed.filter((p) => conflicts(b.id, p)).map((p) => [offsets.get(p)!, size(buffers[p]!)] as const).sort((x, y) => x[0] - y[0]);
+    let o = 0;
+    for (const [s, len] of busy) {
+      if (overlaps(o, size(b), s, len)) o = Math.max(o, align(s + len));
+    }
+    offsets.set(b.id, o);
+    placed.push(b.id);
+  }
+  // Unused temporaries (never touched) get no memory.
+  let arenaBytes = 0;
+  for (const [id, o] of offsets) arenaBytes = Math.max(arenaBytes, align(o + size(buffers[id]!)));
+  let peakBytes = 0;
+  for (let k = 0; k < kernels.length; k++) {
+    let sum = 0;
+    const counted = new Set<number>();
+    for (const [id, [s, e]] of live) {
+      if (s > k || e < k) continue;
+      const p = sharesWith.get(id);
+      if (p !== undefined && counted.has(p)) continue;
+      counted.add(id);
+      sum += size(buffers[id]!);
+    }
+    peakBytes = Math.max(peakBytes, sum);
+  }
+  const totalBytes = temps.reduce((s, b) => s + size(b), 0);
+  return { offsets, arenaBytes, peakBytes, totalBytes, live, inPlace };
+}
+
+function overlaps(a: number, alen: number, b: number, blen: number): boolean {
+  return a < b + blen && b < a + alen && alen > 0 && blen > 0;
+}
+
+/** Is the kernel's store to `buf` at grid level (not inside a row loop), so reads and writes pair up per thread? */
+function isTopLevelStore(k: Kernel, buf: number): boolean {
+  return k.kind === 'loop' && k.body.some((s) => s.k === 'store' && s.buf === buf) && !k.body.some((s) => s.k === 'loop' || s.k === 'reduce');
+}
