@@ -12,9 +12,13 @@ import { printGraph } from '../ir/printer.ts';
 import { hostTensor } from '../ir/tensor.ts';
 import { verify } from '../ir/verify.ts';
 import { MlpClassifier } from '../models/mlp.ts';
+import { compile } from '../compiler/compile.ts';
+import { formatReport } from '../compiler/report.ts';
+import { printProgram } from '../ir/kernel/print.ts';
+import { PROGRAMS, buildProgram } from './programs.ts';
 import { runFashionMlp } from './jobs/fashionMlp.ts';
 
-const HELP = `kiln: a compiler for neural-network programs written in TypeScript
+const HELP = () => `kiln: a compiler for neural-network programs written in TypeScript
 
 usage:
   kiln demo [--steps N]            trace a small MLP, show its IR, run it on the CPU backend, and
@@ -89,21 +93,31 @@ async function train(argv: string[]): Promise<number> {
   return 0;
 }
 
+const PROGRAM_OPTIONS = { train: { type: 'boolean' }, batch: { type: 'string' }, size: { type: 'string' } } as const;
+
+function programFrom(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }> = {}) {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...PROGRAM_OPTIONS, ...extra } });
+  const name = positionals[0];
+  if (!name) throw new KilnError(`name a program: ${Object.keys(PROGRAMS).join(', ')}`);
+  const v = values as Record<string, string | boolean | undefined>;
+  const graph = buildProgram(name, { train: Boolean(v.train), batch: num(v.batch as string | undefined, 'batch', 8), size: v.size as string | undefined });
+  return { graph, values: v };
+}
+
 function ir(argv: string[]): number {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { train: { type: 'boolean' }, batch: { type: 'string' } } });
-  if (positionals[0] !== 'mlp') throw new KilnError(`kiln ir: unknown model '${positionals[0] ?? ''}' (available: mlp)`);
-  const batch = num(values.batch, 'batch', 8);
-  const model = new MlpClassifier({ inputs: 784, hidden: [256, 128], classes: 10 });
-  const fwd = trace('mlp', (t) => ({ logits: model.forward(t.input('x', [batch, 784])) }), { params: model });
-  if (!values.train) {
-    process.stdout.write(printGraph(fwd));
-    return 0;
-  }
-  const withLoss = trace('mlp', (t) => {
-    const logits = model.forward(t.input('x', [batch, 784]));
-    return { loss: crossEntropy(logits, t.input('y', [batch], 'i32')) };
-  }, { params: model });
-  process.stdout.write(printGraph(trainStep(withLoss, { loss: 'loss', optimizer: { kind: 'adamw' } })));
+  const { graph } = programFrom(argv);
+  process.stdout.write(printGraph(graph));
+  return 0;
+}
+
+function compileCmd(argv: string[]): number {
+  const { graph, values } = programFrom(argv, { report: { type: 'boolean' }, stages: { type: 'boolean' }, kernels: { type: 'boolean' } });
+  const t0 = performance.now();
+  const c = compile(graph);
+  const ms = performance.now() - t0;
+  if (values.kernels) process.stdout.write(printProgram(c.program));
+  if (values.report || values.stages || !values.kernels) process.stdout.write(formatReport(c, { stages: Boolean(values.stages) }));
+  console.log(`compiled in ${ms.toFixed(0)} ms`);
   return 0;
 }
 
@@ -114,11 +128,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'demo': return await demo(rest);
       case 'train': return await train(rest);
       case 'ir': return ir(rest);
+      case 'compile': return compileCmd(rest);
       case undefined: case 'help': case '--help': case '-h':
-        console.log(HELP);
+        console.log(HELP());
         return cmd === undefined ? 1 : 0;
       default:
-        console.error(`kiln: unknown command '${cmd}'\n\n${HELP}`);
+        console.error(`kiln: unknown command '${cmd}'\n\n${HELP()}`);
         return 2;
     }
   } catch (e) {

@@ -41,16 +41,25 @@ export function isExpensive(op: string): boolean {
     op === 'reduce_sum' || op === 'reduce_max' || op === 'reduce_min' || op === 'reduce_mean' || op === 'argmax';
 }
 
+/** What computing one element of a value inline costs: its subtree's FLOPs and the bytes it loads. */
+export interface SubtreeCost {
+  flops: number;
+  loadBytes: number;
+}
+
 /**
- * Should a value computed by `flopsPerElement` (its whole inlined subtree) and needed by `kernels`
- * different kernels be written once instead of recomputed in each?
+ * Should a value be written to memory once instead of recomputed where it is used? `evaluations` is
+ * how often kernels compute it (a row kernel may evaluate it in several passes), `kernels` how many
+ * different kernels do. In bytes of traffic (FLOPs converted at FLOPS_PER_BYTE):
+ *   recompute:   evaluations · (loadBytes + flops/FPB)
+ *   materialize: (loadBytes + flops/FPB) + elementBytes (write) + evaluations · elementBytes (reads)
+ * A value used by one kernel only is never materialized (that would add a kernel).
  */
-export function shouldMaterialize(flopsPerElement: number, dtype: DType, kernels: number): boolean {
+export function shouldMaterialize(cost: SubtreeCost, dtype: DType, evaluations: number, kernels: number): boolean {
   if (kernels <= 1) return false;
-  const recompute = (kernels - 1) * flopsPerElement;
-  const traffic = (1 + kernels) * deviceBytes(dtype) * FLOPS_PER_BYTE;
-  // Memory round trips also cost latency and arena space that FLOPs do not: favour recomputing.
-  return recompute > traffic;
+  const each = cost.loadBytes + cost.flops / FLOPS_PER_BYTE;
+  const eb = deviceBytes(dtype);
+  return each + eb * (1 + evaluations) < evaluations * each;
 }
 
 export interface KernelCost {

@@ -12,7 +12,7 @@ import type { BufferDecl, Kernel } from '../../ir/kernel/types.ts';
 import { numel } from '../../ir/shape.ts';
 import { NeedsMaterialization } from '../lower/kernelBuilder.ts';
 import { type Lowered, lowerNode } from '../lower/lowerNode.ts';
-import { elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
+import { type SubtreeCost, deviceBytes, elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
 
 export interface Fused {
   buffers: BufferDecl[];
@@ -77,12 +77,25 @@ export function fuse(g: Graph): Fused {
     if (retry) continue;
     // Work shared by several kernels: never for expensive ops, and only when cheaper than memory.
     const count = new Map<number, number>();
-    for (const r of roots) for (const v of cache.get(r)!.visited) count.set(v, (count.get(v) ?? 0) + 1);
-    for (const [v, c] of count) {
-      if (c < 2) continue;
+    const evals = new Map<number, number>();
+    for (const r of roots) {
+      const l = cache.get(r)!;
+      for (const v of l.visited) count.set(v, (count.get(v) ?? 0) + 1);
+      for (const [v, e] of l.evaluations) evals.set(v, (evals.get(v) ?? 0) + e);
+    }
+    // Decide outermost shared values first (materializing one changes what its subtree costs).
+    const shared = [...count].filter(([, c]) => c >= 2).map(([v]) => v).sort((a, b) => order.get(b)! - order.get(a)!);
+    for (const v of shared) {
+      const c = count.get(v)!;
       const n = g.node(v)!;
-      if (isExpensive(n.op)) materialize(v, `${n.op} is read by ${c} kernels (never recomputed)`);
-      else if (shouldMaterialize(subtreeFlops(g, v, bufOf), n.type.dtype, c)) materialize(v, `recomputing it in ${c} kernels costs more than memory traffic`);
+      if (isExpensive(n.op)) {
+        materialize(v, `${n.op} is read by ${c} kernels (never recomputed)`);
+        break;
+      }
+      if (shouldMaterialize(subtreeCost(g, v, bufOf), n.type.dtype, evals.get(v) ?? c, c)) {
+        materialize(v, `recomputing it ${evals.get(v)} times in ${c} kernels moves more bytes than storing it`);
+        break;
+      }
     }
     if ([...count.keys()].some((v) => reasons.has(v) && !bufOf.has(v))) continue;
     const kernels = roots.flatMap((r) => cache.get(r)!.kernels);
@@ -98,19 +111,23 @@ export function fuse(g: Graph): Fused {
   }
 }
 
-/** FLOPs per element of a value's inlined subtree (stopping at buffers). */
-function subtreeFlops(g: Graph, id: number, bufOf: ReadonlyMap<number, number>): number {
-  let total = 0;
+/** FLOPs and loaded bytes per element of a value's inlined subtree (stopping at buffers). */
+function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>): SubtreeCost {
+  let flops = 0, loadBytes = 0;
   const seen = new Set<number>();
   const stack = [id];
   while (stack.length) {
     const v = stack.pop()!;
-    if (seen.has(v) || (v !== id && bufOf.has(v))) continue;
+    if (seen.has(v)) continue;
     seen.add(v);
+    if (v !== id && bufOf.has(v)) {
+      loadBytes += deviceBytes(g.typeOf(v).dtype);
+      continue;
+    }
     const n = g.node(v);
     if (!n) continue;
-    total += elementFlops(n.op);
+    flops += elementFlops(n.op);
     stack.push(...n.inputs);
   }
-  return total;
+  return { flops, loadBytes };
 }

@@ -16,97 +16,159 @@ import type { AttentionGradKernel, BufferDecl, Expr, Kernel, LoopKernel, MatmulK
 import { stridesOf } from '../../ir/shape.ts';
 
 export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
-  let ks: Array<Kernel | undefined> = [...input];
+  let ks: Kernel[] = [...input];
   let counter = 0;
   const prefix = () => `m${counter++}_`;
 
-  /** Can kernel `e` (index ei) run at index `at` (< ei), given kernels in between? `via` are buffers produced at `at` that e may read. */
-  const canHoist = (at: number, ei: number, via: ReadonlySet<number>): boolean => {
-    const ea = kernelAccess(ks[ei]!);
-    for (let k = at; k < ei; k++) {
-      const kk = ks[k];
-      if (!kk) continue;
-      const a = kernelAccess(kk);
-      for (const b of ea.reads) if (a.writes.has(b) && !(k === at && via.has(b))) return false;
-      for (const b of ea.writes) if (a.reads.has(b) || a.writes.has(b)) return false;
-    }
-    return true;
+  /** Would merging kernels i and j close a cycle (a dependence path between them through other kernels)? */
+  const wouldCycle = (i: number, j: number): boolean => {
+    const deps = dependencies(ks);
+    const reach = (from: number, to: number) => {
+      // Is `to` reachable backwards from `from` through deps, not using the direct edge from→to?
+      const seen = new Set<number>();
+      const stack = [...deps[from]!].filter((d) => d !== to);
+      while (stack.length) {
+        const x = stack.pop()!;
+        if (x === to) return true;
+        if (seen.has(x)) continue;
+        seen.add(x);
+        stack.push(...deps[x]!);
+      }
+      return false;
+    };
+    return reach(i, j) || reach(j, i);
   };
-  const readersOf = (buf: number, except: Set<number>) =>
-    ks.some((k, i) => k && !except.has(i) && kernelAccess(k).reads.has(buf));
+  const readersOf = (buf: number, except: ReadonlySet<Kernel>) => ks.some((k) => !except.has(k) && kernelAccess(k).reads.has(buf));
+  /** Replace kernels i and j by `merged` (at i) and restore a dependence order. */
+  const commit = (i: number, j: number, merged: Kernel): Kernel => {
+    const cleaned = dropDeadStores(merged, buffers, (b) => readersOf(b, new Set([ks[i]!, ks[j]!])));
+    ks = topoSort(ks.map((k, x) => (x === i ? cleaned : k)).filter((_, x) => x !== j));
+    return cleaned;
+  };
 
+  // Each pass repeats until nothing merges: a merge re-sorts the list, which may move kernels
+  // before the scan position.
+  let merges = -1;
+  while (merges !== counter) {
+    merges = counter;
+    epilogues();
+    horizontal();
+    attentionGrads();
+  }
+  return ks;
+
+  function epilogues(): void {
   // ---- epilogue fusion ----
   for (let mi = 0; mi < ks.length; mi++) {
-    const m = ks[mi];
-    if (!m || m.kind !== 'matmul') continue;
-    let cur: MatmulKernel = m;
-    const vars = [...cur.batch.map((_, i) => I.v(`b${i}`)), I.v('i'), I.v('j')];
-    const shape = [...cur.batch, cur.m, cur.n];
-    const ident = exprKey(linearIndex(vars, stridesOf(shape)));
-    for (let ei = mi + 1; ei < ks.length; ei++) {
-      const e = ks[ei];
-      if (!e || !isElementwise(e) || !sameShape(e.grid, shape)) continue;
+    if (ks[mi]!.kind !== 'matmul') continue;
+    for (let again = true; again; ) {
+      again = false;
+      const cur = ks[mi] as MatmulKernel;
+      const vars = [...cur.batch.map((_, i) => I.v(`b${i}`)), I.v('i'), I.v('j')];
+      const shape = [...cur.batch, cur.m, cur.n];
+      const ident = exprKey(linearIndex(vars, stridesOf(shape)));
       const avail = identityStores(cur.epilogue, ident);
-      const acc = kernelAccess(e);
-      const eIdent = exprKey(linearIndex(e.grid.map((_, i) => I.v(`g${i}`)), stridesOf(e.grid)));
-      if (![...avail.keys()].some((b) => acc.reads.has(b))) continue;
-      if (![...avail.keys()].every((b) => (acc.loadIndex.get(b) ?? []).every((x) => exprKey(x) === eIdent))) continue;
-      if (!canHoist(mi, ei, new Set(avail.keys()))) continue;
-      const p = prefix();
-      const body = substitute(e.body, p, (g) => vars[g]!, avail);
-      cur = { ...cur, name: `${cur.name}+${e.name}`, nodes: [...cur.nodes, ...e.nodes], epilogue: [...cur.epilogue, ...body] };
-      ks[mi] = cur;
-      ks[ei] = undefined;
-      cur = dropDeadStores(cur, buffers, (b) => readersOf(b, new Set([mi]))) as MatmulKernel;
-      ks[mi] = cur;
+      for (let ei = 0; ei < ks.length; ei++) {
+        const e = ks[ei]!;
+        if (ei === mi || !isElementwise(e) || !sameShape(e.grid, shape)) continue;
+        const acc = kernelAccess(e);
+        const eIdent = exprKey(linearIndex(e.grid.map((_, i) => I.v(`g${i}`)), stridesOf(e.grid)));
+        const consumes = [...avail.keys()].filter((b) => acc.reads.has(b));
+        if (!consumes.length || !consumes.every((b) => (acc.loadIndex.get(b) ?? []).every((x) => exprKey(x) === eIdent))) continue;
+        if (wouldCycle(mi, ei)) continue;
+        const body = substitute(e.body, prefix(), (g) => vars[g]!, avail);
+        const merged: MatmulKernel = { ...cur, name: `${cur.name}+${e.name}`, nodes: [...cur.nodes, ...e.nodes], epilogue: [...cur.epilogue, ...body] };
+        const kept = commit(mi, ei, merged);
+        mi = ks.indexOf(kept);
+        again = true;
+        break;
+      }
     }
   }
 
+  }
+
+  function horizontal(): void {
   // ---- horizontal fusion of elementwise kernels ----
   for (let ai = 0; ai < ks.length; ai++) {
-    const a = ks[ai];
-    if (!a || !isElementwise(a)) continue;
-    let cur: LoopKernel = a;
-    const vars = cur.grid.map((_, i) => I.v(`g${i}`));
-    const ident = exprKey(linearIndex(vars, stridesOf(cur.grid)));
-    for (let bi = ai + 1; bi < ks.length; bi++) {
-      const b = ks[bi];
-      if (!b || !isElementwise(b) || !sameShape(b.grid, cur.grid)) continue;
-      const ca = kernelAccess(cur), cb = kernelAccess(b);
+    if (!isElementwise(ks[ai]!)) continue;
+    for (let again = true; again; ) {
+      again = false;
+      const cur = ks[ai] as LoopKernel;
+      const vars = cur.grid.map((_, i) => I.v(`g${i}`));
+      const ident = exprKey(linearIndex(vars, stridesOf(cur.grid)));
+      const ca = kernelAccess(cur);
       const avail = identityStores(cur.body, ident);
-      const consumes = [...avail.keys()].filter((x) => cb.reads.has(x));
-      const shares = [...cb.reads].some((x) => ca.reads.has(x) && buffers[x]!.kind !== 'const');
-      if (!consumes.length && !shares) continue;
-      if (!consumes.every((x) => (cb.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
-      if ([...cb.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
-      if (!canHoist(ai, bi, new Set(consumes))) continue;
-      const p = prefix();
-      const body = substitute(b.body, p, (g) => vars[g]!, new Map(consumes.map((x) => [x, avail.get(x)!])));
-      cur = cseLets({ ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], body: [...cur.body, ...body] });
-      ks[ai] = cur;
-      ks[bi] = undefined;
-      cur = dropDeadStores(cur, buffers, (x) => readersOf(x, new Set([ai]))) as LoopKernel;
-      ks[ai] = cur;
+      for (let bi = ai + 1; bi < ks.length; bi++) {
+        const b = ks[bi]!;
+        if (!isElementwise(b) || !sameShape(b.grid, cur.grid)) continue;
+        const cb = kernelAccess(b);
+        const consumes = [...avail.keys()].filter((x) => cb.reads.has(x));
+        const shares = [...cb.reads].some((x) => ca.reads.has(x) && buffers[x]!.kind !== 'const');
+        if (!consumes.length && !shares) continue;
+        if (!consumes.every((x) => (cb.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
+        if ([...cb.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
+        if ([...ca.writes].some((x) => cb.writes.has(x))) continue;
+        if (wouldCycle(ai, bi)) continue;
+        const body = substitute(b.body, prefix(), (g) => vars[g]!, new Map(consumes.map((x) => [x, avail.get(x)!])));
+        const merged = cseLets({ ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], body: [...cur.body, ...body] });
+        const kept = commit(ai, bi, merged);
+        ai = ks.indexOf(kept);
+        again = true;
+        break;
+      }
     }
   }
 
+  }
+
+  function attentionGrads(): void {
   // ---- attention gradients of one attention ----
   for (let ai = 0; ai < ks.length; ai++) {
-    const a = ks[ai];
-    if (!a || a.kind !== 'attention_grad') continue;
-    let cur: AttentionGradKernel = a;
-    const key = attnKey(cur);
+    const a = ks[ai]!;
+    if (a.kind !== 'attention_grad') continue;
+    const key = attnKey(a);
     for (let bi = ai + 1; bi < ks.length; bi++) {
-      const b = ks[bi];
-      if (!b || b.kind !== 'attention_grad' || attnKey(b) !== key || !canHoist(ai, bi, new Set())) continue;
-      cur = { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV };
-      if ((b.dQ && cur.dQ !== b.dQ) || (b.dK && cur.dK !== b.dK) || (b.dV && cur.dV !== b.dV)) continue;
-      ks[ai] = cur;
-      ks[bi] = undefined;
+      const b = ks[bi]!;
+      const cur = ks[ai] as AttentionGradKernel;
+      if (b.kind !== 'attention_grad' || attnKey(b) !== key || wouldCycle(ai, bi)) continue;
+      if ((b.dQ && cur.dQ) || (b.dK && cur.dK) || (b.dV && cur.dV)) continue;
+      const merged: AttentionGradKernel = { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV };
+      prefix();
+      const kept = commit(ai, bi, merged);
+      ai = ks.indexOf(kept);
+      bi = ai;
     }
   }
-  ks = ks.filter((k) => k !== undefined);
-  return ks as Kernel[];
+  }
+}
+
+/** For each kernel, the kernels it depends on: every other writer of a buffer it reads. */
+function dependencies(ks: readonly Kernel[]): Array<Set<number>> {
+  const acc = ks.map(kernelAccess);
+  const writers = new Map<number, number[]>();
+  acc.forEach((a, k) => a.writes.forEach((b) => writers.set(b, [...(writers.get(b) ?? []), k])));
+  return acc.map((a, k) => {
+    const d = new Set<number>();
+    for (const b of a.reads) for (const w of writers.get(b) ?? []) if (w !== k) d.add(w);
+    // Several writers of one buffer (a scatter's init and accumulate) keep their order.
+    for (const b of a.writes) for (const w of writers.get(b) ?? []) if (w < k) d.add(w);
+    return d;
+  });
+}
+
+/** A dependence order of the kernels, as close to the given order as possible (stable). */
+function topoSort(ks: readonly Kernel[]): Kernel[] {
+  const deps = dependencies(ks);
+  const done = new Set<number>();
+  const out: Kernel[] = [];
+  while (out.length < ks.length) {
+    const k = ks.findIndex((_, i) => !done.has(i) && [...deps[i]!].every((d) => done.has(d)));
+    if (k < 0) throw new Error('mergeKernels: kernel dependences form a cycle');
+    done.add(k);
+    out.push(ks[k]!);
+  }
+  return out;
 }
 
 function isElementwise(k: Kernel): k is LoopKernel {

@@ -48,6 +48,8 @@ export class KernelBuilder {
   readonly ext = new Map<string, number>();
   /** Non-materialized graph nodes this kernel computes (for the fusion driver's sharing analysis). */
   readonly visited = new Set<number>();
+  /** How many times each of them is computed (row kernels may compute a value in several passes). */
+  readonly evaluations = new Map<number, number>();
   readonly root: Block = { stmts: [], depth: 0 };
   private stack: Block[] = [this.root];
   private readonly memo = new Map<string, { e: Expr; block: Block }>();
@@ -152,6 +154,7 @@ export class KernelBuilder {
     if (!node) throw new KilnError(`lowering: value %${id} has no buffer and no defining node`);
     if (this.opts.allow && !this.opts.allow(node.op)) throw new NeedsMaterialization(id, `${node.op} is not allowed in this kernel's operand`);
     this.visited.add(id);
+    this.evaluations.set(id, (this.evaluations.get(id) ?? 0) + 1);
     return this.bind(this.compute(node, sidx), key);
   }
 
@@ -201,7 +204,9 @@ export class KernelBuilder {
       case 'pad': {
         const p = padIndex(idx, a.before as number[], a.after as number[], from);
         const v = this.valueAt(x, p.idx);
-        return p.valid ? select(p.valid, v, konst(a.value as number, n.type.dtype)) : v;
+        const valid = p.valid && this.simp(p.valid);
+        if (!valid || (valid.k === 'const' && valid.v)) return v;
+        return select(valid, v, konst(a.value as number, n.type.dtype));
       }
       case 'concat': {
         const axis = a.axis as number;
@@ -215,7 +220,8 @@ export class KernelBuilder {
           const local = this.simp(bin('sub', idx[axis]!, I.c(off)));
           const pi = idx.map((v, i) => (i === axis ? (k === parts.length - 1 && off === 0 ? local : clampIndex(local, p.len)) : v));
           const v = this.valueAt(p.id, pi);
-          e = e === undefined ? v : select(bin('lt', idx[axis]!, I.c(off + p.len)), v, e);
+          const inPart = this.simp(bin('lt', idx[axis]!, I.c(off + p.len)));
+          e = e === undefined || (inPart.k === 'const' && inPart.v) ? v : select(inPart, v, e);
         }
         return e!;
       }

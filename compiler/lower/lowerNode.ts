@@ -18,6 +18,14 @@ export interface Lowered {
   kernels: Kernel[];
   /** Non-materialized nodes computed inline (for sharing analysis). */
   visited: Set<number>;
+  /** How many times each of them is computed. */
+  evaluations: Map<number, number>;
+}
+
+function mergeCounts(...bs: KernelBuilder[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const b of bs) for (const [k, v] of b.evaluations) m.set(k, (m.get(k) ?? 0) + v);
+  return m;
 }
 
 const VIEW_OPS = new Set(['reshape', 'permute', 'broadcast', 'slice']);
@@ -87,7 +95,7 @@ function lowerRow(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name:
     b.emit({ k: 'loop', var: rv, extent: b.rowExtent(), body: block.stmts });
   }
   const grid = row.shape.filter((_, i) => !row.axes.includes(i));
-  return { kernels: [{ kind: 'loop', name, nodes: [n.id], grid, body: b.root.stmts }], visited: b.visited };
+  return { kernels: [{ kind: 'loop', name, nodes: [n.id], grid, body: b.root.stmts }], visited: b.visited, evaluations: b.evaluations };
 }
 
 function operandBuilder(g: Graph, buffers: ReadonlyMap<number, number>, allow: Set<string>): KernelBuilder {
@@ -101,8 +109,12 @@ function operand(g: Graph, buffers: ReadonlyMap<number, number>, allow: Set<stri
   try {
     return { e: b.valueAt(id, idx(vs)), b };
   } catch (err) {
-    if (err instanceof NeedsMaterialization && err.node !== id) throw new NeedsMaterialization(id, `its operand expression needs ${err.why}`);
-    throw err;
+    if (!(err instanceof NeedsMaterialization) || err.node === id) throw err;
+    // Materialize the operand below its views (so the views still fold into the load and the
+    // materialized value can join its producer's kernel, e.g. a bias add into a matmul epilogue).
+    let v = id;
+    for (let n = g.node(v); n && VIEW_OPS.has(n.op) && !buffers.has(n.inputs[0]!); n = g.node(v)) v = n.inputs[0]!;
+    throw new NeedsMaterialization(v, `an operand expression needs it in memory (${err.why})`);
   }
 }
 
@@ -131,6 +143,7 @@ function lowerMatmul(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, na
   return {
     kernels: [{ kind: 'matmul', name, nodes: [n.id], batch, m, n: nn, k, a: A.e, b: B.e, accDType, epilogue }],
     visited,
+    evaluations: mergeCounts(A.b, B.b),
   };
 }
 
@@ -142,9 +155,11 @@ function lowerAttention(g: Graph, n: Node, buffers: ReadonlyMap<number, number>,
   const dv = vT!.shape[vT!.shape.length - 1]!;
   const bvars: Array<[string, number]> = batch.map((d, i) => [`b${i}`, d]);
   const visited = new Set<number>();
+  const builders: KernelBuilder[] = [];
   const view = (id: number, a: [string, number], c: [string, number]) => {
     const r = operand(g, buffers, VIEW_OPS, id, [...bvars, a, c], (v) => v);
     for (const x of r.b.visited) visited.add(x);
+    builders.push(r.b);
     return r.e;
   };
   const q = view(n.inputs[0]!, ['s', sq], ['d', dk]);
@@ -157,7 +172,7 @@ function lowerAttention(g: Graph, n: Node, buffers: ReadonlyMap<number, number>,
   const common = { name, nodes: [n.id], batch, sq, sk, dk, dv, causal: n.attrs.causal as boolean, scale: n.attrs.scale as number, q, key, v };
   const buf = buffers.get(n.id)!;
   if (n.op === 'attention') {
-    return { kernels: [{ kind: 'attention', ...common, out: { buf, index: at(['s', sq], ['e', dv], n.type.shape), dtype: n.type.dtype } }], visited };
+    return { kernels: [{ kind: 'attention', ...common, out: { buf, index: at(['s', sq], ['e', dv], n.type.shape), dtype: n.type.dtype } }], visited, evaluations: mergeCounts(...builders) };
   }
   const o = view(n.inputs[3]!, ['s', sq], ['e', dv]);
   const dout = view(n.inputs[4]!, ['s', sq], ['e', dv]);
@@ -167,7 +182,7 @@ function lowerAttention(g: Graph, n: Node, buffers: ReadonlyMap<number, number>,
     : wrt === 1
       ? { dK: { buf, index: at(['t', sk], ['d', dk], n.type.shape), dtype: n.type.dtype } }
       : { dV: { buf, index: at(['t', sk], ['e', dv], n.type.shape), dtype: n.type.dtype } };
-  return { kernels: [{ kind: 'attention_grad', ...common, o, dout, ...target }], visited };
+  return { kernels: [{ kind: 'attention_grad', ...common, o, dout, ...target }], visited, evaluations: mergeCounts(...builders) };
 }
 
 function lowerScatter(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name: string): Lowered {
@@ -190,6 +205,7 @@ function lowerScatter(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, n
   b2.emit({ k: 'store', buf: out, index: linearAt(b2, target, shape), value: b2.valueAt(updId, gv), mode: 'add' });
   const visited = new Set([...b1.visited, ...b2.visited]);
   return {
+    evaluations: mergeCounts(b1, b2),
     kernels: [
       { kind: 'loop', name: `${name}_init`, nodes: [n.id], grid: shape, body: b1.root.stmts },
       { kind: 'loop', name: `${name}_add`, nodes: [n.id], grid: updShape, body: b2.root.stmts },

@@ -1,7 +1,9 @@
 /**
  * @file Algebraic simplification: identities that remove work without changing any value bit
  * (x+0, x−0, x·1, x/1, x^1, −(−x), where(c, x, x), where on a constant condition, same-dtype casts,
- * reductions over no axes). A replacement narrower than the node it replaces is broadcast back.
+ * reductions over no axes), and (a·b)ᵀ → bᵀ·aᵀ when the product is used only transposed (the
+ * transposes then fold into the matmul's operand loads instead of costing a copy kernel).
+ * A replacement narrower than the node it replaces is broadcast back.
  */
 import type { Graph, GraphBuilder } from '../../ir/graph.ts';
 import type { Attrs, OpName, ValueType } from '../../ir/ops.ts';
@@ -28,6 +30,8 @@ export function splatValue(d: Def | undefined): number | undefined {
 
 export function simplify(g: Graph): Graph {
   const defs = new Map<number, Def>();
+  const users = g.users();
+  const outputs = new Set(g.outputs.map((o) => o.id));
   return rebuild(g, (n, ins, b) => {
     const c = ins.map((i) => splatValue(defs.get(i)));
     const is = (k: number, v: number) => c[k] !== undefined && Object.is(c[k], v);
@@ -47,6 +51,23 @@ export function simplify(g: Graph): Graph {
         else if (c[0] !== undefined) r = fit(b, c[0] ? ins[1]! : ins[2]!, n.type);
         break;
       case 'cast': r = b.typeOf(ins[0]!).dtype === n.type.dtype ? ins[0] : undefined; break;
+      case 'permute': {
+        const perm = n.attrs.perm as number[];
+        const rank = perm.length;
+        const d = defs.get(ins[0]!);
+        const swapsLast = rank >= 2 && perm[rank - 1] === rank - 2 && perm[rank - 2] === rank - 1 && perm.slice(0, -2).every((p, i) => p === i);
+        const onlyUse = (users.get(n.inputs[0]!)?.length ?? 0) === 1 && !outputs.has(n.inputs[0]!);
+        if (d?.op === 'matmul' && swapsLast && onlyUse) {
+          const t = (x: number) => {
+            const xr = b.typeOf(x).shape.length;
+            const p = [...Array(xr).keys()];
+            [p[xr - 2], p[xr - 1]] = [xr - 1, xr - 2];
+            return b.op('permute', [x], { perm: p }, n.loc);
+          };
+          r = b.op('matmul', [t(d.inputs[1]!), t(d.inputs[0]!)], {}, n.loc);
+        }
+        break;
+      }
       case 'reduce_sum': case 'reduce_max': case 'reduce_min': case 'reduce_mean':
         r = (n.attrs.axes as number[]).length === 0 ? ins[0] : undefined;
         break;

@@ -119,7 +119,7 @@ const RULES: Partial<Record<OpName, VjpRule>> = {
   },
 
   // ---- linear algebra and indexing ----
-  matmul: ({ g, ins: [a, b] }) => [sumTo(g.matmul(swapLast(b!)), a!.shape), sumTo(swapLast(a!).matmul(g), b!.shape)],
+  matmul: ({ g, ins: [a, b] }) => [matmulGradA(g, a!, b!), matmulGradB(g, a!, b!)],
   gather: ({ g, ins: [x, idx], attrs }) => [full(x!.shape, 0, x!.dtype).scatterAdd(idx!, g, attrs.axis as number)],
   scatter_add: ({ g, ins: [, idx], attrs }) => [g, undefined, g.take(idx!, attrs.axis as number)],
 
@@ -176,6 +176,36 @@ function extremumGrad({ g, ins: [x], out, attrs }: VjpArgs): Tensor[] {
   const mask = x!.eq(o).cast(x!.dtype);
   const count = mask.sum(axes, true);
   return [mask.div(count).mul(unreduce(g, x!.shape, axes, keep))];
+}
+
+const batchOf = (t: Tensor) => t.shape.slice(0, -2);
+const numelOf = (s: readonly number[]) => s.reduce((x, y) => x * y, 1);
+
+/**
+ * d/da of a·b. When `a` is shared by every batch element (a weight) the batch sum is folded into
+ * one matmul over (batch·n): g [B.., M, N] → [M, B·N], b [B.., K, N] → [B·N, K].
+ */
+function matmulGradA(g: Tensor, a: Tensor, b: Tensor): Tensor {
+  const bb = batchOf(g);
+  if (numelOf(batchOf(a)) === 1 && bb.length > 0 && batchOf(b).length === bb.length && batchOf(b).every((d, i) => d === bb[i])) {
+    const m = g.shape[g.rank - 2]!;
+    const k = a.shape[a.rank - 1]!;
+    const r = g.rank;
+    const gP = g.permute(r - 2, ...[...Array(r - 2).keys()], r - 1).reshape(m, -1);
+    const bP = swapLast(b).reshape(-1, k);
+    return gP.matmul(bP).reshape([...a.shape]);
+  }
+  return sumTo(g.matmul(swapLast(b)), a.shape);
+}
+
+/** d/db of a·b; a shared `b` (a weight) gets one matmul over (batch·m): aᵀ [K, B·M] · g [B·M, N]. */
+function matmulGradB(g: Tensor, a: Tensor, b: Tensor): Tensor {
+  const bb = batchOf(g);
+  if (numelOf(batchOf(b)) === 1 && bb.length > 0 && batchOf(a).length === bb.length && batchOf(a).every((d, i) => d === bb[i])) {
+    const k = a.shape[a.rank - 1]!, n = g.shape[g.rank - 1]!;
+    return swapLast(a.reshape(-1, k)).matmul(g.reshape(-1, n)).reshape([...b.shape]);
+  }
+  return sumTo(swapLast(a).matmul(g), b.shape);
 }
 
 /** The cotangent of x[starts::steps] scattered back into x's shape (zeros elsewhere). */

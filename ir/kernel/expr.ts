@@ -170,6 +170,25 @@ function scale(l: Linear, k: number): Linear {
   l.c *= k;
   return l;
 }
+/** k·c·(x / c) + k·(x % c) → k·x (for x >= 0): undo the split that reshapes introduce. */
+function recombine(l: Linear, ext: Extents): void {
+  for (const [key, t] of [...l.terms]) {
+    const a = t.atom;
+    if (a.k !== 'bin' || a.op !== 'div' || a.b.k !== 'const') continue;
+    const c = a.b.v;
+    const modKey = exprKey(bin('mod', a.a, a.b));
+    const m = l.terms.get(modKey);
+    if (!m || t.coef !== c * m.coef || !l.terms.has(key)) continue;
+    const xb = bounds(a.a, ext);
+    if (!xb || xb[0] < 0) continue;
+    l.terms.delete(key);
+    l.terms.delete(modKey);
+    const inner = toLinear(a.a, ext);
+    for (const [k2, t2] of inner.terms) addTerm(l, k2, t2.atom, t2.coef * m.coef);
+    l.c += inner.c * m.coef;
+  }
+}
+
 function fromLinear(l: Linear): Expr {
   // Deterministic order: by key, so equal forms print equally.
   let e: Expr = I.c(0);
@@ -212,29 +231,63 @@ function simplifyAtom(e: Expr, ext: Extents): Expr {
   const l = toLinear(e.a, ext);
   const lb = linearBounds(l, ext);
   if (!lb || lb[0] < 0 || d <= 0) return bin(e.op, simplifyIndex(e.a, ext), e.b);
-  // Split into the part divisible by d (q·d) and the rest r; both non-negative here.
+  if (lb[1] < d) return e.op === 'div' ? I.c(0) : fromLinear(l);
+  // Find c dividing d such that L = c·X + R with X >= 0 and 0 <= R < c. Then
+  //   L / d = X / (d/c)   and   L % d = (X % (d/c))·c + R.
+  // c = d is the plain case (terms divisible by d drop out of the remainder).
+  const cands = new Set<number>([d]);
+  for (const t of l.terms.values()) cands.add(gcd(Math.abs(t.coef), d));
+  for (const c of [...cands].filter((x) => x > 1).sort((x, y) => y - x)) {
+    const X: Linear = { terms: new Map(), c: 0 };
+    const R: Linear = { terms: new Map(), c: 0 };
+    let ok = true;
+    for (const [key, t] of l.terms) {
+      const tb = bounds(t.atom, ext);
+      if (t.coef % c === 0 && t.coef > 0 && tb && tb[0] >= 0) addTerm(X, key, t.atom, t.coef / c);
+      else addTerm(R, key, t.atom, t.coef);
+    }
+    X.c = Math.floor(l.c / c);
+    R.c = l.c - X.c * c;
+    const rb = linearBounds(R, ext);
+    const xb = linearBounds(X, ext);
+    if (!rb || !xb || rb[0] < 0 || rb[1] >= c || xb[0] < 0) ok = false;
+    if (!ok) continue;
+    const k = d / c;
+    const xE = fromLinear(X);
+    if (e.op === 'div') return k === 1 ? xE : simplifyAtom(bin('div', xE, I.c(k)), ext);
+    const xm = k === 1 ? I.c(0) : simplifyAtom(bin('mod', xE, I.c(k)), ext);
+    return simplifyIndex(iadd(imul(xm, I.c(c)), fromLinear(R)), ext);
+  }
+  // Otherwise drop the terms divisible by d: (q·d + r) / d = q + r / d and (q·d + r) % d = r % d (r >= 0).
   const q: Linear = { terms: new Map(), c: 0 };
   const r: Linear = { terms: new Map(), c: 0 };
   for (const [key, t] of l.terms) {
     const tb = bounds(t.atom, ext);
-    if (t.coef % d === 0 && tb && tb[0] >= 0 && t.coef > 0) addTerm(q, key, t.atom, t.coef / d);
+    if (t.coef % d === 0 && t.coef > 0 && tb && tb[0] >= 0) addTerm(q, key, t.atom, t.coef / d);
     else addTerm(r, key, t.atom, t.coef);
   }
   q.c = Math.floor(l.c / d);
   r.c = l.c - q.c * d;
   const rb = linearBounds(r, ext);
-  if (!rb || rb[0] < 0) return bin(e.op, fromLinear(l), e.b);
-  const rExpr = fromLinear(r);
-  if (e.op === 'mod') return rb[1] < d ? rExpr : bin('mod', rExpr, e.b);
-  const qExpr = fromLinear(q);
-  return rb[1] < d ? qExpr : iadd(qExpr, bin('div', rExpr, e.b));
+  if (q.terms.size === 0 || !rb || rb[0] < 0) return bin(e.op, fromLinear(l), e.b);
+  const rem = bin(e.op, fromLinear(r), e.b);
+  return e.op === 'mod' ? rem : iadd(fromLinear(q), rem);
 }
 
-/** Simplify an i32 index expression given the extents of its variables. */
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/** Simplify an i32 index expression (or a bool condition over indices) given the extents of its variables. */
 export function simplifyIndex(e: Expr, ext: Extents): Expr {
+  if (e.dtype === 'bool') return simplifyCondition(e, ext);
   if (e.dtype !== 'i32') return e;
+  if (e.k === 'bin' && (e.op === 'max' || e.op === 'min')) return simplifyAtom(e, ext);
   if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub' || e.op === 'mul' || e.op === 'div' || e.op === 'mod')) {
-    return fromLinear(toLinear(e, ext));
+    const l = toLinear(e, ext);
+    recombine(l, ext);
+    return fromLinear(l);
   }
   if (e.k === 'select') return select(e.c, simplifyIndex(e.a, ext), simplifyIndex(e.b, ext));
   return e;
@@ -293,4 +346,36 @@ export function mapStmts(stmts: readonly Stmt[], f: (x: Expr) => Expr | undefine
       case 'store': return { ...s, index: mapExpr(s.index, f), value: mapExpr(s.value, f) };
     }
   });
+}
+
+const TRUE: Expr = { k: 'const', v: 1, dtype: 'bool' };
+const FALSE: Expr = { k: 'const', v: 0, dtype: 'bool' };
+
+/** Fold comparisons of index expressions whose outcome their bounds decide, and and/or with constants. */
+function simplifyCondition(e: Expr, ext: Extents): Expr {
+  if (e.k !== 'bin') return e;
+  if (e.op === 'and' || e.op === 'or') {
+    const a = simplifyCondition(e.a, ext), b = simplifyCondition(e.b, ext);
+    const isC = (x: Expr, v: number) => x.k === 'const' && x.v === v;
+    if (e.op === 'and') {
+      if (isC(a, 0) || isC(b, 0)) return FALSE;
+      if (isC(a, 1)) return b;
+      if (isC(b, 1)) return a;
+    } else {
+      if (isC(a, 1) || isC(b, 1)) return TRUE;
+      if (isC(a, 0)) return b;
+      if (isC(b, 0)) return a;
+    }
+    return bin(e.op, a, b);
+  }
+  if (e.a.dtype !== 'i32' || (e.op !== 'lt' && e.op !== 'le' && e.op !== 'gt' && e.op !== 'ge')) return e;
+  const a = simplifyIndex(e.a, ext), b = simplifyIndex(e.b, ext);
+  const ba = bounds(a, ext), bb = bounds(b, ext);
+  if (ba && bb) {
+    const [lo, hi] = [ba[0] - bb[1], ba[1] - bb[0]]; // bounds of a − b
+    const decide = (t: boolean, f: boolean) => (t ? TRUE : f ? FALSE : undefined);
+    const r = e.op === 'lt' ? decide(hi < 0, lo >= 0) : e.op === 'le' ? decide(hi <= 0, lo > 0) : e.op === 'gt' ? decide(lo > 0, hi <= 0) : decide(lo >= 0, hi < 0);
+    if (r) return r;
+  }
+  return bin(e.op, a, b);
 }
