@@ -6,7 +6,7 @@
  */
 import type { Graph } from '../ir/graph.ts';
 import { printKernel, printProgram } from '../ir/kernel/print.ts';
-import type { BufferDecl, KernelProgram } from '../ir/kernel/types.ts';
+import type { BufferDecl, Kernel, KernelProgram } from '../ir/kernel/types.ts';
 import { printGraph } from '../ir/printer.ts';
 import { verify } from '../ir/verify.ts';
 import { debugOn } from './debug.ts';
@@ -43,7 +43,7 @@ export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
   stages.push({ name: 'fuse', text: fused.kernels.map(printKernel).join('\n') + '\n' });
   const merged = opts.noMerge ? fused.kernels : mergeKernels(fused.kernels, fused.buffers);
   stages.push({ name: 'merge', text: merged.map(printKernel).join('\n') + '\n' });
-  const ordered = scheduleKernels(merged, fused.buffers).map((k, i) => ({ ...k, name: `k${i}_${k.name}` }));
+  const ordered = scheduleKernels(merged, fused.buffers).map((k, i) => ({ ...k, name: kernelName(i, k) }));
   const plan = planMemory(ordered, fused.buffers);
   const buffers: BufferDecl[] = fused.buffers.map((b) => (plan.offsets.has(b.id) ? { ...b, offset: plan.offsets.get(b.id)! } : { ...b }));
   const program: KernelProgram = {
@@ -52,4 +52,11 @@ export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
   stages.push({ name: 'schedule', text: printProgram(program) });
   if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${g.name} ----\n${printProgram(program)}`);
   return { program, optimized, fused, plan, stages };
+}
+
+/** k<position>_<op of its first graph node>[+<how many more nodes were fused in>]. */
+function kernelName(i: number, k: Kernel): string {
+  const base = k.name.split('+')[0]!;
+  const extra = k.name.split('+').length - 1;
+  return `k${i}_${base}${extra ? `+${extra}` : ''}`;
 }

@@ -85,13 +85,18 @@ export function fuse(g: Graph): Fused {
     }
     // Decide outermost shared values first (materializing one changes what its subtree costs).
     const shared = [...count].filter(([, c]) => c >= 2).map(([v]) => v).sort((a, b) => order.get(b)! - order.get(a)!);
+    let expensive = 0;
+    for (const v of shared) {
+      const n = g.node(v)!;
+      if (isExpensive(n.op)) {
+        materialize(v, `${n.op} is read by ${count.get(v)} kernels (never recomputed)`);
+        expensive++;
+      }
+    }
+    if (expensive) continue;
     for (const v of shared) {
       const c = count.get(v)!;
       const n = g.node(v)!;
-      if (isExpensive(n.op)) {
-        materialize(v, `${n.op} is read by ${c} kernels (never recomputed)`);
-        break;
-      }
       if (shouldMaterialize(subtreeCost(g, v, bufOf), n.type.dtype, evals.get(v) ?? c, c)) {
         materialize(v, `recomputing it ${evals.get(v)} times in ${c} kernels moves more bytes than storing it`);
         break;

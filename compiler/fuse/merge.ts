@@ -7,8 +7,8 @@
  *    of a parameter, its moments) or consume each other element by element become one kernel,
  *    loading each operand once;
  *  - attention gradients: the dQ, dK, dV kernels of one attention become one kernel.
- * A kernel only moves earlier when every buffer it reads is ready at the new position and no kernel
- * in between touches what it writes.
+ * Two kernels merge only when no dependence path runs between them through other kernels (that
+ * would be a cycle); the list is then re-sorted into a dependence order.
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { I, exprKey, linearIndex, mapExpr, mapStmts } from '../../ir/kernel/expr.ts';
@@ -16,138 +16,171 @@ import type { AttentionGradKernel, BufferDecl, Expr, Kernel, LoopKernel, MatmulK
 import { stridesOf } from '../../ir/shape.ts';
 
 export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
-  let ks: Kernel[] = [...input];
   let counter = 0;
   const prefix = () => `m${counter++}_`;
 
-  /** Would merging kernels i and j close a cycle (a dependence path between them through other kernels)? */
-  const wouldCycle = (i: number, j: number): boolean => {
-    const deps = dependencies(ks);
-    const reach = (from: number, to: number) => {
-      // Is `to` reachable backwards from `from` through deps, not using the direct edge from→to?
-      const seen = new Set<number>();
-      const stack = [...deps[from]!].filter((d) => d !== to);
+  // The kernel dependence graph (producers and users, by object), the readers of each buffer, and
+  // each kernel's place in the original order; kept up to date as kernels merge.
+  const live = new Set<Kernel>(input);
+  const producers = new Map<Kernel, Set<Kernel>>();
+  const users = new Map<Kernel, Set<Kernel>>();
+  const place = new Map<Kernel, number>();
+  const readers = new Map<number, Set<Kernel>>();
+  dependencies(input).forEach((d, i) => {
+    const k = input[i]!;
+    place.set(k, i);
+    producers.set(k, new Set([...d].map((j) => input[j]!)));
+    users.set(k, users.get(k) ?? new Set());
+    for (const j of d) {
+      const p = input[j]!;
+      if (!users.has(p)) users.set(p, new Set());
+      users.get(p)!.add(k);
+    }
+  });
+  const addReads = (k: Kernel) => {
+    for (const b of kernelAccess(k).reads) {
+      let r = readers.get(b);
+      if (!r) readers.set(b, (r = new Set()));
+      r.add(k);
+    }
+  };
+  input.forEach(addReads);
+  const ks = () => [...live];
+
+  /** Would merging kernels x and y close a cycle (a dependence path between them through other kernels)? */
+  const wouldCycle = (x: Kernel, y: Kernel): boolean => {
+    const reaches = (from: Kernel, to: Kernel) => {
+      const seen = new Set<Kernel>();
+      const stack = [...producers.get(from)!].filter((p) => p !== to);
       while (stack.length) {
-        const x = stack.pop()!;
-        if (x === to) return true;
-        if (seen.has(x)) continue;
-        seen.add(x);
-        stack.push(...deps[x]!);
+        const v = stack.pop()!;
+        if (v === to) return true;
+        if (seen.has(v)) continue;
+        seen.add(v);
+        for (const p of producers.get(v)!) stack.push(p);
       }
       return false;
     };
-    return reach(i, j) || reach(j, i);
+    return reaches(x, y) || reaches(y, x);
   };
-  const readersOf = (buf: number, except: ReadonlySet<Kernel>) => ks.some((k) => !except.has(k) && kernelAccess(k).reads.has(buf));
-  /** Replace kernels i and j by `merged` (at i) and restore a dependence order. */
-  const commit = (i: number, j: number, merged: Kernel): Kernel => {
-    const cleaned = dropDeadStores(merged, buffers, (b) => readersOf(b, new Set([ks[i]!, ks[j]!])));
-    ks = topoSort(ks.map((k, x) => (x === i ? cleaned : k)).filter((_, x) => x !== j));
-    return cleaned;
+  const readElsewhere = (buf: number, except: ReadonlySet<Kernel>) => [...(readers.get(buf) ?? [])].some((k) => !except.has(k));
+  /** Replace kernels x and y by `merged`. */
+  const commit = (x: Kernel, y: Kernel, merged: Kernel): Kernel => {
+    const pair = new Set([x, y]);
+    const m = dropDeadStores(merged, buffers, (b) => readElsewhere(b, pair));
+    const prod = new Set([...producers.get(x)!, ...producers.get(y)!].filter((k) => !pair.has(k)));
+    const use = new Set([...users.get(x)!, ...users.get(y)!].filter((k) => !pair.has(k)));
+    for (const p of prod) {
+      const u = users.get(p)!;
+      u.delete(x);
+      u.delete(y);
+      u.add(m);
+    }
+    for (const u of use) {
+      const p = producers.get(u)!;
+      p.delete(x);
+      p.delete(y);
+      p.add(m);
+    }
+    for (const k of pair) {
+      producers.delete(k);
+      users.delete(k);
+      live.delete(k);
+      for (const b of kernelAccess(k).reads) readers.get(b)?.delete(k);
+    }
+    producers.set(m, prod);
+    users.set(m, use);
+    place.set(m, Math.min(place.get(x)!, place.get(y)!));
+    live.add(m);
+    addReads(m);
+    return m;
   };
 
-  // Each pass repeats until nothing merges: a merge re-sorts the list, which may move kernels
-  // before the scan position.
-  let merges = -1;
-  while (merges !== counter) {
-    merges = counter;
-    epilogues();
-    horizontal();
-    attentionGrads();
+  const work = [...input];
+  while (work.length) {
+    const k = work.shift()!;
+    if (!live.has(k)) continue; // merged away
+    const merged = k.kind === 'matmul' ? epilogue(k) : isElementwise(k) ? horizontal(k) : k.kind === 'attention_grad' ? attentionGrads(k) : undefined;
+    if (merged) work.unshift(merged);
   }
-  return ks;
+  return topoSort(ks().sort((a, b) => place.get(a)! - place.get(b)!));
 
-  function epilogues(): void {
-  // ---- epilogue fusion ----
-  for (let mi = 0; mi < ks.length; mi++) {
-    if (ks[mi]!.kind !== 'matmul') continue;
-    for (let again = true; again; ) {
-      again = false;
-      const cur = ks[mi] as MatmulKernel;
-      const vars = [...cur.batch.map((_, i) => I.v(`b${i}`)), I.v('i'), I.v('j')];
-      const shape = [...cur.batch, cur.m, cur.n];
-      const ident = exprKey(linearIndex(vars, stridesOf(shape)));
-      const avail = identityStores(cur.epilogue, ident);
-      for (let ei = 0; ei < ks.length; ei++) {
-        const e = ks[ei]!;
-        if (ei === mi || !isElementwise(e) || !sameShape(e.grid, shape)) continue;
+  /** Move one elementwise consumer of the matmul's result into its epilogue. */
+  function epilogue(cur: MatmulKernel): Kernel | undefined {
+    const vars = [...cur.batch.map((_, i) => I.v(`b${i}`)), I.v('i'), I.v('j')];
+    const shape = [...cur.batch, cur.m, cur.n];
+    const ident = exprKey(linearIndex(vars, stridesOf(shape)));
+    const avail = identityStores(cur.epilogue, ident);
+    for (const b of avail.keys())
+      for (const e of readers.get(b) ?? []) {
+        if (e === cur || !isElementwise(e) || !sameShape(e.grid, shape)) continue;
         const acc = kernelAccess(e);
-        const eIdent = exprKey(linearIndex(e.grid.map((_, i) => I.v(`g${i}`)), stridesOf(e.grid)));
-        const consumes = [...avail.keys()].filter((b) => acc.reads.has(b));
-        if (!consumes.length || !consumes.every((b) => (acc.loadIndex.get(b) ?? []).every((x) => exprKey(x) === eIdent))) continue;
-        if (wouldCycle(mi, ei)) continue;
+        const eIdent = identityKey(e);
+        const consumes = [...avail.keys()].filter((x) => acc.reads.has(x));
+        if (!consumes.every((x) => (acc.loadIndex.get(x) ?? []).every((i) => exprKey(i) === eIdent))) continue;
+        if (wouldCycle(cur, e)) continue;
         const body = substitute(e.body, prefix(), (g) => vars[g]!, avail);
-        const merged: MatmulKernel = { ...cur, name: `${cur.name}+${e.name}`, nodes: [...cur.nodes, ...e.nodes], epilogue: [...cur.epilogue, ...body] };
-        const kept = commit(mi, ei, merged);
-        mi = ks.indexOf(kept);
-        again = true;
-        break;
+        return commit(cur, e, { ...cur, name: `${cur.name}+${e.name}`, nodes: [...cur.nodes, ...e.nodes], epilogue: [...cur.epilogue, ...body] });
       }
+    return undefined;
+  }
+
+  /** Merge one elementwise kernel of the same grid that reads this kernel's results or shares its operands. */
+  function horizontal(cur: LoopKernel): Kernel | undefined {
+    const vars = cur.grid.map((_, i) => I.v(`g${i}`));
+    const ident = identityKey(cur);
+    const ca = kernelAccess(cur);
+    const avail = identityStores(cur.body, ident);
+    const cands = new Set<Kernel>();
+    for (const b of [...avail.keys(), ...[...ca.reads].filter((x) => buffers[x]!.kind !== 'const')])
+      for (const k of readers.get(b) ?? []) if (k !== cur) cands.add(k);
+    for (const b of [...cands].sort((x, y) => place.get(x)! - place.get(y)!)) {
+      if (!isElementwise(b) || !sameShape(b.grid, cur.grid)) continue;
+      const cb = kernelAccess(b);
+      const consumes = [...avail.keys()].filter((x) => cb.reads.has(x));
+      if (!consumes.every((x) => (cb.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
+      if ([...cb.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
+      if ([...ca.writes].some((x) => cb.writes.has(x))) continue;
+      if (wouldCycle(cur, b)) continue;
+      const body = substitute(b.body, prefix(), (g) => vars[g]!, new Map(consumes.map((x) => [x, avail.get(x)!])));
+      return commit(cur, b, cseLets({ ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], body: [...cur.body, ...body] }));
     }
+    return undefined;
   }
 
-  }
-
-  function horizontal(): void {
-  // ---- horizontal fusion of elementwise kernels ----
-  for (let ai = 0; ai < ks.length; ai++) {
-    if (!isElementwise(ks[ai]!)) continue;
-    for (let again = true; again; ) {
-      again = false;
-      const cur = ks[ai] as LoopKernel;
-      const vars = cur.grid.map((_, i) => I.v(`g${i}`));
-      const ident = exprKey(linearIndex(vars, stridesOf(cur.grid)));
-      const ca = kernelAccess(cur);
-      const avail = identityStores(cur.body, ident);
-      for (let bi = ai + 1; bi < ks.length; bi++) {
-        const b = ks[bi]!;
-        if (!isElementwise(b) || !sameShape(b.grid, cur.grid)) continue;
-        const cb = kernelAccess(b);
-        const consumes = [...avail.keys()].filter((x) => cb.reads.has(x));
-        const shares = [...cb.reads].some((x) => ca.reads.has(x) && buffers[x]!.kind !== 'const');
-        if (!consumes.length && !shares) continue;
-        if (!consumes.every((x) => (cb.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
-        if ([...cb.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
-        if ([...ca.writes].some((x) => cb.writes.has(x))) continue;
-        if (wouldCycle(ai, bi)) continue;
-        const body = substitute(b.body, prefix(), (g) => vars[g]!, new Map(consumes.map((x) => [x, avail.get(x)!])));
-        const merged = cseLets({ ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], body: [...cur.body, ...body] });
-        const kept = commit(ai, bi, merged);
-        ai = ks.indexOf(kept);
-        again = true;
-        break;
-      }
-    }
-  }
-
-  }
-
-  function attentionGrads(): void {
-  // ---- attention gradients of one attention ----
-  for (let ai = 0; ai < ks.length; ai++) {
-    const a = ks[ai]!;
-    if (a.kind !== 'attention_grad') continue;
-    const key = attnKey(a);
-    for (let bi = ai + 1; bi < ks.length; bi++) {
-      const b = ks[bi]!;
-      const cur = ks[ai] as AttentionGradKernel;
-      if (b.kind !== 'attention_grad' || attnKey(b) !== key || wouldCycle(ai, bi)) continue;
-      if ((b.dQ && cur.dQ) || (b.dK && cur.dK) || (b.dV && cur.dV)) continue;
-      const merged: AttentionGradKernel = { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV };
+  /** Join the dQ, dK and dV kernels of one attention. */
+  function attentionGrads(cur: AttentionGradKernel): Kernel | undefined {
+    const key = attnKey(cur);
+    for (const b of live) {
+      if (b === cur || b.kind !== 'attention_grad' || attnKey(b) !== key) continue;
+      if ((b.dQ && cur.dQ) || (b.dK && cur.dK) || (b.dV && cur.dV) || wouldCycle(cur, b)) continue;
       prefix();
-      const kept = commit(ai, bi, merged);
-      ai = ks.indexOf(kept);
-      bi = ai;
+      return commit(cur, b, { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV });
     }
+    return undefined;
   }
+}
+
+const identityKeys = new WeakMap<LoopKernel, string>();
+/** exprKey of the row-major index of a loop kernel's grid point. */
+function identityKey(k: LoopKernel): string {
+  let s = identityKeys.get(k);
+  if (s === undefined) {
+    s = exprKey(linearIndex(k.grid.map((_, i) => I.v(`g${i}`)), stridesOf(k.grid)));
+    identityKeys.set(k, s);
   }
+  return s;
 }
 
 /** For each kernel, the kernels it depends on: every other writer of a buffer it reads. */
 function dependencies(ks: readonly Kernel[]): Array<Set<number>> {
   const acc = ks.map(kernelAccess);
   const writers = new Map<number, number[]>();
-  acc.forEach((a, k) => a.writes.forEach((b) => writers.set(b, [...(writers.get(b) ?? []), k])));
+  acc.forEach((a, k) => a.writes.forEach((b) => {
+    const w = writers.get(b);
+    if (w) w.push(k);
+    else writers.set(b, [k]);
+  }));
   return acc.map((a, k) => {
     const d = new Set<number>();
     for (const b of a.reads) for (const w of writers.get(b) ?? []) if (w !== k) d.add(w);
@@ -157,18 +190,59 @@ function dependencies(ks: readonly Kernel[]): Array<Set<number>> {
   });
 }
 
-/** A dependence order of the kernels, as close to the given order as possible (stable). */
+/** A dependence order of the kernels, as close to the given order as possible (Kahn's algorithm, lowest index first). */
 function topoSort(ks: readonly Kernel[]): Kernel[] {
   const deps = dependencies(ks);
-  const done = new Set<number>();
+  const users: number[][] = ks.map(() => []);
+  const pending = deps.map((d, k) => {
+    for (const x of d) users[x]!.push(k);
+    return d.size;
+  });
+  const ready = new MinHeap();
+  pending.forEach((n, k) => n === 0 && ready.push(k));
   const out: Kernel[] = [];
-  while (out.length < ks.length) {
-    const k = ks.findIndex((_, i) => !done.has(i) && [...deps[i]!].every((d) => done.has(d)));
-    if (k < 0) throw new Error('mergeKernels: kernel dependences form a cycle');
-    done.add(k);
+  while (ready.size) {
+    const k = ready.pop();
     out.push(ks[k]!);
+    for (const u of users[k]!) if (--pending[u]! === 0) ready.push(u);
   }
+  if (out.length !== ks.length) throw new Error('mergeKernels: kernel dependences form a cycle');
   return out;
+}
+
+class MinHeap {
+  private a: number[] = [];
+  get size(): number {
+    return this.a.length;
+  }
+  push(x: number): void {
+    const a = this.a;
+    a.push(x);
+    for (let i = a.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (a[p]! <= a[i]!) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+  pop(): number {
+    const a = this.a;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length) {
+      a[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < a.length && a[l]! < a[m]!) m = l;
+        if (r < a.length && a[r]! < a[m]!) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
 }
 
 function isElementwise(k: Kernel): k is LoopKernel {

@@ -13,7 +13,19 @@ export interface Access {
   storeIndex: Map<number, Array<{ index: Expr; mode: 'set' | 'add' }>>;
 }
 
+const cache = new WeakMap<Kernel, Access>();
+
+/** The buffers `k` touches (memoized: kernels are immutable values). */
 export function kernelAccess(k: Kernel): Access {
+  let a = cache.get(k);
+  if (!a) {
+    a = computeAccess(k);
+    cache.set(k, a);
+  }
+  return a;
+}
+
+function computeAccess(k: Kernel): Access {
   const a: Access = { reads: new Set(), writes: new Set(), loadIndex: new Map(), storeIndex: new Map() };
   const onExpr = (e: Expr) => {
     if (e.k !== 'load') return;
