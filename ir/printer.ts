@@ -61,3 +61,8 @@ export function printGraph(g: Graph, opts: PrintOptions = {}): string {
   lines.push('}');
   return lines.join('\n') + '\n';
 }
+
+/** A key that identifies attribute values exactly (unlike JSON, it keeps −0, inf, −inf and nan apart). */
+export function attrsKey(attrs: Readonly<Record<string, AttrValue>>): string {
+  return Object.keys(attrs).sort().map((k) => `${k}=${formatAttr(attrs[k]!)}`).join(';');
+}

@@ -10,6 +10,7 @@ import { type DType, type FloatDType, isFloat, roundBf16, roundF16 } from '../..
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
 import type { BinaryOp, CompareOp, CompositeOp, LogicalOp, ReduceOp, UnaryOp, ValueType } from '../../ir/ops.ts';
+import { attrsKey } from '../../ir/printer.ts';
 import { UNIFORM_BITS, fillNormal, fillUniform } from '../../ir/philox.ts';
 import { numel, shapeEq, stridesOf } from '../../ir/shape.ts';
 import { type HostTensor, type TensorData, allocData, describeTensor } from '../../ir/tensor.ts';
@@ -49,7 +50,7 @@ function adoptFeed(g: Graph, name: string, t: ValueType, x: HostTensor, f64: boo
 
 const decompCache = new Map<string, Graph>();
 function decomposition(n: Node, types: ValueType[]): Graph {
-  const key = JSON.stringify([n.op, types, n.attrs]);
+  const key = `${n.op}|${JSON.stringify(types)}|${attrsKey(n.attrs)}`;
   let g = decompCache.get(key);
   if (!g) {
     g = decompositionGraph(n.op as CompositeOp, types, n.attrs);

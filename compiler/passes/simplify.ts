@@ -1,11 +1,12 @@
 /**
  * @file Algebraic simplification: identities that remove work without changing any value bit
- * (x+0, x−0, x·1, x/1, x^1, −(−x), where(c, x, x), where on a constant condition, same-dtype casts,
+ * (x+(−0) for floats and x+0 for integers, x−0, x·1, x/1, x^1, −(−x), where(c, x, x), where on a constant condition, same-dtype casts,
  * reductions over no axes), and (a·b)ᵀ → bᵀ·aᵀ when the product is used only transposed (the
  * transposes then fold into the matmul's operand loads instead of costing a copy kernel).
  * A replacement narrower than the node it replaces is broadcast back.
  */
 import type { Graph, GraphBuilder } from '../../ir/graph.ts';
+import { isFloat } from '../../ir/dtype.ts';
 import type { Attrs, OpName, ValueType } from '../../ir/ops.ts';
 import { shapeEq } from '../../ir/shape.ts';
 import { copyNode, rebuild } from './rebuild.ts';
@@ -37,7 +38,12 @@ export function simplify(g: Graph): Graph {
     const is = (k: number, v: number) => c[k] !== undefined && Object.is(c[k], v);
     let r: number | undefined;
     switch (n.op) {
-      case 'add': r = is(1, 0) || is(1, -0) ? fit(b, ins[0]!, n.type) : is(0, 0) || is(0, -0) ? fit(b, ins[1]!, n.type) : undefined; break;
+      case 'add': {
+        // x + (−0) = x for every float x; x + 0 is not (−0 + 0 = +0), except for integers.
+        const zero = isFloat(n.type.dtype) ? -0 : 0;
+        r = is(1, zero) ? fit(b, ins[0]!, n.type) : is(0, zero) ? fit(b, ins[1]!, n.type) : undefined;
+        break;
+      }
       case 'sub': r = is(1, 0) ? fit(b, ins[0]!, n.type) : undefined; break;
       case 'mul': r = is(1, 1) ? fit(b, ins[0]!, n.type) : is(0, 1) ? fit(b, ins[1]!, n.type) : undefined; break;
       case 'div': case 'pow': r = is(1, 1) ? fit(b, ins[0]!, n.type) : undefined; break;

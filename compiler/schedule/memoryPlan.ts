@@ -7,7 +7,7 @@
  * aligned offset that does not collide. Graph inputs, outputs and constants live outside the arena.
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { exprKey } from '../../ir/kernel/expr.ts';
+import { exprKey, walkStmts } from '../../ir/kernel/expr.ts';
 import type { BufferDecl, Kernel } from '../../ir/kernel/types.ts';
 import { deviceBytes } from '../fuse/cost.ts';
 
@@ -19,7 +19,7 @@ export interface MemoryPlan {
   arenaBytes: number;
   /** The most temporary bytes live at once (a lower bound on arenaBytes). */
   peakBytes: number;
-  /** Sum of all temporaries' bytes (what no reuse would need). */
+  /** Sum of all temporaries' aligned bytes (the arena that no reuse would need). */
   totalBytes: number;
   /** Live range [first, last] kernel index of each temporary. */
   live: Map<number, [number, number]>;
@@ -57,7 +57,7 @@ export function planMemory(kernels: readonly Kernel[], buffers: readonly BufferD
         if (src === out || sb.kind !== 'temp' || live.get(src)?.[1] !== k || sharesWith.has(src)) continue;
         if (size(sb) !== size(ob) || sb.dtype !== ob.dtype) continue;
         if (!loads.every((i) => exprKey(i) === key)) continue;
-        if (!isTopLevelStore(kern, out)) continue;
+        if (!isTopLevelStore(kern, out) || !readsBeforeStore(kern, src, out)) continue;
         inPlace.push([src, out]);
         sharesWith.set(src, out);
         sharesWith.set(out, src);
@@ -111,12 +111,23 @@ export function planMemory(kernels: readonly Kernel[], buffers: readonly BufferD
     }
     peakBytes = Math.max(peakBytes, sum);
   }
-  const totalBytes = temps.reduce((s, b) => s + size(b), 0);
+  const totalBytes = temps.reduce((s, b) => s + align(size(b)), 0);
   return { offsets, arenaBytes, peakBytes, totalBytes, live, inPlace };
 }
 
 function overlaps(a: number, alen: number, b: number, blen: number): boolean {
   return a < b + blen && b < a + alen && alen > 0 && blen > 0;
+}
+
+/** Does every load of `src` come before the (single) store to `out` in the kernel body? */
+function readsBeforeStore(k: Kernel, src: number, out: number): boolean {
+  if (k.kind !== 'loop') return false;
+  const at = k.body.findIndex((s) => s.k === 'store' && s.buf === out);
+  let late = false;
+  walkStmts(k.body.slice(at), (e) => {
+    if (e.k === 'load' && e.buf === src) late = true;
+  });
+  return !late;
 }
 
 /** Is the kernel's store to `buf` at grid level (not inside a row loop), so reads and writes pair up per thread? */

@@ -48,6 +48,7 @@ export function emaName(param: string): string {
 
 export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
   const params = opts.params ?? g.inputs.filter((i) => i.kind === 'param').map((i) => i.name);
+  if (params.length === 0) throw new KilnError(`trainStep: graph ${g.name} has no trainable parameters (no 'param' inputs, and none named in 'params')`);
   for (const p of params) {
     const i = g.inputByName(p);
     if (!i) throw new KilnError(`trainStep: graph ${g.name} has no parameter '${p}'`);

@@ -209,6 +209,11 @@ function linearBounds(l: Linear, ext: Extents): Bounds {
 }
 
 function simplifyAtom(e: Expr, ext: Extents): Expr {
+  if (e.k === 'select') {
+    const c = simplifyIndex(e.c, ext);
+    if (c.k === 'const') return simplifyIndex(c.v ? e.a : e.b, ext);
+    return select(c, simplifyIndex(e.a, ext), simplifyIndex(e.b, ext));
+  }
   if (e.k !== 'bin' || e.dtype !== 'i32' || (e.op !== 'div' && e.op !== 'mod') || e.b.k !== 'const') {
     if (e.k === 'bin' && e.dtype === 'i32' && (e.op === 'max' || e.op === 'min')) {
       const a = simplifyIndex(e.a, ext), b = simplifyIndex(e.b, ext);
@@ -228,6 +233,7 @@ function simplifyAtom(e: Expr, ext: Extents): Expr {
     const xb = bounds(inner.a, ext);
     if (xb && xb[0] >= 0) return simplifyAtom(bin('div', inner.a, I.c(inner.b.v * d)), ext);
   }
+  if (d === 1) return e.op === 'div' ? simplifyIndex(e.a, ext) : I.c(0);
   const l = toLinear(e.a, ext);
   const lb = linearBounds(l, ext);
   if (!lb || lb[0] < 0 || d <= 0) return bin(e.op, simplifyIndex(e.a, ext), e.b);
@@ -269,8 +275,8 @@ function simplifyAtom(e: Expr, ext: Extents): Expr {
   q.c = Math.floor(l.c / d);
   r.c = l.c - q.c * d;
   const rb = linearBounds(r, ext);
-  if (q.terms.size === 0 || !rb || rb[0] < 0) return bin(e.op, fromLinear(l), e.b);
-  const rem = bin(e.op, fromLinear(r), e.b);
+  if ((q.terms.size === 0 && q.c === 0) || !rb || rb[0] < 0) return bin(e.op, fromLinear(l), e.b);
+  const rem = rb[1] < d ? (e.op === 'mod' ? fromLinear(r) : I.c(0)) : bin(e.op, fromLinear(r), e.b);
   return e.op === 'mod' ? rem : iadd(fromLinear(q), rem);
 }
 
@@ -289,7 +295,7 @@ export function simplifyIndex(e: Expr, ext: Extents): Expr {
     recombine(l, ext);
     return fromLinear(l);
   }
-  if (e.k === 'select') return select(e.c, simplifyIndex(e.a, ext), simplifyIndex(e.b, ext));
+  if (e.k === 'select') return simplifyAtom(e, ext);
   return e;
 }
 
