@@ -111,7 +111,7 @@ export function planMemory(kernels: readonly Kernel[], buffers: readonly BufferD
     }
     peakBytes = Math.max(peakBytes, sum);
   }
-  const totalBytes = temps.reduce((s, b) => s + align(size(b)), 0);
+  const totalBytes = temps.filter((b) => live.has(b.id)).reduce((s, b) => s + align(size(b)), 0);
   return { offsets, arenaBytes, peakBytes, totalBytes, live, inPlace };
 }
 
