@@ -1,0 +1,420 @@
+/**
+ * @file CUDA C++ generation from the kernel IR. Each kernel of a KernelProgram becomes one or more
+ * `extern "C" __global__` functions whose parameters are the device pointers of the buffers it
+ * touches (shapes are static, so every size is a constant in the source):
+ *  - elementwise loop kernels: one thread per grid point;
+ *  - row kernels (with reductions or row loops): one block per grid point; reductions are strided
+ *    over the block's threads and combined through shared memory; row loops are strided too;
+ *  - matmul: shared-memory tiled GEMM over the operand expressions, epilogue per output element;
+ *  - attention: one thread per query row, online softmax; attention_grad: a statistics pass, then
+ *    dQ per query row and dK/dV per key row (the statistics live in scratch buffers).
+ * Float math is done in f32; values of f16/bf16 type are rounded to their type after each operation,
+ * as the kernel-IR interpreter does. NVRTC compiles the module at run time (driver.ts).
+ */
+import type { DType } from '../../ir/dtype.ts';
+import { KilnError } from '../../ir/errors.ts';
+import { kernelAccess } from '../../ir/kernel/access.ts';
+import { walkStmts } from '../../ir/kernel/expr.ts';
+import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import { PRELUDE } from './prelude.ts';
+
+/** One launch of a generated function. */
+export interface Launch {
+  readonly fn: string;
+  readonly grid: readonly [number, number, number];
+  readonly block: readonly [number, number, number];
+  /** Buffer ids passed as pointer parameters, in order; negative ids name scratch buffers. */
+  readonly params: readonly number[];
+}
+
+export interface Scratch {
+  readonly id: number;
+  readonly bytes: number;
+}
+
+export interface CudaModule {
+  readonly source: string;
+  /** Per kernel of the program (in order), its launches. */
+  readonly launches: readonly (readonly Launch[])[];
+  readonly scratch: readonly Scratch[];
+}
+
+const ELEMENTWISE_BLOCK = 256;
+
+const storageType = (d: DType) => (d === 'f32' ? 'float' : d === 'f16' || d === 'bf16' ? 'u16' : d === 'i32' ? 'int' : 'u32');
+const valueType = (d: DType) => (d === 'f32' || d === 'f16' || d === 'bf16' ? 'float' : d === 'i32' ? 'int' : d === 'u32' ? 'u32' : 'bool');
+
+function floatLit(v: number): string {
+  if (Number.isNaN(v)) return 'K_NAN';
+  if (v === Infinity) return 'K_INF';
+  if (v === -Infinity) return '(-K_INF)';
+  if (Object.is(v, -0)) return '(-0.0f)';
+  const s = Math.fround(v).toPrecision(9);
+  return `${s.includes('e') || s.includes('.') ? s : `${s}.0`}f`;
+}
+
+class Gen {
+  constructor(readonly buffers: readonly BufferDecl[]) {}
+
+  /** Round a float expression to its narrow dtype. */
+  private narrow(code: string, d: DType): string {
+    return d === 'f16' ? `k_round_f16(${code})` : d === 'bf16' ? `k_round_bf16(${code})` : code;
+  }
+
+  load(buf: number, index: string): string {
+    const d = this.buffers[buf]!.dtype;
+    const x = `buf${buf}[${index}]`;
+    return d === 'f16' ? `k_f16_to_f32(${x})` : d === 'bf16' ? `k_bf16_to_f32(${x})` : d === 'bool' ? `(${x} != 0u)` : x;
+  }
+
+  storeValue(buf: number, value: string): string {
+    const d = this.buffers[buf]!.dtype;
+    return d === 'f16' ? `k_f32_to_f16(${value})` : d === 'bf16' ? `k_f32_to_bf16(${value})` : d === 'bool' ? `((${value}) ? 1u : 0u)` : value;
+  }
+
+  expr(e: Expr): string {
+    switch (e.k) {
+      case 'const':
+        if (e.dtype === 'bool') return e.v ? 'true' : 'false';
+        if (e.dtype === 'i32') return e.v === -2147483648 ? '(-2147483647 - 1)' : `${e.v}`;
+        if (e.dtype === 'u32') return `${e.v}u`;
+        return floatLit(e.dtype === 'f32' ? e.v : e.v);
+      case 'var': return e.name;
+      case 'ref': return `v_${e.name}`;
+      case 'load': return this.load(e.buf, this.expr(e.index));
+      case 'un': return this.narrow(this.unary(e.op, this.expr(e.a), e.dtype), e.dtype);
+      case 'bin': return this.narrow(this.binary(e.op, this.expr(e.a), this.expr(e.b), e.a.dtype), e.dtype);
+      case 'select': return `((${this.expr(e.c)}) ? (${this.expr(e.a)}) : (${this.expr(e.b)}))`;
+      case 'cast': return this.cast(this.expr(e.a), e.a.dtype, e.dtype);
+      case 'random': {
+        const bits = e.dtype === 'f16' ? 11 : e.dtype === 'bf16' ? 8 : 24;
+        const call = e.dist === 'uniform'
+          ? `k_uniform((u32)(${this.expr(e.s0)}), (u32)(${this.expr(e.s1)}), ${e.stream}u, (u32)(${this.expr(e.index)}), ${bits})`
+          : `k_normal((u32)(${this.expr(e.s0)}), (u32)(${this.expr(e.s1)}), ${e.stream}u, (u32)(${this.expr(e.index)}))`;
+        return this.narrow(call, e.dtype);
+      }
+    }
+  }
+
+  private unary(op: string, a: string, d: DType): string {
+    const int = d === 'i32' || d === 'u32';
+    switch (op) {
+      case 'neg': return d === 'i32' ? `k_negi(${a})` : `(-(${a}))`;
+      case 'abs': return d === 'i32' ? `k_absi(${a})` : d === 'u32' ? a : `fabsf(${a})`;
+      case 'sign': return d === 'i32' ? `k_signi(${a})` : d === 'u32' ? `((${a}) != 0u ? 1u : 0u)` : `k_sign(${a})`;
+      case 'exp': return `expf(${a})`;
+      case 'log': return `logf(${a})`;
+      case 'sqrt': return `sqrtf(${a})`;
+      case 'rsqrt': return `(1.f / sqrtf(${a}))`;
+      case 'recip': return `(1.f / (${a}))`;
+      case 'sin': return `sinf(${a})`;
+      case 'cos': return `cosf(${a})`;
+      case 'tanh': return `tanhf(${a})`;
+      case 'erf': return `erff(${a})`;
+      case 'sigmoid': return `k_sigmoid(${a})`;
+      case 'floor': return int ? a : `floorf(${a})`;
+      case 'ceil': return int ? a : `ceilf(${a})`;
+      case 'not': return `(!(${a}))`;
+    }
+    throw new KilnError(`cuda codegen: unary op ${op}`);
+  }
+
+  private binary(op: string, a: string, b: string, d: DType): string {
+    const i = d === 'i32', u = d === 'u32';
+    switch (op) {
+      case 'add': return i ? `k_addi(${a}, ${b})` : `((${a}) + (${b}))`;
+      case 'sub': return i ? `k_subi(${a}, ${b})` : `((${a}) - (${b}))`;
+      case 'mul': return i ? `k_muli(${a}, ${b})` : `((${a}) * (${b}))`;
+      case 'div': return i ? `k_divi(${a}, ${b})` : u ? `k_divu(${a}, ${b})` : `((${a}) / (${b}))`;
+      case 'mod': return i ? `k_modi(${a}, ${b})` : u ? `k_modu(${a}, ${b})` : `fmodf(${a}, ${b})`;
+      case 'max': return i ? `k_maxi(${a}, ${b})` : u ? `k_maxu(${a}, ${b})` : `k_max(${a}, ${b})`;
+      case 'min': return i ? `k_mini(${a}, ${b})` : u ? `k_minu(${a}, ${b})` : `k_min(${a}, ${b})`;
+      case 'pow': return `k_pow(${a}, ${b})`;
+      case 'eq': return `((${a}) == (${b}))`;
+      case 'ne': return `((${a}) != (${b}))`;
+      case 'lt': return `((${a}) < (${b}))`;
+      case 'le': return `((${a}) <= (${b}))`;
+      case 'gt': return `((${a}) > (${b}))`;
+      case 'ge': return `((${a}) >= (${b}))`;
+      case 'and': return `((${a}) && (${b}))`;
+      case 'or': return `((${a}) || (${b}))`;
+      case 'xor': return `((${a}) != (${b}))`;
+    }
+    throw new KilnError(`cuda codegen: binary op ${op}`);
+  }
+
+  private cast(a: string, from: DType, to: DType): string {
+    const fl = (d: DType) => d === 'f32' || d === 'f16' || d === 'bf16';
+    if (to === 'bool') return `((${a}) != 0)`;
+    if (from === 'bool') return fl(to) ? `((${a}) ? 1.f : 0.f)` : to === 'i32' ? `((${a}) ? 1 : 0)` : `((${a}) ? 1u : 0u)`;
+    if (fl(to)) return this.narrow(`((float)(${a}))`, to);
+    if (fl(from)) return to === 'i32' ? `k_f2i(${a})` : `k_f2u(${a})`;
+    return to === 'i32' ? `((int)(${a}))` : `((u32)(${a}))`;
+  }
+
+  /** Elementwise statements (lets and stores), with `ind` indentation. */
+  stmts(list: readonly Stmt[], ind: string, out: string[], storeGuard?: string): void {
+    for (const s of list) {
+      switch (s.k) {
+        case 'let':
+          out.push(`${ind}const ${valueType(s.value.dtype)} v_${s.name} = ${this.expr(s.value)};`);
+          break;
+        case 'store': {
+          const st = `buf${s.buf}[${this.expr(s.index)}]`;
+          const raw = this.expr(s.value);
+          const line = s.mode === 'add' ? this.atomicAdd(s.buf, st, raw) : `${st} = ${this.storeValue(s.buf, raw)};`;
+          out.push(storeGuard ? `${ind}if (${storeGuard}) ${line}` : `${ind}${line}`);
+          break;
+        }
+        case 'loop':
+          out.push(`${ind}for (int ${s.var} = 0; ${s.var} < ${s.extent}; ${s.var}++) {`);
+          this.stmts(s.body, ind + '  ', out);
+          out.push(`${ind}}`);
+          break;
+        case 'reduce':
+          throw new KilnError('cuda codegen: reduction outside a row kernel');
+      }
+    }
+  }
+
+  private atomicAdd(buf: number, target: string, v: string): string {
+    const d = this.buffers[buf]!.dtype;
+    if (d === 'f32' || d === 'i32' || d === 'u32') return `atomicAdd(&${target}, ${v});`;
+    if (d === 'f16' || d === 'bf16') return `k_atomic_add_u16(&${target}, ${v}, ${d === 'bf16'});`;
+    throw new KilnError(`cuda codegen: accumulating stores into ${d} buffers are not supported yet (b${buf})`);
+  }
+}
+
+function params(ids: readonly number[], buffers: readonly BufferDecl[]): string {
+  return ids.map((id) => (id < 0 ? `float* __restrict__ scr${-id}` : `${storageType(buffers[id]!.dtype)}* buf${id}`)).join(', ');
+}
+
+function decompose(names: readonly string[], extents: readonly number[], linear: string, out: string[], ind: string): void {
+  let rem = linear;
+  for (let d = extents.length - 1; d >= 0; d--) {
+    out.push(`${ind}const int ${names[d]} = (int)(${rem} % ${extents[d]});`);
+    if (d > 0) {
+      out.push(`${ind}const long long q${d} = ${rem} / ${extents[d]};`);
+      rem = `q${d}`;
+    }
+  }
+}
+
+const isRowKernel = (k: LoopKernel) => k.body.some((s) => s.k === 'reduce' || s.k === 'loop');
+
+function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]): Launch[] {
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  if (total === 0) return [];
+  const gv = k.grid.map((_, i) => `g${i}`);
+  if (!isRowKernel(k)) {
+    out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
+    out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`);
+    out.push(`  if (t >= ${total}LL) return;`);
+    decompose(gv, k.grid, 't', out, '  ');
+    g.stmts(k.body, '  ', out);
+    out.push('}');
+    return [{ fn, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
+  }
+  // Row kernel: one block per grid point.
+  let maxRow = 1;
+  walkStmts(k.body, () => {}, (s) => {
+    if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
+  });
+  const threads = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(maxRow))));
+  out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
+  out.push(`  __shared__ float red_f[${threads}];`, `  __shared__ int red_i[${threads}];`);
+  out.push('  const int tid = threadIdx.x;', '  const long long t = blockIdx.x;');
+  decompose(gv, k.grid, 't', out, '  ');
+  for (const s of k.body) {
+    switch (s.k) {
+      case 'let':
+        g.stmts([s], '  ', out);
+        break;
+      case 'store':
+        g.stmts([s], '  ', out, 'tid == 0');
+        break;
+      case 'loop':
+        out.push(`  for (int ${s.var} = tid; ${s.var} < ${s.extent}; ${s.var} += ${threads}) {`);
+        g.stmts(s.body, '    ', out);
+        out.push('  }');
+        break;
+      case 'reduce': {
+        const vt = s.op === 'argmax' ? 'float' : valueType(s.dtype);
+        const isInt = vt !== 'float';
+        const shared = isInt ? 'red_i' : 'red_f';
+        const ident = s.op === 'sum' ? (isInt ? '0' : '0.f') : s.op === 'max' || s.op === 'argmax' ? (isInt ? '(-2147483647 - 1)' : '(-K_INF)') : isInt ? '2147483647' : 'K_INF';
+        const combine = (a: string, b: string) =>
+          s.op === 'sum' ? (isInt ? `k_addi(${a}, ${b})` : `(${a} + ${b})`) : s.op === 'max' ? (isInt ? `k_maxi(${a}, ${b})` : `k_max(${a}, ${b})`) : isInt ? `k_mini(${a}, ${b})` : `k_min(${a}, ${b})`;
+        out.push(`  ${vt} acc_${s.acc} = ${ident};`);
+        if (s.op === 'argmax') out.push(`  int arg_${s.acc} = 0x7fffffff;`);
+        out.push(`  for (int ${s.var} = tid; ${s.var} < ${s.extent}; ${s.var} += ${threads}) {`);
+        g.stmts(s.body, '    ', out);
+        const v = g.expr(s.value);
+        if (s.op === 'argmax') {
+          out.push(`    const float x_ = ${v};`);
+          out.push(`    if (arg_${s.acc} == 0x7fffffff || (acc_${s.acc} == acc_${s.acc} && (x_ > acc_${s.acc} || x_ != x_))) { acc_${s.acc} = x_; arg_${s.acc} = ${s.var}; }`);
+        } else out.push(`    acc_${s.acc} = ${combine(`acc_${s.acc}`, `(${vt})(${v})`)};`);
+        out.push('  }');
+        // block reduction
+        if (s.op === 'argmax') {
+          out.push(`  red_f[tid] = acc_${s.acc}; red_i[tid] = arg_${s.acc}; __syncthreads();`);
+          out.push(`  for (int w = ${threads / 2}; w > 0; w >>= 1) {`);
+          out.push('    if (tid < w) {');
+          out.push('      const float a = red_f[tid], b = red_f[tid + w]; const int ia = red_i[tid], ib = red_i[tid + w];');
+          out.push('      bool takeB = ib != 0x7fffffff && (ia == 0x7fffffff || (a == a && (b > a || b != b || (b == a && ib < ia))) || (a != a && b != b && ib < ia));');
+          out.push('      if (takeB) { red_f[tid] = b; red_i[tid] = ib; }');
+          out.push('    }', '    __syncthreads();', '  }');
+          out.push(`  const int v_${s.acc} = red_i[0] == 0x7fffffff ? 0 : red_i[0];`, '  __syncthreads();');
+        } else {
+          out.push(`  ${shared}[tid] = acc_${s.acc}; __syncthreads();`);
+          out.push(`  for (int w = ${threads / 2}; w > 0; w >>= 1) {`);
+          out.push(`    if (tid < w) ${shared}[tid] = ${combine(`${shared}[tid]`, `${shared}[tid + w]`)};`);
+          out.push('    __syncthreads();', '  }');
+          out.push(`  const ${vt} v_${s.acc} = ${shared}[0];`, '  __syncthreads();');
+        }
+        break;
+      }
+    }
+  }
+  out.push('}');
+  return [{ fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+}
+
+/**
+ * Register-blocked SGEMM: a block of 16×16 threads computes a 64×64 output tile, each thread a 4×4
+ * sub-tile strided by 16 (coalesced loads and stores); K advances in slices of 16 staged in shared
+ * memory. Operands are read through their expressions (views and prologue folded in), fastest along p.
+ */
+function genMatmul(g: Gen, k: MatmulKernel, fn: string, ids: number[], out: string[]): Launch[] {
+  const batch = k.batch.reduce((a, b) => a * b, 1);
+  if (batch === 0 || k.m === 0 || k.n === 0) return [];
+  const bv = k.batch.map((_, i) => `b${i}`);
+  const BM = 64, BN = 64, BK = 16;
+  out.push(`extern "C" __global__ void __launch_bounds__(256) ${fn}(${params(ids, g.buffers)}) {`);
+  out.push(`  __shared__ float As[${BK}][${BM}];`, `  __shared__ float Bs[${BK}][${BN}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;');
+  out.push(`  const int i0 = blockIdx.y * ${BM}, j0 = blockIdx.x * ${BN};`);
+  out.push('  const long long bt = blockIdx.z;');
+  decompose(bv, k.batch, 'bt', out, '  ');
+  out.push('  float acc[4][4];', '  #pragma unroll', '  for (int r = 0; r < 4; r++) {', '    #pragma unroll', '    for (int c = 0; c < 4; c++) acc[r][c] = 0.f;', '  }');
+  out.push(`  for (int p0 = 0; p0 < ${k.k}; p0 += ${BK}) {`);
+  out.push('    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
+  out.push('      const int e = tid + 256 * q, rr = e / 16, pp = e % 16;');
+  out.push(`      { const int i = i0 + rr, p = p0 + pp; As[pp][rr] = (i < ${k.m} && p < ${k.k}) ? (float)(${g.expr(k.a)}) : 0.f; }`);
+  out.push(`      { const int j = j0 + rr, p = p0 + pp; Bs[pp][rr] = (p < ${k.k} && j < ${k.n}) ? (float)(${g.expr(k.b)}) : 0.f; }`);
+  out.push('    }', '    __syncthreads();');
+  out.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK}; kk++) {`);
+  out.push('      float a_[4], b_[4];', '      #pragma unroll', '      for (int r = 0; r < 4; r++) { a_[r] = As[kk][ty + 16 * r]; b_[r] = Bs[kk][tx + 16 * r]; }');
+  out.push('      #pragma unroll', '      for (int r = 0; r < 4; r++) {', '        #pragma unroll', '        for (int c = 0; c < 4; c++) acc[r][c] += a_[r] * b_[c];', '      }');
+  out.push('    }', '    __syncthreads();', '  }');
+  out.push('  #pragma unroll', '  for (int r = 0; r < 4; r++) {', '    #pragma unroll', '    for (int c = 0; c < 4; c++) {');
+  out.push('      const int i = i0 + ty + 16 * r, j = j0 + tx + 16 * c;');
+  out.push(`      if (i < ${k.m} && j < ${k.n}) {`);
+  out.push(`        const ${valueType(k.accDType)} v_acc = (${valueType(k.accDType)})acc[r][c];`);
+  g.stmts(k.epilogue, '        ', out);
+  out.push('      }', '    }', '  }', '}');
+  return [{ fn, grid: [Math.ceil(k.n / BN), Math.ceil(k.m / BM), batch], block: [16, 16, 1], params: ids }];
+}
+
+function genAttention(g: Gen, k: AttentionKernel | AttentionGradKernel, fn: string, ids: number[], out: string[], scratch: Scratch[]): Launch[] {
+  const batch = k.batch.reduce((a, b) => a * b, 1);
+  const rows = batch * k.sq, cols = batch * k.sk;
+  if (rows === 0) return [];
+  const bv = k.batch.map((_, i) => `b${i}`);
+  const blocks = (n: number) => Math.ceil(n / 128);
+  const head = (name: string, prm: number[], count: number, idxVar: 's' | 't', extent: number) => {
+    out.push(`extern "C" __global__ void ${name}(${params(prm, g.buffers)}) {`);
+    out.push('  const long long row = (long long)blockIdx.x * 128 + threadIdx.x;');
+    out.push(`  if (row >= ${count}LL) return;`);
+    decompose([...bv, idxVar], [...k.batch, extent], 'row', out, '  ');
+  };
+  /** `const int name = value;` unless the name already holds that value (no self-initialization). */
+  const bind = (name: string, value: string) => (name === value ? '' : `const int ${name} = ${value}; `);
+  const score = (qs: string, kt: string) =>
+    `{ float sc_ = 0.f; for (int d = 0; d < ${k.dk}; d++) { float qv_, kv_; { ${bind('s', qs)}qv_ = ${g.expr(k.q)}; } { ${bind('t', kt)}kv_ = ${g.expr(k.key)}; } sc_ += qv_ * kv_; } score = sc_ * ${floatLit(k.scale)}; }`;
+  if (k.kind === 'attention') {
+    head(fn, ids, rows, 's', k.sq);
+    out.push('  float m = -K_INF, l = 0.f;', `  float acc[${k.dv}];`, `  for (int e = 0; e < ${k.dv}; e++) acc[e] = 0.f;`);
+    out.push(`  for (int t = 0; t < ${k.sk}; t++) {`);
+    if (k.causal) out.push('    if (t > s) break;');
+    out.push(`    float score; ${score('s', 't')}`);
+    out.push('    const float mn = k_max(m, score), corr = expf(m - mn), pw = expf(score - mn);');
+    out.push('    l = l * corr + pw;');
+    out.push(`    for (int e = 0; e < ${k.dv}; e++) acc[e] = acc[e] * corr + pw * (${g.expr(k.v)});`);
+    out.push('    m = mn;', '  }');
+    out.push(`  for (int e = 0; e < ${k.dv}; e++) buf${k.out.buf}[${g.expr(k.out.index)}] = ${g.storeValue(k.out.buf, 'acc[e] / l')};`);
+    out.push('}');
+    return [{ fn, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: ids }];
+  }
+  // Backward. Scratch: per query row, lse and D = Σ_e dO·O.
+  const lse = -(scratch.length + 1), dsum = -(scratch.length + 2);
+  scratch.push({ id: lse, bytes: rows * 4 }, { id: dsum, bytes: rows * 4 });
+  const launches: Launch[] = [];
+  const all = [...ids, lse, dsum];
+  head(`${fn}_stats`, all, rows, 's', k.sq);
+  out.push('  float m = -K_INF, l = 0.f;');
+  out.push(`  for (int t = 0; t < ${k.sk}; t++) {`);
+  if (k.causal) out.push('    if (t > s) break;');
+  out.push(`    float score; ${score('s', 't')}`);
+  out.push('    const float mn = k_max(m, score); l = l * expf(m - mn) + expf(score - mn); m = mn;', '  }');
+  out.push(`  float dsum_ = 0.f; for (int e = 0; e < ${k.dv}; e++) dsum_ += (${g.expr(k.dout)}) * (${g.expr(k.o)});`);
+  out.push(`  scr${-lse}[row] = m + logf(l);`, `  scr${-dsum}[row] = dsum_;`, '}');
+  launches.push({ fn: `${fn}_stats`, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: all });
+  const rowOf = (sVar: string) => `(${bv.length ? `${linearOf(bv, k.batch)} * ${k.sq} + ` : ''}${sVar})`;
+  // P(s,t) and dP(s,t) − D_s for the current (b*, s, t)
+  const pAndDs = (sVar: string, tVar: string) => [
+    `      float score; ${score(sVar, tVar)}`,
+    `      const float P = expf(score - scr${-lse}[${rowOf(sVar)}]);`,
+    `      float dP = 0.f; for (int e = 0; e < ${k.dv}; e++) { float dov_, vv_; { ${bind('s', sVar)}dov_ = ${g.expr(k.dout)}; } { ${bind('t', tVar)}vv_ = ${g.expr(k.v)}; } dP += dov_ * vv_; }`,
+    `      const float dS = P * (dP - scr${-dsum}[${rowOf(sVar)}]) * ${floatLit(k.scale)};`,
+  ];
+  if (k.dQ) {
+    head(`${fn}_dq`, all, rows, 's', k.sq);
+    out.push(`  float dq[${k.dk}];`, `  for (int d = 0; d < ${k.dk}; d++) dq[d] = 0.f;`);
+    out.push(`  for (int t2 = 0; t2 < ${k.sk}; t2++) {`);
+    if (k.causal) out.push('    if (t2 > s) break;');
+    out.push('    {', ...pAndDs('s', 't2'));
+    out.push(`      for (int d = 0; d < ${k.dk}; d++) { const int t = t2; dq[d] += dS * (${g.expr(k.key)}); }`, '    }', '  }');
+    out.push(`  for (int d = 0; d < ${k.dk}; d++) buf${k.dQ.buf}[${g.expr(k.dQ.index)}] = ${g.storeValue(k.dQ.buf, 'dq[d]')};`, '}');
+    launches.push({ fn: `${fn}_dq`, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: all });
+  }
+  if (k.dK || k.dV) {
+    head(`${fn}_dkv`, all, cols, 't', k.sk);
+    out.push(`  float dk[${k.dk}], dv[${k.dv}];`, `  for (int d = 0; d < ${k.dk}; d++) dk[d] = 0.f;`, `  for (int e = 0; e < ${k.dv}; e++) dv[e] = 0.f;`);
+    out.push(`  for (int s2 = ${k.causal ? 't' : '0'}; s2 < ${k.sq}; s2++) {`, '    {', ...pAndDs('s2', 't'));
+    out.push(`      for (int e = 0; e < ${k.dv}; e++) { const int s = s2; dv[e] += P * (${g.expr(k.dout)}); }`);
+    out.push(`      for (int d = 0; d < ${k.dk}; d++) { const int s = s2; dk[d] += dS * (${g.expr(k.q)}); }`, '    }', '  }');
+    if (k.dK) out.push(`  for (int d = 0; d < ${k.dk}; d++) buf${k.dK.buf}[${g.expr(k.dK.index)}] = ${g.storeValue(k.dK.buf, 'dk[d]')};`);
+    if (k.dV) out.push(`  for (int e = 0; e < ${k.dv}; e++) buf${k.dV.buf}[${g.expr(k.dV.index)}] = ${g.storeValue(k.dV.buf, 'dv[e]')};`);
+    out.push('}');
+    launches.push({ fn: `${fn}_dkv`, grid: [blocks(cols), 1, 1], block: [128, 1, 1], params: all });
+  }
+  return launches;
+}
+
+function linearOf(vars: readonly string[], extents: readonly number[]): string {
+  let e = '0';
+  vars.forEach((v, i) => (e = `(${e} * ${extents[i]} + ${v})`));
+  return e;
+}
+
+/** Generate the CUDA module of a kernel program. */
+export function generateCuda(p: KernelProgram): CudaModule {
+  for (const b of p.buffers)
+    if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
+  const g = new Gen(p.buffers);
+  const out: string[] = [PRELUDE];
+  const scratch: Scratch[] = [];
+  const launches = p.kernels.map((k, i) => {
+    const a = kernelAccess(k);
+    const ids = [...new Set([...a.reads, ...a.writes])].sort((x, y) => x - y);
+    const fn = `kiln_${i}_${k.kind}`;
+    out.push(`// ${k.name}`);
+    switch (k.kind) {
+      case 'loop': return genLoop(g, k, fn, ids, out);
+      case 'matmul': return genMatmul(g, k, fn, ids, out);
+      case 'attention': case 'attention_grad': return genAttention(g, k, fn, ids, out, scratch);
+    }
+  });
+  return { source: out.join('\n') + '\n', launches, scratch };
+}

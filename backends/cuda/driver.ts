@@ -1,0 +1,207 @@
+/**
+ * @file The CUDA driver API and NVRTC, reached from Node through koffi: device memory, module
+ * compilation (CUDA C++ → PTX with NVRTC, cached on disk by content hash), kernel launches.
+ * Errors name the call and CUDA's message.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import * as koffi from 'koffi';
+import { KilnError } from '../../ir/errors.ts';
+
+export class CudaError extends KilnError {
+  override name = 'CudaError';
+}
+
+type Fn = (...args: unknown[]) => unknown;
+
+function loadFirst(names: string[], what: string): koffi.LibraryHandle {
+  const errors: string[] = [];
+  for (const n of names) {
+    try {
+      return koffi.load(n);
+    } catch (e) {
+      errors.push(`${n}: ${(e as Error).message}`);
+    }
+  }
+  throw new CudaError(`cannot load ${what} (tried ${names.join(', ')}): ${errors[errors.length - 1] ?? ''}`);
+}
+
+export interface Module {
+  readonly handle: unknown;
+  readonly functions: Map<string, unknown>;
+}
+
+export class CudaDriver {
+  private static instance: CudaDriver | undefined;
+  private readonly cu: Record<string, Fn> = {};
+  private readonly rtc: Record<string, Fn> = {};
+  readonly device: number;
+  readonly arch: string;
+  readonly name: string;
+
+  /** The process-wide driver (initializes CUDA and retains the primary context of device 0). */
+  static get(): CudaDriver {
+    return (CudaDriver.instance ??= new CudaDriver());
+  }
+
+  /** Is a CUDA driver library present on this machine? */
+  static available(): boolean {
+    try {
+      koffi.load('libcuda.so.1');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private constructor() {
+    const libDir = process.env.CUDA_LIB_DIR ?? '/usr/local/cuda/targets/x86_64-linux/lib';
+    const cuda = loadFirst(['libcuda.so.1', 'libcuda.so'], 'the CUDA driver (libcuda)');
+    const nvrtc = loadFirst(
+      [join(libDir, 'libnvrtc.so'), join(libDir, 'libnvrtc.so.13'), join(libDir, 'libnvrtc.so.12'), 'libnvrtc.so', 'libnvrtc.so.13', 'libnvrtc.so.12'],
+      'NVRTC (set CUDA_LIB_DIR to the folder holding libnvrtc.so)',
+    );
+    const c = (sig: string) => {
+      const f = cuda.func(sig);
+      return f as unknown as Fn;
+    };
+    Object.assign(this.cu, {
+      cuInit: c('int cuInit(unsigned int flags)'),
+      cuDeviceGet: c('int cuDeviceGet(_Out_ int *dev, int ordinal)'),
+      cuDeviceGetAttribute: c('int cuDeviceGetAttribute(_Out_ int *v, int attr, int dev)'),
+      cuDeviceGetName: c('int cuDeviceGetName(_Out_ char *name, int len, int dev)'),
+      cuDevicePrimaryCtxRetain: c('int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int dev)'),
+      cuCtxSetCurrent: c('int cuCtxSetCurrent(void *ctx)'),
+      cuMemAlloc: c('int cuMemAlloc_v2(_Out_ uint64_t *ptr, size_t bytes)'),
+      cuMemFree: c('int cuMemFree_v2(uint64_t ptr)'),
+      cuMemcpyHtoD: c('int cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t bytes)'),
+      cuMemcpyDtoH: c('int cuMemcpyDtoH_v2(_Out_ void *dst, uint64_t src, size_t bytes)'),
+      cuMemcpyDtoD: c('int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t bytes)'),
+      cuMemsetD8: c('int cuMemsetD8_v2(uint64_t dst, uint8_t value, size_t n)'),
+      cuModuleLoadData: c('int cuModuleLoadData(_Out_ void **module, const char *image)'),
+      cuModuleGetFunction: c('int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)'),
+      cuModuleUnload: c('int cuModuleUnload(void *module)'),
+      cuLaunchKernel: c('int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)'),
+      cuCtxSynchronize: c('int cuCtxSynchronize()'),
+      cuGetErrorString: c('int cuGetErrorString(int err, _Out_ const char **str)'),
+    });
+    const r = (sig: string) => nvrtc.func(sig) as unknown as Fn;
+    Object.assign(this.rtc, {
+      create: r('int nvrtcCreateProgram(_Out_ void **prog, const char *src, const char *name, int numHeaders, void *headers, void *names)'),
+      compile: r('int nvrtcCompileProgram(void *prog, int numOptions, const char **options)'),
+      logSize: r('int nvrtcGetProgramLogSize(void *prog, _Out_ size_t *size)'),
+      log: r('int nvrtcGetProgramLog(void *prog, _Out_ uint8_t *log)'),
+      ptxSize: r('int nvrtcGetPTXSize(void *prog, _Out_ size_t *size)'),
+      ptx: r('int nvrtcGetPTX(void *prog, _Out_ uint8_t *ptx)'),
+      destroy: r('int nvrtcDestroyProgram(_Inout_ void **prog)'),
+      errorString: r('const char *nvrtcGetErrorString(int result)'),
+    });
+    this.check('cuInit', this.cu.cuInit!(0));
+    const dev = [0];
+    this.check('cuDeviceGet', this.cu.cuDeviceGet!(dev, 0));
+    this.device = dev[0]!;
+    const major = [0], minor = [0];
+    this.check('cuDeviceGetAttribute', this.cu.cuDeviceGetAttribute!(major, 75, this.device));
+    this.check('cuDeviceGetAttribute', this.cu.cuDeviceGetAttribute!(minor, 76, this.device));
+    this.arch = `compute_${major[0]}${minor[0]}`;
+    const nameBuf = Buffer.alloc(256);
+    this.check('cuDeviceGetName', this.cu.cuDeviceGetName!(nameBuf, 256, this.device));
+    this.name = nameBuf.toString('utf8').replace(/\0.*$/s, '');
+    const ctx = [null];
+    this.check('cuDevicePrimaryCtxRetain', this.cu.cuDevicePrimaryCtxRetain!(ctx, this.device));
+    this.check('cuCtxSetCurrent', this.cu.cuCtxSetCurrent!(ctx[0]));
+  }
+
+  private check(call: string, rc: unknown): void {
+    if (rc === 0) return;
+    const s = [null as unknown];
+    this.cu.cuGetErrorString?.(rc, s);
+    throw new CudaError(`${call} failed: ${String(s[0] ?? `CUDA error ${rc}`)}`);
+  }
+
+  alloc(bytes: number): bigint {
+    const p = [0n];
+    this.check(`cuMemAlloc(${bytes} B)`, this.cu.cuMemAlloc!(p, Math.max(256, Math.ceil(bytes / 256) * 256)));
+    return BigInt(p[0] as bigint | number);
+  }
+  free(ptr: bigint): void {
+    this.check('cuMemFree', this.cu.cuMemFree!(ptr));
+  }
+  upload(dst: bigint, src: ArrayBufferView): void {
+    if (src.byteLength) this.check('cuMemcpyHtoD', this.cu.cuMemcpyHtoD!(dst, src, src.byteLength));
+  }
+  download(dst: ArrayBufferView, src: bigint): void {
+    if (dst.byteLength) this.check('cuMemcpyDtoH', this.cu.cuMemcpyDtoH!(dst, src, dst.byteLength));
+  }
+  copy(dst: bigint, src: bigint, bytes: number): void {
+    if (bytes && dst !== src) this.check('cuMemcpyDtoD', this.cu.cuMemcpyDtoD!(dst, src, bytes));
+  }
+  zero(dst: bigint, bytes: number): void {
+    if (bytes) this.check('cuMemsetD8', this.cu.cuMemsetD8!(dst, 0, bytes));
+  }
+  synchronize(): void {
+    this.check('cuCtxSynchronize', this.cu.cuCtxSynchronize!());
+  }
+
+  /** CUDA C++ → PTX (NVRTC; cached on disk by content hash) → a loaded module and its functions. */
+  compile(source: string, functions: readonly string[], label = 'kiln'): Module {
+    const ptx = this.ptx(source, label);
+    const mod = [null as unknown];
+    this.check(`cuModuleLoadData(${label})`, this.cu.cuModuleLoadData!(mod, ptx));
+    const fns = new Map<string, unknown>();
+    for (const f of functions) {
+      const h = [null as unknown];
+      this.check(`cuModuleGetFunction(${f})`, this.cu.cuModuleGetFunction!(h, mod[0], f));
+      fns.set(f, h[0]);
+    }
+    return { handle: mod[0], functions: fns };
+  }
+
+  private ptx(source: string, label: string): string {
+    const options = [`--gpu-architecture=${this.arch}`, '--std=c++17', '-default-device'];
+    const key = createHash('sha256').update(source).update(options.join(' ')).digest('hex');
+    const dir = process.env.KILN_CACHE_DIR ?? join(homedir(), '.cache', 'kiln', 'ptx');
+    const file = join(dir, `${key}.ptx`);
+    if (existsSync(file)) return readFileSync(file, 'utf8');
+    const prog = [null as unknown];
+    const rc = this.rtc.create!(prog, source, `${label}.cu`, 0, null, null);
+    if (rc !== 0) throw new CudaError(`nvrtcCreateProgram failed: ${String(this.rtc.errorString!(rc))}`);
+    try {
+      const crc = this.rtc.compile!(prog[0], options.length, options);
+      if (crc !== 0) {
+        const n = [0];
+        this.rtc.logSize!(prog[0], n);
+        const log = Buffer.alloc(Number(n[0]));
+        this.rtc.log!(prog[0], log);
+        throw new CudaError(`NVRTC could not compile ${label}: ${String(this.rtc.errorString!(crc))}\n${log.toString('utf8').slice(0, 4000)}`);
+      }
+      const n = [0];
+      this.rtc.ptxSize!(prog[0], n);
+      const buf = Buffer.alloc(Number(n[0]));
+      this.rtc.ptx!(prog[0], buf);
+      const ptx = buf.toString('utf8').replace(/\0+$/, '');
+      try {
+        mkdirSync(dir, { recursive: true });
+        const tmp = `${file}.tmp-${process.pid}`;
+        writeFileSync(tmp, ptx);
+        renameSync(tmp, file);
+      } catch {
+        // caching is best effort
+      }
+      return ptx + '\0';
+    } finally {
+      this.rtc.destroy!(prog);
+    }
+  }
+
+  launch(fn: unknown, grid: readonly number[], block: readonly number[], args: readonly bigint[], what: string): void {
+    const params = args.map((a) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(a);
+      return b;
+    });
+    this.check(`cuLaunchKernel(${what})`, this.cu.cuLaunchKernel!(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, null, params, null));
+  }
+}

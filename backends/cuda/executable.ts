@@ -1,0 +1,164 @@
+/**
+ * @file The CUDA backend: a KernelProgram becomes one CUDA module (codegen.ts, compiled with NVRTC),
+ * its buffers device allocations (graph inputs, outputs and constants each their own; temporaries
+ * at their planned offsets in one arena), and a run is the program's launches in order. Resident
+ * inputs (parameters, optimizer state) stay on the GPU; `next.` outputs are copied onto their inputs
+ * on the device after each run.
+ */
+import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../ir/dtype.ts';
+import { KilnError } from '../../ir/errors.ts';
+import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
+import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
+import { shapeEq } from '../../ir/shape.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import type { Backend, Executable } from '../backend.ts';
+import { type CudaModule, generateCuda } from './codegen.ts';
+import { CudaDriver, type Module } from './driver.ts';
+
+const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
+
+/** Host values → device storage bytes. */
+export function encode(dtype: DType, values: ArrayLike<number>): ArrayBufferView {
+  const n = values.length;
+  switch (dtype) {
+    case 'f32': return Float32Array.from(values);
+    case 'f16': { const a = new Uint16Array(n); for (let i = 0; i < n; i++) a[i] = f32ToF16Bits(values[i]!); return a; }
+    case 'bf16': { const a = new Uint16Array(n); for (let i = 0; i < n; i++) a[i] = f32ToBf16Bits(values[i]!); return a; }
+    case 'i32': return Int32Array.from(values);
+    case 'u32': return Uint32Array.from(values);
+    case 'bool': { const a = new Uint32Array(n); for (let i = 0; i < n; i++) a[i] = values[i] ? 1 : 0; return a; }
+  }
+}
+
+/** Device storage bytes → host values. */
+export function decode(dtype: DType, raw: ArrayBufferView, n: number): number[] {
+  const out = new Array<number>(n);
+  const u16 = new Uint16Array(raw.buffer, raw.byteOffset, (dtype === 'f16' || dtype === 'bf16') ? n : 0);
+  const view = dtype === 'f32' ? new Float32Array(raw.buffer, raw.byteOffset, n) : dtype === 'i32' ? new Int32Array(raw.buffer, raw.byteOffset, n) : new Uint32Array(raw.buffer, raw.byteOffset, dtype === 'f16' || dtype === 'bf16' ? 0 : n);
+  for (let i = 0; i < n; i++) out[i] = dtype === 'f16' ? f16BitsToF32(u16[i]!) : dtype === 'bf16' ? bf16BitsToF32(u16[i]!) : dtype === 'bool' ? (view[i] ? 1 : 0) : view[i]!;
+  return out;
+}
+
+export class CudaExecutable implements Executable {
+  private readonly cuda = CudaDriver.get();
+  private readonly ptr = new Map<number, bigint>();
+  private readonly owned: bigint[] = [];
+  private readonly module: Module;
+  private readonly gen: CudaModule;
+  private readonly written = new Set<string>();
+
+  constructor(readonly graph: Graph, readonly program: KernelProgram) {
+    this.gen = generateCuda(program);
+    const fns = this.gen.launches.flat().map((l) => l.fn);
+    this.module = this.cuda.compile(this.gen.source, fns, program.name);
+    const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
+    for (const b of program.buffers) {
+      const bytes = b.numel * bytesPer(b.dtype);
+      if (b.kind === 'temp') this.ptr.set(b.id, arena + BigInt(b.offset ?? 0));
+      else {
+        const p = this.own(this.cuda.alloc(bytes));
+        this.ptr.set(b.id, p);
+        if (b.kind === 'const') this.cuda.upload(p, encode(b.dtype, b.data!));
+        else this.cuda.zero(p, bytes);
+      }
+    }
+    for (const s of this.gen.scratch) this.ptr.set(s.id, this.own(this.cuda.alloc(s.bytes)));
+  }
+
+  private own(p: bigint): bigint {
+    this.owned.push(p);
+    return p;
+  }
+
+  private buffer(name: string, map: ReadonlyMap<string, number>): BufferDecl {
+    const id = map.get(name);
+    if (id === undefined) throw new KilnError(`graph ${this.graph.name}: no buffer for '${name}'`);
+    return this.program.buffers[id]!;
+  }
+
+  private resident(name: string) {
+    const i = this.graph.inputByName(name);
+    if (!i || i.kind === 'data') throw new KilnError(`graph ${this.graph.name}: '${name}' is not a resident (param, frozen or state) input`);
+    return i;
+  }
+
+  private upload(name: string, x: HostTensor): void {
+    const b = this.buffer(name, this.program.inputs);
+    this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, x.data as ArrayLike<number>));
+  }
+
+  private downloadBuffer(b: BufferDecl): number[] {
+    const raw = new Uint8Array(b.numel * bytesPer(b.dtype));
+    this.cuda.download(raw, this.ptr.get(b.id)!);
+    return decode(b.dtype, raw, b.numel);
+  }
+
+  async write(name: string, value: HostTensor): Promise<void> {
+    const i = this.resident(name);
+    if (i.type.dtype !== value.dtype || !shapeEq(i.type.shape, value.shape))
+      throw new KilnError(`graph ${this.graph.name}: '${name}' expects ${i.type.dtype}[${i.type.shape.join(',')}], got ${value.dtype}[${value.shape.join(',')}]`);
+    this.upload(name, value);
+    this.written.add(name);
+  }
+
+  async read(name: string): Promise<HostTensor> {
+    const i = this.resident(name);
+    if (!this.written.has(name)) throw new KilnError(`graph ${this.graph.name}: resident input '${name}' has not been written`);
+    return hostTensor(i.type.dtype, i.type.shape, this.downloadBuffer(this.buffer(name, this.program.inputs)));
+  }
+
+  /** Launch every kernel once (inputs already on the device). */
+  launchAll(): void {
+    this.gen.launches.forEach((ls) => {
+      for (const l of ls)
+        this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn);
+    });
+  }
+
+  async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
+    for (const k of Object.keys(feeds)) if (!this.graph.inputByName(k)) throw new KilnError(`graph ${this.graph.name}: feed '${k}' is not an input`);
+    for (const i of this.graph.inputs) {
+      if (i.kind !== 'data') {
+        if (!this.written.has(i.name)) throw new KilnError(`graph ${this.graph.name}: resident input '${i.name}' has not been written`);
+        if (feeds[i.name]) throw new KilnError(`graph ${this.graph.name}: '${i.name}' is resident (${i.kind}); set it with write(), not as a feed`);
+        continue;
+      }
+      const x = feeds[i.name];
+      if (!x) throw new KilnError(`graph ${this.graph.name}: input '${i.name}' (${i.type.dtype}[${i.type.shape.join(',')}]) was not fed`);
+      if (x.dtype !== i.type.dtype || !shapeEq(x.shape, i.type.shape))
+        throw new KilnError(`graph ${this.graph.name}: input '${i.name}' expects ${i.type.dtype}[${i.type.shape.join(',')}], got ${x.dtype}[${x.shape.join(',')}]`);
+      this.upload(i.name, x);
+    }
+    this.launchAll();
+    this.cuda.synchronize();
+    const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
+    const out: Record<string, HostTensor> = {};
+    for (const n of want) {
+      const o = this.graph.output(n);
+      if (!o) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
+      const t = this.graph.typeOf(o.id);
+      out[n] = hostTensor(t.dtype, t.shape, this.downloadBuffer(this.buffer(n, this.program.outputs)));
+    }
+    // State updates, on the device: next.<x> → x.
+    for (const o of this.graph.outputs) {
+      if (!o.name.startsWith(NEXT_PREFIX)) continue;
+      const src = this.buffer(o.name, this.program.outputs);
+      const dst = this.buffer(o.name.slice(NEXT_PREFIX.length), this.program.inputs);
+      this.cuda.copy(this.ptr.get(dst.id)!, this.ptr.get(src.id)!, src.numel * bytesPer(src.dtype));
+    }
+    return out;
+  }
+
+  dispose(): void {
+    for (const p of this.owned.splice(0)) this.cuda.free(p);
+  }
+}
+
+export const cudaBackend: Backend = {
+  name: 'cuda',
+  consumes: 'kernels',
+  compile: async (graph: Graph, program?: KernelProgram) => {
+    if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
+    return new CudaExecutable(graph, program);
+  },
+};

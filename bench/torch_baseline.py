@@ -1,0 +1,110 @@
+"""PyTorch baselines for bench/trainStep.ts: the same programs (model, loss, AdamW; EMA where Kiln's
+program has it), same batch, f32 with TF32 off (Kiln's kernels are f32), timed on the same GPU in the
+same run. Prints one JSON line per program.
+
+  python3 bench/torch_baseline.py mlp:128 block:8 lightningdit:16
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "golden"))
+from lightningdit_golden import LightningDiT, fm_loss  # noqa: E402
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+dev = __import__("os").environ.get("KILN_TORCH_DEVICE", "cuda")
+torch.set_default_device(dev)  # the reference modules create tensors (frequencies, grids) on the default device
+
+
+class Mlp(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(784, 256), nn.Linear(256, 128), nn.Linear(128, 10)])
+
+    def forward(self, x):
+        for i, l in enumerate(self.layers):
+            x = l(x)
+            if i < 2:
+                x = F.gelu(x)
+        return x
+
+
+class Block(nn.Module):
+    def __init__(self, d=768, h=12):
+        super().__init__()
+        self.h = h
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        B, N, D = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(B, N, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, D)
+        x = x + self.proj(a)
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x)), approximate="tanh"))
+
+
+def program(name, batch):
+    g = torch.Generator(device=dev).manual_seed(0)
+    if name == "mlp":
+        m = Mlp().to(dev)
+        x, y = torch.randn(batch, 784, device=dev), torch.randint(0, 10, (batch,), device=dev)
+        return m, lambda: F.cross_entropy(m(x), y), None
+    if name == "block":
+        m = Block().to(dev)
+        x = torch.randn(batch, 256, 768, device=dev)
+        return m, lambda: m(x).square().mean(), None
+    if name == "lightningdit":
+        m = LightningDiT(16, 1, 32, 768, 12, 12, 1000, use_swiglu=True, use_rope=True, use_rmsnorm=True).to(dev)
+        x1, y = torch.randn(batch, 32, 16, 16, device=dev), torch.randint(0, 1000, (batch,), device=dev)
+
+        def loss():
+            x0 = torch.randn(x1.shape, device=dev)
+            t = torch.sigmoid(torch.randn(batch, device=dev))
+            return fm_loss(m, x1, x0, t, y)[0]
+        return m, loss, 0.9999
+    raise SystemExit(f"unknown program {name}")
+
+
+def sync():
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(spec):
+    name, b = spec.split(":")
+    batch = int(b)
+    m, loss_fn, ema_decay = program(name, batch)
+    params = [p for p in m.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if name == "lightningdit" else (0.9, 0.999),
+                            weight_decay=0.0 if name == "lightningdit" else 0.01)
+    ema = [p.detach().clone() for p in params] if ema_decay else None
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+        if ema:
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - ema_decay)
+
+    for _ in range(3):
+        step()
+    sync()
+    n = 5 if name == "lightningdit" else 20
+    t = time.perf_counter()
+    for _ in range(n):
+        step()
+    sync()
+    ms = (time.perf_counter() - t) / n * 1000
+    return {"program": name, "batch": batch, "stepMs": round(ms, 3), "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
+
+
+for spec in sys.argv[1:]:
+    print(json.dumps(bench(spec)), flush=True)
