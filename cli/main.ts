@@ -17,6 +17,7 @@ import { formatReport } from '../compiler/report.ts';
 import { printProgram } from '../ir/kernel/print.ts';
 import { runProgram } from '../backends/kernel/interpreter.ts';
 import { PROGRAMS, buildProgram } from './programs.ts';
+import { backendByName } from '../runtime/backends.ts';
 import { runFashionMlp } from './jobs/fashionMlp.ts';
 
 const HELP = () => `kiln: a compiler for neural-network programs written in TypeScript
@@ -26,10 +27,12 @@ usage:
                                    it to kernels, and train it on Fashion-MNIST for N steps (default 300)
   kiln train fashion-mlp [options] train the MLP classifier on Fashion-MNIST and report test accuracy
       --epochs N (3)  --batch B (128)  --hidden 256,128  --lr 2e-3  --weight-decay 1e-4  --seed S (0)
-      --max-steps N   --data DIR  --checkpoint DIR  --resume
+      --max-steps N   --data DIR  --checkpoint DIR  --resume  --backend cpu|kernel-cpu|cuda (default cpu)
   kiln ir mlp [--train]            print the Graph IR of the MLP forward pass (or its training step)
 
 environment:
+  KILN_BACKEND             default backend of \`kiln train\` (cpu, kernel-cpu, cuda)
+  KILN_DEBUG               ir, passes, kernels, all: print the IR after each stage
   KILN_FASHION_MNIST_DIR   where the Fashion-MNIST .gz files are (default /usr/share/datasets/fashion-mnist)
 `;
 
@@ -80,14 +83,14 @@ async function train(argv: string[]): Promise<number> {
     options: {
       epochs: { type: 'string' }, batch: { type: 'string' }, hidden: { type: 'string' }, lr: { type: 'string' },
       'weight-decay': { type: 'string' }, seed: { type: 'string' }, 'max-steps': { type: 'string' }, data: { type: 'string' },
-      checkpoint: { type: 'string' }, resume: { type: 'boolean' },
+      checkpoint: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' },
     },
   });
   const job = positionals[0];
   if (job !== 'fashion-mlp') throw new KilnError(`kiln train: unknown job '${job ?? ''}' (available: fashion-mlp)`);
   const hidden = (values.hidden ?? '256,128').split(',').map((s) => num(s, 'hidden', 0));
   const r = await runFashionMlp({
-    backend: cpuBackend,
+    backend: backendByName(values.backend ?? process.env.KILN_BACKEND ?? 'cpu'),
     epochs: num(values.epochs, 'epochs', 3),
     batch: num(values.batch, 'batch', 128),
     hidden,

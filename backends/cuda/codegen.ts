@@ -14,18 +14,42 @@
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { walkStmts } from '../../ir/kernel/expr.ts';
+import { I, affine, linearIndex, walkStmts } from '../../ir/kernel/expr.ts';
+import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { PRELUDE } from './prelude.ts';
 
 /** One launch of a generated function. */
-export interface Launch {
+export interface KernelLaunch {
+  readonly kind: 'kernel';
   readonly fn: string;
   readonly grid: readonly [number, number, number];
   readonly block: readonly [number, number, number];
   /** Buffer ids passed as pointer parameters, in order; negative ids name scratch buffers. */
   readonly params: readonly number[];
 }
+
+/** A column-major cuBLAS strided-batched SGEMM: C = op(A)·op(B); operands are (buffer, element offset). */
+export interface GemmLaunch {
+  readonly kind: 'gemm';
+  readonly ta: 0 | 1;
+  readonly tb: 0 | 1;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly a: { readonly buf: number; readonly offset: number };
+  readonly lda: number;
+  readonly sA: number;
+  readonly b: { readonly buf: number; readonly offset: number };
+  readonly ldb: number;
+  readonly sB: number;
+  readonly c: { readonly buf: number; readonly offset: number };
+  readonly ldc: number;
+  readonly sC: number;
+  readonly batch: number;
+}
+
+export type Launch = KernelLaunch | GemmLaunch;
 
 export interface Scratch {
   readonly id: number;
@@ -213,7 +237,7 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
     decompose(gv, k.grid, 't', out, '  ');
     g.stmts(k.body, '  ', out);
     out.push('}');
-    return [{ fn, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
+    return [{ kind: 'kernel', fn, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
   }
   // Row kernel: one block per grid point.
   let maxRow = 1;
@@ -277,7 +301,7 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
     }
   }
   out.push('}');
-  return [{ fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+  return [{ kind: 'kernel', fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
 }
 
 /**
@@ -313,7 +337,82 @@ function genMatmul(g: Gen, k: MatmulKernel, fn: string, ids: number[], out: stri
   out.push(`        const ${valueType(k.accDType)} v_acc = (${valueType(k.accDType)})acc[r][c];`);
   g.stmts(k.epilogue, '        ', out);
   out.push('      }', '    }', '  }', '}');
-  return [{ fn, grid: [Math.ceil(k.n / BN), Math.ceil(k.m / BM), batch], block: [16, 16, 1], params: ids }];
+  return [{ kind: 'kernel', fn, grid: [Math.ceil(k.n / BN), Math.ceil(k.m / BM), batch], block: [16, 16, 1], params: ids }];
+}
+
+/** The strides of an operand load `load(buf, c + Σ coef·var)` of an f32 buffer, or undefined. */
+function strided(e: Expr, buffers: readonly BufferDecl[], vars: readonly string[]): { buf: number; c: number; coef: (v: string) => number } | undefined {
+  if (e.k !== 'load' || buffers[e.buf]!.dtype !== 'f32') return undefined;
+  const a = affine(e.index);
+  if (!a || [...a.coef.keys()].some((v) => !vars.includes(v))) return undefined;
+  return { buf: e.buf, c: a.c, coef: (v) => a.coef.get(v) ?? 0 };
+}
+
+/** One stride for the flattened batch index when the operand's batch coefficients are consistent. */
+function batchStride(coef: (v: string) => number, batch: readonly number[]): number | undefined {
+  if (batch.length === 0) return 0;
+  const last = coef(`b${batch.length - 1}`);
+  let expect = last;
+  for (let d = batch.length - 1; d >= 0; d--) {
+    if (coef(`b${d}`) !== expect && batch[d]! > 1) return undefined;
+    expect *= batch[d]!;
+  }
+  return last;
+}
+
+/**
+ * Plan a matmul kernel as a cuBLAS SGEMM when both operands are strided views of f32 buffers: C
+ * (row-major [batch, m, n]) is computed as its column-major transpose Cᵀ = Bᵀ·Aᵀ. The epilogue then
+ * runs as an elementwise kernel over C, unless it is just "store acc", in which case cuBLAS writes the
+ * output buffer itself.
+ */
+function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[]): Launch[] | undefined {
+  if (process.env.KILN_CUDA_NO_CUBLAS || k.accDType !== 'f32' || k.m < 2 || k.n < 2 || k.k < 2) return undefined;
+  const bv = k.batch.map((_, i) => `b${i}`);
+  const A = strided(k.a, g.buffers, [...bv, 'i', 'p']);
+  const B = strided(k.b, g.buffers, [...bv, 'p', 'j']);
+  if (!A || !B) return undefined;
+  const sA = batchStride(A.coef, k.batch), sB = batchStride(B.coef, k.batch);
+  if (sA === undefined || sB === undefined) return undefined;
+  // X (n×k) = Bᵀ, from B[p][j] = mem[c + p·sP + j·sJ]; Y (k×m) = Aᵀ, from A[i][p] = mem[c + i·sI + p·sP].
+  const [sJ, sPb] = [B.coef('j'), B.coef('p')];
+  const [sI, sPa] = [A.coef('i'), A.coef('p')];
+  let ta: 0 | 1, lda: number, tb: 0 | 1, ldb: number;
+  if (sJ === 1 && sPb >= k.n) [ta, lda] = [0, sPb];
+  else if (sPb === 1 && sJ >= k.k) [ta, lda] = [1, sJ];
+  else return undefined;
+  if (sPa === 1 && sI >= k.k) [tb, ldb] = [0, sI];
+  else if (sI === 1 && sPa >= k.m) [tb, ldb] = [1, sPa];
+  else return undefined;
+  const batch = k.batch.reduce((x, y) => x * y, 1);
+  const vars = [...bv, 'i', 'j'];
+  const identity = affine(linearIndex(vars.map((v) => I.v(v)), stridesOf([...k.batch, k.m, k.n])))!;
+  const only = k.epilogue.length === 1 ? k.epilogue[0]! : undefined;
+  const direct = only?.k === 'store' && only.mode === 'set' && g.buffers[only.buf]!.dtype === 'f32' &&
+    (only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref')) && sameAffine(affine(only.index), identity);
+  const gemm = (c: { buf: number; offset: number }): GemmLaunch => ({
+    kind: 'gemm', ta, tb, m: k.n, n: k.m, k: k.k, a: { buf: B.buf, offset: B.c }, lda, sA: sB, b: { buf: A.buf, offset: A.c }, ldb, sB: sA,
+    c, ldc: k.n, sC: k.m * k.n, batch,
+  });
+  if (direct) return [gemm({ buf: only.buf, offset: 0 })];
+  const cId = -(scratch.length + 1);
+  scratch.push({ id: cId, bytes: batch * k.m * k.n * 4 });
+  const total = batch * k.m * k.n;
+  const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
+  const ids = [...new Set([...acc.reads, ...acc.writes])].sort((x, y) => x - y);
+  out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
+  out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
+  decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
+  out.push(`  const float v_acc = scr${-cId}[t];`);
+  g.stmts(k.epilogue, '  ', out);
+  out.push('}');
+  return [gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+}
+
+function sameAffine(a: ReturnType<typeof affine>, b: ReturnType<typeof affine>): boolean {
+  if (!a || !b || a.c !== b.c) return false;
+  const keys = new Set([...a.coef.keys(), ...b.coef.keys()]);
+  return [...keys].every((k) => (a.coef.get(k) ?? 0) === (b.coef.get(k) ?? 0));
 }
 
 function genAttention(g: Gen, k: AttentionKernel | AttentionGradKernel, fn: string, ids: number[], out: string[], scratch: Scratch[]): Launch[] {
@@ -344,7 +443,7 @@ function genAttention(g: Gen, k: AttentionKernel | AttentionGradKernel, fn: stri
     out.push('    m = mn;', '  }');
     out.push(`  for (int e = 0; e < ${k.dv}; e++) buf${k.out.buf}[${g.expr(k.out.index)}] = ${g.storeValue(k.out.buf, 'acc[e] / l')};`);
     out.push('}');
-    return [{ fn, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: ids }];
+    return [{ kind: 'kernel', fn, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: ids }];
   }
   // Backward. Scratch: per query row, lse and D = Σ_e dO·O.
   const lse = -(scratch.length + 1), dsum = -(scratch.length + 2);
@@ -359,7 +458,7 @@ function genAttention(g: Gen, k: AttentionKernel | AttentionGradKernel, fn: stri
   out.push('    const float mn = k_max(m, score); l = l * expf(m - mn) + expf(score - mn); m = mn;', '  }');
   out.push(`  float dsum_ = 0.f; for (int e = 0; e < ${k.dv}; e++) dsum_ += (${g.expr(k.dout)}) * (${g.expr(k.o)});`);
   out.push(`  scr${-lse}[row] = m + logf(l);`, `  scr${-dsum}[row] = dsum_;`, '}');
-  launches.push({ fn: `${fn}_stats`, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: all });
+  launches.push({ kind: 'kernel', fn: `${fn}_stats`, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: all });
   const rowOf = (sVar: string) => `(${bv.length ? `${linearOf(bv, k.batch)} * ${k.sq} + ` : ''}${sVar})`;
   // P(s,t) and dP(s,t) − D_s for the current (b*, s, t)
   const pAndDs = (sVar: string, tVar: string) => [
@@ -376,7 +475,7 @@ function genAttention(g: Gen, k: AttentionKernel | AttentionGradKernel, fn: stri
     out.push('    {', ...pAndDs('s', 't2'));
     out.push(`      for (int d = 0; d < ${k.dk}; d++) { const int t = t2; dq[d] += dS * (${g.expr(k.key)}); }`, '    }', '  }');
     out.push(`  for (int d = 0; d < ${k.dk}; d++) buf${k.dQ.buf}[${g.expr(k.dQ.index)}] = ${g.storeValue(k.dQ.buf, 'dq[d]')};`, '}');
-    launches.push({ fn: `${fn}_dq`, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: all });
+    launches.push({ kind: 'kernel', fn: `${fn}_dq`, grid: [blocks(rows), 1, 1], block: [128, 1, 1], params: all });
   }
   if (k.dK || k.dV) {
     head(`${fn}_dkv`, all, cols, 't', k.sk);
@@ -387,7 +486,7 @@ function genAttention(g: Gen, k: AttentionKernel | AttentionGradKernel, fn: stri
     if (k.dK) out.push(`  for (int d = 0; d < ${k.dk}; d++) buf${k.dK.buf}[${g.expr(k.dK.index)}] = ${g.storeValue(k.dK.buf, 'dk[d]')};`);
     if (k.dV) out.push(`  for (int e = 0; e < ${k.dv}; e++) buf${k.dV.buf}[${g.expr(k.dV.index)}] = ${g.storeValue(k.dV.buf, 'dv[e]')};`);
     out.push('}');
-    launches.push({ fn: `${fn}_dkv`, grid: [blocks(cols), 1, 1], block: [128, 1, 1], params: all });
+    launches.push({ kind: 'kernel', fn: `${fn}_dkv`, grid: [blocks(cols), 1, 1], block: [128, 1, 1], params: all });
   }
   return launches;
 }
@@ -412,7 +511,7 @@ export function generateCuda(p: KernelProgram): CudaModule {
     out.push(`// ${k.name}`);
     switch (k.kind) {
       case 'loop': return genLoop(g, k, fn, ids, out);
-      case 'matmul': return genMatmul(g, k, fn, ids, out);
+      case 'matmul': return planGemm(g, k, fn, out, scratch) ?? genMatmul(g, k, fn, ids, out);
       case 'attention': case 'attention_grad': return genAttention(g, k, fn, ids, out, scratch);
     }
   });

@@ -12,7 +12,8 @@ import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
 import { shapeEq } from '../../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
-import { type CudaModule, generateCuda } from './codegen.ts';
+import { Cublas } from './blas.ts';
+import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -49,7 +50,7 @@ export class CudaExecutable implements Executable {
 
   constructor(readonly graph: Graph, readonly program: KernelProgram) {
     this.gen = generateCuda(program);
-    const fns = this.gen.launches.flat().map((l) => l.fn);
+    const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
     this.module = this.cuda.compile(this.gen.source, fns, program.name);
     const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
     for (const b of program.buffers) {
@@ -107,12 +108,35 @@ export class CudaExecutable implements Executable {
     return hostTensor(i.type.dtype, i.type.shape, this.downloadBuffer(this.buffer(name, this.program.inputs)));
   }
 
+  private launch(l: Launch): void {
+    if (l.kind === 'kernel') {
+      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn);
+      return;
+    }
+    const at = (x: { buf: number; offset: number }) => this.ptr.get(x.buf)! + BigInt(x.offset * 4);
+    Cublas.get().gemm({ ...l, A: at(l.a), B: at(l.b), C: at(l.c) }, `${l.m}x${l.n}x${l.k}`);
+  }
+
   /** Launch every kernel once (inputs already on the device). */
   launchAll(): void {
-    this.gen.launches.forEach((ls) => {
-      for (const l of ls)
-        this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn);
-    });
+    for (const ls of this.gen.launches) for (const l of ls) this.launch(l);
+  }
+
+  /**
+   * Time each kernel on its own (synchronizing after every launch; wall-clock, so it includes a
+   * launch's latency): milliseconds per kernel of the program, in program order.
+   */
+  profile(repeats = 3): Array<{ name: string; kind: string; ms: number }> {
+    const times = this.gen.launches.map(() => 0);
+    this.cuda.synchronize();
+    for (let r = 0; r < repeats; r++)
+      this.gen.launches.forEach((ls, i) => {
+        const t = performance.now();
+        for (const l of ls) this.launch(l);
+        this.cuda.synchronize();
+        times[i]! += performance.now() - t;
+      });
+    return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! / repeats }));
   }
 
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {

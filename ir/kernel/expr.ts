@@ -385,3 +385,29 @@ function simplifyCondition(e: Expr, ext: Extents): Expr {
   }
   return bin(e.op, a, b);
 }
+
+/** e as Σ coef·var + c when it is an affine function of loop variables (integer coefficients), else undefined. */
+export function affine(e: Expr): { c: number; coef: Map<string, number> } | undefined {
+  switch (e.k) {
+    case 'const': return e.dtype === 'i32' ? { c: e.v, coef: new Map() } : undefined;
+    case 'var': return { c: 0, coef: new Map([[e.name, 1]]) };
+    case 'bin': {
+      if (e.dtype !== 'i32') return undefined;
+      const a = affine(e.a), b = affine(e.b);
+      if (!a || !b) return undefined;
+      if (e.op === 'add' || e.op === 'sub') {
+        const s = e.op === 'add' ? 1 : -1;
+        const coef = new Map(a.coef);
+        for (const [k, v] of b.coef) coef.set(k, (coef.get(k) ?? 0) + s * v);
+        return { c: a.c + s * b.c, coef };
+      }
+      if (e.op === 'mul') {
+        const [k, x] = a.coef.size === 0 ? [a.c, b] : b.coef.size === 0 ? [b.c, a] : [undefined, undefined];
+        if (k === undefined || !x) return undefined;
+        return { c: x.c * k, coef: new Map([...x.coef].map(([n, v]) => [n, v * k])) };
+      }
+      return undefined;
+    }
+    default: return undefined;
+  }
+}

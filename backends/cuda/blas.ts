@@ -1,0 +1,52 @@
+/**
+ * @file cuBLAS through koffi: strided-batched SGEMM for matmul kernels whose operands are plain
+ * strided views of f32 buffers (the common case: activations times weights, with or without
+ * transposes). Default math mode (no TF32), so results are f32 like the generated kernels.
+ */
+import * as koffi from 'koffi';
+import { join } from 'node:path';
+import { CudaError } from './driver.ts';
+
+type Fn = (...args: unknown[]) => unknown;
+
+export class Cublas {
+  private static instance: Cublas | undefined;
+  private readonly sgemm: Fn;
+  private readonly handle: unknown;
+
+  static get(): Cublas {
+    return (Cublas.instance ??= new Cublas());
+  }
+
+  private constructor() {
+    const dir = process.env.CUDA_LIB_DIR ?? '/usr/local/cuda/targets/x86_64-linux/lib';
+    let lib: koffi.LibraryHandle | undefined;
+    const tried: string[] = [];
+    for (const n of [join(dir, 'libcublas.so'), join(dir, 'libcublas.so.13'), join(dir, 'libcublas.so.12'), 'libcublas.so.13', 'libcublas.so.12', 'libcublas.so']) {
+      try {
+        lib = koffi.load(n);
+        break;
+      } catch (e) {
+        tried.push(`${n}: ${(e as Error).message}`);
+      }
+    }
+    if (!lib) throw new CudaError(`cannot load cuBLAS: ${tried.join('; ')}`);
+    const create = lib.func('int cublasCreate_v2(_Out_ void **handle)') as unknown as Fn;
+    this.sgemm = lib.func(
+      'int cublasSgemmStridedBatched(void *h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int lda, int64_t sA, uint64_t B, int ldb, int64_t sB, const float *beta, uint64_t C, int ldc, int64_t sC, int batch)',
+    ) as unknown as Fn;
+    const h = [null as unknown];
+    const rc = create(h);
+    if (rc !== 0) throw new CudaError(`cublasCreate failed with status ${rc}`);
+    this.handle = h[0];
+  }
+
+  private readonly one = new Float32Array([1]);
+  private readonly zero = new Float32Array([0]);
+
+  /** Column-major C (m×n, ldc) = op(A)·op(B), `batch` times with the given strides (elements). */
+  gemm(o: { ta: 0 | 1; tb: 0 | 1; m: number; n: number; k: number; A: bigint; lda: number; sA: number; B: bigint; ldb: number; sB: number; C: bigint; ldc: number; sC: number; batch: number }, what: string): void {
+    const rc = this.sgemm(this.handle, o.ta, o.tb, o.m, o.n, o.k, this.one, o.A, o.lda, o.sA, o.B, o.ldb, o.sB, this.zero, o.C, o.ldc, o.sC, o.batch);
+    if (rc !== 0) throw new CudaError(`cublasSgemmStridedBatched (${what}) failed with status ${rc}`);
+  }
+}
