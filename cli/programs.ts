@@ -2,7 +2,7 @@
  * @file Named programs the CLI can trace, print and compile (`kiln ir NAME`, `kiln compile NAME`):
  * the models of models/ at a chosen size and batch, as a forward pass or a whole training step.
  */
-import { Module, type Tensor, crossEntropy, nn, trace } from '../compiler/dsl/index.ts';
+import { type Tensor, crossEntropy, nn, trace } from '../compiler/dsl/index.ts';
 import { trainStep } from '../compiler/transforms/trainStep.ts';
 import { KilnError } from '../ir/errors.ts';
 import type { Graph } from '../ir/graph.ts';
@@ -21,22 +21,10 @@ export interface ProgramOptions {
   size?: string;
 }
 
-/** A pre-LN transformer block (timm style), the unit of fusion pins and benchmarks. */
-export class TransformerBlock extends Module {
-  norm1: nn.LayerNorm;
-  attn: nn.Attention;
-  norm2: nn.LayerNorm;
-  mlp: nn.Mlp;
+/** A pre-LN transformer block (timm style, tanh GELU), the unit of fusion pins and benchmarks. */
+export class TransformerBlock extends nn.ViTBlock {
   constructor(dim: number, heads: number) {
-    super();
-    this.norm1 = new nn.LayerNorm(dim);
-    this.attn = new nn.Attention(dim, { numHeads: heads, qkvBias: true });
-    this.norm2 = new nn.LayerNorm(dim);
-    this.mlp = new nn.Mlp(dim, { hidden: 4 * dim, act: 'gelu_tanh' });
-  }
-  forward(x: Tensor): Tensor {
-    const h = x.add(this.attn.forward(this.norm1.forward(x)));
-    return h.add(this.mlp.forward(this.norm2.forward(h)));
+    super(dim, heads, { eps: 1e-5, act: 'gelu_tanh' });
   }
 }
 

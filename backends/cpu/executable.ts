@@ -4,9 +4,9 @@
  */
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
-import { shapeEq } from '../../ir/shape.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { type Backend, type Executable, NEXT_PREFIX } from '../backend.ts';
+import { checkFeeds, residentInput } from '../residency.ts';
 import { type Precision, runGraph } from './interpreter.ts';
 
 export class CpuExecutable implements Executable {
@@ -20,10 +20,7 @@ export class CpuExecutable implements Executable {
     }
   }
   async write(name: string, value: HostTensor): Promise<void> {
-    const i = this.graph.inputByName(name);
-    if (!i || i.kind === 'data') throw new KilnError(`graph ${this.graph.name}: '${name}' is not a param or state input`);
-    if (i.type.dtype !== value.dtype || !shapeEq(i.type.shape, value.shape))
-      throw new KilnError(`graph ${this.graph.name}: '${name}' expects ${i.type.dtype}[${i.type.shape.join(',')}], got ${value.dtype}[${value.shape.join(',')}]`);
+    residentInput(this.graph, name, value);
     this.resident.set(name, { dtype: value.dtype, shape: [...value.shape], data: value.data.slice() });
   }
   async read(name: string): Promise<HostTensor> {
@@ -32,17 +29,9 @@ export class CpuExecutable implements Executable {
     return { dtype: t.dtype, shape: [...t.shape], data: t.data.slice() };
   }
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
-    for (const k of Object.keys(feeds)) {
-      const i = this.graph.inputByName(k);
-      if (i && i.kind !== 'data') throw new KilnError(`graph ${this.graph.name}: '${k}' is resident (${i.kind}); set it with write(), not as a feed`);
-    }
-    const all: Record<string, HostTensor> = { ...feeds };
-    for (const i of this.graph.inputs) {
-      if (i.kind === 'data') continue;
-      const t = this.resident.get(i.name);
-      if (!t) throw new KilnError(`graph ${this.graph.name}: resident input '${i.name}' has not been written`);
-      all[i.name] = t;
-    }
+    const all: Record<string, HostTensor> = {};
+    for (const [i, x] of checkFeeds(this.graph, feeds, new Set(this.resident.keys()))) all[i.name] = x;
+    for (const i of this.graph.inputs) if (i.kind !== 'data') all[i.name] = this.resident.get(i.name)!;
     const outs = runGraph(this.graph, all, { precision: this.precision });
     const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
     const result: Record<string, HostTensor> = {};

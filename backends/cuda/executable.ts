@@ -9,9 +9,9 @@ import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } 
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
-import { shapeEq } from '../../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
+import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
@@ -77,12 +77,6 @@ export class CudaExecutable implements Executable {
     return this.program.buffers[id]!;
   }
 
-  private resident(name: string) {
-    const i = this.graph.inputByName(name);
-    if (!i || i.kind === 'data') throw new KilnError(`graph ${this.graph.name}: '${name}' is not a resident (param, frozen or state) input`);
-    return i;
-  }
-
   private upload(name: string, x: HostTensor): void {
     const b = this.buffer(name, this.program.inputs);
     this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, x.data as ArrayLike<number>));
@@ -95,15 +89,13 @@ export class CudaExecutable implements Executable {
   }
 
   async write(name: string, value: HostTensor): Promise<void> {
-    const i = this.resident(name);
-    if (i.type.dtype !== value.dtype || !shapeEq(i.type.shape, value.shape))
-      throw new KilnError(`graph ${this.graph.name}: '${name}' expects ${i.type.dtype}[${i.type.shape.join(',')}], got ${value.dtype}[${value.shape.join(',')}]`);
+    residentInput(this.graph, name, value);
     this.upload(name, value);
     this.written.add(name);
   }
 
   async read(name: string): Promise<HostTensor> {
-    const i = this.resident(name);
+    const i = residentInput(this.graph, name);
     if (!this.written.has(name)) throw new KilnError(`graph ${this.graph.name}: resident input '${name}' has not been written`);
     return hostTensor(i.type.dtype, i.type.shape, this.downloadBuffer(this.buffer(name, this.program.inputs)));
   }
@@ -140,19 +132,7 @@ export class CudaExecutable implements Executable {
   }
 
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
-    for (const k of Object.keys(feeds)) if (!this.graph.inputByName(k)) throw new KilnError(`graph ${this.graph.name}: feed '${k}' is not an input`);
-    for (const i of this.graph.inputs) {
-      if (i.kind !== 'data') {
-        if (!this.written.has(i.name)) throw new KilnError(`graph ${this.graph.name}: resident input '${i.name}' has not been written`);
-        if (feeds[i.name]) throw new KilnError(`graph ${this.graph.name}: '${i.name}' is resident (${i.kind}); set it with write(), not as a feed`);
-        continue;
-      }
-      const x = feeds[i.name];
-      if (!x) throw new KilnError(`graph ${this.graph.name}: input '${i.name}' (${i.type.dtype}[${i.type.shape.join(',')}]) was not fed`);
-      if (x.dtype !== i.type.dtype || !shapeEq(x.shape, i.type.shape))
-        throw new KilnError(`graph ${this.graph.name}: input '${i.name}' expects ${i.type.dtype}[${i.type.shape.join(',')}], got ${x.dtype}[${x.shape.join(',')}]`);
-      this.upload(i.name, x);
-    }
+    for (const [i, x] of checkFeeds(this.graph, feeds, this.written)) this.upload(i.name, x);
     this.launchAll();
     this.cuda.synchronize();
     const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));

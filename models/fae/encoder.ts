@@ -45,30 +45,12 @@ export interface ViTFeatureEncoderConfig {
   normEps?: number;
 }
 
-class ViTBlock extends Module {
-  readonly norm1: nn.LayerNorm;
-  readonly attn: nn.Attention;
-  readonly norm2: nn.LayerNorm;
-  readonly mlp: nn.Mlp;
-  constructor(dim: number, heads: number, hidden: number, eps: number) {
-    super();
-    this.norm1 = new nn.LayerNorm(dim, { eps });
-    this.attn = new nn.Attention(dim, { numHeads: heads, qkvBias: true });
-    this.norm2 = new nn.LayerNorm(dim, { eps });
-    this.mlp = new nn.Mlp(dim, { hidden, act: 'gelu' });
-  }
-  forward(x: Tensor): Tensor {
-    const h = x.add(this.attn.forward(this.norm1.forward(x)));
-    return h.add(this.mlp.forward(this.norm2.forward(h)));
-  }
-}
-
 /** A small frozen ViT encoder (stand-in for DINOv2 in tests; the Fashion-MNIST encoder). */
 export class ViTFeatureEncoder extends Module implements FeatureEncoder {
   // A module's own parameters come before its sub-modules' in a PyTorch state_dict: pos_embed first.
   readonly pos_embed: Parameter;
   readonly patch_embed: nn.PatchEmbed;
-  readonly blocks: ViTBlock[];
+  readonly blocks: nn.ViTBlock[];
   readonly norm: nn.LayerNorm;
   readonly dim: number;
   readonly grid: number;
@@ -83,7 +65,7 @@ export class ViTFeatureEncoder extends Module implements FeatureEncoder {
     this.grid = c.imageSize / c.patchSize;
     this.pos_embed = new Parameter([1, this.grid * this.grid, c.dim], { kind: 'trunc_normal', std: 0.02, a: -0.04, b: 0.04 });
     this.patch_embed = new nn.PatchEmbed(c.channels, c.dim, c.patchSize);
-    this.blocks = Array.from({ length: c.depth }, () => new ViTBlock(c.dim, c.heads, c.mlpHidden, eps));
+    this.blocks = Array.from({ length: c.depth }, () => new nn.ViTBlock(c.dim, c.heads, { hidden: c.mlpHidden, eps }));
     this.norm = new nn.LayerNorm(c.dim, { eps });
     this.dim = c.dim;
     this.channels = c.channels;

@@ -18,27 +18,9 @@ import { sincos2dConstant } from '../../compiler/dsl/nn/posEmbed.ts';
 import { dslError } from '../../compiler/dsl/tensor.ts';
 import type { PixelDecoderConfig } from './config.ts';
 
-export class ViTDecoderBlock extends Module {
-  readonly norm1: nn.LayerNorm;
-  readonly attn: nn.Attention;
-  readonly norm2: nn.LayerNorm;
-  readonly mlp: nn.Mlp;
-  constructor(dim: number, heads: number, hidden: number, eps: number) {
-    super();
-    this.norm1 = new nn.LayerNorm(dim, { eps });
-    this.attn = new nn.Attention(dim, { numHeads: heads, qkvBias: true });
-    this.norm2 = new nn.LayerNorm(dim, { eps });
-    this.mlp = new nn.Mlp(dim, { hidden, act: 'gelu' });
-  }
-  forward(x: Tensor): Tensor {
-    const h = x.add(this.attn.forward(this.norm1.forward(x)));
-    return h.add(this.mlp.forward(this.norm2.forward(h)));
-  }
-}
-
 export class PixelDecoder extends Module {
   readonly input_proj: nn.Linear;
-  readonly blocks: ViTDecoderBlock[];
+  readonly blocks: nn.ViTBlock[];
   readonly norm: nn.LayerNorm;
   readonly output_proj: nn.Linear;
 
@@ -50,7 +32,7 @@ export class PixelDecoder extends Module {
     super();
     const c = config;
     this.input_proj = new nn.Linear(featureDim, c.dim);
-    this.blocks = Array.from({ length: c.depth }, () => new ViTDecoderBlock(c.dim, c.heads, c.mlpHidden, c.normEps));
+    this.blocks = Array.from({ length: c.depth }, () => new nn.ViTBlock(c.dim, c.heads, { hidden: c.mlpHidden, eps: c.normEps }));
     this.norm = new nn.LayerNorm(c.dim, { eps: c.normEps });
     this.output_proj = new nn.Linear(c.dim, c.patchSize * c.patchSize * c.channels);
   }

@@ -10,12 +10,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { withTrace } from '../../compiler/dsl/trace.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
-import { copyGraph } from '../../compiler/transforms/rewrite.ts';
-import type { Graph } from '../../ir/graph.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { gradCheck } from '../support/gradcheck.ts';
+import { withCotangentLoss } from '../support/compilerPrograms.ts';
 import { goldenFiles, loadGolden, traceGolden } from '../support/nnGoldens.ts';
 
 function maxAbs(a: ArrayLike<number>): number {
@@ -29,21 +27,6 @@ function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): number 
   return d / Math.max(maxAbs(b), floor);
 }
 
-/** Extend `g` with cotangent inputs and a scalar loss Σ sum(out_k · cot_k) over the given outputs. */
-function withLoss(g: Graph, outs: readonly string[]): Graph {
-  const c = copyGraph(g, `${g.name}_loss`);
-  return withTrace(c.ctx, () => {
-    let loss;
-    for (const o of outs) {
-      const y = c.out(o);
-      const term = y.mul(c.ctx.input(`cotangent.${o}`, y.shape, y.dtype)).sum();
-      loss = loss ? loss.add(term) : term;
-    }
-    c.builder.output('loss', loss!.id);
-    return c.builder.build();
-  });
-}
-
 const withCotangents = goldenFiles.filter((f) => loadGolden(f).byPrefix('cotangent.').size > 0);
 
 describe('nn layer gradients vs PyTorch autograd', () => {
@@ -53,7 +36,7 @@ describe('nn layer gradients vs PyTorch autograd', () => {
       const gold = loadGolden(file);
       const { graph } = traceGolden(gold);
       const cots = gold.byPrefix('cotangent.');
-      const lossGraph = withLoss(graph, [...cots.keys()]);
+      const lossGraph = withCotangentLoss(graph, [...cots.keys()]);
       const feeds: Record<string, HostTensor> = {};
       for (const [k, v] of gold.byPrefix('param.')) feeds[k] = v;
       for (const [k, v] of gold.byPrefix('input.')) feeds[k] = v;

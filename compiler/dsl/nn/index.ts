@@ -14,3 +14,4 @@ export * from './posEmbed.ts';
 export * from './timestep.ts';
 export * from './label.ts';
 export * from './adaLN.ts';
+export * from './vitBlock.ts';
