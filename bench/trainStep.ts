@@ -4,6 +4,7 @@
  * side with the PyTorch baseline measured in the same run on the same card (bench/torch_baseline.py).
  *
  *   KILN_BACKEND=cuda npx tsx bench/trainStep.ts mlp:128 block:8 lightningdit:16
+ * KILN_PROFILE=1 also prints the time of each kind of kernel and the 12 slowest kernels.
  */
 import { cudaBackend } from '../backends/cuda/executable.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
@@ -56,6 +57,17 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   for (let i = 0; i < steps; i++) exe.launchAll();
   cuda.synchronize();
   const stepMs = (performance.now() - t2) / steps;
+  if (process.env.KILN_PROFILE) {
+    const prof = exe.profile();
+    const byKind: Record<string, number> = {};
+    for (const p of prof) byKind[p.kind] = (byKind[p.kind] ?? 0) + p.ms;
+    console.error(`profile ${name}: ${Object.entries(byKind).map(([k, v]) => `${k} ${v.toFixed(2)} ms`).join(', ')}`);
+    for (const p of [...prof].sort((a, b) => b.ms - a.ms).slice(0, 12)) {
+      const k = compiled.program.kernels.find((x) => x.name === p.name)!;
+      const shape = k.kind === 'matmul' ? `m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x')}` : k.kind === 'loop' ? `grid=${k.grid.join('x')}` : `sq=${k.sq} sk=${k.sk} d=${k.dk} batch=${k.batch.join('x')}`;
+      console.error(`  ${p.ms.toFixed(3)} ms  ${p.name} ${p.kind} ${shape}`);
+    }
+  }
   exe.dispose();
   return { program: name, batch, kernels: compiled.program.kernels.length, compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs: Number(stepMs.toFixed(3)), device: cuda.name };
 }
