@@ -2,6 +2,7 @@
  * @file Finite-difference gradient checking on the CPU backend in f64: compares grad()'s analytic
  * gradients with central differences of the same graph.
  */
+import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
 import type { Graph } from '../../ir/graph.ts';
@@ -79,16 +80,8 @@ export function gradCheck(
 
 /** Deterministic values in [lo, hi) for tests (mulberry32). */
 export function randomValues(n: number, seed: number, lo = -1, hi = 1): number[] {
-  let a = seed >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out.push(lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296));
-  }
-  return out;
+  const r = mulberry32(seed);
+  return Array.from({ length: n }, () => lo + (hi - lo) * r());
 }
 
 export function randomTensor(shape: readonly number[], seed: number, lo = -1, hi = 1): HostTensor {

@@ -14,6 +14,7 @@
  * arithmetic, and rejects any op whose result interval could exceed ±1e4. Gather/scatter indices
  * always come from iota, in-range constants, or i32 index inputs (which randomFeeds fills in range).
  */
+import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
 import { type DType, isFloat } from '../../ir/dtype.ts';
 import { type Graph, GraphBuilder, type InputKind } from '../../ir/graph.ts';
 import {
@@ -29,17 +30,7 @@ export interface RandomGraphOptions {
   finiteF32?: boolean;
 }
 
-/** mulberry32: a small, fast, deterministic PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 export class Rng {
   private readonly next: () => number;
