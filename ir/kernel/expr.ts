@@ -244,20 +244,10 @@ function simplifyAtom(e: Expr, ext: Extents): Expr {
   const cands = new Set<number>([d]);
   for (const t of l.terms.values()) cands.add(gcd(Math.abs(t.coef), d));
   for (const c of [...cands].filter((x) => x > 1).sort((x, y) => y - x)) {
-    const X: Linear = { terms: new Map(), c: 0 };
-    const R: Linear = { terms: new Map(), c: 0 };
-    let ok = true;
-    for (const [key, t] of l.terms) {
-      const tb = bounds(t.atom, ext);
-      if (t.coef % c === 0 && t.coef > 0 && tb && tb[0] >= 0) addTerm(X, key, t.atom, t.coef / c);
-      else addTerm(R, key, t.atom, t.coef);
-    }
-    X.c = Math.floor(l.c / c);
-    R.c = l.c - X.c * c;
+    const { q: X, r: R } = splitMultiple(l, c, ext);
     const rb = linearBounds(R, ext);
     const xb = linearBounds(X, ext);
-    if (!rb || !xb || rb[0] < 0 || rb[1] >= c || xb[0] < 0) ok = false;
-    if (!ok) continue;
+    if (!rb || !xb || rb[0] < 0 || rb[1] >= c || xb[0] < 0) continue;
     const k = d / c;
     const xE = fromLinear(X);
     if (e.op === 'div') return k === 1 ? xE : simplifyAtom(bin('div', xE, I.c(k)), ext);
@@ -265,19 +255,23 @@ function simplifyAtom(e: Expr, ext: Extents): Expr {
     return simplifyIndex(iadd(imul(xm, I.c(c)), fromLinear(R)), ext);
   }
   // Otherwise drop the terms divisible by d: (q·d + r) / d = q + r / d and (q·d + r) % d = r % d (r >= 0).
-  const q: Linear = { terms: new Map(), c: 0 };
-  const r: Linear = { terms: new Map(), c: 0 };
-  for (const [key, t] of l.terms) {
-    const tb = bounds(t.atom, ext);
-    if (t.coef % d === 0 && t.coef > 0 && tb && tb[0] >= 0) addTerm(q, key, t.atom, t.coef / d);
-    else addTerm(r, key, t.atom, t.coef);
-  }
-  q.c = Math.floor(l.c / d);
-  r.c = l.c - q.c * d;
+  const { q, r } = splitMultiple(l, d, ext);
   const rb = linearBounds(r, ext);
   if ((q.terms.size === 0 && q.c === 0) || !rb || rb[0] < 0) return bin(e.op, fromLinear(l), e.b);
   const rem = rb[1] < d ? (e.op === 'mod' ? fromLinear(r) : I.c(0)) : bin(e.op, fromLinear(r), e.b);
   return e.op === 'mod' ? rem : iadd(fromLinear(q), rem);
+}
+
+/** L = c·q + r: q gathers the non-negative terms whose coefficient c divides (and ⌊const / c⌋); r the rest. */
+function splitMultiple(l: Linear, c: number, ext: Extents): { q: Linear; r: Linear } {
+  const q: Linear = { terms: new Map(), c: Math.floor(l.c / c) };
+  const r: Linear = { terms: new Map(), c: l.c - Math.floor(l.c / c) * c };
+  for (const [key, t] of l.terms) {
+    const tb = bounds(t.atom, ext);
+    if (t.coef % c === 0 && t.coef > 0 && tb && tb[0] >= 0) addTerm(q, key, t.atom, t.coef / c);
+    else addTerm(r, key, t.atom, t.coef);
+  }
+  return { q, r };
 }
 
 function gcd(a: number, b: number): number {

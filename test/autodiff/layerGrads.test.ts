@@ -8,6 +8,7 @@
  * differences in f64 on up to 24 evenly spaced elements of every parameter and input, relative
  * error (same norm) below 1e-6.
  */
+import { maxAbs, relErr } from '../support/compare.ts';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
@@ -16,16 +17,6 @@ import { gradCheck } from '../support/gradcheck.ts';
 import { withCotangentLoss } from '../support/compilerPrograms.ts';
 import { goldenFiles, loadGolden, traceGolden } from '../support/nnGoldens.ts';
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): number {
-  let d = 0;
-  for (let i = 0; i < b.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d / Math.max(maxAbs(b), floor);
-}
 
 const withCotangents = goldenFiles.filter((f) => loadGolden(f).byPrefix('cotangent.').size > 0);
 
@@ -46,8 +37,8 @@ describe('nn layer gradients vs PyTorch autograd', () => {
       const r = runGraph(grad(lossGraph, { loss: 'loss', wrt: [...params, ...inputs] }), feeds);
       const refs = [...params.map((p) => gold.tensors.get(`grad.${p}`)!), ...inputs.map((i) => gold.tensors.get(`gradin.${i}`)!)];
       const floor = 0.01 * Math.max(...refs.map((t) => maxAbs(t.data)));
-      for (const p of params) expect(rel(r[`grad.${p}`]!.data, gold.tensors.get(`grad.${p}`)!.data, floor), `grad ${p}`).toBeLessThan(1e-4);
-      for (const i of inputs) expect(rel(r[`grad.${i}`]!.data, gold.tensors.get(`gradin.${i}`)!.data, floor), `grad input ${i}`).toBeLessThan(1e-4);
+      for (const p of params) expect(relErr(r[`grad.${p}`]!.data, gold.tensors.get(`grad.${p}`)!.data, floor), `grad ${p}`).toBeLessThan(1e-4);
+      for (const i of inputs) expect(relErr(r[`grad.${i}`]!.data, gold.tensors.get(`gradin.${i}`)!.data, floor), `grad input ${i}`).toBeLessThan(1e-4);
       const fd = gradCheck(lossGraph, feeds, 'loss', [...params, ...inputs], { maxElements: 24 });
       expect(fd.relErr, `finite differences, worst ${fd.worstInput}`).toBeLessThan(1e-6);
     });

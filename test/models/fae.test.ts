@@ -10,6 +10,7 @@
  * short training runs of the stage programs.
  * KILN_FAE_ERR=1 prints every measured error.
  */
+import { maxAbs, relErr } from '../support/compare.ts';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -65,17 +66,6 @@ function g(name: string): HostTensor {
 }
 function byPrefix(prefix: string): Map<string, HostTensor> {
   return new Map([...GOLD.tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
-}
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
-  expect(a.length).toBe(b.length);
-  let d = 0;
-  for (let i = 0; i < b.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d / Math.max(maxAbs(b), floor);
 }
 function expectClose(what: string, got: HostTensor | undefined, want: HostTensor, floor = 0): number {
   expect(got, `${what} missing`).toBeDefined();

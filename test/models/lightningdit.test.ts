@@ -9,6 +9,8 @@
  *   (the floor only matters for gradients that are zero in exact arithmetic; see test/autodiff/layerGrads).
  * KILN_DIT_ERR=1 prints every measured error.
  */
+import { ditConfigOf } from '../support/compiledModels.ts';
+import { maxAbs, relErr as compareRel } from '../support/compare.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +37,6 @@ import {
 import {
   LIGHTNINGDIT_BUFFERS,
   LightningDiT,
-  type LightningDiTConfig,
   ditConfig,
   lightningDiTConfig,
   loadLightningDiTState,
@@ -48,17 +49,10 @@ const DIR = join(ROOT, 'golden', 'data', 'lightningdit');
 const TOL = 1e-4;
 const CASES = ['lightningdit_p1', 'lightningdit_p2_mixed', 'dit_p2'] as const;
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
 /** max|a − b| / max(max|b|, floor). */
 function relErr(a: HostTensor, b: HostTensor, floor = 0): number {
   expect(a.shape).toEqual(b.shape);
-  let d = 0;
-  for (let i = 0; i < b.data.length; i++) d = Math.max(d, Math.abs(a.data[i]! - b.data[i]!));
-  return d / Math.max(maxAbs(b.data), floor);
+  return compareRel(a.data, b.data, floor);
 }
 function report(what: string, err: number): number {
   if (process.env.KILN_DIT_ERR) console.log(`${what}: ${err.toExponential(2)}`);
@@ -91,22 +85,12 @@ function loadCase(name: string): Case {
   return c;
 }
 
-/** The Kiln config of a golden's (reference-named) config. */
-function configOf(py: Record<string, any>): LightningDiTConfig {
-  return {
-    inputSize: py.input_size, patchSize: py.patch_size, inChannels: py.in_channels, hiddenSize: py.hidden_size,
-    depth: py.depth, numHeads: py.num_heads, mlpRatio: 4, classDropoutProb: py.class_dropout_prob ?? 0.1,
-    numClasses: py.num_classes, learnSigma: py.learn_sigma ?? false, useQknorm: py.use_qknorm ?? false,
-    useSwiglu: py.use_swiglu ?? false, useRope: py.use_rope ?? false, useRmsnorm: py.use_rmsnorm ?? false,
-    woShift: py.wo_shift ?? false,
-  };
-}
 
 describe('LightningDiT vs PyTorch', () => {
   for (const name of CASES) {
     it(`${name}: parameter names, forward and gradients`, () => {
       const g = loadCase(name);
-      const model = new LightningDiT(configOf(g.info.config));
+      const model = new LightningDiT(ditConfigOf(g.info.config));
       const params = g.byPrefix('param.');
       const named = model.namedParameters();
       expect(named.map(([n]) => n)).toEqual(g.info.param_order);
@@ -168,7 +152,7 @@ describe('LightningDiT configs and initialization', () => {
 
   it('initState follows initialize_weights: sin-cos pos_embed, zero adaLN and final layer, xavier bounds, N(0, 0.02) tables', () => {
     const g = loadCase('lightningdit_p1');
-    const model = new LightningDiT(configOf(g.info.config));
+    const model = new LightningDiT(ditConfigOf(g.info.config));
     const s = model.initState(3);
     expect(relErr(s.get('pos_embed')!, g.get('param.pos_embed'))).toBeLessThan(1e-6);
     const zero = [...s].filter(([k]) => /adaLN_modulation|final_layer\.linear|\.bias$/.test(k));
@@ -195,7 +179,7 @@ describe('LightningDiT configs and initialization', () => {
   });
 
   it('rejects bad inputs with the model line', () => {
-    const model = new LightningDiT(configOf(loadCase('dit_p2').info.config));
+    const model = new LightningDiT(ditConfigOf(loadCase('dit_p2').info.config));
     expect(() => trace('bad', (tc) => model.forward(tc.input('x', [2, 3, 8, 8]), tc.input('t', [2]), tc.input('y', [2], 'i32')), { params: model }))
       .toThrow(/LightningDiT.*expects x \[B, 4, 8, 8\]/);
     expect(() => trace('bad', (tc) => model.forward(tc.input('x', [2, 4, 8, 8]), tc.input('t', [2]), tc.input('y', [2])), { params: model }))
@@ -205,7 +189,7 @@ describe('LightningDiT configs and initialization', () => {
 
 describe('loadLightningDiTState', () => {
   const g = loadCase('lightningdit_p1');
-  const model = new LightningDiT(configOf(g.info.config));
+  const model = new LightningDiT(ditConfigOf(g.info.config));
   const dir = mkdtempSync(join(tmpdir(), 'kiln-ldit-'));
   const params = g.byPrefix('param.');
   const rope = model.featRope!;
@@ -255,7 +239,7 @@ describe('loadLightningDiTState', () => {
     expect(() => loadLightningDiTState(f5, model)).toThrow(`${f5}: tensor 'feat_rope.freqs_cos': RoPE table differs`);
 
     // A LightningDiT (RoPE) checkpoint into a model built without RoPE.
-    const plain = new LightningDiT({ ...configOf(g.info.config), useRope: false });
+    const plain = new LightningDiT({ ...ditConfigOf(g.info.config), useRope: false });
     const f6 = write('rope_into_plain.safetensors', new Map([...params, ...Object.entries(buffers)]));
     expect(() => loadLightningDiTState(f6, plain)).toThrow(`${f6}: tensor 'feat_rope.freqs_cos': the file has RoPE tables`);
   });
@@ -263,7 +247,7 @@ describe('loadLightningDiTState', () => {
 
 describe('flow matching', () => {
   const g = loadCase('lightningdit_p1');
-  const model = new LightningDiT(configOf(g.info.config));
+  const model = new LightningDiT(ditConfigOf(g.info.config));
   const params = g.byPrefix('param.');
   const flow = g.info.flow!;
 

@@ -10,6 +10,8 @@
  * and without goldens: the log-determinant against log|det| of the finite-difference Jacobian of
  * the whole flow (f64), bits per dimension on a hand-computable flow, a short AdamW training run.
  */
+import { tarflowConfigOf } from '../support/compiledModels.ts';
+import { maxAbs, relErr } from '../support/compare.ts';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
@@ -20,7 +22,7 @@ import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import {
-  TarFlow, TarFlowDenoiser, TarFlowSampler, type TarFlowConfig, bitsPerDim, deepShallow, dropReferenceBuffers, forwardGraph,
+  TarFlow, TarFlowDenoiser, TarFlowSampler, bitsPerDim, deepShallow, dropReferenceBuffers, forwardGraph,
   quantizationBin, tarflowConfigs, trainLossGraph, withReferenceBuffers,
 } from '../../models/tarflow.ts';
 import { loadSafetensors } from '../../runtime/safetensors.ts';
@@ -29,18 +31,6 @@ import { ROOT } from '../support/nnGoldens.ts';
 
 const DIR = join(ROOT, 'golden', 'data', 'tarflow');
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-/** max|a − b| / max(max|b|, floor). */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
-  expect(a.length).toBe(b.length);
-  let d = 0;
-  for (let i = 0; i < b.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d / Math.max(maxAbs(b), floor, 1e-30);
-}
 
 interface Golden {
   flow: TarFlow;
@@ -52,14 +42,6 @@ interface Golden {
   batch: number;
 }
 
-function configOf(c: Record<string, any>): TarFlowConfig {
-  return {
-    inChannels: c.in_channels, imgSize: c.img_size, patchSize: c.patch_size, channels: c.channels, headDim: c.head_dim,
-    expansion: c.expansion, layersPerBlock: c.layers_per_block, numClasses: c.num_classes, nvp: c.nvp,
-    scale: c.use_softplus ? 'softplus' : 'exp', softClip: c.soft_clip, sos: c.use_sos, patchLayout: c.patch_layout,
-    seqOrder: c.seq_order,
-  };
-}
 
 function loadGolden(name: string): Golden {
   const { tensors, metadata } = loadSafetensors(join(DIR, `${name}.safetensors`));
@@ -67,7 +49,7 @@ function loadGolden(name: string): Golden {
   const params = new Map<string, HostTensor>();
   for (const [k, v] of tensors) if (k.startsWith('param.')) params.set(k.slice(6), v);
   return {
-    flow: new TarFlow(configOf(info.config)), t: tensors, params, order: info.param_order,
+    flow: new TarFlow(tarflowConfigOf(info.config)), t: tensors, params, order: info.param_order,
     guidance: info.guidance, sigma: info.sigma, batch: tensors.get('input.x')!.shape[0]!,
   };
 }
@@ -97,7 +79,7 @@ describe('TarFlow vs PyTorch goldens', () => {
       it('forward: z, logdet, loss, nll, bpd within 1e-4', () => {
         const r = runGraph(fwd, feedsOf(g));
         for (const o of ['z', 'logdet', 'loss', 'nll', 'bpd']) {
-          const e = rel(r[o]!.data, g.t.get(`output.${o}`)!.data);
+          const e = relErr(r[o]!.data, g.t.get(`output.${o}`)!.data);
           expect(e, o).toBeLessThan(1e-4);
         }
       });
@@ -107,7 +89,7 @@ describe('TarFlow vs PyTorch goldens', () => {
         const floor = 0.01 * Math.max(...g.order.map((k) => maxAbs(g.t.get(`grad.${k}`)!.data)));
         let worst = 0;
         for (const k of g.order) {
-          const e = rel(r[`grad.${k}`]!.data, g.t.get(`grad.${k}`)!.data, floor);
+          const e = relErr(r[`grad.${k}`]!.data, g.t.get(`grad.${k}`)!.data, floor);
           worst = Math.max(worst, e);
           expect(e, `grad.${k}`).toBeLessThan(1e-4);
         }
@@ -124,17 +106,17 @@ describe('TarFlow vs PyTorch goldens', () => {
         for (const w of ws) {
           const a = await cached.sampleTokens(noise, { y, guidance: w });
           const b = await full.sampleTokens(noise, { y, guidance: w });
-          expect(rel(a.data, b.data), `cached vs non-cached, w=${w}`).toBeLessThan(1e-5);
+          expect(relErr(a.data, b.data), `cached vs non-cached, w=${w}`).toBeLessThan(1e-5);
           const img = await cached.sample(noise, { y, guidance: w });
           const want = g.t.get(w === 0 ? 'output.sample' : 'output.sample_guided')!;
           expect(img.shape).toEqual(want.shape);
-          expect(rel(img.data, want.data), `sample vs golden, w=${w}`).toBeLessThan(1e-4);
+          expect(relErr(img.data, want.data), `sample vs golden, w=${w}`).toBeLessThan(1e-4);
         }
         // inverse(forward(x)) = x, with the forward batch's labels (a dropped label included)
         const z = runGraph(fwd, feedsOf(g)).z!;
         const x = g.t.get('input.x')!;
         const back = await cached.sample(z, { y: g.t.get('input.y') });
-        expect(rel(back.data, x.data), 'inverse(forward(x))').toBeLessThan(1e-5);
+        expect(relErr(back.data, x.data), 'inverse(forward(x))').toBeLessThan(1e-5);
         cached.dispose();
         full.dispose();
       });
@@ -148,7 +130,7 @@ describe('TarFlow vs PyTorch goldens', () => {
         const upd = Float64Array.from(r.x.data, (v, i) => v - x0.data[i]!);
         const updWant = Float64Array.from(want.data, (v, i) => v - x0.data[i]!);
         expect(maxAbs(updWant)).toBeGreaterThan(1e-3);
-        expect(rel(upd, updWant), 'denoising update').toBeLessThan(1e-4);
+        expect(relErr(upd, updWant), 'denoising update').toBeLessThan(1e-4);
         d.dispose();
       });
     });

@@ -14,6 +14,7 @@
  * cos/sin argument by 2.4e-5 (measured max error of `t_freq`: 2.39e-5; see nn/timestep.ts).
  * KILN_NN_ERR=1 prints every output's error and its margin.
  */
+import { maxAbs, maxAbsDiff } from '../support/compare.ts';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { Module, trace } from '../../compiler/dsl/index.ts';
@@ -42,16 +43,6 @@ import { Holder, builders, goldenFiles as files, loadGolden, traceGolden } from 
 const TOL = 1e-5;
 const TOL_OVERRIDE: Record<string, number> = { timestep_dit: 5e-5 };
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 describe('nn layers vs PyTorch goldens', () => {
   it('finds the golden files, and every layer kind has a builder', () => {

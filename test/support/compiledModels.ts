@@ -88,6 +88,7 @@ export function dinov2Case(model: 'tiny' | 'tiny_reg' | 'tiny_swiglu', run: stri
 
 // ---- LightningDiT and flow matching (golden/data/lightningdit) ----
 
+/** The Kiln config of a LightningDiT golden's (reference-named) config. */
 export function ditConfigOf(py: Record<string, any>): LightningDiTConfig {
   return {
     inputSize: py.input_size, patchSize: py.patch_size, inChannels: py.in_channels, hiddenSize: py.hidden_size,
@@ -137,7 +138,8 @@ export function flowMatchingCase(): ModelCase {
 
 // ---- TarFlow / STARFlow (golden/data/tarflow) ----
 
-function tarflowConfigOf(c: Record<string, any>): TarFlowConfig {
+/** The Kiln config of a TarFlow golden's (reference-named) config. */
+export function tarflowConfigOf(c: Record<string, any>): TarFlowConfig {
   return {
     inChannels: c.in_channels, imgSize: c.img_size, patchSize: c.patch_size, channels: c.channels, headDim: c.head_dim,
     expansion: c.expansion, layersPerBlock: c.layers_per_block, numClasses: c.num_classes, nvp: c.nvp,

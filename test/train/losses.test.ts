@@ -3,6 +3,7 @@
  * backend, within 1e-5 normwise relative error; gradients of every loss also checked against finite
  * differences in f64 (1e-6).
  */
+import { relErr } from '../support/compare.ts';
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { type Tensor, cosineSimilarityLoss, crossEntropy, klDiagonalGaussian, l1Loss, mseLoss, trace } from '../../compiler/dsl/index.ts';
@@ -13,14 +14,6 @@ import { gradCheck } from '../support/gradcheck.ts';
 
 const golden = loadSafetensors(new URL('../../golden/data/losses.safetensors', import.meta.url).pathname).tensors;
 
-function rel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / Math.max(m, 1e-12);
-}
 
 const cases: Record<string, { args: string[]; f: (x: Record<string, Tensor>) => Tensor }> = {
   mse: { args: ['a', 'b'], f: (x) => mseLoss(x.a!, x.b!) },
@@ -44,8 +37,8 @@ describe('losses match PyTorch', () => {
       });
       const floats = c.args.filter((a) => feeds[a]!.dtype === 'f32');
       const r = runGraph(grad(g, { loss: 'loss', wrt: floats }), feeds);
-      expect(rel(r.loss!.data, golden.get(`${name}.out`)!.data)).toBeLessThan(1e-5);
-      for (const a of floats) expect(rel(r[`grad.${a}`]!.data, golden.get(`${name}.grad.${a}`)!.data), `grad ${a}`).toBeLessThan(1e-5);
+      expect(relErr(r.loss!.data, golden.get(`${name}.out`)!.data)).toBeLessThan(1e-5);
+      for (const a of floats) expect(relErr(r[`grad.${a}`]!.data, golden.get(`${name}.grad.${a}`)!.data), `grad ${a}`).toBeLessThan(1e-5);
       const fd = gradCheck(g, feeds, 'loss', floats.filter((a) => name !== 'l1' || a === 'a'));
       expect(fd.relErr).toBeLessThan(1e-6);
     });

@@ -3,6 +3,7 @@
  * batches and learning rates as golden/optim_golden.py. Tolerance: every step's loss, the gradient
  * norm, the final parameters and their EMA within 1e-4 normwise relative error (max|a − b| / max|b|).
  */
+import { relErr } from '../support/compare.ts';
 import { describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { crossEntropy, trace } from '../../compiler/dsl/index.ts';
@@ -15,15 +16,6 @@ import { Session } from '../../runtime/session.ts';
 
 const DIR = new URL('../../golden/data/optim/', import.meta.url).pathname;
 
-/** Largest |a − b| relative to max(|b|) over the tensor (normwise relative error). */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    m = Math.max(m, Math.abs(b[i]!));
-  }
-  return d / Math.max(m, 1e-12);
-}
 
 const configs: Array<{ file: string; optimizer: OptimizerOptions; clip?: number; ema?: number }> = [
   { file: 'adamw', optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 } },
@@ -57,17 +49,17 @@ describe('training step matches torch.optim for 10 steps (1e-4 relative)', () =>
           y: hostTensor('i32', [B!], y.slice(s * B!, (s + 1) * B!)),
           lr: hostTensor('f32', [], [lr[s]!]),
         });
-        expect(rel(out.loss!.data, [t.get('loss')!.data[s]!]), `loss at step ${s}`).toBeLessThan(1e-4);
-        if (c.clip !== undefined) expect(rel(out[GRAD_NORM_OUTPUT]!.data, [t.get('grad_norm')!.data[s]!])).toBeLessThan(1e-4);
+        expect(relErr(out.loss!.data, [t.get('loss')!.data[s]!]), `loss at step ${s}`).toBeLessThan(1e-4);
+        if (c.clip !== undefined) expect(relErr(out[GRAD_NORM_OUTPUT]!.data, [t.get('grad_norm')!.data[s]!])).toBeLessThan(1e-4);
       }
       const state = await session.read();
       for (const n of names) {
-        expect(rel(state.get(n)!.data, t.get(`final.${n}`)!.data), `final ${n}`).toBeLessThan(1e-4);
-        if (c.ema !== undefined) expect(rel(state.get(`ema.${n}`)!.data, t.get(`ema.${n}`)!.data), `ema ${n}`).toBeLessThan(1e-4);
+        expect(relErr(state.get(n)!.data, t.get(`final.${n}`)!.data), `final ${n}`).toBeLessThan(1e-4);
+        if (c.ema !== undefined) expect(relErr(state.get(`ema.${n}`)!.data, t.get(`ema.${n}`)!.data), `ema ${n}`).toBeLessThan(1e-4);
       }
       expect(state.get('optim.step')!.data[0]).toBe(S);
       // the parameters really moved (the comparison is not vacuous)
-      expect(rel(state.get(names[0]!)!.data, t.get(`param.${names[0]}`)!.data)).toBeGreaterThan(1e-2);
+      expect(relErr(state.get(names[0]!)!.data, t.get(`param.${names[0]}`)!.data)).toBeGreaterThan(1e-2);
     });
   }
 });
