@@ -4,8 +4,9 @@
  * the fused kernels that the GPU backends generate. Narrow-float (f16/bf16) operands are computed
  * in f32 and the result is cast back.
  */
-import { Graph, GraphBuilder } from './graph.ts';
+import { type Graph, GraphBuilder } from './graph.ts';
 import { type Attrs, COMPOSITE_OPS, type CompositeOp, type ValueType } from './ops.ts';
+import { rewriteGraph } from './rewrite.ts';
 
 function scalar(b: GraphBuilder, v: number, like: number): number {
   return b.op('constant', [], { shape: [], dtype: b.typeOf(like).dtype, value: v });
@@ -104,21 +105,17 @@ export function decompositionGraph(op: CompositeOp, inputTypes: readonly ValueTy
   const b = new GraphBuilder(`${op}_decomposed`);
   const ins = inputTypes.map((t, i) => b.input(`a${i}`, t));
   b.output('out', emitDecomposition(b, op, ins, attrs));
-  return expandComposites(b.build());
+  return decomposeAllComposites(b.build());
 }
 
-/** Replace every composite node of `g` with its decomposition (recursively). */
-export function expandComposites(g: Graph): Graph {
+/**
+ * Replace every composite node of `g` with its decomposition, until only primitives are left (the
+ * CPU oracle's view of a graph). The compiler keeps some composites whole: see decomposeForFusion
+ * in compiler/passes/pipeline.ts.
+ */
+export function decomposeAllComposites(g: Graph): Graph {
   if (!g.nodes.some((n) => isComposite(n.op))) return g;
-  const b = new GraphBuilder(g.name);
-  const map = new Map<number, number>();
-  for (const i of g.inputs) map.set(i.id, b.input(i.name, i.type, i.kind));
-  for (const n of g.nodes) {
-    const ins = n.inputs.map((i) => map.get(i)!);
-    map.set(n.id, isComposite(n.op) ? emitDecomposition(b, n.op as CompositeOp, ins, n.attrs) : b.op(n.op, ins, n.attrs, n.loc));
-  }
-  for (const o of g.outputs) b.output(o.name, map.get(o.id)!);
-  return expandComposites(b.build());
+  return decomposeAllComposites(rewriteGraph(g, (n, ins, b) => (isComposite(n.op) ? emitDecomposition(b, n.op, ins, n.attrs) : undefined)));
 }
 
 export function isComposite(op: string): op is CompositeOp {

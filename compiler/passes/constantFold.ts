@@ -9,11 +9,11 @@ import { isFloat } from '../../ir/dtype.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
 import { opSpec } from '../../ir/ops.ts';
 import { UNARY, binaryFn, castValue, storeValue } from '../../ir/semantics.ts';
-import { copyNode, rebuild } from './rebuild.ts';
+import { copyNode, rewriteGraph } from '../../ir/rewrite.ts';
 
 export function constantFold(g: Graph): Graph {
   const splat = new Map<number, number>(); // new-graph id → splat value
-  return rebuild(g, (n, ins, b) => {
+  return rewriteGraph(g, (n, ins, b) => {
     const vals = ins.map((i) => splat.get(i));
     let v: number | undefined;
     if (n.op === 'constant') {

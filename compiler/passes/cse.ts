@@ -5,11 +5,11 @@
  */
 import type { Graph } from '../../ir/graph.ts';
 import { attrsKey } from '../../ir/printer.ts';
-import { copyNode, rebuild } from './rebuild.ts';
+import { copyNode, rewriteGraph } from '../../ir/rewrite.ts';
 
 export function cse(g: Graph): Graph {
   const seen = new Map<string, number>();
-  return rebuild(g, (n, ins, b) => {
+  return rewriteGraph(g, (n, ins, b) => {
     const key = `${n.op}(${ins.join(',')}){${attrsKey(n.attrs)}}`;
     const prev = seen.get(key);
     if (prev !== undefined) return prev;

@@ -1,17 +1,18 @@
 /**
- * @file The graph pass pipeline run before fusion: composites other than attention are expanded into
- * primitives (so fusion can regroup their reductions), then simplify → viewFold → constantFold → cse
- * → dce repeat until nothing changes. KILN_DEBUG=passes prints the IR after every pass.
+ * @file The graph pass pipeline run before fusion: decomposeForFusion expands the composites that do
+ * not keep kernels of their own (all but attention) into primitives, so fusion can regroup their
+ * reductions; then simplify → viewFold → constantFold → cse → dce repeat until nothing changes.
+ * Every pass is a node-by-node rewrite (ir/rewrite.ts) but dce, which only drops nodes.
+ * KILN_DEBUG=passes prints the IR after every pass.
  */
-import { emitDecomposition } from '../../ir/decompose.ts';
+import { emitDecomposition, isComposite } from '../../ir/decompose.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { CompositeOp } from '../../ir/ops.ts';
 import { printGraph } from '../../ir/printer.ts';
+import { rewriteGraph } from '../../ir/rewrite.ts';
 import { dumpGraph } from '../debug.ts';
 import { constantFold } from './constantFold.ts';
 import { cse } from './cse.ts';
 import { dce } from './dce.ts';
-import { rebuild, copyNode } from './rebuild.ts';
 import { simplify } from './simplify.ts';
 import { viewFold } from './viewFold.ts';
 
@@ -23,15 +24,12 @@ export interface Pass {
 /** Composites that keep their own kernels (everything else is decomposed before fusion). */
 export const KERNEL_COMPOSITES: ReadonlySet<string> = new Set(['attention', 'attention_grad']);
 
-export const expandComposites: Pass = {
-  name: 'expand_composites',
+/** Decompose every composite but those in KERNEL_COMPOSITES (one level: decompositions are primitive). */
+export const decomposeForFusion: Pass = {
+  name: 'decompose_for_fusion',
   run: (g) =>
-    rebuild(g, (n, ins, b) =>
-      opIsExpandable(n.op) ? emitDecomposition(b, n.op as CompositeOp, ins, n.attrs) : copyNode(n, ins, b)),
+    rewriteGraph(g, (n, ins, b) => (isComposite(n.op) && !KERNEL_COMPOSITES.has(n.op) ? emitDecomposition(b, n.op, ins, n.attrs) : undefined)),
 };
-function opIsExpandable(op: string): boolean {
-  return (op === 'softmax' || op === 'log_softmax' || op === 'layer_norm' || op === 'rms_norm') && !KERNEL_COMPOSITES.has(op);
-}
 
 export const PASSES: readonly Pass[] = [
   { name: 'simplify', run: simplify },
@@ -43,8 +41,8 @@ export const PASSES: readonly Pass[] = [
 
 /** Run the pipeline to a fixed point (at most `maxRounds` rounds). */
 export function optimize(g: Graph, maxRounds = 8): Graph {
-  let cur = expandComposites.run(g);
-  dumpGraph('passes', expandComposites.name, cur);
+  let cur = decomposeForFusion.run(g);
+  dumpGraph('passes', decomposeForFusion.name, cur);
   let text = printGraph(cur);
   for (let round = 0; round < maxRounds; round++) {
     for (const p of PASSES) {

@@ -9,7 +9,7 @@ import type { Graph, GraphBuilder } from '../../ir/graph.ts';
 import { isFloat } from '../../ir/dtype.ts';
 import type { Attrs, OpName, ValueType } from '../../ir/ops.ts';
 import { shapeEq } from '../../ir/shape.ts';
-import { copyNode, rebuild } from './rebuild.ts';
+import { copyNode, rewriteGraph } from '../../ir/rewrite.ts';
 
 export interface Def {
   op: OpName;
@@ -33,7 +33,7 @@ export function simplify(g: Graph): Graph {
   const defs = new Map<number, Def>();
   const users = g.users();
   const outputs = new Set(g.outputs.map((o) => o.id));
-  return rebuild(g, (n, ins, b) => {
+  return rewriteGraph(g, (n, ins, b) => {
     const c = ins.map((i) => splatValue(defs.get(i)));
     const is = (k: number, v: number) => c[k] !== undefined && Object.is(c[k], v);
     let r: number | undefined;

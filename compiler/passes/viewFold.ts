@@ -6,12 +6,12 @@
  */
 import type { Graph } from '../../ir/graph.ts';
 import { shapeEq } from '../../ir/shape.ts';
-import { copyNode, rebuild } from './rebuild.ts';
+import { copyNode, rewriteGraph } from '../../ir/rewrite.ts';
 import type { Def } from './simplify.ts';
 
 export function viewFold(g: Graph): Graph {
   const defs = new Map<number, Def>();
-  return rebuild(g, (n, ins, b) => {
+  return rewriteGraph(g, (n, ins, b) => {
     const x = ins[0]!;
     const inT = ins.length ? b.typeOf(x) : undefined;
     const d = ins.length ? defs.get(x) : undefined;

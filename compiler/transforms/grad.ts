@@ -8,13 +8,13 @@
  * node inherits the model source location of the forward node it differentiates.
  */
 import { KilnError } from '../../ir/errors.ts';
-import { type Graph, GraphBuilder } from '../../ir/graph.ts';
+import type { Graph } from '../../ir/graph.ts';
 import { isFloat } from '../../ir/dtype.ts';
 import { full } from '../dsl/functional.ts';
 import type { Tensor } from '../dsl/tensor.ts';
-import { TraceContext, withTrace } from '../dsl/trace.ts';
 import { dumpGraph } from '../debug.ts';
 import { dce } from '../passes/dce.ts';
+import { TracedRewriter } from './rewrite.ts';
 import { vjp } from './vjp.ts';
 
 export interface GradOptions {
@@ -54,26 +54,21 @@ export function grad(g: Graph, opts: GradOptions): Graph {
     if (reachesLoss.has(n.id)) for (const i of n.inputs) reachesLoss.add(i);
   }
 
-  const b = new GraphBuilder(`${g.name}_grad`);
-  const ctx = new TraceContext(b.name, b);
-  ctx.locMode = 'fixed';
-  const val = new Map<number, Tensor>();
-  for (const i of g.inputs) val.set(i.id, ctx.wrap(b.input(i.name, i.type, i.kind)));
+  const r = new TracedRewriter(g, `${g.name}_grad`);
+  const ctx = r.ctx;
+  const b = r.builder;
+  r.rewriter.copyInputs().copyNodes();
+  const val = (id: number) => r.tensor(id);
 
-  return withTrace(ctx, () => {
-    for (const n of g.nodes) {
-      ctx.loc = n.loc;
-      val.set(n.id, ctx.op(n.op, n.inputs.map((i) => val.get(i)!), n.attrs));
-    }
+  return r.run(() => {
     const keep = opts.outputs ?? g.outputs.map((o) => o.name);
     for (const name of new Set([opts.loss, ...keep])) {
-      const o = g.output(name);
-      if (!o) throw new KilnError(`grad: graph ${g.name} has no output '${name}'`);
-      b.output(name, val.get(o.id)!.id);
+      if (!g.output(name)) throw new KilnError(`grad: graph ${g.name} has no output '${name}'`);
+      b.output(name, r.rewriter.output(name));
     }
 
     const cot = new Map<number, Tensor>();
-    const lossT = val.get(lossOut.id)!;
+    const lossT = val(lossOut.id);
     ctx.loc = g.node(lossOut.id)?.loc;
     cot.set(lossOut.id, full(lossT.shape, 1, lossT.dtype));
     for (let k = g.nodes.length - 1; k >= 0; k--) {
@@ -81,7 +76,7 @@ export function grad(g: Graph, opts: GradOptions): Graph {
       const gOut = cot.get(n.id);
       if (!gOut || !dependsOnWrt.has(n.id) || !reachesLoss.has(n.id)) continue;
       ctx.loc = n.loc;
-      const grads = vjp(n.op, { g: gOut, ins: n.inputs.map((i) => val.get(i)!), out: val.get(n.id)!, attrs: n.attrs });
+      const grads = vjp(n.op, { g: gOut, ins: n.inputs.map(val), out: val(n.id), attrs: n.attrs });
       n.inputs.forEach((i, j) => {
         const gi = grads[j];
         if (!gi || !dependsOnWrt.has(i)) return;

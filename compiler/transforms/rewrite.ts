@@ -1,40 +1,64 @@
 /**
- * @file Helpers for transforms that extend a graph: copy a graph into a fresh builder wrapped in a
- * DSL trace context, so new nodes can be written with Tensor methods. New nodes get the location
- * set in `ctx.loc` (fixed mode), never a stack walk.
+ * @file The graph rewriter (ir/rewrite.ts) for transforms that write new nodes as DSL Tensors
+ * (autodiff, the training step, bindInput, test programs): a GraphRewriter whose builder a trace
+ * context records into, so source values can be read as Tensors and Tensor results set as the new
+ * values of source nodes. New nodes take the location in `ctx.loc` (fixed mode), never a stack walk;
+ * copied nodes keep their own.
  */
-import type { Graph } from '../../ir/graph.ts';
-import { GraphBuilder } from '../../ir/graph.ts';
+import type { Graph, GraphBuilder } from '../../ir/graph.ts';
+import { GraphRewriter } from '../../ir/rewrite.ts';
 import type { Tensor } from '../dsl/tensor.ts';
-import { TraceContext } from '../dsl/trace.ts';
+import { TraceContext, withTrace } from '../dsl/trace.ts';
 
-export interface Copied {
+export class TracedRewriter {
+  readonly rewriter: GraphRewriter;
   readonly ctx: TraceContext;
-  readonly builder: GraphBuilder;
-  /** The copy of each original value id. */
-  readonly val: Map<number, Tensor>;
-  /** The copy of output `name` of the original graph. */
-  out(name: string): Tensor;
+
+  constructor(readonly source: Graph, name: string = source.name) {
+    this.rewriter = new GraphRewriter(source, name);
+    this.ctx = new TraceContext(name, this.rewriter.builder);
+    this.ctx.locMode = 'fixed';
+  }
+
+  get builder(): GraphBuilder {
+    return this.rewriter.builder;
+  }
+
+  /** The new value of source value `id`, as a Tensor of this trace. */
+  tensor(id: number): Tensor {
+    return this.ctx.wrap(this.rewriter.get(id));
+  }
+
+  /** The new value of the source's output `name`. */
+  out(name: string): Tensor {
+    return this.ctx.wrap(this.rewriter.output(name));
+  }
+
+  /** The new value of the source's input `name`. */
+  input(name: string): Tensor {
+    const i = this.source.inputByName(name);
+    if (!i) throw new Error(`graph ${this.source.name} has no input '${name}'`);
+    return this.tensor(i.id);
+  }
+
+  /** Make `t` the new value of source value `id`. */
+  set(id: number, t: Tensor): void {
+    this.rewriter.set(id, t.id);
+  }
+
+  build(): Graph {
+    return this.rewriter.build();
+  }
+
+  /** Run `fn` with this rewriter's trace active (DSL ops record into the new graph). */
+  run<T>(fn: () => T): T {
+    return withTrace(this.ctx, fn);
+  }
 }
 
-/** Copy inputs and nodes of `g` (not its outputs) into a new builder named `name`. */
-export function copyGraph(g: Graph, name: string): Copied {
-  const builder = new GraphBuilder(name);
-  const ctx = new TraceContext(name, builder);
-  ctx.locMode = 'fixed';
-  const val = new Map<number, Tensor>();
-  for (const i of g.inputs) val.set(i.id, ctx.wrap(builder.input(i.name, i.type, i.kind)));
-  for (const n of g.nodes) {
-    ctx.loc = n.loc;
-    val.set(n.id, ctx.op(n.op, n.inputs.map((i) => val.get(i)!), n.attrs));
-  }
-  ctx.loc = undefined;
-  return {
-    ctx, builder, val,
-    out: (o: string) => {
-      const id = g.output(o)?.id;
-      if (id === undefined) throw new Error(`graph ${g.name} has no output '${o}'`);
-      return val.get(id)!;
-    },
-  };
+/** Copy inputs and nodes of `g` (not its outputs) into a new graph named `name`, to be extended. */
+export function copyGraph(g: Graph, name: string): TracedRewriter {
+  const r = new TracedRewriter(g, name);
+  r.rewriter.copyInputs().copyNodes();
+  return r;
 }

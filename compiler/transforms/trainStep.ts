@@ -13,7 +13,6 @@
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { Tensor } from '../dsl/tensor.ts';
-import { withTrace } from '../dsl/trace.ts';
 import { dumpGraph } from '../debug.ts';
 import { dce } from '../passes/dce.ts';
 import { grad, gradName } from './grad.ts';
@@ -56,9 +55,10 @@ export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
   for (const reserved of [LR_INPUT, STEP_STATE])
     if (g.inputByName(reserved)) throw new KilnError(`trainStep: graph ${g.name} already has an input named '${reserved}'`);
   const gg = grad(g, { loss: opts.loss, wrt: params, outputs: opts.metrics ?? [] });
-  const { ctx, builder: b, val } = copyGraph(gg, `${g.name}_train`);
+  const rw = copyGraph(gg, `${g.name}_train`);
+  const { ctx, builder: b } = rw;
 
-  return withTrace(ctx, () => {
+  return rw.run(() => {
     const lr = ctx.input(LR_INPUT, [], 'f32', 'data');
     const step = ctx.input(STEP_STATE, [], 'f32', 'state');
     const slots = stateSlots(opts.optimizer);
@@ -73,9 +73,9 @@ export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
       emaInputs.set(p, ctx.input(emaName(p), t.shape, t.dtype, 'state'));
     }
 
-    for (const name of [opts.loss, ...(opts.metrics ?? [])]) b.output(name, val.get(gg.output(name)!.id)!.id);
+    for (const name of [opts.loss, ...(opts.metrics ?? [])]) b.output(name, rw.out(name).id);
 
-    let grads = params.map((p) => val.get(gg.output(gradName(p))!.id)!);
+    let grads = params.map((p) => rw.out(gradName(p)));
     if (opts.clipGradNorm !== undefined) {
       const total = grads.map((gr) => gr.cast('f32').square().sum()).reduce((a, c) => a.add(c)).sqrt();
       b.output(GRAD_NORM_OUTPUT, total.id);
@@ -87,7 +87,7 @@ export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
     const nextStep = step.add(1);
     b.output(NEXT_PREFIX + STEP_STATE, nextStep.id);
     params.forEach((p, k) => {
-      const param = val.get(gg.inputByName(p)!.id)!;
+      const param = rw.input(p);
       const r = applyUpdate(opts.optimizer, {
         param, grad: grads[k]!, state: slotInputs.get(p)!, lr: lr.cast(param.dtype), step: nextStep, decay: !(opts.noDecay?.(p) ?? false),
       });

@@ -20,16 +20,13 @@
  * gradient outputs, in the same graph (its nodes placed after the gradients and before everything that
  * reads `gan_weight`). One program, one shared forward pass; the extra backward passes only run from
  * the losses back to W (grad differentiates only nodes that depend on a `wrt` input).
- * Layering note: this file uses compiler/transforms (grad, trainStep) and compiler/passes (dce), which
- * DESIGN.md keeps out of models/; `bindInput` is a generic graph transform that belongs in
- * compiler/transforms/rewrite.ts.
  */
-import { type Tensor, TraceContext, trace, withTrace } from '../../compiler/dsl/index.ts';
-import { dce } from '../../compiler/passes/dce.ts';
+import { type Tensor, trace } from '../../compiler/dsl/index.ts';
+import { bindInput } from '../../compiler/transforms/bindInput.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
 import { type TrainStepOptions, trainStep } from '../../compiler/transforms/trainStep.ts';
 import { KilnError } from '../../ir/errors.ts';
-import { type Graph, GraphBuilder, type Node } from '../../ir/graph.ts';
+import type { Graph } from '../../ir/graph.ts';
 import type { FeatureNoiseConfig } from './config.ts';
 import { hingeDLoss } from './discriminator.ts';
 import { type LatentMode, stageIaLoss, stageIbTerms } from './losses.ts';
@@ -212,67 +209,5 @@ export function discriminatorTrainStep(fae: FAE, o: { batch: number } & StepOpti
   const { batch, ...step } = o;
   return trainStep(traceDiscriminatorStep(fae, { batch }), {
     ...step, loss: 'loss', metrics: ['logits_real_mean', 'logits_fake_mean'], params: fae.paramNames('discriminator'),
-  });
-}
-
-// ───────────────────────────── bindInput ─────────────────────────────
-
-export interface BindEnv {
-  /** A value of the graph's output `name` (it must not depend on the input being bound). */
-  output(name: string): Tensor;
-  /** Another input of the graph. */
-  input(name: string): Tensor;
-}
-export interface BindResult {
-  /** The value the input takes (its exact type). */
-  value: Tensor;
-  /** Extra outputs to add. */
-  outputs?: Record<string, Tensor>;
-}
-
-/**
- * Replace input `name` of `g` by a value computed in the graph from outputs that do not depend on
- * it: nodes independent of the input come first (in their order), then the computed value, then the
- * nodes that read the input. The input disappears from the signature; outputs in `drop` are removed.
- */
-export function bindInput(g: Graph, name: string, compute: (env: BindEnv) => BindResult, opts: { drop?: readonly string[] } = {}): Graph {
-  const target = g.inputByName(name);
-  if (!target) throw new KilnError(`bindInput: graph ${g.name} has no input '${name}'`);
-  const dep = new Set<number>([target.id]);
-  for (const n of g.nodes) if (n.inputs.some((i) => dep.has(i))) dep.add(n.id);
-  const b = new GraphBuilder(g.name);
-  const ctx = new TraceContext(g.name, b);
-  ctx.locMode = 'fixed';
-  const val = new Map<number, Tensor>();
-  for (const i of g.inputs) if (i.id !== target.id) val.set(i.id, ctx.wrap(b.input(i.name, i.type, i.kind)));
-  const copy = (n: Node) => {
-    ctx.loc = n.loc;
-    val.set(n.id, ctx.op(n.op, n.inputs.map((i) => val.get(i)!), n.attrs));
-  };
-  return withTrace(ctx, () => {
-    for (const n of g.nodes) if (!dep.has(n.id)) copy(n);
-    ctx.loc = undefined;
-    const r = compute({
-      output: (o) => {
-        const out = g.output(o);
-        if (!out) throw new KilnError(`bindInput: graph ${g.name} has no output '${o}'`);
-        if (dep.has(out.id)) throw new KilnError(`bindInput: output '${o}' depends on input '${name}', which it would define`);
-        return val.get(out.id)!;
-      },
-      input: (i) => {
-        const x = g.inputByName(i);
-        if (!x || x.id === target.id) throw new KilnError(`bindInput: graph ${g.name} has no other input '${i}'`);
-        return val.get(x.id)!;
-      },
-    });
-    const [want, got] = [target.type, r.value.type];
-    if (want.dtype !== got.dtype || want.shape.length !== got.shape.length || want.shape.some((d, k) => d !== got.shape[k]))
-      throw new KilnError(`bindInput: input '${name}' is ${want.dtype}[${want.shape.join(',')}], the bound value is ${got.dtype}[${got.shape.join(',')}]`);
-    val.set(target.id, r.value);
-    for (const n of g.nodes) if (dep.has(n.id)) copy(n);
-    const drop = new Set(opts.drop ?? []);
-    for (const o of g.outputs) if (!drop.has(o.name)) b.output(o.name, val.get(o.id)!.id);
-    for (const [k, t] of Object.entries(r.outputs ?? {})) b.output(k, t.id);
-    return dce(b.build());
   });
 }

@@ -17,6 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { Module, type Tensor, trace } from '../../compiler/dsl/index.ts';
+import { bindInput } from '../../compiler/transforms/bindInput.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
 import { fillNormal } from '../../ir/philox.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
@@ -28,7 +29,6 @@ import {
   LAST_LAYER,
   ViTFeatureEncoder,
   type ViTFeatureEncoderConfig,
-  bindInput,
   discriminatorTrainStep,
   encodeLatent,
   faeConfigs,
