@@ -2,7 +2,7 @@
  * @file Named programs the CLI can trace, print and compile (`kiln ir NAME`, `kiln compile NAME`):
  * the models of models/ at a chosen size and batch, as a forward pass or a whole training step.
  */
-import { type Tensor, crossEntropy, nn, trace } from '../compiler/dsl/index.ts';
+import { type Tensor, crossEntropy, trace } from '../compiler/dsl/index.ts';
 import { trainStep } from '../compiler/transforms/trainStep.ts';
 import { KilnError } from '../ir/errors.ts';
 import type { Graph } from '../ir/graph.ts';
@@ -12,6 +12,7 @@ import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../models/flowMatc
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../models/lightningdit.ts';
 import { MlpClassifier } from '../models/mlp.ts';
 import { TarFlow, forwardGraph, tarflowConfigs, trainLossGraph } from '../models/tarflow.ts';
+import { TransformerBlock } from '../models/transformerBlock.ts';
 
 export interface ProgramOptions {
   /** A whole training step (forward, backward, optimizer) instead of the forward pass. */
@@ -19,13 +20,6 @@ export interface ProgramOptions {
   batch: number;
   /** Model size or preset (per model: see PROGRAMS). */
   size?: string;
-}
-
-/** A pre-LN transformer block (timm style, tanh GELU), the unit of fusion pins and benchmarks. */
-export class TransformerBlock extends nn.ViTBlock {
-  constructor(dim: number, heads: number) {
-    super(dim, heads, { eps: 1e-5, act: 'gelu_tanh' });
-  }
 }
 
 const adamw = { kind: 'adamw' } as const;

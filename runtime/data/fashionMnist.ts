@@ -10,9 +10,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { KilnError } from '../../ir/errors.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
+import { mulberry32 } from '../prng.ts';
 import { DatasetError, readIdxGz } from './idx.ts';
 
 export { DatasetError } from './idx.ts';
+/** Re-exported for test/support/randomGraph.ts and gradcheck.ts until they import runtime/prng.ts. */
+export { mulberry32 } from '../prng.ts';
 
 export type FashionMnistSplit = 'train' | 'test';
 
@@ -153,18 +156,6 @@ export interface Batch {
   /** The epoch this batch belongs to, and its position in that epoch. */
   readonly epoch: number;
   readonly batch: number;
-}
-
-/** mulberry32: a small, fast, deterministic 32-bit PRNG. Returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A uniformly random permutation of 0..n-1 (Fisher–Yates) drawn from `rng`. */

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { I, bin, bounds, bounds as boundsOf, select, simplifyIndex } from '../../ir/kernel/expr.ts';
 import { printExpr } from '../../ir/kernel/print.ts';
 import type { Expr } from '../../ir/kernel/types.ts';
-import { mulberry32 } from '../support/randomGraph.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 
 const { c, v } = I;
 const add = (a: Expr, b: Expr) => bin('add', a, b);

@@ -17,7 +17,6 @@ import {
   batches,
   fashionMnistFiles,
   loadFashionMnist,
-  mulberry32,
   type FashionMnist,
 } from '../../runtime/data/fashionMnist.ts';
 import { parseIdx } from '../../runtime/data/idx.ts';
@@ -310,17 +309,6 @@ describe('Batcher', () => {
     expect(Array.from(ord)).not.toEqual(Array.from({ length: n }, (_, i) => i));
     expect(Array.from(new Batcher(big, { batchSize: 64, seed: 123 }).order(0))).toEqual(Array.from(ord));
     expect(Array.from(new Batcher(big, { batchSize: 64, seed: 124 }).order(0))).not.toEqual(Array.from(ord));
-  });
-
-  it('mulberry32 is deterministic and in [0, 1)', () => {
-    const r1 = mulberry32(5);
-    const r2 = mulberry32(5);
-    for (let i = 0; i < 100; i++) {
-      const v = r1();
-      expect(v).toBe(r2());
-      expect(v).toBeGreaterThanOrEqual(0);
-      expect(v).toBeLessThan(1);
-    }
   });
 
   it('epochs() iterates consecutive epochs', () => {

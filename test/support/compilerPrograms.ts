@@ -16,7 +16,7 @@ import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowM
 import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { MlpClassifier, type MlpConfig } from '../../models/mlp.ts';
 import { goldenFiles, loadGolden, traceGolden } from './nnGoldens.ts';
-import { mulberry32 } from './randomGraph.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 
 /** Learning rate fed to every training step built here. */
 export const LR = 1e-2;
