@@ -6,13 +6,13 @@
  *   KILN_BACKEND=cuda npx tsx bench/trainStep.ts mlp:128 block:8 lightningdit:16
  * KILN_PROFILE=1 also prints the time of each kind of kernel and the 12 slowest kernels.
  */
-import { cudaBackend } from '../backends/cuda/executable.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { buildProgram } from '../cli/programs.ts';
 import { compile } from '../compiler/compile.ts';
 import type { Graph } from '../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
+import { backendByName, cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { defaultResident } from '../runtime/session.ts';
 import type { CudaExecutable } from '../backends/cuda/executable.ts';
 
@@ -40,7 +40,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const compiled = compile(graph);
   const compileMs = performance.now() - t0;
   const t1 = performance.now();
-  const exe = (await cudaBackend.compile(graph, compiled.program)) as CudaExecutable;
+  const exe = (await backendByName('cuda').compile(graph, compiled.program)) as CudaExecutable;
   const nvrtcMs = performance.now() - t1;
   // Parameters: small deterministic values; state: zeros.
   const init = new Map<string, HostTensor>();
@@ -49,7 +49,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
   const feeds = feedsFor(graph);
   await exe.run(feeds, ['loss']); // first run: uploads, module load
-  const cuda = CudaDriver.get();
+  const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
   const steps = name === 'lightningdit' ? 5 : 20;
   for (let i = 0; i < 3; i++) exe.launchAll();
   cuda.synchronize();

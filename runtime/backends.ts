@@ -1,14 +1,32 @@
 /**
  * @file The backends by name: 'cpu' (the Graph IR reference interpreter), 'kernel-cpu' (the compiled
- * kernel program, interpreted on the CPU), 'cuda' (the compiled program on an NVIDIA GPU).
+ * kernel program, interpreted on the CPU), 'cuda' (the compiled program on an NVIDIA GPU). The CUDA
+ * backend's configuration is read from the environment here, once, and passed down as options.
  */
 import type { Backend } from '../backends/backend.ts';
 import { cpuBackend } from '../backends/cpu/executable.ts';
-import { cudaBackend } from '../backends/cuda/executable.ts';
+import { createCudaBackend } from '../backends/cuda/executable.ts';
+import type { CudaOptions } from '../backends/cuda/options.ts';
 import { kernelCpuBackend } from '../backends/kernel/executable.ts';
 import { KilnError } from '../ir/errors.ts';
 
-export const BACKENDS: Readonly<Record<string, Backend>> = { cpu: cpuBackend, 'kernel-cpu': kernelCpuBackend, cuda: cudaBackend };
+/**
+ * CUDA options from the environment: CUDA_LIB_DIR (folder of libnvrtc/libcublas), KILN_CACHE_DIR
+ * (the PTX cache), KILN_CUDA_NO_CUBLAS (any non-empty value: generate every matmul, no cuBLAS).
+ */
+export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): CudaOptions {
+  return {
+    ...(env.CUDA_LIB_DIR ? { libDir: env.CUDA_LIB_DIR } : {}),
+    ...(env.KILN_CACHE_DIR ? { cacheDir: env.KILN_CACHE_DIR } : {}),
+    cublas: !env.KILN_CUDA_NO_CUBLAS,
+  };
+}
+
+export const BACKENDS: Readonly<Record<string, Backend>> = {
+  cpu: cpuBackend,
+  'kernel-cpu': kernelCpuBackend,
+  cuda: createCudaBackend(cudaOptionsFromEnv()),
+};
 
 export function backendByName(name: string): Backend {
   const b = BACKENDS[name];

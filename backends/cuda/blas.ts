@@ -6,6 +6,7 @@
 import * as koffi from 'koffi';
 import { join } from 'node:path';
 import { CudaError } from './driver.ts';
+import { DEFAULT_CUDA_LIB_DIR } from './options.ts';
 
 type Fn = (...args: unknown[]) => unknown;
 
@@ -14,12 +15,12 @@ export class Cublas {
   private readonly sgemm: Fn;
   private readonly handle: unknown;
 
-  static get(): Cublas {
-    return (Cublas.instance ??= new Cublas());
+  /** The process-wide cuBLAS handle; the library is loaded from `dir` on the first call. */
+  static get(dir: string = DEFAULT_CUDA_LIB_DIR): Cublas {
+    return (Cublas.instance ??= new Cublas(dir));
   }
 
-  private constructor() {
-    const dir = process.env.CUDA_LIB_DIR ?? '/usr/local/cuda/targets/x86_64-linux/lib';
+  private constructor(dir: string) {
     let lib: koffi.LibraryHandle | undefined;
     const tried: string[] = [];
     for (const n of [join(dir, 'libcublas.so'), join(dir, 'libcublas.so.13'), join(dir, 'libcublas.so.12'), 'libcublas.so.13', 'libcublas.so.12', 'libcublas.so']) {

@@ -17,6 +17,8 @@ import { kernelAccess } from '../../ir/kernel/access.ts';
 import { I, affine, linearIndex, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import { debugOn, debugSource } from '../../compiler/debug.ts';
+import type { CudaOptions } from './options.ts';
 import { PRELUDE } from './prelude.ts';
 
 /** One launch of a generated function. */
@@ -78,7 +80,7 @@ function floatLit(v: number): string {
 }
 
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[]) {}
+  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas'> = {}) {}
 
   /** Round a float expression to its narrow dtype. */
   private narrow(code: string, d: DType): string {
@@ -367,7 +369,7 @@ function batchStride(coef: (v: string) => number, batch: readonly number[]): num
  * output buffer itself.
  */
 function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[]): Launch[] | undefined {
-  if (process.env.KILN_CUDA_NO_CUBLAS || k.accDType !== 'f32' || k.m < 2 || k.n < 2 || k.k < 2) return undefined;
+  if (g.options.cublas === false || k.accDType !== 'f32' || k.m < 2 || k.n < 2 || k.k < 2) return undefined;
   const bv = k.batch.map((_, i) => `b${i}`);
   const A = strided(k.a, g.buffers, [...bv, 'i', 'p']);
   const B = strided(k.b, g.buffers, [...bv, 'p', 'j']);
@@ -497,17 +499,23 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
   return e;
 }
 
-/** Generate the CUDA module of a kernel program. */
-export function generateCuda(p: KernelProgram): CudaModule {
+/**
+ * Generate the CUDA module of a kernel program. KILN_DEBUG=source prints each kernel's part of the
+ * module (compiler/debug.ts debugSource).
+ */
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
-  const g = new Gen(p.buffers);
+  const g = new Gen(p.buffers, options);
   const out: string[] = [PRELUDE];
   const scratch: Scratch[] = [];
+  /** Where each kernel's source starts in `out`. */
+  const starts: number[] = [];
   const launches = p.kernels.map((k, i) => {
     const a = kernelAccess(k);
     const ids = [...new Set([...a.reads, ...a.writes])].sort((x, y) => x - y);
     const fn = `kiln_${i}_${k.kind}`;
+    starts.push(out.length);
     out.push(`// ${k.name}`);
     switch (k.kind) {
       case 'loop': return genLoop(g, k, fn, ids, out);
@@ -515,5 +523,10 @@ export function generateCuda(p: KernelProgram): CudaModule {
       case 'attention': case 'attention_grad': return genAttention(g, k, fn, ids, out, scratch);
     }
   });
+  if (debugOn('source'))
+    p.kernels.forEach((k, i) => {
+      const gemms = launches[i]!.flatMap((l) => (l.kind === 'gemm' ? [`// launch: cuBLAS SGEMM m=${l.m} n=${l.n} k=${l.k} batch=${l.batch} (column-major, ta=${l.ta} tb=${l.tb})`] : []));
+      debugSource('cuda', k.name, k.nodes, [...out.slice(starts[i], starts[i + 1] ?? out.length), ...gemms].join('\n'));
+    });
   return { source: out.join('\n') + '\n', launches, scratch };
 }

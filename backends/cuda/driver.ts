@@ -5,10 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as koffi from 'koffi';
 import { KilnError } from '../../ir/errors.ts';
+import { DEFAULT_CUDA_LIB_DIR, defaultPtxCacheDir } from './options.ts';
 
 export class CudaError extends KilnError {
   override name = 'CudaError';
@@ -41,9 +41,12 @@ export class CudaDriver {
   readonly arch: string;
   readonly name: string;
 
-  /** The process-wide driver (initializes CUDA and retains the primary context of device 0). */
-  static get(): CudaDriver {
-    return (CudaDriver.instance ??= new CudaDriver());
+  /**
+   * The process-wide driver (initializes CUDA and retains the primary context of device 0); NVRTC is
+   * loaded from `libDir` on the first call.
+   */
+  static get(libDir: string = DEFAULT_CUDA_LIB_DIR): CudaDriver {
+    return (CudaDriver.instance ??= new CudaDriver(libDir));
   }
 
   /** Is a CUDA driver library present on this machine? */
@@ -56,12 +59,11 @@ export class CudaDriver {
     }
   }
 
-  private constructor() {
-    const libDir = process.env.CUDA_LIB_DIR ?? '/usr/local/cuda/targets/x86_64-linux/lib';
+  private constructor(libDir: string) {
     const cuda = loadFirst(['libcuda.so.1', 'libcuda.so'], 'the CUDA driver (libcuda)');
     const nvrtc = loadFirst(
       [join(libDir, 'libnvrtc.so'), join(libDir, 'libnvrtc.so.13'), join(libDir, 'libnvrtc.so.12'), 'libnvrtc.so', 'libnvrtc.so.13', 'libnvrtc.so.12'],
-      'NVRTC (set CUDA_LIB_DIR to the folder holding libnvrtc.so)',
+      `NVRTC (looked in ${libDir}; set CUDA_LIB_DIR to the folder holding libnvrtc.so)`,
     );
     const c = (sig: string) => {
       const f = cuda.func(sig);
@@ -145,9 +147,9 @@ export class CudaDriver {
     this.check('cuCtxSynchronize', this.cu.cuCtxSynchronize!());
   }
 
-  /** CUDA C++ → PTX (NVRTC; cached on disk by content hash) → a loaded module and its functions. */
-  compile(source: string, functions: readonly string[], label = 'kiln'): Module {
-    const ptx = this.ptx(source, label);
+  /** CUDA C++ → PTX (NVRTC; cached on disk in `cacheDir` by content hash) → a loaded module and its functions. */
+  compile(source: string, functions: readonly string[], label = 'kiln', cacheDir: string = defaultPtxCacheDir()): Module {
+    const ptx = this.ptx(source, label, cacheDir);
     const mod = [null as unknown];
     this.check(`cuModuleLoadData(${label})`, this.cu.cuModuleLoadData!(mod, ptx));
     const fns = new Map<string, unknown>();
@@ -159,10 +161,9 @@ export class CudaDriver {
     return { handle: mod[0], functions: fns };
   }
 
-  private ptx(source: string, label: string): string {
+  private ptx(source: string, label: string, dir: string): string {
     const options = [`--gpu-architecture=${this.arch}`, '--std=c++17', '-default-device'];
     const key = createHash('sha256').update(source).update(options.join(' ')).digest('hex');
-    const dir = process.env.KILN_CACHE_DIR ?? join(homedir(), '.cache', 'kiln', 'ptx');
     const file = join(dir, `${key}.ptx`);
     if (existsSync(file)) return readFileSync(file, 'utf8');
     const prog = [null as unknown];

@@ -15,6 +15,7 @@ import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
+import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
 
@@ -41,17 +42,18 @@ export function decode(dtype: DType, raw: ArrayBufferView, n: number): number[] 
 }
 
 export class CudaExecutable implements Executable {
-  private readonly cuda = CudaDriver.get();
+  private readonly cuda: CudaDriver;
   private readonly ptr = new Map<number, bigint>();
   private readonly owned: bigint[] = [];
   private readonly module: Module;
   private readonly gen: CudaModule;
   private readonly written = new Set<string>();
 
-  constructor(readonly graph: Graph, readonly program: KernelProgram) {
-    this.gen = generateCuda(program);
+  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}) {
+    this.cuda = CudaDriver.get(options.libDir);
+    this.gen = generateCuda(program, options);
     const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
-    this.module = this.cuda.compile(this.gen.source, fns, program.name);
+    this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
     const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
     for (const b of program.buffers) {
       const bytes = b.numel * bytesPer(b.dtype);
@@ -106,7 +108,7 @@ export class CudaExecutable implements Executable {
       return;
     }
     const at = (x: { buf: number; offset: number }) => this.ptr.get(x.buf)! + BigInt(x.offset * 4);
-    Cublas.get().gemm({ ...l, A: at(l.a), B: at(l.b), C: at(l.c) }, `${l.m}x${l.n}x${l.k}`);
+    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a), B: at(l.b), C: at(l.c) }, `${l.m}x${l.n}x${l.k}`);
   }
 
   /** Launch every kernel once (inputs already on the device). */
@@ -158,11 +160,17 @@ export class CudaExecutable implements Executable {
   }
 }
 
-export const cudaBackend: Backend = {
-  name: 'cuda',
-  consumes: 'kernels',
-  compile: async (graph: Graph, program?: KernelProgram) => {
-    if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
-    return new CudaExecutable(graph, program);
-  },
-};
+/** The CUDA backend with the given options (runtime/backends.ts makes it from the environment). */
+export function createCudaBackend(options: CudaOptions = {}): Backend {
+  return {
+    name: 'cuda',
+    consumes: 'kernels',
+    compile: async (graph: Graph, program?: KernelProgram) => {
+      if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
+      return new CudaExecutable(graph, program, options);
+    },
+  };
+}
+
+/** The CUDA backend with default options (cuBLAS on, libraries and cache in their default places). */
+export const cudaBackend: Backend = createCudaBackend();

@@ -10,11 +10,11 @@
 import { describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { cudaBackend } from '../../backends/cuda/executable.ts';
 import { CudaDriver } from '../../backends/cuda/driver.ts';
 import { runFashionMlp } from '../../cli/jobs/fashionMlp.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
 import { hostTensor } from '../../ir/tensor.ts';
+import { backendByName, cudaOptionsFromEnv } from '../../runtime/backends.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, maxAbsOf, tarflowCase } from '../support/compiledModels.ts';
@@ -22,6 +22,9 @@ import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 import { goldenFiles, loadGolden, traceGolden } from '../support/nnGoldens.ts';
 import { withCotangentLoss } from '../support/compilerPrograms.ts';
+
+/** The CUDA backend as a user gets it: configured from the environment by the runtime. */
+const cudaBackend = backendByName('cuda');
 
 const TOL = 1e-4;
 
@@ -33,7 +36,7 @@ function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
 
 describe('CUDA backend', () => {
   it('sees a GPU', () => {
-    const d = CudaDriver.get();
+    const d = CudaDriver.get(cudaOptionsFromEnv().libDir);
     console.log(`device: ${d.name} (${d.arch})`);
     expect(d.name.length).toBeGreaterThan(0);
   });
