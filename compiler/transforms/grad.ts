@@ -14,7 +14,7 @@ import { full } from '../dsl/functional.ts';
 import type { Tensor } from '../dsl/tensor.ts';
 import { dumpGraph } from '../debug.ts';
 import { dce } from '../passes/dce.ts';
-import { TracedRewriter } from './rewrite.ts';
+import { copyGraph } from './rewrite.ts';
 import { vjp } from './vjp.ts';
 
 export interface GradOptions {
@@ -54,10 +54,9 @@ export function grad(g: Graph, opts: GradOptions): Graph {
     if (reachesLoss.has(n.id)) for (const i of n.inputs) reachesLoss.add(i);
   }
 
-  const r = new TracedRewriter(g, `${g.name}_grad`);
-  const ctx = r.ctx;
-  const b = r.builder;
-  r.rewriter.copyInputs().copyNodes();
+  // The forward pass (copied), then the backward pass written with DSL tensors in the same graph.
+  const r = copyGraph(g, `${g.name}_grad`);
+  const { ctx, builder: b } = r;
   const val = (id: number) => r.tensor(id);
 
   return r.run(() => {
