@@ -1,8 +1,12 @@
 /**
- * @file The compiler pipeline from a Graph to a KernelProgram:
- *   verify → graph passes (compiler/passes) → fusion + lowering (compiler/fuse, compiler/lower)
- *   → kernel merging → kernel order → memory plan (compiler/schedule).
- * Every stage's result is kept as text for `kiln compile --report` and KILN_DEBUG.
+ * @file The compiler pipeline from a Graph to a KernelProgram, one named stage after another:
+ *   verify → graph passes (compiler/passes) → fuse: which values are materialized (compiler/fuse,
+ *   a FusionPlan) → lower: the plan's kernels (compiler/lower) → merge: epilogue and horizontal
+ *   fusion of kernels (compiler/fuse/merge.ts) → order (compiler/schedule/order.ts) → memory plan
+ *   (compiler/schedule/memoryPlan.ts).
+ * Each stage is a function of the previous results; its result is logged with a printer, and the
+ * text is made only when asked for (`kiln compile --stages`, `Compiled.stages`). A new kernel-IR
+ * stage (kernels in, kernels out) is one more `stages.run(...)` line between merge and order.
  */
 import type { Graph } from '../ir/graph.ts';
 import { printKernel, printProgram } from '../ir/kernel/print.ts';
@@ -10,12 +14,15 @@ import type { BufferDecl, Kernel, KernelProgram } from '../ir/kernel/types.ts';
 import { printGraph } from '../ir/printer.ts';
 import { verify } from '../ir/verify.ts';
 import { debugOn } from './debug.ts';
-import { type Fused, fuse } from './fuse/fuse.ts';
+import { planFusion } from './fuse/fuse.ts';
 import { mergeKernels } from './fuse/merge.ts';
+import { type FusionPlan, printFusionPlan } from './fuse/plan.ts';
+import { lowerPlan } from './lower/lower.ts';
 import { optimize } from './passes/pipeline.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 
+/** One stage's result as text (printed on first read). */
 export interface Stage {
   readonly name: string;
   readonly text: string;
@@ -24,8 +31,10 @@ export interface Stage {
 export interface Compiled {
   readonly program: KernelProgram;
   readonly optimized: Graph;
-  readonly fused: Fused;
+  /** The fusion decisions: materialized values with their reasons, and the buffer table. */
+  readonly fused: FusionPlan;
   readonly plan: MemoryPlan;
+  /** Every stage's result, in pipeline order: input, passes, fuse, lower, merge, order, memory. */
   readonly stages: readonly Stage[];
 }
 
@@ -35,23 +44,41 @@ export interface CompileOptions {
 }
 
 export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
+  const stages = new StageLog();
+  const input = stages.run('input', () => verified(g), printGraph);
+  const optimized = stages.run('passes', () => optimize(input), printGraph);
+  const fused = stages.run('fuse', () => planFusion(optimized), (p) => printFusionPlan(optimized, p));
+  const lowered = stages.run('lower', () => lowerPlan(optimized, fused), printKernels);
+  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers)), printKernels);
+  const ordered = stages.run('order', () => orderKernels(merged, fused.buffers), printKernels);
+  const { program, plan } = stages.run('memory', () => layOut(g.name, ordered, fused), (r) => printProgram(r.program));
+  if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${g.name} ----\n${printProgram(program)}`);
+  return { program, optimized, fused, plan, stages: stages.list };
+}
+
+/** Stage input: the graph, checked (verify throws a KilnError naming the bad node). */
+function verified(g: Graph): Graph {
   verify(g);
-  const stages: Stage[] = [{ name: 'input', text: printGraph(g) }];
-  const optimized = optimize(g);
-  stages.push({ name: 'passes', text: printGraph(optimized) });
-  const fused = fuse(optimized);
-  stages.push({ name: 'fuse', text: fused.kernels.map(printKernel).join('\n') + '\n' });
-  const merged = opts.noMerge ? fused.kernels : mergeKernels(fused.kernels, fused.buffers);
-  stages.push({ name: 'merge', text: merged.map(printKernel).join('\n') + '\n' });
-  const ordered = scheduleKernels(merged, fused.buffers).map((k, i) => ({ ...k, name: kernelName(i, k) }));
-  const plan = planMemory(ordered, fused.buffers);
+  return g;
+}
+
+/** Stage order: a dependence order that keeps peak memory low; kernels are named by their position. */
+function orderKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
+  return scheduleKernels(kernels, buffers).map((k, i) => ({ ...k, name: kernelName(i, k) }));
+}
+
+/** Stage memory: temporaries placed in one arena, and the program that results. */
+function layOut(name: string, kernels: Kernel[], fused: FusionPlan): { program: KernelProgram; plan: MemoryPlan } {
+  const plan = planMemory(kernels, fused.buffers);
   const buffers: BufferDecl[] = fused.buffers.map((b) => (plan.offsets.has(b.id) ? { ...b, offset: plan.offsets.get(b.id)! } : { ...b }));
   const program: KernelProgram = {
-    name: g.name, buffers, kernels: ordered, inputs: fused.inputs, outputs: fused.outputs, arenaBytes: plan.arenaBytes,
+    name, buffers, kernels, inputs: new Map(fused.inputs), outputs: new Map(fused.outputs), arenaBytes: plan.arenaBytes,
   };
-  stages.push({ name: 'schedule', text: printProgram(program) });
-  if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${g.name} ----\n${printProgram(program)}`);
-  return { program, optimized, fused, plan, stages };
+  return { program, plan };
+}
+
+function printKernels(ks: readonly Kernel[]): string {
+  return ks.map(printKernel).join('\n') + '\n';
 }
 
 /** k<position>_<op of its first graph node>[+<how many more nodes were fused in>]. */
@@ -59,4 +86,15 @@ function kernelName(i: number, k: Kernel): string {
   const base = k.name.split('+')[0]!;
   const extra = k.name.split('+').length - 1;
   return `k${i}_${base}${extra ? `+${extra}` : ''}`;
+}
+
+/** The stages run so far, each with its result's printer (text made lazily, once). */
+class StageLog {
+  readonly list: Stage[] = [];
+  run<T>(name: string, stage: () => T, print: (result: T) => string): T {
+    const result = stage();
+    let text: string | undefined;
+    this.list.push({ name, get text() { return (text ??= print(result)); } });
+    return result;
+  }
 }

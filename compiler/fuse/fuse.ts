@@ -1,31 +1,30 @@
 /**
- * @file Fusion: partition a graph into kernels by deciding which values are materialized (written to
- * memory). Graph outputs, matmuls, attention and scatters are always materialized; everything else
- * is inlined into the kernels that read it — elementwise chains and views into loads, reductions
- * into the row kernel that consumes them — unless lowering finds it cannot be (NeedsMaterialization)
- * or the cost model (cost.ts) says a value shared by several kernels is cheaper to write once.
- * Reductions and other expensive work are never computed twice.
+ * @file Fusion: decide which values are materialized (written to memory); everything else is inlined
+ * into the kernels that read it — elementwise chains and views into loads, reductions into the row
+ * kernel that consumes them. The result is a FusionPlan (plan.ts), data only; lowering builds the
+ * kernels from it afterwards.
+ *
+ * Graph outputs, matmuls, attention and scatters are always materialized. The rest is a fixpoint
+ * over the decisions, in graph order:
+ *  1. every materialized node is the root of a kernel; inspectKernel (compiler/lower, the predicate
+ *     lowering itself uses) says what that kernel computes inline and the first value it cannot
+ *     inline, which is then materialized too (e.g. a reduction over other axes than the row's);
+ *  2. once every kernel can be built, values computed by several kernels are materialized when
+ *     they are expensive (never computed twice), else the outermost one the cost model (cost.ts)
+ *     says is cheaper written once than recomputed; each decision re-inspects the kernels that
+ *     computed the value, and the fixpoint ends when no rule asks for another value.
  */
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { BufferDecl, Kernel } from '../../ir/kernel/types.ts';
+import type { BufferDecl } from '../../ir/kernel/types.ts';
 import { numel } from '../../ir/shape.ts';
-import { NeedsMaterialization } from '../lower/kernelBuilder.ts';
-import { type Lowered, lowerNode } from '../lower/lowerNode.ts';
+import { type KernelInlining, inspectKernel } from '../lower/lowerNode.ts';
 import { type SubtreeCost, deviceBytes, elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
-
-export interface Fused {
-  buffers: BufferDecl[];
-  kernels: Kernel[];
-  inputs: Map<string, number>;
-  outputs: Map<string, number>;
-  /** Materialized node ids, with the reason each one was chosen. */
-  reasons: Map<number, string>;
-}
+import type { FusionPlan } from './plan.ts';
 
 const ANCHORS = new Set(['matmul', 'attention', 'attention_grad', 'scatter_add']);
 
-export function fuse(g: Graph): Fused {
+export function planFusion(g: Graph): FusionPlan {
   const buffers: BufferDecl[] = [];
   const bufOf = new Map<number, number>();
   const inputs = new Map<string, number>();
@@ -42,78 +41,92 @@ export function fuse(g: Graph): Fused {
       bufOf.set(n.id, id);
     }
 
+  const order = new Map(g.nodes.map((n, k) => [n.id, k]));
   const reasons = new Map<number, string>();
   const outputNames = new Map<number, string>();
   for (const o of g.outputs) if (!bufOf.has(o.id) && !outputNames.has(o.id)) outputNames.set(o.id, o.name);
   for (const id of outputNames.keys()) reasons.set(id, 'graph output');
   for (const n of g.nodes) if (ANCHORS.has(n.op)) reasons.set(n.id, `${n.op} has its own kernel`);
 
-  const order = new Map(g.nodes.map((n, k) => [n.id, k]));
-  const cache = new Map<number, Lowered>();
+  /** Kernel roots not inspected since the values in memory last changed for them, lowest graph position first. */
+  const pending = new RootQueue(order);
+  /** The inspection of every other root. */
+  const inspected = new Map<number, KernelInlining>();
+  /** Value → the inspected roots whose kernels compute it inline. */
+  const computedBy = new Map<number, Set<number>>();
+  /** Values computed inline by two kernels or more. */
+  const shared = new Set<number>();
+
+  const allocate = (id: number) => {
+    const t = g.typeOf(id);
+    const b = buffers.length;
+    const name = outputNames.get(id);
+    buffers.push(name ? { id: b, dtype: t.dtype, numel: numel(t.shape), kind: 'output', name } : { id: b, dtype: t.dtype, numel: numel(t.shape), kind: 'temp' });
+    bufOf.set(id, b);
+    pending.push(id);
+  };
+  const record = (r: number, ins: KernelInlining) => {
+    inspected.set(r, ins);
+    for (const v of ins.visited) {
+      let s = computedBy.get(v);
+      if (!s) computedBy.set(v, (s = new Set()));
+      s.add(r);
+      if (s.size === 2) shared.add(v);
+    }
+  };
+  const forget = (r: number) => {
+    const ins = inspected.get(r)!;
+    inspected.delete(r);
+    for (const v of ins.visited) {
+      const s = computedBy.get(v)!;
+      s.delete(r);
+      if (s.size === 1) shared.delete(v);
+    }
+    pending.push(r);
+  };
+  const materialize = (id: number, why: string) => {
+    if (reasons.has(id) || bufOf.has(id)) throw new KilnError(`fusion: %${id} was asked to be materialized twice (${why})`);
+    reasons.set(id, why);
+    allocate(id);
+    for (const r of [...(computedBy.get(id) ?? [])]) forget(r);
+  };
+  for (const id of reasons.keys()) allocate(id);
+
   for (let round = 0; ; round++) {
-    if (round > g.nodes.length + 10) throw new KilnError(`fusion of ${g.name} did not converge`);
-    // Buffers for every materialized node.
-    for (const id of reasons.keys()) {
-      if (bufOf.has(id)) continue;
-      const t = g.typeOf(id);
-      const b = buffers.length;
-      const name = outputNames.get(id);
-      buffers.push(name ? { id: b, dtype: t.dtype, numel: numel(t.shape), kind: 'output', name } : { id: b, dtype: t.dtype, numel: numel(t.shape), kind: 'temp' });
-      bufOf.set(id, b);
+    if (round > 2 * g.nodes.length + 10) throw new KilnError(`fusion of ${g.name} did not converge`);
+    // 1. Inspect every kernel root in graph order; materialize what one of them cannot inline.
+    for (let r = pending.pop(); r !== undefined; r = pending.pop()) {
+      if (inspected.has(r)) continue;
+      const ins = inspectKernel(g, g.node(r)!, bufOf);
+      if (ins.needs) {
+        materialize(ins.needs.node, ins.needs.why);
+        pending.push(r);
+      } else record(r, ins);
     }
-    const roots = [...reasons.keys()].sort((a, b) => order.get(a)! - order.get(b)!);
-    let retry = false;
-    for (const r of roots) {
-      if (cache.has(r)) continue;
-      try {
-        cache.set(r, lowerNode(g, g.node(r)!, bufOf, `n${r}`));
-      } catch (e) {
-        if (!(e instanceof NeedsMaterialization)) throw e;
-        materialize(e.node, e.why);
-        retry = true;
-        break;
-      }
-    }
-    if (retry) continue;
-    // Work shared by several kernels: never for expensive ops, and only when cheaper than memory.
-    const count = new Map<number, number>();
-    const evals = new Map<number, number>();
-    for (const r of roots) {
-      const l = cache.get(r)!;
-      for (const v of l.visited) count.set(v, (count.get(v) ?? 0) + 1);
-      for (const [v, e] of l.evaluations) evals.set(v, (evals.get(v) ?? 0) + e);
-    }
-    // Decide outermost shared values first (materializing one changes what its subtree costs).
-    const shared = [...count].filter(([, c]) => c >= 2).map(([v]) => v).sort((a, b) => order.get(b)! - order.get(a)!);
+    // 2. Work shared by several kernels, outermost first (materializing one changes what its subtree
+    // costs): expensive values all at once, then the first cheap one the cost model picks.
+    const candidates = [...shared].sort((a, b) => order.get(b)! - order.get(a)!).map((v) => {
+      const by = computedBy.get(v)!;
+      let evals = 0;
+      for (const r of by) evals += inspected.get(r)!.evaluations.get(v) ?? 0;
+      return { v, kernels: by.size, evals };
+    });
     let expensive = 0;
-    for (const v of shared) {
+    for (const { v, kernels } of candidates) {
       const n = g.node(v)!;
       if (isExpensive(n.op)) {
-        materialize(v, `${n.op} is read by ${count.get(v)} kernels (never recomputed)`);
+        materialize(v, `${n.op} is read by ${kernels} kernels (never recomputed)`);
         expensive++;
       }
     }
     if (expensive) continue;
-    for (const v of shared) {
-      const c = count.get(v)!;
-      const n = g.node(v)!;
-      if (shouldMaterialize(subtreeCost(g, v, bufOf), n.type.dtype, evals.get(v) ?? c, c)) {
-        materialize(v, `recomputing it ${evals.get(v)} times in ${c} kernels moves more bytes than storing it`);
-        break;
-      }
-    }
-    if ([...count.keys()].some((v) => reasons.has(v) && !bufOf.has(v))) continue;
-    const kernels = roots.flatMap((r) => cache.get(r)!.kernels);
-    const outputs = new Map<string, number>();
-    for (const o of g.outputs) outputs.set(o.name, bufOf.get(o.id)!);
-    return { buffers, kernels, inputs, outputs, reasons };
+    const cheap = candidates.find(({ v, kernels, evals }) => shouldMaterialize(subtreeCost(g, v, bufOf), g.typeOf(v).dtype, evals, kernels));
+    if (!cheap) break;
+    materialize(cheap.v, `recomputing it ${cheap.evals} times in ${cheap.kernels} kernels moves more bytes than storing it`);
   }
-
-  function materialize(id: number, why: string): void {
-    if (reasons.has(id) || bufOf.has(id)) throw new KilnError(`fusion: %${id} was asked to be materialized twice (${why})`);
-    reasons.set(id, why);
-    for (const [r, l] of cache) if (l.visited.has(id)) cache.delete(r);
-  }
+  const outputs = new Map<string, number>();
+  for (const o of g.outputs) outputs.set(o.name, bufOf.get(o.id)!);
+  return { reasons, buffers, bufferOf: bufOf, inputs, outputs };
 }
 
 /** FLOPs and loaded bytes per element of a value's inlined subtree (stopping at buffers). */
@@ -135,4 +148,40 @@ function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>): 
     stack.push(...n.inputs);
   }
   return { flops, loadBytes };
+}
+
+/** A min-priority queue of node ids by graph position (duplicates allowed; the caller skips stale ones). */
+class RootQueue {
+  private readonly a: number[] = [];
+  constructor(private readonly order: ReadonlyMap<number, number>) {}
+  push(id: number): void {
+    const a = this.a, key = this.order.get(id)!;
+    a.push(id);
+    for (let i = a.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (this.order.get(a[p]!)! <= key) break;
+      [a[p], a[i]] = [a[i]!, a[p]!];
+      i = p;
+    }
+  }
+  pop(): number | undefined {
+    const a = this.a;
+    if (!a.length) return undefined;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length) {
+      a[0] = last;
+      const key = (i: number) => this.order.get(a[i]!)!;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < a.length && key(l) < key(m)) m = l;
+        if (r < a.length && key(r) < key(m)) m = r;
+        if (m === i) break;
+        [a[m], a[i]] = [a[i]!, a[m]!];
+        i = m;
+      }
+    }
+    return top;
+  }
 }

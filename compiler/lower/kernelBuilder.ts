@@ -5,9 +5,11 @@
  * over the kernel's row axes into reduction phases. Values become `let`s placed in the outermost
  * block whose loop variables they use, so row-invariant work is hoisted out of row loops.
  *
- * When a node cannot be inlined (a reduction over other axes, a reduction read through a view, a
- * non-view operand of attention, ...), NeedsMaterialization is thrown and the fusion driver retries
- * with that node written to memory.
+ * Whether a node can be inlined here is decided by one predicate, `inlineBlocker` (an op that has
+ * its own kernel, an op an operand expression may not apply, a reduction over other axes or read at
+ * another point than the one it was reduced for). The builder does not throw on it: it records the
+ * first blocked node in `needs` and stops building, so that the fusion analysis (inspectKernel)
+ * learns which value must be in memory, and lowering of a legal fusion plan never meets one.
  */
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -19,11 +21,10 @@ import { opSpec } from '../../ir/ops.ts';
 import { type Shape, stridesOf } from '../../ir/shape.ts';
 import { broadcastIndex, clampIndex, padIndex, permuteIndex, reshapeIndex, sliceIndex } from './views.ts';
 
-export class NeedsMaterialization extends KilnError {
-  override name = 'NeedsMaterialization';
-  constructor(readonly node: number, readonly why: string) {
-    super(`node %${node} must be materialized: ${why}`);
-  }
+/** A value a kernel cannot compute inline: it must be in memory (materialized) first. */
+export interface Blocker {
+  readonly node: number;
+  readonly why: string;
 }
 
 /** The kernel's row structure: the node shape it iterates over and the axes its reductions cover. */
@@ -58,6 +59,8 @@ export class KernelBuilder {
   private counter = 0;
   gridVars: Expr[] = [];
   row: RowSpace | undefined;
+  /** The first value met that cannot be inlined here (building stops there); undefined when none. */
+  needs: Blocker | undefined;
 
   constructor(
     readonly g: Graph,
@@ -141,6 +144,7 @@ export class KernelBuilder {
 
   /** The expression for element `idx` of value `id`. */
   valueAt(id: number, idx: readonly Expr[]): Expr {
+    if (this.needs) return konst(0, this.g.typeOf(id).dtype);
     const sidx = idx.map((x) => this.simp(x));
     const key = `${id}@${sidx.map(exprKey).join(',')}`;
     const hit = this.memo.get(key);
@@ -152,10 +156,47 @@ export class KernelBuilder {
     }
     const node = this.g.node(id);
     if (!node) throw new KilnError(`lowering: value %${id} has no buffer and no defining node`);
-    if (this.opts.allow && !this.opts.allow(node.op)) throw new NeedsMaterialization(id, `${node.op} is not allowed in this kernel's operand`);
+    const why = this.inlineBlocker(node, sidx);
+    if (why !== undefined) {
+      this.needs = { node: id, why };
+      return konst(0, t.dtype);
+    }
     this.visited.add(id);
     this.evaluations.set(id, (this.evaluations.get(id) ?? 0) + 1);
     return this.bind(this.compute(node, sidx), key);
+  }
+
+  /**
+   * Why `n`, read at `idx`, cannot be computed inline in this kernel (undefined when it can): the
+   * one rule fusion (through inspectKernel) and lowering share.
+   */
+  inlineBlocker(n: Node, idx: readonly Expr[]): string | undefined {
+    if (this.opts.allow && !this.opts.allow(n.op)) return `${n.op} is not allowed in this kernel's operand`;
+    switch (opSpec(n.op).category) {
+      case 'unary': case 'binary': case 'compare': case 'logical': case 'ternary': case 'cast': case 'source': case 'random': case 'movement':
+        return undefined;
+      case 'index': return n.op === 'gather' ? undefined : 'scatter_add is computed by its own kernels';
+      case 'reduce': return this.reductionBlocker(n, idx);
+      default: return `${n.op} is computed by its own kernel`;
+    }
+  }
+
+  /** A reduction inlines as a phase only over the kernel's row axes, read at the grid point it was reduced for. */
+  private reductionBlocker(n: Node, idx: readonly Expr[]): string | undefined {
+    if (this.opts.inlineOnly) return 'reductions are not allowed in operand expressions';
+    const row = this.row;
+    const inShape = this.g.typeOf(n.inputs[0]!).shape;
+    const axes = n.op === 'argmax' ? [n.attrs.axis as number] : (n.attrs.axes as number[]);
+    const fits = row && row.axes.length === axes.length && row.axes.every((x, i) => x === axes[i]) &&
+      row.shape.length === inShape.length && row.shape.every((d, i) => d === inShape[i]);
+    if (!fits) return 'its axes or shape differ from the kernel row space';
+    // The read must be at this grid point: kept coordinates equal the grid vars, reduced ones 0.
+    const keep = n.attrs.keepdims as boolean;
+    const kept = keep ? idx.filter((_, i) => !axes.includes(i)) : idx;
+    const zeros = keep ? idx.filter((_, i) => axes.includes(i)) : [];
+    const ok = kept.length === this.gridVars.length && kept.every((e, i) => exprKey(e) === exprKey(this.gridVars[i]!)) &&
+      zeros.every((z) => z.k === 'const' && z.v === 0);
+    return ok ? undefined : 'it is read at another point than the one it was reduced for';
   }
 
   private compute(n: Node, idx: Expr[]): Expr {
@@ -179,7 +220,6 @@ export class KernelBuilder {
         };
       case 'movement': return this.movement(n, idx, inT[0]!.shape);
       case 'index': {
-        if (n.op !== 'gather') throw new NeedsMaterialization(n.id, 'scatter_add is computed by its own kernels');
         const axis = a.axis as number;
         const x = inT[0]!;
         const ir = inT[1]!.shape.length;
@@ -187,9 +227,9 @@ export class KernelBuilder {
         const at = clampIndex(j, x.shape[axis]!);
         return this.valueAt(n.inputs[0]!, [...idx.slice(0, axis), at, ...idx.slice(axis + ir)]);
       }
-      case 'reduce': return this.reduction(n, idx);
+      case 'reduce': return this.reduction(n);
       default:
-        throw new NeedsMaterialization(n.id, `${n.op} is computed by its own kernel`);
+        throw new KilnError(`lowering: ${n.op} %${n.id} reached compute past inlineBlocker`);
     }
   }
 
@@ -230,22 +270,8 @@ export class KernelBuilder {
     }
   }
 
-  /** A reduction read at `idx` (its output coordinates): inline phase if it fits the row space. */
-  private reduction(n: Node, idx: Expr[]): Expr {
-    if (this.opts.inlineOnly) throw new NeedsMaterialization(n.id, 'reductions are not allowed in operand expressions');
-    const row = this.row;
-    const inShape = this.g.typeOf(n.inputs[0]!).shape;
-    const axes = n.op === 'argmax' ? [n.attrs.axis as number] : (n.attrs.axes as number[]);
-    const keep = n.attrs.keepdims as boolean;
-    const fits = row && row.axes.length === axes.length && row.axes.every((x, i) => x === axes[i]) &&
-      row.shape.length === inShape.length && row.shape.every((d, i) => d === inShape[i]);
-    if (!fits) throw new NeedsMaterialization(n.id, 'its axes or shape differ from the kernel row space');
-    // The read must be at this grid point: kept coordinates equal the grid vars, reduced ones 0.
-    const kept = keep ? idx.filter((_, i) => !axes.includes(i)) : idx;
-    const zeros = keep ? idx.filter((_, i) => axes.includes(i)) : [];
-    const ok = kept.length === this.gridVars.length && kept.every((e, i) => exprKey(e) === exprKey(this.gridVars[i]!)) &&
-      zeros.every((z) => z.k === 'const' && z.v === 0);
-    if (!ok) throw new NeedsMaterialization(n.id, 'it is read at another point than the one it was reduced for');
+  /** A reduction read at its own grid point (inlineBlocker checked that): a phase over the row axes, emitted once. */
+  private reduction(n: Node): Expr {
     const done = this.reduceAcc.get(n.id);
     if (done) return done;
     // Emit the phase at grid level (outside any row loop being built right now).

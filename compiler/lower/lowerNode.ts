@@ -6,20 +6,49 @@
  *  - a reduction → a row kernel: grid over the kept axes, phases over the reduced ones;
  *  - anything else → an elementwise kernel over its shape, or a row kernel when it contains
  *    reductions over some axes of its own shape (softmax, norms, cross-entropy, ...).
+ * The same construction answers the fusion analysis (`inspectKernel`: which values the kernel would
+ * compute inline, how often, and the first one it needs in memory) and builds the kernels of a
+ * legal fusion plan (`lowerKernel`), so the two cannot disagree.
  */
 import type { Graph, Node } from '../../ir/graph.ts';
 import { I, cast, ref } from '../../ir/kernel/expr.ts';
 import type { Expr, Kernel, Stmt } from '../../ir/kernel/types.ts';
 import { isFloat } from '../../ir/dtype.ts';
-import { KernelBuilder, NeedsMaterialization, type RowSpace, linearAt } from './kernelBuilder.ts';
+import { KilnError } from '../../ir/errors.ts';
+import { type Blocker, KernelBuilder, type RowSpace, linearAt } from './kernelBuilder.ts';
 import { broadcastIndex, clampIndex } from './views.ts';
 
-export interface Lowered {
-  kernels: Kernel[];
-  /** Non-materialized nodes computed inline (for sharing analysis). */
-  visited: Set<number>;
+/** What the kernel rooted at a materialized node computes inline, given the values in memory. */
+export interface KernelInlining {
+  /** Non-materialized nodes computed inline (for the sharing analysis). */
+  readonly visited: ReadonlySet<number>;
   /** How many times each of them is computed. */
-  evaluations: Map<number, number>;
+  readonly evaluations: ReadonlyMap<number, number>;
+  /** The first value it cannot compute inline (it must be materialized); undefined when it can be built. */
+  readonly needs: Blocker | undefined;
+}
+
+interface Lowered extends KernelInlining {
+  kernels: Kernel[];
+}
+
+/** The fusion analysis' question: can the kernel of `root` be built with `buffers` in memory, and what does it compute? */
+export function inspectKernel(g: Graph, root: Node, buffers: ReadonlyMap<number, number>): KernelInlining {
+  const { visited, evaluations, needs } = buildKernels(g, root, buffers, `n${root.id}`);
+  return { visited, evaluations, needs };
+}
+
+/** The kernels of materialized node `root`; `buffers` must come from a fusion plan that inspectKernel accepted. */
+export function lowerKernel(g: Graph, root: Node, buffers: ReadonlyMap<number, number>, name: string): Kernel[] {
+  const l = buildKernels(g, root, buffers, name);
+  if (l.needs) throw new KilnError(`lowering ${name}: the fusion plan leaves %${l.needs.node} inline, but ${l.needs.why} (a fusion bug)`);
+  return l.kernels;
+}
+
+/** The first blocker of several builders (in the order they were built). */
+function firstNeed(...bs: Array<{ needs: Blocker | undefined }>): Blocker | undefined {
+  for (const b of bs) if (b.needs) return b.needs;
+  return undefined;
 }
 
 function mergeCounts(...bs: KernelBuilder[]): Map<number, number> {
@@ -32,7 +61,7 @@ const VIEW_OPS = new Set(['reshape', 'permute', 'broadcast', 'slice']);
 /** Ops a matmul operand may apply on the fly (cheap, per element, no reductions). */
 const PROLOGUE_OPS = new Set([...VIEW_OPS, 'cast', 'neg', 'mul', 'div', 'add', 'sub', 'constant']);
 
-export function lowerNode(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name: string): Lowered {
+function buildKernels(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name: string): Lowered {
   switch (n.op) {
     case 'matmul': return lowerMatmul(g, n, buffers, name);
     case 'attention': case 'attention_grad': return lowerAttention(g, n, buffers, name);
@@ -95,7 +124,7 @@ function lowerRow(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name:
     b.emit({ k: 'loop', var: rv, extent: b.rowExtent(), body: block.stmts });
   }
   const grid = row.shape.filter((_, i) => !row.axes.includes(i));
-  return { kernels: [{ kind: 'loop', name, nodes: [n.id], grid, body: b.root.stmts }], visited: b.visited, evaluations: b.evaluations };
+  return { kernels: [{ kind: 'loop', name, nodes: [n.id], grid, body: b.root.stmts }], visited: b.visited, evaluations: b.evaluations, needs: b.needs };
 }
 
 function operandBuilder(g: Graph, buffers: ReadonlyMap<number, number>, allow: Set<string>): KernelBuilder {
@@ -103,19 +132,16 @@ function operandBuilder(g: Graph, buffers: ReadonlyMap<number, number>, allow: S
 }
 
 /** Build an operand expression; a disallowed op inside it materializes the operand as a whole. */
-function operand(g: Graph, buffers: ReadonlyMap<number, number>, allow: Set<string>, id: number, vars: Array<[string, number]>, idx: (v: Expr[]) => Expr[]): { e: Expr; b: KernelBuilder } {
+function operand(g: Graph, buffers: ReadonlyMap<number, number>, allow: Set<string>, id: number, vars: Array<[string, number]>, idx: (v: Expr[]) => Expr[]): { e: Expr; b: KernelBuilder; needs: Blocker | undefined } {
   const b = operandBuilder(g, buffers, allow);
   const vs = vars.map(([nm, ext]) => b.defineVar(nm, ext));
-  try {
-    return { e: b.valueAt(id, idx(vs)), b };
-  } catch (err) {
-    if (!(err instanceof NeedsMaterialization) || err.node === id) throw err;
-    // Materialize the operand below its views (so the views still fold into the load and the
-    // materialized value can join its producer's kernel, e.g. a bias add into a matmul epilogue).
-    let v = id;
-    for (let n = g.node(v); n && VIEW_OPS.has(n.op) && !buffers.has(n.inputs[0]!); n = g.node(v)) v = n.inputs[0]!;
-    throw new NeedsMaterialization(v, `an operand expression needs it in memory (${err.why})`);
-  }
+  const e = b.valueAt(id, idx(vs));
+  if (!b.needs || b.needs.node === id) return { e, b, needs: b.needs };
+  // Materialize the operand below its views (so the views still fold into the load and the
+  // materialized value can join its producer's kernel, e.g. a bias add into a matmul epilogue).
+  let v = id;
+  for (let n = g.node(v); n && VIEW_OPS.has(n.op) && !buffers.has(n.inputs[0]!); n = g.node(v)) v = n.inputs[0]!;
+  return { e, b, needs: { node: v, why: `an operand expression needs it in memory (${b.needs.why})` } };
 }
 
 function lowerMatmul(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name: string): Lowered {
@@ -144,6 +170,7 @@ function lowerMatmul(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, na
     kernels: [{ kind: 'matmul', name, nodes: [n.id], batch, m, n: nn, k, a: A.e, b: B.e, accDType, epilogue }],
     visited,
     evaluations: mergeCounts(A.b, B.b),
+    needs: firstNeed(A, B),
   };
 }
 
@@ -156,10 +183,12 @@ function lowerAttention(g: Graph, n: Node, buffers: ReadonlyMap<number, number>,
   const bvars: Array<[string, number]> = batch.map((d, i) => [`b${i}`, d]);
   const visited = new Set<number>();
   const builders: KernelBuilder[] = [];
+  const blockers: Array<{ needs: Blocker | undefined }> = [];
   const view = (id: number, a: [string, number], c: [string, number]) => {
     const r = operand(g, buffers, VIEW_OPS, id, [...bvars, a, c], (v) => v);
     for (const x of r.b.visited) visited.add(x);
     builders.push(r.b);
+    blockers.push(r);
     return r.e;
   };
   const q = view(n.inputs[0]!, ['s', sq], ['d', dk]);
@@ -172,7 +201,7 @@ function lowerAttention(g: Graph, n: Node, buffers: ReadonlyMap<number, number>,
   const common = { name, nodes: [n.id], batch, sq, sk, dk, dv, causal: n.attrs.causal as boolean, scale: n.attrs.scale as number, q, key, v };
   const buf = buffers.get(n.id)!;
   if (n.op === 'attention') {
-    return { kernels: [{ kind: 'attention', ...common, out: { buf, index: at(['s', sq], ['e', dv], n.type.shape), dtype: n.type.dtype } }], visited, evaluations: mergeCounts(...builders) };
+    return { kernels: [{ kind: 'attention', ...common, out: { buf, index: at(['s', sq], ['e', dv], n.type.shape), dtype: n.type.dtype } }], visited, evaluations: mergeCounts(...builders), needs: firstNeed(...blockers) };
   }
   const o = view(n.inputs[3]!, ['s', sq], ['e', dv]);
   const dout = view(n.inputs[4]!, ['s', sq], ['e', dv]);
@@ -182,7 +211,7 @@ function lowerAttention(g: Graph, n: Node, buffers: ReadonlyMap<number, number>,
     : wrt === 1
       ? { dK: { buf, index: at(['t', sk], ['d', dk], n.type.shape), dtype: n.type.dtype } }
       : { dV: { buf, index: at(['t', sk], ['e', dv], n.type.shape), dtype: n.type.dtype } };
-  return { kernels: [{ kind: 'attention_grad', ...common, o, dout, ...target }], visited, evaluations: mergeCounts(...builders) };
+  return { kernels: [{ kind: 'attention_grad', ...common, o, dout, ...target }], visited, evaluations: mergeCounts(...builders), needs: firstNeed(...blockers) };
 }
 
 function lowerScatter(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, name: string): Lowered {
@@ -206,6 +235,7 @@ function lowerScatter(g: Graph, n: Node, buffers: ReadonlyMap<number, number>, n
   const visited = new Set([...b1.visited, ...b2.visited]);
   return {
     evaluations: mergeCounts(b1, b2),
+    needs: firstNeed(b1, b2),
     kernels: [
       { kind: 'loop', name: `${name}_init`, nodes: [n.id], grid: shape, body: b1.root.stmts },
       { kind: 'loop', name: `${name}_add`, nodes: [n.id], grid: updShape, body: b2.root.stmts },
