@@ -7,13 +7,16 @@
  *    of a parameter, its moments) or consume each other element by element become one kernel,
  *    loading each operand once;
  *  - attention gradients: the dQ, dK, dV kernels of one attention become one kernel.
- * Two kernels merge only when no dependence path runs between them through other kernels (that
- * would be a cycle); the list is then re-sorted into a dependence order.
+ * The kernel dependence graph starts from the dependence analysis of the lowered list
+ * (compiler/schedule/dependence.ts) and is kept up to date as kernels merge (a merged kernel has the
+ * union of the pair's edges). Two kernels merge only when no dependence path runs between them through
+ * other kernels (that would be a cycle); the result is listed in a dependence order of that graph.
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { I, exprKey, linearIndex, mapExpr, mapStmts } from '../../ir/kernel/expr.ts';
 import type { AttentionGradKernel, BufferDecl, Expr, Kernel, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { stridesOf } from '../../ir/shape.ts';
+import { kernelPredecessors } from '../schedule/dependence.ts';
 
 export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
   let counter = 0;
@@ -26,7 +29,7 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
   const users = new Map<Kernel, Set<Kernel>>();
   const place = new Map<Kernel, number>();
   const readers = new Map<number, Set<Kernel>>();
-  dependencies(input).forEach((d, i) => {
+  kernelPredecessors(input).forEach((d, i) => {
     const k = input[i]!;
     place.set(k, i);
     producers.set(k, new Set([...d].map((j) => input[j]!)));
@@ -103,7 +106,7 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
     const merged = k.kind === 'matmul' ? epilogue(k) : isElementwise(k) ? horizontal(k) : k.kind === 'attention_grad' ? attentionGrads(k) : undefined;
     if (merged) work.unshift(merged);
   }
-  return topoSort(ks().sort((a, b) => place.get(a)! - place.get(b)!));
+  return dependenceOrder(ks().sort((a, b) => place.get(a)! - place.get(b)!), producers);
 
   /** Move one elementwise consumer of the matmul's result into its epilogue. */
   function epilogue(cur: MatmulKernel): Kernel | undefined {
@@ -172,31 +175,14 @@ function identityKey(k: LoopKernel): string {
   return s;
 }
 
-/** For each kernel, the kernels it depends on: every other writer of a buffer it reads. */
-function dependencies(ks: readonly Kernel[]): Array<Set<number>> {
-  const acc = ks.map(kernelAccess);
-  const writers = new Map<number, number[]>();
-  acc.forEach((a, k) => a.writes.forEach((b) => {
-    const w = writers.get(b);
-    if (w) w.push(k);
-    else writers.set(b, [k]);
-  }));
-  return acc.map((a, k) => {
-    const d = new Set<number>();
-    for (const b of a.reads) for (const w of writers.get(b) ?? []) if (w !== k) d.add(w);
-    // Several writers of one buffer (a scatter's init and accumulate) keep their order.
-    for (const b of a.writes) for (const w of writers.get(b) ?? []) if (w < k) d.add(w);
-    return d;
-  });
-}
-
-/** A dependence order of the kernels, as close to the given order as possible (Kahn's algorithm, lowest index first). */
-function topoSort(ks: readonly Kernel[]): Kernel[] {
-  const deps = dependencies(ks);
+/** A dependence order of the kernels (by the `producers` graph), as close to the given order as possible (Kahn's algorithm, lowest index first). */
+function dependenceOrder(ks: readonly Kernel[], producers: ReadonlyMap<Kernel, ReadonlySet<Kernel>>): Kernel[] {
+  const index = new Map(ks.map((k, i) => [k, i]));
   const users: number[][] = ks.map(() => []);
-  const pending = deps.map((d, k) => {
-    for (const x of d) users[x]!.push(k);
-    return d.size;
+  const pending = ks.map((k, i) => {
+    const ps = producers.get(k)!;
+    for (const p of ps) users[index.get(p)!]!.push(i);
+    return ps.size;
   });
   const ready = new MinHeap();
   pending.forEach((n, k) => n === 0 && ready.push(k));

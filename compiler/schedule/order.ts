@@ -1,39 +1,16 @@
 /**
- * @file Kernel order: a topological order of the kernels (by their buffer dependences: read after
- * write, write after read, write after write) that keeps peak memory low, chosen greedily: among
+ * @file Kernel order: a topological order of the kernels (by their buffer dependences, dependence.ts:
+ * read after write, write after read, write after write) that keeps peak memory low, chosen greedily: among
  * the kernels that are ready, run the one that frees the most temporary bytes net of what it
  * allocates (ties keep the original order, which follows the graph).
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import type { BufferDecl, Kernel } from '../../ir/kernel/types.ts';
 import { deviceBytes } from '../fuse/cost.ts';
-
-export function kernelDependencies(kernels: readonly Kernel[]): Array<Set<number>> {
-  const acc = kernels.map(kernelAccess);
-  const lastWriter = new Map<number, number>();
-  const readersSince = new Map<number, number[]>();
-  return acc.map((a, k) => {
-    const deps = new Set<number>();
-    for (const b of a.reads) {
-      const w = lastWriter.get(b);
-      if (w !== undefined) deps.add(w);
-    }
-    for (const b of a.writes) {
-      const w = lastWriter.get(b);
-      if (w !== undefined) deps.add(w);
-      for (const r of readersSince.get(b) ?? []) if (r !== k) deps.add(r);
-    }
-    for (const b of a.reads) readersSince.set(b, [...(readersSince.get(b) ?? []), k]);
-    for (const b of a.writes) {
-      lastWriter.set(b, k);
-      readersSince.set(b, []);
-    }
-    return deps;
-  });
-}
+import { kernelPredecessors } from './dependence.ts';
 
 export function scheduleKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
-  const deps = kernelDependencies(kernels);
+  const deps = kernelPredecessors(kernels);
   const acc = kernels.map(kernelAccess);
   const bytes = (b: number) => (buffers[b]!.kind === 'temp' ? buffers[b]!.numel * deviceBytes(buffers[b]!.dtype) : 0);
   // Remaining uses of each buffer (kernels that touch it and have not run).
