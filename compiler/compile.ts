@@ -19,6 +19,7 @@ import { mergeKernels } from './fuse/merge.ts';
 import { type FusionPlan, printFusionPlan } from './fuse/plan.ts';
 import { lowerPlan } from './lower/lower.ts';
 import { optimize } from './passes/pipeline.ts';
+import { withAttentionTile } from './schedule/attentionTiling.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 
@@ -64,7 +65,7 @@ function verified(g: Graph): Graph {
 
 /** Stage order: a dependence order that keeps peak memory low; kernels are named by their position. */
 function orderKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
-  return scheduleKernels(kernels, buffers).map((k, i) => ({ ...k, name: kernelName(i, k) }));
+  return scheduleKernels(kernels, buffers).map((k, i) => withAttentionTile({ ...k, name: kernelName(i, k) }));
 }
 
 /** Stage memory: temporaries placed in one arena, and the program that results. */

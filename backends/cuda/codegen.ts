@@ -7,7 +7,8 @@
  *    over the block's threads and combined through shared memory; row loops are strided too;
  *  - matmul: shared-memory tiled GEMM over the operand expressions, epilogue per output element;
  *  - attention: one thread per query row, online softmax; attention_grad: a statistics pass, then
- *    dQ per query row and dK/dV per key row (the statistics live in scratch buffers).
+ *    dQ per query row and dK/dV per key row (the statistics live in scratch buffers). Attention
+ *    kernels with a tensor-core `tile` (bf16 operands) are FlashAttention-2 kernels: flashAttention.ts.
  * Float math is done in f32; values of f16/bf16 type are rounded to their type after each operation,
  * as the kernel-IR interpreter does. NVRTC compiles the module at run time (driver.ts).
  */
@@ -19,6 +20,7 @@ import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
+import { FlashAttention } from './flashAttention.ts';
 import { PRELUDE } from './prelude.ts';
 
 /** One launch of a generated function. */
@@ -29,6 +31,8 @@ export interface KernelLaunch {
   readonly block: readonly [number, number, number];
   /** Buffer ids passed as pointer parameters, in order; negative ids name scratch buffers. */
   readonly params: readonly number[];
+  /** Dynamic shared memory bytes (flash attention). */
+  readonly sharedBytes?: number;
 }
 
 /** A column-major cuBLAS strided-batched SGEMM: C = op(A)·op(B); operands are (buffer, element offset). */
@@ -511,6 +515,7 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
   const scratch: Scratch[] = [];
   /** Where each kernel's source starts in `out`. */
   const starts: number[] = [];
+  const flash = new FlashAttention({ buffers: p.buffers, expr: (e) => g.expr(e), storeValue: (b, v) => g.storeValue(b, v), params: (ids) => params(ids, p.buffers) });
   const launches = p.kernels.map((k, i) => {
     const a = kernelAccess(k);
     const ids = [...new Set([...a.reads, ...a.writes])].sort((x, y) => x - y);
@@ -520,7 +525,7 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
     switch (k.kind) {
       case 'loop': return genLoop(g, k, fn, ids, out);
       case 'matmul': return planGemm(g, k, fn, out, scratch) ?? genMatmul(g, k, fn, ids, out);
-      case 'attention': case 'attention_grad': return genAttention(g, k, fn, ids, out, scratch);
+      case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
     }
   });
   if (debugOn('source'))

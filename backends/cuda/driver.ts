@@ -86,6 +86,7 @@ export class CudaDriver {
       cuModuleGetFunction: c('int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)'),
       cuModuleUnload: c('int cuModuleUnload(void *module)'),
       cuLaunchKernel: c('int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)'),
+      cuFuncSetAttribute: c('int cuFuncSetAttribute(void *f, int attrib, int value)'),
       cuCtxSynchronize: c('int cuCtxSynchronize()'),
       cuGetErrorString: c('int cuGetErrorString(int err, _Out_ const char **str)'),
     });
@@ -197,12 +198,20 @@ export class CudaDriver {
     }
   }
 
-  launch(fn: unknown, grid: readonly number[], block: readonly number[], args: readonly bigint[], what: string): void {
+  /** Functions whose dynamic shared memory limit has been raised, and to how many bytes. */
+  private readonly sharedLimit = new Map<unknown, number>();
+
+  launch(fn: unknown, grid: readonly number[], block: readonly number[], args: readonly bigint[], what: string, sharedBytes = 0): void {
+    if (sharedBytes > 48 * 1024 && (this.sharedLimit.get(fn) ?? 0) < sharedBytes) {
+      // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8
+      this.check(`cuFuncSetAttribute(${what}, ${sharedBytes} B shared)`, this.cu.cuFuncSetAttribute!(fn, 8, sharedBytes));
+      this.sharedLimit.set(fn, sharedBytes);
+    }
     const params = args.map((a) => {
       const b = Buffer.alloc(8);
       b.writeBigUInt64LE(a);
       return b;
     });
-    this.check(`cuLaunchKernel(${what})`, this.cu.cuLaunchKernel!(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], 0, null, params, null));
+    this.check(`cuLaunchKernel(${what})`, this.cu.cuLaunchKernel!(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, null, params, null));
   }
 }

@@ -104,7 +104,7 @@ export class CudaExecutable implements Executable {
 
   private launch(l: Launch): void {
     if (l.kind === 'kernel') {
-      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn);
+      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn, l.sharedBytes ?? 0);
       return;
     }
     const at = (x: { buf: number; offset: number }) => this.ptr.get(x.buf)! + BigInt(x.offset * 4);

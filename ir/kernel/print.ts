@@ -11,7 +11,7 @@
  *   }
  */
 import { formatNumber } from '../printer.ts';
-import type { BufferDecl, Expr, Kernel, KernelProgram, Stmt } from './types.ts';
+import type { AttentionTile, BufferDecl, Expr, Kernel, KernelProgram, Stmt } from './types.ts';
 
 const INFIX: Record<string, string> = {
   add: '+', sub: '-', mul: '*', div: '/', mod: '%', eq: '==', ne: '!=', lt: '<', le: '<=', gt: '>', ge: '>=',
@@ -74,7 +74,7 @@ export function printKernel(k: Kernel): string {
       break;
     case 'attention':
     case 'attention_grad': {
-      out.push(`kernel ${k.name} ${k.kind} batch=[${k.batch.join(',')}] sq=${k.sq} sk=${k.sk} dk=${k.dk} dv=${k.dv} causal=${k.causal} scale=${formatNumber(k.scale)} {`);
+      out.push(`kernel ${k.name} ${k.kind} batch=[${k.batch.join(',')}] sq=${k.sq} sk=${k.sk} dk=${k.dk} dv=${k.dv} causal=${k.causal} scale=${formatNumber(k.scale)}${k.tile ? ` ${printTile(k.tile)}` : ''} {`);
       out.push(`  q = ${printExpr(k.q)}`, `  k = ${printExpr(k.key)}`, `  v = ${printExpr(k.v)}`);
       if (k.kind === 'attention') out.push(`  store b${k.out.buf}[${printExpr(k.out.index)}] = out`);
       else {
@@ -89,6 +89,11 @@ export function printKernel(k: Kernel): string {
   }
   out.push('}');
   return out.join('\n');
+}
+
+/** tile=bq64,bk64,w4,s2,pad64x64[,chunks2] */
+export function printTile(t: AttentionTile): string {
+  return `tile=bq${t.bq},bk${t.bk},w${t.warps},s${t.stages},pad${t.dkPad}x${t.dvPad}${t.dkvChunks > 1 ? `,chunks${t.dkvChunks}` : ''}`;
 }
 
 export function printBuffer(b: BufferDecl): string {

@@ -103,6 +103,8 @@ export interface MatmulKernel extends KernelBase {
  */
 export interface AttentionKernel extends KernelBase {
   readonly kind: 'attention';
+  /** Tensor-core tiling (bf16 operands; chosen by compiler/schedule/attentionTiling.ts). Absent: the exact f32 path. */
+  readonly tile?: AttentionTile;
   readonly batch: readonly number[];
   readonly sq: number;
   readonly sk: number;
@@ -114,6 +116,25 @@ export interface AttentionKernel extends KernelBase {
   readonly key: Expr;
   readonly v: Expr;
   readonly out: { readonly buf: number; readonly index: Expr; readonly dtype: DType };
+}
+
+/**
+ * How a flash-attention kernel is tiled on tensor cores (FlashAttention-2). Forward: a block of `warps`
+ * warps owns `bq` query rows (16 per warp) and walks the keys in tiles of `bk` rows, online softmax.
+ * Backward: a block owns `bk` key rows (16 per warp) and walks the queries in tiles of `bq` rows,
+ * accumulating dK and dV in registers over `dkvChunks` column passes (head dims > 128 recompute P per
+ * pass) and adding dQ with atomics. Head dims are zero-padded to `dkPad`/`dvPad` (multiples of 16) in
+ * shared memory; `stages` K/V (forward) or Q/dO (backward) tiles are in flight (cp.async).
+ */
+export interface AttentionTile {
+  readonly bq: number;
+  readonly bk: number;
+  readonly warps: number;
+  readonly stages: number;
+  readonly dkPad: number;
+  readonly dvPad: number;
+  /** Backward only: column passes over dK/dV (1 = all head-dim columns accumulate at once). */
+  readonly dkvChunks: number;
 }
 
 /**

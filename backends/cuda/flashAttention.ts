@@ -1,0 +1,433 @@
+/**
+ * @file FlashAttention-2 on bf16 tensor cores (mma.sync m16n8k16, ldmatrix, cp.async) for attention
+ * kernels that carry a `tile` (compiler/schedule/attentionTiling.ts). Generated per kernel with every
+ * size a constant; operands are read through their kernel-IR expressions (folded views), with 16-byte
+ * cp.async copies when an operand is a bf16 load contiguous along the head dim, else element by element.
+ *
+ * Forward (one block = `bq` query rows, 16 per warp): S = Q·Kᵀ per K/V tile of `bk` rows, online
+ * softmax in base 2 (scale·log2 e folded in), P rounded to bf16 for O += P·V, f32 accumulators; the
+ * log-sum-exp (base 2) of each row goes to a scratch buffer the backward of the same operands reuses.
+ * Backward (one block = `bk` key rows, 16 per warp): a preprocess computes D = rowsum(dO∘O) and zeroes
+ * an f32 dQ accumulator; the main kernel walks the query tiles, recomputes P = exp2(S − lse), and
+ * accumulates dV += Pᵀ·dO and dK += dSᵀ·Q in registers (dS = P∘(dP − D), dP = dO·Vᵀ), and adds
+ * dQ += dS·K with atomics through shared memory; a last pass scales dQ into its output.
+ * Head dims are zero-padded to multiples of 16 in shared memory (72 → 80), rows past the sequence
+ * are zero (keys masked, queries with lse = +∞), causal masks t ≤ s (top-left), as the CPU oracle.
+ */
+import { KilnError } from '../../ir/errors.ts';
+import { affine, exprKey } from '../../ir/kernel/expr.ts';
+import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
+
+/** What the flash generator needs from the module's code generator. */
+export interface FlashCodegen {
+  readonly buffers: readonly BufferDecl[];
+  /** C++ of an expression (floats as float, indices as int). */
+  expr(e: Expr): string;
+  /** C++ of `value` converted to buffer `buf`'s storage type. */
+  storeValue(buf: number, value: string): string;
+  /** The parameter list for buffer ids (negative: f32 scratch). */
+  params(ids: readonly number[]): string;
+}
+
+export interface FlashLaunch {
+  readonly kind: 'kernel';
+  readonly fn: string;
+  readonly grid: readonly [number, number, number];
+  readonly block: readonly [number, number, number];
+  readonly params: readonly number[];
+  readonly sharedBytes: number;
+}
+
+interface ScratchDecl {
+  readonly id: number;
+  readonly bytes: number;
+}
+
+const LOG2E = 1.4426950408889634;
+const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
+
+function f32(v: number): string {
+  const s = Math.fround(v).toPrecision(9);
+  return `${s.includes('e') || s.includes('.') ? s : `${s}.0`}f`;
+}
+
+const HELPERS = String.raw`
+// ---- flash attention helpers (mma.sync m16n8k16 bf16, ldmatrix, cp.async) ----
+__device__ __forceinline__ u32 fa_saddr(const void* p) {
+  u32 r; asm("{ .reg .u64 a_; cvta.to.shared.u64 a_, %1; cvt.u32.u64 %0, a_; }" : "=r"(r) : "l"(p)); return r;
+}
+__device__ __forceinline__ void fa_ldsm(u32* r, const u16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
+}
+__device__ __forceinline__ void fa_ldsm_t(u32* r, const u16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
+}
+__device__ __forceinline__ void fa_mma(float* c, const u32* a, u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void fa_cp16(u16* dst, const u16* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(fa_saddr(dst)), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void fa_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void fa_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+/** Two floats → bf16x2 (round to nearest even), lo in the low half. */
+__device__ __forceinline__ u32 fa_pack(float lo, float hi) {
+  u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+`;
+
+/** A tile of an operand to stage in shared memory: rows rowStart.. (< rowLimit) × cols 0..colsPad-1. */
+interface TileLoad {
+  readonly op: Expr;
+  readonly rowVar: string;
+  readonly colVar: string;
+  readonly rows: number;
+  readonly rowStart: string;
+  readonly rowLimit: number;
+  readonly cols: number;
+  readonly colsPad: number;
+  readonly stride: number;
+  readonly dst: string;
+  readonly threads: number;
+}
+
+/** Generates the flash-attention functions of one CUDA module (helpers once; lse shared forward → backward). */
+export class FlashAttention {
+  private helpersEmitted = false;
+  /** Operands (q, k, v, sizes) → the lse scratch a forward kernel of this module writes. */
+  private readonly lseOf = new Map<string, number>();
+
+  constructor(private readonly cg: FlashCodegen) {}
+
+  generate(k: AttentionKernel | AttentionGradKernel, fn: string, ids: readonly number[], out: string[], scratch: ScratchDecl[]): FlashLaunch[] {
+    if (!k.tile) throw new KilnError(`cuda flash attention: kernel ${k.name} has no tile`);
+    const rows = prod(k.batch) * k.sq;
+    if (rows === 0 || k.sk === 0) return [];
+    if (!this.helpersEmitted) {
+      out.push(HELPERS);
+      this.helpersEmitted = true;
+    }
+    const key = operandKey(k);
+    if (k.kind === 'attention') {
+      const lse = newScratch(scratch, rows * 4);
+      this.lseOf.set(key, lse);
+      return [this.forward(k, k.tile, fn, ids, lse, false, out)];
+    }
+    const launches: FlashLaunch[] = [];
+    let lse = this.lseOf.get(key);
+    if (lse === undefined) {
+      // No forward of these operands in this module: a statistics-only forward pass first.
+      lse = newScratch(scratch, rows * 4);
+      const wide = Math.max(k.tile.dkPad, k.tile.dvPad);
+      const ft: AttentionTile = { bq: 64, bk: wide <= 128 ? 64 : 32, warps: 4, stages: 2, dkPad: k.tile.dkPad, dvPad: k.tile.dvPad, dkvChunks: 1 };
+      const qkIds = [...new Set([...bufsOf(k.q), ...bufsOf(k.key)])].sort((a, b) => a - b);
+      launches.push(this.forward(k, ft, `${fn}_lse`, qkIds, lse, true, out));
+    }
+    const dsum = newScratch(scratch, rows * 4);
+    const dqAcc = newScratch(scratch, rows * k.dk * 4);
+    launches.push(this.preprocess(k, `${fn}_pre`, ids, dsum, dqAcc, out));
+    launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
+    if (k.dQ) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
+    return launches;
+  }
+
+  private batchVars(k: AttentionKernel | AttentionGradKernel, linear: string, out: string[], ind = '  '): void {
+    let rem = linear;
+    for (let i = k.batch.length - 1; i >= 0; i--) {
+      out.push(`${ind}const int b${i} = (int)(${rem} % ${k.batch[i]});`);
+      if (i > 0) {
+        out.push(`${ind}const long long bq${i} = ${rem} / ${k.batch[i]};`);
+        rem = `bq${i}`;
+      }
+    }
+  }
+
+  /** Lines that stage one operand tile (bf16) into shared memory; no wait, no barrier. */
+  private load(t: TileLoad, ind: string): string[] {
+    const bufs = this.cg.buffers;
+    const fast = contiguousBf16(t.op, bufs, t.rowVar, t.colVar, t.cols);
+    const per = t.colsPad / 8;
+    if (fast) {
+      const base = [`${fast.c}`, ...[...fast.coef].filter(([v]) => v !== t.rowVar && v !== t.colVar).map(([v, c]) => `(long long)${c} * ${v}`)].join(' + ');
+      const rowCoef = fast.coef.get(t.rowVar) ?? 0;
+      return [
+        `${ind}{`,
+        `${ind}  const u16* base_ = buf${fast.buf} + (${base});`,
+        `${ind}  #pragma unroll`,
+        `${ind}  for (int ch_ = tid; ch_ < ${t.rows * per}; ch_ += ${t.threads}) {`,
+        `${ind}    const int r_ = ch_ / ${per}, c_ = (ch_ % ${per}) * 8, row_ = ${t.rowStart} + r_;`,
+        `${ind}    const bool ok_ = row_ < ${t.rowLimit} && c_ < ${t.cols};`,
+        `${ind}    fa_cp16(${t.dst} + r_ * ${t.stride} + c_, ok_ ? base_ + (long long)row_ * ${rowCoef} + c_ : buf${fast.buf}, ok_);`,
+        `${ind}  }`,
+        `${ind}}`,
+      ];
+    }
+    return [
+      `${ind}for (int el_ = tid; el_ < ${t.rows * t.colsPad}; el_ += ${t.threads}) {`,
+      `${ind}  const int r_ = el_ / ${t.colsPad}, c_ = el_ % ${t.colsPad};`,
+      `${ind}  float x_ = 0.f;`,
+      `${ind}  { const int ${t.rowVar} = ${t.rowStart} + r_; const int ${t.colVar} = c_; if (${t.rowVar} < ${t.rowLimit} && ${t.colVar} < ${t.cols}) x_ = ${this.cg.expr(t.op)}; }`,
+      `${ind}  ${t.dst}[r_ * ${t.stride} + c_] = k_f32_to_bf16(x_);`,
+      `${ind}}`,
+    ];
+  }
+
+  private forward(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, statsOnly: boolean, out: string[]): FlashLaunch {
+    const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP } = t;
+    const threads = NW * 32;
+    const QST = DKP + 8, KST = DKP + 8, VST = DVP + 8;
+    const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
+    const qInRegs = DKP <= 128;
+    const sharedBytes = 2 * (BQ * QST + 2 * BK * KST + (statsOnly ? 0 : 2 * BK * VST));
+    const prm = [...ids, lse];
+    const L: string[] = [];
+    L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
+    L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
+    L.push(`  u16* Qs = fa_sm; u16* Ks = Qs + ${BQ * QST};${statsOnly ? '' : ` u16* Vs = Ks + ${2 * BK * KST};`}`);
+    L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+    L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
+    L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
+    this.batchVars(k, 'bt', L);
+    L.push(`  const int q0 = qt * ${BQ};`);
+    L.push(`  const int nT = ${k.causal ? `min(${nK}, (min(q0 + ${BQ}, ${k.sq}) - 1) / ${BK} + 1)` : `${nK}`};`);
+    const kvLoad = (stage: string, start: string, ind: string) => [
+      ...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Ks + ${stage} * ${BK * KST})`, threads }, ind),
+      ...(statsOnly ? [] : this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Vs + ${stage} * ${BK * VST})`, threads }, ind)),
+    ];
+    L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
+    L.push(...kvLoad('0', '0', '  '));
+    L.push('  fa_commit();');
+    if (!statsOnly) L.push(`  float o[${DVP / 8}][4];`, '  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }`);
+    L.push('  float m0 = -K_INF, m1 = -K_INF, l0 = 0.f, l1 = 0.f;');
+    L.push(`  const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;`);
+    if (qInRegs) L.push(`  u32 qf[${DKP / 16}][4];`);
+    L.push('  for (int j = 0; j < nT; j++) {');
+    L.push('    fa_wait_all(); __syncthreads();');
+    if (qInRegs) {
+      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[kk], Qs + (warp * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
+    }
+    L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
+    L.push('    fa_commit();');
+    L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST};${statsOnly ? '' : ` const u16* Vc = Vs + (j & 1) * ${BK * VST};`}`);
+    L.push(`    float sc[${BK / 8}][4];`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
+    if (qInRegs) L.push('      const u32* a = qf[kk];');
+    else L.push('      u32 a[4];', `      fa_ldsm(a, Qs + (warp * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`);
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
+    L.push(`        u32 b[4]; fa_ldsm(b, Kc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+    L.push('        fa_mma(sc[2 * n], a, b[0], b[1]); fa_mma(sc[2 * n + 1], a, b[2], b[3]);', '      }', '    }');
+    L.push(`    const int t0 = j * ${BK};`);
+    L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > q0 + warp * 16` : ''};`);
+    L.push('    float mx0 = -K_INF, mx1 = -K_INF;');
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+    L.push(`        float x = sc[n][q] * ${f32(k.scale * LOG2E)};`);
+    L.push(`        if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
+    L.push('        sc[n][q] = x;', '        if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '      }', '    }');
+    L.push('    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
+    L.push('    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
+    L.push('    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);');
+    L.push('    const float mu0 = mn0 == -K_INF ? 0.f : mn0, mu1 = mn1 == -K_INF ? 0.f : mn1;');
+    L.push('    const float cr0 = exp2f(m0 - mu0), cr1 = exp2f(m1 - mu1);');
+    L.push('    m0 = mn0; m1 = mn1; l0 *= cr0; l1 *= cr1;');
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`);
+    L.push('      sc[n][0] = exp2f(sc[n][0] - mu0); sc[n][1] = exp2f(sc[n][1] - mu0); sc[n][2] = exp2f(sc[n][2] - mu1); sc[n][3] = exp2f(sc[n][3] - mu1);');
+    L.push('      l0 += sc[n][0] + sc[n][1]; l1 += sc[n][2] + sc[n][3];', '    }');
+    if (!statsOnly) {
+      L.push('    #pragma unroll', `    for (int n = 0; n < ${DVP / 8}; n++) { o[n][0] *= cr0; o[n][1] *= cr0; o[n][2] *= cr1; o[n][3] *= cr1; }`);
+      L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+      L.push('      u32 a[4] = { fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]), fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]) };');
+      L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 16}; n++) {`);
+      L.push(`        u32 b[4]; fa_ldsm_t(b, Vc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + n * 16 + (lane >> 4) * 8);`);
+      L.push('        fa_mma(o[2 * n], a, b[0], b[1]); fa_mma(o[2 * n + 1], a, b[2], b[3]);', '      }', '    }');
+    }
+    L.push('  }');
+    L.push('  fa_wait_all();');
+    L.push('  l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
+    L.push('  l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');
+    L.push(`  if (c4 == 0) { if (r0 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r0] = m0 + log2f(l0); if (r1 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r1] = m1 + log2f(l1); }`);
+    if (!statsOnly && k.kind === 'attention') {
+      L.push('  const float i0 = 1.f / l0, i1 = 1.f / l1;');
+      L.push('  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
+      L.push(`      const int s = q < 2 ? r0 : r1; const int e = n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`      if (s < ${k.sq} && e < ${k.dv}) buf${k.out.buf}[${this.cg.expr(k.out.index)}] = ${this.cg.storeValue(k.out.buf, 'o[n][q] * (q < 2 ? i0 : i1)')};`);
+      L.push('    }', '  }');
+    }
+    L.push('}');
+    out.push(...L);
+    return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
+  }
+
+  /** D[row] = Σ_e dO·O (one warp per query row) and dQacc[row, :] = 0. */
+  private preprocess(k: AttentionGradKernel, fn: string, ids: readonly number[], dsum: number, dqAcc: number, out: string[]): FlashLaunch {
+    const rows = prod(k.batch) * k.sq;
+    const prm = [...ids, dsum, dqAcc];
+    out.push(`extern "C" __global__ void __launch_bounds__(256) ${fn}(${this.cg.params(prm)}) {`);
+    out.push('  const int lane = threadIdx.x & 31;', '  const long long row = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);', `  if (row >= ${rows}LL) return;`);
+    out.push(`  const int s = (int)(row % ${k.sq});`, `  const long long bt = row / ${k.sq};`);
+    this.batchVars(k, 'bt', out);
+    out.push(`  float acc = 0.f;`, `  for (int e = lane; e < ${k.dv}; e += 32) acc += (${this.cg.expr(k.dout)}) * (${this.cg.expr(k.o)});`);
+    out.push('  #pragma unroll', '  for (int w = 16; w > 0; w >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, w);');
+    out.push(`  if (lane == 0) scr${-dsum}[row] = acc;`);
+    out.push(`  for (int d = lane; d < ${k.dk}; d += 32) scr${-dqAcc}[row * ${k.dk} + d] = 0.f;`, '}');
+    return { kind: 'kernel', fn, grid: [Math.ceil(rows / 8), 1, 1], block: [256, 1, 1], params: prm, sharedBytes: 0 };
+  }
+
+  /** dQ = scale · dQacc, stored through the kernel's dQ index. */
+  private dqStore(k: AttentionGradKernel, fn: string, ids: readonly number[], dqAcc: number, out: string[]): FlashLaunch {
+    const total = prod(k.batch) * k.sq * k.dk;
+    const prm = [...ids, dqAcc];
+    out.push(`extern "C" __global__ void __launch_bounds__(256) ${fn}(${this.cg.params(prm)}) {`);
+    out.push('  const long long i_ = (long long)blockIdx.x * 256 + threadIdx.x;', `  if (i_ >= ${total}LL) return;`);
+    out.push(`  const int d = (int)(i_ % ${k.dk});`, `  const long long row = i_ / ${k.dk};`, `  const int s = (int)(row % ${k.sq});`, `  const long long bt = row / ${k.sq};`);
+    this.batchVars(k, 'bt', out);
+    out.push(`  buf${k.dQ!.buf}[${this.cg.expr(k.dQ!.index)}] = ${this.cg.storeValue(k.dQ!.buf, `scr${-dqAcc}[i_] * ${f32(k.scale)}`)};`, '}');
+    return { kind: 'kernel', fn, grid: [Math.ceil(total / 256), 1, 1], block: [256, 1, 1], params: prm, sharedBytes: 0 };
+  }
+
+  private backward(k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number, out: string[]): FlashLaunch {
+    const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP, dkvChunks: NCH } = t;
+    const threads = NW * 32;
+    const KST = DKP + 8, VST = DVP + 8, SST = BQ + 8;
+    const DKC = DKP / NCH, DVC = DVP / NCH;
+    const RG = BQ / 16, CG = NW / RG, DQC = DKP / CG;
+    const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
+    const sharedBytes = 2 * (BK * KST + BK * VST + 2 * BQ * KST + 2 * BQ * VST + BK * SST) + 4 * 4 * BQ;
+    const prm = [...ids, lse, dsum, dqAcc];
+    const S2 = f32(k.scale * LOG2E);
+    const L: string[] = [];
+    L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
+    L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
+    L.push(`  u16* Ks = fa_sm; u16* Vs = Ks + ${BK * KST}; u16* Qs = Vs + ${BK * VST}; u16* Os = Qs + ${2 * BQ * KST}; u16* Ss = Os + ${2 * BQ * VST};`);
+    L.push(`  float* Ls = (float*)(Ss + ${BK * SST}); float* Ds = Ls + ${2 * BQ};`);
+    L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+    L.push(`  const int kt = (int)(blockIdx.x % ${nK}u);`, `  const long long bt = blockIdx.x / ${nK}u;`);
+    this.batchVars(k, 'bt', L);
+    L.push(`  const int k0 = kt * ${BK};`, `  const int iStart = ${k.causal ? `k0 / ${BQ}` : '0'};`);
+    L.push(...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: 'k0', rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: 'Ks', threads }, '  '));
+    L.push(...this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: 'k0', rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: 'Vs', threads }, '  '));
+    const issue = (tile: string, stage: string, ind: string) => [
+      `${ind}{`,
+      `${ind}  const int st_ = ${stage}, s0_ = (${tile}) * ${BQ};`,
+      ...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 's0_', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Qs + st_ * ${BQ * KST})`, threads }, ind + '  '),
+      ...this.load({ op: k.dout, rowVar: 's', colVar: 'e', rows: BQ, rowStart: 's0_', rowLimit: k.sq, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Os + st_ * ${BQ * VST})`, threads }, ind + '  '),
+      `${ind}  if (tid < ${BQ}) { const int s_ = s0_ + tid; Ls[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-lse}[bt * ${k.sq} + s_] : K_INF; Ds[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + s_] : 0.f; }`,
+      `${ind}}`,
+    ];
+    const zero = (name: string, n: number, ind: string) => [`${ind}float ${name}[${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[n][0] = 0.f; ${name}[n][1] = 0.f; ${name}[n][2] = 0.f; ${name}[n][3] = 0.f; }`];
+    L.push('  int it = 0;', `  const int ta = k0 + warp * 16 + g, tb = ta + 8;`);
+    L.push(`  for (int ch = 0; ch < ${NCH}; ch++) {`);
+    L.push(...zero('dk', DKC / 8, '    '), ...zero('dv', DVC / 8, '    '));
+    L.push(`    if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '      '), '    }', '    fa_commit();');
+    L.push(`    for (int i = iStart; i < ${nQ}; i++, it++) {`);
+    L.push('      fa_wait_all(); __syncthreads();');
+    L.push(`      if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '        '), '      }', '      fa_commit();');
+    L.push(`      const int st = it & 1, s0 = i * ${BQ};`);
+    L.push(`      const u16* Qc = Qs + st * ${BQ * KST}; const u16* Oc = Os + st * ${BQ * VST}; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
+    // S^T = K Q^T
+    L.push(...zero('sc', BQ / 8, '      '));
+    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
+    L.push(`        u32 a[4]; fa_ldsm(a, Ks + (warp * 16 + (lane & 15)) * ${KST} + kk * 16 + (lane >> 4) * 8);`);
+    L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 16}; n++) {`);
+    L.push(`          u32 b[4]; fa_ldsm(b, Qc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+    L.push('          fa_mma(sc[2 * n], a, b[0], b[1]); fa_mma(sc[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    // P^T
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
+    L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = q < 2 ? ta : tb;');
+    L.push(`          float p = exp2f(sc[n][q] * ${S2} - Lc[sl]);`);
+    L.push(`          if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
+    L.push('          sc[n][q] = p;', '        }', '      }');
+    // dV += P^T dO
+    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+    L.push('        u32 a[4] = { fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]), fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]) };');
+    L.push('        #pragma unroll', `        for (int n = 0; n < ${DVC / 16}; n++) {`);
+    L.push(`          u32 b[4]; fa_ldsm_t(b, Oc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8);`);
+    L.push('          fa_mma(dv[2 * n], a, b[0], b[1]); fa_mma(dv[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    // dP^T = V dO^T
+    L.push(...zero('dp', BQ / 8, '      '));
+    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${DVP / 16}; kk++) {`);
+    L.push(`        u32 a[4]; fa_ldsm(a, Vs + (warp * 16 + (lane & 15)) * ${VST} + kk * 16 + (lane >> 4) * 8);`);
+    L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 16}; n++) {`);
+    L.push(`          u32 b[4]; fa_ldsm(b, Oc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+    L.push('          fa_mma(dp[2 * n], a, b[0], b[1]); fa_mma(dp[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    // dS^T = P^T (dP^T - D)
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll');
+    L.push('        for (int q = 0; q < 4; q++) dp[n][q] = sc[n][q] * (dp[n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
+    // dK += dS^T Q
+    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+    L.push('        u32 a[4] = { fa_pack(dp[2 * kk][0], dp[2 * kk][1]), fa_pack(dp[2 * kk][2], dp[2 * kk][3]), fa_pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]), fa_pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]) };');
+    L.push('        #pragma unroll', `        for (int n = 0; n < ${DKC / 16}; n++) {`);
+    L.push(`          u32 b[4]; fa_ldsm_t(b, Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8);`);
+    L.push('          fa_mma(dk[2 * n], a, b[0], b[1]); fa_mma(dk[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    if (k.dQ) {
+      L.push('      if (ch == 0) {');
+      L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
+      L.push(`          *(u32*)(Ss + (warp * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][0], dp[n][1]);`);
+      L.push(`          *(u32*)(Ss + (warp * 16 + g + 8) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][2], dp[n][3]);`, '        }');
+      L.push('        __syncthreads();');
+      L.push(`        const int rg = warp % ${RG}, cg = warp / ${RG};`);
+      L.push(...zero('dq', DQC / 8, '        '));
+      L.push('        #pragma unroll', `        for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+      L.push(`          u32 a[4]; fa_ldsm_t(a, Ss + (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${SST} + rg * 16 + ((lane >> 3) & 1) * 8);`);
+      L.push('          #pragma unroll', `          for (int n = 0; n < ${DQC / 16}; n++) {`);
+      L.push(`            u32 b[4]; fa_ldsm_t(b, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + cg * ${DQC} + n * 16 + (lane >> 4) * 8);`);
+      L.push('            fa_mma(dq[2 * n], a, b[0], b[1]); fa_mma(dq[2 * n + 1], a, b[2], b[3]);', '          }', '        }');
+      L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
+      L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][q]);`);
+      L.push('          }', '        }', '      }');
+    }
+    L.push('    }');
+    const store = (acc: string, tgt: { buf: number; index: Expr } | undefined, col: 'd' | 'e', cols: number, real: number, scale: string) => {
+      if (!tgt) return;
+      L.push('    #pragma unroll', `    for (int n = 0; n < ${cols / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+      L.push(`        const int t = q < 2 ? ta : tb, ${col} = ch * ${cols} + n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`        if (t < ${k.sk} && ${col} < ${real}) buf${tgt.buf}[${this.cg.expr(tgt.index)}] = ${this.cg.storeValue(tgt.buf, `${acc}[n][q]${scale}`)};`);
+      L.push('      }', '    }');
+    };
+    store('dk', k.dK, 'd', DKC, k.dk, ` * ${f32(k.scale)}`);
+    store('dv', k.dV, 'e', DVC, k.dv, '');
+    L.push('  }', '  fa_wait_all();', '}');
+    out.push(...L);
+    return { kind: 'kernel', fn, grid: [nK * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
+  }
+}
+
+function newScratch(scratch: ScratchDecl[], bytes: number): number {
+  const id = -(scratch.length + 1);
+  scratch.push({ id, bytes });
+  return id;
+}
+
+function operandKey(k: AttentionKernel | AttentionGradKernel): string {
+  return [exprKey(k.q), exprKey(k.key), exprKey(k.v), k.batch.join('x'), k.sq, k.sk, k.dk, k.dv, k.causal, k.scale].join('|');
+}
+
+function bufsOf(e: Expr): number[] {
+  const out: number[] = [];
+  const walk = (x: Expr): void => {
+    switch (x.k) {
+      case 'load': out.push(x.buf); walk(x.index); break;
+      case 'un': case 'cast': walk(x.a); break;
+      case 'bin': walk(x.a); walk(x.b); break;
+      case 'select': walk(x.c); walk(x.a); walk(x.b); break;
+      case 'random': walk(x.s0); walk(x.s1); walk(x.index); break;
+      default: break;
+    }
+  };
+  walk(e);
+  return out;
+}
+
+/** `load(bf16 buf, c + Σ coef·var)` with unit stride along `colVar` and 16-byte aligned rows: cp.async-able. */
+function contiguousBf16(e: Expr, buffers: readonly BufferDecl[], rowVar: string, colVar: string, cols: number): { buf: number; c: number; coef: Map<string, number> } | undefined {
+  if (e.k !== 'load' || buffers[e.buf]!.dtype !== 'bf16' || cols % 8 !== 0) return undefined;
+  const a = affine(e.index);
+  if (!a || a.coef.get(colVar) !== 1 || a.c % 8 !== 0) return undefined;
+  for (const [v, c] of a.coef) {
+    if (v === colVar) continue;
+    if (v !== rowVar && !/^b\d+$/.test(v)) return undefined;
+    if (c % 8 !== 0) return undefined;
+  }
+  return { buf: e.buf, ...a };
+}

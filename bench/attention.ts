@@ -1,0 +1,50 @@
+/**
+ * @file Benchmark: Kiln's flash attention (bf16 tensor cores) forward + backward at the shapes of
+ * issue 10, one JSON line per shape; bench/attention.sh prints them next to PyTorch SDPA (bf16) measured
+ * in the same call on the same card (bench/attention_sdpa.py).
+ *
+ *   KILN_BACKEND=cuda tsx bench/attention.ts 256,16,256,72 64,16,1024,64 32,16,256,256 64,16,1024,128,causal
+ *
+ * The program is y = attention(q, k, v) with loss = Σ y·cot and its gradients (bf16 operands [B,H,S,D]);
+ * times are the attention kernels only (the forward kernel and the backward's launches: preprocess,
+ * main kernel, dQ store), each synchronized on its own (KILN_PROFILE's method), median of 3 profiles of
+ * 5 repeats after warm-up. FLOPs: SDPA's convention, forward 4·b·h·s²·d, backward 2.5× forward, halved
+ * when causal.
+ */
+import { CudaDriver } from '../backends/cuda/driver.ts';
+import { type CudaExecutable, cudaBackend } from '../backends/cuda/executable.ts';
+import { compile } from '../compiler/compile.ts';
+import { hostTensor, type HostTensor } from '../ir/tensor.ts';
+import { numel } from '../ir/shape.ts';
+import { attentionGraph } from '../test/support/attentionGraphs.ts';
+
+for (const spec of process.argv.slice(2)) {
+  const [b, h, s, d, flag] = spec.split(',');
+  const c = { batch: Number(b), heads: Number(h), seq: Number(s), dim: Number(d), causal: flag === 'causal', grads: true };
+  const g = attentionGraph(c);
+  const program = compile(g).program;
+  const exe = (await cudaBackend.compile(g, program)) as CudaExecutable;
+  const feeds: Record<string, HostTensor> = {};
+  for (const i of g.inputs) {
+    const n = numel(i.type.shape), x = new Float32Array(n);
+    for (let k = 0; k < n; k++) x[k] = Math.sin(k * 0.37 + i.name.length) * 1.5;
+    feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, x);
+  }
+  await exe.run(feeds, []);
+  const times: { fwd: number; bwd: number }[] = [];
+  for (let r = 0; r < 3; r++) {
+    const p = exe.profile(5);
+    times.push({ fwd: p.filter((k) => k.kind === 'attention').reduce((a, k) => a + k.ms, 0), bwd: p.filter((k) => k.kind === 'attention_grad').reduce((a, k) => a + k.ms, 0) });
+  }
+  times.sort((x, y) => x.fwd + x.bwd - (y.fwd + y.bwd));
+  const { fwd, bwd } = times[1]!;
+  const flopF = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
+  const tf = (flop: number, ms: number) => +(flop / (ms * 1e-3) / 1e12).toFixed(1);
+  console.log(JSON.stringify({
+    shape: spec, fwdMs: +fwd.toFixed(3), bwdMs: +bwd.toFixed(3), totalMs: +(fwd + bwd).toFixed(3),
+    fwdTflops: tf(flopF, fwd), bwdTflops: tf(2.5 * flopF, bwd), totalTflops: tf(3.5 * flopF, fwd + bwd),
+    tiles: program.kernels.filter((k) => 'tile' in k && k.tile).map((k) => `${k.kind}:${JSON.stringify((k as { tile?: unknown }).tile)}`),
+    device: CudaDriver.get().name,
+  }));
+  exe.dispose();
+}

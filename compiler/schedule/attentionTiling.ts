@@ -1,0 +1,63 @@
+/**
+ * @file The tensor-core tiling of attention kernels (FlashAttention-2 on mma.sync m16n8k16 bf16), as
+ * data in the kernel IR: `chooseAttentionTile` is a pure function of the kernel's sizes, and
+ * `withAttentionTile` attaches its choice to the attention / attention_grad kernels whose operands are
+ * bf16. f32 (and f16) attention keeps no tile: the backends run their exact f32 path.
+ *
+ * Register budget per thread (the limit is 255): forward O accumulators dvPad/2 + scores bk/2 (+ Q
+ * fragments dkPad/4 when dkPad ≤ 128); backward dK+dV accumulators (dkPad+dvPad)/(2·chunks) + S and dP
+ * tiles bq/2 each. The choices below keep both under ~200 for every head dim ≤ 256.
+ */
+import type { AttentionGradKernel, AttentionKernel, AttentionTile, Kernel } from '../../ir/kernel/types.ts';
+
+export interface AttentionShape {
+  readonly kind: 'attention' | 'attention_grad';
+  readonly dk: number;
+  readonly dv: number;
+  readonly sq: number;
+  readonly sk: number;
+  readonly causal: boolean;
+}
+
+const pad16 = (n: number) => Math.ceil(n / 16) * 16;
+
+/** The tiling for bf16 operands, or undefined when the shape is outside the tensor-core kernels (head dim > 256). */
+export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefined {
+  const dkPad = pad16(s.dk), dvPad = pad16(s.dv);
+  const wide = Math.max(dkPad, dvPad);
+  if (wide > 256 || s.dk < 1 || s.dv < 1) return undefined;
+  if (s.kind === 'attention') {
+    // 16 query rows per warp; 8 warps share each K/V tile when the head is narrow enough for 64-key tiles.
+    if (wide <= 128) {
+      const bq = s.sq <= 64 ? 64 : 128;
+      return { bq, bk: 64, warps: bq / 16, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    }
+    return { bq: 64, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+  }
+  // Backward: 4 warps × 16 key rows; narrower query steps and column passes as the head grows.
+  const bq = wide <= 80 ? 64 : 32;
+  const dkvChunks = wide <= 128 ? 1 : 2;
+  return { bq, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks };
+}
+
+/** The layout constraints the CUDA kernels rely on (also asserted by the tests for every choice). */
+export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_grad'): boolean {
+  const m16 = (n: number) => n > 0 && n % 16 === 0;
+  if (!m16(t.bq) || !m16(t.bk) || !m16(t.dkPad) || !m16(t.dvPad) || t.stages < 1) return false;
+  if (kind === 'attention') return t.warps * 16 === t.bq;
+  const rowGroups = t.bq / 16;
+  if (t.warps * 16 !== t.bk || t.warps % rowGroups !== 0) return false;
+  const colGroups = t.warps / rowGroups;
+  return m16(t.dkPad / colGroups) && m16(t.dkPad / t.dkvChunks) && m16(t.dvPad / t.dkvChunks);
+}
+
+/** Attach the tensor-core tiling to bf16 attention kernels; every other kernel is returned as is. */
+export function withAttentionTile<K extends Kernel>(k: K): K {
+  if (k.kind !== 'attention' && k.kind !== 'attention_grad') return k;
+  const a = k as AttentionKernel | AttentionGradKernel;
+  const bf16 = a.q.dtype === 'bf16' && a.key.dtype === 'bf16' && a.v.dtype === 'bf16' &&
+    (a.kind === 'attention' || (a.o.dtype === 'bf16' && a.dout.dtype === 'bf16'));
+  if (!bf16) return k;
+  const tile = chooseAttentionTile(a);
+  return tile ? { ...k, tile } : k;
+}

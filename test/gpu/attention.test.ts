@@ -1,0 +1,122 @@
+/**
+ * Flash attention on bf16 tensor cores (backends/cuda/flashAttention.ts) against the CPU oracle, on the
+ * GPU machine (KILN_BACKEND=cuda vitest run test/gpu/attention.test.ts).
+ * Oracle: the cpu backend (bf16 casts in the graph) for sequence lengths ≤ 17 and the extreme-logit
+ * rows; for the longer ones (the interpreter needs a minute for one 1000×256 case) the f64 evaluation of
+ * test/support/attentionReference.ts, which is checked against the cpu backend on the short cases.
+ *
+ * Every head dim (64, 72, 128, 256), causal and not, sequence lengths 1, 17, 255, 256 and 1000: the
+ * output y and dQ, dK, dV of loss = Σ y·cot. Both sides see the same bf16 operands; the oracle (cpu
+ * backend) evaluates the decomposition in f32 and rounds only its results to bf16, the kernel rounds P
+ * and dS to bf16 before their tensor-core products (as FlashAttention does) and accumulates in f32.
+ * Tolerances (normwise: max|cuda − cpu| / max|cpu|), from bf16's unit roundoff u = 2^-9 ≈ 2e-3:
+ *  - y ≤ 1e-2: P ≥ 0, so rounding every P by ≤ u perturbs Σ P·v by ≤ u·Σ P|v| ≤ u·max|v| per element
+ *    (~1e-3 of max|y| for these inputs, whose outputs are averages of ~N(0,1) values), plus ≤ u for rounding
+ *    y itself on each side: 2u + u·max|v|/max|y| ≈ 1e-2 at most;
+ *  - dQ, dK, dV ≤ 3e-2: dS = P∘(dP − D) is rounded relative to itself, and dQ = Σ dS·K, dK = Σ dSᵀ·Q sum
+ *    terms of both signs, so the error is u·Σ|dS||K| relative to |Σ dS K| (a cancellation factor ~3–5
+ *    for random inputs), plus the bf16 rounding of the result.
+ * Measured errors are printed; they sit well below these bounds (a wrong fragment layout, mask or
+ * statistic gives errors of order 1).
+ * The softmax statistics are checked on rows of very large (+1e4) and very negative (−1e4) logits.
+ */
+import { describe, expect, it } from 'vitest';
+import { runGraph } from '../../backends/cpu/interpreter.ts';
+import { cudaBackend } from '../../backends/cuda/executable.ts';
+import { compile } from '../../compiler/compile.ts';
+import { hostTensor, type HostTensor } from '../../ir/tensor.ts';
+import { numel } from '../../ir/shape.ts';
+import type { Graph } from '../../ir/graph.ts';
+import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
+import { type AttentionCase, attentionGraph, caseName } from '../support/attentionGraphs.ts';
+import { attentionReference } from '../support/attentionReference.ts';
+import { runOnBackend } from '../support/backendRun.ts';
+
+const Y_TOL = 1e-2;
+const GRAD_TOL = 3e-2;
+
+function normwise(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return Infinity;
+  return d / Math.max(m, 1e-30);
+}
+
+function feeds(g: Graph, seed: number, shape?: (name: string, i: number, x: number) => number): Record<string, HostTensor> {
+  const rnd = mulberry32(seed);
+  const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  const f: Record<string, HostTensor> = {};
+  for (const inp of g.inputs) {
+    const n = numel(inp.type.shape);
+    f[inp.name] = hostTensor(inp.type.dtype, inp.type.shape, Array.from({ length: n }, (_, i) => (shape ? shape(inp.name, i, normal()) : normal())));
+  }
+  return f;
+}
+
+const OUTS = ['y', 'grad.q', 'grad.k', 'grad.v'];
+
+/**
+ * cuda vs the oracle: the cpu backend itself when `cpu` (small cases), else the f64 reference; with
+ * `cpu`, the reference is also checked against the cpu backend (so the reference is an oracle too).
+ */
+async function compare(c: AttentionCase, seed: number, cpu: boolean, shape?: (name: string, i: number, x: number) => number): Promise<Record<string, number>> {
+  const g = attentionGraph({ ...c, grads: true });
+  const kinds = compile(g).program.kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile).length;
+  expect(kinds, 'both attention kernels take the tensor-core path').toBe(2);
+  const f = feeds(g, seed, shape);
+  const got = await runOnBackend(cudaBackend, g, f);
+  const ref = attentionReference(c, f);
+  const err: Record<string, number> = {};
+  if (cpu) {
+    const want = runGraph(g, f);
+    for (const o of OUTS) {
+      const r = normwise(ref[o]!, want[o]!.data);
+      expect(r, `${caseName(c)} ${o}: f64 reference vs cpu backend`).toBeLessThan(1e-2);
+      err[o] = normwise(got[o]!.data, want[o]!.data);
+    }
+  } else for (const o of OUTS) err[o] = normwise(got[o]!.data, ref[o]!);
+  return err;
+}
+
+const DIMS = [64, 72, 128, 256];
+const SEQS = [1, 17, 255, 256, 1000];
+
+describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
+  const rows: string[] = [];
+  for (const dim of DIMS)
+    for (const causal of [false, true])
+      it(`head dim ${dim}${causal ? ' causal' : ''}: sequence lengths ${SEQS.join(', ')}, y and dQ/dK/dV`, async () => {
+        const bad: string[] = [];
+        for (const [i, seq] of SEQS.entries()) {
+          // Batches and heads of odd sizes; both operand layouts (direct bf16, cast + head-split permute).
+          const c: AttentionCase = seq >= 1000 ? { batch: 1, heads: 1, seq, dim, causal } : { batch: 2, heads: 3, seq, dim, causal, layout: i % 2 ? 'bshd' : 'bhsd' };
+          const e = await compare(c, 1000 * dim + seq + (causal ? 7 : 0), seq <= 17);
+          rows.push(`${caseName(c)}: ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
+          for (const [k, v] of Object.entries(e)) if (!(v <= (k === 'y' ? Y_TOL : GRAD_TOL))) bad.push(`${caseName(c)} ${k}: ${v}`);
+        }
+        console.log(rows.splice(0).join('\n'));
+        expect(bad).toEqual([]);
+      }, 600_000);
+
+  it('softmax statistics on rows of very large (+1e4) and very negative (−1e4) logits', async () => {
+    // q = ±a·1 + small noise, k = a·1 + noise: q·k·scale ≈ ±1e4 for every key, with O(10) differences
+    // between keys, so exp without the running maximum overflows (or underflows to 0/0).
+    const dim = 64, a = Math.sqrt(1e4 * Math.sqrt(dim) / dim);
+    const bad: string[] = [];
+    for (const causal of [false, true]) {
+      const c: AttentionCase = { batch: 1, heads: 2, seq: 200, dim, causal };
+      const e = await compare(c, 99, true, (name, i, x) => {
+        const row = Math.floor(i / dim);
+        if (name === 'q') return (row % 2 ? -a : a) + 0.3 * x;
+        if (name === 'k') return a + 0.3 * x;
+        return x;
+      });
+      console.log(`extreme logits ${caseName(c)}: ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
+      for (const [k, v] of Object.entries(e)) if (!(v <= (k === 'y' ? Y_TOL : GRAD_TOL))) bad.push(`${caseName(c)} ${k}: ${v}`);
+    }
+    expect(bad).toEqual([]);
+  }, 600_000);
+});

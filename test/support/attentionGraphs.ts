@@ -1,0 +1,41 @@
+/**
+ * @file Attention graphs for the flash-attention tests and benchmark: y = attention(q, k, v) in bf16
+ * and, with `grads`, dQ/dK/dV of loss = Σ y·cot. Layouts: 'bhsd' feeds bf16 [B, H, S, D] operands
+ * directly; 'bshd' feeds f32 [B, S, H, D] tensors that are cast to bf16 and head-split by a permute (as
+ * the models do), so the attention operands are permuted views of cast buffers.
+ */
+import { attention } from '../../compiler/dsl/functional.ts';
+import type { Tensor } from '../../compiler/dsl/tensor.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
+import { grad } from '../../compiler/transforms/grad.ts';
+import type { Graph } from '../../ir/graph.ts';
+
+export interface AttentionCase {
+  readonly batch: number;
+  readonly heads: number;
+  readonly seq: number;
+  readonly dim: number;
+  readonly causal: boolean;
+  readonly layout?: 'bhsd' | 'bshd';
+  readonly grads?: boolean;
+}
+
+export const caseName = (c: AttentionCase) =>
+  `b${c.batch} h${c.heads} s${c.seq} d${c.dim}${c.causal ? ' causal' : ''}${c.layout === 'bshd' ? ' bshd' : ''}`;
+
+export function attentionGraph(c: AttentionCase): Graph {
+  const bshd = c.layout === 'bshd';
+  const shape = bshd ? [c.batch, c.seq, c.heads, c.dim] : [c.batch, c.heads, c.seq, c.dim];
+  const g = trace(`attn_${c.dim}_${c.seq}${c.causal ? '_causal' : ''}`, (t): Record<string, Tensor> => {
+    const op = (name: string) => {
+      const x = t.input(name, shape, bshd ? 'f32' : 'bf16');
+      return bshd ? x.cast('bf16').permute(0, 2, 1, 3) : x;
+    };
+    const q = op('q'), k = op('k'), v = op('v');
+    const y = attention(q, k, v, { causal: c.causal, scale: 1 / Math.sqrt(c.dim) });
+    if (!c.grads) return { y };
+    const cot = t.input('cot', [c.batch, c.heads, c.seq, c.dim], 'bf16');
+    return { y, loss: y.mul(cot).cast('f32').sum() };
+  });
+  return c.grads ? grad(g, { loss: 'loss', wrt: ['q', 'k', 'v'] }) : g;
+}
