@@ -34,7 +34,19 @@ import { runOnBackend } from '../support/backendRun.ts';
 
 const Y_TOL = 1e-2;
 const GRAD_TOL = 3e-2;
+/**
+ * dQ on the extreme-logit rows: dQ = scale·Σ_t dS_t k_t with k_t = a·1 + 0.3·noise and Σ_t dS_t = 0, so
+ * the a·1 part cancels exactly in the oracle but not after dS is rounded to bf16 (as in FlashAttention):
+ * the error is ~u·a/0.3 ≈ 0.08–0.2 of max|dQ| (a ≈ 11). The bound still fails on a wrong statistic
+ * (errors ≥ 1, or non-finite).
+ */
+const EXTREME_DQ_TOL = 0.5;
 
+/**
+ * max|a − b| / max(max|b|, 1e-2): the floor keeps outputs that are exactly 0 in exact arithmetic (dQ and
+ * dK at sequence length 1, where dS = P(dP − D) = 0) from dividing rounding noise by ~0; with N(0,1)
+ * inputs every nonzero output here is ≥ 0.05 in max norm.
+ */
 function normwise(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let d = 0, m = 0;
   for (let i = 0; i < b.length; i++) {
@@ -42,7 +54,7 @@ function normwise(a: ArrayLike<number>, b: ArrayLike<number>): number {
     m = Math.max(m, Math.abs(b[i]!));
   }
   for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) return Infinity;
-  return d / Math.max(m, 1e-30);
+  return d / Math.max(m, 1e-2);
 }
 
 function feeds(g: Graph, seed: number, shape?: (name: string, i: number, x: number) => number): Record<string, HostTensor> {
@@ -115,7 +127,7 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
         return x;
       });
       console.log(`extreme logits ${caseName(c)}: ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
-      for (const [k, v] of Object.entries(e)) if (!(v <= (k === 'y' ? Y_TOL : GRAD_TOL))) bad.push(`${caseName(c)} ${k}: ${v}`);
+      for (const [k, v] of Object.entries(e)) if (!(v <= (k === 'y' ? Y_TOL : k === 'grad.q' ? EXTREME_DQ_TOL : GRAD_TOL))) bad.push(`${caseName(c)} ${k}: ${v}`);
     }
     expect(bad).toEqual([]);
   }, 600_000);
