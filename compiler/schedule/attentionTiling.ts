@@ -4,6 +4,8 @@
  * `withAttentionTile` attaches its choice to the attention / attention_grad kernels whose operands are
  * bf16. f32 (and f16) attention keeps no tile: the backends run their exact f32 path.
  *
+ * Head dims are zero-padded in shared memory to multiples of 16 (forward, and backward up to 80) or 32
+ * (backward above 80).
  * Register budget per thread (the limit is 255): forward O accumulators dvPad/2 + scores bk/2 (+ Q
  * fragments dkPad/4 when dkPad ≤ 128); backward dK+dV accumulators (dkPad+dvPad)/(2·chunks) + S and dP
  * tiles bq/2 each. The choices below keep both under ~200 for every head dim ≤ 256.
@@ -34,10 +36,12 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
     }
     return { bq: 64, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
   }
-  // Backward: 4 warps × 16 key rows; narrower query steps and column passes as the head grows.
-  const bq = wide <= 80 ? 64 : 32;
-  const dkvChunks = wide <= 128 ? 1 : 2;
-  return { bq, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks };
+  // Backward: 4 warps × 16 key rows; narrower query steps and column passes as the head grows. With
+  // 32-row query steps the dQ product splits the head dim over 2 column groups, and with 2 passes dK/dV
+  // do too: head dims > 80 are padded to multiples of 32 so that each half is a multiple of 16.
+  if (wide <= 80) return { bq: 64, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+  const pad32 = (n: number) => Math.ceil(n / 32) * 32;
+  return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: wide <= 128 ? 1 : 2 };
 }
 
 /** The layout constraints the CUDA kernels rely on (also asserted by the tests for every choice). */

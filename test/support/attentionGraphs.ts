@@ -18,6 +18,8 @@ export interface AttentionCase {
   readonly causal: boolean;
   readonly layout?: 'bhsd' | 'bshd';
   readonly grads?: boolean;
+  /** Keep the operands f32 (no bf16 casts): the exact f32 attention path. */
+  readonly f32?: boolean;
 }
 
 export const caseName = (c: AttentionCase) =>
@@ -28,13 +30,14 @@ export function attentionGraph(c: AttentionCase): Graph {
   const shape = bshd ? [c.batch, c.seq, c.heads, c.dim] : [c.batch, c.heads, c.seq, c.dim];
   const g = trace(`attn_${c.dim}_${c.seq}${c.causal ? '_causal' : ''}`, (t): Record<string, Tensor> => {
     const op = (name: string) => {
-      const x = t.input(name, shape, bshd ? 'f32' : 'bf16');
-      return bshd ? x.cast('bf16').permute(0, 2, 1, 3) : x;
+      const x = t.input(name, shape, bshd || c.f32 ? 'f32' : 'bf16');
+      const y = c.f32 ? x : bshd ? x.cast('bf16') : x;
+      return bshd ? y.permute(0, 2, 1, 3) : y;
     };
     const q = op('q'), k = op('k'), v = op('v');
     const y = attention(q, k, v, { causal: c.causal, scale: 1 / Math.sqrt(c.dim) });
     if (!c.grads) return { y };
-    const cot = t.input('cot', [c.batch, c.heads, c.seq, c.dim], 'bf16');
+    const cot = t.input('cot', [c.batch, c.heads, c.seq, c.dim], c.f32 ? 'f32' : 'bf16');
     return { y, loss: y.mul(cot).cast('f32').sum() };
   });
   return c.grads ? grad(g, { loss: 'loss', wrt: ['q', 'k', 'v'] }) : g;

@@ -1,0 +1,53 @@
+/**
+ * The tensor-core attention tiling (compiler/schedule/attentionTiling.ts): every choice satisfies the
+ * layout constraints the CUDA kernels rely on, head dims are padded to multiples of 16 (72 → 80), and
+ * the tile is attached to bf16 attention kernels only (f32 programs keep the exact f32 path); the kernel
+ * printer shows it.
+ */
+import { describe, expect, it } from 'vitest';
+import { compile } from '../../compiler/compile.ts';
+import { chooseAttentionTile, tileIsValid } from '../../compiler/schedule/attentionTiling.ts';
+import { printProgram } from '../../ir/kernel/print.ts';
+import { attentionGraph } from '../support/attentionGraphs.ts';
+
+describe('attention tiling', () => {
+  it('every head dim up to 256, forward and backward: a valid tile; beyond 256 none', () => {
+    for (const kind of ['attention', 'attention_grad'] as const)
+      for (let d = 1; d <= 256; d++)
+        for (const sq of [1, 17, 64, 65, 1000]) {
+          const t = chooseAttentionTile({ kind, dk: d, dv: d, sq, sk: sq, causal: false });
+          expect(t, `${kind} d=${d} sq=${sq}`).toBeDefined();
+          expect(tileIsValid(t!, kind), `${kind} d=${d} sq=${sq}: ${JSON.stringify(t)}`).toBe(true);
+          expect(t!.dkPad).toBe(Math.ceil(d / (kind === 'attention_grad' && d > 80 ? 32 : 16)) * (kind === 'attention_grad' && d > 80 ? 32 : 16));
+        }
+    expect(chooseAttentionTile({ kind: 'attention', dk: 272, dv: 272, sq: 8, sk: 8, causal: false })).toBeUndefined();
+  });
+
+  it('the shapes of the issue', () => {
+    expect(chooseAttentionTile({ kind: 'attention', dk: 72, dv: 72, sq: 256, sk: 256, causal: false }))
+      .toEqual({ bq: 128, bk: 64, warps: 8, stages: 2, dkPad: 80, dvPad: 80, dkvChunks: 1 });
+    expect(chooseAttentionTile({ kind: 'attention', dk: 256, dv: 256, sq: 256, sk: 256, causal: false }))
+      .toEqual({ bq: 64, bk: 32, warps: 4, stages: 2, dkPad: 256, dvPad: 256, dkvChunks: 1 });
+    expect(chooseAttentionTile({ kind: 'attention_grad', dk: 128, dv: 128, sq: 1024, sk: 1024, causal: true }))
+      .toEqual({ bq: 32, bk: 64, warps: 4, stages: 2, dkPad: 128, dvPad: 128, dkvChunks: 1 });
+    expect(chooseAttentionTile({ kind: 'attention_grad', dk: 256, dv: 256, sq: 256, sk: 256, causal: false })!.dkvChunks).toBe(2);
+  });
+
+  it('invalid tiles are recognized', () => {
+    const ok = { bq: 64, bk: 64, warps: 4, stages: 2, dkPad: 80, dvPad: 80, dkvChunks: 1 };
+    expect(tileIsValid(ok, 'attention_grad')).toBe(true);
+    expect(tileIsValid({ ...ok, bq: 32 }, 'attention_grad')).toBe(false); // dQ column groups of 40
+    expect(tileIsValid({ ...ok, dkPad: 72 }, 'attention_grad')).toBe(false);
+    expect(tileIsValid({ ...ok, warps: 8 }, 'attention')).toBe(false);
+  });
+
+  it('compile() attaches tiles to bf16 attention kernels only, and the printer shows them', () => {
+    const bf = compile(attentionGraph({ batch: 2, heads: 3, seq: 17, dim: 72, causal: true, grads: true })).program;
+    const attn = bf.kernels.filter((k) => k.kind === 'attention' || k.kind === 'attention_grad');
+    expect(attn.map((k) => k.kind)).toEqual(['attention', 'attention_grad']);
+    expect(attn.every((k) => 'tile' in k && k.tile)).toBe(true);
+    expect(printProgram(bf)).toContain('attention batch=[2,3] sq=17 sk=17 dk=72 dv=72 causal=true scale=0.11785113019775793 tile=bq64,bk64,w4,s2,pad80x80 {');
+    const f32 = compile(attentionGraph({ batch: 2, heads: 3, seq: 17, dim: 72, causal: true, layout: 'bshd', grads: true, f32: true })).program;
+    expect(f32.kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile)).toEqual([]);
+  });
+});
