@@ -13,7 +13,7 @@ import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { buildProgram } from '../../cli/programs.ts';
 import { compile } from '../../compiler/compile.ts';
 import type { Graph } from '../../ir/graph.ts';
-import { attentionGraph } from '../support/attentionGraphs.ts';
+import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
 import { randomGraph } from '../support/randomGraph.ts';
 
 const run = promisify(execFile);
@@ -29,6 +29,7 @@ const programs: Array<[string, () => Graph]> = [
   // sequence length that is not a multiple of the tiles, both operand layouts (cp.async and element loads).
   ...[64, 72, 128, 256].flatMap((dim) => [false, true].map((causal) =>
     [`flash attention d${dim}${causal ? ' causal' : ''}`, () => attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal, grads: true, layout: causal ? 'bshd' : 'bhsd' })] as [string, () => Graph])),
+  ['flash attention backward alone d64 causal (statistics-only forward pass)', () => attentionGradOnlyGraph({ batch: 2, heads: 3, seq: 100, dim: 64, causal: true })],
   ['flash attention d36 (element loads: head dim not a multiple of 8)', () => attentionGraph({ batch: 1, heads: 2, seq: 33, dim: 36, causal: false, grads: true, layout: 'bshd' })],
 ];
 

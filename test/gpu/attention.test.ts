@@ -28,7 +28,7 @@ import { hostTensor, type HostTensor } from '../../ir/tensor.ts';
 import { numel } from '../../ir/shape.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
-import { type AttentionCase, attentionGraph, caseName } from '../support/attentionGraphs.ts';
+import { type AttentionCase, attentionGradOnlyGraph, attentionGraph, caseName } from '../support/attentionGraphs.ts';
 import { attentionReference } from '../support/attentionReference.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 
@@ -112,6 +112,23 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
         console.log(rows.splice(0).join('\n'));
         expect(bad).toEqual([]);
       }, 600_000);
+
+  it('the backward alone (its own statistics pass): dQ, dK, dV vs the cpu backend', async () => {
+    const bad: string[] = [];
+    for (const causal of [false, true]) {
+      const c: AttentionCase = { batch: 2, heads: 3, seq: 100, dim: 72, causal };
+      const g = attentionGradOnlyGraph(c);
+      const kernels = compile(g).program.kernels;
+      expect(kernels.map((k) => k.kind), 'one attention_grad kernel, no forward').toEqual(['attention_grad']);
+      const f = feeds(g, 5 + (causal ? 1 : 0));
+      const got = await runOnBackend(cudaBackend, g, f);
+      const want = runGraph(g, f);
+      const e = Object.fromEntries(OUTS.slice(1).map((o) => [o, normwise(got[o]!.data, want[o]!.data)]));
+      console.log(`backward alone ${caseName(c)}: ${Object.entries(e).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}`);
+      for (const [k, v] of Object.entries(e)) if (!(v <= GRAD_TOL)) bad.push(`${caseName(c)} ${k}: ${v}`);
+    }
+    expect(bad).toEqual([]);
+  }, 600_000);
 
   it('softmax statistics on rows of very large (+1e4) and very negative (−1e4) logits', async () => {
     // q = ±a·1 + small noise, k = a·1 + noise: q·k·scale ≈ ±1e4 for every key, with O(10) differences
