@@ -40,8 +40,9 @@
  * With the training step: apply it to the forward graph before `trainStep` (the VJP of a cast is the
  * cast back; the VJPs of bf16 matmuls are bf16 matmuls and attention_grad), or to the whole step (what
  * runtime/compile.ts compileOn does with its `precision` option): the backward's f32 matmuls are then
- * rewritten the same way and share the forward's casts. The two give the same program up to node order
- * (test/compiler/autocast.test.ts checks it); the optimizer is never touched.
+ * rewritten the same way and share the forward's casts. The two compile to the same kernels (the same
+ * count for the LightningDiT step and the MLP: test/compiler/autocast.test.ts); the forward-first step's
+ * backward also moves some bf16 data exactly (pad, the VJP of slice). The optimizer is never touched.
  *
  * Only f32 nodes are rewritten: a node whose operands are already narrow (or integer) is left alone,
  * so autocast is idempotent and a model that chose its own dtypes keeps them. `dtype: 'f32'` returns

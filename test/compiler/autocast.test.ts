@@ -28,6 +28,8 @@ import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { printKernel } from '../../ir/kernel/print.ts';
 import { printGraph } from '../../ir/printer.ts';
+import { dce } from '../../compiler/passes/dce.ts';
+import { simplify } from '../../compiler/passes/simplify.ts';
 import { hostTensor } from '../../ir/tensor.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph, gaussianNoise } from '../../models/flowMatching.ts';
 import { LightningDiT } from '../../models/lightningdit.ts';
@@ -112,6 +114,23 @@ describe('autocast on small graphs', () => {
     expect(autocast(noMatmul, { dtype: 'bf16' })).toBe(noMatmul);
     const ints = trace('ints', (t) => ({ y: t.input('a', [2, 3], 'i32').matmul(t.input('b', [3, 2], 'i32')) }));
     expect(autocast(ints, { dtype: 'bf16' })).toBe(ints);
+  });
+
+  it('simplify transposes a product through the cast autocast puts after it: cast(a·b)ᵀ → cast(bᵀ·aᵀ)', () => {
+    const g = trace('t', (t) => {
+      const a = t.input('a', [3, 5], 'bf16'), b = t.input('b', [5, 4], 'bf16');
+      return { y: a.matmul(b).cast('f32').transpose(0, 1) };
+    });
+    const s = dce(simplify(g));
+    const mm = s.nodes.find((n) => n.op === 'matmul')!;
+    expect(mm.type.shape).toEqual([4, 3]);
+    expect(s.nodes.map((n) => n.op)).toEqual(['permute', 'permute', 'matmul', 'cast']);
+    // Not when the product (or its cast) is used elsewhere too.
+    const shared = trace('t2', (t) => {
+      const c = t.input('a', [3, 5], 'bf16').matmul(t.input('b', [5, 4], 'bf16')).cast('f32');
+      return { y: c.transpose(0, 1), z: c };
+    });
+    expect(dce(simplify(shared)).nodes.map((n) => n.op)).toEqual(['matmul', 'cast', 'permute']);
   });
 
   it('rejects a dtype that is not a precision, naming it', () => {
