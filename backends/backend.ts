@@ -35,5 +35,10 @@ export interface Backend {
    * runtime/compile.ts's compileOn(backend, graph), which runs the compiler when it is needed.
    */
   readonly consumes: 'graph' | 'kernels';
+  /**
+   * The precision compileOn uses when none is asked for (runtime/compile.ts; without this hook: bf16
+   * on 'cuda', f32 elsewhere). The WGSL backend answers 'f16' when its adapter has shader-f16.
+   */
+  defaultPrecision?(): 'f32' | 'bf16' | 'f16';
   compile(graph: Graph, program?: KernelProgram): Promise<Executable>;
 }

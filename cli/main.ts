@@ -18,6 +18,8 @@ import { printProgram } from '../ir/kernel/print.ts';
 import { runProgram } from '../backends/kernel/interpreter.ts';
 import { PROGRAMS, buildProgram } from './programs.ts';
 import { backendByName } from '../runtime/backends.ts';
+import { atPrecision } from '../runtime/compile.ts';
+import { checkPrecision } from '../compiler/transforms/autocast.ts';
 import { runFashionMlp } from './jobs/fashionMlp.ts';
 
 const HELP = () => `kiln: a compiler for neural-network programs written in TypeScript
@@ -28,7 +30,11 @@ usage:
   kiln train fashion-mlp [options] train the MLP classifier on Fashion-MNIST and report test accuracy
       --epochs N (3)  --batch B (128)  --hidden 256,128  --lr 2e-3  --weight-decay 1e-4  --seed S (0)
       --max-steps N   --data DIR  --checkpoint DIR  --resume  --backend cpu|kernel-cpu|cuda (default cpu)
-  kiln ir mlp [--train]            print the Graph IR of the MLP forward pass (or its training step)
+      --precision bf16|f16|f32     (default: the backend's, bf16 on cuda, f32 elsewhere)
+  kiln ir PROGRAM [--train] [--precision bf16|f16|f32]
+                                   print the Graph IR of a program (or its training step); bf16/f16
+                                   shows the casts autocast inserts (default f32)
+  kiln compile PROGRAM [--train] [--report] [--stages] [--kernels] [--precision bf16|f16|f32]
 
 environment:
   KILN_BACKEND             default backend of \`kiln train\` (cpu, kernel-cpu, cuda)
@@ -83,7 +89,7 @@ async function train(argv: string[]): Promise<number> {
     options: {
       epochs: { type: 'string' }, batch: { type: 'string' }, hidden: { type: 'string' }, lr: { type: 'string' },
       'weight-decay': { type: 'string' }, seed: { type: 'string' }, 'max-steps': { type: 'string' }, data: { type: 'string' },
-      checkpoint: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' },
+      checkpoint: { type: 'string' }, resume: { type: 'boolean' }, backend: { type: 'string' }, precision: { type: 'string' },
     },
   });
   const job = positionals[0];
@@ -91,6 +97,7 @@ async function train(argv: string[]): Promise<number> {
   const hidden = (values.hidden ?? '256,128').split(',').map((s) => num(s, 'hidden', 0));
   const r = await runFashionMlp({
     backend: backendByName(values.backend ?? process.env.KILN_BACKEND ?? 'cpu'),
+    precision: values.precision === undefined ? undefined : checkPrecision(values.precision, '--precision'),
     epochs: num(values.epochs, 'epochs', 3),
     batch: num(values.batch, 'batch', 128),
     hidden,
@@ -106,14 +113,16 @@ async function train(argv: string[]): Promise<number> {
   return 0;
 }
 
-const PROGRAM_OPTIONS = { train: { type: 'boolean' }, batch: { type: 'string' }, size: { type: 'string' } } as const;
+const PROGRAM_OPTIONS = { train: { type: 'boolean' }, batch: { type: 'string' }, size: { type: 'string' }, precision: { type: 'string' } } as const;
 
 function programFrom(argv: string[], extra: Record<string, { type: 'boolean' | 'string' }> = {}) {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...PROGRAM_OPTIONS, ...extra } });
   const name = positionals[0];
   if (!name) throw new KilnError(`name a program: ${Object.keys(PROGRAMS).join(', ')}`);
   const v = values as Record<string, string | boolean | undefined>;
-  const graph = buildProgram(name, { train: Boolean(v.train), batch: num(v.batch as string | undefined, 'batch', 8), size: v.size as string | undefined });
+  const built = buildProgram(name, { train: Boolean(v.train), batch: num(v.batch as string | undefined, 'batch', 8), size: v.size as string | undefined });
+  // autocast on the whole program (the training step included), as runtime/compile.ts compileOn does.
+  const graph = atPrecision(built, checkPrecision(v.precision ?? 'f32', '--precision'));
   return { graph, values: v };
 }
 

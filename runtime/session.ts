@@ -7,7 +7,7 @@ import type { Backend, Executable } from '../backends/backend.ts';
 import { KilnError } from '../ir/errors.ts';
 import type { Graph, InputKind } from '../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
-import { compileOn } from './compile.ts';
+import { type CompileOnOptions, compileOn } from './compile.ts';
 
 /**
  * Initial values for resident inputs that `initial` does not give: `ema.<p>` starts as a copy of
@@ -29,9 +29,9 @@ export function defaultResident(graph: Graph, initial: ReadonlyMap<string, HostT
 export class Session {
   private constructor(readonly exe: Executable) {}
 
-  /** Compile `graph` on `backend` and upload the resident inputs (see defaultResident). */
-  static async open(backend: Backend, graph: Graph, initial: ReadonlyMap<string, HostTensor>): Promise<Session> {
-    const exe = await compileOn(backend, graph);
+  /** Compile `graph` on `backend` (at `opts.precision`, see compileOn) and upload the resident inputs (see defaultResident). */
+  static async open(backend: Backend, graph: Graph, initial: ReadonlyMap<string, HostTensor>, opts: CompileOnOptions = {}): Promise<Session> {
+    const exe = await compileOn(backend, graph, opts);
     for (const [k, v] of defaultResident(graph, initial)) await exe.write(k, v);
     return new Session(exe);
   }

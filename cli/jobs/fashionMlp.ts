@@ -11,11 +11,14 @@ import { hostTensor } from '../../ir/tensor.ts';
 import { type Checkpoint, joinResident, loadCheckpoint, saveCheckpoint, splitResident } from '../../runtime/checkpoint.ts';
 import { Batcher, loadFashionMnist } from '../../runtime/data/fashionMnist.ts';
 import { warmupCosine } from '../../runtime/schedule.ts';
+import type { Precision } from '../../runtime/compile.ts';
 import { Session } from '../../runtime/session.ts';
 import { MlpClassifier } from '../../models/mlp.ts';
 
 export interface FashionMlpOptions {
   backend: Backend;
+  /** Compile precision (runtime/compile.ts compileOn; default: the backend's, bf16 on cuda). */
+  precision?: Precision;
   epochs: number;
   batch: number;
   hidden: number[];
@@ -65,7 +68,7 @@ export async function runFashionMlp(o: FashionMlpOptions): Promise<FashionMlpRes
   const testSet = loadFashionMnist('test', o.dataDir);
   const model = new MlpClassifier({ inputs: 784, hidden: o.hidden, classes: 10 });
   const { train, evaluate } = buildGraphs(model, o.batch, { weightDecay: o.weightDecay });
-  log(`model: MLP 784-${o.hidden.join('-')}-10, ${model.numParams().toLocaleString()} parameters; train step: ${train.nodes.length} ops on ${o.backend.name}`);
+  log(`model: MLP 784-${o.hidden.join('-')}-10, ${model.numParams().toLocaleString()} parameters; train step: ${train.nodes.length} ops on ${o.backend.name}${o.precision ? ` (${o.precision})` : ''}`);
 
   const batcher = new Batcher(trainSet, { batchSize: o.batch, seed: o.seed, dropLast: true, normalize: { mean: MEAN, std: STD } });
   const perEpoch = batcher.numBatches;
@@ -80,7 +83,7 @@ export async function runFashionMlp(o: FashionMlpOptions): Promise<FashionMlpRes
     step = Number(ck.meta.step ?? 0);
     log(`resumed from ${o.checkpointDir} at step ${step}`);
   }
-  const session = await Session.open(o.backend, train, initial);
+  const session = await Session.open(o.backend, train, initial, { precision: o.precision });
   const paramNames = model.namedParameters().map(([n]) => n);
   const save = async () => {
     if (!o.checkpointDir) return;
@@ -113,7 +116,7 @@ export async function runFashionMlp(o: FashionMlpOptions): Promise<FashionMlpRes
 
   // Evaluate on the test split with the trained parameters.
   const params = await session.read(['param', 'frozen']);
-  const evalSession = await Session.open(o.backend, evaluate, params);
+  const evalSession = await Session.open(o.backend, evaluate, params, { precision: o.precision });
   const testBatcher = new Batcher(testSet, { batchSize: o.batch, shuffle: false, dropLast: false, normalize: { mean: MEAN, std: STD } });
   let correct = 0, seen = 0;
   for (const batch of testBatcher.epoch(0)) {

@@ -1,7 +1,7 @@
 /**
  * @file Algebraic simplification: identities that remove work without changing any value bit
  * (x+(−0) for floats and x+0 for integers, x−0, x·1, x/1, x^1, −(−x), where(c, x, x), where on a constant condition, same-dtype casts,
- * reductions over no axes), and (a·b)ᵀ → bᵀ·aᵀ when the product is used only transposed (the
+ * reductions over no axes), and (a·b)ᵀ → bᵀ·aᵀ when the product is used only transposed (also through a cast: cast(a·b)ᵀ → cast(bᵀ·aᵀ)) (the
  * transposes then fold into the matmul's operand loads instead of costing a copy kernel).
  * A replacement narrower than the node it replaces is broadcast back.
  */
@@ -33,6 +33,8 @@ export function simplify(g: Graph): Graph {
   const defs = new Map<number, Def>();
   const users = g.users();
   const outputs = new Set(g.outputs.map((o) => o.id));
+  /** For a cast node of the new graph: its operand's definition and whether the cast is that operand's only use. */
+  const castInputs = new Map<number, { def: Def; onlyUse: boolean }>();
   return rewriteGraph(g, (n, ins, b) => {
     const c = ins.map((i) => splatValue(defs.get(i)));
     const is = (k: number, v: number) => c[k] !== undefined && Object.is(c[k], v);
@@ -63,14 +65,18 @@ export function simplify(g: Graph): Graph {
         const d = defs.get(ins[0]!);
         const swapsLast = rank >= 2 && perm[rank - 1] === rank - 2 && perm[rank - 2] === rank - 1 && perm.slice(0, -2).every((p, i) => p === i);
         const onlyUse = (users.get(n.inputs[0]!)?.length ?? 0) === 1 && !outputs.has(n.inputs[0]!);
-        if (d?.op === 'matmul' && swapsLast && onlyUse) {
+        // Also through a cast of the product used only here: (a·b)ᵀ cast back to f32 by autocast.
+        const castOf = d?.op === 'cast' && onlyUse ? castInputs.get(ins[0]!) : undefined;
+        const mm = d?.op === 'matmul' ? d : castOf?.def.op === 'matmul' && castOf.onlyUse ? castOf.def : undefined;
+        if (mm && swapsLast && onlyUse) {
           const t = (x: number) => {
             const xr = b.typeOf(x).shape.length;
             const p = [...Array(xr).keys()];
             [p[xr - 2], p[xr - 1]] = [xr - 1, xr - 2];
             return b.op('permute', [x], { perm: p }, n.loc);
           };
-          r = b.op('matmul', [t(d.inputs[1]!), t(d.inputs[0]!)], {}, n.loc);
+          r = b.op('matmul', [t(mm.inputs[1]!), t(mm.inputs[0]!)], {}, n.loc);
+          if (mm !== d) r = b.op('cast', [r], d!.attrs, n.loc);
         }
         break;
       }
@@ -82,6 +88,8 @@ export function simplify(g: Graph): Graph {
     if (r !== undefined) return r;
     const id = copyNode(n, ins, b);
     defs.set(id, { op: n.op, inputs: ins, attrs: n.attrs });
+    if (n.op === 'cast' && defs.has(ins[0]!))
+      castInputs.set(id, { def: defs.get(ins[0]!)!, onlyUse: (users.get(n.inputs[0]!)?.length ?? 0) === 1 && !outputs.has(n.inputs[0]!) });
     return id;
   });
 }

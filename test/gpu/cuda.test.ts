@@ -124,8 +124,8 @@ describe('CUDA backend', () => {
     const cfg = { inputs: 64, hidden: [32], classes: 10 };
     const { model, graph } = mlpTrainStep(cfg, 32);
     const init = model.initState(3);
-    const a = await Session.open(cudaBackend, graph, init);
-    const b = await Session.open(cpuBackend, graph, init);
+    const a = await Session.open(cudaBackend, graph, init, { precision: 'f32' });
+    const b = await Session.open(cpuBackend, graph, init, { precision: 'f32' });
     for (let s = 0; s < 5; s++) {
       const { x, y } = mlpData(cfg, 32, s);
       const lr = hostTensor('f32', [], [1e-2]);
@@ -140,7 +140,7 @@ describe('CUDA backend', () => {
   });
 
   it('trains the Fashion-MNIST MLP to >= 85% test accuracy', async () => {
-    const r = await runFashionMlp({ backend: cudaBackend, epochs: 3, batch: 128, hidden: [256, 128], lr: 2e-3, weightDecay: 1e-4, seed: 0, logEvery: 200 });
+    const r = await runFashionMlp({ backend: cudaBackend, precision: 'f32', epochs: 3, batch: 128, hidden: [256, 128], lr: 2e-3, weightDecay: 1e-4, seed: 0, logEvery: 200 });
     console.log(`cuda MLP: ${r.steps} steps in ${r.seconds.toFixed(1)} s, test accuracy ${(r.testAccuracy * 100).toFixed(2)}%`);
     expect(r.testAccuracy).toBeGreaterThanOrEqual(0.85);
   });

@@ -1,14 +1,15 @@
 /**
  * @file Run a graph once on any backend: compile it for the backend, write its resident inputs
- * (params, frozen, state) from `feeds`, feed the data inputs, fetch every output.
+ * (params, frozen, state) from `feeds`, feed the data inputs, fetch every output. Precision is f32
+ * unless asked (the cuda backend's own default is bf16; the tests that use this compare at f32 tolerances).
  */
 import type { Backend } from '../../backends/backend.ts';
 import type { Graph } from '../../ir/graph.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
-import { compileOn } from '../../runtime/compile.ts';
+import { type Precision, compileOn } from '../../runtime/compile.ts';
 
-export async function runOnBackend(backend: Backend, graph: Graph, feeds: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
-  const exe = await compileOn(backend, graph);
+export async function runOnBackend(backend: Backend, graph: Graph, feeds: Readonly<Record<string, HostTensor>>, precision: Precision = 'f32'): Promise<Record<string, HostTensor>> {
+  const exe = await compileOn(backend, graph, { precision });
   try {
     const data: Record<string, HostTensor> = {};
     for (const i of graph.inputs) {
