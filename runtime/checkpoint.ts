@@ -49,7 +49,11 @@ export function joinResident(c: Pick<Checkpoint, 'model' | 'ema' | 'trainState'>
   return m;
 }
 
-export function saveCheckpoint(dir: string, c: Checkpoint): void {
+/**
+ * Write `c` to `dir` crash-safely. `finish(tmpDir)`, when given, runs after the tensor files are
+ * written and before the directory is renamed into place (e.g. to add a manifest).
+ */
+export function saveCheckpoint(dir: string, c: Checkpoint, finish?: (tmpDir: string) => void): void {
   const parent = dirname(dir);
   mkdirSync(parent, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -59,6 +63,7 @@ export function saveCheckpoint(dir: string, c: Checkpoint): void {
     saveSafetensors(join(tmp, 'model.safetensors'), c.model, { format: 'pt' });
     if (c.ema.size) saveSafetensors(join(tmp, 'ema.safetensors'), c.ema, { format: 'pt' });
     saveSafetensors(join(tmp, 'train_state.safetensors'), c.trainState, c.meta);
+    finish?.(tmp);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -1,0 +1,180 @@
+/**
+ * @file The training loop shared by every job: a compiled training step in a Session, batches from a
+ * prefetching loader, the learning-rate schedule, run checkpoints, progress, metrics.jsonl, the loss
+ * plot, and hooks for samples and evaluation at the job's intervals.
+ *
+ * Determinism: everything a step consumes is a function of the step number — the batch (epoch and
+ * index from the step, the epoch's order from the seed), the learning rate, and the graph's random
+ * seed input `rng_seed` = [seed, step]. So a run resumed from a checkpoint (exact parameters,
+ * optimizer moments, EMA, step) computes the same losses, bit for bit, as an uninterrupted one on
+ * the same backend. On resume, metrics.jsonl is cut back to the checkpoint's step.
+ *
+ * Run directory: config.json (the resolved job), metrics.jsonl (one JSON object per step),
+ * loss.png, checkpoints/step-N/, samples/ (from the sample hook).
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from '../../backends/backend.ts';
+import { KilnError } from '../../ir/errors.ts';
+import type { Graph } from '../../ir/graph.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import { joinResident, splitResident } from '../checkpoint.ts';
+import { type RunState, loadLatestCheckpoint, saveRunCheckpoint } from '../checkpoints.ts';
+import type { Precision } from '../compile.ts';
+import { Prefetcher } from '../data/prefetch.ts';
+import type { BatchSource, SourceBatch } from '../data/source.ts';
+import type { Schedule } from '../schedule.ts';
+import { Session } from '../session.ts';
+import { writeLossPlot } from './lossPlot.ts';
+import { Progress } from './progress.ts';
+
+export interface TrainTask {
+  /** The training step (an `lr` data input; `rng_seed` when it draws random numbers). */
+  graph: Graph;
+  /** Initial values of resident inputs (parameters; optimizer state defaults to zero, EMA to the parameters). */
+  initial: ReadonlyMap<string, HostTensor>;
+  /** Names of the model's parameters (checkpoint model.safetensors keys). */
+  paramNames: readonly string[];
+  source: BatchSource;
+  /** The step's data feeds from a batch (lr and rng_seed are added by the trainer). */
+  feeds(batch: SourceBatch, step: number): Promise<Record<string, HostTensor>> | Record<string, HostTensor>;
+  /** Outputs fetched each step, the loss first. */
+  outputs: readonly string[];
+  /** Called every `intervals.sample` steps with the session (write PNGs under dir). */
+  sample?(session: Session, step: number, dir: string): Promise<void>;
+  /** Called every `intervals.eval` steps and at the end; returns named metrics. */
+  evaluate?(session: Session, step: number): Promise<Record<string, number>>;
+}
+
+export interface TrainOptions {
+  backend: Backend;
+  precision?: Precision;
+  totalSteps: number;
+  schedule: Schedule;
+  seed: number;
+  runDir: string;
+  /** The resolved job (written to config.json and into every checkpoint). */
+  config: unknown;
+  intervals: { log: number; checkpoint: number; sample?: number; eval?: number; plot?: number };
+  keepCheckpoints: number;
+  resume?: boolean;
+  /** Stop after this step (a partial run; the run stays resumable). */
+  stopAt?: number;
+  prefetch?: number;
+  tty?: boolean;
+  log?: (line: string) => void;
+  warn?: (line: string) => void;
+}
+
+export interface TrainResult {
+  steps: number;
+  startStep: number;
+  losses: number[];
+  firstLoss: number;
+  lastLoss: number;
+  dataMs: number;
+  stepMs: number;
+  evals: Record<string, number>;
+  seconds: number;
+}
+
+interface MetricLine {
+  step: number;
+  loss: number;
+  [k: string]: number;
+}
+
+export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResult> {
+  const log = o.log ?? ((s: string) => console.log(s));
+  const warn = o.warn ?? ((s: string) => console.error(`warning: ${s}`));
+  const started = performance.now();
+  mkdirSync(o.runDir, { recursive: true });
+  writeFileSync(join(o.runDir, 'config.json'), `${JSON.stringify(o.config, null, 2)}\n`);
+  const ckRoot = join(o.runDir, 'checkpoints');
+  const metricsPath = join(o.runDir, 'metrics.jsonl');
+  const perEpoch = task.source.batchesPerEpoch;
+
+  let initial = task.initial;
+  let step = 0;
+  if (o.resume) {
+    const found = loadLatestCheckpoint(ckRoot, warn);
+    if (found) {
+      initial = joinResident(found.checkpoint);
+      step = found.state.step;
+      log(`resuming from ${found.dir} at step ${step} (epoch ${found.state.epoch}, batch ${found.state.batchInEpoch})`);
+    } else log(`no checkpoint under ${ckRoot}: starting from step 0`);
+  }
+  // metrics.jsonl holds exactly the steps before `step` (a killed run may have logged steps past its last checkpoint).
+  const history: MetricLine[] = [];
+  if (existsSync(metricsPath) && step > 0)
+    for (const line of readFileSync(metricsPath, 'utf8').split('\n'))
+      if (line.trim()) {
+        try {
+          const m = JSON.parse(line) as MetricLine;
+          if (m.step <= step) history.push(m);
+        } catch { /* a line cut by a crash */ }
+      }
+  writeFileSync(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
+
+  const session = await Session.open(o.backend, task.graph, initial, { precision: o.precision });
+  const hasRng = Boolean(task.graph.inputByName('rng_seed'));
+  const runState = (s: number): RunState => ({ step: s, epoch: Math.floor(s / perEpoch), batchInEpoch: s % perEpoch, rng: { seed: o.seed, counter: s } });
+  const save = async () => {
+    const c = { ...splitResident(await session.read(), task.paramNames), meta: {} };
+    saveRunCheckpoint(ckRoot, c, runState(step), o.config, o.keepCheckpoints);
+  };
+  const plot = async () => {
+    const names = task.outputs;
+    await writeLossPlot(join(o.runDir, 'loss.png'), names.map((n) => ({ name: n, points: history.filter((m) => n in m).map((m) => [m.step, m[n]!] as const) })), { title: 'training' });
+  };
+
+  const end = Math.min(o.totalSteps, o.stopAt ?? Infinity);
+  const progress = new Progress(step, { tty: o.tty ?? false, every: o.intervals.log, write: (s) => process.stderr.write(s), log });
+  const loader = new Prefetcher(task.source, { epoch: Math.floor(step / perEpoch), batch: step % perEpoch }, o.prefetch ?? 2);
+  const losses: number[] = [];
+  const evals: Record<string, number> = {};
+  const runHooks = async (s: number, final: boolean) => {
+    if (task.sample && o.intervals.sample && (s % o.intervals.sample === 0 || final)) {
+      mkdirSync(join(o.runDir, 'samples'), { recursive: true });
+      await task.sample(session, s, join(o.runDir, 'samples'));
+    }
+    if (task.evaluate && ((o.intervals.eval && s % o.intervals.eval === 0) || final)) {
+      Object.assign(evals, await task.evaluate(session, s));
+      progress.log(`eval at step ${s}: ${Object.entries(evals).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join('  ')}`);
+    }
+  };
+  try {
+    while (step < end) {
+      const { batch, waitMs } = await loader.next();
+      const t0 = performance.now();
+      const feeds: Record<string, HostTensor> = { ...(await task.feeds(batch, step)), lr: hostTensor('f32', [], [o.schedule(step)]) };
+      if (hasRng) feeds.rng_seed = hostTensor('u32', [2], [o.seed >>> 0, step >>> 0]);
+      const out = await session.run(feeds, task.outputs);
+      const stepMs = performance.now() - t0;
+      const loss = out[task.outputs[0]!]!.data[0]!;
+      if (!Number.isFinite(loss)) throw new KilnError(`training diverged at step ${step}: ${task.outputs[0]} = ${loss}`);
+      step++;
+      const line: MetricLine = { step, loss, lr: o.schedule(step - 1), data_ms: +waitMs.toFixed(3), step_ms: +stepMs.toFixed(3) };
+      for (const n of task.outputs.slice(1)) if (out[n]!.data.length === 1) line[n] = Number(out[n]!.data[0]);
+      history.push(line);
+      losses.push(loss);
+      appendFileSync(metricsPath, `${JSON.stringify(line)}\n`);
+      progress.update({ step, total: o.totalSteps, loss, dataMs: waitMs, stepMs });
+      if (step % o.intervals.checkpoint === 0) await save();
+      if (o.intervals.plot && step % o.intervals.plot === 0) await plot();
+      await runHooks(step, false);
+    }
+    progress.finish();
+    if (step % o.intervals.checkpoint !== 0) await save();
+    await plot();
+    if (step === o.totalSteps) await runHooks(step, true);
+    const { dataMs, stepMs } = progress.means;
+    log(`data ${dataMs.toFixed(2)} ms vs step ${stepMs.toFixed(2)} ms per step (mean over ${losses.length} steps): ${dataMs < 0.1 * stepMs ? 'the device did not wait for data' : 'data loading is a bottleneck'}`);
+    return {
+      steps: step, startStep: step - losses.length, losses, firstLoss: losses[0] ?? NaN, lastLoss: losses.at(-1) ?? NaN,
+      dataMs, stepMs, evals, seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    session.dispose();
+  }
+}
