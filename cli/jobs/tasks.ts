@@ -1,0 +1,275 @@
+/**
+ * @file From a job to a TrainTask (runtime/train/trainer.ts): the model, its training-step program,
+ * initial weights, and how a data batch becomes the step's feeds, for every model kind of a job file.
+ *
+ *   mlp                  classifier on flattened images; test accuracy at the end (Fashion-MNIST)
+ *   fae_stage_ia         adapter + feature decoder on the frozen encoder's features (encoder run per batch)
+ *   fae_stage_ib         pixel decoder on (noisy) encoder features of the images (GAN term: not yet)
+ *   fae_pixel_finetune   pixel decoder on the feature decoder's reconstructed features
+ *   lightningdit         flow matching on FAE latents (images → frozen encoder → adapter mean, normalized)
+ *   tarflow              TarFlow/STARFlow NLL on the same latents
+ *   user                 the program of a user's model file (cli/userModel.ts)
+ *   ssl_encoder          not implemented yet (DINO/MIM self-distillation has no training program)
+ */
+import type { Backend } from '../../backends/backend.ts';
+import { type Tensor, crossEntropy, accuracy, trace } from '../../compiler/dsl/index.ts';
+import type { OptimizerOptions } from '../../compiler/transforms/optimizers.ts';
+import { type TrainStepOptions, trainStep } from '../../compiler/transforms/trainStep.ts';
+import { KilnError } from '../../ir/errors.ts';
+import type { Graph } from '../../ir/graph.ts';
+import { numel } from '../../ir/shape.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
+import type { Precision } from '../../runtime/compile.ts';
+import { loadFashionMnist } from '../../runtime/data/fashionMnist.ts';
+import { FashionSource } from '../../runtime/data/fashionSource.ts';
+import type { BatchSource, SourceBatch } from '../../runtime/data/source.ts';
+import { Session } from '../../runtime/session.ts';
+import type { TrainTask } from '../../runtime/train/trainer.ts';
+import { FAE, type FaeConfig, ViTFeatureEncoder, faeConfigs, stageIaTrainStep, stageIbTrainStep } from '../../models/fae.ts';
+import { flowMatchingLossGraph } from '../../models/flowMatching.ts';
+import { type DiTName, LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
+import { MlpClassifier } from '../../models/mlp.ts';
+import { TarFlow, trainLossGraph } from '../../models/tarflow.ts';
+import { type UserModel, loadUserModel, traceUserModel } from '../userModel.ts';
+import type { Job, JobModel } from './schema.ts';
+import { applyWeights, loadWeights } from './weights.ts';
+
+export class NotImplementedError extends KilnError {
+  override name = 'NotImplementedError';
+}
+
+export interface TaskContext {
+  job: Job;
+  backend: Backend;
+  precision: Precision;
+  source: BatchSource;
+  log: (s: string) => void;
+  warn: (s: string) => void;
+  /** The model file of a `user` model (resolved relative to the job). */
+  userModel?: UserModel;
+}
+
+export interface BuiltTask {
+  task: TrainTask;
+  summary: string;
+}
+
+function stepOptions(job: Job): Omit<TrainStepOptions, 'loss' | 'metrics' | 'params'> {
+  const optimizer: OptimizerOptions = job.optimizer.kind === 'adamw' ? { ...job.optimizer } : { ...job.optimizer };
+  return { optimizer, clipGradNorm: job.clipGradNorm ?? undefined, ema: job.ema ?? undefined };
+}
+
+function scalarOutputs(g: Graph, first: string): string[] {
+  return [first, ...g.outputs.filter((o) => o.name !== first && !o.name.startsWith('next.') && numel(g.typeOf(o.id).shape) === 1).map((o) => o.name)];
+}
+
+function reshape(t: HostTensor, shape: readonly number[]): HostTensor {
+  if (numel(shape) !== t.data.length) throw new KilnError(`a batch of ${t.shape.join('x')} cannot feed an input of shape [${shape.join(', ')}]`);
+  return { dtype: t.dtype, shape: [...shape], data: t.data };
+}
+
+function expectImages(ctx: TaskContext, shape: readonly number[], who: string): void {
+  const [c, h, w] = ctx.source.imageShape;
+  if (c !== shape[0] || h !== shape[1] || w !== shape[2])
+    throw new KilnError(`${who} takes ${shape.join('x')} images (C x H x W) but the job's data gives ${c}x${h}x${w}: set data.size${c !== shape[0] ? ' and data.channels' : ''}`);
+}
+
+// ───────────────────────────── MLP ─────────────────────────────
+
+function mlpTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'mlp' }>): BuiltTask {
+  const { job, source } = ctx;
+  const B = job.batchSize, inputs = numel(source.imageShape);
+  const model = new MlpClassifier({ inputs, hidden: m.hidden, classes: source.classes.length });
+  const forward = trace('mlp', (t) => {
+    const x = t.input('x', [B, inputs]);
+    const logits = model.forward(x);
+    const y = t.input('y', [B], 'i32');
+    return { loss: crossEntropy(logits, y), accuracy: accuracy(logits, y) };
+  }, { params: model });
+  const graph = trainStep(forward, { ...stepOptions(job), loss: 'loss', metrics: ['accuracy'] });
+  const evaluate = job.data.kind !== 'fashion_mnist' ? undefined : async (session: Session) => {
+    const d = job.data as Extract<Job['data'], { kind: 'fashion_mnist' }>;
+    const test = new FashionSource(loadFashionMnist('test', d.dir ?? undefined), { batchSize: B, seed: 0, shuffle: false, size: d.size, fit: d.fit ?? undefined, normalize: d.normalize, layout: 'flat' });
+    const evalGraph = trace('mlp_eval', (t) => ({ correct: model.forward(t.input('x', [B, inputs])).argmax(-1).eq(t.input('y', [B], 'i32')).cast('f32').sum() }), { params: model });
+    const es = await Session.open(ctx.backend, evalGraph, await session.read(['param']), { precision: ctx.precision });
+    let correct = 0;
+    for (let b = 0; b < test.batchesPerEpoch; b++) {
+      const batch = await test.load(0, b);
+      correct += (await es.run({ x: batch.x, y: batch.y })).correct!.data[0]!;
+    }
+    es.dispose();
+    return { test_accuracy: correct / (test.batchesPerEpoch * B) };
+  };
+  return {
+    task: {
+      graph, initial: model.initState(job.seed), paramNames: model.namedParameters().map(([n]) => n), source, outputs: ['loss', 'accuracy'],
+      feeds: (b) => ({ x: reshape(b.x, [B, inputs]), y: b.y }), evaluate,
+    },
+    summary: `MLP ${inputs}-${m.hidden.join('-')}-${source.classes.length}, ${model.numParams().toLocaleString()} parameters`,
+  };
+}
+
+// ───────────────────────────── FAE and its latents ─────────────────────────────
+
+interface FaeParts {
+  fae: FAE;
+  state: Map<string, HostTensor>;
+}
+
+function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null }, init: string | null): FaeParts {
+  const cfg: FaeConfig = faeConfigs[preset]();
+  const { dim, grid } = cfg.encoder;
+  const patch = cfg.pixelDecoder.patchSize;
+  const encoder = new ViTFeatureEncoder({ dim, depth: enc.depth, heads: enc.heads, mlpHidden: 4 * dim, patchSize: patch, imageSize: grid * patch, channels: cfg.pixelDecoder.channels });
+  const fae = new FAE(cfg, encoder);
+  const state = fae.initState(ctx.job.seed);
+  if (enc.checkpoint) ctx.log(`frozen encoder: ${applyWeights(state, loadWeights(enc.checkpoint, ctx.warn), enc.checkpoint, 'encoder.')} tensors from ${enc.checkpoint}`);
+  else ctx.warn('no encoder checkpoint (model.encoder.checkpoint): the frozen encoder is randomly initialized');
+  if (init) ctx.log(`FAE weights: ${applyWeights(state, loadWeights(init, ctx.warn), init)} tensors from ${init}`);
+  return { fae, state };
+}
+
+/** A session computing encoder features [B, N, D] from images. */
+async function featureSession(ctx: TaskContext, p: FaeParts, B: number): Promise<Session> {
+  const { fae } = p;
+  const g = trace('fae_features', (t) => ({ features: fae.encoder.forward(t.input('images', [B, fae.config.pixelDecoder.channels, fae.imageSize, fae.imageSize])) }), { params: fae });
+  return Session.open(ctx.backend, g, p.state, { precision: ctx.precision });
+}
+
+/** A session computing FAE latents [B, C, g, g] (the adapter's posterior mean) from images. */
+async function latentSession(ctx: TaskContext, p: FaeParts, B: number): Promise<{ session: Session; shape: [number, number, number] }> {
+  const { fae } = p;
+  const [C, g] = [fae.config.adapter.latentChannels, fae.grid];
+  const graph = trace('fae_latents', (t): Record<string, Tensor> => {
+    const x = t.input('images', [B, fae.config.pixelDecoder.channels, fae.imageSize, fae.imageSize]);
+    const mean = fae.adapter.forward(fae.encoder.forward(x)).mean; // [B, N, C]
+    return { latents: mean.permute(0, 2, 1).reshape(B, C, g, g) };
+  }, { params: fae });
+  return { session: await Session.open(ctx.backend, graph, p.state, { precision: ctx.precision }), shape: [C, g, g] };
+}
+
+/** Per-channel mean and std of latents over the first batches of epoch 0 (deterministic: same on resume). */
+async function latentStats(ctx: TaskContext, s: Session, C: number, batches = 4): Promise<{ mean: Float64Array; std: Float64Array }> {
+  const sum = new Float64Array(C), sq = new Float64Array(C);
+  let n = 0;
+  for (let b = 0; b < Math.min(batches, ctx.source.batchesPerEpoch); b++) {
+    const z = (await s.run({ images: (await ctx.source.load(0, b)).x })).latents!;
+    const per = z.data.length / (z.shape[0]! * C);
+    for (let i = 0; i < z.data.length; i++) {
+      const c = Math.floor(i / per) % C, v = Number(z.data[i]);
+      sum[c]! += v;
+      sq[c]! += v * v;
+    }
+    n += z.shape[0]! * per;
+  }
+  const mean = sum.map((v) => v / n), std = sq.map((v, c) => Math.sqrt(Math.max(v / n - mean[c]! ** 2, 1e-12)));
+  return { mean, std };
+}
+
+function normalizeLatents(z: HostTensor, st: { mean: Float64Array; std: Float64Array }): HostTensor {
+  const C = st.mean.length, per = z.data.length / (z.shape[0]! * C);
+  const out = new Float32Array(z.data.length);
+  for (let i = 0; i < out.length; i++) {
+    const c = Math.floor(i / per) % C;
+    out[i] = (Number(z.data[i]) - st.mean[c]!) / st.std[c]!;
+  }
+  return { dtype: 'f32', shape: z.shape, data: out };
+}
+
+async function faeStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune' }>): Promise<BuiltTask> {
+  const { job } = ctx;
+  const B = job.batchSize;
+  const parts = makeFae(ctx, m.preset, m.encoder, m.init);
+  const { fae } = parts;
+  expectImages(ctx, [fae.config.pixelDecoder.channels, fae.imageSize, fae.imageSize], `FAE preset '${m.preset}'`);
+  if (m.kind === 'fae_stage_ia') {
+    const graph = stageIaTrainStep(fae, { batch: B, ...stepOptions(job) });
+    const features = await featureSession(ctx, parts, B);
+    return {
+      task: {
+        graph, initial: parts.state, paramNames: fae.paramNames('adapter', 'feature_decoder'), source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
+        feeds: async (b: SourceBatch) => ({ features: (await features.run({ images: b.x })).features! }),
+      },
+      summary: `FAE stage Ia (${m.preset}): adapter + feature decoder, ${fae.paramNames('adapter', 'feature_decoder').length} tensors trained`,
+    };
+  }
+  if (m.gan) throw new NotImplementedError(`model.gan: the GAN term of stage Ib needs the discriminator's alternating step, which the generic trainer does not run yet (set model.gan to false)`);
+  const source = m.kind === 'fae_stage_ib' ? 'encoder' : 'feature_decoder';
+  const graph = stageIbTrainStep(fae, { batch: B, source, gan: false, ...stepOptions(job) });
+  return {
+    task: {
+      graph, initial: parts.state, paramNames: fae.paramNames('pixel_decoder'), source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
+      feeds: (b: SourceBatch) => ({ images: b.x }),
+    },
+    summary: `FAE ${m.kind === 'fae_stage_ib' ? 'stage Ib' : 'pixel-decoder fine-tuning'} (${m.preset}): pixel decoder on ${source === 'encoder' ? 'noisy encoder features' : 'reconstructed features'}`,
+  };
+}
+
+async function latentGeneratorTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'lightningdit' | 'tarflow' }>): Promise<BuiltTask> {
+  const { job } = ctx;
+  const B = job.batchSize;
+  const parts = makeFae(ctx, m.latents.preset, m.latents.encoder, m.latents.checkpoint);
+  expectImages(ctx, [parts.fae.config.pixelDecoder.channels, parts.fae.imageSize, parts.fae.imageSize], `FAE preset '${m.latents.preset}'`);
+  const { session: enc, shape: [C, g] } = await latentSession(ctx, parts, B);
+  const stats = await latentStats(ctx, enc, C);
+  ctx.log(`FAE latents ${C}x${g}x${g}, normalized per channel (mean ${Array.from(stats.mean, (v) => v.toFixed(3)).join(',')}; std ${Array.from(stats.std, (v) => v.toFixed(3)).join(',')})`);
+  const classes = ctx.source.classes.length;
+  let graph: Graph, initial: Map<string, HostTensor>, paramNames: string[], summary: string;
+  if (m.kind === 'lightningdit') {
+    const model = new LightningDiT(lightningDiTConfig(m.size as DiTName, { inputSize: g, inChannels: C, numClasses: classes, ...m.config }));
+    graph = trainStep(flowMatchingLossGraph(model, B), { ...stepOptions(job), loss: 'loss', metrics: ['mse', 'cos'] });
+    [initial, paramNames] = [model.initState(job.seed), model.namedParameters().map(([n]) => n)];
+    summary = `LightningDiT ${m.size} on FAE latents, ${model.numParams().toLocaleString()} parameters`;
+  } else {
+    const flow = new TarFlow({ inChannels: C, imgSize: g, patchSize: 1, channels: 128, headDim: 32, layersPerBlock: [2, 2, 2, 2], numClasses: classes, ...m.config });
+    graph = trainStep(trainLossGraph(flow, { batch: B, noise: m.noiseStd > 0 ? { kind: 'gaussian', sigma: m.noiseStd } : undefined, labelDrop: m.labelDrop }), { ...stepOptions(job), loss: 'loss', metrics: ['loss_z', 'loss_logdet'] });
+    [initial, paramNames] = [flow.initState(job.seed), flow.namedParameters().map(([n]) => n)];
+    summary = `TarFlow on FAE latents, ${flow.numParams().toLocaleString()} parameters`;
+  }
+  const xName = m.kind === 'lightningdit' ? 'x1' : 'x';
+  return {
+    task: {
+      graph, initial, paramNames, source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
+      feeds: async (b: SourceBatch) => ({ [xName]: normalizeLatents((await enc.run({ images: b.x })).latents!, stats), y: b.y }),
+    },
+    summary,
+  };
+}
+
+// ───────────────────────────── user models ─────────────────────────────
+
+async function userTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'user' }>): Promise<BuiltTask> {
+  const u = ctx.userModel ?? (await loadUserModel(m.file));
+  const fwd = traceUserModel(u, ctx.job.batchSize);
+  const lossOut = fwd.output('loss');
+  if (!lossOut) throw new KilnError(`${u.file}: program() must return a scalar \`loss\` to be trained (it returns ${fwd.outputs.map((o) => o.name).join(', ')})`);
+  const metrics = fwd.outputs.filter((o) => o.name !== 'loss' && numel(fwd.typeOf(o.id).shape) === 1).map((o) => o.name);
+  const graph = trainStep(fwd, { ...stepOptions(ctx.job), loss: 'loss', metrics });
+  const data = fwd.inputs.filter((i) => i.kind === 'data');
+  for (const i of data) if (i.name !== 'x' && i.name !== 'y' && i.name !== 'rng_seed') throw new KilnError(`${u.file}: input '${i.name}' cannot be fed: the trainer feeds \`x\` (images) and \`y\` (labels)`);
+  const xIn = fwd.inputByName('x');
+  return {
+    task: {
+      graph, initial: u.model.initState(ctx.job.seed), paramNames: u.model.namedParameters().map(([n]) => n), source: ctx.source, outputs: ['loss', ...metrics],
+      feeds: (b: SourceBatch) => {
+        const f: Record<string, HostTensor> = {};
+        if (xIn) f.x = reshape(b.x, xIn.type.shape);
+        if (fwd.inputByName('y')) f.y = b.y;
+        return f;
+      },
+    },
+    summary: `${u.file}: ${u.model.numParams().toLocaleString()} parameters`,
+  };
+}
+
+export async function buildTask(ctx: TaskContext): Promise<BuiltTask> {
+  const m = ctx.job.model;
+  switch (m.kind) {
+    case 'mlp': return mlpTask(ctx, m);
+    case 'fae_stage_ia': case 'fae_stage_ib': case 'fae_pixel_finetune': return faeStageTask(ctx, m);
+    case 'lightningdit': case 'tarflow': return latentGeneratorTask(ctx, m);
+    case 'user': return userTask(ctx, m);
+    case 'ssl_encoder':
+      throw new NotImplementedError(`model.kind 'ssl_encoder' (${m.method}): self-distillation training of the SSL encoder has no training program in Kiln yet (FAE.md, pipeline step 1)`);
+  }
+}

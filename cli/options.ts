@@ -1,0 +1,43 @@
+/**
+ * @file Option parsers and shared options of the `kiln` commands (commander). A bad value throws
+ * commander's InvalidArgumentError, which main.ts prints as one line and exit code 2.
+ */
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { BACKEND_CHOICES } from '../runtime/backendChoice.ts';
+
+export function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`'${v}' is not a non-negative integer.`);
+  return n;
+}
+export function positiveInt(v: string): number {
+  const n = int(v);
+  if (n < 1) throw new InvalidArgumentError(`'${v}' is not a positive integer.`);
+  return n;
+}
+export function num(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`'${v}' is not a number.`);
+  return n;
+}
+export function intList(v: string): number[] {
+  return v.split(',').map((s) => positiveInt(s.trim()));
+}
+
+const BACKEND_HELP = 'backend: auto picks cuda (GPU + driver), else wgsl (WebGPU adapter), else cpu';
+export function backendOption(dflt?: string): Option {
+  if (dflt) return new Option('--backend <name>', BACKEND_HELP).choices(BACKEND_CHOICES).default(dflt);
+  return new Option('--backend <name>', `${BACKEND_HELP} (default: the job's, auto)`).choices(BACKEND_CHOICES);
+}
+export function precisionOption(dflt?: string): Option {
+  if (dflt) return new Option('--precision <p>', 'compute precision of the compiled program').choices(['f32', 'bf16', 'f16']).default(dflt);
+  return new Option('--precision <p>', "compute precision of the compiled program (default: the job's, f32)").choices(['f32', 'bf16', 'f16']);
+}
+
+/** Options for naming a program: a built-in name or a model file, batch, size, forward or training step. */
+export function programOptions(cmd: Command): Command {
+  return cmd
+    .option('--train', 'the whole training step (forward, backward, optimizer) instead of the forward pass', false)
+    .option('--batch <n>', 'batch size', positiveInt, 8)
+    .option('--size <s>', "model size or preset (see `kiln compile --help`) (default: the program's)");
+}
