@@ -4,7 +4,7 @@
  * the trainer (runtime/train/trainer.ts) into the run directory.
  */
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
 import { makeSchedule } from '../../runtime/schedule.ts';
 import { train } from '../../runtime/train/trainer.ts';
@@ -32,6 +32,20 @@ interface TrainCliOptions {
   logEvery?: number;
   resume: boolean;
   stopAfter?: number;
+  set: Array<[string, unknown]>;
+}
+
+function setting(v: string, prev: Array<[string, unknown]>): Array<[string, unknown]> {
+  const eq = v.indexOf('=');
+  if (eq < 1) throw new InvalidArgumentError(`'${v}' is not FIELD=VALUE (e.g. model.encoder.checkpoint=null).`);
+  const text = v.slice(eq + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    value = text; // a bare string
+  }
+  return [...prev, [v.slice(0, eq), value]];
 }
 
 export function register(program: Command): void {
@@ -56,6 +70,7 @@ export function register(program: Command): void {
     .option('--checkpoint-every <n>', "steps between checkpoints (default: the job's intervals.checkpoint, 500)", positiveInt)
     .option('--log-every <n>', "steps between progress lines when not on a terminal (default: the job's intervals.log, 50)", positiveInt)
     .option('--resume', 'continue from the newest valid checkpoint in the run directory', false)
+    .option('--set <field=value>', 'set any job field (dot path; the value is JSON, else a string); repeatable, e.g. --set model.encoder.checkpoint=null (default: none)', setting, [])
     .option('--stop-after <n>', 'stop after this step, leaving the run resumable (default: run to the end)', positiveInt)
     .action(async (arg: string, o: TrainCliOptions) => {
       const steps = o.steps ?? o.maxSteps;
@@ -64,6 +79,7 @@ export function register(program: Command): void {
         ['seed', o.seed], ['model.hidden', o.hidden], ['outputDir', o.out ?? o.checkpoint], ['intervals.checkpoint', o.checkpointEvery],
         ['intervals.log', o.logEvery], ['data.limit', o.limit],
       ];
+      overrides.push(...o.set);
       if (steps !== undefined) overrides.push(['steps', steps], ['epochs', null]);
       else if (o.epochs !== undefined) overrides.push(['epochs', o.epochs], ['steps', null]);
       const peek = await resolveJob(arg, { jobFile: o.job, overrides });
