@@ -66,7 +66,7 @@ export function register(program: Command): void {
     .option('--data <dir>', 'Fashion-MNIST folder (data.dir) or image-folder root (data.root) (default: the job\'s)')
     .option('--limit <n>', 'Fashion-MNIST: use only the first N training images (default: all)', positiveInt)
     .option('--out <dir>', 'run directory (default: the job\'s outputDir, else runs/<name>)')
-    .option('--checkpoint <dir>', 'same as --out (older spelling)')
+    .option('--checkpoint <dir>', 'same as --out (older spelling) (default: none)')
     .option('--checkpoint-every <n>', "steps between checkpoints (default: the job's intervals.checkpoint, 500)", positiveInt)
     .option('--log-every <n>', "steps between progress lines when not on a terminal (default: the job's intervals.log, 50)", positiveInt)
     .option('--resume', 'continue from the newest valid checkpoint in the run directory', false)
