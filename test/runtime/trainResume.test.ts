@@ -79,6 +79,9 @@ describe('resume', () => {
     // a directory left without its manifest (never renamed into place by a real save, but refuse it anyway)
     mkdirSync(join(cks, 'step-00000012'));
     writeFileSync(join(cks, 'step-00000012', 'model.safetensors'), 'partial');
+    // what a save killed half-way leaves: its temporary directory (never renamed into place), ignored
+    mkdirSync(join(cks, 'step-00000016.tmp-99999'));
+    writeFileSync(join(cks, 'step-00000016.tmp-99999', 'model.safetensors'), 'half');
     // flip one byte in the middle of step 8's optimizer state
     const f = join(cks, 'step-00000008', 'train_state.safetensors');
     const bytes = readFileSync(f);
@@ -89,6 +92,7 @@ describe('resume', () => {
     expect(found.state.step).toBe(4);
     expect(warnings[0]).toMatch(/step-00000012\/manifest\.json: missing/);
     expect(warnings[1]).toMatch(/step-00000008\/train_state\.safetensors: corrupt: its SHA-256 differs/);
-    expect(readdirSync(cks).sort()).toEqual(['step-00000004', 'step-00000008', 'step-00000012']);
+    expect(warnings).toHaveLength(2);
+    expect(readdirSync(cks).sort()).toEqual(['step-00000004', 'step-00000008', 'step-00000012', 'step-00000016.tmp-99999']);
   }, 120_000);
 });
