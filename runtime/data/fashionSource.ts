@@ -70,8 +70,10 @@ export class FashionSource implements BatchSource {
     } else {
       await Promise.all(Array.from({ length: B }, async (_, b) => {
         const bytes = Uint8Array.from(src.subarray(b * 784, (b + 1) * 784), (v) => Math.round(v * 255));
-        const out = await sharp(bytes, { raw: { width: 28, height: 28, channels: 1 } }).resize(S, S, { kernel: 'linear', fit: 'fill' }).raw().toBuffer();
-        for (let i = 0; i < S * S; i++) x[b * S * S + i] = norm(out[i]! / 255);
+        const { data: out, info } = await sharp(bytes, { raw: { width: 28, height: 28, channels: 1 } })
+          .resize(S, S, { kernel: 'linear', fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
+        const ch = info.channels; // libvips may widen a one-band image to sRGB: take the first band
+        for (let i = 0; i < S * S; i++) x[b * S * S + i] = norm(out[i * ch]! / 255);
       }));
     }
     const shape = this.layout === 'flat' ? [B, S * S] : [B, 1, S, S];

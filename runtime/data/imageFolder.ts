@@ -95,8 +95,8 @@ export class ImageFolderSource implements BatchSource {
     const y = new Int32Array(B);
     await Promise.all(Array.from({ length: B }, async (_, b) => {
       let i = order[batch * B + b]!;
-      // Replacements for a skipped image: every B-th image of the order after it (a fixed sequence
-      // per slot, so the batch does not depend on which decode finishes first).
+      // Replacements for a skipped image: the images after it in the epoch's order (a fixed sequence
+      // per slot, so the batch does not depend on which decode finishes first; it may repeat an image).
       for (let k = 1; ; k++) {
         if (!this.bad.has(i)) {
           try {
@@ -114,7 +114,7 @@ export class ImageFolderSource implements BatchSource {
           }
         }
         if (k > order.length) throw new DatasetError('no readable image to fill a batch slot (all candidates unreadable)', this.o.root);
-        i = order[(batch * B + b + k * B) % order.length]!;
+        i = order[(batch * B + b + k) % order.length]!;
       }
     }));
     return { x: { dtype: 'f32', shape: [B, C, S, S], data: x }, y: { dtype: 'i32', shape: [B], data: y }, epoch, batch };
