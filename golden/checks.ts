@@ -2,8 +2,7 @@
  * @file The golden-output checks behind `kiln golden check`: each stored golden (golden/data/...) run on
  * a chosen backend, with every output's max error against its tolerance. The same tolerances as the
  * test suite (test/nn/layers.test.ts): max |kiln − ref| ≤ TOL · (1 + max |ref|), TOL = 1e-5, except
- * `timestep_dit` (5e-5, see that test's comment), and on kernel backends TOL_KERNEL = 1e-4 (fused kernels
- * reassociate sums; the differential tests bound kernel-vs-interpreter errors at that level).
+ * `timestep_dit` (5e-5, see that test's comment), on every backend.
  *
  * Covered: the nn-layer goldens (golden/nn_layers.py → golden/data/nn/). Regenerating them is
  * GOLDEN_SCRIPTS (python3 golden/<script>.py, which needs torch; see README "Testing").
@@ -29,7 +28,6 @@ export interface GoldenCheck {
 }
 
 const TOL = 1e-5;
-const TOL_KERNEL = 1e-4;
 const TOL_OVERRIDE: Record<string, number> = { timestep_dit: 5e-5 };
 
 function maxAbs(a: ArrayLike<number>): number {
@@ -66,7 +64,7 @@ function nnCheck(file: string): GoldenCheck {
           else await exe.write(i.name, v);
         }
         const got = await exe.run(feeds);
-        const tol = Math.max(TOL_OVERRIDE[g.name] ?? TOL, backend.consumes === 'kernels' ? TOL_KERNEL : 0);
+        const tol = TOL_OVERRIDE[g.name] ?? TOL;
         return [...g.byPrefix('output.')].map(([k, ref]) => compareOutput(k, got[k], ref, tol));
       } finally {
         exe.dispose();
