@@ -30,8 +30,8 @@ export function backendOption(dflt?: string): Option {
   return new Option('--backend <name>', `${BACKEND_HELP} (default: the job's, auto)`).choices(BACKEND_CHOICES);
 }
 export function precisionOption(dflt?: string): Option {
-  if (dflt) return new Option('--precision <p>', 'compute precision of the compiled program').choices(['f32', 'bf16', 'f16']).default(dflt);
-  return new Option('--precision <p>', "compute precision of the compiled program (default: the job's, f32)").choices(['f32', 'bf16', 'f16']);
+  if (dflt) return new Option('--precision <p>', 'compute precision: matmul/attention operands in bf16/f16 (autocast), or f32').choices(['f32', 'bf16', 'f16']).default(dflt);
+  return new Option('--precision <p>', "compute precision: matmul/attention operands in bf16/f16 (autocast), or f32 (default: the job's, else the backend's: bf16 on cuda, f32 elsewhere)").choices(['f32', 'bf16', 'f16']);
 }
 
 /** Options for naming a program: a built-in name or a model file, batch, size, forward or training step. */

@@ -3,14 +3,15 @@
  * programs on a backend after warm-up, with synthetic feeds. The side-by-side against PyTorch on the
  * GPU machine is bench/run.sh (it runs bench/trainStep.ts and bench/torch_baseline.py).
  */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { Graph } from '../../ir/graph.ts';
 import { numel } from '../../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
+import { defaultPrecision } from '../../runtime/compile.ts';
 import { Session } from '../../runtime/session.ts';
-import { backendOption, positiveInt, precisionOption } from '../options.ts';
+import { backendOption, positiveInt } from '../options.ts';
 import { buildProgram } from '../programs.ts';
 
 function syntheticFeeds(g: Graph): Record<string, HostTensor> {
@@ -32,10 +33,10 @@ export function register(program: Command): void {
     .description('time training steps of built-in programs on a backend (PyTorch side-by-side: bench/run.sh on the GPU machine)')
     .argument('[specs...]', 'PROGRAM:BATCH[:SIZE], e.g. mlp:128 block:8 lightningdit:16:B/1', ['mlp:128'])
     .addOption(backendOption())
-    .addOption(precisionOption('f32'))
+    .addOption(new Option('--precision <p>', "compute precision (default: the backend's: bf16 on cuda, f32 elsewhere)").choices(['f32', 'bf16', 'f16']))
     .option('--warmup <n>', 'untimed steps first', positiveInt, 2)
     .option('--iters <n>', 'timed steps', positiveInt, 10)
-    .action(async (specs: string[], o: { backend: string; precision: 'f32' | 'bf16' | 'f16'; warmup: number; iters: number }) => {
+    .action(async (specs: string[], o: { backend: string; precision?: 'f32' | 'bf16' | 'f16'; warmup: number; iters: number }) => {
       const { backend, reason } = await chooseBackend(o.backend);
       console.log(`backend: ${backend.name} (${reason})`);
       for (const spec of specs) {
@@ -55,7 +56,7 @@ export function register(program: Command): void {
         for (let i = 0; i < o.iters; i++) await session.run(feeds, fetch);
         const stepMs = (performance.now() - t1) / o.iters;
         session.dispose();
-        console.log(JSON.stringify({ program: name, batch, size: size ?? null, backend: backend.name, precision: o.precision, stepMs: +stepMs.toFixed(3), compileMs: +compileMs.toFixed(0) }));
+        console.log(JSON.stringify({ program: name, batch, size: size ?? null, backend: backend.name, precision: o.precision ?? defaultPrecision(backend), stepMs: +stepMs.toFixed(3), compileMs: +compileMs.toFixed(0) }));
       }
     });
 }

@@ -7,7 +7,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { compile } from '../../compiler/compile.ts';
 import { formatReport } from '../../compiler/report.ts';
 import { printProgram } from '../../ir/kernel/print.ts';
-import { type Precision, compileOn } from '../../runtime/compile.ts';
+import { type Precision, atPrecision, compileOn } from '../../runtime/compile.ts';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
 import { precisionOption, programOptions } from '../options.ts';
 import { PROGRAMS } from '../programs.ts';
@@ -46,7 +46,9 @@ export function register(program: Command): void {
     .addOption(new Option('--backend <name>', 'also build the program for this backend (none: compiler only)').choices(['none', 'auto', 'cpu', 'kernel-cpu', 'cuda', 'wgsl']).default('none'))
     .addHelpText('after', `\nBuilt-in programs:\n${list}\n\nExamples:\n  kiln compile lightningdit --size B/1 --train --batch 16\n  kiln compile ./my-model.ts --report\n  kiln compile dinov2 --checkpoint ./dinov2-small --image-size 448,448`)
     .action(async (name: string, o: CompileCliOptions) => {
-      const { graph, note } = await resolveProgram(name, o);
+      const resolved = await resolveProgram(name, o);
+      const note = resolved.note;
+      const graph = atPrecision(resolved.graph, o.precision); // autocast on the whole program, as compileOn does
       if (note) console.log(note);
       const t0 = performance.now();
       const c = compile(graph);
@@ -58,7 +60,7 @@ export function register(program: Command): void {
         const { backend, reason } = await chooseBackend(o.backend);
         console.log(`backend: ${backend.name} (${reason})`);
         const t1 = performance.now();
-        (await compileOn(backend, graph, { precision: o.precision })).dispose();
+        (await compileOn(backend, resolved.graph, { precision: o.precision })).dispose();
         console.log(`built for ${backend.name} in ${(performance.now() - t1).toFixed(0)} ms`);
       }
     });

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
+import { defaultPrecision } from '../../runtime/compile.ts';
 import { makeSchedule } from '../../runtime/schedule.ts';
 import { train } from '../../runtime/train/trainer.ts';
 import { buildTask } from '../jobs/tasks.ts';
@@ -88,16 +89,17 @@ export function register(program: Command): void {
       const runDir = job.outputDir ?? join('runs', job.name);
       console.log(`job ${job.name} (${file}), resolved config:\n${JSON.stringify(job, null, 2)}`);
       const { backend, reason } = await chooseBackend(job.backend);
-      console.log(`backend: ${backend.name} (${reason})`);
+      console.log(`backend: ${backend.name} (${reason}); precision ${job.precision ?? `${defaultPrecision(backend)} (the backend's default)`}`);
       const warn = (s: string) => console.error(`warning: ${s}`);
       const source = makeSource(job, warn);
-      const { task, summary } = await buildTask({ job, backend, precision: job.precision, source, log: (s) => console.log(s), warn, userModel });
+      const precision = job.precision ?? undefined;
+      const { task, summary } = await buildTask({ job, backend, precision, source, log: (s) => console.log(s), warn, userModel });
       const totalSteps = job.steps ?? Math.ceil(job.epochs! * source.batchesPerEpoch);
       const s = job.schedule;
       const schedule = makeSchedule(s.kind === 'constant' ? { kind: 'constant', lr: s.lr } : { kind: s.kind, lr: s.lr, warmup: Math.min(s.warmup, totalSteps), total: totalSteps, minLr: s.minLr });
       console.log(`model: ${summary}; ${task.graph.nodes.length} ops per step; ${totalSteps} steps of ${job.batchSize} (${source.batchesPerEpoch} per epoch); run directory ${runDir}`);
       const r = await train(task, {
-        backend, precision: job.precision, totalSteps, schedule, seed: job.seed, runDir, config: job,
+        backend, precision, totalSteps, schedule, seed: job.seed, runDir, config: job,
         intervals: { log: job.intervals.log, checkpoint: job.intervals.checkpoint, plot: job.intervals.plot, eval: job.intervals.eval ?? undefined, sample: job.intervals.sample ?? undefined },
         keepCheckpoints: job.keepCheckpoints, resume: o.resume, stopAt: o.stopAfter, tty: Boolean(process.stderr.isTTY),
         log: (l) => console.log(l), warn,

@@ -125,7 +125,8 @@ export const jobSchema = z
     description: z.string().optional(),
     model: modelSchema,
     data: z.discriminatedUnion('kind', [fashionData, imageFolderData]),
-    precision: z.enum(['f32', 'bf16', 'f16']).default('f32'),
+    /** null: the backend's default (runtime/compile.ts defaultPrecision: bf16 on cuda, f32 elsewhere). */
+    precision: z.enum(['f32', 'bf16', 'f16']).nullable().default(null),
     backend: z.enum(['auto', 'cpu', 'kernel-cpu', 'cuda', 'wgsl']).default('auto'),
     optimizer: optimizer.default({ kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 }),
     schedule,

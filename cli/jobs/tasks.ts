@@ -41,7 +41,8 @@ export class NotImplementedError extends KilnError {
 export interface TaskContext {
   job: Job;
   backend: Backend;
-  precision: Precision;
+  /** undefined: the backend's default. */
+  precision: Precision | undefined;
   source: BatchSource;
   log: (s: string) => void;
   warn: (s: string) => void;

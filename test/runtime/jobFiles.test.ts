@@ -26,7 +26,7 @@ describe('job files', () => {
     expect(j.model).toEqual({ kind: 'mlp', hidden: [256, 128] });
     expect(j.optimizer).toEqual({ kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 });
     expect(j.intervals).toEqual({ log: 50, checkpoint: 500, plot: 100, eval: null, sample: null });
-    expect([j.precision, j.backend, j.seed, j.keepCheckpoints, j.ema]).toEqual(['f32', 'auto', 0, 3, null]);
+    expect([j.precision, j.backend, j.seed, j.keepCheckpoints, j.ema]).toEqual([null, 'auto', 0, 3, null]); // precision null: the backend's
   });
   const bad: Array<[string, unknown, RegExp]> = [
     ['unknown top-level field', { ...base, epochz: 3 }, /^x\.json: unknown field 'epochz'/],
