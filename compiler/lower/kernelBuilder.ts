@@ -76,6 +76,9 @@ export class KernelBuilder {
   }
 
   defineVar(name: string, extent: number): Expr {
+    // The index simplifier memoizes per extents map and relies on extents never changing once set.
+    const had = this.ext.get(name);
+    if (had !== undefined && had !== extent) throw new KilnError(`lowering: loop variable ${name} redefined with extent ${extent} (was ${had})`);
     this.ext.set(name, extent);
     return I.v(name);
   }
