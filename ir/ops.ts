@@ -13,7 +13,9 @@
  * - Integer add/sub/mul wrap modulo 2^32. pow follows C99 (1^y = 1 for any y, including NaN).
  * - sign(±0) = ±0, sign(NaN) = NaN. cast float→int truncates toward zero and saturates (NaN → 0);
  *   cast x→bool is x ≠ 0 (NaN → true).
- * - Reductions over an empty axis: sum gives 0, mean NaN; max, min and argmax are shape errors.
+ * - Reductions over an empty axis: sum gives 0, mean NaN; max, min and argmax are shape errors, and so
+ *   are softmax and log_softmax over an empty axis and attention with no keys (they are defined
+ *   through the max of that axis; over an empty axis they have no value to normalize).
  * - matmul: [..., m, k] x [..., k, n] -> [..., m, n]; batch dims broadcast; both ranks >= 2.
  * - gather(x, idx){axis}: numpy.take with indices in [0, n) (no negative indices);
  *   scatter_add(base, idx, upd){axis}: its transpose.
@@ -362,6 +364,7 @@ for (const name of ['softmax', 'log_softmax'] as const) {
     infer: (ins, a) => {
       checkAxes(name, ins, [a.axis as number], ins[0]!.shape.length);
       if (!isFloat(ins[0]!.dtype)) fail(name, ins, 'needs a float operand');
+      if (ins[0]!.shape[a.axis as number] === 0) fail(name, ins, `cannot normalize over the empty axis ${a.axis}`);
       return ins[0]!;
     },
   });
@@ -392,6 +395,7 @@ def({
     const [sv, dv] = v.shape.slice(-2) as [number, number];
     if (dq !== dk) fail('attention', ins, `q and k head dims differ (${dq} vs ${dk})`);
     if (sk !== sv) fail('attention', ins, `k and v sequence lengths differ (${sk} vs ${sv})`);
+    if (sk === 0) fail('attention', ins, 'needs at least one key (softmax over an empty axis)');
     return { shape: [...batch, sq, dv], dtype: d };
   },
 });

@@ -18,7 +18,7 @@ import { I, bin, cast, exprKey, konst, linearIndex, load, ref, select, simplifyI
 import type { Expr, ReduceKind, Stmt } from '../../ir/kernel/types.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
 import { opSpec } from '../../ir/ops.ts';
-import { type Shape, stridesOf } from '../../ir/shape.ts';
+import { type Shape, numel, stridesOf } from '../../ir/shape.ts';
 import { broadcastIndex, clampIndex, padIndex, permuteIndex, reshapeIndex, sliceIndex } from './views.ts';
 
 /** A value a kernel cannot compute inline: it must be in memory (materialized) first. */
@@ -76,6 +76,9 @@ export class KernelBuilder {
   }
 
   defineVar(name: string, extent: number): Expr {
+    // The index simplifier memoizes per extents map and relies on extents never changing once set.
+    const had = this.ext.get(name);
+    if (had !== undefined && had !== extent) throw new KilnError(`lowering: loop variable ${name} redefined with extent ${extent} (was ${had})`);
     this.ext.set(name, extent);
     return I.v(name);
   }
@@ -150,6 +153,10 @@ export class KernelBuilder {
     const hit = this.memo.get(key);
     if (hit && this.onStack(hit.block)) return hit.e;
     const t = this.g.typeOf(id);
+    // An empty value has no element to read: its reads only sit in kernels over an empty grid or in
+    // the branch of a pad/concat whose condition is always false. Nothing is loaded (a clamped
+    // index would still read element 0 of a zero-size buffer) and nothing is computed.
+    if (numel(t.shape) === 0) return konst(0, t.dtype);
     const buf = this.buffers.get(id);
     if (buf !== undefined && !this.computing.has(id)) {
       return this.bind(load(buf, this.simp(linearIndex(sidx, stridesOf(t.shape))), t.dtype), key);
@@ -242,6 +249,7 @@ export class KernelBuilder {
       case 'broadcast': return this.valueAt(x, broadcastIndex(idx, from, n.type.shape));
       case 'slice': return this.valueAt(x, sliceIndex(idx, a.starts as number[], a.steps as number[]));
       case 'pad': {
+        if (numel(from) === 0) return konst(a.value as number, n.type.dtype); // all padding
         const p = padIndex(idx, a.before as number[], a.after as number[], from);
         const v = this.valueAt(x, p.idx);
         const valid = p.valid && this.simp(p.valid);
@@ -263,7 +271,7 @@ export class KernelBuilder {
           const inPart = this.simp(bin('lt', idx[axis]!, I.c(off + p.len)));
           e = e === undefined || (inPart.k === 'const' && inPart.v) ? v : select(inPart, v, e);
         }
-        return e!;
+        return e!; // defined: some operand is non-empty, since valueAt never computes an empty concat
       }
       default:
         throw new KilnError(`lowering: unknown movement op ${n.op}`);

@@ -77,7 +77,44 @@ export function linearIndex(idx: readonly Expr[], strides: readonly number[]): E
 export type Bounds = readonly [number, number] | undefined;
 export type Extents = ReadonlyMap<string, number>;
 
+/**
+ * Results already computed for one extents map: simplified forms (of whole index expressions and of
+ * atoms), bounds and keys, per expression object. Expressions are immutable DAGs: a view's index map reuses
+ * its operand index expressions in every axis of its result (reshape puts the whole linearized index
+ * into each axis' div/mod), and the simplifier itself re-simplifies operands it has already seen
+ * (toLinear then simplifyIndex of the same operand, recombine, the recursive div/mod splits). Without
+ * the memos each shared subtree was simplified once per path to it, exponential in the depth of
+ * div/mod nesting: rank-7/8 reshape/pad/slice chains took 2-10 s per kernel instead of ~20 ms. The
+ * memos only cache a pure function, so results are unchanged. An extents map only ever grows
+ * (KernelBuilder.defineVar never changes a defined extent), so they are dropped when its size changes.
+ */
+interface Memo {
+  size: number;
+  index: Map<Expr, Expr>;
+  atom: Map<Expr, Expr>;
+  bounds: Map<Expr, Bounds>;
+  keys: Map<Expr, string>;
+}
+const memos = new WeakMap<Extents, Memo>();
+function memoOf(ext: Extents): Memo {
+  let m = memos.get(ext);
+  if (!m || m.size !== ext.size) {
+    m = { size: ext.size, index: new Map(), atom: new Map(), bounds: new Map(), keys: new Map() };
+    memos.set(ext, m);
+  }
+  return m;
+}
+
 export function bounds(e: Expr, ext: Extents): Bounds {
+  if (e.k === 'const') return [e.v, e.v];
+  const memo = memoOf(ext).bounds;
+  if (memo.has(e)) return memo.get(e);
+  const b = computeBounds(e, ext);
+  memo.set(e, b);
+  return b;
+}
+
+function computeBounds(e: Expr, ext: Extents): Bounds {
   switch (e.k) {
     case 'const':
       return [e.v, e.v];
@@ -122,17 +159,32 @@ interface Linear {
 }
 
 export function exprKey(e: Expr): string {
+  return keyWith(e, (x) => exprKey(x));
+}
+/** exprKey with `sub` giving the keys of sub-expressions. */
+function keyWith(e: Expr, sub: (x: Expr) => string): string {
   switch (e.k) {
     case 'const': return `${e.v}:${e.dtype}`;
     case 'var': return e.name;
     case 'ref': return `%${e.name}`;
-    case 'load': return `L${e.buf}[${exprKey(e.index)}]`;
-    case 'un': return `${e.op}(${exprKey(e.a)})`;
-    case 'bin': return `${e.op}(${exprKey(e.a)},${exprKey(e.b)}):${e.dtype}`;
-    case 'select': return `sel(${exprKey(e.c)},${exprKey(e.a)},${exprKey(e.b)})`;
-    case 'cast': return `${e.dtype}(${exprKey(e.a)})`;
-    case 'random': return `rnd${e.dist}(${exprKey(e.s0)},${exprKey(e.s1)},${e.stream},${exprKey(e.index)})`;
+    case 'load': return `L${e.buf}[${sub(e.index)}]`;
+    case 'un': return `${e.op}(${sub(e.a)})`;
+    case 'bin': return `${e.op}(${sub(e.a)},${sub(e.b)}):${e.dtype}`;
+    case 'select': return `sel(${sub(e.c)},${sub(e.a)},${sub(e.b)})`;
+    case 'cast': return `${e.dtype}(${sub(e.a)})`;
+    case 'random': return `rnd${e.dist}(${sub(e.s0)},${sub(e.s1)},${e.stream},${sub(e.index)})`;
   }
+}
+/** exprKey, memoized with the simplifier's other results (the atoms of linear forms are keyed by it). */
+function keyOf(e: Expr, ext: Extents): string {
+  if (e.k === 'const' || e.k === 'var' || e.k === 'ref') return keyWith(e, exprKey);
+  const memo = memoOf(ext).keys;
+  let k = memo.get(e);
+  if (k === undefined) {
+    k = keyWith(e, (x) => keyOf(x, ext));
+    memo.set(e, k);
+  }
+  return k;
 }
 
 function toLinear(e: Expr, ext: Extents): Linear {
@@ -155,7 +207,7 @@ function toLinear(e: Expr, ext: Extents): Linear {
   if (s.k === 'const') return { terms: new Map(), c: s.v };
   if (s !== e && s.k === 'bin' && (s.op === 'add' || s.op === 'sub' || s.op === 'mul')) return toLinear(s, ext);
   const l: Linear = { terms: new Map(), c: 0 };
-  addTerm(l, exprKey(s), s, 1);
+  addTerm(l, keyOf(s, ext), s, 1);
   return l;
 }
 function addTerm(l: Linear, key: string, atom: Expr, coef: number): void {
@@ -176,7 +228,7 @@ function recombine(l: Linear, ext: Extents): void {
     const a = t.atom;
     if (a.k !== 'bin' || a.op !== 'div' || a.b.k !== 'const') continue;
     const c = a.b.v;
-    const modKey = exprKey(bin('mod', a.a, a.b));
+    const modKey = keyOf(bin('mod', a.a, a.b), ext);
     const m = l.terms.get(modKey);
     if (!m || t.coef !== c * m.coef || !l.terms.has(key)) continue;
     const xb = bounds(a.a, ext);
@@ -209,6 +261,16 @@ function linearBounds(l: Linear, ext: Extents): Bounds {
 }
 
 function simplifyAtom(e: Expr, ext: Extents): Expr {
+  const memo = memoOf(ext).atom;
+  let r = memo.get(e);
+  if (r === undefined) {
+    r = computeAtom(e, ext);
+    memo.set(e, r);
+  }
+  return r;
+}
+
+function computeAtom(e: Expr, ext: Extents): Expr {
   if (e.k === 'select') {
     const c = simplifyIndex(e.c, ext);
     if (c.k === 'const') return simplifyIndex(c.v ? e.a : e.b, ext);
@@ -281,8 +343,18 @@ function gcd(a: number, b: number): number {
 
 /** Simplify an i32 index expression (or a bool condition over indices) given the extents of its variables. */
 export function simplifyIndex(e: Expr, ext: Extents): Expr {
-  if (e.dtype === 'bool') return simplifyCondition(e, ext);
-  if (e.dtype !== 'i32') return e;
+  if (e.dtype !== 'i32' && e.dtype !== 'bool') return e;
+  if (e.k === 'const' || e.k === 'var') return e;
+  const memo = memoOf(ext).index;
+  let r = memo.get(e);
+  if (r === undefined) {
+    r = e.dtype === 'bool' ? simplifyCondition(e, ext) : computeIndex(e, ext);
+    memo.set(e, r);
+  }
+  return r;
+}
+
+function computeIndex(e: Expr, ext: Extents): Expr {
   if (e.k === 'bin' && (e.op === 'max' || e.op === 'min')) return simplifyAtom(e, ext);
   if (e.k === 'bin' && (e.op === 'add' || e.op === 'sub' || e.op === 'mul' || e.op === 'div' || e.op === 'mod')) {
     const l = toLinear(e, ext);

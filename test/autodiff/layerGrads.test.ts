@@ -1,12 +1,13 @@
 /**
  * Gradients of every nn layer: (1) parameter and input gradients vs PyTorch autograd goldens
  * (golden/nn_layers.py: loss = Σ_outputs sum(out · cotangent)), f32 on the CPU backend, within
- * 1e-4 normwise relative error: max|kiln − torch| / max(max|torch|, 0.01·G), where G is the largest
- * gradient magnitude of the layer (the floor matters only for gradients that are zero in exact
- * arithmetic, e.g. the key-norm bias, which softmax ignores; both sides then hold rounding noise
- * of ~1e-7); (2) analytic vs central finite
- * differences in f64 on up to 24 evenly spaced elements of every parameter and input, relative
- * error (same norm) below 1e-6.
+ * 1e-4 normwise relative error per parameter, max|kiln − torch| / max|torch|, each judged by its own
+ * size (measured worst ~1e-5). A reference gradient below 1e-6 of the layer's largest is zero in
+ * exact arithmetic and holds only f32 rounding noise (one case: the key-norm bias of
+ * attention_lnqk_causal, which softmax ignores, at 3e-8 of the largest): there kiln's gradient must
+ * be noise as well, max|kiln| ≤ 1e-6·G. (2) analytic vs central finite differences in f64 on up to
+ * 24 evenly spaced elements of every parameter and input, relative error below 1e-6 per input
+ * (test/support/gradcheck.ts: floored by the resolution of the differences, not by other inputs).
  */
 import { maxAbs, relErr } from '../support/compare.ts';
 import { describe, expect, it } from 'vitest';
@@ -36,9 +37,13 @@ describe('nn layer gradients vs PyTorch autograd', () => {
       const inputs = [...gold.byPrefix('gradin.').keys()];
       const r = runGraph(grad(lossGraph, { loss: 'loss', wrt: [...params, ...inputs] }), feeds);
       const refs = [...params.map((p) => gold.tensors.get(`grad.${p}`)!), ...inputs.map((i) => gold.tensors.get(`gradin.${i}`)!)];
-      const floor = 0.01 * Math.max(...refs.map((t) => maxAbs(t.data)));
-      for (const p of params) expect(relErr(r[`grad.${p}`]!.data, gold.tensors.get(`grad.${p}`)!.data, floor), `grad ${p}`).toBeLessThan(1e-4);
-      for (const i of inputs) expect(relErr(r[`grad.${i}`]!.data, gold.tensors.get(`gradin.${i}`)!.data, floor), `grad input ${i}`).toBeLessThan(1e-4);
+      const G = Math.max(...refs.map((t) => maxAbs(t.data)));
+      const check = (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => {
+        if (maxAbs(want) <= 1e-6 * G) expect(maxAbs(got), `${what}: zero in exact arithmetic`).toBeLessThanOrEqual(1e-6 * G);
+        else expect(relErr(got, want), what).toBeLessThan(1e-4);
+      };
+      for (const p of params) check(`grad ${p}`, r[`grad.${p}`]!.data, gold.tensors.get(`grad.${p}`)!.data);
+      for (const i of inputs) check(`grad input ${i}`, r[`grad.${i}`]!.data, gold.tensors.get(`gradin.${i}`)!.data);
       const fd = gradCheck(lossGraph, feeds, 'loss', [...params, ...inputs], { maxElements: 24 });
       expect(fd.relErr, `finite differences, worst ${fd.worstInput}`).toBeLessThan(1e-6);
     });

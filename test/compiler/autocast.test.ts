@@ -38,7 +38,8 @@ import { atPrecision, compileOn, defaultPrecision } from '../../runtime/compile.
 import { loadSafetensors } from '../../runtime/safetensors.ts';
 import { Session } from '../../runtime/session.ts';
 import { kernelIO, standaloneCastKernels } from '../support/castKernels.ts';
-import { ditConfigOf, maxAbsOf } from '../support/compiledModels.ts';
+import { ditConfigOf } from '../support/compiledModels.ts';
+import { maxAbs, maxAbsDiff } from '../support/compare.ts';
 import { ROOT } from '../support/nnGoldens.ts';
 
 /** Data movement, exact in any dtype (pad: the VJP of slice, in a forward-first step's backward). */
@@ -166,9 +167,7 @@ describe('autocast on small graphs', () => {
     for (const [k, v] of m.initState(1)) await exe.write(k, v);
     const bf = (await exe.run({ x: feeds.x }, ['logits'])).logits!;
     exe.dispose();
-    let d = 0;
-    for (let i = 0; i < f32.data.length; i++) d = Math.max(d, Math.abs(f32.data[i]! - bf.data[i]!));
-    const e = d / maxAbsOf(f32.data);
+    const e = maxAbsDiff(bf.data, f32.data) / maxAbs(f32.data);
     // Two matmuls, each three roundings of 2^-9: well above f32 noise (1e-7), below 12·2^-9.
     expect(e).toBeGreaterThan(1e-4);
     expect(e).toBeLessThan(12 * 2 ** -9);
@@ -257,11 +256,11 @@ describe('autocast and the training step', () => {
     const lossErr = Math.max(...ker.losses.map((l, i) => Math.abs(l - ref.losses[i]!) / Math.abs(ref.losses[i]!)));
     expect(lossErr).toBeLessThan(1e-3);
     const params = model.trainableParameterNames();
-    const M1 = Math.max(...params.map((p) => maxAbsOf(ref.state.get(`optim.exp_avg.${p}`)!.data)));
+    const M1 = Math.max(...params.map((p) => maxAbs(ref.state.get(`optim.exp_avg.${p}`)!.data)));
     let worst = 0, worstName = '';
     for (const p of params) {
       const a = ker.state.get(p)!.data, b = ref.state.get(p)!.data, m = ref.state.get(`optim.exp_avg.${p}`)!.data;
-      const scale = Math.max(maxAbsOf(b), 1e-30);
+      const scale = Math.max(maxAbs(b), 1e-30);
       for (let i = 0; i < b.length; i++) {
         const d = Math.abs(a[i]! - b[i]!);
         if (Math.abs(m[i]!) <= 1e-6 * M1 && d <= 2 * STEPS * LR * (1 + 1e-6)) continue; // the noise rule

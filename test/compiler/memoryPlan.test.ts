@@ -24,7 +24,8 @@ import type { Graph } from '../../ir/graph.ts';
 import type { BufferDecl, Expr, Kernel, KernelProgram, Stmt } from '../../ir/kernel/types.ts';
 import { parseGraph } from '../../ir/parser.ts';
 import { hostTensor } from '../../ir/tensor.ts';
-import { ditTrainStep, firstMismatch, layerTrainFiles, layerTrainStep, mlpTrainStep } from '../support/compilerPrograms.ts';
+import { ditTrainStep, layerTrainFiles, layerTrainStep, mlpTrainStep } from '../support/compilerPrograms.ts';
+import { firstMismatch } from '../support/compare.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 
 const ALIGNMENT = 256;

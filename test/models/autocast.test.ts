@@ -22,10 +22,11 @@
  * KILN_AUTOCAST_ERR=1 prints every case's worst errors.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { relErr } from '../support/compare.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
 import {
-  type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, maxAbsOf, tarflowCase,
+  type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase,
 } from '../support/compiledModels.ts';
 
 const U = { bf16: 2 ** -9, f16: 2 ** -11 } as const;
@@ -34,12 +35,7 @@ afterAll(() => {
   if (process.env.KILN_AUTOCAST_ERR) console.log(`autocast on the CPU oracle vs the f32 goldens (normwise relative, in units of u):\n${lines.join('\n')}`);
 });
 
-function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor: number): number {
-  expect(a.length).toBe(b.length);
-  let d = 0;
-  for (let i = 0; i < b.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d / Math.max(maxAbsOf(b), floor, 1e-30);
-}
+const rel = relErr;
 
 const CASES: Array<[string, () => ModelCase]> = [
   ['dinov2 tiny run0', () => dinov2Case('tiny', 'run0')],

@@ -99,8 +99,9 @@ import { loadSafetensors } from '../../runtime/safetensors.ts';
 import { Session } from '../../runtime/session.ts';
 import {
   type ModelCase, dinov2Case, ditCase, ditConfigOf, faeDiscriminatorCase, faeGolden, faeStageIaCase, faeStageIbCase, flowMatchingCase,
-  maxAbsOf, tarflowCase, tarflowGolden,
+  tarflowCase, tarflowGolden,
 } from '../support/compiledModels.ts';
+import { maxAbs, relErr } from '../support/compare.ts';
 import { ROOT } from '../support/nnGoldens.ts';
 
 const TOL = 1e-4;
@@ -110,13 +111,6 @@ afterAll(() => {
   if (LOG) console.log(`compiled models (normwise relative errors):\n${lines.join('\n')}`);
 });
 
-/** max|a − b| / max(max|b|, floor). */
-function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
-  expect(a.length).toBe(b.length);
-  let d = 0;
-  for (let i = 0; i < b.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d / Math.max(maxAbsOf(b), floor, 1e-30);
-}
 
 const CASES: Array<[string, () => ModelCase]> = [
   ...['run0', 'run1', 'run2', 'run3'].map((r) => [`dinov2 tiny ${r}`, () => dinov2Case('tiny', r)] as [string, () => ModelCase]),
@@ -153,8 +147,8 @@ function checkCase(c: ModelCase, opts: CompileOptions): void {
       bad.push(`${ch.output}: missing`);
       continue;
     }
-    const eGold = rel(k.data, ch.want.data, ch.floor);
-    const eCpu = rel(k.data, cpu[ch.output]!.data, Math.max(maxAbsOf(ch.want.data), ch.floor));
+    const eGold = relErr(k.data, ch.want.data, ch.floor);
+    const eCpu = relErr(k.data, cpu[ch.output]!.data, Math.max(maxAbs(ch.want.data), ch.floor));
     const w = worst[ch.kind];
     if (eGold > w[0]) [w[0], w[2]] = [eGold, ch.output];
     w[1] = Math.max(w[1], eCpu);
@@ -189,8 +183,8 @@ const seed = (a: number, b = 0) => hostTensor('u32', [2], [a, b]);
  */
 function compareState(got: ReadonlyMap<string, HostTensor>, want: ReadonlyMap<string, HostTensor>, o: { lr: number; steps: number; emaDecay?: number }): { bad: string[]; worst: number; worstName: string } {
   const params = [...want.keys()].filter((k) => want.has(`optim.exp_avg.${k}`));
-  const M1 = Math.max(...params.map((p) => maxAbsOf(want.get(`optim.exp_avg.${p}`)!.data)));
-  const M2 = Math.max(...params.map((p) => maxAbsOf(want.get(`optim.exp_avg_sq.${p}`)!.data)));
+  const M1 = Math.max(...params.map((p) => maxAbs(want.get(`optim.exp_avg.${p}`)!.data)));
+  const M2 = Math.max(...params.map((p) => maxAbs(want.get(`optim.exp_avg_sq.${p}`)!.data)));
   expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
   const bad: string[] = [];
   let worst = 0, worstName = '';
@@ -206,7 +200,7 @@ function compareState(got: ReadonlyMap<string, HostTensor>, want: ReadonlyMap<st
       const slack = (isEma ? 2 * (1 - (o.emaDecay ?? 0)) : 2) * o.steps * o.lr * (1 + 1e-6);
       if (m) noise = (i) => (Math.abs(m[i]!) <= 1e-6 * M1 ? slack : 0);
     }
-    const scale = Math.max(maxAbsOf(b), floor, 1e-30);
+    const scale = Math.max(maxAbs(b), floor, 1e-30);
     let e = 0;
     for (let i = 0; i < b.length; i++) {
       const d = Math.abs(a[i]! - b[i]!);
@@ -303,7 +297,7 @@ describe('runtime sessions on kernel-cpu', () => {
       const sampler = await TarFlowSampler.open(g.flow, kernelCompile, g.params, { batch: g.batch, guided });
       for (const w of guided ? [0, g.guidance] : [0]) {
         const img = await sampler.sample(g.t.get('input.noise')!, { y: g.t.get('input.sample_y'), guidance: w });
-        const e = rel(img.data, g.t.get(w === 0 ? 'output.sample' : 'output.sample_guided')!.data);
+        const e = relErr(img.data, g.t.get(w === 0 ? 'output.sample' : 'output.sample_guided')!.data);
         lines.push(`  ${name} KV-cached sample w=${w}: ${e.toExponential(2)}`);
         expect(e, `${name} sample w=${w}`).toBeLessThan(TOL);
       }
@@ -314,7 +308,7 @@ describe('runtime sessions on kernel-cpu', () => {
       // Compare the update itself, which is small next to x.
       const upd = Float64Array.from(r.x.data, (v, i) => v - x0.data[i]!);
       const want = Float64Array.from(g.t.get('output.denoised')!.data, (v, i) => v - x0.data[i]!);
-      const e = rel(upd, want);
+      const e = relErr(upd, want);
       lines.push(`  ${name} denoising update: ${e.toExponential(2)}`);
       expect(e, `${name} denoising update`).toBeLessThan(TOL);
       d.dispose();

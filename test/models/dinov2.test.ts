@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { relErr } from '../support/compare.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { trace } from '../../compiler/dsl/index.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -49,18 +50,6 @@ const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'golden', 
 const TOL = 1e-4;
 const SHOW = !!process.env.KILN_DINOV2_ERR;
 
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
-/** max|a − b| / max|b|. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m / maxAbs(b);
-}
 
 interface Run {
   name: string;

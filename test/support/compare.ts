@@ -1,6 +1,7 @@
 /**
- * @file Comparing arrays of numbers in tests: the largest magnitude, the largest difference, and the
- * normwise relative error max|a − b| / max(max|b|, floor) used by every golden comparison.
+ * @file Comparing arrays of numbers in tests (the one place for it): the largest magnitude, the
+ * largest difference, the normwise relative error max|a − b| / max(max|b|, floor) used by every
+ * golden comparison, and the per-element check of compiled against op-by-op results.
  */
 
 export function maxAbs(a: ArrayLike<number>): number {
@@ -19,4 +20,19 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export function relErr(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
   if (a.length !== b.length) throw new Error(`relErr: ${a.length} values compared with ${b.length}`);
   return maxAbsDiff(a, b) / Math.max(maxAbs(b), floor, 1e-30);
+}
+
+/**
+ * First element where fused `got` and op-by-op `want` differ by more than f32 reordering explains:
+ * |got − want| ≤ tol·(1 + |want|); equal values (infinities included) and two NaNs count as equal.
+ */
+export function firstMismatch(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): string | undefined {
+  if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
+    if (Math.abs(a - b) <= tol * (1 + Math.abs(b))) continue;
+    return `[${i}] got ${a}, want ${b}`;
+  }
+  return undefined;
 }

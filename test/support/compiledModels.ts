@@ -15,6 +15,7 @@ import { flowMatchingLoss } from '../../models/flowMatching.ts';
 import { LightningDiT, type LightningDiTConfig } from '../../models/lightningdit.ts';
 import { TarFlow, type TarFlowConfig, forwardGraph } from '../../models/tarflow.ts';
 import { loadSafetensors } from '../../runtime/safetensors.ts';
+import { maxAbs } from './compare.ts';
 import { ROOT } from './nnGoldens.ts';
 
 /** One output compared with its golden: normwise max|got − want| / max(max|want|, floor). */
@@ -32,11 +33,6 @@ export interface ModelCase {
   checks: GoldenCheck[];
 }
 
-export function maxAbsOf(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
 
 function load(path: string): { t: Map<string, HostTensor>; meta: any } {
   const { tensors, metadata } = loadSafetensors(join(ROOT, 'golden', 'data', path));
@@ -52,7 +48,7 @@ function get(t: Map<string, HostTensor>, k: string): HostTensor {
 }
 /** Gradient checks `grad.<p>` against `refs`, with the floor 0.01 × the largest reference gradient magnitude. */
 function gradChecks(refs: ReadonlyMap<string, HostTensor>, outName = (p: string) => `grad.${p}`): GoldenCheck[] {
-  const floor = 0.01 * Math.max(...[...refs.values()].map((r) => maxAbsOf(r.data)));
+  const floor = 0.01 * Math.max(...[...refs.values()].map((r) => maxAbs(r.data)));
   return [...refs].map(([p, want]) => ({ output: outName(p), want, floor, kind: 'grad' as const }));
 }
 const fwd = (output: string, want: HostTensor): GoldenCheck => ({ output, want, floor: 0, kind: 'forward' });

@@ -117,24 +117,3 @@ export function ditTrainStep(batch = 2): Graph {
     optimizer: LIGHTNINGDIT_TRAINING.optimizer, ema: LIGHTNINGDIT_TRAINING.ema,
   });
 }
-
-export function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) if (Math.abs(a[i]!) > m) m = Math.abs(a[i]!);
-  return m;
-}
-
-/**
- * First element where fused `got` and op-by-op `want` differ by more than f32 reordering explains:
- * |got − want| ≤ tol·(1 + |want|); equal values (infinities included) and two NaNs count as equal.
- */
-export function firstMismatch(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): string | undefined {
-  if (got.length !== want.length) return `length ${got.length} vs ${want.length}`;
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i]!, b = want[i]!;
-    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
-    if (Math.abs(a - b) <= tol * (1 + Math.abs(b))) continue;
-    return `[${i}] got ${a}, want ${b}`;
-  }
-  return undefined;
-}

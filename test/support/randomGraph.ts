@@ -13,6 +13,14 @@
  * exp: operand squashed with tanh), uses no inf/nan constants, no integer div/mod and no u32
  * arithmetic, and rejects any op whose result interval could exceed ±1e4. Gather/scatter indices
  * always come from iota, in-range constants, or i32 index inputs (which randomFeeds fills in range).
+ *
+ * Two options reach regions the default graphs do not (both found compiler bugs, see
+ * test/compiler/fuzzRepros): `emptyDims` makes zero-size dimensions (input and value dims are 0 with
+ * probability 0.12, slices may be empty), so empty concat operands, pads of empty tensors and
+ * reductions over empty axes appear; `viewChains` adds chains of 3..8 reshapes/pads/slices/permutes
+ * at rank 5..8 (elementwise ops in between), often ending in a reshape to rank 2 and a gather, the
+ * shape of index arithmetic that made the index simplifier exponential. Without them the graphs are
+ * what they always were for the same seed.
  */
 import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
 import { type DType, isFloat } from '../../ir/dtype.ts';
@@ -28,6 +36,10 @@ export interface RandomGraphOptions {
   nodes?: number;
   /** Only f32 floats, finite values, no integer division (for differential tests). */
   finiteF32?: boolean;
+  /** Zero-size dimensions: value dims are 0 with probability 0.12 and slices may be empty. */
+  emptyDims?: boolean;
+  /** Chains of view ops at rank 5..8, often ending in a gather. */
+  viewChains?: boolean;
 }
 
 export { mulberry32 };
@@ -77,6 +89,8 @@ interface V {
 type Interval = readonly [number, number];
 
 const MAX_RANK = 4;
+/** Rank limit with `viewChains`. */
+const MAX_CHAIN_RANK = 8;
 const MAX_DIM = 8;
 const MAX_NUMEL = 1024;
 /** In finite mode no f32/i32 value may leave [-LIMIT, LIMIT]. */
@@ -109,6 +123,9 @@ class Generator {
   readonly rng: Rng;
   readonly b: GraphBuilder;
   readonly finite: boolean;
+  readonly empty: boolean;
+  readonly chains: boolean;
+  readonly maxRank: number;
   /** Values usable as operands (not seeds, not index inputs). */
   readonly pool: V[] = [];
   private readonly inputNames = new Set<string>();
@@ -119,6 +136,9 @@ class Generator {
   constructor(seed: number, opts: RandomGraphOptions) {
     this.rng = new Rng(seed);
     this.finite = !!opts.finiteF32;
+    this.empty = !!opts.emptyDims;
+    this.chains = !!opts.viewChains;
+    this.maxRank = this.chains ? MAX_CHAIN_RANK : MAX_RANK;
     this.b = new GraphBuilder(`rand${seed >>> 0}`);
   }
 
@@ -132,7 +152,7 @@ class Generator {
     return this.rng.pick(['f32', 'f32', 'f16', 'bf16', 'i32', 'i32', 'u32', 'bool'] as const);
   }
   dims(rank: number, max = 5): number[] {
-    return Array.from({ length: rank }, () => this.rng.int(1, max));
+    return Array.from({ length: rank }, () => (this.empty && this.rng.chance(0.12) ? 0 : this.rng.int(1, max)));
   }
   randomShape(minRank = 0, maxRank = MAX_RANK): number[] {
     return this.dims(this.rng.int(minRank, maxRank));
@@ -179,7 +199,7 @@ class Generator {
    */
   emit(op: OpName, ins: readonly V[], attrs: Attrs, range: Interval, helper = false): V | undefined {
     const t = inferType(op, ins.map((v) => v.t), attrs);
-    if (!helper && (t.shape.length > MAX_RANK || t.shape.some((d) => d > MAX_DIM) || numel(t.shape) > MAX_NUMEL)) return undefined;
+    if (!helper && (t.shape.length > this.maxRank || t.shape.some((d) => d > MAX_DIM) || numel(t.shape) > MAX_NUMEL)) return undefined;
     let [lo, hi] = range;
     if (t.dtype === 'bool') [lo, hi] = [0, 1];
     if (this.finite) {
@@ -238,7 +258,7 @@ class Generator {
   }
   constant(shape: number[], dtype: DType): V {
     const n = numel(shape);
-    const list = n <= 8 && this.rng.chance(0.6);
+    const list = n <= 8 && this.rng.chance(0.6) && n > 0;
     const value = list ? Array.from({ length: n }, () => this.randomScalar(dtype)) : this.randomScalar(dtype);
     const vals = typeof value === 'number' ? [value] : value;
     return this.must('constant', [], { shape, dtype, value }, [Math.min(...vals), Math.max(...vals)]);
@@ -259,7 +279,7 @@ class Generator {
     }
     if (r < 0.75 && dtype !== 'bool' && shape.length > 0) {
       const axis = this.rng.int(0, shape.length - 1);
-      return this.must('iota', [], { shape, axis, dtype }, [0, shape[axis]! - 1]);
+      return this.must('iota', [], { shape, axis, dtype }, [0, Math.max(0, shape[axis]! - 1)]);
     }
     return this.constant(shape, dtype);
   }
@@ -329,7 +349,7 @@ class Generator {
     if (r < 0.7) {
       const shape = this.rng.chance(0.3) ? [] : this.dims(this.rng.int(1, 2), 3);
       const n = numel(shape);
-      const value = n === 1 || this.rng.chance(0.2) ? this.rng.int(0, bound - 1) : Array.from({ length: n }, () => this.rng.int(0, bound - 1));
+      const value = n <= 1 || this.rng.chance(0.2) ? this.rng.int(0, bound - 1) : Array.from({ length: n }, () => this.rng.int(0, bound - 1));
       return this.must('constant', [], { shape, dtype: 'i32', value }, [0, bound - 1]);
     }
     const reuse = this.indexInputs.filter((v) => v.hi < bound);
@@ -443,14 +463,16 @@ class Generator {
     const x = this.pick((v) => this.isNumeric(v) && (op !== 'reduce_mean' || isFloat(v.t.dtype)));
     if (!x) return undefined;
     const r = x.t.shape.length;
-    const axes = this.rng.chance(0.08) ? [] : this.rng.chance(0.2) ? [...Array(r).keys()] : this.rng.subset(r);
+    let axes = this.rng.chance(0.08) ? [] : this.rng.chance(0.2) ? [...Array(r).keys()] : this.rng.subset(r);
+    // max/min have no value over an empty axis (a ShapeError); mean gives NaN, kept out of finite graphs
+    if (op !== 'reduce_sum' && (op !== 'reduce_mean' || this.finite)) axes = axes.filter((a) => x.t.shape[a] !== 0);
     const n = numel(axes.map((a) => x.t.shape[a]!));
     const range: Interval = op === 'reduce_sum' ? [Math.min(x.lo, n * x.lo), Math.max(x.hi, n * x.hi)] : [x.lo, x.hi];
     return this.emit(op, [x], { axes, keepdims: this.rng.chance(0.5) }, range);
   }
 
   argmax(): V | undefined {
-    const x = this.pick((v) => this.isNumeric(v) && v.t.shape.length >= 1);
+    const x = this.pick((v) => this.isNumeric(v) && v.t.shape.length >= 1 && !v.t.shape.includes(0));
     if (!x) return undefined;
     const axis = this.rng.int(0, x.t.shape.length - 1);
     return this.emit('argmax', [x], { axis, keepdims: this.rng.chance(0.5) }, [0, x.t.shape[axis]! - 1]);
@@ -461,13 +483,14 @@ class Generator {
     if (!x) return undefined;
     const n = numel(x.t.shape);
     const factors: number[] = [];
-    for (let m = n, p = 2; m > 1; ) {
+    for (let m = n, p = 2; m > 1 && n > 0; ) {
       if (m % p === 0) {
         factors.push(p);
         m /= p;
       } else p++;
     }
     const rank = this.rng.int(n === 1 ? 0 : 1, MAX_RANK);
+    if (n === 0) return this.emit('reshape', [x], { shape: this.emptyShape(rank) }, [x.lo, x.hi]);
     const shape = new Array<number>(rank).fill(1);
     for (const f of factors) shape[this.rng.int(0, rank - 1)]! *= f;
     return this.emit('reshape', [x], { shape }, [x.lo, x.hi]);
@@ -493,8 +516,8 @@ class Generator {
     if (!x) return undefined;
     const starts: number[] = [], ends: number[] = [], steps: number[] = [];
     for (const d of x.t.shape) {
-      const s = this.rng.chance(0.4) ? 0 : this.rng.int(0, d - 1);
-      const e = this.rng.chance(0.4) ? d : this.rng.int(s + 1, d);
+      const s = this.rng.chance(0.4) || d === 0 ? 0 : this.rng.int(0, d - 1);
+      const e = this.empty && this.rng.chance(0.1) ? s : this.rng.chance(0.4) || d === 0 ? d : this.rng.int(s + 1, d);
       starts.push(s);
       ends.push(e);
       steps.push(this.rng.chance(0.6) ? 1 : this.rng.int(1, 3));
@@ -529,7 +552,7 @@ class Generator {
       const c = this.rng.float();
       const p = c < 0.5 ? this.pick(fits) : undefined;
       if (p) parts.push(p);
-      else if (c < 0.75) {
+      else if (c < 0.75 && x.t.shape[axis]! > 0) {
         const d = x.t.shape[axis]!;
         const s = this.rng.int(0, d - 1);
         const st = x.t.shape.map(() => 0), en = [...x.t.shape], sp = x.t.shape.map(() => 1);
@@ -538,7 +561,7 @@ class Generator {
         parts.push(this.must('slice', [x], { starts: st, ends: en, steps: sp }, [x.lo, x.hi]));
       } else {
         const shape = [...x.t.shape];
-        shape[axis] = this.rng.int(1, 3);
+        shape[axis] = this.empty && this.rng.chance(0.3) ? 0 : this.rng.int(1, 3);
         parts.push(this.valueOfShape(shape, x.t.dtype));
       }
     }
@@ -567,6 +590,7 @@ class Generator {
     const x = this.pick((v) => v.t.shape.length >= 1 && (v.t.dtype !== 'u32' || !this.finite));
     if (!x) return undefined;
     const axis = this.rng.int(0, x.t.shape.length - 1);
+    if (x.t.shape[axis] === 0) return undefined; // no index is in range
     const idx = this.indices(x.t.shape[axis]!);
     return this.emit('gather', [x, idx], { axis }, [x.lo, x.hi]);
   }
@@ -576,9 +600,10 @@ class Generator {
     if (!base) return undefined;
     const s = base.t.shape;
     const axis = this.rng.int(0, s.length - 1);
+    if (s[axis] === 0) return undefined; // no index is in range
     const idx = this.indices(s[axis]!);
     const updShape = [...s.slice(0, axis), ...idx.t.shape, ...s.slice(axis + 1)];
-    if (updShape.length > MAX_RANK || numel(updShape) > MAX_NUMEL) return undefined;
+    if (updShape.length > this.maxRank || numel(updShape) > MAX_NUMEL) return undefined;
     let upd: V;
     if (this.rng.chance(0.4)) {
       upd = this.must('gather', [base, idx], { axis }, [base.lo, base.hi]);
@@ -592,7 +617,7 @@ class Generator {
     const shape = this.randomShape(1, 3);
     const axis = this.rng.int(0, shape.length - 1);
     const dtype = this.finite ? this.rng.pick(['i32', 'f32'] as const) : this.rng.pick(['i32', 'u32', 'f32', 'f16', 'bf16'] as const);
-    return this.emit('iota', [], { shape, axis, dtype }, [0, shape[axis]! - 1]);
+    return this.emit('iota', [], { shape, axis, dtype }, [0, Math.max(0, shape[axis]! - 1)]);
   }
 
   cast(): V | undefined {
@@ -623,6 +648,7 @@ class Generator {
     if (!x) return undefined;
     const axis = this.rng.int(0, x.t.shape.length - 1);
     const n = x.t.shape[axis]!;
+    if (n === 0) return undefined; // a ShapeError: softmax over an empty axis
     return this.emit(op, [x], { axis }, op === 'softmax' ? [0, 1] : [x.lo - x.hi - Math.log(n) - 1, 0]);
   }
 
@@ -637,7 +663,7 @@ class Generator {
 
   /** attention, and with `grad` also attention_grad on its result (wrt q, k or v). */
   attention(grad = false): V | undefined {
-    const q = this.pick((v) => isFloat(v.t.dtype) && v.t.shape.length >= 2);
+    const q = this.pick((v) => isFloat(v.t.dtype) && v.t.shape.length >= 2 && numel(v.t.shape) > 0);
     if (!q) return undefined;
     const s = q.t.shape;
     const r = s.length;
@@ -667,6 +693,83 @@ class Generator {
     return this.emit('attention_grad', [q, k, v, out, dout], { causal, scale, wrt }, [-bound, bound]);
   }
 
+  /** A shape of rank `rank` (>= 1) with at least one zero dimension. */
+  emptyShape(rank: number): number[] {
+    const shape = this.dims(rank, 3);
+    shape[this.rng.int(0, rank - 1)] = 0;
+    return shape;
+  }
+
+  /** x reshaped to rank 5..maxRank: its size's prime factors spread over the axes, the rest 1. */
+  highRankReshape(x: V): V | undefined {
+    const n = numel(x.t.shape);
+    const rank = this.rng.int(5, this.maxRank);
+    let shape: number[];
+    if (n === 0) shape = this.emptyShape(rank);
+    else {
+      shape = new Array<number>(rank).fill(1);
+      for (let m = n, p = 2; m > 1; ) {
+        if (m % p === 0) {
+          shape[this.rng.int(0, rank - 1)]! *= p;
+          m /= p;
+        } else p++;
+      }
+    }
+    return this.emit('reshape', [x], { shape }, [x.lo, x.hi]);
+  }
+
+  /** One pad, slice, permute or elementwise op (with another value) of x, for viewChain. */
+  viewStep(x: V): V | undefined {
+    const r = x.t.shape.length;
+    if (r === 0) return undefined;
+    const c = this.rng.float();
+    if (c < 0.4) {
+      const before = x.t.shape.map(() => 0), after = x.t.shape.map(() => 0);
+      for (let j = this.rng.int(1, 2); j > 0; j--) (this.rng.chance(0.5) ? before : after)[this.rng.int(0, r - 1)]! += this.rng.int(1, 2);
+      const value = this.rng.pick([0, 1, -1]);
+      return this.emit('pad', [x], { before, after, value }, [Math.min(x.lo, value), Math.max(x.hi, value)]);
+    }
+    if (c < 0.7) {
+      const starts = x.t.shape.map(() => 0), ends = [...x.t.shape], steps = x.t.shape.map(() => 1);
+      const a = this.rng.int(0, r - 1), d = x.t.shape[a]!;
+      if (d > 1) {
+        starts[a] = this.rng.int(0, d - 1);
+        ends[a] = this.rng.int(starts[a]! + 1, d);
+        steps[a] = this.rng.int(1, 3);
+      }
+      return this.emit('slice', [x], { starts, ends, steps }, [x.lo, x.hi]);
+    }
+    if (c < 0.85) return this.emit('permute', [x], { perm: this.rng.shuffle([...x.t.shape.keys()]) }, [x.lo, x.hi]);
+    if (!isFloat(x.t.dtype) && x.t.dtype !== 'i32') return undefined;
+    const p = this.valueOfShape(this.compatibleShape(x.t.shape), x.t.dtype);
+    const bound = Math.max(absMax(x) + absMax(p), absMax(x) * absMax(p));
+    return this.emit(this.rng.pick(['add', 'sub', 'mul'] as const), [x, p], {}, [-bound, bound]);
+  }
+
+  /**
+   * A chain of view ops at rank 5..8: 3..5 rounds of a reshape followed by one or two pads, slices,
+   * permutes or elementwise ops with another value, usually ending in a reshape to rank 2 and a
+   * gather of rows. Each reshape after a pad nests the clamped pad indices inside div/mod of a linear
+   * form of all axes: chains like these made index simplification exponential.
+   */
+  viewChain(): V | undefined {
+    const ok = (v: V): boolean => numel(v.t.shape) <= 64 && v.t.dtype !== 'bool' && !(this.finite && v.t.dtype === 'u32');
+    let x = this.pick(ok);
+    if ((!x || this.rng.chance(0.3)) && this.canAddInput()) x = this.addInput(this.rng.pick([[4, 8], [2, 16], [32], [2, 2, 8], [3, 8]]), this.floatDType(), 'data');
+    if (!x) return undefined;
+    const rounds = this.rng.int(3, 5);
+    for (let k = 0; k < rounds; k++) {
+      x = this.highRankReshape(x) ?? x;
+      for (let j = this.rng.int(1, 2); j > 0; j--) x = this.viewStep(x) ?? x;
+    }
+    const s = x.t.shape;
+    if (s.length >= 1 && s[0]! > 0 && numel(s) > 0 && this.rng.chance(0.7)) {
+      const rows = this.emit('reshape', [x], { shape: [s[0]!, numel(s) / s[0]!] }, [x.lo, x.hi]);
+      if (rows) return this.emit('gather', [rows, this.indices(s[0]!)], { axis: 0 }, [x.lo, x.hi]) ?? rows;
+    }
+    return x;
+  }
+
   // --- driver ------------------------------------------------------------------------------
 
   build(nodes: number): Graph {
@@ -683,6 +786,7 @@ class Generator {
       [1, () => this.iota()], [2, () => this.cast()], [1, () => this.constantOp()], [1, () => this.random()],
       [2, () => this.softmax()], [2, () => this.norm()], [2, () => this.attention()],
       [1, () => this.attention(true)],
+      ...(this.chains ? [[12, () => this.viewChain()] as [number, () => V | undefined]] : []),
     ];
     const total = families.reduce((s, [w]) => s + w, 0);
     let made = 0;
