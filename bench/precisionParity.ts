@@ -26,7 +26,8 @@ import { MlpClassifier } from '../models/mlp.ts';
 import { trainStep } from '../compiler/transforms/trainStep.ts';
 import { backendByName } from '../runtime/backends.ts';
 import { type Precision, checkPrecision } from '../compiler/transforms/autocast.ts';
-import { loadFashionMnist, mulberry32, permutation } from '../runtime/data/fashionMnist.ts';
+import { loadFashionMnist, permutation } from '../runtime/data/fashionMnist.ts';
+import { mulberry32 } from '../runtime/prng.ts';
 import { Session } from '../runtime/session.ts';
 
 const { values: args } = parseArgs({

@@ -14,8 +14,6 @@ import { mulberry32 } from '../prng.ts';
 import { DatasetError, readIdxGz } from './idx.ts';
 
 export { DatasetError } from './idx.ts';
-/** Re-exported for test/support/randomGraph.ts and gradcheck.ts until they import runtime/prng.ts. */
-export { mulberry32 } from '../prng.ts';
 
 export type FashionMnistSplit = 'train' | 'test';
 

@@ -12,7 +12,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import sharp from 'sharp';
-import { mulberry32, permutation } from './fashionMnist.ts';
+import { mulberry32 } from '../prng.ts';
+import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
 

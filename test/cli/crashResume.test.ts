@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadLatestCheckpoint } from '../../runtime/checkpoints.ts';
 import { kiln, spawnKiln } from '../support/kilnCli.ts';
-import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 
 const STEPS = 30, EVERY = 2;
 // The example model file (examples/my-model.ts) under this job: small, so a step takes ~0.1 s on the CPU.

@@ -27,7 +27,7 @@ import { compile } from '../../compiler/compile.ts';
 import { hostTensor, type HostTensor } from '../../ir/tensor.ts';
 import { numel } from '../../ir/shape.ts';
 import type { Graph } from '../../ir/graph.ts';
-import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 import { type AttentionCase, attentionGradOnlyGraph, attentionGraph, caseName } from '../support/attentionGraphs.ts';
 import { attentionReference } from '../support/attentionReference.ts';
 import { runOnBackend } from '../support/backendRun.ts';

@@ -12,7 +12,7 @@ import { runGraph } from '../../backends/cpu/interpreter.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { traceDinov2, dinov2ConfigFromHf, dinov2ParameterShapes } from '../../models/dinov2.ts';
 import { loadPretrained } from '../../models/pretrained.ts';
-import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 import { saveSafetensors } from '../../runtime/safetensors.ts';
 
 function writeHfDir(configFile: string): { dir: string; weights: Map<string, HostTensor> } {

@@ -2,7 +2,7 @@
  * @file Finite-difference gradient checking on the CPU backend in f64: compares grad()'s analytic
  * gradients with central differences of the same graph.
  */
-import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
 import type { Graph } from '../../ir/graph.ts';

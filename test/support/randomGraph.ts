@@ -22,7 +22,7 @@
  * shape of index arithmetic that made the index simplifier exponential. Without them the graphs are
  * what they always were for the same seed.
  */
-import { mulberry32 } from '../../runtime/data/fashionMnist.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 import { type DType, isFloat } from '../../ir/dtype.ts';
 import { type Graph, GraphBuilder, type InputKind } from '../../ir/graph.ts';
 import {
