@@ -9,10 +9,11 @@ import * as compile from './commands/compile.ts';
 import * as demo from './commands/demo.ts';
 import * as golden from './commands/golden.ts';
 import * as ir from './commands/ir.ts';
+import * as sample from './commands/sample.ts';
 import * as train from './commands/train.ts';
 import { EXIT_USER, reportError } from './errors.ts';
 
-const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, ir, train, golden, bench, demo];
+const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, ir, train, sample, golden, bench, demo];
 
 const ENVIRONMENT = `
 Environment:
