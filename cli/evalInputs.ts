@@ -5,6 +5,7 @@
  * encoder given as an HF DINOv2 checkpoint directory (loadPretrained), its CLS token (pooler_output) as
  * the feature, run in batches on the chosen backend.
  */
+import { existsSync } from 'node:fs';
 import type { Backend } from '../backends/backend.ts';
 import { KilnError } from '../ir/errors.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
@@ -35,6 +36,7 @@ export function loadSet(spec: string, limit?: number, tensor?: string): ImageSet
     const images = hostTensor('f32', [n, 1, 28, 28], Float32Array.from(d.images.subarray(0, n * 784), (v) => (v / 255) * 2 - 1));
     return { images, labels: hostTensor('i32', [n], Int32Array.from(d.labels.subarray(0, n))), from: spec };
   }
+  if (!existsSync(spec)) throw new KilnError(`${spec}: no such file (a .safetensors file or fashion-mnist[:test|train])`);
   const t = loadSafetensors(spec).tensors;
   const images = tensor ? t.get(tensor) : (t.get('images') ?? t.get('samples'));
   if (tensor && !images) throw new KilnError(`${spec}: no tensor '${tensor}' (it has ${[...t.keys()].join(', ')})`);
