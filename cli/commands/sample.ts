@@ -64,7 +64,7 @@ export function register(program: Command): void {
     .option('--num <n>', 'number of samples', positiveInt, 16)
     .option('--classes <list>', 'class labels, e.g. 0,3,7 (cycled to --num) (default: 0, 1, 2, ... cycled)', classList)
     .option('--seed <n>', 'seed of the initial noise (and the SDE noise)', int, 0)
-    .option('--fae <checkpoint>', "FAE checkpoint whose feature + pixel decoders decode the latents (default: the model spec's fae.checkpoint; none: the latents' first channels are shown)")
+    .option('--fae <checkpoint>', "FAE checkpoint(s) whose feature + pixel decoders decode the latents; a comma list merges them, later ones win, e.g. runs/fae-stage-ia,runs/fae-pixel-finetune (default: the model spec's fae.checkpoint; none: the latents' first channels are shown)")
     .option('--latent-stats <file>', 'JSON {"mean": [...], "std": [...]} per latent channel, undone before decoding (default: the checkpoint metadata\'s latent_stats, else none)')
     .option('--out <file>', 'PNG grid to write', 'samples.png')
     .option('--save-samples <file>', 'also write the samples (latents and decoded images) as safetensors (default: not written)')
@@ -79,7 +79,7 @@ export function register(program: Command): void {
       const w = loadGeneratorWeights(path, warn);
       const gen = buildGenerator(generatorSpec(o.model, w.meta, w.from));
       const useEma = o.weights === 'ema' && w.ema.size > 0;
-      if (o.weights === 'ema' && !useEma && w.ema.size === 0 && w.from !== path) warn(`${w.from} has no EMA weights; using the model weights`);
+      if (o.weights === 'ema' && !useEma && !w.from.endsWith('.safetensors')) warn(`${w.from} has no EMA weights; using the model weights`);
       const weights = useEma ? w.ema : w.model;
       checkWeights(gen.model.namedParameters(), weights, w.from);
       const params = gen.model.initState(0);
@@ -114,7 +114,9 @@ export function register(program: Command): void {
         if (o.latentStats) stats = JSON.parse(readFileSync(o.latentStats, 'utf8')) as LatentStats;
         else if (w.meta.latent_stats) stats = JSON.parse(w.meta.latent_stats) as LatentStats;
         else warn('no latent stats (--latent-stats): decoding the latents as sampled');
-        const dec = await LatentDecoder.open(backend, cfg, loadGeneratorWeights(faePath, warn).model, o.num);
+        const faeWeights = new Map<string, HostTensor>();
+        for (const p of faePath.split(',')) for (const [k, v] of loadGeneratorWeights(p, warn).model) faeWeights.set(k, v);
+        const dec = await LatentDecoder.open(backend, cfg, faeWeights, o.num);
         try {
           images = await dec.decode(stats ? denormalizeLatents(samples, stats) : samples);
         } finally {

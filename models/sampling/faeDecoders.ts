@@ -68,7 +68,7 @@ export class LatentDecoder {
     }
     if (found !== state.size) {
       const missing = [...state.keys()].filter((k) => !weights.has(k));
-      throw new KilnError(`FAE weights: ${missing.length} decoder tensors missing (e.g. '${missing[0]}')`);
+      throw new KilnError(`FAE weights: ${missing.length} decoder tensors missing (e.g. '${missing[0]}'); a stage Ia run holds only the feature decoder: add the pixel decoder's run, e.g. --fae runs/fae-stage-ia,runs/fae-pixel-finetune`);
     }
     return new LatentDecoder(d, await Session.open(backend, graph, state), batch);
   }
