@@ -140,7 +140,9 @@ describe('kiln sample (CLI)', () => {
     expect(readFileSync(out('b.png'))).toEqual(readFileSync(out('a.png')));
     // 2×2 tiles of 16×16 plus a 16 px label strip, 2 px padding: 2·16 + 3·2 = 38 wide, 2·32 + 3·2 = 70 high.
     const meta = await sharp(out('a.png')).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['png', 38, 70]);
+    const { data, info } = await sharp(out('a.png')).raw().toBuffer({ resolveWithObject: true }); // decodes every pixel
+    expect([meta.format, info.width, info.height, info.channels, data.length]).toEqual(['png', 38, 70, 3, 38 * 70 * 3]);
+    expect(data.some((v) => v < 128)).toBe(true); // the label text and the images are drawn on the white canvas
   });
 
   it('samples a class-conditional TarFlow with guidance and the denoising step', async () => {
