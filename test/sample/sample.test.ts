@@ -141,7 +141,8 @@ describe('kiln sample (CLI)', () => {
     // 2×2 tiles of 16×16 plus a 16 px label strip, 2 px padding: 2·16 + 3·2 = 38 wide, 2·32 + 3·2 = 70 high.
     const meta = await sharp(out('a.png')).metadata();
     const { data, info } = await sharp(out('a.png')).raw().toBuffer({ resolveWithObject: true }); // decodes every pixel
-    expect([meta.format, info.width, info.height, info.channels, data.length]).toEqual(['png', 38, 70, 3, 38 * 70 * 3]);
+    // RGBA: sharp keeps the alpha channel of the composited SVG label overlay (runtime/train/imageGrid.ts)
+    expect([meta.format, info.width, info.height, info.channels, data.length]).toEqual(['png', 38, 70, 4, 38 * 70 * 4]);
     expect(data.some((v) => v < 128)).toBe(true); // the label text and the images are drawn on the white canvas
   });
 
