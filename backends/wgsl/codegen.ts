@@ -1,0 +1,777 @@
+/**
+ * @file WGSL generation from the kernel IR. Each kernel of a KernelProgram becomes one or more compute
+ * shaders ("dispatches"), each a complete WGSL module with its own bindings:
+ *  - elementwise loop kernels: one invocation per grid point (workgroups of 256);
+ *  - row kernels (reductions or row loops): one workgroup per grid point; reductions are strided over
+ *    the workgroup's invocations and combined by a tree in workgroup memory (argmax keeps the first
+ *    maximum, NaN maximal, as the interpreter);
+ *  - matmul: tiled GEMM, operand tiles staged in workgroup memory, each invocation a TM×TN register
+ *    block; operands are read through their expressions (views and prologue folded in), the epilogue
+ *    runs per output element;
+ *  - attention: flash-style, one invocation per query row with an online softmax over the keys (no
+ *    sq×sk matrix); attention_grad: a statistics pass (logsumexp and D = Σ dO·O per row, in scratch),
+ *    then dQ per query row and dK/dV per key row, recomputing P from the statistics.
+ * Binding model: the executable places every IR buffer in one of a few large GPU buffers (arena,
+ * inputs, outputs); a dispatch binds each GPU buffer it touches once, as a window (offset + size) that
+ * covers the IR buffers it uses, split into several windows only where a window would exceed
+ * maxStorageBufferBindingSize. Every binding is `array<u32>` (values are bitcast), or
+ * `array<atomic<u32>>` where the kernel stores 16-bit values (two per word) or accumulates ('add'
+ * stores: CAS loops for floats, WGSL has no f32 atomics). Grids beyond the per-dimension workgroup
+ * limit are folded into two dimensions. Offsets are constants in the source.
+ * Float math is f32; f16/bf16 values are rounded to their type after each operation, as the
+ * interpreter does. WGSL has no f64 and no 64-bit integers: none are needed (indices are i32, Philox
+ * uses u32 halves).
+ */
+import type { DType } from '../../ir/dtype.ts';
+import { KilnError } from '../../ir/errors.ts';
+import { kernelAccess } from '../../ir/kernel/access.ts';
+import { walkStmts } from '../../ir/kernel/expr.ts';
+import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import { WGSL_PRELUDE } from './prelude.ts';
+
+/** Where an IR buffer (or a scratch buffer, negative id) lives: GPU buffer index and byte offset. */
+export interface Placement {
+  readonly gpu: number;
+  readonly offset: number;
+}
+
+export interface WgslLimits {
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxStorageBuffersPerShaderStage: number;
+  readonly maxComputeWorkgroupsPerDimension: number;
+  readonly maxComputeInvocationsPerWorkgroup: number;
+}
+
+export interface WgslBinding {
+  readonly gpu: number;
+  readonly offset: number;
+  readonly size: number;
+}
+
+export interface WgslDispatch {
+  readonly name: string;
+  readonly source: string;
+  readonly workgroups: readonly [number, number, number];
+  readonly bindings: readonly WgslBinding[];
+}
+
+export interface Scratch {
+  readonly id: number;
+  readonly bytes: number;
+}
+
+/** Matmul register blocking: each invocation of a 16×16 workgroup computes TM×TN outputs; K steps by BK. */
+export interface GemmTile {
+  readonly tm: number;
+  readonly tn: number;
+  readonly bk: number;
+}
+
+export interface WgslOptions {
+  /** Tiled GEMM with this register block (default DEFAULT_GEMM), or 'simple': one invocation per output, no workgroup memory. */
+  readonly gemm?: GemmTile | 'simple';
+  /** Row kernels: 'workgroup' (strided over a workgroup, tree-combined in workgroup memory) or 'serial' (one invocation per row). */
+  readonly reductions?: 'workgroup' | 'serial';
+}
+
+export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
+
+export const deviceBytes = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
+const is16 = (d: DType) => d === 'f16' || d === 'bf16';
+const isFloatT = (d: DType) => d === 'f32' || d === 'f16' || d === 'bf16';
+
+/** Scratch buffers the program's attention_grad kernels need (per query row: logsumexp and D). */
+export function scratchOf(p: KernelProgram): Scratch[] {
+  const out: Scratch[] = [];
+  p.kernels.forEach((k, i) => {
+    if (k.kind !== 'attention_grad') return;
+    const rows = k.batch.reduce((a, b) => a * b, 1) * k.sq;
+    out.push({ id: -(2 * i + 1), bytes: rows * 4 }, { id: -(2 * i + 2), bytes: rows * 4 });
+  });
+  return out;
+}
+
+const f32Bits = (v: number) => {
+  const b = new DataView(new ArrayBuffer(4));
+  b.setFloat32(0, v);
+  return b.getUint32(0);
+};
+
+function floatLit(v: number, opaque: boolean): string {
+  const f = Math.fround(v);
+  if (!Number.isFinite(f) || Object.is(f, -0) || (f !== 0 && Math.abs(f) < 1.1754943508222875e-38) || opaque)
+    return `kf(0x${f32Bits(f).toString(16)}u)`;
+  const s = f.toPrecision(9);
+  return `${s.includes('e') || s.includes('.') ? s : `${s}.0`}f`;
+}
+
+const constTree = new WeakMap<Expr, boolean>();
+function isConstTree(e: Expr): boolean {
+  let r = constTree.get(e);
+  if (r !== undefined) return r;
+  switch (e.k) {
+    case 'const': r = true; break;
+    case 'var': case 'ref': case 'load': case 'random': r = false; break;
+    case 'un': case 'cast': r = isConstTree(e.a); break;
+    case 'bin': r = isConstTree(e.a) && isConstTree(e.b); break;
+    case 'select': r = isConstTree(e.c) && isConstTree(e.a) && isConstTree(e.b); break;
+  }
+  constTree.set(e, r);
+  return r;
+}
+
+const valueType = (d: DType) => (isFloatT(d) ? 'f32' : d === 'i32' ? 'i32' : d === 'u32' ? 'u32' : 'bool');
+const v = (name: string) => `v_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
+const x = (name: string) => `x_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
+
+interface Bound {
+  /** Binding variable name. */
+  readonly name: string;
+  /** Element offset of the IR buffer in the window (16-bit buffers: in halves). */
+  readonly base: number;
+  readonly atomic: boolean;
+}
+
+/** Renders expressions and statements of one dispatch, given where its buffers are bound. */
+class Gen {
+  constructor(readonly buffers: readonly BufferDecl[], readonly bound: ReadonlyMap<number, Bound>) {}
+
+  private b(buf: number): Bound {
+    const b = this.bound.get(buf);
+    if (!b) throw new KilnError(`wgsl codegen: buffer b${buf} is not bound`);
+    return b;
+  }
+
+  private dtype(buf: number): DType {
+    return buf < 0 ? 'f32' : this.buffers[buf]!.dtype;
+  }
+
+  private word(buf: number, index: string): string {
+    const b = this.b(buf);
+    const at = `${b.name}[${b.base ? `${b.base} + ` : ''}${index}]`;
+    return b.atomic ? `atomicLoad(&${at})` : at;
+  }
+
+  load(buf: number, index: string): string {
+    const d = this.dtype(buf);
+    if (is16(d)) {
+      const b = this.b(buf);
+      return `${d === 'f16' ? 'k_f16_to_f32' : 'k_bf16_to_f32'}(r16_${b.name}(u32(${b.base} + ${index})))`;
+    }
+    const w = this.word(buf, index);
+    return d === 'f32' ? `bitcast<f32>(${w})` : d === 'i32' ? `bitcast<i32>(${w})` : d === 'u32' ? w : `(${w} != 0u)`;
+  }
+
+  /** A statement storing `value` (of the buffer's value type) at `index`. */
+  store(buf: number, index: string, value: string, mode: 'set' | 'add'): string {
+    const d = this.dtype(buf);
+    const b = this.b(buf);
+    if (is16(d)) {
+      const h = `u32(${b.base} + ${index})`;
+      return mode === 'add' ? `add16_${b.name}(${h}, ${value}, ${d === 'bf16'});` : `w16_${b.name}(${h}, ${d === 'f16' ? 'k_f32_to_f16' : 'k_f32_to_bf16'}(${value}));`;
+    }
+    const at = `${b.name}[${b.base ? `${b.base} + ` : ''}${index}]`;
+    if (mode === 'add') {
+      if (d === 'f32') return `addf_${b.name}(${b.base} + ${index}, ${value});`;
+      if (d === 'i32') return `atomicAdd(&${at}, bitcast<u32>(${value}));`;
+      if (d === 'u32') return `atomicAdd(&${at}, ${value});`;
+      throw new KilnError(`wgsl codegen: accumulating stores into ${d} buffers are not supported (b${buf})`);
+    }
+    const bits = d === 'f32' || d === 'i32' ? `bitcast<u32>(${value})` : d === 'u32' ? value : `select(0u, 1u, ${value})`;
+    return b.atomic ? `atomicStore(&${at}, ${bits});` : `${at} = ${bits};`;
+  }
+
+  private narrow(code: string, d: DType): string {
+    return d === 'f16' ? `k_round_f16(${code})` : d === 'bf16' ? `k_round_bf16(${code})` : code;
+  }
+
+  private lit(e: Expr & { k: 'const' }, opaque: boolean): string {
+    switch (e.dtype) {
+      case 'bool': return e.v ? 'true' : 'false';
+      case 'i32': {
+        const s = e.v === -2147483648 ? 'bitcast<i32>(0x80000000u)' : `${e.v | 0}i`;
+        return opaque ? `ki(${s})` : s;
+      }
+      case 'u32': return opaque ? `ku(${e.v >>> 0}u)` : `${e.v >>> 0}u`;
+      default: return floatLit(e.v, opaque);
+    }
+  }
+
+  expr(e: Expr, opaque = false): string {
+    const o = opaque || (e.k !== 'const' && isConstTree(e));
+    switch (e.k) {
+      case 'const': return this.lit(e, o);
+      case 'var': return x(e.name);
+      case 'ref': return v(e.name);
+      case 'load': return this.load(e.buf, this.expr(e.index));
+      case 'un': return this.narrow(this.unary(e.op, this.expr(e.a, o), e.a.dtype), e.dtype);
+      case 'bin': return this.narrow(this.binary(e.op, e.a, e.b, o), e.dtype);
+      case 'select': return `select(${this.expr(e.b, o)}, ${this.expr(e.a, o)}, ${this.expr(e.c, o)})`;
+      case 'cast': return this.cast(this.expr(e.a, o), e.a.dtype, e.dtype);
+      case 'random': {
+        const u = (a: Expr) => (a.dtype === 'u32' ? this.expr(a) : a.dtype === 'i32' ? `bitcast<u32>(${this.expr(a)})` : `u32(${this.expr(a)})`);
+        const bits = e.dtype === 'f16' ? 11 : e.dtype === 'bf16' ? 8 : 24;
+        const call = e.dist === 'uniform'
+          ? `k_uniform(${u(e.s0)}, ${u(e.s1)}, ${e.stream >>> 0}u, ${u(e.index)}, ${bits}u)`
+          : `k_normal(${u(e.s0)}, ${u(e.s1)}, ${e.stream >>> 0}u, ${u(e.index)})`;
+        return this.narrow(call, e.dtype);
+      }
+    }
+  }
+
+  private unary(op: string, a: string, d: DType): string {
+    const int = d === 'i32' || d === 'u32';
+    switch (op) {
+      case 'neg': return d === 'u32' ? `(0u - ${a})` : `(-(${a}))`;
+      case 'abs': return d === 'u32' ? a : `abs(${a})`;
+      case 'sign': return d === 'i32' ? `sign(${a})` : d === 'u32' ? `select(0u, 1u, ${a} != 0u)` : `k_sign(${a})`;
+      case 'exp': return `k_exp(${a})`;
+      case 'log': return `k_log(${a})`;
+      case 'sqrt': return `k_sqrt(${a})`;
+      case 'rsqrt': return `(1.0f / k_sqrt(${a}))`;
+      case 'recip': return `(1.0f / (${a}))`;
+      case 'sin': return `k_sin(${a})`;
+      case 'cos': return `k_cos(${a})`;
+      case 'tanh': return `k_tanh(${a})`;
+      case 'erf': return `k_erf(${a})`;
+      case 'sigmoid': return `k_sigmoid(${a})`;
+      case 'floor': return int ? a : `floor(${a})`;
+      case 'ceil': return int ? a : `ceil(${a})`;
+      case 'not': return `(!(${a}))`;
+    }
+    throw new KilnError(`wgsl codegen: unary op ${op}`);
+  }
+
+  private binary(op: string, ea: Expr, eb: Expr, o: boolean): string {
+    let a = this.expr(ea, o), b = this.expr(eb, o);
+    const d = ea.dtype;
+    if (d === 'bool') {
+      if (op === 'max' || op === 'add') return `(${a} || ${b})`;
+      if (op === 'min' || op === 'mul') return `(${a} && ${b})`;
+      if (['lt', 'le', 'gt', 'ge'].includes(op)) [a, b] = [`select(0u, 1u, ${a})`, `select(0u, 1u, ${b})`];
+    }
+    const i = d === 'i32', u = d === 'u32';
+    const posConst = eb.k === 'const' && eb.v > 0 && !o;
+    switch (op) {
+      case 'add': return `(${a} + ${b})`;
+      case 'sub': return `(${a} - ${b})`;
+      case 'mul': return `(${a} * ${b})`;
+      case 'div': return (i || u) && posConst ? `(${a} / ${b})` : i ? `k_divi(${a}, ${b})` : u ? `k_divu(${a}, ${b})` : `(${a} / ${b})`;
+      case 'mod': return (i || u) && posConst ? `(${a} % ${b})` : i ? `k_modi(${a}, ${b})` : u ? `k_modu(${a}, ${b})` : `k_fmod(${a}, ${b})`;
+      case 'max': return i || u ? `max(${a}, ${b})` : `k_max(${a}, ${b})`;
+      case 'min': return i || u ? `min(${a}, ${b})` : `k_min(${a}, ${b})`;
+      case 'pow': return `k_pow(${a}, ${b})`;
+      case 'eq': return `(${a} == ${b})`;
+      case 'ne': return `(${a} != ${b})`;
+      case 'lt': return `(${a} < ${b})`;
+      case 'le': return `(${a} <= ${b})`;
+      case 'gt': return `(${a} > ${b})`;
+      case 'ge': return `(${a} >= ${b})`;
+      case 'and': return `(${a} && ${b})`;
+      case 'or': return `(${a} || ${b})`;
+      case 'xor': return `(${a} != ${b})`;
+    }
+    throw new KilnError(`wgsl codegen: binary op ${op}`);
+  }
+
+  private cast(a: string, from: DType, to: DType): string {
+    if (to === 'bool') return from === 'bool' ? a : `(${a} != ${isFloatT(from) ? '0.0f' : from === 'i32' ? '0i' : '0u'})`;
+    if (from === 'bool') return isFloatT(to) ? `select(0.0f, 1.0f, ${a})` : to === 'i32' ? `select(0i, 1i, ${a})` : `select(0u, 1u, ${a})`;
+    if (isFloatT(to)) return this.narrow(isFloatT(from) ? a : `f32(${a})`, to);
+    if (isFloatT(from)) return to === 'i32' ? `k_f2i(${a})` : `k_f2u(${a})`;
+    if (from === to) return a;
+    return to === 'i32' ? `bitcast<i32>(${a})` : `bitcast<u32>(${a})`;
+  }
+
+  /** Lets, stores and sequential loops. */
+  stmts(list: readonly Stmt[], ind: string, out: string[], storeGuard?: string): void {
+    for (const s of list) {
+      switch (s.k) {
+        case 'let':
+          out.push(`${ind}let ${v(s.name)}: ${valueType(s.value.dtype)} = ${this.expr(s.value)};`);
+          break;
+        case 'store': {
+          const line = this.store(s.buf, this.expr(s.index), this.expr(s.value), s.mode);
+          out.push(storeGuard ? `${ind}if (${storeGuard}) { ${line} }` : `${ind}${line}`);
+          break;
+        }
+        case 'loop':
+          out.push(`${ind}for (var ${x(s.var)}: i32 = 0i; ${x(s.var)} < ${s.extent}i; ${x(s.var)}++) {`);
+          this.stmts(s.body, ind + '  ', out);
+          out.push(`${ind}}`);
+          break;
+        case 'reduce':
+          this.serialReduce(s, ind, out);
+          break;
+      }
+    }
+  }
+
+  /** A reduction run by one invocation, in loop order (exactly the interpreter's order). */
+  serialReduce(s: Stmt & { k: 'reduce' }, ind: string, out: string[]): void {
+    const vd = s.op === 'argmax' ? s.value.dtype : s.dtype;
+    const vt = valueType(vd);
+    const isF = vt === 'f32';
+    const acc = v(s.acc);
+    const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
+    const ident = s.op === 'sum' ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
+      : s.op === 'max' ? (isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u')
+        : s.op === 'min' ? (isF ? 'k_inf()' : vt === 'i32' ? '2147483647i' : '4294967295u') : isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u';
+    const tmp = `r_${acc}`;
+    out.push(`${ind}var ${tmp}: ${vt} = ${ident};`);
+    if (s.op === 'argmax') out.push(`${ind}var ${tmp}_i: i32 = -1i;`);
+    out.push(`${ind}for (var ${x(s.var)}: i32 = 0i; ${x(s.var)} < ${s.extent}i; ${x(s.var)}++) {`);
+    this.stmts(s.body, ind + '  ', out);
+    const val = this.expr(s.value);
+    if (s.op === 'sum') out.push(`${ind}  ${tmp} = ${narrow(`(${tmp} + ${vt}(${val}))`)};`);
+    else if (s.op === 'max' || s.op === 'min') out.push(`${ind}  ${tmp} = ${isF ? `k_${s.op}` : s.op}(${tmp}, ${vt}(${val}));`);
+    else {
+      out.push(`${ind}  let xv_: ${vt} = ${val};`);
+      out.push(`${ind}  if (${tmp}_i < 0i || (${isF ? `!k_isnan(${tmp}) && ` : ''}(xv_ > ${tmp}${isF ? ' || k_isnan(xv_)' : ''}))) { ${tmp} = xv_; ${tmp}_i = ${x(s.var)}; }`);
+    }
+    out.push(`${ind}}`);
+    out.push(s.op === 'argmax' ? `${ind}let ${acc}: i32 = max(${tmp}_i, 0i);` : `${ind}let ${acc}: ${vt} = ${tmp};`);
+  }
+}
+
+/** Which buffers a kernel stores into with 16-bit words or accumulates into (they need atomic bindings). */
+function atomicBuffers(k: Kernel, buffers: readonly BufferDecl[]): Set<number> {
+  const out = new Set<number>();
+  const stmts = k.kind === 'loop' ? k.body : k.kind === 'matmul' ? k.epilogue : [];
+  walkStmts(stmts, () => {}, (s) => {
+    if (s.k === 'store' && (s.mode === 'add' || is16(buffers[s.buf]!.dtype))) out.add(s.buf);
+  });
+  if (k.kind === 'attention' && is16(k.out.dtype)) out.add(k.out.buf);
+  if (k.kind === 'attention_grad') for (const t of [k.dQ, k.dK, k.dV]) if (t && is16(buffers[t.buf]!.dtype)) out.add(t.buf);
+  return out;
+}
+
+const alignDown = (n: number, a: number) => Math.floor(n / a) * a;
+const align4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/**
+ * Bind the buffers `ids` of a dispatch: per GPU buffer, windows over the IR buffers' byte ranges (sorted
+ * by offset; overlapping ranges, as in-place reuse makes, share a window), each at most the binding
+ * size limit. Returns the bindings and, per IR buffer, its binding and element base.
+ */
+function bindWindows(
+  kernel: string, ids: readonly number[], atomic: ReadonlySet<number>, place: (id: number) => Placement, bytesOf: (id: number) => number, elemOf: (id: number) => number,
+  limits: WgslLimits, gpuSize: (gpu: number) => number,
+): { bindings: WgslBinding[]; bound: Map<number, Bound>; atomicBinding: boolean[] } {
+  const items = ids.map((id) => ({ id, ...place(id), bytes: Math.max(4, align4(bytesOf(id))) })).sort((a, b) => a.gpu - b.gpu || a.offset - b.offset);
+  const max = alignDown(limits.maxStorageBufferBindingSize, 4);
+  const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[] }> = [];
+  for (const it of items) {
+    if (it.bytes > max) throw new KilnError(`wgsl: kernel ${kernel}: buffer b${it.id} (${it.bytes} B) exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} B)`);
+    const cur = bindings[bindings.length - 1];
+    const end = it.offset + it.bytes;
+    if (cur && cur.gpu === it.gpu && (it.offset < cur.end || Math.max(cur.end, end) - cur.offset <= max)) {
+      if (Math.max(cur.end, end) - cur.offset > max)
+        throw new KilnError(`wgsl: kernel ${kernel}: overlapping buffers span more than maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} B)`);
+      cur.end = Math.max(cur.end, end);
+      cur.ids.push(it.id);
+    } else {
+      const start = alignDown(it.offset, 256);
+      if (cur && cur.gpu === it.gpu && start < cur.end) throw new KilnError(`wgsl: kernel ${kernel}: buffer b${it.id} at ${it.offset} is not 256-byte aligned`);
+      bindings.push({ gpu: it.gpu, offset: start, end, ids: [it.id] });
+    }
+  }
+  if (bindings.length > limits.maxStorageBuffersPerShaderStage)
+    throw new KilnError(`wgsl: kernel ${kernel} needs ${bindings.length} storage buffer bindings; the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
+  const bound = new Map<number, Bound>();
+  const atomicBinding: boolean[] = [];
+  bindings.forEach((w, bi) => {
+    const at = w.ids.some((id) => atomic.has(id));
+    atomicBinding.push(at);
+    for (const id of w.ids) bound.set(id, { name: `B${bi}`, base: (place(id).offset - w.offset) / elemOf(id), atomic: at });
+    w.end = Math.min(align4(w.end), gpuSize(w.gpu));
+  });
+  return { bindings: bindings.map((w) => ({ gpu: w.gpu, offset: w.offset, size: w.end - w.offset })), bound, atomicBinding };
+}
+
+/** Binding declarations and per-binding access helpers. */
+function bindingDecls(atomicBinding: readonly boolean[]): { decls: string[]; helpers: string[] } {
+  const decls: string[] = [];
+  const out: string[] = [];
+  atomicBinding.forEach((at, i) => {
+    const B = `B${i}`;
+    decls.push(`@group(0) @binding(${i}) var<storage, read_write> ${B}: array<${at ? 'atomic<u32>' : 'u32'}>;`);
+    const w = (h: string) => (at ? `atomicLoad(&${B}[${h}])` : `${B}[${h}]`);
+    out.push(`fn r16_${B}(h: u32) -> u32 { return (${w('h >> 1u')} >> ((h & 1u) * 16u)) & 0xffffu; }`);
+    if (at) {
+      out.push(`fn w16_${B}(h: u32, bits: u32) { let s = (h & 1u) * 16u; atomicAnd(&${B}[h >> 1u], ~(0xffffu << s)); atomicOr(&${B}[h >> 1u], bits << s); }`);
+      out.push(`fn addf_${B}(i: i32, x: f32) { var old = atomicLoad(&${B}[i]); loop { let r = atomicCompareExchangeWeak(&${B}[i], old, bitcast<u32>(bitcast<f32>(old) + x)); if (r.exchanged) { break; } old = r.old_value; } }`);
+      out.push(
+        `fn add16_${B}(h: u32, x: f32, bf: bool) { let s = (h & 1u) * 16u; var old = atomicLoad(&${B}[h >> 1u]); loop { let cur = (old >> s) & 0xffffu; ` +
+          `let f = select(k_f16_to_f32(cur), k_bf16_to_f32(cur), bf) + x; let nb = select(k_f32_to_f16(f), k_f32_to_bf16(f), bf); ` +
+          `let r = atomicCompareExchangeWeak(&${B}[h >> 1u], old, (old & ~(0xffffu << s)) | (nb << s)); if (r.exchanged) { break; } old = r.old_value; } }`,
+      );
+    }
+  });
+  return { decls, helpers: out };
+}
+
+/** Workgroup counts for `n` workgroups, folded into two dimensions; the shader recovers the linear id. */
+function fold(n: number, limits: WgslLimits, kernel: string): [number, number, number] {
+  const m = limits.maxComputeWorkgroupsPerDimension;
+  const nx = Math.min(n, m);
+  const ny = Math.ceil(n / nx);
+  if (ny > m) throw new KilnError(`wgsl: kernel ${kernel} needs ${n} workgroups (more than ${m}² folded)`);
+  return [nx, ny, 1];
+}
+
+function entry(wg: [number, number], total: number, nx: number): string[] {
+  return [
+    `@compute @workgroup_size(${wg[0]}, ${wg[1]}, 1)`,
+    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) lix: u32) {',
+    `  let wg = wid.x + wid.y * ${nx}u;`,
+    `  if (wg >= ${total}u) { return; }`,
+  ];
+}
+
+/** `let x_name: i32 = ...` for each var of a row-major decomposition of `linear` (an i32 expression). */
+function decompose(names: readonly string[], extents: readonly number[], linear: string, out: string[], ind: string): void {
+  let rem = linear;
+  for (let d = extents.length - 1; d >= 0; d--) {
+    out.push(`${ind}let ${x(names[d]!)}: i32 = ${d === 0 ? rem : `${rem} % ${extents[d]}i`};`);
+    if (d > 0) {
+      out.push(`${ind}let q${d}_: i32 = ${rem} / ${extents[d]}i;`);
+      rem = `q${d}_`;
+    }
+  }
+}
+
+const ELEMENTWISE_WG = 256;
+const isRowKernel = (k: LoopKernel) => k.body.some((s) => s.k === 'reduce' || s.k === 'loop');
+
+interface Ctx {
+  readonly g: Gen;
+  readonly limits: WgslLimits;
+  readonly name: string;
+  readonly decls: string[];
+  readonly opts: WgslOptions;
+}
+
+function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  if (total === 0) return [];
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const out: string[] = [];
+  if (!isRowKernel(k) || c.opts.reductions === 'serial') {
+    const wgs = Math.ceil(total / ELEMENTWISE_WG);
+    const w = fold(wgs, c.limits, c.name);
+    out.push(...entry([ELEMENTWISE_WG, 1], wgs, w[0]));
+    out.push(`  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`);
+    decompose(gv, k.grid, 'i32(t_)', out, '  ');
+    c.g.stmts(k.body, '  ', out);
+    out.push('}');
+    return [{ body: out, workgroups: w }];
+  }
+  let maxRow = 1;
+  walkStmts(k.body, () => {}, (s) => {
+    if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
+  });
+  const T = Math.min(c.limits.maxComputeInvocationsPerWorkgroup, 256, Math.max(32, 2 ** Math.ceil(Math.log2(maxRow))));
+  const w = fold(total, c.limits, c.name);
+  c.decls.push(`var<workgroup> red_f: array<f32, ${T}>;`, `var<workgroup> red_i: array<i32, ${T}>;`, `var<workgroup> red_u: array<u32, ${T}>;`, `var<workgroup> red_a: array<i32, ${T}>;`);
+  out.push(...entry([T, 1], total, w[0]));
+  out.push('  let tid = i32(lix);');
+  decompose(gv, k.grid, 'i32(wg)', out, '  ');
+  for (const s of k.body) {
+    switch (s.k) {
+      case 'let':
+        c.g.stmts([s], '  ', out);
+        break;
+      case 'store':
+        c.g.stmts([s], '  ', out, 'tid == 0i');
+        break;
+      case 'loop':
+        out.push(`  for (var ${x(s.var)}: i32 = tid; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${T}i) {`);
+        c.g.stmts(s.body, '    ', out);
+        out.push('  }');
+        break;
+      case 'reduce':
+        genReduce(c, s, T, out);
+        break;
+    }
+  }
+  out.push('}');
+  return [{ body: out, workgroups: w }];
+}
+
+function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]): void {
+  const vd = s.op === 'argmax' ? s.value.dtype : s.dtype;
+  const vt = valueType(vd);
+  const isF = vt === 'f32';
+  const sh = isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u';
+  const acc = `acc_${v(s.acc)}`, arg = `arg_${v(s.acc)}`;
+  const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
+  const ident = s.op === 'sum'
+    ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
+    : s.op === 'max' || s.op === 'argmax'
+      ? (isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u')
+      : isF ? 'k_inf()' : vt === 'i32' ? '2147483647i' : '4294967295u';
+  const combine = (a: string, b: string) =>
+    s.op === 'sum' ? narrow(`(${a} + ${b})`) : s.op === 'max' ? (isF ? `k_max(${a}, ${b})` : `max(${a}, ${b})`) : isF ? `k_min(${a}, ${b})` : `min(${a}, ${b})`;
+  out.push(`  var ${acc}: ${vt} = ${ident};`);
+  if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
+  out.push(`  for (var ${x(s.var)}: i32 = tid; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${T}i) {`);
+  c.g.stmts(s.body, '    ', out);
+  const val = c.g.expr(s.value);
+  if (s.op === 'argmax') {
+    out.push(`    let xv_: ${vt} = ${val};`);
+    const nan = isF ? ` || k_isnan(xv_)` : '';
+    const ok = isF ? `!k_isnan(${acc}) && ` : '';
+    out.push(`    if (${arg} < 0i || (${ok}(xv_ > ${acc}${nan}))) { ${acc} = xv_; ${arg} = ${x(s.var)}; }`);
+  } else out.push(`    ${acc} = ${combine(acc, `${vt}(${val})`)};`);
+  out.push('  }');
+  if (s.op === 'argmax') {
+    out.push(`  ${sh}[tid] = ${acc}; red_a[tid] = ${arg};`, '  workgroupBarrier();');
+    out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
+    out.push('    if (tid < w_) {');
+    out.push(`      let a_ = ${sh}[tid]; let b_ = ${sh}[tid + w_]; let ia_ = red_a[tid]; let ib_ = red_a[tid + w_];`);
+    const an = isF ? 'k_isnan(a_)' : 'false', bn = isF ? 'k_isnan(b_)' : 'false';
+    out.push(`      let take_ = ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_));`);
+    out.push(`      if (take_) { ${sh}[tid] = b_; red_a[tid] = ib_; }`);
+    out.push('    }', '    workgroupBarrier();', '  }');
+    out.push(`  let ${v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
+  } else {
+    out.push(`  ${sh}[tid] = ${acc};`, '  workgroupBarrier();');
+    out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
+    out.push(`    if (tid < w_) { ${sh}[tid] = ${combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
+    out.push('    workgroupBarrier();', '  }');
+    out.push(`  let ${v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
+  }
+}
+
+/**
+ * Tiled GEMM over operand expressions: a 16×16 workgroup computes a (16·TM)×(16·TN) output tile, each
+ * invocation a TM×TN block strided by 16 (coalesced); K advances by BK, both operand tiles staged in
+ * workgroup memory. Operand loads and the epilogue are functions (inlined by the driver).
+ */
+function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const batch = k.batch.reduce((a, b) => a * b, 1);
+  if (batch === 0 || k.m === 0 || k.n === 0) return [];
+  const { tm: TM, tn: TN, bk: BK } = c.opts.gemm === undefined || c.opts.gemm === 'simple' ? DEFAULT_GEMM : c.opts.gemm;
+  const cast = k.accDType === 'f32' ? (q: string) => q : (q: string) => (k.accDType === 'i32' ? `k_f2i(${q})` : `${valueType(k.accDType)}(${q})`);
+  const BM = 16 * TM, BN = 16 * TN;
+  const bv = k.batch.map((_, i) => `b${i}`);
+  const bparams = bv.map((b) => `${x(b)}: i32`);
+  const bargs = bv.map((b) => x(b));
+  const g = c.g;
+  const d = c.decls;
+  d.push(`fn lda_(${[...bparams, 'x_i: i32', 'x_p: i32'].join(', ')}) -> f32 { return f32(${g.expr(k.a)}); }`);
+  d.push(`fn ldb_(${[...bparams, 'x_p: i32', 'x_j: i32'].join(', ')}) -> f32 { return f32(${g.expr(k.b)}); }`);
+  const epi: string[] = [];
+  g.stmts(k.epilogue, '  ', epi);
+  d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
+  if (c.opts.gemm === 'simple') {
+    const total = batch * k.m * k.n;
+    const wgs = Math.ceil(total / 64);
+    const w = fold(wgs, c.limits, c.name);
+    const out: string[] = [...entry([64, 1], wgs, w[0])];
+    out.push(`  let t_ = i32(wg) * 64i + i32(lix);`, `  if (t_ >= ${total}i) { return; }`);
+    decompose([...bv, 'i', 'j'], [...k.batch, k.m, k.n], 't_', out, '  ');
+    out.push(`  var acc_: f32 = 0.0f;`, `  for (var p_: i32 = 0i; p_ < ${k.k}i; p_++) { acc_ = acc_ + lda_(${[...bargs, 'x_i', 'p_'].join(', ')}) * ldb_(${[...bargs, 'p_', 'x_j'].join(', ')}); }`);
+    out.push(`  epi_(${[...bargs, 'x_i', 'x_j', cast('acc_')].join(', ')});`, '}');
+    return [{ body: out, workgroups: w }];
+  }
+  d.push(`var<workgroup> As: array<f32, ${BK * BM}>;`, `var<workgroup> Bs: array<f32, ${BK * BN}>;`);
+  const gx = Math.ceil(k.n / BN), gy = Math.ceil(k.m / BM);
+  const total = gx * gy * batch;
+  const w = fold(total, c.limits, c.name);
+  const out: string[] = [];
+  out.push(...entry([16, 16], total, w[0]));
+  out.push('  let tx = i32(lid.x); let ty = i32(lid.y); let tid = ty * 16i + tx;');
+  out.push(`  let bt = i32(wg) / ${gx * gy}i; let tile = i32(wg) % ${gx * gy}i;`);
+  out.push(`  let i0 = (tile / ${gx}i) * ${BM}i; let j0 = (tile % ${gx}i) * ${BN}i;`);
+  decompose(bv, k.batch, 'bt', out, '  ');
+  for (let r = 0; r < TM; r++) for (let cc = 0; cc < TN; cc++) out.push(`  var c${r}_${cc}: f32 = 0.0f;`);
+  out.push(`  for (var p0: i32 = 0i; p0 < ${k.k}i; p0 += ${BK}i) {`);
+  // Stage A (BM×BK) and B (BK×BN): 256 invocations, fastest along p for A and along j for B.
+  out.push(`    for (var e_: i32 = tid; e_ < ${BM * BK}i; e_ += 256i) {`);
+  out.push(`      let rr = e_ / ${BK}i; let pp = e_ % ${BK}i; let ii = i0 + rr; let pg = p0 + pp;`);
+  out.push(`      var av: f32 = 0.0f; if (ii < ${k.m}i && pg < ${k.k}i) { av = lda_(${[...bargs, 'ii', 'pg'].join(', ')}); }`);
+  out.push(`      As[pp * ${BM}i + rr] = av;`, '    }');
+  out.push(`    for (var e_: i32 = tid; e_ < ${BN * BK}i; e_ += 256i) {`);
+  out.push(`      let pp = e_ / ${BN}i; let cc = e_ % ${BN}i; let jj = j0 + cc; let pg = p0 + pp;`);
+  out.push(`      var bv_: f32 = 0.0f; if (jj < ${k.n}i && pg < ${k.k}i) { bv_ = ldb_(${[...bargs, 'pg', 'jj'].join(', ')}); }`);
+  out.push(`      Bs[pp * ${BN}i + cc] = bv_;`, '    }');
+  out.push('    workgroupBarrier();');
+  out.push(`    for (var kk: i32 = 0i; kk < ${BK}i; kk++) {`);
+  for (let r = 0; r < TM; r++) out.push(`      let a${r} = As[kk * ${BM}i + ty + ${16 * r}i];`);
+  for (let cc = 0; cc < TN; cc++) out.push(`      let b${cc} = Bs[kk * ${BN}i + tx + ${16 * cc}i];`);
+  for (let r = 0; r < TM; r++) for (let cc = 0; cc < TN; cc++) out.push(`      c${r}_${cc} = c${r}_${cc} + a${r} * b${cc};`);
+  out.push('    }', '    workgroupBarrier();', '  }');
+  for (let r = 0; r < TM; r++)
+    for (let cc = 0; cc < TN; cc++)
+      out.push(`  { let ii = i0 + ty + ${16 * r}i; let jj = j0 + tx + ${16 * cc}i; if (ii < ${k.m}i && jj < ${k.n}i) { epi_(${[...bargs, 'ii', 'jj', cast(`c${r}_${cc}`)].join(', ')}); } }`);
+  out.push('}');
+  return [{ body: out, workgroups: w }];
+}
+
+const ATT_WG = 64;
+
+function genAttention(c: Ctx, k: AttentionKernel | AttentionGradKernel, scratch: readonly number[]): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const batch = k.batch.reduce((a, b) => a * b, 1);
+  const rows = batch * k.sq, cols = batch * k.sk;
+  if (rows === 0) return [];
+  const g = c.g;
+  const bv = k.batch.map((_, i) => `b${i}`);
+  const bp = bv.map((b) => `${x(b)}: i32`);
+  const ba = bv.map((b) => x(b));
+  const fn = (name: string, vars: string[], e: Expr) => `fn ${name}(${[...bp, ...vars.map((q) => `x_${q}: i32`)].join(', ')}) -> f32 { return f32(${g.expr(e)}); }`;
+  const common = [fn('ldq_', ['s', 'd'], k.q), fn('ldk_', ['t', 'd'], k.key), fn('ldv_', ['t', 'e'], k.v)];
+  const args = (...rest: string[]) => [...ba, ...rest].join(', ');
+  const sto = (name: string, vars: string[], t: { buf: number; index: Expr }) =>
+    `fn ${name}(${[...bp, ...vars.map((q) => `x_${q}: i32`), 'val: f32'].join(', ')}) { ${g.store(t.buf, g.expr(t.index), 'val', 'set')} }`;
+  const head = (count: number, idx: 's' | 't', extent: number, out: string[]) => {
+    const wgs = Math.ceil(count / ATT_WG);
+    const w = fold(wgs, c.limits, c.name);
+    out.push(...entry([ATT_WG, 1], wgs, w[0]));
+    out.push(`  let row = i32(wg) * ${ATT_WG}i + i32(lix);`, `  if (row >= ${count}i) { return; }`);
+    decompose([...bv, idx], [...k.batch, extent], 'row', out, '  ');
+    return w;
+  };
+  const scale = floatLit(k.scale, false);
+  const score = (sv: string, tv: string) => `  { var sc_: f32 = 0.0f; for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { sc_ = sc_ + q_[d_] * ldk_(${args(tv, 'd_')}); } score = sc_ * ${scale}; }`;
+  const loadQ = (sv: string) => `  var q_: array<f32, ${k.dk}>; for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { q_[d_] = ldq_(${args(sv, 'd_')}); }`;
+  if (k.kind === 'attention') {
+    c.decls.push(...common, sto('sto_', ['s', 'e'], k.out));
+    const out: string[] = [];
+    const w = head(rows, 's', k.sq, out);
+    out.push(loadQ('x_s'));
+    out.push('  var m = -k_inf(); var l = 0.0f;', `  var acc: array<f32, ${k.dv}>;`);
+    out.push(`  for (var t_: i32 = 0i; t_ < ${k.causal ? `min(x_s + 1i, ${k.sk}i)` : `${k.sk}i`}; t_++) {`);
+    out.push('    var score: f32;', score('x_s', 't_'));
+    out.push('    let mn = k_max(m, score); let corr = k_exp(m - mn); let pw = k_exp(score - mn);');
+    out.push('    l = l * corr + pw;');
+    out.push(`    for (var e_: i32 = 0i; e_ < ${k.dv}i; e_++) { acc[e_] = acc[e_] * corr + pw * ldv_(${args('t_', 'e_')}); }`);
+    out.push('    m = mn;', '  }');
+    out.push(`  for (var e_: i32 = 0i; e_ < ${k.dv}i; e_++) { sto_(${args('x_s', 'e_', 'acc[e_] / l')}); }`, '}');
+    return [{ body: out, workgroups: w }];
+  }
+  const [lse, dsum] = scratch as [number, number];
+  const res: Array<{ body: string[]; workgroups: [number, number, number] }> = [];
+  const rowOf = (sv: string) => (bv.length ? `(${linearOf(ba, k.batch)} * ${k.sq}i + ${sv})` : sv);
+  // Each pass is its own module: declarations are per dispatch (set by the caller via c.decls), so we
+  // return bodies with their own extra declarations through a marker.
+  const stats: string[] = ['//decls', ...common, fn('ldo_', ['s', 'e'], k.o), fn('lddo_', ['s', 'e'], k.dout), '//end'];
+  {
+    const w = head(rows, 's', k.sq, stats);
+    stats.push(loadQ('x_s'));
+    stats.push('  var m = -k_inf(); var l = 0.0f;');
+    stats.push(`  for (var t_: i32 = 0i; t_ < ${k.causal ? `min(x_s + 1i, ${k.sk}i)` : `${k.sk}i`}; t_++) {`);
+    stats.push('    var score: f32;', score('x_s', 't_'));
+    stats.push('    let mn = k_max(m, score); l = l * k_exp(m - mn) + k_exp(score - mn); m = mn;', '  }');
+    stats.push(`  var ds_: f32 = 0.0f; for (var e_: i32 = 0i; e_ < ${k.dv}i; e_++) { ds_ = ds_ + lddo_(${args('x_s', 'e_')}) * ldo_(${args('x_s', 'e_')}); }`);
+    stats.push(`  ${g.store(lse, 'row', 'm + k_log(l)', 'set')}`, `  ${g.store(dsum, 'row', 'ds_', 'set')}`, '}');
+    res.push({ body: stats, workgroups: w });
+  }
+  const pAndDs = (sv: string, tv: string) => [
+    '      var score: f32;',
+    score(sv, tv),
+    `      let P = k_exp(score - ${g.load(lse, rowOf(sv))});`,
+    `      var dP: f32 = 0.0f; for (var e_: i32 = 0i; e_ < ${k.dv}i; e_++) { dP = dP + lddo_(${args(sv, 'e_')}) * ldv_(${args(tv, 'e_')}); }`,
+    `      let dS = P * (dP - ${g.load(dsum, rowOf(sv))}) * ${scale};`,
+  ];
+  if (k.dQ) {
+    const out: string[] = ['//decls', ...common, fn('lddo_', ['s', 'e'], k.dout), sto('stq_', ['s', 'd'], k.dQ), '//end'];
+    const w = head(rows, 's', k.sq, out);
+    out.push(loadQ('x_s'));
+    out.push(`  var dq: array<f32, ${k.dk}>;`);
+    out.push(`  for (var t_: i32 = 0i; t_ < ${k.causal ? `min(x_s + 1i, ${k.sk}i)` : `${k.sk}i`}; t_++) {`, '    {', ...pAndDs('x_s', 't_'));
+    out.push(`      for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { dq[d_] = dq[d_] + dS * ldk_(${args('t_', 'd_')}); }`, '    }', '  }');
+    out.push(`  for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { stq_(${args('x_s', 'd_', 'dq[d_]')}); }`, '}');
+    res.push({ body: out, workgroups: w });
+  }
+  if (k.dK || k.dV) {
+    const out: string[] = ['//decls', ...common, fn('lddo_', ['s', 'e'], k.dout)];
+    if (k.dK) out.push(sto('stk_', ['t', 'd'], k.dK));
+    if (k.dV) out.push(sto('stv_', ['t', 'e'], k.dV));
+    out.push('//end');
+    const w = head(cols, 't', k.sk, out);
+    out.push(`  var dk: array<f32, ${k.dk}>; var dv: array<f32, ${k.dv}>;`);
+    out.push(`  for (var s_: i32 = ${k.causal ? 'x_t' : '0i'}; s_ < ${k.sq}i; s_++) {`);
+    out.push(`    ${loadQ('s_').trim()}`, '    {', ...pAndDs('s_', 'x_t'));
+    out.push(`      for (var e_: i32 = 0i; e_ < ${k.dv}i; e_++) { dv[e_] = dv[e_] + P * lddo_(${args('s_', 'e_')}); }`);
+    out.push(`      for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { dk[d_] = dk[d_] + dS * q_[d_]; }`, '    }', '  }');
+    if (k.dK) out.push(`  for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { stk_(${args('x_t', 'd_', 'dk[d_]')}); }`);
+    if (k.dV) out.push(`  for (var e_: i32 = 0i; e_ < ${k.dv}i; e_++) { stv_(${args('x_t', 'e_', 'dv[e_]')}); }`);
+    out.push('}');
+    res.push({ body: out, workgroups: w });
+  }
+  return res;
+}
+
+function linearOf(vars: readonly string[], extents: readonly number[]): string {
+  let e = '0i';
+  vars.forEach((q, i) => (e = `(${e} * ${extents[i]}i + ${q})`));
+  return e;
+}
+
+export interface WgslProgramLayout {
+  readonly place: (id: number) => Placement;
+  readonly gpuSize: (gpu: number) => number;
+}
+
+/** The prelude functions `code` calls, transitively, in prelude order (shader compilers pay for every function). */
+const PRELUDE_FNS: Array<{ name: string; text: string }> = WGSL_PRELUDE.split(/\n(?=fn |\/\*\*)/).map((t) => t.trim()).filter(Boolean).reduce(
+  (acc, t) => {
+    const m = /fn (\w+)\(/.exec(t);
+    const last = acc[acc.length - 1];
+    if (!m && last) last.text += `\n${t}`;
+    else if (m) {
+      if (last && !last.name) { last.name = m[1]!; last.text += `\n${t}`; } else acc.push({ name: m[1]!, text: t });
+    } else acc.push({ name: '', text: t });
+    return acc;
+  },
+  [] as Array<{ name: string; text: string }>,
+);
+
+export function preludeFor(code: string): string {
+  const need = new Set<string>();
+  const visit = (text: string) => {
+    for (const f of PRELUDE_FNS)
+      if (!need.has(f.name) && new RegExp(`\\b${f.name}\\(`).test(text)) {
+        need.add(f.name);
+        visit(f.text.slice(f.text.indexOf('{')));
+      }
+  };
+  visit(code);
+  return PRELUDE_FNS.filter((f) => need.has(f.name)).map((f) => f.text).join('\n');
+}
+
+/** Generate the dispatches of every kernel of `p` (per kernel, in program order). */
+export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits: WgslLimits, opts: WgslOptions = {}): WgslDispatch[][] {
+  for (const b of p.buffers)
+    if (b.numel >= 2 ** 31) throw new KilnError(`wgsl codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
+  const scratch = scratchOf(p);
+  const elemOf = (id: number) => (id < 0 ? 4 : deviceBytes(p.buffers[id]!.dtype));
+  const bytesOf = (id: number) => (id < 0 ? scratch.find((s) => s.id === id)!.bytes : p.buffers[id]!.numel * deviceBytes(p.buffers[id]!.dtype));
+  return p.kernels.map((k, i) => {
+    const a = kernelAccess(k);
+    const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : [];
+    const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
+    const name = `${i}:${k.name}`;
+    const { bindings, bound, atomicBinding } = bindWindows(name, ids, atomicBuffers(k, p.buffers), layout.place, bytesOf, elemOf, limits, layout.gpuSize);
+    const g = new Gen(p.buffers, bound);
+    const decls: string[] = [];
+    const c: Ctx = { g, limits, name, decls, opts };
+    const bodies = k.kind === 'loop' ? genLoop(c, k) : k.kind === 'matmul' ? genMatmul(c, k) : genAttention(c, k, sc);
+    return bodies.map((b, j) => {
+      let body = b.body;
+      const extra: string[] = [];
+      if (body[0] === '//decls') {
+        const end = body.indexOf('//end');
+        extra.push(...body.slice(1, end));
+        body = body.slice(end + 1);
+      }
+      const bd = bindingDecls(atomicBinding);
+      const rest = [...decls, ...extra, ...body].join('\n');
+      const code = [...bd.decls, ...bd.helpers.filter((h) => rest.includes(`${/fn (\w+)\(/.exec(h)![1]}(`)), rest].join('\n');
+      const source = [`// kiln kernel ${name}${bodies.length > 1 ? ` part ${j}` : ''}`, preludeFor(code), code].join('\n') + '\n';
+      return { name: bodies.length > 1 ? `${name}#${j}` : name, source, workgroups: b.workgroups, bindings };
+    });
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * @file WebGPU device creation: the only module of the WGSL backend that knows where WebGPU comes from.
+ * In a browser it uses `navigator.gpu`; in Node it loads Dawn through the npm package `webgpu` (with
+ * the Dawn toggles of ../shared/DESIGN.md: f16 on NVIDIA's Vulkan driver, unsafe APIs for subgroup
+ * matrices, no timestamp quantization) and installs its globals (GPUBufferUsage, ...). The adapter's
+ * optional features Kiln can use are requested when offered, and its maximum limits (or the caller's
+ * lower binding limits, to test browser defaults). Everything below this module is plain WebGPU.
+ */
+import { KilnError } from '../../ir/errors.ts';
+
+export interface WgslDeviceOptions {
+  /** Request at most this many storage buffers per shader stage (browsers guarantee 8). */
+  readonly maxStorageBuffersPerShaderStage?: number;
+  /** Pretend bindings can be at most this large (tests the window splitting). */
+  readonly maxStorageBufferBindingSize?: number;
+}
+
+export interface WgslDevice {
+  readonly device: GPUDevice;
+  readonly adapterInfo: string;
+  readonly features: ReadonlySet<string>;
+  readonly limits: {
+    readonly maxStorageBufferBindingSize: number;
+    readonly maxStorageBuffersPerShaderStage: number;
+    readonly maxComputeWorkgroupsPerDimension: number;
+    readonly maxComputeInvocationsPerWorkgroup: number;
+    readonly maxBufferSize: number;
+  };
+}
+
+export const DAWN_TOGGLES = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
+const WANTED_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix', 'timestamp-query'];
+
+let nodeGpu: Promise<GPU> | undefined;
+
+async function gpuEntry(): Promise<{ gpu: GPU; where: string }> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return { gpu: nav.gpu, where: 'navigator.gpu' };
+  nodeGpu ??= (async () => {
+    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+    // Dawn looks for Vulkan drivers through the loader; without a GPU, SwiftShader (Debian's chromium package).
+    const swiftshader = '/usr/lib/chromium/vk_swiftshader_icd.json';
+    if (env && !env.VK_ICD_FILENAMES && !env.VK_DRIVER_FILES && env.KILN_WGSL_SWIFTSHADER !== '0') {
+      const { existsSync } = await import('node:fs');
+      if (existsSync(swiftshader) && !existsSync('/dev/nvidia0') && !existsSync('/dev/dri')) env.VK_ICD_FILENAMES = swiftshader;
+    }
+    const mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: object };
+    Object.assign(globalThis, mod.globals);
+    return mod.create(DAWN_TOGGLES);
+  })();
+  return { gpu: await nodeGpu, where: "Dawn through the npm package 'webgpu'" };
+}
+
+const devices = new Map<string, Promise<WgslDevice>>();
+
+/** The shared device for `opts` (one per distinct option set per process). */
+export function wgslDevice(opts: WgslDeviceOptions = {}): Promise<WgslDevice> {
+  const key = JSON.stringify(opts);
+  let d = devices.get(key);
+  if (!d) {
+    d = createDevice(opts);
+    devices.set(key, d);
+    d.catch(() => devices.delete(key));
+  }
+  return d;
+}
+
+async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
+  const { gpu, where } = await gpuEntry();
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) {
+    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
+    const icd = env ? ` (VK_ICD_FILENAMES=${env.VK_ICD_FILENAMES ?? 'unset'}, VK_DRIVER_FILES=${env.VK_DRIVER_FILES ?? 'unset'})` : '';
+    throw new KilnError(
+      `wgsl: no WebGPU adapter: tried ${where}${icd}. Without a GPU, install SwiftShader's Vulkan driver (Debian: ` +
+        `sudo apt-get install chromium libvulkan1) and set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json`,
+    );
+  }
+  const features = [...adapter.features].filter((f) => WANTED_FEATURES.includes(f)) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const k in adapter.limits) {
+    const v = (adapter.limits as unknown as Record<string, unknown>)[k];
+    if (typeof v === 'number') requiredLimits[k] = v;
+  }
+  if (opts.maxStorageBuffersPerShaderStage !== undefined)
+    requiredLimits.maxStorageBuffersPerShaderStage = Math.min(opts.maxStorageBuffersPerShaderStage, requiredLimits.maxStorageBuffersPerShaderStage ?? 8);
+  const device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+  device.lost.then((info) => {
+    if (info.reason !== 'destroyed') console.error(`wgsl: device lost: ${info.message}`);
+  });
+  const info = adapter.info;
+  const L = device.limits;
+  return {
+    device,
+    adapterInfo: [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter',
+    features: new Set([...device.features]),
+    limits: {
+      maxStorageBufferBindingSize: Math.min(L.maxStorageBufferBindingSize, opts.maxStorageBufferBindingSize ?? Infinity),
+      maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
+      maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+      maxBufferSize: L.maxBufferSize,
+    },
+  };
+}

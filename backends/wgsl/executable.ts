@@ -1,0 +1,326 @@
+/**
+ * @file The WGSL backend: a KernelProgram becomes WGSL compute shaders (codegen.ts) run on a WebGPU
+ * device (device.ts: Dawn in Node, navigator.gpu in a browser; nothing below it is Node-specific).
+ * Memory is a few large GPU buffers: the arena (temporaries at their planned offsets, then scratch),
+ * the inputs (parameters, state, data inputs and constants) and the outputs, each split into chunks
+ * of at most maxBufferSize; a dispatch binds windows of them (codegen.ts). Pipelines are cached per
+ * device by source. A run writes the data inputs, encodes every dispatch, the copies of the requested
+ * outputs into one read-back buffer and the `next.` updates into one command buffer, submits it once
+ * and maps the read-back buffer. Resident inputs stay on the GPU between runs.
+ */
+import { KilnError } from '../../ir/errors.ts';
+import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
+import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import type { Backend, Executable } from '../backend.ts';
+import { checkFeeds, residentInput } from '../residency.ts';
+import { decodeValues, deviceByteSize, encodeValues } from './codec.ts';
+import { DEFAULT_GEMM, type Placement, type WgslDispatch, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
+
+const ALIGN = 256;
+const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
+
+/** Called with every generated shader (KILN_DEBUG=source prints them; see wgslBackend). */
+export type SourceHook = (name: string, source: string) => void;
+
+interface Pipeline {
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<Pipeline>>>();
+const layoutCache = new WeakMap<GPUDevice, Map<number, GPUBindGroupLayout>>();
+
+function bindGroupLayout(device: GPUDevice, n: number): GPUBindGroupLayout {
+  let m = layoutCache.get(device);
+  if (!m) layoutCache.set(device, (m = new Map()));
+  let l = m.get(n);
+  if (!l) {
+    l = device.createBindGroupLayout({
+      entries: Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+    });
+    m.set(n, l);
+  }
+  return l;
+}
+
+async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string): Promise<Pipeline> {
+  let m = pipelineCache.get(device);
+  if (!m) pipelineCache.set(device, (m = new Map()));
+  const key = `${d.bindings.length}\n${d.source}`;
+  let p = m.get(key);
+  if (!p) {
+    p = (async () => {
+      const module = device.createShaderModule({ code: d.source, label: d.name });
+      const info = await module.getCompilationInfo();
+      const errors = info.messages.filter((x) => x.type === 'error');
+      if (errors.length) {
+        const lines = d.source.split('\n');
+        const msg = errors.slice(0, 3).map((e) => `line ${e.lineNum}: ${e.message}\n    ${lines[e.lineNum - 1]?.trim() ?? ''}`).join('\n  ');
+        throw new KilnError(`wgsl: program ${program}, kernel ${d.name}: WGSL does not compile:\n  ${msg}`);
+      }
+      const layout = bindGroupLayout(device, d.bindings.length);
+      try {
+        const pipeline = await device.createComputePipelineAsync({
+          label: d.name,
+          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+          compute: { module, entryPoint: 'main' },
+        });
+        return { pipeline, layout };
+      } catch (e) {
+        throw new KilnError(`wgsl: program ${program}, kernel ${d.name}: pipeline creation failed: ${(e as Error).message}`);
+      }
+    })();
+    m.set(key, p);
+    p.catch(() => m.delete(key));
+  }
+  return p;
+}
+
+/** Buffers of one kind packed into chunks of at most `max` bytes (each buffer 256-byte aligned). */
+function pack(ids: readonly number[], bytes: (id: number) => number, max: number, firstGpu: number): { place: Map<number, Placement>; sizes: number[] } {
+  const place = new Map<number, Placement>();
+  const sizes: number[] = [];
+  let cur = 0;
+  for (const id of ids) {
+    const b = align(Math.max(4, bytes(id)));
+    if (b > max) throw new KilnError(`wgsl: buffer b${id} (${b} B) exceeds the device's maxBufferSize (${max} B)`);
+    if (sizes.length === 0 || cur + b > max) {
+      sizes.push(0);
+      cur = 0;
+    }
+    place.set(id, { gpu: firstGpu + sizes.length - 1, offset: cur });
+    cur += b;
+    sizes[sizes.length - 1] = cur;
+  }
+  return { place, sizes };
+}
+
+interface Step {
+  readonly pipeline: GPUComputePipeline;
+  readonly bindGroup: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+}
+
+export class WgslExecutable implements Executable {
+  private readonly written = new Set<string>();
+  private readonly gpuBuffers: GPUBuffer[] = [];
+  private readonly place = new Map<number, Placement>();
+  private steps: Step[] = [];
+  private readback?: GPUBuffer;
+  private updateTmp?: GPUBuffer;
+  readonly dispatches: WgslDispatch[][];
+
+  private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslOptions) {
+    const p = program;
+    const { device, limits } = dev;
+    const bytes = (id: number) => p.buffers[id]!.numel * deviceByteSize(p.buffers[id]!.dtype);
+    // GPU buffer 0: the arena, then scratch.
+    const scratch = scratchOf(p);
+    let arenaBytes = align(Math.max(ALIGN, p.arenaBytes));
+    for (const b of p.buffers) if (b.kind === 'temp' && b.offset !== undefined) this.place.set(b.id, { gpu: 0, offset: b.offset });
+    for (const s of scratch) {
+      this.place.set(s.id, { gpu: 0, offset: arenaBytes });
+      arenaBytes += align(s.bytes);
+    }
+    if (arenaBytes > limits.maxBufferSize) throw new KilnError(`wgsl: program ${p.name}: the arena (${arenaBytes} B) exceeds the device's maxBufferSize (${limits.maxBufferSize} B)`);
+    const sizes = [arenaBytes];
+    const inputs = pack(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1);
+    const outputs = pack(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length);
+    for (const [id, pl] of [...inputs.place, ...outputs.place]) this.place.set(id, pl);
+    sizes.push(...inputs.sizes, ...outputs.sizes);
+    this.inputGpus = new Set(inputs.sizes.map((_, i) => 1 + i));
+    for (const [i, s] of sizes.entries())
+      this.gpuBuffers.push(device.createBuffer({ label: `${p.name}:${i === 0 ? 'arena' : i <= inputs.sizes.length ? 'inputs' : 'outputs'}`, size: align(s), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST }));
+    for (const b of p.buffers) if (b.kind === 'const') this.upload(b, b.data!);
+    const placeOf = (id: number) => {
+      const pl = this.place.get(id);
+      if (!pl) throw new KilnError(`wgsl: program ${p.name}: buffer b${id} has no place (a temporary without a planned offset?)`);
+      return pl;
+    };
+    this.dispatches = generateWgsl(p, { place: placeOf, gpuSize: (g) => this.gpuBuffers[g]!.size }, limits, opts);
+  }
+  private readonly inputGpus: Set<number>;
+
+  static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
+    const e = new WgslExecutable(graph, program, dev, opts);
+    const all = e.dispatches.flat();
+    if (onSource) for (const d of all) onSource(d.name, d.source);
+    const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
+    e.steps = all.map((d, i) => ({
+      pipeline: pipes[i]!.pipeline,
+      workgroups: d.workgroups,
+      bindGroup: dev.device.createBindGroup({
+        layout: pipes[i]!.layout,
+        entries: d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.gpuBuffers[b.gpu]!, offset: b.offset, size: b.size } })),
+      }),
+    }));
+    return e;
+  }
+
+  private decl(name: string, map: ReadonlyMap<string, number>): BufferDecl {
+    const id = map.get(name);
+    if (id === undefined) throw new KilnError(`graph ${this.graph.name}: no buffer for '${name}'`);
+    return this.program.buffers[id]!;
+  }
+
+  private upload(b: BufferDecl, values: ArrayLike<number>): void {
+    if (values.length !== b.numel) throw new KilnError(`graph ${this.graph.name}: buffer b${b.id} expects ${b.numel} values, got ${values.length}`);
+    const pl = this.place.get(b.id)!;
+    const data = encodeValues(b.dtype, values);
+    this.dev.device.queue.writeBuffer(this.gpuBuffers[pl.gpu]!, pl.offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  private bytesOf(b: BufferDecl): number {
+    return align(b.numel * deviceByteSize(b.dtype), 4);
+  }
+
+  /** Copy the given buffers back to the host, after `encode` (if any) has recorded work into the same command buffer. */
+  private async download(bufs: readonly BufferDecl[], encode?: (enc: GPUCommandEncoder) => void, after?: (enc: GPUCommandEncoder) => void): Promise<number[][]> {
+    const device = this.dev.device;
+    const offs: number[] = [];
+    let total = 0;
+    for (const b of bufs) {
+      offs.push(total);
+      total += align(this.bytesOf(b));
+    }
+    if (total > 0 && (!this.readback || this.readback.size < total)) {
+      this.readback?.destroy();
+      this.readback = device.createBuffer({ label: `${this.program.name}:readback`, size: align(total), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    }
+    device.pushErrorScope('validation');
+    const enc = device.createCommandEncoder();
+    encode?.(enc);
+    bufs.forEach((b, i) => {
+      const pl = this.place.get(b.id)!;
+      const n = this.bytesOf(b);
+      if (n > 0) enc.copyBufferToBuffer(this.gpuBuffers[pl.gpu]!, pl.offset, this.readback!, offs[i]!, n);
+    });
+    after?.(enc);
+    device.queue.submit([enc.finish()]);
+    const err = await device.popErrorScope();
+    if (err) throw new KilnError(`wgsl: program ${this.program.name}: ${err.message}`);
+    if (total === 0) {
+      await device.queue.onSubmittedWorkDone();
+      return bufs.map(() => []);
+    }
+    await this.readback!.mapAsync(GPUMapMode.READ, 0, align(total));
+    const raw = this.readback!.getMappedRange(0, align(total)).slice(0);
+    this.readback!.unmap();
+    return bufs.map((b, i) => decodeValues(b.dtype, raw, offs[i]!, b.numel));
+  }
+
+  async write(name: string, value: HostTensor): Promise<void> {
+    residentInput(this.graph, name, value);
+    this.upload(this.decl(name, this.program.inputs), value.data as ArrayLike<number>);
+    this.written.add(name);
+  }
+
+  async read(name: string): Promise<HostTensor> {
+    const i = residentInput(this.graph, name);
+    if (!this.written.has(name)) throw new KilnError(`graph ${this.graph.name}: resident input '${name}' has not been written`);
+    const [vals] = await this.download([this.decl(name, this.program.inputs)]);
+    return hostTensor(i.type.dtype, i.type.shape, vals!);
+  }
+
+  /** Record every dispatch of the program into `enc` (one compute pass). */
+  encodeDispatches(enc: GPUCommandEncoder): void {
+    const pass = enc.beginComputePass();
+    for (const s of this.steps) {
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+    }
+    pass.end();
+  }
+
+  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds. */
+  async time(n: number): Promise<number> {
+    const device = this.dev.device;
+    await device.queue.onSubmittedWorkDone();
+    const t = performance.now();
+    const enc = device.createCommandEncoder();
+    for (let i = 0; i < n; i++) this.encodeDispatches(enc);
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return performance.now() - t;
+  }
+
+  /** The `next.` updates: copies output → resident input, staged where the source is itself an input. */
+  private encodeUpdates(enc: GPUCommandEncoder): void {
+    const ups: Array<{ src: BufferDecl; dst: BufferDecl }> = [];
+    for (const o of this.graph.outputs) {
+      if (!o.name.startsWith(NEXT_PREFIX)) continue;
+      const src = this.decl(o.name, this.program.outputs), dst = this.decl(o.name.slice(NEXT_PREFIX.length), this.program.inputs);
+      if (src.id !== dst.id) ups.push({ src, dst });
+    }
+    const staged = ups.filter((u) => this.inputGpus.has(this.place.get(u.src.id)!.gpu) || this.place.get(u.src.id)!.gpu === 0);
+    const tmpOff: number[] = [];
+    let total = 0;
+    for (const u of staged) {
+      tmpOff.push(total);
+      total += align(this.bytesOf(u.src));
+    }
+    if (total > 0 && (!this.updateTmp || this.updateTmp.size < total)) {
+      this.updateTmp?.destroy();
+      this.updateTmp = this.dev.device.createBuffer({ label: `${this.program.name}:updates`, size: align(total), usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    }
+    const copy = (a: GPUBuffer, ao: number, b: GPUBuffer, bo: number, n: number) => n > 0 && enc.copyBufferToBuffer(a, ao, b, bo, n);
+    const at = (b: BufferDecl) => this.place.get(b.id)!;
+    staged.forEach((u, i) => copy(this.gpuBuffers[at(u.src).gpu]!, at(u.src).offset, this.updateTmp!, tmpOff[i]!, this.bytesOf(u.src)));
+    for (const u of ups) if (!staged.includes(u)) copy(this.gpuBuffers[at(u.src).gpu]!, at(u.src).offset, this.gpuBuffers[at(u.dst).gpu]!, at(u.dst).offset, this.bytesOf(u.src));
+    staged.forEach((u, i) => copy(this.updateTmp!, tmpOff[i]!, this.gpuBuffers[at(u.dst).gpu]!, at(u.dst).offset, this.bytesOf(u.src)));
+  }
+
+  async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
+    for (const [i, x] of checkFeeds(this.graph, feeds, this.written)) this.upload(this.decl(i.name, this.program.inputs), x.data as ArrayLike<number>);
+    const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
+    for (const n of want) if (!this.graph.output(n)) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
+    const vals = await this.download(want.map((n) => this.decl(n, this.program.outputs)), (enc) => this.encodeDispatches(enc), (enc) => this.encodeUpdates(enc));
+    const out: Record<string, HostTensor> = {};
+    want.forEach((n, i) => {
+      const t = this.graph.typeOf(this.graph.output(n)!.id);
+      out[n] = hostTensor(t.dtype, t.shape, vals[i]!);
+    });
+    return out;
+  }
+
+  dispose(): void {
+    for (const b of this.gpuBuffers.splice(0)) b.destroy();
+    this.readback?.destroy();
+    this.updateTmp?.destroy();
+    this.readback = this.updateTmp = undefined;
+  }
+}
+
+/**
+ * Kernel variants by device: SwiftShader (a CPU Vulkan driver, used in CI) compiles every shader with
+ * a workgroup barrier in about a second, so there row kernels reduce serially and matmuls run one
+ * invocation per output; real GPUs get workgroup reductions and the tiled GEMM.
+ */
+export function defaultKernels(dev: WgslDevice): WgslOptions {
+  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: DEFAULT_GEMM };
+}
+
+export interface WgslBackendOptions extends WgslDeviceOptions, WgslOptions {
+  readonly onSource?: SourceHook;
+}
+
+/** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
+export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
+  const { onSource, gemm, reductions, ...devOpts } = opts;
+  return {
+    name: 'wgsl',
+    consumes: 'kernels',
+    device: () => wgslDevice(devOpts),
+    compile: async (graph: Graph, program?: KernelProgram) => {
+      if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
+      const dev = await wgslDevice(devOpts);
+      return WgslExecutable.create(graph, program, dev, { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}) }, onSource);
+    },
+  };
+}
+
+/** The WGSL backend with default options (runtime/backends.ts adds KILN_DEBUG=source from the environment). */
+export const wgslBackend = wgslBackendWith();
