@@ -96,7 +96,7 @@ async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
     features: new Set([...device.features]),
     limits: {
       maxStorageBufferBindingSize: Math.min(L.maxStorageBufferBindingSize, opts.maxStorageBufferBindingSize ?? Infinity),
-      maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+      maxStorageBuffersPerShaderStage: Math.min(L.maxStorageBuffersPerShaderStage, opts.maxStorageBuffersPerShaderStage ?? Infinity),
       maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
       maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
       maxBufferSize: L.maxBufferSize,
