@@ -13,7 +13,10 @@ import { hostTensor } from '../ir/tensor.ts';
 import { compileOn } from '../runtime/compile.ts';
 
 const sizes = (process.env.SIZES ?? '1024,4096,8192').split(',').map(Number);
-const TILES: GemmTile[] = [{ tm: 4, tn: 4, bk: 16 }, { tm: 8, tn: 8, bk: 8 }, { tm: 8, tn: 4, bk: 16 }, { tm: 8, tn: 8, bk: 16 }];
+const TILES: GemmTile[] = [
+  { tm: 4, tn: 4, bk: 16 }, { tm: 8, tn: 4, bk: 16 }, { tm: 8, tn: 8, bk: 8, vec: true }, { tm: 8, tn: 8, bk: 16, vec: true },
+  { tm: 4, tn: 8, bk: 16, vec: true }, { tm: 8, tn: 4, bk: 8, vec: true },
+];
 
 for (const n of sizes) {
   const b = new GraphBuilder(`gemm${n}`);
@@ -39,7 +42,7 @@ for (const n of sizes) {
       const reps = n <= 1024 ? 50 : n <= 4096 ? 10 : 4;
       await exe.time(2);
       const ms = (await exe.time(reps)) / reps;
-      results.push({ tile: `${tile.tm}x${tile.tn}/bk${tile.bk}`, ms, tflops: (2 * n ** 3) / (ms * 1e-3) / 1e12, maxRelErr: err });
+      results.push({ tile: `${tile.tm}x${tile.tn}/bk${tile.bk}${tile.vec ? '/vec4' : ''}`, ms, tflops: (2 * n ** 3) / (ms * 1e-3) / 1e12, maxRelErr: err });
       exe.dispose();
     } catch (e) {
       results.push({ tile: `${tile.tm}x${tile.tn}/bk${tile.bk}`, ms: NaN, tflops: 0, maxRelErr: NaN });

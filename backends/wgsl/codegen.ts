@@ -65,6 +65,11 @@ export interface GemmTile {
   readonly tm: number;
   readonly tn: number;
   readonly bk: number;
+  /**
+   * Each invocation owns contiguous 4-row/4-column blocks (strided by 64) and reads the staged tiles
+   * as vec4 (one 128-bit workgroup-memory load per 4 values); tm and tn multiples of 4.
+   */
+  readonly vec?: boolean;
 }
 
 export interface WgslOptions {
@@ -576,6 +581,8 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
     out.push(`  epi_(${[...bargs, 'x_i', 'x_j', cast('acc_')].join(', ')});`, '}');
     return [{ body: out, workgroups: w }];
   }
+  const tile = c.opts.gemm as GemmTile | undefined;
+  if (tile?.vec) return genMatmulVec(c, k, tile, bparams, bargs, bv, batch, cast);
   d.push(`var<workgroup> As: array<f32, ${BK * BM}>;`, `var<workgroup> Bs: array<f32, ${BK * BN}>;`);
   const gx = Math.ceil(k.n / BN), gy = Math.ceil(k.m / BM);
   const total = gx * gy * batch;
@@ -606,6 +613,48 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   for (let r = 0; r < TM; r++)
     for (let cc = 0; cc < TN; cc++)
       out.push(`  { let ii = i0 + ty + ${16 * r}i; let jj = j0 + tx + ${16 * cc}i; if (ii < ${k.m}i && jj < ${k.n}i) { epi_(${[...bargs, 'ii', 'jj', cast(`c${r}_${cc}`)].join(', ')}); } }`);
+  out.push('}');
+  return [{ body: out, workgroups: w }];
+}
+
+/** The vec4 variant of the tiled GEMM (see GemmTile.vec); operand functions and epilogue already declared. */
+function genMatmulVec(
+  c: Ctx, k: MatmulKernel, tile: GemmTile, _bparams: string[], bargs: string[], bv: string[], batch: number, cast: (q: string) => string,
+): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const { tm: TM, tn: TN, bk: BK } = tile;
+  if (TM % 4 || TN % 4) throw new KilnError(`wgsl codegen: vec4 GEMM tiles need tm, tn multiples of 4 (got ${TM}x${TN})`);
+  const BM = 16 * TM, BN = 16 * TN, RB = TM / 4, CB = TN / 4;
+  c.decls.push(`var<workgroup> As: array<vec4<f32>, ${(BK * BM) / 4}>;`, `var<workgroup> Bs: array<vec4<f32>, ${(BK * BN) / 4}>;`);
+  const gx = Math.ceil(k.n / BN), gy = Math.ceil(k.m / BM);
+  const total = gx * gy * batch;
+  const w = fold(total, c.limits, c.name);
+  const out: string[] = [...entry([16, 16], total, w[0])];
+  out.push('  let tx = i32(lid.x); let ty = i32(lid.y); let tid = ty * 16i + tx;');
+  out.push(`  let bt = i32(wg) / ${gx * gy}i; let tile = i32(wg) % ${gx * gy}i;`);
+  out.push(`  let i0 = (tile / ${gx}i) * ${BM}i; let j0 = (tile % ${gx}i) * ${BN}i;`);
+  decompose(bv, k.batch, 'bt', out, '  ');
+  for (let rb = 0; rb < RB; rb++) for (let r = 0; r < 4; r++) for (let cb = 0; cb < CB; cb++) out.push(`  var c${rb}_${r}_${cb}: vec4<f32> = vec4<f32>(0.0f);`);
+  out.push(`  for (var p0: i32 = 0i; p0 < ${k.k}i; p0 += ${BK}i) {`);
+  // A tile element (rr, pp) → As[pp][rr / 4][rr % 4]; B tile element (pp, cc) → Bs[pp][cc / 4][cc % 4].
+  out.push(`    for (var e_: i32 = tid; e_ < ${BM * BK}i; e_ += 256i) {`);
+  out.push(`      let rr = e_ / ${BK}i; let pp = e_ % ${BK}i; let ii = i0 + rr; let pg = p0 + pp;`);
+  out.push(`      var av: f32 = 0.0f; if (ii < ${k.m}i && pg < ${k.k}i) { av = lda_(${[...bargs, 'ii', 'pg'].join(', ')}); }`);
+  out.push(`      As[pp * ${BM / 4}i + (rr >> 2u)][rr & 3i] = av;`, '    }');
+  out.push(`    for (var e_: i32 = tid; e_ < ${BN * BK}i; e_ += 256i) {`);
+  out.push(`      let pp = e_ / ${BN}i; let cc = e_ % ${BN}i; let jj = j0 + cc; let pg = p0 + pp;`);
+  out.push(`      var bv_: f32 = 0.0f; if (jj < ${k.n}i && pg < ${k.k}i) { bv_ = ldb_(${[...bargs, 'pg', 'jj'].join(', ')}); }`);
+  out.push(`      Bs[pp * ${BN / 4}i + (cc >> 2u)][cc & 3i] = bv_;`, '    }');
+  out.push('    workgroupBarrier();');
+  out.push(`    for (var kk: i32 = 0i; kk < ${BK}i; kk++) {`);
+  for (let rb = 0; rb < RB; rb++) out.push(`      let a${rb} = As[kk * ${BM / 4}i + ${rb * 16}i + ty];`);
+  for (let cb = 0; cb < CB; cb++) out.push(`      let b${cb} = Bs[kk * ${BN / 4}i + ${cb * 16}i + tx];`);
+  for (let rb = 0; rb < RB; rb++) for (let r = 0; r < 4; r++) for (let cb = 0; cb < CB; cb++) out.push(`      c${rb}_${r}_${cb} = fma(vec4<f32>(a${rb}[${r}]), b${cb}, c${rb}_${r}_${cb});`);
+  out.push('    }', '    workgroupBarrier();', '  }');
+  for (let rb = 0; rb < RB; rb++)
+    for (let r = 0; r < 4; r++)
+      for (let cb = 0; cb < CB; cb++)
+        for (let q = 0; q < 4; q++)
+          out.push(`  { let ii = i0 + ${rb * 64 + r}i + ty * 4i; let jj = j0 + ${cb * 64 + q}i + tx * 4i; if (ii < ${k.m}i && jj < ${k.n}i) { epi_(${[...bargs, 'ii', 'jj', cast(`c${rb}_${r}_${cb}[${q}]`)].join(', ')}); } }`);
   out.push('}');
   return [{ body: out, workgroups: w }];
 }

@@ -77,12 +77,15 @@ describe('WGSL backend', () => {
       expect(await randomSeeds(wgslBackend, range(b * 50, b * 50 + 50))).toEqual([]);
     });
 
-  it('workgroup reductions and the tiled GEMM, at 8 storage buffers per stage and 4 KiB bindings', async () => {
-    const fast = wgslBackendWith({ reductions: 'workgroup', gemm: { tm: 2, tn: 2, bk: 8 }, maxStorageBuffersPerShaderStage: 8, maxStorageBufferBindingSize: 4096 });
-    expect((await fast.device()).limits.maxStorageBuffersPerShaderStage).toBe(8);
-    // Seeds whose programs have row kernels with reductions and matmuls (argmax, max, sum, batched GEMMs).
+  it('workgroup reductions and the tiled GEMMs (scalar and vec4), at 8 storage buffers per stage and 4 KiB bindings', async () => {
+    const limits = { maxStorageBuffersPerShaderStage: 8, maxStorageBufferBindingSize: 4096 };
+    const scalar = wgslBackendWith({ ...limits, reductions: 'workgroup', gemm: { tm: 2, tn: 2, bk: 8 } });
+    const vec4 = wgslBackendWith({ ...limits, reductions: 'workgroup', gemm: { tm: 4, tn: 8, bk: 8, vec: true } });
+    expect((await scalar.device()).limits.maxStorageBuffersPerShaderStage).toBe(8);
+    // Seeds whose programs have row kernels with reductions and batched matmuls.
     const seeds = FULL ? range(0, 100) : [1, 2, 6, 9, 12, 17];
-    expect(await randomSeeds(fast, seeds)).toEqual([]);
+    expect(await randomSeeds(scalar, seeds)).toEqual([]);
+    expect(await randomSeeds(vec4, FULL ? seeds : [2, 9])).toEqual([]);
   });
 
   it('every nn layer: parameter and input gradients vs the PyTorch goldens', async () => {
