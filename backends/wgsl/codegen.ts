@@ -74,12 +74,21 @@ export interface GemmTile {
 
 export interface WgslOptions {
   /** Tiled GEMM with this register block (default DEFAULT_GEMM), or 'simple': one invocation per output, no workgroup memory. */
-  readonly gemm?: GemmTile | 'simple';
+  readonly gemm?: GemmTile | 'simple' | ((m: number, n: number, k: number) => GemmTile);
   /** Row kernels: 'workgroup' (strided over a workgroup, tree-combined in workgroup memory) or 'serial' (one invocation per row). */
   readonly reductions?: 'workgroup' | 'serial';
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
+
+/**
+ * The tile per problem on real GPUs, from bench/wgslGemm.ts on an H200 (bench/RESULTS.md, 2026-12-01):
+ * 4x4/bk16 is best at 1024³ (10.4 TFLOP/s vs 5.3-9 for the others), 8x4/bk16 from 4096³ up (17.7 and
+ * 18.7 TFLOP/s vs 16.9 and 17.4). The vec4 variant was not measured yet (no device time left).
+ */
+export function measuredGemmTile(m: number, n: number, _k: number): GemmTile {
+  return m * n >= 2048 * 2048 ? { tm: 8, tn: 4, bk: 16 } : DEFAULT_GEMM;
+}
 
 export const deviceBytes = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
 const is16 = (d: DType) => d === 'f16' || d === 'bf16';
@@ -267,7 +276,7 @@ class Gen {
       case 'min': return i || u ? `min(${a}, ${b})` : `k_min(${a}, ${b})`;
       case 'pow': return `k_pow(${a}, ${b})`;
       case 'eq': return `(${a} == ${b})`;
-      case 'ne': return `(${a} != ${b})`;
+      case 'ne': return isFloatT(d) ? `(${a} != ${b} || k_isnan(${a}) || k_isnan(${b}))` : `(${a} != ${b})`;
       case 'lt': return `(${a} < ${b})`;
       case 'le': return `(${a} <= ${b})`;
       case 'gt': return `(${a} > ${b})`;
@@ -280,7 +289,7 @@ class Gen {
   }
 
   private cast(a: string, from: DType, to: DType): string {
-    if (to === 'bool') return from === 'bool' ? a : `(${a} != ${isFloatT(from) ? '0.0f' : from === 'i32' ? '0i' : '0u'})`;
+    if (to === 'bool') return from === 'bool' ? a : isFloatT(from) ? `((bitcast<u32>(${a}) & 0x7fffffffu) != 0u)` : `(${a} != ${from === 'i32' ? '0i' : '0u'})`;
     if (from === 'bool') return isFloatT(to) ? `select(0.0f, 1.0f, ${a})` : to === 'i32' ? `select(0i, 1i, ${a})` : `select(0u, 1u, ${a})`;
     if (isFloatT(to)) return this.narrow(isFloatT(from) ? a : `f32(${a})`, to);
     if (isFloatT(from)) return to === 'i32' ? `k_f2i(${a})` : `k_f2u(${a})`;
@@ -557,7 +566,8 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
 function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups: [number, number, number] }> {
   const batch = k.batch.reduce((a, b) => a * b, 1);
   if (batch === 0 || k.m === 0 || k.n === 0) return [];
-  const { tm: TM, tn: TN, bk: BK } = c.opts.gemm === undefined || c.opts.gemm === 'simple' ? DEFAULT_GEMM : c.opts.gemm;
+  const chosen = typeof c.opts.gemm === 'function' ? c.opts.gemm(k.m, k.n, k.k) : c.opts.gemm === undefined || c.opts.gemm === 'simple' ? DEFAULT_GEMM : c.opts.gemm;
+  const { tm: TM, tn: TN, bk: BK } = chosen;
   const cast = k.accDType === 'f32' ? (q: string) => q : (q: string) => (k.accDType === 'i32' ? `k_f2i(${q})` : `${valueType(k.accDType)}(${q})`);
   const BM = 16 * TM, BN = 16 * TN;
   const bv = k.batch.map((_, i) => `b${i}`);
@@ -565,24 +575,26 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   const bargs = bv.map((b) => x(b));
   const g = c.g;
   const d = c.decls;
-  d.push(`fn lda_(${[...bparams, 'x_i: i32', 'x_p: i32'].join(', ')}) -> f32 { return f32(${g.expr(k.a)}); }`);
-  d.push(`fn ldb_(${[...bparams, 'x_p: i32', 'x_j: i32'].join(', ')}) -> f32 { return f32(${g.expr(k.b)}); }`);
+  const intAcc = k.accDType === 'i32' || k.accDType === 'u32';
+  const ot = intAcc ? valueType(k.accDType) : 'f32';
+  d.push(`fn lda_(${[...bparams, 'x_i: i32', 'x_p: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.a)}); }`);
+  d.push(`fn ldb_(${[...bparams, 'x_p: i32', 'x_j: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.b)}); }`);
   const epi: string[] = [];
   g.stmts(k.epilogue, '  ', epi);
   d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
-  if (c.opts.gemm === 'simple') {
+  if (c.opts.gemm === 'simple' || intAcc) {
     const total = batch * k.m * k.n;
     const wgs = Math.ceil(total / 64);
     const w = fold(wgs, c.limits, c.name);
     const out: string[] = [...entry([64, 1], wgs, w[0])];
     out.push(`  let t_ = i32(wg) * 64i + i32(lix);`, `  if (t_ >= ${total}i) { return; }`);
     decompose([...bv, 'i', 'j'], [...k.batch, k.m, k.n], 't_', out, '  ');
-    out.push(`  var acc_: f32 = 0.0f;`, `  for (var p_: i32 = 0i; p_ < ${k.k}i; p_++) { acc_ = acc_ + lda_(${[...bargs, 'x_i', 'p_'].join(', ')}) * ldb_(${[...bargs, 'p_', 'x_j'].join(', ')}); }`);
-    out.push(`  epi_(${[...bargs, 'x_i', 'x_j', cast('acc_')].join(', ')});`, '}');
+    out.push(`  var acc_: ${ot} = ${ot}(0);`, `  for (var p_: i32 = 0i; p_ < ${k.k}i; p_++) { acc_ = acc_ + lda_(${[...bargs, 'x_i', 'p_'].join(', ')}) * ldb_(${[...bargs, 'p_', 'x_j'].join(', ')}); }`);
+    out.push(`  epi_(${[...bargs, 'x_i', 'x_j', intAcc ? 'acc_' : cast('acc_')].join(', ')});`, '}');
     return [{ body: out, workgroups: w }];
   }
-  const tile = c.opts.gemm as GemmTile | undefined;
-  if (tile?.vec) return genMatmulVec(c, k, tile, bparams, bargs, bv, batch, cast);
+  const tile = chosen;
+  if (tile.vec) return genMatmulVec(c, k, tile, bparams, bargs, bv, batch, cast);
   d.push(`var<workgroup> As: array<f32, ${BK * BM}>;`, `var<workgroup> Bs: array<f32, ${BK * BN}>;`);
   const gx = Math.ceil(k.n / BN), gy = Math.ceil(k.m / BM);
   const total = gx * gy * batch;

@@ -15,7 +15,7 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { decodeValues, deviceByteSize, encodeValues } from './codec.ts';
-import { DEFAULT_GEMM, type Placement, type WgslDispatch, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { type Placement, measuredGemmTile, type WgslDispatch, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
 
 const ALIGN = 256;
@@ -300,7 +300,7 @@ export class WgslExecutable implements Executable {
  * invocation per output; real GPUs get workgroup reductions and the tiled GEMM.
  */
 export function defaultKernels(dev: WgslDevice): WgslOptions {
-  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: DEFAULT_GEMM };
+  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile };
 }
 
 export interface WgslBackendOptions extends WgslDeviceOptions, WgslOptions {

@@ -51,7 +51,25 @@ export function opGraph(op: OpName, inputs: readonly HostTensor[], attrs: Attrs 
 export function runOp(op: OpName, inputs: readonly HostTensor[], attrs: Attrs = {}, precision: Precision = 'f32'): HostTensor {
   const feeds: Record<string, HostTensor> = {};
   inputs.forEach((t, i) => (feeds[`a${i}`] = t));
-  return runGraph(opGraph(op, inputs, attrs), feeds, { precision }).out!;
+  const graph = opGraph(op, inputs, attrs);
+  const out = runGraph(graph, feeds, { precision }).out!;
+  if (recorded && precision === 'f32') recorded.push({ op, graph, feeds, out });
+  return out;
+}
+
+/** One runOp call: the op's graph, its feeds and the CPU backend's result. */
+export interface OpCall {
+  readonly op: OpName;
+  readonly graph: Graph;
+  readonly feeds: Readonly<Record<string, HostTensor>>;
+  readonly out: HostTensor;
+}
+let recorded: OpCall[] | undefined;
+
+/** Record every f32-precision runOp call from now on (test/backends/wgslOps.test.ts replays them on other backends). */
+export function recordOps(): OpCall[] {
+  recorded ??= [];
+  return recorded;
 }
 
 export function vals(t: HostTensor): number[] {
