@@ -1,15 +1,15 @@
 /**
  * @file The backends by name: 'cpu' (the Graph IR reference interpreter), 'kernel-cpu' (the compiled
  * kernel program, interpreted on the CPU), 'cuda' (the compiled program on an NVIDIA GPU), 'wgsl' (the
- * compiled program as WGSL on WebGPU: Dawn in Node, navigator.gpu in a browser). The CUDA and WGSL
- * backends' configuration is read from the environment here, once, and passed down as options.
+ * compiled program as WGSL on WebGPU: Dawn in Node, navigator.gpu in a browser). The CUDA
+ * backend's configuration is read from the environment here, once, and passed down as options.
  */
 import type { Backend } from '../backends/backend.ts';
 import { cpuBackend } from '../backends/cpu/executable.ts';
 import { createCudaBackend } from '../backends/cuda/executable.ts';
 import type { CudaOptions } from '../backends/cuda/options.ts';
 import { kernelCpuBackend } from '../backends/kernel/executable.ts';
-import { type WgslBackendOptions, wgslBackendWith } from '../backends/wgsl/executable.ts';
+import { wgslBackend } from '../backends/wgsl/executable.ts';
 import { KilnError } from '../ir/errors.ts';
 
 /**
@@ -24,17 +24,11 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
   };
 }
 
-/** WGSL options from the environment: KILN_DEBUG=source (or all) prints every generated shader to stderr. */
-export function wgslOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): WgslBackendOptions {
-  const debug = (env.KILN_DEBUG ?? '').split(',').some((t) => ['source', 'all', '1'].includes(t.trim()));
-  return debug ? { onSource: (name, source) => process.stderr.write(`// ---- KILN_DEBUG source: wgsl ${name} ----\n${source}`) } : {};
-}
-
 export const BACKENDS: Readonly<Record<string, Backend>> = {
   cpu: cpuBackend,
   'kernel-cpu': kernelCpuBackend,
   cuda: createCudaBackend(cudaOptionsFromEnv()),
-  wgsl: wgslBackendWith(wgslOptionsFromEnv()),
+  wgsl: wgslBackend,
 };
 
 export function backendByName(name: string): Backend {

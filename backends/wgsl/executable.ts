@@ -8,6 +8,7 @@
  * outputs into one read-back buffer and the `next.` updates into one command buffer, submits it once
  * and maps the read-back buffer. Resident inputs stay on the GPU between runs.
  */
+import { debugSource } from '../../compiler/debug.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
@@ -21,7 +22,7 @@ import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts
 const ALIGN = 256;
 const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 
-/** Called with every generated shader (KILN_DEBUG=source prints them; see wgslBackend). */
+/** Called with every generated shader (besides compiler/debug.ts's KILN_DEBUG=source printer). */
 export type SourceHook = (name: string, source: string) => void;
 
 interface Pipeline {
@@ -146,7 +147,12 @@ export class WgslExecutable implements Executable {
   static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
     const e = new WgslExecutable(graph, program, dev, opts);
     const all = e.dispatches.flat();
-    if (onSource) for (const d of all) onSource(d.name, d.source);
+    e.dispatches.forEach((ds, i) => {
+      for (const d of ds) {
+        debugSource('wgsl', d.name, program.kernels[i]!.nodes, d.source);
+        onSource?.(d.name, d.source);
+      }
+    });
     const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
     e.steps = all.map((d, i) => ({
       pipeline: pipes[i]!.pipeline,
@@ -322,5 +328,5 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
   };
 }
 
-/** The WGSL backend with default options (runtime/backends.ts adds KILN_DEBUG=source from the environment). */
+/** The WGSL backend with the adapter's limits and the kernel variants for its device. */
 export const wgslBackend = wgslBackendWith();
