@@ -5,6 +5,9 @@
  * matrices, no timestamp quantization) and installs its globals (GPUBufferUsage, ...). The adapter's
  * optional features Kiln can use are requested when offered, and its maximum limits (or the caller's
  * lower binding limits, to test browser defaults). Everything below this module is plain WebGPU.
+ * Which Vulkan driver Dawn uses is configuration read at the edge: VK_ICD_FILENAMES (vitest.config.ts
+ * points it at SwiftShader when no driver is named; `kiln train --backend wgsl` on a machine without a
+ * GPU needs it set, as the no-adapter error says).
  */
 import { KilnError } from '../../ir/errors.ts';
 
@@ -37,13 +40,6 @@ async function gpuEntry(): Promise<{ gpu: GPU; where: string }> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return { gpu: nav.gpu, where: 'navigator.gpu' };
   nodeGpu ??= (async () => {
-    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
-    // Dawn looks for Vulkan drivers through the loader; without a GPU, SwiftShader (Debian's chromium package).
-    const swiftshader = '/usr/lib/chromium/vk_swiftshader_icd.json';
-    if (env && !env.VK_ICD_FILENAMES && !env.VK_DRIVER_FILES && env.KILN_WGSL_SWIFTSHADER !== '0') {
-      const { existsSync } = await import('node:fs');
-      if (existsSync(swiftshader) && !existsSync('/dev/nvidia0') && !existsSync('/dev/dri')) env.VK_ICD_FILENAMES = swiftshader;
-    }
     const mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: object };
     Object.assign(globalThis, mod.globals);
     return mod.create(DAWN_TOGGLES);
@@ -69,10 +65,8 @@ async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
   const { gpu, where } = await gpuEntry();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
-    const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
-    const icd = env ? ` (VK_ICD_FILENAMES=${env.VK_ICD_FILENAMES ?? 'unset'}, VK_DRIVER_FILES=${env.VK_DRIVER_FILES ?? 'unset'})` : '';
     throw new KilnError(
-      `wgsl: no WebGPU adapter: tried ${where}${icd}. Without a GPU, install SwiftShader's Vulkan driver (Debian: ` +
+      `wgsl: no WebGPU adapter: tried ${where} (in Node, Dawn's Vulkan backend finds drivers through VK_ICD_FILENAMES / VK_DRIVER_FILES). Without a GPU, install SwiftShader's Vulkan driver (Debian: ` +
         `sudo apt-get install chromium libvulkan1) and set VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json`,
     );
   }
