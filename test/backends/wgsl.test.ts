@@ -27,8 +27,9 @@ import { grad } from '../../compiler/transforms/grad.ts';
 import { hostTensor } from '../../ir/tensor.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import { type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, maxAbsOf, tarflowCase } from '../support/compiledModels.ts';
-import { firstMismatch, mlpData, mlpTrainStep, withCotangentLoss } from '../support/compilerPrograms.ts';
+import { type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase } from '../support/compiledModels.ts';
+import { firstMismatch, maxAbs as maxAbsOf } from '../support/compare.ts';
+import { mlpData, mlpTrainStep, withCotangentLoss } from '../support/compilerPrograms.ts';
 import { goldenFiles, loadGolden, traceGolden } from '../support/nnGoldens.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 
