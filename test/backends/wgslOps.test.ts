@@ -68,8 +68,7 @@ describe('op tests replayed on the WGSL backend', () => {
     }
     console.log(`wgsl: ${n} distinct op calls replayed`);
     expect(bad).toEqual([]);
-    // Known compiler bug (compiler/lower, KernelBuilder.bind): a concat whose inputs are all empty does
-    // not lower ("Cannot read properties of undefined"). Remove from this list when it is fixed.
-    expect(compilerFailures).toEqual(['concat f32[0,3] f32[0,3] f32[0,3]']);
+    // Every op call compiles (a concat of empty inputs did not lower until main fixed it, 2026-12-01).
+    expect(compilerFailures).toEqual([]);
   }, 600_000);
 });
