@@ -1,8 +1,11 @@
 """PyTorch baselines for bench/trainStep.ts: the same programs (model, loss, AdamW; EMA where Kiln's
-program has it), same batch, f32 with TF32 off (Kiln's kernels are f32), timed on the same GPU in the
-same run. Prints one JSON line per program.
+program has it), same batch, timed on the same GPU in the same run. Prints one JSON line per program,
+with the peak memory PyTorch allocated during the timed steps.
 
-  python3 bench/torch_baseline.py mlp:128 block:8 lightningdit:16
+  python3 bench/torch_baseline.py mlp:128 block:8 lightningdit:16            f32, TF32 off (Kiln f32)
+  python3 bench/torch_baseline.py --bf16 lightningdit:128 lightningdit_xl:64  bf16 autocast (f32 master
+      weights, matmuls and SDPA attention in bf16), eager
+  python3 bench/torch_baseline.py --bf16 --compile lightningdit:128           the same under torch.compile
 """
 import json
 import sys
@@ -61,8 +64,10 @@ def program(name, batch):
         m = Block().to(dev)
         x = torch.randn(batch, 256, 768, device=dev)
         return m, lambda: m(x).square().mean(), None
-    if name == "lightningdit":
-        m = LightningDiT(16, 1, 32, 768, 12, 12, 1000, use_swiglu=True, use_rope=True, use_rmsnorm=True).to(dev)
+    if name in ("lightningdit", "lightningdit_xl"):
+        # B/1: hidden 768, depth 12, 12 heads; XL/1: hidden 1152, depth 28, 16 heads.
+        hidden, depth, heads = (768, 12, 12) if name == "lightningdit" else (1152, 28, 16)
+        m = LightningDiT(16, 1, 32, hidden, depth, heads, 1000, use_swiglu=True, use_rope=True, use_rmsnorm=True).to(dev)
         x1, y = torch.randn(batch, 32, 16, 16, device=dev), torch.randint(0, 1000, (batch,), device=dev)
 
         def loss():
@@ -78,13 +83,25 @@ def sync():
         torch.cuda.synchronize()
 
 
+BF16 = "--bf16" in sys.argv
+COMPILE = "--compile" in sys.argv
+
+
 def bench(spec):
     name, b = spec.split(":")
     batch = int(b)
     m, loss_fn, ema_decay = program(name, batch)
+    if BF16:
+        inner = loss_fn
+
+        def loss_fn():
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                return inner()
+    if COMPILE:
+        loss_fn = torch.compile(loss_fn)  # forward + loss (autocast inside the compiled region); backward by AOTAutograd
     params = [p for p in m.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if name == "lightningdit" else (0.9, 0.999),
-                            weight_decay=0.0 if name == "lightningdit" else 0.01)
+    dit = name.startswith("lightningdit")
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if dit else (0.9, 0.999), weight_decay=0.0 if dit else 0.01)
     ema = [p.detach().clone() for p in params] if ema_decay else None
 
     def step():
@@ -97,14 +114,18 @@ def bench(spec):
     for _ in range(3):
         step()
     sync()
-    n = 5 if name == "lightningdit" else 20
+    if dev == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    n = 5 if dit else 20
     t = time.perf_counter()
     for _ in range(n):
         step()
     sync()
     ms = (time.perf_counter() - t) / n * 1000
-    return {"program": name, "batch": batch, "stepMs": round(ms, 3), "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else 0
+    return {"program": name, "batch": batch, "precision": "bf16" if BF16 else "f32", "compiled": COMPILE, "stepMs": round(ms, 3),
+            "peakMiB": round(peak), "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
 
 
-for spec in sys.argv[1:]:
+for spec in [a for a in sys.argv[1:] if not a.startswith("--")]:
     print(json.dumps(bench(spec)), flush=True)

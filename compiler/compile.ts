@@ -2,7 +2,8 @@
  * @file The compiler pipeline from a Graph to a KernelProgram, one named stage after another:
  *   verify → graph passes (compiler/passes) → fuse: which values are materialized (compiler/fuse,
  *   a FusionPlan) → lower: the plan's kernels (compiler/lower) → merge: epilogue and horizontal
- *   fusion of kernels (compiler/fuse/merge.ts) → order (compiler/schedule/order.ts) → memory plan
+ *   fusion of kernels (compiler/fuse/merge.ts) → tile: each matmul's TileSchedule
+ *   (compiler/schedule/tiling.ts) → order (compiler/schedule/order.ts) → memory plan
  *   (compiler/schedule/memoryPlan.ts).
  * Each stage is a function of the previous results; its result is logged with a printer, and the
  * text is made only when asked for (`kiln compile --stages`, `Compiled.stages`). A new kernel-IR
@@ -22,6 +23,7 @@ import { optimize } from './passes/pipeline.ts';
 import { withAttentionTile } from './schedule/attentionTiling.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
+import { type GemmTarget, tileKernels } from './schedule/tiling.ts';
 
 /** One stage's result as text (printed on first read). */
 export interface Stage {
@@ -42,6 +44,8 @@ export interface Compiled {
 export interface CompileOptions {
   /** Skip kernel merging (epilogue and horizontal fusion), for tests and debugging. */
   noMerge?: boolean;
+  /** The device the matmul tiles are chosen for (compiler/schedule/tiling.ts; default SM90). */
+  target?: GemmTarget;
 }
 
 export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
@@ -51,7 +55,8 @@ export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
   const fused = stages.run('fuse', () => planFusion(optimized), (p) => printFusionPlan(optimized, p));
   const lowered = stages.run('lower', () => lowerPlan(optimized, fused), printKernels);
   const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers)), printKernels);
-  const ordered = stages.run('order', () => orderKernels(merged, fused.buffers), printKernels);
+  const tiled = stages.run('tile', () => tileKernels(merged, fused.buffers, opts.target), printKernels);
+  const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers), printKernels);
   const { program, plan } = stages.run('memory', () => layOut(g.name, ordered, fused), (r) => printProgram(r.program));
   if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${g.name} ----\n${printProgram(program)}`);
   return { program, optimized, fused, plan, stages: stages.list };

@@ -14,13 +14,17 @@ import { KilnError } from '../ir/errors.ts';
 
 /**
  * CUDA options from the environment: CUDA_LIB_DIR (folder of libnvrtc/libcublas), KILN_CACHE_DIR
- * (the PTX cache), KILN_CUDA_NO_CUBLAS (any non-empty value: generate every matmul, no cuBLAS).
+ * (the PTX and GEMM tuning caches), KILN_CUDA_NO_CUBLAS (any non-empty value: generate every matmul, no
+ * cuBLAS), KILN_CUDA_NO_TENSOR_CORES (any non-empty value: SIMT GEMMs only), KILN_GEMM_TUNING=off (the
+ * tiling stage's default schedules, ignoring measured ones).
  */
 export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): CudaOptions {
   return {
     ...(env.CUDA_LIB_DIR ? { libDir: env.CUDA_LIB_DIR } : {}),
     ...(env.KILN_CACHE_DIR ? { cacheDir: env.KILN_CACHE_DIR } : {}),
     cublas: !env.KILN_CUDA_NO_CUBLAS,
+    tensorCores: !env.KILN_CUDA_NO_TENSOR_CORES,
+    gemmTuning: env.KILN_GEMM_TUNING !== 'off',
   };
 }
 

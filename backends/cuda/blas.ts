@@ -1,7 +1,8 @@
 /**
  * @file cuBLAS through koffi: strided-batched SGEMM for matmul kernels whose operands are plain
  * strided views of f32 buffers (the common case: activations times weights, with or without
- * transposes). Default math mode (no TF32), so results are f32 like the generated kernels.
+ * transposes). Default math mode (no TF32), so results are f32 like the generated kernels. bf16
+ * operands (the 'cublas' provider of a measured tile schedule): GemmEx, f32 compute.
  */
 import * as koffi from 'koffi';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ type Fn = (...args: unknown[]) => unknown;
 export class Cublas {
   private static instance: Cublas | undefined;
   private readonly sgemm: Fn;
+  private readonly gemmEx: Fn;
   private readonly handle: unknown;
 
   /** The process-wide cuBLAS handle; the library is loaded from `dir` on the first call. */
@@ -36,6 +38,9 @@ export class Cublas {
     this.sgemm = lib.func(
       'int cublasSgemmStridedBatched(void *h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int lda, int64_t sA, uint64_t B, int ldb, int64_t sB, const float *beta, uint64_t C, int ldc, int64_t sC, int batch)',
     ) as unknown as Fn;
+    this.gemmEx = lib.func(
+      'int cublasGemmStridedBatchedEx(void *h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int Atype, int lda, int64_t sA, uint64_t B, int Btype, int ldb, int64_t sB, const float *beta, uint64_t C, int Ctype, int ldc, int64_t sC, int batch, int computeType, int algo)',
+    ) as unknown as Fn;
     const h = [null as unknown];
     const rc = create(h);
     if (rc !== 0) throw new CudaError(`cublasCreate failed with status ${rc}`);
@@ -45,8 +50,18 @@ export class Cublas {
   private readonly one = new Float32Array([1]);
   private readonly zero = new Float32Array([0]);
 
-  /** Column-major C (m×n, ldc) = op(A)·op(B), `batch` times with the given strides (elements). */
-  gemm(o: { ta: 0 | 1; tb: 0 | 1; m: number; n: number; k: number; A: bigint; lda: number; sA: number; B: bigint; ldb: number; sB: number; C: bigint; ldc: number; sC: number; batch: number }, what: string): void {
+  /**
+   * Column-major C (m×n, ldc) = op(A)·op(B), `batch` times with the given strides (elements). f32
+   * operands: SGEMM; bf16 operands: GemmEx with f32 compute (C in bf16 or f32).
+   */
+  gemm(o: { ta: 0 | 1; tb: 0 | 1; m: number; n: number; k: number; A: bigint; lda: number; sA: number; B: bigint; ldb: number; sB: number; C: bigint; ldc: number; sC: number; batch: number; ab?: 'f32' | 'bf16'; c?: 'f32' | 'bf16' }, what: string): void {
+    if (o.ab === 'bf16') {
+      const CUDA_R_32F = 0, CUDA_R_16BF = 14, CUBLAS_COMPUTE_32F = 68, CUBLAS_GEMM_DEFAULT = -1;
+      const ct = o.c === 'bf16' ? CUDA_R_16BF : CUDA_R_32F;
+      const rc = this.gemmEx(this.handle, o.ta, o.tb, o.m, o.n, o.k, this.one, o.A, CUDA_R_16BF, o.lda, o.sA, o.B, CUDA_R_16BF, o.ldb, o.sB, this.zero, o.C, ct, o.ldc, o.sC, o.batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      if (rc !== 0) throw new CudaError(`cublasGemmStridedBatchedEx (${what}) failed with status ${rc}`);
+      return;
+    }
     const rc = this.sgemm(this.handle, o.ta, o.tb, o.m, o.n, o.k, this.one, o.A, o.lda, o.sA, o.B, o.ldb, o.sB, this.zero, o.C, o.ldc, o.sC, o.batch);
     if (rc !== 0) throw new CudaError(`cublasSgemmStridedBatched (${what}) failed with status ${rc}`);
   }

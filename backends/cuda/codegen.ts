@@ -21,6 +21,8 @@ import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProg
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
+import { type CudaEmitter, genTensorCoreGemm } from './gemmTensorCore.ts';
+import { MMA_PTX } from './mma.ts';
 import { PRELUDE } from './prelude.ts';
 
 /** One launch of a generated function. */
@@ -53,6 +55,9 @@ export interface GemmLaunch {
   readonly ldc: number;
   readonly sC: number;
   readonly batch: number;
+  /** Operand and result dtypes (f32 SGEMM, or bf16 operands with an f32/bf16 result). */
+  readonly ab: 'f32' | 'bf16';
+  readonly cType: 'f32' | 'bf16';
 }
 
 export type Launch = KernelLaunch | GemmLaunch;
@@ -346,9 +351,9 @@ function genMatmul(g: Gen, k: MatmulKernel, fn: string, ids: number[], out: stri
   return [{ kind: 'kernel', fn, grid: [Math.ceil(k.n / BN), Math.ceil(k.m / BM), batch], block: [16, 16, 1], params: ids }];
 }
 
-/** The strides of an operand load `load(buf, c + Σ coef·var)` of an f32 buffer, or undefined. */
-function strided(e: Expr, buffers: readonly BufferDecl[], vars: readonly string[]): { buf: number; c: number; coef: (v: string) => number } | undefined {
-  if (e.k !== 'load' || buffers[e.buf]!.dtype !== 'f32') return undefined;
+/** The strides of an operand load `load(buf, c + Σ coef·var)` of a buffer of dtype `d`, or undefined. */
+function strided(e: Expr, buffers: readonly BufferDecl[], vars: readonly string[], d: 'f32' | 'bf16'): { buf: number; c: number; coef: (v: string) => number } | undefined {
+  if (e.k !== 'load' || buffers[e.buf]!.dtype !== d) return undefined;
   const a = affine(e.index);
   if (!a || [...a.coef.keys()].some((v) => !vars.includes(v))) return undefined;
   return { buf: e.buf, c: a.c, coef: (v) => a.coef.get(v) ?? 0 };
@@ -374,9 +379,11 @@ function batchStride(coef: (v: string) => number, batch: readonly number[]): num
  */
 function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[]): Launch[] | undefined {
   if (g.options.cublas === false || k.accDType !== 'f32' || k.m < 2 || k.n < 2 || k.k < 2) return undefined;
+  // f32 operands: SGEMM (the default for plain strided f32); bf16: only where the schedule says so.
+  const ab = k.tile?.provider === 'cublas' && k.a.dtype === 'bf16' ? 'bf16' : 'f32';
   const bv = k.batch.map((_, i) => `b${i}`);
-  const A = strided(k.a, g.buffers, [...bv, 'i', 'p']);
-  const B = strided(k.b, g.buffers, [...bv, 'p', 'j']);
+  const A = strided(k.a, g.buffers, [...bv, 'i', 'p'], ab);
+  const B = strided(k.b, g.buffers, [...bv, 'p', 'j'], ab);
   if (!A || !B) return undefined;
   const sA = batchStride(A.coef, k.batch), sB = batchStride(B.coef, k.batch);
   if (sA === undefined || sB === undefined) return undefined;
@@ -394,11 +401,12 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   const vars = [...bv, 'i', 'j'];
   const identity = affine(linearIndex(vars.map((v) => I.v(v)), stridesOf([...k.batch, k.m, k.n])))!;
   const only = k.epilogue.length === 1 ? k.epilogue[0]! : undefined;
-  const direct = only?.k === 'store' && only.mode === 'set' && g.buffers[only.buf]!.dtype === 'f32' &&
+  const outType = only?.k === 'store' ? g.buffers[only.buf]!.dtype : undefined;
+  const direct = only?.k === 'store' && only.mode === 'set' && (outType === 'f32' || (ab === 'bf16' && outType === 'bf16')) &&
     (only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref')) && sameAffine(affine(only.index), identity);
   const gemm = (c: { buf: number; offset: number }): GemmLaunch => ({
     kind: 'gemm', ta, tb, m: k.n, n: k.m, k: k.k, a: { buf: B.buf, offset: B.c }, lda, sA: sB, b: { buf: A.buf, offset: A.c }, ldb, sB: sA,
-    c, ldc: k.n, sC: k.m * k.n, batch,
+    c, ldc: k.n, sC: k.m * k.n, batch, ab, cType: direct ? (outType as 'f32' | 'bf16') : 'f32',
   });
   if (direct) return [gemm({ buf: only.buf, offset: 0 })];
   const cId = -(scratch.length + 1);
@@ -507,11 +515,17 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
  * Generate the CUDA module of a kernel program. KILN_DEBUG=source prints each kernel's part of the
  * module (compiler/debug.ts debugSource).
  */
-export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas'> = {}): CudaModule {
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);
   const out: string[] = [PRELUDE];
+  const emitter: CudaEmitter = {
+    buffers: p.buffers, expr: (e) => g.expr(e), stmts: (l, ind, o) => g.stmts(l, ind, o),
+    params: (ids) => params(ids, p.buffers), decompose,
+  };
+  const tensorCores = options.tensorCores !== false;
+  if (tensorCores && p.kernels.some((k) => k.kind === 'matmul' && k.tile?.provider === 'tensor-core')) out.push(MMA_PTX);
   const scratch: Scratch[] = [];
   /** Where each kernel's source starts in `out`. */
   const starts: number[] = [];
@@ -524,7 +538,12 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
     out.push(`// ${k.name}`);
     switch (k.kind) {
       case 'loop': return genLoop(g, k, fn, ids, out);
-      case 'matmul': return planGemm(g, k, fn, out, scratch) ?? genMatmul(g, k, fn, ids, out);
+      case 'matmul':
+        if (tensorCores && k.tile?.provider === 'tensor-core') {
+          const tc = genTensorCoreGemm(emitter, k, fn, ids, out);
+          return [{ kind: 'kernel' as const, fn: tc.fn, grid: tc.grid, block: tc.block, sharedBytes: tc.shmem, params: ids }];
+        }
+        return planGemm(g, k, fn, out, scratch) ?? genMatmul(g, k, fn, ids, out);
       case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
     }
   });

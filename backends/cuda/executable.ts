@@ -15,6 +15,7 @@ import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
+import { applyTuning } from './gemmTuning.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -51,7 +52,8 @@ export class CudaExecutable implements Executable {
 
   constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}) {
     this.cuda = CudaDriver.get(options.libDir);
-    this.gen = generateCuda(program, options);
+    // Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts).
+    this.gen = generateCuda(options.gemmTuning === false ? program : applyTuning(program, this.cuda.name, options.cacheDir ?? defaultPtxCacheDir()), options);
     const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
     this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
     const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
@@ -107,8 +109,9 @@ export class CudaExecutable implements Executable {
       this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn, l.sharedBytes ?? 0);
       return;
     }
-    const at = (x: { buf: number; offset: number }) => this.ptr.get(x.buf)! + BigInt(x.offset * 4);
-    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a), B: at(l.b), C: at(l.c) }, `${l.m}x${l.n}x${l.k}`);
+    const at = (x: { buf: number; offset: number }, bytes: number) => this.ptr.get(x.buf)! + BigInt(x.offset * bytes);
+    const ab = l.ab === 'bf16' ? 2 : 4;
+    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C: at(l.c, l.cType === 'bf16' ? 2 : 4), c: l.cType }, `${l.m}x${l.n}x${l.k}`);
   }
 
   /** Launch every kernel once (inputs already on the device). */
@@ -131,6 +134,25 @@ export class CudaExecutable implements Executable {
         times[i]! += performance.now() - t;
       });
     return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! / repeats }));
+  }
+
+  /** Launch kernel `i` of the program alone and return output `name` (for checking tuning candidates). */
+  runKernel(i: number, name: string): number[] {
+    for (const l of this.gen.launches[i]!) this.launch(l);
+    this.cuda.synchronize();
+    return this.downloadBuffer(this.buffer(name, this.program.outputs));
+  }
+
+  /** Milliseconds per launch of each kernel, launched `reps` times back to back (for tuning). */
+  timeKernels(reps: number): number[] {
+    return this.gen.launches.map((ls) => {
+      for (const l of ls) this.launch(l);
+      this.cuda.synchronize();
+      const t = performance.now();
+      for (let r = 0; r < reps; r++) for (const l of ls) this.launch(l);
+      this.cuda.synchronize();
+      return (performance.now() - t) / reps;
+    });
   }
 
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {

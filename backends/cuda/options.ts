@@ -1,6 +1,7 @@
 /**
  * @file Configuration of the CUDA backend, given by its caller: the backend reads no environment
- * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR and KILN_CUDA_NO_CUBLAS once, in
+ * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES and
+ * KILN_GEMM_TUNING once, in
  * runtime/backends.ts, and passes them down as these options).
  */
 import { homedir } from 'node:os';
@@ -9,10 +10,14 @@ import { join } from 'node:path';
 export interface CudaOptions {
   /** Folder holding libnvrtc.so and libcublas.so (used when they are first loaded in the process). */
   readonly libDir?: string;
-  /** Folder of the on-disk PTX cache. */
+  /** Folder of the on-disk PTX cache (and of the GEMM tuning cache, gemm-tuning.json). */
   readonly cacheDir?: string;
   /** Plan plain strided f32 matmuls as cuBLAS SGEMMs (default true); false generates every matmul. */
   readonly cublas?: boolean;
+  /** Render tensor-core schedules as mma.sync GEMMs (default true); false: the SIMT GEMM for every matmul. */
+  readonly tensorCores?: boolean;
+  /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
+  readonly gemmTuning?: boolean;
 }
 
 export const DEFAULT_CUDA_LIB_DIR = '/usr/local/cuda/targets/x86_64-linux/lib';

@@ -11,7 +11,7 @@
  *   }
  */
 import { formatNumber } from '../printer.ts';
-import type { AttentionTile, BufferDecl, Expr, Kernel, KernelProgram, Stmt } from './types.ts';
+import type { AttentionTile, BufferDecl, Expr, Kernel, KernelProgram, Stmt, TileSchedule } from './types.ts';
 
 const INFIX: Record<string, string> = {
   add: '+', sub: '-', mul: '*', div: '/', mod: '%', eq: '==', ne: '!=', lt: '<', le: '<=', gt: '>', ge: '>=',
@@ -68,6 +68,7 @@ export function printKernel(k: Kernel): string {
       break;
     case 'matmul':
       out.push(`kernel ${k.name} matmul batch=[${k.batch.join(',')}] m=${k.m} n=${k.n} k=${k.k} acc=${k.accDType} {`);
+      if (k.tile) out.push(`  tile ${printMatmulTile(k.tile)}`);
       out.push(`  a = ${printExpr(k.a)}`);
       out.push(`  b = ${printExpr(k.b)}`);
       printStmts(k.epilogue, '  ', out);
@@ -94,6 +95,15 @@ export function printKernel(k: Kernel): string {
 /** tile=bq64,bk64,w4,s2,pad64x64[,chunks2] */
 export function printTile(t: AttentionTile): string {
   return `tile=bq${t.bq},bk${t.bk},w${t.warps},s${t.stages},pad${t.dkPad}x${t.dvPad}${t.dkvChunks > 1 ? `,chunks${t.dkvChunks}` : ''}`;
+}
+
+/** `tensor-core block=128x128x32 warps=2x2 stages=4 mma=mma.sync.m16n8k16.bf16 a=async/k b=registers/k (default)` */
+export function printMatmulTile(t: TileSchedule): string {
+  if (t.provider === 'cublas' || t.provider === 'cublaslt') return `${t.provider} (${t.source})`;
+  if (t.provider === 'simt') return `simt block=${t.block.m}x${t.block.n}x${t.block.k} warps=${t.warps.m}x${t.warps.n} (${t.source})`;
+  const mma = t.mma ? ` mma=${t.mma.family}.m${t.mma.m}n${t.mma.n}k${t.mma.k}.${t.mma.ab}` : '';
+  return `${t.provider} block=${t.block.m}x${t.block.n}x${t.block.k} warps=${t.warps.m}x${t.warps.n} stages=${t.stages}${mma} ` +
+    `a=${t.a.staging}/${t.a.major} b=${t.b.staging}/${t.b.major} (${t.source})`;
 }
 
 export function printBuffer(b: BufferDecl): string {

@@ -80,9 +80,67 @@ export interface LoopKernel extends KernelBase {
 }
 
 /**
+ * The shape of one matrix-multiply-accumulate step D[m×n] += A[m×k]·B[k×n]: a block tile, a warp
+ * tile, or one instruction's fragment (CUDA mma.sync m16n8k16, a WGSL subgroup-matrix 8×8×8, ...).
+ */
+export interface FragmentShape {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+}
+
+/**
+ * One matrix instruction of a target: its fragment shape, operand and accumulator dtypes, and the
+ * instruction family (`mma.sync` for CUDA warp-level MMA; other backends name their own, e.g.
+ * `subgroup_matrix`). A warp (subgroup) of `threads` lanes executes it cooperatively.
+ */
+export interface MmaInstr extends FragmentShape {
+  readonly family: string;
+  readonly ab: DType;
+  readonly acc: DType;
+  readonly threads: number;
+}
+
+/** Who computes a matmul kernel: a generated kernel (tensor cores or SIMT) or a vendor library. */
+export type GemmProvider = 'tensor-core' | 'simt' | 'cublas' | 'cublaslt';
+
+/**
+ * How one operand tile reaches fast (shared/workgroup) memory.
+ *  - staging 'async': the operand is a plain strided load of a buffer already in the instruction's
+ *    dtype, copied verbatim in 16-byte chunks (cp.async on CUDA), several stages in flight;
+ *  - staging 'registers': the operand expression (prologue, casts such as f32 master weights →
+ *    bf16, gathers) is evaluated per element into registers, converted, and stored.
+ *  - major: which operand dimension is contiguous in the tile (and fastest across threads when
+ *    loading): 'k' (p) or 'mn' (i for a, j for b). Fragment loads transpose as needed.
+ */
+export interface OperandPlan {
+  readonly staging: 'async' | 'registers';
+  readonly major: 'k' | 'mn';
+}
+
+/**
+ * The schedule of a matmul kernel, decided by the compiler (compiler/schedule/tiling.ts): a grid of
+ * `block` tiles, each computed by warps.m × warps.n warps (warp tile = block / warps, itself a grid
+ * of `mma` fragments), K advancing `block.k` at a time through a ring of `stages` shared-memory
+ * buffers. Library providers ignore the tile (they record the default one for reports).
+ */
+export interface TileSchedule {
+  readonly provider: GemmProvider;
+  readonly block: FragmentShape;
+  readonly warps: { readonly m: number; readonly n: number };
+  readonly stages: number;
+  /** The matrix instruction (tensor-core providers). */
+  readonly mma?: MmaInstr;
+  readonly a: OperandPlan;
+  readonly b: OperandPlan;
+  /** Why this schedule: 'default' (deterministic rule) or 'measured' (tuning cache). */
+  readonly source: 'default' | 'measured';
+}
+
+/**
  * out[b.., i, j] = epilogue(acc = Σ_p a(b.., i, p) · b(b.., p, j)). Vars: b0..b(n-1) over `batch`,
  * i < m, j < n, p < k. `a` uses b*, i, p; `b` uses b*, p, j; the epilogue uses b*, i, j and ref `acc`
- * (f32 for float operands).
+ * (f32 for float operands). `tile` is set by the compiler's tiling stage.
  */
 export interface MatmulKernel extends KernelBase {
   readonly kind: 'matmul';
@@ -94,6 +152,7 @@ export interface MatmulKernel extends KernelBase {
   readonly b: Expr;
   readonly accDType: DType;
   readonly epilogue: readonly Stmt[];
+  readonly tile?: TileSchedule;
 }
 
 /**

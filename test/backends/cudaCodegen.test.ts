@@ -1,7 +1,9 @@
 /**
  * Every generated CUDA module must compile: CUDA C++ from the kernel programs of random graphs and of
  * real training steps, compiled to PTX with nvcc (this machine has nvcc but no GPU; the GPU suite in
- * test/gpu runs the same code on a GPU). Also pins how matmuls are planned (cuBLAS vs generated SGEMM).
+ * test/gpu runs the same code on a GPU), including every tensor-core GEMM variant of
+ * test/support/gemmCases.ts as sm_90 cubins. Also pins how matmuls are planned (cuBLAS, generated
+ * SGEMM, tensor cores).
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -12,8 +14,10 @@ import { describe, expect, it } from 'vitest';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { buildProgram } from '../../cli/programs.ts';
 import { compile } from '../../compiler/compile.ts';
+import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
+import { GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 import { randomGraph } from '../support/randomGraph.ts';
 
 const run = promisify(execFile);
@@ -57,9 +61,50 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
     const errors = (await Promise.all(jobs)).filter((x) => x !== undefined);
     expect(errors).toEqual([]);
   }, 300_000);
+
+  it('every tensor-core GEMM variant (sm_90 cubin: mma.sync, ldmatrix, cp.async assemble; no register spills)', async () => {
+    // Each case's module repeats the prelude: compile them one by one, in parallel.
+    const jobs = GEMM_CASES.map(async (c, i) => {
+      const file = join(dir, `gemm${i}.cu`);
+      writeFileSync(file, generateCuda(compile(gemmGraph(c)).program).source);
+      try {
+        const { stderr } = await run('nvcc', ['-arch=sm_90', '-cubin', '-Xptxas', '-v', '-o', join(dir, `gemm${i}.cubin`), file]);
+        const spill = /(\d+) bytes spill stores/.exec(stderr);
+        return spill && Number(spill[1]) > 64 ? `${c.name}: ${spill[1]} bytes of register spills` : undefined;
+      } catch (e) {
+        return `${c.name}: ${String((e as { stderr?: string }).stderr ?? e).split('\n').filter((l) => l.includes('error')).slice(0, 3).join(' | ')}`;
+      }
+    });
+    expect((await Promise.all(jobs)).filter((x) => x !== undefined)).toEqual([]);
+  }, 300_000);
+
+  it('every tile of the tuner search space (sm_90 cubin, async and register-staged operands, both majors)', async () => {
+    const cases = GEMM_CASES.filter((c) => c.name === 'castB_tB' || c.name === 'tAtB');
+    const jobs = TUNING_TILES.flatMap((tile, t) => cases.map(async (c, ci) => {
+      const p = compile(gemmGraph(c)).program;
+      const kernels = p.kernels.map((k) => (k.kind === 'matmul' && k.tile ? { ...k, tile: { ...k.tile, ...tile } } : k));
+      const file = join(dir, `tile${t}_${ci}.cu`);
+      writeFileSync(file, generateCuda({ ...p, kernels }).source);
+      try {
+        await run('nvcc', ['-arch=sm_90', '-cubin', '-o', join(dir, `tile${t}_${ci}.cubin`), file]);
+        return undefined;
+      } catch (e) {
+        return `${c.name} ${tile.block.m}x${tile.block.n}x${tile.block.k}: ${String((e as { stderr?: string }).stderr ?? e).split('\n').filter((l) => l.includes('error')).slice(0, 3).join(' | ')}`;
+      }
+    }));
+    expect((await Promise.all(jobs)).filter((x) => x !== undefined)).toEqual([]);
+  }, 300_000);
 });
 
 describe('matmul planning', () => {
+  it('bf16 matmuls become tensor-core GEMM kernels with their dynamic shared memory', () => {
+    const m = generateCuda(compile(gemmGraph({ name: 'tc', m: 4096, n: 4096, k: 4096, transB: true })).program);
+    expect(m.source).toContain('mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32');
+    const [l] = m.launches.flat();
+    // 32×32 blocks of 128×128, 4 warps; 4 stages × (128 + 128) rows × 40 bf16.
+    expect(l).toMatchObject({ kind: 'kernel', grid: [32 * 32, 1, 1], block: [128, 1, 1], sharedBytes: 81920 });
+  });
+
   it('plain strided f32 matmuls become cuBLAS SGEMMs; the rest generated SGEMM kernels', () => {
     const m = generateCuda(compile(buildProgram('block', { train: true, batch: 8, size: '768x12x256' })).program);
     const all = m.launches.flat();

@@ -1,0 +1,125 @@
+/**
+ * @file GEMM test graphs for the tensor-core paths, in bf16 as autocast writes them: operands are
+ * bf16 inputs, or f32 inputs cast to bf16 (master weights), optionally transposed (stored [.., k, m]
+ * / [.., n, k] and permuted), with batch dims that broadcast, and one of the epilogue kinds the
+ * fusion merges into a matmul (bias + GELU in bf16, a residual add, several stores, the AdamW update
+ * of a weight gradient). Shared by the nvcc compile test (CI) and the GPU test (test/gpu/gemm.test.ts).
+ */
+import type { DType } from '../../ir/dtype.ts';
+import { type Graph, GraphBuilder } from '../../ir/graph.ts';
+
+export type Epilogue = 'store_f32' | 'store_bf16' | 'bias_gelu' | 'residual' | 'two_stores' | 'adamw';
+
+export interface GemmCase {
+  readonly name: string;
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  /** Batch dims of each operand (broadcast against each other). */
+  readonly batchA?: readonly number[];
+  readonly batchB?: readonly number[];
+  /** Operand stored transposed ([.., k, m] for a, [.., n, k] for b) and permuted back. */
+  readonly transA?: boolean;
+  readonly transB?: boolean;
+  /** 'bf16': a bf16 input; 'cast': an f32 input cast to bf16 (register-staged). */
+  readonly srcA?: 'bf16' | 'cast';
+  readonly srcB?: 'bf16' | 'cast';
+  readonly epilogue?: Epilogue;
+}
+
+const swapLast = (rank: number) => [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
+
+function operandOf(g: GraphBuilder, name: string, batch: readonly number[], rows: number, cols: number, trans: boolean, src: 'bf16' | 'cast', kind: 'data' | 'param'): number {
+  const shape = trans ? [...batch, cols, rows] : [...batch, rows, cols];
+  const dtype: DType = src === 'bf16' ? 'bf16' : 'f32';
+  let x = g.input(name, { shape, dtype }, kind);
+  if (src === 'cast') x = g.op('cast', [x], { dtype: 'bf16' });
+  if (trans) x = g.op('permute', [x], { perm: swapLast(shape.length) });
+  return x;
+}
+
+const scalar = (g: GraphBuilder, v: number, dtype: DType = 'f32') => g.op('constant', [], { shape: [], dtype, value: v });
+
+/** The graph of one case: inputs a, b (and bias, res, m, v as the epilogue needs). */
+export function gemmGraph(c: GemmCase): Graph {
+  const g = new GraphBuilder(`gemm_${c.name.replace(/[^A-Za-z0-9_]/g, '_')}`);
+  const epi = c.epilogue ?? 'store_f32';
+  const a = operandOf(g, 'a', c.batchA ?? [], c.m, c.k, c.transA ?? false, c.srcA ?? 'bf16', 'data');
+  const b = operandOf(g, 'b', c.batchB ?? [], c.k, c.n, c.transB ?? false, c.srcB ?? 'bf16', epi === 'adamw' ? 'param' : 'data');
+  const y = g.op('matmul', [a, b]);
+  const outShape = g.typeOf(y).shape;
+  switch (epi) {
+    case 'store_bf16':
+      g.output('y', y);
+      break;
+    case 'store_f32':
+      g.output('y', g.op('cast', [y], { dtype: 'f32' }));
+      break;
+    case 'bias_gelu': {
+      const bias = g.input('bias', { shape: [c.n], dtype: 'bf16' });
+      // GELU (erf form), in bf16 like the autocast graph: 0.5·x·(1 + erf(x/√2)).
+      const x = g.op('add', [y, bias]);
+      const e = g.op('erf', [g.op('mul', [x, scalar(g, Math.SQRT1_2, 'bf16')])]);
+      g.output('y', g.op('mul', [g.op('mul', [x, scalar(g, 0.5, 'bf16')]), g.op('add', [e, scalar(g, 1, 'bf16')])]));
+      break;
+    }
+    case 'residual': {
+      const res = g.input('res', { shape: outShape, dtype: 'f32' });
+      g.output('y', g.op('add', [res, g.op('cast', [y], { dtype: 'f32' })]));
+      break;
+    }
+    case 'two_stores': {
+      const y32 = g.op('cast', [y], { dtype: 'f32' });
+      g.output('y', y32);
+      g.output('z', g.op('tanh', [y32]));
+      break;
+    }
+    case 'adamw': {
+      // y is the gradient of a weight w (shape = outShape, f32 master); one AdamW step on it.
+      const grad = g.op('cast', [y], { dtype: 'f32' });
+      const w = g.input('w', { shape: outShape, dtype: 'f32' }, 'param');
+      const m = g.input('m', { shape: outShape, dtype: 'f32' }, 'state');
+      const v = g.input('v', { shape: outShape, dtype: 'f32' }, 'state');
+      const m2 = g.op('add', [g.op('mul', [m, scalar(g, 0.9)]), g.op('mul', [grad, scalar(g, 0.1)])]);
+      const v2 = g.op('add', [g.op('mul', [v, scalar(g, 0.999)]), g.op('mul', [g.op('mul', [grad, grad]), scalar(g, 0.001)])]);
+      const step = g.op('div', [m2, g.op('add', [g.op('sqrt', [v2]), scalar(g, 1e-8)])]);
+      const w2 = g.op('sub', [g.op('mul', [w, scalar(g, 1 - 1e-4)]), g.op('mul', [step, scalar(g, 1e-3)])]);
+      g.output('m_next', m2);
+      g.output('v_next', v2);
+      g.output('w_next', w2);
+      break;
+    }
+  }
+  return g.build();
+}
+
+/**
+ * The cases: shapes that are multiples of no tile (and K = 1, M = 1, N = 1), every transposition
+ * of each operand in each staging, batch broadcasting both ways, every epilogue kind.
+ */
+export const GEMM_CASES: readonly GemmCase[] = [
+  { name: 'odd_shapes', m: 77, n: 131, k: 200 },
+  { name: 'k1', m: 65, n: 40, k: 1 },
+  { name: 'm1', m: 1, n: 72, k: 96 },
+  { name: 'n1', m: 70, n: 1, k: 64 },
+  { name: 'k_not_mult_8', m: 130, n: 96, k: 37 },
+  { name: 'tA', m: 136, n: 264, k: 72, transA: true },
+  { name: 'tB', m: 136, n: 264, k: 72, transB: true },
+  { name: 'tAtB', m: 136, n: 264, k: 72, transA: true, transB: true },
+  { name: 'castA_tA', m: 50, n: 70, k: 90, srcA: 'cast', transA: true },
+  { name: 'castB_tB', m: 300, n: 200, k: 104, srcB: 'cast', transB: true },
+  { name: 'cast_both', m: 129, n: 257, k: 63, srcA: 'cast', srcB: 'cast' },
+  { name: 'batched', m: 40, n: 48, k: 56, batchA: [3], batchB: [3] },
+  { name: 'broadcast_b', m: 33, n: 40, k: 64, batchA: [2, 3] },
+  { name: 'broadcast_mixed', m: 24, n: 40, k: 24, batchA: [2, 1], batchB: [1, 3], transB: true },
+  { name: 'bias_gelu', m: 200, n: 136, k: 64, epilogue: 'bias_gelu', transB: true },
+  { name: 'residual', m: 96, n: 100, k: 128, epilogue: 'residual' },
+  { name: 'two_stores', m: 64, n: 72, k: 40, epilogue: 'two_stores', srcB: 'cast' },
+  { name: 'store_bf16', m: 150, n: 88, k: 80, epilogue: 'store_bf16' },
+  { name: 'adamw_weight_grad', m: 48, n: 80, k: 136, transA: true, epilogue: 'adamw' },
+  { name: 'mid_tile', m: 520, n: 1030, k: 264, transB: true },
+  { name: 'big_tile', m: 2000, n: 2048, k: 72 },
+  { name: 'big_tile_tA', m: 2000, n: 2048, k: 72, transA: true },
+  { name: 'huge_tile', m: 2056, n: 4096, k: 48, transB: true },
+  { name: 'big_tile_cast', m: 2000, n: 2100, k: 40, srcB: 'cast', transB: true },
+];
