@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { buildProgram } from '../../cli/programs.ts';
 import { compile } from '../../compiler/compile.ts';
+import { autocast } from '../../compiler/transforms/autocast.ts';
 import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
@@ -27,6 +28,7 @@ const programs: Array<[string, () => Graph]> = [
   ...Array.from({ length: 16 }, (_, s) => [`random graph ${s}`, () => randomGraph(s, { finiteF32: s % 2 === 0 })] as [string, () => Graph]),
   ['MLP training step', () => buildProgram('mlp', { train: true, batch: 16 })],
   ['transformer block training step', () => buildProgram('block', { train: true, batch: 2, size: '64x4x16' })],
+  ['transformer block training step, bf16 autocast (tensor-core GEMMs)', () => autocast(buildProgram('block', { train: true, batch: 2, size: '64x4x16' }), { dtype: 'bf16' })],
   ['TarFlow training step', () => buildProgram('tarflow', { train: true, batch: 2, size: 'tinyCond' })],
   ['FAE stage Ia training step', () => buildProgram('fae', { train: true, batch: 2, size: 'tiny' })],
   // Flash attention (bf16 tensor cores), forward and backward: every head dim, causal or not, a
