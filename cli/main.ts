@@ -18,9 +18,12 @@ const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, 
 
 const ENVIRONMENT = `
 Environment:
-  KILN_DEBUG              1: stack traces on errors; ir, passes, kernels, all: print the IR after each stage
+  KILN_DEBUG              1: stack traces on errors; ir, passes, kernels: print the IR after each stage;
+                          source: every generated kernel's source (CUDA, WGSL); all: everything
+  KILN_PRECISION          default precision (f32, bf16, f16) instead of the backend's
   KILN_FASHION_MNIST_DIR  folder of the Fashion-MNIST .gz files (default /usr/share/datasets/fashion-mnist)
-  KILN_CACHE_DIR          cache of compiled CUDA kernels`;
+  KILN_CACHE_DIR          cache of compiled CUDA kernels and GEMM tuning
+  VK_ICD_FILENAMES        the Vulkan driver Dawn uses for --backend wgsl (SwiftShader without a GPU)`;
 
 export function buildCli(): Command {
   const program = new Command('kiln')
