@@ -23,24 +23,18 @@ import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts';
 import { runFashionMlp } from '../../cli/jobs/fashionMlp.ts';
-import { grad } from '../../compiler/transforms/grad.ts';
 import { hostTensor } from '../../ir/tensor.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
+import { layerGradCase, layerGradFiles, layerGradMismatches } from '../support/layerGradients.ts';
 import { type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase } from '../support/compiledModels.ts';
-import { firstMismatch, maxAbs as maxAbsOf } from '../support/compare.ts';
-import { mlpData, mlpTrainStep, withCotangentLoss } from '../support/compilerPrograms.ts';
-import { goldenFiles, loadGolden, traceGolden } from '../support/nnGoldens.ts';
+import { firstMismatch, maxAbs as maxAbsOf, relErr as rel } from '../support/compare.ts';
+import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 
 const FULL = !!process.env.KILN_WGSL_FULL;
 const TOL = 1e-4;
 
-function rel(a: ArrayLike<number>, b: ArrayLike<number>, floor = 0): number {
-  let d = 0;
-  for (let i = 0; i < b.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d / Math.max(maxAbsOf(b), floor, 1e-30);
-}
 
 async function randomSeeds(backend: Backend, seeds: readonly number[]): Promise<string[]> {
   const bad: string[] = [];
@@ -91,28 +85,9 @@ describe('WGSL backend', () => {
 
   it('every nn layer: parameter and input gradients vs the PyTorch goldens', async () => {
     const bad: string[] = [];
-    const files = goldenFiles.filter((f) => loadGolden(f).byPrefix('cotangent.').size > 0);
-    for (const file of FULL ? files : files.filter((_, i) => i % 3 === 0)) {
-      const gold = loadGolden(file);
-      const cots = gold.byPrefix('cotangent.');
-      const loss = withCotangentLoss(traceGolden(gold).graph, [...cots.keys()]);
-      const params = [...gold.byPrefix('grad.').keys()], inputs = [...gold.byPrefix('gradin.').keys()];
-      const g = grad(loss, { loss: 'loss', wrt: [...params, ...inputs] });
-      const feeds: Record<string, ReturnType<typeof hostTensor>> = {};
-      for (const [k, v] of gold.byPrefix('param.')) feeds[k] = v;
-      for (const [k, v] of gold.byPrefix('input.')) feeds[k] = v;
-      for (const [k, v] of cots) feeds[`cotangent.${k}`] = v;
-      const got = await runOnBackend(wgslBackend, g, feeds);
-      const refs = [...params.map((p) => gold.tensors.get(`grad.${p}`)!), ...inputs.map((i) => gold.tensors.get(`gradin.${i}`)!)];
-      const floor = 0.01 * Math.max(...refs.map((t) => maxAbsOf(t.data)));
-      for (const p of params) {
-        const e = rel(got[`grad.${p}`]!.data, gold.tensors.get(`grad.${p}`)!.data, floor);
-        if (!(e <= TOL)) bad.push(`${file} grad.${p}: ${e.toExponential(2)}`);
-      }
-      for (const i of inputs) {
-        const e = rel(got[`grad.${i}`]!.data, gold.tensors.get(`gradin.${i}`)!.data, floor);
-        if (!(e <= TOL)) bad.push(`${file} grad.${i}: ${e.toExponential(2)}`);
-      }
+    for (const file of FULL ? layerGradFiles : layerGradFiles.filter((_, i) => i % 3 === 0)) {
+      const c = layerGradCase(file);
+      bad.push(...layerGradMismatches(c, await runOnBackend(wgslBackend, c.gradGraph, c.feeds), TOL));
     }
     expect(bad).toEqual([]);
   });

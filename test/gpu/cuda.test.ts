@@ -12,17 +12,15 @@ import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { CudaDriver } from '../../backends/cuda/driver.ts';
 import { runFashionMlp } from '../../cli/jobs/fashionMlp.ts';
-import { grad } from '../../compiler/transforms/grad.ts';
 import { hostTensor } from '../../ir/tensor.ts';
 import { backendByName, cudaOptionsFromEnv } from '../../runtime/backends.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
+import { layerGradCase, layerGradFiles, layerGradMismatches } from '../support/layerGradients.ts';
 import { type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase } from '../support/compiledModels.ts';
 import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { firstMismatch, maxAbs, relErr as rel } from '../support/compare.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
-import { goldenFiles, loadGolden, traceGolden } from '../support/nnGoldens.ts';
-import { withCotangentLoss } from '../support/compilerPrograms.ts';
 
 /** The CUDA backend as a user gets it: configured from the environment by the runtime. */
 const cudaBackend = backendByName('cuda');
@@ -55,28 +53,9 @@ describe('CUDA backend', () => {
 
   it('every nn layer: parameter and input gradients vs the PyTorch goldens', async () => {
     const bad: string[] = [];
-    for (const file of goldenFiles) {
-      const gold = loadGolden(file);
-      const cots = gold.byPrefix('cotangent.');
-      if (!cots.size) continue;
-      const loss = withCotangentLoss(traceGolden(gold).graph, [...cots.keys()]);
-      const params = [...gold.byPrefix('grad.').keys()], inputs = [...gold.byPrefix('gradin.').keys()];
-      const g = grad(loss, { loss: 'loss', wrt: [...params, ...inputs] });
-      const feeds: Record<string, ReturnType<typeof hostTensor>> = {};
-      for (const [k, v] of gold.byPrefix('param.')) feeds[k] = v;
-      for (const [k, v] of gold.byPrefix('input.')) feeds[k] = v;
-      for (const [k, v] of cots) feeds[`cotangent.${k}`] = v;
-      const got = await runOnBackend(cudaBackend, g, feeds);
-      const refs = [...params.map((p) => gold.tensors.get(`grad.${p}`)!), ...inputs.map((i) => gold.tensors.get(`gradin.${i}`)!)];
-      const floor = 0.01 * Math.max(...refs.map((t) => maxAbs(t.data)));
-      for (const p of params) {
-        const e = rel(got[`grad.${p}`]!.data, gold.tensors.get(`grad.${p}`)!.data, floor);
-        if (!(e <= TOL)) bad.push(`${file} grad.${p}: ${e.toExponential(2)}`);
-      }
-      for (const i of inputs) {
-        const e = rel(got[`grad.${i}`]!.data, gold.tensors.get(`gradin.${i}`)!.data, floor);
-        if (!(e <= TOL)) bad.push(`${file} grad.${i}: ${e.toExponential(2)}`);
-      }
+    for (const file of layerGradFiles) {
+      const c = layerGradCase(file);
+      bad.push(...layerGradMismatches(c, await runOnBackend(cudaBackend, c.gradGraph, c.feeds), TOL));
     }
     expect(bad).toEqual([]);
   });
