@@ -112,8 +112,10 @@ export function register(program: Command): void {
         if (!cfg) throw new KilnError('--fae: the model spec has no "fae": {"preset": ...}');
         let stats: LatentStats | undefined;
         if (o.latentStats) stats = JSON.parse(readFileSync(o.latentStats, 'utf8')) as LatentStats;
-        else if (w.meta.latent_stats) stats = JSON.parse(w.meta.latent_stats) as LatentStats;
-        else warn('no latent stats (--latent-stats): decoding the latents as sampled');
+        else if (w.meta.latent_stats) {
+          stats = JSON.parse(w.meta.latent_stats) as LatentStats;
+          console.log(`latent stats from ${w.from} (the training job's per-channel normalization), undone before decoding`);
+        } else warn('no latent stats (--latent-stats): decoding the latents as sampled');
         const faeWeights = new Map<string, HostTensor>();
         for (const p of faePath.split(',')) for (const [k, v] of loadGeneratorWeights(p, warn).model) faeWeights.set(k, v);
         const dec = await LatentDecoder.open(backend, cfg, faeWeights, o.num);

@@ -232,6 +232,8 @@ async function latentGeneratorTask(ctx: TaskContext, m: Extract<JobModel, { kind
     task: {
       graph, initial, paramNames, source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
       feeds: async (b: SourceBatch) => ({ [xName]: normalizeLatents((await enc.run({ images: b.x })).latents!, stats), y: b.y }),
+      // `kiln sample` undoes the normalization before decoding (cli/commands/sample.ts reads latent_stats).
+      meta: { latent_stats: JSON.stringify({ mean: Array.from(stats.mean), std: Array.from(stats.std) }) },
     },
     summary,
   };

@@ -44,6 +44,8 @@ export interface TrainTask {
   sample?(session: Session, step: number, dir: string): Promise<void>;
   /** Called every `intervals.eval` steps and at the end; returns named metrics. */
   evaluate?(session: Session, step: number): Promise<Record<string, number>>;
+  /** String metadata written into every checkpoint (e.g. `latent_stats`, which `kiln sample` reads). */
+  meta?: Readonly<Record<string, string>>;
 }
 
 export interface TrainOptions {
@@ -120,7 +122,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   const hasRng = Boolean(task.graph.inputByName('rng_seed'));
   const runState = (s: number): RunState => ({ step: s, epoch: Math.floor(s / perEpoch), batchInEpoch: s % perEpoch, rng: { seed: o.seed, counter: s } });
   const save = async () => {
-    const c = { ...splitResident(await session.read(), task.paramNames), meta: {} };
+    const c = { ...splitResident(await session.read(), task.paramNames), meta: { ...task.meta } };
     saveRunCheckpoint(ckRoot, c, runState(step), o.config, o.keepCheckpoints);
   };
   const plot = async () => {
