@@ -45,8 +45,9 @@ export interface Golden {
   tensors: Map<string, HostTensor>;
 }
 
-export function loadGolden(file: string): Golden {
-  const { tensors, metadata } = loadSafetensors(join(DIR, file));
+/** Load nn golden `file` from `dir` (default: golden/data/nn). */
+export function loadGolden(file: string, dir = DIR): Golden {
+  const { tensors, metadata } = loadSafetensors(join(dir, file));
   const byPrefix = (prefix: string) =>
     new Map([...tensors].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
   const info = JSON.parse(metadata.golden!) as { layer: string; config: Config; param_order: string[] };

@@ -4,7 +4,8 @@
  * PyTorch references (golden/*.py) when python3 with torch is there, else says how to install it.
  */
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { GOLDEN_SCRIPTS, goldenChecks } from '../../golden/checks.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -22,29 +23,33 @@ export function register(program: Command): void {
     .argument('[name]', 'only goldens whose name contains this (e.g. nn/linear, attention)')
     .addOption(backendOption('cpu'))
     .option('--list', 'list the goldens and exit', false)
-    .action(async (name: string | undefined, o: { backend: string; list: boolean }) => {
-      const checks = goldenChecks().filter((c) => !name || c.name.includes(name));
+    .option('--dir <folder>', 'read the goldens from this copy of golden/data (default: the repository\'s golden/data)')
+    .action(async (name: string | undefined, o: { backend: string; list: boolean; dir?: string }) => {
+      if (o.dir && !existsSync(o.dir)) throw new KilnError(`--dir: ${o.dir}: no such folder`);
+      const checks = goldenChecks(o.dir ? resolve(o.dir) : undefined).filter((c) => !name || c.name.includes(name));
       if (!checks.length) throw new KilnError(`no golden matches '${name}' (see kiln golden check --list)`);
       if (o.list) return void console.log(checks.map((c) => `${c.name}  (${c.file})`).join('\n'));
       const { backend, reason } = await chooseBackend(o.backend);
       console.log(`backend: ${backend.name} (${reason})`);
       let failed = 0, outputs = 0;
+      const failures: string[] = [];
       for (const c of checks) {
         let rows;
         try {
           rows = await c.run(backend);
         } catch (e) {
           failed++;
-          console.log(`FAIL ${c.name}: ${(e as Error).message.split('\n')[0]}`);
+          console.log(`FAIL ${c.name} (${c.file}): ${(e as Error).message.split('\n')[0]}`);
           continue;
         }
         const bad = rows.filter((r) => !r.ok);
-        if (bad.length) failed++;
+        if (bad.length) failed++, failures.push(`${c.file}: ${bad.map((r) => r.output).join(', ')}`);
         outputs += rows.length;
         for (const r of rows)
-          console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${c.name} ${r.output}: max err ${r.maxErr.toExponential(2)} (tolerance ${r.bound.toExponential(2)})`);
+          console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${c.name} ${r.output}: max err ${r.maxErr.toExponential(2)} (tolerance ${r.bound.toExponential(2)})${r.ok ? '' : ` in ${c.file}`}`);
       }
       console.log(`${checks.length - failed} of ${checks.length} goldens pass (${outputs} outputs) on ${backend.name}`);
+      for (const f of failures) console.log(`failed: ${f}`);
       if (failed) process.exitCode = 1;
     });
   golden.command('update')

@@ -7,7 +7,7 @@ import { relErr } from '../support/compare.ts';
 import { describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { crossEntropy, trace } from '../../compiler/dsl/index.ts';
-import type { OptimizerOptions } from '../../compiler/transforms/optimizers.ts';
+import { OPTIMIZER_CASES } from '../../golden/trainCases.ts';
 import { GRAD_NORM_OUTPUT, trainStep } from '../../compiler/transforms/trainStep.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { MlpClassifier } from '../../models/mlp.ts';
@@ -17,16 +17,8 @@ import { Session } from '../../runtime/session.ts';
 const DIR = new URL('../../golden/data/optim/', import.meta.url).pathname;
 
 
-const configs: Array<{ file: string; optimizer: OptimizerOptions; clip?: number; ema?: number }> = [
-  { file: 'adamw', optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 } },
-  { file: 'adamw_clip_ema', optimizer: { kind: 'adamw', weightDecay: 0.01 }, clip: 0.5, ema: 0.9 },
-  { file: 'sgd_momentum', optimizer: { kind: 'sgd', momentum: 0.9, weightDecay: 0.01 } },
-  { file: 'sgd_nesterov', optimizer: { kind: 'sgd', momentum: 0.9, nesterov: true } },
-  { file: 'sgd_plain', optimizer: { kind: 'sgd' } },
-];
-
 describe('training step matches torch.optim for 10 steps (1e-4 relative)', () => {
-  for (const c of configs) {
+  for (const c of OPTIMIZER_CASES) {
     it(c.file, async () => {
       const { tensors: t } = loadSafetensors(`${DIR}${c.file}.safetensors`);
       const [S, B, IN] = t.get('x')!.shape as number[];
