@@ -3,7 +3,7 @@
  * a chosen backend, with every output's max error against its tolerance, the same as the test suite's:
  * - nn layers (golden/data/nn, test/nn/layers.test.ts): max |kiln − ref| ≤ 1e-5 · (1 + max |ref|),
  *   except `timestep_dit` (5e-5, see that test's comment);
- * - DINOv2, LightningDiT + flow matching, TarFlow/STARFlow, FAE (golden/modelCases.ts, the cases of
+ * - DINOv2 (and its bicubic resampling goldens, 1e-5 as in test/models/dinov2.test.ts), LightningDiT + flow matching, TarFlow/STARFlow, FAE (golden/modelCases.ts, the cases of
  *   test/models/compiled.test.ts): normwise max |kiln − ref| ≤ 1e-4 · max(max |ref|, floor), floor 0 for
  *   forward outputs and 0.01·(largest golden gradient of the case) for gradients;
  * - losses (golden/trainCases.ts, test/train/losses.test.ts): 1e-5 · max |ref|, loss and gradients;
@@ -25,7 +25,7 @@ import { compileOn } from '../runtime/compile.ts';
 import { loadSafetensors } from '../runtime/safetensors.ts';
 import { Session } from '../runtime/session.ts';
 import {
-  type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, setModelGoldenDir, tarflowCase,
+  type ModelCase, dinov2Case, interpCase, interpGolden, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, setModelGoldenDir, tarflowCase,
 } from './modelCases.ts';
 import { ROOT, goldenFiles, loadGolden, traceGolden } from './nnCases.ts';
 import { LOSS_CASES, OPTIMIZER_CASES, lossProgram } from './trainCases.ts';
@@ -118,7 +118,7 @@ function modelCheck(dataDir: string, name: string, file: string, make: () => Mod
       setModelGoldenDir(dataDir);
       const c = make();
       const got = await runOn(backend, c.graph, c.feeds, name);
-      return c.checks.map((ch) => compareRelative(ch.output, got[ch.output]?.data, ch.want.data, MODEL_TOL, ch.floor));
+      return c.checks.map((ch) => compareRelative(ch.output, got[ch.output]?.data, ch.want.data, c.tol ?? MODEL_TOL, ch.floor));
     },
   };
 }
@@ -192,6 +192,12 @@ function optimizerCheck(dataDir: string, c: (typeof OPTIMIZER_CASES)[number]): G
   };
 }
 
+/** The case names of dinov2/interp.safetensors in `dataDir`. */
+function interpNames(dataDir: string): string[] {
+  setModelGoldenDir(dataDir);
+  return interpGolden().cases.map((c) => c.name);
+}
+
 /** Every golden check, reading the goldens from `dataDir` (default: the repository's golden/data). */
 export function goldenChecks(dataDir = join(ROOT, 'golden', 'data')): GoldenCheck[] {
   const m = (name: string, file: string, make: () => ModelCase) => modelCheck(dataDir, name, file, make);
@@ -200,6 +206,7 @@ export function goldenChecks(dataDir = join(ROOT, 'golden', 'data')): GoldenChec
     ...['run0', 'run1', 'run2', 'run3'].map((r) => m(`dinov2/tiny/${r}`, 'dinov2/tiny.io.safetensors', () => dinov2Case('tiny', r))),
     ...['run0', 'run1', 'run2'].map((r) => m(`dinov2/tiny_reg/${r}`, 'dinov2/tiny_reg.io.safetensors', () => dinov2Case('tiny_reg', r))),
     m('dinov2/tiny_swiglu/run0', 'dinov2/tiny_swiglu.io.safetensors', () => dinov2Case('tiny_swiglu', 'run0')),
+    ...interpNames(dataDir).map((n) => m(`dinov2/interp/${n}`, 'dinov2/interp.safetensors', () => interpCase(n))),
     ...(['lightningdit_p1', 'lightningdit_p2_mixed', 'dit_p2'] as const).map((n) => m(`lightningdit/${n}`, `lightningdit/${n}.safetensors`, () => ditCase(n))),
     m('lightningdit/flow_matching', 'lightningdit/lightningdit_p1.safetensors', flowMatchingCase),
     ...(['tiny_uncond', 'tiny_cond_p2', 'tiny_starflow'] as const).map((n) => m(`tarflow/${n}`, `tarflow/${n}.safetensors`, () => tarflowCase(n))),

@@ -10,7 +10,7 @@ import { trace } from '../compiler/dsl/index.ts';
 import { grad } from '../compiler/transforms/grad.ts';
 import type { Graph } from '../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
-import { Dinov2Model, loadDinov2Config, loadDinov2State, traceDinov2 } from '../models/dinov2.ts';
+import { Dinov2Model, bicubicResample, loadDinov2Config, loadDinov2State, traceDinov2 } from '../models/dinov2.ts';
 import { FAE, type FaeConfig, ViTFeatureEncoder, type ViTFeatureEncoderConfig, stageIbGradients, traceDiscriminatorStep, traceStageIa } from '../models/fae.ts';
 import { flowMatchingLoss } from '../models/flowMatching.ts';
 import { LightningDiT, type LightningDiTConfig } from '../models/lightningdit.ts';
@@ -28,6 +28,8 @@ export interface GoldenCheck {
 
 export interface ModelCase {
   name: string;
+  /** The normwise tolerance of its test, where it is not the model tests' 1e-4. */
+  tol?: number;
   graph: Graph;
   feeds: Record<string, HostTensor>;
   checks: GoldenCheck[];
@@ -95,6 +97,41 @@ export function dinov2Case(model: 'tiny' | 'tiny_reg' | 'tiny_swiglu', run: stri
   const checks = [fwd('last_hidden_state', last), fwd('patch_tokens', sliceTokens(last, 1 + regs)), fwd('pooler_output', get(t, `${run}.pooler_output`))];
   if (regs > 0) checks.push(fwd('register_tokens', sliceTokens(last, 1, 1 + regs)));
   return { name: `dinov2 ${model} ${run} (${r.batch}x${r.height}x${r.width}${r.masked ? ', masked' : ''})`, graph, feeds, checks };
+}
+
+/** A case of golden/data/dinov2/interp.safetensors (F.interpolate bicubic, align_corners=False). */
+export interface InterpGolden {
+  name: string;
+  in: [number, number];
+  out: [number, number];
+  antialias: boolean;
+  scale_factor: [number, number] | null;
+}
+
+/** The bicubic position-embedding resampling goldens: the cases and their tensors. */
+export function interpGolden(): { cases: InterpGolden[]; t: Map<string, HostTensor> } {
+  const { t, meta } = load('dinov2/interp.safetensors');
+  return { cases: meta.cases as InterpGolden[], t };
+}
+
+/** Channels-first [C, n] → channels-last [n, C] data. */
+function channelsLast(data: ArrayLike<number>, C: number, n: number): Float32Array {
+  const out = new Float32Array(n * C);
+  for (let ch = 0; ch < C; ch++) for (let i = 0; i < n; i++) out[i * C + ch] = data[ch * n + i]!;
+  return out;
+}
+
+/** bicubicResample of a golden's 2-channel input (on a channels-last grid) against F.interpolate's output; tolerance 1e-5. */
+export function interpCase(name: string): ModelCase {
+  const { cases, t } = interpGolden();
+  const c = cases.find((x) => x.name === name);
+  if (!c) throw new Error(`dinov2/interp.safetensors: no case ${name}`);
+  const [h, w] = c.in;
+  const opts = { antialias: c.antialias, scaleFactors: c.scale_factor ?? undefined };
+  const graph = trace('resample', (tc) => ({ out: bicubicResample(tc.input('x', [h, w, 2]), c.out[0], c.out[1], opts) }));
+  const n = c.out[0] * c.out[1];
+  const want = hostTensor('f32', [c.out[0], c.out[1], 2], channelsLast(get(t, `${name}.output`).data, 2, n));
+  return { name: `dinov2 interp ${name}`, tol: 1e-5, graph, feeds: { x: hostTensor('f32', [h, w, 2], channelsLast(get(t, `${name}.input`).data, 2, h * w)) }, checks: [fwd('out', want)] };
 }
 
 // ---- LightningDiT and flow matching (golden/data/lightningdit) ----

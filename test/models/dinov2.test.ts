@@ -25,8 +25,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relErr } from '../support/compare.ts';
+import { interpCase } from '../../golden/modelCases.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { trace } from '../../compiler/dsl/index.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import {
@@ -35,7 +35,6 @@ import {
   Dinov2Model,
   bicubicMatrix1d,
   bicubicMatrix2d,
-  bicubicResample,
   dinov2Config,
   dinov2ConfigFromHf,
   dinov2FfnHidden,
@@ -237,18 +236,11 @@ describe('bicubic interpolation vs F.interpolate(mode="bicubic", align_corners=F
       let err = 0;
       for (let i = 0; i < m.length; i++) err = Math.max(err, Math.abs(m[i]! - ref.data[i]!));
       expect(err).toBeLessThanOrEqual(1e-7);
-      // In the graph, on a channels-last grid (the golden is channels-first [2, h, w]).
-      const x = tensors.get(`${c.name}.input`)!;
-      const [h, w] = c.in;
-      const xl = new Float32Array(h * w * 2);
-      for (let ch = 0; ch < 2; ch++) for (let i = 0; i < h * w; i++) xl[i * 2 + ch] = x.data[ch * h * w + i]!;
-      const g = trace('resample', (t) => bicubicResample(t.input('x', [h, w, 2]), c.out[0], c.out[1], opts));
-      const y = runGraph(g, { x: hostTensor('f32', [h, w, 2], xl) }).out!;
-      const yref = tensors.get(`${c.name}.output`)!;
-      const n = c.out[0] * c.out[1];
-      const yl = new Float32Array(n * 2);
-      for (let ch = 0; ch < 2; ch++) for (let i = 0; i < n; i++) yl[i * 2 + ch] = yref.data[ch * n + i]!;
-      const e = relErr(y.data, yl);
+      // In the graph, on a channels-last grid (golden/modelCases.ts, shared with `kiln golden check`).
+      const ic = interpCase(c.name);
+      const y = runGraph(ic.graph, ic.feeds).out!;
+      expect(ic.tol).toBe(1e-5);
+      const e = relErr(y.data, ic.checks[0]!.want.data);
       errors.push(`  interp ${c.name}: matrix ${err.toExponential(2)} abs, resampled ${e.toExponential(2)}`);
       expect(e).toBeLessThanOrEqual(1e-5);
     });
