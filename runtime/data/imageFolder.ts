@@ -110,8 +110,9 @@ export class ImageFolderSource implements BatchSource {
           } catch (e) {
             const why = (e as Error).message.split('\n')[0];
             if (this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${why}`, this.files[i]);
+            // Slots decode in parallel, so two may fail on the same image: report it once.
+            if (!this.bad.has(i)) this.o.warn?.(`skipping unreadable image ${this.files[i]}: ${why}`);
             this.bad.add(i);
-            this.o.warn?.(`skipping unreadable image ${this.files[i]}: ${why}`);
           }
         }
         if (k > order.length) throw new DatasetError('no readable image to fill a batch slot (all candidates unreadable)', this.o.root);
