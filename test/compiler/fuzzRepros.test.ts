@@ -103,7 +103,7 @@ describe('fuzzer repros', () => {
     });
   }
 
-  it('open-index-blowup: 6-round reshape/pad/slice chain through a gather has linear-size kernels, compiles in < 300 ms, = oracle', () => {
+  it('open-index-blowup: reshape/pad/slice chain through a gather has linear-size kernels, compiles in < 300 ms, = oracle', () => {
     const { g, compiled, ms, got, want } = runBoth('open-index-blowup');
     // Its index DAGs do not collapse (clamps of a data-dependent gather index) and, written out as
     // trees, were 1.47 MB of kernel text and 2.45 MB of CUDA (1.2 s compile, 17 s on the kernel interpreter); with shared
