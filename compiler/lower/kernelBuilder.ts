@@ -14,8 +14,8 @@
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
-import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un } from '../../ir/kernel/expr.ts';
-import { ExprInterner, children } from '../../ir/kernel/intern.ts';
+import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un, walkExpr } from '../../ir/kernel/expr.ts';
+import { ExprInterner, children, treeSizeAtLeast } from '../../ir/kernel/intern.ts';
 import type { Expr, ReduceKind, Stmt } from '../../ir/kernel/types.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
 import { opSpec } from '../../ir/ops.ts';
@@ -142,19 +142,25 @@ export class KernelBuilder {
   /** Bind `e` to a let in the outermost block whose variables it uses; returns the ref. */
   private bind(e: Expr, key: string): Expr {
     if (this.opts.inlineOnly || e.k === 'const' || e.k === 'var' || e.k === 'ref') return e;
+    const large = treeSizeAtLeast(e, SHARE_MIN_VALUE);
     let target = this.stack[0]!;
-    const seen = new Set<Expr>();
-    const visit = (x: Expr): void => {
-      if (seen.has(x)) return;
-      seen.add(x);
+    const seen = large ? new Set<Expr>() : undefined;
+    const see = (x: Expr): void => {
       let b: Block | undefined;
       if (x.k === 'var') b = this.stack.find((s) => s.loopVar === x.name);
       else if (x.k === 'ref') b = this.refBlock.get(x.name);
       if (b && b.depth > target.depth && this.onStack(b)) target = b;
-      for (const c of children(x)) visit(c);
     };
-    visit(e);
-    const value = this.shareIndices(e, target);
+    // A large value's tree may be exponentially larger than its DAG: visit each DAG node once.
+    const visitDag = (x: Expr): void => {
+      if (seen!.has(x)) return;
+      seen!.add(x);
+      see(x);
+      for (const c of children(x)) visitDag(c);
+    };
+    if (large) visitDag(e);
+    else walkExpr(e, see);
+    const value = large ? this.shareIndices(e, target) : e;
     const name = this.fresh('v');
     target.stmts.push({ k: 'let', name, value });
     const r = ref(name, e.dtype);
@@ -176,7 +182,6 @@ export class KernelBuilder {
    */
   private shareIndices(e: Expr, target: Block): Expr {
     const it = this.intern;
-    if (it.treeSize(e) < SHARE_MIN_VALUE) return e;
     const uses = new Map<number, number>();
     const counted = new Set<number>();
     const count = (x: Expr): void => {
@@ -196,7 +201,7 @@ export class KernelBuilder {
       const done = rebuilt.get(id);
       if (done) return done;
       const bindable = x !== e && (x.dtype === 'i32' || x.dtype === 'bool') && (x.k === 'bin' || x.k === 'select' || x.k === 'un' || x.k === 'cast') &&
-        it.treeSize(x) >= SHARE_MIN_SUB;
+        treeSizeAtLeast(x, SHARE_MIN_SUB);
       const prev = bindable ? this.sharedIndex.get(id) : undefined;
       let r: Expr;
       if (prev && this.onStack(prev.block) && prev.block.depth <= target.depth) r = prev.e;

@@ -3,14 +3,13 @@
  * immutable DAGs whose shared sub-trees (a view chain's index maps reuse each operand index in every
  * axis) can be exponentially large when written out, so exprKey (a string of the whole tree) is not
  * usable on them. An ExprInterner numbers expressions so that two get the same id exactly when they
- * are structurally equal (exprKey equal), visiting each DAG node once, and measures tree sizes.
+ * are structurally equal (exprKey equal), visiting each DAG node once.
  */
 import type { Expr } from './types.ts';
 
 export class ExprInterner {
   private readonly ids = new WeakMap<Expr, number>();
   private readonly table = new Map<string, number>();
-  private readonly sizes = new WeakMap<Expr, number>();
 
   /** An id equal for structurally equal expressions (same exprKey), different otherwise. */
   id(e: Expr): number {
@@ -33,16 +32,6 @@ export class ExprInterner {
     this.ids.set(e, id);
     return id;
   }
-
-  /** Number of nodes of `e` written out as a tree (a float: it may be astronomically large). */
-  treeSize(e: Expr): number {
-    const had = this.sizes.get(e);
-    if (had !== undefined) return had;
-    let n = 1;
-    for (const c of children(e)) n += this.treeSize(c);
-    this.sizes.set(e, n);
-    return n;
-  }
 }
 
 /** The direct sub-expressions of `e`. */
@@ -55,4 +44,15 @@ export function children(e: Expr): readonly Expr[] {
     case 'random': return [e.s0, e.s1, e.index];
     default: return [];
   }
+}
+
+/** Whether `e` written out as a tree has at least `n` nodes (visits at most n of them). */
+export function treeSizeAtLeast(e: Expr, n: number): boolean {
+  let left = n;
+  const visit = (x: Expr): boolean => {
+    if (--left <= 0) return true;
+    for (const c of children(x)) if (visit(c)) return true;
+    return false;
+  };
+  return visit(e);
 }
