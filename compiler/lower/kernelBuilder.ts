@@ -14,12 +14,32 @@
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
-import { I, bin, cast, exprKey, konst, linearIndex, load, ref, select, simplifyIndex, un, walkExpr } from '../../ir/kernel/expr.ts';
+import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un, walkExpr } from '../../ir/kernel/expr.ts';
+import { ExprInterner, children, treeSizeAtLeast } from '../../ir/kernel/intern.ts';
 import type { Expr, ReduceKind, Stmt } from '../../ir/kernel/types.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
 import { opSpec } from '../../ir/ops.ts';
 import { type Shape, numel, stridesOf } from '../../ir/shape.ts';
 import { broadcastIndex, clampIndex, padIndex, permuteIndex, reshapeIndex, sliceIndex } from './views.ts';
+
+/** Values whose tree is smaller than this many nodes are bound as they are (see shareIndices). */
+const SHARE_MIN_VALUE = 256;
+/** Smallest shared index sub-expression (tree nodes) that shareIndices binds to a let of its own. */
+const SHARE_MIN_SUB = 24;
+
+/** `x` with its direct sub-expressions replaced by `cs` (in children() order); `x` itself when unchanged. */
+function withChildren(x: Expr, cs: readonly Expr[]): Expr {
+  const old = children(x);
+  if (cs.every((c, i) => c === old[i])) return x;
+  switch (x.k) {
+    case 'load': return { ...x, index: cs[0]! };
+    case 'un': case 'cast': return { ...x, a: cs[0]! };
+    case 'bin': return { ...x, a: cs[0]!, b: cs[1]! };
+    case 'select': return { ...x, c: cs[0]!, a: cs[1]!, b: cs[2]! };
+    case 'random': return { ...x, s0: cs[0]!, s1: cs[1]!, index: cs[2]! };
+    default: return x;
+  }
+}
 
 /** A value a kernel cannot compute inline: it must be in memory (materialized) first. */
 export interface Blocker {
@@ -56,6 +76,10 @@ export class KernelBuilder {
   private readonly memo = new Map<string, { e: Expr; block: Block }>();
   private readonly refBlock = new Map<string, Block>();
   private readonly reduceAcc = new Map<number, Expr>();
+  /** Structural ids of expressions (memo keys in time linear in DAG size). */
+  private readonly intern = new ExprInterner();
+  /** Index sub-expressions already bound to lets (by structural id), see shareIndices. */
+  private readonly sharedIndex = new Map<number, { e: Expr; block: Block }>();
   private counter = 0;
   gridVars: Expr[] = [];
   row: RowSpace | undefined;
@@ -118,19 +142,83 @@ export class KernelBuilder {
   /** Bind `e` to a let in the outermost block whose variables it uses; returns the ref. */
   private bind(e: Expr, key: string): Expr {
     if (this.opts.inlineOnly || e.k === 'const' || e.k === 'var' || e.k === 'ref') return e;
+    const large = treeSizeAtLeast(e, SHARE_MIN_VALUE);
     let target = this.stack[0]!;
-    walkExpr(e, (x) => {
+    const seen = large ? new Set<Expr>() : undefined;
+    const see = (x: Expr): void => {
       let b: Block | undefined;
       if (x.k === 'var') b = this.stack.find((s) => s.loopVar === x.name);
       else if (x.k === 'ref') b = this.refBlock.get(x.name);
       if (b && b.depth > target.depth && this.onStack(b)) target = b;
-    });
+    };
+    // A large value's tree may be exponentially larger than its DAG: visit each DAG node once.
+    const visitDag = (x: Expr): void => {
+      if (seen!.has(x)) return;
+      seen!.add(x);
+      see(x);
+      for (const c of children(x)) visitDag(c);
+    };
+    if (large) visitDag(e);
+    else walkExpr(e, see);
+    const value = large ? this.shareIndices(e, target) : e;
     const name = this.fresh('v');
-    target.stmts.push({ k: 'let', name, value: e });
+    target.stmts.push({ k: 'let', name, value });
     const r = ref(name, e.dtype);
     this.refBlock.set(name, target);
     this.memo.set(key, { e: r, block: target });
     return r;
+  }
+
+  /**
+   * `e` (to be bound in `target`) with its large shared index sub-expressions bound to lets of their
+   * own in `target` (or reused from an enclosing block). View chains through pads and gathers leave
+   * index expressions the simplifier cannot collapse (clamps, data-dependent indices) whose DAGs
+   * reuse each operand index in every axis: written out as trees they grow exponentially with the
+   * chain (1.5 MB of kernel text for a 6-round chain, fuzzRepros/open-index-blowup), and every
+   * consumer of kernel IR (printer, interpreter, code generators) walks them as trees. Binding an
+   * i32/bool sub-expression used more than once keeps kernels linear in the chain. Only values
+   * whose tree has at least SHARE_MIN_VALUE nodes are rewritten, and only sub-expressions of at
+   * least SHARE_MIN_SUB nodes are bound, so ordinary kernels are unchanged.
+   */
+  private shareIndices(e: Expr, target: Block): Expr {
+    const it = this.intern;
+    const uses = new Map<number, number>();
+    const counted = new Set<number>();
+    const count = (x: Expr): void => {
+      const id = it.id(x);
+      if (counted.has(id)) return;
+      counted.add(id);
+      for (const c of children(x)) {
+        const cid = it.id(c);
+        uses.set(cid, (uses.get(cid) ?? 0) + 1);
+        count(c);
+      }
+    };
+    count(e);
+    const rebuilt = new Map<number, Expr>();
+    const rebuild = (x: Expr): Expr => {
+      const id = it.id(x);
+      const done = rebuilt.get(id);
+      if (done) return done;
+      const bindable = x !== e && (x.dtype === 'i32' || x.dtype === 'bool') && (x.k === 'bin' || x.k === 'select' || x.k === 'un' || x.k === 'cast') &&
+        treeSizeAtLeast(x, SHARE_MIN_SUB);
+      const prev = bindable ? this.sharedIndex.get(id) : undefined;
+      let r: Expr;
+      if (prev && this.onStack(prev.block) && prev.block.depth <= target.depth) r = prev.e;
+      else {
+        r = withChildren(x, children(x).map(rebuild));
+        if (bindable && (uses.get(id) ?? 0) >= 2) {
+          const name = this.fresh('v');
+          target.stmts.push({ k: 'let', name, value: r });
+          this.refBlock.set(name, target);
+          r = ref(name, x.dtype);
+          this.sharedIndex.set(id, { e: r, block: target });
+        }
+      }
+      rebuilt.set(id, r);
+      return r;
+    };
+    return rebuild(e);
   }
 
   /** Open a sequential block for loop variable `v`; returns a function that closes it. */
@@ -149,7 +237,7 @@ export class KernelBuilder {
   valueAt(id: number, idx: readonly Expr[]): Expr {
     if (this.needs) return konst(0, this.g.typeOf(id).dtype);
     const sidx = idx.map((x) => this.simp(x));
-    const key = `${id}@${sidx.map(exprKey).join(',')}`;
+    const key = `${id}@${sidx.map((x) => this.intern.id(x)).join(',')}`;
     const hit = this.memo.get(key);
     if (hit && this.onStack(hit.block)) return hit.e;
     const t = this.g.typeOf(id);
@@ -201,7 +289,7 @@ export class KernelBuilder {
     const keep = n.attrs.keepdims as boolean;
     const kept = keep ? idx.filter((_, i) => !axes.includes(i)) : idx;
     const zeros = keep ? idx.filter((_, i) => axes.includes(i)) : [];
-    const ok = kept.length === this.gridVars.length && kept.every((e, i) => exprKey(e) === exprKey(this.gridVars[i]!)) &&
+    const ok = kept.length === this.gridVars.length && kept.every((e, i) => this.intern.id(e) === this.intern.id(this.gridVars[i]!)) &&
       zeros.every((z) => z.k === 'const' && z.v === 0);
     return ok ? undefined : 'it is read at another point than the one it was reduced for';
   }

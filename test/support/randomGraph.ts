@@ -17,7 +17,7 @@
  * Two options reach regions the default graphs do not (both found compiler bugs, see
  * test/compiler/fuzzRepros): `emptyDims` makes zero-size dimensions (input and value dims are 0 with
  * probability 0.12, slices may be empty), so empty concat operands, pads of empty tensors and
- * reductions over empty axes appear; `viewChains` adds chains of 3..8 reshapes/pads/slices/permutes
+ * reductions over empty axes appear; `viewChains` adds chains of 3..6 rounds of a reshape and 1-2 pads/slices/permutes
  * at rank 5..8 (elementwise ops in between), often ending in a reshape to rank 2 and a gather, the
  * shape of index arithmetic that made the index simplifier exponential. Without them the graphs are
  * what they always were for the same seed.
@@ -747,7 +747,7 @@ class Generator {
   }
 
   /**
-   * A chain of view ops at rank 5..8: 3..5 rounds of a reshape followed by one or two pads, slices,
+   * A chain of view ops at rank 5..8: 3..6 rounds of a reshape followed by one or two pads, slices,
    * permutes or elementwise ops with another value, usually ending in a reshape to rank 2 and a
    * gather of rows. Each reshape after a pad nests the clamped pad indices inside div/mod of a linear
    * form of all axes: chains like these made index simplification exponential.
@@ -757,7 +757,7 @@ class Generator {
     let x = this.pick(ok);
     if ((!x || this.rng.chance(0.3)) && this.canAddInput()) x = this.addInput(this.rng.pick([[4, 8], [2, 16], [32], [2, 2, 8], [3, 8]]), this.floatDType(), 'data');
     if (!x) return undefined;
-    const rounds = this.rng.int(3, 5);
+    const rounds = this.rng.int(3, 6);
     for (let k = 0; k < rounds; k++) {
       x = this.highRankReshape(x) ?? x;
       for (let j = this.rng.int(1, 2); j > 0; j--) x = this.viewStep(x) ?? x;
