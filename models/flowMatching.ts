@@ -39,9 +39,10 @@ import { compileOn } from '../runtime/compile.ts';
 import { type Module, type Tensor, concat, full, rand, randn, trace } from '../compiler/dsl/index.ts';
 import type { Graph } from '../ir/graph.ts';
 import { KilnError } from '../ir/errors.ts';
-import { fillNormal } from '../ir/philox.ts';
 import { numel } from '../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+import { eulerOde } from './sampling/eulerOde.ts';
+import { linspace, samplingGrid } from './sampling/timeGrid.ts';
 
 /** A class-conditional velocity model (LightningDiT, DiT, SiT). */
 export interface VelocityModel extends Module {
@@ -149,26 +150,7 @@ export const LIGHTNINGDIT_TRAINING = {
 
 // ───────────────────────────── time grids ─────────────────────────────
 
-/** The timestep shift t' = s·t / (1 + (s − 1)·t). */
-export function shiftTime(t: number, shift: number): number {
-  return (shift * t) / (1 + (shift - 1) * t);
-}
-
-/** torch.linspace(start, end, n) in f32 (same split of the index range as PyTorch's kernel). */
-export function linspace(start: number, end: number, n: number): Float32Array {
-  const out = new Float32Array(n);
-  if (n === 1) out[0] = start;
-  const step = (end - start) / (n - 1);
-  for (let i = 0; i < n && n > 1; i++) out[i] = i < n / 2 ? start + step * i : end - step * (n - 1 - i);
-  return out;
-}
-
-/** The ODE grid: linspace(0, 1, n), shifted when shift > 0 (the reference's rule; 0 = no shift). */
-export function samplingGrid(numSteps: number, shift = 0): Float32Array {
-  if (!Number.isInteger(numSteps) || numSteps < 2) throw new KilnError(`samplingGrid: numSteps ${numSteps} must be an integer >= 2`);
-  const t = linspace(0, 1, numSteps);
-  return shift > 0 ? t.map((v) => shiftTime(v, shift)) : t;
-}
+export { linspace, samplingGrid, shiftTime } from './sampling/timeGrid.ts';
 
 // ───────────────────────────── sampler step graphs ─────────────────────────────
 
@@ -260,12 +242,7 @@ export interface SdeSampleOptions {
   cfg?: CfgOptions;
 }
 
-/** Standard normal host tensor from Philox (seed, stream), e.g. the sampler's initial noise. */
-export function gaussianNoise(shape: readonly number[], seed: number, stream = 0): HostTensor {
-  const v = new Float32Array(numel(shape));
-  fillNormal(v, seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0, stream);
-  return hostTensor('f32', shape, v);
-}
+export { gaussianNoise } from './sampling/timeGrid.ts';
 
 /**
  * Runs the samplers of one model on one backend. Step graphs are traced and compiled on first use
@@ -326,19 +303,11 @@ export class FlowSampler {
     return (await exe.run(all, ['x'])).x!;
   }
 
-  /** Euler ODE from noise z [B, C, H, W] (t = 0) to data (t = 1), labels y i32 [B]. */
+  /** Euler ODE from noise z [B, C, H, W] (t = 0) to data (t = 1), labels y i32 [B] (the loop: sampling/eulerOde.ts). */
   async sampleOde(z: HostTensor, y: HostTensor, opts: OdeSampleOptions): Promise<HostTensor> {
     const batch = this.check(z, y);
-    const grid = samplingGrid(opts.numSteps, opts.shift ?? 0);
-    let x = z;
-    for (let i = 0; i + 1 < grid.length; i++) {
-      const t = grid[i]!;
-      const scale = this.scaleAt(opts.cfg, t);
-      const cfg = scale === undefined ? undefined : { channels: opts.cfg!.channels };
-      const feeds = { x, y, t: hostTensor('f32', [], [t]), dt: hostTensor('f32', [], [grid[i + 1]! - t]) };
-      x = await this.runStep({ kind: 'euler', batch, cfg }, feeds, scale);
-    }
-    return x;
+    const cfg = (scale: number | undefined) => (scale === undefined ? undefined : { channels: opts.cfg!.channels });
+    return eulerOde(z, y, samplingGrid(opts.numSteps, opts.shift ?? 0), (t) => this.scaleAt(opts.cfg, t), (feeds, scale) => this.runStep({ kind: 'euler', batch, cfg: cfg(scale) }, { ...feeds }, scale));
   }
 
   /** Euler–Maruyama SDE from noise z to data; the last step is drift only. */

@@ -5,16 +5,16 @@
  * the feature and pixel decoders when an FAE checkpoint is given, and write a PNG grid with class labels
  * (and optionally the raw samples as safetensors). Same seed, same backend → the same images.
  */
-import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { KilnError } from '../../ir/errors.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import { LatentDecoder, type LatentStats, denormalizeLatents } from '../../models/sampling/faeDecoders.ts';
+import { LatentDecoder, denormalizeLatents } from '../../models/sampling/faeDecoders.ts';
 import { generateFlow, generateTarFlow } from '../../models/sampling/generate.ts';
 import { describeGuidance, guidanceFromOptions } from '../../models/sampling/guidance.ts';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
 import { saveSafetensors } from '../../runtime/safetensors.ts';
 import { writeImageGrid } from '../../runtime/train/imageGrid.ts';
+import { faeWeightsFrom, latentStatsFor } from '../faeInputs.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
 import { backendOption, int, num, positiveInt } from '../options.ts';
 
@@ -110,14 +110,8 @@ export function register(program: Command): void {
         if (!gen.fae && !o.model) throw new KilnError('--fae needs the FAE preset: give it in the model spec ("fae": {"preset": ...})');
         const cfg = gen.fae?.config;
         if (!cfg) throw new KilnError('--fae: the model spec has no "fae": {"preset": ...}');
-        let stats: LatentStats | undefined;
-        if (o.latentStats) stats = JSON.parse(readFileSync(o.latentStats, 'utf8')) as LatentStats;
-        else if (w.meta.latent_stats) {
-          stats = JSON.parse(w.meta.latent_stats) as LatentStats;
-          console.log(`latent stats from ${w.from} (the training job's per-channel normalization), undone before decoding`);
-        } else warn('no latent stats (--latent-stats): decoding the latents as sampled');
-        const faeWeights = new Map<string, HostTensor>();
-        for (const p of faePath.split(',')) for (const [k, v] of loadGeneratorWeights(p, warn).model) faeWeights.set(k, v);
+        const stats = latentStatsFor(o.latentStats, w.meta, w.from, console.log, warn);
+        const faeWeights = faeWeightsFrom(faePath, warn);
         const dec = await LatentDecoder.open(backend, cfg, faeWeights, o.num);
         try {
           images = await dec.decode(stats ? denormalizeLatents(samples, stats) : samples);

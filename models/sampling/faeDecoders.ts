@@ -7,7 +7,8 @@
 import type { Backend } from '../../backends/backend.ts';
 import { Module, trace } from '../../compiler/dsl/index.ts';
 import { KilnError } from '../../ir/errors.ts';
-import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import type { Graph } from '../../ir/graph.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
 import { Session } from '../../runtime/session.ts';
 import { type FaeConfig, validateFaeConfig } from '../fae/config.ts';
 import { FeatureDecoder } from '../fae/featureDecoder.ts';
@@ -26,22 +27,35 @@ export class FaeDecoders extends Module {
   }
 }
 
-export interface LatentStats {
-  mean: ArrayLike<number>;
-  std: ArrayLike<number>;
+export { type LatentStats, denormalizeLatents } from './latentStats.ts';
+
+/** The decoding program: input `latents` [batch, C, g, g] → output `images` [batch, channels, S, S]. */
+export function faeDecodeGraph(d: FaeDecoders, batch: number): Graph {
+  const c = d.config;
+  const [C, g] = [c.adapter.latentChannels, c.encoder.grid];
+  return trace('fae_decode', (tc) => {
+    const z = tc.input('latents', [batch, C, g, g]);
+    const tokens = z.reshape([batch, C, g * g]).transpose(1, 2);
+    return { images: d.pixel_decoder.forward(d.feature_decoder.forward(tokens)) };
+  }, { params: d });
 }
 
-/** x·std + mean per channel of [B, C, ...]. */
-export function denormalizeLatents(z: HostTensor, st: LatentStats): HostTensor {
-  const C = z.shape[1]!;
-  if (st.mean.length !== C || st.std.length !== C) throw new KilnError(`latent stats have ${st.mean.length} channels, the latents ${C}`);
-  const per = z.data.length / (z.shape[0]! * C);
-  const out = new Float32Array(z.data.length);
-  for (let i = 0; i < out.length; i++) {
-    const c = Math.floor(i / per) % C;
-    out[i] = Number(z.data[i]) * st.std[c]! + st.mean[c]!;
+/** The decoders' parameters from an FAE checkpoint's tensors (others ignored); names what is missing or misshapen. */
+export function faeDecoderState(d: FaeDecoders, weights: ReadonlyMap<string, HostTensor>): Map<string, HostTensor> {
+  const state = d.initState(0);
+  let found = 0;
+  for (const [k, v] of weights) {
+    const want = state.get(k);
+    if (!want) continue;
+    if (want.shape.join() !== v.shape.join()) throw new KilnError(`FAE weights: '${k}' is [${v.shape.join(', ')}], the decoder's is [${want.shape.join(', ')}]`);
+    state.set(k, v);
+    found++;
   }
-  return hostTensor('f32', z.shape, out);
+  if (found !== state.size) {
+    const missing = [...state.keys()].filter((k) => !weights.has(k));
+    throw new KilnError(`FAE weights: ${missing.length} decoder tensors missing (e.g. '${missing[0]}'); a stage Ia run holds only the feature decoder: add the pixel decoder's run, e.g. --fae runs/fae-stage-ia,runs/fae-pixel-finetune`);
+  }
+  return state;
 }
 
 export class LatentDecoder {
@@ -50,27 +64,7 @@ export class LatentDecoder {
   /** `weights`: the FAE checkpoint's tensors (feature_decoder.*, pixel_decoder.*; others are ignored). */
   static async open(backend: Backend, config: FaeConfig, weights: ReadonlyMap<string, HostTensor>, batch: number): Promise<LatentDecoder> {
     const d = new FaeDecoders(config);
-    const c = d.config;
-    const [C, g] = [c.adapter.latentChannels, c.encoder.grid];
-    const graph = trace('fae_decode', (tc) => {
-      const z = tc.input('latents', [batch, C, g, g]);
-      const tokens = z.reshape([batch, C, g * g]).transpose(1, 2);
-      return { images: d.pixel_decoder.forward(d.feature_decoder.forward(tokens)) };
-    }, { params: d });
-    const state = d.initState(0);
-    let found = 0;
-    for (const [k, v] of weights) {
-      const want = state.get(k);
-      if (!want) continue;
-      if (want.shape.join() !== v.shape.join()) throw new KilnError(`FAE weights: '${k}' is [${v.shape.join(', ')}], the decoder's is [${want.shape.join(', ')}]`);
-      state.set(k, v);
-      found++;
-    }
-    if (found !== state.size) {
-      const missing = [...state.keys()].filter((k) => !weights.has(k));
-      throw new KilnError(`FAE weights: ${missing.length} decoder tensors missing (e.g. '${missing[0]}'); a stage Ia run holds only the feature decoder: add the pixel decoder's run, e.g. --fae runs/fae-stage-ia,runs/fae-pixel-finetune`);
-    }
-    return new LatentDecoder(d, await Session.open(backend, graph, state), batch);
+    return new LatentDecoder(d, await Session.open(backend, faeDecodeGraph(d, batch), faeDecoderState(d, weights)), batch);
   }
 
   async decode(latents: HostTensor): Promise<HostTensor> {
