@@ -74,6 +74,10 @@ async function start(): Promise<void> {
       cfg: req.cfg ?? Number(cfgIn.value),
       seed: req.seed ?? Number(seedIn.value),
     };
+    classSel.value = String(typeof r.labels === 'number' ? r.labels : r.labels[0]);
+    stepsIn.value = String(r.steps);
+    cfgIn.value = String(r.cfg);
+    seedIn.value = String(r.seed);
     say(`sampling ${r.steps} grid points, guidance ${r.cfg}, seed ${r.seed}…`);
     try {
       const out = await sampler.sample({ ...r, onProgress: (done, total, phase) => {
