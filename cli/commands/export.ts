@@ -28,7 +28,7 @@ export function register(program: Command): void {
     .description('export a trained generator for another runtime: --target web writes a folder with a sampling page on WebGPU (serve it with kiln serve)')
     .argument('<checkpoint>', 'a run directory (its newest valid checkpoint), a checkpoint directory, or a model .safetensors file')
     .addOption(new Option('--target <t>', 'what to export for').choices(['web']).makeOptionMandatory())
-    .requiredOption('--out <dir>', 'the bundle folder to write (new, empty, or a previous bundle, which is replaced)')
+    .requiredOption('--out <dir>', 'the bundle folder to write: new, empty, or a previous bundle, which is replaced (required)')
     .option('--model <json|file>', 'the model spec, as for kiln sample (default: from the checkpoint\'s job config)')
     .addOption(new Option('--weights <which>', 'the EMA weights or the raw model weights (EMA falls back to model when the checkpoint has none)').choices(['ema', 'model']).default('ema'))
     .option('--fae <checkpoint>', 'FAE checkpoint(s) whose feature + pixel decoders decode the latents, as for kiln sample (default: the model spec\'s fae.checkpoint; none: the page shows latent channels)')
