@@ -25,6 +25,7 @@ import { FaeDecoders, faeDecodeGraph, faeDecoderState } from '../../models/sampl
 import { saveSafetensors } from '../../runtime/safetensors.ts';
 import { BUNDLE_FORMAT, type BundleManifest, type KernelVariant, type ProgramRef } from '../../web/runtime/bundle.ts';
 import { faeWeightsFrom, latentStatsFor } from '../faeInputs.ts';
+import { NotImplementedError } from '../jobs/tasks.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
 import { writeApiModule } from './apiModule.ts';
 import { buildPage } from './buildPage.ts';
@@ -94,7 +95,7 @@ export async function exportWebBundle(o: WebExportOptions): Promise<BundleManife
   if (!Number.isInteger(o.steps) || o.steps < 2) throw new KilnError(`--steps: ${o.steps} must be an integer >= 2`);
   const w = loadGeneratorWeights(o.checkpoint, warn);
   const gen = buildGenerator(generatorSpec(o.model, w.meta, w.from));
-  if (gen.kind !== 'lightningdit') throw new KilnError(`${w.from}: a ${gen.kind} model; the web export samples LightningDiT models (the TarFlow sampler's KV-cached reverse pass is not exported yet)`);
+  if (gen.kind !== 'lightningdit') throw new NotImplementedError(`${w.from}: a ${gen.kind} model; the web export samples LightningDiT models (the TarFlow sampler's KV-cached reverse pass is not exported yet)`);
   const useEma = o.weights === 'ema' && w.ema.size > 0;
   if (o.weights === 'ema' && !useEma && !w.from.endsWith('.safetensors')) warn(`${w.from} has no EMA weights; using the model weights`);
   const weights = useEma ? w.ema : w.model;

@@ -106,7 +106,7 @@ describe('the page in headless Chromium (SwiftShader WebGPU)', () => {
     server?.close();
   });
 
-  async function openPage(init?: () => void) {
+  async function openPage(init?: string) {
     const page = await browser.newPage({ viewport: { width: 900, height: 600 } });
     const errors: string[] = [];
     page.on('console', (m) => m.type() === 'error' && errors.push(`console.error: ${m.text()}`));
@@ -120,7 +120,7 @@ describe('the page in headless Chromium (SwiftShader WebGPU)', () => {
   it('samples the bundle on navigator.gpu and matches the Node wgsl backend (images within 1e-4, pixels within 1/255)', async () => {
     const { page, errors } = await openPage();
     try {
-      await page.evaluate(() => (window as unknown as { kiln: { ready: Promise<void> } }).kiln.ready);
+      await page.evaluate('window.kiln.ready');
       expect(await page.textContent('#model')).toMatch(/swiftshader/i);
       // the user's path: pick the controls, press Sample, wait for the progress bar and the images
       await page.selectOption('#class', String(REQUEST.labels));
@@ -128,17 +128,18 @@ describe('the page in headless Chromium (SwiftShader WebGPU)', () => {
       await page.fill('#cfg', String(REQUEST.cfg));
       await page.fill('#seed', String(REQUEST.seed));
       await page.click('#sample');
-      await page.waitForFunction(() => document.querySelector('#status')?.textContent?.startsWith('done'), undefined, { timeout: 30_000 });
-      expect(await page.evaluate(() => (document.querySelector('#progress') as HTMLProgressElement).value)).toBe(1);
-      const got = await page.evaluate(() => {
-        const k = (window as unknown as { kiln: { last: { images: { data: Float32Array; shape: number[] }; labels: number[] } } }).kiln.last;
-        const canvases = [...document.querySelectorAll('#images canvas')] as HTMLCanvasElement[];
+      await page.waitForFunction("document.querySelector('#status').textContent.startsWith('done')", undefined, { timeout: 30_000 });
+      expect(await page.evaluate("document.querySelector('#progress').value")).toBe(1);
+      // (in-page code as strings: the test's tsconfig has no DOM types)
+      const got = (await page.evaluate(`(() => {
+        const k = window.kiln.last;
+        const canvases = [...document.querySelectorAll('#images canvas')];
         return {
           images: Array.from(k.images.data), shape: k.images.shape, labels: k.labels,
-          pixels: canvases.map((c) => Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data)),
+          pixels: canvases.map((c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)),
           captions: [...document.querySelectorAll('#images figcaption')].map((f) => f.textContent),
         };
-      });
+      })()`)) as { images: number[]; shape: number[]; labels: number[]; pixels: number[][]; captions: string[] };
       mkdirSync(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: join(ARTIFACTS, 'page.png'), fullPage: true });
       expect(got.labels).toEqual([1, 1, 1, 1]);
@@ -156,9 +157,9 @@ describe('the page in headless Chromium (SwiftShader WebGPU)', () => {
   }, 60_000);
 
   it('says plainly that WebGPU is missing where navigator.gpu is absent', async () => {
-    const { page, errors } = await openPage(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+    const { page, errors } = await openPage("Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined })");
     try {
-      await page.waitForFunction(() => document.querySelector('#status')?.className === 'error', undefined, { timeout: 10_000 });
+      await page.waitForFunction("document.querySelector('#status').className === 'error'", undefined, { timeout: 10_000 });
       expect(await page.textContent('#status')).toMatch(/WebGPU is not available in this browser/);
       expect(await page.isDisabled('#sample')).toBe(true);
       expect(errors).toEqual([]);

@@ -156,7 +156,7 @@ export function firstChannels(x: HostTensor, keep: number): HostTensor {
 }
 
 /** RGBA bytes of image b of [B, channels, H, W] (1 channel: grey; 3: RGB), values mapped from `range` as runtime/train/imageGrid.ts maps them. */
-export function imageRgba(images: HostTensor, b: number, range: readonly [number, number]): Uint8ClampedArray {
+export function imageRgba(images: HostTensor, b: number, range: readonly [number, number]): Uint8ClampedArray<ArrayBuffer> {
   const [, C, H, W] = images.shape as [number, number, number, number];
   const [lo, hi] = range;
   const out = new Uint8ClampedArray(H * W * 4);
