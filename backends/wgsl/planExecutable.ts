@@ -45,15 +45,22 @@ export class WgslPlanExecutable {
   /** Create the buffers and compile every dispatch (all pipelines in parallel). */
   static async create(device: GPUDevice, plan: WgslPlan): Promise<WgslPlanExecutable> {
     const e = new WgslPlanExecutable(plan, device);
-    const layouts = new Map<number, GPUBindGroupLayout>();
-    const layoutFor = (n: number) => {
-      let l = layouts.get(n);
-      if (!l) layouts.set(n, (l = device.createBindGroupLayout({ entries: Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })) })));
+    // Dispatches with an `offsets` table (position-independent kernels) bind it as a uniform after their storage windows.
+    const offsetsOf = (d: WgslPlan['dispatches'][number]) => (d as { offsets?: readonly number[] }).offsets;
+    const layouts = new Map<string, GPUBindGroupLayout>();
+    const layoutFor = (n: number, uniform: boolean) => {
+      const key = `${n}${uniform ? 'u' : ''}`;
+      let l = layouts.get(key);
+      if (!l) {
+        const entries: GPUBindGroupLayoutEntry[] = Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } }));
+        if (uniform) entries.push({ binding: n, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' as const } });
+        layouts.set(key, (l = device.createBindGroupLayout({ entries })));
+      }
       return l;
     };
     const modules = new Map<string, Promise<GPUComputePipeline>>();
-    const pipelineFor = (source: string, name: string, n: number) => {
-      const key = `${n}\n${source}`;
+    const pipelineFor = (source: string, name: string, n: number, uniform: boolean) => {
+      const key = `${n}${uniform ? 'u' : ''}\n${source}`;
       let p = modules.get(key);
       if (!p) {
         p = (async () => {
@@ -64,18 +71,35 @@ export class WgslPlanExecutable {
             const lines = source.split('\n');
             throw new KilnError(`wgsl plan ${plan.name}, kernel ${name}: WGSL does not compile:\n  ${errors.slice(0, 3).map((m) => `line ${m.lineNum}: ${m.message}\n    ${lines[m.lineNum - 1]?.trim() ?? ''}`).join('\n  ')}`);
           }
-          return device.createComputePipelineAsync({ label: name, layout: device.createPipelineLayout({ bindGroupLayouts: [layoutFor(n)] }), compute: { module, entryPoint: 'main' } });
+          return device.createComputePipelineAsync({ label: name, layout: device.createPipelineLayout({ bindGroupLayouts: [layoutFor(n, uniform)] }), compute: { module, entryPoint: 'main' } });
         })();
         modules.set(key, p);
       }
       return p;
     };
-    const pipes = await Promise.all(plan.dispatches.map((d) => pipelineFor(d.source, d.name, d.bindings.length)));
-    e.steps = plan.dispatches.map((d, i) => ({
-      pipeline: pipes[i]!,
-      workgroups: d.workgroups,
-      bindGroup: device.createBindGroup({ layout: layoutFor(d.bindings.length), entries: d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.buffers[b.gpu]!, offset: b.offset, size: b.size } })) }),
-    }));
+    const pipes = await Promise.all(plan.dispatches.map((d) => pipelineFor(d.source, d.name, d.bindings.length, offsetsOf(d) !== undefined)));
+    // The offsets tables of all dispatches, one 256-byte-aligned slice each, in one uniform buffer.
+    const slice = (o: readonly number[]) => align(16 * Math.max(1, Math.ceil(o.length / 4)));
+    const uniformBytes = plan.dispatches.reduce((t, d) => t + (offsetsOf(d) ? slice(offsetsOf(d)!) : 0), 0);
+    let uniform: GPUBuffer | undefined;
+    let table: Int32Array | undefined;
+    if (uniformBytes > 0) {
+      uniform = device.createBuffer({ label: `${plan.name}:offsets`, size: uniformBytes, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      e.buffers.push(uniform);
+      table = new Int32Array(uniformBytes / 4);
+    }
+    let at = 0;
+    e.steps = plan.dispatches.map((d, i) => {
+      const entries: GPUBindGroupEntry[] = d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.buffers[b.gpu]!, offset: b.offset, size: b.size } }));
+      const offs = offsetsOf(d);
+      if (offs) {
+        table!.set(offs, at / 4);
+        entries.push({ binding: d.bindings.length, resource: { buffer: uniform!, offset: at, size: slice(offs) } });
+        at += slice(offs);
+      }
+      return { pipeline: pipes[i]!, workgroups: d.workgroups, bindGroup: device.createBindGroup({ layout: layoutFor(d.bindings.length, offs !== undefined), entries }) };
+    });
+    if (uniform) device.queue.writeBuffer(uniform, 0, table!.buffer, 0, uniformBytes);
     return e;
   }
 
