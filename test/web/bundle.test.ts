@@ -145,7 +145,6 @@ describe('kiln export / kiln serve (CLI)', () => {
     writeFileSync(join(dir, 'full', 'notes.txt'), 'mine');
     oneLine(['export', t.dit, '--model', t.spec, '--target', 'web', '--out', join(dir, 'full')], /not empty and is not a Kiln web bundle/);
     expect(existsSync(join(dir, 'full', 'notes.txt'))).toBe(true);
-    oneLine(['export', t.dit, '--model', t.spec, '--target', 'onnx', '--out', join(dir, 'o')], /Allowed choices are web/);
     oneLine(['serve', join(dir, 'full')], /not a Kiln web bundle \(no bundle\.json\)/);
   }, 60_000);
 });
