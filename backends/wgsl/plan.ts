@@ -5,7 +5,9 @@
  * constants and outputs into GPU buffers of at most maxBufferSize, generate every dispatch for the
  * given limits and kernel variants), and records the result as JSON-ready data: GPU buffer sizes,
  * where each input and output lives, the constants' values, and the dispatches in launch order.
- * planExecutable.ts runs it on any GPUDevice. Inference programs only (no `next.` updates).
+ * planExecutable.ts runs it on any GPUDevice. `next.<input>` outputs (e.g. TarFlow's KV caches) become
+ * copies into the resident input after the dispatches, staged through a temporary buffer where the
+ * source lives in the inputs or the arena (as WgslExecutable stages them).
  */
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
@@ -48,6 +50,16 @@ export interface WgslPlanConst {
   readonly values: readonly number[];
 }
 
+/** One `next.` update: copy `bytes` from the output's place to the input's, through a staging buffer when `staged`. */
+export interface WgslPlanUpdate {
+  readonly output: string;
+  readonly input: string;
+  readonly src: Placement;
+  readonly dst: Placement;
+  readonly bytes: number;
+  readonly staged: boolean;
+}
+
 export interface WgslPlan {
   readonly format: typeof WGSL_PLAN_FORMAT;
   readonly name: string;
@@ -60,6 +72,7 @@ export interface WgslPlan {
   readonly outputs: readonly WgslPlanTensor[];
   readonly consts: readonly WgslPlanConst[];
   readonly dispatches: readonly WgslDispatch[];
+  readonly updates: readonly WgslPlanUpdate[];
 }
 
 const ALIGN = 256;
@@ -87,8 +100,6 @@ function pack(ids: readonly number[], bytes: (id: number) => number, max: number
 /** The plan of `program` (compiled from `graph`) for devices with at least `limits`. */
 export function planWgsl(graph: Graph, program: KernelProgram, limits: WgslPlanLimits, opts: WgslOptions): WgslPlan {
   const p = program;
-  const updates = graph.outputs.filter((o) => o.name.startsWith(NEXT_PREFIX));
-  if (updates.length) throw new KilnError(`wgsl plan: program ${p.name} updates resident inputs (${updates[0]!.name}); plans hold inference programs only`);
   const place = new Map<number, Placement>();
   const bytes = (id: number) => p.buffers[id]!.numel * deviceByteSize(p.buffers[id]!.dtype);
   let arenaBytes = align(Math.max(ALIGN, p.arenaBytes));
@@ -120,6 +131,16 @@ export function planWgsl(graph: Graph, program: KernelProgram, limits: WgslPlanL
     return { name: o.name, dtype: t.dtype, shape: [...t.shape], kind: 'output', ...placeOf(id) };
   });
   const consts = p.buffers.filter((b) => b.kind === 'const').map((b) => ({ dtype: b.dtype, ...placeOf(b.id), values: Array.from(b.data!, Number) }));
+  const updates: WgslPlanUpdate[] = [];
+  for (const o of graph.outputs) {
+    if (!o.name.startsWith(NEXT_PREFIX)) continue;
+    const input = o.name.slice(NEXT_PREFIX.length);
+    const [src, dst] = [p.outputs.get(o.name), p.inputs.get(input)];
+    if (src === undefined || dst === undefined) throw new KilnError(`wgsl plan: program ${p.name}: no buffer for the update ${o.name}`);
+    if (src === dst) continue; // written in place
+    const from = placeOf(src);
+    updates.push({ output: o.name, input, src: from, dst: placeOf(dst), bytes: align(bytes(src), 4), staged: from.gpu === 0 || from.gpu <= inputs.sizes.length });
+  }
   const gemm = opts.gemm === undefined ? 'default' : typeof opts.gemm === 'string' ? opts.gemm : typeof opts.gemm === 'function' ? 'measured' : `${opts.gemm.tm}x${opts.gemm.tn}/bk${opts.gemm.bk}`;
-  return { format: WGSL_PLAN_FORMAT, name: p.name, limits, kernels: { reductions: opts.reductions ?? 'workgroup', gemm }, gpuBuffers, inputs: tensorIn, outputs: tensorOut, consts, dispatches };
+  return { format: WGSL_PLAN_FORMAT, name: p.name, limits, kernels: { reductions: opts.reductions ?? 'workgroup', gemm }, gpuBuffers, inputs: tensorIn, outputs: tensorOut, consts, dispatches, updates };
 }

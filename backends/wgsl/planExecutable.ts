@@ -3,7 +3,7 @@
  * plan's GPU buffers, uploads its constants, compiles its dispatches into pipelines (reporting WGSL
  * compile errors with the kernel and line), and runs like WgslExecutable: resident inputs written once,
  * data inputs written per run, every dispatch encoded into one compute pass, the requested outputs
- * copied into one read-back buffer, one submission. Imports only plain modules (no Node, no compiler),
+ * copied into one read-back buffer, then the `next.` updates, one submission. Imports only plain modules (no Node, no compiler),
  * so it runs in a page as it runs under Dawn in Node (test/web/planExecutable.test.ts checks that it
  * computes exactly what WgslExecutable computes).
  */
@@ -31,6 +31,7 @@ export class WgslPlanExecutable {
   private readonly written = new Set<string>();
   private steps: Array<{ pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; workgroups: readonly [number, number, number] }> = [];
   private readback?: GPUBuffer;
+  private updateTmp?: GPUBuffer;
 
   private constructor(readonly plan: WgslPlan, private readonly device: GPUDevice) {
     if (plan.format !== WGSL_PLAN_FORMAT) throw new KilnError(`wgsl plan ${plan.name}: format '${String(plan.format)}', this runtime reads '${WGSL_PLAN_FORMAT}'`);
@@ -168,6 +169,7 @@ export class WgslPlanExecutable {
     }
     pass.end();
     want.forEach((t, i) => bytes(t) > 0 && enc.copyBufferToBuffer(this.buffers[t.gpu]!, t.offset, this.readback!, offs[i]!, bytes(t)));
+    this.encodeUpdates(enc);
     this.device.queue.submit([enc.finish()]);
     const err = await this.device.popErrorScope();
     if (err) throw new KilnError(`wgsl plan ${this.plan.name}: ${err.message}`);
@@ -184,9 +186,31 @@ export class WgslPlanExecutable {
     return out;
   }
 
+  /** The `next.` updates (after the outputs were copied out): staged ones through a temporary buffer, as WgslExecutable does. */
+  private encodeUpdates(enc: GPUCommandEncoder): void {
+    const ups = this.plan.updates ?? [];
+    if (!ups.length) return;
+    const staged = ups.filter((u) => u.staged);
+    const tmpOff: number[] = [];
+    let total = 0;
+    for (const u of staged) {
+      tmpOff.push(total);
+      total += align(u.bytes);
+    }
+    if (total > 0 && (!this.updateTmp || this.updateTmp.size < total)) {
+      this.updateTmp?.destroy();
+      this.updateTmp = this.device.createBuffer({ label: `${this.plan.name}:updates`, size: align(total), usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    }
+    const buf = (g: number) => this.buffers[g]!;
+    staged.forEach((u, i) => u.bytes > 0 && enc.copyBufferToBuffer(buf(u.src.gpu), u.src.offset, this.updateTmp!, tmpOff[i]!, u.bytes));
+    for (const u of ups) if (!u.staged && u.bytes > 0) enc.copyBufferToBuffer(buf(u.src.gpu), u.src.offset, buf(u.dst.gpu), u.dst.offset, u.bytes);
+    staged.forEach((u, i) => u.bytes > 0 && enc.copyBufferToBuffer(this.updateTmp!, tmpOff[i]!, buf(u.dst.gpu), u.dst.offset, u.bytes));
+  }
+
   dispose(): void {
     for (const b of this.buffers.splice(0)) b.destroy();
     this.readback?.destroy();
-    this.readback = undefined;
+    this.updateTmp?.destroy();
+    this.readback = this.updateTmp = undefined;
   }
 }

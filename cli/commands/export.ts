@@ -1,6 +1,6 @@
 /**
- * @file `kiln export <checkpoint> --target web --out DIR`: a self-contained web bundle of a LightningDiT
- * generator (with the FAE decoders when the run has an FAE, as `kiln sample --fae` finds them): the page,
+ * @file `kiln export <checkpoint> --target web --out DIR`: a self-contained web bundle of a LightningDiT or
+ * TarFlow generator (with the FAE decoders when the run has an FAE, as `kiln sample --fae` finds them): the page,
  * the browser runtime, the compiled programs as WGSL plans, their weights and a typed API (cli/web/exportBundle.ts).
  */
 import { type Command, Option } from 'commander';
@@ -18,7 +18,7 @@ interface ExportCliOptions {
   batch: number;
   steps: number;
   shift: number;
-  cfg: number;
+  cfg?: number;
   seed: number;
   range: string;
 }
@@ -36,7 +36,7 @@ export function register(program: Command): void {
     .option('--batch <n>', 'samples per run in the page (the programs are compiled for this batch)', positiveInt, 4)
     .option('--steps <n>', 'the page\'s default number of ODE grid points (N − 1 Euler steps; the page can change it)', positiveInt, 50)
     .option('--shift <s>', 'timestep shift of the ODE grid, fixed in the bundle (0 = none)', num, 0.4)
-    .option('--cfg <w>', 'the page\'s default guidance scale (1 = conditional only)', num, 1)
+    .option('--cfg <w>', 'the page\'s default guidance: LightningDiT CFG scale, TarFlow guidance weight (default: 1 for LightningDiT, conditional only; 0 for TarFlow)', num)
     .option('--seed <n>', 'the page\'s default seed', int, 0)
     .option('--range <lo,hi>', 'image value range mapped to black..white', '-1,1')
     .action(async (path: string, o: ExportCliOptions) => {

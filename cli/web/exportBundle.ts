@@ -4,13 +4,15 @@
  *   runtime/kiln-web.js      the browser runtime (web/runtime: plan executables, the Euler/CFG loop, decoding)
  *   bundle.json              the manifest (web/runtime/bundle.ts)
  *   programs/*.json          the compiled programs as WGSL plans (backends/wgsl/plan.ts), one per kernel
- *                            variant: the Euler step unguided and guided, and the FAE decoder
+ *                            variant: LightningDiT's Euler step unguided and guided, or TarFlow's KV-cached
+ *                            block steps (unguided and guided) and unpatchify; and the FAE decoder
  *   weights/*.safetensors    their parameters (PyTorch state_dict keys, f32)
  *   api.ts                   the typed API of the programs and the sampler (generated with ts-morph)
  * The generator and decoders are found as `kiln sample` finds them (cli/generators.ts, cli/faeInputs.ts);
  * programs are compiled in f32 by the same compiler call as compileOn, for WebGPU's default limits.
- * The browser runs one model step per program run and the ODE loop in JS (models/sampling/eulerOde.ts,
- * the Node sampler's loop), so the steps and the guidance scale are picked in the page.
+ * The browser runs one model step per program run and the loop in JS (models/sampling/eulerOde.ts and
+ * models/tarflow/reverseLoop.ts, the Node samplers' loops), so steps and guidance are picked in the page.
+ * Not exported: Heun / SDE, CFG intervals, TarFlow's denoising step (it needs the gradient program).
  */
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,11 +23,12 @@ import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { buildStepGraph, latentShape } from '../../models/flowMatching.ts';
+import { blockStepGraph, unpatchifyGraph } from '../../models/tarflow/graphs.ts';
+import { reverseSpec } from '../../models/tarflow/sampler.ts';
 import { FaeDecoders, faeDecodeGraph, faeDecoderState } from '../../models/sampling/faeDecoders.ts';
 import { saveSafetensors } from '../../runtime/safetensors.ts';
 import { BUNDLE_FORMAT, type BundleManifest, type KernelVariant, type ProgramRef } from '../../web/runtime/bundle.ts';
 import { faeWeightsFrom, latentStatsFor } from '../faeInputs.ts';
-import { NotImplementedError } from '../jobs/tasks.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
 import { writeApiModule } from './apiModule.ts';
 import { buildPage } from './buildPage.ts';
@@ -40,7 +43,8 @@ export interface WebExportOptions {
   readonly batch: number;
   readonly steps: number;
   readonly shift: number;
-  readonly cfg: number;
+  /** The page's default guidance (default: 1 for LightningDiT, conditional only; 0 for TarFlow, none). */
+  readonly cfg?: number;
   readonly seed: number;
   readonly range: readonly [number, number];
   /** Skip the vite builds (page and runtime): for tests of the data files alone. */
@@ -73,7 +77,7 @@ function exportProgram(out: string, graph: Graph, weightsFile: string): { ref: P
 function paramsOf(graph: Graph, values: ReadonlyMap<string, HostTensor>, what: string): Map<string, HostTensor> {
   const m = new Map<string, HostTensor>();
   for (const i of graph.inputs) {
-    if (i.kind === 'data') continue;
+    if (i.kind === 'data' || i.kind === 'state') continue; // state (KV caches) is the sampler's
     const v = values.get(i.name);
     if (!v) throw new KilnError(`${what}: no value for parameter '${i.name}'`);
     m.set(i.name, v);
@@ -95,7 +99,6 @@ export async function exportWebBundle(o: WebExportOptions): Promise<BundleManife
   if (!Number.isInteger(o.steps) || o.steps < 2) throw new KilnError(`--steps: ${o.steps} must be an integer >= 2`);
   const w = loadGeneratorWeights(o.checkpoint, warn);
   const gen = buildGenerator(generatorSpec(o.model, w.meta, w.from));
-  if (gen.kind !== 'lightningdit') throw new NotImplementedError(`${w.from}: a ${gen.kind} model; the web export samples LightningDiT models (the TarFlow sampler's KV-cached reverse pass is not exported yet)`);
   const useEma = o.weights === 'ema' && w.ema.size > 0;
   if (o.weights === 'ema' && !useEma && !w.from.endsWith('.safetensors')) warn(`${w.from} has no EMA weights; using the model weights`);
   const weights = useEma ? w.ema : w.model;
@@ -122,21 +125,39 @@ export async function exportWebBundle(o: WebExportOptions): Promise<BundleManife
   mkdirSync(join(o.out, 'programs'), { recursive: true });
   mkdirSync(join(o.out, 'weights'), { recursive: true });
 
-  const model = gen.model;
-  const step = buildStepGraph(model, { kind: 'euler', batch: o.batch });
-  const stepCfg = buildStepGraph(model, { kind: 'euler', batch: o.batch, cfg: {} });
-  saveSafetensors(join(o.out, 'weights/generator.safetensors'), paramsOf(stepCfg, params, w.from), { format: 'pt', source: w.from });
   const programs: Array<{ role: string; graph: Graph; plans: WgslPlan[] }> = [];
   const add = (role: string, graph: Graph, file: string) => {
     const r = exportProgram(o.out, graph, file);
     programs.push({ role, graph, plans: r.plans });
     return r.ref;
   };
-  const refs: { step: ProgramRef; stepCfg: ProgramRef; decode?: ProgramRef } = {
-    step: add('step', step, 'weights/generator.safetensors'),
-    stepCfg: add('stepCfg', stepCfg, 'weights/generator.safetensors'),
+  const GEN = 'weights/generator.safetensors';
+  const genParams = new Map<string, HostTensor>();
+  const use = (g: Graph) => {
+    for (const [k, v] of paramsOf(g, params, w.from)) genParams.set(k, v);
+    return g;
   };
-  const [C, H, W] = latentShape(model);
+  let refs: { -readonly [K in keyof BundleManifest['programs']]: BundleManifest['programs'][K] };
+  let sampler: BundleManifest['sampler'];
+  let shape: [number, number, number];
+  if (gen.kind === 'lightningdit') {
+    const model = gen.model;
+    refs = {
+      step: add('step', use(buildStepGraph(model, { kind: 'euler', batch: o.batch })), GEN),
+      stepCfg: add('stepCfg', use(buildStepGraph(model, { kind: 'euler', batch: o.batch, cfg: {} })), GEN),
+    };
+    sampler = { method: 'euler', shift: o.shift, defaultSteps: o.steps, defaultCfg: o.cfg ?? 1, defaultSeed: o.seed };
+    shape = latentShape(model);
+  } else {
+    // KV-cached step programs per block; guided copies for class-conditional flows (w = 0 runs the unguided ones, as kiln sample does).
+    const flow = gen.model;
+    const blockRefs = (guided: boolean) => flow.blocks.map((_, k) => add(`${guided ? 'guidedBlock' : 'block'}${k}`, use(blockStepGraph(flow, k, { batch: o.batch, guided })), GEN));
+    refs = { blocks: blockRefs(false), ...(flow.cfg.numClasses > 0 ? { guidedBlocks: blockRefs(true) } : {}), unpatchify: add('unpatchify', use(unpatchifyGraph(flow, { batch: o.batch })), GEN) };
+    sampler = { method: 'reverse', shift: 0, defaultSteps: o.steps, defaultCfg: o.cfg ?? 0, defaultSeed: o.seed, reverse: reverseSpec(flow) };
+    shape = [flow.cfg.inChannels, flow.cfg.imgSize, flow.cfg.imgSize];
+  }
+  saveSafetensors(join(o.out, GEN), genParams, { format: 'pt', source: w.from });
+  const [C, H, W] = shape;
   let imageShape: [number, number, number] = [C >= 3 ? 3 : 1, H, W];
   if (decoder && faePath) {
     saveSafetensors(join(o.out, 'weights/fae.safetensors'), paramsOf(decoder.graph, decoder.state, faePath), { format: 'pt', source: faePath });
@@ -149,8 +170,8 @@ export async function exportWebBundle(o: WebExportOptions): Promise<BundleManife
     format: BUNDLE_FORMAT,
     name: `${gen.kind} from ${w.from}`,
     source: w.from,
-    generator: { kind: 'lightningdit', batch: o.batch, latentShape: [C, H, W], classNames: gen.classNames },
-    sampler: { method: 'euler', shift: o.shift, defaultSteps: o.steps, defaultCfg: o.cfg, defaultSeed: o.seed },
+    generator: { kind: gen.kind, batch: o.batch, latentShape: [C, H, W], classNames: gen.classNames },
+    sampler,
     programs: refs,
     ...(stats ? { latentStats: { mean: Array.from(stats.mean), std: Array.from(stats.std) } } : {}),
     imageShape,

@@ -24,6 +24,7 @@ import type { Graph } from '../../ir/graph.ts';
 import { NEXT_PREFIX } from '../../ir/graph.ts';
 import type { KV } from './layers.ts';
 import type { MetaBlock } from './metaBlock.ts';
+import { cacheName } from './reverseLoop.ts';
 import { type BpdOptions, type NoiseSpec, TarFlow, quantizationBin } from './model.ts';
 
 export interface ForwardGraphOptions {
@@ -124,9 +125,7 @@ export function blockParamsGraph(flow: TarFlow, k: number, opts: SamplingGraphOp
   }, { params: flow });
 }
 
-export function cacheName(layer: number, which: 'k' | 'v'): string {
-  return `cache.${layer}.${which}`;
-}
+export { cacheName } from './reverseLoop.ts';
 
 export function blockStepGraph(flow: TarFlow, k: number, opts: SamplingGraphOptions): Graph {
   const blk = flow.blocks[k]!;

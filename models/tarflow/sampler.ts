@@ -18,15 +18,16 @@
  */
 import type { Graph } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import { blockParamsGraph, blockStepGraph, cacheName, logDensityGraph, unpatchifyGraph } from './graphs.ts';
+import { blockParamsGraph, blockStepGraph, logDensityGraph, unpatchifyGraph } from './graphs.ts';
 import type { TarFlow } from './model.ts';
+import { type GraphRunner, type SampleOptions, type ReverseSpec, reverseTokens } from './reverseLoop.ts';
 
-/** What the sampler needs of a compiled program (a backend Executable has it). */
-export interface GraphRunner {
-  write(name: string, value: HostTensor): Promise<void>;
-  run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>>;
-  dispose(): void;
+/** What the reverse loop needs to know of a flow. */
+export function reverseSpec(flow: TarFlow): ReverseSpec {
+  const { tokens, tokenChannels, numHeads, headDim, numClasses, sos } = flow.cfg;
+  return { tokens, tokenChannels, numHeads, headDim, numClasses, sos, blocks: flow.blocks.map((b) => ({ flip: b.flip, layers: b.attn_blocks.length })) };
 }
+
 export type CompileGraph = (g: Graph) => Promise<GraphRunner>;
 export type GradTransform = (g: Graph, opts: { loss: string; wrt: readonly string[]; outputs?: readonly string[] }) => Graph;
 
@@ -41,14 +42,6 @@ async function openProgram(compile: CompileGraph, g: Graph, params: ReadonlyMap<
   return r;
 }
 
-/** [B, T, C] host tokens: flip the token axis. */
-function flipTokens(x: Float32Array, b: number, t: number, c: number): Float32Array {
-  const out = new Float32Array(x.length);
-  for (let i = 0; i < b; i++)
-    for (let j = 0; j < t; j++) out.set(x.subarray((i * t + j) * c, (i * t + j + 1) * c), (i * t + (t - 1 - j)) * c);
-  return out;
-}
-
 export interface SamplerOptions {
   batch: number;
   /** Build guided programs (class-conditional flows): `sample(..., { guidance })` then works for any w ≥ 0. */
@@ -57,12 +50,7 @@ export interface SamplerOptions {
   kvCache?: boolean;
 }
 
-export interface SampleOptions {
-  /** Labels i32 [B] (conditional flows; −1 = no class; default all −1). */
-  y?: HostTensor;
-  /** Guidance weight w (needs a sampler opened with guided: true). Default 0. */
-  guidance?: number;
-}
+export type { GraphRunner, SampleOptions } from './reverseLoop.ts';
 
 export class TarFlowSampler {
   private constructor(
@@ -81,57 +69,9 @@ export class TarFlowSampler {
     return new TarFlowSampler(flow, o, blocks, await compile(unpatchifyGraph(flow, { batch: o.batch })));
   }
 
-  /** Noise tokens [B, T, C'] → data tokens [B, T, C']. */
+  /** Noise tokens [B, T, C'] → data tokens [B, T, C'] (the loop: reverseLoop.ts). */
   async sampleTokens(noise: HostTensor, so: SampleOptions = {}): Promise<HostTensor> {
-    const { tokens: T, tokenChannels: C, numHeads, headDim, numClasses, sos } = this.flow.cfg;
-    const B = this.opts.batch;
-    if (noise.shape.join() !== [B, T, C].join()) throw new Error(`TarFlow sampler: noise must be [${B}, ${T}, ${C}], got [${noise.shape.join(', ')}]`);
-    const w = so.guidance ?? 0;
-    if (w !== 0 && !this.opts.guided) throw new Error('TarFlow sampler: guidance needs a sampler opened with guided: true');
-    const feeds: Record<string, HostTensor> = {};
-    if (numClasses > 0) feeds.y = so.y ?? hostTensor('i32', [B], new Array(B).fill(-1));
-    if (this.opts.guided) feeds.guidance = hostTensor('f32', [], [w]);
-    const rows = this.opts.guided ? 2 * B : B;
-    const zeroCache = hostTensor('f32', [rows, numHeads, T, headDim]);
-
-    let cur: Float32Array = Float32Array.from(noise.data as ArrayLike<number>);
-    for (let k = this.flow.blocks.length - 1; k >= 0; k--) {
-      const blk = this.flow.blocks[k]!;
-      const prog = this.blocks[k]!;
-      const z = blk.flip ? flipTokens(cur, B, T, C) : cur;
-      const x = Float32Array.from(z);
-      if (this.opts.kvCache)
-        for (let j = 0; j < blk.attn_blocks.length; j++) {
-          await prog.write(cacheName(j, 'k'), zeroCache);
-          await prog.write(cacheName(j, 'v'), zeroCache);
-        }
-      const steps = sos ? T : T - 1;
-      for (let t = 0; t < steps; t++) {
-        const out = sos ? t : t + 1; // the token produced at this step
-        let scale: ArrayLike<number>;
-        let shift: ArrayLike<number>;
-        let row: number; // token index of `out` inside the returned tensors
-        if (this.opts.kvCache) {
-          const src = sos ? t - 1 : t; // the input token at position t (SOS: position 0 takes sos_embed)
-          const tok = new Float32Array(B * C);
-          if (src >= 0) for (let b = 0; b < B; b++) tok.set(x.subarray((b * T + src) * C, (b * T + src + 1) * C), b * C);
-          const r = await prog.run({ ...feeds, token: hostTensor('f32', [B, 1, C], tok), pos: hostTensor('i32', [], [t]) }, ['scale', 'shift']);
-          [scale, shift, row] = [r.scale!.data, r.shift!.data, 0];
-        } else {
-          const r = await prog.run({ ...feeds, x: hostTensor('f32', [B, T, C], x) }, ['scale', 'shift']);
-          [scale, shift, row] = [r.scale!.data, r.shift!.data, out];
-        }
-        const rowsPer = this.opts.kvCache ? 1 : T;
-        for (let b = 0; b < B; b++)
-          for (let c = 0; c < C; c++) {
-            const i = (b * T + out) * C + c;
-            const s = (b * rowsPer + row) * C + c;
-            x[i] = z[i]! * scale[s]! + shift[s]!;
-          }
-      }
-      cur = blk.flip ? flipTokens(x, B, T, C) : x;
-    }
-    return hostTensor('f32', [B, T, C], cur);
+    return reverseTokens(reverseSpec(this.flow), this.blocks, noise, { ...so, batch: this.opts.batch, guided: this.opts.guided, kvCache: this.opts.kvCache });
   }
 
   /** Noise tokens [B, T, C'] → images [B, C, S, S]. */

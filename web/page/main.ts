@@ -1,6 +1,6 @@
 /**
  * @file The sampling page of a web bundle: opens the bundle next to it (bundle.json) with the browser
- * runtime, fills the class / steps / guidance / seed controls from the manifest, samples on
+ * runtime, fills the class / steps / guidance / seed controls from the manifest (no steps for TarFlow), samples on
  * navigator.gpu with a progress bar, and draws each image (values mapped from the bundle's range to
  * 0..255, as `kiln sample` maps them). Says so plainly when WebGPU is missing. For tests it exposes
  * `window.kiln`: { ready (resolves when the bundle is open, rejects on failure), sample(request), last }.
@@ -82,7 +82,8 @@ async function start(): Promise<void> {
     try {
       const out = await sampler.sample({ ...r, onProgress: (done, total, phase) => {
         progress.value = done / total;
-        say(phase === 'decode' ? 'decoding…' : `step ${done} of ${total - (sampler.manifest.programs.decode ? 1 : 0)}`);
+        const n = total - (sampler.manifest.programs.decode ? 1 : 0);
+        say(phase === 'decode' ? 'decoding…' : phase === 'block' ? `flow block ${done} of ${n}` : `step ${done} of ${n}`);
       } });
       progress.value = 1;
       draw(out, sampler);
@@ -101,7 +102,13 @@ async function start(): Promise<void> {
     ev.preventDefault();
     api.sample().catch(() => undefined);
   });
-  for (const el of [classSel, stepsIn, cfgIn, seedIn, button]) el.disabled = false;
+  const flow = m.sampler.method === 'reverse';
+  if (flow) {
+    // TarFlow: one reverse pass, no steps to pick; the guidance is a weight (0 = none)
+    stepsIn.closest('label')!.hidden = true;
+    cfgIn.closest('label')!.firstChild!.textContent = 'guidance weight ';
+  }
+  for (const el of [classSel, cfgIn, seedIn, button, ...(flow ? [] : [stepsIn])]) el.disabled = false;
   say('ready: pick a class, the steps and the guidance scale, then Sample');
 }
 

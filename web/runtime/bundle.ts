@@ -5,6 +5,7 @@
  * and the browser runtime (web/runtime/sampler.ts).
  */
 import type { LatentStats } from '../../models/sampling/latentStats.ts';
+import type { ReverseSpec } from '../../models/tarflow/reverseLoop.ts';
 
 export const BUNDLE_FORMAT = 'kiln-web-bundle/1';
 
@@ -23,7 +24,7 @@ export interface BundleManifest {
   readonly name: string;
   readonly source: string;
   readonly generator: {
-    readonly kind: 'lightningdit';
+    readonly kind: 'lightningdit' | 'tarflow';
     /** Samples per run (the programs' static batch). */
     readonly batch: number;
     /** [C, H, W] of one latent sample. */
@@ -31,14 +32,29 @@ export interface BundleManifest {
     readonly classNames: readonly string[];
   };
   readonly sampler: {
-    readonly method: 'euler';
+    /** LightningDiT: the Euler ODE with CFG; TarFlow: the KV-cached reverse pass with guidance weight. */
+    readonly method: 'euler' | 'reverse';
+    /** Euler: the timestep shift of the grid. */
     readonly shift: number;
     readonly defaultSteps: number;
     readonly defaultCfg: number;
     readonly defaultSeed: number;
+    /** TarFlow: the flow's geometry the reverse loop needs. */
+    readonly reverse?: ReverseSpec;
   };
-  /** The Euler step, unguided (`step`) and guided (`stepCfg`, input cfg_scale); `decode`: FAE latents → images. */
-  readonly programs: { readonly step: ProgramRef; readonly stepCfg: ProgramRef; readonly decode?: ProgramRef };
+  /**
+   * LightningDiT: the Euler step, unguided (`step`) and guided (`stepCfg`, input cfg_scale). TarFlow: one
+   * KV-cached step program per block, unguided (`blocks`) and guided (`guidedBlocks`, input guidance;
+   * class-conditional flows), and `unpatchify` (tokens → latents). `decode`: FAE latents → images.
+   */
+  readonly programs: {
+    readonly step?: ProgramRef;
+    readonly stepCfg?: ProgramRef;
+    readonly blocks?: readonly ProgramRef[];
+    readonly guidedBlocks?: readonly ProgramRef[];
+    readonly unpatchify?: ProgramRef;
+    readonly decode?: ProgramRef;
+  };
   readonly latentStats?: LatentStats;
   /** [channels, H, W] of one image (decoded, or the latent channels shown when there is no decoder). */
   readonly imageShape: readonly [number, number, number];

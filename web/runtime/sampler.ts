@@ -2,9 +2,10 @@
  * @file The browser runtime of a web bundle: opens a WebGPU device (navigator.gpu, or any GPU object
  * passed in, e.g. Dawn's in Node), loads bundle.json, the WGSL plans of the kernel variant for the
  * adapter (SwiftShader → 'swiftshader', else 'gpu') and their safetensors weights, and samples:
- * Philox noise for the seed, the Euler ODE over the exported one-step programs with classifier-free
- * guidance (models/sampling/eulerOde.ts: the loop the Node sampler runs), the latent stats undone, and
- * the FAE decoders. No Node imports (test/web/browserRuntime.test.ts walks the import graph).
+ * Philox noise for the seed; LightningDiT: the Euler ODE over the exported one-step programs with
+ * classifier-free guidance (models/sampling/eulerOde.ts: the loop the Node sampler runs); TarFlow: the
+ * KV-cached reverse pass over the per-block step programs (models/tarflow/reverseLoop.ts, the Node
+ * sampler's loop) and the unpatchify program; then the latent stats undone and the FAE decoders. No Node imports (test/web/browserRuntime.test.ts walks the import graph).
  */
 import { type WgslPlan } from '../../backends/wgsl/plan.ts';
 import { WgslPlanExecutable, planLimitShortfall } from '../../backends/wgsl/planExecutable.ts';
@@ -14,6 +15,7 @@ import { eulerOde, eulerScaleAt } from '../../models/sampling/eulerOde.ts';
 import type { GuidanceSchedule } from '../../models/sampling/guidance.ts';
 import { denormalizeLatents } from '../../models/sampling/latentStats.ts';
 import { gaussianNoise, samplingGrid } from '../../models/sampling/timeGrid.ts';
+import { type GraphRunner, reverseTokens } from '../../models/tarflow/reverseLoop.ts';
 import { BUNDLE_FORMAT, type BundleManifest, type KernelVariant, type ProgramRef } from './bundle.ts';
 import { parseSafetensors } from './safetensors.ts';
 
@@ -32,13 +34,13 @@ export interface OpenOptions {
 export interface SampleRequest {
   /** One label per sample (length = the bundle's batch), or one label for every sample. */
   readonly labels: number | readonly number[];
-  /** ODE grid points N (N − 1 Euler steps), >= 2. */
+  /** LightningDiT: ODE grid points N (N − 1 Euler steps), >= 2 (TarFlow: ignored). */
   readonly steps: number;
-  /** Classifier-free guidance scale w (1 = conditional only). */
+  /** LightningDiT: classifier-free guidance scale w (1 = conditional only); TarFlow: guidance weight w (0 = none). */
   readonly cfg: number;
   readonly seed: number;
   /** Called after each model step and after decoding: done of total units of work. */
-  readonly onProgress?: (done: number, total: number, phase: 'step' | 'decode') => void;
+  readonly onProgress?: (done: number, total: number, phase: 'step' | 'block' | 'decode') => void;
 }
 
 export interface SampleResult {
@@ -63,15 +65,16 @@ function fetchLoader(base: string | URL): BundleLoader {
   };
 }
 
+/** A plan executable as the TarFlow loop's GraphRunner. */
+const runner = (e: WgslPlanExecutable): GraphRunner => ({ write: async (n, v) => e.write(n, v), run: (f, w) => e.run(f, w), dispose: () => e.dispose() });
+
 export class KilnWebSampler {
   private constructor(
     readonly manifest: BundleManifest,
     readonly device: GPUDevice,
     readonly adapterInfo: string,
     readonly variant: KernelVariant,
-    private readonly step: WgslPlanExecutable,
-    private readonly stepCfg: WgslPlanExecutable,
-    private readonly decoder: WgslPlanExecutable | undefined,
+    private readonly exes: ReadonlyMap<string, WgslPlanExecutable>,
   ) {}
 
   /** Open the bundle at `base` (a URL of its folder). Throws a KilnError naming what is missing (no WebGPU, no adapter, a file). */
@@ -85,8 +88,16 @@ export class KilnWebSampler {
     const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) throw new KilnError('WebGPU is present but no adapter was found (the GPU is blocklisted or disabled)');
     const variant = o.variant ?? variantFor(adapter.info);
-    const refs: ProgramRef[] = [manifest.programs.step, manifest.programs.stepCfg, ...(manifest.programs.decode ? [manifest.programs.decode] : [])];
-    const plans = await Promise.all(refs.map((r) => json<WgslPlan>(r.plans[variant])));
+    const P = manifest.programs;
+    const refs: Array<[string, ProgramRef]> = [];
+    const add = (role: string, r: ProgramRef | undefined) => r && refs.push([role, r]);
+    add('step', P.step);
+    add('stepCfg', P.stepCfg);
+    P.blocks?.forEach((r, k) => add(`block${k}`, r));
+    P.guidedBlocks?.forEach((r, k) => add(`guidedBlock${k}`, r));
+    add('unpatchify', P.unpatchify);
+    add('decode', P.decode);
+    const plans = await Promise.all(refs.map(([, r]) => json<WgslPlan>(r.plans[variant])));
     const requiredLimits: Record<string, number> = {};
     for (const p of plans) {
       const short = planLimitShortfall(p, adapter.limits as unknown as Record<string, unknown>);
@@ -94,55 +105,75 @@ export class KilnWebSampler {
       for (const [k, v] of Object.entries(p.limits)) requiredLimits[k] = Math.max(requiredLimits[k] ?? 0, v);
     }
     const device = await adapter.requestDevice({ requiredLimits });
-    const weightFiles = [...new Set(refs.map((r) => r.weights))];
+    const weightFiles = [...new Set(refs.map(([, r]) => r.weights))];
     const weights = new Map(await Promise.all(weightFiles.map(async (f) => [f, parseSafetensors(await load(f), f)] as const)));
     const exes = await Promise.all(plans.map(async (p, i) => {
       const e = await WgslPlanExecutable.create(device, p);
-      const w = weights.get(refs[i]!.weights)!;
+      const file = refs[i]![1].weights;
+      const w = weights.get(file)!;
       for (const t of e.inputs) {
-        if (t.kind === 'data') continue;
+        if (t.kind === 'data' || t.kind === 'state') continue; // state (e.g. KV caches) is written by the sampler
         const v = w.get(t.name);
-        if (!v) throw new KilnError(`bundle: ${refs[i]!.weights} has no tensor '${t.name}' (program ${p.name})`);
+        if (!v) throw new KilnError(`bundle: ${file} has no tensor '${t.name}' (program ${p.name})`);
         e.write(t.name, v);
       }
-      return e;
+      return [refs[i]![0], e] as const;
     }));
     const info = adapter.info;
     const adapterInfo = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter';
-    return new KilnWebSampler(manifest, device, adapterInfo, variant, exes[0]!, exes[1]!, exes[2]);
+    return new KilnWebSampler(manifest, device, adapterInfo, variant, new Map(exes));
   }
 
-  /** Sample one batch: noise from `seed`, `steps` grid points with the bundle's shift, CFG scale `cfg`, then decode. */
+  private exe(role: string): WgslPlanExecutable {
+    const e = this.exes.get(role);
+    if (!e) throw new KilnError(`bundle: no program '${role}'`);
+    return e;
+  }
+
+  /** Sample one batch: noise from `seed`; LightningDiT: `steps` grid points with the bundle's shift and CFG scale `cfg`; TarFlow: guidance weight `cfg`; then decode. */
   async sample(r: SampleRequest): Promise<SampleResult> {
     const t0 = performance.now();
     const m = this.manifest;
     const B = m.generator.batch;
-    const labels = typeof r.labels === 'number' ? Array.from({ length: B }, () => r.labels as number) : [...r.labels];
-    if (labels.length !== B) throw new KilnError(`sample: ${labels.length} labels, the bundle samples ${B} at a time`);
     const K = m.generator.classNames.length;
-    for (const l of labels) if (!Number.isInteger(l) || l < 0 || l >= K) throw new KilnError(`sample: class ${l} is out of range (the model has ${K} classes)`);
-    if (!Number.isInteger(r.steps) || r.steps < 2) throw new KilnError(`sample: steps ${r.steps} must be an integer >= 2`);
+    const labels = K === 0 ? Array.from({ length: B }, () => -1) : typeof r.labels === 'number' ? Array.from({ length: B }, () => r.labels as number) : [...r.labels];
+    if (labels.length !== B) throw new KilnError(`sample: ${labels.length} labels, the bundle samples ${B} at a time`);
+    if (K > 0) for (const l of labels) if (!Number.isInteger(l) || l < 0 || l >= K) throw new KilnError(`sample: class ${l} is out of range (the model has ${K} classes)`);
     if (!Number.isFinite(r.cfg)) throw new KilnError(`sample: guidance scale ${r.cfg} is not a number`);
-    const guidance: GuidanceSchedule = { kind: 'constant', scale: r.cfg };
     const y = hostTensor('i32', [B], labels);
-    const z = gaussianNoise([B, ...m.generator.latentShape], r.seed);
-    const total = r.steps - 1 + (this.decoder ? 1 : 0);
-    const latents = await eulerOde(z, y, samplingGrid(r.steps, m.sampler.shift), eulerScaleAt(guidance), async (feeds, scale) => {
-      if (scale === undefined) return (await this.step.run({ ...feeds }, ['x'])).x!;
-      return (await this.stepCfg.run({ ...feeds, cfg_scale: hostTensor('f32', [], [scale]) }, ['x'])).x!;
-    }, (done) => r.onProgress?.(done, total, 'step'));
+    const decoder = this.exes.get('decode');
+    let latents: HostTensor;
+    let total = decoder ? 1 : 0;
+    if (m.generator.kind === 'tarflow') {
+      const spec = m.sampler.reverse!;
+      if (r.cfg !== 0 && !m.programs.guidedBlocks) throw new KilnError('sample: this flow is not class-conditional; guidance must be 0');
+      const guided = r.cfg !== 0;
+      total += spec.blocks.length;
+      const blocks = spec.blocks.map((_, k) => runner(this.exe(`${guided ? 'guidedBlock' : 'block'}${k}`)));
+      const noise = gaussianNoise([B, spec.tokens, spec.tokenChannels], r.seed);
+      const tokens = await reverseTokens(spec, blocks, noise, { batch: B, guided, kvCache: true, y: K > 0 ? y : undefined, guidance: r.cfg, onBlock: (d) => r.onProgress?.(d, total, 'block') });
+      latents = (await this.exe('unpatchify').run({ tokens }, ['x'])).x!;
+    } else {
+      if (!Number.isInteger(r.steps) || r.steps < 2) throw new KilnError(`sample: steps ${r.steps} must be an integer >= 2`);
+      const guidance: GuidanceSchedule = { kind: 'constant', scale: r.cfg };
+      const z = gaussianNoise([B, ...m.generator.latentShape], r.seed);
+      total += r.steps - 1;
+      const [step, stepCfg] = [this.exe('step'), this.exe('stepCfg')];
+      latents = await eulerOde(z, y, samplingGrid(r.steps, m.sampler.shift), eulerScaleAt(guidance), async (feeds, scale) => {
+        if (scale === undefined) return (await step.run({ ...feeds }, ['x'])).x!;
+        return (await stepCfg.run({ ...feeds, cfg_scale: hostTensor('f32', [], [scale]) }, ['x'])).x!;
+      }, (done) => r.onProgress?.(done, total, 'step'));
+    }
     let images: HostTensor;
-    if (this.decoder) {
-      images = (await this.decoder.run({ latents: m.latentStats ? denormalizeLatents(latents, m.latentStats) : latents }, ['images'])).images!;
+    if (decoder) {
+      images = (await decoder.run({ latents: m.latentStats ? denormalizeLatents(latents, m.latentStats) : latents }, ['images'])).images!;
       r.onProgress?.(total, total, 'decode');
     } else images = firstChannels(latents, m.imageShape[0]);
     return { latents, images, labels, ms: performance.now() - t0 };
   }
 
   dispose(): void {
-    this.step.dispose();
-    this.stepCfg.dispose();
-    this.decoder?.dispose();
+    for (const e of this.exes.values()) e.dispose();
     this.device.destroy();
   }
 }
