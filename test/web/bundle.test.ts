@@ -6,8 +6,8 @@
  *  - the generated api.ts (ts-morph) type-checks, names each input's dtype and shape, and rejects a
  *    tensor of the wrong shape or dtype and a class label the model does not have;
  *  - `kiln export` / `kiln serve` as a user runs them: --help lists every option with its default, and
- *    mistakes are one line with exit 2 (a TarFlow checkpoint, a non-empty folder that is no bundle,
- *    serving a folder that is no bundle).
+ *    mistakes are one line with exit 2 (a non-empty folder that is no bundle, a bad --steps, serving a
+ *    folder that is no bundle).
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,9 +15,6 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { Project } from 'ts-morph';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { exportWebBundle } from '../../cli/web/exportBundle.ts';
-import { TarFlow } from '../../models/tarflow/model.ts';
-import { tarflowConfigs } from '../../models/tarflow/config.ts';
-import { saveSafetensors } from '../../runtime/safetensors.ts';
 import { REPO, STACK_LINE, kiln } from '../support/kilnCli.ts';
 import { writeTinyGenerator } from './tinyBundle.ts';
 
@@ -126,24 +123,21 @@ describe('kiln export / kiln serve (CLI)', () => {
     expect(h).toMatch(/\n  serve /);
   });
 
-  it('mistakes are one line: a TarFlow checkpoint (exit 3, not implemented yet), and exit 2 for a folder that is not a bundle, serving a non-bundle', () => {
+  it('mistakes are one line and exit 2: a folder that is not a bundle, a bad --steps, serving a non-bundle', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kiln-web-cli-'));
-    const flow = new TarFlow(tarflowConfigs.tinyCond);
-    const tf = join(dir, 'tf.safetensors');
-    saveSafetensors(tf, flow.initState(0), { format: 'pt' });
-    const spec = JSON.stringify({ kind: 'tarflow', config: tarflowConfigs.tinyCond });
-    const oneLine = (args: string[], msg: RegExp, code = 2) => {
+    const oneLine = (args: string[], msg: RegExp) => {
       const r = kiln(args);
-      expect(r.code, r.stderr).toBe(code);
+      expect(r.code, r.stderr).toBe(2);
       expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
       expect(r.stderr).toMatch(msg);
       expect(r.stderr).not.toMatch(STACK_LINE);
     };
-    oneLine(['export', tf, '--model', spec, '--target', 'web', '--out', join(dir, 'o')], /not implemented yet: .*a tarflow model; the web export samples LightningDiT models/, 3);
     const t = writeTinyGenerator(dir);
     mkdirSync(join(dir, 'full'));
     writeFileSync(join(dir, 'full', 'notes.txt'), 'mine');
     oneLine(['export', t.dit, '--model', t.spec, '--target', 'web', '--out', join(dir, 'full')], /not empty and is not a Kiln web bundle/);
+    oneLine(['export', t.dit, '--model', t.spec, '--target', 'web', '--steps', '1', '--out', join(dir, 'o')], /--steps: 1 must be an integer >= 2/);
+    expect(existsSync(join(dir, 'o'))).toBe(false); // checked before anything is written
     expect(existsSync(join(dir, 'full', 'notes.txt'))).toBe(true);
     oneLine(['serve', join(dir, 'full')], /not a Kiln web bundle \(no bundle\.json\)/);
   }, 60_000);
