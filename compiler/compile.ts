@@ -75,8 +75,10 @@ function orderKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[]
 
 /** Stage memory: temporaries placed in one arena, and the program that results. */
 function layOut(name: string, kernels: Kernel[], fused: FusionPlan): { program: KernelProgram; plan: MemoryPlan } {
-  const plan = planMemory(kernels, fused.buffers);
-  const buffers: BufferDecl[] = fused.buffers.map((b) => (plan.offsets.has(b.id) ? { ...b, offset: plan.offsets.get(b.id)! } : { ...b }));
+  const plan = planMemory(kernels, fused.buffers, fused);
+  const inPlaceOf = new Map(plan.stateInPlace);
+  const buffers: BufferDecl[] = fused.buffers.map((b) =>
+    plan.offsets.has(b.id) ? { ...b, offset: plan.offsets.get(b.id)! } : inPlaceOf.has(b.id) ? { ...b, inPlaceOf: inPlaceOf.get(b.id)! } : { ...b });
   const program: KernelProgram = {
     name, buffers, kernels, inputs: new Map(fused.inputs), outputs: new Map(fused.outputs), arenaBytes: plan.arenaBytes,
   };

@@ -1,9 +1,13 @@
 /**
- * @file The CUDA backend: a KernelProgram becomes one CUDA module (codegen.ts, compiled with NVRTC),
- * its buffers device allocations (graph inputs, outputs and constants each their own; temporaries
- * at their planned offsets in one arena), and a run is the program's launches in order. Resident
- * inputs (parameters, optimizer state) stay on the GPU; `next.` outputs are copied onto their inputs
- * on the device after each run.
+ * @file The CUDA backend: a KernelProgram becomes one CUDA module (codegen.ts, compiled with NVRTC)
+ * and one device allocation laid out by deviceMemory.ts (resident inputs, data inputs and outputs,
+ * the arena with temporaries, scratch and the cuBLAS workspace). A run copies its data feeds from
+ * pinned host memory with asynchronous copies on the executable's stream, then replays the step: the
+ * first run launches every kernel from the host, the second captures the same launches (and the
+ * copies of `next.` outputs not written in place) into a CUDA graph, and every run from then on is one
+ * cuGraphLaunch. Only fetched outputs come back (asynchronous copies into pinned memory, waited for by
+ * polling an event); a run that fetches nothing returns without synchronizing. `graphs: false`
+ * (KILN_PROFILE, KILN_CUDA_NO_GRAPHS) launches every kernel from the host on every run.
  */
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -13,8 +17,10 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas } from './blas.ts';
-import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
-import { CudaDriver, type Module } from './driver.ts';
+import { type CudaModule, type KernelLaunch, type Launch, generateCuda } from './codegen.ts';
+import { CUBLAS_WORKSPACE_ID, type DeviceMemoryPlan, planDeviceMemory } from './deviceMemory.ts';
+import { type CapturedGraph, CudaDriver, type Module, type PinnedBuffer } from './driver.ts';
+import { DeviceMemoryError, outOfMemory } from './errors.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
@@ -45,34 +51,74 @@ export function decode(dtype: DType, raw: ArrayBufferView, n: number): number[] 
 export class CudaExecutable implements Executable {
   private readonly cuda: CudaDriver;
   private readonly ptr = new Map<number, bigint>();
-  private readonly owned: bigint[] = [];
+  private readonly base: bigint;
   private readonly module: Module;
   private readonly gen: CudaModule;
   private readonly written = new Set<string>();
+  /** The device memory plan: what was allocated, and the figures the report shows. */
+  readonly memory: DeviceMemoryPlan;
+  private readonly stream: unknown;
+  /** Packed kernel arguments of every launch (null for cuBLAS calls), per kernel of the program. */
+  private readonly packed: Array<Array<Buffer[] | null>>;
+  private readonly cublas: Cublas | undefined;
+  /** `next.` updates not written in place: (input buffer, output buffer) copied after the step. */
+  private readonly copies: Array<[BufferDecl, BufferDecl]>;
+  private readonly feedStaging: PinnedBuffer | undefined;
+  private readonly feedOffset = new Map<string, number>();
+  private readonly fetchStaging = new Map<string, PinnedBuffer>();
+  private readonly feedDone: unknown;
+  private readonly fetchDone: unknown;
+  private feedPending = false;
+  private graph_: CapturedGraph | undefined;
+  private runs = 0;
+  private disposed = false;
 
-  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}) {
-    this.cuda = CudaDriver.get(options.libDir);
+  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, driver?: CudaDriver) {
+    this.cuda = driver ?? CudaDriver.get(options.libDir);
     // Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts).
     this.gen = generateCuda(options.gemmTuning === false ? program : applyTuning(program, this.cuda.name, options.cacheDir ?? defaultPtxCacheDir()), options);
+    this.memory = planDeviceMemory(graph, program, this.gen);
+    const { free, total } = this.cuda.memInfo();
+    if (this.memory.total > free) throw outOfMemory(this.memory, this.cuda.name, free, total);
     const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
     this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
-    const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
-    for (const b of program.buffers) {
-      const bytes = b.numel * bytesPer(b.dtype);
-      if (b.kind === 'temp') this.ptr.set(b.id, arena + BigInt(b.offset ?? 0));
-      else {
-        const p = this.own(this.cuda.alloc(bytes));
-        this.ptr.set(b.id, p);
-        if (b.kind === 'const') this.cuda.upload(p, encode(b.dtype, b.data!));
-        else this.cuda.zero(p, bytes);
-      }
+    try {
+      this.base = this.cuda.alloc(this.memory.total);
+    } catch (e) {
+      if (e instanceof DeviceMemoryError) throw outOfMemory(this.memory, this.cuda.name, e.free, e.total);
+      throw e;
     }
-    for (const s of this.gen.scratch) this.ptr.set(s.id, this.own(this.cuda.alloc(s.bytes)));
+    for (const [id, o] of this.memory.offsets) this.ptr.set(id, this.base + BigInt(o));
+    this.cuda.zero(this.base, this.memory.total);
+    for (const b of program.buffers) if (b.kind === 'const' && this.ptr.has(b.id)) this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, b.data!));
+    this.stream = this.cuda.createStream();
+    this.feedDone = this.cuda.createEvent();
+    this.fetchDone = this.cuda.createEvent();
+    this.packed = this.gen.launches.map((ls) => ls.map((l) => (l.kind === 'kernel' ? this.cuda.packArgs(this.launchArgs(l)) : null)));
+    this.cublas = this.gen.launches.some((ls) => ls.some((l) => l.kind === 'gemm')) ? Cublas.get(options.libDir) : undefined;
+    this.copies = [];
+    for (const o of graph.outputs) {
+      if (!o.name.startsWith(NEXT_PREFIX)) continue;
+      const src = this.buffer(o.name, program.outputs);
+      const dst = this.buffer(o.name.slice(NEXT_PREFIX.length), program.inputs);
+      if (src.inPlaceOf !== dst.id && src.id !== dst.id) this.copies.push([dst, src]);
+    }
+    let feedBytes = 0;
+    for (const i of graph.inputs) {
+      if (i.kind !== 'data' || !program.inputs.has(i.name)) continue;
+      this.feedOffset.set(i.name, feedBytes);
+      const b = this.buffer(i.name, program.inputs);
+      feedBytes += Math.ceil((b.numel * bytesPer(b.dtype)) / 256) * 256;
+    }
+    this.feedStaging = feedBytes ? this.cuda.hostAlloc(feedBytes) : undefined;
   }
 
-  private own(p: bigint): bigint {
-    this.owned.push(p);
-    return p;
+  /**
+   * The 64-bit arguments of a kernel launch, in the order of the generated function's parameters
+   * (today: the device pointer of each buffer it touches). The one place launch arguments are made.
+   */
+  private launchArgs(l: KernelLaunch): bigint[] {
+    return l.params.map((id) => this.ptr.get(id)!);
   }
 
   private buffer(name: string, map: ReadonlyMap<string, number>): BufferDecl {
@@ -81,12 +127,8 @@ export class CudaExecutable implements Executable {
     return this.program.buffers[id]!;
   }
 
-  private upload(name: string, x: HostTensor): void {
-    const b = this.buffer(name, this.program.inputs);
-    this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, x.data as ArrayLike<number>));
-  }
-
   private downloadBuffer(b: BufferDecl): number[] {
+    this.cuda.streamSynchronize(this.stream);
     const raw = new Uint8Array(b.numel * bytesPer(b.dtype));
     this.cuda.download(raw, this.ptr.get(b.id)!);
     return decode(b.dtype, raw, b.numel);
@@ -94,7 +136,9 @@ export class CudaExecutable implements Executable {
 
   async write(name: string, value: HostTensor): Promise<void> {
     residentInput(this.graph, name, value);
-    this.upload(name, value);
+    const b = this.buffer(name, this.program.inputs);
+    this.cuda.streamSynchronize(this.stream);
+    this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, value.data as ArrayLike<number>));
     this.written.add(name);
   }
 
@@ -104,33 +148,122 @@ export class CudaExecutable implements Executable {
     return hostTensor(i.type.dtype, i.type.shape, this.downloadBuffer(this.buffer(name, this.program.inputs)));
   }
 
-  private launch(l: Launch): void {
+  private launch(l: Launch, packed: Buffer[] | null): void {
     if (l.kind === 'kernel') {
-      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn, l.sharedBytes ?? 0);
+      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, packed!, l.fn, l.sharedBytes ?? 0, this.stream);
       return;
     }
     const at = (x: { buf: number; offset: number }, bytes: number) => this.ptr.get(x.buf)! + BigInt(x.offset * bytes);
     const ab = l.ab === 'bf16' ? 2 : 4;
-    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C: at(l.c, l.cType === 'bf16' ? 2 : 4), c: l.cType }, `${l.m}x${l.n}x${l.k}`);
+    this.cublas!.gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C: at(l.c, l.cType === 'bf16' ? 2 : 4), c: l.cType }, `${l.m}x${l.n}x${l.k}`);
   }
 
-  /** Launch every kernel once (inputs already on the device). */
+  /** Point the (process-wide) cuBLAS handle at this executable's stream and workspace. */
+  private bindCublas(): void {
+    if (!this.cublas) return;
+    this.cublas.setStream(this.stream);
+    this.cublas.setWorkspace(this.ptr.get(CUBLAS_WORKSPACE_ID)!, this.memory.workspaceBytes);
+  }
+
+  /** Launch kernel i's launches on the stream. */
+  private launchKernel(i: number): void {
+    const ls = this.gen.launches[i]!, ps = this.packed[i]!;
+    for (let j = 0; j < ls.length; j++) this.launch(ls[j]!, ps[j]!);
+  }
+
+  /** Launch every kernel once (inputs already on the device), from the host, on the stream. */
   launchAll(): void {
-    for (const ls of this.gen.launches) for (const l of ls) this.launch(l);
+    this.bindCublas();
+    for (let i = 0; i < this.gen.launches.length; i++) this.launchKernel(i);
+  }
+
+  /** The whole step on the stream: every kernel, then the copies of the updates not written in place. */
+  private enqueueStep(): void {
+    for (let i = 0; i < this.gen.launches.length; i++) this.launchKernel(i);
+    for (const [dst, src] of this.copies) this.cuda.copyAsync(this.ptr.get(dst.id)!, this.ptr.get(src.id)!, src.numel * bytesPer(src.dtype), this.stream);
+  }
+
+  /** Run one step on the device: host launches, or the captured graph (captured on the second run). */
+  private step(): void {
+    this.bindCublas();
+    if (this.options.graphs === false || this.runs === 0) this.enqueueStep();
+    else {
+      this.graph_ ??= this.cuda.capture(this.stream, () => this.enqueueStep());
+      this.cuda.replay(this.graph_, this.stream);
+    }
+    this.runs++;
+  }
+
+  /** Is the step a captured graph now, and of how many nodes? */
+  get captured(): { nodes: number } | undefined {
+    return this.graph_ ? { nodes: this.graph_.nodes } : undefined;
+  }
+
+  /** Wait for everything queued on the stream. */
+  sync(): void {
+    this.cuda.streamSynchronize(this.stream);
+  }
+
+  /**
+   * Device milliseconds per step over `steps` steps run back to back (feeds already on the device):
+   * the captured graph's replays, or host launches when graphs are off or `uncaptured`.
+   */
+  timeSteps(steps: number, uncaptured = false): number {
+    const t0 = this.cuda.createEvent(true), t1 = this.cuda.createEvent(true);
+    this.bindCublas();
+    const run = () => (uncaptured ? this.enqueueStep() : this.step());
+    run();
+    this.sync();
+    this.cuda.record(t0, this.stream);
+    for (let i = 0; i < steps; i++) run();
+    this.cuda.record(t1, this.stream);
+    this.cuda.waitEvent(t1);
+    const ms = this.cuda.elapsed(t0, t1) / steps;
+    this.cuda.destroyEvent(t0);
+    this.cuda.destroyEvent(t1);
+    return ms;
+  }
+
+  /**
+   * Device time of each kernel on its own: a CUDA graph of `repeats` launches of the kernel, replayed
+   * and timed with events (no host launch gaps), divided by `repeats`. Milliseconds per kernel of the
+   * program, in program order. Kernels that update state in place run `repeats` times, so the
+   * resident state is not meaningful afterwards.
+   */
+  kernelTimes(repeats = 10): Array<{ name: string; kind: string; ms: number }> {
+    this.bindCublas();
+    const t0 = this.cuda.createEvent(true), t1 = this.cuda.createEvent(true);
+    const times = this.gen.launches.map((_, i) => {
+      if (this.gen.launches[i]!.length === 0) return 0;
+      const g = this.cuda.capture(this.stream, () => {
+        for (let r = 0; r < repeats; r++) this.launchKernel(i);
+      });
+      this.cuda.replay(g, this.stream);
+      this.cuda.record(t0, this.stream);
+      this.cuda.replay(g, this.stream);
+      this.cuda.record(t1, this.stream);
+      this.cuda.waitEvent(t1);
+      this.cuda.destroyGraph(g);
+      return this.cuda.elapsed(t0, t1) / repeats;
+    });
+    this.cuda.destroyEvent(t0);
+    this.cuda.destroyEvent(t1);
+    return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! }));
   }
 
   /**
    * Time each kernel on its own (synchronizing after every launch; wall-clock, so it includes a
-   * launch's latency): milliseconds per kernel of the program, in program order.
+   * launch's latency): milliseconds per kernel of the program, in program order. Uncaptured.
    */
   profile(repeats = 3): Array<{ name: string; kind: string; ms: number }> {
     const times = this.gen.launches.map(() => 0);
-    this.cuda.synchronize();
+    this.bindCublas();
+    this.sync();
     for (let r = 0; r < repeats; r++)
-      this.gen.launches.forEach((ls, i) => {
+      this.gen.launches.forEach((_, i) => {
         const t = performance.now();
-        for (const l of ls) this.launch(l);
-        this.cuda.synchronize();
+        this.launchKernel(i);
+        this.sync();
         times[i]! += performance.now() - t;
       });
     return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! / repeats }));
@@ -138,47 +271,85 @@ export class CudaExecutable implements Executable {
 
   /** Launch kernel `i` of the program alone and return output `name` (for checking tuning candidates). */
   runKernel(i: number, name: string): number[] {
-    for (const l of this.gen.launches[i]!) this.launch(l);
-    this.cuda.synchronize();
+    this.bindCublas();
+    this.launchKernel(i);
     return this.downloadBuffer(this.buffer(name, this.program.outputs));
   }
 
   /** Milliseconds per launch of each kernel, launched `reps` times back to back (for tuning). */
   timeKernels(reps: number): number[] {
-    return this.gen.launches.map((ls) => {
-      for (const l of ls) this.launch(l);
-      this.cuda.synchronize();
+    this.bindCublas();
+    return this.gen.launches.map((_, i) => {
+      this.launchKernel(i);
+      this.sync();
       const t = performance.now();
-      for (let r = 0; r < reps; r++) for (const l of ls) this.launch(l);
-      this.cuda.synchronize();
+      for (let r = 0; r < reps; r++) this.launchKernel(i);
+      this.sync();
       return (performance.now() - t) / reps;
     });
   }
 
+  /** Copy the feeds into pinned memory and onto the device, asynchronously on the stream. */
+  private feed(data: ReadonlyArray<readonly [{ name: string }, HostTensor]>): void {
+    if (!data.length) return;
+    // The previous step's copies read the staging area: wait until they are done before refilling it.
+    if (this.feedPending) this.cuda.waitEvent(this.feedDone);
+    for (const [i, x] of data) {
+      const b = this.buffer(i.name, this.program.inputs);
+      const v = encode(b.dtype, x.data as ArrayLike<number>);
+      const off = this.feedOffset.get(i.name)!;
+      this.feedStaging!.bytes.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), off);
+      this.cuda.uploadAsync(this.ptr.get(b.id)!, this.feedStaging!.address + BigInt(off), v.byteLength, this.stream);
+    }
+    this.cuda.record(this.feedDone, this.stream);
+    this.feedPending = true;
+  }
+
+  private staging(name: string, bytes: number): PinnedBuffer {
+    let s = this.fetchStaging.get(name);
+    if (!s) this.fetchStaging.set(name, (s = this.cuda.hostAlloc(bytes)));
+    return s;
+  }
+
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
-    for (const [i, x] of checkFeeds(this.graph, feeds, this.written)) this.upload(i.name, x);
-    this.launchAll();
-    this.cuda.synchronize();
+    const data = checkFeeds(this.graph, feeds, this.written);
     const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
-    const out: Record<string, HostTensor> = {};
-    for (const n of want) {
+    const outs = want.map((n) => {
       const o = this.graph.output(n);
       if (!o) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
-      const t = this.graph.typeOf(o.id);
-      out[n] = hostTensor(t.dtype, t.shape, this.downloadBuffer(this.buffer(n, this.program.outputs)));
-    }
-    // State updates, on the device: next.<x> → x.
-    for (const o of this.graph.outputs) {
-      if (!o.name.startsWith(NEXT_PREFIX)) continue;
-      const src = this.buffer(o.name, this.program.outputs);
-      const dst = this.buffer(o.name.slice(NEXT_PREFIX.length), this.program.inputs);
-      this.cuda.copy(this.ptr.get(dst.id)!, this.ptr.get(src.id)!, src.numel * bytesPer(src.dtype));
+      const b = this.buffer(n, this.program.outputs);
+      return { n, t: this.graph.typeOf(o.id), b, bytes: b.numel * bytesPer(b.dtype) };
+    });
+    this.feed(data);
+    // An output that is a resident input itself holds its value at the step's start: read it first.
+    const early = outs.filter((o) => o.b.kind === 'input'), late = outs.filter((o) => o.b.kind !== 'input');
+    const download = (o: (typeof outs)[number]) => this.cuda.downloadAsync(this.staging(o.n, o.bytes).address, this.ptr.get(o.b.id)!, o.bytes, this.stream);
+    early.forEach(download);
+    this.step();
+    if (!outs.length) return {};
+    late.forEach(download);
+    this.cuda.record(this.fetchDone, this.stream);
+    // Wait without blocking the event loop (data loaders keep running meanwhile).
+    while (!this.cuda.done(this.fetchDone)) await new Promise((r) => setImmediate(r));
+    const out: Record<string, HostTensor> = {};
+    for (const o of outs) {
+      const s = this.fetchStaging.get(o.n)!;
+      out[o.n] = hostTensor(o.t.dtype, o.t.shape, decode(o.b.dtype, s.bytes, o.b.numel));
     }
     return out;
   }
 
   dispose(): void {
-    for (const p of this.owned.splice(0)) this.cuda.free(p);
+    if (this.disposed) return;
+    this.disposed = true;
+    this.cuda.streamSynchronize(this.stream);
+    if (this.graph_) this.cuda.destroyGraph(this.graph_);
+    for (const s of this.fetchStaging.values()) this.cuda.hostFree(s);
+    if (this.feedStaging) this.cuda.hostFree(this.feedStaging);
+    this.cuda.destroyEvent(this.feedDone);
+    this.cuda.destroyEvent(this.fetchDone);
+    this.cuda.destroyStream(this.stream);
+    this.cuda.free(this.base);
   }
 }
 
