@@ -86,9 +86,27 @@ const NVRTC_SIGNATURES: Record<string, string> = {
   errorString: 'const char *nvrtcGetErrorString(int result)',
 };
 
+/** Newer exported names tried first for some functions (same parameters). */
+const NEWER: Record<string, string> = { cuEventElapsedTime: 'cuEventElapsedTime_v2' };
+
+/** The functions of `sigs` in `lib`; one the library lacks fails with a CudaError when it is called. */
 function bind(lib: koffi.LibraryHandle, sigs: Record<string, string>): Record<string, Fn> {
   const out: Record<string, Fn> = {};
-  for (const [k, sig] of Object.entries(sigs)) out[k] = lib.func(sig) as unknown as Fn;
+  for (const [k, sig] of Object.entries(sigs)) {
+    const symbol = /\s(\w+)\(/.exec(sig)![1]!;
+    const tries = NEWER[k] ? [sig.replace(`${symbol}(`, `${NEWER[k]}(`), sig] : [sig];
+    for (const t of tries) {
+      try {
+        out[k] = lib.func(t) as unknown as Fn;
+        break;
+      } catch {
+        // try the next name
+      }
+    }
+    out[k] ??= () => {
+      throw new CudaError(`this CUDA library has no ${symbol} (driver or CUDA too old for Kiln)`);
+    };
+  }
   return out;
 }
 

@@ -194,6 +194,17 @@ export class CudaExecutable implements Executable {
     this.runs++;
   }
 
+  /** One step launched kernel by kernel from the host (feeds already on the device); returns at once. */
+  launchStep(): void {
+    this.bindCublas();
+    this.enqueueStep();
+  }
+
+  /** Driver and cuBLAS calls of one uncaptured step (kernel launches, GEMMs, update copies). */
+  get launchCount(): number {
+    return this.gen.launches.reduce((s, ls) => s + ls.length, 0) + this.copies.length;
+  }
+
   /** Is the step a captured graph now, and of how many nodes? */
   get captured(): { nodes: number } | undefined {
     return this.graph_ ? { nodes: this.graph_.nodes } : undefined;
