@@ -71,7 +71,11 @@ export class DeviceMemoryError extends CudaError {
   }
 }
 
-export const gib = (n: number) => (Number.isFinite(n) ? (n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`) : 'unknown');
+/** Bytes for people: GiB, MiB or KiB. */
+export function gib(n: number): string {
+  if (!Number.isFinite(n)) return 'unknown';
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 2 ** 10).toFixed(1)} KiB`;
+}
 
 /** The parts of a program's device memory, as the report and the OOM message show them. */
 export interface DeviceMemoryFigures {

@@ -1,0 +1,160 @@
+/**
+ * CUDA step execution without a GPU: the executable (backends/cuda/executable.ts) over a fake driver
+ * (test/support/fakeCuda.ts) that records every driver call, and the errors a user meets.
+ *  - one step = one cuGraphLaunch: the first run launches every kernel from the host, the second captures
+ *    the same launches once, every later run makes exactly one cuGraphLaunch plus one cuMemcpyHtoDAsync
+ *    per data feed and no synchronization at all when it fetches nothing; with graphs off, every run
+ *    launches every kernel;
+ *  - device memory: one cuMemAlloc of the plan's total, checked against cuMemGetInfo first;
+ *  - errors: no driver (a real one where libcuda is absent), a driver without a GPU (cuInit = 100), out
+ *    of memory (a fake free-memory figure, and a failing cuMemAlloc), an NVRTC failure (kernel name and
+ *    source lines); the CLI prints every line of an NVRTC error.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CudaDriver } from '../../backends/cuda/driver.ts';
+import { CudaExecutable } from '../../backends/cuda/executable.ts';
+import { generateCuda } from '../../backends/cuda/codegen.ts';
+import { nvrtcFailure } from '../../backends/cuda/errors.ts';
+import { compile } from '../../compiler/compile.ts';
+import { KilnError } from '../../ir/errors.ts';
+import { hostTensor } from '../../ir/tensor.ts';
+import { defaultResident } from '../../runtime/session.ts';
+import { LR, mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
+import { fakeCuda } from '../support/fakeCuda.ts';
+
+const config = { inputs: 12, hidden: [16, 8], classes: 5 };
+const B = 8;
+const { model, graph } = mlpTrainStep(config, B);
+const program = compile(graph).program;
+const cacheDir = mkdtempSync(join(tmpdir(), 'kiln-fake-cuda-'));
+const options = { cublas: false, gemmTuning: false, cacheDir };
+const feeds = () => ({ ...mlpData(config, B, 1), lr: hostTensor('f32', [], [LR]) });
+
+async function open(fake: ReturnType<typeof fakeCuda>, graphs = true): Promise<CudaExecutable> {
+  const exe = new CudaExecutable(graph, program, { ...options, graphs }, fake.driver);
+  for (const [k, v] of defaultResident(graph, model.initState(1))) await exe.write(k, v);
+  return exe;
+}
+
+describe('CUDA graphs: one driver call per step (fake driver)', () => {
+  it('host launches once, one capture, then one cuGraphLaunch per run and no synchronization without fetches', async () => {
+    const fake = fakeCuda();
+    const exe = await open(fake);
+    const kernels = exe.launchCount;
+    expect(kernels).toBeGreaterThan(5);
+    let at = fake.calls.length;
+    await exe.run(feeds(), ['loss']);
+    expect(fake.count('cuLaunchKernel', at)).toBe(kernels);
+    expect(fake.count('cuStreamBeginCapture', at)).toBe(0);
+    at = fake.calls.length;
+    await exe.run(feeds(), []);
+    expect(fake.count('cuStreamBeginCapture', at)).toBe(1);
+    expect(fake.count('cuGraphInstantiate', at)).toBe(1);
+    expect(exe.captured?.nodes).toBe(kernels);
+    for (let r = 0; r < 3; r++) {
+      at = fake.calls.length;
+      await exe.run(feeds(), []);
+      const made = fake.calls.slice(at);
+      expect(fake.count('cuGraphLaunch', at)).toBe(1);
+      expect(fake.count('cuLaunchKernel', at)).toBe(0);
+      expect(fake.count('cuMemcpyHtoDAsync', at)).toBe(3); // x, y, lr
+      expect(made.filter((c) => /Synchronize|cuEventQuery/.test(c) && c !== 'cuEventSynchronize')).toEqual([]);
+    }
+    // A fetch: asynchronous copy into pinned memory, then the event is polled (not a context sync).
+    at = fake.calls.length;
+    await exe.run(feeds(), ['loss']);
+    expect(fake.count('cuMemcpyDtoHAsync', at)).toBe(1);
+    expect(fake.count('cuCtxSynchronize', at) + fake.count('cuStreamSynchronize', at)).toBe(0);
+    exe.dispose();
+  });
+
+  it('with graphs off (KILN_PROFILE, KILN_CUDA_NO_GRAPHS) every run launches every kernel', async () => {
+    const fake = fakeCuda();
+    const exe = await open(fake, false);
+    for (let r = 0; r < 3; r++) {
+      const at = fake.calls.length;
+      await exe.run(feeds(), []);
+      expect(fake.count('cuLaunchKernel', at)).toBe(exe.launchCount);
+      expect(fake.count('cuGraphLaunch', at)).toBe(0);
+    }
+    expect(fake.count('cuStreamBeginCapture')).toBe(0);
+    exe.dispose();
+  });
+
+  it('all device memory is one allocation of the plan', async () => {
+    const fake = fakeCuda();
+    const exe = await open(fake);
+    expect(fake.count('cuMemAlloc')).toBe(1);
+    const m = exe.memory;
+    expect(m.total).toBe(m.parameters + m.state + m.io + m.arena);
+    expect(m.updatesCopied).toBe(0);
+    expect(m.updatesInPlace).toBe(graph.outputs.filter((o) => o.name.startsWith('next.')).length);
+    exe.dispose();
+  });
+});
+
+describe('CUDA errors a user meets', () => {
+  it('no NVIDIA driver: one clear sentence, no koffi message first', () => {
+    if (CudaDriver.available()) return; // a machine with a driver cannot show this
+    let err: unknown;
+    try {
+      CudaDriver.get();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KilnError);
+    expect((err as Error).message).toMatch(/^no NVIDIA driver: the cuda backend needs an NVIDIA GPU and its driver \(libcuda\.so\.1\).*use --backend cpu, kernel-cpu or wgsl/);
+  });
+
+  it('a driver without a GPU (cuInit: CUDA_ERROR_NO_DEVICE)', () => {
+    expect(() => fakeCuda({ overrides: { cuInit: () => 100 } })).toThrow(/^no CUDA GPU: the NVIDIA driver is installed but finds no device \(cuInit: fake error 100\); use --backend cpu/);
+  });
+
+  it('out of device memory before allocating: the plan, the free memory, lower the batch or --remat', () => {
+    const fake = fakeCuda({ free: 2 * 2 ** 10, total: 80 * 2 ** 30 });
+    let msg = '';
+    try {
+      new CudaExecutable(graph, program, options, fake.driver);
+    } catch (e) {
+      expect(e).toBeInstanceOf(KilnError);
+      msg = (e as Error).message;
+    }
+    expect(msg).toMatch(/^out of device memory: program mlp_train needs [\d.]+ KiB on the device \(parameters [\d.]+ KiB, state [\d.]+ KiB, inputs\/outputs [\d.]+ KiB, arena [\d.]+ KiB at the plan's peak\) but Fake GPU has 2\.0 KiB free of 80\.00 GiB; lower the batch, or use --remat blocks/);
+    expect(fake.count('cuMemAlloc')).toBe(0);
+    expect(fake.count('create')).toBe(0); // nothing compiled either
+  });
+
+  it('out of device memory when the allocation itself fails', () => {
+    const fake = fakeCuda({ overrides: { cuMemAlloc: () => 2 } });
+    expect(() => new CudaExecutable(graph, program, options, fake.driver)).toThrow(/^out of device memory: program mlp_train needs .* but Fake GPU has 80\.00 GiB free of 80\.00 GiB; lower the batch, or use --remat blocks/);
+  });
+
+  it('NVRTC failure: the kernel, the line and the source around it', () => {
+    const source = generateCuda(program, { cublas: false }).source;
+    const lines = source.split('\n');
+    const at = lines.findIndex((l) => /^extern "C" __global__ void (__launch_bounds__\(\d+\) )?kiln_3_/.test(l)) + 3; // 1-based line of the 3rd line of its body
+    const log = `kiln_mlp.cu(${at}): error: identifier "v_oops" is undefined\n\n1 error detected in the compilation of "mlp.cu".\n`;
+    const fake = fakeCuda({
+      overrides: { compile: () => 6, logSize: (_p, n) => (((n as number[])[0] = log.length + 1), 0), log: (_p, b) => ((b as Buffer).write(log + '\0'), 0) },
+    });
+    let e: unknown;
+    try {
+      new CudaExecutable(graph, program, { ...options, cacheDir: mkdtempSync(join(tmpdir(), 'kiln-fake-nvrtc-')) }, fake.driver);
+    } catch (x) {
+      e = x;
+    }
+    const msg = (e as Error).message;
+    const kernel = program.kernels[3]!.name;
+    expect(msg.split('\n')[0]).toBe(`NVRTC could not compile kernel ${kernel} (function kiln_3_${program.kernels[3]!.kind}) of mlp_train: line ${at}: identifier "v_oops" is undefined (NVRTC_ERROR 6)`);
+    expect(msg).toContain(`${String(at).padStart(6)} > ${lines[at - 1]}`);
+    expect(msg).toContain(`${String(at - 1).padStart(6)}   ${lines[at - 2]}`);
+    expect((e as { multiline?: boolean }).multiline).toBe(true);
+  });
+
+  it('nvrtcFailure on a log without a line number keeps the log', () => {
+    expect(nvrtcFailure('p', 'src', 'NVRTC_ERROR_INVALID_OPTION', 'nvrtc: error: invalid value').message).toBe('NVRTC could not compile p: NVRTC_ERROR_INVALID_OPTION\nnvrtc: error: invalid value');
+  });
+});
