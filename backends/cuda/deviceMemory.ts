@@ -103,3 +103,12 @@ export function planDeviceMemory(graph: Graph, program: KernelProgram, gen: Cuda
     updatesInPlace: outputsInPlace, updatesCopied: nextOutputs - outputsInPlace, workspaceBytes,
   };
 }
+
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+/** The plan as one report line (`kiln compile --backend cuda`). */
+export function formatDeviceMemory(m: DeviceMemoryPlan): string {
+  return `device memory (one allocation): parameters ${mib(m.parameters)}, state ${mib(m.state)}, inputs/outputs/constants ${mib(m.io)}, ` +
+    `arena ${mib(m.arena)} (peak live ${mib(m.arenaPeak)}; scratch and cuBLAS workspace ${mib(m.extraBytes)}); total ${mib(m.total)}; ` +
+    `state updates ${m.updatesInPlace} in place, ${m.updatesCopied} copied`;
+}
