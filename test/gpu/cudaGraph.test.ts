@@ -60,7 +60,8 @@ describe('CUDA graphs', () => {
     });
     const a = await train(captured, graph, init, feeds, 4);
     const b = await train(uncaptured, graph, init, feeds, 4);
-    console.log(`dit: captured graph of ${a.nodes} nodes; losses ${a.losses.join(', ')}`);
+    const control = bitDiffs(b, await train(uncaptured, graph, init, feeds, 4));
+    console.log(`dit: captured graph of ${a.nodes} nodes; losses ${a.losses.join(', ')}; host-launched run vs itself: ${control.length} differences ${control.slice(0, 3).join('; ')}`);
     expect(a.nodes).toBeGreaterThan(10);
     expect(b.nodes).toBeUndefined();
     expect(a.losses[3]).not.toBe(a.losses[0]);
