@@ -149,11 +149,12 @@ export function stateUpdatesInPlace(kernels: readonly Kernel[], buffers: readonl
     if (inp === undefined || inp === out || usedOut.has(out) || usedIn.has(inp)) continue;
     const ob = buffers[out]!, ib = buffers[inp]!;
     if (ob.kind !== 'output' || ib.kind !== 'input' || ob.dtype !== ib.dtype || ob.numel !== ib.numel) continue;
-    // Another graph input on the same buffer as the output (an output that is an input) stays copied.
-    if ([...io.inputs.values()].includes(out)) continue;
+    // An output that is an input itself, or an input that is also an output (its old value is a
+    // result of the run), stays copied.
+    if ([...io.inputs.values()].includes(out) || [...io.outputs.values()].includes(inp)) continue;
     const writers = acc.flatMap((a, k) => (a.writes.has(out) ? [k] : []));
     if (writers.length === 0 || acc.some((a) => a.writes.has(inp))) continue;
-    if (writers.some((k) => acc[k]!.storeIndex.get(out)!.some((s) => s.mode !== 'set'))) continue;
+    if (writers.some((k) => (acc[k]!.storeIndex.get(out) ?? []).some((s) => s.mode !== 'set'))) continue;
     const first = writers[0]!;
     const lastRead = acc.reduce((m, a, k) => (a.reads.has(inp) ? k : m), -1);
     const safe = lastRead < first || (writers.length === 1 && lastRead === first && readsOnlyItsOwnElement(kernels[first]!, inp, out, ob.numel));
