@@ -308,6 +308,7 @@ export class CudaExecutable implements Executable {
     for (const [i, x] of data) {
       const b = this.buffer(i.name, this.program.inputs);
       const v = encode(b.dtype, x.data as ArrayLike<number>);
+      if (v.byteLength === 0) continue;
       const off = this.feedOffset.get(i.name)!;
       this.feedStaging!.bytes.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), off);
       this.cuda.uploadAsync(this.ptr.get(b.id)!, this.feedStaging!.address + BigInt(off), v.byteLength, this.stream);
