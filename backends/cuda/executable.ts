@@ -63,12 +63,14 @@ export class CudaExecutable implements Executable {
   private readonly cublas: Cublas | undefined;
   /** `next.` updates not written in place: (input buffer, output buffer) copied after the step. */
   private readonly copies: Array<[BufferDecl, BufferDecl]>;
-  private readonly feedStaging: PinnedBuffer | undefined;
+  /** Two pinned staging areas for feeds, used in turn, each with the event of its last copy. */
+  private readonly feedStaging: PinnedBuffer[] = [];
   private readonly feedOffset = new Map<string, number>();
   private readonly fetchStaging = new Map<string, PinnedBuffer>();
-  private readonly feedDone: unknown;
+  private readonly feedDone: unknown[];
   private readonly fetchDone: unknown;
-  private feedPending = false;
+  private readonly feedPending = [false, false];
+  private feedTurn = 0;
   private graph_: CapturedGraph | undefined;
   private runs = 0;
   private disposed = false;
@@ -92,7 +94,7 @@ export class CudaExecutable implements Executable {
     this.cuda.zero(this.base, this.memory.total);
     for (const b of program.buffers) if (b.kind === 'const' && this.ptr.has(b.id)) this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, b.data!));
     this.stream = this.cuda.createStream();
-    this.feedDone = this.cuda.createEvent();
+    this.feedDone = [this.cuda.createEvent(), this.cuda.createEvent()];
     this.fetchDone = this.cuda.createEvent();
     this.packed = this.gen.launches.map((ls) => ls.map((l) => (l.kind === 'kernel' ? this.cuda.packArgs(this.launchArgs(l)) : null)));
     this.cublas = this.gen.launches.some((ls) => ls.some((l) => l.kind === 'gemm')) ? Cublas.get(options.libDir) : undefined;
@@ -110,7 +112,7 @@ export class CudaExecutable implements Executable {
       const b = this.buffer(i.name, program.inputs);
       feedBytes += Math.ceil((b.numel * bytesPer(b.dtype)) / 256) * 256;
     }
-    this.feedStaging = feedBytes ? this.cuda.hostAlloc(feedBytes) : undefined;
+    if (feedBytes) this.feedStaging.push(this.cuda.hostAlloc(feedBytes), this.cuda.hostAlloc(feedBytes));
   }
 
   /**
@@ -302,19 +304,22 @@ export class CudaExecutable implements Executable {
 
   /** Copy the feeds into pinned memory and onto the device, asynchronously on the stream. */
   private feed(data: ReadonlyArray<readonly [{ name: string }, HostTensor]>): void {
-    if (!data.length) return;
-    // The previous step's copies read the staging area: wait until they are done before refilling it.
-    if (this.feedPending) this.cuda.waitEvent(this.feedDone);
+    if (!data.length || !this.feedStaging.length) return;
+    // The copies of two steps ago read this staging area: wait until they are done before refilling it
+    // (the step before the last has finished its copies by then in all but GPU-bound runs far ahead).
+    const turn = (this.feedTurn ^= 1);
+    const staging = this.feedStaging[turn]!;
+    if (this.feedPending[turn]) this.cuda.waitEvent(this.feedDone[turn]);
     for (const [i, x] of data) {
       const b = this.buffer(i.name, this.program.inputs);
       const v = encode(b.dtype, x.data as ArrayLike<number>);
       if (v.byteLength === 0) continue;
       const off = this.feedOffset.get(i.name)!;
-      this.feedStaging!.bytes.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), off);
-      this.cuda.uploadAsync(this.ptr.get(b.id)!, this.feedStaging!.address + BigInt(off), v.byteLength, this.stream);
+      staging.bytes.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), off);
+      this.cuda.uploadAsync(this.ptr.get(b.id)!, staging.address + BigInt(off), v.byteLength, this.stream);
     }
-    this.cuda.record(this.feedDone, this.stream);
-    this.feedPending = true;
+    this.cuda.record(this.feedDone[turn], this.stream);
+    this.feedPending[turn] = true;
   }
 
   private staging(name: string, bytes: number): PinnedBuffer {
@@ -357,8 +362,8 @@ export class CudaExecutable implements Executable {
     this.cuda.streamSynchronize(this.stream);
     if (this.graph_) this.cuda.destroyGraph(this.graph_);
     for (const s of this.fetchStaging.values()) this.cuda.hostFree(s);
-    if (this.feedStaging) this.cuda.hostFree(this.feedStaging);
-    this.cuda.destroyEvent(this.feedDone);
+    for (const s of this.feedStaging) this.cuda.hostFree(s);
+    for (const e of this.feedDone) this.cuda.destroyEvent(e);
     this.cuda.destroyEvent(this.fetchDone);
     this.cuda.destroyStream(this.stream);
     this.cuda.free(this.base);
