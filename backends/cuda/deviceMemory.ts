@@ -39,20 +39,34 @@ export interface DeviceMemoryPlan extends DeviceMemoryFigures {
   readonly workspaceBytes: number;
 }
 
-/** Kernel index range [first, last] in which each scratch buffer of the module is used. */
+/** Buffer ids a launch refers to: kernel parameters, and every `{ buf }` operand of a library call, at any depth. */
+function launchBuffers(l: unknown, out: number[] = []): number[] {
+  if (Array.isArray(l)) for (const x of l) launchBuffers(x, out);
+  else if (l && typeof l === 'object') {
+    for (const [k, v] of Object.entries(l)) {
+      if (k === 'params' && Array.isArray(v)) out.push(...v.filter((x): x is number => typeof x === 'number'));
+      else if (k === 'buf' && typeof v === 'number') out.push(v);
+      else if (v && typeof v === 'object') launchBuffers(v, out);
+    }
+  }
+  return out;
+}
+
+/**
+ * Kernel index range [first, last] in which each scratch buffer of the module is used; a scratch
+ * buffer no launch names (none today) is live throughout, so it still gets memory.
+ */
 function scratchLive(gen: CudaModule): Map<number, [number, number]> {
   const live = new Map<number, [number, number]>();
   gen.launches.forEach((ls, k) => {
-    for (const l of ls) {
-      const ids = l.kind === 'kernel' ? l.params : [l.a.buf, l.b.buf, l.c.buf];
-      for (const id of ids) {
-        if (id >= 0) continue;
-        const r = live.get(id);
-        if (r) r[1] = k;
-        else live.set(id, [k, k]);
-      }
+    for (const id of launchBuffers(ls)) {
+      if (id >= 0) continue;
+      const r = live.get(id);
+      if (r) r[1] = k;
+      else live.set(id, [k, k]);
     }
   });
+  for (const s of gen.scratch) if (!live.has(s.id)) live.set(s.id, [0, Math.max(0, gen.launches.length - 1)]);
   return live;
 }
 
