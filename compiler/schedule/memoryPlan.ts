@@ -215,7 +215,7 @@ export function planOfProgram(p: { readonly kernels: readonly Kernel[]; readonly
   const ids = [...live.keys()];
   for (const x of ids)
     for (const y of ids)
-      if (x < y && offsets.get(x) === offsets.get(y) && live.get(x)![1] === live.get(y)![0]) inPlace.push([x, y]);
+      if (x < y && offsets.get(x) === offsets.get(y) && (live.get(x)![1] === live.get(y)![0] || live.get(y)![1] === live.get(x)![0])) inPlace.push([x, y]);
   const size = (id: number) => p.buffers[id]!.numel * deviceBytes(p.buffers[id]!.dtype);
   const totalBytes = ids.reduce((s, id) => s + align(size(id)), 0);
   const plan: MemoryPlan = { offsets, arenaBytes: p.arenaBytes, peakBytes: 0, totalBytes, live, inPlace, stateInPlace: [] };
