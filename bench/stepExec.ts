@@ -11,6 +11,7 @@
  * Prints one JSON line per program.
  *
  *   tsx bench/stepExec.ts lightningdit:1 lightningdit:128
+ *   tsx bench/stepExec.ts --build-only lightningdit:128     (compile only: fills the PTX cache)
  */
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
@@ -66,26 +67,48 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     exe.sync();
     return (performance.now() - t) / steps;
   };
-  const loss0 = (await exe.run(feeds, ['loss'])).loss!.data[0]; // first run: host launches
-  const capturedMs = await wall(() => exe.run(feeds, []));
-  const capturedDeviceMs = exe.timeSteps(steps);
-  const uncapturedMs = await wall(() => exe.launchStep());
-  const uncapturedDeviceMs = exe.timeSteps(steps, true);
-  const fetchMs = await wall(() => exe.run(feeds, ['loss']));
-  const kt = exe.kernelTimes(10);
-  const kernelSumMs = kt.reduce((s, k) => s + k.ms, 0);
+  const errors: string[] = [];
+  const attempt = async <T>(what: string, fn: () => Promise<T> | T): Promise<T | undefined> => {
+    try {
+      return await fn();
+    } catch (e) {
+      errors.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
+  const loss0 = await attempt('first run', async () => (await exe.run(feeds, ['loss'])).loss!.data[0]); // host launches
+  const uncapturedMs = await attempt('uncaptured', () => wall(() => exe.launchStep()));
+  const uncapturedDeviceMs = await attempt('uncaptured device', () => exe.timeSteps(steps, true));
+  const capturedMs = await attempt('captured', () => wall(() => exe.run(feeds, [])));
+  const capturedDeviceMs = await attempt('captured device', () => exe.timeSteps(steps));
+  const fetchMs = await attempt('fetch', () => wall(() => exe.run(feeds, ['loss'])));
+  const kt = await attempt('kernel times', () => exe.kernelTimes(10));
+  const kernelSumMs = kt?.reduce((s, k) => s + k.ms, 0);
   const m = exe.memory;
   const launches = exe.launchCount;
+  const r3 = (x: number | undefined) => (x === undefined ? undefined : +x.toFixed(3));
   const out = {
     program: name, batch, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
-    capturedMs: +capturedMs.toFixed(3), capturedDeviceMs: +capturedDeviceMs.toFixed(3), uncapturedMs: +uncapturedMs.toFixed(3), uncapturedDeviceMs: +uncapturedDeviceMs.toFixed(3),
-    fetchLossMs: +fetchMs.toFixed(3), kernelSumMs: +kernelSumMs.toFixed(3), capturedOverKernelSum: +(capturedMs / kernelSumMs).toFixed(3),
-    launchOverheadMs: +(uncapturedMs - capturedMs).toFixed(3), perLaunchUs: +(((uncapturedMs - capturedMs) / launches) * 1000).toFixed(2),
+    capturedMs: r3(capturedMs), capturedDeviceMs: r3(capturedDeviceMs), uncapturedMs: r3(uncapturedMs), uncapturedDeviceMs: r3(uncapturedDeviceMs),
+    fetchLossMs: r3(fetchMs), kernelSumMs: r3(kernelSumMs), capturedOverKernelSum: capturedMs && kernelSumMs ? r3(capturedMs / kernelSumMs) : undefined,
+    launchOverheadMs: capturedMs && uncapturedMs ? r3(uncapturedMs - capturedMs) : undefined,
+    perLaunchUs: capturedMs && uncapturedMs ? +(((uncapturedMs - capturedMs) / launches) * 1000).toFixed(2) : undefined,
     planMiB: MiB(m.total), parametersMiB: MiB(m.parameters), stateMiB: MiB(m.state), ioMiB: MiB(m.io), arenaMiB: MiB(m.arena), extraMiB: MiB(m.extraBytes),
-    measuredMiB: MiB(measured), updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, loss0, device: cuda.name,
+    measuredMiB: MiB(measured), updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, loss0, device: cuda.name, errors,
+    slowest: kt ? [...kt].sort((a, b) => b.ms - a.ms).slice(0, 5).map((k) => `${k.name} ${k.kind} ${k.ms.toFixed(3)}`) : undefined,
   };
   exe.dispose();
   return out;
 }
 
-for (const spec of process.argv.slice(2)) console.log(JSON.stringify(await bench(spec)));
+/** --build-only: compile each program (NVRTC fills the PTX cache) and exit, so timed runs start warm. */
+const buildOnly = process.argv.includes('--build-only');
+for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
+  if (buildOnly) {
+    const [name, b] = spec.split(':') as [string, string];
+    const t = performance.now();
+    const graph = buildProgram(name === 'lightningdit_xl' ? 'lightningdit' : name, { train: true, batch: Number(b), size: SIZES[name] });
+    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph)).dispose();
+    console.log(JSON.stringify({ built: spec, ms: Math.round(performance.now() - t) }));
+  } else console.log(JSON.stringify(await bench(spec)));
+}

@@ -31,7 +31,7 @@ function loadFirst(names: string[], what: string): koffi.LibraryHandle {
   throw new CudaError(`cannot load ${what} (tried ${names.join(', ')}): ${errors[errors.length - 1] ?? ''}`);
 }
 
-const DRIVER_SIGNATURES: Record<string, string> = {
+export const DRIVER_SIGNATURES: Record<string, string> = {
   cuInit: 'int cuInit(unsigned int flags)',
   cuDeviceGet: 'int cuDeviceGet(_Out_ int *dev, int ordinal)',
   cuDeviceGetAttribute: 'int cuDeviceGetAttribute(_Out_ int *v, int attr, int dev)',
@@ -75,7 +75,7 @@ const DRIVER_SIGNATURES: Record<string, string> = {
   cuGetErrorString: 'int cuGetErrorString(int err, _Out_ const char **str)',
 };
 
-const NVRTC_SIGNATURES: Record<string, string> = {
+export const NVRTC_SIGNATURES: Record<string, string> = {
   create: 'int nvrtcCreateProgram(_Out_ void **prog, const char *src, const char *name, int numHeaders, void *headers, void *names)',
   compile: 'int nvrtcCompileProgram(void *prog, int numOptions, const char **options)',
   logSize: 'int nvrtcGetProgramLogSize(void *prog, _Out_ size_t *size)',
@@ -89,11 +89,18 @@ const NVRTC_SIGNATURES: Record<string, string> = {
 /** Newer exported names tried first for some functions (same parameters). */
 const NEWER: Record<string, string> = { cuEventElapsedTime: 'cuEventElapsedTime_v2' };
 
+/** The C function name a koffi signature declares ('const char *nvrtcGetErrorString(int)' → nvrtcGetErrorString). */
+export function signatureSymbol(sig: string): string {
+  const m = /(\w+)\s*\(/.exec(sig);
+  if (!m) throw new CudaError(`not a C function signature: ${sig}`);
+  return m[1]!;
+}
+
 /** The functions of `sigs` in `lib`; one the library lacks fails with a CudaError when it is called. */
-function bind(lib: koffi.LibraryHandle, sigs: Record<string, string>): Record<string, Fn> {
+export function bind(lib: koffi.LibraryHandle, sigs: Record<string, string>): Record<string, Fn> {
   const out: Record<string, Fn> = {};
   for (const [k, sig] of Object.entries(sigs)) {
-    const symbol = /\s(\w+)\(/.exec(sig)![1]!;
+    const symbol = signatureSymbol(sig);
     const tries = NEWER[k] ? [sig.replace(`${symbol}(`, `${NEWER[k]}(`), sig] : [sig];
     for (const t of tries) {
       try {

@@ -14,7 +14,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CudaDriver } from '../../backends/cuda/driver.ts';
+import * as koffi from 'koffi';
+import { CudaDriver, DRIVER_SIGNATURES, NVRTC_SIGNATURES, bind, signatureSymbol } from '../../backends/cuda/driver.ts';
 import { CudaExecutable } from '../../backends/cuda/executable.ts';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { nvrtcFailure } from '../../backends/cuda/errors.ts';
@@ -156,5 +157,25 @@ describe('CUDA errors a user meets', () => {
 
   it('nvrtcFailure on a log without a line number keeps the log', () => {
     expect(nvrtcFailure('p', 'src', 'NVRTC_ERROR_INVALID_OPTION', 'nvrtc: error: invalid value').message).toBe('NVRTC could not compile p: NVRTC_ERROR_INVALID_OPTION\nnvrtc: error: invalid value');
+  });
+});
+
+describe('binding the driver through koffi', () => {
+  it('every driver and NVRTC signature names its function', () => {
+    const names = [...Object.values(DRIVER_SIGNATURES), ...Object.values(NVRTC_SIGNATURES)].map(signatureSymbol);
+    expect(names).toContain('nvrtcGetErrorString');
+    expect(names).toContain('cuGraphInstantiateWithFlags');
+    expect(names.every((n) => /^(cu|nvrtc)[A-Z]\w+$/.test(n))).toBe(true);
+    // koffi parses every signature (a bad type would otherwise surface as a missing function when called).
+    let i = 0;
+    for (const sig of [...Object.values(DRIVER_SIGNATURES), ...Object.values(NVRTC_SIGNATURES)])
+      expect(() => koffi.proto(sig.replace(/(\w+)\s*\(/, `kiln_sig_check_${i++}_$1(`)), sig).not.toThrow();
+  });
+
+  it('binds real functions of a real library (libc), a missing one fails only when called', () => {
+    const f = bind(koffi.load('libc.so.6'), { abs: 'int abs(int x)', strerror: 'const char *strerror(int e)', none: 'int kiln_no_such_function(int x)' });
+    expect(f.abs!(-3)).toBe(3);
+    expect(typeof f.strerror!(2)).toBe('string');
+    expect(() => f.none!(1)).toThrow(/this CUDA library has no kiln_no_such_function/);
   });
 });

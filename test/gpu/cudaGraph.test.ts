@@ -98,14 +98,9 @@ describe('CUDA graphs', () => {
 });
 
 describe('one memory plan for all device memory', () => {
-  it('cuMemGetInfo before and after = the plan (LightningDiT B/1 layout, depth 2, batch 16)', async () => {
-    const { LightningDiT, lightningDiTConfig } = await import('../../models/lightningdit.ts');
-    const { flowMatchingLossGraph, LIGHTNINGDIT_TRAINING } = await import('../../models/flowMatching.ts');
-    const { trainStep } = await import('../../compiler/transforms/trainStep.ts');
-    const model = new LightningDiT(lightningDiTConfig('B/1', { depth: 2 }));
-    const graph = trainStep(flowMatchingLossGraph(model, 16), {
-      loss: 'loss', metrics: ['mse', 'cos'], params: model.trainableParameterNames(), optimizer: LIGHTNINGDIT_TRAINING.optimizer, ema: LIGHTNINGDIT_TRAINING.ema,
-    });
+  it('cuMemGetInfo before and after = the plan (the LightningDiT-B/1 training step at batch 1)', async () => {
+    const { buildProgram } = await import('../../cli/programs.ts');
+    const graph = buildProgram('lightningdit', { train: true, batch: 1, size: 'B/1' });
     const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
     cuda.synchronize();
     const before = cuda.memInfo().free;
