@@ -94,7 +94,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     launchOverheadMs: capturedMs && uncapturedMs ? r3(uncapturedMs - capturedMs) : undefined,
     perLaunchUs: capturedMs && uncapturedMs ? +(((uncapturedMs - capturedMs) / launches) * 1000).toFixed(2) : undefined,
     planMiB: MiB(m.total), parametersMiB: MiB(m.parameters), stateMiB: MiB(m.state), ioMiB: MiB(m.io), arenaMiB: MiB(m.arena), extraMiB: MiB(m.extraBytes),
-    measuredMiB: MiB(measured), updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, loss0, device: cuda.name, errors,
+    measuredMiB: MiB(measured), updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, loss0, device: cuda.name, errors, captureError: exe.captureError,
     slowest: kt ? [...kt].sort((a, b) => b.ms - a.ms).slice(0, 5).map((k) => `${k.name} ${k.kind} ${k.ms.toFixed(3)}`) : undefined,
   };
   exe.dispose();

@@ -338,11 +338,16 @@ export class CudaDriver {
     }
     const g = [null as unknown];
     this.check('cuStreamEndCapture', this.cu.cuStreamEndCapture!(stream, g));
-    const count = [0];
-    this.check('cuGraphGetNodes', this.cu.cuGraphGetNodes!(g[0], null, count));
-    const exec = [null as unknown];
-    this.check('cuGraphInstantiate', this.cu.cuGraphInstantiate!(exec, g[0], 0));
-    return { graph: g[0], exec: exec[0], nodes: Number(count[0]) };
+    try {
+      const count = [0];
+      this.check('cuGraphGetNodes', this.cu.cuGraphGetNodes!(g[0], null, count));
+      const exec = [null as unknown];
+      this.check('cuGraphInstantiate', this.cu.cuGraphInstantiate!(exec, g[0], 0));
+      return { graph: g[0], exec: exec[0], nodes: Number(count[0]) };
+    } catch (e) {
+      this.cu.cuGraphDestroy!(g[0]);
+      throw e;
+    }
   }
   /** One driver call: replay a captured step on `stream`. */
   replay(g: CapturedGraph, stream: unknown): void {

@@ -21,6 +21,7 @@ import { type CudaModule, type KernelLaunch, type Launch, generateCuda } from '.
 import { CUBLAS_WORKSPACE_ID, type DeviceMemoryPlan, planDeviceMemory } from './deviceMemory.ts';
 import { type CapturedGraph, CudaDriver, type Module, type PinnedBuffer } from './driver.ts';
 import { DeviceMemoryError, outOfMemory } from './errors.ts';
+import { debugOn } from '../../compiler/debug.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
@@ -74,6 +75,8 @@ export class CudaExecutable implements Executable {
   private graph_: CapturedGraph | undefined;
   private runs = 0;
   private disposed = false;
+  /** Why the step could not be captured (then every run launches from the host). */
+  captureError: string | undefined;
 
   constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, driver?: CudaDriver) {
     this.cuda = driver ?? CudaDriver.get(options.libDir);
@@ -188,11 +191,17 @@ export class CudaExecutable implements Executable {
   /** Run one step on the device: host launches, or the captured graph (captured on the second run). */
   private step(): void {
     this.bindCublas();
-    if (this.options.graphs === false || this.runs === 0) this.enqueueStep();
-    else {
-      this.graph_ ??= this.cuda.capture(this.stream, () => this.enqueueStep());
-      this.cuda.replay(this.graph_, this.stream);
+    if (this.options.graphs !== false && this.runs > 0 && !this.graph_ && this.captureError === undefined) {
+      try {
+        this.graph_ = this.cuda.capture(this.stream, () => this.enqueueStep());
+      } catch (e) {
+        // Nothing captured ran: the step runs from the host below, and so do all later ones.
+        this.captureError = (e as Error).message;
+        if (debugOn('kernels')) process.stderr.write(`kiln: cuda: ${this.program.name}: capture failed, launching from the host: ${this.captureError}\n`);
+      }
     }
+    if (this.graph_) this.cuda.replay(this.graph_, this.stream);
+    else this.enqueueStep();
     this.runs++;
   }
 

@@ -85,6 +85,21 @@ describe('CUDA graphs: one driver call per step (fake driver)', () => {
     exe.dispose();
   });
 
+  it('a capture the driver rejects falls back to host launches, once', async () => {
+    const fake = fakeCuda({ overrides: { cuStreamEndCapture: () => 901 } });
+    const exe = await open(fake);
+    await exe.run(feeds(), []);
+    for (let r = 0; r < 3; r++) {
+      const at = fake.calls.length;
+      await exe.run(feeds(), []);
+      expect(fake.count('cuLaunchKernel', at)).toBe(exe.launchCount * (r === 0 ? 2 : 1)); // the failed capture's launches, then the real ones
+      expect(fake.count('cuGraphLaunch', at)).toBe(0);
+    }
+    expect(fake.count('cuStreamBeginCapture')).toBe(1);
+    expect(exe.captureError).toMatch(/cuStreamEndCapture failed: fake error 901/);
+    exe.dispose();
+  });
+
   it('all device memory is one allocation of the plan', async () => {
     const fake = fakeCuda();
     const exe = await open(fake);

@@ -33,6 +33,7 @@ async function train(backend: typeof captured, graph: Graph, init: ReadonlyMap<s
   const state = new Map<string, readonly number[]>();
   for (const i of graph.inputs) if (i.kind !== 'data') state.set(i.name, Array.from((await exe.read(i.name)).data as ArrayLike<number>));
   const nodes = exe.captured?.nodes;
+  if (exe.captureError) console.log(`capture failed: ${exe.captureError}`);
   exe.dispose();
   return { losses, state, nodes };
 }
