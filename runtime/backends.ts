@@ -26,7 +26,7 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
     cublas: !env.KILN_CUDA_NO_CUBLAS,
     tensorCores: !env.KILN_CUDA_NO_TENSOR_CORES,
     gemmTuning: env.KILN_GEMM_TUNING !== 'off',
-    graphs: !env.KILN_CUDA_NO_GRAPHS && !env.KILN_PROFILE,
+    ...(env.KILN_CUDA_NO_GRAPHS || env.KILN_PROFILE ? { graphs: false } : {}),
   };
 }
 

@@ -3,14 +3,14 @@
  * holding, in order, the resident inputs (parameters and frozen weights, then optimizer/EMA state),
  * the data inputs, outputs and constants, and the arena. The arena is the compiler's memory plan
  * (temporaries) plus the backend's own buffers placed into it by live range (compiler/schedule/
- * memoryPlan.ts placeExtras): GEMM epilogue and attention scratch of the generated module, and the
+ * backends/arena.ts): GEMM epilogue and attention scratch of the generated module, and the
  * cuBLAS workspace while GEMMs run. `next.*` outputs written in place (BufferDecl.inPlaceOf) take no
  * memory of their own. The figures are what `kiln compile --report --backend cuda` prints and what
  * the runtime's measured device memory is checked against.
  */
 import type { Graph } from '../../ir/graph.ts';
 import type { KernelProgram } from '../../ir/kernel/types.ts';
-import { type ArenaExtra, placeExtras, planOfProgram } from '../../compiler/schedule/memoryPlan.ts';
+import { type ArenaExtra, placeExtras, planOfProgram } from '../arena.ts';
 import type { CudaModule } from './codegen.ts';
 import type { DeviceMemoryFigures } from './errors.ts';
 

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { CUBLAS_WORKSPACE_BYTES, CUBLAS_WORKSPACE_ID, planDeviceMemory } from '../../backends/cuda/deviceMemory.ts';
 import { compile } from '../../compiler/compile.ts';
-import { planOfProgram } from '../../compiler/schedule/memoryPlan.ts';
+import { planOfProgram } from '../../backends/arena.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { atPrecision } from '../../runtime/compile.ts';
