@@ -6,8 +6,15 @@ with the peak memory PyTorch allocated during the timed steps.
   python3 bench/torch_baseline.py --bf16 lightningdit:128 lightningdit_xl:64  bf16 autocast (f32 master
       weights, matmuls and SDPA attention in bf16), eager
   python3 bench/torch_baseline.py --bf16 --compile lightningdit:128           the same under torch.compile
+
+AdamW is PyTorch's fused CUDA AdamW (what a user picks on a GPU). `firstStepMs` is the first step's
+wall time (torch.compile compiles there); `peakMiB` the most memory PyTorch's tensors took during the
+timed steps (torch.cuda.max_memory_allocated), `reservedMiB` the most its caching allocator held.
+KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR, as bench/trainStep.ts does) from the first
+step to the end of the timing, so that another process can compile meanwhile (bench/lightningdit.sh).
 """
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +85,21 @@ def program(name, batch):
     raise SystemExit(f"unknown program {name}")
 
 
+def acquire():
+    lock = os.environ.get("KILN_GPU_LOCK")
+    while lock:
+        try:
+            os.mkdir(lock)
+            break
+        except FileExistsError:
+            time.sleep(0.05)
+
+    def release():
+        if lock and os.path.isdir(lock):
+            os.rmdir(lock)
+    return release
+
+
 def sync():
     if dev == "cuda":
         torch.cuda.synchronize()
@@ -101,7 +123,8 @@ def bench(spec):
         loss_fn = torch.compile(loss_fn)  # forward + loss (autocast inside the compiled region); backward by AOTAutograd
     params = [p for p in m.parameters() if p.requires_grad]
     dit = name.startswith("lightningdit")
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if dit else (0.9, 0.999), weight_decay=0.0 if dit else 0.01)
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if dit else (0.9, 0.999), weight_decay=0.0 if dit else 0.01,
+                            fused=dev == "cuda")
     ema = [p.detach().clone() for p in params] if ema_decay else None
 
     def step():
@@ -111,20 +134,30 @@ def bench(spec):
         if ema:
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - ema_decay)
 
-    for _ in range(3):
+    release = acquire()
+    try:
+        t = time.perf_counter()
         step()
-    sync()
-    if dev == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    n = 5 if dit else 20
-    t = time.perf_counter()
-    for _ in range(n):
-        step()
-    sync()
-    ms = (time.perf_counter() - t) / n * 1000
+        sync()
+        first = (time.perf_counter() - t) * 1000
+        for _ in range(2):
+            step()
+        sync()
+        if dev == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        n = 10 if dit else 20
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        sync()
+        ms = (time.perf_counter() - t) / n * 1000
+    finally:
+        release()
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else 0
+    reserved = torch.cuda.max_memory_reserved() / 2**20 if dev == "cuda" else 0
     return {"program": name, "batch": batch, "precision": "bf16" if BF16 else "f32", "compiled": COMPILE, "stepMs": round(ms, 3),
-            "peakMiB": round(peak), "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
+            "firstStepMs": round(first), "peakMiB": round(peak), "reservedMiB": round(reserved),
+            "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
 
 
 for spec in [a for a in sys.argv[1:] if not a.startswith("--")]:

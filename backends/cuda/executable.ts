@@ -49,6 +49,8 @@ export class CudaExecutable implements Executable {
   private readonly module: Module;
   private readonly gen: CudaModule;
   private readonly written = new Set<string>();
+  /** Bytes of device memory this executable allocated (arena, buffers, scratch). */
+  allocatedBytes = 0;
 
   constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}) {
     this.cuda = CudaDriver.get(options.libDir);
@@ -56,22 +58,23 @@ export class CudaExecutable implements Executable {
     this.gen = generateCuda(options.gemmTuning === false ? program : applyTuning(program, this.cuda.name, options.cacheDir ?? defaultPtxCacheDir()), options);
     const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
     this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
-    const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
+    const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)), Math.max(256, program.arenaBytes));
     for (const b of program.buffers) {
       const bytes = b.numel * bytesPer(b.dtype);
       if (b.kind === 'temp') this.ptr.set(b.id, arena + BigInt(b.offset ?? 0));
       else {
-        const p = this.own(this.cuda.alloc(bytes));
+        const p = this.own(this.cuda.alloc(bytes), bytes);
         this.ptr.set(b.id, p);
         if (b.kind === 'const') this.cuda.upload(p, encode(b.dtype, b.data!));
         else this.cuda.zero(p, bytes);
       }
     }
-    for (const s of this.gen.scratch) this.ptr.set(s.id, this.own(this.cuda.alloc(s.bytes)));
+    for (const s of this.gen.scratch) this.ptr.set(s.id, this.own(this.cuda.alloc(s.bytes), s.bytes));
   }
 
-  private own(p: bigint): bigint {
+  private own(p: bigint, bytes: number): bigint {
     this.owned.push(p);
+    this.allocatedBytes += bytes;
     return p;
   }
 
@@ -134,6 +137,28 @@ export class CudaExecutable implements Executable {
         times[i]! += performance.now() - t;
       });
     return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! / repeats }));
+  }
+
+  /**
+   * One step's launches, as the device ran them: a GPU event after every launch, no synchronization
+   * in between, so each launch's time is the gap between its event and the previous one — its own
+   * GPU time when the GPU is the bottleneck, or the CPU's launch time when the GPU waited for it.
+   * The times sum to the step's GPU timeline. Per launch: kernel index, what ran, milliseconds.
+   */
+  timeline(): Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string; ms: number }> {
+    this.cuda.synchronize();
+    const t = this.cuda.timeline();
+    const what: Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string }> = [];
+    t.mark();
+    this.gen.launches.forEach((ls, i) => {
+      for (const l of ls) {
+        this.launch(l);
+        t.mark();
+        what.push({ kernel: i, launch: l.kind, fn: l.kind === 'kernel' ? l.fn : `cublas ${l.m}x${l.n}x${l.k}` });
+      }
+    });
+    const ms = t.elapsed();
+    return what.map((w, i) => ({ ...w, ms: ms[i]! }));
   }
 
   /** Launch kernel `i` of the program alone and return output `name` (for checking tuning candidates). */

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# LightningDiT training steps, Kiln (cuda, bf16 autocast) next to PyTorch eager bf16 and torch.compile
+# bf16 (bench/torch_baseline.py), same model, batch and card, in one call, with both sides' device
+# memory. The compiles run in parallel (CPU); the GPU is held by one process at a time for its timed
+# steps (KILN_GPU_LOCK), so no timing overlaps another. Run on the GPU machine from the repository root
+# (after `source .device/enter.sh`):
+#   bash bench/lightningdit.sh [SECONDS] [specs...]       default: 140 lightningdit:128
+# Each part is killed after SECONDS; raw lines and logs go to ${OUT:-/tmp}; prints a table at the end.
+set -uo pipefail
+limit=${1:-140}; shift || true
+specs=${*:-lightningdit:128}
+out=${OUT:-/tmp}
+export KILN_GPU_LOCK=/tmp/kiln-gpu-lock-$$
+rm -rf "$KILN_GPU_LOCK"
+pids=()
+for s in $specs; do
+  tag=${s//:/_}
+  ( KILN_BACKEND=cuda KILN_PROFILE=1 timeout "$limit" tsx bench/trainStep.ts "$s" > "$out/kiln_$tag.jsonl" 2> "$out/kiln_$tag.log" ) &
+  pids+=($!)
+  ( timeout "$limit" python3 bench/torch_baseline.py --bf16 "$s" > "$out/eager_$tag.jsonl" 2> "$out/eager_$tag.log" ) &
+  pids+=($!)
+  if [ -z "${KILN_NO_TORCH_COMPILE:-}" ]; then
+    ( timeout "$limit" python3 bench/torch_baseline.py --bf16 --compile "$s" > "$out/compile_$tag.jsonl" 2> "$out/compile_$tag.log" ) &
+    pids+=($!)
+  fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+rm -rf "$KILN_GPU_LOCK"
+node -e '
+const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
+const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };
+const ms = (x) => (x ? x.stepMs : "—");
+console.log("| program | batch | Kiln bf16 step ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const s of specs) {
+  const tag = s.replace(/:/g, "_"), k = read(`kiln_${tag}.jsonl`), e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
+  const r = (a, b) => (a && b ? (a.stepMs / b.stepMs).toFixed(2) + "x" : "—");
+  const mem = (x) => (x ? `${x.peakMiB} / ${x.reservedMiB}` : "—");
+  console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(k)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
+  if (k?.profile) {
+    const p = k.profile;
+    console.log(`  Kiln ${s}: GPU timeline ${p.gpuTimelineMs} ms, CPU enqueue ${p.cpuEnqueueMs} ms/step, ${p.launches} launches (${p.launchBound.launches} under 8 us: ${p.launchBound.ms} ms)`);
+    for (const [kind, v] of Object.entries(p.byKind)) console.log(`    ${kind}: ${v.ms} ms (${v.share}, ${v.launches} launches)`);
+  }
+}
+' "$out" $specs
