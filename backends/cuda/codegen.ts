@@ -21,6 +21,7 @@ import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProg
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
+import { accStoredAsBf16, align256, gemmWorkspace, stageOperand } from './gemmLibrary.ts';
 import { type CudaEmitter, genTensorCoreGemm } from './gemmTensorCore.ts';
 import { MMA_PTX } from './mma.ts';
 import { PRELUDE } from './prelude.ts';
@@ -372,31 +373,19 @@ function batchStride(coef: (v: string) => number, batch: readonly number[]): num
 }
 
 /**
- * Plan a matmul kernel as a cuBLAS SGEMM when both operands are strided views of f32 buffers: C
- * (row-major [batch, m, n]) is computed as its column-major transpose Cᵀ = Bᵀ·Aᵀ. The epilogue then
- * runs as an elementwise kernel over C, unless it is just "store acc", in which case cuBLAS writes the
- * output buffer itself.
+ * Plan a matmul kernel as a library GEMM — a cuBLAS SGEMM when both operands are strided views of f32
+ * buffers, cuBLAS GemmEx bf16 where the schedule's provider is 'cublas' — computing C (row-major
+ * [batch, m, n]) as its column-major transpose Cᵀ = Bᵀ·Aᵀ. bf16 operands that are not plain strided
+ * views are staged first (gemmLibrary.ts). The epilogue then runs as an elementwise kernel over C in
+ * the module's GEMM workspace (C in bf16 when the epilogue only reads bf16(acc)), unless it is just
+ * "store acc", in which case the library writes the output buffer itself.
  */
-function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[]): Launch[] | undefined {
-  if (g.options.cublas === false || k.accDType !== 'f32' || k.m < 2 || k.n < 2 || k.k < 2) return undefined;
+function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[], em: CudaEmitter): Launch[] | undefined {
+  if (g.options.cublas === false || k.accDType !== 'f32') return undefined;
   // f32 operands: SGEMM (the default for plain strided f32); bf16: only where the schedule says so.
-  const ab = k.tile?.provider === 'cublas' && k.a.dtype === 'bf16' ? 'bf16' : 'f32';
+  const ab = k.tile?.provider === 'cublas' && k.a.dtype === 'bf16' && k.b.dtype === 'bf16' ? 'bf16' : 'f32';
+  if (ab === 'f32' && (k.m < 2 || k.n < 2 || k.k < 2)) return undefined;
   const bv = k.batch.map((_, i) => `b${i}`);
-  const A = strided(k.a, g.buffers, [...bv, 'i', 'p'], ab);
-  const B = strided(k.b, g.buffers, [...bv, 'p', 'j'], ab);
-  if (!A || !B) return undefined;
-  const sA = batchStride(A.coef, k.batch), sB = batchStride(B.coef, k.batch);
-  if (sA === undefined || sB === undefined) return undefined;
-  // X (n×k) = Bᵀ, from B[p][j] = mem[c + p·sP + j·sJ]; Y (k×m) = Aᵀ, from A[i][p] = mem[c + i·sI + p·sP].
-  const [sJ, sPb] = [B.coef('j'), B.coef('p')];
-  const [sI, sPa] = [A.coef('i'), A.coef('p')];
-  let ta: 0 | 1, lda: number, tb: 0 | 1, ldb: number;
-  if (sJ === 1 && sPb >= k.n) [ta, lda] = [0, sPb];
-  else if (sPb === 1 && sJ >= k.k) [ta, lda] = [1, sJ];
-  else return undefined;
-  if (sPa === 1 && sI >= k.k) [tb, ldb] = [0, sI];
-  else if (sI === 1 && sPa >= k.m) [tb, ldb] = [1, sPa];
-  else return undefined;
   const batch = k.batch.reduce((x, y) => x * y, 1);
   const vars = [...bv, 'i', 'j'];
   const identity = affine(linearIndex(vars.map((v) => I.v(v)), stridesOf([...k.batch, k.m, k.n])))!;
@@ -404,23 +393,57 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   const outType = only?.k === 'store' ? g.buffers[only.buf]!.dtype : undefined;
   const direct = only?.k === 'store' && only.mode === 'set' && (outType === 'f32' || (ab === 'bf16' && outType === 'bf16')) &&
     (only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref')) && sameAffine(affine(only.index), identity);
+  // The workspace: [C (unless direct) | staged a | staged b], each 256-byte aligned.
+  const cType = direct ? (outType as 'f32' | 'bf16') : ab === 'bf16' && accStoredAsBf16(k.epilogue) ? 'bf16' : 'f32';
+  const cBytes = direct ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
+  let used = cBytes;
+  let workspace: ReturnType<typeof gemmWorkspace> | undefined;
+  const ws = () => (workspace ??= gemmWorkspace(scratch));
+  const staging: Launch[] = [];
+  const stagingSource: string[] = [];
+  // Column-major layouts: X (n×k) = Bᵀ from B[p][j] = mem[c + p·sP + j·sJ]; Y (k×m) = Aᵀ from A[i][p] = mem[c + i·sI + p·sP].
+  const layoutB = (B: { coef: (v: string) => number }): [0 | 1, number] | undefined => {
+    const [sJ, sP] = [B.coef('j'), B.coef('p')];
+    return sJ === 1 && sP >= k.n ? [0, sP] : sP === 1 && sJ >= k.k ? [1, sJ] : undefined;
+  };
+  const layoutA = (A: { coef: (v: string) => number }): [0 | 1, number] | undefined => {
+    const [sI, sP] = [A.coef('i'), A.coef('p')];
+    return sP === 1 && sI >= k.k ? [0, sI] : sI === 1 && sP >= k.m ? [1, sP] : undefined;
+  };
+  // A plain strided view the library can read as it is, else (bf16) the operand staged K-contiguous.
+  const operand = (which: 'a' | 'b') => {
+    const plain = strided(which === 'a' ? k.a : k.b, g.buffers, [...bv, ...(which === 'a' ? ['i', 'p'] : ['p', 'j'])], ab);
+    if (plain && (which === 'a' ? layoutA(plain) : layoutB(plain)) && batchStride(plain.coef, k.batch) !== undefined) return plain;
+    if (ab !== 'bf16') return undefined;
+    const st = stageOperand(em, k, which, fn, ws().id, used, stagingSource);
+    used += align256(st.bytes);
+    staging.push(st.launch);
+    return st.operand;
+  };
+  const A = operand('a');
+  const B = operand('b');
+  if (!A || !B) return undefined;
+  const sA = batchStride(A.coef, k.batch)!, sB = batchStride(B.coef, k.batch)!;
+  const [ta, lda] = layoutB(B)!;
+  const [tb, ldb] = layoutA(A)!;
+  if (used > 0) ws().request(used);
+  out.push(...stagingSource);
   const gemm = (c: { buf: number; offset: number }): GemmLaunch => ({
     kind: 'gemm', ta, tb, m: k.n, n: k.m, k: k.k, a: { buf: B.buf, offset: B.c }, lda, sA: sB, b: { buf: A.buf, offset: A.c }, ldb, sB: sA,
-    c, ldc: k.n, sC: k.m * k.n, batch, ab, cType: direct ? (outType as 'f32' | 'bf16') : 'f32',
+    c, ldc: k.n, sC: k.m * k.n, batch, ab, cType,
   });
-  if (direct) return [gemm({ buf: only.buf, offset: 0 })];
-  const cId = -(scratch.length + 1);
-  scratch.push({ id: cId, bytes: batch * k.m * k.n * 4 });
+  if (direct) return [...staging, gemm({ buf: only.buf, offset: 0 })];
+  const cId = ws().id;
   const total = batch * k.m * k.n;
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
   const ids = [...new Set([...acc.reads, ...acc.writes])].sort((x, y) => x - y);
   out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
   decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
-  out.push(`  const float v_acc = scr${-cId}[t];`);
+  out.push(cType === 'bf16' ? `  const float v_acc = k_bf16_to_f32(((const u16*)scr${-cId})[t]);` : `  const float v_acc = scr${-cId}[t];`);
   g.stmts(k.epilogue, '  ', out);
   out.push('}');
-  return [gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+  return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
 }
 
 function sameAffine(a: ReturnType<typeof affine>, b: ReturnType<typeof affine>): boolean {
@@ -543,7 +566,7 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
           const tc = genTensorCoreGemm(emitter, k, fn, ids, out);
           return [{ kind: 'kernel' as const, fn: tc.fn, grid: tc.grid, block: tc.block, sharedBytes: tc.shmem, params: ids }];
         }
-        return planGemm(g, k, fn, out, scratch) ?? genMatmul(g, k, fn, ids, out);
+        return planGemm(g, k, fn, out, scratch, emitter) ?? genMatmul(g, k, fn, ids, out);
       case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
     }
   });
