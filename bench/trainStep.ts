@@ -15,12 +15,17 @@
  * (CudaExecutable.timeline), the times summed per kind of kernel (generated tensor-core GEMM, cuBLAS,
  * cuBLAS epilogue, attention forward / backward, elementwise, row/reduction kernels), the CPU time to
  * enqueue one step, and the slowest kernels (stderr, and `profile` in the JSON line).
+ * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
+ * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
  * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) from the first upload to the end of the
  * timing (compiles and NVRTC run before), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
  */
 import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
 import { CudaDriver } from '../backends/cuda/driver.ts';
-import type { CudaExecutable } from '../backends/cuda/executable.ts';
+import { CudaExecutable } from '../backends/cuda/executable.ts';
+import { autotuneGemms } from '../backends/cuda/gemmAutotune.ts';
+import { applyTuning } from '../backends/cuda/gemmTuning.ts';
+import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { buildProgram } from '../cli/programs.ts';
 import { compile } from '../compiler/compile.ts';
 import type { Graph } from '../ir/graph.ts';
@@ -50,17 +55,17 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
   return feeds;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /** Hold the GPU: an atomic mkdir of `dir` (released by rmdir). */
-async function acquire(dir: string | undefined): Promise<() => void> {
+function acquire(dir: string | undefined): () => void {
   if (!dir) return () => {};
   for (;;) {
     try {
       mkdirSync(dir);
       return () => existsSync(dir) && rmdirSync(dir);
     } catch {
-      await sleep(50);
+      Atomics.wait(pause, 0, 0, 50);
     }
   }
 }
@@ -73,6 +78,7 @@ function launchKind(k: Kernel, launch: 'kernel' | 'gemm', fn: string): string {
     case 'matmul':
       if (launch === 'gemm') return 'matmul: cuBLAS';
       if (fn.endsWith('_epilogue')) return 'matmul: cuBLAS epilogue kernel';
+      if (fn.includes('_stage_')) return 'matmul: cuBLAS operand staging';
       return k.tile?.provider === 'tensor-core' ? 'matmul: generated tensor-core' : 'matmul: generated SIMT';
     case 'attention': return 'attention forward';
     case 'attention_grad': return 'attention backward';
@@ -120,11 +126,33 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const graph = atPrecision(buildProgram(name, { train: true, batch, size: sizeArg ?? defaultSize }), precision);
   const compiled = compile(graph);
   const compileMs = performance.now() - t0;
-  const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
+  const options = cudaOptionsFromEnv();
+  const cuda = CudaDriver.get(options.libDir);
+  const cacheDir = options.cacheDir ?? defaultPtxCacheDir();
+  // KILN_GEMM_AUTOTUNE=1: measure the providers of the step's own matmuls first (the backend then
+  // finds them in the tuning cache); the tuning program compiles outside the GPU lock, times inside.
+  let autotune: Record<string, unknown> | undefined;
+  if (options.autotune) {
+    const t = performance.now();
+    let unlock = () => {};
+    try {
+      const results = autotuneGemms(compiled.program, cuda.name, cacheDir, (p) => {
+        const e = new CudaExecutable(graph, p, { ...options, gemmTuning: false });
+        unlock = acquire(process.env.KILN_GPU_LOCK);
+        return e;
+      });
+      const chosen: Record<string, number> = {};
+      for (const r of results) chosen[r.chosen] = (chosen[r.chosen] ?? 0) + r.kernels;
+      autotune = { ms: Math.round(performance.now() - t), signatures: results.length, kernelsBy: chosen, results };
+    } finally {
+      unlock();
+    }
+  }
+  const tuned = options.gemmTuning === false ? compiled.program : applyTuning(compiled.program, cuda.name, cacheDir);
   const t1 = performance.now();
   const exe = (await backend.compile(graph, compiled.program)) as CudaExecutable;
   const nvrtcMs = performance.now() - t1;
-  const release = await acquire(process.env.KILN_GPU_LOCK);
+  const release = acquire(process.env.KILN_GPU_LOCK);
   try {
     // Parameters: small deterministic values; state: zeros.
     const init = new Map<string, HostTensor>();
@@ -148,7 +176,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     const stepMs = Number(((performance.now() - t2) / steps).toFixed(3));
     const prof = process.env.KILN_PROFILE ? profile(exe, compiled.program, enqueue / steps, stepMs) : undefined;
     exe.dispose();
-    const p = compiled.program;
+    const p = tuned;
     const planned = p.arenaBytes + p.buffers.filter((x) => x.kind !== 'temp').reduce((s, x) => s + x.numel * (x.dtype === 'bf16' || x.dtype === 'f16' ? 2 : 4), 0);
     const matmuls = p.kernels.filter((k) => k.kind === 'matmul');
     const providers: Record<string, number> = {};
@@ -156,7 +184,8 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     return {
       program: key, size: sizeArg ?? defaultSize, batch, precision, kernels: p.kernels.length, matmulProviders: providers,
       compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs, loss: Number(first.loss!.data[0]!.toFixed(5)),
-      deviceMiB: Math.round(deviceBytes / 2 ** 20), plannedMiB: Math.round(planned / 2 ** 20), device: cuda.name, ...(prof ? { profile: prof } : {}),
+      deviceMiB: Math.round(deviceBytes / 2 ** 20), plannedMiB: Math.round(planned / 2 ** 20), device: cuda.name,
+      ...(autotune ? { autotune } : {}), ...(prof ? { profile: prof } : {}),
     };
   } finally {
     release();

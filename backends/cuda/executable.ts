@@ -15,6 +15,7 @@ import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
+import { autotuneGemms } from './gemmAutotune.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
@@ -214,6 +215,8 @@ export function createCudaBackend(options: CudaOptions = {}): Backend {
     consumes: 'kernels',
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
+      if (options.autotune && options.gemmTuning !== false)
+        autotuneGemms(program, CudaDriver.get(options.libDir).name, options.cacheDir ?? defaultPtxCacheDir(), (p) => new CudaExecutable(graph, p, { ...options, gemmTuning: false }));
       return new CudaExecutable(graph, program, options);
     },
   };

@@ -18,6 +18,11 @@ export interface CudaOptions {
   readonly tensorCores?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
+  /**
+   * Before compiling a program, measure the providers (generated kernel, cuBLAS) of its matmuls that
+   * the tuning cache does not know yet, and record the fastest (gemmAutotune.ts; default false).
+   */
+  readonly autotune?: boolean;
 }
 
 export const DEFAULT_CUDA_LIB_DIR = '/usr/local/cuda/targets/x86_64-linux/lib';
