@@ -17,7 +17,19 @@ specs=${*:-lightningdit:128}
 out=${OUT:-/tmp}
 export KILN_GPU_LOCK=/tmp/kiln-gpu-lock-$$
 rm -rf "$KILN_GPU_LOCK"
-pids=()
+# The eager runs hold the GPU first (they are quick and take the most memory); everything else takes
+# its turn after they have exited (KILN_GPU_AFTER), so that their memory is free by then.
+after=/tmp/kiln-gpu-eager-done-$$
+export KILN_GPU_AFTER=$after
+rm -f "$KILN_GPU_AFTER" "$KILN_GPU_AFTER".*
+eager=()
+for s in $specs; do
+  tag=${s//:/_}
+  ( unset KILN_GPU_AFTER; timeout "$limit" python3 bench/torch_baseline.py --bf16 "$s" > "$out/eager_$tag.jsonl" 2> "$out/eager_$tag.log"; touch "$after.$tag" ) &
+  eager+=($!)
+done
+( n=${#eager[@]}; while [ "$(ls "$KILN_GPU_AFTER".* 2>/dev/null | wc -l)" -lt "$n" ]; do sleep 0.1; done; touch "$KILN_GPU_AFTER" ) &
+pids=("${eager[@]}" $!)
 for s in $specs; do
   tag=${s//:/_}
   if [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]]; then
@@ -28,15 +40,13 @@ for s in $specs; do
     ( KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 timeout "$limit" tsx bench/trainStep.ts "$s" > "$out/kilntuned_$tag.jsonl" 2> "$out/kilntuned_$tag.log" ) &
     pids+=($!)
   fi
-  ( timeout "$limit" python3 bench/torch_baseline.py --bf16 "$s" > "$out/eager_$tag.jsonl" 2> "$out/eager_$tag.log" ) &
-  pids+=($!)
   if [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]]; then
     ( timeout "$limit" python3 bench/torch_baseline.py --bf16 --compile "$s" > "$out/compile_$tag.jsonl" 2> "$out/compile_$tag.log" ) &
     pids+=($!)
   fi
 done
 for p in "${pids[@]}"; do wait "$p"; done
-rm -rf "$KILN_GPU_LOCK"
+rm -rf "$KILN_GPU_LOCK" "$KILN_GPU_AFTER" "$KILN_GPU_AFTER".*
 node -e '
 const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
 const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };

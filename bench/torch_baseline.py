@@ -11,7 +11,8 @@ AdamW is PyTorch's fused CUDA AdamW (what a user picks on a GPU). `firstStepMs` 
 wall time (torch.compile compiles there); `peakMiB` the most memory PyTorch's tensors took during the
 timed steps (torch.cuda.max_memory_allocated), `reservedMiB` the most its caching allocator held.
 KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR, as bench/trainStep.ts does) from the first
-step to the end of the timing, so that another process can compile meanwhile (bench/lightningdit.sh).
+step to the end of the timing, so that another process can compile meanwhile (bench/lightningdit.sh);
+when KILN_GPU_AFTER=FILE is set too, only once FILE exists.
 """
 import json
 import os
@@ -86,7 +87,9 @@ def program(name, batch):
 
 
 def acquire():
-    lock = os.environ.get("KILN_GPU_LOCK")
+    lock, after = os.environ.get("KILN_GPU_LOCK"), os.environ.get("KILN_GPU_AFTER")
+    while lock and after and not os.path.exists(after):
+        time.sleep(0.05)
     while lock:
         try:
             os.mkdir(lock)

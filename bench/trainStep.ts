@@ -57,9 +57,15 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 
-/** Hold the GPU: an atomic mkdir of `dir` (released by rmdir). */
+/**
+ * Hold the GPU: an atomic mkdir of `dir` (released by rmdir), after the file KILN_GPU_AFTER (when set)
+ * exists — bench/lightningdit.sh lets the PyTorch eager runs go first that way, so that their memory is
+ * free before the big compiled programs run.
+ */
 function acquire(dir: string | undefined): () => void {
   if (!dir) return () => {};
+  const after = process.env.KILN_GPU_AFTER;
+  while (after && !existsSync(after)) Atomics.wait(pause, 0, 0, 50);
   for (;;) {
     try {
       mkdirSync(dir);
