@@ -21,7 +21,7 @@ import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProg
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
-import { accStoredAsBf16, align256, gemmWorkspace, stageOperand } from './gemmLibrary.ts';
+import { LT_WORKSPACE_BYTES, accStoredAsBf16, align256, gemmWorkspace, ltBias, singleStore, stageOperand } from './gemmLibrary.ts';
 import { type CudaEmitter, genTensorCoreGemm } from './gemmTensorCore.ts';
 import { MMA_PTX } from './mma.ts';
 import { PRELUDE } from './prelude.ts';
@@ -59,6 +59,13 @@ export interface GemmLaunch {
   /** Operand and result dtypes (f32 SGEMM, or bf16 operands with an f32/bf16 result). */
   readonly ab: 'f32' | 'bf16';
   readonly cType: 'f32' | 'bf16';
+  /** cuBLASLt instead of cuBLAS (provider 'cublaslt'): its epilogue, bias vector and workspace region. */
+  readonly lt?: {
+    readonly epilogue: 'default' | 'bias';
+    readonly bias?: { readonly buf: number; readonly offset: number; readonly dtype: 'f32' | 'bf16' };
+    readonly workspace: { readonly buf: number; readonly offset: number };
+    readonly workspaceBytes: number;
+  };
 }
 
 export type Launch = KernelLaunch | GemmLaunch;
@@ -383,17 +390,21 @@ function batchStride(coef: (v: string) => number, batch: readonly number[]): num
 function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[], em: CudaEmitter): Launch[] | undefined {
   if (g.options.cublas === false || k.accDType !== 'f32') return undefined;
   // f32 operands: SGEMM (the default for plain strided f32); bf16: only where the schedule says so.
-  const ab = k.tile?.provider === 'cublas' && k.a.dtype === 'bf16' && k.b.dtype === 'bf16' ? 'bf16' : 'f32';
+  const provider = k.tile?.provider;
+  const ab = (provider === 'cublas' || provider === 'cublaslt') && k.a.dtype === 'bf16' && k.b.dtype === 'bf16' ? 'bf16' : 'f32';
+  const lt = ab === 'bf16' && provider === 'cublaslt';
   if (ab === 'f32' && (k.m < 2 || k.n < 2 || k.k < 2)) return undefined;
   const bv = k.batch.map((_, i) => `b${i}`);
   const batch = k.batch.reduce((x, y) => x * y, 1);
   const vars = [...bv, 'i', 'j'];
   const identity = affine(linearIndex(vars.map((v) => I.v(v)), stridesOf([...k.batch, k.m, k.n])))!;
-  const only = k.epilogue.length === 1 ? k.epilogue[0]! : undefined;
-  const outType = only?.k === 'store' ? g.buffers[only.buf]!.dtype : undefined;
-  const direct = only?.k === 'store' && only.mode === 'set' && (outType === 'f32' || (ab === 'bf16' && outType === 'bf16')) &&
-    (only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref')) && sameAffine(affine(only.index), identity);
-  // The workspace: [C (unless direct) | staged a | staged b], each 256-byte aligned.
+  const only = singleStore(k.epilogue);
+  const outType = only ? g.buffers[only.buf]!.dtype : undefined;
+  const storesIdentity = only?.k === 'store' && only.mode === 'set' && (outType === 'f32' || (ab === 'bf16' && outType === 'bf16')) && sameAffine(affine(only.index), identity);
+  // cuBLASLt's BIAS epilogue: the one store is accumulator + bias[j] (gemmLibrary.ts ltBias).
+  const bias = lt && storesIdentity ? ltBias(only.value, outType!, g.buffers) : undefined;
+  const direct = storesIdentity && (bias !== undefined || only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref'));
+  // The workspace: [C (unless direct) | staged a | staged b | cuBLASLt workspace], each 256-byte aligned.
   const cType = direct ? (outType as 'f32' | 'bf16') : ab === 'bf16' && accStoredAsBf16(k.epilogue) ? 'bf16' : 'f32';
   const cBytes = direct ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
   let used = cBytes;
@@ -426,11 +437,17 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   const sA = batchStride(A.coef, k.batch)!, sB = batchStride(B.coef, k.batch)!;
   const [ta, lda] = layoutB(B)!;
   const [tb, ldb] = layoutA(A)!;
+  const ltWorkspace = lt ? used : 0;
+  if (lt) used += LT_WORKSPACE_BYTES;
   if (used > 0) ws().request(used);
   out.push(...stagingSource);
   const gemm = (c: { buf: number; offset: number }): GemmLaunch => ({
     kind: 'gemm', ta, tb, m: k.n, n: k.m, k: k.k, a: { buf: B.buf, offset: B.c }, lda, sA: sB, b: { buf: A.buf, offset: A.c }, ldb, sB: sA,
     c, ldc: k.n, sC: k.m * k.n, batch, ab, cType,
+    ...(lt ? { lt: {
+      epilogue: bias ? 'bias' as const : 'default' as const, workspace: { buf: ws().id, offset: ltWorkspace }, workspaceBytes: LT_WORKSPACE_BYTES,
+      ...(bias ? { bias: { buf: bias.buf, offset: bias.c, dtype: outType as 'f32' | 'bf16' } } : {}),
+    } } : {}),
   });
   if (direct) return [...staging, gemm({ buf: only.buf, offset: 0 })];
   const cId = ws().id;

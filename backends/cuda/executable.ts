@@ -12,7 +12,7 @@ import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
-import { Cublas } from './blas.ts';
+import { Cublas, CublasLt } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
 import { autotuneGemms } from './gemmAutotune.ts';
@@ -115,7 +115,16 @@ export class CudaExecutable implements Executable {
     }
     const at = (x: { buf: number; offset: number }, bytes: number) => this.ptr.get(x.buf)! + BigInt(x.offset * bytes);
     const ab = l.ab === 'bf16' ? 2 : 4;
-    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C: at(l.c, l.cType === 'bf16' ? 2 : 4), c: l.cType }, `${l.m}x${l.n}x${l.k}`);
+    const C = at(l.c, l.cType === 'bf16' ? 2 : 4);
+    if (l.lt) {
+      const bias = l.lt.bias ? at(l.lt.bias, l.lt.bias.dtype === 'bf16' ? 2 : 4) : undefined;
+      CublasLt.get(this.options.libDir).gemm({
+        ...l, A: at(l.a, ab), B: at(l.b, ab), D: C, ldd: l.ldc, sD: l.sC, d: l.cType, epilogue: l.lt.epilogue,
+        ...(bias !== undefined ? { bias, biasType: l.lt.bias!.dtype } : {}), workspace: at(l.lt.workspace, 1), workspaceBytes: l.lt.workspaceBytes,
+      }, `${l.m}x${l.n}x${l.k}`);
+      return;
+    }
+    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C, c: l.cType }, `${l.m}x${l.n}x${l.k}`);
   }
 
   /** Launch every kernel once (inputs already on the device). */

@@ -2,8 +2,9 @@
  * @file Measured provider choice for a program's own matmul kernels: every tensor-core matmul whose
  * signature (gemmTuning.ts gemmSignature: shape, batch, dtypes, operand staging, epilogue) has no
  * entry in this device's tuning cache is timed as each candidate — the tiling stage's generated
- * kernel and the library provider (cuBLAS bf16, operands staged where they are not plain views,
- * C through the GEMM workspace into the fused epilogue kernel: gemmLibrary.ts) — on the GPU, and the
+ * kernel and the library providers (cuBLAS bf16, operands staged where they are not plain views,
+ * C through the GEMM workspace into the fused epilogue kernel; cuBLASLt with its bias epilogue where
+ * the epilogue is one store: gemmLibrary.ts) — on the GPU, and the
  * fastest is recorded in the cache, which the CUDA backend applies when it compiles (applyTuning).
  *
  * All candidates of all signatures are kernels of ONE tuning program (one NVRTC compile) over the
@@ -14,6 +15,7 @@
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import type { BufferDecl, Kernel, KernelProgram, MatmulKernel, TileSchedule } from '../../ir/kernel/types.ts';
+import { singleStore } from './gemmLibrary.ts';
 import { gemmSignature, recordTuning, tunedEntries } from './gemmTuning.ts';
 
 /** What the tuner needs of an executable (CudaExecutable). */
@@ -30,12 +32,16 @@ export interface AutotuneResult {
   readonly chosen: string;
 }
 
-const candidateName = (t: TileSchedule) => (t.provider === 'cublas' ? 'cublas' : `${t.provider} ${t.block.m}x${t.block.n}x${t.block.k}/s${t.stages}`);
+const candidateName = (t: TileSchedule) => (t.provider === 'cublas' || t.provider === 'cublaslt' ? t.provider : `${t.provider} ${t.block.m}x${t.block.n}x${t.block.k}/s${t.stages}`);
 
-/** The candidate schedules of a tensor-core matmul: its default tile and the library provider. */
+/**
+ * The candidate schedules of a tensor-core matmul: its default tile, cuBLAS, and cuBLASLt where the
+ * epilogue is one store (which cuBLASLt may write itself, with its bias epilogue: gemmLibrary.ts).
+ */
 export function gemmCandidates(k: MatmulKernel): TileSchedule[] {
   const t = k.tile!;
-  return [t, { ...t, provider: 'cublas', source: 'measured' }];
+  const lt: TileSchedule[] = singleStore(k.epilogue) ? [{ ...t, provider: 'cublaslt', source: 'measured' }] : [];
+  return [t, { ...t, provider: 'cublas', source: 'measured' }, ...lt];
 }
 
 /**

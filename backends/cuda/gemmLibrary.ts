@@ -11,12 +11,16 @@
  *    kernel into the workspace, K-contiguous, so the library reads a plain matrix. For weights this
  *    costs one pass over the weight (a few microseconds); for large activations it costs a pass over
  *    the activation, so the measured tuner (gemmAutotune.ts) decides whether it pays;
+ *  - cuBLASLt (provider 'cublaslt'): its BIAS epilogue where the fused epilogue is exactly one store
+ *    of accumulator + bias (`ltBias`), so the library writes the output itself; its workspace is a
+ *    region of the GEMM workspace too (LT_WORKSPACE_BYTES);
  *  - the accumulator's storage type (`accStoredAsBf16`): when the fused epilogue only ever reads the
  *    accumulator rounded to bf16 (autocast's rounding point, `bf16(%acc)`), the library writes C in
  *    bf16 with round-to-nearest-even, the same value, and the epilogue reads half the bytes.
  */
-import { walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
-import type { Expr, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import type { DType } from '../../ir/dtype.ts';
+import { affine, mapExpr, walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import type { BufferDecl, Expr, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import type { CudaEmitter } from './gemmTensorCore.ts';
 
 /** A strided operand view: element (vars) at buf[c + Σ coef(v)·v]; negative buf = a scratch id. */
@@ -113,4 +117,51 @@ export function stageOperand(em: CudaEmitter, k: MatmulKernel, which: 'a' | 'b',
     bytes: total * 2,
     launch: { kind: 'kernel', fn: name, grid: [Math.ceil(total / 256), 1, 1], block: [256, 1, 1], params: [...ids, wsId] },
   };
+}
+
+/** Bytes of cuBLASLt workspace a 'cublaslt' GEMM gets (its region of the GEMM workspace). */
+export const LT_WORKSPACE_BYTES = 32 * 2 ** 20;
+
+/** Is `e` the accumulator as autocast leaves it: %acc, bf16(%acc) or f32(bf16(%acc))? */
+function isAcc(e: Expr): boolean {
+  if (e.k === 'ref') return e.name === 'acc';
+  if (e.k === 'cast' && e.dtype === 'bf16') return e.a.k === 'ref' && e.a.name === 'acc';
+  if (e.k === 'cast' && e.dtype === 'f32') return e.a.k === 'cast' && e.a.dtype === 'bf16' && e.a.a.k === 'ref' && e.a.a.name === 'acc';
+  return false;
+}
+
+/**
+ * The bias of a store value cuBLASLt's BIAS epilogue computes: `[cast](acc' + bias[j])` where acc' is
+ * the accumulator (isAcc) and bias a load of a buffer of the output's dtype indexed by j alone.
+ * cuBLASLt adds the bias to the f32 accumulator and rounds once to the output type; the IR rounds the
+ * accumulator to bf16 first (autocast's rounding point) — the results differ by at most one rounding
+ * of the output type (half an ulp of bf16 in the accumulator), within the GEMM tests' bounds.
+ */
+export function ltBias(value: Expr, outType: DType, buffers: readonly BufferDecl[]): { buf: number; c: number } | undefined {
+  const v = value.k === 'cast' && value.dtype === outType ? value.a : value;
+  if (v.k !== 'bin' || v.op !== 'add') return undefined;
+  const bias = (x: Expr) => {
+    if (x.k !== 'load' || buffers[x.buf]!.dtype !== outType) return undefined;
+    const a = affine(x.index);
+    return a && a.coef.size === 1 && a.coef.get('j') === 1 ? { buf: x.buf, c: a.c } : undefined;
+  };
+  if (isAcc(v.a)) return bias(v.b);
+  if (isAcc(v.b)) return bias(v.a);
+  return undefined;
+}
+
+/**
+ * The epilogue as one store when it is `let`s followed by a single store, with the lets inlined into
+ * the stored value (so that patterns like ltBias see the whole expression); undefined otherwise.
+ */
+export function singleStore(epilogue: readonly Stmt[]): Extract<Stmt, { k: 'store' }> | undefined {
+  const lets = new Map<string, Expr>();
+  const inline = (e: Expr): Expr => mapExpr(e, (x) => (x.k === 'ref' && lets.has(x.name) ? lets.get(x.name)! : undefined));
+  for (let i = 0; i < epilogue.length; i++) {
+    const s = epilogue[i]!;
+    if (s.k === 'let') lets.set(s.name, inline(s.value));
+    else if (s.k === 'store' && i === epilogue.length - 1) return { ...s, value: inline(s.value), index: inline(s.index) };
+    else return undefined;
+  }
+  return undefined;
 }

@@ -22,9 +22,9 @@ import { GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 const run = promisify(execFile);
 const nvcc = await run('nvcc', ['--version']).then(() => true, () => false);
 
-/** The case's program with its matmul scheduled on the library provider. */
-export function libraryProgram(p: KernelProgram): KernelProgram {
-  return { ...p, kernels: p.kernels.map((k) => (k.kind === 'matmul' && k.tile ? { ...k, tile: { ...k.tile, provider: 'cublas' as const, source: 'measured' as const } } : k)) };
+/** The case's program with its matmul scheduled on a library provider. */
+function libraryProgram(p: KernelProgram, provider: 'cublas' | 'cublaslt' = 'cublas'): KernelProgram {
+  return { ...p, kernels: p.kernels.map((k) => (k.kind === 'matmul' && k.tile ? { ...k, tile: { ...k.tile, provider, source: 'measured' as const } } : k)) };
 }
 
 describe('library GEMM plans (cuBLAS bf16)', () => {
@@ -50,6 +50,22 @@ describe('library GEMM plans (cuBLAS bf16)', () => {
       expect(m.scratch.length).toBeLessThanOrEqual(1);
     });
 
+  for (const c of GEMM_CASES)
+    it(`${c.name}: cuBLASLt, with its bias epilogue exactly where the epilogue is accumulator + bias`, () => {
+      const m = generateCuda(libraryProgram(compile(gemmGraph(c)).program, 'cublaslt'));
+      const all = m.launches.flat();
+      const gemms = all.filter((l) => l.kind === 'gemm');
+      expect(gemms.length).toBe(1);
+      const g = gemms[0]!;
+      const bias = c.epilogue === 'bias_f32' || c.epilogue === 'bias_bf16';
+      expect(g.kind === 'gemm' && g.lt?.epilogue).toBe(bias ? 'bias' : 'default');
+      expect(g.kind === 'gemm' && (g.lt?.workspaceBytes ?? 0) > 0).toBe(true);
+      // Bias and bf16 stores: the library writes the output (no epilogue kernel). An f32 store of the
+      // matmul is f32(bf16(acc)) in the IR: it keeps its epilogue kernel, which does that rounding.
+      const plain = bias || c.epilogue === 'store_bf16';
+      expect(all.some((l) => l.kind === 'kernel' && l.fn.endsWith('_epilogue'))).toBe(!plain);
+    });
+
   it('the epilogue reads C in bf16 only where every use of acc is bf16(acc)', () => {
     const fused = libraryProgram(compile(gemmGraph(GEMM_CASES.find((c) => c.name === 'adamw_weight_grad')!)).program);
     const mm = fused.kernels.find((k) => k.kind === 'matmul')!;
@@ -63,7 +79,7 @@ describe.skipIf(!nvcc)('library GEMM plans compile with nvcc (sm_90)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'kiln-gemmlib-'));
     const file = join(dir, 'all.cu');
     // One module: the cases' kernels renamed apart (kiln_<i>_ → kiln_c<case>_<i>_), one prelude.
-    const sources = GEMM_CASES.map((c, ci) => generateCuda(libraryProgram(compile(gemmGraph(c)).program)).source);
+    const sources = GEMM_CASES.flatMap((c) => (['cublas', 'cublaslt'] as const).map((provider) => generateCuda(libraryProgram(compile(gemmGraph(c)).program, provider)).source));
     const [first, ...rest] = sources.map((s, ci) => s.replace(/kiln_(\d+)_/g, `kiln_c${ci}_$1_`));
     const prelude = first!.slice(0, first!.indexOf('// '));
     writeFileSync(file, [first, ...rest.map((s) => s.slice(s.indexOf('// ')))].join('\n'));

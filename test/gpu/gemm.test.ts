@@ -111,17 +111,21 @@ describe('every tuning tile equals the CPU interpreter', () => {
  * order differs from the generated kernel's, within δ), and writes C in bf16 only where the IR rounds
  * the accumulator to bf16 anyway.
  */
-const library: Backend = {
+const library = (provider: 'cublas' | 'cublaslt'): Backend => ({
   name: 'cuda', consumes: 'kernels',
   compile: async (graph, program) => {
-    const kernels = program!.kernels.map((k) => (k.kind === 'matmul' && k.tile?.provider === 'tensor-core' ? { ...k, tile: { ...k.tile, provider: 'cublas' as const, source: 'measured' as const } } : k));
+    const kernels = program!.kernels.map((k) => (k.kind === 'matmul' && k.tile?.provider === 'tensor-core' ? { ...k, tile: { ...k.tile, provider, source: 'measured' as const } } : k));
     return new CudaExecutable(graph, { ...program!, kernels }, { gemmTuning: false });
   },
-};
-describe('the library GEMM provider (cuBLAS bf16 + staging + workspace epilogue) equals the CPU interpreter', () => {
-  GEMM_CASES.forEach((c, ci) =>
-    it(`${c.name} (cuBLAS)`, async () => {
-      await check(c, 2000 + ci, library);
-    }, 120_000),
-  );
 });
+// cuBLASLt: its bias epilogue where the epilogue is accumulator + bias (it adds the bias to the f32
+// accumulator and rounds once; the IR rounds the accumulator to bf16 first: at most one rounding of
+// the output apart, inside the normwise bound), its default epilogue elsewhere.
+for (const provider of ['cublas', 'cublaslt'] as const)
+  describe(`the library GEMM provider ${provider} (bf16 + staging + workspace epilogue) equals the CPU interpreter`, () => {
+    GEMM_CASES.forEach((c, ci) =>
+      it(`${c.name} (${provider})`, async () => {
+        await check(c, 2000 + ci, library(provider));
+      }, 120_000),
+    );
+  });
