@@ -180,14 +180,18 @@ export class CudaExecutable implements Executable {
 
   /** Milliseconds per launch of each kernel, launched `reps` times back to back (for tuning). */
   timeKernels(reps: number): number[] {
-    return this.gen.launches.map((ls) => {
-      for (const l of ls) this.launch(l);
-      this.cuda.synchronize();
-      const t = performance.now();
-      for (let r = 0; r < reps; r++) for (const l of ls) this.launch(l);
-      this.cuda.synchronize();
-      return (performance.now() - t) / reps;
-    });
+    return this.gen.launches.map((_, i) => this.timeKernel(i, reps));
+  }
+
+  /** Milliseconds per launch of kernel `i` (its launches), launched `reps` times back to back. */
+  timeKernel(i: number, reps: number): number {
+    const ls = this.gen.launches[i]!;
+    for (const l of ls) this.launch(l);
+    this.cuda.synchronize();
+    const t = performance.now();
+    for (let r = 0; r < reps; r++) for (const l of ls) this.launch(l);
+    this.cuda.synchronize();
+    return (performance.now() - t) / reps;
   }
 
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {

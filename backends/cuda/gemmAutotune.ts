@@ -20,7 +20,7 @@ import { gemmSignature, recordTuning, tunedEntries } from './gemmTuning.ts';
 
 /** What the tuner needs of an executable (CudaExecutable). */
 export interface TimedExecutable {
-  timeKernels(reps: number): number[];
+  timeKernel(i: number, reps: number): number;
   dispose(): void;
 }
 
@@ -30,6 +30,8 @@ export interface AutotuneResult {
   /** Candidate → milliseconds per launch (the kernel and its staging/epilogue launches). */
   readonly ms: Record<string, number>;
   readonly chosen: string;
+  /** Candidates that failed to run (library errors), with the error: they are not chosen. */
+  readonly failed?: Record<string, string>;
 }
 
 const candidateName = (t: TileSchedule) => (t.provider === 'cublas' || t.provider === 'cublaslt' ? t.provider : `${t.provider} ${t.block.m}x${t.block.n}x${t.block.k}/s${t.stages}`);
@@ -91,10 +93,21 @@ export function autotuneGemms(p: KernelProgram, device: string, cacheDir: string
     cands.forEach((tile, i) => kernels.push({ ...rep, name: `${rep.name}_tune${i}`, tile }));
   }
   const exe = make(tuningProgram(p, kernels));
-  let ms: number[];
+  const ms: number[] = [];
+  const errors = new Map<number, string>();
   try {
-    exe.timeKernels(2);
-    ms = exe.timeKernels(reps);
+    kernels.forEach((_, i) => {
+      try {
+        exe.timeKernel(i, 2);
+        ms.push(exe.timeKernel(i, reps));
+      } catch (e) {
+        // A library candidate that cannot run this GEMM (no algorithm, bad status) is not chosen;
+        // the default (generated) candidate never lands here without it being a bug: rethrow.
+        if (kernels[i]!.kind === 'matmul' && kernels[i]!.tile?.provider === 'tensor-core') throw e;
+        errors.set(i, (e as Error).message.slice(0, 200));
+        ms.push(Infinity);
+      }
+    });
   } finally {
     exe.dispose();
   }
@@ -102,9 +115,11 @@ export function autotuneGemms(p: KernelProgram, device: string, cacheDir: string
     const times = cands.map((_, i) => ms[first + i]!);
     const best = times.indexOf(Math.min(...times));
     recordTuning(cacheDir, device, rep, cands[best]!, times[best]!);
+    const failed = Object.fromEntries(cands.flatMap((c, i) => (errors.has(first + i) ? [[candidateName(c), errors.get(first + i)!]] : [])));
     return {
       signature: sig, kernels: groups.get(sig)!.length, chosen: candidateName(cands[best]!),
       ms: Object.fromEntries(cands.map((c, i) => [candidateName(c), Number(times[i]!.toFixed(4))])),
+      ...(Object.keys(failed).length ? { failed } : {}),
     };
   });
 }
