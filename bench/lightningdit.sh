@@ -17,36 +17,31 @@ specs=${*:-lightningdit:128}
 out=${OUT:-/tmp}
 export KILN_GPU_LOCK=/tmp/kiln-gpu-lock-$$
 rm -rf "$KILN_GPU_LOCK"
-# The eager runs hold the GPU first (they are quick and take the most memory); everything else takes
-# its turn after they have exited (KILN_GPU_AFTER), so that their memory is free by then.
-after=/tmp/kiln-gpu-eager-done-$$
-export KILN_GPU_AFTER=$after
-rm -f "$KILN_GPU_AFTER" "$KILN_GPU_AFTER".*
-eager=()
+# Every process compiles (and runs its first step) first, then says it is ready (KILN_GPU_READY) and
+# waits for the go (KILN_GPU_AFTER), given once every process still running is ready (and the file
+# GPU_GATE exists, when set: another job's GPU work that must end first). So no compile runs beside a
+# timed step (a busy CPU slows launch-bound steps), and the timed steps run one at a time (the lock).
+go=/tmp/kiln-gpu-go-$$; ready=/tmp/kiln-gpu-ready-$$
+rm -rf "$go" "$ready"; mkdir -p "$ready"
+export KILN_GPU_AFTER=$go
+pids=()
+start() { local tag=$1; shift; ( KILN_GPU_READY=$ready/$tag timeout "$limit" "$@" > "$out/$tag.jsonl" 2> "$out/$tag.log" ) & pids+=($!); }
 for s in $specs; do
   tag=${s//:/_}
-  ( unset KILN_GPU_AFTER; timeout "$limit" python3 bench/torch_baseline.py --bf16 "$s" > "$out/eager_$tag.jsonl" 2> "$out/eager_$tag.log"; touch "$after.$tag" ) &
-  eager+=($!)
+  [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
+  start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
+  [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
 done
-( n=${#eager[@]}; while [ "$(ls "$KILN_GPU_AFTER".* 2>/dev/null | wc -l)" -lt "$n" ]; do sleep 0.1; done; touch "$KILN_GPU_AFTER" ) &
-pids=("${eager[@]}" $!)
-for s in $specs; do
-  tag=${s//:/_}
-  if [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]]; then
-    ( KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off timeout "$limit" tsx bench/trainStep.ts "$s" > "$out/kiln_$tag.jsonl" 2> "$out/kiln_$tag.log" ) &
-    pids+=($!)
-  fi
-  if [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]]; then
-    ( KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 timeout "$limit" tsx bench/trainStep.ts "$s" > "$out/kilntuned_$tag.jsonl" 2> "$out/kilntuned_$tag.log" ) &
-    pids+=($!)
-  fi
-  if [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]]; then
-    ( timeout "$limit" python3 bench/torch_baseline.py --bf16 --compile "$s" > "$out/compile_$tag.jsonl" 2> "$out/compile_$tag.log" ) &
-    pids+=($!)
-  fi
-done
+t0=$(date +%s)
+( while :; do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+    n=$(ls "$ready" | wc -l)
+    if [ "$n" -ge "$alive" ] && { [ -z "${GPU_GATE:-}" ] || [ -e "$GPU_GATE" ]; }; then touch "$go"; echo "go after $(( $(date +%s) - t0 )) s ($n ready)" >&2; break; fi
+    sleep 0.2
+  done ) &
 for p in "${pids[@]}"; do wait "$p"; done
-rm -rf "$KILN_GPU_LOCK" "$KILN_GPU_AFTER" "$KILN_GPU_AFTER".*
+rm -rf "$KILN_GPU_LOCK" "$go" "$ready"
 node -e '
 const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
 const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };

@@ -17,10 +17,10 @@
  * enqueue one step, and the slowest kernels (stderr, and `profile` in the JSON line).
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
  * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
- * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) from the first upload to the end of the
- * timing (compiles and NVRTC run before), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
+ * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) for the warm-up and timed steps (compiles,
+ * NVRTC, autotuning and the first step run before; KILN_GPU_READY / KILN_GPU_AFTER: see acquire), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
  */
-import { existsSync, mkdirSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { CudaExecutable } from '../backends/cuda/executable.ts';
 import { autotuneGemms } from '../backends/cuda/gemmAutotune.ts';
@@ -59,11 +59,13 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Hold the GPU: an atomic mkdir of `dir` (released by rmdir), after the file KILN_GPU_AFTER (when set)
- * exists — bench/lightningdit.sh lets the PyTorch eager runs go first that way, so that their memory is
- * free before the big compiled programs run.
+ * exists; KILN_GPU_READY (a file) is touched first, to say that this process is ready to time.
+ * bench/lightningdit.sh opens KILN_GPU_AFTER when every process is ready, so that no compile runs
+ * beside a timed step.
  */
-function acquire(dir: string | undefined): () => void {
+function acquire(dir: string | undefined, ready = false): () => void {
   if (!dir) return () => {};
+  if (ready && process.env.KILN_GPU_READY) writeFileSync(process.env.KILN_GPU_READY, '');
   const after = process.env.KILN_GPU_AFTER;
   while (after && !existsSync(after)) Atomics.wait(pause, 0, 0, 50);
   for (;;) {
@@ -144,7 +146,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     try {
       const results = autotuneGemms(compiled.program, cuda.name, cacheDir, (p) => {
         const e = new CudaExecutable(graph, p, { ...options, gemmTuning: false });
-        unlock = acquire(process.env.KILN_GPU_LOCK);
+        if (!process.env.KILN_GPU_AFTER) unlock = acquire(process.env.KILN_GPU_LOCK);
         return e;
       });
       const chosen: Record<string, number> = {};
@@ -158,15 +160,15 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const t1 = performance.now();
   const exe = (await backend.compile(graph, compiled.program)) as CudaExecutable;
   const nvrtcMs = performance.now() - t1;
-  const release = acquire(process.env.KILN_GPU_LOCK);
+  // Parameters: small deterministic values; state: zeros.
+  const init = new Map<string, HostTensor>();
+  for (const i of graph.inputs)
+    if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
+  for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
+  const feeds = feedsFor(graph);
+  const first = await exe.run(feeds, ['loss']); // first run: uploads; nothing is timed yet
+  const release = acquire(process.env.KILN_GPU_LOCK, true);
   try {
-    // Parameters: small deterministic values; state: zeros.
-    const init = new Map<string, HostTensor>();
-    for (const i of graph.inputs)
-      if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
-    for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
-    const feeds = feedsFor(graph);
-    const first = await exe.run(feeds, ['loss']); // first run: uploads, module load
     const deviceBytes = exe.allocatedBytes;
     const steps = name === 'lightningdit' ? 10 : 20;
     for (let i = 0; i < 3; i++) exe.launchAll();

@@ -82,9 +82,12 @@ function loadsOf(e: Expr): number[] {
 }
 
 /**
- * Stage operand `which` of `k` into the workspace at byte offset `at`, K-contiguous: a as [batch.., M, K],
- * b as [batch.., N, K]; without batch dims when the operand uses no batch variable (a weight shared by
- * the batch: batch stride 0). Emits the staging kernel `${fn}_stage_${which}` into `out`.
+ * Stage operand `which` of `k` into the workspace at byte offset `at`: a as [batch.., M, K], b as
+ * [batch.., N, K] (K-contiguous), or with M/N contiguous ([batch.., K, M|N]) where the operand's main
+ * load is contiguous along M/N (its tile plan's `major`), so that the staging kernel's reads are
+ * coalesced like its writes (a weight read through its transpose, dY·W); without batch dims when the
+ * operand uses no batch variable (a weight shared by the batch: batch stride 0). Emits the staging
+ * kernel `${fn}_stage_${which}` into `out`.
  */
 export function stageOperand(em: CudaEmitter, k: MatmulKernel, which: 'a' | 'b', fn: string, wsId: number, at: number, out: string[]): {
   operand: StridedOperand; bytes: number; launch: { kind: 'kernel'; fn: string; grid: [number, number, number]; block: [number, number, number]; params: number[] };
@@ -92,11 +95,14 @@ export function stageOperand(em: CudaEmitter, k: MatmulKernel, which: 'a' | 'b',
   const e = which === 'a' ? k.a : k.b;
   const rowVar = which === 'a' ? 'i' : 'j';
   const rows = which === 'a' ? k.m : k.n;
+  const mnMajor = (which === 'a' ? k.tile?.a.major : k.tile?.b.major) === 'mn';
   const bv = k.batch.map((_, d) => `b${d}`);
   const used = varsOf(e);
   const batched = bv.some((v, d) => used.has(v) && k.batch[d]! > 1);
-  const dims = batched ? [...bv, rowVar, 'p'] : [rowVar, 'p'];
-  const extents = batched ? [...k.batch, rows, k.k] : [rows, k.k];
+  const inner = mnMajor ? ['p', rowVar] : [rowVar, 'p'];
+  const innerExt = mnMajor ? [k.k, rows] : [rows, k.k];
+  const dims = batched ? [...bv, ...inner] : inner;
+  const extents = batched ? [...k.batch, ...innerExt] : innerExt;
   const total = extents.reduce((x, y) => x * y, 1);
   const name = `${fn}_stage_${which}`;
   const ids = loadsOf(e);
