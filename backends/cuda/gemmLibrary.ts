@@ -108,8 +108,19 @@ export function stageOperand(em: CudaEmitter, k: MatmulKernel, which: 'a' | 'b',
   const ids = loadsOf(e);
   const elem = at / 2;
   out.push(`extern "C" __global__ void ${name}(${em.params([...ids, wsId])}) {`);
-  out.push(`  const long long t = (long long)blockIdx.x * 256 + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
-  em.decompose(dims, extents, 't', out, '  ');
+  if (total < 2 ** 31) {
+    // 32-bit index arithmetic (divisions by constants are a multiply-shift; 64-bit ones cost more).
+    out.push(`  const unsigned t = blockIdx.x * 256u + threadIdx.x;`, `  if (t >= ${total}u) return;`);
+    let rem = 't';
+    for (let d = dims.length - 1; d >= 0; d--) {
+      out.push(`  const int ${dims[d]} = (int)(${rem} % ${extents[d]}u);`);
+      if (d > 0) out.push(`  const unsigned q${d} = ${rem} / ${extents[d]}u;`);
+      rem = `q${d}`;
+    }
+  } else {
+    out.push(`  const long long t = (long long)blockIdx.x * 256 + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
+    em.decompose(dims, extents, 't', out, '  ');
+  }
   for (const v of bv) if (!dims.includes(v)) out.push(`  const int ${v} = 0;`);
   out.push(`  ((u16*)scr${-wsId})[${elem}LL + t] = k_f32_to_bf16(${em.expr(e)});`, '}');
   const strides = new Map<string, number>();
