@@ -14,7 +14,7 @@
  * KILN_PROFILE=1 adds where the time goes: one step replayed with a GPU event after every launch
  * (CudaExecutable.timeline), the times summed per kind of kernel (generated tensor-core GEMM, cuBLAS,
  * cuBLAS epilogue, attention forward / backward, elementwise, row/reduction kernels), the CPU time to
- * enqueue one step, and the slowest kernels (stderr, and `profile` in the JSON line).
+ * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line).
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
  * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
  * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) for the warm-up and timed steps (compiles,
@@ -113,7 +113,10 @@ function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number,
     gpu += l.ms;
     if (l.ms < 0.008) (small += l.ms), smallN++;
   }
-  const slowest = [...tl].sort((a, b) => b.ms - a.ms).slice(0, 12).map((l) => `${l.ms.toFixed(3)} ms ${l.fn} ${describe(program.kernels[l.kernel]!)}`);
+  // The 4 slowest launches of each kind.
+  const sorted = [...tl].sort((a, b) => b.ms - a.ms);
+  const slowest = Object.keys(byKind).flatMap((kind) => sorted.filter((l) => launchKind(program.kernels[l.kernel]!, l.launch, l.fn) === kind).slice(0, 4)
+    .map((l) => `${kind}: ${l.ms.toFixed(3)} ms ${l.fn} ${describe(program.kernels[l.kernel]!)} [${program.kernels[l.kernel]!.name}]`));
   const kinds = Object.fromEntries(Object.entries(byKind).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches, share: `${((100 * v.ms) / gpu).toFixed(1)}%` }]));
   return {
     gpuTimelineMs: Number(gpu.toFixed(3)), stepMs, cpuEnqueueMs: Number(enqueueMs.toFixed(3)), launches: tl.length,
