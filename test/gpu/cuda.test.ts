@@ -19,6 +19,9 @@
  *    and 64u on gradients for layers and models (the bounds of test/models/autocast.test.ts);
  *  - vs the f32 goldens: the bf16 error itself, 16u forward and 64u on gradients (as on the CPU oracle
  *    in test/models/autocast.test.ts, where it measured ≤ 4.8u forward, ≤ 25u on gradients);
+ *  - a gradient that is zero in exact arithmetic (a norm's bias before a softmax, which is invariant
+ *    to it): the terms that cancel carry bf16 roundings, so |grad| ≤ 4u·G (G the case's largest
+ *    gradient; measured 0.23u on an H200, attention_lnqk_causal k_norm.bias) instead of 1e-6·G;
  *  - training (session and MLP): the same program on both sides, 16u on the loss and 64u on the state
  *    after 5 steps; the MLP still reaches ≥ 85% test accuracy.
  * A wrong operand, a lost view or a broken kernel gives O(1) errors, far outside these bounds.
@@ -81,7 +84,7 @@ describe('CUDA backend', () => {
     const bad: string[] = [];
     for (const file of layerGradFiles) {
       const c = layerGradCase(file);
-      bad.push(...layerGradMismatches(c, await runOnBackend(cudaBackend, c.gradGraph, c.feeds, PRECISION), GRAD_TOL));
+      bad.push(...layerGradMismatches(c, await runOnBackend(cudaBackend, c.gradGraph, c.feeds, PRECISION), GRAD_TOL, LOW ? 4 * U : undefined));
     }
     expect(bad).toEqual([]);
   });
