@@ -71,6 +71,12 @@ __device__ __forceinline__ void fa_cp16(u16* dst, const u16* src, bool ok) {
 }
 __device__ __forceinline__ void fa_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void fa_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+/** 2^x on the special-function unit (ex2.approx.ftz: relative error ~2^-22, far below bf16's 2^-9; 2^-∞ = 0). */
+__device__ __forceinline__ float fa_exp2(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+/** dst[0..1] += (a, b) in global memory (one 8-byte vector reduction, sm_90). */
+__device__ __forceinline__ void fa_red2(float* dst, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(dst), "f"(a), "f"(b) : "memory");
+}
 /** Two floats → bf16x2 (round to nearest even), lo in the low half. */
 __device__ __forceinline__ u32 fa_pack(float lo, float hi) {
   u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
@@ -176,11 +182,15 @@ export class FlashAttention {
   private forward(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, statsOnly: boolean, out: string[]): FlashLaunch {
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP } = t;
     const threads = NW * 32;
+    // MT m16 row tiles per warp: each K/V fragment read from shared memory feeds 2·MT tensor-core products.
+    const MT = BQ / (NW * 16), WR = 16 * MT;
     const QST = DKP + 8, KST = DKP + 8, VST = DVP + 8;
     const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
-    const qInRegs = DKP <= 128;
+    const qInRegs = MT * (DKP / 4 + (statsOnly ? 0 : DVP / 2) + BK / 2) <= 176;
     const sharedBytes = 2 * (BQ * QST + 2 * BK * KST + (statsOnly ? 0 : 2 * BK * VST));
     const prm = [...ids, lse];
+    const S2 = f32(k.scale * LOG2E);
+    const mts = Array.from({ length: MT }, (_, i) => i);
     const L: string[] = [];
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
@@ -198,61 +208,76 @@ export class FlashAttention {
     L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
     L.push(...kvLoad('0', '0', '  '));
     L.push('  fa_commit();');
-    if (!statsOnly) L.push(`  float o[${DVP / 8}][4];`, '  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }`);
-    L.push('  float m0 = -K_INF, m1 = -K_INF, l0 = 0.f, l1 = 0.f;');
-    L.push(`  const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;`);
-    if (qInRegs) L.push(`  u32 qf[${DKP / 16}][4];`);
+    if (!statsOnly) L.push(`  float o[${MT}][${DVP / 8}][4];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) { o[mt][n][0] = 0.f; o[mt][n][1] = 0.f; o[mt][n][2] = 0.f; o[mt][n][3] = 0.f; }`);
+    // Running maxima m (raw scores) and sums l of rows g and g + 8 of each row tile.
+    L.push(`  float m[${MT}][2], l[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++) { m[mt][0] = -K_INF; m[mt][1] = -K_INF; l[mt][0] = 0.f; l[mt][1] = 0.f; }`);
+    L.push(`  const int w0 = q0 + warp * ${WR};`);
+    if (qInRegs) L.push(`  u32 qf[${MT}][${DKP / 16}][4];`);
     L.push('  for (int j = 0; j < nT; j++) {');
     L.push('    fa_wait_all(); __syncthreads();');
     if (qInRegs) {
-      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[kk], Qs + (warp * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
+      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int mt = 0; mt < ${MT}; mt++)`, '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[mt][kk], Qs + (warp * ${WR} + mt * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
     }
     L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
     L.push('    fa_commit();');
     L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST};${statsOnly ? '' : ` const u16* Vc = Vs + (j & 1) * ${BK * VST};`}`);
-    L.push(`    float sc[${BK / 8}][4];`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
+    L.push(`    float sc[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[mt][n][0] = 0.f; sc[mt][n][1] = 0.f; sc[mt][n][2] = 0.f; sc[mt][n][3] = 0.f; }`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
-    if (qInRegs) L.push('      const u32* a = qf[kk];');
-    else L.push('      u32 a[4];', `      fa_ldsm(a, Qs + (warp * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`);
+    if (!qInRegs) L.push(`      u32 qa[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(qa[${mt}], Qs + (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`));
+    const qa = (mt: number) => (qInRegs ? `qf[${mt}][kk]` : `qa[${mt}]`);
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
     L.push(`        u32 b[4]; fa_ldsm(b, Kc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
-    L.push('        fa_mma(sc[2 * n], a, b[0], b[1]); fa_mma(sc[2 * n + 1], a, b[2], b[3]);', '      }', '    }');
+    for (const mt of mts) L.push(`        fa_mma(sc[${mt}][2 * n], ${qa(mt)}, b[0], b[1]); fa_mma(sc[${mt}][2 * n + 1], ${qa(mt)}, b[2], b[3]);`);
+    L.push('      }', '    }');
     L.push(`    const int t0 = j * ${BK};`);
-    L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > q0 + warp * 16` : ''};`);
-    L.push('    float mx0 = -K_INF, mx1 = -K_INF;');
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-    L.push(`        float x = sc[n][q] * ${f32(k.scale * LOG2E)};`);
-    L.push(`        if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
-    L.push('        sc[n][q] = x;', '        if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '      }', '    }');
-    L.push('    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
-    L.push('    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
-    L.push('    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);');
-    L.push('    const float mu0 = mn0 == -K_INF ? 0.f : mn0, mu1 = mn1 == -K_INF ? 0.f : mn1;');
-    L.push('    const float cr0 = exp2f(m0 - mu0), cr1 = exp2f(m1 - mu1);');
-    L.push('    m0 = mn0; m1 = mn1; l0 *= cr0; l1 *= cr1;');
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`);
-    L.push('      sc[n][0] = exp2f(sc[n][0] - mu0); sc[n][1] = exp2f(sc[n][1] - mu0); sc[n][2] = exp2f(sc[n][2] - mu1); sc[n][3] = exp2f(sc[n][3] - mu1);');
-    L.push('      l0 += sc[n][0] + sc[n][1]; l1 += sc[n][2] + sc[n][3];', '    }');
+    L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > w0` : ''};`);
+    L.push('    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++) {`);
+    L.push('      const int r0 = w0 + mt * 16 + g, r1 = r0 + 8;');
+    L.push('      float mx0 = -K_INF, mx1 = -K_INF;');
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
+    L.push('          float x = sc[mt][n][q];');
+    L.push(`          if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
+    L.push('          sc[mt][n][q] = x;', '          if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '        }', '      }');
+    L.push('      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
+    L.push('      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
+    L.push('      const float mn0 = fmaxf(m[mt][0], mx0), mn1 = fmaxf(m[mt][1], mx1);');
+    // Scaled maxima (0 for rows with nothing visible yet, so that exp2 sees −∞, never ∞ − ∞).
+    L.push(`      const float mu0 = mn0 == -K_INF ? 0.f : mn0 * ${S2}, mu1 = mn1 == -K_INF ? 0.f : mn1 * ${S2};`);
+    L.push(`      const float cr0 = fa_exp2(m[mt][0] * ${S2} - mu0), cr1 = fa_exp2(m[mt][1] * ${S2} - mu1);`);
+    L.push('      m[mt][0] = mn0; m[mt][1] = mn1;');
+    L.push('      float ls0 = 0.f, ls1 = 0.f;');
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 8}; n++) {`);
+    L.push(`        sc[mt][n][0] = fa_exp2(fmaf(sc[mt][n][0], ${S2}, -mu0)); sc[mt][n][1] = fa_exp2(fmaf(sc[mt][n][1], ${S2}, -mu0));`);
+    L.push(`        sc[mt][n][2] = fa_exp2(fmaf(sc[mt][n][2], ${S2}, -mu1)); sc[mt][n][3] = fa_exp2(fmaf(sc[mt][n][3], ${S2}, -mu1));`);
+    L.push('        ls0 += sc[mt][n][0] + sc[mt][n][1]; ls1 += sc[mt][n][2] + sc[mt][n][3];', '      }');
+    L.push('      l[mt][0] = l[mt][0] * cr0 + ls0; l[mt][1] = l[mt][1] * cr1 + ls1;');
+    if (!statsOnly) L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 8}; n++) { o[mt][n][0] *= cr0; o[mt][n][1] *= cr0; o[mt][n][2] *= cr1; o[mt][n][3] *= cr1; }`);
+    L.push('    }');
     if (!statsOnly) {
-      L.push('    #pragma unroll', `    for (int n = 0; n < ${DVP / 8}; n++) { o[n][0] *= cr0; o[n][1] *= cr0; o[n][2] *= cr1; o[n][3] *= cr1; }`);
       L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
-      L.push('      u32 a[4] = { fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]), fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]) };');
+      L.push(`      u32 pa[${MT}][4];`);
+      for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(sc[${mt}][2 * kk][0], sc[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(sc[${mt}][2 * kk][2], sc[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(sc[${mt}][2 * kk + 1][0], sc[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(sc[${mt}][2 * kk + 1][2], sc[${mt}][2 * kk + 1][3]);`);
       L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 16}; n++) {`);
       L.push(`        u32 b[4]; fa_ldsm_t(b, Vc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + n * 16 + (lane >> 4) * 8);`);
-      L.push('        fa_mma(o[2 * n], a, b[0], b[1]); fa_mma(o[2 * n + 1], a, b[2], b[3]);', '      }', '    }');
+      for (const mt of mts) L.push(`        fa_mma(o[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(o[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
+      L.push('      }', '    }');
     }
     L.push('  }');
     L.push('  fa_wait_all();');
-    L.push('  l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
-    L.push('  l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');
-    L.push(`  if (c4 == 0) { if (r0 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r0] = m0 + log2f(l0); if (r1 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r1] = m1 + log2f(l1); }`);
+    L.push('  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++) {`);
+    L.push('    const int r0 = w0 + mt * 16 + g, r1 = r0 + 8;');
+    L.push('    float l0 = l[mt][0], l1 = l[mt][1];');
+    L.push('    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
+    L.push('    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');
+    L.push(`    if (c4 == 0) { if (r0 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r0] = m[mt][0] * ${S2} + log2f(l0); if (r1 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r1] = m[mt][1] * ${S2} + log2f(l1); }`);
     if (!statsOnly && k.kind === 'attention') {
-      L.push('  const float i0 = 1.f / l0, i1 = 1.f / l1;');
-      L.push('  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
-      L.push(`      const int s = q < 2 ? r0 : r1; const int e = n * 8 + 2 * c4 + (q & 1);`);
-      L.push(`      if (s < ${k.sq} && e < ${k.dv}) buf${k.out.buf}[${this.cg.expr(k.out.index)}] = ${this.cg.storeValue(k.out.buf, 'o[n][q] * (q < 2 ? i0 : i1)')};`);
-      L.push('    }', '  }');
+      L.push('    const float i0 = 1.f / l0, i1 = 1.f / l1;');
+      L.push('    #pragma unroll', `    for (int n = 0; n < ${DVP / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+      L.push(`        const int s = q < 2 ? r0 : r1; const int e = n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`        if (s < ${k.sq} && e < ${k.dv}) buf${k.out.buf}[${this.cg.expr(k.out.index)}] = ${this.cg.storeValue(k.out.buf, 'o[mt][n][q] * (q < 2 ? i0 : i1)')};`);
+      L.push('      }', '    }');
     }
+    L.push('  }');
     L.push('}');
     out.push(...L);
     return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
@@ -334,7 +359,7 @@ export class FlashAttention {
     // P^T
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
     L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = q < 2 ? ta : tb;');
-    L.push(`          float p = exp2f(sc[n][q] * ${S2} - Lc[sl]);`);
+    L.push(`          float p = fa_exp2(fmaf(sc[n][q], ${S2}, -Lc[sl]));`);
     L.push(`          if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
     L.push('          sc[n][q] = p;', '        }', '      }');
     // dV += P^T dO
@@ -372,10 +397,18 @@ export class FlashAttention {
       L.push('          #pragma unroll', `          for (int n = 0; n < ${DQC / 16}; n++) {`);
       L.push(`            u32 b[4]; fa_ldsm_t(b, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + cg * ${DQC} + n * 16 + (lane >> 4) * 8);`);
       L.push('            fa_mma(dq[2 * n], a, b[0], b[1]); fa_mma(dq[2 * n + 1], a, b[2], b[3]);', '          }', '        }');
-      L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
-      L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
-      L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][q]);`);
-      L.push('          }', '        }', '      }');
+      if (k.dk % 2 === 0) {
+        // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.
+        L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int h = 0; h < 2; h++) {');
+        L.push(`            const int s = s0 + rg * 16 + g + h * 8, d = cg * ${DQC} + n * 8 + 2 * c4;`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
+        L.push('          }', '        }', '      }');
+      } else {
+        L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
+        L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][q]);`);
+        L.push('          }', '        }', '      }');
+      }
     }
     L.push('    }');
     const store = (acc: string, tgt: { buf: number; index: Expr } | undefined, col: 'd' | 'e', cols: number, real: number, scale: string) => {

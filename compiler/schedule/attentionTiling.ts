@@ -29,11 +29,11 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   const wide = Math.max(dkPad, dvPad);
   if (wide > 256 || s.dk < 1 || s.dv < 1) return undefined;
   if (s.kind === 'attention') {
-    // 16 query rows per warp; 8 warps share each K/V tile when the head is narrow enough for 64-key tiles.
-    if (wide <= 128) {
-      const bq = s.sq <= 64 ? 64 : 128;
-      return { bq, bk: 64, warps: bq / 16, stages: 2, dkPad, dvPad, dkvChunks: 1 };
-    }
+    // 16 query rows per m16 row tile; two row tiles per warp (each K/V fragment feeds twice as many
+    // tensor-core products per shared-memory read) where the registers allow it (head dim ≤ 128).
+    if (s.sq <= 64) return { bq: 64, bk: wide <= 128 ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    if (wide <= 80) return { bq: 128, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    if (wide <= 128) return { bq: 128, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     return { bq: 64, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
   }
   // Backward: 4 warps × 16 key rows; narrower query steps and column passes as the head grows. With
@@ -48,7 +48,8 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
 export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_grad'): boolean {
   const m16 = (n: number) => n > 0 && n % 16 === 0;
   if (!m16(t.bq) || !m16(t.bk) || !m16(t.dkPad) || !m16(t.dvPad) || t.stages < 1) return false;
-  if (kind === 'attention') return t.warps * 16 === t.bq;
+  // Forward: 1 or 2 row tiles of 16 per warp.
+  if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   const rowGroups = t.bq / 16;
   if (t.warps * 16 !== t.bk || t.warps % rowGroups !== 0) return false;
   const colGroups = t.warps / rowGroups;
