@@ -44,6 +44,11 @@ interface ScratchDecl {
 }
 
 const LOG2E = 1.4426950408889634;
+/**
+ * Benchmark probe (bench/attention.ts only; wrong gradients): `nodq` drops the backward's dQ product,
+ * `nored` keeps the product but (practically) never reduces it into global memory.
+ */
+const PROBE = typeof process !== 'undefined' ? process.env.KILN_FLASH_PROBE : undefined;
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 function f32(v: number): string {
@@ -384,7 +389,7 @@ export class FlashAttention {
     L.push('        #pragma unroll', `        for (int n = 0; n < ${DKC / 16}; n++) {`);
     L.push(`          u32 b[4]; fa_ldsm_t(b, Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8);`);
     L.push('          fa_mma(dk[2 * n], a, b[0], b[1]); fa_mma(dk[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
-    if (k.dQ) {
+    if (k.dQ && PROBE !== 'nodq') {
       L.push('      if (ch == 0) {');
       L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
       L.push(`          *(u32*)(Ss + (warp * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][0], dp[n][1]);`);
@@ -401,7 +406,7 @@ export class FlashAttention {
         // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int h = 0; h < 2; h++) {');
         L.push(`            const int s = s0 + rg * 16 + g + h * 8, d = cg * ${DQC} + n * 8 + 2 * c4;`);
-        L.push(`            if (s < ${k.sq} && d < ${k.dk}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}${PROBE === 'nored' ? ' && dq[n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
         L.push('          }', '        }', '      }');
       } else {
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
