@@ -318,6 +318,8 @@ export class FlashAttention {
   private backward(k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number, out: string[]): FlashLaunch {
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP, dkvChunks: NCH } = t;
     const threads = NW * 32;
+    // KT m16 key tiles per warp: each Q / dO fragment read from shared memory feeds 2·KT products.
+    const KT = BK / (NW * 16), WR = 16 * KT;
     const KST = DKP + 8, VST = DVP + 8, SST = BQ + 8;
     const DKC = DKP / NCH, DVC = DVP / NCH;
     const RG = BQ / 16, CG = NW / RG, DQC = DKP / CG;
@@ -325,6 +327,7 @@ export class FlashAttention {
     const sharedBytes = 2 * (BK * KST + BK * VST + 2 * BQ * KST + 2 * BQ * VST + BK * SST) + 4 * 4 * BQ;
     const prm = [...ids, lse, dsum, dqAcc];
     const S2 = f32(k.scale * LOG2E);
+    const kts = Array.from({ length: KT }, (_, i) => i);
     const L: string[] = [];
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
@@ -344,8 +347,28 @@ export class FlashAttention {
       `${ind}  if (tid < ${BQ}) { const int s_ = s0_ + tid; Ls[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-lse}[bt * ${k.sq} + s_] : K_INF; Ds[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + s_] : 0.f; }`,
       `${ind}}`,
     ];
-    const zero = (name: string, n: number, ind: string) => [`${ind}float ${name}[${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[n][0] = 0.f; ${name}[n][1] = 0.f; ${name}[n][2] = 0.f; ${name}[n][3] = 0.f; }`];
-    L.push('  int it = 0;', `  const int ta = k0 + warp * 16 + g, tb = ta + 8;`);
+    const zero = (name: string, n: number, ind: string, tiles = KT) => [`${ind}float ${name}[${tiles}][${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int x = 0; x < ${tiles}; x++)`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[x][n][0] = 0.f; ${name}[x][n][1] = 0.f; ${name}[x][n][2] = 0.f; ${name}[x][n][3] = 0.f; }`];
+    /** acc[kt] (16·KT × 16·nb) += A[kt] (rows of this warp in `aSrc`, row-major) · B from `bLoad`. */
+    const rowProduct = (acc: string, aBase: string, aStride: number, kSteps: number, nTiles: number, bAddr: string, ind: string) => {
+      L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${kSteps}; kk++) {`);
+      L.push(`${ind}  u32 a[${KT}][4];`);
+      for (const x of kts) L.push(`${ind}  fa_ldsm(a[${x}], ${aBase} + (warp * ${WR} + ${x * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`);
+      L.push(`${ind}  #pragma unroll`, `${ind}  for (int n = 0; n < ${nTiles}; n++) {`);
+      L.push(`${ind}    u32 b[4]; fa_ldsm(b, ${bAddr});`);
+      for (const x of kts) L.push(`${ind}    fa_mma(${acc}[${x}][2 * n], a[${x}], b[0], b[1]); fa_mma(${acc}[${x}][2 * n + 1], a[${x}], b[2], b[3]);`);
+      L.push(`${ind}  }`, `${ind}}`);
+    };
+    /** acc[kt] += (the bf16 rounding of the C fragments src[kt], as A) · B (transposing loads). */
+    const fragProduct = (acc: string, src: string, kSteps: number, nTiles: number, bAddr: string, ind: string) => {
+      L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${kSteps}; kk++) {`);
+      L.push(`${ind}  u32 a[${KT}][4];`);
+      for (const x of kts) L.push(`${ind}  a[${x}][0] = fa_pack(${src}[${x}][2 * kk][0], ${src}[${x}][2 * kk][1]); a[${x}][1] = fa_pack(${src}[${x}][2 * kk][2], ${src}[${x}][2 * kk][3]); a[${x}][2] = fa_pack(${src}[${x}][2 * kk + 1][0], ${src}[${x}][2 * kk + 1][1]); a[${x}][3] = fa_pack(${src}[${x}][2 * kk + 1][2], ${src}[${x}][2 * kk + 1][3]);`);
+      L.push(`${ind}  #pragma unroll`, `${ind}  for (int n = 0; n < ${nTiles}; n++) {`);
+      L.push(`${ind}    u32 b[4]; fa_ldsm_t(b, ${bAddr});`);
+      for (const x of kts) L.push(`${ind}    fa_mma(${acc}[${x}][2 * n], a[${x}], b[0], b[1]); fa_mma(${acc}[${x}][2 * n + 1], a[${x}], b[2], b[3]);`);
+      L.push(`${ind}  }`, `${ind}}`);
+    };
+    L.push('  int it = 0;', `  const int ta = k0 + warp * ${WR} + g;`);
     L.push(`  for (int ch = 0; ch < ${NCH}; ch++) {`);
     L.push(...zero('dk', DKC / 8, '    '), ...zero('dv', DVC / 8, '    '));
     L.push(`    if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '      '), '    }', '    fa_commit();');
@@ -356,71 +379,55 @@ export class FlashAttention {
     L.push(`      const u16* Qc = Qs + st * ${BQ * KST}; const u16* Oc = Os + st * ${BQ * VST}; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
     // S^T = K Q^T
     L.push(...zero('sc', BQ / 8, '      '));
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
-    L.push(`        u32 a[4]; fa_ldsm(a, Ks + (warp * 16 + (lane & 15)) * ${KST} + kk * 16 + (lane >> 4) * 8);`);
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm(b, Qc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
-    L.push('          fa_mma(sc[2 * n], a, b[0], b[1]); fa_mma(sc[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    rowProduct('sc', 'Ks', KST, DKP / 16, BQ / 16, `Qc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
     // P^T
-    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
-    L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = q < 2 ? ta : tb;');
-    L.push(`          float p = fa_exp2(fmaf(sc[n][q], ${S2}, -Lc[sl]));`);
+    L.push('      #pragma unroll', `      for (int x = 0; x < ${KT}; x++)`, '      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
+    L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + x * 16 + (q < 2 ? 0 : 8);');
+    L.push(`          float p = fa_exp2(fmaf(sc[x][n][q], ${S2}, -Lc[sl]));`);
     L.push(`          if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
-    L.push('          sc[n][q] = p;', '        }', '      }');
+    L.push('          sc[x][n][q] = p;', '        }', '      }');
     // dV += P^T dO
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-    L.push('        u32 a[4] = { fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]), fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]) };');
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${DVC / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm_t(b, Oc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8);`);
-    L.push('          fa_mma(dv[2 * n], a, b[0], b[1]); fa_mma(dv[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    fragProduct('dv', 'sc', BQ / 16, DVC / 16, `Oc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8`, '      ');
     // dP^T = V dO^T
     L.push(...zero('dp', BQ / 8, '      '));
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${DVP / 16}; kk++) {`);
-    L.push(`        u32 a[4]; fa_ldsm(a, Vs + (warp * 16 + (lane & 15)) * ${VST} + kk * 16 + (lane >> 4) * 8);`);
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm(b, Oc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
-    L.push('          fa_mma(dp[2 * n], a, b[0], b[1]); fa_mma(dp[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    rowProduct('dp', 'Vs', VST, DVP / 16, BQ / 16, `Oc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
     // dS^T = P^T (dP^T - D)
-    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll');
-    L.push('        for (int q = 0; q < 4; q++) dp[n][q] = sc[n][q] * (dp[n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
+    L.push('      #pragma unroll', `      for (int x = 0; x < ${KT}; x++)`, '      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll');
+    L.push('        for (int q = 0; q < 4; q++) dp[x][n][q] = sc[x][n][q] * (dp[x][n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
     // dK += dS^T Q
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-    L.push('        u32 a[4] = { fa_pack(dp[2 * kk][0], dp[2 * kk][1]), fa_pack(dp[2 * kk][2], dp[2 * kk][3]), fa_pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]), fa_pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]) };');
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${DKC / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm_t(b, Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8);`);
-    L.push('          fa_mma(dk[2 * n], a, b[0], b[1]); fa_mma(dk[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    fragProduct('dk', 'dp', BQ / 16, DKC / 16, `Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8`, '      ');
     if (k.dQ && PROBE !== 'nodq') {
       L.push('      if (ch == 0) {');
-      L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
-      L.push(`          *(u32*)(Ss + (warp * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][0], dp[n][1]);`);
-      L.push(`          *(u32*)(Ss + (warp * 16 + g + 8) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][2], dp[n][3]);`, '        }');
+      L.push('        #pragma unroll', `        for (int x = 0; x < ${KT}; x++)`, '        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
+      L.push(`          *(u32*)(Ss + (warp * ${WR} + x * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[x][n][0], dp[x][n][1]);`);
+      L.push(`          *(u32*)(Ss + (warp * ${WR} + x * 16 + g + 8) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[x][n][2], dp[x][n][3]);`, '        }');
       L.push('        __syncthreads();');
       L.push(`        const int rg = warp % ${RG}, cg = warp / ${RG};`);
-      L.push(...zero('dq', DQC / 8, '        '));
+      L.push(...zero('dq', DQC / 8, '        ', 1));
       L.push('        #pragma unroll', `        for (int kk = 0; kk < ${BK / 16}; kk++) {`);
       L.push(`          u32 a[4]; fa_ldsm_t(a, Ss + (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${SST} + rg * 16 + ((lane >> 3) & 1) * 8);`);
       L.push('          #pragma unroll', `          for (int n = 0; n < ${DQC / 16}; n++) {`);
       L.push(`            u32 b[4]; fa_ldsm_t(b, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + cg * ${DQC} + n * 16 + (lane >> 4) * 8);`);
-      L.push('            fa_mma(dq[2 * n], a, b[0], b[1]); fa_mma(dq[2 * n + 1], a, b[2], b[3]);', '          }', '        }');
+      L.push('            fa_mma(dq[0][2 * n], a, b[0], b[1]); fa_mma(dq[0][2 * n + 1], a, b[2], b[3]);', '          }', '        }');
       if (k.dk % 2 === 0) {
         // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int h = 0; h < 2; h++) {');
         L.push(`            const int s = s0 + rg * 16 + g + h * 8, d = cg * ${DQC} + n * 8 + 2 * c4;`);
-        L.push(`            if (s < ${k.sq} && d < ${k.dk}${PROBE === 'nored' ? ' && dq[n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}${PROBE === 'nored' ? ' && dq[0][n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][2 * h], dq[0][n][2 * h + 1]);`);
         L.push('          }', '        }', '      }');
       } else {
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
         L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
-        L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][q]);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][q]);`);
         L.push('          }', '        }', '      }');
       }
     }
     L.push('    }');
     const store = (acc: string, tgt: { buf: number; index: Expr } | undefined, col: 'd' | 'e', cols: number, real: number, scale: string) => {
       if (!tgt) return;
-      L.push('    #pragma unroll', `    for (int n = 0; n < ${cols / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-      L.push(`        const int t = q < 2 ? ta : tb, ${col} = ch * ${cols} + n * 8 + 2 * c4 + (q & 1);`);
-      L.push(`        if (t < ${k.sk} && ${col} < ${real}) buf${tgt.buf}[${this.cg.expr(tgt.index)}] = ${this.cg.storeValue(tgt.buf, `${acc}[n][q]${scale}`)};`);
+      L.push('    #pragma unroll', `    for (int x = 0; x < ${KT}; x++)`, '    #pragma unroll', `    for (int n = 0; n < ${cols / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+      L.push(`        const int t = ta + x * 16 + (q < 2 ? 0 : 8), ${col} = ch * ${cols} + n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`        if (t < ${k.sk} && ${col} < ${real}) buf${tgt.buf}[${this.cg.expr(tgt.index)}] = ${this.cg.storeValue(tgt.buf, `${acc}[x][n][q]${scale}`)};`);
       L.push('      }', '    }');
     };
     store('dk', k.dK, 'd', DKC, k.dk, ` * ${f32(k.scale)}`);

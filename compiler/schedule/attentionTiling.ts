@@ -51,7 +51,8 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   // Forward: 1 or 2 row tiles of 16 per warp.
   if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   const rowGroups = t.bq / 16;
-  if (t.warps * 16 !== t.bk || t.warps % rowGroups !== 0) return false;
+  // Backward: 1 or 2 key tiles of 16 per warp; the dQ product splits the query rows over the warps.
+  if ((t.bk !== t.warps * 16 && t.bk !== t.warps * 32) || t.warps % rowGroups !== 0) return false;
   const colGroups = t.warps / rowGroups;
   return m16(t.dkPad / colGroups) && m16(t.dkPad / t.dkvChunks) && m16(t.dvPad / t.dkvChunks);
 }
