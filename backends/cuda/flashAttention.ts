@@ -4,18 +4,20 @@
  * size a constant; operands are read through their kernel-IR expressions (folded views), with 16-byte
  * cp.async copies when an operand is a bf16 load contiguous along the head dim, else element by element.
  *
- * Forward (one block = `bq` query rows, 16 per warp): S = Q·Kᵀ per K/V tile of `bk` rows, online
- * softmax in base 2 (scale·log2 e folded in), P rounded to bf16 for O += P·V, f32 accumulators; the
+ * Forward (one block = `bq` query rows, 16 or 32 per warp): S = Q·Kᵀ per K/V tile of `bk` rows, online
+ * softmax in base 2 (scale·log2 e folded into one FMA before ex2.approx), P rounded to bf16 for O += P·V, f32 accumulators; the
  * log-sum-exp (base 2) of each row goes to a scratch buffer the backward of the same operands reuses.
- * Backward (one block = `bk` key rows, 16 per warp): a preprocess computes D = rowsum(dO∘O) and zeroes
+ * Backward (one block = `bk` key rows, 16 or 32 per warp): a preprocess computes D = rowsum(dO∘O) and zeroes
  * an f32 dQ accumulator; the main kernel walks the query tiles, recomputes P = exp2(S − lse), and
  * accumulates dV += Pᵀ·dO and dK += dSᵀ·Q in registers (dS = P∘(dP − D), dP = dO·Vᵀ), and adds
- * dQ += dS·K with atomics through shared memory; a last pass scales dQ into its output.
+ * dQ += dS·K through shared memory with 8-byte f32 reductions into global memory; a last pass scales dQ into its output.
+ * The PTX helpers (fa_ldsm, fa_mma, fa_exp2, fa_red2, ...) live in mma.ts (FLASH_ATTENTION_PTX).
  * Head dims are zero-padded to multiples of 16 in shared memory (72 → 80), rows past the sequence
  * are zero (keys masked, queries with lse = +∞), causal masks t ≤ s (top-left), as the CPU oracle.
  */
 import { KilnError } from '../../ir/errors.ts';
 import { affine, exprKey } from '../../ir/kernel/expr.ts';
+import { FLASH_ATTENTION_PTX } from './mma.ts';
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
 
 /** What the flash generator needs from the module's code generator. */
@@ -56,37 +58,6 @@ function f32(v: number): string {
   return `${s.includes('e') || s.includes('.') ? s : `${s}.0`}f`;
 }
 
-const HELPERS = String.raw`
-// ---- flash attention helpers (mma.sync m16n8k16 bf16, ldmatrix, cp.async) ----
-__device__ __forceinline__ u32 fa_saddr(const void* p) {
-  u32 r; asm("{ .reg .u64 a_; cvta.to.shared.u64 a_, %1; cvt.u32.u64 %0, a_; }" : "=r"(r) : "l"(p)); return r;
-}
-__device__ __forceinline__ void fa_ldsm(u32* r, const u16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
-}
-__device__ __forceinline__ void fa_ldsm_t(u32* r, const u16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
-}
-__device__ __forceinline__ void fa_mma(float* c, const u32* a, u32 b0, u32 b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void fa_cp16(u16* dst, const u16* src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(fa_saddr(dst)), "l"(src), "r"(ok ? 16 : 0));
-}
-__device__ __forceinline__ void fa_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-__device__ __forceinline__ void fa_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
-/** 2^x on the special-function unit (ex2.approx.ftz: relative error ~2^-22, far below bf16's 2^-9; 2^-∞ = 0). */
-__device__ __forceinline__ float fa_exp2(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
-/** dst[0..1] += (a, b) in global memory (one 8-byte vector reduction, sm_90). */
-__device__ __forceinline__ void fa_red2(float* dst, float a, float b) {
-  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(dst), "f"(a), "f"(b) : "memory");
-}
-/** Two floats → bf16x2 (round to nearest even), lo in the low half. */
-__device__ __forceinline__ u32 fa_pack(float lo, float hi) {
-  u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
-}
-`;
 
 /** A tile of an operand to stage in shared memory: rows rowStart.. (< rowLimit) × cols 0..colsPad-1. */
 interface TileLoad {
@@ -116,7 +87,7 @@ export class FlashAttention {
     const rows = prod(k.batch) * k.sq;
     if (rows === 0 || k.sk === 0) return [];
     if (!this.helpersEmitted) {
-      out.push(HELPERS);
+      out.push(FLASH_ATTENTION_PTX);
       this.helpersEmitted = true;
     }
     const key = operandKey(k);
