@@ -18,10 +18,12 @@ import type { AttentionTile, Kernel } from '../ir/kernel/types.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, cudaBackend } from '../backends/cuda/executable.ts';
 import { compile } from '../compiler/compile.ts';
+import { tileIsValid } from '../compiler/schedule/attentionTiling.ts';
 import { numel } from '../ir/shape.ts';
 import { attentionGraph } from '../test/support/attentionGraphs.ts';
 
-interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile> }
+/** Tile fields to override; `maxDim`: only at head dims up to it. */
+interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; maxDim?: number }
 const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
 for (const spec of process.argv.slice(2)) {
@@ -41,7 +43,13 @@ for (const spec of process.argv.slice(2)) {
     return { name: i.name, bits };
   });
   for (const variant of variants) {
+  if (variant.maxDim !== undefined && c.dim > variant.maxDim) continue;
   const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
+  const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
+  if (invalid.length) {
+    console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
+    continue;
+  }
   const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
   const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
   for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);
