@@ -22,8 +22,8 @@ import { tileIsValid } from '../compiler/schedule/attentionTiling.ts';
 import { numel } from '../ir/shape.ts';
 import { attentionGraph } from '../test/support/attentionGraphs.ts';
 
-/** Tile fields to override; `maxDim`: only at head dims up to it. */
-interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; maxDim?: number }
+/** Tile fields to override; `minDim` / `maxDim`: only at head dims in that range. */
+interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number }
 const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
 for (const spec of process.argv.slice(2)) {
@@ -43,7 +43,7 @@ for (const spec of process.argv.slice(2)) {
     return { name: i.name, bits };
   });
   for (const variant of variants) {
-  if (variant.maxDim !== undefined && c.dim > variant.maxDim) continue;
+  if ((variant.maxDim !== undefined && c.dim > variant.maxDim) || (variant.minDim !== undefined && c.dim < variant.minDim)) continue;
   const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
   const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
   if (invalid.length) {
