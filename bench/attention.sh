@@ -6,8 +6,8 @@ set -euo pipefail
 shapes=${*:-"256,16,256,72 64,16,1024,64 32,16,256,256 64,16,1024,128,causal"}
 out=${OUT:-/tmp}/attention.jsonl
 : > "$out"
-KILN_BACKEND=cuda tsx bench/attention.ts $shapes | sed 's/^/kiln /' | tee -a "$out"
 python3 bench/attention_sdpa.py $shapes | sed 's/^/sdpa /' | tee -a "$out"
+KILN_BACKEND=cuda tsx bench/attention.ts $shapes | sed 's/^/kiln /' | tee -a "$out"
 node -e '
 const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n");
 const k = {}, t = {};
