@@ -22,8 +22,11 @@ import { tileIsValid } from '../compiler/schedule/attentionTiling.ts';
 import { numel } from '../ir/shape.ts';
 import { attentionGraph } from '../test/support/attentionGraphs.ts';
 
-/** Tile fields to override; `minDim` / `maxDim`: only at head dims in that range. */
-interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number }
+/**
+ * Tile fields to override; `minDim` / `maxDim`: only at head dims in that range; `probe`: a
+ * KILN_FLASH_PROBE diagnostic (backends/cuda/flashAttention.ts: wrong gradients, timing only).
+ */
+interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number; probe?: string }
 const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
 for (const spec of process.argv.slice(2)) {
@@ -50,6 +53,8 @@ for (const spec of process.argv.slice(2)) {
     console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
     continue;
   }
+  if (variant.probe) process.env.KILN_FLASH_PROBE = variant.probe;
+  else delete process.env.KILN_FLASH_PROBE;
   const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
   const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
   for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);

@@ -50,7 +50,7 @@ const LOG2E = 1.4426950408889634;
  * Benchmark probe (bench/attention.ts only; wrong gradients): `nodq` drops the backward's dQ product,
  * `nored` keeps the product but (practically) never reduces it into global memory.
  */
-const PROBE = typeof process !== 'undefined' ? process.env.KILN_FLASH_PROBE : undefined;
+const probe = (): string | undefined => (typeof process !== 'undefined' ? process.env.KILN_FLASH_PROBE : undefined);
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 function f32(v: number): string {
@@ -367,7 +367,7 @@ export class FlashAttention {
     L.push('        for (int q = 0; q < 4; q++) dp[x][n][q] = sc[x][n][q] * (dp[x][n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
     // dK += dS^T Q
     fragProduct('dk', 'dp', BQ / 16, DKC / 16, `Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8`, '      ');
-    if (k.dQ && PROBE !== 'nodq') {
+    if (k.dQ && probe() !== 'nodq') {
       L.push('      if (ch == 0) {');
       L.push('        #pragma unroll', `        for (int x = 0; x < ${KT}; x++)`, '        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
       L.push(`          *(u32*)(Ss + (warp * ${WR} + x * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[x][n][0], dp[x][n][1]);`);
@@ -384,7 +384,7 @@ export class FlashAttention {
         // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int h = 0; h < 2; h++) {');
         L.push(`            const int s = s0 + rg * 16 + g + h * 8, d = cg * ${DQC} + n * 8 + 2 * c4;`);
-        L.push(`            if (s < ${k.sq} && d < ${k.dk}${PROBE === 'nored' ? ' && dq[0][n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][2 * h], dq[0][n][2 * h + 1]);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}${probe() === 'nored' ? ' && dq[0][n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][2 * h], dq[0][n][2 * h + 1]);`);
         L.push('          }', '        }', '      }');
       } else {
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
