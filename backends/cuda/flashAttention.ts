@@ -107,10 +107,12 @@ export class FlashAttention {
       launches.push(this.forward(k, ft, `${fn}_lse`, qkIds, lse, true, out));
     }
     const dsum = newScratch(scratch, rows * 4);
-    const dqAcc = newScratch(scratch, rows * k.dk * 4);
+    const dqPass = k.dQ && k.tile.dq;
+    const dqAcc = k.dQ && !dqPass ? newScratch(scratch, rows * k.dk * 4) : undefined;
     launches.push(this.preprocess(k, `${fn}_pre`, ids, dsum, dqAcc, out));
     launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
-    if (k.dQ) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
+    if (dqPass) launches.push(this.dqPass(k, dqPass, k.tile.dkPad, k.tile.dvPad, `${fn}_dqk`, ids, lse, dsum, out));
+    else if (dqAcc !== undefined) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
     return launches;
   }
 
@@ -259,10 +261,10 @@ export class FlashAttention {
     return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
   }
 
-  /** D[row] = Σ_e dO·O (one warp per query row) and dQacc[row, :] = 0. */
-  private preprocess(k: AttentionGradKernel, fn: string, ids: readonly number[], dsum: number, dqAcc: number, out: string[]): FlashLaunch {
+  /** D[row] = Σ_e dO·O (one warp per query row) and dQacc[row, :] = 0 (when dQ is reduced into dQacc). */
+  private preprocess(k: AttentionGradKernel, fn: string, ids: readonly number[], dsum: number, dqAcc: number | undefined, out: string[]): FlashLaunch {
     const rows = prod(k.batch) * k.sq;
-    const prm = [...ids, dsum, dqAcc];
+    const prm = dqAcc === undefined ? [...ids, dsum] : [...ids, dsum, dqAcc];
     out.push(`extern "C" __global__ void __launch_bounds__(256) ${fn}(${this.cg.params(prm)}) {`);
     out.push('  const int lane = threadIdx.x & 31;', '  const long long row = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);', `  if (row >= ${rows}LL) return;`);
     out.push(`  const int s = (int)(row % ${k.sq});`, `  const long long bt = row / ${k.sq};`);
@@ -270,7 +272,8 @@ export class FlashAttention {
     out.push(`  float acc = 0.f;`, `  for (int e = lane; e < ${k.dv}; e += 32) acc += (${this.cg.expr(k.dout)}) * (${this.cg.expr(k.o)});`);
     out.push('  #pragma unroll', '  for (int w = 16; w > 0; w >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, w);');
     out.push(`  if (lane == 0) scr${-dsum}[row] = acc;`);
-    out.push(`  for (int d = lane; d < ${k.dk}; d += 32) scr${-dqAcc}[row * ${k.dk} + d] = 0.f;`, '}');
+    if (dqAcc !== undefined) out.push(`  for (int d = lane; d < ${k.dk}; d += 32) scr${-dqAcc}[row * ${k.dk} + d] = 0.f;`);
+    out.push('}');
     return { kind: 'kernel', fn, grid: [Math.ceil(rows / 8), 1, 1], block: [256, 1, 1], params: prm, sharedBytes: 0 };
   }
 
@@ -286,7 +289,87 @@ export class FlashAttention {
     return { kind: 'kernel', fn, grid: [Math.ceil(total / 256), 1, 1], block: [256, 1, 1], params: prm, sharedBytes: 0 };
   }
 
-  private backward(k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number, out: string[]): FlashLaunch {
+  /**
+   * dQ without reductions: one block = `bq` query rows (16·MT per warp, as the forward) walks the key
+   * tiles, recomputes P = exp2(S − lse) and dP = dO·Vᵀ, and accumulates dQ += dS·K in registers
+   * (dS = P∘(dP − D)), then stores scale·dQ through the kernel's dQ index.
+   */
+  private dqPass(k: AttentionGradKernel, t: { bq: number; bk: number; warps: number }, DKP: number, DVP: number, fn: string, ids: readonly number[], lse: number, dsum: number, out: string[]): FlashLaunch {
+    const { bq: BQ, bk: BK, warps: NW } = t;
+    const threads = NW * 32;
+    const MT = BQ / (NW * 16), WR = 16 * MT;
+    const QST = DKP + 8, OST = DVP + 8, KST = DKP + 8, VST = DVP + 8;
+    const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
+    const sharedBytes = 2 * (BQ * QST + BQ * OST + 2 * BK * KST + 2 * BK * VST);
+    const prm = [...ids, lse, dsum];
+    const S2 = f32(k.scale * LOG2E);
+    const mts = Array.from({ length: MT }, (_, i) => i);
+    const L: string[] = [];
+    L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
+    L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
+    L.push(`  u16* Qs = fa_sm; u16* Os = Qs + ${BQ * QST}; u16* Ks = Os + ${BQ * OST}; u16* Vs = Ks + ${2 * BK * KST};`);
+    L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+    L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
+    L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
+    this.batchVars(k, 'bt', L);
+    L.push(`  const int q0 = qt * ${BQ};`);
+    L.push(`  const int nT = ${k.causal ? `min(${nK}, (min(q0 + ${BQ}, ${k.sq}) - 1) / ${BK} + 1)` : `${nK}`};`);
+    const kvLoad = (stage: string, start: string, ind: string) => [
+      ...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Ks + ${stage} * ${BK * KST})`, threads }, ind),
+      ...this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Vs + ${stage} * ${BK * VST})`, threads }, ind),
+    ];
+    L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
+    L.push(...this.load({ op: k.dout, rowVar: 's', colVar: 'e', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dv, colsPad: DVP, stride: OST, dst: 'Os', threads }, '  '));
+    L.push(...kvLoad('0', '0', '  '));
+    L.push('  fa_commit();');
+    L.push(`  const int w0 = q0 + warp * ${WR};`);
+    // Row statistics (rows past the sequence: lse = +∞, so P = 0).
+    L.push(`  float ls[${MT}][2], dd[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', '  for (int h = 0; h < 2; h++) {');
+    L.push(`    const int r = w0 + mt * 16 + g + h * 8;`, `    ls[mt][h] = r < ${k.sq} ? scr${-lse}[bt * ${k.sq} + r] : K_INF; dd[mt][h] = r < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + r] : 0.f;`, '  }');
+    L.push(`  float dq[${MT}][${DKP / 8}][4];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DKP / 8}; n++) { dq[mt][n][0] = 0.f; dq[mt][n][1] = 0.f; dq[mt][n][2] = 0.f; dq[mt][n][3] = 0.f; }`);
+    L.push('  for (int j = 0; j < nT; j++) {');
+    L.push('    fa_wait_all(); __syncthreads();');
+    L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
+    L.push('    fa_commit();');
+    L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST}; const u16* Vc = Vs + (j & 1) * ${BK * VST};`);
+    /** acc[mt] (rows of this warp × BK keys) = A (rows of `aBase`, row-major) · Bᵀ (rows of `bBase`). */
+    const rowsTimesKeys = (acc: string, aBase: string, aStride: number, bBase: string, bStride: number, kSteps: number) => {
+      L.push(`    float ${acc}[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { ${acc}[mt][n][0] = 0.f; ${acc}[mt][n][1] = 0.f; ${acc}[mt][n][2] = 0.f; ${acc}[mt][n][3] = 0.f; }`);
+      L.push('    #pragma unroll', `    for (int kk = 0; kk < ${kSteps}; kk++) {`);
+      L.push(`      u32 a[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(a[${mt}], ${aBase} + (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`));
+      L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
+      L.push(`        u32 b[4]; fa_ldsm(b, ${bBase} + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${bStride} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+      for (const mt of mts) L.push(`        fa_mma(${acc}[${mt}][2 * n], a[${mt}], b[0], b[1]); fa_mma(${acc}[${mt}][2 * n + 1], a[${mt}], b[2], b[3]);`);
+      L.push('      }', '    }');
+    };
+    rowsTimesKeys('sc', 'Qs', QST, 'Kc', KST, DKP / 16);
+    rowsTimesKeys('dp', 'Os', OST, 'Vc', VST, DVP / 16);
+    L.push(`    const int t0 = j * ${BK};`);
+    L.push('    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+    L.push('        const int h = q >> 1, tt = t0 + n * 8 + 2 * c4 + (q & 1), r = w0 + mt * 16 + g + h * 8;');
+    L.push(`        float p = fa_exp2(fmaf(sc[mt][n][q], ${S2}, -ls[mt][h]));`);
+    L.push(`        if (tt >= ${k.sk}${k.causal ? ' || tt > r' : ''}) p = 0.f;`);
+    L.push('        dp[mt][n][q] = p * (dp[mt][n][q] - dd[mt][h]);', '      }', '    }');
+    // dQ += dS K
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+    L.push(`      u32 pa[${MT}][4];`);
+    for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(dp[${mt}][2 * kk][0], dp[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(dp[${mt}][2 * kk][2], dp[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(dp[${mt}][2 * kk + 1][0], dp[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(dp[${mt}][2 * kk + 1][2], dp[${mt}][2 * kk + 1][3]);`);
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${DKP / 16}; n++) {`);
+    L.push(`        u32 b[4]; fa_ldsm_t(b, Kc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + n * 16 + (lane >> 4) * 8);`);
+    for (const mt of mts) L.push(`        fa_mma(dq[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(dq[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
+    L.push('      }', '    }');
+    L.push('  }');
+    L.push('  fa_wait_all();');
+    L.push('  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DKP / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
+    L.push(`      const int s = w0 + mt * 16 + g + (q >> 1) * 8, d = n * 8 + 2 * c4 + (q & 1);`);
+    L.push(`      if (s < ${k.sq} && d < ${k.dk}) buf${k.dQ!.buf}[${this.cg.expr(k.dQ!.index)}] = ${this.cg.storeValue(k.dQ!.buf, `dq[mt][n][q] * ${f32(k.scale)}`)};`);
+    L.push('    }', '  }');
+    L.push('}');
+    out.push(...L);
+    return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
+  }
+
+  private backward(k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, out: string[]): FlashLaunch {
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP, dkvChunks: NCH } = t;
     const threads = NW * 32;
     // KT m16 key tiles per warp: each Q / dO fragment read from shared memory feeds 2·KT products.
@@ -295,15 +378,15 @@ export class FlashAttention {
     const DKC = DKP / NCH, DVC = DVP / NCH;
     const RG = BQ / 16, CG = NW / RG, DQC = DKP / CG;
     const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
-    const sharedBytes = 2 * (BK * KST + BK * VST + 2 * BQ * KST + 2 * BQ * VST + BK * SST) + 4 * 4 * BQ;
-    const prm = [...ids, lse, dsum, dqAcc];
+    const sharedBytes = 2 * (BK * KST + BK * VST + 2 * BQ * KST + 2 * BQ * VST + (dqAcc === undefined ? 0 : BK * SST)) + 4 * 4 * BQ;
+    const prm = dqAcc === undefined ? [...ids, lse, dsum] : [...ids, lse, dsum, dqAcc];
     const S2 = f32(k.scale * LOG2E);
     const kts = Array.from({ length: KT }, (_, i) => i);
     const L: string[] = [];
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
     L.push(`  u16* Ks = fa_sm; u16* Vs = Ks + ${BK * KST}; u16* Qs = Vs + ${BK * VST}; u16* Os = Qs + ${2 * BQ * KST}; u16* Ss = Os + ${2 * BQ * VST};`);
-    L.push(`  float* Ls = (float*)(Ss + ${BK * SST}); float* Ds = Ls + ${2 * BQ};`);
+    L.push(`  float* Ls = (float*)(Ss + ${dqAcc === undefined ? 0 : BK * SST}); float* Ds = Ls + ${2 * BQ};`);
     L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
     L.push(`  const int kt = (int)(blockIdx.x % ${nK}u);`, `  const long long bt = blockIdx.x / ${nK}u;`);
     this.batchVars(k, 'bt', L);
@@ -367,7 +450,7 @@ export class FlashAttention {
     L.push('        for (int q = 0; q < 4; q++) dp[x][n][q] = sc[x][n][q] * (dp[x][n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
     // dK += dS^T Q
     fragProduct('dk', 'dp', BQ / 16, DKC / 16, `Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8`, '      ');
-    if (k.dQ && probe() !== 'nodq') {
+    if (dqAcc !== undefined && probe() !== 'nodq') {
       L.push('      if (ch == 0) {');
       L.push('        #pragma unroll', `        for (int x = 0; x < ${KT}; x++)`, '        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
       L.push(`          *(u32*)(Ss + (warp * ${WR} + x * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[x][n][0], dp[x][n][1]);`);
@@ -384,12 +467,12 @@ export class FlashAttention {
         // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int h = 0; h < 2; h++) {');
         L.push(`            const int s = s0 + rg * 16 + g + h * 8, d = cg * ${DQC} + n * 8 + 2 * c4;`);
-        L.push(`            if (s < ${k.sq} && d < ${k.dk}${probe() === 'nored' ? ' && dq[0][n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][2 * h], dq[0][n][2 * h + 1]);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}${probe() === 'nored' ? ' && dq[0][n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc!}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][2 * h], dq[0][n][2 * h + 1]);`);
         L.push('          }', '        }', '      }');
       } else {
         L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
         L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
-        L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][q]);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc!}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][q]);`);
         L.push('          }', '        }', '      }');
       }
     }

@@ -54,6 +54,7 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   // Backward: 1 or 2 key tiles of 16 per warp; the dQ product splits the query rows over the warps.
   if ((t.bk !== t.warps * 16 && t.bk !== t.warps * 32) || t.warps % rowGroups !== 0) return false;
   const colGroups = t.warps / rowGroups;
+  if (t.dq && (!m16(t.dq.bk) || (t.dq.bq !== t.dq.warps * 16 && t.dq.bq !== t.dq.warps * 32))) return false;
   return m16(t.dkPad / colGroups) && m16(t.dkPad / t.dkvChunks) && m16(t.dvPad / t.dkvChunks);
 }
 
