@@ -10,7 +10,9 @@
  * Backward (one block = `bk` key rows, 16 or 32 per warp): a preprocess computes D = rowsum(dO∘O) and zeroes
  * an f32 dQ accumulator; the main kernel walks the query tiles, recomputes P = exp2(S − lse), and
  * accumulates dV += Pᵀ·dO and dK += dSᵀ·Q in registers (dS = P∘(dP − D), dP = dO·Vᵀ), and adds
- * dQ += dS·K through shared memory with 8-byte f32 reductions into global memory; a last pass scales dQ into its output.
+ * dQ += dS·K through shared memory with 8-byte f32 reductions into global memory; a last pass scales dQ
+ * into its output. With `tile.dq`, dQ is instead a pass of its own (no accumulator, no reductions): query
+ * blocks walk the key tiles as the forward does, recompute P and dP, and keep dQ += dS·K in registers.
  * The PTX helpers (fa_ldsm, fa_mma, fa_exp2, fa_red2, ...) live in mma.ts (FLASH_ATTENTION_PTX).
  * Head dims are zero-padded to multiples of 16 in shared memory (72 → 80), rows past the sequence
  * are zero (keys masked, queries with lse = +∞), causal masks t ≤ s (top-left), as the CPU oracle.

@@ -116,17 +116,19 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
         expect(bad).toEqual([]);
       }, 600_000);
 
-  it('tile variants (the alternatives bench/attention.ts measures): one or two row tiles per warp forward, one or two key tiles per warp backward, 4 or 8 warps, dQ in a pass of its own', async () => {
+  it('tile variants (the alternatives bench/attention.ts measures): one or two row tiles per warp forward, one or two key tiles per warp backward, 4 or 8 warps, dQ by reductions or in a pass of its own', async () => {
     // Both sides get the same inputs; only the kernels' tiles differ from compile()'s choice.
-    const variants: Array<{ fwd: Partial<AttentionTile>; bwd: Partial<AttentionTile> }> = [
-      { fwd: { bq: 128, warps: 8 }, bwd: { bq: 32, bk: 128, warps: 4 } },
-      { fwd: { bq: 64, warps: 2 }, bwd: { bq: 64, bk: 128, warps: 8 } },
-      { fwd: {}, bwd: { dq: { bq: 128, bk: 32, warps: 4 } } },
+    const variants: Array<{ fwd: Partial<AttentionTile>; bwd: Partial<AttentionTile>; dims: number[] }> = [
+      { fwd: { bq: 128, warps: 8 }, bwd: { bq: 32, bk: 128, warps: 4, dq: undefined }, dims: [64] },
+      { fwd: { bq: 64, warps: 2 }, bwd: { bq: 64, bk: 128, warps: 8, dq: undefined }, dims: [64, 72] },
+      { fwd: {}, bwd: { bq: 64, bk: 64, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }, dims: [64, 72] },
+      { fwd: { bk: 32 }, bwd: { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }, dims: [64] },
+      { fwd: {}, bwd: { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }, dims: [128] },
     ];
     const bad: string[] = [];
-    for (const dim of [64, 72])
-      for (const causal of [false, true])
-        for (const [vi, v] of variants.entries()) {
+    for (const [vi, v] of variants.entries())
+      for (const dim of v.dims)
+        for (const causal of [false, true]) {
           const c: AttentionCase = { batch: 1, heads: 2, seq: 255, dim, causal, layout: (vi + (causal ? 1 : 0)) % 2 ? 'bshd' : 'bhsd' };
           const g = attentionGraph({ ...c, grads: true });
           const p = compile(g).program;
