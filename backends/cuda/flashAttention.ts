@@ -49,8 +49,10 @@ interface ScratchDecl {
 
 const LOG2E = 1.4426950408889634;
 /**
- * Benchmark probe (bench/attention.ts only; wrong gradients): `nodq` drops the backward's dQ product,
- * `nored` keeps the product but (practically) never reduces it into global memory.
+ * Diagnostics (KILN_FLASH_PROBE; wrong results on purpose). Timing probes for bench/attention.ts: `nodq`
+ * drops the backward's dQ product, `nored` keeps the product but (practically) never reduces it into
+ * global memory. Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
+ * mask, `dqmask` lets the dQ pass see 16 keys past the diagonal.
  */
 const probe = (): string | undefined => (typeof process !== 'undefined' ? process.env.KILN_FLASH_PROBE : undefined);
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
@@ -216,7 +218,7 @@ export class FlashAttention {
     L.push('      float mx0 = -K_INF, mx1 = -K_INF;');
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
     L.push('          float x = sc[mt][n][q];');
-    L.push(`          if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
+    L.push(`          if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal && probe() !== 'nocausal' ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
     L.push('          sc[mt][n][q] = x;', '          if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '        }', '      }');
     L.push('      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
     L.push('      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
@@ -350,7 +352,7 @@ export class FlashAttention {
     L.push('    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
     L.push('        const int h = q >> 1, tt = t0 + n * 8 + 2 * c4 + (q & 1), r = w0 + mt * 16 + g + h * 8;');
     L.push(`        float p = fa_exp2(fmaf(sc[mt][n][q], ${S2}, -ls[mt][h]));`);
-    L.push(`        if (tt >= ${k.sk}${k.causal ? ' || tt > r' : ''}) p = 0.f;`);
+    L.push(`        if (tt >= ${k.sk}${k.causal ? (probe() === 'dqmask' ? ' || tt > r + 16' : ' || tt > r') : ''}) p = 0.f;`);
     L.push('        dp[mt][n][q] = p * (dp[mt][n][q] - dd[mt][h]);', '      }', '    }');
     // dQ += dS K
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
