@@ -17,6 +17,7 @@
 import type { AttentionTile, Kernel } from '../ir/kernel/types.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, cudaBackend } from '../backends/cuda/executable.ts';
+import { type FlashProbe, setFlashProbe } from '../backends/cuda/flashAttention.ts';
 import { compile } from '../compiler/compile.ts';
 import { tileIsValid } from '../compiler/schedule/attentionTiling.ts';
 import { numel } from '../ir/shape.ts';
@@ -24,9 +25,9 @@ import { attentionGraph } from '../test/support/attentionGraphs.ts';
 
 /**
  * Tile fields to override; `minDim` / `maxDim`: only at head dims in that range; `probe`: a
- * KILN_FLASH_PROBE diagnostic (backends/cuda/flashAttention.ts: wrong gradients, timing only).
+ * timing probe (setFlashProbe in backends/cuda/flashAttention.ts: wrong gradients, timing only).
  */
-interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number; probe?: string }
+interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number; probe?: FlashProbe }
 const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
 for (const spec of process.argv.slice(2)) {
@@ -53,8 +54,7 @@ for (const spec of process.argv.slice(2)) {
     console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
     continue;
   }
-  if (variant.probe) process.env.KILN_FLASH_PROBE = variant.probe;
-  else delete process.env.KILN_FLASH_PROBE;
+  setFlashProbe(variant.probe);
   const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
   const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
   for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);

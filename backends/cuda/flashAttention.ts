@@ -49,12 +49,18 @@ interface ScratchDecl {
 
 const LOG2E = 1.4426950408889634;
 /**
- * Diagnostics (KILN_FLASH_PROBE; wrong results on purpose). Timing probes for bench/attention.ts: `nodq`
+ * Diagnostics (setFlashProbe; wrong results on purpose). Timing probes for bench/attention.ts: `nodq`
  * drops the backward's dQ product, `nored` keeps the product but (practically) never reduces it into
  * global memory. Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
  * mask, `dqmask` lets the dQ pass see 16 keys past the diagonal.
  */
-const probe = (): string | undefined => (typeof process !== 'undefined' ? process.env.KILN_FLASH_PROBE : undefined);
+export type FlashProbe = 'nodq' | 'nored' | 'nocausal' | 'dqmask';
+let activeProbe: FlashProbe | undefined;
+/** Set (or clear) the diagnostic for the kernels generated from now on (read by no one else: callers at the edge set it). */
+export function setFlashProbe(p: FlashProbe | undefined): void {
+  activeProbe = p;
+}
+const probe = (): FlashProbe | undefined => activeProbe;
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 function f32(v: number): string {

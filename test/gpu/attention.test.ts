@@ -24,6 +24,7 @@
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { cudaBackend } from '../../backends/cuda/executable.ts';
+import { type FlashProbe, setFlashProbe } from '../../backends/cuda/flashAttention.ts';
 import { compile } from '../../compiler/compile.ts';
 import { tileIsValid } from '../../compiler/schedule/attentionTiling.ts';
 import type { AttentionTile, Kernel } from '../../ir/kernel/types.ts';
@@ -34,6 +35,10 @@ import { mulberry32 } from '../../runtime/prng.ts';
 import { type AttentionCase, attentionGradOnlyGraph, attentionGraph, caseName } from '../support/attentionGraphs.ts';
 import { attentionReference } from '../support/attentionReference.ts';
 import { runOnBackend } from '../support/backendRun.ts';
+
+// KILN_FLASH_PROBE=nocausal|dqmask: a deliberate bug in the generated kernels (backends/cuda/flashAttention.ts),
+// to check that these tests catch it; never set in normal runs.
+setFlashProbe(process.env.KILN_FLASH_PROBE as FlashProbe | undefined);
 
 const Y_TOL = 1e-2;
 const GRAD_TOL = 3e-2;

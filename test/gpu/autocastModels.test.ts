@@ -18,6 +18,7 @@
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { cudaBackend } from '../../backends/cuda/executable.ts';
+import { type FlashProbe, setFlashProbe } from '../../backends/cuda/flashAttention.ts';
 import { compile } from '../../compiler/compile.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
 import { relErr } from '../support/compare.ts';
@@ -25,6 +26,10 @@ import { runOnBackend } from '../support/backendRun.ts';
 import {
   type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase,
 } from '../support/compiledModels.ts';
+
+// KILN_FLASH_PROBE=nocausal|dqmask: a deliberate bug in the generated kernels (backends/cuda/flashAttention.ts),
+// to check that these tests catch it; never set in normal runs.
+setFlashProbe(process.env.KILN_FLASH_PROBE as FlashProbe | undefined);
 
 const U = 2 ** -9;
 
