@@ -47,16 +47,15 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   // passes dK/dV do too: head dims > 80 are padded to multiples of 32 so that each half is a multiple of
   // 16. Measured on an H200 (bench/RESULTS.md, 2026-12-02), for sequences longer than one tile:
   // head dim 64, two key tiles per warp (128-key blocks) beat one (3.68 vs 4.22 ms at 64×16×1024);
-  // head dim 72 (pad 80), dQ in a pass of its own beat the reductions (1.81 vs 1.94 ms at 256×16×256);
-  // head dim 256, 8 warps × 16 keys beat 4 (0.94 vs 1.15 ms at 32×16×256).
+  // head dim 72 (pad 80), dQ in a pass of its own beat the reductions (1.81 vs 1.94 ms at 256×16×256).
   const long = s.sq > 64 && s.sk > 64;
   if (wide <= 64 && dkPad % 32 === 0 && long) return { bq: 32, bk: 128, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
   if (wide <= 80) return { bq: 64, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1, ...(long ? { dq: { bq: 128, bk: 32, warps: 4 } } : {}) };
   const pad32 = (n: number) => Math.ceil(n / 32) * 32;
   if (wide <= 128) return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 1 };
-  // 8 warps split the dQ product's columns in 4 groups: the padded head dim must be a multiple of 64.
-  const w8 = long && pad32(s.dk) % 64 === 0;
-  return { bq: 32, bk: w8 ? 128 : 64, warps: w8 ? 8 : 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 2 };
+  // Head dims > 128: 4 warps. (8 warps × 16 keys, bk 128, measured 0.94-1.04 vs 1.15 ms at 32×16×256,
+  // but that tiling has not been checked against the oracle on a GPU yet: not the default.)
+  return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 2 };
 }
 
 /** The layout constraints the CUDA kernels rely on (also asserted by the tests for every choice). */
