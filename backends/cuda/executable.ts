@@ -5,6 +5,7 @@
  * inputs (parameters, optimizer state) stay on the GPU; `next.` outputs are copied onto their inputs
  * on the device after each run.
  */
+import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
@@ -16,6 +17,7 @@ import { Cublas } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
 import { applyTuning } from './gemmTuning.ts';
+import { compileCubins } from './nvrtcPool.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -50,12 +52,20 @@ export class CudaExecutable implements Executable {
   private readonly gen: CudaModule;
   private readonly written = new Set<string>();
 
-  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}) {
+  /** `built`: the generated code and its compiled units (buildCuda); without it, one module compiled here. */
+  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, built?: BuiltCuda) {
     this.cuda = CudaDriver.get(options.libDir);
-    // Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts).
-    this.gen = generateCuda(options.gemmTuning === false ? program : applyTuning(program, this.cuda.name, options.cacheDir ?? defaultPtxCacheDir()), options);
-    const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
-    this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+    this.gen = built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), options);
+    if (built) {
+      const functions = new Map<string, unknown>();
+      this.gen.units.forEach((u, i) => {
+        for (const [f, h] of this.cuda.loadImage(built.images[i]!, u.functions, u.name).functions) functions.set(f, h);
+      });
+      this.module = { handle: null, functions };
+    } else {
+      const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
+      this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+    }
     const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)));
     for (const b of program.buffers) {
       const bytes = b.numel * bytesPer(b.dtype);
@@ -182,6 +192,25 @@ export class CudaExecutable implements Executable {
   }
 }
 
+/** Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts). */
+function tunedProgram(cuda: CudaDriver, program: KernelProgram, options: CudaOptions): KernelProgram {
+  return options.gemmTuning === false ? program : applyTuning(program, cuda.name, options.cacheDir ?? defaultPtxCacheDir());
+}
+
+/** Generated code and the CUBIN of each of its units. */
+export interface BuiltCuda {
+  readonly gen: CudaModule;
+  readonly images: readonly Uint8Array[];
+}
+
+/** Generate a program's CUDA code and compile its distinct units in parallel (nvrtcPool.ts, cached on disk). */
+export async function buildCuda(program: KernelProgram, options: CudaOptions = {}): Promise<BuiltCuda> {
+  const cuda = CudaDriver.get(options.libDir);
+  const gen = generateCuda(tunedProgram(cuda, program, options), options);
+  const { images } = await compileCubins(gen.units, { arch: cuda.sm, libDir: options.libDir, cacheDir: join(options.cacheDir ?? defaultPtxCacheDir(), 'cubin') });
+  return { gen, images };
+}
+
 /** The CUDA backend with the given options (runtime/backends.ts makes it from the environment). */
 export function createCudaBackend(options: CudaOptions = {}): Backend {
   return {
@@ -189,7 +218,7 @@ export function createCudaBackend(options: CudaOptions = {}): Backend {
     consumes: 'kernels',
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
-      return new CudaExecutable(graph, program, options);
+      return new CudaExecutable(graph, program, options, options.parallelNvrtc === false ? undefined : await buildCuda(program, options));
     },
   };
 }

@@ -18,6 +18,8 @@ export interface CudaOptions {
   readonly tensorCores?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
+  /** Compile each distinct kernel source to CUBIN in worker threads (default true; nvrtcPool.ts); false: one module, NVRTC on this thread. */
+  readonly parallelNvrtc?: boolean;
 }
 
 export const DEFAULT_CUDA_LIB_DIR = '/usr/local/cuda/targets/x86_64-linux/lib';
