@@ -44,6 +44,7 @@ for (const spec of specs) {
     program: spec, nodes: graph.nodes.length, kernels: compiled.program.kernels.length, traceMs: Math.round(traceMs),
     compileMs: Math.round(median(wall)), compileCpuMs: Math.round(median(cpu)), compileRuns: wall.map(Math.round),
   };
+  console.error(JSON.stringify(row));
   if (!flag('--no-gpu')) {
     const { buildCuda, CudaExecutable } = await import('../backends/cuda/executable.ts');
     const { CudaDriver } = await import('../backends/cuda/driver.ts');
@@ -53,6 +54,7 @@ for (const spec of specs) {
     const cold = await buildCuda(compiled.program, options);
     row.coldBuildMs = Math.round(performance.now() - t);
     row.units = cold.gen.units.length;
+    console.error(JSON.stringify(row));
     t = performance.now();
     const warm = await buildCuda(compiled.program, options);
     row.warmBuildMs = Math.round(performance.now() - t);
