@@ -134,7 +134,8 @@ function nvrtcError(u: NvrtcSource, r: { error?: string; log?: string }): KilnEr
   return new KilnError(`${r.error ?? 'NVRTC failed'} (kernel ${u.name})\n${log.slice(0, 4000)}${around}`);
 }
 
-function readCached(file: string): Buffer | undefined {
+/** A cached CUBIN, or undefined when missing or not a whole ELF image. */
+export function readCubin(file: string): Buffer | undefined {
   try {
     const b = readFileSync(file);
     // A CUBIN is an ELF file: anything else (truncated, empty, garbage) is compiled again.
@@ -163,7 +164,7 @@ export async function compileCubins(units: readonly NvrtcSource[], o: NvrtcOptio
   if (o.cacheDir) mkdirSync(o.cacheDir, { recursive: true });
   const todo: number[] = [];
   units.forEach((_, i) => {
-    const hit = files[i] && readCached(files[i]!);
+    const hit = files[i] && readCubin(files[i]!);
     if (hit) images[i] = hit;
     else todo.push(i);
   });

@@ -19,12 +19,14 @@ import type { Graph } from '../../ir/graph.ts';
 import type { BufferDecl } from '../../ir/kernel/types.ts';
 import { numel } from '../../ir/shape.ts';
 import { type KernelInlining, inspectKernel } from '../lower/lowerNode.ts';
+import { InspectionMemo } from './inspectMemo.ts';
 import { type SubtreeCost, deviceBytes, elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
 import type { FusionPlan } from './plan.ts';
 
 const ANCHORS = new Set(['matmul', 'attention', 'attention_grad', 'scatter_add']);
 
-export function planFusion(g: Graph): FusionPlan {
+/** `memoize: false` inspects every kernel root directly (the memo's tests compare the two). */
+export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPlan {
   const buffers: BufferDecl[] = [];
   const bufOf = new Map<number, number>();
   const inputs = new Map<string, number>();
@@ -42,6 +44,8 @@ export function planFusion(g: Graph): FusionPlan {
     }
 
   const order = new Map(g.nodes.map((n, k) => [n.id, k]));
+  /** inspectKernel, answered once per isomorphic part of the graph (the layers of a model). */
+  const memo = new InspectionMemo(g);
   const reasons = new Map<number, string>();
   const outputNames = new Map<number, string>();
   for (const o of g.outputs) if (!bufOf.has(o.id) && !outputNames.has(o.id)) outputNames.set(o.id, o.name);
@@ -123,7 +127,7 @@ export function planFusion(g: Graph): FusionPlan {
     // 1. Inspect every kernel root in graph order; materialize what one of them cannot inline.
     for (let r = pending.pop(); r !== undefined; r = pending.pop()) {
       if (inspected.has(r)) continue;
-      const ins = inspectKernel(g, g.node(r)!, bufOf);
+      const ins = opts.memoize === false ? inspectKernel(g, g.node(r)!, bufOf) : memo.inspect(g.node(r)!, bufOf);
       if (ins.needs) {
         materialize(ins.needs.node, ins.needs.why);
         pending.push(r);
