@@ -5,19 +5,17 @@
  * inputs (parameters, optimizer state) stay on the GPU; `next.` outputs are copied onto their inputs
  * on the device after each run.
  */
-import { join } from 'node:path';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import type { Backend, Executable } from '../backend.ts';
+import type { Backend, CompileInfo, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
-import { applyTuning } from './gemmTuning.ts';
-import { compileCubins } from './nvrtcPool.ts';
+import { type BuiltCuda, buildCuda, tunedProgram } from './build.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -192,33 +190,15 @@ export class CudaExecutable implements Executable {
   }
 }
 
-/** Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts). */
-function tunedProgram(cuda: CudaDriver, program: KernelProgram, options: CudaOptions): KernelProgram {
-  return options.gemmTuning === false ? program : applyTuning(program, cuda.name, options.cacheDir ?? defaultPtxCacheDir());
-}
-
-/** Generated code and the CUBIN of each of its units. */
-export interface BuiltCuda {
-  readonly gen: CudaModule;
-  readonly images: readonly Uint8Array[];
-}
-
-/** Generate a program's CUDA code and compile its distinct units in parallel (nvrtcPool.ts, cached on disk). */
-export async function buildCuda(program: KernelProgram, options: CudaOptions = {}): Promise<BuiltCuda> {
-  const cuda = CudaDriver.get(options.libDir);
-  const gen = generateCuda(tunedProgram(cuda, program, options), options);
-  const { images } = await compileCubins(gen.units, { arch: cuda.sm, libDir: options.libDir, cacheDir: join(options.cacheDir ?? defaultPtxCacheDir(), 'cubin') });
-  return { gen, images };
-}
-
 /** The CUDA backend with the given options (runtime/backends.ts makes it from the environment). */
 export function createCudaBackend(options: CudaOptions = {}): Backend {
   return {
     name: 'cuda',
     consumes: 'kernels',
-    compile: async (graph: Graph, program?: KernelProgram) => {
+    compile: async (graph: Graph, program?: KernelProgram, info?: CompileInfo) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
-      return new CudaExecutable(graph, program, options, options.parallelNvrtc === false ? undefined : await buildCuda(program, options));
+      const built = options.parallelNvrtc === false ? undefined : await buildCuda(CudaDriver.get(options.libDir), program, options, info?.cacheKey);
+      return new CudaExecutable(graph, program, options, built);
     },
   };
 }
