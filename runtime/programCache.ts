@@ -3,7 +3,7 @@
  * form, which round-trips every op, attribute, constant and input), the compile options, the target
  * and Kiln's version (the package version plus a hash of the compiler's sources, so a changed compiler
  * never reads an old entry). A second compile of the same graph reads the program instead of running
- * the compiler. Entries (compiler/cacheEntry.ts) are written atomically; an entry that cannot be read
+ * the compiler. Entries (backends/cacheEntry.ts) are written atomically; an entry that cannot be read
  * or decoded is compiled again and replaced.
  *
  * Folder: `<KILN_CACHE_DIR or ~/.cache/kiln>/programs`; KILN_PROGRAM_CACHE=off turns it off.
@@ -13,7 +13,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readEntry, stableJson, writeEntry } from '../compiler/cacheEntry.ts';
+import { readEntry, stableJson, writeEntry } from '../backends/cacheEntry.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { KernelProgram } from '../ir/kernel/types.ts';
 import { printGraph } from '../ir/printer.ts';

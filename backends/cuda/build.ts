@@ -7,7 +7,7 @@
  * the CUBINs. A cached build whose CUBINs are missing or unreadable is built again.
  */
 import { join } from 'node:path';
-import { readEntry, writeEntry } from '../../compiler/cacheEntry.ts';
+import { readEntry, writeEntry } from '../cacheEntry.ts';
 import type { KernelProgram } from '../../ir/kernel/types.ts';
 import { type CudaModule, generateCuda } from './codegen.ts';
 import type { CudaDriver } from './driver.ts';

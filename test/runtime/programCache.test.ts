@@ -1,5 +1,5 @@
 /**
- * @file The compiled-program cache (runtime/programCache.ts, compiler/cacheEntry.ts): a hit returns the
+ * @file The compiled-program cache (runtime/programCache.ts, backends/cacheEntry.ts): a hit returns the
  * program the compiler made, without compiling; a changed graph, option or Kiln version misses; a
  * corrupt or truncated entry is compiled again and replaced; shared kernel-IR sub-expressions stay
  * shared on disk; a cached program computes what a freshly compiled one does.
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { kernelCpuBackend } from '../../backends/kernel/executable.ts';
 import { buildProgram } from '../../cli/programs.ts';
-import { decodeShared, encodeShared } from '../../compiler/cacheEntry.ts';
+import { decodeShared, encodeShared } from '../../backends/cacheEntry.ts';
 import { compile } from '../../compiler/compile.ts';
 import type { Expr } from '../../ir/kernel/types.ts';
 import { hostTensor } from '../../ir/tensor.ts';
