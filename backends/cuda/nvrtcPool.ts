@@ -184,46 +184,92 @@ export async function compileCubins(units: readonly NvrtcSource[], o: NvrtcOptio
   return { images: images as Buffer[], compiled: todo.length, threads: todo.length ? threads : 0 };
 }
 
+type Reply = { ready?: boolean; fatal?: string; id?: number; image?: Uint8Array; error?: string; log?: string };
+
+/** A worker with NVRTC loaded, kept for later compiles (unref'd: it never keeps the process alive). */
+interface PoolWorker {
+  readonly worker: Worker;
+  readonly ready: Promise<void>;
+  onReply?: (m: Reply) => void;
+  onError?: (e: unknown) => void;
+}
+
+const pool: PoolWorker[] = [];
+let poolLibs = '';
+
+function poolOf(threads: number, libs: readonly string[]): PoolWorker[] {
+  if (poolLibs !== libs.join('\0')) {
+    for (const w of pool.splice(0)) void w.worker.terminate();
+    poolLibs = libs.join('\0');
+  }
+  while (pool.length < threads) {
+    const worker = new Worker(WORKER_JS, { eval: true, workerData: { koffi: koffiPath(), libs } });
+    worker.unref();
+    let pw: PoolWorker;
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: Reply) => {
+        if (m.ready) return resolve();
+        if (m.fatal) return reject(new KilnError(m.fatal));
+        pw.onReply?.(m);
+      });
+      worker.on('error', (e) => {
+        reject(e);
+        pw.onError?.(e);
+      });
+    });
+    ready.catch(() => {});
+    pw = { worker, ready };
+    pool.push(pw);
+  }
+  return pool.slice(0, threads);
+}
+
 async function inWorkers(units: readonly NvrtcSource[], todo: readonly number[], flags: readonly string[], libs: readonly string[], threads: number,
-  done: (i: number, r: { image?: Uint8Array; error?: string; log?: string }) => void): Promise<void> {
+  done: (i: number, r: Reply) => void): Promise<void> {
   // Largest sources first: the pool ends with the short ones.
   const queue = [...todo].sort((a, b) => units[b]!.source.length - units[a]!.source.length);
-  const workers: Worker[] = [];
+  const workers = poolOf(threads, libs);
   try {
+    await Promise.all(workers.map((w) => w.ready));
     await new Promise<void>((resolve, reject) => {
-      let running = 0, failed = false;
+      let running = workers.length, failed = false;
       const fail = (e: unknown) => {
         if (failed) return;
         failed = true;
         reject(e);
       };
-      const next = (w: Worker) => {
+      const next = (w: PoolWorker) => {
         const i = queue.shift();
         if (i === undefined) {
           if (--running === 0) resolve();
           return;
         }
-        w.postMessage({ id: i, name: units[i]!.name, source: units[i]!.source, flags });
+        w.worker.ref(); // keep the process alive while a compile is in flight
+        w.worker.postMessage({ id: i, name: units[i]!.name, source: units[i]!.source, flags });
       };
-      for (let t = 0; t < threads; t++) {
-        const w = new Worker(WORKER_JS, { eval: true, workerData: { koffi: koffiPath(), libs } });
-        workers.push(w);
-        running++;
-        w.on('message', (m: { ready?: boolean; fatal?: string; id?: number; image?: Uint8Array; error?: string; log?: string }) => {
+      for (const w of workers) {
+        w.onError = fail;
+        w.onReply = (m) => {
+          w.worker.unref();
           if (failed) return;
-          if (m.fatal) return fail(new KilnError(m.fatal));
-          if (m.ready) return next(w);
           try {
             done(m.id!, m);
           } catch (e) {
             return fail(e);
           }
           next(w);
-        });
-        w.on('error', fail);
+        };
+        next(w);
       }
     });
+  } catch (e) {
+    // A failed pool is not reused (a worker may still be busy with a compile that is no longer wanted).
+    for (const w of pool.splice(0)) void w.worker.terminate();
+    throw e;
   } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
+    for (const w of workers) {
+      w.onReply = undefined;
+      w.onError = undefined;
+    }
   }
 }
