@@ -19,7 +19,6 @@ import type { Backend, Executable } from '../backends/backend.ts';
 import { compile } from '../compiler/compile.ts';
 import { type Precision, autocast, checkPrecision } from '../compiler/transforms/autocast.ts';
 import type { Graph } from '../ir/graph.ts';
-import { cachedProgram, defaultProgramCacheDir } from './programCache.ts';
 
 export type { Precision } from '../compiler/transforms/autocast.ts';
 
@@ -50,6 +49,9 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const precision = opts.precision === undefined ? defaultPrecision(backend) : checkPrecision(opts.precision, 'compileOn: precision');
   const g = atPrecision(graph, precision);
   if (backend.consumes === 'graph') return backend.compile(g);
+  // The cache lives on disk: loaded only where there is one (Node; a browser compiles every time).
+  if (typeof process === 'undefined' || !process.versions?.node) return backend.compile(g, compile(g).program);
+  const { cachedProgram, defaultProgramCacheDir } = await import('./programCache.ts');
   const dir = opts.cacheDir === undefined ? defaultProgramCacheDir() : opts.cacheDir || undefined;
   const { program, key } = cachedProgram(g, () => compile(g).program, { dir });
   return backend.compile(g, program, { cacheKey: dir ? key : undefined });

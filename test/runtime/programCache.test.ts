@@ -14,6 +14,9 @@ import { decodeShared, encodeShared } from '../../backends/cacheEntry.ts';
 import { compile } from '../../compiler/compile.ts';
 import type { Expr } from '../../ir/kernel/types.ts';
 import { hostTensor } from '../../ir/tensor.ts';
+import type { Backend, CompileInfo } from '../../backends/backend.ts';
+import type { KernelProgram } from '../../ir/kernel/types.ts';
+import { compileOn } from '../../runtime/compile.ts';
 import { cachedProgram, defaultProgramCacheDir, kilnVersion, programKey } from '../../runtime/programCache.ts';
 
 const dirs: string[] = [];
@@ -115,5 +118,24 @@ describe('compiled-program cache', () => {
     expect(defaultProgramCacheDir({ KILN_CACHE_DIR: '/tmp/k' })).toBe('/tmp/k/programs');
     expect(defaultProgramCacheDir({})).toMatch(/\.cache\/kiln\/programs$/);
     expect(defaultProgramCacheDir({ KILN_CACHE_DIR: '/tmp/k', KILN_PROGRAM_CACHE: 'off' })).toBeUndefined();
+  });
+
+  it('compileOn reads the program from the cache the second time and hands the backend its key', async () => {
+    const dir = tempDir();
+    const seen: Array<{ program?: KernelProgram; info?: CompileInfo }> = [];
+    const backend: Backend = {
+      name: 'recorder', consumes: 'kernels',
+      compile: async (g, program, info) => (seen.push({ program, info }), kernelCpuBackend.compile(g, program)),
+    };
+    const g = mlpStep();
+    await compileOn(backend, g, { precision: 'f32', cacheDir: dir });
+    expect(readdirSync(dir)).toHaveLength(1);
+    await compileOn(backend, g, { precision: 'f32', cacheDir: dir });
+    expect(seen[1]!.program).toEqual(seen[0]!.program);
+    expect(seen[0]!.info?.cacheKey).toBe(programKey(g));
+    expect(seen[1]!.info?.cacheKey).toBe(seen[0]!.info?.cacheKey);
+    // No cache folder: no key (a backend must not cache by it).
+    await compileOn(backend, g, { precision: 'f32', cacheDir: '' });
+    expect(seen[2]!.info?.cacheKey).toBeUndefined();
   });
 });
