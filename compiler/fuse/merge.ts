@@ -288,7 +288,47 @@ function replaceLoads(body: readonly Stmt[], avail: ReadonlyMap<number, Expr>): 
     if (!r) done.set(x, (r = x.k === 'load' && avail.has(x.buf) ? avail.get(x.buf)! : mapChildren(x, f)));
     return r;
   };
-  return mapStmts(body, f);
+  // Statements that load none of them stay as they are (the same objects: their summaries stay cached).
+  return body.map((st) => (touches(st).loads.some((b) => avail.has(b)) ? mapStmts([st], f)[0]! : st));
+}
+
+/** The buffers a statement loads and the names it refers to (memoized per statement object). */
+const touched = new WeakMap<Stmt, { loads: number[]; refs: string[] }>();
+function touches(st: Stmt): { loads: number[]; refs: string[] } {
+  let t = touched.get(st);
+  if (!t) {
+    const loads = new Set<number>(), refs = new Set<string>();
+    const seen = new Set<Expr>();
+    const visit = (x: Expr): void => {
+      if (seen.has(x)) return;
+      seen.add(x);
+      if (x.k === 'load') loads.add(x.buf);
+      else if (x.k === 'ref') refs.add(x.name);
+      for (const c of exprChildren(x)) visit(c);
+    };
+    const stmt = (y: Stmt): void => {
+      switch (y.k) {
+        case 'let': visit(y.value); break;
+        case 'store': visit(y.index); visit(y.value); break;
+        case 'loop': y.body.forEach(stmt); break;
+        case 'reduce': y.body.forEach(stmt); visit(y.value); break;
+      }
+    };
+    stmt(st);
+    touched.set(st, (t = { loads: [...loads], refs: [...refs] }));
+  }
+  return t;
+}
+
+function exprChildren(e: Expr): readonly Expr[] {
+  switch (e.k) {
+    case 'load': return [e.index];
+    case 'un': case 'cast': return [e.a];
+    case 'bin': return [e.a, e.b];
+    case 'select': return [e.c, e.a, e.b];
+    case 'random': return [e.s0, e.s1, e.index];
+    default: return [];
+  }
 }
 
 /** Remove stores to temporaries that no other kernel reads. */
@@ -334,7 +374,7 @@ function cseLets(k: LoopKernel, head?: readonly Stmt[]): LoopKernel {
     return r;
   };
   for (const s of known ? k.body.slice(head.length) : k.body) {
-    const t = alias.size === 0 ? s : mapStmts([s], f)[0]!;
+    const t = alias.size === 0 || !touches(s).refs.some((n) => alias.has(n)) ? s : mapStmts([s], f)[0]!;
     if (t.k === 'let') {
       const key = letKey(t.value);
       const prev = seen.get(key);
