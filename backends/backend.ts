@@ -40,5 +40,10 @@ export interface Backend {
    * on 'cuda', f32 elsewhere). The WGSL backend answers 'f16' when its adapter has shader-f16.
    */
   defaultPrecision?(): 'f32' | 'bf16' | 'f16';
-  compile(graph: Graph, program?: KernelProgram): Promise<Executable>;
+  /** `info.cacheKey`: the program cache's key of `program` (runtime/programCache.ts), for a backend's own build cache. */
+  compile(graph: Graph, program?: KernelProgram, info?: CompileInfo): Promise<Executable>;
+}
+
+export interface CompileInfo {
+  readonly cacheKey?: string;
 }

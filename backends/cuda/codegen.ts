@@ -12,6 +12,7 @@
  * Float math is done in f32; values of f16/bf16 type are rounded to their type after each operation,
  * as the kernel-IR interpreter does. NVRTC compiles the module at run time (driver.ts).
  */
+import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
@@ -75,8 +76,18 @@ export interface Scratch {
   readonly bytes: number;
 }
 
-export interface CudaModule {
+/** One distinct generated source: its functions, compiled as a module of their own (parallel NVRTC). */
+export interface CudaModuleUnit {
+  readonly name: string;
+  /** A complete module: prelude, the helpers it uses, its functions. */
   readonly source: string;
+  readonly functions: readonly string[];
+}
+
+export interface CudaModule {
+  /** Every distinct function as one module (what `units` compile to, in one NVRTC call). */
+  readonly source: string;
+  readonly units: readonly CudaModuleUnit[];
   /** Per kernel of the program (in order), its launches. */
   readonly launches: readonly (readonly Launch[])[];
   readonly scratch: readonly Scratch[];
@@ -453,7 +464,7 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   const cId = ws().id;
   const total = batch * k.m * k.n;
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
-  const ids = [...new Set([...acc.reads, ...acc.writes])].sort((x, y) => x - y);
+  const ids = [...new Set([...acc.reads, ...acc.writes])];
   out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
   decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
@@ -552,45 +563,126 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
 }
 
 /**
- * Generate the CUDA module of a kernel program. KILN_DEBUG=source prints each kernel's part of the
- * module (compiler/debug.ts debugSource).
+ * Generate the CUDA code of a kernel program. Each kernel's functions are position-independent: their
+ * parameters are the buffers' base pointers in the order the kernel first touches them, named by that
+ * order (buf0, buf1, ...; scratch scr0, ...), and the functions are named by a hash of their text, so
+ * kernels that differ only in which buffers they touch (the same layer, twelve times) have one source,
+ * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
+ * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
 export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);
-  const out: string[] = [PRELUDE];
   const emitter: CudaEmitter = {
     buffers: p.buffers, expr: (e) => g.expr(e), stmts: (l, ind, o) => g.stmts(l, ind, o),
     params: (ids) => params(ids, p.buffers), decompose,
   };
   const tensorCores = options.tensorCores !== false;
-  if (tensorCores && p.kernels.some((k) => k.kind === 'matmul' && k.tile?.provider === 'tensor-core')) out.push(MMA_PTX);
   const scratch: Scratch[] = [];
-  /** Where each kernel's source starts in `out`. */
-  const starts: number[] = [];
   const flash = new FlashAttention({ buffers: p.buffers, expr: (e) => g.expr(e), storeValue: (b, v) => g.storeValue(b, v), params: (ids) => params(ids, p.buffers) });
+  const units: CudaUnit[] = [];
+  const unitOf = new Map<string, CudaUnit>();
+  const names = new Set<string>();
+  const headers = { mma: false, flash: '' };
   const launches = p.kernels.map((k, i) => {
+    // The buffers in the order the kernel touches them (kernelAccess lists them in body order).
     const a = kernelAccess(k);
-    const ids = [...new Set([...a.reads, ...a.writes])].sort((x, y) => x - y);
+    const ids = [...new Set([...a.reads, ...a.writes])];
     const fn = `kiln_${i}_${k.kind}`;
-    starts.push(out.length);
-    out.push(`// ${k.name}`);
-    switch (k.kind) {
-      case 'loop': return genLoop(g, k, fn, ids, out);
-      case 'matmul':
-        if (tensorCores && k.tile?.provider === 'tensor-core') {
-          const tc = genTensorCoreGemm(emitter, k, fn, ids, out);
-          return [{ kind: 'kernel' as const, fn: tc.fn, grid: tc.grid, block: tc.block, sharedBytes: tc.shmem, params: ids }];
-        }
-        return planGemm(g, k, fn, out, scratch, emitter) ?? genMatmul(g, k, fn, ids, out);
-      case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
+    const out: string[] = [];
+    const ls = ((): Launch[] => {
+      switch (k.kind) {
+        case 'loop': return genLoop(g, k, fn, ids, out);
+        case 'matmul':
+          if (tensorCores && k.tile?.provider === 'tensor-core') {
+            const tc = genTensorCoreGemm(emitter, k, fn, ids, out);
+            return [{ kind: 'kernel' as const, fn: tc.fn, grid: tc.grid, block: tc.block, sharedBytes: tc.shmem, params: ids }];
+          }
+          return planGemm(g, k, fn, out, scratch, emitter) ?? genMatmul(g, k, fn, ids, out);
+        case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
+      }
+    })();
+    // Shared device helpers go to the module header, once.
+    const own = out.filter((t) => {
+      if (!t.startsWith(FLASH_HELPERS_MARK)) return true;
+      headers.flash = t;
+      return false;
+    });
+    if (own.length === 0) return ls;
+    const u = canonicalUnit(own.join('\n'), fn);
+    let unit = unitOf.get(u.text);
+    if (!unit) {
+      let name = `kiln_${u.hash}_${k.kind}`;
+      for (let n = 1; names.has(name); n++) name = `kiln_${u.hash}${n}_${k.kind}`;
+      names.add(name);
+      const text = u.text.replaceAll(FN_MARK, name);
+      const needs = { mma: usesAny(text, MMA_NAMES), flash: usesAny(text, FLASH_NAMES) };
+      headers.mma ||= needs.mma;
+      unit = { name, text, functions: ls.flatMap((l) => (l.kind === 'kernel' ? [l.fn.replace(fn, name)] : [])), needs };
+      unitOf.set(u.text, unit);
+      units.push(unit);
     }
+    const name = unit.name;
+    return ls.map((l) => (l.kind === 'kernel' ? { ...l, fn: l.fn.replace(fn, name) } : l));
   });
+  const header = (needs: { mma: boolean; flash: boolean }) => [PRELUDE, ...(needs.mma ? [MMA_PTX] : []), ...(needs.flash ? [headers.flash] : [])];
   if (debugOn('source'))
     p.kernels.forEach((k, i) => {
+      const fns = new Set(launches[i]!.flatMap((l) => (l.kind === 'kernel' ? [l.fn] : [])));
+      const unit = units.find((u) => u.functions.some((f) => fns.has(f)));
       const gemms = launches[i]!.flatMap((l) => (l.kind === 'gemm' ? [`// launch: cuBLAS SGEMM m=${l.m} n=${l.n} k=${l.k} batch=${l.batch} (column-major, ta=${l.ta} tb=${l.tb})`] : []));
-      debugSource('cuda', k.name, k.nodes, [...out.slice(starts[i], starts[i + 1] ?? out.length), ...gemms].join('\n'));
+      const args = launches[i]!.flatMap((l) => (l.kind === 'kernel' ? [`// launch: ${l.fn}(${l.params.map((id) => (id < 0 ? `scratch${-id}` : `b${id}`)).join(', ')})`] : []));
+      debugSource('cuda', k.name, k.nodes, [...(unit ? [unit.text] : []), ...args, ...gemms].join('\n'));
     });
-  return { source: out.join('\n') + '\n', launches, scratch };
+  const all = { mma: units.some((u) => u.needs.mma), flash: units.some((u) => u.needs.flash) };
+  return {
+    source: [...header(all), ...units.map((u) => u.text)].join('\n') + '\n',
+    units: units.map((u) => ({ name: u.name, source: [...header(u.needs), u.text].join('\n') + '\n', functions: u.functions })),
+    launches,
+    scratch,
+  };
+}
+
+/** The first line of the flash-attention helpers (emitted once per module by FlashAttention). */
+const FLASH_HELPERS_MARK = '\n// ---- flash attention helpers';
+/** Placeholder for a unit's function-name prefix in its canonical text. */
+const FN_MARK = '@KILN_FN@';
+/** Device functions the MMA wrappers define (a unit using one gets MMA_PTX in its module). */
+const MMA_NAMES = [...MMA_PTX.matchAll(/__device__[^(]*?\b(\w+)\(/g)].map((m) => m[1]!);
+const FLASH_NAMES = ['fa_'];
+const usesAny = (text: string, names: readonly string[]) => names.some((n) => text.includes(n));
+
+interface CudaUnitDraft {
+  readonly name: string;
+  readonly text: string;
+  readonly functions: readonly string[];
+  readonly needs: { readonly mma: boolean; readonly flash: boolean };
+}
+type CudaUnit = CudaUnitDraft;
+
+/**
+ * A kernel's functions with buffer and scratch parameters renumbered by first appearance (buf0, buf1,
+ * ...; scr0, ...; one simultaneous renaming, so the new names cannot capture old ones), merge prefixes of local names renumbered likewise, and its function-name prefix `fn`
+ * replaced by FN_MARK: the same text for kernels that
+ * differ only in which buffers they touch. `hash`: a short name for it.
+ */
+function canonicalUnit(text: string, fn: string): { text: string; hash: string } {
+  const rename = new Map<string, string>();
+  let nb = 0, ns = 0;
+  // Kernel merging prefixes the names of what it merges in (m<counter>_, a counter over the program).
+  const prefixes = new Map<string, string>();
+  const canon = text
+    .replace(new RegExp(`\\b${fn}`, 'g'), FN_MARK)
+    .replace(/(?<![A-Za-z0-9])m(\d+)_/g, (m) => {
+      let r = prefixes.get(m);
+      if (!r) prefixes.set(m, (r = `m${prefixes.size}_`));
+      return r;
+    })
+    .replace(/\b(buf|scr)(\d+)\b/g, (m, kind: string) => {
+      let r = rename.get(m);
+      if (!r) rename.set(m, (r = kind === 'buf' ? `buf${nb++}` : `scr${ns++}`));
+      return r;
+    });
+  return { text: canon, hash: createHash('sha256').update(canon).digest('hex').slice(0, 12) };
 }

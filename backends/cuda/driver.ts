@@ -83,6 +83,7 @@ export class CudaDriver {
       cuMemcpyDtoD: c('int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t bytes)'),
       cuMemsetD8: c('int cuMemsetD8_v2(uint64_t dst, uint8_t value, size_t n)'),
       cuModuleLoadData: c('int cuModuleLoadData(_Out_ void **module, const char *image)'),
+      cuModuleLoadImage: c('int cuModuleLoadData(_Out_ void **module, const uint8_t *image)'),
       cuModuleGetFunction: c('int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)'),
       cuModuleUnload: c('int cuModuleUnload(void *module)'),
       cuLaunchKernel: c('int cuLaunchKernel(void *f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)'),
@@ -206,6 +207,24 @@ export class CudaDriver {
       fns.set(f, h[0]);
     }
     return { handle: mod[0], functions: fns };
+  }
+
+  /** A compiled module image (CUBIN, e.g. from nvrtcPool.ts) → a loaded module and its functions. */
+  loadImage(image: Uint8Array, functions: readonly string[], label: string): Module {
+    const mod = [null as unknown];
+    this.check(`cuModuleLoadData(${label})`, this.cu.cuModuleLoadImage!(mod, image));
+    const fns = new Map<string, unknown>();
+    for (const f of functions) {
+      const h = [null as unknown];
+      this.check(`cuModuleGetFunction(${f})`, this.cu.cuModuleGetFunction!(h, mod[0], f));
+      fns.set(f, h[0]);
+    }
+    return { handle: mod[0], functions: fns };
+  }
+
+  /** The GPU's own architecture for CUBIN, e.g. sm_90. */
+  get sm(): string {
+    return this.arch.replace('compute_', 'sm_');
   }
 
   /** NVRTC's options for this device: the real architecture (sm_XY), so that NVRTC emits a cubin. */

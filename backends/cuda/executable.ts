@@ -10,13 +10,13 @@ import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import type { Backend, Executable } from '../backend.ts';
+import type { Backend, CompileInfo, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas, CublasLt } from './blas.ts';
 import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
 import { CudaDriver, type Module } from './driver.ts';
 import { autotuneGemms } from './gemmAutotune.ts';
-import { applyTuning } from './gemmTuning.ts';
+import { type BuiltCuda, buildCuda, tunedProgram } from './build.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -53,12 +53,20 @@ export class CudaExecutable implements Executable {
   /** Bytes of device memory this executable allocated (arena, buffers, scratch). */
   allocatedBytes = 0;
 
-  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}) {
+  /** `built`: the generated code and its compiled units (buildCuda); without it, one module compiled here. */
+  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, built?: BuiltCuda) {
     this.cuda = CudaDriver.get(options.libDir);
-    // Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts).
-    this.gen = generateCuda(options.gemmTuning === false ? program : applyTuning(program, this.cuda.name, options.cacheDir ?? defaultPtxCacheDir()), options);
-    const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
-    this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+    this.gen = built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), options);
+    if (built) {
+      const functions = new Map<string, unknown>();
+      this.gen.units.forEach((u, i) => {
+        for (const [f, h] of this.cuda.loadImage(built.images[i]!, u.functions, u.name).functions) functions.set(f, h);
+      });
+      this.module = { handle: null, functions };
+    } else {
+      const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
+      this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+    }
     const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)), Math.max(256, program.arenaBytes));
     for (const b of program.buffers) {
       const bytes = b.numel * bytesPer(b.dtype);
@@ -226,11 +234,12 @@ export function createCudaBackend(options: CudaOptions = {}): Backend {
   return {
     name: 'cuda',
     consumes: 'kernels',
-    compile: async (graph: Graph, program?: KernelProgram) => {
+    compile: async (graph: Graph, program?: KernelProgram, info?: CompileInfo) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       if (options.autotune && options.gemmTuning !== false)
         autotuneGemms(program, CudaDriver.get(options.libDir).name, options.cacheDir ?? defaultPtxCacheDir(), (p) => new CudaExecutable(graph, p, { ...options, gemmTuning: false }));
-      return new CudaExecutable(graph, program, options);
+      const built = options.parallelNvrtc === false ? undefined : await buildCuda(CudaDriver.get(options.libDir), program, options, info?.cacheKey);
+      return new CudaExecutable(graph, program, options, built);
     },
   };
 }

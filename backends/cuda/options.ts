@@ -23,6 +23,8 @@ export interface CudaOptions {
    * the tuning cache does not know yet, and record the fastest (gemmAutotune.ts; default false).
    */
   readonly autotune?: boolean;
+  /** Compile each distinct kernel source to CUBIN in worker threads (default true; nvrtcPool.ts); false: one module, NVRTC on this thread. */
+  readonly parallelNvrtc?: boolean;
 }
 
 export const DEFAULT_CUDA_LIB_DIR = '/usr/local/cuda/targets/x86_64-linux/lib';
