@@ -151,13 +151,16 @@ export function avgPool2d(x: Tensor, kernel: Pair, stride?: Pair, padding: Pair 
 /** The [out, in] matrix of 1-D bilinear interpolation (align_corners=False, no antialias). */
 export function bilinearMatrix(inSize: number, outSize: number): Float32Array {
   const m = new Float32Array(outSize * inSize);
-  const scale = inSize / outSize;
+  // In f32 arithmetic, as PyTorch's CPU kernel computes the source coordinate and the weights (at 299 px
+  // an f64 coordinate differs from PyTorch's by up to ~1e-5).
+  const f = Math.fround;
+  const scale = f(inSize / outSize);
   for (let d = 0; d < outSize; d++) {
-    const src = Math.max((d + 0.5) * scale - 0.5, 0);
+    const src = Math.max(f(f(scale * f(d + 0.5)) - 0.5), 0);
     const i0 = Math.min(Math.floor(src), inSize - 1);
     const i1 = Math.min(i0 + 1, inSize - 1);
-    const l1 = src - i0;
-    m[d * inSize + i0]! += 1 - l1;
+    const l1 = f(src - i0);
+    m[d * inSize + i0]! += f(1 - l1);
     m[d * inSize + i1]! += l1;
   }
   return m;
