@@ -17,7 +17,7 @@
  * main step, then one adversary step on the same batch, fed from the main step's outputs (e.g. the
  * reconstructions, which reach it as data: detached), then copies the adversary's new parameters into
  * the main session (the main program reads them: D(x̂) in the generator loss), so the main step of
- * step s+1 sees the adversary of step s+1, as taming-transformers' alternating optimizers do. Both
+ * step s+1 sees the adversary updated at step s, as with taming-transformers' alternating optimizers. Both
  * steps of step s see the same (G_s, D_s); taming's Lightning loop recomputes x̂ with G_{s+1} for the
  * discriminator step; Kiln reuses the generator step's x̂ (no second generator forward pass).
  * Checkpoints hold both: the adversary's parameters in model.safetensors under their own keys (they
@@ -217,7 +217,9 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
         advOut = await advSession.run(af, adv.outputs);
         const dLoss = advOut[adv.outputs[0]!]!.data[0]!;
         if (!Number.isFinite(dLoss)) throw new KilnError(`training diverged at step ${step}: adversary ${adv.outputs[0]} = ${dLoss}`);
-        if (synced.length) await session.load(new Map(await Promise.all(synced.map(async (n) => [n, await advSession.exe.read(n)] as const))));
+        const weights = new Map<string, HostTensor>();
+        for (const n of synced) weights.set(n, await advSession.exe.read(n));
+        if (weights.size) await session.load(weights);
       }
       const stepMs = performance.now() - t0;
       const loss = out[task.outputs[0]!]!.data[0]!;
