@@ -13,8 +13,7 @@
  * `width` divides every channel count (1: the real network; 8: the golden tests' reduced network).
  */
 import { Module, type Tensor, trace } from '../../compiler/dsl/index.ts';
-import { resizeBilinear } from '../../compiler/dsl/nn/conv.ts';
-import { maxPool2d } from '../../compiler/dsl/nn/conv.ts';
+import { maxPool2d, resizeBilinear } from '../../compiler/dsl/nn/conv.ts';
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { BasicConv2d, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, scaled } from './blocks.ts';
