@@ -7,7 +7,8 @@
  *   run) on class-conditional samples: the share whose predicted class is the class they were sampled for.
  * - recon: PSNR and SSIM (runtime/eval/imageMetrics.ts) of reconstructions against references.
  * - bpd: a TarFlow's bits per dimension on a data set (8-bit bins of [−1, 1] by default).
- * FID proper (Inception-v3 features) is not implemented: the statistic is the same (runtime/eval/frechet.ts).
+ * - fid: the same statistic (runtime/eval/frechet.ts) in Inception-v3 pool space, weights from a file
+ *   (cli/inceptionEncoder.ts, models/inception/*.ts).
  */
 import { type Command, Option } from 'commander';
 import { trace } from '../../compiler/dsl/index.ts';
@@ -21,7 +22,9 @@ import { featureStats, frechetDistance } from '../../runtime/eval/frechet.ts';
 import { mean, psnr, ssim } from '../../runtime/eval/imageMetrics.ts';
 import { Session } from '../../runtime/session.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
-import { count, dinov2Encoder, loadSet, rows } from '../evalInputs.ts';
+import { type FeatureEncoder, type ImageSet, count, dinov2Encoder, loadSet, rows } from '../evalInputs.ts';
+import { inceptionEncoder } from '../inceptionEncoder.ts';
+import type { Precision } from '../../runtime/compile.ts';
 import { backendOption, num, positiveInt } from '../options.ts';
 
 function pair(v: string, what: string): [number, number] {
@@ -80,6 +83,8 @@ export function register(program: Command): void {
       report(o, { fd, floor: floor ?? null, count: n, dim: d, space },
         `Fréchet distance ${fd.toFixed(4)} (N = ${n}, ${d}-d, ${space})${floor !== undefined ? `; real-vs-real floor ${floor.toFixed(4)}` : ''}`);
     });
+
+  registerFid(ev);
 
   ev.command('accuracy')
     .description('accuracy of a classifier on class-conditional samples (the share classified as the class they were sampled for)')
@@ -205,5 +210,64 @@ export function register(program: Command): void {
         s.dispose();
       }
       report(o, { bpd: total / N, count: N }, `bits per dimension ${(total / N).toFixed(4)} over ${N} items (bin width ${o.binWidth}, data scale ${o.dataScale})`);
+    });
+}
+
+/**
+ * The Fréchet distance of `kiln eval fid` (the statistic of `eval fd`, whose action could call this too):
+ * N = --count items of each set, the features from `encoder` (or the files' `features`), and the
+ * real-vs-real floor (real[0:N] against real[N:2N]) when the real set has 2N items.
+ */
+async function frechetReport(o: { real: string; fake: string; count: number; json?: boolean }, encoder: FeatureEncoder | undefined): Promise<void> {
+  const n = o.count;
+  const real = loadSet(o.real, 2 * n), fake = loadSet(o.fake, n);
+  if (count(fake) < n) throw new KilnError(`${o.fake}: ${count(fake)} samples, --count is ${n}`);
+  if (count(real) < n) throw new KilnError(`${o.real}: ${count(real)} samples, --count is ${n}`);
+  const features = async (s: ImageSet): Promise<HostTensor> => {
+    if (encoder) {
+      if (!s.images) throw new KilnError(`${s.from}: no images to encode`);
+      return encoder.encode(s.images);
+    }
+    if (!s.features) throw new KilnError(`${s.from}: no 'features' tensor; give --encoder <dir> to compute features from its images`);
+    return s.features;
+  };
+  const space = encoder?.name ?? 'given features';
+  try {
+    const fr = await features(real), ff = await features(fake);
+    const d = fr.shape[1]!;
+    if (ff.shape[1] !== d) throw new KilnError(`feature sizes differ: ${o.real} ${d}, ${o.fake} ${ff.shape[1]}`);
+    const st = (t: HostTensor, a: number, b: number) => featureStats(rows(t, a, b).data, b - a, d);
+    const r0 = st(fr, 0, n);
+    const fd = frechetDistance(r0, st(ff, 0, n));
+    const floor = fr.shape[0]! >= 2 * n ? frechetDistance(r0, st(fr, n, 2 * n)) : undefined;
+    if (floor === undefined) warn(`${o.real} has ${fr.shape[0]} samples, fewer than 2·${n}: no real-vs-real floor`);
+    report(o, { fd, floor: floor ?? null, count: n, dim: d, space },
+      `Fréchet distance ${fd.toFixed(4)} (N = ${n}, ${d}-d, ${space})${floor !== undefined ? `; real-vs-real floor ${floor.toFixed(4)}` : ''}`);
+  } finally {
+    encoder?.dispose();
+  }
+}
+
+/** `kiln eval fid`: FID proper, the Fréchet distance in Inception-v3 pool space (weights from a file). */
+function registerFid(ev: Command): void {
+  ev.command('fid')
+    .description('FID: the Fréchet distance in Inception-v3 pool-feature space (weights given as a safetensors file, no download), with the real-vs-real floor')
+    .requiredOption('--inception <file>', "(required) Inception-v3 weights: a .safetensors state_dict with torchvision's keys (pytorch-fid's pt_inception-2015-12-05 converted, or torchvision's inception_v3)")
+    .requiredOption('--real <set>', '(required) real images: a .safetensors file (images [N, C, H, W]) or fashion-mnist[:test|train]')
+    .requiredOption('--fake <set>', '(required) generated images: a .safetensors file as `kiln sample --save-samples` writes')
+    .addOption(new Option('--variant <v>', "'fid': pytorch-fid's FID network (TensorFlow pooling); 'torchvision': torchvision's inception_v3").choices(['fid', 'torchvision']).default('fid'))
+    .option('--count <n>', 'samples N taken from each set (the real set needs 2N for the floor; FID is biased by N: compare values at the same N)', positiveInt, 1000)
+    .option('--resize <px>', 'side the images are bilinearly resized to before the network (pytorch-fid: 299; at least 75)', positiveInt, 299)
+    .option('--range <lo,hi>', 'value range of the images (mapped to [0, 1]; one channel is repeated to three)', '-1,1')
+    .option('--batch <n>', 'Inception batch size', positiveInt, 16)
+    .addOption(new Option('--precision <p>', 'compute precision of the network').choices(['f32', 'bf16', 'f16']).default('f32'))
+    .addOption(backendOption('auto'))
+    .option('--json', 'print one JSON line', false)
+    .action(async (o: { inception: string; real: string; fake: string; variant: 'fid' | 'torchvision'; count: number; resize: number; range: string; batch: number; precision: Precision; backend: string; json: boolean }) => {
+      const range = pair(o.range, '--range');
+      const { backend, reason } = await chooseBackend(o.backend);
+      console.error(`backend: ${backend.name} (${reason})`);
+      const encoder = inceptionEncoder(o.inception, backend, { variant: o.variant, resize: o.resize, batch: o.batch, range, precision: o.precision });
+      await frechetReport(o, encoder);
     });
 }

@@ -56,8 +56,10 @@ const faeStage = (kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune') 
     encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
     /** Start from this checkpoint's FAE weights (stage Ib / fine-tuning: the stage-Ia run). */
     init: z.string().nullable().default(null),
-    /** Stage Ib: include the GAN term (needs the discriminator's own step; not run by the generic path yet). */
+    /** Stage Ib: include the GAN term, training the discriminator in alternation (runtime/train/trainer.ts). */
     gan: z.boolean().default(false),
+    /** Stage Ib with gan: the step from which the GAN term counts (taming's disc_start: disc_factor 0 before, 1 after). */
+    ganStart: nonNegInt.default(0),
   });
 
 const ditOverrides = z.strictObject({

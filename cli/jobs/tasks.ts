@@ -4,7 +4,8 @@
  *
  *   mlp                  classifier on flattened images; test accuracy at the end (Fashion-MNIST)
  *   fae_stage_ia         adapter + feature decoder on the frozen encoder's features (encoder run per batch)
- *   fae_stage_ib         pixel decoder on (noisy) encoder features of the images (GAN term: not yet)
+ *   fae_stage_ib         pixel decoder on (noisy) encoder features of the images; with model.gan the
+ *                        patch discriminator trains in alternation (the trainer's adversary)
  *   fae_pixel_finetune   pixel decoder on the feature decoder's reconstructed features
  *   lightningdit         flow matching on FAE latents (images → frozen encoder → adapter mean, normalized)
  *   tarflow              TarFlow/STARFlow NLL on the same latents
@@ -18,14 +19,14 @@ import { type TrainStepOptions, trainStep } from '../../compiler/transforms/trai
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { numel } from '../../ir/shape.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Precision } from '../../runtime/compile.ts';
 import { loadFashionMnist } from '../../runtime/data/fashionMnist.ts';
 import { FashionSource } from '../../runtime/data/fashionSource.ts';
 import type { BatchSource, SourceBatch } from '../../runtime/data/source.ts';
 import { Session } from '../../runtime/session.ts';
 import type { TrainTask } from '../../runtime/train/trainer.ts';
-import { FAE, type FaeConfig, ViTFeatureEncoder, faeConfigs, stageIaTrainStep, stageIbTrainStep } from '../../models/fae.ts';
+import { FAE, type FaeConfig, ViTFeatureEncoder, discriminatorTrainStep, faeConfigs, stageIaTrainStep, stageIbTrainStep } from '../../models/fae.ts';
 import { flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { MlpClassifier } from '../../models/mlp.ts';
@@ -194,8 +195,8 @@ async function faeStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_
       summary: `FAE stage Ia (${m.preset}): adapter + feature decoder, ${fae.paramNames('adapter', 'feature_decoder').length} tensors trained`,
     };
   }
-  if (m.gan) throw new NotImplementedError(`model.gan: the GAN term of stage Ib needs the discriminator's alternating step, which the generic trainer does not run yet (set model.gan to false)`);
   const source = m.kind === 'fae_stage_ib' ? 'encoder' : 'feature_decoder';
+  if (m.gan) return ganStageTask(ctx, m, parts, source);
   const graph = stageIbTrainStep(fae, { batch: B, source, gan: false, ...stepOptions(job) });
   return {
     task: {
@@ -203,6 +204,36 @@ async function faeStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_
       feeds: (b: SourceBatch) => ({ images: b.x }),
     },
     summary: `FAE ${m.kind === 'fae_stage_ib' ? 'stage Ib' : 'pixel-decoder fine-tuning'} (${m.preset}): pixel decoder on ${source === 'encoder' ? 'noisy encoder features' : 'reconstructed features'}`,
+  };
+}
+
+/**
+ * Stage Ib (or the fine-tuning) with the GAN term: the pixel decoder's step (rec_loss + adaptive
+ * λ·discriminator_weight·disc_factor·g_loss, models/fae/programs.ts) and the discriminator's hinge step
+ * alternate on every batch (the trainer's adversary); disc_factor (input `gan_factor`) is 0 before step
+ * `model.ganStart` and 1 from it on, for both. The discriminator has its own optimizer state, with the
+ * job's optimizer settings and learning-rate schedule, as taming-transformers' two optimizers.
+ */
+function ganStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune' }>, parts: FaeParts, source: 'encoder' | 'feature_decoder'): BuiltTask {
+  const { job } = ctx;
+  const { fae } = parts;
+  const B = job.batchSize;
+  if (!fae.discriminator) throw new KilnError(`model.gan: FAE preset '${m.preset}' has no discriminator (config.discriminator is null)`);
+  const graph = stageIbTrainStep(fae, { batch: B, source, gan: true, ...stepOptions(job) });
+  const dGraph = discriminatorTrainStep(fae, { batch: B, ...stepOptions(job) });
+  const factor = (step: number) => hostTensor('f32', [], [step >= m.ganStart ? 1 : 0]);
+  const dParams = fae.paramNames('discriminator');
+  return {
+    task: {
+      graph, initial: parts.state, paramNames: fae.paramNames('pixel_decoder'), source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
+      feeds: (b: SourceBatch, step: number) => ({ images: b.x, gan_factor: factor(step) }),
+      adversary: {
+        graph: dGraph, initial: new Map(dParams.map((n) => [n, parts.state.get(n)!])), paramNames: dParams,
+        fromMain: ['reconstruction'], outputs: scalarOutputs(dGraph, 'loss'), metricPrefix: 'd_',
+        feeds: (b: SourceBatch, step: number, main) => ({ images: b.x, reconstruction: main.reconstruction!, gan_factor: factor(step) }),
+      },
+    },
+    summary: `FAE ${m.kind === 'fae_stage_ib' ? 'stage Ib' : 'pixel-decoder fine-tuning'} (${m.preset}) with the GAN term: pixel decoder and patch discriminator in alternation (GAN from step ${m.ganStart})`,
   };
 }
 
