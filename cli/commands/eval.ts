@@ -7,6 +7,7 @@
  *   run) on class-conditional samples: the share whose predicted class is the class they were sampled for.
  * - recon: PSNR and SSIM (runtime/eval/imageMetrics.ts) of reconstructions against references.
  * - bpd: a TarFlow's bits per dimension on a data set (8-bit bins of [−1, 1] by default).
+ * - probe: linear-probe / kNN accuracy of an SSL encoder, or of raw pixels (cli/commands/evalProbe.ts).
  * FID proper (Inception-v3 features) is not implemented: the statistic is the same (runtime/eval/frechet.ts).
  */
 import { type Command, Option } from 'commander';
@@ -23,6 +24,7 @@ import { Session } from '../../runtime/session.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
 import { count, dinov2Encoder, loadSet, rows } from '../evalInputs.ts';
 import { backendOption, num, positiveInt } from '../options.ts';
+import { registerProbe } from './evalProbe.ts';
 
 function pair(v: string, what: string): [number, number] {
   const p = v.split(',').map(Number);
@@ -33,7 +35,8 @@ const warn = (s: string) => console.error(`warning: ${s}`);
 const report = (o: { json?: boolean }, r: Record<string, unknown>, text: string) => console.log(o.json ? JSON.stringify(r) : text);
 
 export function register(program: Command): void {
-  const ev = program.command('eval').description('evaluate: Fréchet distance, classifier accuracy on samples, PSNR/SSIM, bits per dimension');
+  const ev = program.command('eval').description('evaluate: Fréchet distance, classifier accuracy on samples, PSNR/SSIM, bits per dimension, SSL linear probe / kNN');
+  registerProbe(ev);
 
   ev.command('fd')
     .description('Fréchet distance between real and generated images in a frozen encoder\'s feature space (with the real-vs-real floor)')

@@ -75,6 +75,17 @@ export const modelSchema = z.discriminatedUnion('kind', [
     kind: z.literal('ssl_encoder'),
     method: z.enum(['dino', 'mim']).default('dino'),
     dim: posInt.default(64), depth: posInt.default(4), heads: posInt.default(4), patchSize: posInt.default(4),
+    /** DINO: prototypes K, views per image (global crops: the teacher's), crop scales, intensity jitter, temperatures. */
+    prototypes: posInt.default(1024),
+    globalViews: posInt.default(2),
+    localViews: nonNegInt.default(2),
+    globalScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 1]),
+    localScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.1, 0.4]),
+    jitter: z.number().min(0).lt(1).default(0.2),
+    studentTemp: z.number().positive().default(0.1),
+    teacherTemp: z.number().positive().default(0.04),
+    /** Evaluation at the end: linear probe (epochs) and kNN on Fashion-MNIST; null: none. */
+    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null }),
   }),
   faeStage('fae_stage_ia'),
   faeStage('fae_stage_ib'),
