@@ -8,7 +8,7 @@
  *
  * Also `sslFeatureEncoder`, the SSL encoder as `kiln eval fd`'s feature space (mean-pooled tokens).
  */
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { Backend } from '../../backends/backend.ts';
 import { type Tensor, trace } from '../../compiler/dsl/index.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -45,9 +45,9 @@ export function sslFeatureEncoder(path: string, backend: Backend, batch: number,
 }
 
 /** The FAE of the Fashion-MNIST preset on the SSL run's encoder, with the weights of `faePaths` (comma list, later ones win). */
-export function loadFashionFae(encoderPath: string, faePaths: string, teacher = false): { fae: FAE; state: Map<string, HostTensor> } {
+export function loadFashionFae(encoderPath: string, faePaths: string, teacher = false, preset: 'fashionMnist' | 'fashionTiny' = 'fashionMnist'): { fae: FAE; state: Map<string, HostTensor> } {
   const { net, state: enc } = loadSslEncoder(encoderPath, teacher);
-  const fae = new FAE(faeConfigs.fashionMnist(), net.encoder);
+  const fae = new FAE(faeConfigs[preset](), net.encoder);
   const state = fae.initState(0);
   applyWeights(state, enc, encoderPath);
   for (const p of faePaths.split(',')) applyWeights(state, loadWeights(p, warn), p);
@@ -65,6 +65,7 @@ export function registerFaeEval(ev: Command): void {
     .description('FAE on Fashion-MNIST: reconstruction PSNR/SSIM, and the linear probe of reconstructed vs raw encoder features')
     .requiredOption('--encoder <dir>', '(required) the ssl-encoder run (the frozen encoder)')
     .requiredOption('--fae <list>', '(required) FAE checkpoints, comma-separated, later ones win (e.g. runs/fae-stage-ia,runs/fae-pixel-finetune)')
+    .addOption(new Option('--preset <name>', 'the FAE config preset').choices(['fashionMnist', 'fashionTiny']).default('fashionMnist'))
     .option('--teacher', "the SSL run's EMA teacher as the encoder (as the FAE jobs were trained on it)", false)
     .option('--count <n>', 'test images', positiveInt, 10000)
     .option('--train-limit <n>', 'train images for the probes', positiveInt, 60000)
@@ -73,11 +74,11 @@ export function registerFaeEval(ev: Command): void {
     .option('--grid <png>', 'write 16 test images (top) and their reconstructions (bottom) (default: none)')
     .addOption(backendOption('auto'))
     .option('--json', 'print one JSON line', false)
-    .action(async (o: { encoder: string; fae: string; teacher: boolean; count: number; trainLimit: number; epochs: number; batch: number; grid?: string; backend: string; json: boolean }) => {
+    .action(async (o: { encoder: string; fae: string; preset: 'fashionMnist' | 'fashionTiny'; teacher: boolean; count: number; trainLimit: number; epochs: number; batch: number; grid?: string; backend: string; json: boolean }) => {
       const { backend, reason } = await chooseBackend(o.backend);
       console.error(`backend: ${backend.name} (${reason})`);
       const t0 = performance.now();
-      const { fae, state } = loadFashionFae(o.encoder, o.fae, o.teacher);
+      const { fae, state } = loadFashionFae(o.encoder, o.fae, o.teacher, o.preset);
       const shape: [number, number, number] = [1, 28, 28];
       const test = images01(o.count, 'test'), train = images01(o.trainLimit, 'train');
       const nte = test.y.length, ntr = train.y.length;

@@ -44,7 +44,7 @@ const encoder = z.strictObject({
   checkpoint: z.string().nullable().default(null),
 });
 const faeRef = z.strictObject({
-  preset: z.enum(['fashionMnist', 'tiny']).default('fashionMnist'),
+  preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
   encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
   /** Checkpoint of the trained FAE parts (adapter, decoders); null: random init (a warning says so). */
   checkpoint: z.string().nullable().default(null),
@@ -52,7 +52,7 @@ const faeRef = z.strictObject({
 const faeStage = (kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune') =>
   z.strictObject({
     kind: z.literal(kind),
-    preset: z.enum(['fashionMnist', 'tiny']).default('fashionMnist'),
+    preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
     encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
     /** Start from this checkpoint's FAE weights (stage Ib / fine-tuning: the stage-Ia run). */
     init: z.string().nullable().default(null),

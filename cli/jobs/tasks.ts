@@ -122,7 +122,7 @@ interface FaeParts {
   state: Map<string, HostTensor>;
 }
 
-function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null }, init: string | null): FaeParts {
+function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'fashionTiny' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null }, init: string | null): FaeParts {
   const cfg: FaeConfig = faeConfigs[preset]();
   const { dim, grid } = cfg.encoder;
   const patch = cfg.pixelDecoder.patchSize;
