@@ -43,9 +43,9 @@ const SIZES: Record<string, Size> = {
     sample: { num: 8, steps: 3 }, fdCount: 8, evalFae: ['--count', '16', '--train-limit', '64', '--epochs', '2', '--batch', '16'],
   },
   'fae-small': {
-    ssl: [...tinySsl, '--steps', '60', '--batch', '32', '--limit', '4096', '--set', 'model.probe={"epochs":10,"knn":true,"trainLimit":2000,"testLimit":500}'],
-    fae: tinyFae, dit: tinyLatents, stageSteps: ['--steps', '60', '--batch', '32', '--limit', '4096'], ditSteps: ['--steps', '100', '--batch', '32', '--limit', '4096'],
-    sample: { num: 64, steps: 10 }, fdCount: 64, evalFae: ['--count', '200', '--train-limit', '1000', '--epochs', '10', '--batch', '100'],
+    ssl: [...tinySsl, '--steps', '40', '--batch', '32', '--limit', '4096', '--set', 'model.probe={"epochs":10,"knn":true,"trainLimit":1000,"testLimit":500}'],
+    fae: tinyFae, dit: tinyLatents, stageSteps: ['--steps', '30', '--batch', '32', '--limit', '4096'], ditSteps: ['--steps', '60', '--batch', '32', '--limit', '4096'],
+    sample: { num: 40, steps: 10 }, fdCount: 40, evalFae: ['--count', '100', '--train-limit', '500', '--epochs', '10', '--batch', '100'],
   },
   'fae-full': {
     ssl: [], fae: [], dit: [], stageSteps: [], ditSteps: [],
