@@ -42,10 +42,12 @@ const encoder = z.strictObject({
   heads: posInt.default(4),
   /** A run directory or checkpoint directory holding its weights; null: random init (a warning says so). */
   checkpoint: z.string().nullable().default(null),
+  /** An SSL run's student (its model weights) or its EMA teacher. */
+  weights: z.enum(['student', 'teacher']).default('student'),
 });
 const faeRef = z.strictObject({
   preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
-  encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
+  encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null, weights: 'student' }),
   /** Checkpoint of the trained FAE parts (adapter, decoders); null: random init (a warning says so). */
   checkpoint: z.string().nullable().default(null),
 });
@@ -53,7 +55,7 @@ const faeStage = (kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune') 
   z.strictObject({
     kind: z.literal(kind),
     preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
-    encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
+    encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null, weights: 'student' }),
     /** Start from this checkpoint's FAE weights (stage Ib / fine-tuning: the stage-Ia run). */
     init: z.string().nullable().default(null),
     /** Stage Ib: include the GAN term (needs the discriminator's own step; not run by the generic path yet). */

@@ -122,14 +122,14 @@ interface FaeParts {
   state: Map<string, HostTensor>;
 }
 
-function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'fashionTiny' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null }, init: string | null): FaeParts {
+function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'fashionTiny' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null; weights: 'student' | 'teacher' }, init: string | null): FaeParts {
   const cfg: FaeConfig = faeConfigs[preset]();
   const { dim, grid } = cfg.encoder;
   const patch = cfg.pixelDecoder.patchSize;
   const encoder = new ViTFeatureEncoder({ dim, depth: enc.depth, heads: enc.heads, mlpHidden: 4 * dim, patchSize: patch, imageSize: grid * patch, channels: cfg.pixelDecoder.channels });
   const fae = new FAE(cfg, encoder);
   const state = fae.initState(ctx.job.seed);
-  if (enc.checkpoint) ctx.log(`frozen encoder: ${applyWeights(state, loadWeights(enc.checkpoint, ctx.warn), enc.checkpoint, 'encoder.')} tensors from ${enc.checkpoint}`);
+  if (enc.checkpoint) ctx.log(`frozen encoder: ${applyWeights(state, loadWeights(enc.checkpoint, ctx.warn, enc.weights === 'teacher' ? 'ema' : 'model'), enc.checkpoint, 'encoder.')} tensors from ${enc.checkpoint}${enc.weights === 'teacher' ? ' (EMA teacher)' : ''}`);
   else ctx.warn('no encoder checkpoint (model.encoder.checkpoint): the frozen encoder is randomly initialized');
   if (init) ctx.log(`FAE weights: ${applyWeights(state, loadWeights(init, ctx.warn), init)} tensors from ${init}`);
   return { fae, state };
