@@ -4,6 +4,7 @@
  * Images are scaled as in training ((v/255 − 0.5)/0.5); `limit` takes the first N of each split (tests).
  */
 import type { Backend } from '../../backends/backend.ts';
+import type { Tensor } from '../../compiler/dsl/index.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { FashionMnist } from '../../runtime/data/fashionMnist.ts';
 import type { DinoNetwork } from './dino.ts';
@@ -18,6 +19,12 @@ export interface EncoderEvalOptions {
   batch?: number;
   /** Skip the kNN evaluation. */
   noKnn?: boolean;
+  /**
+   * The probed feature: 'mean' (default), the mean of the final tokens (what DINO's head sees), or
+   * 'tokens', the whole token map flattened (N·D values: what the FAE adapter sees; the raw-pixel
+   * probe's counterpart, as both keep the spatial layout).
+   */
+  features?: 'mean' | 'tokens';
 }
 
 export interface EncoderEval {
@@ -40,7 +47,8 @@ export async function evaluateEncoder(backend: Backend, net: DinoNetwork, state:
   const ntr = Math.min(o.trainLimit ?? train.count, train.count), nte = Math.min(o.testLimit ?? test.count, test.count);
   const shape: [number, number, number] = [1, 28, 28];
   const enc = async (d: FashionMnist, n: number): Promise<FeatureSet> => {
-    const f = await encodeImages(backend, net, state, (x) => net.embed(x), scaled(d, n), shape, n, o.batch ?? 500);
+    const embed = o.features === 'tokens' ? (x: Tensor) => net.encoder.forward(x).flatten(1) : (x: Tensor) => net.embed(x);
+    const f = await encodeImages(backend, net, state, embed, scaled(d, n), shape, n, o.batch ?? 500);
     return { x: f.x, y: labels(d, n), n, d: f.d };
   };
   const ftr = await enc(train, ntr), fte = await enc(test, nte);
