@@ -26,7 +26,8 @@ interface Size {
   dit: string[];
   stageSteps: string[];
   ditSteps: string[];
-  sample: { num: number; steps: number };
+  /** Sampling weights: short runs sample the raw weights (their EMA, decay 0.9999, is still ~ the zero-init model). */
+  sample: { num: number; steps: number; weights: 'ema' | 'model' };
   fdCount: number;
   evalFae: string[];
 }
@@ -39,17 +40,17 @@ const tinyLatents = ['--set', 'model.latents.preset=fashionTiny', '--set', 'mode
 const SIZES: Record<string, Size> = {
   'fae-tiny': {
     ssl: [...tinySsl, '--steps', '2', '--batch', '8', '--limit', '64', '--set', 'model.probe={"epochs":2,"knn":true,"trainLimit":64,"testLimit":32}'],
-    fae: tinyFae, dit: tinyLatents, stageSteps: ['--steps', '2', '--batch', '8', '--limit', '64'], ditSteps: ['--steps', '2', '--batch', '8', '--limit', '64'],
-    sample: { num: 8, steps: 3 }, fdCount: 8, evalFae: ['--count', '16', '--train-limit', '64', '--epochs', '2', '--batch', '16'],
+    fae: tinyFae, dit: tinyLatents, stageSteps: ['--steps', '2', '--batch', '8', '--limit', '64'], ditSteps: ['--steps', '8', '--batch', '8', '--limit', '64', '--lr', '2e-3'],
+    sample: { num: 8, steps: 5, weights: 'model' }, fdCount: 8, evalFae: ['--count', '16', '--train-limit', '64', '--epochs', '2', '--batch', '16'],
   },
   'fae-small': {
     ssl: [...tinySsl, '--steps', '40', '--batch', '32', '--limit', '4096', '--set', 'model.probe={"epochs":10,"knn":true,"trainLimit":1000,"testLimit":500}'],
     fae: tinyFae, dit: tinyLatents, stageSteps: ['--steps', '30', '--batch', '32', '--limit', '4096'], ditSteps: ['--steps', '60', '--batch', '32', '--limit', '4096'],
-    sample: { num: 40, steps: 10 }, fdCount: 40, evalFae: ['--count', '100', '--train-limit', '500', '--epochs', '10', '--batch', '100'],
+    sample: { num: 40, steps: 10, weights: 'model' }, fdCount: 40, evalFae: ['--count', '100', '--train-limit', '500', '--epochs', '10', '--batch', '100'],
   },
   'fae-full': {
     ssl: [], fae: [], dit: [], stageSteps: [], ditSteps: [],
-    sample: { num: 1000, steps: 50 }, fdCount: 1000, evalFae: [],
+    sample: { num: 1000, steps: 50, weights: 'ema' }, fdCount: 1000, evalFae: [],
   },
 };
 
@@ -109,8 +110,8 @@ export function register(program: Command): void {
       steps.push(run('lightningdit-fae', ['train', 'lightningdit-fae', ...b, ...size.dit, ...size.ditSteps, '--set', `model.latents.encoder.checkpoint=${dir('ssl-encoder')}`,
         '--set', `model.latents.checkpoint=${dir('fae-stage-ia')}`, '--out', dir('lightningdit-fae')], logs));
       const decoders = `${dir('fae-stage-ia')},${dir('fae-stage-ib')}`;
-      const { num, steps: sSteps } = size.sample;
-      const sampleArgs = (file: string, extra: string[]) => ['sample', dir('lightningdit-fae'), ...b, '--fae', decoders, '--num', String(num), '--steps', String(sSteps), '--out', join(out, `${file}.png`), '--save-samples', join(out, `${file}.safetensors`), '--columns', String(Math.min(num, 10)), ...extra];
+      const { num, steps: sSteps, weights } = size.sample;
+      const sampleArgs = (file: string, extra: string[]) => ['sample', dir('lightningdit-fae'), ...b, '--weights', weights, '--fae', decoders, '--num', String(num), '--steps', String(sSteps), '--out', join(out, `${file}.png`), '--save-samples', join(out, `${file}.safetensors`), '--columns', String(Math.min(num, 10)), ...extra];
       steps.push(run('sample-cfg', sampleArgs('samples', ['--cfg', '2.5', '--cfg-interval', '0.3,1']), logs));
       steps.push(run('sample-nocfg', sampleArgs('samples-nocfg', []), logs));
       const measured = (r: StepResult) => {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { loadSafetensors } from '../../runtime/safetensors.ts';
 
 describe('kiln pipeline', () => {
   it('fae-tiny: SSL encoder → FAE → LightningDiT → samples and metrics', async () => {
@@ -31,5 +32,10 @@ describe('kiln pipeline', () => {
     expect(m.fd.cfg.fd).toBeGreaterThanOrEqual(0);
     expect(m.fd.cfg.floor).toBeGreaterThanOrEqual(0);
     expect(readFileSync(join(out, 'metrics.md'), 'utf8')).toMatch(/\| FD real-vs-real floor \| [\d.]+ \|/);
+    // guidance changes the samples: the sampled model depends on the class (not a zero-init EMA copy)
+    const a = loadSafetensors(join(out, 'samples.safetensors')).tensors.get('samples')!.data, b = loadSafetensors(join(out, 'samples-nocfg.safetensors')).tensors.get('samples')!.data;
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(Number(a[i]) - Number(b[i])));
+    expect(diff).toBeGreaterThan(1e-5);
   }, 400_000);
 });
