@@ -11,12 +11,13 @@ import * as evaluate from './commands/eval.ts';
 import * as exportCmd from './commands/export.ts';
 import * as golden from './commands/golden.ts';
 import * as ir from './commands/ir.ts';
+import * as pipeline from './commands/pipeline.ts';
 import * as sample from './commands/sample.ts';
 import * as serve from './commands/serve.ts';
 import * as train from './commands/train.ts';
 import { EXIT_USER, reportError } from './errors.ts';
 
-const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, ir, train, sample, exportCmd, serve, evaluate, golden, bench, demo];
+const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, ir, train, sample, exportCmd, serve, evaluate, pipeline, golden, bench, demo];
 
 const ENVIRONMENT = `
 Environment:

@@ -9,6 +9,9 @@
  * - bpd: a TarFlow's bits per dimension on a data set (8-bit bins of [−1, 1] by default).
  * - fid: the same statistic (runtime/eval/frechet.ts) in Inception-v3 pool space, weights from a file
  *   (cli/inceptionEncoder.ts, models/inception/*.ts).
+ * - probe: linear-probe / kNN accuracy of an SSL encoder, or of raw pixels (cli/commands/evalProbe.ts).
+ * - fae: an FAE's reconstruction PSNR/SSIM and the probe of its reconstructed features (cli/commands/evalFae.ts).
+ * fd also takes `--ssl-encoder <run>`: the in-project SSL encoder's feature space.
  */
 import { type Command, Option } from 'commander';
 import { trace } from '../../compiler/dsl/index.ts';
@@ -26,6 +29,8 @@ import { type FeatureEncoder, type ImageSet, count, dinov2Encoder, loadSet, rows
 import { inceptionEncoder } from '../inceptionEncoder.ts';
 import type { Precision } from '../../runtime/compile.ts';
 import { backendOption, num, positiveInt } from '../options.ts';
+import { registerFaeEval, sslFeatureEncoder } from './evalFae.ts';
+import { registerProbe } from './evalProbe.ts';
 
 function pair(v: string, what: string): [number, number] {
   const p = v.split(',').map(Number);
@@ -36,20 +41,23 @@ const warn = (s: string) => console.error(`warning: ${s}`);
 const report = (o: { json?: boolean }, r: Record<string, unknown>, text: string) => console.log(o.json ? JSON.stringify(r) : text);
 
 export function register(program: Command): void {
-  const ev = program.command('eval').description('evaluate: Fréchet distance, classifier accuracy on samples, PSNR/SSIM, bits per dimension');
+  const ev = program.command('eval').description('evaluate: Fréchet distance, classifier accuracy on samples, PSNR/SSIM, bits per dimension, SSL linear probe / kNN');
+  registerProbe(ev);
+  registerFaeEval(ev);
 
   ev.command('fd')
     .description('Fréchet distance between real and generated images in a frozen encoder\'s feature space (with the real-vs-real floor)')
     .requiredOption('--real <set>', '(required) real images: a .safetensors file (images [N, C, H, W] or features [N, D]) or fashion-mnist[:test|train]')
     .requiredOption('--fake <set>', '(required) generated images: a .safetensors file as `kiln sample --save-samples` writes (images), or features [N, D]')
     .option('--encoder <dir>', 'frozen encoder: an HF DINOv2 checkpoint directory (config.json + model.safetensors); its CLS token is the feature (default: none: the files must hold features)')
+    .option('--ssl-encoder <dir>', 'frozen encoder: a `kiln train ssl-encoder` run; its mean-pooled tokens are the feature (default: none)')
     .option('--count <n>', 'samples N taken from each set (the real set needs 2N for the floor)', positiveInt, 1000)
     .option('--encoder-size <px>', "image side fed to the encoder (nearest resize) (default: the smallest multiple of its patch size >= the images')", positiveInt)
     .option('--range <lo,hi>', 'value range of the images (mapped to [0, 1] for the encoder)', '-1,1')
     .option('--batch <n>', 'encoder batch size', positiveInt, 32)
     .addOption(backendOption('auto'))
     .option('--json', 'print one JSON line', false)
-    .action(async (o: { real: string; fake: string; encoder?: string; count: number; encoderSize?: number; range: string; batch: number; backend: string; json: boolean }) => {
+    .action(async (o: { real: string; fake: string; encoder?: string; sslEncoder?: string; count: number; encoderSize?: number; range: string; batch: number; backend: string; json: boolean }) => {
       const range = pair(o.range, '--range');
       const real = loadSet(o.real, 2 * o.count), fake = loadSet(o.fake, o.count);
       const n = o.count;
@@ -57,10 +65,11 @@ export function register(program: Command): void {
       if (count(real) < n) throw new KilnError(`${o.real}: ${count(real)} samples, --count is ${n}`);
       let features: (s: typeof real) => Promise<HostTensor>;
       let space = 'given features';
-      if (o.encoder) {
+      if (o.encoder || o.sslEncoder) {
         const { backend, reason } = await chooseBackend(o.backend);
         console.error(`backend: ${backend.name} (${reason})`);
-        const enc = await dinov2Encoder(o.encoder, backend, o.batch, range, o.encoderSize);
+        if (o.sslEncoder && (range[0] !== -1 || range[1] !== 1)) throw new KilnError('--ssl-encoder takes images in [-1, 1] (--range -1,1)');
+        const enc = o.sslEncoder ? sslFeatureEncoder(o.sslEncoder, backend, o.batch) : await dinov2Encoder(o.encoder!, backend, o.batch, range, o.encoderSize);
         space = enc.name;
         features = async (s) => {
           if (!s.images) throw new KilnError(`${s.from}: no images to encode`);

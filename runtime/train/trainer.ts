@@ -96,6 +96,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Stop after this step (a partial run; the run stays resumable). */
   stopAt?: number;
+  /** Stop after the step that ends past this many seconds of training (a partial run, like stopAt). */
+  timeLimitS?: number;
   prefetch?: number;
   tty?: boolean;
   log?: (line: string) => void;
@@ -203,6 +205,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       progress.log(`eval at step ${s}: ${Object.entries(evals).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join('  ')}`);
     }
   };
+  let timedOut = false;
   try {
     while (step < end) {
       const { batch, waitMs } = await loader.next();
@@ -235,11 +238,16 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       if (step % o.intervals.checkpoint === 0) await save();
       if (o.intervals.plot && step % o.intervals.plot === 0) await plot();
       await runHooks(step, false);
+      if (o.timeLimitS !== undefined && (performance.now() - started) / 1000 >= o.timeLimitS) {
+        timedOut = true;
+        log(`time limit of ${o.timeLimitS} s reached after step ${step} of ${o.totalSteps}`);
+        break;
+      }
     }
     progress.finish();
     if (step % o.intervals.checkpoint !== 0) await save();
     await plot();
-    if (step === o.totalSteps) await runHooks(step, true);
+    if (step === o.totalSteps || timedOut) await runHooks(step, true);
     const { dataMs, stepMs } = progress.means;
     log(`data ${dataMs.toFixed(2)} ms vs step ${stepMs.toFixed(2)} ms per step (mean over ${losses.length} steps): ${dataMs < 0.1 * stepMs ? 'the device did not wait for data' : 'data loading is a bottleneck'}`);
     return {
