@@ -50,9 +50,13 @@ export interface WgslBinding {
 
 export interface WgslDispatch {
   readonly name: string;
+  /** The module's WGSL: depends only on the kernel's structure (no kernel name, no buffer offsets). */
   readonly source: string;
   readonly workgroups: readonly [number, number, number];
+  /** Storage windows, bindings 0..n-1; binding n is the offsets uniform. */
   readonly bindings: readonly WgslBinding[];
+  /** The offsets uniform: element offset of each slot's IR buffer in its window (shared by a kernel's parts). */
+  readonly offsets: readonly number[];
 }
 
 export interface Scratch {
@@ -138,7 +142,7 @@ const valueType = (d: DType) => (isFloatT(d) ? 'f32' : d === 'i32' ? 'i32' : d =
 const v = (name: string) => `v_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
 const x = (name: string) => `x_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
 
-interface Bound {
+interface Window {
   /** Binding variable name. */
   readonly name: string;
   /** Element offset of the IR buffer in the window (16-bit buffers: in halves). */
@@ -146,14 +150,52 @@ interface Bound {
   readonly atomic: boolean;
 }
 
-/** Renders expressions and statements of one dispatch, given where its buffers are bound. */
+interface Bound {
+  readonly name: string;
+  /** The WGSL expression of the buffer's element offset in its window: a slot of the offsets uniform. */
+  readonly base: string;
+  readonly atomic: boolean;
+}
+
+/** The WGSL expression of slot `s` of the offsets uniform (vec4-packed, as uniform arrays need 16-byte strides). */
+const offsetSlot = (s: number) => `U_.o[${s >> 2}].${'xyzw'[s & 3]}`;
+
+/**
+ * Renders expressions and statements of one dispatch, given where its buffers are bound. Buffer offsets
+ * are not in the source: each IR buffer gets a slot of the dispatch's offsets uniform when the
+ * generated code first touches it, so structurally equal kernels (the same layer in every block, its
+ * forward and backward copies) have byte-equal sources and share one pipeline.
+ */
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[], readonly bound: ReadonlyMap<number, Bound>) {}
+  /** The element offset of each slot, in slot order (the offsets uniform's contents). */
+  readonly slots: number[] = [];
+  private readonly slotOf = new Map<number, number>();
+
+  private readonly valueNames = new Map<string, string>();
+
+  constructor(readonly buffers: readonly BufferDecl[], readonly windows: ReadonlyMap<number, Window>) {}
+
+  /**
+   * The WGSL name of the kernel IR value `name`: numbered in order of first use (IR names carry the
+   * kernel's own prefixes, which would make equal kernels differ), except the matmul accumulator
+   * `acc`, which the epilogue function takes by that name.
+   */
+  v(name: string): string {
+    if (name === 'acc') return v(name);
+    let r = this.valueNames.get(name);
+    if (r === undefined) this.valueNames.set(name, (r = `v${this.valueNames.size}`));
+    return r;
+  }
 
   private b(buf: number): Bound {
-    const b = this.bound.get(buf);
-    if (!b) throw new KilnError(`wgsl codegen: buffer b${buf} is not bound`);
-    return b;
+    const w = this.windows.get(buf);
+    if (!w) throw new KilnError(`wgsl codegen: buffer b${buf} is not bound`);
+    let s = this.slotOf.get(buf);
+    if (s === undefined) {
+      s = this.slots.push(w.base) - 1;
+      this.slotOf.set(buf, s);
+    }
+    return { name: w.name, base: offsetSlot(s), atomic: w.atomic };
   }
 
   private dtype(buf: number): DType {
@@ -162,7 +204,7 @@ class Gen {
 
   private word(buf: number, index: string): string {
     const b = this.b(buf);
-    const at = `${b.name}[${b.base ? `${b.base} + ` : ''}${index}]`;
+    const at = `${b.name}[${b.base} + ${index}]`;
     return b.atomic ? `atomicLoad(&${at})` : at;
   }
 
@@ -184,7 +226,7 @@ class Gen {
       const h = `u32(${b.base} + ${index})`;
       return mode === 'add' ? `add16_${b.name}(${h}, ${value}, ${d === 'bf16'});` : `w16_${b.name}(${h}, ${d === 'f16' ? 'k_f32_to_f16' : 'k_f32_to_bf16'}(${value}));`;
     }
-    const at = `${b.name}[${b.base ? `${b.base} + ` : ''}${index}]`;
+    const at = `${b.name}[${b.base} + ${index}]`;
     if (mode === 'add') {
       if (d === 'f32') return `addf_${b.name}(${b.base} + ${index}, ${value});`;
       if (d === 'i32') return `atomicAdd(&${at}, bitcast<u32>(${value}));`;
@@ -216,7 +258,7 @@ class Gen {
     switch (e.k) {
       case 'const': return this.lit(e, o);
       case 'var': return x(e.name);
-      case 'ref': return v(e.name);
+      case 'ref': return this.v(e.name);
       case 'load': return this.load(e.buf, this.expr(e.index));
       case 'un': return this.narrow(this.unary(e.op, this.expr(e.a, o), e.a.dtype), e.dtype);
       case 'bin': return this.narrow(this.binary(e.op, e.a, e.b, o), e.dtype);
@@ -302,7 +344,7 @@ class Gen {
     for (const s of list) {
       switch (s.k) {
         case 'let':
-          out.push(`${ind}let ${v(s.name)}: ${valueType(s.value.dtype)} = ${this.expr(s.value)};`);
+          out.push(`${ind}let ${this.v(s.name)}: ${valueType(s.value.dtype)} = ${this.expr(s.value)};`);
           break;
         case 'store': {
           const line = this.store(s.buf, this.expr(s.index), this.expr(s.value), s.mode);
@@ -326,7 +368,7 @@ class Gen {
     const vd = s.op === 'argmax' ? s.value.dtype : s.dtype;
     const vt = valueType(vd);
     const isF = vt === 'f32';
-    const acc = v(s.acc);
+    const acc = this.v(s.acc);
     const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
     const ident = s.op === 'sum' ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
       : s.op === 'max' ? (isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u')
@@ -371,7 +413,7 @@ const align4 = (n: number) => Math.ceil(n / 4) * 4;
 function bindWindows(
   kernel: string, ids: readonly number[], atomic: ReadonlySet<number>, place: (id: number) => Placement, bytesOf: (id: number) => number, elemOf: (id: number) => number,
   limits: WgslLimits, gpuSize: (gpu: number) => number,
-): { bindings: WgslBinding[]; bound: Map<number, Bound>; atomicBinding: boolean[] } {
+): { bindings: WgslBinding[]; bound: Map<number, Window>; atomicBinding: boolean[] } {
   const items = ids.map((id) => ({ id, ...place(id), bytes: Math.max(4, align4(bytesOf(id))) })).sort((a, b) => a.gpu - b.gpu || a.offset - b.offset);
   const max = alignDown(limits.maxStorageBufferBindingSize, 4);
   const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[] }> = [];
@@ -392,7 +434,7 @@ function bindWindows(
   }
   if (bindings.length > limits.maxStorageBuffersPerShaderStage)
     throw new KilnError(`wgsl: kernel ${kernel} needs ${bindings.length} storage buffer bindings; the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
-  const bound = new Map<number, Bound>();
+  const bound = new Map<number, Window>();
   const atomicBinding: boolean[] = [];
   bindings.forEach((w, bi) => {
     const at = w.ids.some((id) => atomic.has(id));
@@ -403,9 +445,9 @@ function bindWindows(
   return { bindings: bindings.map((w) => ({ gpu: w.gpu, offset: w.offset, size: w.end - w.offset })), bound, atomicBinding };
 }
 
-/** Binding declarations and per-binding access helpers. */
-function bindingDecls(atomicBinding: readonly boolean[]): { decls: string[]; helpers: string[] } {
-  const decls: string[] = [];
+/** Binding declarations (the storage windows, then the offsets uniform with `slots` slots) and per-binding access helpers. */
+function bindingDecls(atomicBinding: readonly boolean[], slots: number): { decls: string[]; helpers: string[] } {
+  const decls: string[] = [`struct Offsets_ { o: array<vec4<i32>, ${Math.max(1, Math.ceil(slots / 4))}> }`, `@group(0) @binding(${atomicBinding.length}) var<uniform> U_: Offsets_;`];
   const out: string[] = [];
   atomicBinding.forEach((at, i) => {
     const B = `B${i}`;
@@ -518,7 +560,7 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
   const vt = valueType(vd);
   const isF = vt === 'f32';
   const sh = isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u';
-  const acc = `acc_${v(s.acc)}`, arg = `arg_${v(s.acc)}`;
+  const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
   const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
   const ident = s.op === 'sum'
     ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
@@ -548,13 +590,13 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
     out.push(`      let take_ = ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_));`);
     out.push(`      if (take_) { ${sh}[tid] = b_; red_a[tid] = ib_; }`);
     out.push('    }', '    workgroupBarrier();', '  }');
-    out.push(`  let ${v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
+    out.push(`  let ${c.g.v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
   } else {
     out.push(`  ${sh}[tid] = ${acc};`, '  workgroupBarrier();');
     out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
     out.push(`    if (tid < w_) { ${sh}[tid] = ${combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
     out.push('    workgroupBarrier();', '  }');
-    out.push(`  let ${v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
+    out.push(`  let ${c.g.v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
   }
 }
 
@@ -828,11 +870,11 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
         extra.push(...body.slice(1, end));
         body = body.slice(end + 1);
       }
-      const bd = bindingDecls(atomicBinding);
+      const bd = bindingDecls(atomicBinding, g.slots.length);
       const rest = [...decls, ...extra, ...body].join('\n');
       const code = [...bd.decls, ...bd.helpers.filter((h) => rest.includes(`${/fn (\w+)\(/.exec(h)![1]}(`)), rest].join('\n');
-      const source = [`// kiln kernel ${name}${bodies.length > 1 ? ` part ${j}` : ''}`, preludeFor(code), code].join('\n') + '\n';
-      return { name: bodies.length > 1 ? `${name}#${j}` : name, source, workgroups: b.workgroups, bindings };
+      const source = ['// kiln kernel', preludeFor(code), code].join('\n') + '\n';
+      return { name: bodies.length > 1 ? `${name}#${j}` : name, source, workgroups: b.workgroups, bindings, offsets: g.slots };
     });
   });
 }

@@ -39,7 +39,10 @@ function bindGroupLayout(device: GPUDevice, n: number): GPUBindGroupLayout {
   let l = m.get(n);
   if (!l) {
     l = device.createBindGroupLayout({
-      entries: Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+      entries: [
+        ...Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+        { binding: n, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' as const } },
+      ],
     });
     m.set(n, l);
   }
@@ -53,7 +56,7 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
   let p = m.get(key);
   if (!p) {
     p = (async () => {
-      const module = device.createShaderModule({ code: d.source, label: d.name });
+      const module = device.createShaderModule({ code: d.source, label: `${program}:${d.name}` });
       const info = await module.getCompilationInfo();
       const errors = info.messages.filter((x) => x.type === 'error');
       if (errors.length) {
@@ -154,14 +157,21 @@ export class WgslExecutable implements Executable {
       }
     });
     const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
-    e.steps = all.map((d, i) => ({
-      pipeline: pipes[i]!.pipeline,
-      workgroups: d.workgroups,
-      bindGroup: dev.device.createBindGroup({
-        layout: pipes[i]!.layout,
-        entries: d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.gpuBuffers[b.gpu]!, offset: b.offset, size: b.size } })),
-      }),
-    }));
+    // The offsets uniforms of all dispatches, one 256-byte-aligned slice each, in one buffer.
+    const slice = (d: WgslDispatch) => align(16 * Math.max(1, Math.ceil(d.offsets.length / 4)));
+    const uniformBytes = all.reduce((t, d) => t + slice(d), 0);
+    const uniform = dev.device.createBuffer({ label: `${program.name}:offsets`, size: Math.max(ALIGN, uniformBytes), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    e.gpuBuffers.push(uniform);
+    const table = new Int32Array(uniformBytes / 4);
+    let at = 0;
+    e.steps = all.map((d, i) => {
+      table.set(d.offsets, at / 4);
+      const entries: GPUBindGroupEntry[] = d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.gpuBuffers[b.gpu]!, offset: b.offset, size: b.size } }));
+      entries.push({ binding: d.bindings.length, resource: { buffer: uniform, offset: at, size: slice(d) } });
+      at += slice(d);
+      return { pipeline: pipes[i]!.pipeline, workgroups: d.workgroups, bindGroup: dev.device.createBindGroup({ layout: pipes[i]!.layout, entries }) };
+    });
+    if (uniformBytes) dev.device.queue.writeBuffer(uniform, 0, table.buffer, 0, uniformBytes);
     return e;
   }
 
