@@ -3,7 +3,7 @@
  * C = A·B for n×n×n through the whole compiler (one matmul kernel), for each register-blocking tile of
  * TILES, the best tile per size reported (the tile choice by measurement). Times one submission of
  * REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone; checks 16 elements against
- * an f64 dot product. Prints one JSON line per size.
+ * an f64 dot product. ROBUSTNESS=on,off also measures without Dawn's bounds clamps. Prints one JSON line per size.
  */
 import { wgslBackendWith } from '../backends/wgsl/executable.ts';
 import type { WgslExecutable } from '../backends/wgsl/executable.ts';
@@ -18,6 +18,7 @@ const TILES: GemmTile[] = [
   { tm: 4, tn: 8, bk: 16, vec: true }, { tm: 8, tn: 4, bk: 8, vec: true },
 ];
 
+const robust = (process.env.ROBUSTNESS ?? 'on').split(',').map((r) => r !== 'off');
 for (const n of sizes) {
   const b = new GraphBuilder(`gemm${n}`);
   const A = b.input('a', { shape: [n, n], dtype: 'f32' }), B = b.input('b', { shape: [n, n], dtype: 'f32' });
@@ -27,9 +28,10 @@ for (const n of sizes) {
   for (let i = 0; i < a.length; i++) { a[i] = Math.random() - 0.5; bb[i] = Math.random() - 0.5; }
   const feeds = { a: hostTensor('f32', [n, n], a), b: hostTensor('f32', [n, n], bb) };
   const results: Array<{ tile: string; ms: number; tflops: number; maxRelErr: number }> = [];
-  for (const tile of TILES) {
+  for (const robustness of robust) for (const tile of TILES) {
+    const name = `${tile.tm}x${tile.tn}/bk${tile.bk}${tile.vec ? '/vec4' : ''}${robustness ? '' : '/norobust'}`;
     try {
-      const backend = wgslBackendWith({ gemm: tile, reductions: 'workgroup' });
+      const backend = wgslBackendWith({ gemm: tile, reductions: 'workgroup', robustness });
       const exe = (await compileOn(backend, g)) as WgslExecutable;
       const out = await exe.run(feeds, ['c']);
       let err = 0;
@@ -42,10 +44,10 @@ for (const n of sizes) {
       const reps = n <= 1024 ? 50 : n <= 4096 ? 10 : 4;
       await exe.time(2);
       const ms = (await exe.time(reps)) / reps;
-      results.push({ tile: `${tile.tm}x${tile.tn}/bk${tile.bk}${tile.vec ? '/vec4' : ''}`, ms, tflops: (2 * n ** 3) / (ms * 1e-3) / 1e12, maxRelErr: err });
+      results.push({ tile: name, ms, tflops: (2 * n ** 3) / (ms * 1e-3) / 1e12, maxRelErr: err });
       exe.dispose();
     } catch (e) {
-      results.push({ tile: `${tile.tm}x${tile.tn}/bk${tile.bk}`, ms: NaN, tflops: 0, maxRelErr: NaN });
+      results.push({ tile: name, ms: NaN, tflops: 0, maxRelErr: NaN });
       console.error(`n=${n} tile ${JSON.stringify(tile)}: ${(e as Error).message.slice(0, 300)}`);
     }
   }
