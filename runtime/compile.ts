@@ -32,8 +32,8 @@ export interface CompileOnOptions {
   cacheDir?: string;
 }
 
-/** The precision a backend compiles in when none is asked for. */
-export function defaultPrecision(backend: Backend): Precision {
+/** The precision a backend compiles in when none is asked for (a promise where the backend must ask its device). */
+export function defaultPrecision(backend: Backend): Precision | Promise<Precision> {
   const env = process.env.KILN_PRECISION;
   if (env) return checkPrecision(env, 'KILN_PRECISION');
   if (backend.defaultPrecision) return backend.defaultPrecision();
@@ -46,7 +46,7 @@ export function atPrecision(graph: Graph, precision: Precision): Graph {
 }
 
 export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnOptions = {}): Promise<Executable> {
-  const precision = opts.precision === undefined ? defaultPrecision(backend) : checkPrecision(opts.precision, 'compileOn: precision');
+  const precision = opts.precision === undefined ? await defaultPrecision(backend) : checkPrecision(opts.precision, 'compileOn: precision');
   const g = atPrecision(graph, precision);
   if (backend.consumes === 'graph') return backend.compile(g);
   // The cache lives on disk: loaded only where there is one (Node; a browser compiles every time).

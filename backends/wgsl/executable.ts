@@ -330,6 +330,8 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
     name: 'wgsl',
     consumes: 'kernels',
     device: () => wgslDevice(devOpts),
+    // f16 autocast where the adapter has shader-f16 (NVIDIA's Vulkan driver; SwiftShader has not).
+    defaultPrecision: async () => ((await wgslDevice(devOpts)).features.has('shader-f16') ? 'f16' : 'f32'),
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);

@@ -26,6 +26,7 @@ import { wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts'
 import { runFashionMlp } from '../../cli/jobs/fashionMlp.ts';
 import { GraphBuilder } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import { defaultPrecision } from '../../runtime/compile.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { firstMismatch, relErr as rel } from '../support/compare.ts';
@@ -61,6 +62,8 @@ describe('WGSL backend', () => {
     const d = await wgslBackend.device();
     console.log(`wgsl adapter: ${d.adapterInfo}; features: ${[...d.features].join(', ')}`);
     expect(d.adapterInfo.length).toBeGreaterThan(0);
+    // The default precision: f16 autocast where the adapter has shader-f16 (not SwiftShader), else f32.
+    expect(await defaultPrecision(wgslBackend)).toBe(d.features.has('shader-f16') ? 'f16' : 'f32');
   });
 
   for (let b = 0; b < 4; b++)
@@ -105,7 +108,7 @@ describe('WGSL backend', () => {
     const cfg = { inputs: 64, hidden: [32], classes: 10 };
     const { model, graph } = mlpTrainStep(cfg, 32);
     const init = model.initState(3);
-    const a = await Session.open(wgslBackend, graph, init);
+    const a = await Session.open(wgslBackend, graph, init, { precision: 'f32' });
     const b = await Session.open(cpuBackend, graph, init);
     for (let s = 0; s < 5; s++) {
       const { x, y } = mlpData(cfg, 32, s);
@@ -124,7 +127,7 @@ describe('WGSL backend', () => {
     // The CPU backend's numbers for these options (measured at this commit: first loss 2.263099431991577,
     // loss at step 30 0.839107871055603, test accuracy 0.7169; the wgsl run gave 2.263099431991577,
     // 0.8391072750091553, 0.7169). Pinned so that the suite does not train twice.
-    const a = await runFashionMlp({ epochs: 1, batch: 64, hidden: [32], lr: 3e-3, weightDecay: 1e-4, seed: 1, maxSteps: 30, logEvery: 10, backend: wgslBackend, log: () => {} });
+    const a = await runFashionMlp({ epochs: 1, batch: 64, hidden: [32], lr: 3e-3, weightDecay: 1e-4, seed: 1, maxSteps: 30, logEvery: 10, backend: wgslBackend, precision: 'f32', log: () => {} });
     expect(a.steps).toBe(30);
     expect(Math.abs(a.firstLoss - 2.263099431991577)).toBeLessThan(1e-5);
     expect(Math.abs(a.lastLoss - 0.839107871055603)).toBeLessThan(1e-3);
