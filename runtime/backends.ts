@@ -2,14 +2,17 @@
  * @file The backends by name: 'cpu' (the Graph IR reference interpreter), 'kernel-cpu' (the compiled
  * kernel program, interpreted on the CPU), 'cuda' (the compiled program on an NVIDIA GPU), 'wgsl' (the
  * compiled program as WGSL on WebGPU: Dawn in Node, navigator.gpu in a browser). The CUDA
- * backend's configuration is read from the environment here, once, and passed down as options.
+ * backend's configuration is read from the environment here, once, and passed down as options, as is
+ * the WGSL backend's shader cache folder.
  */
 import type { Backend } from '../backends/backend.ts';
 import { cpuBackend } from '../backends/cpu/executable.ts';
 import { createCudaBackend } from '../backends/cuda/executable.ts';
 import type { CudaOptions } from '../backends/cuda/options.ts';
 import { kernelCpuBackend } from '../backends/kernel/executable.ts';
-import { wgslBackend } from '../backends/wgsl/executable.ts';
+import { join } from 'node:path';
+import { wgslBackendWith } from '../backends/wgsl/executable.ts';
+import { DiskSourceCache, defaultWgslCacheDir } from '../backends/wgsl/sourceCache.ts';
 import { KilnError } from '../ir/errors.ts';
 
 /**
@@ -37,7 +40,8 @@ export const BACKENDS: Readonly<Record<string, Backend>> = {
   cpu: cpuBackend,
   'kernel-cpu': kernelCpuBackend,
   cuda: createCudaBackend(cudaOptionsFromEnv()),
-  wgsl: wgslBackend,
+  // Generated WGSL is kept on disk (KILN_CACHE_DIR/wgsl, else ~/.cache/kiln/wgsl; backends/wgsl/sourceCache.ts).
+  wgsl: wgslBackendWith({ sourceCache: new DiskSourceCache(process.env.KILN_CACHE_DIR ? join(process.env.KILN_CACHE_DIR, 'wgsl') : defaultWgslCacheDir()) }),
 };
 
 export function backendByName(name: string): Backend {

@@ -16,7 +16,8 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { decodeValues, deviceByteSize, encodeValues } from './codec.ts';
-import { type Placement, measuredGemmTile, type WgslDispatch, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { type Placement, measuredGemmTile, type WgslDispatch, type WgslLimits, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import type { WgslSourceCache } from './sourceCache.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
 
 const ALIGN = 256;
@@ -24,6 +25,11 @@ const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 
 /** Called with every generated shader (besides compiler/debug.ts's KILN_DEBUG=source printer). */
 export type SourceHook = (name: string, source: string) => void;
+
+export interface WgslExecutableOptions extends WgslOptions {
+  /** Generated shaders kept between runs (sourceCache.ts: the disk cache). */
+  readonly sourceCache?: WgslSourceCache;
+}
 
 interface Pipeline {
   readonly pipeline: GPUComputePipeline;
@@ -101,6 +107,21 @@ function pack(ids: readonly number[], bytes: (id: number) => number, max: number
   return { place, sizes };
 }
 
+/**
+ * What the generated dispatches of `p` depend on, as text for a source cache's key: the kernels and
+ * buffer declarations (constants' values excluded: they are uploaded, not compiled in), every buffer's
+ * place and the GPU buffer sizes, the limits and the kernel options (GEMM tile resolved per matmul).
+ * Non-finite numbers and −0 are spelled out (JSON would write null and 0).
+ */
+export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placement>, gpuSizes: readonly number[], limits: WgslLimits, opts: WgslOptions): string {
+  const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k) : (opts.gemm ?? null)));
+  const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
+  return JSON.stringify(
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, gemm },
+    (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
+  );
+}
+
 interface Step {
   readonly pipeline: GPUComputePipeline;
   readonly bindGroup: GPUBindGroup;
@@ -116,7 +137,7 @@ export class WgslExecutable implements Executable {
   private updateTmp?: GPUBuffer;
   readonly dispatches: WgslDispatch[][];
 
-  private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslOptions) {
+  private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslExecutableOptions) {
     const p = program;
     const { device, limits } = dev;
     const bytes = (id: number) => p.buffers[id]!.numel * deviceByteSize(p.buffers[id]!.dtype);
@@ -143,11 +164,16 @@ export class WgslExecutable implements Executable {
       if (!pl) throw new KilnError(`wgsl: program ${p.name}: buffer b${id} has no place (a temporary without a planned offset?)`);
       return pl;
     };
-    this.dispatches = generateWgsl(p, { place: placeOf, gpuSize: (g) => this.gpuBuffers[g]!.size }, limits, opts);
+    const layout = { place: placeOf, gpuSize: (g: number) => this.gpuBuffers[g]!.size };
+    const cache = opts.sourceCache;
+    const material = cache ? keyMaterial(p, this.place, this.gpuBuffers.map((b) => b.size), limits, opts) : '';
+    const cached = cache?.get(material);
+    this.dispatches = cached ?? generateWgsl(p, layout, limits, opts);
+    if (cache && !cached) cache.put(material, this.dispatches);
   }
   private readonly inputGpus: Set<number>;
 
-  static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
+  static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslExecutableOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
     const e = new WgslExecutable(graph, program, dev, opts);
     const all = e.dispatches.flat();
     e.dispatches.forEach((ds, i) => {
@@ -319,13 +345,13 @@ export function defaultKernels(dev: WgslDevice): WgslOptions {
   return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile };
 }
 
-export interface WgslBackendOptions extends WgslDeviceOptions, WgslOptions {
+export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOptions {
   readonly onSource?: SourceHook;
 }
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, gemm, reductions, ...devOpts } = opts;
+  const { onSource, gemm, reductions, sourceCache, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -335,7 +361,7 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
-      return WgslExecutable.create(graph, program, dev, { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}) }, onSource);
+      return WgslExecutable.create(graph, program, dev, { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(sourceCache ? { sourceCache } : {}) }, onSource);
     },
   };
 }
