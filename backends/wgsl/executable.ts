@@ -16,7 +16,7 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { decodeValues, deviceByteSize, encodeValues } from './codec.ts';
-import { type Placement, measuredGemmTile, type WgslDispatch, type WgslLimits, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { type Placement, measuredGemmTile, type WgslBinding, type WgslDispatch, type WgslLimits, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
 import type { WgslSourceCache } from './sourceCache.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
 
@@ -37,20 +37,22 @@ interface Pipeline {
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<Pipeline>>>();
-const layoutCache = new WeakMap<GPUDevice, Map<number, GPUBindGroupLayout>>();
+const layoutCache = new WeakMap<GPUDevice, Map<string, GPUBindGroupLayout>>();
 
-function bindGroupLayout(device: GPUDevice, n: number): GPUBindGroupLayout {
+/** The bind group layout of `bindings` (storage, read-only where marked) and the offsets uniform after them. */
+function bindGroupLayout(device: GPUDevice, bindings: readonly WgslBinding[]): GPUBindGroupLayout {
   let m = layoutCache.get(device);
   if (!m) layoutCache.set(device, (m = new Map()));
-  let l = m.get(n);
+  const key = bindings.map((b) => (b.readOnly ? 'r' : 'w')).join('');
+  let l = m.get(key);
   if (!l) {
     l = device.createBindGroupLayout({
       entries: [
-        ...Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
-        { binding: n, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' as const } },
+        ...bindings.map((b, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.readOnly ? ('read-only-storage' as const) : ('storage' as const) } })),
+        { binding: bindings.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' as const } },
       ],
     });
-    m.set(n, l);
+    m.set(key, l);
   }
   return l;
 }
@@ -58,7 +60,7 @@ function bindGroupLayout(device: GPUDevice, n: number): GPUBindGroupLayout {
 async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string): Promise<Pipeline> {
   let m = pipelineCache.get(device);
   if (!m) pipelineCache.set(device, (m = new Map()));
-  const key = `${d.bindings.length}\n${d.source}`;
+  const key = `${d.bindings.map((b) => (b.readOnly ? 'r' : 'w')).join('')}\n${d.source}`;
   let p = m.get(key);
   if (!p) {
     p = (async () => {
@@ -70,7 +72,7 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
         const msg = errors.slice(0, 3).map((e) => `line ${e.lineNum}: ${e.message}\n    ${lines[e.lineNum - 1]?.trim() ?? ''}`).join('\n  ');
         throw new KilnError(`wgsl: program ${program}, kernel ${d.name}: WGSL does not compile:\n  ${msg}`);
       }
-      const layout = bindGroupLayout(device, d.bindings.length);
+      const layout = bindGroupLayout(device, d.bindings);
       try {
         const pipeline = await device.createComputePipelineAsync({
           label: d.name,
@@ -114,7 +116,7 @@ function pack(ids: readonly number[], bytes: (id: number) => number, max: number
  * Non-finite numbers and −0 are spelled out (JSON would write null and 0).
  */
 export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placement>, gpuSizes: readonly number[], limits: WgslLimits, opts: WgslOptions): string {
-  const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k) : (opts.gemm ?? null)));
+  const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
     { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, gemm },

@@ -55,6 +55,7 @@ async function randomSeeds(backend: Backend, seeds: readonly number[]): Promise<
   return bad;
 }
 
+type Case = { m: number; n: number; k: number; ta: boolean; tb: boolean; batch?: number };
 const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
 
 describe('WGSL backend', () => {
@@ -82,6 +83,41 @@ describe('WGSL backend', () => {
     const seeds = gpu ? range(0, 100) : [1, 2, 6, 9, 12, 17];
     expect(await randomSeeds(scalar, seeds)).toEqual([]);
     expect(await randomSeeds(vec4, gpu ? seeds : [2, 9])).toEqual([]);
+  }, 600_000);
+
+  it('the wide GEMM (128×128 tiles, vec4 operand views, register prefetch): every layout, edges, batches, epilogues, at default and browser limits', async () => {
+    // tanh(A·B + bias), for A as given or transposed (a permute of a stored [K, M]), B as given or
+    // transposed ([N, K], as linear layers store weights); extents off the 128/16/4 grid take the
+    // element-wise operand path and the guards; batch 2 with a broadcast B. SwiftShader compiles each
+    // of these shaders in about 15 s: there the three cases that cover the operand paths (A vec4 along
+    // k and B along n; A along m and B along k; both element-wise, batched), on a GPU all of them.
+    const paths: Case[] = [{ m: 130, n: 132, k: 36, ta: false, tb: false }, { m: 132, n: 68, k: 36, ta: true, tb: true }, { m: 36, n: 40, k: 17, ta: false, tb: true, batch: 2 }];
+    const more: Case[] = [{ m: 64, n: 132, k: 20, ta: false, tb: true }, { m: 132, n: 68, k: 33, ta: true, tb: false }, { m: 8, n: 12, k: 4, ta: true, tb: true }, { m: 129, n: 67, k: 17, ta: false, tb: false }, { m: 36, n: 40, k: 48, ta: false, tb: true, batch: 2 }];
+    const gpu = !/swiftshader/i.test((await wgslBackend.device()).adapterInfo);
+    const cases = gpu ? [...paths, ...more] : paths;
+    const backends = [wgslBackendWith({ gemm: 'wide' }), ...(gpu ? [wgslBackendWith({ gemm: 'wide', maxStorageBuffersPerShaderStage: 8, maxStorageBufferBindingSize: 131072 })] : [])];
+    const bad: string[] = [];
+    for (const [ci, c] of cases.entries()) {
+      const b = new GraphBuilder(`wide${ci}`);
+      const lead = c.batch ? [c.batch] : [];
+      const a = c.ta ? b.op('permute', [b.input('a', { shape: [...lead, c.k, c.m], dtype: 'f32' })], { perm: c.batch ? [0, 2, 1] : [1, 0] }) : b.input('a', { shape: [...lead, c.m, c.k], dtype: 'f32' });
+      const w = c.tb ? b.op('permute', [b.input('w', { shape: [c.n, c.k], dtype: 'f32' })], { perm: [1, 0] }) : b.input('w', { shape: [c.k, c.n], dtype: 'f32' });
+      const bias = b.input('bias', { shape: [c.n], dtype: 'f32' });
+      b.output('y', b.op('tanh', [b.op('add', [b.op('matmul', [a, w]), bias])]));
+      const g = b.build();
+      const rnd = (n: number, s: number) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s) * 0.8);
+      const feeds = {
+        a: hostTensor('f32', c.ta ? [...lead, c.k, c.m] : [...lead, c.m, c.k], rnd((c.batch ?? 1) * c.m * c.k, 1)),
+        w: hostTensor('f32', c.tb ? [c.n, c.k] : [c.k, c.n], rnd(c.k * c.n, 2)),
+        bias: hostTensor('f32', [c.n], rnd(c.n, 3)),
+      };
+      const want = runGraph(g, feeds).y!.data;
+      for (const [bi, be] of backends.entries()) {
+        const m = firstMismatch((await runOnBackend(be, g, feeds)).y!.data, want, 1e-5);
+        if (m) bad.push(`case ${ci} ${JSON.stringify(c)} backend ${bi}: ${m}`);
+      }
+    }
+    expect(bad).toEqual([]);
   }, 600_000);
 
   it('structurally equal layers share one shader and pipeline, each reading and writing its own buffers', async () => {
