@@ -25,7 +25,7 @@ Environment:
                           source: every generated kernel's source (CUDA, WGSL); all: everything
   KILN_PRECISION          default precision (f32, bf16, f16) instead of the backend's
   KILN_FASHION_MNIST_DIR  folder of the Fashion-MNIST .gz files (default /usr/share/datasets/fashion-mnist)
-  KILN_CACHE_DIR          cache of compiled CUDA kernels and GEMM tuning
+  KILN_CACHE_DIR          cache of compiled CUDA kernels, GEMM tuning and generated WGSL
   VK_ICD_FILENAMES        the Vulkan driver Dawn uses for --backend wgsl (SwiftShader without a GPU)`;
 
 export function buildCli(): Command {
