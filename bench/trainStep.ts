@@ -132,7 +132,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const [name, defaultSize] = known;
   const batch = Number(b);
   const backend = backendByName('cuda');
-  const precision = defaultPrecision(backend);
+  const precision = await defaultPrecision(backend);
   const t0 = performance.now();
   const graph = atPrecision(buildProgram(name, { train: true, batch, size: sizeArg ?? defaultSize }), precision);
   const compiled = compile(graph);
