@@ -82,7 +82,6 @@ export class CudaDriver {
       cuMemcpyDtoH: c('int cuMemcpyDtoH_v2(_Out_ void *dst, uint64_t src, size_t bytes)'),
       cuMemcpyDtoD: c('int cuMemcpyDtoD_v2(uint64_t dst, uint64_t src, size_t bytes)'),
       cuMemsetD8: c('int cuMemsetD8_v2(uint64_t dst, uint8_t value, size_t n)'),
-      cuModuleLoadData: c('int cuModuleLoadData(_Out_ void **module, const char *image)'),
       cuModuleLoadImage: c('int cuModuleLoadData(_Out_ void **module, const uint8_t *image)'),
       cuModuleGetFunction: c('int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)'),
       cuModuleUnload: c('int cuModuleUnload(void *module)'),
@@ -197,16 +196,7 @@ export class CudaDriver {
    * out of module loading (measured on a LightningDiT-B/1 step: ~60% of the cold compile was that JIT).
    */
   compile(source: string, functions: readonly string[], label = 'kiln', cacheDir: string = defaultPtxCacheDir()): Module {
-    const image = this.cubin(source, label, cacheDir);
-    const mod = [null as unknown];
-    this.check(`cuModuleLoadData(${label})`, this.cu.cuModuleLoadData!(mod, image));
-    const fns = new Map<string, unknown>();
-    for (const f of functions) {
-      const h = [null as unknown];
-      this.check(`cuModuleGetFunction(${f})`, this.cu.cuModuleGetFunction!(h, mod[0], f));
-      fns.set(f, h[0]);
-    }
-    return { handle: mod[0], functions: fns };
+    return this.loadImage(this.cubin(source, label, cacheDir), functions, label);
   }
 
   /** A compiled module image (CUBIN, e.g. from nvrtcPool.ts) → a loaded module and its functions. */

@@ -17,6 +17,7 @@ import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { decodeValues, deviceByteSize, encodeValues } from './codec.ts';
 import { type Placement, measuredGemmTile, type WgslBinding, type WgslDispatch, type WgslLimits, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { packBuffers } from './plan.ts';
 import type { WgslSourceCache } from './sourceCache.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
 
@@ -90,25 +91,6 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
   return p;
 }
 
-/** Buffers of one kind packed into chunks of at most `max` bytes (each buffer 256-byte aligned). */
-function pack(ids: readonly number[], bytes: (id: number) => number, max: number, firstGpu: number): { place: Map<number, Placement>; sizes: number[] } {
-  const place = new Map<number, Placement>();
-  const sizes: number[] = [];
-  let cur = 0;
-  for (const id of ids) {
-    const b = align(Math.max(4, bytes(id)));
-    if (b > max) throw new KilnError(`wgsl: buffer b${id} (${b} B) exceeds the device's maxBufferSize (${max} B)`);
-    if (sizes.length === 0 || cur + b > max) {
-      sizes.push(0);
-      cur = 0;
-    }
-    place.set(id, { gpu: firstGpu + sizes.length - 1, offset: cur });
-    cur += b;
-    sizes[sizes.length - 1] = cur;
-  }
-  return { place, sizes };
-}
-
 /**
  * What the generated dispatches of `p` depend on, as text for a source cache's key: the kernels and
  * buffer declarations (constants' values excluded: they are uploaded, not compiled in), every buffer's
@@ -153,8 +135,8 @@ export class WgslExecutable implements Executable {
     }
     if (arenaBytes > limits.maxBufferSize) throw new KilnError(`wgsl: program ${p.name}: the arena (${arenaBytes} B) exceeds the device's maxBufferSize (${limits.maxBufferSize} B)`);
     const sizes = [arenaBytes];
-    const inputs = pack(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1);
-    const outputs = pack(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length);
+    const inputs = packBuffers(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1, 'wgsl');
+    const outputs = packBuffers(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length, 'wgsl');
     for (const [id, pl] of [...inputs.place, ...outputs.place]) this.place.set(id, pl);
     sizes.push(...inputs.sizes, ...outputs.sizes);
     this.inputGpus = new Set(inputs.sizes.map((_, i) => 1 + i));

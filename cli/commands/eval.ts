@@ -59,38 +59,14 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON line', false)
     .action(async (o: { real: string; fake: string; encoder?: string; sslEncoder?: string; count: number; encoderSize?: number; range: string; batch: number; backend: string; json: boolean }) => {
       const range = pair(o.range, '--range');
-      const real = loadSet(o.real, 2 * o.count), fake = loadSet(o.fake, o.count);
-      const n = o.count;
-      if (count(fake) < n) throw new KilnError(`${o.fake}: ${count(fake)} samples, --count is ${n}`);
-      if (count(real) < n) throw new KilnError(`${o.real}: ${count(real)} samples, --count is ${n}`);
-      let features: (s: typeof real) => Promise<HostTensor>;
-      let space = 'given features';
+      let encoder: FeatureEncoder | undefined;
       if (o.encoder || o.sslEncoder) {
         const { backend, reason } = await chooseBackend(o.backend);
         console.error(`backend: ${backend.name} (${reason})`);
         if (o.sslEncoder && (range[0] !== -1 || range[1] !== 1)) throw new KilnError('--ssl-encoder takes images in [-1, 1] (--range -1,1)');
-        const enc = o.sslEncoder ? sslFeatureEncoder(o.sslEncoder, backend, o.batch) : await dinov2Encoder(o.encoder!, backend, o.batch, range, o.encoderSize);
-        space = enc.name;
-        features = async (s) => {
-          if (!s.images) throw new KilnError(`${s.from}: no images to encode`);
-          return enc.encode(s.images);
-        };
-      } else {
-        features = async (s) => {
-          if (!s.features) throw new KilnError(`${s.from}: no 'features' tensor; give --encoder <dir> to compute features from its images`);
-          return s.features;
-        };
+        encoder = o.sslEncoder ? sslFeatureEncoder(o.sslEncoder, backend, o.batch) : await dinov2Encoder(o.encoder!, backend, o.batch, range, o.encoderSize);
       }
-      const fr = await features(real), ff = await features(fake);
-      const d = fr.shape[1]!;
-      if (ff.shape[1] !== d) throw new KilnError(`feature sizes differ: ${o.real} ${d}, ${o.fake} ${ff.shape[1]}`);
-      const st = (t: HostTensor, a: number, b: number) => featureStats(rows(t, a, b).data, b - a, d);
-      const r0 = st(fr, 0, n);
-      const fd = frechetDistance(r0, st(ff, 0, n));
-      const floor = fr.shape[0]! >= 2 * n ? frechetDistance(r0, st(fr, n, 2 * n)) : undefined;
-      if (floor === undefined) warn(`${o.real} has ${fr.shape[0]} samples, fewer than 2·${n}: no real-vs-real floor`);
-      report(o, { fd, floor: floor ?? null, count: n, dim: d, space },
-        `Fréchet distance ${fd.toFixed(4)} (N = ${n}, ${d}-d, ${space})${floor !== undefined ? `; real-vs-real floor ${floor.toFixed(4)}` : ''}`);
+      await frechetReport(o, encoder);
     });
 
   registerFid(ev);
@@ -223,7 +199,7 @@ export function register(program: Command): void {
 }
 
 /**
- * The Fréchet distance of `kiln eval fid` (the statistic of `eval fd`, whose action could call this too):
+ * The Fréchet distance of `kiln eval fd` and `kiln eval fid`:
  * N = --count items of each set, the features from `encoder` (or the files' `features`), and the
  * real-vs-real floor (real[0:N] against real[N:2N]) when the real set has 2N items.
  */
