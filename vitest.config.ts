@@ -13,6 +13,7 @@ export default defineConfig({
     exclude: gpu ? [] : ['test/gpu/**', 'node_modules/**'],
     testTimeout: gpu ? 600_000 : 60_000,
     pool: 'forks',
-    env: vulkan,
+    // Tests compile afresh (the compiled-program cache has tests of its own, with their own folders).
+    env: { ...vulkan, KILN_PROGRAM_CACHE: 'off' },
   },
 });

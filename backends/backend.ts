@@ -37,8 +37,14 @@ export interface Backend {
   readonly consumes: 'graph' | 'kernels';
   /**
    * The precision compileOn uses when none is asked for (runtime/compile.ts; without this hook: bf16
-   * on 'cuda', f32 elsewhere). The WGSL backend answers 'f16' when its adapter has shader-f16.
+   * on 'cuda', f32 elsewhere). The WGSL backend answers 'f16' when its adapter has shader-f16 (after
+   * creating its device, hence a promise).
    */
-  defaultPrecision?(): 'f32' | 'bf16' | 'f16';
-  compile(graph: Graph, program?: KernelProgram): Promise<Executable>;
+  defaultPrecision?(): 'f32' | 'bf16' | 'f16' | Promise<'f32' | 'bf16' | 'f16'>;
+  /** `info.cacheKey`: the program cache's key of `program` (runtime/programCache.ts), for a backend's own build cache. */
+  compile(graph: Graph, program?: KernelProgram, info?: CompileInfo): Promise<Executable>;
+}
+
+export interface CompileInfo {
+  readonly cacheKey?: string;
 }

@@ -10,31 +10,54 @@
  * main kernel, dQ store), each synchronized on its own (KILN_PROFILE's method), median of 3 profiles of
  * 5 repeats after warm-up. FLOPs: SDPA's convention, forward 4·b·h·s²·d, backward 2.5× forward, halved
  * when causal.
+ *
+ * KILN_ATTN_VARIANTS='[{"name":"w8","fwd":{"warps":8},"bwd":{"bk":128,"warps":8}}]' measures tile variants
+ * instead (fields override the kernel IR's chosen tile; same inputs; one line per variant, with `variant`).
  */
+import type { AttentionTile, Kernel } from '../ir/kernel/types.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, cudaBackend } from '../backends/cuda/executable.ts';
+import { type FlashProbe, setFlashProbe } from '../backends/cuda/flashAttention.ts';
 import { compile } from '../compiler/compile.ts';
+import { tileIsValid } from '../compiler/schedule/attentionTiling.ts';
 import { numel } from '../ir/shape.ts';
 import { attentionGraph } from '../test/support/attentionGraphs.ts';
+
+/**
+ * Tile fields to override; `minDim` / `maxDim`: only at head dims in that range; `probe`: a
+ * timing probe (setFlashProbe in backends/cuda/flashAttention.ts: wrong gradients, timing only).
+ */
+interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number; probe?: FlashProbe }
+const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
 for (const spec of process.argv.slice(2)) {
   const [b, h, s, d, flag] = spec.split(',');
   const c = { batch: Number(b), heads: Number(h), seq: Number(s), dim: Number(d), causal: flag === 'causal', grads: true };
   const g = attentionGraph(c);
   const program = compile(g).program;
-  const exe = (await cudaBackend.compile(g, program)) as CudaExecutable;
   // Inputs: random bf16 bits (values in ±[0.5, 2)), written straight into the input buffers
   // (converting ~75M numbers per tensor through hostTensor would take minutes on the host).
-  const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
   let seed = 12345;
-  for (const i of g.inputs) {
+  const inputs = g.inputs.map((i) => {
     const n = numel(i.type.shape), bits = new Uint16Array(n);
     for (let k = 0; k < n; k++) {
       seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
       bits[k] = (seed & 0x8000) | (0x3f00 + ((seed >>> 8) & 0xff));
     }
-    CudaDriver.get().upload(ptr.get(program.inputs.get(i.name)!)!, bits);
+    return { name: i.name, bits };
+  });
+  for (const variant of variants) {
+  if ((variant.maxDim !== undefined && c.dim > variant.maxDim) || (variant.minDim !== undefined && c.dim < variant.minDim)) continue;
+  const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
+  const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
+  if (invalid.length) {
+    console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
+    continue;
   }
+  setFlashProbe(variant.probe);
+  const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
+  const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
+  for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);
   exe.launchAll();
   CudaDriver.get().synchronize();
   const times: { fwd: number; bwd: number }[] = [];
@@ -47,10 +70,11 @@ for (const spec of process.argv.slice(2)) {
   const flopF = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
   const tf = (flop: number, ms: number) => +(flop / (ms * 1e-3) / 1e12).toFixed(1);
   console.log(JSON.stringify({
-    shape: spec, fwdMs: +fwd.toFixed(3), bwdMs: +bwd.toFixed(3), totalMs: +(fwd + bwd).toFixed(3),
+    shape: spec, ...(variant.name ? { variant: variant.name } : {}), fwdMs: +fwd.toFixed(3), bwdMs: +bwd.toFixed(3), totalMs: +(fwd + bwd).toFixed(3),
     fwdTflops: tf(flopF, fwd), bwdTflops: tf(2.5 * flopF, bwd), totalTflops: tf(3.5 * flopF, fwd + bwd),
-    tiles: program.kernels.filter((k) => 'tile' in k && k.tile).map((k) => `${k.kind}:${JSON.stringify((k as { tile?: unknown }).tile)}`),
+    tiles: kernels.filter((k) => 'tile' in k && k.tile).map((k) => `${k.kind}:${JSON.stringify((k as { tile?: unknown }).tile)}`),
     device: CudaDriver.get().name,
   }));
   exe.dispose();
+  }
 }

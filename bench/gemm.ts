@@ -5,6 +5,8 @@
  * bench/gemm.sh puts them next to torch.matmul (cuBLAS) measured in the same call (bench/gemm_torch.py).
  *
  *   KILN_BACKEND=cuda tsx bench/gemm.ts            (all shapes)   tsx bench/gemm.ts cube8192 B_fc1_fwd
+ *   KILN_GEMM_AUTOTUNE=1 ...: the provider measured per shape (generated, cuBLAS, cuBLASLt) as a user gets it;
+ *   KILN_GEMM_TUNING=off ...: the tiling stage's default (the generated tensor-core kernel).
  */
 import type { CudaExecutable } from '../backends/cuda/executable.ts';
 import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
@@ -21,9 +23,11 @@ async function bench(name: string): Promise<Record<string, unknown>> {
   const [m, n, k, layout] = spec;
   const graph = gemmGraph(name, m, n, k, layout);
   const program = compile(graph).program;
-  // The schedule that runs: the tiling stage's, or the measured one from the tuning cache.
-  const tuned = applyTuning(program, CudaDriver.get().name, cudaOptionsFromEnv().cacheDir ?? defaultPtxCacheDir()).kernels.find((x) => x.kind === 'matmul');
   const exe = (await backendByName('cuda').compile(graph, program)) as CudaExecutable;
+  // The schedule that runs: the tiling stage's, or the measured one from the tuning cache (written by
+  // bench/gemmTune.ts, or by the backend itself under KILN_GEMM_AUTOTUNE=1 as it compiled just now).
+  const options = cudaOptionsFromEnv();
+  const tuned = (options.gemmTuning === false ? program : applyTuning(program, CudaDriver.get().name, options.cacheDir ?? defaultPtxCacheDir())).kernels.find((x) => x.kind === 'matmul');
   await exe.run(gemmFeeds(graph), []);
   const cuda = CudaDriver.get();
   for (let i = 0; i < 3; i++) exe.launchAll();

@@ -6,8 +6,18 @@ with the peak memory PyTorch allocated during the timed steps.
   python3 bench/torch_baseline.py --bf16 lightningdit:128 lightningdit_xl:64  bf16 autocast (f32 master
       weights, matmuls and SDPA attention in bf16), eager
   python3 bench/torch_baseline.py --bf16 --compile lightningdit:128           the same under torch.compile
+
+AdamW is PyTorch's fused CUDA AdamW (what a user picks on a GPU). `firstStepMs` is the first step's
+wall time (torch.compile compiles there); `peakMiB` the most memory PyTorch's tensors took during the
+timed steps (torch.cuda.max_memory_allocated), `reservedMiB` the most its caching allocator held.
+KILN_GPU_LOCK=DIR: after the first step, hold the GPU (an atomic mkdir of DIR, as bench/trainStep.ts
+does) for the warm-up and the timed steps, so that other processes can compile meanwhile
+(bench/lightningdit.sh); KILN_GPU_READY=FILE is touched when this process is ready to time, and with
+KILN_GPU_AFTER=FILE it waits for that file before taking the GPU.
 """
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +27,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "golden"))
+import lightningdit_golden  # noqa: E402
 from lightningdit_golden import LightningDiT, fm_loss  # noqa: E402
+
+
+def _timestep_embedding(self, t, max_period=10000):
+    """The reference TimestepEmbedder.forward with its frequency table made on t's device: under
+    torch.compile, the default-device mode does not reach torch.arange (dynamo then sees a CPU tensor
+    times a CUDA tensor and fails); the computation is the same."""
+    half = self.freq // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None].float() * freqs[None]
+    return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+lightningdit_golden.TimestepEmbedder.forward = _timestep_embedding
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
@@ -78,6 +102,25 @@ def program(name, batch):
     raise SystemExit(f"unknown program {name}")
 
 
+def acquire():
+    lock, after, ready = os.environ.get("KILN_GPU_LOCK"), os.environ.get("KILN_GPU_AFTER"), os.environ.get("KILN_GPU_READY")
+    if ready:
+        Path(ready).touch()
+    while lock and after and not os.path.exists(after):
+        time.sleep(0.05)
+    while lock:
+        try:
+            os.mkdir(lock)
+            break
+        except FileExistsError:
+            time.sleep(0.05)
+
+    def release():
+        if lock and os.path.isdir(lock):
+            os.rmdir(lock)
+    return release
+
+
 def sync():
     if dev == "cuda":
         torch.cuda.synchronize()
@@ -101,7 +144,8 @@ def bench(spec):
         loss_fn = torch.compile(loss_fn)  # forward + loss (autocast inside the compiled region); backward by AOTAutograd
     params = [p for p in m.parameters() if p.requires_grad]
     dit = name.startswith("lightningdit")
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if dit else (0.9, 0.999), weight_decay=0.0 if dit else 0.01)
+    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95) if dit else (0.9, 0.999), weight_decay=0.0 if dit else 0.01,
+                            fused=dev == "cuda")
     ema = [p.detach().clone() for p in params] if ema_decay else None
 
     def step():
@@ -111,20 +155,31 @@ def bench(spec):
         if ema:
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - ema_decay)
 
-    for _ in range(3):
-        step()
-    sync()
-    if dev == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    n = 5 if dit else 20
+    # The first step (torch.compile compiles there) before holding the GPU: nothing is timed yet.
     t = time.perf_counter()
-    for _ in range(n):
-        step()
+    step()
     sync()
-    ms = (time.perf_counter() - t) / n * 1000
+    first = (time.perf_counter() - t) * 1000
+    release = acquire()
+    try:
+        for _ in range(2):
+            step()
+        sync()
+        if dev == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        n = 10 if dit else 20
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        sync()
+        ms = (time.perf_counter() - t) / n * 1000
+    finally:
+        release()
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else 0
+    reserved = torch.cuda.max_memory_reserved() / 2**20 if dev == "cuda" else 0
     return {"program": name, "batch": batch, "precision": "bf16" if BF16 else "f32", "compiled": COMPILE, "stepMs": round(ms, 3),
-            "peakMiB": round(peak), "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
+            "firstStepMs": round(first), "peakMiB": round(peak), "reservedMiB": round(reserved),
+            "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
 
 
 for spec in [a for a in sys.argv[1:] if not a.startswith("--")]:

@@ -1,22 +1,45 @@
 /**
- * @file Benchmark: one training step (forward, backward, AdamW) of named programs on a Kiln backend,
- * timed on the device after warm-up. Prints one JSON line per program; bench/run.sh puts them side by
- * side with the PyTorch baseline measured in the same run on the same card (bench/torch_baseline.py).
+ * @file Benchmark: one training step (forward, backward, AdamW) of named programs on Kiln's CUDA
+ * backend, timed on the device after warm-up, at the precision a user gets (KILN_PRECISION, else the
+ * backend's default: bf16 autocast on cuda, applied here exactly as compileOn applies it). Prints one
+ * JSON line per program; bench/run.sh and bench/lightningdit.sh put them side by side with the PyTorch
+ * baseline measured in the same call on the same card (bench/torch_baseline.py).
  *
- *   KILN_BACKEND=cuda npx tsx bench/trainStep.ts mlp:128 block:8 lightningdit:16
- * KILN_PROFILE=1 also prints the time of each kind of kernel and the 12 slowest kernels.
+ *   KILN_BACKEND=cuda tsx bench/trainStep.ts mlp:128 block:8 lightningdit:128 lightningdit_xl:64
+ *
+ * A spec is `program:batch` or `program:batch:size`; `lightningdit_xl` is `lightningdit` at size XL/1.
+ * Device memory: `deviceMiB` is what the executable allocated (the arena of temporaries, inputs,
+ * outputs, constants, GEMM scratch); Kiln allocates nothing during a step. `plannedMiB` is the
+ * program's own part of it (arena + inputs, outputs, constants).
+ * KILN_PROFILE=1 adds where the time goes: one step replayed with a GPU event after every launch
+ * (CudaExecutable.timeline), the times summed per kind of kernel (generated tensor-core GEMM, cuBLAS,
+ * cuBLAS epilogue, attention forward / backward, elementwise, row/reduction kernels), the CPU time to
+ * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line).
+ * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
+ * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
+ * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) for the warm-up and timed steps (compiles,
+ * NVRTC, autotuning and the first step run before; KILN_GPU_READY / KILN_GPU_AFTER: see acquire), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
  */
+import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { CudaDriver } from '../backends/cuda/driver.ts';
+import { CudaExecutable } from '../backends/cuda/executable.ts';
+import { autotuneGemms } from '../backends/cuda/gemmAutotune.ts';
+import { applyTuning } from '../backends/cuda/gemmTuning.ts';
+import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { buildProgram } from '../cli/programs.ts';
 import { compile } from '../compiler/compile.ts';
 import type { Graph } from '../ir/graph.ts';
-import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+import type { Kernel, KernelProgram, Stmt } from '../ir/kernel/types.ts';
 import { numel } from '../ir/shape.ts';
+import { type HostTensor, hostTensor } from '../ir/tensor.ts';
 import { backendByName, cudaOptionsFromEnv } from '../runtime/backends.ts';
+import { atPrecision, defaultPrecision } from '../runtime/compile.ts';
 import { defaultResident } from '../runtime/session.ts';
-import type { CudaExecutable } from '../backends/cuda/executable.ts';
 
-const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', mlp: undefined };
+/** Spec name → [program, default size]. */
+const PROGRAMS: Record<string, [string, string | undefined]> = {
+  block: ['block', '768x12x256'], lightningdit: ['lightningdit', 'B/1'], lightningdit_xl: ['lightningdit', 'XL/1'], mlp: ['mlp', undefined],
+};
 
 function feedsFor(g: Graph): Record<string, HostTensor> {
   const feeds: Record<string, HostTensor> = {};
@@ -32,15 +55,113 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
   return feeds;
 }
 
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Hold the GPU: an atomic mkdir of `dir` (released by rmdir), after the file KILN_GPU_AFTER (when set)
+ * exists; KILN_GPU_READY (a file) is touched first, to say that this process is ready to time.
+ * bench/lightningdit.sh opens KILN_GPU_AFTER when every process is ready, so that no compile runs
+ * beside a timed step.
+ */
+function acquire(dir: string | undefined, ready = false): () => void {
+  if (!dir) return () => {};
+  if (ready && process.env.KILN_GPU_READY) writeFileSync(process.env.KILN_GPU_READY, '');
+  const after = process.env.KILN_GPU_AFTER;
+  while (after && !existsSync(after)) Atomics.wait(pause, 0, 0, 50);
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      return () => existsSync(dir) && rmdirSync(dir);
+    } catch {
+      Atomics.wait(pause, 0, 0, 50);
+    }
+  }
+}
+
+const hasRowWork = (body: readonly Stmt[]): boolean => body.some((s) => s.k === 'reduce' || s.k === 'loop');
+
+/** The kind of work a launch does, for the profile. */
+function launchKind(k: Kernel, launch: 'kernel' | 'gemm', fn: string): string {
+  switch (k.kind) {
+    case 'matmul':
+      if (launch === 'gemm') return 'matmul: cuBLAS';
+      if (fn.endsWith('_epilogue')) return 'matmul: cuBLAS epilogue kernel';
+      if (fn.includes('_stage_')) return 'matmul: cuBLAS operand staging';
+      return k.tile?.provider === 'tensor-core' ? 'matmul: generated tensor-core' : 'matmul: generated SIMT';
+    case 'attention': return 'attention forward';
+    case 'attention_grad': return 'attention backward';
+    case 'loop': return hasRowWork(k.body) ? 'row / reduction kernels' : 'elementwise kernels';
+  }
+}
+
+function describe(k: Kernel): string {
+  if (k.kind === 'matmul') return `m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x') || '-'} ${k.tile?.provider ?? ''} ${k.tile ? `${k.tile.a.staging}/${k.tile.b.staging}` : ''} epilogue ${k.epilogue.length}`;
+  if (k.kind === 'loop') return `grid=${k.grid.join('x')}`;
+  return `sq=${k.sq} sk=${k.sk} d=${k.dk} batch=${k.batch.join('x')}`;
+}
+
+function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number, stepMs: number): Record<string, unknown> {
+  exe.timeline(); // warm
+  const tl = exe.timeline();
+  const byKind: Record<string, { ms: number; launches: number }> = {};
+  let gpu = 0, small = 0, smallN = 0;
+  for (const l of tl) {
+    const kind = launchKind(program.kernels[l.kernel]!, l.launch, l.fn);
+    const e = (byKind[kind] ??= { ms: 0, launches: 0 });
+    e.ms += l.ms;
+    e.launches++;
+    gpu += l.ms;
+    if (l.ms < 0.008) (small += l.ms), smallN++;
+  }
+  // The 4 slowest launches of each kind.
+  const sorted = [...tl].sort((a, b) => b.ms - a.ms);
+  const slowest = Object.keys(byKind).flatMap((kind) => sorted.filter((l) => launchKind(program.kernels[l.kernel]!, l.launch, l.fn) === kind).slice(0, 4)
+    .map((l) => `${kind}: ${l.ms.toFixed(3)} ms ${l.fn} ${describe(program.kernels[l.kernel]!)} [${program.kernels[l.kernel]!.name}]`));
+  const kinds = Object.fromEntries(Object.entries(byKind).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches, share: `${((100 * v.ms) / gpu).toFixed(1)}%` }]));
+  return {
+    gpuTimelineMs: Number(gpu.toFixed(3)), stepMs, cpuEnqueueMs: Number(enqueueMs.toFixed(3)), launches: tl.length,
+    launchBound: { note: 'launches under 8 us on the timeline (the GPU likely waited for the CPU)', launches: smallN, ms: Number(small.toFixed(3)) },
+    byKind: kinds, slowest,
+  };
+}
+
 async function bench(spec: string): Promise<Record<string, unknown>> {
-  const [name, b] = spec.split(':') as [string, string];
+  const [key, b, sizeArg] = spec.split(':') as [string, string, string | undefined];
+  const known = PROGRAMS[key];
+  if (!known) throw new Error(`unknown program '${key}' (known: ${Object.keys(PROGRAMS).join(', ')})`);
+  const [name, defaultSize] = known;
   const batch = Number(b);
-  const graph = buildProgram(name, { train: true, batch, size: SIZES[name] });
+  const backend = backendByName('cuda');
+  const precision = await defaultPrecision(backend);
   const t0 = performance.now();
+  const graph = atPrecision(buildProgram(name, { train: true, batch, size: sizeArg ?? defaultSize }), precision);
   const compiled = compile(graph);
   const compileMs = performance.now() - t0;
+  const options = cudaOptionsFromEnv();
+  const cuda = CudaDriver.get(options.libDir);
+  const cacheDir = options.cacheDir ?? defaultPtxCacheDir();
+  // KILN_GEMM_AUTOTUNE=1: measure the providers of the step's own matmuls first (the backend then
+  // finds them in the tuning cache); the tuning program compiles outside the GPU lock, times inside.
+  let autotune: Record<string, unknown> | undefined;
+  if (options.autotune) {
+    const t = performance.now();
+    let unlock = () => {};
+    try {
+      const results = autotuneGemms(compiled.program, cuda.name, cacheDir, (p) => {
+        const e = new CudaExecutable(graph, p, { ...options, gemmTuning: false });
+        if (!process.env.KILN_GPU_AFTER) unlock = acquire(process.env.KILN_GPU_LOCK);
+        return e;
+      });
+      const chosen: Record<string, number> = {};
+      for (const r of results) chosen[r.chosen] = (chosen[r.chosen] ?? 0) + r.kernels;
+      autotune = { ms: Math.round(performance.now() - t), signatures: results.length, kernelsBy: chosen, results };
+    } finally {
+      unlock();
+    }
+  }
+  const tuned = options.gemmTuning === false ? compiled.program : applyTuning(compiled.program, cuda.name, cacheDir);
   const t1 = performance.now();
-  const exe = (await backendByName('cuda').compile(graph, compiled.program)) as CudaExecutable;
+  const exe = (await backend.compile(graph, compiled.program)) as CudaExecutable;
   const nvrtcMs = performance.now() - t1;
   // Parameters: small deterministic values; state: zeros.
   const init = new Map<string, HostTensor>();
@@ -48,28 +169,46 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
   const feeds = feedsFor(graph);
-  await exe.run(feeds, ['loss']); // first run: uploads, module load
-  const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
-  const steps = name === 'lightningdit' ? 5 : 20;
-  for (let i = 0; i < 3; i++) exe.launchAll();
-  cuda.synchronize();
-  const t2 = performance.now();
-  for (let i = 0; i < steps; i++) exe.launchAll();
-  cuda.synchronize();
-  const stepMs = (performance.now() - t2) / steps;
-  if (process.env.KILN_PROFILE) {
-    const prof = exe.profile();
-    const byKind: Record<string, number> = {};
-    for (const p of prof) byKind[p.kind] = (byKind[p.kind] ?? 0) + p.ms;
-    console.error(`profile ${name}: ${Object.entries(byKind).map(([k, v]) => `${k} ${v.toFixed(2)} ms`).join(', ')}`);
-    for (const p of [...prof].sort((a, b) => b.ms - a.ms).slice(0, 12)) {
-      const k = compiled.program.kernels.find((x) => x.name === p.name)!;
-      const shape = k.kind === 'matmul' ? `m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x')}` : k.kind === 'loop' ? `grid=${k.grid.join('x')}` : `sq=${k.sq} sk=${k.sk} d=${k.dk} batch=${k.batch.join('x')}`;
-      console.error(`  ${p.ms.toFixed(3)} ms  ${p.name} ${p.kind} ${shape}`);
+  const first = await exe.run(feeds, ['loss']); // first run: uploads; nothing is timed yet
+  const release = acquire(process.env.KILN_GPU_LOCK, true);
+  try {
+    const deviceBytes = exe.allocatedBytes;
+    const steps = name === 'lightningdit' ? 10 : 20;
+    for (let i = 0; i < 3; i++) exe.launchAll();
+    cuda.synchronize();
+    let enqueue = 0;
+    const t2 = performance.now();
+    for (let i = 0; i < steps; i++) {
+      const e = performance.now();
+      exe.launchAll();
+      enqueue += performance.now() - e;
     }
+    cuda.synchronize();
+    const stepMs = Number(((performance.now() - t2) / steps).toFixed(3));
+    const prof = process.env.KILN_PROFILE ? profile(exe, compiled.program, enqueue / steps, stepMs) : undefined;
+    exe.dispose();
+    const p = tuned;
+    const planned = p.arenaBytes + p.buffers.filter((x) => x.kind !== 'temp').reduce((s, x) => s + x.numel * (x.dtype === 'bf16' || x.dtype === 'f16' ? 2 : 4), 0);
+    const matmuls = p.kernels.filter((k) => k.kind === 'matmul');
+    const providers: Record<string, number> = {};
+    for (const k of matmuls) if (k.kind === 'matmul') providers[k.tile?.provider ?? 'none'] = (providers[k.tile?.provider ?? 'none'] ?? 0) + 1;
+    return {
+      program: key, size: sizeArg ?? defaultSize, batch, precision, kernels: p.kernels.length, matmulProviders: providers,
+      compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs, loss: Number(first.loss!.data[0]!.toFixed(5)),
+      deviceMiB: Math.round(deviceBytes / 2 ** 20), plannedMiB: Math.round(planned / 2 ** 20), device: cuda.name,
+      ...(autotune ? { autotune } : {}), ...(prof ? { profile: prof } : {}),
+    };
+  } finally {
+    release();
   }
-  exe.dispose();
-  return { program: name, batch, kernels: compiled.program.kernels.length, compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs: Number(stepMs.toFixed(3)), device: cuda.name };
 }
 
-for (const spec of process.argv.slice(2)) console.log(JSON.stringify(await bench(spec)));
+for (const spec of process.argv.slice(2)) {
+  const r = await bench(spec);
+  const prof = r.profile as { byKind: Record<string, unknown>; slowest: string[] } | undefined;
+  if (prof) {
+    console.error(`profile ${spec}: ${JSON.stringify(prof.byKind)}`);
+    for (const s of prof.slowest) console.error(`  ${s}`);
+  }
+  console.log(JSON.stringify(r));
+}

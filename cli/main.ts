@@ -11,12 +11,13 @@ import * as evaluate from './commands/eval.ts';
 import * as exportCmd from './commands/export.ts';
 import * as golden from './commands/golden.ts';
 import * as ir from './commands/ir.ts';
+import * as pipeline from './commands/pipeline.ts';
 import * as sample from './commands/sample.ts';
 import * as serve from './commands/serve.ts';
 import * as train from './commands/train.ts';
 import { EXIT_USER, reportError } from './errors.ts';
 
-const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, ir, train, sample, exportCmd, serve, evaluate, golden, bench, demo];
+const COMMANDS: ReadonlyArray<{ register(program: Command): void }> = [compile, ir, train, sample, exportCmd, serve, evaluate, pipeline, golden, bench, demo];
 
 const ENVIRONMENT = `
 Environment:
@@ -24,7 +25,7 @@ Environment:
                           source: every generated kernel's source (CUDA, WGSL); all: everything
   KILN_PRECISION          default precision (f32, bf16, f16) instead of the backend's
   KILN_FASHION_MNIST_DIR  folder of the Fashion-MNIST .gz files (default /usr/share/datasets/fashion-mnist)
-  KILN_CACHE_DIR          cache of compiled CUDA kernels and GEMM tuning
+  KILN_CACHE_DIR          cache of compiled CUDA kernels, GEMM tuning and generated WGSL
   VK_ICD_FILENAMES        the Vulkan driver Dawn uses for --backend wgsl (SwiftShader without a GPU)`;
 
 export function buildCli(): Command {

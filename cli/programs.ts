@@ -10,6 +10,7 @@ import { Dinov2Model, type Dinov2Size, dinov2Config, traceDinov2 } from '../mode
 import { FAE, ViTFeatureEncoder, faeConfigs, stageIaTrainStep, traceStageIa } from '../models/fae.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../models/flowMatching.ts';
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../models/lightningdit.ts';
+import { INCEPTION_FID, InceptionV3, traceInceptionFeatures } from '../models/inception.ts';
 import { MlpClassifier } from '../models/mlp.ts';
 import { TarFlow, forwardGraph, tarflowConfigs, trainLossGraph } from '../models/tarflow.ts';
 import { TransformerBlock } from '../models/transformerBlock.ts';
@@ -87,6 +88,16 @@ export const PROGRAMS: Record<string, { help: string; build: (o: ProgramOptions)
       const enc = new ViTFeatureEncoder({ dim, depth: 2, heads: 4, mlpHidden: 4 * dim, patchSize: patch, imageSize: grid * patch, channels: cfg.pixelDecoder.channels });
       const fae = new FAE(cfg, enc);
       return o.train ? stageIaTrainStep(fae, { batch: o.batch, optimizer: adamw }) : traceStageIa(fae, { batch: o.batch });
+    },
+  },
+  inception: {
+    help: 'Inception-v3 FID features (299 px input → 2048-d), --size fid | torchvision, optionally /WIDTH to divide the channels (default fid); evaluation only',
+    build: (o) => {
+      const [variant, w] = (o.size ?? 'fid').split('/') as [string, string | undefined];
+      if (variant !== 'fid' && variant !== 'torchvision') throw new KilnError(`inception: unknown size '${o.size}' (fid, torchvision, optionally /WIDTH, e.g. fid/8)`);
+      if (o.train) throw new KilnError('inception: an evaluation network (FID features) has no training step: drop --train');
+      const model = new InceptionV3({ ...INCEPTION_FID, variant, width: w === undefined ? 1 : Number(w) });
+      return traceInceptionFeatures(model, { batch: o.batch, height: 299, width: 299 });
     },
   },
 };

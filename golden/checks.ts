@@ -9,6 +9,8 @@
  * - losses (golden/trainCases.ts, test/train/losses.test.ts): 1e-5 · max |ref|, loss and gradients;
  * - optimizers (test/train/optimizerGolden.test.ts): 10 training steps, per-step loss (and gradient norm),
  *   final parameters and EMA, each 1e-4 · max |ref|.
+ * - Inception-v3 (golden/data/inception, test/models/inception.test.ts): conv (with gradients), pooling and
+ *   bilinear resize layers 1e-5 · max |ref|, pool features of the width-÷8 network 1e-4 · max |ref|;
  * The DINOv2 ViT-B goldens (base, base_reg: ~100 s each on the kernel interpreter) are left to
  * test/models/dinov2.test.ts, and golden/data/safetensors_interop to test/runtime (a file-format check).
  * `dir` reads a copy of golden/data instead (a corrupted one, in the tests).
@@ -16,10 +18,12 @@
  */
 import { join } from 'node:path';
 import type { Backend } from '../backends/backend.ts';
-import { crossEntropy, trace } from '../compiler/dsl/index.ts';
+import { crossEntropy, nn, trace } from '../compiler/dsl/index.ts';
+import { grad } from '../compiler/transforms/grad.ts';
 import { GRAD_NORM_OUTPUT, trainStep } from '../compiler/transforms/trainStep.ts';
 import type { Graph } from '../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+import { loadInception, traceInceptionFeatures } from '../models/inception.ts';
 import { MlpClassifier } from '../models/mlp.ts';
 import { compileOn } from '../runtime/compile.ts';
 import { loadSafetensors } from '../runtime/safetensors.ts';
@@ -30,7 +34,7 @@ import {
 import { ROOT, goldenFiles, loadGolden, traceGolden } from './nnCases.ts';
 import { LOSS_CASES, OPTIMIZER_CASES, lossProgram } from './trainCases.ts';
 
-export const GOLDEN_SCRIPTS = ['nn_layers', 'optim_golden', 'losses_golden', 'safetensors_interop', 'dinov2_golden', 'lightningdit_golden', 'tarflow_golden', 'fae_golden'] as const;
+export const GOLDEN_SCRIPTS = ['nn_layers', 'optim_golden', 'losses_golden', 'safetensors_interop', 'dinov2_golden', 'lightningdit_golden', 'tarflow_golden', 'fae_golden', 'inception_golden'] as const;
 
 export interface OutputCheck {
   output: string;
@@ -192,6 +196,70 @@ function optimizerCheck(dataDir: string, c: (typeof OPTIMIZER_CASES)[number]): G
   };
 }
 
+/** The tolerances of test/models/inception.test.ts. */
+const INCEPTION_LAYER_TOL = 1e-5, INCEPTION_FEATURE_TOL = 1e-4;
+
+function inceptionChecks(dataDir: string): GoldenCheck[] {
+  const dir = join(dataDir, 'inception');
+  const tensors = (f: string) => {
+    const t = loadSafetensors(join(dir, f)).tensors;
+    return (k: string) => {
+      const v = t.get(k);
+      if (!v) throw new Error(`${join(dir, f)}: no tensor ${k}`);
+      return v;
+    };
+  };
+  const features = async (backend: Backend, variant: 'fid' | 'torchvision', resize: number | null, images: HostTensor, what: string) => {
+    const { model, weights } = loadInception(join(dir, 'w8.safetensors'), { variant, resize });
+    const g = traceInceptionFeatures(model, { batch: images.shape[0]!, height: images.shape[2]!, width: images.shape[3]! });
+    return (await runOn(backend, g, { ...Object.fromEntries(weights), images }, what)).features?.data;
+  };
+  return [
+    {
+      name: 'inception/layers', file: join(dir, 'cases.safetensors'),
+      async run(backend) {
+        const get = tensors('cases.safetensors');
+        const x = get('ops.x'), r = get('ops.r');
+        const conv = new nn.Conv2d(3, 4, [3, 2], { stride: [2, 1], padding: [1, 1] });
+        const g = grad(trace('inception_layers', (t) => {
+          const xi = t.input('x', [...x.shape]);
+          const y = conv.forward(xi);
+          return {
+            conv: y, loss: y.mul(t.input('r', [...r.shape])).sum(), maxpool: nn.maxPool2d(xi, 3, 2, 1),
+            avgpool_excl: nn.avgPool2d(xi, 3, 2, 1, { countIncludePad: false }), avgpool_incl: nn.avgPool2d(xi, [3, 2], 2, [1, 0]),
+          };
+        }, { params: conv }), { loss: 'loss', wrt: ['x', 'weight', 'bias'] });
+        const got = await runOn(backend, g, { x, r, weight: get('ops.conv.weight'), bias: get('ops.conv.bias') }, 'inception/layers');
+        const rows = ['conv', 'maxpool', 'avgpool_excl', 'avgpool_incl'].map((k) => compareRelative(k, got[k]?.data, get(`ops.${k}`).data, INCEPTION_LAYER_TOL));
+        for (const k of ['x', 'weight', 'bias']) rows.push(compareRelative(`grad.${k}`, got[`grad.${k}`]?.data, get(`ops.grad.${k}`).data, INCEPTION_LAYER_TOL));
+        for (const [src, key, h, w] of [['images32', 'resize_up', 47, 61], ['images80', 'resize_down', 57, 45]] as const) {
+          const im = get(src);
+          const y = await runOn(backend, trace('inception_resize', (t) => ({ y: nn.resizeBilinear(t.input('x', [...im.shape]), h, w) })), { x: im }, 'inception/layers');
+          rows.push(compareRelative(key, y.y?.data, get(key).data, INCEPTION_LAYER_TOL));
+        }
+        return rows;
+      },
+    },
+    {
+      name: 'inception/features_fid80', file: join(dir, 'w8.safetensors'),
+      async run(backend) {
+        const get = tensors('cases.safetensors');
+        return [compareRelative('features', await features(backend, 'fid', null, get('images80'), 'inception/features_fid80'), get('fid80').data, INCEPTION_FEATURE_TOL)];
+      },
+    },
+    {
+      name: 'inception/fid_sets', file: join(dir, 'fid_sets.safetensors'),
+      async run(backend) {
+        const get = tensors('fid_sets.safetensors');
+        const real = get('real'), per = real.data.length / real.shape[0]!;
+        const four: HostTensor = { ...real, shape: [4, ...real.shape.slice(1)], data: real.data.slice(0, 4 * per) } as HostTensor;
+        const want = get('real_features').data.slice(0, 4 * 256);
+        return [compareRelative('real_features[0:4]', await features(backend, 'fid', 75, four, 'inception/fid_sets'), want, INCEPTION_FEATURE_TOL)];
+      },
+    },
+  ];
+}
+
 /** The case names of dinov2/interp.safetensors in `dataDir`. */
 function interpNames(dataDir: string): string[] {
   setModelGoldenDir(dataDir);
@@ -215,5 +283,6 @@ export function goldenChecks(dataDir = join(ROOT, 'golden', 'data')): GoldenChec
     m('fae/discriminator', 'fae/tiny.safetensors', faeDiscriminatorCase),
     ...Object.keys(LOSS_CASES).map((l) => lossCheck(dataDir, l)),
     ...OPTIMIZER_CASES.map((c) => optimizerCheck(dataDir, c)),
+    ...inceptionChecks(dataDir),
   ];
 }

@@ -2,14 +2,17 @@
  * @file The backends by name: 'cpu' (the Graph IR reference interpreter), 'kernel-cpu' (the compiled
  * kernel program, interpreted on the CPU), 'cuda' (the compiled program on an NVIDIA GPU), 'wgsl' (the
  * compiled program as WGSL on WebGPU: Dawn in Node, navigator.gpu in a browser). The CUDA
- * backend's configuration is read from the environment here, once, and passed down as options.
+ * backend's configuration is read from the environment here, once, and passed down as options, as is
+ * the WGSL backend's shader cache folder.
  */
 import type { Backend } from '../backends/backend.ts';
 import { cpuBackend } from '../backends/cpu/executable.ts';
 import { createCudaBackend } from '../backends/cuda/executable.ts';
 import type { CudaOptions } from '../backends/cuda/options.ts';
 import { kernelCpuBackend } from '../backends/kernel/executable.ts';
-import { wgslBackend } from '../backends/wgsl/executable.ts';
+import { join } from 'node:path';
+import { wgslBackendWith } from '../backends/wgsl/executable.ts';
+import { DiskSourceCache, defaultWgslCacheDir } from '../backends/wgsl/sourceCache.ts';
 import { KilnError } from '../ir/errors.ts';
 
 /**
@@ -17,7 +20,10 @@ import { KilnError } from '../ir/errors.ts';
  * (the PTX and GEMM tuning caches), KILN_CUDA_NO_CUBLAS (any non-empty value: generate every matmul, no
  * cuBLAS), KILN_CUDA_NO_TENSOR_CORES (any non-empty value: SIMT GEMMs only), KILN_GEMM_TUNING=off (the
  * tiling stage's default schedules, ignoring measured ones), KILN_CUDA_NO_GRAPHS or KILN_PROFILE (any
- * non-empty value: launch every kernel from the host instead of replaying a captured CUDA graph).
+ * non-empty value: launch every kernel from the host instead of replaying a captured CUDA graph),
+ * KILN_GEMM_AUTOTUNE=1 (measure the providers of a program's untuned matmuls when it is compiled, and
+ * cache the choice), KILN_NVRTC_SERIAL (any non-empty value: one module compiled on the main thread
+ * instead of each distinct kernel in worker threads).
  */
 export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): CudaOptions {
   return {
@@ -27,6 +33,8 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
     tensorCores: !env.KILN_CUDA_NO_TENSOR_CORES,
     gemmTuning: env.KILN_GEMM_TUNING !== 'off',
     ...(env.KILN_CUDA_NO_GRAPHS || env.KILN_PROFILE ? { graphs: false } : {}),
+    autotune: env.KILN_GEMM_AUTOTUNE === '1',
+    ...(env.KILN_NVRTC_SERIAL ? { parallelNvrtc: false } : {}),
   };
 }
 
@@ -34,7 +42,8 @@ export const BACKENDS: Readonly<Record<string, Backend>> = {
   cpu: cpuBackend,
   'kernel-cpu': kernelCpuBackend,
   cuda: createCudaBackend(cudaOptionsFromEnv()),
-  wgsl: wgslBackend,
+  // Generated WGSL is kept on disk (KILN_CACHE_DIR/wgsl, else ~/.cache/kiln/wgsl; backends/wgsl/sourceCache.ts).
+  wgsl: wgslBackendWith({ sourceCache: new DiskSourceCache(process.env.KILN_CACHE_DIR ? join(process.env.KILN_CACHE_DIR, 'wgsl') : defaultWgslCacheDir()) }),
 };
 
 export function backendByName(name: string): Backend {

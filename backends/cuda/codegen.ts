@@ -12,6 +12,7 @@
  * Float math is done in f32; values of f16/bf16 type are rounded to their type after each operation,
  * as the kernel-IR interpreter does. NVRTC compiles the module at run time (driver.ts).
  */
+import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
@@ -21,6 +22,7 @@ import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProg
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
+import { LT_WORKSPACE_BYTES, accStoredAsBf16, align256, gemmWorkspace, ltBias, singleStore, stageOperand } from './gemmLibrary.ts';
 import { type CudaEmitter, genTensorCoreGemm } from './gemmTensorCore.ts';
 import { MMA_PTX } from './mma.ts';
 import { PRELUDE } from './prelude.ts';
@@ -58,6 +60,13 @@ export interface GemmLaunch {
   /** Operand and result dtypes (f32 SGEMM, or bf16 operands with an f32/bf16 result). */
   readonly ab: 'f32' | 'bf16';
   readonly cType: 'f32' | 'bf16';
+  /** cuBLASLt instead of cuBLAS (provider 'cublaslt'): its epilogue, bias vector and workspace region. */
+  readonly lt?: {
+    readonly epilogue: 'default' | 'bias';
+    readonly bias?: { readonly buf: number; readonly offset: number; readonly dtype: 'f32' | 'bf16' };
+    readonly workspace: { readonly buf: number; readonly offset: number };
+    readonly workspaceBytes: number;
+  };
 }
 
 export type Launch = KernelLaunch | GemmLaunch;
@@ -67,8 +76,18 @@ export interface Scratch {
   readonly bytes: number;
 }
 
-export interface CudaModule {
+/** One distinct generated source: its functions, compiled as a module of their own (parallel NVRTC). */
+export interface CudaModuleUnit {
+  readonly name: string;
+  /** A complete module: prelude, the helpers it uses, its functions. */
   readonly source: string;
+  readonly functions: readonly string[];
+}
+
+export interface CudaModule {
+  /** Every distinct function as one module (what `units` compile to, in one NVRTC call). */
+  readonly source: string;
+  readonly units: readonly CudaModuleUnit[];
   /** Per kernel of the program (in order), its launches. */
   readonly launches: readonly (readonly Launch[])[];
   readonly scratch: readonly Scratch[];
@@ -372,55 +391,87 @@ function batchStride(coef: (v: string) => number, batch: readonly number[]): num
 }
 
 /**
- * Plan a matmul kernel as a cuBLAS SGEMM when both operands are strided views of f32 buffers: C
- * (row-major [batch, m, n]) is computed as its column-major transpose Cᵀ = Bᵀ·Aᵀ. The epilogue then
- * runs as an elementwise kernel over C, unless it is just "store acc", in which case cuBLAS writes the
- * output buffer itself.
+ * Plan a matmul kernel as a library GEMM — a cuBLAS SGEMM when both operands are strided views of f32
+ * buffers, cuBLAS GemmEx bf16 where the schedule's provider is 'cublas' — computing C (row-major
+ * [batch, m, n]) as its column-major transpose Cᵀ = Bᵀ·Aᵀ. bf16 operands that are not plain strided
+ * views are staged first (gemmLibrary.ts). The epilogue then runs as an elementwise kernel over C in
+ * the module's GEMM workspace (C in bf16 when the epilogue only reads bf16(acc)), unless it is just
+ * "store acc", in which case the library writes the output buffer itself.
  */
-function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[]): Launch[] | undefined {
-  if (g.options.cublas === false || k.accDType !== 'f32' || k.m < 2 || k.n < 2 || k.k < 2) return undefined;
+function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: Scratch[], em: CudaEmitter): Launch[] | undefined {
+  if (g.options.cublas === false || k.accDType !== 'f32') return undefined;
   // f32 operands: SGEMM (the default for plain strided f32); bf16: only where the schedule says so.
-  const ab = k.tile?.provider === 'cublas' && k.a.dtype === 'bf16' ? 'bf16' : 'f32';
+  const provider = k.tile?.provider;
+  const ab = (provider === 'cublas' || provider === 'cublaslt') && k.a.dtype === 'bf16' && k.b.dtype === 'bf16' ? 'bf16' : 'f32';
+  const lt = ab === 'bf16' && provider === 'cublaslt';
+  if (ab === 'f32' && (k.m < 2 || k.n < 2 || k.k < 2)) return undefined;
   const bv = k.batch.map((_, i) => `b${i}`);
-  const A = strided(k.a, g.buffers, [...bv, 'i', 'p'], ab);
-  const B = strided(k.b, g.buffers, [...bv, 'p', 'j'], ab);
-  if (!A || !B) return undefined;
-  const sA = batchStride(A.coef, k.batch), sB = batchStride(B.coef, k.batch);
-  if (sA === undefined || sB === undefined) return undefined;
-  // X (n×k) = Bᵀ, from B[p][j] = mem[c + p·sP + j·sJ]; Y (k×m) = Aᵀ, from A[i][p] = mem[c + i·sI + p·sP].
-  const [sJ, sPb] = [B.coef('j'), B.coef('p')];
-  const [sI, sPa] = [A.coef('i'), A.coef('p')];
-  let ta: 0 | 1, lda: number, tb: 0 | 1, ldb: number;
-  if (sJ === 1 && sPb >= k.n) [ta, lda] = [0, sPb];
-  else if (sPb === 1 && sJ >= k.k) [ta, lda] = [1, sJ];
-  else return undefined;
-  if (sPa === 1 && sI >= k.k) [tb, ldb] = [0, sI];
-  else if (sI === 1 && sPa >= k.m) [tb, ldb] = [1, sPa];
-  else return undefined;
   const batch = k.batch.reduce((x, y) => x * y, 1);
   const vars = [...bv, 'i', 'j'];
   const identity = affine(linearIndex(vars.map((v) => I.v(v)), stridesOf([...k.batch, k.m, k.n])))!;
-  const only = k.epilogue.length === 1 ? k.epilogue[0]! : undefined;
-  const outType = only?.k === 'store' ? g.buffers[only.buf]!.dtype : undefined;
-  const direct = only?.k === 'store' && only.mode === 'set' && (outType === 'f32' || (ab === 'bf16' && outType === 'bf16')) &&
-    (only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref')) && sameAffine(affine(only.index), identity);
+  const only = singleStore(k.epilogue);
+  const outType = only ? g.buffers[only.buf]!.dtype : undefined;
+  const storesIdentity = only?.k === 'store' && only.mode === 'set' && (outType === 'f32' || (ab === 'bf16' && outType === 'bf16')) && sameAffine(affine(only.index), identity);
+  // cuBLASLt's BIAS epilogue: the one store is accumulator + bias[j] (gemmLibrary.ts ltBias).
+  const bias = lt && storesIdentity ? ltBias(only.value, outType!, g.buffers) : undefined;
+  const direct = storesIdentity && (bias !== undefined || only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref'));
+  // The workspace: [C (unless direct) | staged a | staged b | cuBLASLt workspace], each 256-byte aligned.
+  const cType = direct ? (outType as 'f32' | 'bf16') : ab === 'bf16' && accStoredAsBf16(k.epilogue) ? 'bf16' : 'f32';
+  const cBytes = direct ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
+  let used = cBytes;
+  let workspace: ReturnType<typeof gemmWorkspace> | undefined;
+  const ws = () => (workspace ??= gemmWorkspace(scratch));
+  const staging: Launch[] = [];
+  const stagingSource: string[] = [];
+  // Column-major layouts: X (n×k) = Bᵀ from B[p][j] = mem[c + p·sP + j·sJ]; Y (k×m) = Aᵀ from A[i][p] = mem[c + i·sI + p·sP].
+  const layoutB = (B: { coef: (v: string) => number }): [0 | 1, number] | undefined => {
+    const [sJ, sP] = [B.coef('j'), B.coef('p')];
+    return sJ === 1 && sP >= k.n ? [0, sP] : sP === 1 && sJ >= k.k ? [1, sJ] : undefined;
+  };
+  const layoutA = (A: { coef: (v: string) => number }): [0 | 1, number] | undefined => {
+    const [sI, sP] = [A.coef('i'), A.coef('p')];
+    return sP === 1 && sI >= k.k ? [0, sI] : sI === 1 && sP >= k.m ? [1, sP] : undefined;
+  };
+  // A plain strided view the library can read as it is, else (bf16) the operand staged K-contiguous.
+  const operand = (which: 'a' | 'b') => {
+    const plain = strided(which === 'a' ? k.a : k.b, g.buffers, [...bv, ...(which === 'a' ? ['i', 'p'] : ['p', 'j'])], ab);
+    if (plain && (which === 'a' ? layoutA(plain) : layoutB(plain)) && batchStride(plain.coef, k.batch) !== undefined) return plain;
+    if (ab !== 'bf16') return undefined;
+    const st = stageOperand(em, k, which, fn, ws().id, used, stagingSource);
+    used += align256(st.bytes);
+    staging.push(st.launch);
+    return st.operand;
+  };
+  const A = operand('a');
+  const B = operand('b');
+  if (!A || !B) return undefined;
+  const sA = batchStride(A.coef, k.batch)!, sB = batchStride(B.coef, k.batch)!;
+  const [ta, lda] = layoutB(B)!;
+  const [tb, ldb] = layoutA(A)!;
+  const ltWorkspace = lt ? used : 0;
+  if (lt) used += LT_WORKSPACE_BYTES;
+  if (used > 0) ws().request(used);
+  out.push(...stagingSource);
   const gemm = (c: { buf: number; offset: number }): GemmLaunch => ({
     kind: 'gemm', ta, tb, m: k.n, n: k.m, k: k.k, a: { buf: B.buf, offset: B.c }, lda, sA: sB, b: { buf: A.buf, offset: A.c }, ldb, sB: sA,
-    c, ldc: k.n, sC: k.m * k.n, batch, ab, cType: direct ? (outType as 'f32' | 'bf16') : 'f32',
+    c, ldc: k.n, sC: k.m * k.n, batch, ab, cType,
+    ...(lt ? { lt: {
+      epilogue: bias ? 'bias' as const : 'default' as const, workspace: { buf: ws().id, offset: ltWorkspace }, workspaceBytes: LT_WORKSPACE_BYTES,
+      ...(bias ? { bias: { buf: bias.buf, offset: bias.c, dtype: outType as 'f32' | 'bf16' } } : {}),
+    } } : {}),
   });
-  if (direct) return [gemm({ buf: only.buf, offset: 0 })];
-  const cId = -(scratch.length + 1);
-  scratch.push({ id: cId, bytes: batch * k.m * k.n * 4 });
+  if (direct) return [...staging, gemm({ buf: only.buf, offset: 0 })];
+  const cId = ws().id;
   const total = batch * k.m * k.n;
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
-  const ids = [...new Set([...acc.reads, ...acc.writes])].sort((x, y) => x - y);
+  const ids = [...new Set([...acc.reads, ...acc.writes])];
   out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
   decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
-  out.push(`  const float v_acc = scr${-cId}[t];`);
+  out.push(cType === 'bf16' ? `  const float v_acc = k_bf16_to_f32(((const u16*)scr${-cId})[t]);` : `  const float v_acc = scr${-cId}[t];`);
   g.stmts(k.epilogue, '  ', out);
   out.push('}');
-  return [gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+  return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
 }
 
 function sameAffine(a: ReturnType<typeof affine>, b: ReturnType<typeof affine>): boolean {
@@ -512,45 +563,126 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
 }
 
 /**
- * Generate the CUDA module of a kernel program. KILN_DEBUG=source prints each kernel's part of the
- * module (compiler/debug.ts debugSource).
+ * Generate the CUDA code of a kernel program. Each kernel's functions are position-independent: their
+ * parameters are the buffers' base pointers in the order the kernel first touches them, named by that
+ * order (buf0, buf1, ...; scratch scr0, ...), and the functions are named by a hash of their text, so
+ * kernels that differ only in which buffers they touch (the same layer, twelve times) have one source,
+ * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
+ * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
 export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);
-  const out: string[] = [PRELUDE];
   const emitter: CudaEmitter = {
     buffers: p.buffers, expr: (e) => g.expr(e), stmts: (l, ind, o) => g.stmts(l, ind, o),
     params: (ids) => params(ids, p.buffers), decompose,
   };
   const tensorCores = options.tensorCores !== false;
-  if (tensorCores && p.kernels.some((k) => k.kind === 'matmul' && k.tile?.provider === 'tensor-core')) out.push(MMA_PTX);
   const scratch: Scratch[] = [];
-  /** Where each kernel's source starts in `out`. */
-  const starts: number[] = [];
   const flash = new FlashAttention({ buffers: p.buffers, expr: (e) => g.expr(e), storeValue: (b, v) => g.storeValue(b, v), params: (ids) => params(ids, p.buffers) });
+  const units: CudaUnit[] = [];
+  const unitOf = new Map<string, CudaUnit>();
+  const names = new Set<string>();
+  const headers = { mma: false, flash: '' };
   const launches = p.kernels.map((k, i) => {
+    // The buffers in the order the kernel touches them (kernelAccess lists them in body order).
     const a = kernelAccess(k);
-    const ids = [...new Set([...a.reads, ...a.writes])].sort((x, y) => x - y);
+    const ids = [...new Set([...a.reads, ...a.writes])];
     const fn = `kiln_${i}_${k.kind}`;
-    starts.push(out.length);
-    out.push(`// ${k.name}`);
-    switch (k.kind) {
-      case 'loop': return genLoop(g, k, fn, ids, out);
-      case 'matmul':
-        if (tensorCores && k.tile?.provider === 'tensor-core') {
-          const tc = genTensorCoreGemm(emitter, k, fn, ids, out);
-          return [{ kind: 'kernel' as const, fn: tc.fn, grid: tc.grid, block: tc.block, sharedBytes: tc.shmem, params: ids }];
-        }
-        return planGemm(g, k, fn, out, scratch) ?? genMatmul(g, k, fn, ids, out);
-      case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
+    const out: string[] = [];
+    const ls = ((): Launch[] => {
+      switch (k.kind) {
+        case 'loop': return genLoop(g, k, fn, ids, out);
+        case 'matmul':
+          if (tensorCores && k.tile?.provider === 'tensor-core') {
+            const tc = genTensorCoreGemm(emitter, k, fn, ids, out);
+            return [{ kind: 'kernel' as const, fn: tc.fn, grid: tc.grid, block: tc.block, sharedBytes: tc.shmem, params: ids }];
+          }
+          return planGemm(g, k, fn, out, scratch, emitter) ?? genMatmul(g, k, fn, ids, out);
+        case 'attention': case 'attention_grad': return k.tile ? flash.generate(k, fn, ids, out, scratch) : genAttention(g, k, fn, ids, out, scratch);
+      }
+    })();
+    // Shared device helpers go to the module header, once.
+    const own = out.filter((t) => {
+      if (!t.startsWith(FLASH_HELPERS_MARK)) return true;
+      headers.flash = t;
+      return false;
+    });
+    if (own.length === 0) return ls;
+    const u = canonicalUnit(own.join('\n'), fn);
+    let unit = unitOf.get(u.text);
+    if (!unit) {
+      let name = `kiln_${u.hash}_${k.kind}`;
+      for (let n = 1; names.has(name); n++) name = `kiln_${u.hash}${n}_${k.kind}`;
+      names.add(name);
+      const text = u.text.replaceAll(FN_MARK, name);
+      const needs = { mma: usesAny(text, MMA_NAMES), flash: usesAny(text, FLASH_NAMES) };
+      headers.mma ||= needs.mma;
+      unit = { name, text, functions: ls.flatMap((l) => (l.kind === 'kernel' ? [l.fn.replace(fn, name)] : [])), needs };
+      unitOf.set(u.text, unit);
+      units.push(unit);
     }
+    const name = unit.name;
+    return ls.map((l) => (l.kind === 'kernel' ? { ...l, fn: l.fn.replace(fn, name) } : l));
   });
+  const header = (needs: { mma: boolean; flash: boolean }) => [PRELUDE, ...(needs.mma ? [MMA_PTX] : []), ...(needs.flash ? [headers.flash] : [])];
   if (debugOn('source'))
     p.kernels.forEach((k, i) => {
+      const fns = new Set(launches[i]!.flatMap((l) => (l.kind === 'kernel' ? [l.fn] : [])));
+      const unit = units.find((u) => u.functions.some((f) => fns.has(f)));
       const gemms = launches[i]!.flatMap((l) => (l.kind === 'gemm' ? [`// launch: cuBLAS SGEMM m=${l.m} n=${l.n} k=${l.k} batch=${l.batch} (column-major, ta=${l.ta} tb=${l.tb})`] : []));
-      debugSource('cuda', k.name, k.nodes, [...out.slice(starts[i], starts[i + 1] ?? out.length), ...gemms].join('\n'));
+      const args = launches[i]!.flatMap((l) => (l.kind === 'kernel' ? [`// launch: ${l.fn}(${l.params.map((id) => (id < 0 ? `scratch${-id}` : `b${id}`)).join(', ')})`] : []));
+      debugSource('cuda', k.name, k.nodes, [...(unit ? [unit.text] : []), ...args, ...gemms].join('\n'));
     });
-  return { source: out.join('\n') + '\n', launches, scratch };
+  const all = { mma: units.some((u) => u.needs.mma), flash: units.some((u) => u.needs.flash) };
+  return {
+    source: [...header(all), ...units.map((u) => u.text)].join('\n') + '\n',
+    units: units.map((u) => ({ name: u.name, source: [...header(u.needs), u.text].join('\n') + '\n', functions: u.functions })),
+    launches,
+    scratch,
+  };
+}
+
+/** The first line of the flash-attention helpers (emitted once per module by FlashAttention). */
+const FLASH_HELPERS_MARK = '\n// ---- flash attention helpers';
+/** Placeholder for a unit's function-name prefix in its canonical text. */
+const FN_MARK = '@KILN_FN@';
+/** Device functions the MMA wrappers define (a unit using one gets MMA_PTX in its module). */
+const MMA_NAMES = [...MMA_PTX.matchAll(/__device__[^(]*?\b(\w+)\(/g)].map((m) => m[1]!);
+const FLASH_NAMES = ['fa_'];
+const usesAny = (text: string, names: readonly string[]) => names.some((n) => text.includes(n));
+
+interface CudaUnitDraft {
+  readonly name: string;
+  readonly text: string;
+  readonly functions: readonly string[];
+  readonly needs: { readonly mma: boolean; readonly flash: boolean };
+}
+type CudaUnit = CudaUnitDraft;
+
+/**
+ * A kernel's functions with buffer and scratch parameters renumbered by first appearance (buf0, buf1,
+ * ...; scr0, ...; one simultaneous renaming, so the new names cannot capture old ones), merge prefixes of local names renumbered likewise, and its function-name prefix `fn`
+ * replaced by FN_MARK: the same text for kernels that
+ * differ only in which buffers they touch. `hash`: a short name for it.
+ */
+function canonicalUnit(text: string, fn: string): { text: string; hash: string } {
+  const rename = new Map<string, string>();
+  let nb = 0, ns = 0;
+  // Kernel merging prefixes the names of what it merges in (m<counter>_, a counter over the program).
+  const prefixes = new Map<string, string>();
+  const canon = text
+    .replace(new RegExp(`\\b${fn}`, 'g'), FN_MARK)
+    .replace(/(?<![A-Za-z0-9])m(\d+)_/g, (m) => {
+      let r = prefixes.get(m);
+      if (!r) prefixes.set(m, (r = `m${prefixes.size}_`));
+      return r;
+    })
+    .replace(/\b(buf|scr)(\d+)\b/g, (m, kind: string) => {
+      let r = rename.get(m);
+      if (!r) rename.set(m, (r = kind === 'buf' ? `buf${nb++}` : `scr${ns++}`));
+      return r;
+    });
+  return { text: canon, hash: createHash('sha256').update(canon).digest('hex').slice(0, 12) };
 }

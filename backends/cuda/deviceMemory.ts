@@ -3,8 +3,9 @@
  * holding, in order, the resident inputs (parameters and frozen weights, then optimizer/EMA state),
  * the data inputs, outputs and constants, and the arena. The arena is the compiler's memory plan
  * (temporaries) plus the backend's own buffers placed into it by live range (compiler/schedule/
- * backends/arena.ts): GEMM epilogue and attention scratch of the generated module, and the
- * cuBLAS workspace while GEMMs run. `next.*` outputs written in place (BufferDecl.inPlaceOf) take no
+ * backends/arena.ts): the generated module's scratch — its GEMM workspace (library accumulators,
+ * staged bf16 operands, the cuBLASLt workspace: gemmLibrary.ts) and attention statistics — and the
+ * cuBLAS workspace while cuBLAS GEMMs run. `next.*` outputs written in place (BufferDecl.inPlaceOf) take no
  * memory of their own. The figures are what `kiln compile --report --backend cuda` prints and what
  * the runtime's measured device memory is checked against.
  */
@@ -35,7 +36,7 @@ export interface DeviceMemoryPlan extends DeviceMemoryFigures {
   /** Updates written in place, and the ones copied after the step. */
   readonly updatesInPlace: number;
   readonly updatesCopied: number;
-  /** cuBLAS workspace bytes (0 when the module has no cuBLAS GEMM). */
+  /** cuBLAS workspace bytes (0 when the module has no cuBLAS (non-Lt) GEMM). */
   readonly workspaceBytes: number;
 }
 
@@ -102,7 +103,8 @@ export function planDeviceMemory(graph: Graph, program: KernelProgram, gen: Cuda
     const r = live.get(s.id);
     if (r) extras.push({ id: s.id, bytes: s.bytes, first: r[0], last: r[1] });
   }
-  const gemmAt = gen.launches.flatMap((ls, k) => (ls.some((l) => l.kind === 'gemm') ? [k] : []));
+  // cuBLAS (not cuBLASLt, whose workspace is a region of the module's GEMM workspace scratch) needs its own.
+  const gemmAt = gen.launches.flatMap((ls, k) => (ls.some((l) => l.kind === 'gemm' && !l.lt) ? [k] : []));
   const workspaceBytes = gemmAt.length ? CUBLAS_WORKSPACE_BYTES : 0;
   if (workspaceBytes) extras.push({ id: CUBLAS_WORKSPACE_ID, bytes: workspaceBytes, first: gemmAt[0]!, last: gemmAt[gemmAt.length - 1]! });
   const placed = placeExtras(plan, program.buffers, extras);

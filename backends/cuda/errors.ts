@@ -37,17 +37,33 @@ export function driverStartError(call: string, code: number, message: string): C
 export class NvrtcError extends CudaError {
   override name = 'NvrtcError';
   readonly multiline = true;
+  /** The generated function holding the first error, where the log names a line inside one. */
+  constructor(message: string, code?: number, readonly fn?: string) {
+    super(message, code);
+  }
 }
 
 /**
- * NVRTC rejected a generated module: name the kernel whose part of the source holds the first error
- * (codegen marks each part with `// <kernel name>` and its `extern "C" __global__` functions) and
- * show the source lines around it.
+ * The NVRTC error with the kernels of the program that call its function named (kernel functions are
+ * shared by every kernel with the same structure, so only the caller knows them); other errors as they are.
  */
-export function nvrtcFailure(label: string, source: string, status: string, log: string): NvrtcError {
+export function withKernelNames(e: unknown, kernelsOf: (fn: string) => readonly string[]): unknown {
+  if (!(e instanceof NvrtcError) || !e.fn) return e;
+  const names = kernelsOf(e.fn);
+  if (!names.length) return e;
+  const list = `${names.length > 1 ? 'kernels' : 'kernel'} ${names.slice(0, 4).join(', ')}${names.length > 4 ? `, and ${names.length - 4} more` : ''}`;
+  return new NvrtcError(e.message.replace(`function ${e.fn}`, `function ${e.fn} (${list})`), e.code, e.fn);
+}
+
+/**
+ * NVRTC rejected a generated module: name the function whose part of the source holds the first error
+ * (its `extern "C" __global__` line; a `// <kernel name>` line above it names the kernel too) and show
+ * the source lines around it. withKernelNames adds the kernels that call the function.
+ */
+export function nvrtcFailure(label: string, source: string, status: string, log: string, code?: number): NvrtcError {
   const lines = source.split('\n');
   const m = /\((\d+)\): (?:catastrophic )?error[^:]*: (.*)/.exec(log);
-  if (!m) return new NvrtcError(`NVRTC could not compile ${label}: ${status}\n${log.slice(0, 4000)}`);
+  if (!m) return new NvrtcError(`NVRTC could not compile ${label}: ${status}\n${log.slice(0, 4000)}`, code);
   const line = Number(m[1]); // 1-based
   let kernel: string | undefined, fn: string | undefined;
   for (let i = Math.min(line, lines.length) - 1; i >= 0 && !kernel; i--) {
@@ -60,7 +76,7 @@ export function nvrtcFailure(label: string, source: string, status: string, log:
   const from = Math.max(0, line - 4), to = Math.min(lines.length, line + 3);
   const context = lines.slice(from, to).map((l, i) => `${String(from + i + 1).padStart(6)}${from + i + 1 === line ? ' >' : '  '} ${l}`);
   const where = kernel ? `kernel ${kernel}${fn ? ` (function ${fn})` : ''}` : fn ? `function ${fn}` : 'the module prelude';
-  return new NvrtcError(`NVRTC could not compile ${where} of ${label}: line ${line}: ${m[2]!.trim()} (${status})\n${context.join('\n')}\n${log.slice(0, 2000)}`);
+  return new NvrtcError(`NVRTC could not compile ${where} of ${label}: line ${line}: ${m[2]!.trim()} (${status})\n${context.join('\n')}\n${log.slice(0, 2000)}`, code, fn);
 }
 
 /** A device allocation failed for lack of memory. */

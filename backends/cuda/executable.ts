@@ -1,7 +1,11 @@
 /**
- * @file The CUDA backend: a KernelProgram becomes one CUDA module (codegen.ts, compiled with NVRTC)
+ * @file The CUDA backend: a KernelProgram becomes position-independent CUDA units (codegen.ts; built,
+ * compiled to CUBIN in worker threads and cached by build.ts, or one module compiled here with NVRTC)
  * and one device allocation laid out by deviceMemory.ts (resident inputs, data inputs and outputs,
- * the arena with temporaries, scratch and the cuBLAS workspace). A run copies its data feeds from
+ * the arena with temporaries, the GEMM workspace (accumulators, staged operands, cuBLASLt workspace),
+ * attention scratch and the cuBLAS workspace). Every kernel argument is a device address inside that
+ * one allocation (a buffer's base pointer plus its planned offset), fixed for the executable's life,
+ * so a captured graph stays valid. A run copies its data feeds from
  * pinned host memory with asynchronous copies on the executable's stream, then replays the step: the
  * first run launches every kernel from the host, the second captures the same launches (and the
  * copies of `next.` outputs not written in place) into a CUDA graph, and every run from then on is one
@@ -14,15 +18,16 @@ import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import type { Backend, Executable } from '../backend.ts';
+import type { Backend, CompileInfo, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
-import { Cublas } from './blas.ts';
+import { Cublas, CublasLt } from './blas.ts';
+import { type BuiltCuda, buildCuda, tunedProgram } from './build.ts';
 import { type CudaModule, type KernelLaunch, type Launch, generateCuda } from './codegen.ts';
 import { CUBLAS_WORKSPACE_ID, type DeviceMemoryPlan, planDeviceMemory } from './deviceMemory.ts';
 import { type CapturedGraph, CudaDriver, type Module, type PinnedBuffer } from './driver.ts';
-import { DeviceMemoryError, outOfMemory } from './errors.ts';
+import { DeviceMemoryError, outOfMemory, withKernelNames } from './errors.ts';
 import { debugOn } from '../../compiler/debug.ts';
-import { applyTuning } from './gemmTuning.ts';
+import { autotuneGemms } from './gemmAutotune.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -49,6 +54,19 @@ export function decode(dtype: DType, raw: ArrayBufferView, n: number): number[] 
   return out;
 }
 
+/** Names of the program's kernels that launch generated function `fn`. */
+function kernelsCalling(program: KernelProgram, gen: CudaModule, fn: string): string[] {
+  return program.kernels.flatMap((k, i) => (gen.launches[i]?.some((l) => l.kind === 'kernel' && l.fn === fn) ? [k.name] : []));
+}
+
+/** What a CudaExecutable is made from besides its program and options. */
+export interface CudaExecutableParts {
+  /** The generated code and its compiled units (build.ts buildCuda); without it, one module compiled here. */
+  readonly built?: BuiltCuda;
+  /** The driver (tests inject a fake one: test/support/fakeCuda.ts); default the process-wide one. */
+  readonly driver?: CudaDriver;
+}
+
 export class CudaExecutable implements Executable {
   private readonly cuda: CudaDriver;
   private readonly ptr = new Map<number, bigint>();
@@ -62,6 +80,7 @@ export class CudaExecutable implements Executable {
   /** Packed kernel arguments of every launch (null for cuBLAS calls), per kernel of the program. */
   private readonly packed: Array<Array<Buffer[] | null>>;
   private readonly cublas: Cublas | undefined;
+  private readonly cublasLt: CublasLt | undefined;
   /** `next.` updates not written in place: (input buffer, output buffer) copied after the step. */
   private readonly copies: Array<[BufferDecl, BufferDecl]>;
   /** Two pinned staging areas for feeds, used in turn, each with the event of its last copy. */
@@ -78,15 +97,27 @@ export class CudaExecutable implements Executable {
   /** Why the step could not be captured (then every run launches from the host). */
   captureError: string | undefined;
 
-  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, driver?: CudaDriver) {
-    this.cuda = driver ?? CudaDriver.get(options.libDir);
-    // Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts).
-    this.gen = generateCuda(options.gemmTuning === false ? program : applyTuning(program, this.cuda.name, options.cacheDir ?? defaultPtxCacheDir()), options);
+  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, parts: CudaExecutableParts = {}) {
+    this.cuda = parts.driver ?? CudaDriver.get(options.libDir);
+    // Measured GEMM schedules for this device replace the tiling stage's defaults (build.ts tunedProgram).
+    this.gen = parts.built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), options);
     this.memory = planDeviceMemory(graph, program, this.gen);
     const { free, total } = this.cuda.memInfo();
     if (this.memory.total > free) throw outOfMemory(this.memory, this.cuda.name, free, total);
-    const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
-    this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+    if (parts.built) {
+      const functions = new Map<string, unknown>();
+      this.gen.units.forEach((u, i) => {
+        for (const [f, h] of this.cuda.loadImage(parts.built!.images[i]!, u.functions, u.name).functions) functions.set(f, h);
+      });
+      this.module = { handle: null, functions };
+    } else {
+      const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
+      try {
+        this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+      } catch (e) {
+        throw withKernelNames(e, (fn) => kernelsCalling(program, this.gen, fn));
+      }
+    }
     try {
       this.base = this.cuda.alloc(this.memory.total);
     } catch (e) {
@@ -100,7 +131,9 @@ export class CudaExecutable implements Executable {
     this.feedDone = [this.cuda.createEvent(), this.cuda.createEvent()];
     this.fetchDone = this.cuda.createEvent();
     this.packed = this.gen.launches.map((ls) => ls.map((l) => (l.kind === 'kernel' ? this.cuda.packArgs(this.launchArgs(l)) : null)));
-    this.cublas = this.gen.launches.some((ls) => ls.some((l) => l.kind === 'gemm')) ? Cublas.get(options.libDir) : undefined;
+    const gemms = this.gen.launches.flat().filter((l) => l.kind === 'gemm');
+    this.cublas = gemms.some((l) => !l.lt) ? Cublas.get(options.libDir) : undefined;
+    this.cublasLt = gemms.some((l) => l.lt) ? CublasLt.get(options.libDir) : undefined;
     this.copies = [];
     for (const o of graph.outputs) {
       if (!o.name.startsWith(NEXT_PREFIX)) continue;
@@ -160,7 +193,16 @@ export class CudaExecutable implements Executable {
     }
     const at = (x: { buf: number; offset: number }, bytes: number) => this.ptr.get(x.buf)! + BigInt(x.offset * bytes);
     const ab = l.ab === 'bf16' ? 2 : 4;
-    this.cublas!.gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C: at(l.c, l.cType === 'bf16' ? 2 : 4), c: l.cType }, `${l.m}x${l.n}x${l.k}`);
+    const C = at(l.c, l.cType === 'bf16' ? 2 : 4);
+    if (l.lt) {
+      const bias = l.lt.bias ? at(l.lt.bias, l.lt.bias.dtype === 'bf16' ? 2 : 4) : undefined;
+      this.cublasLt!.gemm({
+        ...l, A: at(l.a, ab), B: at(l.b, ab), D: C, ldd: l.ldc, sD: l.sC, d: l.cType, epilogue: l.lt.epilogue,
+        ...(bias !== undefined ? { bias, biasType: l.lt.bias!.dtype } : {}), workspace: at(l.lt.workspace, 1), workspaceBytes: l.lt.workspaceBytes,
+      }, `${l.m}x${l.n}x${l.k}`, this.stream);
+      return;
+    }
+    this.cublas!.gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C, c: l.cType }, `${l.m}x${l.n}x${l.k}`);
   }
 
   /** Point the (process-wide) cuBLAS handle at this executable's stream and workspace. */
@@ -214,6 +256,11 @@ export class CudaExecutable implements Executable {
   /** Driver and cuBLAS calls of one uncaptured step (kernel launches, GEMMs, update copies). */
   get launchCount(): number {
     return this.gen.launches.reduce((s, ls) => s + ls.length, 0) + this.copies.length;
+  }
+
+  /** Bytes of device memory this executable allocated: its plan's total, in one allocation. */
+  get allocatedBytes(): number {
+    return this.memory.total;
   }
 
   /** Is the step a captured graph now, and of how many nodes? */
@@ -300,15 +347,43 @@ export class CudaExecutable implements Executable {
 
   /** Milliseconds per launch of each kernel, launched `reps` times back to back (for tuning). */
   timeKernels(reps: number): number[] {
+    return this.gen.launches.map((_, i) => this.timeKernel(i, reps));
+  }
+
+  /** Milliseconds per launch of kernel `i` (its launches), launched `reps` times back to back from the host (autotune; uncaptured). */
+  timeKernel(i: number, reps: number): number {
     this.bindCublas();
-    return this.gen.launches.map((_, i) => {
-      this.launchKernel(i);
-      this.sync();
-      const t = performance.now();
-      for (let r = 0; r < reps; r++) this.launchKernel(i);
-      this.sync();
-      return (performance.now() - t) / reps;
+    this.launchKernel(i);
+    this.sync();
+    const t = performance.now();
+    for (let r = 0; r < reps; r++) this.launchKernel(i);
+    this.sync();
+    return (performance.now() - t) / reps;
+  }
+
+  /**
+   * One step's launches, as the device ran them, uncaptured (KILN_PROFILE): a GPU event after every
+   * launch, no synchronization in between, so each launch's time is the gap between its event and the
+   * previous one — its own GPU time when the GPU is the bottleneck, or the CPU's launch time when the
+   * GPU waited for it. The times sum to the step's GPU timeline. Per launch: kernel index, what ran,
+   * milliseconds.
+   */
+  timeline(): Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string; ms: number }> {
+    this.bindCublas();
+    this.sync();
+    const t = this.cuda.timeline(this.stream);
+    const what: Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string }> = [];
+    t.mark();
+    this.gen.launches.forEach((ls, i) => {
+      const ps = this.packed[i]!;
+      ls.forEach((l, j) => {
+        this.launch(l, ps[j]!);
+        t.mark();
+        what.push({ kernel: i, launch: l.kind, fn: l.kind === 'kernel' ? l.fn : `${l.lt ? 'cublasLt' : 'cublas'} ${l.m}x${l.n}x${l.k}` });
+      });
     });
+    const ms = t.elapsed();
+    return what.map((w, i) => ({ ...w, ms: ms[i]! }));
   }
 
   /** Copy the feeds into pinned memory and onto the device, asynchronously on the stream. */
@@ -384,9 +459,19 @@ export function createCudaBackend(options: CudaOptions = {}): Backend {
   return {
     name: 'cuda',
     consumes: 'kernels',
-    compile: async (graph: Graph, program?: KernelProgram) => {
+    compile: async (graph: Graph, program?: KernelProgram, info?: CompileInfo) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
-      return new CudaExecutable(graph, program, options);
+      // Autotune measures candidates in an executable of their own, host-launched, before the step's
+      // executable exists (so before anything is captured).
+      if (options.autotune && options.gemmTuning !== false)
+        autotuneGemms(program, CudaDriver.get(options.libDir).name, options.cacheDir ?? defaultPtxCacheDir(), (p) => new CudaExecutable(graph, p, { ...options, gemmTuning: false }));
+      let built: BuiltCuda | undefined;
+      try {
+        built = options.parallelNvrtc === false ? undefined : await buildCuda(CudaDriver.get(options.libDir), program, options, info?.cacheKey);
+      } catch (e) {
+        throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(CudaDriver.get(options.libDir), program, options), options), fn));
+      }
+      return new CudaExecutable(graph, program, options, built ? { built } : {});
     },
   };
 }

@@ -4,18 +4,22 @@
  * size a constant; operands are read through their kernel-IR expressions (folded views), with 16-byte
  * cp.async copies when an operand is a bf16 load contiguous along the head dim, else element by element.
  *
- * Forward (one block = `bq` query rows, 16 per warp): S = Q·Kᵀ per K/V tile of `bk` rows, online
- * softmax in base 2 (scale·log2 e folded in), P rounded to bf16 for O += P·V, f32 accumulators; the
+ * Forward (one block = `bq` query rows, 16 or 32 per warp): S = Q·Kᵀ per K/V tile of `bk` rows, online
+ * softmax in base 2 (scale·log2 e folded into one FMA before ex2.approx), P rounded to bf16 for O += P·V, f32 accumulators; the
  * log-sum-exp (base 2) of each row goes to a scratch buffer the backward of the same operands reuses.
- * Backward (one block = `bk` key rows, 16 per warp): a preprocess computes D = rowsum(dO∘O) and zeroes
+ * Backward (one block = `bk` key rows, 16 or 32 per warp): a preprocess computes D = rowsum(dO∘O) and zeroes
  * an f32 dQ accumulator; the main kernel walks the query tiles, recomputes P = exp2(S − lse), and
  * accumulates dV += Pᵀ·dO and dK += dSᵀ·Q in registers (dS = P∘(dP − D), dP = dO·Vᵀ), and adds
- * dQ += dS·K with atomics through shared memory; a last pass scales dQ into its output.
+ * dQ += dS·K through shared memory with 8-byte f32 reductions into global memory; a last pass scales dQ
+ * into its output. With `tile.dq`, dQ is instead a pass of its own (no accumulator, no reductions): query
+ * blocks walk the key tiles as the forward does, recompute P and dP, and keep dQ += dS·K in registers.
+ * The PTX helpers (fa_ldsm, fa_mma, fa_exp2, fa_red2, ...) live in mma.ts (FLASH_ATTENTION_PTX).
  * Head dims are zero-padded to multiples of 16 in shared memory (72 → 80), rows past the sequence
  * are zero (keys masked, queries with lse = +∞), causal masks t ≤ s (top-left), as the CPU oracle.
  */
 import { KilnError } from '../../ir/errors.ts';
 import { affine, exprKey } from '../../ir/kernel/expr.ts';
+import { FLASH_ATTENTION_PTX } from './mma.ts';
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
 
 /** What the flash generator needs from the module's code generator. */
@@ -44,6 +48,19 @@ interface ScratchDecl {
 }
 
 const LOG2E = 1.4426950408889634;
+/**
+ * Diagnostics (setFlashProbe; wrong results on purpose). Timing probes for bench/attention.ts: `nodq`
+ * drops the backward's dQ product, `nored` keeps the product but (practically) never reduces it into
+ * global memory. Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
+ * mask, `dqmask` lets the dQ pass see 16 keys past the diagonal.
+ */
+export type FlashProbe = 'nodq' | 'nored' | 'nocausal' | 'dqmask';
+let activeProbe: FlashProbe | undefined;
+/** Set (or clear) the diagnostic for the kernels generated from now on (read by no one else: callers at the edge set it). */
+export function setFlashProbe(p: FlashProbe | undefined): void {
+  activeProbe = p;
+}
+const probe = (): FlashProbe | undefined => activeProbe;
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 function f32(v: number): string {
@@ -51,31 +68,6 @@ function f32(v: number): string {
   return `${s.includes('e') || s.includes('.') ? s : `${s}.0`}f`;
 }
 
-const HELPERS = String.raw`
-// ---- flash attention helpers (mma.sync m16n8k16 bf16, ldmatrix, cp.async) ----
-__device__ __forceinline__ u32 fa_saddr(const void* p) {
-  u32 r; asm("{ .reg .u64 a_; cvta.to.shared.u64 a_, %1; cvt.u32.u64 %0, a_; }" : "=r"(r) : "l"(p)); return r;
-}
-__device__ __forceinline__ void fa_ldsm(u32* r, const u16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
-}
-__device__ __forceinline__ void fa_ldsm_t(u32* r, const u16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
-}
-__device__ __forceinline__ void fa_mma(float* c, const u32* a, u32 b0, u32 b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ void fa_cp16(u16* dst, const u16* src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(fa_saddr(dst)), "l"(src), "r"(ok ? 16 : 0));
-}
-__device__ __forceinline__ void fa_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-__device__ __forceinline__ void fa_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
-/** Two floats → bf16x2 (round to nearest even), lo in the low half. */
-__device__ __forceinline__ u32 fa_pack(float lo, float hi) {
-  u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
-}
-`;
 
 /** A tile of an operand to stage in shared memory: rows rowStart.. (< rowLimit) × cols 0..colsPad-1. */
 interface TileLoad {
@@ -105,7 +97,7 @@ export class FlashAttention {
     const rows = prod(k.batch) * k.sq;
     if (rows === 0 || k.sk === 0) return [];
     if (!this.helpersEmitted) {
-      out.push(HELPERS);
+      out.push(FLASH_ATTENTION_PTX);
       this.helpersEmitted = true;
     }
     const key = operandKey(k);
@@ -125,10 +117,12 @@ export class FlashAttention {
       launches.push(this.forward(k, ft, `${fn}_lse`, qkIds, lse, true, out));
     }
     const dsum = newScratch(scratch, rows * 4);
-    const dqAcc = newScratch(scratch, rows * k.dk * 4);
+    const dqPass = k.dQ && k.tile.dq;
+    const dqAcc = k.dQ && !dqPass ? newScratch(scratch, rows * k.dk * 4) : undefined;
     launches.push(this.preprocess(k, `${fn}_pre`, ids, dsum, dqAcc, out));
     launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
-    if (k.dQ) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
+    if (dqPass) launches.push(this.dqPass(k, dqPass, k.tile.dkPad, k.tile.dvPad, `${fn}_dqk`, ids, lse, dsum, out));
+    else if (dqAcc !== undefined) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
     return launches;
   }
 
@@ -176,11 +170,15 @@ export class FlashAttention {
   private forward(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, statsOnly: boolean, out: string[]): FlashLaunch {
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP } = t;
     const threads = NW * 32;
+    // MT m16 row tiles per warp: each K/V fragment read from shared memory feeds 2·MT tensor-core products.
+    const MT = BQ / (NW * 16), WR = 16 * MT;
     const QST = DKP + 8, KST = DKP + 8, VST = DVP + 8;
     const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
-    const qInRegs = DKP <= 128;
+    const qInRegs = MT * (DKP / 4 + (statsOnly ? 0 : DVP / 2) + BK / 2) <= 176;
     const sharedBytes = 2 * (BQ * QST + 2 * BK * KST + (statsOnly ? 0 : 2 * BK * VST));
     const prm = [...ids, lse];
+    const S2 = f32(k.scale * LOG2E);
+    const mts = Array.from({ length: MT }, (_, i) => i);
     const L: string[] = [];
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
@@ -198,70 +196,85 @@ export class FlashAttention {
     L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
     L.push(...kvLoad('0', '0', '  '));
     L.push('  fa_commit();');
-    if (!statsOnly) L.push(`  float o[${DVP / 8}][4];`, '  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }`);
-    L.push('  float m0 = -K_INF, m1 = -K_INF, l0 = 0.f, l1 = 0.f;');
-    L.push(`  const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;`);
-    if (qInRegs) L.push(`  u32 qf[${DKP / 16}][4];`);
+    if (!statsOnly) L.push(`  float o[${MT}][${DVP / 8}][4];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) { o[mt][n][0] = 0.f; o[mt][n][1] = 0.f; o[mt][n][2] = 0.f; o[mt][n][3] = 0.f; }`);
+    // Running maxima m (raw scores) and sums l of rows g and g + 8 of each row tile.
+    L.push(`  float m[${MT}][2], l[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++) { m[mt][0] = -K_INF; m[mt][1] = -K_INF; l[mt][0] = 0.f; l[mt][1] = 0.f; }`);
+    L.push(`  const int w0 = q0 + warp * ${WR};`);
+    if (qInRegs) L.push(`  u32 qf[${MT}][${DKP / 16}][4];`);
     L.push('  for (int j = 0; j < nT; j++) {');
     L.push('    fa_wait_all(); __syncthreads();');
     if (qInRegs) {
-      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[kk], Qs + (warp * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
+      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int mt = 0; mt < ${MT}; mt++)`, '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[mt][kk], Qs + (warp * ${WR} + mt * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
     }
     L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
     L.push('    fa_commit();');
     L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST};${statsOnly ? '' : ` const u16* Vc = Vs + (j & 1) * ${BK * VST};`}`);
-    L.push(`    float sc[${BK / 8}][4];`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
+    L.push(`    float sc[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[mt][n][0] = 0.f; sc[mt][n][1] = 0.f; sc[mt][n][2] = 0.f; sc[mt][n][3] = 0.f; }`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
-    if (qInRegs) L.push('      const u32* a = qf[kk];');
-    else L.push('      u32 a[4];', `      fa_ldsm(a, Qs + (warp * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`);
+    if (!qInRegs) L.push(`      u32 qa[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(qa[${mt}], Qs + (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`));
+    const qa = (mt: number) => (qInRegs ? `qf[${mt}][kk]` : `qa[${mt}]`);
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
     L.push(`        u32 b[4]; fa_ldsm(b, Kc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
-    L.push('        fa_mma(sc[2 * n], a, b[0], b[1]); fa_mma(sc[2 * n + 1], a, b[2], b[3]);', '      }', '    }');
+    for (const mt of mts) L.push(`        fa_mma(sc[${mt}][2 * n], ${qa(mt)}, b[0], b[1]); fa_mma(sc[${mt}][2 * n + 1], ${qa(mt)}, b[2], b[3]);`);
+    L.push('      }', '    }');
     L.push(`    const int t0 = j * ${BK};`);
-    L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > q0 + warp * 16` : ''};`);
-    L.push('    float mx0 = -K_INF, mx1 = -K_INF;');
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-    L.push(`        float x = sc[n][q] * ${f32(k.scale * LOG2E)};`);
-    L.push(`        if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
-    L.push('        sc[n][q] = x;', '        if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '      }', '    }');
-    L.push('    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
-    L.push('    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
-    L.push('    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);');
-    L.push('    const float mu0 = mn0 == -K_INF ? 0.f : mn0, mu1 = mn1 == -K_INF ? 0.f : mn1;');
-    L.push('    const float cr0 = exp2f(m0 - mu0), cr1 = exp2f(m1 - mu1);');
-    L.push('    m0 = mn0; m1 = mn1; l0 *= cr0; l1 *= cr1;');
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`);
-    L.push('      sc[n][0] = exp2f(sc[n][0] - mu0); sc[n][1] = exp2f(sc[n][1] - mu0); sc[n][2] = exp2f(sc[n][2] - mu1); sc[n][3] = exp2f(sc[n][3] - mu1);');
-    L.push('      l0 += sc[n][0] + sc[n][1]; l1 += sc[n][2] + sc[n][3];', '    }');
+    L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > w0` : ''};`);
+    L.push('    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++) {`);
+    L.push('      const int r0 = w0 + mt * 16 + g, r1 = r0 + 8;');
+    L.push('      float mx0 = -K_INF, mx1 = -K_INF;');
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
+    L.push('          float x = sc[mt][n][q];');
+    L.push(`          if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal && probe() !== 'nocausal' ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
+    L.push('          sc[mt][n][q] = x;', '          if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '        }', '      }');
+    L.push('      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
+    L.push('      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
+    L.push('      const float mn0 = fmaxf(m[mt][0], mx0), mn1 = fmaxf(m[mt][1], mx1);');
+    // Scaled maxima (0 for rows with nothing visible yet, so that exp2 sees −∞, never ∞ − ∞).
+    L.push(`      const float mu0 = mn0 == -K_INF ? 0.f : mn0 * ${S2}, mu1 = mn1 == -K_INF ? 0.f : mn1 * ${S2};`);
+    L.push(`      const float cr0 = fa_exp2(m[mt][0] * ${S2} - mu0), cr1 = fa_exp2(m[mt][1] * ${S2} - mu1);`);
+    L.push('      m[mt][0] = mn0; m[mt][1] = mn1;');
+    L.push('      float ls0 = 0.f, ls1 = 0.f;');
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 8}; n++) {`);
+    L.push(`        sc[mt][n][0] = fa_exp2(fmaf(sc[mt][n][0], ${S2}, -mu0)); sc[mt][n][1] = fa_exp2(fmaf(sc[mt][n][1], ${S2}, -mu0));`);
+    L.push(`        sc[mt][n][2] = fa_exp2(fmaf(sc[mt][n][2], ${S2}, -mu1)); sc[mt][n][3] = fa_exp2(fmaf(sc[mt][n][3], ${S2}, -mu1));`);
+    L.push('        ls0 += sc[mt][n][0] + sc[mt][n][1]; ls1 += sc[mt][n][2] + sc[mt][n][3];', '      }');
+    L.push('      l[mt][0] = l[mt][0] * cr0 + ls0; l[mt][1] = l[mt][1] * cr1 + ls1;');
+    if (!statsOnly) L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 8}; n++) { o[mt][n][0] *= cr0; o[mt][n][1] *= cr0; o[mt][n][2] *= cr1; o[mt][n][3] *= cr1; }`);
+    L.push('    }');
     if (!statsOnly) {
-      L.push('    #pragma unroll', `    for (int n = 0; n < ${DVP / 8}; n++) { o[n][0] *= cr0; o[n][1] *= cr0; o[n][2] *= cr1; o[n][3] *= cr1; }`);
       L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
-      L.push('      u32 a[4] = { fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]), fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]) };');
+      L.push(`      u32 pa[${MT}][4];`);
+      for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(sc[${mt}][2 * kk][0], sc[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(sc[${mt}][2 * kk][2], sc[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(sc[${mt}][2 * kk + 1][0], sc[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(sc[${mt}][2 * kk + 1][2], sc[${mt}][2 * kk + 1][3]);`);
       L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 16}; n++) {`);
       L.push(`        u32 b[4]; fa_ldsm_t(b, Vc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + n * 16 + (lane >> 4) * 8);`);
-      L.push('        fa_mma(o[2 * n], a, b[0], b[1]); fa_mma(o[2 * n + 1], a, b[2], b[3]);', '      }', '    }');
+      for (const mt of mts) L.push(`        fa_mma(o[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(o[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
+      L.push('      }', '    }');
     }
     L.push('  }');
     L.push('  fa_wait_all();');
-    L.push('  l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
-    L.push('  l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');
-    L.push(`  if (c4 == 0) { if (r0 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r0] = m0 + log2f(l0); if (r1 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r1] = m1 + log2f(l1); }`);
+    L.push('  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++) {`);
+    L.push('    const int r0 = w0 + mt * 16 + g, r1 = r0 + 8;');
+    L.push('    float l0 = l[mt][0], l1 = l[mt][1];');
+    L.push('    l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
+    L.push('    l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');
+    L.push(`    if (c4 == 0) { if (r0 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r0] = m[mt][0] * ${S2} + log2f(l0); if (r1 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r1] = m[mt][1] * ${S2} + log2f(l1); }`);
     if (!statsOnly && k.kind === 'attention') {
-      L.push('  const float i0 = 1.f / l0, i1 = 1.f / l1;');
-      L.push('  #pragma unroll', `  for (int n = 0; n < ${DVP / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
-      L.push(`      const int s = q < 2 ? r0 : r1; const int e = n * 8 + 2 * c4 + (q & 1);`);
-      L.push(`      if (s < ${k.sq} && e < ${k.dv}) buf${k.out.buf}[${this.cg.expr(k.out.index)}] = ${this.cg.storeValue(k.out.buf, 'o[n][q] * (q < 2 ? i0 : i1)')};`);
-      L.push('    }', '  }');
+      L.push('    const float i0 = 1.f / l0, i1 = 1.f / l1;');
+      L.push('    #pragma unroll', `    for (int n = 0; n < ${DVP / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+      L.push(`        const int s = q < 2 ? r0 : r1; const int e = n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`        if (s < ${k.sq} && e < ${k.dv}) buf${k.out.buf}[${this.cg.expr(k.out.index)}] = ${this.cg.storeValue(k.out.buf, 'o[mt][n][q] * (q < 2 ? i0 : i1)')};`);
+      L.push('      }', '    }');
     }
+    L.push('  }');
     L.push('}');
     out.push(...L);
     return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
   }
 
-  /** D[row] = Σ_e dO·O (one warp per query row) and dQacc[row, :] = 0. */
-  private preprocess(k: AttentionGradKernel, fn: string, ids: readonly number[], dsum: number, dqAcc: number, out: string[]): FlashLaunch {
+  /** D[row] = Σ_e dO·O (one warp per query row) and dQacc[row, :] = 0 (when dQ is reduced into dQacc). */
+  private preprocess(k: AttentionGradKernel, fn: string, ids: readonly number[], dsum: number, dqAcc: number | undefined, out: string[]): FlashLaunch {
     const rows = prod(k.batch) * k.sq;
-    const prm = [...ids, dsum, dqAcc];
+    const prm = dqAcc === undefined ? [...ids, dsum] : [...ids, dsum, dqAcc];
     out.push(`extern "C" __global__ void __launch_bounds__(256) ${fn}(${this.cg.params(prm)}) {`);
     out.push('  const int lane = threadIdx.x & 31;', '  const long long row = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);', `  if (row >= ${rows}LL) return;`);
     out.push(`  const int s = (int)(row % ${k.sq});`, `  const long long bt = row / ${k.sq};`);
@@ -269,7 +282,8 @@ export class FlashAttention {
     out.push(`  float acc = 0.f;`, `  for (int e = lane; e < ${k.dv}; e += 32) acc += (${this.cg.expr(k.dout)}) * (${this.cg.expr(k.o)});`);
     out.push('  #pragma unroll', '  for (int w = 16; w > 0; w >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, w);');
     out.push(`  if (lane == 0) scr${-dsum}[row] = acc;`);
-    out.push(`  for (int d = lane; d < ${k.dk}; d += 32) scr${-dqAcc}[row * ${k.dk} + d] = 0.f;`, '}');
+    if (dqAcc !== undefined) out.push(`  for (int d = lane; d < ${k.dk}; d += 32) scr${-dqAcc}[row * ${k.dk} + d] = 0.f;`);
+    out.push('}');
     return { kind: 'kernel', fn, grid: [Math.ceil(rows / 8), 1, 1], block: [256, 1, 1], params: prm, sharedBytes: 0 };
   }
 
@@ -285,21 +299,104 @@ export class FlashAttention {
     return { kind: 'kernel', fn, grid: [Math.ceil(total / 256), 1, 1], block: [256, 1, 1], params: prm, sharedBytes: 0 };
   }
 
-  private backward(k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number, out: string[]): FlashLaunch {
+  /**
+   * dQ without reductions: one block = `bq` query rows (16·MT per warp, as the forward) walks the key
+   * tiles, recomputes P = exp2(S − lse) and dP = dO·Vᵀ, and accumulates dQ += dS·K in registers
+   * (dS = P∘(dP − D)), then stores scale·dQ through the kernel's dQ index.
+   */
+  private dqPass(k: AttentionGradKernel, t: { bq: number; bk: number; warps: number }, DKP: number, DVP: number, fn: string, ids: readonly number[], lse: number, dsum: number, out: string[]): FlashLaunch {
+    const { bq: BQ, bk: BK, warps: NW } = t;
+    const threads = NW * 32;
+    const MT = BQ / (NW * 16), WR = 16 * MT;
+    const QST = DKP + 8, OST = DVP + 8, KST = DKP + 8, VST = DVP + 8;
+    const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
+    const sharedBytes = 2 * (BQ * QST + BQ * OST + 2 * BK * KST + 2 * BK * VST);
+    const prm = [...ids, lse, dsum];
+    const S2 = f32(k.scale * LOG2E);
+    const mts = Array.from({ length: MT }, (_, i) => i);
+    const L: string[] = [];
+    L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
+    L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
+    L.push(`  u16* Qs = fa_sm; u16* Os = Qs + ${BQ * QST}; u16* Ks = Os + ${BQ * OST}; u16* Vs = Ks + ${2 * BK * KST};`);
+    L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+    L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
+    L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
+    this.batchVars(k, 'bt', L);
+    L.push(`  const int q0 = qt * ${BQ};`);
+    L.push(`  const int nT = ${k.causal ? `min(${nK}, (min(q0 + ${BQ}, ${k.sq}) - 1) / ${BK} + 1)` : `${nK}`};`);
+    const kvLoad = (stage: string, start: string, ind: string) => [
+      ...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Ks + ${stage} * ${BK * KST})`, threads }, ind),
+      ...this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Vs + ${stage} * ${BK * VST})`, threads }, ind),
+    ];
+    L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
+    L.push(...this.load({ op: k.dout, rowVar: 's', colVar: 'e', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dv, colsPad: DVP, stride: OST, dst: 'Os', threads }, '  '));
+    L.push(...kvLoad('0', '0', '  '));
+    L.push('  fa_commit();');
+    L.push(`  const int w0 = q0 + warp * ${WR};`);
+    // Row statistics (rows past the sequence: lse = +∞, so P = 0).
+    L.push(`  float ls[${MT}][2], dd[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', '  for (int h = 0; h < 2; h++) {');
+    L.push(`    const int r = w0 + mt * 16 + g + h * 8;`, `    ls[mt][h] = r < ${k.sq} ? scr${-lse}[bt * ${k.sq} + r] : K_INF; dd[mt][h] = r < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + r] : 0.f;`, '  }');
+    L.push(`  float dq[${MT}][${DKP / 8}][4];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DKP / 8}; n++) { dq[mt][n][0] = 0.f; dq[mt][n][1] = 0.f; dq[mt][n][2] = 0.f; dq[mt][n][3] = 0.f; }`);
+    L.push('  for (int j = 0; j < nT; j++) {');
+    L.push('    fa_wait_all(); __syncthreads();');
+    L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
+    L.push('    fa_commit();');
+    L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST}; const u16* Vc = Vs + (j & 1) * ${BK * VST};`);
+    /** acc[mt] (rows of this warp × BK keys) = A (rows of `aBase`, row-major) · Bᵀ (rows of `bBase`). */
+    const rowsTimesKeys = (acc: string, aBase: string, aStride: number, bBase: string, bStride: number, kSteps: number) => {
+      L.push(`    float ${acc}[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { ${acc}[mt][n][0] = 0.f; ${acc}[mt][n][1] = 0.f; ${acc}[mt][n][2] = 0.f; ${acc}[mt][n][3] = 0.f; }`);
+      L.push('    #pragma unroll', `    for (int kk = 0; kk < ${kSteps}; kk++) {`);
+      L.push(`      u32 a[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(a[${mt}], ${aBase} + (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`));
+      L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
+      L.push(`        u32 b[4]; fa_ldsm(b, ${bBase} + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${bStride} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+      for (const mt of mts) L.push(`        fa_mma(${acc}[${mt}][2 * n], a[${mt}], b[0], b[1]); fa_mma(${acc}[${mt}][2 * n + 1], a[${mt}], b[2], b[3]);`);
+      L.push('      }', '    }');
+    };
+    rowsTimesKeys('sc', 'Qs', QST, 'Kc', KST, DKP / 16);
+    rowsTimesKeys('dp', 'Os', OST, 'Vc', VST, DVP / 16);
+    L.push(`    const int t0 = j * ${BK};`);
+    L.push('    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+    L.push('        const int h = q >> 1, tt = t0 + n * 8 + 2 * c4 + (q & 1), r = w0 + mt * 16 + g + h * 8;');
+    L.push(`        float p = fa_exp2(fmaf(sc[mt][n][q], ${S2}, -ls[mt][h]));`);
+    L.push(`        if (tt >= ${k.sk}${k.causal ? (probe() === 'dqmask' ? ' || tt > r + 16' : ' || tt > r') : ''}) p = 0.f;`);
+    L.push('        dp[mt][n][q] = p * (dp[mt][n][q] - dd[mt][h]);', '      }', '    }');
+    // dQ += dS K
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+    L.push(`      u32 pa[${MT}][4];`);
+    for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(dp[${mt}][2 * kk][0], dp[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(dp[${mt}][2 * kk][2], dp[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(dp[${mt}][2 * kk + 1][0], dp[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(dp[${mt}][2 * kk + 1][2], dp[${mt}][2 * kk + 1][3]);`);
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${DKP / 16}; n++) {`);
+    L.push(`        u32 b[4]; fa_ldsm_t(b, Kc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + n * 16 + (lane >> 4) * 8);`);
+    for (const mt of mts) L.push(`        fa_mma(dq[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(dq[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
+    L.push('      }', '    }');
+    L.push('  }');
+    L.push('  fa_wait_all();');
+    L.push('  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DKP / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
+    L.push(`      const int s = w0 + mt * 16 + g + (q >> 1) * 8, d = n * 8 + 2 * c4 + (q & 1);`);
+    L.push(`      if (s < ${k.sq} && d < ${k.dk}) buf${k.dQ!.buf}[${this.cg.expr(k.dQ!.index)}] = ${this.cg.storeValue(k.dQ!.buf, `dq[mt][n][q] * ${f32(k.scale)}`)};`);
+    L.push('    }', '  }');
+    L.push('}');
+    out.push(...L);
+    return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
+  }
+
+  private backward(k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, out: string[]): FlashLaunch {
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP, dkvChunks: NCH } = t;
     const threads = NW * 32;
+    // KT m16 key tiles per warp: each Q / dO fragment read from shared memory feeds 2·KT products.
+    const KT = BK / (NW * 16), WR = 16 * KT;
     const KST = DKP + 8, VST = DVP + 8, SST = BQ + 8;
     const DKC = DKP / NCH, DVC = DVP / NCH;
     const RG = BQ / 16, CG = NW / RG, DQC = DKP / CG;
     const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
-    const sharedBytes = 2 * (BK * KST + BK * VST + 2 * BQ * KST + 2 * BQ * VST + BK * SST) + 4 * 4 * BQ;
-    const prm = [...ids, lse, dsum, dqAcc];
+    const sharedBytes = 2 * (BK * KST + BK * VST + 2 * BQ * KST + 2 * BQ * VST + (dqAcc === undefined ? 0 : BK * SST)) + 4 * 4 * BQ;
+    const prm = dqAcc === undefined ? [...ids, lse, dsum] : [...ids, lse, dsum, dqAcc];
     const S2 = f32(k.scale * LOG2E);
+    const kts = Array.from({ length: KT }, (_, i) => i);
     const L: string[] = [];
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
     L.push(`  u16* Ks = fa_sm; u16* Vs = Ks + ${BK * KST}; u16* Qs = Vs + ${BK * VST}; u16* Os = Qs + ${2 * BQ * KST}; u16* Ss = Os + ${2 * BQ * VST};`);
-    L.push(`  float* Ls = (float*)(Ss + ${BK * SST}); float* Ds = Ls + ${2 * BQ};`);
+    L.push(`  float* Ls = (float*)(Ss + ${dqAcc === undefined ? 0 : BK * SST}); float* Ds = Ls + ${2 * BQ};`);
     L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
     L.push(`  const int kt = (int)(blockIdx.x % ${nK}u);`, `  const long long bt = blockIdx.x / ${nK}u;`);
     this.batchVars(k, 'bt', L);
@@ -314,8 +411,28 @@ export class FlashAttention {
       `${ind}  if (tid < ${BQ}) { const int s_ = s0_ + tid; Ls[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-lse}[bt * ${k.sq} + s_] : K_INF; Ds[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + s_] : 0.f; }`,
       `${ind}}`,
     ];
-    const zero = (name: string, n: number, ind: string) => [`${ind}float ${name}[${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[n][0] = 0.f; ${name}[n][1] = 0.f; ${name}[n][2] = 0.f; ${name}[n][3] = 0.f; }`];
-    L.push('  int it = 0;', `  const int ta = k0 + warp * 16 + g, tb = ta + 8;`);
+    const zero = (name: string, n: number, ind: string, tiles = KT) => [`${ind}float ${name}[${tiles}][${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int x = 0; x < ${tiles}; x++)`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[x][n][0] = 0.f; ${name}[x][n][1] = 0.f; ${name}[x][n][2] = 0.f; ${name}[x][n][3] = 0.f; }`];
+    /** acc[kt] (16·KT × 16·nb) += A[kt] (rows of this warp in `aSrc`, row-major) · B from `bLoad`. */
+    const rowProduct = (acc: string, aBase: string, aStride: number, kSteps: number, nTiles: number, bAddr: string, ind: string) => {
+      L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${kSteps}; kk++) {`);
+      L.push(`${ind}  u32 a[${KT}][4];`);
+      for (const x of kts) L.push(`${ind}  fa_ldsm(a[${x}], ${aBase} + (warp * ${WR} + ${x * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`);
+      L.push(`${ind}  #pragma unroll`, `${ind}  for (int n = 0; n < ${nTiles}; n++) {`);
+      L.push(`${ind}    u32 b[4]; fa_ldsm(b, ${bAddr});`);
+      for (const x of kts) L.push(`${ind}    fa_mma(${acc}[${x}][2 * n], a[${x}], b[0], b[1]); fa_mma(${acc}[${x}][2 * n + 1], a[${x}], b[2], b[3]);`);
+      L.push(`${ind}  }`, `${ind}}`);
+    };
+    /** acc[kt] += (the bf16 rounding of the C fragments src[kt], as A) · B (transposing loads). */
+    const fragProduct = (acc: string, src: string, kSteps: number, nTiles: number, bAddr: string, ind: string) => {
+      L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${kSteps}; kk++) {`);
+      L.push(`${ind}  u32 a[${KT}][4];`);
+      for (const x of kts) L.push(`${ind}  a[${x}][0] = fa_pack(${src}[${x}][2 * kk][0], ${src}[${x}][2 * kk][1]); a[${x}][1] = fa_pack(${src}[${x}][2 * kk][2], ${src}[${x}][2 * kk][3]); a[${x}][2] = fa_pack(${src}[${x}][2 * kk + 1][0], ${src}[${x}][2 * kk + 1][1]); a[${x}][3] = fa_pack(${src}[${x}][2 * kk + 1][2], ${src}[${x}][2 * kk + 1][3]);`);
+      L.push(`${ind}  #pragma unroll`, `${ind}  for (int n = 0; n < ${nTiles}; n++) {`);
+      L.push(`${ind}    u32 b[4]; fa_ldsm_t(b, ${bAddr});`);
+      for (const x of kts) L.push(`${ind}    fa_mma(${acc}[${x}][2 * n], a[${x}], b[0], b[1]); fa_mma(${acc}[${x}][2 * n + 1], a[${x}], b[2], b[3]);`);
+      L.push(`${ind}  }`, `${ind}}`);
+    };
+    L.push('  int it = 0;', `  const int ta = k0 + warp * ${WR} + g;`);
     L.push(`  for (int ch = 0; ch < ${NCH}; ch++) {`);
     L.push(...zero('dk', DKC / 8, '    '), ...zero('dv', DVC / 8, '    '));
     L.push(`    if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '      '), '    }', '    fa_commit();');
@@ -326,63 +443,55 @@ export class FlashAttention {
     L.push(`      const u16* Qc = Qs + st * ${BQ * KST}; const u16* Oc = Os + st * ${BQ * VST}; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
     // S^T = K Q^T
     L.push(...zero('sc', BQ / 8, '      '));
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
-    L.push(`        u32 a[4]; fa_ldsm(a, Ks + (warp * 16 + (lane & 15)) * ${KST} + kk * 16 + (lane >> 4) * 8);`);
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm(b, Qc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
-    L.push('          fa_mma(sc[2 * n], a, b[0], b[1]); fa_mma(sc[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    rowProduct('sc', 'Ks', KST, DKP / 16, BQ / 16, `Qc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
     // P^T
-    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
-    L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = q < 2 ? ta : tb;');
-    L.push(`          float p = exp2f(sc[n][q] * ${S2} - Lc[sl]);`);
+    L.push('      #pragma unroll', `      for (int x = 0; x < ${KT}; x++)`, '      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
+    L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + x * 16 + (q < 2 ? 0 : 8);');
+    L.push(`          float p = fa_exp2(fmaf(sc[x][n][q], ${S2}, -Lc[sl]));`);
     L.push(`          if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
-    L.push('          sc[n][q] = p;', '        }', '      }');
+    L.push('          sc[x][n][q] = p;', '        }', '      }');
     // dV += P^T dO
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-    L.push('        u32 a[4] = { fa_pack(sc[2 * kk][0], sc[2 * kk][1]), fa_pack(sc[2 * kk][2], sc[2 * kk][3]), fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]) };');
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${DVC / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm_t(b, Oc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8);`);
-    L.push('          fa_mma(dv[2 * n], a, b[0], b[1]); fa_mma(dv[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    fragProduct('dv', 'sc', BQ / 16, DVC / 16, `Oc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8`, '      ');
     // dP^T = V dO^T
     L.push(...zero('dp', BQ / 8, '      '));
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${DVP / 16}; kk++) {`);
-    L.push(`        u32 a[4]; fa_ldsm(a, Vs + (warp * 16 + (lane & 15)) * ${VST} + kk * 16 + (lane >> 4) * 8);`);
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm(b, Oc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
-    L.push('          fa_mma(dp[2 * n], a, b[0], b[1]); fa_mma(dp[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
+    rowProduct('dp', 'Vs', VST, DVP / 16, BQ / 16, `Oc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
     // dS^T = P^T (dP^T - D)
-    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll');
-    L.push('        for (int q = 0; q < 4; q++) dp[n][q] = sc[n][q] * (dp[n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
+    L.push('      #pragma unroll', `      for (int x = 0; x < ${KT}; x++)`, '      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll');
+    L.push('        for (int q = 0; q < 4; q++) dp[x][n][q] = sc[x][n][q] * (dp[x][n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
     // dK += dS^T Q
-    L.push('      #pragma unroll', `      for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-    L.push('        u32 a[4] = { fa_pack(dp[2 * kk][0], dp[2 * kk][1]), fa_pack(dp[2 * kk][2], dp[2 * kk][3]), fa_pack(dp[2 * kk + 1][0], dp[2 * kk + 1][1]), fa_pack(dp[2 * kk + 1][2], dp[2 * kk + 1][3]) };');
-    L.push('        #pragma unroll', `        for (int n = 0; n < ${DKC / 16}; n++) {`);
-    L.push(`          u32 b[4]; fa_ldsm_t(b, Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8);`);
-    L.push('          fa_mma(dk[2 * n], a, b[0], b[1]); fa_mma(dk[2 * n + 1], a, b[2], b[3]);', '        }', '      }');
-    if (k.dQ) {
+    fragProduct('dk', 'dp', BQ / 16, DKC / 16, `Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8`, '      ');
+    if (dqAcc !== undefined && probe() !== 'nodq') {
       L.push('      if (ch == 0) {');
-      L.push('        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
-      L.push(`          *(u32*)(Ss + (warp * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][0], dp[n][1]);`);
-      L.push(`          *(u32*)(Ss + (warp * 16 + g + 8) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[n][2], dp[n][3]);`, '        }');
+      L.push('        #pragma unroll', `        for (int x = 0; x < ${KT}; x++)`, '        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
+      L.push(`          *(u32*)(Ss + (warp * ${WR} + x * 16 + g) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[x][n][0], dp[x][n][1]);`);
+      L.push(`          *(u32*)(Ss + (warp * ${WR} + x * 16 + g + 8) * ${SST} + n * 8 + 2 * c4) = fa_pack(dp[x][n][2], dp[x][n][3]);`, '        }');
       L.push('        __syncthreads();');
       L.push(`        const int rg = warp % ${RG}, cg = warp / ${RG};`);
-      L.push(...zero('dq', DQC / 8, '        '));
+      L.push(...zero('dq', DQC / 8, '        ', 1));
       L.push('        #pragma unroll', `        for (int kk = 0; kk < ${BK / 16}; kk++) {`);
       L.push(`          u32 a[4]; fa_ldsm_t(a, Ss + (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${SST} + rg * 16 + ((lane >> 3) & 1) * 8);`);
       L.push('          #pragma unroll', `          for (int n = 0; n < ${DQC / 16}; n++) {`);
       L.push(`            u32 b[4]; fa_ldsm_t(b, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + cg * ${DQC} + n * 16 + (lane >> 4) * 8);`);
-      L.push('            fa_mma(dq[2 * n], a, b[0], b[1]); fa_mma(dq[2 * n + 1], a, b[2], b[3]);', '          }', '        }');
-      L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
-      L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
-      L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][q]);`);
-      L.push('          }', '        }', '      }');
+      L.push('            fa_mma(dq[0][2 * n], a, b[0], b[1]); fa_mma(dq[0][2 * n + 1], a, b[2], b[3]);', '          }', '        }');
+      if (k.dk % 2 === 0) {
+        // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.
+        L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int h = 0; h < 2; h++) {');
+        L.push(`            const int s = s0 + rg * 16 + g + h * 8, d = cg * ${DQC} + n * 8 + 2 * c4;`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}${probe() === 'nored' ? ' && dq[0][n][2 * h] == 1234.5f' : ''}) fa_red2(&scr${-dqAcc!}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][2 * h], dq[0][n][2 * h + 1]);`);
+        L.push('          }', '        }', '      }');
+      } else {
+        L.push('        #pragma unroll', `        for (int n = 0; n < ${DQC / 8}; n++) {`, '          #pragma unroll', '          for (int q = 0; q < 4; q++) {');
+        L.push(`            const int s = s0 + rg * 16 + g + (q < 2 ? 0 : 8), d = cg * ${DQC} + n * 8 + 2 * c4 + (q & 1);`);
+        L.push(`            if (s < ${k.sq} && d < ${k.dk}) atomicAdd(&scr${-dqAcc!}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[0][n][q]);`);
+        L.push('          }', '        }', '      }');
+      }
     }
     L.push('    }');
     const store = (acc: string, tgt: { buf: number; index: Expr } | undefined, col: 'd' | 'e', cols: number, real: number, scale: string) => {
       if (!tgt) return;
-      L.push('    #pragma unroll', `    for (int n = 0; n < ${cols / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-      L.push(`        const int t = q < 2 ? ta : tb, ${col} = ch * ${cols} + n * 8 + 2 * c4 + (q & 1);`);
-      L.push(`        if (t < ${k.sk} && ${col} < ${real}) buf${tgt.buf}[${this.cg.expr(tgt.index)}] = ${this.cg.storeValue(tgt.buf, `${acc}[n][q]${scale}`)};`);
+      L.push('    #pragma unroll', `    for (int x = 0; x < ${KT}; x++)`, '    #pragma unroll', `    for (int n = 0; n < ${cols / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+      L.push(`        const int t = ta + x * 16 + (q < 2 ? 0 : 8), ${col} = ch * ${cols} + n * 8 + 2 * c4 + (q & 1);`);
+      L.push(`        if (t < ${k.sk} && ${col} < ${real}) buf${tgt.buf}[${this.cg.expr(tgt.index)}] = ${this.cg.storeValue(tgt.buf, `${acc}[x][n][q]${scale}`)};`);
       L.push('      }', '    }');
     };
     store('dk', k.dK, 'd', DKC, k.dk, ` * ${f32(k.scale)}`);

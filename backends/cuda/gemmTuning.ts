@@ -4,6 +4,8 @@
  * measured fastest (written by bench/gemmTune.ts on the GPU). When the CUDA backend compiles a
  * program, a kernel whose signature is in the cache for this device gets that schedule
  * (`source: 'measured'`); otherwise it keeps the tiling stage's deterministic default (CI, first run).
+ * Entries come from bench/gemmTune.ts (benchmark shapes, every tile) or from gemmAutotune.ts (a
+ * program's own matmul kernels, generated kernel vs library provider; CudaOptions.autotune).
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -37,6 +39,11 @@ function readCache(cacheDir: string): Cache {
   } catch {
     return {};
   }
+}
+
+/** The measured schedules recorded for `device`, by signature. */
+export function tunedEntries(cacheDir: string, device: string): Readonly<Record<string, Entry>> {
+  return readCache(cacheDir)[device] ?? {};
 }
 
 /** Record the measured best schedule of a kernel on a device. */

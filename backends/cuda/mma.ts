@@ -53,3 +53,40 @@ __device__ __forceinline__ void k_mma_f16_16816(float* c, const u32* a, const u3
 export function mmaFunction(ab: 'bf16' | 'f16'): string {
   return ab === 'bf16' ? 'k_mma_bf16_16816' : 'k_mma_f16_16816';
 }
+
+/**
+ * The flash-attention kernels' helpers (flashAttention.ts), `fa_`-prefixed: shared-memory address, ldmatrix
+ * (plain / transposing), mma.sync m16n8k16 bf16 with the B fragment as two registers, cp.async 16-byte
+ * copies, ex2.approx, 8-byte vector reductions (sm_90) and bf16x2 packing. Emitted once per module.
+ */
+export const FLASH_ATTENTION_PTX = String.raw`
+// ---- flash attention helpers (mma.sync m16n8k16 bf16, ldmatrix, cp.async) ----
+__device__ __forceinline__ u32 fa_saddr(const void* p) {
+  u32 r; asm("{ .reg .u64 a_; cvta.to.shared.u64 a_, %1; cvt.u32.u64 %0, a_; }" : "=r"(r) : "l"(p)); return r;
+}
+__device__ __forceinline__ void fa_ldsm(u32* r, const u16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
+}
+__device__ __forceinline__ void fa_ldsm_t(u32* r, const u16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
+}
+__device__ __forceinline__ void fa_mma(float* c, const u32* a, u32 b0, u32 b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+    : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void fa_cp16(u16* dst, const u16* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(fa_saddr(dst)), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void fa_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void fa_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+/** 2^x on the special-function unit (ex2.approx.ftz: relative error ~2^-22, far below bf16's 2^-9; 2^-∞ = 0). */
+__device__ __forceinline__ float fa_exp2(float x) { float r; asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x)); return r; }
+/** dst[0..1] += (a, b) in global memory (one 8-byte vector reduction, sm_90). */
+__device__ __forceinline__ void fa_red2(float* dst, float a, float b) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(dst), "f"(a), "f"(b) : "memory");
+}
+/** Two floats → bf16x2 (round to nearest even), lo in the low half. */
+__device__ __forceinline__ u32 fa_pack(float lo, float hi) {
+  u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;
+}
+`;

@@ -1,7 +1,7 @@
 /**
  * @file Configuration of the CUDA backend, given by its caller: the backend reads no environment
  * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES,
- * KILN_GEMM_TUNING, KILN_CUDA_NO_GRAPHS and KILN_PROFILE once, in
+ * KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE, KILN_NVRTC_SERIAL, KILN_CUDA_NO_GRAPHS and KILN_PROFILE once, in
  * runtime/backends.ts, and passes them down as these options).
  */
 import { homedir } from 'node:os';
@@ -23,6 +23,13 @@ export interface CudaOptions {
    * every kernel from the host each run (what KILN_PROFILE and KILN_CUDA_NO_GRAPHS ask for).
    */
   readonly graphs?: boolean;
+  /**
+   * Before compiling a program, measure the providers (generated kernel, cuBLAS) of its matmuls that
+   * the tuning cache does not know yet, and record the fastest (gemmAutotune.ts; default false).
+   */
+  readonly autotune?: boolean;
+  /** Compile each distinct kernel source to CUBIN in worker threads (default true; nvrtcPool.ts); false: one module, NVRTC on this thread. */
+  readonly parallelNvrtc?: boolean;
 }
 
 export const DEFAULT_CUDA_LIB_DIR = '/usr/local/cuda/targets/x86_64-linux/lib';

@@ -25,7 +25,7 @@
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { walkStmts } from '../../ir/kernel/expr.ts';
+import { affine, walkStmts } from '../../ir/kernel/expr.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { WGSL_PRELUDE } from './prelude.ts';
 
@@ -46,13 +46,19 @@ export interface WgslBinding {
   readonly gpu: number;
   readonly offset: number;
   readonly size: number;
+  /** Declared `read` (layout 'read-only-storage'): the dispatch writes nothing in this GPU buffer. */
+  readonly readOnly?: boolean;
 }
 
 export interface WgslDispatch {
   readonly name: string;
+  /** The module's WGSL: depends only on the kernel's structure (no kernel name, no buffer offsets). */
   readonly source: string;
   readonly workgroups: readonly [number, number, number];
+  /** Storage windows, bindings 0..n-1; binding n is the offsets uniform. */
   readonly bindings: readonly WgslBinding[];
+  /** The offsets uniform: element offset of each slot's IR buffer in its window (shared by a kernel's parts). */
+  readonly offsets: readonly number[];
 }
 
 export interface Scratch {
@@ -73,8 +79,12 @@ export interface GemmTile {
 }
 
 export interface WgslOptions {
-  /** Tiled GEMM with this register block (default DEFAULT_GEMM), or 'simple': one invocation per output, no workgroup memory. */
-  readonly gemm?: GemmTile | 'simple' | ((m: number, n: number, k: number) => GemmTile);
+  /**
+   * Tiled GEMM with this register block (default DEFAULT_GEMM), 'simple': one invocation per output,
+   * no workgroup memory, or 'wide': the 128×128 tile of genMatmulWide (f32 accumulation; others take
+   * DEFAULT_GEMM), or a choice per problem (m, n, k and the batch size).
+   */
+  readonly gemm?: GemmTile | 'simple' | 'wide' | ((m: number, n: number, k: number, batch: number) => GemmTile | 'wide');
   /** Row kernels: 'workgroup' (strided over a workgroup, tree-combined in workgroup memory) or 'serial' (one invocation per row). */
   readonly reductions?: 'workgroup' | 'serial';
 }
@@ -82,12 +92,13 @@ export interface WgslOptions {
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
 
 /**
- * The tile per problem on real GPUs, from bench/wgslGemm.ts on an H200 (bench/RESULTS.md, 2026-12-01):
- * 4x4/bk16 is best at 1024³ (10.4 TFLOP/s vs 5.3-9 for the others), 8x4/bk16 from 4096³ up (17.7 and
- * 18.7 TFLOP/s vs 16.9 and 17.4). The vec4 variant was not measured yet (no device time left).
+ * The tile per problem on real GPUs: the wide 128×128 GEMM where its tiles fill the device (at least
+ * WIDE_MIN_TILES of them; bench/wgslGemmProbe.ts measured its structure at 38.7 TFLOP/s at 4096³ on an
+ * H200, 2026-12-02, where the 8x4 tile gave 17.7), else 4x4/bk16 (best at 1024³ on the H200,
+ * bench/RESULTS.md, 2026-12-01: 10.4 TFLOP/s vs 5.3-9 for the other register tiles).
  */
-export function measuredGemmTile(m: number, n: number, _k: number): GemmTile {
-  return m * n >= 2048 * 2048 ? { tm: 8, tn: 4, bk: 16 } : DEFAULT_GEMM;
+export function measuredGemmTile(m: number, n: number, _k: number, batch = 1): GemmTile | 'wide' {
+  return Math.ceil(m / 128) * Math.ceil(n / 128) * batch >= WIDE_MIN_TILES ? 'wide' : DEFAULT_GEMM;
 }
 
 export const deviceBytes = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -138,7 +149,7 @@ const valueType = (d: DType) => (isFloatT(d) ? 'f32' : d === 'i32' ? 'i32' : d =
 const v = (name: string) => `v_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
 const x = (name: string) => `x_${name.replace(/[^A-Za-z0-9_]/g, '_')}`;
 
-interface Bound {
+interface Window {
   /** Binding variable name. */
   readonly name: string;
   /** Element offset of the IR buffer in the window (16-bit buffers: in halves). */
@@ -146,14 +157,57 @@ interface Bound {
   readonly atomic: boolean;
 }
 
-/** Renders expressions and statements of one dispatch, given where its buffers are bound. */
+interface Bound {
+  readonly name: string;
+  /** The WGSL expression of the buffer's element offset in its window: a slot of the offsets uniform. */
+  readonly base: string;
+  readonly atomic: boolean;
+}
+
+/** The WGSL expression of slot `s` of the offsets uniform (vec4-packed, as uniform arrays need 16-byte strides). */
+const offsetSlot = (s: number) => `U_.o[${s >> 2}].${'xyzw'[s & 3]}`;
+
+/**
+ * Renders expressions and statements of one dispatch, given where its buffers are bound. Buffer offsets
+ * are not in the source: each IR buffer gets a slot of the dispatch's offsets uniform when the
+ * generated code first touches it, so structurally equal kernels (the same layer in every block, its
+ * forward and backward copies) have byte-equal sources and share one pipeline.
+ */
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[], readonly bound: ReadonlyMap<number, Bound>) {}
+  /** The element offset of each slot, in slot order (the offsets uniform's contents). */
+  readonly slots: number[] = [];
+  private readonly slotOf = new Map<number, number>();
+
+  private readonly valueNames = new Map<string, string>();
+
+  constructor(readonly buffers: readonly BufferDecl[], readonly windows: ReadonlyMap<number, Window>) {}
+
+  /** A slot of the offsets uniform holding `value` (another binding's base), as a WGSL expression. */
+  rawSlot(value: number): string {
+    return offsetSlot(this.slots.push(value) - 1);
+  }
+
+  /**
+   * The WGSL name of the kernel IR value `name`: numbered in order of first use (IR names carry the
+   * kernel's own prefixes, which would make equal kernels differ), except the matmul accumulator
+   * `acc`, which the epilogue function takes by that name.
+   */
+  v(name: string): string {
+    if (name === 'acc') return v(name);
+    let r = this.valueNames.get(name);
+    if (r === undefined) this.valueNames.set(name, (r = `v${this.valueNames.size}`));
+    return r;
+  }
 
   private b(buf: number): Bound {
-    const b = this.bound.get(buf);
-    if (!b) throw new KilnError(`wgsl codegen: buffer b${buf} is not bound`);
-    return b;
+    const w = this.windows.get(buf);
+    if (!w) throw new KilnError(`wgsl codegen: buffer b${buf} is not bound`);
+    let s = this.slotOf.get(buf);
+    if (s === undefined) {
+      s = this.slots.push(w.base) - 1;
+      this.slotOf.set(buf, s);
+    }
+    return { name: w.name, base: offsetSlot(s), atomic: w.atomic };
   }
 
   private dtype(buf: number): DType {
@@ -162,7 +216,7 @@ class Gen {
 
   private word(buf: number, index: string): string {
     const b = this.b(buf);
-    const at = `${b.name}[${b.base ? `${b.base} + ` : ''}${index}]`;
+    const at = `${b.name}[${b.base} + ${index}]`;
     return b.atomic ? `atomicLoad(&${at})` : at;
   }
 
@@ -184,7 +238,7 @@ class Gen {
       const h = `u32(${b.base} + ${index})`;
       return mode === 'add' ? `add16_${b.name}(${h}, ${value}, ${d === 'bf16'});` : `w16_${b.name}(${h}, ${d === 'f16' ? 'k_f32_to_f16' : 'k_f32_to_bf16'}(${value}));`;
     }
-    const at = `${b.name}[${b.base ? `${b.base} + ` : ''}${index}]`;
+    const at = `${b.name}[${b.base} + ${index}]`;
     if (mode === 'add') {
       if (d === 'f32') return `addf_${b.name}(${b.base} + ${index}, ${value});`;
       if (d === 'i32') return `atomicAdd(&${at}, bitcast<u32>(${value}));`;
@@ -216,7 +270,7 @@ class Gen {
     switch (e.k) {
       case 'const': return this.lit(e, o);
       case 'var': return x(e.name);
-      case 'ref': return v(e.name);
+      case 'ref': return this.v(e.name);
       case 'load': return this.load(e.buf, this.expr(e.index));
       case 'un': return this.narrow(this.unary(e.op, this.expr(e.a, o), e.a.dtype), e.dtype);
       case 'bin': return this.narrow(this.binary(e.op, e.a, e.b, o), e.dtype);
@@ -302,7 +356,7 @@ class Gen {
     for (const s of list) {
       switch (s.k) {
         case 'let':
-          out.push(`${ind}let ${v(s.name)}: ${valueType(s.value.dtype)} = ${this.expr(s.value)};`);
+          out.push(`${ind}let ${this.v(s.name)}: ${valueType(s.value.dtype)} = ${this.expr(s.value)};`);
           break;
         case 'store': {
           const line = this.store(s.buf, this.expr(s.index), this.expr(s.value), s.mode);
@@ -326,7 +380,7 @@ class Gen {
     const vd = s.op === 'argmax' ? s.value.dtype : s.dtype;
     const vt = valueType(vd);
     const isF = vt === 'f32';
-    const acc = v(s.acc);
+    const acc = this.v(s.acc);
     const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
     const ident = s.op === 'sum' ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
       : s.op === 'max' ? (isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u')
@@ -369,9 +423,9 @@ const align4 = (n: number) => Math.ceil(n / 4) * 4;
  * size limit. Returns the bindings and, per IR buffer, its binding and element base.
  */
 function bindWindows(
-  kernel: string, ids: readonly number[], atomic: ReadonlySet<number>, place: (id: number) => Placement, bytesOf: (id: number) => number, elemOf: (id: number) => number,
+  kernel: string, ids: readonly number[], atomic: ReadonlySet<number>, written: ReadonlySet<number>, place: (id: number) => Placement, bytesOf: (id: number) => number, elemOf: (id: number) => number,
   limits: WgslLimits, gpuSize: (gpu: number) => number,
-): { bindings: WgslBinding[]; bound: Map<number, Bound>; atomicBinding: boolean[] } {
+): { bindings: WgslBinding[]; bound: Map<number, Window>; atomicBinding: boolean[] } {
   const items = ids.map((id) => ({ id, ...place(id), bytes: Math.max(4, align4(bytesOf(id))) })).sort((a, b) => a.gpu - b.gpu || a.offset - b.offset);
   const max = alignDown(limits.maxStorageBufferBindingSize, 4);
   const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[] }> = [];
@@ -392,7 +446,7 @@ function bindWindows(
   }
   if (bindings.length > limits.maxStorageBuffersPerShaderStage)
     throw new KilnError(`wgsl: kernel ${kernel} needs ${bindings.length} storage buffer bindings; the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
-  const bound = new Map<number, Bound>();
+  const bound = new Map<number, Window>();
   const atomicBinding: boolean[] = [];
   bindings.forEach((w, bi) => {
     const at = w.ids.some((id) => atomic.has(id));
@@ -400,16 +454,22 @@ function bindWindows(
     for (const id of w.ids) bound.set(id, { name: `B${bi}`, base: (place(id).offset - w.offset) / elemOf(id), atomic: at });
     w.end = Math.min(align4(w.end), gpuSize(w.gpu));
   });
-  return { bindings: bindings.map((w) => ({ gpu: w.gpu, offset: w.offset, size: w.end - w.offset })), bound, atomicBinding };
+  // Read-only where no window of the same GPU buffer is written (WebGPU forbids writable and read-only
+  // storage usage of one buffer in a dispatch).
+  const writtenGpus = new Set(bindings.filter((w) => w.ids.some((id) => written.has(id) || atomic.has(id))).map((w) => w.gpu));
+  return { bindings: bindings.map((w) => ({ gpu: w.gpu, offset: w.offset, size: w.end - w.offset, readOnly: !writtenGpus.has(w.gpu) })), bound, atomicBinding };
 }
 
-/** Binding declarations and per-binding access helpers. */
-function bindingDecls(atomicBinding: readonly boolean[]): { decls: string[]; helpers: string[] } {
-  const decls: string[] = [];
+/** Binding declarations (the storage windows, `views` vec4 views after them, then the offsets uniform with `slots` slots) and per-binding access helpers. */
+function bindingDecls(atomicBinding: readonly boolean[], readOnly: readonly boolean[], views: readonly string[], slots: number): { decls: string[]; helpers: string[] } {
+  const decls: string[] = [
+    ...views.map((name, i) => `@group(0) @binding(${atomicBinding.length + i}) var<storage, read> ${name}: array<vec4<f32>>;`),
+    `struct Offsets_ { o: array<vec4<i32>, ${Math.max(1, Math.ceil(slots / 4))}> }`, `@group(0) @binding(${atomicBinding.length + views.length}) var<uniform> U_: Offsets_;`,
+  ];
   const out: string[] = [];
   atomicBinding.forEach((at, i) => {
     const B = `B${i}`;
-    decls.push(`@group(0) @binding(${i}) var<storage, read_write> ${B}: array<${at ? 'atomic<u32>' : 'u32'}>;`);
+    decls.push(`@group(0) @binding(${i}) var<storage, ${readOnly[i] ? 'read' : 'read_write'}> ${B}: array<${at ? 'atomic<u32>' : 'u32'}>;`);
     const w = (h: string) => (at ? `atomicLoad(&${B}[${h}])` : `${B}[${h}]`);
     out.push(`fn r16_${B}(h: u32) -> u32 { return (${w('h >> 1u')} >> ((h & 1u) * 16u)) & 0xffffu; }`);
     if (at) {
@@ -464,6 +524,8 @@ interface Ctx {
   readonly name: string;
   readonly decls: string[];
   readonly opts: WgslOptions;
+  /** Bind IR buffer `buf` a second time as array<vec4<f32>> (its own window); its binding name and vec4 base, or undefined where it cannot be (alignment, binding count). */
+  readonly vec4View?: (buf: number) => { name: string; base: string } | undefined;
 }
 
 function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [number, number, number] }> {
@@ -518,7 +580,7 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
   const vt = valueType(vd);
   const isF = vt === 'f32';
   const sh = isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u';
-  const acc = `acc_${v(s.acc)}`, arg = `arg_${v(s.acc)}`;
+  const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
   const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
   const ident = s.op === 'sum'
     ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
@@ -548,13 +610,13 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
     out.push(`      let take_ = ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_));`);
     out.push(`      if (take_) { ${sh}[tid] = b_; red_a[tid] = ib_; }`);
     out.push('    }', '    workgroupBarrier();', '  }');
-    out.push(`  let ${v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
+    out.push(`  let ${c.g.v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
   } else {
     out.push(`  ${sh}[tid] = ${acc};`, '  workgroupBarrier();');
     out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
     out.push(`    if (tid < w_) { ${sh}[tid] = ${combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
     out.push('    workgroupBarrier();', '  }');
-    out.push(`  let ${v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
+    out.push(`  let ${c.g.v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
   }
 }
 
@@ -566,7 +628,9 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
 function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups: [number, number, number] }> {
   const batch = k.batch.reduce((a, b) => a * b, 1);
   if (batch === 0 || k.m === 0 || k.n === 0) return [];
-  const chosen = typeof c.opts.gemm === 'function' ? c.opts.gemm(k.m, k.n, k.k) : c.opts.gemm === undefined || c.opts.gemm === 'simple' ? DEFAULT_GEMM : c.opts.gemm;
+  const picked = typeof c.opts.gemm === 'function' ? c.opts.gemm(k.m, k.n, k.k, batch) : c.opts.gemm;
+  const wide = picked === 'wide' && k.accDType === 'f32';
+  const chosen = picked === undefined || picked === 'simple' || picked === 'wide' ? DEFAULT_GEMM : picked;
   const { tm: TM, tn: TN, bk: BK } = chosen;
   const cast = k.accDType === 'f32' ? (q: string) => q : (q: string) => (k.accDType === 'i32' ? `k_f2i(${q})` : `${valueType(k.accDType)}(${q})`);
   const BM = 16 * TM, BN = 16 * TN;
@@ -594,6 +658,7 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
     return [{ body: out, workgroups: w }];
   }
   const tile = chosen;
+  if (wide) return genMatmulWide(c, k, bargs, bv, batch);
   if (tile.vec) return genMatmulVec(c, k, tile, bparams, bargs, bv, batch, cast);
   d.push(`var<workgroup> As: array<f32, ${BK * BM}>;`, `var<workgroup> Bs: array<f32, ${BK * BN}>;`);
   const gx = Math.ceil(k.n / BN), gy = Math.ceil(k.m / BM);
@@ -667,6 +732,114 @@ function genMatmulVec(
       for (let cb = 0; cb < CB; cb++)
         for (let q = 0; q < 4; q++)
           out.push(`  { let ii = i0 + ${rb * 64 + r}i + ty * 4i; let jj = j0 + ${cb * 64 + q}i + tx * 4i; if (ii < ${k.m}i && jj < ${k.n}i) { epi_(${[...bargs, 'ii', 'jj', cast(`c${rb}_${r}_${cb}[${q}]`)].join(', ')}); } }`);
+  out.push('}');
+  return [{ body: out, workgroups: w }];
+}
+
+/**
+ * Output tiles below which the wide GEMM would leave the device idle (one wave of 128×128 tiles on an
+ * H200's 132 multiprocessors, the tiling stage's rule in compiler/schedule/tiling.ts); smaller
+ * problems take DEFAULT_GEMM's 64×64 tiles.
+ */
+export const WIDE_MIN_TILES = 132;
+
+/** How a wide-GEMM operand is read: as vec4s of a plain strided f32 load, contiguous along k or along m|n, or element by element through its expression. */
+type WideOperand = { kind: 'vec4'; major: 'k' | 'mn'; view: { name: string; base: string }; index: (b: readonly string[], mn: string, p: string) => string } | { kind: 'scalar' };
+
+function wideOperand(c: Ctx, k: MatmulKernel, which: 'a' | 'b'): WideOperand {
+  const e = which === 'a' ? k.a : k.b;
+  const mnVar = which === 'a' ? 'i' : 'j';
+  const mnExtent = which === 'a' ? k.m : k.n;
+  if (e.k !== 'load' || e.dtype !== 'f32' || !c.vec4View) return { kind: 'scalar' };
+  const aff = affine(e.index);
+  const bvars = k.batch.map((_, i) => `b${i}`);
+  if (!aff || ![...aff.coef.keys()].every((n) => n === mnVar || n === 'p' || bvars.includes(n))) return { kind: 'scalar' };
+  const coef = (n: string) => aff.coef.get(n) ?? 0;
+  const major = coef('p') === 1 && k.k % 4 === 0 ? 'k' : coef(mnVar) === 1 && mnExtent % 4 === 0 ? 'mn' : undefined;
+  const unit = major === 'k' ? 'p' : mnVar;
+  if (!major || aff.c % 4 !== 0 || ![...aff.coef].every(([n, v]) => n === unit || v % 4 === 0)) return { kind: 'scalar' };
+  const view = c.vec4View(e.buf);
+  if (!view) return { kind: 'scalar' };
+  // The element index c + Σ coef·var, in vec4s (every term but the unit-stride one a multiple of 4, which is 4-aligned where it is read).
+  const index = (b: readonly string[], mn: string, p: string) => {
+    const terms = [`${aff.c}i`, ...[...aff.coef].map(([n, v]) => `${v}i * ${n === 'p' ? p : n === mnVar ? mn : b[bvars.indexOf(n)]!}`)];
+    return `((${terms.join(' + ')}) >> 2u)`;
+  };
+  return { kind: 'vec4', major, view, index };
+}
+
+/**
+ * The wide f32 GEMM (f32 accumulation): a 16×16 workgroup computes a 128×128 output tile, each
+ * invocation 8×8 outputs as 2×2 blocks of 4×4 (rows ty·4.., 64 + ty·4..; columns tx·4.., 64 + tx·4..),
+ * K in steps of 16 with both operand tiles in workgroup memory as vec4s along m and n (A transposed),
+ * and the next K step's operand values loaded into registers while this one is computed. Plain
+ * strided f32 operands are read as vec4 through a second binding of their buffer (contiguous along k:
+ * scattered transposed into the tile; along m|n: stored as is); other operands element by element
+ * through their expressions. bench/wgslGemmProbe.ts measured this structure at 38.7 TFLOP/s at 4096³
+ * on an H200 (76% of PyTorch fp32, 2026-12-02).
+ */
+function genMatmulWide(c: Ctx, k: MatmulKernel, bargs: string[], bv: string[], batch: number): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const BK = 16;
+  const A = wideOperand(c, k, 'a'), B = wideOperand(c, k, 'b');
+  c.decls.push(`var<workgroup> As: array<vec4<f32>, ${BK * 32}>;`, `var<workgroup> Bs: array<vec4<f32>, ${BK * 32}>;`);
+  const gx = Math.ceil(k.n / 128), gy = Math.ceil(k.m / 128);
+  const total = gx * gy * batch;
+  const w = fold(total, c.limits, c.name);
+  const out: string[] = [...entry([16, 16], total, w[0])];
+  out.push('  let tx = i32(lid.x); let ty = i32(lid.y); let tid = ty * 16i + tx;');
+  out.push(`  let bt = i32(wg) / ${gx * gy}i; let tile = i32(wg) % ${gx * gy}i;`);
+  out.push(`  let i0 = (tile / ${gx}i) * 128i; let j0 = (tile % ${gx}i) * 128i;`);
+  decompose(bv, k.batch, 'bt', out, '  ');
+  const bx = bv.map((b) => x(b));
+  // Per operand: the register prefetch (declare + fill for k0) and the store of the registers into the tile.
+  const fetch: string[] = [], store: string[] = [], decl: string[] = [];
+  const plan = (op: WideOperand, which: 'a' | 'b') => {
+    const T = which === 'a' ? 'As' : 'Bs', ext = which === 'a' ? k.m : k.n, o0 = which === 'a' ? 'i0' : 'j0', pre = `r${which}`;
+    if (op.kind === 'vec4') {
+      for (let q = 0; q < 2; q++) {
+        decl.push(`  var ${pre}${q}: vec4<f32>;`);
+        const e = `(tid + ${256 * q}i)`;
+        if (op.major === 'k') {
+          // 128 rows × 4 vec4s along k: row e / 4, k4 e % 4.
+          const mn = `(${o0} + ${e} / 4i)`, pg = `(k0 + (${e} % 4i) * 4i)`;
+          fetch.push(`    ${pre}${q} = vec4<f32>(0.0f); if (${mn} < ${ext}i && ${pg} < ${k.k}i) { ${pre}${q} = ${op.view.name}[${op.view.base} + ${op.index(bx, mn, pg)}]; }`);
+          for (let t = 0; t < 4; t++) store.push(`    ${T}[((${e} % 4i) * 4i + ${t}i) * 32i + (${e} / 4i) / 4i][(${e} / 4i) % 4i] = ${pre}${q}[${t}];`);
+        } else {
+          // 16 k rows × 32 vec4s along m|n.
+          const mn = `(${o0} + (${e} % 32i) * 4i)`, pg = `(k0 + ${e} / 32i)`;
+          fetch.push(`    ${pre}${q} = vec4<f32>(0.0f); if (${mn} < ${ext}i && ${pg} < ${k.k}i) { ${pre}${q} = ${op.view.name}[${op.view.base} + ${op.index(bx, mn, pg)}]; }`);
+          store.push(`    ${T}[${e}] = ${pre}${q};`);
+        }
+      }
+    } else {
+      // 2048 elements, 8 per invocation: A fastest along k (rows of 16), B fastest along n.
+      for (let q = 0; q < 8; q++) {
+        decl.push(`  var ${pre}${q}: f32;`);
+        const f = `(tid + ${256 * q}i)`;
+        const [mnl, pl] = which === 'a' ? [`(${f} / 16i)`, `(${f} % 16i)`] : [`(${f} % 128i)`, `(${f} / 128i)`];
+        const mn = `(${o0} + ${mnl})`, pg = `(k0 + ${pl})`;
+        const ld = which === 'a' ? `lda_(${[...bargs, mn, pg].join(', ')})` : `ldb_(${[...bargs, pg, mn].join(', ')})`;
+        fetch.push(`    ${pre}${q} = 0.0f; if (${mn} < ${ext}i && ${pg} < ${k.k}i) { ${pre}${q} = ${ld}; }`);
+        store.push(`    ${T}[${pl} * 32i + ${mnl} / 4i][${mnl} % 4i] = ${pre}${q};`);
+      }
+    }
+  };
+  plan(A, 'a');
+  plan(B, 'b');
+  for (let r = 0; r < 8; r++) for (let cc = 0; cc < 2; cc++) out.push(`  var c${r}_${cc}: vec4<f32> = vec4<f32>(0.0f);`);
+  out.push(...decl);
+  out.push('  {', '    let k0 = 0i;', ...fetch, '  }');
+  out.push(`  for (var k0: i32 = 0i; k0 < ${k.k}i; k0 += ${BK}i) {`);
+  out.push(...store, '    workgroupBarrier();');
+  out.push(`    if (k0 + ${BK}i < ${k.k}i) {`, `      let kn = k0 + ${BK}i;`, ...fetch.map((l) => l.replaceAll('k0', 'kn')), '    }');
+  out.push(`    for (var kk: i32 = 0i; kk < ${BK}i; kk++) {`);
+  out.push('      let a0 = As[kk * 32i + ty]; let a1 = As[kk * 32i + 16i + ty]; let b0 = Bs[kk * 32i + tx]; let b1 = Bs[kk * 32i + 16i + tx];');
+  for (let r = 0; r < 8; r++) for (let cc = 0; cc < 2; cc++) out.push(`      c${r}_${cc} = fma(vec4<f32>(a${r >> 2}[${r & 3}]), b${cc}, c${r}_${cc});`);
+  out.push('    }', '    workgroupBarrier();', '  }');
+  for (let r = 0; r < 8; r++)
+    for (let cc = 0; cc < 2; cc++)
+      for (let q = 0; q < 4; q++)
+        out.push(`  { let ii = i0 + ${(r < 4 ? 0 : 64) + (r & 3)}i + ty * 4i; let jj = j0 + ${cc * 64 + q}i + tx * 4i; if (ii < ${k.m}i && jj < ${k.n}i) { epi_(${[...bargs, 'ii', 'jj', `c${r}_${cc}[${q}]`].join(', ')}); } }`);
   out.push('}');
   return [{ body: out, workgroups: w }];
 }
@@ -815,10 +988,24 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
     const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : [];
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;
-    const { bindings, bound, atomicBinding } = bindWindows(name, ids, atomicBuffers(k, p.buffers), layout.place, bytesOf, elemOf, limits, layout.gpuSize);
+    const written = new Set([...a.writes, ...sc]);
+    const { bindings, bound, atomicBinding } = bindWindows(name, ids, atomicBuffers(k, p.buffers), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
     const g = new Gen(p.buffers, bound);
     const decls: string[] = [];
-    const c: Ctx = { g, limits, name, decls, opts };
+    // Second bindings of buffers as array<vec4<f32>> (the wide GEMM's operands), each its own window.
+    const views: Array<{ name: string; binding: WgslBinding }> = [];
+    const vec4View = (buf: number) => {
+      if (bindings.length + views.length + 1 > limits.maxStorageBuffersPerShaderStage) return undefined;
+      const pl = layout.place(buf);
+      if (!bindings.some((w) => w.gpu === pl.gpu && w.readOnly)) return undefined;
+      const off = alignDown(pl.offset, 256);
+      const end = Math.min(Math.ceil((pl.offset + bytesOf(buf)) / 16) * 16, layout.gpuSize(pl.gpu));
+      if ((pl.offset - off) % 16 !== 0 || end - off > limits.maxStorageBufferBindingSize) return undefined;
+      const vname = `V${views.length}`;
+      views.push({ name: vname, binding: { gpu: pl.gpu, offset: off, size: end - off, readOnly: true } });
+      return { name: vname, base: g.rawSlot((pl.offset - off) / 16) };
+    };
+    const c: Ctx = { g, limits, name, decls, opts, vec4View };
     const bodies = k.kind === 'loop' ? genLoop(c, k) : k.kind === 'matmul' ? genMatmul(c, k) : genAttention(c, k, sc);
     return bodies.map((b, j) => {
       let body = b.body;
@@ -828,11 +1015,11 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
         extra.push(...body.slice(1, end));
         body = body.slice(end + 1);
       }
-      const bd = bindingDecls(atomicBinding);
+      const bd = bindingDecls(atomicBinding, bindings.map((w) => !!w.readOnly), views.map((x) => x.name), g.slots.length);
       const rest = [...decls, ...extra, ...body].join('\n');
       const code = [...bd.decls, ...bd.helpers.filter((h) => rest.includes(`${/fn (\w+)\(/.exec(h)![1]}(`)), rest].join('\n');
-      const source = [`// kiln kernel ${name}${bodies.length > 1 ? ` part ${j}` : ''}`, preludeFor(code), code].join('\n') + '\n';
-      return { name: bodies.length > 1 ? `${name}#${j}` : name, source, workgroups: b.workgroups, bindings };
+      const source = ['// kiln kernel', preludeFor(code), code].join('\n') + '\n';
+      return { name: bodies.length > 1 ? `${name}#${j}` : name, source, workgroups: b.workgroups, bindings: [...bindings, ...views.map((x) => x.binding)], offsets: g.slots };
     });
   });
 }

@@ -16,6 +16,12 @@ export interface WgslDeviceOptions {
   readonly maxStorageBuffersPerShaderStage?: number;
   /** Pretend bindings can be at most this large (tests the window splitting). */
   readonly maxStorageBufferBindingSize?: number;
+  /**
+   * false: Dawn's `disable_robustness` toggle (Node only; browsers always clamp): shaders are compiled
+   * without Tint's bounds clamps on every array index. Kiln's kernels index in bounds by construction
+   * (the tests run with clamps on); this is for speed (benchmarks, compile time on SwiftShader).
+   */
+  readonly robustness?: boolean;
 }
 
 export interface WgslDevice {
@@ -34,17 +40,27 @@ export interface WgslDevice {
 export const DAWN_TOGGLES = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
 const WANTED_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix', 'timestamp-query'];
 
-let nodeGpu: Promise<GPU> | undefined;
+/** The Dawn instance flags for a device: DAWN_TOGGLES, plus disable_robustness when robustness is off. */
+export function dawnFlags(robustness = true): string[] {
+  return robustness ? DAWN_TOGGLES : [DAWN_TOGGLES[0] + ',disable_robustness', ...DAWN_TOGGLES.slice(1)];
+}
 
-async function gpuEntry(): Promise<{ gpu: GPU; where: string }> {
+const nodeGpus = new Map<string, Promise<GPU>>();
+
+async function gpuEntry(robustness: boolean): Promise<{ gpu: GPU; where: string }> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return { gpu: nav.gpu, where: 'navigator.gpu' };
-  nodeGpu ??= (async () => {
-    const mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: object };
-    Object.assign(globalThis, mod.globals);
-    return mod.create(DAWN_TOGGLES);
-  })();
-  return { gpu: await nodeGpu, where: "Dawn through the npm package 'webgpu'" };
+  const flags = dawnFlags(robustness);
+  let g = nodeGpus.get(flags.join(' '));
+  if (!g) {
+    g = (async () => {
+      const mod = (await import('webgpu')) as unknown as { create(flags: string[]): GPU; globals: object };
+      Object.assign(globalThis, mod.globals);
+      return mod.create(flags);
+    })();
+    nodeGpus.set(flags.join(' '), g);
+  }
+  return { gpu: await g, where: "Dawn through the npm package 'webgpu'" };
 }
 
 const devices = new Map<string, Promise<WgslDevice>>();
@@ -62,7 +78,7 @@ export function wgslDevice(opts: WgslDeviceOptions = {}): Promise<WgslDevice> {
 }
 
 async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
-  const { gpu, where } = await gpuEntry();
+  const { gpu, where } = await gpuEntry(opts.robustness ?? true);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) {
     throw new KilnError(

@@ -16,7 +16,9 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { decodeValues, deviceByteSize, encodeValues } from './codec.ts';
-import { type Placement, measuredGemmTile, type WgslDispatch, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { type Placement, measuredGemmTile, type WgslBinding, type WgslDispatch, type WgslLimits, type WgslOptions, generateWgsl, scratchOf } from './codegen.ts';
+import { packBuffers } from './plan.ts';
+import type { WgslSourceCache } from './sourceCache.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
 
 const ALIGN = 256;
@@ -25,23 +27,33 @@ const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 /** Called with every generated shader (besides compiler/debug.ts's KILN_DEBUG=source printer). */
 export type SourceHook = (name: string, source: string) => void;
 
+export interface WgslExecutableOptions extends WgslOptions {
+  /** Generated shaders kept between runs (sourceCache.ts: the disk cache). */
+  readonly sourceCache?: WgslSourceCache;
+}
+
 interface Pipeline {
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<Pipeline>>>();
-const layoutCache = new WeakMap<GPUDevice, Map<number, GPUBindGroupLayout>>();
+const layoutCache = new WeakMap<GPUDevice, Map<string, GPUBindGroupLayout>>();
 
-function bindGroupLayout(device: GPUDevice, n: number): GPUBindGroupLayout {
+/** The bind group layout of `bindings` (storage, read-only where marked) and the offsets uniform after them. */
+function bindGroupLayout(device: GPUDevice, bindings: readonly WgslBinding[]): GPUBindGroupLayout {
   let m = layoutCache.get(device);
   if (!m) layoutCache.set(device, (m = new Map()));
-  let l = m.get(n);
+  const key = bindings.map((b) => (b.readOnly ? 'r' : 'w')).join('');
+  let l = m.get(key);
   if (!l) {
     l = device.createBindGroupLayout({
-      entries: Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+      entries: [
+        ...bindings.map((b, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: b.readOnly ? ('read-only-storage' as const) : ('storage' as const) } })),
+        { binding: bindings.length, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' as const } },
+      ],
     });
-    m.set(n, l);
+    m.set(key, l);
   }
   return l;
 }
@@ -49,11 +61,11 @@ function bindGroupLayout(device: GPUDevice, n: number): GPUBindGroupLayout {
 async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string): Promise<Pipeline> {
   let m = pipelineCache.get(device);
   if (!m) pipelineCache.set(device, (m = new Map()));
-  const key = `${d.bindings.length}\n${d.source}`;
+  const key = `${d.bindings.map((b) => (b.readOnly ? 'r' : 'w')).join('')}\n${d.source}`;
   let p = m.get(key);
   if (!p) {
     p = (async () => {
-      const module = device.createShaderModule({ code: d.source, label: d.name });
+      const module = device.createShaderModule({ code: d.source, label: `${program}:${d.name}` });
       const info = await module.getCompilationInfo();
       const errors = info.messages.filter((x) => x.type === 'error');
       if (errors.length) {
@@ -61,7 +73,7 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
         const msg = errors.slice(0, 3).map((e) => `line ${e.lineNum}: ${e.message}\n    ${lines[e.lineNum - 1]?.trim() ?? ''}`).join('\n  ');
         throw new KilnError(`wgsl: program ${program}, kernel ${d.name}: WGSL does not compile:\n  ${msg}`);
       }
-      const layout = bindGroupLayout(device, d.bindings.length);
+      const layout = bindGroupLayout(device, d.bindings);
       try {
         const pipeline = await device.createComputePipelineAsync({
           label: d.name,
@@ -79,23 +91,19 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
   return p;
 }
 
-/** Buffers of one kind packed into chunks of at most `max` bytes (each buffer 256-byte aligned). */
-function pack(ids: readonly number[], bytes: (id: number) => number, max: number, firstGpu: number): { place: Map<number, Placement>; sizes: number[] } {
-  const place = new Map<number, Placement>();
-  const sizes: number[] = [];
-  let cur = 0;
-  for (const id of ids) {
-    const b = align(Math.max(4, bytes(id)));
-    if (b > max) throw new KilnError(`wgsl: buffer b${id} (${b} B) exceeds the device's maxBufferSize (${max} B)`);
-    if (sizes.length === 0 || cur + b > max) {
-      sizes.push(0);
-      cur = 0;
-    }
-    place.set(id, { gpu: firstGpu + sizes.length - 1, offset: cur });
-    cur += b;
-    sizes[sizes.length - 1] = cur;
-  }
-  return { place, sizes };
+/**
+ * What the generated dispatches of `p` depend on, as text for a source cache's key: the kernels and
+ * buffer declarations (constants' values excluded: they are uploaded, not compiled in), every buffer's
+ * place and the GPU buffer sizes, the limits and the kernel options (GEMM tile resolved per matmul).
+ * Non-finite numbers and −0 are spelled out (JSON would write null and 0).
+ */
+export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placement>, gpuSizes: readonly number[], limits: WgslLimits, opts: WgslOptions): string {
+  const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
+  const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
+  return JSON.stringify(
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, gemm },
+    (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
+  );
 }
 
 interface Step {
@@ -113,7 +121,7 @@ export class WgslExecutable implements Executable {
   private updateTmp?: GPUBuffer;
   readonly dispatches: WgslDispatch[][];
 
-  private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslOptions) {
+  private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslExecutableOptions) {
     const p = program;
     const { device, limits } = dev;
     const bytes = (id: number) => p.buffers[id]!.numel * deviceByteSize(p.buffers[id]!.dtype);
@@ -127,8 +135,8 @@ export class WgslExecutable implements Executable {
     }
     if (arenaBytes > limits.maxBufferSize) throw new KilnError(`wgsl: program ${p.name}: the arena (${arenaBytes} B) exceeds the device's maxBufferSize (${limits.maxBufferSize} B)`);
     const sizes = [arenaBytes];
-    const inputs = pack(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1);
-    const outputs = pack(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length);
+    const inputs = packBuffers(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1, 'wgsl');
+    const outputs = packBuffers(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length, 'wgsl');
     for (const [id, pl] of [...inputs.place, ...outputs.place]) this.place.set(id, pl);
     sizes.push(...inputs.sizes, ...outputs.sizes);
     this.inputGpus = new Set(inputs.sizes.map((_, i) => 1 + i));
@@ -140,11 +148,16 @@ export class WgslExecutable implements Executable {
       if (!pl) throw new KilnError(`wgsl: program ${p.name}: buffer b${id} has no place (a temporary without a planned offset?)`);
       return pl;
     };
-    this.dispatches = generateWgsl(p, { place: placeOf, gpuSize: (g) => this.gpuBuffers[g]!.size }, limits, opts);
+    const layout = { place: placeOf, gpuSize: (g: number) => this.gpuBuffers[g]!.size };
+    const cache = opts.sourceCache;
+    const material = cache ? keyMaterial(p, this.place, this.gpuBuffers.map((b) => b.size), limits, opts) : '';
+    const cached = cache?.get(material);
+    this.dispatches = cached ?? generateWgsl(p, layout, limits, opts);
+    if (cache && !cached) cache.put(material, this.dispatches);
   }
   private readonly inputGpus: Set<number>;
 
-  static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
+  static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslExecutableOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
     const e = new WgslExecutable(graph, program, dev, opts);
     const all = e.dispatches.flat();
     e.dispatches.forEach((ds, i) => {
@@ -154,14 +167,21 @@ export class WgslExecutable implements Executable {
       }
     });
     const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
-    e.steps = all.map((d, i) => ({
-      pipeline: pipes[i]!.pipeline,
-      workgroups: d.workgroups,
-      bindGroup: dev.device.createBindGroup({
-        layout: pipes[i]!.layout,
-        entries: d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.gpuBuffers[b.gpu]!, offset: b.offset, size: b.size } })),
-      }),
-    }));
+    // The offsets uniforms of all dispatches, one 256-byte-aligned slice each, in one buffer.
+    const slice = (d: WgslDispatch) => align(16 * Math.max(1, Math.ceil(d.offsets.length / 4)));
+    const uniformBytes = all.reduce((t, d) => t + slice(d), 0);
+    const uniform = dev.device.createBuffer({ label: `${program.name}:offsets`, size: Math.max(ALIGN, uniformBytes), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    e.gpuBuffers.push(uniform);
+    const table = new Int32Array(uniformBytes / 4);
+    let at = 0;
+    e.steps = all.map((d, i) => {
+      table.set(d.offsets, at / 4);
+      const entries: GPUBindGroupEntry[] = d.bindings.map((b, j) => ({ binding: j, resource: { buffer: e.gpuBuffers[b.gpu]!, offset: b.offset, size: b.size } }));
+      entries.push({ binding: d.bindings.length, resource: { buffer: uniform, offset: at, size: slice(d) } });
+      at += slice(d);
+      return { pipeline: pipes[i]!.pipeline, workgroups: d.workgroups, bindGroup: dev.device.createBindGroup({ layout: pipes[i]!.layout, entries }) };
+    });
+    if (uniformBytes) dev.device.queue.writeBuffer(uniform, 0, table.buffer, 0, uniformBytes);
     return e;
   }
 
@@ -309,21 +329,23 @@ export function defaultKernels(dev: WgslDevice): WgslOptions {
   return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile };
 }
 
-export interface WgslBackendOptions extends WgslDeviceOptions, WgslOptions {
+export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOptions {
   readonly onSource?: SourceHook;
 }
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, gemm, reductions, ...devOpts } = opts;
+  const { onSource, gemm, reductions, sourceCache, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
     device: () => wgslDevice(devOpts),
+    // f16 autocast where the adapter has shader-f16 (NVIDIA's Vulkan driver; SwiftShader has not).
+    defaultPrecision: async () => ((await wgslDevice(devOpts)).features.has('shader-f16') ? 'f16' : 'f32'),
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
-      return WgslExecutable.create(graph, program, dev, { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}) }, onSource);
+      return WgslExecutable.create(graph, program, dev, { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(sourceCache ? { sourceCache } : {}) }, onSource);
     },
   };
 }

@@ -78,14 +78,17 @@ export interface WgslPlan {
 const ALIGN = 256;
 const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 
-/** Buffers of one kind packed into chunks of at most `max` bytes (each buffer 256-byte aligned), as WgslExecutable packs them. */
-function pack(ids: readonly number[], bytes: (id: number) => number, max: number, firstGpu: number): { place: Map<number, Placement>; sizes: number[] } {
+/**
+ * Buffers of one kind packed into GPU buffers of at most `max` bytes (each buffer 256-byte aligned): the
+ * placement both WgslExecutable and a web plan use. `where` names the caller in the too-large error.
+ */
+export function packBuffers(ids: readonly number[], bytes: (id: number) => number, max: number, firstGpu: number, where: string): { place: Map<number, Placement>; sizes: number[] } {
   const place = new Map<number, Placement>();
   const sizes: number[] = [];
   let cur = 0;
   for (const id of ids) {
     const b = align(Math.max(4, bytes(id)));
-    if (b > max) throw new KilnError(`wgsl plan: buffer b${id} (${b} B) exceeds maxBufferSize (${max} B)`);
+    if (b > max) throw new KilnError(`${where}: buffer b${id} (${b} B) exceeds maxBufferSize (${max} B)`);
     if (sizes.length === 0 || cur + b > max) {
       sizes.push(0);
       cur = 0;
@@ -109,8 +112,8 @@ export function planWgsl(graph: Graph, program: KernelProgram, limits: WgslPlanL
     arenaBytes += align(s.bytes);
   }
   if (arenaBytes > limits.maxBufferSize) throw new KilnError(`wgsl plan: program ${p.name}: the arena (${arenaBytes} B) exceeds maxBufferSize (${limits.maxBufferSize} B)`);
-  const inputs = pack(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1);
-  const outputs = pack(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length);
+  const inputs = packBuffers(p.buffers.filter((b) => b.kind === 'input' || b.kind === 'const').map((b) => b.id), bytes, limits.maxBufferSize, 1, 'wgsl plan');
+  const outputs = packBuffers(p.buffers.filter((b) => b.kind === 'output').map((b) => b.id), bytes, limits.maxBufferSize, 1 + inputs.sizes.length, 'wgsl plan');
   for (const [id, pl] of [...inputs.place, ...outputs.place]) place.set(id, pl);
   const gpuBuffers = [arenaBytes, ...inputs.sizes, ...outputs.sizes].map((s) => align(s));
   const placeOf = (id: number) => {

@@ -49,19 +49,22 @@ export class WgslPlanExecutable {
     // Dispatches with an `offsets` table (position-independent kernels) bind it as a uniform after their storage windows.
     const offsetsOf = (d: WgslPlan['dispatches'][number]) => (d as { offsets?: readonly number[] }).offsets;
     const layouts = new Map<string, GPUBindGroupLayout>();
-    const layoutFor = (n: number, uniform: boolean) => {
-      const key = `${n}${uniform ? 'u' : ''}`;
+    // Storage windows marked readOnly (the dispatch writes nothing in that GPU buffer) are 'read-only-storage'.
+    const kinds = (d: WgslPlan['dispatches'][number]) => d.bindings.map((b) => (b.readOnly ? 'r' : 'w')).join('');
+    const layoutFor = (kind: string, uniform: boolean) => {
+      const n = kind.length;
+      const key = `${kind}${uniform ? 'u' : ''}`;
       let l = layouts.get(key);
       if (!l) {
-        const entries: GPUBindGroupLayoutEntry[] = Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } }));
+        const entries: GPUBindGroupLayoutEntry[] = Array.from({ length: n }, (_, i) => ({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: kind[i] === 'r' ? ('read-only-storage' as const) : ('storage' as const) } }));
         if (uniform) entries.push({ binding: n, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' as const } });
         layouts.set(key, (l = device.createBindGroupLayout({ entries })));
       }
       return l;
     };
     const modules = new Map<string, Promise<GPUComputePipeline>>();
-    const pipelineFor = (source: string, name: string, n: number, uniform: boolean) => {
-      const key = `${n}${uniform ? 'u' : ''}\n${source}`;
+    const pipelineFor = (source: string, name: string, kind: string, uniform: boolean) => {
+      const key = `${kind}${uniform ? 'u' : ''}\n${source}`;
       let p = modules.get(key);
       if (!p) {
         p = (async () => {
@@ -72,13 +75,13 @@ export class WgslPlanExecutable {
             const lines = source.split('\n');
             throw new KilnError(`wgsl plan ${plan.name}, kernel ${name}: WGSL does not compile:\n  ${errors.slice(0, 3).map((m) => `line ${m.lineNum}: ${m.message}\n    ${lines[m.lineNum - 1]?.trim() ?? ''}`).join('\n  ')}`);
           }
-          return device.createComputePipelineAsync({ label: name, layout: device.createPipelineLayout({ bindGroupLayouts: [layoutFor(n, uniform)] }), compute: { module, entryPoint: 'main' } });
+          return device.createComputePipelineAsync({ label: name, layout: device.createPipelineLayout({ bindGroupLayouts: [layoutFor(kind, uniform)] }), compute: { module, entryPoint: 'main' } });
         })();
         modules.set(key, p);
       }
       return p;
     };
-    const pipes = await Promise.all(plan.dispatches.map((d) => pipelineFor(d.source, d.name, d.bindings.length, offsetsOf(d) !== undefined)));
+    const pipes = await Promise.all(plan.dispatches.map((d) => pipelineFor(d.source, d.name, kinds(d), offsetsOf(d) !== undefined)));
     // The offsets tables of all dispatches, one 256-byte-aligned slice each, in one uniform buffer.
     const slice = (o: readonly number[]) => align(16 * Math.max(1, Math.ceil(o.length / 4)));
     const uniformBytes = plan.dispatches.reduce((t, d) => t + (offsetsOf(d) ? slice(offsetsOf(d)!) : 0), 0);
@@ -98,7 +101,7 @@ export class WgslPlanExecutable {
         entries.push({ binding: d.bindings.length, resource: { buffer: uniform!, offset: at, size: slice(offs) } });
         at += slice(offs);
       }
-      return { pipeline: pipes[i]!, workgroups: d.workgroups, bindGroup: device.createBindGroup({ layout: layoutFor(d.bindings.length, offs !== undefined), entries }) };
+      return { pipeline: pipes[i]!, workgroups: d.workgroups, bindGroup: device.createBindGroup({ layout: layoutFor(kinds(d), offs !== undefined), entries }) };
     });
     if (uniform) device.queue.writeBuffer(uniform, 0, table!.buffer, 0, uniformBytes);
     return e;

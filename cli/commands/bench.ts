@@ -56,7 +56,7 @@ export function register(program: Command): void {
         for (let i = 0; i < o.iters; i++) await session.run(feeds, fetch);
         const stepMs = (performance.now() - t1) / o.iters;
         session.dispose();
-        console.log(JSON.stringify({ program: name, batch, size: size ?? null, backend: backend.name, precision: o.precision ?? defaultPrecision(backend), stepMs: +stepMs.toFixed(3), compileMs: +compileMs.toFixed(0) }));
+        console.log(JSON.stringify({ program: name, batch, size: size ?? null, backend: backend.name, precision: o.precision ?? (await defaultPrecision(backend)), stepMs: +stepMs.toFixed(3), compileMs: +compileMs.toFixed(0) }));
       }
     });
 }

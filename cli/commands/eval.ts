@@ -7,7 +7,11 @@
  *   run) on class-conditional samples: the share whose predicted class is the class they were sampled for.
  * - recon: PSNR and SSIM (runtime/eval/imageMetrics.ts) of reconstructions against references.
  * - bpd: a TarFlow's bits per dimension on a data set (8-bit bins of [−1, 1] by default).
- * FID proper (Inception-v3 features) is not implemented: the statistic is the same (runtime/eval/frechet.ts).
+ * - fid: the same statistic (runtime/eval/frechet.ts) in Inception-v3 pool space, weights from a file
+ *   (cli/inceptionEncoder.ts, models/inception/*.ts).
+ * - probe: linear-probe / kNN accuracy of an SSL encoder, or of raw pixels (cli/commands/evalProbe.ts).
+ * - fae: an FAE's reconstruction PSNR/SSIM and the probe of its reconstructed features (cli/commands/evalFae.ts).
+ * fd also takes `--ssl-encoder <run>`: the in-project SSL encoder's feature space.
  */
 import { type Command, Option } from 'commander';
 import { trace } from '../../compiler/dsl/index.ts';
@@ -21,8 +25,12 @@ import { featureStats, frechetDistance } from '../../runtime/eval/frechet.ts';
 import { mean, psnr, ssim } from '../../runtime/eval/imageMetrics.ts';
 import { Session } from '../../runtime/session.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
-import { count, dinov2Encoder, loadSet, rows } from '../evalInputs.ts';
+import { type FeatureEncoder, type ImageSet, count, dinov2Encoder, loadSet, rows } from '../evalInputs.ts';
+import { inceptionEncoder } from '../inceptionEncoder.ts';
+import type { Precision } from '../../runtime/compile.ts';
 import { backendOption, num, positiveInt } from '../options.ts';
+import { registerFaeEval, sslFeatureEncoder } from './evalFae.ts';
+import { registerProbe } from './evalProbe.ts';
 
 function pair(v: string, what: string): [number, number] {
   const p = v.split(',').map(Number);
@@ -33,53 +41,35 @@ const warn = (s: string) => console.error(`warning: ${s}`);
 const report = (o: { json?: boolean }, r: Record<string, unknown>, text: string) => console.log(o.json ? JSON.stringify(r) : text);
 
 export function register(program: Command): void {
-  const ev = program.command('eval').description('evaluate: Fréchet distance, classifier accuracy on samples, PSNR/SSIM, bits per dimension');
+  const ev = program.command('eval').description('evaluate: Fréchet distance, classifier accuracy on samples, PSNR/SSIM, bits per dimension, SSL linear probe / kNN');
+  registerProbe(ev);
+  registerFaeEval(ev);
 
   ev.command('fd')
     .description('Fréchet distance between real and generated images in a frozen encoder\'s feature space (with the real-vs-real floor)')
     .requiredOption('--real <set>', '(required) real images: a .safetensors file (images [N, C, H, W] or features [N, D]) or fashion-mnist[:test|train]')
     .requiredOption('--fake <set>', '(required) generated images: a .safetensors file as `kiln sample --save-samples` writes (images), or features [N, D]')
     .option('--encoder <dir>', 'frozen encoder: an HF DINOv2 checkpoint directory (config.json + model.safetensors); its CLS token is the feature (default: none: the files must hold features)')
+    .option('--ssl-encoder <dir>', 'frozen encoder: a `kiln train ssl-encoder` run; its mean-pooled tokens are the feature (default: none)')
     .option('--count <n>', 'samples N taken from each set (the real set needs 2N for the floor)', positiveInt, 1000)
     .option('--encoder-size <px>', "image side fed to the encoder (nearest resize) (default: the smallest multiple of its patch size >= the images')", positiveInt)
     .option('--range <lo,hi>', 'value range of the images (mapped to [0, 1] for the encoder)', '-1,1')
     .option('--batch <n>', 'encoder batch size', positiveInt, 32)
     .addOption(backendOption('auto'))
     .option('--json', 'print one JSON line', false)
-    .action(async (o: { real: string; fake: string; encoder?: string; count: number; encoderSize?: number; range: string; batch: number; backend: string; json: boolean }) => {
+    .action(async (o: { real: string; fake: string; encoder?: string; sslEncoder?: string; count: number; encoderSize?: number; range: string; batch: number; backend: string; json: boolean }) => {
       const range = pair(o.range, '--range');
-      const real = loadSet(o.real, 2 * o.count), fake = loadSet(o.fake, o.count);
-      const n = o.count;
-      if (count(fake) < n) throw new KilnError(`${o.fake}: ${count(fake)} samples, --count is ${n}`);
-      if (count(real) < n) throw new KilnError(`${o.real}: ${count(real)} samples, --count is ${n}`);
-      let features: (s: typeof real) => Promise<HostTensor>;
-      let space = 'given features';
-      if (o.encoder) {
+      let encoder: FeatureEncoder | undefined;
+      if (o.encoder || o.sslEncoder) {
         const { backend, reason } = await chooseBackend(o.backend);
         console.error(`backend: ${backend.name} (${reason})`);
-        const enc = await dinov2Encoder(o.encoder, backend, o.batch, range, o.encoderSize);
-        space = enc.name;
-        features = async (s) => {
-          if (!s.images) throw new KilnError(`${s.from}: no images to encode`);
-          return enc.encode(s.images);
-        };
-      } else {
-        features = async (s) => {
-          if (!s.features) throw new KilnError(`${s.from}: no 'features' tensor; give --encoder <dir> to compute features from its images`);
-          return s.features;
-        };
+        if (o.sslEncoder && (range[0] !== -1 || range[1] !== 1)) throw new KilnError('--ssl-encoder takes images in [-1, 1] (--range -1,1)');
+        encoder = o.sslEncoder ? sslFeatureEncoder(o.sslEncoder, backend, o.batch) : await dinov2Encoder(o.encoder!, backend, o.batch, range, o.encoderSize);
       }
-      const fr = await features(real), ff = await features(fake);
-      const d = fr.shape[1]!;
-      if (ff.shape[1] !== d) throw new KilnError(`feature sizes differ: ${o.real} ${d}, ${o.fake} ${ff.shape[1]}`);
-      const st = (t: HostTensor, a: number, b: number) => featureStats(rows(t, a, b).data, b - a, d);
-      const r0 = st(fr, 0, n);
-      const fd = frechetDistance(r0, st(ff, 0, n));
-      const floor = fr.shape[0]! >= 2 * n ? frechetDistance(r0, st(fr, n, 2 * n)) : undefined;
-      if (floor === undefined) warn(`${o.real} has ${fr.shape[0]} samples, fewer than 2·${n}: no real-vs-real floor`);
-      report(o, { fd, floor: floor ?? null, count: n, dim: d, space },
-        `Fréchet distance ${fd.toFixed(4)} (N = ${n}, ${d}-d, ${space})${floor !== undefined ? `; real-vs-real floor ${floor.toFixed(4)}` : ''}`);
+      await frechetReport(o, encoder);
     });
+
+  registerFid(ev);
 
   ev.command('accuracy')
     .description('accuracy of a classifier on class-conditional samples (the share classified as the class they were sampled for)')
@@ -205,5 +195,64 @@ export function register(program: Command): void {
         s.dispose();
       }
       report(o, { bpd: total / N, count: N }, `bits per dimension ${(total / N).toFixed(4)} over ${N} items (bin width ${o.binWidth}, data scale ${o.dataScale})`);
+    });
+}
+
+/**
+ * The Fréchet distance of `kiln eval fd` and `kiln eval fid`:
+ * N = --count items of each set, the features from `encoder` (or the files' `features`), and the
+ * real-vs-real floor (real[0:N] against real[N:2N]) when the real set has 2N items.
+ */
+async function frechetReport(o: { real: string; fake: string; count: number; json?: boolean }, encoder: FeatureEncoder | undefined): Promise<void> {
+  const n = o.count;
+  const real = loadSet(o.real, 2 * n), fake = loadSet(o.fake, n);
+  if (count(fake) < n) throw new KilnError(`${o.fake}: ${count(fake)} samples, --count is ${n}`);
+  if (count(real) < n) throw new KilnError(`${o.real}: ${count(real)} samples, --count is ${n}`);
+  const features = async (s: ImageSet): Promise<HostTensor> => {
+    if (encoder) {
+      if (!s.images) throw new KilnError(`${s.from}: no images to encode`);
+      return encoder.encode(s.images);
+    }
+    if (!s.features) throw new KilnError(`${s.from}: no 'features' tensor; give --encoder <dir> to compute features from its images`);
+    return s.features;
+  };
+  const space = encoder?.name ?? 'given features';
+  try {
+    const fr = await features(real), ff = await features(fake);
+    const d = fr.shape[1]!;
+    if (ff.shape[1] !== d) throw new KilnError(`feature sizes differ: ${o.real} ${d}, ${o.fake} ${ff.shape[1]}`);
+    const st = (t: HostTensor, a: number, b: number) => featureStats(rows(t, a, b).data, b - a, d);
+    const r0 = st(fr, 0, n);
+    const fd = frechetDistance(r0, st(ff, 0, n));
+    const floor = fr.shape[0]! >= 2 * n ? frechetDistance(r0, st(fr, n, 2 * n)) : undefined;
+    if (floor === undefined) warn(`${o.real} has ${fr.shape[0]} samples, fewer than 2·${n}: no real-vs-real floor`);
+    report(o, { fd, floor: floor ?? null, count: n, dim: d, space },
+      `Fréchet distance ${fd.toFixed(4)} (N = ${n}, ${d}-d, ${space})${floor !== undefined ? `; real-vs-real floor ${floor.toFixed(4)}` : ''}`);
+  } finally {
+    encoder?.dispose();
+  }
+}
+
+/** `kiln eval fid`: FID proper, the Fréchet distance in Inception-v3 pool space (weights from a file). */
+function registerFid(ev: Command): void {
+  ev.command('fid')
+    .description('FID: the Fréchet distance in Inception-v3 pool-feature space (weights given as a safetensors file, no download), with the real-vs-real floor')
+    .requiredOption('--inception <file>', "(required) Inception-v3 weights: a .safetensors state_dict with torchvision's keys (pytorch-fid's pt_inception-2015-12-05 converted, or torchvision's inception_v3)")
+    .requiredOption('--real <set>', '(required) real images: a .safetensors file (images [N, C, H, W]) or fashion-mnist[:test|train]')
+    .requiredOption('--fake <set>', '(required) generated images: a .safetensors file as `kiln sample --save-samples` writes')
+    .addOption(new Option('--variant <v>', "'fid': pytorch-fid's FID network (TensorFlow pooling); 'torchvision': torchvision's inception_v3").choices(['fid', 'torchvision']).default('fid'))
+    .option('--count <n>', 'samples N taken from each set (the real set needs 2N for the floor; FID is biased by N: compare values at the same N)', positiveInt, 1000)
+    .option('--resize <px>', 'side the images are bilinearly resized to before the network (pytorch-fid: 299; at least 75)', positiveInt, 299)
+    .option('--range <lo,hi>', 'value range of the images (mapped to [0, 1]; one channel is repeated to three)', '-1,1')
+    .option('--batch <n>', 'Inception batch size', positiveInt, 16)
+    .addOption(new Option('--precision <p>', 'compute precision of the network').choices(['f32', 'bf16', 'f16']).default('f32'))
+    .addOption(backendOption('auto'))
+    .option('--json', 'print one JSON line', false)
+    .action(async (o: { inception: string; real: string; fake: string; variant: 'fid' | 'torchvision'; count: number; resize: number; range: string; batch: number; precision: Precision; backend: string; json: boolean }) => {
+      const range = pair(o.range, '--range');
+      const { backend, reason } = await chooseBackend(o.backend);
+      console.error(`backend: ${backend.name} (${reason})`);
+      const encoder = inceptionEncoder(o.inception, backend, { variant: o.variant, resize: o.resize, batch: o.batch, range, precision: o.precision });
+      await frechetReport(o, encoder);
     });
 }

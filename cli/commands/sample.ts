@@ -80,7 +80,8 @@ export function register(program: Command): void {
       const gen = buildGenerator(generatorSpec(o.model, w.meta, w.from));
       const useEma = o.weights === 'ema' && w.ema.size > 0;
       if (o.weights === 'ema' && !useEma && !w.from.endsWith('.safetensors')) warn(`${w.from} has no EMA weights; using the model weights`);
-      const weights = useEma ? w.ema : w.model;
+      // The EMA covers the trained parameters only: frozen ones (e.g. a fixed sin-cos pos_embed) come from the model.
+      const weights = useEma ? new Map([...w.model, ...w.ema]) : w.model;
       checkWeights(gen.model.namedParameters(), weights, w.from);
       const params = gen.model.initState(0);
       for (const [k, v] of weights) if (params.has(k)) params.set(k, v);

@@ -33,6 +33,7 @@ interface TrainCliOptions {
   logEvery?: number;
   resume: boolean;
   stopAfter?: number;
+  timeLimit?: number;
   set: Array<[string, unknown]>;
 }
 
@@ -73,6 +74,7 @@ export function register(program: Command): void {
     .option('--resume', 'continue from the newest valid checkpoint in the run directory', false)
     .option('--set <field=value>', 'set any job field (dot path; the value is JSON, else a string); repeatable, e.g. --set model.encoder.checkpoint=null (default: none)', setting, [])
     .option('--stop-after <n>', 'stop after this step, leaving the run resumable (default: run to the end)', positiveInt)
+    .option('--time-limit <s>', 'stop after the step that ends past this many seconds since the start (compiles included; checkpoint saved, resumable; the final evaluation runs too) (default: none)', num)
     .action(async (arg: string, o: TrainCliOptions) => {
       const steps = o.steps ?? o.maxSteps;
       const overrides: Array<[string, unknown]> = [
@@ -101,7 +103,7 @@ export function register(program: Command): void {
       const r = await train(task, {
         backend, precision, totalSteps, schedule, seed: job.seed, runDir, config: job,
         intervals: { log: job.intervals.log, checkpoint: job.intervals.checkpoint, plot: job.intervals.plot, eval: job.intervals.eval ?? undefined, sample: job.intervals.sample ?? undefined },
-        keepCheckpoints: job.keepCheckpoints, resume: o.resume, stopAt: o.stopAfter, tty: Boolean(process.stderr.isTTY),
+        keepCheckpoints: job.keepCheckpoints, resume: o.resume, stopAt: o.stopAfter, timeLimitS: o.timeLimit, tty: Boolean(process.stderr.isTTY),
         log: (l) => console.log(l), warn,
       });
       console.log(`done: ${r.steps} steps (${r.steps - r.startStep} in this run), loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s` +

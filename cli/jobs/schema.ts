@@ -42,22 +42,26 @@ const encoder = z.strictObject({
   heads: posInt.default(4),
   /** A run directory or checkpoint directory holding its weights; null: random init (a warning says so). */
   checkpoint: z.string().nullable().default(null),
+  /** An SSL run's student (its model weights) or its EMA teacher. */
+  weights: z.enum(['student', 'teacher']).default('student'),
 });
 const faeRef = z.strictObject({
-  preset: z.enum(['fashionMnist', 'tiny']).default('fashionMnist'),
-  encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
+  preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
+  encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null, weights: 'student' }),
   /** Checkpoint of the trained FAE parts (adapter, decoders); null: random init (a warning says so). */
   checkpoint: z.string().nullable().default(null),
 });
 const faeStage = (kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune') =>
   z.strictObject({
     kind: z.literal(kind),
-    preset: z.enum(['fashionMnist', 'tiny']).default('fashionMnist'),
-    encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null }),
+    preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
+    encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null, weights: 'student' }),
     /** Start from this checkpoint's FAE weights (stage Ib / fine-tuning: the stage-Ia run). */
     init: z.string().nullable().default(null),
-    /** Stage Ib: include the GAN term (needs the discriminator's own step; not run by the generic path yet). */
+    /** Stage Ib: include the GAN term, training the discriminator in alternation (runtime/train/trainer.ts). */
     gan: z.boolean().default(false),
+    /** Stage Ib with gan: the step from which the GAN term counts (taming's disc_start: disc_factor 0 before, 1 after). */
+    ganStart: nonNegInt.default(0),
   });
 
 const ditOverrides = z.strictObject({
@@ -75,6 +79,17 @@ export const modelSchema = z.discriminatedUnion('kind', [
     kind: z.literal('ssl_encoder'),
     method: z.enum(['dino', 'mim']).default('dino'),
     dim: posInt.default(64), depth: posInt.default(4), heads: posInt.default(4), patchSize: posInt.default(4),
+    /** DINO: prototypes K, views per image (global crops: the teacher's), crop scales, intensity jitter, temperatures. */
+    prototypes: posInt.default(1024),
+    globalViews: posInt.default(2),
+    localViews: nonNegInt.default(2),
+    globalScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 1]),
+    localScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.1, 0.4]),
+    jitter: z.number().min(0).lt(1).default(0.2),
+    studentTemp: z.number().positive().default(0.1),
+    teacherTemp: z.number().positive().default(0.04),
+    /** Evaluation at the end: linear probe (epochs) and kNN on Fashion-MNIST; null: none. */
+    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null }),
   }),
   faeStage('fae_stage_ia'),
   faeStage('fae_stage_ib'),

@@ -4,12 +4,14 @@
  *
  *   mlp                  classifier on flattened images; test accuracy at the end (Fashion-MNIST)
  *   fae_stage_ia         adapter + feature decoder on the frozen encoder's features (encoder run per batch)
- *   fae_stage_ib         pixel decoder on (noisy) encoder features of the images (GAN term: not yet)
+ *   fae_stage_ib         pixel decoder on (noisy) encoder features of the images; with model.gan the
+ *                        patch discriminator trains in alternation (the trainer's adversary)
  *   fae_pixel_finetune   pixel decoder on the feature decoder's reconstructed features
  *   lightningdit         flow matching on FAE latents (images → frozen encoder → adapter mean, normalized)
  *   tarflow              TarFlow/STARFlow NLL on the same latents
  *   user                 the program of a user's model file (cli/userModel.ts)
- *   ssl_encoder          not implemented yet (DINO/MIM self-distillation has no training program)
+ *   ssl_encoder          DINO self-distillation of the small ViT (models/ssl/dino.ts) on multi-crop views
+ *                        (runtime/data/multiCrop.ts); linear probe + kNN at the end (method 'mim': not yet)
  */
 import type { Backend } from '../../backends/backend.ts';
 import { type Tensor, crossEntropy, accuracy, trace } from '../../compiler/dsl/index.ts';
@@ -18,18 +20,21 @@ import { type TrainStepOptions, trainStep } from '../../compiler/transforms/trai
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { numel } from '../../ir/shape.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Precision } from '../../runtime/compile.ts';
 import { loadFashionMnist } from '../../runtime/data/fashionMnist.ts';
 import { FashionSource } from '../../runtime/data/fashionSource.ts';
 import type { BatchSource, SourceBatch } from '../../runtime/data/source.ts';
 import { Session } from '../../runtime/session.ts';
 import type { TrainTask } from '../../runtime/train/trainer.ts';
-import { FAE, type FaeConfig, ViTFeatureEncoder, faeConfigs, stageIaTrainStep, stageIbTrainStep } from '../../models/fae.ts';
+import { FAE, type FaeConfig, ViTFeatureEncoder, discriminatorTrainStep, faeConfigs, stageIaTrainStep, stageIbTrainStep } from '../../models/fae.ts';
 import { flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { MlpClassifier } from '../../models/mlp.ts';
 import { TarFlow, trainLossGraph } from '../../models/tarflow.ts';
+import { DinoNetwork, MOMENTUM_INPUT, dinoConfig, dinoForward, dinoStateOutputs, teacherMomentum } from '../../models/ssl/dino.ts';
+import { evaluateEncoder } from '../../models/ssl/evaluate.ts';
+import { MultiCropSource } from '../../runtime/data/multiCrop.ts';
 import { type UserModel, loadUserModel, traceUserModel } from '../userModel.ts';
 import type { Job, JobModel } from './schema.ts';
 import { applyWeights, loadWeights } from './weights.ts';
@@ -117,14 +122,14 @@ interface FaeParts {
   state: Map<string, HostTensor>;
 }
 
-function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null }, init: string | null): FaeParts {
+function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'fashionTiny' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null; weights: 'student' | 'teacher' }, init: string | null): FaeParts {
   const cfg: FaeConfig = faeConfigs[preset]();
   const { dim, grid } = cfg.encoder;
   const patch = cfg.pixelDecoder.patchSize;
   const encoder = new ViTFeatureEncoder({ dim, depth: enc.depth, heads: enc.heads, mlpHidden: 4 * dim, patchSize: patch, imageSize: grid * patch, channels: cfg.pixelDecoder.channels });
   const fae = new FAE(cfg, encoder);
   const state = fae.initState(ctx.job.seed);
-  if (enc.checkpoint) ctx.log(`frozen encoder: ${applyWeights(state, loadWeights(enc.checkpoint, ctx.warn), enc.checkpoint, 'encoder.')} tensors from ${enc.checkpoint}`);
+  if (enc.checkpoint) ctx.log(`frozen encoder: ${applyWeights(state, loadWeights(enc.checkpoint, ctx.warn, enc.weights === 'teacher' ? 'ema' : 'model'), enc.checkpoint, 'encoder.')} tensors from ${enc.checkpoint}${enc.weights === 'teacher' ? ' (EMA teacher)' : ''}`);
   else ctx.warn('no encoder checkpoint (model.encoder.checkpoint): the frozen encoder is randomly initialized');
   if (init) ctx.log(`FAE weights: ${applyWeights(state, loadWeights(init, ctx.warn), init)} tensors from ${init}`);
   return { fae, state };
@@ -194,8 +199,8 @@ async function faeStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_
       summary: `FAE stage Ia (${m.preset}): adapter + feature decoder, ${fae.paramNames('adapter', 'feature_decoder').length} tensors trained`,
     };
   }
-  if (m.gan) throw new NotImplementedError(`model.gan: the GAN term of stage Ib needs the discriminator's alternating step, which the generic trainer does not run yet (set model.gan to false)`);
   const source = m.kind === 'fae_stage_ib' ? 'encoder' : 'feature_decoder';
+  if (m.gan) return ganStageTask(ctx, m, parts, source);
   const graph = stageIbTrainStep(fae, { batch: B, source, gan: false, ...stepOptions(job) });
   return {
     task: {
@@ -203,6 +208,36 @@ async function faeStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_
       feeds: (b: SourceBatch) => ({ images: b.x }),
     },
     summary: `FAE ${m.kind === 'fae_stage_ib' ? 'stage Ib' : 'pixel-decoder fine-tuning'} (${m.preset}): pixel decoder on ${source === 'encoder' ? 'noisy encoder features' : 'reconstructed features'}`,
+  };
+}
+
+/**
+ * Stage Ib (or the fine-tuning) with the GAN term: the pixel decoder's step (rec_loss + adaptive
+ * λ·discriminator_weight·disc_factor·g_loss, models/fae/programs.ts) and the discriminator's hinge step
+ * alternate on every batch (the trainer's adversary); disc_factor (input `gan_factor`) is 0 before step
+ * `model.ganStart` and 1 from it on, for both. The discriminator has its own optimizer state, with the
+ * job's optimizer settings and learning-rate schedule, as taming-transformers' two optimizers.
+ */
+function ganStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune' }>, parts: FaeParts, source: 'encoder' | 'feature_decoder'): BuiltTask {
+  const { job } = ctx;
+  const { fae } = parts;
+  const B = job.batchSize;
+  if (!fae.discriminator) throw new KilnError(`model.gan: FAE preset '${m.preset}' has no discriminator (config.discriminator is null)`);
+  const graph = stageIbTrainStep(fae, { batch: B, source, gan: true, ...stepOptions(job) });
+  const dGraph = discriminatorTrainStep(fae, { batch: B, ...stepOptions(job) });
+  const factor = (step: number) => hostTensor('f32', [], [step >= m.ganStart ? 1 : 0]);
+  const dParams = fae.paramNames('discriminator');
+  return {
+    task: {
+      graph, initial: parts.state, paramNames: fae.paramNames('pixel_decoder'), source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
+      feeds: (b: SourceBatch, step: number) => ({ images: b.x, gan_factor: factor(step) }),
+      adversary: {
+        graph: dGraph, initial: new Map(dParams.map((n) => [n, parts.state.get(n)!])), paramNames: dParams,
+        fromMain: ['reconstruction'], outputs: scalarOutputs(dGraph, 'loss'), metricPrefix: 'd_',
+        feeds: (b: SourceBatch, step: number, main) => ({ images: b.x, reconstruction: main.reconstruction!, gan_factor: factor(step) }),
+      },
+    },
+    summary: `FAE ${m.kind === 'fae_stage_ib' ? 'stage Ib' : 'pixel-decoder fine-tuning'} (${m.preset}) with the GAN term: pixel decoder and patch discriminator in alternation (GAN from step ${m.ganStart})`,
   };
 }
 
@@ -239,6 +274,49 @@ async function latentGeneratorTask(ctx: TaskContext, m: Extract<JobModel, { kind
   };
 }
 
+// ───────────────────────────── SSL encoder ─────────────────────────────
+
+/** The job's DINO network config (also read back by `kiln eval probe` and the FAE jobs). */
+export function sslDinoConfig(m: Extract<JobModel, { kind: 'ssl_encoder' }>, imageShape: readonly [number, number, number]) {
+  const [C, H, W] = imageShape;
+  if (H !== W) throw new KilnError(`ssl_encoder takes square images, the job's data gives ${H}x${W}`);
+  return dinoConfig({ dim: m.dim, depth: m.depth, heads: m.heads, patchSize: m.patchSize, imageSize: H, channels: C }, {
+    prototypes: m.prototypes, globalViews: m.globalViews, localViews: m.localViews, studentTemp: m.studentTemp, teacherTemp: m.teacherTemp,
+  });
+}
+
+function sslEncoderTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'ssl_encoder' }>): BuiltTask {
+  if (m.method !== 'dino') throw new NotImplementedError(`model.method '${m.method}': only 'dino' self-distillation is implemented (set model.method to 'dino')`);
+  const { job } = ctx;
+  const B = job.batchSize;
+  const cfg = sslDinoConfig(m, ctx.source.imageShape);
+  const student = new DinoNetwork(cfg), teacher = new DinoNetwork(cfg);
+  const { ema, ...opts } = stepOptions(job); // the teacher is the EMA, updated by the program itself
+  const graph = trainStep(dinoForward(student, teacher, B), { ...opts, loss: 'loss', metrics: ['teacher_entropy', 'student_entropy', ...dinoStateOutputs(teacher)] });
+  const source = new MultiCropSource(ctx.source, { globalViews: m.globalViews, localViews: m.localViews, globalScale: m.globalScale, localScale: m.localScale, jitter: m.jitter, seed: job.seed });
+  const total = job.steps ?? Math.ceil(job.epochs! * source.batchesPerEpoch);
+  const base = ema?.decay ?? 0.996;
+  const d = job.data;
+  const probe = m.probe;
+  const evaluate = d.kind !== 'fashion_mnist' || !probe ? undefined : async (session: Session) => {
+    const t0 = performance.now();
+    const state = await session.read(['param']);
+    const r = await evaluateEncoder(ctx.backend, student, state, loadFashionMnist('train', d.dir ?? undefined), loadFashionMnist('test', d.dir ?? undefined), {
+      probe: { epochs: probe.epochs }, noKnn: !probe.knn, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined,
+    });
+    ctx.log(`SSL encoder evaluation (${r.features}-d mean-pooled features, ${((performance.now() - t0) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
+    return { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) };
+  };
+  return {
+    task: {
+      graph, initial: student.initState(job.seed), paramNames: student.namedParameters().map(([n]) => n), source, outputs: ['loss', 'teacher_entropy', 'student_entropy'],
+      feeds: (b: SourceBatch, step: number) => ({ views: b.x, [MOMENTUM_INPUT]: hostTensor('f32', [], [teacherMomentum(base, step, total)]) }),
+      evaluate,
+    },
+    summary: `DINO SSL encoder: ViT ${m.dim}-d, depth ${m.depth}, ${m.heads} heads, patch ${m.patchSize}; ${cfg.globalViews}+${cfg.localViews} views, ${cfg.prototypes} prototypes; ${student.numParams().toLocaleString()} parameters`,
+  };
+}
+
 // ───────────────────────────── user models ─────────────────────────────
 
 async function userTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'user' }>): Promise<BuiltTask> {
@@ -272,7 +350,6 @@ export async function buildTask(ctx: TaskContext): Promise<BuiltTask> {
     case 'fae_stage_ia': case 'fae_stage_ib': case 'fae_pixel_finetune': return faeStageTask(ctx, m);
     case 'lightningdit': case 'tarflow': return latentGeneratorTask(ctx, m);
     case 'user': return userTask(ctx, m);
-    case 'ssl_encoder':
-      throw new NotImplementedError(`model.kind 'ssl_encoder' (${m.method}): self-distillation training of the SSL encoder has no training program in Kiln yet (FAE.md, pipeline step 1)`);
+    case 'ssl_encoder': return sslEncoderTask(ctx, m);
   }
 }

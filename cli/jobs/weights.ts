@@ -10,11 +10,17 @@ import type { HostTensor } from '../../ir/tensor.ts';
 import { loadCheckpoint } from '../../runtime/checkpoint.ts';
 import { loadLatestCheckpoint } from '../../runtime/checkpoints.ts';
 
-export function loadWeights(path: string, warn: (s: string) => void): Map<string, HostTensor> {
-  if (existsSync(join(path, 'model.safetensors'))) return loadCheckpoint(path).model;
-  const found = loadLatestCheckpoint(join(path, 'checkpoints'), warn);
-  if (!found) throw new KilnError(`${path}: neither a checkpoint (no model.safetensors) nor a run directory with a valid checkpoint`);
-  return found.checkpoint.model;
+/** `which`: the model weights, or the run's EMA (an SSL run's EMA is its DINO teacher). */
+export function loadWeights(path: string, warn: (s: string) => void, which: 'model' | 'ema' = 'model'): Map<string, HostTensor> {
+  let ck;
+  if (existsSync(join(path, 'model.safetensors'))) ck = loadCheckpoint(path);
+  else {
+    const found = loadLatestCheckpoint(join(path, 'checkpoints'), warn);
+    if (!found) throw new KilnError(`${path}: neither a checkpoint (no model.safetensors) nor a run directory with a valid checkpoint`);
+    ck = found.checkpoint;
+  }
+  if (which === 'ema' && ck.ema.size === 0) throw new KilnError(`${path}: the checkpoint has no EMA weights (ema.safetensors is empty)`);
+  return which === 'ema' ? new Map([...ck.model, ...ck.ema]) : ck.model;
 }
 
 /** Put `weights` into `state` (keys as they are, or under `prefix` when they lack it); every key must be known. */

@@ -30,7 +30,6 @@ import { saveSafetensors } from '../../runtime/safetensors.ts';
 import { BUNDLE_FORMAT, type BundleManifest, type KernelVariant, type ProgramRef } from '../../web/runtime/bundle.ts';
 import { faeWeightsFrom, latentStatsFor } from '../faeInputs.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
-import { writeApiModule } from './apiModule.ts';
 import { buildPage } from './buildPage.ts';
 
 export interface WebExportOptions {
@@ -178,6 +177,8 @@ export async function exportWebBundle(o: WebExportOptions): Promise<BundleManife
     range: [o.range[0], o.range[1]],
   };
   writeFileSync(join(o.out, 'bundle.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  // ts-morph is loaded only here, not whenever the CLI starts (the GPU machine's pack carries no ts-morph).
+  const { writeApiModule } = await import('./apiModule.ts');
   writeApiModule(join(o.out, 'api.ts'), manifest, programs.map((p) => ({ role: p.role, plan: p.plans[0]! })));
   const kernels = programs.map((p) => `${p.graph.name} ${p.plans[0]!.dispatches.length}`).join(', ');
   log(`exported ${manifest.name} to ${o.out}: programs ${kernels} dispatches; batch ${o.batch}, ${manifest.generator.classNames.length} classes, images [${imageShape.join(', ')}]`);

@@ -66,11 +66,15 @@ export class TraceContext {
     return this.builder.typeOf(id);
   }
 
-  /** Register parameters as inputs (idempotent); called by trace() for `params`. */
-  registerParams(named: ReadonlyArray<readonly [string, Parameter]>): void {
+  /**
+   * Register parameters as inputs (idempotent); called by trace() for `params`. `kind` overrides the
+   * input kind ('param' when trainable, else 'frozen'): e.g. 'state' for an EMA teacher's copy of a
+   * model, updated by the program's own `next.` outputs (models/ssl/dino.ts).
+   */
+  registerParams(named: ReadonlyArray<readonly [string, Parameter]>, kind?: InputKind): void {
     for (const [name, p] of named) {
       if (this.paramIds.has(p)) continue;
-      this.paramIds.set(p, this.builder.input(name, { shape: p.shape, dtype: p.dtype }, p.trainable ? 'param' : 'frozen'));
+      this.paramIds.set(p, this.builder.input(name, { shape: p.shape, dtype: p.dtype }, kind ?? (p.trainable ? 'param' : 'frozen')));
     }
   }
 

@@ -19,12 +19,14 @@ import type { Graph } from '../../ir/graph.ts';
 import type { BufferDecl } from '../../ir/kernel/types.ts';
 import { numel } from '../../ir/shape.ts';
 import { type KernelInlining, inspectKernel } from '../lower/lowerNode.ts';
+import { InspectionMemo } from './inspectMemo.ts';
 import { type SubtreeCost, deviceBytes, elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
 import type { FusionPlan } from './plan.ts';
 
 const ANCHORS = new Set(['matmul', 'attention', 'attention_grad', 'scatter_add']);
 
-export function planFusion(g: Graph): FusionPlan {
+/** `memoize: false` inspects every kernel root directly (the memo's tests compare the two). */
+export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPlan {
   const buffers: BufferDecl[] = [];
   const bufOf = new Map<number, number>();
   const inputs = new Map<string, number>();
@@ -42,6 +44,8 @@ export function planFusion(g: Graph): FusionPlan {
     }
 
   const order = new Map(g.nodes.map((n, k) => [n.id, k]));
+  /** inspectKernel, answered once per isomorphic part of the graph (the layers of a model). */
+  const memo = new InspectionMemo(g);
   const reasons = new Map<number, string>();
   const outputNames = new Map<number, string>();
   for (const o of g.outputs) if (!bufOf.has(o.id) && !outputNames.has(o.id)) outputNames.set(o.id, o.name);
@@ -56,6 +60,29 @@ export function planFusion(g: Graph): FusionPlan {
   const computedBy = new Map<number, Set<number>>();
   /** Values computed inline by two kernels or more. */
   const shared = new Set<number>();
+  /** Value → how often the inspected kernels that compute it inline evaluate it (kept with computedBy). */
+  const evaluations = new Map<number, number>();
+  /** subtreeCost of values, dropped when a value in their inlined subtree is materialized. */
+  const costs = new Map<number, SubtreeCost>();
+  const users = g.users();
+  const costOf = (v: number): SubtreeCost => {
+    let c = costs.get(v);
+    if (!c) costs.set(v, (c = subtreeCost(g, v, bufOf)));
+    return c;
+  };
+  /** A value became a buffer: the subtree costs of the values above it (up to buffers) change. */
+  const dropCostsAbove = (id: number) => {
+    const stack = [id];
+    const seen = new Set<number>();
+    while (stack.length) {
+      const v = stack.pop()!;
+      if (seen.has(v)) continue;
+      seen.add(v);
+      costs.delete(v);
+      if (v !== id && bufOf.has(v)) continue;
+      for (const u of users.get(v) ?? []) stack.push(u.id);
+    }
+  };
 
   const allocate = (id: number) => {
     const t = g.typeOf(id);
@@ -63,6 +90,7 @@ export function planFusion(g: Graph): FusionPlan {
     const name = outputNames.get(id);
     buffers.push(name ? { id: b, dtype: t.dtype, numel: numel(t.shape), kind: 'output', name } : { id: b, dtype: t.dtype, numel: numel(t.shape), kind: 'temp' });
     bufOf.set(id, b);
+    dropCostsAbove(id);
     pending.push(id);
   };
   const record = (r: number, ins: KernelInlining) => {
@@ -72,6 +100,7 @@ export function planFusion(g: Graph): FusionPlan {
       if (!s) computedBy.set(v, (s = new Set()));
       s.add(r);
       if (s.size === 2) shared.add(v);
+      evaluations.set(v, (evaluations.get(v) ?? 0) + (ins.evaluations.get(v) ?? 0));
     }
   };
   const forget = (r: number) => {
@@ -81,6 +110,7 @@ export function planFusion(g: Graph): FusionPlan {
       const s = computedBy.get(v)!;
       s.delete(r);
       if (s.size === 1) shared.delete(v);
+      evaluations.set(v, evaluations.get(v)! - (ins.evaluations.get(v) ?? 0));
     }
     pending.push(r);
   };
@@ -97,7 +127,7 @@ export function planFusion(g: Graph): FusionPlan {
     // 1. Inspect every kernel root in graph order; materialize what one of them cannot inline.
     for (let r = pending.pop(); r !== undefined; r = pending.pop()) {
       if (inspected.has(r)) continue;
-      const ins = inspectKernel(g, g.node(r)!, bufOf);
+      const ins = opts.memoize === false ? inspectKernel(g, g.node(r)!, bufOf) : memo.inspect(g.node(r)!, bufOf);
       if (ins.needs) {
         materialize(ins.needs.node, ins.needs.why);
         pending.push(r);
@@ -105,24 +135,21 @@ export function planFusion(g: Graph): FusionPlan {
     }
     // 2. Work shared by several kernels, outermost first (materializing one changes what its subtree
     // costs): expensive values all at once, then the first cheap one the cost model picks.
-    const candidates = [...shared].sort((a, b) => order.get(b)! - order.get(a)!).map((v) => {
-      const by = computedBy.get(v)!;
-      let evals = 0;
-      for (const r of by) evals += inspected.get(r)!.evaluations.get(v) ?? 0;
-      return { v, kernels: by.size, evals };
-    });
+    // (Evaluation counts and subtree costs are kept up to date incrementally: the same numbers as
+    // recounting them every round, without the quadratic work on large graphs.)
+    const candidates = [...shared].sort((a, b) => order.get(b)! - order.get(a)!);
     let expensive = 0;
-    for (const { v, kernels } of candidates) {
+    for (const v of candidates) {
       const n = g.node(v)!;
       if (isExpensive(n.op)) {
-        materialize(v, `${n.op} is read by ${kernels} kernels (never recomputed)`);
+        materialize(v, `${n.op} is read by ${computedBy.get(v)!.size} kernels (never recomputed)`);
         expensive++;
       }
     }
     if (expensive) continue;
-    const cheap = candidates.find(({ v, kernels, evals }) => shouldMaterialize(subtreeCost(g, v, bufOf), g.typeOf(v).dtype, evals, kernels));
-    if (!cheap) break;
-    materialize(cheap.v, `recomputing it ${cheap.evals} times in ${cheap.kernels} kernels moves more bytes than storing it`);
+    const cheap = candidates.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations.get(v)!, computedBy.get(v)!.size));
+    if (cheap === undefined) break;
+    materialize(cheap, `recomputing it ${evaluations.get(cheap)!} times in ${computedBy.get(cheap)!.size} kernels moves more bytes than storing it`);
   }
   const outputs = new Map<string, number>();
   for (const o of g.outputs) outputs.set(o.name, bufOf.get(o.id)!);

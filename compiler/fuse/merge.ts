@@ -145,8 +145,20 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
       if ([...cb.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
       if ([...ca.writes].some((x) => cb.writes.has(x))) continue;
       if (wouldCycle(cur, b)) continue;
-      const body = substitute(b.body, prefix(), (g) => vars[g]!, new Map(consumes.map((x) => [x, avail.get(x)!])));
-      return commit(cur, b, cseLets({ ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], body: [...cur.body, ...body] }));
+      const p = prefix();
+      const name = `${cur.name}+${b.name}`, nodes = [...cur.nodes, ...b.nodes];
+      if (b.body.length <= Math.max(64, 4 * cur.body.length)) {
+        const body = substitute(b.body, p, (g) => vars[g]!, new Map(consumes.map((x) => [x, avail.get(x)!])));
+        return commit(cur, b, cseLets({ ...cur, name, nodes, body: [...cur.body, ...body] }, cur.body));
+      }
+      // The kernel merged in is much larger (kernels merged again and again, e.g. the AdamW
+      // updates of all same-shaped parameters): the smaller one takes the fresh names instead, and
+      // the larger body is only searched for the loads it now takes from registers, so that each
+      // merge costs about the smaller kernel, not the whole accumulated body.
+      const head = substitute(cur.body, p, (g) => vars[g]!, new Map());
+      const headAvail = identityStores(head, ident);
+      const body = replaceLoads(b.body, new Map(consumes.map((x) => [x, headAvail.get(x)!])));
+      return commit(cur, b, cseLets({ ...cur, name, nodes, body: [...head, ...body] }, head));
     }
     return undefined;
   }
@@ -267,24 +279,104 @@ function substitute(body: readonly Stmt[], p: string, gridVar: (k: number) => Ex
   }, (n) => p + n);
 }
 
+/** Loads of the buffers of `avail` (at the grid point; merge checked that) → their values, as a DAG walk keeping unchanged parts. */
+function replaceLoads(body: readonly Stmt[], avail: ReadonlyMap<number, Expr>): readonly Stmt[] {
+  if (avail.size === 0) return body;
+  const done = new Map<Expr, Expr>();
+  const f = (x: Expr): Expr => {
+    let r = done.get(x);
+    if (!r) done.set(x, (r = x.k === 'load' && avail.has(x.buf) ? avail.get(x.buf)! : mapChildren(x, f)));
+    return r;
+  };
+  // Statements that load none of them stay as they are (the same objects: their summaries stay cached).
+  return body.map((st) => (touches(st).loads.some((b) => avail.has(b)) ? mapStmts([st], f)[0]! : st));
+}
+
+/** The buffers a statement loads and the names it refers to (memoized per statement object). */
+const touched = new WeakMap<Stmt, { loads: number[]; refs: string[] }>();
+function touches(st: Stmt): { loads: number[]; refs: string[] } {
+  let t = touched.get(st);
+  if (!t) {
+    const loads = new Set<number>(), refs = new Set<string>();
+    const seen = new Set<Expr>();
+    const visit = (x: Expr): void => {
+      if (seen.has(x)) return;
+      seen.add(x);
+      if (x.k === 'load') loads.add(x.buf);
+      else if (x.k === 'ref') refs.add(x.name);
+      for (const c of exprChildren(x)) visit(c);
+    };
+    const stmt = (y: Stmt): void => {
+      switch (y.k) {
+        case 'let': visit(y.value); break;
+        case 'store': visit(y.index); visit(y.value); break;
+        case 'loop': y.body.forEach(stmt); break;
+        case 'reduce': y.body.forEach(stmt); visit(y.value); break;
+      }
+    };
+    stmt(st);
+    touched.set(st, (t = { loads: [...loads], refs: [...refs] }));
+  }
+  return t;
+}
+
+function exprChildren(e: Expr): readonly Expr[] {
+  switch (e.k) {
+    case 'load': return [e.index];
+    case 'un': case 'cast': return [e.a];
+    case 'bin': return [e.a, e.b];
+    case 'select': return [e.c, e.a, e.b];
+    case 'random': return [e.s0, e.s1, e.index];
+    default: return [];
+  }
+}
+
 /** Remove stores to temporaries that no other kernel reads. */
 function dropDeadStores(k: Kernel, buffers: readonly BufferDecl[], readElsewhere: (b: number) => boolean): Kernel {
   const keep = (s: Stmt) => !(s.k === 'store' && s.mode === 'set' && buffers[s.buf]!.kind === 'temp' && !readElsewhere(s.buf));
   if (k.kind === 'matmul') return { ...k, epilogue: k.epilogue.filter(keep) };
-  if (k.kind === 'loop') return { ...k, body: k.body.filter(keep) };
+  if (k.kind === 'loop') {
+    const body = k.body.filter(keep);
+    const lets = cleanLets.get(k.body);
+    if (lets) cleanLets.set(body, lets); // stores only were dropped: the lets are as clean as before
+    return { ...k, body };
+  }
   return k;
 }
 
-/** Merge top-level lets with identical values (e.g. the same load appearing in two merged kernels). */
-function cseLets(k: LoopKernel): LoopKernel {
-  const seen = new Map<string, string>();
+/**
+ * The top-level lets of a cseLets result (no two with the same value), exprKey → name, by body array.
+ * Merging kernel after kernel into one (the AdamW updates of all same-shaped parameters become one
+ * kernel) then costs the appended part only, not the whole body again (quadratic on large models).
+ */
+const cleanLets = new WeakMap<readonly Stmt[], Map<string, string>>();
+
+/**
+ * Merge top-level lets with identical values (e.g. the same load appearing in two merged kernels).
+ * `head`: the body `k.body` starts with (the kernel merged into); when it is a cseLets result, only
+ * the rest is processed (its names never occur in the head, so the result is the same). The head's
+ * entry is taken over: its kernel is merged away.
+ */
+function cseLets(k: LoopKernel, head?: readonly Stmt[]): LoopKernel {
+  const known = head && cleanLets.get(head);
+  const seen = known ?? new Map<string, string>();
   const alias = new Map<string, string>();
-  const out: Stmt[] = [];
-  const f = (x: Expr): Expr | undefined => (x.k === 'ref' && alias.has(x.name) ? { ...x, name: alias.get(x.name)! } : undefined);
-  for (const s of k.body) {
-    const t = mapStmts([s], f)[0]!;
+  const out: Stmt[] = known ? head.slice() : [];
+  // Renaming refs once there is an alias: a DAG walk (index expressions share sub-trees) that keeps
+  // unchanged sub-expressions as they are. A let's name is only referred to after it, so the walk's
+  // memo stays valid as aliases are added.
+  const renamed = new Map<Expr, Expr>();
+  const f = (x: Expr): Expr | undefined => {
+    const had = renamed.get(x);
+    if (had) return had;
+    const r = x.k === 'ref' ? (alias.has(x.name) ? { ...x, name: alias.get(x.name)! } : x) : x.k === 'const' || x.k === 'var' ? x : mapChildren(x, f);
+    renamed.set(x, r);
+    return r;
+  };
+  for (const s of known ? k.body.slice(head.length) : k.body) {
+    const t = alias.size === 0 || !touches(s).refs.some((n) => alias.has(n)) ? s : mapStmts([s], f)[0]!;
     if (t.k === 'let') {
-      const key = exprKey(t.value);
+      const key = letKey(t.value);
       const prev = seen.get(key);
       if (prev) {
         alias.set(t.name, prev);
@@ -294,5 +386,27 @@ function cseLets(k: LoopKernel): LoopKernel {
     }
     out.push(t);
   }
+  cleanLets.set(out, seen);
   return { ...k, body: out };
+}
+
+/** `e` with its direct sub-expressions mapped by `f` (which always answers); `e` itself when none changes. */
+function mapChildren(e: Expr, f: (x: Expr) => Expr | undefined): Expr {
+  const m = (x: Expr) => f(x) ?? x;
+  switch (e.k) {
+    case 'load': { const index = m(e.index); return index === e.index ? e : { ...e, index }; }
+    case 'un': case 'cast': { const a = m(e.a); return a === e.a ? e : { ...e, a }; }
+    case 'bin': { const a = m(e.a), b = m(e.b); return a === e.a && b === e.b ? e : { ...e, a, b }; }
+    case 'select': { const c = m(e.c), a = m(e.a), b = m(e.b); return c === e.c && a === e.a && b === e.b ? e : { ...e, c, a, b }; }
+    case 'random': { const s0 = m(e.s0), s1 = m(e.s1), index = m(e.index); return s0 === e.s0 && s1 === e.s1 && index === e.index ? e : { ...e, s0, s1, index }; }
+    default: return e;
+  }
+}
+
+const letKeys = new WeakMap<Expr, string>();
+/** exprKey of a let's value, memoized (bodies merged again and again keep their let values as they are). */
+function letKey(e: Expr): string {
+  let k = letKeys.get(e);
+  if (k === undefined) letKeys.set(e, (k = exprKey(e)));
+  return k;
 }

@@ -4,11 +4,17 @@
  * `withAttentionTile` attaches its choice to the attention / attention_grad kernels whose operands are
  * bf16. f32 (and f16) attention keeps no tile: the backends run their exact f32 path.
  *
+ * Warps own 16-row m16 tiles: forward `bq / (16·warps)` query row tiles each (1 or 2: with 2, every
+ * K/V fragment read from shared memory feeds twice the tensor-core products), backward `bk / (16·warps)`
+ * key tiles each (1 or 2, likewise for the Q/dO fragments). The backward's dQ is either reduced from the
+ * key blocks into an f32 buffer (8-byte reductions) or, with `dq`, computed by a pass of its own over
+ * query blocks (forward-like, dQ in registers).
  * Head dims are zero-padded in shared memory to multiples of 16 (forward, and backward up to 80) or 32
  * (backward above 80).
- * Register budget per thread (the limit is 255): forward O accumulators dvPad/2 + scores bk/2 (+ Q
- * fragments dkPad/4 when dkPad ≤ 128); backward dK+dV accumulators (dkPad+dvPad)/(2·chunks) + S and dP
- * tiles bq/2 each. The choices below keep both under ~200 for every head dim ≤ 256.
+ * Register budget per thread (the limit is 255): forward (O accumulators dvPad/2 + scores bk/2 + Q
+ * fragments dkPad/4 when they fit) per row tile; backward (dK+dV accumulators (dkPad+dvPad)/(2·chunks) +
+ * S and dP tiles bq/2 each) per key tile. ptxas reports no spills beyond a word for every choice below
+ * (test/backends/cudaCodegen.test.ts); the choices were measured against the alternatives on an H200.
  */
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 
@@ -29,30 +35,44 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   const wide = Math.max(dkPad, dvPad);
   if (wide > 256 || s.dk < 1 || s.dv < 1) return undefined;
   if (s.kind === 'attention') {
-    // 16 query rows per warp; 8 warps share each K/V tile when the head is narrow enough for 64-key tiles.
-    if (wide <= 128) {
-      const bq = s.sq <= 64 ? 64 : 128;
-      return { bq, bk: 64, warps: bq / 16, stages: 2, dkPad, dvPad, dkvChunks: 1 };
-    }
+    // 16 query rows per m16 row tile; two row tiles per warp (each K/V fragment feeds twice as many
+    // tensor-core products per shared-memory read) where the registers allow it (head dim ≤ 128).
+    if (s.sq <= 64) return { bq: 64, bk: wide <= 128 ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    if (wide <= 80) return { bq: 128, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    if (wide <= 128) return { bq: 128, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     return { bq: 64, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
   }
-  // Backward: 4 warps × 16 key rows; narrower query steps and column passes as the head grows. With
-  // 32-row query steps the dQ product splits the head dim over 2 column groups, and with 2 passes dK/dV
-  // do too: head dims > 80 are padded to multiples of 32 so that each half is a multiple of 16.
-  if (wide <= 80) return { bq: 64, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+  // Backward: 16 key rows per m16 key tile, 4 warps; narrower query steps and column passes as the head
+  // grows. With 32-row query steps the dQ product splits the head dim over 2 column groups, and with 2
+  // passes dK/dV do too: head dims > 80 are padded to multiples of 32 so that each half is a multiple of
+  // 16. Measured on an H200 (bench/RESULTS.md, 2026-12-02), for sequences longer than one tile:
+  // head dim 64, two key tiles per warp (128-key blocks) beat one (3.68 vs 4.22 ms at 64×16×1024);
+  // head dim 72 (pad 80), dQ in a pass of its own beat the reductions (1.81 vs 1.94 ms at 256×16×256).
+  const long = s.sq > 64 && s.sk > 64;
+  if (wide <= 64 && dkPad % 32 === 0 && long) return { bq: 32, bk: 128, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+  if (wide <= 80) return { bq: 64, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1, ...(long ? { dq: { bq: 128, bk: 32, warps: 4 } } : {}) };
   const pad32 = (n: number) => Math.ceil(n / 32) * 32;
-  return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: wide <= 128 ? 1 : 2 };
+  if (wide <= 128) return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 1 };
+  // Head dims > 128: 4 warps. (8 warps × 16 keys, bk 128, measured 0.94-1.04 vs 1.15 ms at 32×16×256,
+  // but that tiling has not been checked against the oracle on a GPU yet: not the default.)
+  return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 2 };
 }
 
 /** The layout constraints the CUDA kernels rely on (also asserted by the tests for every choice). */
 export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_grad'): boolean {
   const m16 = (n: number) => n > 0 && n % 16 === 0;
   if (!m16(t.bq) || !m16(t.bk) || !m16(t.dkPad) || !m16(t.dvPad) || t.stages < 1) return false;
-  if (kind === 'attention') return t.warps * 16 === t.bq;
+  // Forward: 1 or 2 row tiles of 16 per warp.
+  if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
+  // Backward: 1 or 2 key tiles of 16 per warp.
+  if (t.bk !== t.warps * 16 && t.bk !== t.warps * 32) return false;
+  if (!m16(t.dkPad / t.dkvChunks) || !m16(t.dvPad / t.dkvChunks)) return false;
+  // dQ in a pass of its own: 1 or 2 row tiles of 16 per warp (as the forward).
+  if (t.dq) return m16(t.dq.bk) && (t.dq.bq === t.dq.warps * 16 || t.dq.bq === t.dq.warps * 32);
+  // dQ in the main kernel: the product splits the query rows, then the head dim, over the warps.
   const rowGroups = t.bq / 16;
-  if (t.warps * 16 !== t.bk || t.warps % rowGroups !== 0) return false;
-  const colGroups = t.warps / rowGroups;
-  return m16(t.dkPad / colGroups) && m16(t.dkPad / t.dkvChunks) && m16(t.dvPad / t.dkvChunks);
+  if (t.warps % rowGroups !== 0) return false;
+  return m16(t.dkPad / (t.warps / rowGroups));
 }
 
 /** Attach the tensor-core tiling to bf16 attention kernels; every other kernel is returned as is. */

@@ -200,6 +200,11 @@ export interface AttentionTile {
   readonly dvPad: number;
   /** Backward only: column passes over dK/dV (1 = all head-dim columns accumulate at once). */
   readonly dkvChunks: number;
+  /**
+   * Backward only: dQ in a pass of its own over query blocks (`bq` rows, `warps` warps, `bk`-key tiles)
+   * instead of f32 reductions from the key blocks of the main kernel.
+   */
+  readonly dq?: { readonly bq: number; readonly bk: number; readonly warps: number };
 }
 
 /**

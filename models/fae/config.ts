@@ -139,6 +139,22 @@ export function fashionMnistFaeConfig(): FaeConfig {
   };
 }
 
+/**
+ * Fashion-MNIST at the smallest useful size (the CPU pipeline `kiln pipeline fae-small` and its test):
+ * a 16-wide encoder on the same 7×7 grid, the same 7×7×4 latent, one-layer decoders.
+ */
+export function fashionTinyFaeConfig(): FaeConfig {
+  return {
+    encoder: { dim: 16, grid: 7 },
+    adapter: { heads: 2, headDim: 8, latentChannels: 4, activation: 'gelu', normEps: 1e-6, logvarClamp: [-30, 20] },
+    featureDecoder: { depth: 1, heads: 2, mlpHidden: swigluHidden(16), normEps: 1e-6, ropeTheta: 10000 },
+    pixelDecoder: { dim: 32, depth: 1, heads: 2, mlpHidden: 64, patchSize: 4, channels: 1, normEps: 1e-6 },
+    discriminator: { channels: [8, 8], patchSizes: [2, 2], leakySlope: 0.2 },
+    featureNoise: { kind: 'fixed', sigma: 0.4 },
+    loss: { klWeight: 1e-4, l1Weight: 1, mseWeight: 0, perceptualWeight: 0.5, discriminatorWeight: 0.5 },
+  };
+}
+
 /** The tiny config of the PyTorch goldens (golden/fae_golden.py writes the same object). */
 export function tinyFaeConfig(): FaeConfig {
   return {
@@ -152,7 +168,7 @@ export function tinyFaeConfig(): FaeConfig {
   };
 }
 
-export const faeConfigs = { paper: paperFaeConfig, fashionMnist: fashionMnistFaeConfig, tiny: tinyFaeConfig } as const;
+export const faeConfigs = { paper: paperFaeConfig, fashionMnist: fashionMnistFaeConfig, fashionTiny: fashionTinyFaeConfig, tiny: tinyFaeConfig } as const;
 
 /** Image side of the pixel decoder's output (encoder.grid · pixelDecoder.patchSize). */
 export function faeImageSize(cfg: FaeConfig): number {

@@ -60,11 +60,13 @@ export function frechetDistance(a: Pick<GaussianStats, 'dim' | 'mean' | 'cov'>, 
       if (sik === 0) continue;
       for (let j = 0; j < n; j++) t[i * n + j]! += sik * b.cov[k * n + j]!;
     }
+  // M = T·S with S symmetric: M[i][j] = Σ_k T[i][k]·S[j][k] (row-contiguous).
   const m = new Float64Array(n * n);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < n; j++) {
       let v = 0;
-      for (let k = 0; k < n; k++) v += t[i * n + k]! * s[k * n + j]!;
+      const ti = i * n, sj = j * n;
+      for (let k = 0; k < n; k++) v += t[ti + k]! * s[sj + k]!;
       m[i * n + j] = v;
     }
   for (let i = 0; i < n; i++)
@@ -74,6 +76,6 @@ export function frechetDistance(a: Pick<GaussianStats, 'dim' | 'mean' | 'cov'>, 
       m[j * n + i] = v;
     }
   let trSqrt = 0;
-  for (const l of symmetricEigen(m, n).values) trSqrt += Math.sqrt(Math.max(l, 0));
+  for (const l of symmetricEigen(m, n, { vectors: false }).values) trSqrt += Math.sqrt(Math.max(l, 0));
   return d2 + tr - 2 * trSqrt;
 }

@@ -11,6 +11,18 @@
  *
  * Run directory: config.json (the resolved job), metrics.jsonl (one JSON object per step),
  * loss.png, checkpoints/step-N/, samples/ (from the sample hook).
+ *
+ * Alternating updates (a GAN): a task may carry an `adversary`, a second training program with its own
+ * parameters and optimizer state in its own Session (the stage-Ib discriminator). Each step runs the
+ * main step, then one adversary step on the same batch, fed from the main step's outputs (e.g. the
+ * reconstructions, which reach it as data: detached), then copies the adversary's new parameters into
+ * the main session (the main program reads them: D(x̂) in the generator loss), so the main step of
+ * step s+1 sees the adversary updated at step s, as with taming-transformers' alternating optimizers. Both
+ * steps of step s see the same (G_s, D_s); taming's Lightning loop recomputes x̂ with G_{s+1} for the
+ * discriminator step; Kiln reuses the generator step's x̂ (no second generator forward pass).
+ * Checkpoints hold both: the adversary's parameters in model.safetensors under their own keys (they
+ * must not collide with the main model's), its optimizer state in train_state.safetensors under
+ * `adversary.` (e.g. `adversary.optim.step`), so a resumed run continues both bit for bit.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,7 +58,29 @@ export interface TrainTask {
   evaluate?(session: Session, step: number): Promise<Record<string, number>>;
   /** String metadata written into every checkpoint (e.g. `latent_stats`, which `kiln sample` reads). */
   meta?: Readonly<Record<string, string>>;
+  /** A program trained in alternation with this one (a GAN's discriminator). */
+  adversary?: AdversaryTask;
 }
+
+/** A second program trained in alternation with the task's (see the file comment). */
+export interface AdversaryTask {
+  /** Its training step (an `lr` input, fed from the same schedule; `rng_seed` when it draws random numbers). */
+  graph: Graph;
+  /** Initial values of its resident inputs (its parameters). */
+  initial: ReadonlyMap<string, HostTensor>;
+  /** Its parameters: saved in model.safetensors, copied into the main session after each of its steps. */
+  paramNames: readonly string[];
+  /** Main-step outputs its feeds read (fetched from every main step). */
+  fromMain: readonly string[];
+  /** Its data feeds from the batch and the main step's outputs (lr and rng_seed are added by the trainer). */
+  feeds(batch: SourceBatch, step: number, main: Readonly<Record<string, HostTensor>>): Record<string, HostTensor>;
+  /** Scalar outputs fetched each step, its loss first; logged as metrics under `metricPrefix`. */
+  outputs: readonly string[];
+  metricPrefix: string;
+}
+
+/** The train-state prefix of the adversary's optimizer state in a checkpoint. */
+export const ADVERSARY_STATE_PREFIX = 'adversary.';
 
 export interface TrainOptions {
   backend: Backend;
@@ -62,6 +96,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** Stop after this step (a partial run; the run stays resumable). */
   stopAt?: number;
+  /** Stop after the step that ends past this many seconds of training (a partial run, like stopAt). */
+  timeLimitS?: number;
   prefetch?: number;
   tty?: boolean;
   log?: (line: string) => void;
@@ -96,12 +132,25 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   const metricsPath = join(o.runDir, 'metrics.jsonl');
   const perEpoch = task.source.batchesPerEpoch;
 
+  const adv = task.adversary;
+  const advParams = new Set(adv?.paramNames ?? []);
+  for (const n of task.paramNames) if (advParams.has(n)) throw new KilnError(`train: parameter '${n}' belongs to both the model and its adversary`);
   let initial = task.initial;
+  let advInitial = adv?.initial;
   let step = 0;
   if (o.resume) {
     const found = loadLatestCheckpoint(ckRoot, warn);
     if (found) {
-      initial = joinResident(found.checkpoint);
+      const all = joinResident(found.checkpoint);
+      initial = new Map([...all].filter(([k]) => !k.startsWith(ADVERSARY_STATE_PREFIX)));
+      if (adv) {
+        const missing = adv.paramNames.filter((n) => !all.has(n));
+        if (missing.length) throw new KilnError(`${found.dir}: the checkpoint has no adversary parameters (${missing.slice(0, 3).join(', ')}...): it was not written by this job`);
+        advInitial = new Map([
+          ...adv.paramNames.map((n) => [n, all.get(n)!] as const),
+          ...[...all].filter(([k]) => k.startsWith(ADVERSARY_STATE_PREFIX)).map(([k, v]) => [k.slice(ADVERSARY_STATE_PREFIX.length), v] as const),
+        ]);
+      }
       step = found.state.step;
       log(`resuming from ${found.dir} at step ${step} (epoch ${found.state.epoch}, batch ${found.state.batchInEpoch})`);
     } else log(`no checkpoint under ${ckRoot}: starting from step 0`);
@@ -119,14 +168,25 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   writeFileSync(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
 
   const session = await Session.open(o.backend, task.graph, initial, { precision: o.precision });
+  const advSession = adv ? await Session.open(o.backend, adv.graph, advInitial!, { precision: o.precision }) : undefined;
+  // The adversary parameters the main program reads (copied into it after every adversary step).
+  const synced = adv ? adv.paramNames.filter((n) => task.graph.inputByName(n)) : [];
   const hasRng = Boolean(task.graph.inputByName('rng_seed'));
+  const advRng = Boolean(adv?.graph.inputByName('rng_seed'));
   const runState = (s: number): RunState => ({ step: s, epoch: Math.floor(s / perEpoch), batchInEpoch: s % perEpoch, rng: { seed: o.seed, counter: s } });
   const save = async () => {
-    const c = { ...splitResident(await session.read(), task.paramNames), meta: { ...task.meta } };
+    const main = await session.read();
+    for (const n of advParams) main.delete(n);
+    const c = { ...splitResident(main, task.paramNames), meta: { ...task.meta } };
+    if (advSession)
+      for (const [k, v] of await advSession.read()) {
+        if (advParams.has(k)) c.model.set(k, v);
+        else c.trainState.set(ADVERSARY_STATE_PREFIX + k, v);
+      }
     saveRunCheckpoint(ckRoot, c, runState(step), o.config, o.keepCheckpoints);
   };
   const plot = async () => {
-    const names = task.outputs;
+    const names = [...task.outputs, ...(adv ? adv.outputs.map((n) => adv.metricPrefix + n) : [])];
     await writeLossPlot(join(o.runDir, 'loss.png'), names.map((n) => ({ name: n, points: history.filter((m) => n in m).map((m) => [m.step, m[n]!] as const) })), { title: 'training' });
   };
 
@@ -145,19 +205,32 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       progress.log(`eval at step ${s}: ${Object.entries(evals).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join('  ')}`);
     }
   };
+  let timedOut = false;
   try {
     while (step < end) {
       const { batch, waitMs } = await loader.next();
       const t0 = performance.now();
       const feeds: Record<string, HostTensor> = { ...(await task.feeds(batch, step)), lr: hostTensor('f32', [], [o.schedule(step)]) };
       if (hasRng) feeds.rng_seed = hostTensor('u32', [2], [o.seed >>> 0, step >>> 0]);
-      const out = await session.run(feeds, task.outputs);
+      const out = await session.run(feeds, adv ? [...new Set([...task.outputs, ...adv.fromMain])] : task.outputs);
+      let advOut: Record<string, HostTensor> | undefined;
+      if (adv && advSession) {
+        const af: Record<string, HostTensor> = { ...adv.feeds(batch, step, out), lr: feeds.lr! };
+        if (advRng) af.rng_seed = hostTensor('u32', [2], [o.seed >>> 0, step >>> 0]);
+        advOut = await advSession.run(af, adv.outputs);
+        const dLoss = advOut[adv.outputs[0]!]!.data[0]!;
+        if (!Number.isFinite(dLoss)) throw new KilnError(`training diverged at step ${step}: adversary ${adv.outputs[0]} = ${dLoss}`);
+        const weights = new Map<string, HostTensor>();
+        for (const n of synced) weights.set(n, await advSession.exe.read(n));
+        if (weights.size) await session.load(weights);
+      }
       const stepMs = performance.now() - t0;
       const loss = out[task.outputs[0]!]!.data[0]!;
       if (!Number.isFinite(loss)) throw new KilnError(`training diverged at step ${step}: ${task.outputs[0]} = ${loss}`);
       step++;
       const line: MetricLine = { step, loss, lr: o.schedule(step - 1), data_ms: +waitMs.toFixed(3), step_ms: +stepMs.toFixed(3) };
       for (const n of task.outputs.slice(1)) if (out[n]!.data.length === 1) line[n] = Number(out[n]!.data[0]);
+      if (adv && advOut) for (const n of adv.outputs) if (advOut[n]!.data.length === 1) line[adv.metricPrefix + n] = Number(advOut[n]!.data[0]);
       history.push(line);
       losses.push(loss);
       appendFileSync(metricsPath, `${JSON.stringify(line)}\n`);
@@ -165,11 +238,16 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       if (step % o.intervals.checkpoint === 0) await save();
       if (o.intervals.plot && step % o.intervals.plot === 0) await plot();
       await runHooks(step, false);
+      if (o.timeLimitS !== undefined && (performance.now() - started) / 1000 >= o.timeLimitS) {
+        timedOut = true;
+        log(`time limit of ${o.timeLimitS} s reached after step ${step} of ${o.totalSteps}`);
+        break;
+      }
     }
     progress.finish();
     if (step % o.intervals.checkpoint !== 0) await save();
     await plot();
-    if (step === o.totalSteps) await runHooks(step, true);
+    if (step === o.totalSteps || timedOut) await runHooks(step, true);
     const { dataMs, stepMs } = progress.means;
     log(`data ${dataMs.toFixed(2)} ms vs step ${stepMs.toFixed(2)} ms per step (mean over ${losses.length} steps): ${dataMs < 0.1 * stepMs ? 'the device did not wait for data' : 'data loading is a bottleneck'}`);
     return {
@@ -178,5 +256,6 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
     };
   } finally {
     session.dispose();
+    advSession?.dispose();
   }
 }

@@ -17,6 +17,7 @@ import { compile } from '../../compiler/compile.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
 import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import type { Graph } from '../../ir/graph.ts';
+import type { AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
 import { GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 import { randomGraph } from '../support/randomGraph.ts';
@@ -62,6 +63,36 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
     });
     const errors = (await Promise.all(jobs)).filter((x) => x !== undefined);
     expect(errors).toEqual([]);
+  }, 300_000);
+
+  it('flash attention tile variants (the alternatives the bench measures; sm_90 cubin, no spills)', async () => {
+    // Index parity picks causal: odd entries are causal.
+    const variants: Array<[number, Partial<AttentionTile>, Partial<AttentionTile>]> = [
+      [64, { bq: 128, warps: 8 }, { bq: 64, bk: 64, warps: 4 }],
+      [72, { bq: 64, warps: 2 }, { bq: 64, bk: 128, warps: 8, dq: undefined }],
+      [64, { bq: 128, warps: 4 }, { bq: 64, bk: 128, warps: 8 }],
+      [128, { bq: 128, bk: 64, warps: 8 }, { bq: 32, bk: 128, warps: 8 }],
+      [256, { bq: 128, warps: 8 }, { bq: 32, bk: 64, warps: 4 }],
+      [72, {}, { dq: { bq: 128, bk: 32, warps: 4 } }],
+      [128, {}, { dq: { bq: 64, bk: 32, warps: 4 } }],
+      [256, {}, { dq: { bq: 64, bk: 32, warps: 4 } }],
+      [64, { bk: 32 }, { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }],
+      [128, {}, { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }],
+    ];
+    const jobs = variants.map(async ([dim, fwd, bwd], i) => {
+      const p = compile(attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal: i % 2 === 1, grads: true })).program;
+      const kernels: Kernel[] = p.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? fwd : bwd) } } : k));
+      const file = join(dir, `flash${i}.cu`);
+      writeFileSync(file, generateCuda({ ...p, kernels }).source);
+      try {
+        const { stderr } = await run('nvcc', ['-arch=sm_90', '-cubin', '-Xptxas', '-v', '-o', join(dir, `flash${i}.cubin`), file]);
+        const spills = [...stderr.matchAll(/(\d+) bytes spill stores/g)].filter((m) => Number(m[1]) > 16);
+        return spills.length ? `d${dim} ${JSON.stringify([fwd, bwd])}: ${spills.length} functions spill more than 16 bytes` : undefined;
+      } catch (e) {
+        return `d${dim} ${JSON.stringify([fwd, bwd])}: ${String((e as { stderr?: string }).stderr ?? e).split('\n').filter((l) => l.includes('error')).slice(0, 3).join(' | ')}`;
+      }
+    });
+    expect((await Promise.all(jobs)).filter((x) => x !== undefined)).toEqual([]);
   }, 300_000);
 
   it('every tensor-core GEMM variant (sm_90 cubin: mma.sync, ldmatrix, cp.async assemble; no register spills)', async () => {

@@ -35,7 +35,7 @@ const options = { cublas: false, gemmTuning: false, cacheDir };
 const feeds = () => ({ ...mlpData(config, B, 1), lr: hostTensor('f32', [], [LR]) });
 
 async function open(fake: ReturnType<typeof fakeCuda>, graphs = true): Promise<CudaExecutable> {
-  const exe = new CudaExecutable(graph, program, { ...options, graphs }, fake.driver);
+  const exe = new CudaExecutable(graph, program, { ...options, graphs }, { driver: fake.driver });
   for (const [k, v] of defaultResident(graph, model.initState(1))) await exe.write(k, v);
   return exe;
 }
@@ -133,7 +133,7 @@ describe('CUDA errors a user meets', () => {
     const fake = fakeCuda({ free: 2 * 2 ** 10, total: 80 * 2 ** 30 });
     let msg = '';
     try {
-      new CudaExecutable(graph, program, options, fake.driver);
+      new CudaExecutable(graph, program, options, { driver: fake.driver });
     } catch (e) {
       expect(e).toBeInstanceOf(KilnError);
       msg = (e as Error).message;
@@ -145,26 +145,29 @@ describe('CUDA errors a user meets', () => {
 
   it('out of device memory when the allocation itself fails', () => {
     const fake = fakeCuda({ overrides: { cuMemAlloc: () => 2 } });
-    expect(() => new CudaExecutable(graph, program, options, fake.driver)).toThrow(/^out of device memory: program mlp_train needs .* but Fake GPU has 80\.00 GiB free of 80\.00 GiB; lower the batch, or use --remat blocks/);
+    expect(() => new CudaExecutable(graph, program, options, { driver: fake.driver })).toThrow(/^out of device memory: program mlp_train needs .* but Fake GPU has 80\.00 GiB free of 80\.00 GiB; lower the batch, or use --remat blocks/);
   });
 
   it('NVRTC failure: the kernel, the line and the source around it', () => {
-    const source = generateCuda(program, { cublas: false }).source;
+    const gen = generateCuda(program, { cublas: false });
+    const source = gen.source;
     const lines = source.split('\n');
-    const at = lines.findIndex((l) => /^extern "C" __global__ void (__launch_bounds__\(\d+\) )?kiln_3_/.test(l)) + 3; // 1-based line of the 3rd line of its body
+    const fn = (gen.launches[3]![0] as { fn: string }).fn; // kernel 3's function (named by a hash of its text)
+    const callers = program.kernels.filter((_, i) => gen.launches[i]!.some((l) => l.kind === 'kernel' && l.fn === fn)).map((k) => k.name);
+    const at = lines.findIndex((l) => l.includes(` ${fn}(`) && l.startsWith('extern "C" __global__')) + 3; // 1-based line of the 3rd line of its body
     const log = `kiln_mlp.cu(${at}): error: identifier "v_oops" is undefined\n\n1 error detected in the compilation of "mlp.cu".\n`;
     const fake = fakeCuda({
       overrides: { compile: () => 6, logSize: (_p, n) => (((n as number[])[0] = log.length + 1), 0), log: (_p, b) => ((b as Buffer).write(log + '\0'), 0) },
     });
     let e: unknown;
     try {
-      new CudaExecutable(graph, program, { ...options, cacheDir: mkdtempSync(join(tmpdir(), 'kiln-fake-nvrtc-')) }, fake.driver);
+      new CudaExecutable(graph, program, { ...options, cacheDir: mkdtempSync(join(tmpdir(), 'kiln-fake-nvrtc-')) }, { driver: fake.driver });
     } catch (x) {
       e = x;
     }
     const msg = (e as Error).message;
-    const kernel = program.kernels[3]!.name;
-    expect(msg.split('\n')[0]).toBe(`NVRTC could not compile kernel ${kernel} (function kiln_3_${program.kernels[3]!.kind}) of mlp_train: line ${at}: identifier "v_oops" is undefined (NVRTC_ERROR 6)`);
+    expect(callers).toContain(program.kernels[3]!.name);
+    expect(msg.split('\n')[0]).toBe(`NVRTC could not compile function ${fn} (${callers.length > 1 ? 'kernels' : 'kernel'} ${callers.join(', ')}) of mlp_train: line ${at}: identifier "v_oops" is undefined (NVRTC_ERROR 6)`);
     expect(msg).toContain(`${String(at).padStart(6)} > ${lines[at - 1]}`);
     expect(msg).toContain(`${String(at - 1).padStart(6)}   ${lines[at - 2]}`);
     expect((e as { multiline?: boolean }).multiline).toBe(true);

@@ -41,34 +41,39 @@ afterEach(() => {
 });
 
 describe('KILN_DEBUG=source', () => {
-  it('prints each kernel of a CUDA module once, under its name and graph nodes, and all of the module but the prelude', async () => {
+  it('prints each kernel under its name and graph nodes: its functions (as compiled, shared by identical kernels) and its launches', async () => {
     const { generateCuda, program } = await withDebug('source');
     const p = program('block', '64x4x16');
-    let source = '';
-    const text = stderrOf(() => (source = generateCuda(p).source));
+    let m: ReturnType<typeof generateCuda> | undefined;
+    const text = stderrOf(() => (m = generateCuda(p)));
     const sections: Array<{ name: string; nodes: string; body: string[] }> = [];
     for (const line of text.split('\n')) {
-      const m = HEADER.exec(line);
-      if (m) sections.push({ name: m[1]!, nodes: m[2]!, body: [] });
+      const h = HEADER.exec(line);
+      if (h) sections.push({ name: h[1]!, nodes: h[2]!, body: [] });
       else if (line !== '') sections[sections.length - 1]!.body.push(line);
     }
     expect(sections.map((s) => s.name)).toEqual(p.kernels.map((k) => k.name));
+    const printedFns = new Set<string>();
     p.kernels.forEach((k, i) => {
       const s = sections[i]!;
       expect(s.nodes).toBe(k.nodes.map((n) => `%${n}`).join(' '));
-      // Every function printed for kernel i is kernel i's (the generator names them kiln_<i>_...).
+      // The functions printed for kernel i are the ones its launches call, each launch listed with its buffers.
+      const called = new Set(m!.launches[i]!.flatMap((l) => (l.kind === 'kernel' ? [l.fn] : [])));
       for (const l of s.body) {
-        const fn = /__global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(/.exec(l)?.[1];
-        if (fn) expect(fn.startsWith(`kiln_${i}_`)).toBe(true);
+        const fn = /__global__ void (?:__launch_bounds__\([\d, ]+\) )?(\w+)\(/.exec(l)?.[1];
+        if (fn) {
+          expect(called.has(fn)).toBe(true);
+          printedFns.add(fn);
+        }
       }
+      for (const fn of called) expect(s.body.some((l) => l.startsWith(`// launch: ${fn}(`))).toBe(true);
     });
-    // Together the sections are the module after its prelude, line for line (cuBLAS launches aside).
-    const printed = sections.flatMap((s) => s.body.filter((l) => !l.startsWith('// launch: cuBLAS SGEMM')));
-    const kernelsPart = source.slice(source.indexOf(`// ${p.kernels[0]!.name}\n`)).split('\n').filter((l) => l !== '');
-    expect(printed).toEqual(kernelsPart);
-    expect(printed.filter((l) => l.includes('__global__')).length).toBe((source.match(/__global__/g) ?? []).length);
+    // Every function of the module is printed (under each kernel that uses it); the module holds each once.
+    const moduleFns = [...m!.source.matchAll(/__global__ void (?:__launch_bounds__\([\d, ]+\) )?(\w+)\(/g)].map((x) => x[1]!);
+    expect(new Set(moduleFns).size).toBe(moduleFns.length);
+    expect([...printedFns].sort()).toEqual([...moduleFns].sort());
     // Matmuls planned as cuBLAS calls say so.
-    const gemms = generateCuda(p).launches.flat().filter((l) => l.kind === 'gemm').length;
+    const gemms = m!.launches.flat().filter((l) => l.kind === 'gemm').length;
     expect(gemms).toBeGreaterThan(0);
     expect((text.match(/\/\/ launch: cuBLAS SGEMM/g) ?? []).length).toBe(gemms);
   });
@@ -86,10 +91,10 @@ describe('KILN_DEBUG=source', () => {
 });
 
 describe('CUDA backend options', () => {
-  it('come from the environment in the runtime: CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES, KILN_GEMM_TUNING', () => {
-    expect(cudaOptionsFromEnv({})).toEqual({ cublas: true, tensorCores: true, gemmTuning: true });
-    expect(cudaOptionsFromEnv({ CUDA_LIB_DIR: '/opt/cuda/lib', KILN_CACHE_DIR: '/tmp/c', KILN_CUDA_NO_CUBLAS: '1', KILN_CUDA_NO_TENSOR_CORES: '1', KILN_GEMM_TUNING: 'off' }))
-      .toEqual({ libDir: '/opt/cuda/lib', cacheDir: '/tmp/c', cublas: false, tensorCores: false, gemmTuning: false });
+  it('come from the environment in the runtime: CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES, KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE', () => {
+    expect(cudaOptionsFromEnv({})).toEqual({ cublas: true, tensorCores: true, gemmTuning: true, autotune: false });
+    expect(cudaOptionsFromEnv({ CUDA_LIB_DIR: '/opt/cuda/lib', KILN_CACHE_DIR: '/tmp/c', KILN_CUDA_NO_CUBLAS: '1', KILN_CUDA_NO_TENSOR_CORES: '1', KILN_GEMM_TUNING: 'off', KILN_GEMM_AUTOTUNE: '1' }))
+      .toEqual({ libDir: '/opt/cuda/lib', cacheDir: '/tmp/c', cublas: false, tensorCores: false, gemmTuning: false, autotune: true });
   });
 
   it('cublas: false generates every matmul instead of planning cuBLAS SGEMMs', async () => {

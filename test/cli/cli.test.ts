@@ -69,9 +69,9 @@ describe('kiln user errors: one line, exit 2, no stack trace', () => {
   });
 
   it('a job whose model has no training program yet says so (exit 3)', () => {
-    const r = kiln(['train', 'ssl-encoder', '--out', join(tmp(), 'run'), '--limit', '64', '--batch', '8']);
+    const r = kiln(['train', 'ssl-encoder', '--out', join(tmp(), 'run'), '--limit', '64', '--batch', '8', '--set', 'model.method=mim']);
     expect(r.code).toBe(3);
-    expect(r.stderr).toMatch(/not implemented yet: model.kind 'ssl_encoder'/);
+    expect(r.stderr).toMatch(/not implemented yet: model.method 'mim'/);
   });
 });
 

@@ -38,7 +38,7 @@ describe('kiln golden check: every golden', () => {
     const listed = new Set(r.stdout.trim().split('\n').map((l) => relative(DATA, /\((.*)\)$/.exec(l)![1]!)));
     for (const f of files(DATA).map((p) => relative(DATA, p)).filter((p) => p.endsWith('.safetensors') && !ELSEWHERE.has(p)))
       if (!/^dinov2\/tiny(_reg|_swiglu)?\.safetensors$/.test(f)) expect(listed, f).toContain(f); // the dinov2 weights are read by their .io runs
-    for (const family of ['nn/', 'dinov2/', 'lightningdit/', 'tarflow/', 'fae/', 'losses/', 'optim/']) expect(r.stdout).toContain(`\n${family}`);
+    for (const family of ['nn/', 'dinov2/', 'lightningdit/', 'tarflow/', 'fae/', 'losses/', 'optim/', 'inception/']) expect(r.stdout).toContain(`\n${family}`);
   });
 
   it('one model by name passes on the CPU backend, every output printed with its tolerance', () => {

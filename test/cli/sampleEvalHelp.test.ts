@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { STACK_LINE, kiln } from '../support/kilnCli.ts';
 
 describe('kiln sample / eval --help', () => {
-  for (const args of [['sample', '--help'], ['eval', 'fd', '--help'], ['eval', 'accuracy', '--help'], ['eval', 'recon', '--help'], ['eval', 'bpd', '--help']]) {
+  for (const args of [['sample', '--help'], ['eval', 'fd', '--help'], ['eval', 'fid', '--help'], ['eval', 'accuracy', '--help'], ['eval', 'recon', '--help'], ['eval', 'bpd', '--help']]) {
     it(`kiln ${args.join(' ')} lists every option with its default`, () => {
       const r = kiln(args);
       expect(r.code).toBe(0);

@@ -1,5 +1,5 @@
 /**
- * Evaluation metrics (runtime/eval/*): the symmetric eigen-decomposition, the Fréchet distance against
+ * Evaluation metrics (runtime/eval/*): the symmetric eigen-decomposition (spectrum, eigenvectors, orthogonality, the eigenvalues-only mode), the Fréchet distance against
  * closed forms (1-D, diagonal, commuting and a hand-computed 2×2 case) and an independent f64
  * Denman–Beavers square root on a non-commuting case, and PSNR / SSIM against known values.
  */
@@ -44,6 +44,30 @@ describe('symmetric eigen-decomposition', () => {
     for (let i = 0; i < n; i++) expect(Math.abs(values[i]! - sorted[i]!)).toBeLessThan(1e-12);
     const av = matmul(a, vectors, n);
     for (let i = 0; i < n * n; i++) expect(Math.abs(av[i]! - vectors[i]! * values[i % n]!)).toBeLessThan(1e-12);
+  });
+});
+
+describe('symmetric eigen-decomposition (Householder + QL)', () => {
+  it('n = 80 with a repeated eigenvalue and a null space: spectrum, A·V = V·Λ, VᵀV = I; eigenvalues alone agree', () => {
+    const n = 80, q = orthogonal(n, 3);
+    const d = Array.from({ length: n }, (_, i) => (i < 20 ? 0 : i < 30 ? 2.5 : Math.sin(i) * 3));
+    const a = spectral(q, d, n);
+    const { values, vectors } = symmetricEigen(a, n);
+    const sorted = [...d].sort((x, y) => x - y);
+    for (let i = 0; i < n; i++) expect(Math.abs(values[i]! - sorted[i]!), `λ${i}`).toBeLessThan(1e-12);
+    const av = matmul(a, vectors, n), vtv = matmul(transpose(vectors, n), vectors, n);
+    for (let i = 0; i < n * n; i++) {
+      expect(Math.abs(av[i]! - vectors[i]! * values[i % n]!)).toBeLessThan(1e-12);
+      expect(Math.abs(vtv[i]! - (i % (n + 1) === 0 ? 1 : 0))).toBeLessThan(1e-12);
+    }
+    const only = symmetricEigen(a, n, { vectors: false });
+    expect(only.vectors.length).toBe(0);
+    for (let i = 0; i < n; i++) expect(Math.abs(only.values[i]! - values[i]!), `λ${i} without vectors`).toBeLessThan(1e-12);
+  });
+  it('1×1, diagonal, and an asymmetric matrix is refused', () => {
+    expect(Array.from(symmetricEigen([3], 1).values)).toEqual([3]);
+    expect(Array.from(symmetricEigen([2, 0, 0, 0, -1, 0, 0, 0, 5], 3).values)).toEqual([-1, 2, 5]);
+    expect(() => symmetricEigen([1, 2, 3, 4], 2)).toThrow(/not symmetric at \(0, 1\)/);
   });
 });
 

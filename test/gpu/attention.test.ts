@@ -18,12 +18,16 @@
  *    for random inputs), plus the bf16 rounding of the result.
  * Measured errors are printed; they sit well below these bounds (a wrong fragment layout, mask or
  * statistic gives errors of order 1).
- * The softmax statistics are checked on rows of very large (+1e4) and very negative (−1e4) logits.
+ * The softmax statistics are checked on rows of very large (+1e4) and very negative (−1e4) logits, and
+ * the tile variants bench/attention.ts measures (row / key tiles per warp, warps) on head dims 64 and 72.
  */
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { cudaBackend } from '../../backends/cuda/executable.ts';
+import { type FlashProbe, setFlashProbe } from '../../backends/cuda/flashAttention.ts';
 import { compile } from '../../compiler/compile.ts';
+import { tileIsValid } from '../../compiler/schedule/attentionTiling.ts';
+import type { AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 import { hostTensor, type HostTensor } from '../../ir/tensor.ts';
 import { numel } from '../../ir/shape.ts';
 import type { Graph } from '../../ir/graph.ts';
@@ -31,6 +35,10 @@ import { mulberry32 } from '../../runtime/prng.ts';
 import { type AttentionCase, attentionGradOnlyGraph, attentionGraph, caseName } from '../support/attentionGraphs.ts';
 import { attentionReference } from '../support/attentionReference.ts';
 import { runOnBackend } from '../support/backendRun.ts';
+
+// KILN_FLASH_PROBE=nocausal|dqmask: a deliberate bug in the generated kernels (backends/cuda/flashAttention.ts),
+// to check that these tests catch it; never set in normal runs.
+setFlashProbe(process.env.KILN_FLASH_PROBE as FlashProbe | undefined);
 
 const Y_TOL = 1e-2;
 const GRAD_TOL = 3e-2;
@@ -112,6 +120,40 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
         console.log(rows.splice(0).join('\n'));
         expect(bad).toEqual([]);
       }, 600_000);
+
+  it('tile variants (the alternatives bench/attention.ts measures): one or two row tiles per warp forward, one or two key tiles per warp backward, 4 or 8 warps, dQ by reductions or in a pass of its own', async () => {
+    // Both sides get the same inputs; only the kernels' tiles differ from compile()'s choice.
+    const variants: Array<{ fwd: Partial<AttentionTile>; bwd: Partial<AttentionTile>; dims: number[] }> = [
+      { fwd: { bq: 128, warps: 8 }, bwd: { bq: 32, bk: 128, warps: 4, dq: undefined }, dims: [64] },
+      { fwd: { bq: 64, warps: 2 }, bwd: { bq: 64, bk: 128, warps: 8, dq: undefined }, dims: [64] },
+      { fwd: {}, bwd: { bq: 64, bk: 64, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }, dims: [64, 72] },
+      { fwd: { bk: 32 }, bwd: { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }, dims: [64] },
+      { fwd: {}, bwd: { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }, dims: [128] },
+    ];
+    const bad: string[] = [];
+    for (const [vi, v] of variants.entries())
+      for (const dim of v.dims)
+        for (const causal of [false, true]) {
+          const c: AttentionCase = { batch: 1, heads: 2, seq: 255, dim, causal, layout: (vi + (causal ? 1 : 0)) % 2 ? 'bshd' : 'bhsd' };
+          const g = attentionGraph({ ...c, grads: true });
+          const p = compile(g).program;
+          const kernels: Kernel[] = p.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? v.fwd : v.bwd) } } : k));
+          for (const k of kernels) if ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile) expect(tileIsValid(k.tile, k.kind), JSON.stringify(k.tile)).toBe(true);
+          const f = feeds(g, 77 + dim + vi);
+          const exe = await cudaBackend.compile(g, { ...p, kernels });
+          let got: Record<string, HostTensor>;
+          try {
+            got = await exe.run(f, OUTS);
+          } finally {
+            exe.dispose();
+          }
+          const ref = attentionReference(c, f);
+          const e = Object.fromEntries(OUTS.map((o) => [o, normwise(got[o]!.data, ref[o]!)]));
+          console.log(`variant ${vi} ${caseName(c)}: ${Object.entries(e).map(([k, x]) => `${k} ${x.toExponential(2)}`).join(', ')}`);
+          for (const [k, x] of Object.entries(e)) if (!(x <= (k === 'y' ? Y_TOL : GRAD_TOL))) bad.push(`variant ${vi} ${caseName(c)} ${k}: ${x}`);
+        }
+    expect(bad).toEqual([]);
+  }, 600_000);
 
   it('the backward alone (its own statistics pass): dQ, dK, dV vs the cpu backend', async () => {
     const bad: string[] = [];

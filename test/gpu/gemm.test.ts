@@ -103,3 +103,29 @@ describe('every tuning tile equals the CPU interpreter', () => {
       for (const name of TILE_CASES) await check(GEMM_CASES.find((c) => c.name === name)!, 7, retiled(tile));
     }, 300_000);
 });
+
+/**
+ * The library provider as the tuner may pick it (provider 'cublas': cuBLAS GemmEx bf16, operands that
+ * are not plain strided bf16 views staged into the GEMM workspace, C into the fused epilogue kernel;
+ * backends/cuda/gemmLibrary.ts), on every case. Same tolerances: cuBLAS also accumulates in f32 (its
+ * order differs from the generated kernel's, within δ), and writes C in bf16 only where the IR rounds
+ * the accumulator to bf16 anyway.
+ */
+const library = (provider: 'cublas' | 'cublaslt'): Backend => ({
+  name: 'cuda', consumes: 'kernels',
+  compile: async (graph, program) => {
+    const kernels = program!.kernels.map((k) => (k.kind === 'matmul' && k.tile?.provider === 'tensor-core' ? { ...k, tile: { ...k.tile, provider, source: 'measured' as const } } : k));
+    return new CudaExecutable(graph, { ...program!, kernels }, { gemmTuning: false });
+  },
+});
+// cuBLASLt: its bias epilogue where the epilogue is accumulator + bias (it adds the bias to the f32
+// accumulator and rounds once; the IR rounds the accumulator to bf16 first: at most one rounding of
+// the output apart, inside the normwise bound), its default epilogue elsewhere.
+for (const provider of ['cublas', 'cublaslt'] as const)
+  describe(`the library GEMM provider ${provider} (bf16 + staging + workspace epilogue) equals the CPU interpreter`, () => {
+    GEMM_CASES.forEach((c, ci) =>
+      it(`${c.name} (${provider})`, async () => {
+        await check(c, 2000 + ci, library(provider));
+      }, 120_000),
+    );
+  });

@@ -8,7 +8,7 @@
 import type { DType } from '../../ir/dtype.ts';
 import { type Graph, GraphBuilder } from '../../ir/graph.ts';
 
-export type Epilogue = 'store_f32' | 'store_bf16' | 'bias_gelu' | 'residual' | 'two_stores' | 'adamw';
+export type Epilogue = 'store_f32' | 'store_bf16' | 'bias_gelu' | 'bias_f32' | 'bias_bf16' | 'residual' | 'two_stores' | 'adamw';
 
 export interface GemmCase {
   readonly name: string;
@@ -63,6 +63,17 @@ export function gemmGraph(c: GemmCase): Graph {
       g.output('y', g.op('mul', [g.op('mul', [x, scalar(g, 0.5, 'bf16')]), g.op('add', [e, scalar(g, 1, 'bf16')])]));
       break;
     }
+    case 'bias_f32': {
+      // A linear layer's output in f32 (LightningDiT's adaLN modulations): f32(y) + bias.
+      const bias = g.input('bias', { shape: [c.n], dtype: 'f32' });
+      g.output('y', g.op('add', [g.op('cast', [y], { dtype: 'f32' }), bias]));
+      break;
+    }
+    case 'bias_bf16': {
+      const bias = g.input('bias', { shape: [c.n], dtype: 'bf16' });
+      g.output('y', g.op('add', [y, bias]));
+      break;
+    }
     case 'residual': {
       const res = g.input('res', { shape: outShape, dtype: 'f32' });
       g.output('y', g.op('add', [res, g.op('cast', [y], { dtype: 'f32' })]));
@@ -113,6 +124,8 @@ export const GEMM_CASES: readonly GemmCase[] = [
   { name: 'broadcast_b', m: 33, n: 40, k: 64, batchA: [2, 3] },
   { name: 'broadcast_mixed', m: 24, n: 40, k: 24, batchA: [2, 1], batchB: [1, 3], transB: true },
   { name: 'bias_gelu', m: 200, n: 136, k: 64, epilogue: 'bias_gelu', transB: true },
+  { name: 'bias_f32', m: 130, n: 72, k: 96, epilogue: 'bias_f32', srcB: 'cast', transB: true },
+  { name: 'bias_bf16_batched', m: 40, n: 64, k: 48, batchA: [3], epilogue: 'bias_bf16', transB: true },
   { name: 'residual', m: 96, n: 100, k: 128, epilogue: 'residual' },
   { name: 'two_stores', m: 64, n: 72, k: 40, epilogue: 'two_stores', srcB: 'cast' },
   { name: 'store_bf16', m: 150, n: 88, k: 80, epilogue: 'store_bf16' },

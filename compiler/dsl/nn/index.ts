@@ -15,3 +15,4 @@ export * from './timestep.ts';
 export * from './label.ts';
 export * from './adaLN.ts';
 export * from './vitBlock.ts';
+export * from './conv.ts';

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# LightningDiT training steps, Kiln (cuda, bf16 autocast) next to PyTorch eager bf16 and torch.compile
+# bf16 (bench/torch_baseline.py), same model, batch and card, in one call, with both sides' device
+# memory. The compiles run in parallel (CPU); the GPU is held by one process at a time for its timed
+# steps (KILN_GPU_LOCK), so no timing overlaps another. Run on the GPU machine from the repository root
+# (after `source .device/enter.sh`):
+#   bash bench/lightningdit.sh [SECONDS] [specs...]       default: 140 lightningdit:128
+# Each part is killed after SECONDS; raw lines and logs go to ${OUT:-/tmp}; prints a table at the end.
+# TORCH_COMPILE_SPECS="spec ..." limits torch.compile to those specs (default: all; torch.compile of
+# XL/1 takes ~120 s, and it holds the GPU for its first step). KILN_TUNED_SPECS="spec ..." adds a Kiln
+# run with KILN_GEMM_AUTOTUNE=1 (generated GEMM vs cuBLAS measured per matmul signature of the step)
+# for those specs; the plain Kiln run (KILN_DEFAULT_SPECS, default all) uses the tiling stage's
+# default schedules (KILN_GEMM_TUNING=off), what a fresh machine runs without a tuning cache.
+set -uo pipefail
+limit=${1:-140}; shift || true
+specs=${*:-lightningdit:128}
+out=${OUT:-/tmp}
+export KILN_GPU_LOCK=/tmp/kiln-gpu-lock-$$
+rm -rf "$KILN_GPU_LOCK"
+# Every process compiles (and runs its first step) first, then says it is ready (KILN_GPU_READY) and
+# waits for the go (KILN_GPU_AFTER), given once every process still running is ready (and the file
+# GPU_GATE exists, when set: another job's GPU work that must end first). So no compile runs beside a
+# timed step (a busy CPU slows launch-bound steps), and the timed steps run one at a time (the lock).
+go=/tmp/kiln-gpu-go-$$; ready=/tmp/kiln-gpu-ready-$$
+rm -rf "$go" "$ready"; mkdir -p "$ready"
+export KILN_GPU_AFTER=$go
+pids=()
+start() { local tag=$1; shift; ( KILN_GPU_READY=$ready/$tag timeout "$limit" "$@" > "$out/$tag.jsonl" 2> "$out/$tag.log" ) & pids+=($!); }
+for s in $specs; do
+  tag=${s//:/_}
+  [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
+  start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
+  [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
+done
+t0=$(date +%s)
+( while :; do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+    n=$(ls "$ready" | wc -l)
+    if [ "$n" -ge "$alive" ] && { [ -z "${GPU_GATE:-}" ] || [ -e "$GPU_GATE" ]; }; then touch "$go"; echo "go after $(( $(date +%s) - t0 )) s ($n ready)" >&2; break; fi
+    sleep 0.2
+  done ) &
+for p in "${pids[@]}"; do wait "$p"; done
+rm -rf "$KILN_GPU_LOCK" "$go" "$ready"
+node -e '
+const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
+const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };
+const ms = (x) => (x ? x.stepMs : "—");
+console.log("| program | batch | Kiln bf16 step ms | Kiln autotuned ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+for (const s of specs) {
+  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
+  const r = (a, b) => (a && b ? (a.stepMs / b.stepMs).toFixed(2) + "x" : "—");
+  const mem = (x) => (x ? `${x.peakMiB} / ${x.reservedMiB}` : "—");
+  console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
+  for (const [label, kk] of [["default", kd], ["autotuned", kt]]) {
+    if (!kk?.profile) continue;
+    const p = kk.profile;
+    if (kk.autotune) console.log(`  Kiln ${s} autotune: ${kk.autotune.signatures} signatures in ${kk.autotune.ms} ms, kernels by provider ${JSON.stringify(kk.autotune.kernelsBy)}; loss ${kk.loss}`);
+    else console.log(`  Kiln ${s} default: loss ${kk.loss}, providers ${JSON.stringify(kk.matmulProviders)}`);
+    console.log(`  Kiln ${s} ${label}: GPU timeline ${p.gpuTimelineMs} ms, CPU enqueue ${p.cpuEnqueueMs} ms/step, ${p.launches} launches (${p.launchBound.launches} under 8 us: ${p.launchBound.ms} ms)`);
+    for (const [kind, v] of Object.entries(p.byKind)) console.log(`    ${kind}: ${v.ms} ms (${v.share}, ${v.launches} launches)`);
+  }
+}
+' "$out" $specs

@@ -1,0 +1,185 @@
+/**
+ * @file Evaluating a frozen encoder's features, every step run by Kiln on a backend:
+ * - `encodeImages`: pooled features [N, D] of images through a traced embedding function, in batches;
+ * - `linearProbe`: multinomial logistic regression (one Linear layer, cross-entropy, AdamW with a
+ *   cosine learning rate, minibatches of a seeded per-epoch order) trained on standardized train
+ *   features (train mean/std), accuracy on the test features;
+ * - `knnAccuracy`: weighted k-nearest-neighbour classification (DINO's: cosine similarity on
+ *   L2-normalized features, the k most similar train items vote with weight exp(sim / 0.07)); the k
+ *   best are found in the program by k rounds of argmax and masking, so no N×N matrix leaves the device.
+ * The raw-pixel probe is `linearProbe` on flattened pixels (the floor an encoder must beat).
+ */
+import type { Backend } from '../../backends/backend.ts';
+import { type Module, type Tensor, crossEntropy, nn, trace } from '../../compiler/dsl/index.ts';
+import { trainStep } from '../../compiler/transforms/trainStep.ts';
+import { KilnError } from '../../ir/errors.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
+import { Session } from '../../runtime/session.ts';
+
+export interface FeatureSet {
+  /** [N, D] row-major. */
+  x: Float32Array;
+  /** Class of each row. */
+  y: Int32Array;
+  n: number;
+  d: number;
+}
+
+/**
+ * Features of `images` ([N, C, H, W] values) from `embed(images [batch, C, H, W]) → [batch, D]` traced with
+ * `params` (state `state`). The last partial batch is zero-padded and cut.
+ */
+export async function encodeImages(
+  backend: Backend, params: Module, state: ReadonlyMap<string, HostTensor>, embed: (x: Tensor) => Tensor,
+  images: Float32Array, shape: readonly [number, number, number], n: number, batch: number,
+): Promise<{ x: Float32Array; d: number }> {
+  const per = shape[0] * shape[1] * shape[2];
+  const B = Math.min(batch, n);
+  const g = trace('probe_features', (t) => ({ features: embed(t.input('images', [B, ...shape])) }), { params });
+  const s = await Session.open(backend, g, state, { precision: 'f32' });
+  try {
+    let out: Float32Array | undefined, d = 0;
+    for (let i = 0; i < n; i += B) {
+      const m = Math.min(B, n - i);
+      const chunk = new Float32Array(B * per);
+      chunk.set(images.subarray(i * per, (i + m) * per));
+      const f = (await s.run({ images: hostTensor('f32', [B, ...shape], chunk) })).features!;
+      d = f.shape[1]!;
+      out ??= new Float32Array(n * d);
+      out.set((f.data as Float32Array).subarray(0, m * d), i * d);
+    }
+    return { x: out!, d };
+  } finally {
+    s.dispose();
+  }
+}
+
+export interface LinearProbeOptions {
+  epochs?: number;
+  batch?: number;
+  lr?: number;
+  weightDecay?: number;
+  seed?: number;
+}
+
+function standardize(train: FeatureSet, test: FeatureSet): [Float32Array, Float32Array] {
+  const { d } = train;
+  const mean = new Float64Array(d), sq = new Float64Array(d);
+  for (let i = 0; i < train.n; i++) for (let k = 0; k < d; k++) {
+    const v = train.x[i * d + k]!;
+    mean[k]! += v;
+    sq[k]! += v * v;
+  }
+  const std = new Float64Array(d);
+  for (let k = 0; k < d; k++) {
+    mean[k]! /= train.n;
+    std[k] = Math.sqrt(Math.max(sq[k]! / train.n - mean[k]! ** 2, 0)) + 1e-6;
+  }
+  const apply = (s: FeatureSet) => Float32Array.from(s.x, (v, i) => (v - mean[i % d]!) / std[i % d]!);
+  return [apply(train), apply(test)];
+}
+
+/** Logistic-regression probe: trained on `train`, accuracy on `test` (and on `train`). */
+export async function linearProbe(backend: Backend, train: FeatureSet, test: FeatureSet, classes: number, o: LinearProbeOptions = {}): Promise<{ testAccuracy: number; trainAccuracy: number; finalLoss: number }> {
+  if (train.d !== test.d) throw new KilnError(`linear probe: train features have ${train.d} dims, test features ${test.d}`);
+  const { d } = train;
+  const B = Math.max(1, Math.min(o.batch ?? 512, Math.floor(train.n / 8))), epochs = o.epochs ?? 30, peak = o.lr ?? 1e-2;
+  const [xs, xt] = standardize(train, test);
+  const layer = new nn.Linear(d, classes, { weightInit: { kind: 'zeros' }, biasInit: { kind: 'zeros' } });
+  const fwd = trace('linear_probe', (t) => ({ loss: crossEntropy(layer.forward(t.input('x', [B, d])), t.input('y', [B], 'i32')) }), { params: layer });
+  const step = trainStep(fwd, { loss: 'loss', optimizer: { kind: 'adamw', beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay ?? 1e-4 } });
+  const s = await Session.open(backend, step, layer.initState(0), { precision: 'f32' });
+  let finalLoss = NaN;
+  try {
+    const perEpoch = Math.floor(train.n / B), total = perEpoch * epochs;
+    const rand = mulberry32(o.seed ?? 0);
+    const order = Int32Array.from({ length: train.n }, (_, i) => i);
+    const xb = new Float32Array(B * d), yb = new Int32Array(B);
+    let k = 0;
+    for (let e = 0; e < epochs; e++) {
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      for (let b = 0; b < perEpoch; b++, k++) {
+        for (let r = 0; r < B; r++) {
+          const idx = order[b * B + r]!;
+          xb.set(xs.subarray(idx * d, (idx + 1) * d), r * d);
+          yb[r] = train.y[idx]!;
+        }
+        const lr = (peak * (1 + Math.cos((Math.PI * k) / total))) / 2;
+        const out = await s.run({ x: hostTensor('f32', [B, d], xb), y: hostTensor('i32', [B], yb), lr: hostTensor('f32', [], [lr]) }, ['loss']);
+        finalLoss = out.loss!.data[0]!;
+      }
+    }
+    const p = await s.read(['param']);
+    const w = p.get('weight')!.data, bias = p.get('bias')!.data;
+    const acc = (x: Float32Array, s2: FeatureSet) => {
+      let correct = 0;
+      for (let i = 0; i < s2.n; i++) {
+        let best = -Infinity, arg = 0;
+        for (let c = 0; c < classes; c++) {
+          let z = Number(bias[c]);
+          for (let q = 0; q < d; q++) z += Number(w[c * d + q]) * x[i * d + q]!;
+          if (z > best) [best, arg] = [z, c];
+        }
+        if (arg === s2.y[i]) correct++;
+      }
+      return correct / s2.n;
+    };
+    return { testAccuracy: acc(xt, test), trainAccuracy: acc(xs, train), finalLoss };
+  } finally {
+    s.dispose();
+  }
+}
+
+function l2rows(s: FeatureSet): Float32Array {
+  const out = new Float32Array(s.x.length);
+  for (let i = 0; i < s.n; i++) {
+    let n2 = 0;
+    for (let k = 0; k < s.d; k++) n2 += s.x[i * s.d + k]! ** 2;
+    const inv = 1 / Math.sqrt(n2 + 1e-12);
+    for (let k = 0; k < s.d; k++) out[i * s.d + k] = s.x[i * s.d + k]! * inv;
+  }
+  return out;
+}
+
+/** Weighted kNN accuracy (k neighbours, temperature 0.07) of `test` against the `train` bank. */
+export async function knnAccuracy(backend: Backend, train: FeatureSet, test: FeatureSet, classes: number, o: { k?: number; queryBatch?: number; temperature?: number } = {}): Promise<number> {
+  const k = Math.min(o.k ?? 20, train.n), Q = Math.min(o.queryBatch ?? 500, test.n), T = o.temperature ?? 0.07;
+  const { d } = train, N = train.n;
+  const bank = l2rows(train), queries = l2rows(test);
+  const g = trace('knn', (t) => {
+    let sims = t.input('q', [Q, d]).matmul(t.input('bank', [N, d], 'f32', 'frozen').mT); // [Q, N], in [−1, 1]
+    const out: Record<string, Tensor> = {};
+    for (let i = 0; i < k; i++) {
+      const idx = sims.argmax(-1);
+      const hot = idx.oneHot(N);
+      out[`idx${i}`] = idx;
+      out[`sim${i}`] = sims.mul(hot).sum(-1);
+      if (i + 1 < k) sims = sims.sub(hot.mul(4)); // below any cosine similarity: never picked again
+    }
+    return out;
+  });
+  const s = await Session.open(backend, g, new Map([['bank', hostTensor('f32', [N, d], bank)]]), { precision: 'f32' });
+  try {
+    let correct = 0;
+    for (let i = 0; i < test.n; i += Q) {
+      const m = Math.min(Q, test.n - i);
+      const q = new Float32Array(Q * d);
+      q.set(queries.subarray(i * d, (i + m) * d));
+      const out = await s.run({ q: hostTensor('f32', [Q, d], q) });
+      for (let r = 0; r < m; r++) {
+        const votes = new Float64Array(classes);
+        for (let j = 0; j < k; j++) votes[train.y[Number(out[`idx${j}`]!.data[r])]!]! += Math.exp(Number(out[`sim${j}`]!.data[r]) / T);
+        let arg = 0;
+        for (let c = 1; c < classes; c++) if (votes[c]! > votes[arg]!) arg = c;
+        if (arg === test.y[i + r]) correct++;
+      }
+    }
+    return correct / test.n;
+  } finally {
+    s.dispose();
+  }
+}
