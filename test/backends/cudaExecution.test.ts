@@ -6,6 +6,10 @@
  *    per data feed and no synchronization at all when it fetches nothing; with graphs off, every run
  *    launches every kernel;
  *  - device memory: one cuMemAlloc of the plan's total, checked against cuMemGetInfo first;
+ *  - built units (build.ts: position-independent kernels, one CUBIN per distinct source): each unit's
+ *    image is loaded once, and every kernel argument is the address of its buffer in the one allocation
+ *    (the allocation's base + the plan's offset), so kernels that share a function differ only in their
+ *    arguments, and the captured graph replays them with the same addresses;
  *  - errors: no driver (a real one where libcuda is absent), a driver without a GPU (cuInit = 100), out
  *    of memory (a fake free-memory figure, and a failing cuMemAlloc), an NVRTC failure (kernel name and
  *    source lines); the CLI prints every line of an NVRTC error.
@@ -108,6 +112,45 @@ describe('CUDA graphs: one driver call per step (fake driver)', () => {
     expect(m.total).toBe(m.parameters + m.state + m.io + m.arena);
     expect(m.updatesCopied).toBe(0);
     expect(m.updatesInPlace).toBe(graph.outputs.filter((o) => o.name.startsWith('next.')).length);
+    exe.dispose();
+  });
+});
+
+describe('position-independent units on the one allocation (fake driver)', () => {
+  it('each unit loaded once; every launch argument = base + the plan offset of its buffer; shared functions differ only in their arguments', async () => {
+    // Three equal hidden layers: their forward and backward kernels have the same structure (one unit each).
+    const cfg = { inputs: 16, hidden: [16, 16, 16], classes: 16 };
+    const { model: m3, graph: g3 } = mlpTrainStep(cfg, B);
+    const p3 = compile(g3).program;
+    const opts = { ...options, graphs: true };
+    const gen = generateCuda(p3, opts);
+    const kernelLaunches = gen.launches.flat().filter((l) => l.kind === 'kernel');
+    expect(gen.units.length).toBeLessThan(new Set(p3.kernels.map((k) => k.name)).size); // dedup happened
+    const seen: Array<{ fn: unknown; args: bigint[] }> = [];
+    const fake = fakeCuda({
+      overrides: {
+        cuLaunchKernel: (f, _gx, _gy, _gz, _bx, _by, _bz, _shmem, _stream, params) => {
+          seen.push({ fn: (f as { fn: string }).fn, args: (params as Buffer[]).map((b) => b.readBigUInt64LE(0)) });
+          return 0;
+        },
+      },
+    });
+    const exe = new CudaExecutable(g3, p3, opts, { built: { gen, images: gen.units.map(() => new Uint8Array(8)), compiled: gen.units.length }, driver: fake.driver });
+    expect(fake.count('cuModuleLoadImage')).toBe(gen.units.length);
+    expect(fake.count('cuMemAlloc')).toBe(1);
+    for (const [k, v] of defaultResident(g3, m3.initState(1))) await exe.write(k, v);
+    await exe.run({ ...mlpData(cfg, B, 1), lr: hostTensor('f32', [], [LR]) }, ['loss']);
+    expect(seen.length).toBe(kernelLaunches.length);
+    const base = 0x7f0000000000n; // the fake's first (and only) device allocation
+    kernelLaunches.forEach((l, i) => {
+      expect(seen[i]!.fn).toBe(l.fn);
+      expect(seen[i]!.args).toEqual(l.params.map((id) => base + BigInt(exe.memory.offsets.get(id)!)));
+      for (const a of seen[i]!.args) expect(a >= base && a < base + BigInt(exe.memory.total)).toBe(true);
+    });
+    // One function launched for different buffers (the shared layers).
+    const byFn = new Map<unknown, Set<string>>();
+    for (const x of seen) (byFn.get(x.fn) ?? byFn.set(x.fn, new Set()).get(x.fn)!).add(x.args.join(','));
+    expect([...byFn.values()].some((a) => a.size > 1)).toBe(true);
     exe.dispose();
   });
 });
