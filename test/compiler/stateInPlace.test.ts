@@ -8,7 +8,12 @@
  *    output, |fused − ref| ≤ 1e-3·(1 + |ref|) (the random-graph tolerance of differential.test.ts). Most
  *    seeds get some updates in place (counted);
  *  - a hand-written case where a later kernel must read x's old value: that update is copied, not in place;
- *  - the real training steps: every update of the MLP and LightningDiT-B/1 steps is in place.
+ *  - the real training steps: every update of the MLP and LightningDiT-B/1 steps is in place;
+ *  - a model step, end to end: the tiny LightningDiT training step (AdamW, EMA, Philox noise) run 3 steps by
+ *    the kernel-cpu backend with its in-place plan equals, bit for bit, the same program with every update
+ *    copied (inPlaceOf removed: outputs in memory of their own, applied after the run), on every loss and
+ *    every resident tensor. Exact equality: the same kernels run in the same order on the same values;
+ *    only where the updates are written differs.
  * The model goldens and nn-layer training steps in differential.test.ts and models/compiled.test.ts run
  * with the same in-place plan.
  */
@@ -21,7 +26,12 @@ import { parseGraph } from '../../ir/parser.ts';
 import { printGraph } from '../../ir/printer.ts';
 import { hostTensor } from '../../ir/tensor.ts';
 import { firstMismatch } from '../support/compare.ts';
-import { mlpTrainStep } from '../support/compilerPrograms.ts';
+import { kernelCpuBackend } from '../../backends/kernel/executable.ts';
+import type { Graph } from '../../ir/graph.ts';
+import type { HostTensor } from '../../ir/tensor.ts';
+import type { KernelProgram } from '../../ir/kernel/types.ts';
+import { defaultResident } from '../../runtime/session.ts';
+import { LR, ditModel, ditTrainStep, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 import { mulberry32 } from '../../runtime/prng.ts';
 
@@ -116,5 +126,39 @@ describe('state updates in place = the CPU oracle', () => {
     expect(m.total).toBe(m.parameters + m.state + m.data + m.outputs + m.constants + m.arena);
     expect(m.parameters).toBe((784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10) * 4);
     expect(m.outputs).toBe(4); // the loss
+  });
+
+  it('tiny LightningDiT training step, 3 steps: in-place updates = every update copied, bit for bit', async () => {
+    const graph: Graph = ditTrainStep(2);
+    const c = compile(graph);
+    const inPlace = c.program.buffers.filter((b) => b.inPlaceOf !== undefined).length;
+    expect(inPlace).toBe(graph.outputs.filter((o) => o.name.startsWith('next.')).length);
+    const copied: KernelProgram = { ...c.program, buffers: c.program.buffers.map(({ inPlaceOf: _, ...b }) => b) };
+    const init = ditModel().initState(1);
+    const run = async (p: KernelProgram) => {
+      const exe = await kernelCpuBackend.compile(graph, p);
+      for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
+      const losses: number[] = [];
+      for (let k = 0; k < 3; k++) {
+        const feeds: Record<string, HostTensor> = {
+          x1: hostTensor('f32', [2, 4, 4, 4], Array.from({ length: 128 }, (_, i) => Math.sin(i + k))),
+          y: hostTensor('i32', [2], [1, 3]), lr: hostTensor('f32', [], [LR]), rng_seed: hostTensor('u32', [2], [5 + k, 0]),
+        };
+        losses.push((await exe.run(feeds, ['loss'])).loss!.data[0]!);
+      }
+      const state = new Map<string, number[]>();
+      for (const i of graph.inputs) if (i.kind !== 'data') state.set(i.name, Array.from((await exe.read(i.name)).data as ArrayLike<number>));
+      return { losses, state };
+    };
+    const a = await run(c.program), b = await run(copied);
+    expect(a.losses[2]).not.toBe(a.losses[0]);
+    expect(a.losses).toEqual(b.losses);
+    const bad: string[] = [];
+    for (const [n, v] of a.state) {
+      const w = b.state.get(n)!;
+      const i = v.findIndex((x, j) => !Object.is(x, w[j]));
+      if (i >= 0) bad.push(`${n}[${i}]: ${v[i]} vs ${w[i]}`);
+    }
+    expect(bad).toEqual([]);
   });
 });
