@@ -11,7 +11,8 @@
  * Prints one JSON line per program.
  *
  *   tsx bench/stepExec.ts lightningdit:1 lightningdit:128
- *   tsx bench/stepExec.ts --build-only lightningdit:128     (compile only: fills the PTX cache)
+ *   tsx bench/stepExec.ts --build-only lightningdit:128     (compile only: fills the program and CUBIN caches)
+ *   tsx bench/stepExec.ts --steps=3 --no-kernel-times lightningdit_xl:64   (fewer steps; no per-kernel times)
  */
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
@@ -40,6 +41,8 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
 }
 
 const MiB = (n: number) => Math.round(n / 2 ** 20);
+const STEPS = ((a) => (a ? Number(a.slice('--steps='.length)) : undefined))(process.argv.find((a) => a.startsWith('--steps=')));
+const KERNEL_TIMES = !process.argv.includes('--no-kernel-times');
 
 async function bench(spec: string): Promise<Record<string, unknown>> {
   const [name, b] = spec.split(':') as [string, string];
@@ -58,9 +61,9 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
   const feeds = feedsFor(graph);
-  const steps = batch >= 64 ? 10 : 50;
+  const steps = STEPS ?? (batch >= 64 ? 10 : 50);
   const wall = async (fn: () => Promise<unknown> | void) => {
-    for (let i = 0; i < 3; i++) await fn();
+    for (let i = 0; i < Math.min(3, steps); i++) await fn();
     exe.sync();
     const t = performance.now();
     for (let i = 0; i < steps; i++) await fn();
@@ -82,7 +85,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const capturedMs = await attempt('captured', () => wall(() => exe.run(feeds, [])));
   const capturedDeviceMs = await attempt('captured device', () => exe.timeSteps(steps));
   const fetchMs = await attempt('fetch', () => wall(() => exe.run(feeds, ['loss'])));
-  const kt = await attempt('kernel times', () => exe.kernelTimes(10));
+  const kt = KERNEL_TIMES ? await attempt('kernel times', () => exe.kernelTimes(10)) : undefined;
   const kernelSumMs = kt?.reduce((s, k) => s + k.ms, 0);
   const m = exe.memory;
   const launches = exe.launchCount;
@@ -101,7 +104,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   return out;
 }
 
-/** --build-only: compile each program (NVRTC fills the PTX cache) and exit, so timed runs start warm. */
+/** --build-only: compile each program (fills the program and CUBIN caches) and exit, so timed runs start warm. */
 const buildOnly = process.argv.includes('--build-only');
 for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
   if (buildOnly) {

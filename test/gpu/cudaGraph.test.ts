@@ -5,17 +5,22 @@
  *    and generated GEMMs, flash attention at bf16) and the MLP training step, 4 steps each from the same
  *    state, every fetched loss and every resident tensor compared bit for bit (exact equality: the same
  *    kernels run on the same data in the same order; only how they are launched differs);
+ *  - the same with every bf16 matmul of the tiny LightningDiT step on a library provider (cuBLASLt with its
+ *    bias epilogue and workspace, or cuBLAS), operands staged into the GEMM workspace: the library calls are
+ *    captured on the executable's stream too;
  *  - steps that fetch nothing return without waiting, and a later fetch still sees every step;
  *  - the device memory the executable takes (cuMemGetInfo before and after) is the plan's total, within
  *    the driver's allocation granularity (2 MiB) plus the loaded module and the CUDA graph (MEMORY_SLACK).
  */
 import { describe, expect, it } from 'vitest';
 import { CudaDriver } from '../../backends/cuda/driver.ts';
-import { type CudaExecutable, createCudaBackend } from '../../backends/cuda/executable.ts';
+import { CudaExecutable, createCudaBackend } from '../../backends/cuda/executable.ts';
+import { compile } from '../../compiler/compile.ts';
+import type { KernelProgram } from '../../ir/kernel/types.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { cudaOptionsFromEnv } from '../../runtime/backends.ts';
-import { compileOn } from '../../runtime/compile.ts';
+import { atPrecision, compileOn } from '../../runtime/compile.ts';
 import { defaultResident } from '../../runtime/session.ts';
 import { LR, ditModel, ditTrainStep, mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 
@@ -25,8 +30,8 @@ const uncaptured = createCudaBackend({ ...cudaOptionsFromEnv(), graphs: false })
 /** Bytes the driver may add beyond the plan: allocation rounding (2 MiB), the module's code, the graph. */
 const MEMORY_SLACK = 64 * 2 ** 20;
 
-async function train(backend: typeof captured, graph: Graph, init: ReadonlyMap<string, HostTensor>, feeds: (k: number) => Record<string, HostTensor>, steps: number) {
-  const exe = (await compileOn(backend, graph)) as CudaExecutable;
+async function train(backend: typeof captured | (() => CudaExecutable), graph: Graph, init: ReadonlyMap<string, HostTensor>, feeds: (k: number) => Record<string, HostTensor>, steps: number) {
+  const exe = typeof backend === 'function' ? backend() : ((await compileOn(backend, graph)) as CudaExecutable);
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
   const losses: number[] = [];
   for (let k = 0; k < steps; k++) losses.push((await exe.run(feeds(k), ['loss'])).loss!.data[0]!);
@@ -68,6 +73,25 @@ describe('CUDA graphs', () => {
     expect(a.losses[3]).not.toBe(a.losses[0]);
     expect(bitDiffs(a, b)).toEqual([]);
   });
+
+  for (const provider of ['cublaslt', 'cublas'] as const)
+    it(`tiny LightningDiT step with every bf16 matmul on ${provider}: captured replay = host launches, bit for bit (4 steps)`, async () => {
+      const graph = atPrecision(ditTrainStep(2), 'bf16');
+      const p0 = compile(graph).program;
+      const program: KernelProgram = { ...p0, kernels: p0.kernels.map((k) => (k.kind === 'matmul' && k.tile?.provider === 'tensor-core' ? { ...k, tile: { ...k.tile, provider } } : k)) };
+      const make = (graphs: boolean) => () => new CudaExecutable(graph, program, { ...cudaOptionsFromEnv(), gemmTuning: false, graphs });
+      const init = ditModel().initState(1);
+      const feeds = (k: number) => ({
+        x1: hostTensor('f32', [2, 4, 4, 4], Array.from({ length: 128 }, (_, i) => Math.sin(i + k))),
+        y: hostTensor('i32', [2], [1, 3]), lr: hostTensor('f32', [], [LR]), rng_seed: hostTensor('u32', [2], [5 + k, 0]),
+      });
+      const a = await train(make(true), graph, init, feeds, 4);
+      const b = await train(make(false), graph, init, feeds, 4);
+      console.log(`dit on ${provider}: captured graph of ${a.nodes} nodes; losses ${a.losses.join(', ')}`);
+      expect(a.nodes).toBeGreaterThan(10);
+      expect(a.losses.every(Number.isFinite)).toBe(true);
+      expect(bitDiffs(a, b)).toEqual([]);
+    });
 
   it('MLP training step at batch 64: captured replay = host launches, bit for bit (4 steps)', async () => {
     const config = { inputs: 784, hidden: [256, 128], classes: 10 };
