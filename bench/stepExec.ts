@@ -5,24 +5,27 @@
  *  - uncaptured: the same steps with every kernel launched from the host (graphs: false executable
  *    path, timed the same way);
  *  - kernel sum: the sum over kernels of each kernel's device time alone (a CUDA graph of 10 launches of
- *    the kernel, timed with events: no host gaps);
+ *    the kernel, timed with events: no host gaps; operands warm in L2), and the cold-L2 sum (each kernel
+ *    once after a 512 MiB copy has evicted L2, mean of 3), and the host-launched step's GPU timeline
+ *    (an event after every launch: each kernel's time inside the step, plus its gap);
  *  - launch overhead: (uncaptured − captured) per step, and per launch;
  *  - memory: the device plan's total (parameters, state, io, arena) and the measured cuMemGetInfo delta.
  * Prints one JSON line per program.
  *
  *   tsx bench/stepExec.ts lightningdit:1 lightningdit:128
  *   tsx bench/stepExec.ts --build-only lightningdit:128     (compile only: fills the program and CUBIN caches)
- *   tsx bench/stepExec.ts --steps=3 --no-kernel-times lightningdit_xl:64   (fewer steps; no per-kernel times)
+ *   tsx bench/stepExec.ts --steps=3 --no-kernel-times lightningdit:128   (fewer steps; no per-kernel times)
+ *   tsx bench/stepExec.ts --quick --steps=1 lightningdit_xl:64   (memory, first run and the captured step only)
  */
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
 import { buildProgram } from '../cli/programs.ts';
 import type { Graph } from '../ir/graph.ts';
+import type { Kernel } from '../ir/kernel/types.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
 import { cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { compileOn } from '../runtime/compile.ts';
-import { defaultResident } from '../runtime/session.ts';
 
 const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', lightningdit_xl: 'XL/1', mlp: undefined };
 
@@ -41,8 +44,26 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
 }
 
 const MiB = (n: number) => Math.round(n / 2 ** 20);
+
+/** n values cos(k·0.11)·0.02 over a period of 4096 (filled by doubling copies: fast for 10^8 values). */
+function pattern(n: number): Float32Array {
+  const a = new Float32Array(n);
+  const p = Math.min(n, 4096);
+  for (let k = 0; k < p; k++) a[k] = Math.cos(k * 0.11) * 0.02;
+  for (let len = p; len < n; len *= 2) a.copyWithin(len, 0, Math.min(len, n - len));
+  return a;
+}
+
+/** A kernel in a few words: a matmul's shape and schedule, a loop kernel's grid. */
+function describe(k: Kernel): string {
+  if (k.kind === 'matmul') return `matmul m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x') || '-'} ${k.tile ? `${k.tile.provider} ${k.tile.block.m}x${k.tile.block.n}x${k.tile.block.k}` : 'simt'} epilogue ${k.epilogue.length}`;
+  if (k.kind === 'loop') return `loop grid=${k.grid.join('x')}`;
+  return `${k.kind} sq=${k.sq} sk=${k.sk}`;
+}
 const STEPS = ((a) => (a ? Number(a.slice('--steps='.length)) : undefined))(process.argv.find((a) => a.startsWith('--steps=')));
-const KERNEL_TIMES = !process.argv.includes('--no-kernel-times');
+/** --quick: the first run, then the captured step only (with --steps=1: three steps in all), no kernel times. */
+const QUICK = process.argv.includes('--quick');
+const KERNEL_TIMES = !QUICK && !process.argv.includes('--no-kernel-times');
 
 async function bench(spec: string): Promise<Record<string, unknown>> {
   const [name, b] = spec.split(':') as [string, string];
@@ -56,10 +77,14 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph)) as CudaExecutable;
   const buildMs = performance.now() - t0;
   const measured = before - cuda.memInfo().free;
-  const init = new Map<string, HostTensor>();
-  for (const i of graph.inputs)
-    if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
-  for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
+  // Resident inputs one at a time (XL/1 holds 675M parameters and twice as much state): parameters and
+  // their EMA a small repeating pattern, other state zeros (runtime/session.ts defaultResident's rule).
+  for (const i of graph.inputs) {
+    if (i.kind === 'data') continue;
+    const n = numel(i.type.shape);
+    const isParam = i.kind !== 'state' || (i.name.startsWith('ema.') && graph.inputByName(i.name.slice(4)) !== undefined);
+    await exe.write(i.name, hostTensor(i.type.dtype, i.type.shape, isParam ? pattern(n) : undefined));
+  }
   const feeds = feedsFor(graph);
   const steps = STEPS ?? (batch >= 64 ? 10 : 50);
   const wall = async (fn: () => Promise<unknown> | void) => {
@@ -80,13 +105,25 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     }
   };
   const loss0 = await attempt('first run', async () => (await exe.run(feeds, ['loss'])).loss!.data[0]); // host launches
-  const uncapturedMs = await attempt('uncaptured', () => wall(() => exe.launchStep()));
-  const uncapturedDeviceMs = await attempt('uncaptured device', () => exe.timeSteps(steps, true));
+  const uncapturedMs = QUICK ? undefined : await attempt('uncaptured', () => wall(() => exe.launchStep()));
+  const uncapturedDeviceMs = QUICK ? undefined : await attempt('uncaptured device', () => exe.timeSteps(steps, true));
   const capturedMs = await attempt('captured', () => wall(() => exe.run(feeds, [])));
-  const capturedDeviceMs = await attempt('captured device', () => exe.timeSteps(steps));
-  const fetchMs = await attempt('fetch', () => wall(() => exe.run(feeds, ['loss'])));
+  const capturedDeviceMs = QUICK ? undefined : await attempt('captured device', () => exe.timeSteps(steps));
+  const fetchMs = QUICK ? undefined : await attempt('fetch', () => wall(() => exe.run(feeds, ['loss'])));
   const kt = KERNEL_TIMES ? await attempt('kernel times', () => exe.kernelTimes(10)) : undefined;
   const kernelSumMs = kt?.reduce((s, k) => s + k.ms, 0);
+  const flushBytes = 512 * 2 ** 20;
+  const cold = KERNEL_TIMES ? await attempt('cold kernel times', () => {
+    const ptr = cuda.alloc(flushBytes); // the benchmark's own L2-eviction region, outside the executable's plan
+    try {
+      return exe.kernelTimes(3, { ptr, bytes: flushBytes });
+    } finally {
+      cuda.free(ptr);
+    }
+  }) : undefined;
+  const kernelSumColdMs = cold?.reduce((s, k) => s + k.ms, 0);
+  const tl = KERNEL_TIMES ? await attempt('timeline', () => (exe.timeline(), exe.timeline())) : undefined;
+  const timelineMs = tl?.reduce((s, l) => s + l.ms, 0);
   const m = exe.memory;
   const launches = exe.launchCount;
   const r3 = (x: number | undefined) => (x === undefined ? undefined : +x.toFixed(3));
@@ -94,11 +131,15 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     program: name, batch, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
     capturedMs: r3(capturedMs), capturedDeviceMs: r3(capturedDeviceMs), uncapturedMs: r3(uncapturedMs), uncapturedDeviceMs: r3(uncapturedDeviceMs),
     fetchLossMs: r3(fetchMs), kernelSumMs: r3(kernelSumMs), capturedOverKernelSum: capturedMs && kernelSumMs ? r3(capturedMs / kernelSumMs) : undefined,
+    kernelSumColdMs: r3(kernelSumColdMs), capturedOverColdSum: capturedMs && kernelSumColdMs ? r3(capturedMs / kernelSumColdMs) : undefined,
+    timelineMs: r3(timelineMs), capturedDeviceOverTimeline: capturedDeviceMs && timelineMs ? r3(capturedDeviceMs / timelineMs) : undefined,
     launchOverheadMs: capturedMs && uncapturedMs ? r3(uncapturedMs - capturedMs) : undefined,
     perLaunchUs: capturedMs && uncapturedMs ? +(((uncapturedMs - capturedMs) / launches) * 1000).toFixed(2) : undefined,
     planMiB: MiB(m.total), parametersMiB: MiB(m.parameters), stateMiB: MiB(m.state), ioMiB: MiB(m.io), arenaMiB: MiB(m.arena), extraMiB: MiB(m.extraBytes),
     measuredMiB: MiB(measured), updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, loss0, device: cuda.name, errors, captureError: exe.captureError,
-    slowest: kt ? [...kt].sort((a, b) => b.ms - a.ms).slice(0, 5).map((k) => `${k.name} ${k.kind} ${k.ms.toFixed(3)}`) : undefined,
+    slowest: kt ? kt.map((k, i) => ({ ...k, i })).sort((a, b) => b.ms - a.ms).slice(0, 6).map((k) => `${k.name} ${describe(exe.program.kernels[k.i]!)} ${k.ms.toFixed(3)}`) : undefined,
+    byKindMs: kt ? Object.fromEntries(Object.entries(kt.reduce<Record<string, number>>((a, k) => ((a[k.kind] = (a[k.kind] ?? 0) + k.ms), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
+    byKindColdMs: cold ? Object.fromEntries(Object.entries(cold.reduce<Record<string, number>>((a, k) => ((a[k.kind] = (a[k.kind] ?? 0) + k.ms), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
   };
   exe.dispose();
   return out;

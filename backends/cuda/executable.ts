@@ -297,23 +297,40 @@ export class CudaExecutable implements Executable {
    * Device time of each kernel on its own: a CUDA graph of `repeats` launches of the kernel, replayed
    * and timed with events (no host launch gaps), divided by `repeats`. Milliseconds per kernel of the
    * program, in program order. Kernels that update state in place run `repeats` times, so the
-   * resident state is not meaningful afterwards.
+   * resident state is not meaningful afterwards. Repeated launches find their operands in L2; with
+   * `coldL2` (a device region of the caller's, larger than L2) each kernel instead runs once per
+   * measurement, right after a copy across that region has evicted L2 (what a kernel meets inside a
+   * step whose working set exceeds L2), and the time is the mean of `repeats` such measurements.
    */
-  kernelTimes(repeats = 10): Array<{ name: string; kind: string; ms: number }> {
+  kernelTimes(repeats = 10, coldL2?: { ptr: bigint; bytes: number }): Array<{ name: string; kind: string; ms: number }> {
     this.bindCublas();
     const t0 = this.cuda.createEvent(true), t1 = this.cuda.createEvent(true);
     const times = this.gen.launches.map((_, i) => {
       if (this.gen.launches[i]!.length === 0) return 0;
       const g = this.cuda.capture(this.stream, () => {
-        for (let r = 0; r < repeats; r++) this.launchKernel(i);
+        for (let r = 0; r < (coldL2 ? 1 : repeats); r++) this.launchKernel(i);
       });
       this.cuda.replay(g, this.stream);
-      this.cuda.record(t0, this.stream);
-      this.cuda.replay(g, this.stream);
-      this.cuda.record(t1, this.stream);
-      this.cuda.waitEvent(t1);
+      let ms = 0;
+      if (coldL2) {
+        const half = Math.floor(coldL2.bytes / 2 / 256) * 256;
+        for (let r = 0; r < repeats; r++) {
+          this.cuda.copyAsync(coldL2.ptr + BigInt(half), coldL2.ptr, half, this.stream);
+          this.cuda.record(t0, this.stream);
+          this.cuda.replay(g, this.stream);
+          this.cuda.record(t1, this.stream);
+          this.cuda.waitEvent(t1);
+          ms += this.cuda.elapsed(t0, t1);
+        }
+      } else {
+        this.cuda.record(t0, this.stream);
+        this.cuda.replay(g, this.stream);
+        this.cuda.record(t1, this.stream);
+        this.cuda.waitEvent(t1);
+        ms = this.cuda.elapsed(t0, t1);
+      }
       this.cuda.destroyGraph(g);
-      return this.cuda.elapsed(t0, t1) / repeats;
+      return ms / repeats;
     });
     this.cuda.destroyEvent(t0);
     this.cuda.destroyEvent(t1);
