@@ -4,7 +4,10 @@
  * touches (shapes are static, so every size is a constant in the source):
  *  - elementwise loop kernels: one thread per grid point;
  *  - row kernels (with reductions or row loops): one block per grid point; reductions are strided
- *    over the block's threads and combined through shared memory; row loops are strided too;
+ *    over the block's threads and combined by warp shuffles, then across warps in a fixed order; row
+ *    loops are strided too. Reductions that read along a strided axis (sums over tokens or batch:
+ *    bias and modulation gradients) instead take 32 consecutive grid points per block, 8 lanes each
+ *    (coalesced loads, no per-point block reduction; isColumnReduction);
  *  - matmul: shared-memory tiled GEMM over the operand expressions, epilogue per output element;
  *  - attention: one thread per query row, online softmax; attention_grad: a statistics pass, then
  *    dQ per query row and dK/dV per key row (the statistics live in scratch buffers). Attention
@@ -16,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { I, affine, linearIndex, walkStmts } from '../../ir/kernel/expr.ts';
+import { I, affine, linearIndex, walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
@@ -269,6 +272,7 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
     out.push('}');
     return [{ kind: 'kernel', fn, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
   }
+  if (isColumnReduction(k, total)) return genColumnRows(g, k, fn, ids, out, total);
   // Row kernel: one block per grid point.
   let maxRow = 1;
   walkStmts(k.body, () => {}, (s) => {
@@ -293,38 +297,29 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
         out.push('  }');
         break;
       case 'reduce': {
-        const vt = s.op === 'argmax' ? 'float' : valueType(s.dtype);
-        const isInt = vt !== 'float';
-        const shared = isInt ? 'red_i' : 'red_f';
-        const ident = s.op === 'sum' ? (isInt ? '0' : '0.f') : s.op === 'max' || s.op === 'argmax' ? (isInt ? '(-2147483647 - 1)' : '(-K_INF)') : isInt ? '2147483647' : 'K_INF';
-        const combine = (a: string, b: string) =>
-          s.op === 'sum' ? (isInt ? `k_addi(${a}, ${b})` : `(${a} + ${b})`) : s.op === 'max' ? (isInt ? `k_maxi(${a}, ${b})` : `k_max(${a}, ${b})`) : isInt ? `k_mini(${a}, ${b})` : `k_min(${a}, ${b})`;
-        out.push(`  ${vt} acc_${s.acc} = ${ident};`);
+        const r = reduction(s);
+        out.push(`  ${r.vt} acc_${s.acc} = ${r.ident};`);
         if (s.op === 'argmax') out.push(`  int arg_${s.acc} = 0x7fffffff;`);
         out.push(`  for (int ${s.var} = tid; ${s.var} < ${s.extent}; ${s.var} += ${threads}) {`);
         g.stmts(s.body, '    ', out);
-        const v = g.expr(s.value);
-        if (s.op === 'argmax') {
-          out.push(`    const float x_ = ${v};`);
-          out.push(`    if (arg_${s.acc} == 0x7fffffff || (acc_${s.acc} == acc_${s.acc} && (x_ > acc_${s.acc} || x_ != x_))) { acc_${s.acc} = x_; arg_${s.acc} = ${s.var}; }`);
-        } else out.push(`    acc_${s.acc} = ${combine(`acc_${s.acc}`, `(${vt})(${v})`)};`);
+        accumulate(g, s, out, '    ');
         out.push('  }');
-        // block reduction
         if (s.op === 'argmax') {
+          // Tree over shared memory (first index among equal maxima, NaN maximal).
           out.push(`  red_f[tid] = acc_${s.acc}; red_i[tid] = arg_${s.acc}; __syncthreads();`);
           out.push(`  for (int w = ${threads / 2}; w > 0; w >>= 1) {`);
           out.push('    if (tid < w) {');
           out.push('      const float a = red_f[tid], b = red_f[tid + w]; const int ia = red_i[tid], ib = red_i[tid + w];');
-          out.push('      bool takeB = ib != 0x7fffffff && (ia == 0x7fffffff || (a == a && (b > a || b != b || (b == a && ib < ia))) || (a != a && b != b && ib < ia));');
-          out.push('      if (takeB) { red_f[tid] = b; red_i[tid] = ib; }');
+          out.push(`      if (${ARGMAX_TAKE_B}) { red_f[tid] = b; red_i[tid] = ib; }`);
           out.push('    }', '    __syncthreads();', '  }');
           out.push(`  const int v_${s.acc} = red_i[0] == 0x7fffffff ? 0 : red_i[0];`, '  __syncthreads();');
         } else {
-          out.push(`  ${shared}[tid] = acc_${s.acc}; __syncthreads();`);
-          out.push(`  for (int w = ${threads / 2}; w > 0; w >>= 1) {`);
-          out.push(`    if (tid < w) ${shared}[tid] = ${combine(`${shared}[tid]`, `${shared}[tid + w]`)};`);
-          out.push('    __syncthreads();', '  }');
-          out.push(`  const ${vt} v_${s.acc} = ${shared}[0];`, '  __syncthreads();');
+          // Warp shuffles, then the warps' partials combined in a fixed order by every thread.
+          out.push(`  for (int o = 16; o > 0; o >>= 1) acc_${s.acc} = ${r.combine(`acc_${s.acc}`, `__shfl_xor_sync(0xffffffffu, acc_${s.acc}, o)`)};`);
+          out.push(`  if ((tid & 31) == 0) ${r.shared}[tid >> 5] = acc_${s.acc};`, '  __syncthreads();');
+          out.push(`  ${r.vt} v_${s.acc} = ${r.shared}[0];`);
+          if (threads > 32) out.push(`  for (int w = 1; w < ${threads / 32}; w++) v_${s.acc} = ${r.combine(`v_${s.acc}`, `${r.shared}[w]`)};`);
+          out.push('  __syncthreads();');
         }
         break;
       }
@@ -332,6 +327,112 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
   }
   out.push('}');
   return [{ kind: 'kernel', fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+}
+
+/** Whether `b` replaces `a` in an argmax (a, ia: current; b, ib: candidate; 0x7fffffff: no index yet). */
+const ARGMAX_TAKE_B = 'ib != 0x7fffffff && (ia == 0x7fffffff || (a == a && (b > a || b != b || (b == a && ib < ia))) || (a != a && b != b && ib < ia))';
+
+type ReduceStmt = Extract<Stmt, { k: 'reduce' }>;
+
+/** A reduction's accumulator type, identity, combine function and shared array. */
+function reduction(s: ReduceStmt) {
+  const vt = s.op === 'argmax' ? 'float' : valueType(s.dtype);
+  const isInt = vt !== 'float';
+  const ident = s.op === 'sum' ? (isInt ? '0' : '0.f') : s.op === 'max' || s.op === 'argmax' ? (isInt ? '(-2147483647 - 1)' : '(-K_INF)') : isInt ? '2147483647' : 'K_INF';
+  const combine = (a: string, b: string) =>
+    s.op === 'sum' ? (isInt ? `k_addi(${a}, ${b})` : `(${a} + ${b})`) : s.op === 'max' ? (isInt ? `k_maxi(${a}, ${b})` : `k_max(${a}, ${b})`) : isInt ? `k_mini(${a}, ${b})` : `k_min(${a}, ${b})`;
+  return { vt, ident, combine, shared: isInt ? 'red_i' : 'red_f' };
+}
+
+/** One step of a reduction inside its loop: acc ← op(acc, value). */
+function accumulate(g: Gen, s: ReduceStmt, out: string[], ind: string): void {
+  const v = g.expr(s.value);
+  if (s.op === 'argmax') {
+    out.push(`${ind}const float x_ = ${v};`);
+    out.push(`${ind}if (arg_${s.acc} == 0x7fffffff || (acc_${s.acc} == acc_${s.acc} && (x_ > acc_${s.acc} || x_ != x_))) { acc_${s.acc} = x_; arg_${s.acc} = ${s.var}; }`);
+  } else out.push(`${ind}acc_${s.acc} = ${reduction(s).combine(`acc_${s.acc}`, `(${reduction(s).vt})(${v})`)};`);
+}
+
+/** Grid points per block and reduction lanes per grid point of a column-reduction kernel. */
+const COLUMN_POINTS = 32, COLUMN_LANES = 8;
+
+/**
+ * A row kernel whose reductions read memory strided along the reduced axis and contiguously along the
+ * last grid axis (a sum over tokens or over the batch of a [rows, channels] tensor: bias and modulation
+ * gradients). One block per grid point would read one element per row per thread, uncoalesced, with a
+ * block reduction per point; instead a block takes 32 consecutive grid points (coalesced) with 8 lanes
+ * each along the reduced axis. Used when there are enough grid points to fill the GPU and the reduced
+ * extent is small enough for the lanes to finish it.
+ */
+function isColumnReduction(k: LoopKernel, total: number): boolean {
+  if (total < 4096 || k.grid.length === 0) return false;
+  const last = `g${k.grid.length - 1}`;
+  let column = 0, contiguous = 0, maxExtent = 0;
+  for (const s of k.body) {
+    if (s.k !== 'reduce' && s.k !== 'loop') continue;
+    maxExtent = Math.max(maxExtent, s.extent);
+    const visit = (e: Expr) => {
+      if (e.k !== 'load') return;
+      const a = affine(e.index);
+      if (!a) return;
+      const along = a.coef.get(s.var) ?? 0;
+      if (along === 1 || along === -1) contiguous++;
+      else if (along !== 0 && (a.coef.get(last) ?? 0) === 1) column++;
+    };
+    walkStmts(s.body, visit);
+    if (s.k === 'reduce') walkExpr(s.value, visit);
+  }
+  return column > 0 && contiguous === 0 && maxExtent <= 8192;
+}
+
+function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], total: number): Launch[] {
+  const P = COLUMN_POINTS, L = COLUMN_LANES;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(ids, g.buffers)}) {`);
+  out.push(`  __shared__ float red_f[${L}][${P + 1}];`, `  __shared__ int red_i[${L}][${P + 1}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y;');
+  out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
+  // Threads past the end compute on grid point 0 (valid indices) and store nothing; all take part in the barriers.
+  out.push('  const long long t = live ? t_ : 0;');
+  decompose(gv, k.grid, 't', out, '  ');
+  for (const s of k.body) {
+    switch (s.k) {
+      case 'let':
+        g.stmts([s], '  ', out);
+        break;
+      case 'store':
+        g.stmts([s], '  ', out, 'live && ty == 0');
+        break;
+      case 'loop':
+        out.push(`  for (int ${s.var} = ty; ${s.var} < ${s.extent}; ${s.var} += ${L}) {`, '    if (live) {');
+        g.stmts(s.body, '      ', out);
+        out.push('    }', '  }');
+        break;
+      case 'reduce': {
+        const r = reduction(s);
+        out.push(`  ${r.vt} acc_${s.acc} = ${r.ident};`);
+        if (s.op === 'argmax') out.push(`  int arg_${s.acc} = 0x7fffffff;`);
+        out.push(`  for (int ${s.var} = ty; ${s.var} < ${s.extent}; ${s.var} += ${L}) {`);
+        g.stmts(s.body, '    ', out);
+        accumulate(g, s, out, '    ');
+        out.push('  }');
+        if (s.op === 'argmax') {
+          out.push(`  red_f[ty][tx] = acc_${s.acc}; red_i[ty][tx] = arg_${s.acc}; __syncthreads();`);
+          out.push('  float am_ = red_f[0][tx]; int ai_ = red_i[0][tx];');
+          out.push(`  for (int w = 1; w < ${L}; w++) { const float a = am_, b = red_f[w][tx]; const int ia = ai_, ib = red_i[w][tx]; if (${ARGMAX_TAKE_B}) { am_ = b; ai_ = ib; } }`);
+          out.push(`  const int v_${s.acc} = ai_ == 0x7fffffff ? 0 : ai_;`, '  __syncthreads();');
+        } else {
+          out.push(`  ${r.shared}[ty][tx] = acc_${s.acc};`, '  __syncthreads();');
+          out.push(`  ${r.vt} v_${s.acc} = ${r.shared}[0][tx];`);
+          out.push(`  for (int w = 1; w < ${L}; w++) v_${s.acc} = ${r.combine(`v_${s.acc}`, `${r.shared}[w][tx]`)};`);
+          out.push('  __syncthreads();');
+        }
+        break;
+      }
+    }
+  }
+  out.push('}');
+  return [{ kind: 'kernel', fn, grid: [Math.ceil(total / P), 1, 1], block: [P, L, 1], params: ids }];
 }
 
 /**

@@ -21,12 +21,14 @@ import type { AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
 import { GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 import { randomGraph } from '../support/randomGraph.ts';
+import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
 
 const run = promisify(execFile);
 const nvcc = await run('nvcc', ['--version']).then(() => true, () => false);
 
 const programs: Array<[string, () => Graph]> = [
   ...Array.from({ length: 16 }, (_, s) => [`random graph ${s}`, () => randomGraph(s, { finiteF32: s % 2 === 0 })] as [string, () => Graph]),
+  ...REDUCTION_CASES.map((c) => [`reductions ${c.name} (column and row kernels)`, () => reductionGraph(c)] as [string, () => Graph]),
   ['MLP training step', () => buildProgram('mlp', { train: true, batch: 16 })],
   ['transformer block training step', () => buildProgram('block', { train: true, batch: 2, size: '64x4x16' })],
   ['transformer block training step, bf16 autocast (tensor-core GEMMs)', () => autocast(buildProgram('block', { train: true, batch: 2, size: '64x4x16' }), { dtype: 'bf16' })],
@@ -144,5 +146,28 @@ describe('matmul planning', () => {
     expect(all.filter((l) => l.kind === 'gemm').length).toBe(8);
     expect(all.filter((l) => l.kind === 'kernel' && l.fn.endsWith('_matmul')).length).toBe(4);
     expect(all.filter((l) => l.kind === 'kernel' && l.fn.endsWith('_epilogue')).length).toBe(6);
+  });
+});
+
+describe('row kernel mapping', () => {
+  const launchesOf = (name: string) => {
+    const g = reductionGraph(REDUCTION_CASES[0]!);
+    const p = compile(g).program;
+    const m = generateCuda(p);
+    const out = g.outputs.find((o) => o.name === name)!;
+    const i = p.kernels.findIndex((k) => k.nodes.includes(out.id));
+    if (i < 0) throw new Error(`no kernel computes ${name}`);
+    return m.launches[i]!;
+  };
+  it('reductions strided along the reduced axis use the column kernel (32 grid points x 8 lanes per block)', () => {
+    for (const name of ['sumTokens', 'maxTokens', 'argmaxTokens'])
+      expect(launchesOf(name).map((l) => l.kind === 'kernel' && [l.grid[0], ...l.block])).toEqual([[16 * 768 / 32, 32, 8, 1]]);
+  });
+  it('reductions along the contiguous last axis keep one block per row', () => {
+    const p = compile(reductionGraph(REDUCTION_CASES[0]!)).program;
+    const m = generateCuda(p);
+    const rows = p.kernels.flatMap((k, i) => (k.kind === 'loop' && k.grid.join('x') === '16x256' && k.body.some((s) => s.k === 'reduce') ? m.launches[i]! : []));
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    for (const l of rows) expect(l.kind === 'kernel' && [l.grid[0], ...l.block]).toEqual([16 * 256, 256, 1, 1]);
   });
 });
