@@ -19,9 +19,9 @@ import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { I, affine, linearIndex, walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import { I, affine, linearIndex, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
-import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
@@ -259,7 +259,7 @@ function decompose(names: readonly string[], extents: readonly number[], linear:
 
 const isRowKernel = (k: LoopKernel) => k.body.some((s) => s.k === 'reduce' || s.k === 'loop');
 
-function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]): Launch[] {
+function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], scratch: Scratch[]): Launch[] {
   const total = k.grid.reduce((a, b) => a * b, 1);
   if (total === 0) return [];
   const gv = k.grid.map((_, i) => `g${i}`);
@@ -272,14 +272,14 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
     out.push('}');
     return [{ kind: 'kernel', fn, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
   }
-  if (isColumnReduction(k, total)) return genColumnRows(g, k, fn, ids, out, total);
-  // Row kernel: one block per grid point.
-  let maxRow = 1;
-  walkStmts(k.body, () => {}, (s) => {
-    if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
-  });
-  const threads = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(maxRow))));
+  const rows = k.rows ?? { kind: 'block', threads: 256 };
+  if (rows.kind === 'column')
+    return rows.split > 1 ? genSplitColumns(g, k, fn, ids, out, total, rows, scratch) : genColumnRows(g, k, fn, ids, out, total, rows);
+  // Row kernel: one block per grid point (threads: a multiple of 32, the warp-shuffle combine needs whole warps).
+  const threads = rows.threads;
+  if (threads % 32 !== 0 || threads > 1024) throw new KilnError(`cuda codegen: ${k.name}: a row block of ${threads} threads (a multiple of 32, at most 1024)`);
   out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
+  const decl = out.length;
   out.push(`  __shared__ float red_f[${threads}];`, `  __shared__ int red_i[${threads}];`);
   out.push('  const int tid = threadIdx.x;', '  const long long t = blockIdx.x;');
   decompose(gv, k.grid, 't', out, '  ');
@@ -326,7 +326,15 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
     }
   }
   out.push('}');
+  pruneShared(out, decl);
   return [{ kind: 'kernel', fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+}
+
+/** Drop the shared reduction arrays declared at out[decl], out[decl + 1] that the function's body does not use. */
+function pruneShared(out: string[], decl: number): void {
+  const body = out.slice(decl + 2).join('\n');
+  const keep = [out[decl]!, out[decl + 1]!].filter((d) => body.includes(d.includes('red_f') ? 'red_f[' : 'red_i['));
+  out.splice(decl, 2, ...keep);
 }
 
 /** Whether `b` replaces `a` in an argmax (a, ia: current; b, ib: candidate; 0x7fffffff: no index yet). */
@@ -353,42 +361,18 @@ function accumulate(g: Gen, s: ReduceStmt, out: string[], ind: string): void {
   } else out.push(`${ind}acc_${s.acc} = ${reduction(s).combine(`acc_${s.acc}`, `(${reduction(s).vt})(${v})`)};`);
 }
 
-/** Grid points per block and reduction lanes per grid point of a column-reduction kernel. */
-const COLUMN_POINTS = 32, COLUMN_LANES = 8;
+type ColumnMapping = Extract<RowMapping, { kind: 'column' }>;
 
 /**
- * A row kernel whose reductions read memory strided along the reduced axis and contiguously along the
- * last grid axis (a sum over tokens or over the batch of a [rows, channels] tensor: bias and modulation
- * gradients). One block per grid point would read one element per row per thread, uncoalesced, with a
- * block reduction per point; instead a block takes 32 consecutive grid points (coalesced) with 8 lanes
- * each along the reduced axis. Used when there are enough grid points to fill the GPU and the reduced
- * extent is small enough for the lanes to finish it.
+ * A column kernel (LoopKernel.rows 'column', compiler/schedule/rowMapping.ts): `points` consecutive
+ * grid points per block (threadIdx.x: coalesced loads along the last grid axis), `lanes` threads each
+ * along the reduced axis (threadIdx.y), their partials combined through shared memory in lane order.
  */
-function isColumnReduction(k: LoopKernel, total: number): boolean {
-  if (total < 4096 || k.grid.length === 0) return false;
-  const last = `g${k.grid.length - 1}`;
-  let column = 0, contiguous = 0, maxExtent = 0;
-  for (const s of k.body) {
-    if (s.k !== 'reduce' && s.k !== 'loop') continue;
-    maxExtent = Math.max(maxExtent, s.extent);
-    const visit = (e: Expr) => {
-      if (e.k !== 'load') return;
-      const a = affine(e.index);
-      if (!a) return;
-      const along = a.coef.get(s.var) ?? 0;
-      if (along === 1 || along === -1) contiguous++;
-      else if (along !== 0 && (a.coef.get(last) ?? 0) === 1) column++;
-    };
-    walkStmts(s.body, visit);
-    if (s.k === 'reduce') walkExpr(s.value, visit);
-  }
-  return column > 0 && contiguous === 0 && maxExtent <= 8192;
-}
-
-function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], total: number): Launch[] {
-  const P = COLUMN_POINTS, L = COLUMN_LANES;
+function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], total: number, m: ColumnMapping): Launch[] {
+  const P = m.points, L = m.lanes;
   const gv = k.grid.map((_, i) => `g${i}`);
   out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(ids, g.buffers)}) {`);
+  const decl = out.length;
   out.push(`  __shared__ float red_f[${L}][${P + 1}];`, `  __shared__ int red_i[${L}][${P + 1}];`);
   out.push('  const int tx = threadIdx.x, ty = threadIdx.y;');
   out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
@@ -432,7 +416,82 @@ function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: st
     }
   }
   out.push('}');
+  pruneShared(out, decl);
   return [{ kind: 'kernel', fn, grid: [Math.ceil(total / P), 1, 1], block: [P, L, 1], params: ids }];
+}
+
+/**
+ * A split column kernel (rows 'column' with split S > 1: small grids over long extents, the bias
+ * gradients). Pass 1 (`fn`, grid [⌈total/points⌉, S]) reduces chunk blockIdx.y of each reduction's
+ * extent (⌈extent/S⌉ long) for `points` grid points per block, `lanes` lanes each, and writes every
+ * reduction's partial to scratch at [reduction][chunk][point] (coalesced). Pass 2 (`fn_combine`, one
+ * thread per grid point) combines the S partials in chunk order (deterministic: the same sums in the
+ * same order every run) and runs the kernel's lets and stores. The compiler only splits kernels whose
+ * reductions are independent float sums/max/min followed by lets and stores (rowMapping.ts splittable).
+ */
+function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], total: number, m: ColumnMapping, scratch: Scratch[]): Launch[] {
+  const P = m.points, L = m.lanes, S = m.split;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const reduces = k.body.filter((s): s is ReduceStmt => s.k === 'reduce');
+  if (k.body.some((s) => s.k === 'loop') || reduces.some((r) => r.op === 'argmax' || reduction(r).vt !== 'float'))
+    throw new KilnError(`cuda codegen: ${k.name}: a split column kernel holds only float sum/max/min reductions, lets and stores`);
+  const scr = -(scratch.length + 1);
+  scratch.push({ id: scr, bytes: reduces.length * S * total * 4 });
+  const all = [...ids, scr];
+  const slot = (j: number, chunk: string, point: string) => `scr${-scr}[(long long)(${j * S} + ${chunk}) * ${total}LL + ${point}]`;
+  // Pass 1: partials. Lets that use a reduction's result belong to pass 2.
+  out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(all, g.buffers)}) {`);
+  out.push(`  __shared__ float red_f[${L}][${P + 1}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y, c_ = blockIdx.y;');
+  out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
+  out.push('  const long long t = live ? t_ : 0;');
+  decompose(gv, k.grid, 't', out, '  ');
+  const late = new Set<string>();
+  const usesLate = (stmts: readonly Stmt[]) => {
+    let hit = false;
+    walkStmts(stmts, (e) => { if (e.k === 'ref' && late.has(e.name)) hit = true; });
+    return hit;
+  };
+  reduces.forEach((r) => late.add(r.acc));
+  for (const s of k.body) {
+    if (s.k === 'let') {
+      if (usesLate([s])) late.add(s.name);
+      else g.stmts([s], '  ', out);
+    }
+  }
+  reduces.forEach((s, j) => {
+    const r = reduction(s);
+    const chunk = Math.ceil(s.extent / S);
+    out.push(`  {`, `    ${r.vt} acc_${s.acc} = ${r.ident};`);
+    out.push(`    const int end_ = min(${s.extent}, (c_ + 1) * ${chunk});`);
+    out.push(`    for (int ${s.var} = c_ * ${chunk} + ty; ${s.var} < end_; ${s.var} += ${L}) {`);
+    g.stmts(s.body, '      ', out);
+    accumulate(g, s, out, '      ');
+    out.push('    }');
+    out.push(`    red_f[ty][tx] = acc_${s.acc};`, '    __syncthreads();');
+    out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
+    out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
+    out.push(`      ${slot(j, 'c_', 't_')} = v_;`, '    }', '    __syncthreads();', '  }');
+  });
+  out.push('}');
+  // Pass 2: combine the partials in chunk order, then the lets and stores.
+  out.push(`extern "C" __global__ void ${fn}_combine(${params(all, g.buffers)}) {`);
+  out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
+  decompose(gv, k.grid, 't', out, '  ');
+  let j = 0;
+  for (const s of k.body) {
+    if (s.k === 'reduce') {
+      const r = reduction(s);
+      out.push(`  ${r.vt} v_${s.acc} = ${slot(j, '0', 't')};`);
+      out.push(`  for (int c = 1; c < ${S}; c++) v_${s.acc} = ${r.combine(`v_${s.acc}`, slot(j, 'c', 't'))};`);
+      j++;
+    } else g.stmts([s], '  ', out);
+  }
+  out.push('}');
+  return [
+    { kind: 'kernel', fn, grid: [Math.ceil(total / P), S, 1], block: [P, L, 1], params: all },
+    { kind: 'kernel', fn: `${fn}_combine`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all },
+  ];
 }
 
 /**
@@ -694,7 +753,7 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
     const out: string[] = [];
     const ls = ((): Launch[] => {
       switch (k.kind) {
-        case 'loop': return genLoop(g, k, fn, ids, out);
+        case 'loop': return genLoop(g, k, fn, ids, out, scratch);
         case 'matmul':
           if (tensorCores && k.tile?.provider === 'tensor-core') {
             const tc = genTensorCoreGemm(emitter, k, fn, ids, out);

@@ -1,7 +1,8 @@
 /**
  * @file The tiling stage: every matmul kernel gets its TileSchedule (ir/kernel/types.ts) — provider,
  * block tile, warp layout, pipeline stages, matrix instruction, and how each operand reaches shared
- * memory. A pure function of the kernel (shape, operand expressions and dtypes) and a target
+ * memory — and every row kernel its thread mapping (rowMapping.ts: one block per row, or column
+ * blocks, split in two passes for small grids). A pure function of the kernel (shape, operand expressions and dtypes) and a target
  * description, so the decision is visible in the kernel IR (`kiln compile --kernels`) and testable
  * without a GPU. Backends render the schedule (backends/cuda/gemmTensorCore.ts); a backend may
  * replace it by a measured one from its tuning cache (same types, `source: 'measured'`).
@@ -23,6 +24,7 @@ import type { DType } from '../../ir/dtype.ts';
 import { affine } from '../../ir/kernel/expr.ts';
 import { epilogueBytes, stageBytes } from '../../ir/kernel/tile.ts';
 import type { BufferDecl, Expr, FragmentShape, Kernel, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
+import { withRowMapping } from './rowMapping.ts';
 
 /** What the tiling stage needs to know about a device. */
 export interface GemmTarget {
@@ -142,7 +144,7 @@ export function chooseTile(k: MatmulKernel, buffers: readonly BufferDecl[], targ
   return { provider: 'tensor-core', block: pick.block, warps: pick.warps, stages, mma, a, b, source: 'default' };
 }
 
-/** The tiling stage: every matmul kernel with its schedule (other kernels unchanged). */
+/** The tiling stage: every matmul kernel with its schedule, every row kernel with its thread mapping. */
 export function tileKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[], target: GemmTarget = SM90): Kernel[] {
-  return kernels.map((k) => (k.kind === 'matmul' ? { ...k, tile: chooseTile(k, buffers, target) } : k));
+  return kernels.map((k) => (k.kind === 'matmul' ? { ...k, tile: chooseTile(k, buffers, target) } : k.kind === 'loop' ? withRowMapping(k, target.processors) : k));
 }

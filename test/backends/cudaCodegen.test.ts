@@ -149,19 +149,27 @@ describe('matmul planning', () => {
   });
 });
 
-describe('row kernel mapping', () => {
-  const launchesOf = (name: string) => {
-    const g = reductionGraph(REDUCTION_CASES[0]!);
+describe('row kernel mapping (LoopKernel.rows, rendered)', () => {
+  const launchesOf = (c: number, name: string) => {
+    const g = reductionGraph(REDUCTION_CASES[c]!);
     const p = compile(g).program;
     const m = generateCuda(p);
     const out = g.outputs.find((o) => o.name === name)!;
     const i = p.kernels.findIndex((k) => k.nodes.includes(out.id));
     if (i < 0) throw new Error(`no kernel computes ${name}`);
-    return m.launches[i]!;
+    return m.launches[i]!.map((l) => l.kind === 'kernel' && [l.fn.replace(/^kiln_\w{12}\d*_loop/, 'fn'), ...l.grid, ...l.block]);
   };
   it('reductions strided along the reduced axis use the column kernel (32 grid points x 8 lanes per block)', () => {
     for (const name of ['sumTokens', 'maxTokens', 'argmaxTokens'])
-      expect(launchesOf(name).map((l) => l.kind === 'kernel' && [l.grid[0], ...l.block])).toEqual([[16 * 768 / 32, 32, 8, 1]]);
+      expect(launchesOf(0, name)).toEqual([['fn', 16 * 768 / 32, 1, 1, 32, 8, 1]]);
+  });
+  it('a small grid over a long strided extent is split: partials per chunk (grid y), then a combine pass', () => {
+    // 768 channels over 16·256 rows: 24 column blocks x 16 chunks, then one thread per channel.
+    expect(launchesOf(0, 'sumRows')).toEqual([['fn', 24, 16, 1, 32, 8, 1], ['fn_combine', 3, 1, 1, 256, 1, 1]]);
+    // 200 channels (a partial last block) over 7·1111 rows: 30 chunks of 260 (the last 237).
+    expect(launchesOf(1, 'sumRows')).toEqual([['fn', 7, 30, 1, 32, 8, 1], ['fn_combine', 1, 1, 1, 256, 1, 1]]);
+    const m = generateCuda(compile(reductionGraph(REDUCTION_CASES[1]!)).program);
+    expect(m.scratch.map((s) => s.bytes)).toContain(30 * 200 * 4);
   });
   it('reductions along the contiguous last axis keep one block per row', () => {
     const p = compile(reductionGraph(REDUCTION_CASES[0]!)).program;

@@ -2,7 +2,8 @@
  * @file Reduction graphs shaped like a training step's: sums, maxima, minima and argmax over a
  * strided axis (tokens or batch of a [batch, tokens, channels] tensor: bias and modulation gradients)
  * and over the contiguous last axis (norms), with extents that are not multiples of any block size.
- * Used by the nvcc compile test and the GPU test of the CUDA row kernels.
+ * Used by the mapping tests (test/compiler/rowMapping.test.ts), the nvcc compile test and the GPU
+ * test of the CUDA row kernels.
  */
 import type { Tensor } from '../../compiler/dsl/tensor.ts';
 import { trace } from '../../compiler/dsl/trace.ts';
@@ -13,9 +14,14 @@ export interface ReductionCase {
   readonly shape: readonly [number, number, number];
 }
 
-/** [B, T, C] cases: enough grid points for the column kernel (B·C ≥ 4096), ragged extents too. */
+/**
+ * [B, T, C] cases: enough grid points for the column kernel (B·C ≥ 4096), ragged extents too; sums
+ * over [B, T] per channel of 768 or 200 channels (small grids over long extents: the two-pass split
+ * column kernel, ragged chunks and a partial last block in the second).
+ */
 export const REDUCTION_CASES: readonly ReductionCase[] = [
   { name: 'b16 t256 c768', shape: [16, 256, 768] },
+  { name: 'b7 t1111 c200 (split, ragged)', shape: [7, 1111, 200] },
   { name: 'b9 t37 c517 (ragged)', shape: [9, 37, 517] },
   { name: 'b130 t5 c33', shape: [130, 5, 33] },
 ];
@@ -34,6 +40,8 @@ export function reductionGraph(c: ReductionCase): Graph {
       meanThenScale: x.mean(1, true).mul(x).sum(1),
       // strided over batch and tokens: per channel (a bias gradient)
       sumRows: xw.sum([0, 1]),
+      // two reductions and a let after them in one kernel
+      sumMaxRows: w.sum([0, 1]).add(w.max([0, 1])),
       // contiguous: over channels (a norm's statistics)
       rms: x.mul(x).mean(2, true).add(1e-6).rsqrt().mul(x),
       minChannels: x.neg().max(2).neg(),
