@@ -9,8 +9,9 @@
 # TORCH_COMPILE_SPECS="spec ..." limits torch.compile to those specs (default: all; torch.compile of
 # XL/1 takes ~120 s, and it holds the GPU for its first step). KILN_TUNED_SPECS="spec ..." adds a Kiln
 # run with KILN_GEMM_AUTOTUNE=1 (generated GEMM vs cuBLAS measured per matmul signature of the step)
-# for those specs; the plain Kiln run (KILN_DEFAULT_SPECS, default all) uses the tiling stage's
-# default schedules (KILN_GEMM_TUNING=off), what a fresh machine runs without a tuning cache.
+# for those specs; the plain Kiln run (KILN_DEFAULT_SPECS, default all) uses the untuned defaults
+# (KILN_GEMM_TUNING=off: library GEMMs, backends/cuda/gemmDefault.ts), what a fresh machine runs without a
+# tuning cache. KILN_GENERATED_SPECS="spec ..." adds a run with the generated GEMMs (KILN_GEMM_DEFAULT=generated).
 set -uo pipefail
 limit=${1:-140}; shift || true
 specs=${*:-lightningdit:128}
@@ -30,6 +31,7 @@ for s in $specs; do
   tag=${s//:/_}
   [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
   [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_GENERATED_SPECS:-} " == *" $s "* ]] && start "kilngen_$tag" env KILN_BACKEND=cuda KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated tsx bench/trainStep.ts "$s"
   start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
   [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
 done
@@ -46,13 +48,13 @@ node -e '
 const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
 const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };
 const ms = (x) => (x ? x.stepMs : "—");
-console.log("| program | batch | Kiln bf16 step ms | Kiln autotuned ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| program | batch | Kiln bf16 step ms | Kiln autotuned ms | Kiln generated GEMMs ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const s of specs) {
-  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
+  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), kg = read(`kilngen_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
   const r = (a, b) => (a && b ? (a.stepMs / b.stepMs).toFixed(2) + "x" : "—");
   const mem = (x) => (x ? `${x.peakMiB} / ${x.reservedMiB}` : "—");
-  console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
+  console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(kg)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
   for (const [label, kk] of [["default", kd], ["autotuned", kt]]) {
     if (!kk?.profile) continue;
     const p = kk.profile;
@@ -60,6 +62,7 @@ for (const s of specs) {
     else console.log(`  Kiln ${s} default: loss ${kk.loss}, providers ${JSON.stringify(kk.matmulProviders)}`);
     console.log(`  Kiln ${s} ${label}: GPU timeline ${p.gpuTimelineMs} ms, CPU enqueue ${p.cpuEnqueueMs} ms/step, ${p.launches} launches (${p.launchBound.launches} under 8 us: ${p.launchBound.ms} ms)`);
     for (const [kind, v] of Object.entries(p.byKind)) console.log(`    ${kind}: ${v.ms} ms (${v.share}, ${v.launches} launches)`);
+    if (p.rowKernelsByMapping) console.log(`    row kernels by mapping: ${Object.entries(p.rowKernelsByMapping).map(([m, v]) => `${m} ${v.ms} ms (${v.launches})`).join(", ")}`);
   }
 }
 ' "$out" $specs

@@ -1,7 +1,7 @@
 /**
  * @file Configuration of the CUDA backend, given by its caller: the backend reads no environment
- * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES and
- * KILN_GEMM_TUNING once, in
+ * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES,
+ * KILN_GEMM_DEFAULT and KILN_GEMM_TUNING once, in
  * runtime/backends.ts, and passes them down as these options).
  */
 import { homedir } from 'node:os';
@@ -16,6 +16,12 @@ export interface CudaOptions {
   readonly cublas?: boolean;
   /** Render tensor-core schedules as mma.sync GEMMs (default true); false: the SIMT GEMM for every matmul. */
   readonly tensorCores?: boolean;
+  /**
+   * Who computes a bf16 matmul that no measurement covers: 'library' (default: cuBLASLt with its bias
+   * epilogue, else cuBLAS; the generated kernels measured 33–46% of cuBLAS) or 'generated' (the
+   * tiling stage's tensor-core kernel). gemmDefault.ts.
+   */
+  readonly gemmDefault?: 'library' | 'generated';
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
   /**
