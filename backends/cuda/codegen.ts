@@ -246,12 +246,22 @@ function params(ids: readonly number[], buffers: readonly BufferDecl[]): string 
   return ids.map((id) => (id < 0 ? `float* __restrict__ scr${-id}` : `${storageType(buffers[id]!.dtype)}* buf${id}`)).join(', ');
 }
 
+/**
+ * Grid variables from a linear index (row-major over `extents`). Under 2^31 points the divisions are
+ * 32-bit unsigned (a multiply-high and a shift per constant divisor; 64-bit division is a long
+ * emulated sequence, which elementwise kernels pay once per element).
+ */
 function decompose(names: readonly string[], extents: readonly number[], linear: string, out: string[], ind: string): void {
+  const narrow = extents.reduce((a, b) => a * b, 1) <= 2 ** 31 - 1024;
   let rem = linear;
+  if (narrow) {
+    out.push(`${ind}const unsigned u_${linear} = (unsigned)(${linear});`);
+    rem = `u_${linear}`;
+  }
   for (let d = extents.length - 1; d >= 0; d--) {
-    out.push(`${ind}const int ${names[d]} = (int)(${rem} % ${extents[d]});`);
+    out.push(`${ind}const int ${names[d]} = (int)(${rem} % ${extents[d]}${narrow ? 'u' : ''});`);
     if (d > 0) {
-      out.push(`${ind}const long long q${d} = ${rem} / ${extents[d]};`);
+      out.push(`${ind}const ${narrow ? 'unsigned' : 'long long'} q${d} = ${rem} / ${extents[d]}${narrow ? 'u' : ''};`);
       rem = `q${d}`;
     }
   }
