@@ -21,6 +21,7 @@
  *    of two, between 32 and 256.
  */
 import { walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import { samplePoints, strideAt } from '../../ir/kernel/stride.ts';
 import type { Expr, LoopKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 
 export const COLUMN_POINTS = 32;
@@ -65,14 +66,9 @@ function isColumnCandidate(k: LoopKernel): boolean {
   let column = 0, contiguous = 0;
   for (const s of k.body) {
     if (s.k !== 'reduce' && s.k !== 'loop') continue;
-    const samples: Array<Map<string, number>> = [new Map(), new Map()];
-    k.grid.forEach((n, i) => {
-      samples[0]!.set(`g${i}`, 0);
-      const mid = Math.floor(n / 2);
-      samples[1]!.set(`g${i}`, i === k.grid.length - 1 ? Math.max(0, Math.min(mid - (mid % COLUMN_POINTS), n - 2)) : mid);
-    });
-    samples[0]!.set(s.var, 0);
-    samples[1]!.set(s.var, Math.max(0, Math.min(Math.floor(s.extent / 2), s.extent - 2)));
+    const extents = new Map<string, number>(k.grid.map((n, i) => [`g${i}`, n]));
+    extents.set(s.var, s.extent);
+    const samples = samplePoints(extents, COLUMN_POINTS);
     const visit = (e: Expr) => {
       if (e.k !== 'load') return;
       const along = samples.map((env) => strideAt(e.index, s.var, env));
@@ -85,34 +81,6 @@ function isColumnCandidate(k: LoopKernel): boolean {
     if (s.k === 'reduce') walkExpr(s.value, visit);
   }
   return column > 0 && contiguous === 0;
-}
-
-/** index(env with v + 1) − index(env); undefined when the index is not an integer function of the variables (a gather). */
-function strideAt(e: Expr, v: string, env: ReadonlyMap<string, number>): number | undefined {
-  const at = (x: number) => evalIndex(e, (n) => (n === v ? x : env.get(n) ?? 0));
-  const a = at(env.get(v) ?? 0), b = at((env.get(v) ?? 0) + 1);
-  return a === undefined || b === undefined ? undefined : b - a;
-}
-
-/** An i32 index expression's value (truncating div/mod, as the kernel IR defines them), or undefined. */
-function evalIndex(e: Expr, value: (name: string) => number): number | undefined {
-  switch (e.k) {
-    case 'const': return e.dtype === 'i32' ? e.v : undefined;
-    case 'var': return value(e.name);
-    case 'bin': {
-      const a = evalIndex(e.a, value), b = evalIndex(e.b, value);
-      if (a === undefined || b === undefined) return undefined;
-      switch (e.op) {
-        case 'add': return a + b;
-        case 'sub': return a - b;
-        case 'mul': return a * b;
-        case 'div': return b === 0 ? undefined : Math.trunc(a / b);
-        case 'mod': return b === 0 ? undefined : a % b;
-        default: return undefined;
-      }
-    }
-    default: return undefined;
-  }
 }
 
 /**

@@ -22,6 +22,7 @@
  */
 import type { DType } from '../../ir/dtype.ts';
 import { affine } from '../../ir/kernel/expr.ts';
+import { samplePoints, strideAt } from '../../ir/kernel/stride.ts';
 import { epilogueBytes, stageBytes } from '../../ir/kernel/tile.ts';
 import type { BufferDecl, Expr, FragmentShape, Kernel, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 import { withRowMapping } from './rowMapping.ts';
@@ -99,8 +100,9 @@ export function planOperand(k: MatmulKernel, which: 'a' | 'b', buffers: readonly
   const load = firstLoad(e);
   const aff = load ? affine(load.index) : undefined;
   const coef = (name: string) => aff?.coef.get(name) ?? 0;
-  // Contiguous dim: where the main load has unit stride (K-major when both or neither).
-  const major: 'k' | 'mn' = aff && coef(v.k) !== 1 && coef(v.mn) === 1 ? 'mn' : 'k';
+  // Contiguous dim: where the main load has unit stride (K-major when both or neither); for an index
+  // with div/mod (a head-split layout read by channel) the strides measured at sample points.
+  const major: 'k' | 'mn' = aff ? (coef(v.k) !== 1 && coef(v.mn) === 1 ? 'mn' : 'k') : load ? probedMajor(load.index, k, v) : 'k';
   const plain = e.k === 'load' && buffers[e.buf]!.dtype === ab && aff !== undefined && [...aff.coef.keys()].every((n) => vars.has(n));
   if (!plain) return { staging: 'registers', major };
   const contiguous = major === 'k' ? v.k : v.mn;
@@ -108,6 +110,17 @@ export function planOperand(k: MatmulKernel, which: 'a' | 'b', buffers: readonly
   const aligned = coef(contiguous) === 1 && extent % 8 === 0 && aff.c % 8 === 0 &&
     [...aff.coef].every(([n, c]) => n === contiguous || c % 8 === 0);
   return { staging: aligned ? 'async' : 'registers', major };
+}
+
+/** 'mn' when the index measures unit stride along the M/N variable and not along K at every sample point, else 'k'. */
+function probedMajor(index: Expr, k: MatmulKernel, v: { mn: string; k: string }): 'k' | 'mn' {
+  const extents = new Map<string, number>(k.batch.map((n, d) => [`b${d}`, n]));
+  extents.set(v.mn, v.mn === 'i' ? k.m : k.n);
+  extents.set(v.k, k.k);
+  const samples = samplePoints(extents);
+  const alongMn = samples.map((env) => strideAt(index, v.mn, env));
+  const alongK = samples.map((env) => strideAt(index, v.k, env));
+  return alongMn.every((d) => d === 1) && !alongK.some((d) => d === 1) ? 'mn' : 'k';
 }
 
 /** Is the operand a plain strided load of an f32 buffer (what the vendor SGEMM takes)? */
