@@ -252,7 +252,7 @@ function params(ids: readonly number[], buffers: readonly BufferDecl[]): string 
  * emulated sequence, which elementwise kernels pay once per element).
  */
 function decompose(names: readonly string[], extents: readonly number[], linear: string, out: string[], ind: string): void {
-  const narrow = extents.reduce((a, b) => a * b, 1) <= 2 ** 31 - 1024;
+  const narrow = extents.length > 0 && extents.reduce((a, b) => a * b, 1) <= 2 ** 31 - 1024;
   let rem = linear;
   if (narrow) {
     out.push(`${ind}const unsigned u_${linear} = (unsigned)(${linear});`);
