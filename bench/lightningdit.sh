@@ -13,7 +13,9 @@
 # run with KILN_GEMM_AUTOTUNE=1 (generated GEMM vs cuBLAS measured per matmul signature of the step)
 # for those specs; the plain Kiln run (KILN_DEFAULT_SPECS, default all) uses the untuned defaults
 # (KILN_GEMM_TUNING=off: library GEMMs, backends/cuda/gemmDefault.ts), what a fresh machine runs without a
-# tuning cache. KILN_GENERATED_SPECS="spec ..." adds a run with the generated GEMMs (KILN_GEMM_DEFAULT=generated).
+# tuning cache. KILN_GENERATED_SPECS="spec ..." adds a run with the generated GEMMs (KILN_GEMM_DEFAULT=generated);
+# KILN_VARIANT_SPECS="spec ..." with KILN_VARIANT_ENV="VAR=value ..." a default run with those variables set
+# (an experiment next to the default, same call: e.g. KILN_CUDA_ELEMENTWISE_POINTS=4).
 set -uo pipefail
 limit=${1:-140}; shift || true
 specs=${*:-lightningdit:128}
@@ -33,6 +35,8 @@ for s in $specs; do
   tag=${s//:/_}
   [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
   [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
+  # shellcheck disable=SC2086
+  [[ " ${KILN_VARIANT_SPECS:-} " == *" $s "* ]] && start "kilnvar_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off ${KILN_VARIANT_ENV:-} tsx bench/trainStep.ts "$s"
   [[ " ${KILN_GENERATED_SPECS:-} " == *" $s "* ]] && start "kilngen_$tag" env KILN_BACKEND=cuda KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated tsx bench/trainStep.ts "$s"
   start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
   [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
@@ -53,11 +57,12 @@ const ms = (x) => (x ? x.stepMs : "—");
 console.log("| program | batch | Kiln bf16 step ms | Kiln autotuned ms | Kiln generated GEMMs ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const s of specs) {
-  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), kg = read(`kilngen_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
+  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), kg = read(`kilngen_${tag}.jsonl`), kv = read(`kilnvar_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
   const r = (a, b) => (a && b ? (a.stepMs / b.stepMs).toFixed(2) + "x" : "—");
   const mem = (x) => (x ? `${x.peakMiB} / ${x.reservedMiB}` : "—");
   console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(kg)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
-  for (const [label, kk] of [["default", kd], ["autotuned", kt]]) {
+  if (kv) console.log(`  Kiln ${s} variant (${process.env.KILN_VARIANT_ENV}): ${kv.stepMs} ms, loss ${kv.loss} (default: ${kd?.stepMs} ms, loss ${kd?.loss})`);
+  for (const [label, kk] of [["default", kd], ["autotuned", kt], ["variant", kv]]) {
     if (!kk?.profile) continue;
     const p = kk.profile;
     if (kk.autotune) console.log(`  Kiln ${s} autotune: ${kk.autotune.signatures} signatures in ${kk.autotune.ms} ms, kernels by provider ${JSON.stringify(kk.autotune.kernelsBy)}; loss ${kk.loss}`);

@@ -20,7 +20,8 @@ import { KilnError } from '../ir/errors.ts';
  * (the PTX and GEMM tuning caches), KILN_CUDA_NO_CUBLAS (any non-empty value: generate every matmul, no
  * cuBLAS), KILN_CUDA_NO_TENSOR_CORES (any non-empty value: SIMT GEMMs only), KILN_GEMM_TUNING=off (the
  * tiling stage's default schedules, ignoring measured ones), KILN_GEMM_DEFAULT=generated|library (who
- * computes an untuned bf16 matmul: the generated tensor-core kernel, or the library, the default), KILN_GEMM_AUTOTUNE=1 (measure the
+ * computes an untuned bf16 matmul: the generated tensor-core kernel, or the library, the default),
+ * KILN_CUDA_ELEMENTWISE_POINTS=1..8 (grid points per thread of elementwise kernels, an experiment), KILN_GEMM_AUTOTUNE=1 (measure the
  * providers of a program's untuned matmuls when it is compiled, and cache the choice), KILN_NVRTC_SERIAL
  * (any non-empty value: one module compiled on the main thread instead of each distinct kernel in
  * worker threads).
@@ -33,6 +34,7 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
     tensorCores: !env.KILN_CUDA_NO_TENSOR_CORES,
     gemmTuning: env.KILN_GEMM_TUNING !== 'off',
     ...(env.KILN_GEMM_DEFAULT === 'generated' || env.KILN_GEMM_DEFAULT === 'library' ? { gemmDefault: env.KILN_GEMM_DEFAULT } : {}),
+    ...(/^[1-8]$/.test(env.KILN_CUDA_ELEMENTWISE_POINTS ?? '') ? { elementwisePoints: Number(env.KILN_CUDA_ELEMENTWISE_POINTS) } : {}),
     autotune: env.KILN_GEMM_AUTOTUNE === '1',
     ...(env.KILN_NVRTC_SERIAL ? { parallelNvrtc: false } : {}),
   };

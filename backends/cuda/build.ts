@@ -47,7 +47,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
   const cubinDir = join(root, 'cubin');
   const flags = nvrtcFlags(cuda.sm);
   const buildDir = join(root, 'programs');
-  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}`;
+  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? 1}`;
   if (buildKey) {
     const hit = readEntry<CachedBuild>(buildDir, buildKey, 'build');
     const images = hit?.units.map((u) => readCubin(join(cubinDir, `${u.cubin}.cubin`)));

@@ -22,6 +22,11 @@ export interface CudaOptions {
    * tiling stage's tensor-core kernel). gemmDefault.ts.
    */
   readonly gemmDefault?: 'library' | 'generated';
+  /**
+   * Grid points per thread of elementwise kernels, consecutive along the last grid axis (default 1;
+   * KILN_CUDA_ELEMENTWISE_POINTS): an experiment measured by bench/lightningdit.sh KILN_VARIANT_SPECS.
+   */
+  readonly elementwisePoints?: number;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
   /**

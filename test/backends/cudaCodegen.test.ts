@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { buildProgram } from '../../cli/programs.ts';
 import { compile } from '../../compiler/compile.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
 import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import type { Graph } from '../../ir/graph.ts';
@@ -178,4 +179,25 @@ describe('row kernel mapping (LoopKernel.rows, rendered)', () => {
     expect(rows.length).toBeGreaterThanOrEqual(2);
     for (const l of rows) expect(l.kind === 'kernel' && [l.grid[0], ...l.block]).toEqual([16 * 256, 256, 1, 1]);
   });
+});
+
+describe('elementwise points per thread (CudaOptions.elementwisePoints, an opt-in experiment)', () => {
+  const g = trace('ew', (t) => {
+    const x = t.input('x', [128, 256, 768], 'f32');
+    return { y: x.mul(x).add(1).cast('bf16') };
+  });
+  it('V consecutive points of the last axis per thread, one decomposition; small or ragged grids keep one point', async () => {
+    const p = compile(g).program;
+    const m = generateCuda(p, { elementwisePoints: 4 });
+    const ew = m.launches.flat().filter((l) => l.kind === 'kernel');
+    expect(ew.map((l) => l.kind === 'kernel' && [l.grid[0], l.block[0]])).toEqual([[128 * 256 * 768 / 4 / 256, 256]]);
+    expect(m.source).toContain('for (int e_ = 0; e_ < 4; e_++)');
+    const small = generateCuda(compile(trace('ew2', (t) => ({ y: t.input('x', [1000, 6], 'f32').neg() }))).program, { elementwisePoints: 4 });
+    expect(small.source).not.toContain('e_ < 4');
+    if (nvcc) {
+      const dir = mkdtempSync(join(tmpdir(), 'kiln-ew-'));
+      writeFileSync(join(dir, 'ew.cu'), m.source);
+      await run('nvcc', ['-arch=sm_90', '--ptx', '-o', join(dir, 'ew.ptx'), join(dir, 'ew.cu')]);
+    }
+  }, 60_000);
 });
