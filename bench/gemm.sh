@@ -4,14 +4,14 @@
 # writes the raw lines to ${OUT:-/tmp}/gemm.jsonl.   bash bench/gemm.sh [names...]
 # Kiln twice: as a user gets it (KILN_GEMM_AUTOTUNE=1: generated kernel, cuBLAS and cuBLASLt measured
 # per shape, the fastest kept in the tuning cache) and the generated tensor-core kernel alone
-# (KILN_GEMM_TUNING=off: the tiling stage's default schedule).
+# (KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated: the tiling stage's schedule, rendered by Kiln).
 set -euo pipefail
 out=${OUT:-/tmp}/gemm.jsonl
 : > "$out"
 # cuBLAS before and after Kiln (the faster of the two counts), so clocks and power state do not favour Kiln.
 python3 bench/gemm_torch.py "$@" | sed 's/^/torch /' | tee -a "$out"
 KILN_BACKEND=cuda KILN_GEMM_AUTOTUNE=1 tsx bench/gemm.ts "$@" | sed 's/^/kiln /' | tee -a "$out"
-KILN_BACKEND=cuda KILN_GEMM_TUNING=off tsx bench/gemm.ts "$@" | sed 's/^/generated /' | tee -a "$out"
+KILN_BACKEND=cuda KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated tsx bench/gemm.ts "$@" | sed 's/^/generated /' | tee -a "$out"
 python3 bench/gemm_torch.py "$@" | sed 's/^/torch /' | tee -a "$out"
 node -e '
 const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n");

@@ -6,13 +6,13 @@
  *
  *   KILN_BACKEND=cuda tsx bench/gemm.ts            (all shapes)   tsx bench/gemm.ts cube8192 B_fc1_fwd
  *   KILN_GEMM_AUTOTUNE=1 ...: the provider measured per shape (generated, cuBLAS, cuBLASLt) as a user gets it;
- *   KILN_GEMM_TUNING=off ...: the tiling stage's default (the generated tensor-core kernel).
+ *   KILN_GEMM_TUNING=off ...: the untuned default (the library: backends/cuda/gemmDefault.ts);
+ *   KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated ...: the generated tensor-core kernel alone.
  */
 import type { CudaExecutable } from '../backends/cuda/executable.ts';
-import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { backendByName, cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
-import { applyTuning } from '../backends/cuda/gemmTuning.ts';
+import { tunedProgram } from '../backends/cuda/build.ts';
 import { compile } from '../compiler/compile.ts';
 import { printMatmulTile } from '../ir/kernel/print.ts';
 import { GEMM_SHAPES, gemmFeeds, gemmGraph } from './gemmShapes.ts';
@@ -27,7 +27,7 @@ async function bench(name: string): Promise<Record<string, unknown>> {
   // The schedule that runs: the tiling stage's, or the measured one from the tuning cache (written by
   // bench/gemmTune.ts, or by the backend itself under KILN_GEMM_AUTOTUNE=1 as it compiled just now).
   const options = cudaOptionsFromEnv();
-  const tuned = (options.gemmTuning === false ? program : applyTuning(program, CudaDriver.get().name, options.cacheDir ?? defaultPtxCacheDir())).kernels.find((x) => x.kind === 'matmul');
+  const tuned = tunedProgram(CudaDriver.get(), program, options).kernels.find((x) => x.kind === 'matmul');
   await exe.run(gemmFeeds(graph), []);
   const cuda = CudaDriver.get();
   for (let i = 0; i < 3; i++) exe.launchAll();

@@ -33,7 +33,7 @@ async function tune(name: string): Promise<Record<string, unknown>> {
   const cands: TileSchedule[] = [t0, ...TUNING_TILES.filter((x) => !same(x)).map((x) => ({ ...t0, ...x, source: 'measured' as const }))].filter((t) => sharedBytes(t) <= 227 * 1024);
   if (async) cands.push({ ...t0, provider: 'cublas', source: 'measured' });
   const kernels = cands.map((tile, i) => ({ ...base, name: `${base.name}_c${i}`, tile }));
-  const exe = new Exe(graph, { ...program, kernels }, { ...OPTIONS, gemmTuning: false }) as CudaExecutable;
+  const exe = new Exe(graph, { ...program, kernels }, { ...OPTIONS, gemmTuning: false, gemmDefault: 'generated' }) as CudaExecutable;
   await exe.run(gemmFeeds(graph), []);
   const flop = 2 * m * n * k;
   const reps = Math.max(5, Math.min(100, Math.ceil(2e11 / flop)));

@@ -7,10 +7,15 @@
 #   bash bench/lightningdit.sh [SECONDS] [specs...]       default: 140 lightningdit:128
 # Each part is killed after SECONDS; raw lines and logs go to ${OUT:-/tmp}; prints a table at the end.
 # TORCH_COMPILE_SPECS="spec ..." limits torch.compile to those specs (default: all; torch.compile of
-# XL/1 takes ~120 s, and it holds the GPU for its first step). KILN_TUNED_SPECS="spec ..." adds a Kiln
+# XL/1 takes ~120 s, and it holds the GPU for its first step); TORCH_COMPILE_LIMIT=SECONDS kills the
+# torch.compile process earlier than the others, so that when it does not finish in time the other
+# sides are still timed. KILN_TUNED_SPECS="spec ..." adds a Kiln
 # run with KILN_GEMM_AUTOTUNE=1 (generated GEMM vs cuBLAS measured per matmul signature of the step)
-# for those specs; the plain Kiln run (KILN_DEFAULT_SPECS, default all) uses the tiling stage's
-# default schedules (KILN_GEMM_TUNING=off), what a fresh machine runs without a tuning cache.
+# for those specs; the plain Kiln run (KILN_DEFAULT_SPECS, default all) uses the untuned defaults
+# (KILN_GEMM_TUNING=off: library GEMMs, backends/cuda/gemmDefault.ts), what a fresh machine runs without a
+# tuning cache. KILN_GENERATED_SPECS="spec ..." adds a run with the generated GEMMs (KILN_GEMM_DEFAULT=generated);
+# KILN_VARIANT_SPECS="spec ..." with KILN_VARIANT_ENV="VAR=value ..." a default run with those variables set
+# (an experiment next to the default, same call: e.g. KILN_CUDA_ELEMENTWISE_POINTS=4).
 set -uo pipefail
 limit=${1:-140}; shift || true
 specs=${*:-lightningdit:128}
@@ -25,11 +30,14 @@ go=/tmp/kiln-gpu-go-$$; ready=/tmp/kiln-gpu-ready-$$
 rm -rf "$go" "$ready"; mkdir -p "$ready"
 export KILN_GPU_AFTER=$go
 pids=()
-start() { local tag=$1; shift; ( KILN_GPU_READY=$ready/$tag timeout "$limit" "$@" > "$out/$tag.jsonl" 2> "$out/$tag.log" ) & pids+=($!); }
+start() { local tag=$1; shift; local l=$limit; [[ $tag == compile_* && -n ${TORCH_COMPILE_LIMIT:-} ]] && l=$TORCH_COMPILE_LIMIT; ( KILN_GPU_READY=$ready/$tag timeout "$l" "$@" > "$out/$tag.jsonl" 2> "$out/$tag.log" ) & pids+=($!); }
 for s in $specs; do
   tag=${s//:/_}
   [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
   [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
+  # shellcheck disable=SC2086
+  [[ " ${KILN_VARIANT_SPECS:-} " == *" $s "* ]] && start "kilnvar_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off ${KILN_VARIANT_ENV:-} tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_GENERATED_SPECS:-} " == *" $s "* ]] && start "kilngen_$tag" env KILN_BACKEND=cuda KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated tsx bench/trainStep.ts "$s"
   start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
   [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
 done
@@ -46,20 +54,22 @@ node -e '
 const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
 const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };
 const ms = (x) => (x ? x.stepMs : "—");
-console.log("| program | batch | Kiln bf16 step ms | Kiln autotuned ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| program | batch | Kiln bf16 step ms | Kiln autotuned ms | Kiln generated GEMMs ms | eager bf16 ms | torch.compile bf16 ms | Kiln / eager | Kiln / compile | Kiln MiB (planned) | eager peak / reserved MiB | compile peak / reserved MiB | Kiln compile+NVRTC s | torch.compile first step s |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const s of specs) {
-  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
+  const tag = s.replace(/:/g, "_"), kd = read(`kiln_${tag}.jsonl`), kt = read(`kilntuned_${tag}.jsonl`), kg = read(`kilngen_${tag}.jsonl`), kv = read(`kilnvar_${tag}.jsonl`), k = kt && (!kd || kt.stepMs < kd.stepMs) ? kt : kd, e = read(`eager_${tag}.jsonl`), c = read(`compile_${tag}.jsonl`);
   const r = (a, b) => (a && b ? (a.stepMs / b.stepMs).toFixed(2) + "x" : "—");
   const mem = (x) => (x ? `${x.peakMiB} / ${x.reservedMiB}` : "—");
-  console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
-  for (const [label, kk] of [["default", kd], ["autotuned", kt]]) {
+  console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(kg)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
+  if (kv) console.log(`  Kiln ${s} variant (${process.env.KILN_VARIANT_ENV}): ${kv.stepMs} ms, loss ${kv.loss} (default: ${kd?.stepMs} ms, loss ${kd?.loss})`);
+  for (const [label, kk] of [["default", kd], ["autotuned", kt], ["variant", kv]]) {
     if (!kk?.profile) continue;
     const p = kk.profile;
     if (kk.autotune) console.log(`  Kiln ${s} autotune: ${kk.autotune.signatures} signatures in ${kk.autotune.ms} ms, kernels by provider ${JSON.stringify(kk.autotune.kernelsBy)}; loss ${kk.loss}`);
     else console.log(`  Kiln ${s} default: loss ${kk.loss}, providers ${JSON.stringify(kk.matmulProviders)}`);
     console.log(`  Kiln ${s} ${label}: GPU timeline ${p.gpuTimelineMs} ms, CPU enqueue ${p.cpuEnqueueMs} ms/step, ${p.launches} launches (${p.launchBound.launches} under 8 us: ${p.launchBound.ms} ms)`);
     for (const [kind, v] of Object.entries(p.byKind)) console.log(`    ${kind}: ${v.ms} ms (${v.share}, ${v.launches} launches)`);
+    if (p.rowKernelsByMapping) console.log(`    row kernels by mapping: ${Object.entries(p.rowKernelsByMapping).map(([m, v]) => `${m} ${v.ms} ms (${v.launches})`).join(", ")}`);
   }
 }
 ' "$out" $specs

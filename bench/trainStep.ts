@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { CudaExecutable } from '../backends/cuda/executable.ts';
 import { autotuneGemms } from '../backends/cuda/gemmAutotune.ts';
-import { applyTuning } from '../backends/cuda/gemmTuning.ts';
+import { tunedProgram } from '../backends/cuda/build.ts';
 import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { buildProgram } from '../cli/programs.ts';
 import { compile } from '../compiler/compile.ts';
@@ -94,9 +94,15 @@ function launchKind(k: Kernel, launch: 'kernel' | 'gemm', fn: string): string {
   }
 }
 
+/** A row kernel's mapping (LoopKernel.rows), for the profile. */
+function rowsLabel(k: Extract<Kernel, { kind: 'loop' }>): string {
+  const r = k.rows;
+  return !r ? 'none' : r.kind === 'block' ? `block${r.threads}` : r.split > 1 ? `column split${r.split}` : 'column';
+}
+
 function describe(k: Kernel): string {
   if (k.kind === 'matmul') return `m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x') || '-'} ${k.tile?.provider ?? ''} ${k.tile ? `${k.tile.a.staging}/${k.tile.b.staging}` : ''} epilogue ${k.epilogue.length}`;
-  if (k.kind === 'loop') return `grid=${k.grid.join('x')}`;
+  if (k.kind === 'loop') return `grid=${k.grid.join('x')}${k.rows ? ` rows=${rowsLabel(k)}` : ''}`;
   return `sq=${k.sq} sk=${k.sk} d=${k.dk} batch=${k.batch.join('x')}`;
 }
 
@@ -105,8 +111,15 @@ function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number,
   const tl = exe.timeline();
   const byKind: Record<string, { ms: number; launches: number }> = {};
   let gpu = 0, small = 0, smallN = 0;
+  const rowsBy: Record<string, { ms: number; launches: number }> = {};
   for (const l of tl) {
-    const kind = launchKind(program.kernels[l.kernel]!, l.launch, l.fn);
+    const kern = program.kernels[l.kernel]!;
+    const kind = launchKind(kern, l.launch, l.fn);
+    if (kern.kind === 'loop' && kern.rows) {
+      const r = (rowsBy[kern.rows.kind === 'block' ? 'block' : kern.rows.split > 1 ? 'column split' : 'column'] ??= { ms: 0, launches: 0 });
+      r.ms += l.ms;
+      r.launches++;
+    }
     const e = (byKind[kind] ??= { ms: 0, launches: 0 });
     e.ms += l.ms;
     e.launches++;
@@ -121,7 +134,7 @@ function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number,
   return {
     gpuTimelineMs: Number(gpu.toFixed(3)), stepMs, cpuEnqueueMs: Number(enqueueMs.toFixed(3)), launches: tl.length,
     launchBound: { note: 'launches under 8 us on the timeline (the GPU likely waited for the CPU)', launches: smallN, ms: Number(small.toFixed(3)) },
-    byKind: kinds, slowest,
+    byKind: kinds, rowKernelsByMapping: Object.fromEntries(Object.entries(rowsBy).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches }])), slowest,
   };
 }
 
@@ -148,7 +161,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     let unlock = () => {};
     try {
       const results = autotuneGemms(compiled.program, cuda.name, cacheDir, (p) => {
-        const e = new CudaExecutable(graph, p, { ...options, gemmTuning: false });
+        const e = new CudaExecutable(graph, p, { ...options, gemmTuning: false, gemmDefault: 'generated' });
         if (!process.env.KILN_GPU_AFTER) unlock = acquire(process.env.KILN_GPU_LOCK);
         return e;
       });
@@ -159,7 +172,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
       unlock();
     }
   }
-  const tuned = options.gemmTuning === false ? compiled.program : applyTuning(compiled.program, cuda.name, cacheDir);
+  const tuned = tunedProgram(cuda, compiled.program, options);
   const t1 = performance.now();
   const exe = (await backend.compile(graph, compiled.program)) as CudaExecutable;
   const nvrtcMs = performance.now() - t1;

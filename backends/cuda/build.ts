@@ -11,6 +11,7 @@ import { readEntry, writeEntry } from '../cacheEntry.ts';
 import type { KernelProgram } from '../../ir/kernel/types.ts';
 import { type CudaModule, generateCuda } from './codegen.ts';
 import type { CudaDriver } from './driver.ts';
+import { withLibraryDefaults } from './gemmDefault.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { compileCubins, cubinKey, nvrtcFlags, readCubin } from './nvrtcPool.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
@@ -23,9 +24,14 @@ export interface BuiltCuda {
   readonly compiled: number | 'cache';
 }
 
-/** Measured GEMM schedules for this device replace the tiling stage's defaults (gemmTuning.ts). */
+/**
+ * The GEMM schedules that run on this device: measured ones from the tuning cache replace the tiling
+ * stage's defaults (gemmTuning.ts), and the untuned bf16 ones go to the library (gemmDefault.ts)
+ * unless CudaOptions.gemmDefault is 'generated' or cuBLAS is off.
+ */
 export function tunedProgram(cuda: CudaDriver, program: KernelProgram, options: CudaOptions): KernelProgram {
-  return options.gemmTuning === false ? program : applyTuning(program, cuda.name, options.cacheDir ?? defaultPtxCacheDir());
+  const tuned = options.gemmTuning === false ? program : applyTuning(program, cuda.name, options.cacheDir ?? defaultPtxCacheDir());
+  return options.gemmDefault === 'generated' || options.cublas === false || options.tensorCores === false ? tuned : withLibraryDefaults(tuned);
 }
 
 /** A cached build: the launch list and, per unit, its functions and CUBIN key (no sources). */
@@ -41,7 +47,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
   const cubinDir = join(root, 'cubin');
   const flags = nvrtcFlags(cuda.sm);
   const buildDir = join(root, 'programs');
-  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}`;
+  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? 1}`;
   if (buildKey) {
     const hit = readEntry<CachedBuild>(buildDir, buildKey, 'build');
     const images = hit?.units.map((u) => readCubin(join(cubinDir, `${u.cubin}.cubin`)));

@@ -4,7 +4,10 @@
  * touches (shapes are static, so every size is a constant in the source):
  *  - elementwise loop kernels: one thread per grid point;
  *  - row kernels (with reductions or row loops): one block per grid point; reductions are strided
- *    over the block's threads and combined through shared memory; row loops are strided too;
+ *    over the block's threads and combined by warp shuffles, then across warps in a fixed order; row
+ *    loops are strided too. Reductions that read along a strided axis (sums over tokens or batch:
+ *    bias and modulation gradients) instead take 32 consecutive grid points per block, 8 lanes each
+ *    (coalesced loads, no per-point block reduction; isColumnReduction);
  *  - matmul: shared-memory tiled GEMM over the operand expressions, epilogue per output element;
  *  - attention: one thread per query row, online softmax; attention_grad: a statistics pass, then
  *    dQ per query row and dK/dV per key row (the statistics live in scratch buffers). Attention
@@ -18,7 +21,7 @@ import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { I, affine, linearIndex, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
-import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
 import type { CudaOptions } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
@@ -108,7 +111,7 @@ function floatLit(v: number): string {
 }
 
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas'> = {}) {}
+  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints'> = {}) {}
 
   /** Round a float expression to its narrow dtype. */
   private narrow(code: string, d: DType): string {
@@ -243,12 +246,22 @@ function params(ids: readonly number[], buffers: readonly BufferDecl[]): string 
   return ids.map((id) => (id < 0 ? `float* __restrict__ scr${-id}` : `${storageType(buffers[id]!.dtype)}* buf${id}`)).join(', ');
 }
 
+/**
+ * Grid variables from a linear index (row-major over `extents`). Under 2^31 points the divisions are
+ * 32-bit unsigned (a multiply-high and a shift per constant divisor; 64-bit division is a long
+ * emulated sequence, which elementwise kernels pay once per element).
+ */
 function decompose(names: readonly string[], extents: readonly number[], linear: string, out: string[], ind: string): void {
+  const narrow = extents.length > 0 && extents.reduce((a, b) => a * b, 1) <= 2 ** 31 - 1024;
   let rem = linear;
+  if (narrow) {
+    out.push(`${ind}const unsigned u_${linear} = (unsigned)(${linear});`);
+    rem = `u_${linear}`;
+  }
   for (let d = extents.length - 1; d >= 0; d--) {
-    out.push(`${ind}const int ${names[d]} = (int)(${rem} % ${extents[d]});`);
+    out.push(`${ind}const int ${names[d]} = (int)(${rem} % ${extents[d]}${narrow ? 'u' : ''});`);
     if (d > 0) {
-      out.push(`${ind}const long long q${d} = ${rem} / ${extents[d]};`);
+      out.push(`${ind}const ${narrow ? 'unsigned' : 'long long'} q${d} = ${rem} / ${extents[d]}${narrow ? 'u' : ''};`);
       rem = `q${d}`;
     }
   }
@@ -256,10 +269,26 @@ function decompose(names: readonly string[], extents: readonly number[], linear:
 
 const isRowKernel = (k: LoopKernel) => k.body.some((s) => s.k === 'reduce' || s.k === 'loop');
 
-function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]): Launch[] {
+function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], scratch: Scratch[]): Launch[] {
   const total = k.grid.reduce((a, b) => a * b, 1);
   if (total === 0) return [];
   const gv = k.grid.map((_, i) => `g${i}`);
+  const V = g.options.elementwisePoints ?? 1;
+  const lastExtent = k.grid[k.grid.length - 1] ?? 1;
+  if (!isRowKernel(k) && V > 1 && k.grid.length > 0 && lastExtent % V === 0 && total >= V * 132 * 2048) {
+    // V consecutive points of the last grid axis per thread: one decomposition for all V (opt-in,
+    // CudaOptions.elementwisePoints; measured against one point per thread by bench/lightningdit.sh).
+    const n = total / V;
+    out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
+    out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`);
+    out.push(`  if (t >= ${n}LL) return;`);
+    const last = gv[gv.length - 1]!;
+    decompose([...gv.slice(0, -1), `${last}_v`], [...k.grid.slice(0, -1), lastExtent / V], 't', out, '  ');
+    out.push('  #pragma unroll', `  for (int e_ = 0; e_ < ${V}; e_++) {`, `    const int ${last} = ${last}_v * ${V} + e_;`);
+    g.stmts(k.body, '    ', out);
+    out.push('  }', '}');
+    return [{ kind: 'kernel', fn, grid: [Math.ceil(n / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
+  }
   if (!isRowKernel(k)) {
     out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
     out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`);
@@ -269,13 +298,14 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
     out.push('}');
     return [{ kind: 'kernel', fn, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
   }
-  // Row kernel: one block per grid point.
-  let maxRow = 1;
-  walkStmts(k.body, () => {}, (s) => {
-    if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
-  });
-  const threads = Math.min(256, Math.max(32, 2 ** Math.ceil(Math.log2(maxRow))));
+  const rows = k.rows ?? { kind: 'block', threads: 256 };
+  if (rows.kind === 'column')
+    return rows.split > 1 ? genSplitColumns(g, k, fn, ids, out, total, rows, scratch) : genColumnRows(g, k, fn, ids, out, total, rows);
+  // Row kernel: one block per grid point (threads: a multiple of 32, the warp-shuffle combine needs whole warps).
+  const threads = rows.threads;
+  if (threads % 32 !== 0 || threads > 1024) throw new KilnError(`cuda codegen: ${k.name}: a row block of ${threads} threads (a multiple of 32, at most 1024)`);
   out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
+  const decl = out.length;
   out.push(`  __shared__ float red_f[${threads}];`, `  __shared__ int red_i[${threads}];`);
   out.push('  const int tid = threadIdx.x;', '  const long long t = blockIdx.x;');
   decompose(gv, k.grid, 't', out, '  ');
@@ -293,45 +323,201 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
         out.push('  }');
         break;
       case 'reduce': {
-        const vt = s.op === 'argmax' ? 'float' : valueType(s.dtype);
-        const isInt = vt !== 'float';
-        const shared = isInt ? 'red_i' : 'red_f';
-        const ident = s.op === 'sum' ? (isInt ? '0' : '0.f') : s.op === 'max' || s.op === 'argmax' ? (isInt ? '(-2147483647 - 1)' : '(-K_INF)') : isInt ? '2147483647' : 'K_INF';
-        const combine = (a: string, b: string) =>
-          s.op === 'sum' ? (isInt ? `k_addi(${a}, ${b})` : `(${a} + ${b})`) : s.op === 'max' ? (isInt ? `k_maxi(${a}, ${b})` : `k_max(${a}, ${b})`) : isInt ? `k_mini(${a}, ${b})` : `k_min(${a}, ${b})`;
-        out.push(`  ${vt} acc_${s.acc} = ${ident};`);
+        const r = reduction(s);
+        out.push(`  ${r.vt} acc_${s.acc} = ${r.ident};`);
         if (s.op === 'argmax') out.push(`  int arg_${s.acc} = 0x7fffffff;`);
         out.push(`  for (int ${s.var} = tid; ${s.var} < ${s.extent}; ${s.var} += ${threads}) {`);
         g.stmts(s.body, '    ', out);
-        const v = g.expr(s.value);
-        if (s.op === 'argmax') {
-          out.push(`    const float x_ = ${v};`);
-          out.push(`    if (arg_${s.acc} == 0x7fffffff || (acc_${s.acc} == acc_${s.acc} && (x_ > acc_${s.acc} || x_ != x_))) { acc_${s.acc} = x_; arg_${s.acc} = ${s.var}; }`);
-        } else out.push(`    acc_${s.acc} = ${combine(`acc_${s.acc}`, `(${vt})(${v})`)};`);
+        accumulate(g, s, out, '    ');
         out.push('  }');
-        // block reduction
         if (s.op === 'argmax') {
+          // Tree over shared memory (first index among equal maxima, NaN maximal).
           out.push(`  red_f[tid] = acc_${s.acc}; red_i[tid] = arg_${s.acc}; __syncthreads();`);
           out.push(`  for (int w = ${threads / 2}; w > 0; w >>= 1) {`);
           out.push('    if (tid < w) {');
           out.push('      const float a = red_f[tid], b = red_f[tid + w]; const int ia = red_i[tid], ib = red_i[tid + w];');
-          out.push('      bool takeB = ib != 0x7fffffff && (ia == 0x7fffffff || (a == a && (b > a || b != b || (b == a && ib < ia))) || (a != a && b != b && ib < ia));');
-          out.push('      if (takeB) { red_f[tid] = b; red_i[tid] = ib; }');
+          out.push(`      if (${ARGMAX_TAKE_B}) { red_f[tid] = b; red_i[tid] = ib; }`);
           out.push('    }', '    __syncthreads();', '  }');
           out.push(`  const int v_${s.acc} = red_i[0] == 0x7fffffff ? 0 : red_i[0];`, '  __syncthreads();');
         } else {
-          out.push(`  ${shared}[tid] = acc_${s.acc}; __syncthreads();`);
-          out.push(`  for (int w = ${threads / 2}; w > 0; w >>= 1) {`);
-          out.push(`    if (tid < w) ${shared}[tid] = ${combine(`${shared}[tid]`, `${shared}[tid + w]`)};`);
-          out.push('    __syncthreads();', '  }');
-          out.push(`  const ${vt} v_${s.acc} = ${shared}[0];`, '  __syncthreads();');
+          // Warp shuffles, then the warps' partials combined in a fixed order by every thread.
+          out.push(`  for (int o = 16; o > 0; o >>= 1) acc_${s.acc} = ${r.combine(`acc_${s.acc}`, `__shfl_xor_sync(0xffffffffu, acc_${s.acc}, o)`)};`);
+          out.push(`  if ((tid & 31) == 0) ${r.shared}[tid >> 5] = acc_${s.acc};`, '  __syncthreads();');
+          out.push(`  ${r.vt} v_${s.acc} = ${r.shared}[0];`);
+          if (threads > 32) out.push(`  for (int w = 1; w < ${threads / 32}; w++) v_${s.acc} = ${r.combine(`v_${s.acc}`, `${r.shared}[w]`)};`);
+          out.push('  __syncthreads();');
         }
         break;
       }
     }
   }
   out.push('}');
+  pruneShared(out, decl);
   return [{ kind: 'kernel', fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+}
+
+/** Drop the shared reduction arrays declared at out[decl], out[decl + 1] that the function's body does not use. */
+function pruneShared(out: string[], decl: number): void {
+  const body = out.slice(decl + 2).join('\n');
+  const keep = [out[decl]!, out[decl + 1]!].filter((d) => body.includes(d.includes('red_f') ? 'red_f[' : 'red_i['));
+  out.splice(decl, 2, ...keep);
+}
+
+/** Whether `b` replaces `a` in an argmax (a, ia: current; b, ib: candidate; 0x7fffffff: no index yet). */
+const ARGMAX_TAKE_B = 'ib != 0x7fffffff && (ia == 0x7fffffff || (a == a && (b > a || b != b || (b == a && ib < ia))) || (a != a && b != b && ib < ia))';
+
+type ReduceStmt = Extract<Stmt, { k: 'reduce' }>;
+
+/** A reduction's accumulator type, identity, combine function and shared array. */
+function reduction(s: ReduceStmt) {
+  const vt = s.op === 'argmax' ? 'float' : valueType(s.dtype);
+  const isInt = vt !== 'float';
+  const ident = s.op === 'sum' ? (isInt ? '0' : '0.f') : s.op === 'max' || s.op === 'argmax' ? (isInt ? '(-2147483647 - 1)' : '(-K_INF)') : isInt ? '2147483647' : 'K_INF';
+  const combine = (a: string, b: string) =>
+    s.op === 'sum' ? (isInt ? `k_addi(${a}, ${b})` : `(${a} + ${b})`) : s.op === 'max' ? (isInt ? `k_maxi(${a}, ${b})` : `k_max(${a}, ${b})`) : isInt ? `k_mini(${a}, ${b})` : `k_min(${a}, ${b})`;
+  return { vt, ident, combine, shared: isInt ? 'red_i' : 'red_f' };
+}
+
+/** One step of a reduction inside its loop: acc ← op(acc, value). */
+function accumulate(g: Gen, s: ReduceStmt, out: string[], ind: string): void {
+  const v = g.expr(s.value);
+  if (s.op === 'argmax') {
+    out.push(`${ind}const float x_ = ${v};`);
+    out.push(`${ind}if (arg_${s.acc} == 0x7fffffff || (acc_${s.acc} == acc_${s.acc} && (x_ > acc_${s.acc} || x_ != x_))) { acc_${s.acc} = x_; arg_${s.acc} = ${s.var}; }`);
+  } else out.push(`${ind}acc_${s.acc} = ${reduction(s).combine(`acc_${s.acc}`, `(${reduction(s).vt})(${v})`)};`);
+}
+
+type ColumnMapping = Extract<RowMapping, { kind: 'column' }>;
+
+/**
+ * A column kernel (LoopKernel.rows 'column', compiler/schedule/rowMapping.ts): `points` consecutive
+ * grid points per block (threadIdx.x: coalesced loads along the last grid axis), `lanes` threads each
+ * along the reduced axis (threadIdx.y), their partials combined through shared memory in lane order.
+ */
+function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], total: number, m: ColumnMapping): Launch[] {
+  const P = m.points, L = m.lanes;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(ids, g.buffers)}) {`);
+  const decl = out.length;
+  out.push(`  __shared__ float red_f[${L}][${P + 1}];`, `  __shared__ int red_i[${L}][${P + 1}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y;');
+  out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
+  // Threads past the end compute on grid point 0 (valid indices) and store nothing; all take part in the barriers.
+  out.push('  const long long t = live ? t_ : 0;');
+  decompose(gv, k.grid, 't', out, '  ');
+  for (const s of k.body) {
+    switch (s.k) {
+      case 'let':
+        g.stmts([s], '  ', out);
+        break;
+      case 'store':
+        g.stmts([s], '  ', out, 'live && ty == 0');
+        break;
+      case 'loop':
+        out.push(`  for (int ${s.var} = ty; ${s.var} < ${s.extent}; ${s.var} += ${L}) {`, '    if (live) {');
+        g.stmts(s.body, '      ', out);
+        out.push('    }', '  }');
+        break;
+      case 'reduce': {
+        const r = reduction(s);
+        out.push(`  ${r.vt} acc_${s.acc} = ${r.ident};`);
+        if (s.op === 'argmax') out.push(`  int arg_${s.acc} = 0x7fffffff;`);
+        out.push(`  for (int ${s.var} = ty; ${s.var} < ${s.extent}; ${s.var} += ${L}) {`);
+        g.stmts(s.body, '    ', out);
+        accumulate(g, s, out, '    ');
+        out.push('  }');
+        if (s.op === 'argmax') {
+          out.push(`  red_f[ty][tx] = acc_${s.acc}; red_i[ty][tx] = arg_${s.acc}; __syncthreads();`);
+          out.push('  float am_ = red_f[0][tx]; int ai_ = red_i[0][tx];');
+          out.push(`  for (int w = 1; w < ${L}; w++) { const float a = am_, b = red_f[w][tx]; const int ia = ai_, ib = red_i[w][tx]; if (${ARGMAX_TAKE_B}) { am_ = b; ai_ = ib; } }`);
+          out.push(`  const int v_${s.acc} = ai_ == 0x7fffffff ? 0 : ai_;`, '  __syncthreads();');
+        } else {
+          out.push(`  ${r.shared}[ty][tx] = acc_${s.acc};`, '  __syncthreads();');
+          out.push(`  ${r.vt} v_${s.acc} = ${r.shared}[0][tx];`);
+          out.push(`  for (int w = 1; w < ${L}; w++) v_${s.acc} = ${r.combine(`v_${s.acc}`, `${r.shared}[w][tx]`)};`);
+          out.push('  __syncthreads();');
+        }
+        break;
+      }
+    }
+  }
+  out.push('}');
+  pruneShared(out, decl);
+  return [{ kind: 'kernel', fn, grid: [Math.ceil(total / P), 1, 1], block: [P, L, 1], params: ids }];
+}
+
+/**
+ * A split column kernel (rows 'column' with split S > 1: small grids over long extents, the bias
+ * gradients). Pass 1 (`fn`, grid [⌈total/points⌉, S]) reduces chunk blockIdx.y of each reduction's
+ * extent (⌈extent/S⌉ long) for `points` grid points per block, `lanes` lanes each, and writes every
+ * reduction's partial to scratch at [reduction][chunk][point] (coalesced). Pass 2 (`fn_combine`, one
+ * thread per grid point) combines the S partials in chunk order (deterministic: the same sums in the
+ * same order every run) and runs the kernel's lets and stores. The compiler only splits kernels whose
+ * reductions are independent float sums/max/min followed by lets and stores (rowMapping.ts splittable).
+ */
+function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[], total: number, m: ColumnMapping, scratch: Scratch[]): Launch[] {
+  const P = m.points, L = m.lanes, S = m.split;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const reduces = k.body.filter((s): s is ReduceStmt => s.k === 'reduce');
+  if (k.body.some((s) => s.k === 'loop') || reduces.some((r) => r.op === 'argmax' || reduction(r).vt !== 'float'))
+    throw new KilnError(`cuda codegen: ${k.name}: a split column kernel holds only float sum/max/min reductions, lets and stores`);
+  const scr = -(scratch.length + 1);
+  scratch.push({ id: scr, bytes: reduces.length * S * total * 4 });
+  const all = [...ids, scr];
+  const slot = (j: number, chunk: string, point: string) => `scr${-scr}[(long long)(${j * S} + ${chunk}) * ${total}LL + ${point}]`;
+  // Pass 1: partials. Lets that use a reduction's result belong to pass 2.
+  out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(all, g.buffers)}) {`);
+  out.push(`  __shared__ float red_f[${L}][${P + 1}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y, c_ = blockIdx.y;');
+  out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
+  out.push('  const long long t = live ? t_ : 0;');
+  decompose(gv, k.grid, 't', out, '  ');
+  const late = new Set<string>();
+  const usesLate = (stmts: readonly Stmt[]) => {
+    let hit = false;
+    walkStmts(stmts, (e) => { if (e.k === 'ref' && late.has(e.name)) hit = true; });
+    return hit;
+  };
+  reduces.forEach((r) => late.add(r.acc));
+  for (const s of k.body) {
+    if (s.k === 'let') {
+      if (usesLate([s])) late.add(s.name);
+      else g.stmts([s], '  ', out);
+    }
+  }
+  reduces.forEach((s, j) => {
+    const r = reduction(s);
+    const chunk = Math.ceil(s.extent / S);
+    out.push(`  {`, `    ${r.vt} acc_${s.acc} = ${r.ident};`);
+    out.push(`    const int end_ = min(${s.extent}, (c_ + 1) * ${chunk});`);
+    out.push(`    for (int ${s.var} = c_ * ${chunk} + ty; ${s.var} < end_; ${s.var} += ${L}) {`);
+    g.stmts(s.body, '      ', out);
+    accumulate(g, s, out, '      ');
+    out.push('    }');
+    out.push(`    red_f[ty][tx] = acc_${s.acc};`, '    __syncthreads();');
+    out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
+    out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
+    out.push(`      ${slot(j, 'c_', 't_')} = v_;`, '    }', '    __syncthreads();', '  }');
+  });
+  out.push('}');
+  // Pass 2: combine the partials in chunk order, then the lets and stores.
+  out.push(`extern "C" __global__ void ${fn}_combine(${params(all, g.buffers)}) {`);
+  out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
+  decompose(gv, k.grid, 't', out, '  ');
+  let j = 0;
+  for (const s of k.body) {
+    if (s.k === 'reduce') {
+      const r = reduction(s);
+      out.push(`  ${r.vt} v_${s.acc} = ${slot(j, '0', 't')};`);
+      out.push(`  for (int c = 1; c < ${S}; c++) v_${s.acc} = ${r.combine(`v_${s.acc}`, slot(j, 'c', 't'))};`);
+      j++;
+    } else g.stmts([s], '  ', out);
+  }
+  out.push('}');
+  return [
+    { kind: 'kernel', fn, grid: [Math.ceil(total / P), S, 1], block: [P, L, 1], params: all },
+    { kind: 'kernel', fn: `${fn}_combine`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all },
+  ];
 }
 
 /**
@@ -570,7 +756,7 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
  * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
  * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
-export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores'> = {}): CudaModule {
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);
@@ -593,7 +779,7 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
     const out: string[] = [];
     const ls = ((): Launch[] => {
       switch (k.kind) {
-        case 'loop': return genLoop(g, k, fn, ids, out);
+        case 'loop': return genLoop(g, k, fn, ids, out, scratch);
         case 'matmul':
           if (tensorCores && k.tile?.provider === 'tensor-core') {
             const tc = genTensorCoreGemm(emitter, k, fn, ids, out);

@@ -43,7 +43,8 @@ const candidateName = (t: TileSchedule) => (t.provider === 'cublas' || t.provide
 export function gemmCandidates(k: MatmulKernel): TileSchedule[] {
   const t = k.tile!;
   const lt: TileSchedule[] = singleStore(k.epilogue) ? [{ ...t, provider: 'cublaslt', source: 'measured' }] : [];
-  return [t, { ...t, provider: 'cublas', source: 'measured' }, ...lt];
+  // Every candidate is 'measured' (the generated one too: gemmDefault.ts moves only rule-chosen schedules to the library).
+  return [{ ...t, source: 'measured' }, { ...t, provider: 'cublas', source: 'measured' }, ...lt];
 }
 
 /**

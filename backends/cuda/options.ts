@@ -1,7 +1,8 @@
 /**
  * @file Configuration of the CUDA backend, given by its caller: the backend reads no environment
  * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES,
- * KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE, KILN_NVRTC_SERIAL, KILN_CUDA_NO_GRAPHS and KILN_PROFILE once, in
+ * KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE, KILN_GEMM_DEFAULT, KILN_CUDA_ELEMENTWISE_POINTS, KILN_NVRTC_SERIAL,
+ * KILN_CUDA_NO_GRAPHS and KILN_PROFILE once, in
  * runtime/backends.ts, and passes them down as these options).
  */
 import { homedir } from 'node:os';
@@ -16,6 +17,17 @@ export interface CudaOptions {
   readonly cublas?: boolean;
   /** Render tensor-core schedules as mma.sync GEMMs (default true); false: the SIMT GEMM for every matmul. */
   readonly tensorCores?: boolean;
+  /**
+   * Who computes a bf16 matmul that no measurement covers: 'library' (default: cuBLASLt with its bias
+   * epilogue, else cuBLAS; the generated kernels measured 33–46% of cuBLAS) or 'generated' (the
+   * tiling stage's tensor-core kernel). gemmDefault.ts.
+   */
+  readonly gemmDefault?: 'library' | 'generated';
+  /**
+   * Grid points per thread of elementwise kernels, consecutive along the last grid axis (default 1;
+   * KILN_CUDA_ELEMENTWISE_POINTS): an experiment measured by bench/lightningdit.sh KILN_VARIANT_SPECS.
+   */
+  readonly elementwisePoints?: number;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
   /**

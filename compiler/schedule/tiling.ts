@@ -1,7 +1,8 @@
 /**
  * @file The tiling stage: every matmul kernel gets its TileSchedule (ir/kernel/types.ts) — provider,
  * block tile, warp layout, pipeline stages, matrix instruction, and how each operand reaches shared
- * memory. A pure function of the kernel (shape, operand expressions and dtypes) and a target
+ * memory — and every row kernel its thread mapping (rowMapping.ts: one block per row, or column
+ * blocks, split in two passes for small grids). A pure function of the kernel (shape, operand expressions and dtypes) and a target
  * description, so the decision is visible in the kernel IR (`kiln compile --kernels`) and testable
  * without a GPU. Backends render the schedule (backends/cuda/gemmTensorCore.ts); a backend may
  * replace it by a measured one from its tuning cache (same types, `source: 'measured'`).
@@ -21,8 +22,10 @@
  */
 import type { DType } from '../../ir/dtype.ts';
 import { affine } from '../../ir/kernel/expr.ts';
+import { samplePoints, strideAt } from '../../ir/kernel/stride.ts';
 import { epilogueBytes, stageBytes } from '../../ir/kernel/tile.ts';
 import type { BufferDecl, Expr, FragmentShape, Kernel, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
+import { withRowMapping } from './rowMapping.ts';
 
 /** What the tiling stage needs to know about a device. */
 export interface GemmTarget {
@@ -97,8 +100,9 @@ export function planOperand(k: MatmulKernel, which: 'a' | 'b', buffers: readonly
   const load = firstLoad(e);
   const aff = load ? affine(load.index) : undefined;
   const coef = (name: string) => aff?.coef.get(name) ?? 0;
-  // Contiguous dim: where the main load has unit stride (K-major when both or neither).
-  const major: 'k' | 'mn' = aff && coef(v.k) !== 1 && coef(v.mn) === 1 ? 'mn' : 'k';
+  // Contiguous dim: where the main load has unit stride (K-major when both or neither); for an index
+  // with div/mod (a head-split layout read by channel) the strides measured at sample points.
+  const major: 'k' | 'mn' = aff ? (coef(v.k) !== 1 && coef(v.mn) === 1 ? 'mn' : 'k') : load ? probedMajor(load.index, k, v) : 'k';
   const plain = e.k === 'load' && buffers[e.buf]!.dtype === ab && aff !== undefined && [...aff.coef.keys()].every((n) => vars.has(n));
   if (!plain) return { staging: 'registers', major };
   const contiguous = major === 'k' ? v.k : v.mn;
@@ -106,6 +110,17 @@ export function planOperand(k: MatmulKernel, which: 'a' | 'b', buffers: readonly
   const aligned = coef(contiguous) === 1 && extent % 8 === 0 && aff.c % 8 === 0 &&
     [...aff.coef].every(([n, c]) => n === contiguous || c % 8 === 0);
   return { staging: aligned ? 'async' : 'registers', major };
+}
+
+/** 'mn' when the index measures unit stride along the M/N variable and not along K at every sample point, else 'k'. */
+function probedMajor(index: Expr, k: MatmulKernel, v: { mn: string; k: string }): 'k' | 'mn' {
+  const extents = new Map<string, number>(k.batch.map((n, d) => [`b${d}`, n]));
+  extents.set(v.mn, v.mn === 'i' ? k.m : k.n);
+  extents.set(v.k, k.k);
+  const samples = samplePoints(extents);
+  const alongMn = samples.map((env) => strideAt(index, v.mn, env));
+  const alongK = samples.map((env) => strideAt(index, v.k, env));
+  return alongMn.every((d) => d === 1) && !alongK.some((d) => d === 1) ? 'mn' : 'k';
 }
 
 /** Is the operand a plain strided load of an f32 buffer (what the vendor SGEMM takes)? */
@@ -142,7 +157,7 @@ export function chooseTile(k: MatmulKernel, buffers: readonly BufferDecl[], targ
   return { provider: 'tensor-core', block: pick.block, warps: pick.warps, stages, mma, a, b, source: 'default' };
 }
 
-/** The tiling stage: every matmul kernel with its schedule (other kernels unchanged). */
+/** The tiling stage: every matmul kernel with its schedule, every row kernel with its thread mapping. */
 export function tileKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[], target: GemmTarget = SM90): Kernel[] {
-  return kernels.map((k) => (k.kind === 'matmul' ? { ...k, tile: chooseTile(k, buffers, target) } : k));
+  return kernels.map((k) => (k.kind === 'matmul' ? { ...k, tile: chooseTile(k, buffers, target) } : k.kind === 'loop' ? withRowMapping(k, target.processors) : k));
 }

@@ -64,6 +64,7 @@ export function printKernel(k: Kernel): string {
   switch (k.kind) {
     case 'loop':
       out.push(`kernel ${k.name} loop grid=[${k.grid.join(',')}] {`);
+      if (k.rows) out.push(`  rows ${k.rows.kind === 'block' ? `block threads=${k.rows.threads}` : `column points=${k.rows.points} lanes=${k.rows.lanes} split=${k.rows.split}`}`);
       printStmts(k.body, '  ', out);
       break;
     case 'matmul':

@@ -83,7 +83,24 @@ export interface LoopKernel extends KernelBase {
   readonly kind: 'loop';
   readonly grid: readonly number[];
   readonly body: readonly Stmt[];
+  /** How a row kernel's grid points map to GPU threads, set by the tiling stage (compiler/schedule/rowMapping.ts). */
+  readonly rows?: RowMapping;
 }
+
+/**
+ * The thread mapping of a row kernel (one with reductions or row loops), decided by the compiler:
+ *  - 'block': one block of `threads` per grid point; its reductions and row loops are strided over
+ *    the threads (rows contiguous in memory: norms, softmax, cross-entropy);
+ *  - 'column': `points` consecutive grid points per block, `lanes` threads each along the reduced
+ *    axis (reductions strided in memory along the reduced axis and contiguous along the last grid
+ *    axis: sums over tokens or batch, the bias and modulation gradients). With `split` > 1 each
+ *    reduction's extent is cut into `split` chunks of `ceil(extent / split)`: pass 1 writes one partial
+ *    per (chunk, grid point) to scratch, pass 2 combines them in chunk order (deterministic) and runs
+ *    the statements after the reductions.
+ */
+export type RowMapping =
+  | { readonly kind: 'block'; readonly threads: number }
+  | { readonly kind: 'column'; readonly points: number; readonly lanes: number; readonly split: number };
 
 /**
  * The shape of one matrix-multiply-accumulate step D[m×n] += A[m×k]·B[k×n]: a block tile, a warp

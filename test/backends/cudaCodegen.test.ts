@@ -14,6 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { buildProgram } from '../../cli/programs.ts';
 import { compile } from '../../compiler/compile.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
 import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import type { Graph } from '../../ir/graph.ts';
@@ -21,12 +22,14 @@ import type { AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
 import { GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 import { randomGraph } from '../support/randomGraph.ts';
+import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
 
 const run = promisify(execFile);
 const nvcc = await run('nvcc', ['--version']).then(() => true, () => false);
 
 const programs: Array<[string, () => Graph]> = [
   ...Array.from({ length: 16 }, (_, s) => [`random graph ${s}`, () => randomGraph(s, { finiteF32: s % 2 === 0 })] as [string, () => Graph]),
+  ...REDUCTION_CASES.map((c) => [`reductions ${c.name} (column and row kernels)`, () => reductionGraph(c)] as [string, () => Graph]),
   ['MLP training step', () => buildProgram('mlp', { train: true, batch: 16 })],
   ['transformer block training step', () => buildProgram('block', { train: true, batch: 2, size: '64x4x16' })],
   ['transformer block training step, bf16 autocast (tensor-core GEMMs)', () => autocast(buildProgram('block', { train: true, batch: 2, size: '64x4x16' }), { dtype: 'bf16' })],
@@ -145,4 +148,56 @@ describe('matmul planning', () => {
     expect(all.filter((l) => l.kind === 'kernel' && l.fn.endsWith('_matmul')).length).toBe(4);
     expect(all.filter((l) => l.kind === 'kernel' && l.fn.endsWith('_epilogue')).length).toBe(6);
   });
+});
+
+describe('row kernel mapping (LoopKernel.rows, rendered)', () => {
+  const launchesOf = (c: number, name: string) => {
+    const g = reductionGraph(REDUCTION_CASES[c]!);
+    const p = compile(g).program;
+    const m = generateCuda(p);
+    const out = g.outputs.find((o) => o.name === name)!;
+    const i = p.kernels.findIndex((k) => k.nodes.includes(out.id));
+    if (i < 0) throw new Error(`no kernel computes ${name}`);
+    return m.launches[i]!.map((l) => l.kind === 'kernel' && [l.fn.replace(/^kiln_\w{12}\d*_loop/, 'fn'), ...l.grid, ...l.block]);
+  };
+  it('reductions strided along the reduced axis use the column kernel (32 grid points x 8 lanes per block)', () => {
+    for (const name of ['sumTokens', 'maxTokens', 'argmaxTokens'])
+      expect(launchesOf(0, name)).toEqual([['fn', 16 * 768 / 32, 1, 1, 32, 8, 1]]);
+  });
+  it('a small grid over a long strided extent is split: partials per chunk (grid y), then a combine pass', () => {
+    // 768 channels over 16·256 rows: 24 column blocks x 16 chunks, then one thread per channel.
+    expect(launchesOf(0, 'sumRows')).toEqual([['fn', 24, 16, 1, 32, 8, 1], ['fn_combine', 3, 1, 1, 256, 1, 1]]);
+    // 200 channels (a partial last block) over 7·1111 rows: 30 chunks of 260 (the last 237).
+    expect(launchesOf(1, 'sumRows')).toEqual([['fn', 7, 30, 1, 32, 8, 1], ['fn_combine', 1, 1, 1, 256, 1, 1]]);
+    const m = generateCuda(compile(reductionGraph(REDUCTION_CASES[1]!)).program);
+    expect(m.scratch.map((s) => s.bytes)).toContain(30 * 200 * 4);
+  });
+  it('reductions along the contiguous last axis keep one block per row', () => {
+    const p = compile(reductionGraph(REDUCTION_CASES[0]!)).program;
+    const m = generateCuda(p);
+    const rows = p.kernels.flatMap((k, i) => (k.kind === 'loop' && k.grid.join('x') === '16x256' && k.body.some((s) => s.k === 'reduce') ? m.launches[i]! : []));
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    for (const l of rows) expect(l.kind === 'kernel' && [l.grid[0], ...l.block]).toEqual([16 * 256, 256, 1, 1]);
+  });
+});
+
+describe('elementwise points per thread (CudaOptions.elementwisePoints, an opt-in experiment)', () => {
+  const g = trace('ew', (t) => {
+    const x = t.input('x', [128, 256, 768], 'f32');
+    return { y: x.mul(x).add(1).cast('bf16') };
+  });
+  it('V consecutive points of the last axis per thread, one decomposition; small or ragged grids keep one point', async () => {
+    const p = compile(g).program;
+    const m = generateCuda(p, { elementwisePoints: 4 });
+    const ew = m.launches.flat().filter((l) => l.kind === 'kernel');
+    expect(ew.map((l) => l.kind === 'kernel' && [l.grid[0], l.block[0]])).toEqual([[128 * 256 * 768 / 4 / 256, 256]]);
+    expect(m.source).toContain('for (int e_ = 0; e_ < 4; e_++)');
+    const small = generateCuda(compile(trace('ew2', (t) => ({ y: t.input('x', [1000, 6], 'f32').neg() }))).program, { elementwisePoints: 4 });
+    expect(small.source).not.toContain('e_ < 4');
+    if (nvcc) {
+      const dir = mkdtempSync(join(tmpdir(), 'kiln-ew-'));
+      writeFileSync(join(dir, 'ew.cu'), m.source);
+      await run('nvcc', ['-arch=sm_90', '--ptx', '-o', join(dir, 'ew.ptx'), join(dir, 'ew.cu')]);
+    }
+  }, 60_000);
 });

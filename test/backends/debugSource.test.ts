@@ -91,7 +91,7 @@ describe('KILN_DEBUG=source', () => {
 });
 
 describe('CUDA backend options', () => {
-  it('come from the environment in the runtime: CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES, KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE', () => {
+  it('come from the environment in the runtime: CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES, KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE, KILN_GEMM_DEFAULT', () => {
     expect(cudaOptionsFromEnv({})).toEqual({ cublas: true, tensorCores: true, gemmTuning: true, autotune: false });
     expect(cudaOptionsFromEnv({ CUDA_LIB_DIR: '/opt/cuda/lib', KILN_CACHE_DIR: '/tmp/c', KILN_CUDA_NO_CUBLAS: '1', KILN_CUDA_NO_TENSOR_CORES: '1', KILN_GEMM_TUNING: 'off', KILN_GEMM_AUTOTUNE: '1' }))
       .toEqual({ libDir: '/opt/cuda/lib', cacheDir: '/tmp/c', cublas: false, tensorCores: false, gemmTuning: false, autotune: true });
@@ -99,6 +99,9 @@ describe('CUDA backend options', () => {
     expect(cudaOptionsFromEnv({ KILN_PROFILE: '1' }).graphs).toBe(false);
     expect(cudaOptionsFromEnv({ KILN_CUDA_NO_GRAPHS: '1' }).graphs).toBe(false);
     expect(cudaOptionsFromEnv({ KILN_NVRTC_SERIAL: '1' }).parallelNvrtc).toBe(false);
+    expect(cudaOptionsFromEnv({ KILN_GEMM_DEFAULT: 'generated' }).gemmDefault).toBe('generated');
+    expect(cudaOptionsFromEnv({ KILN_GEMM_DEFAULT: 'library' }).gemmDefault).toBe('library');
+    expect(cudaOptionsFromEnv({ KILN_GEMM_DEFAULT: 'bogus' }).gemmDefault).toBeUndefined();
   });
 
   it('cublas: false generates every matmul instead of planning cuBLAS SGEMMs', async () => {

@@ -5,10 +5,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compile } from '../../compiler/compile.ts';
-import { type GemmTarget, SM90, chooseTile } from '../../compiler/schedule/tiling.ts';
+import { type GemmTarget, SM90, chooseTile, planOperand } from '../../compiler/schedule/tiling.ts';
+import { I, konst, load } from '../../ir/kernel/expr.ts';
 import { printProgram } from '../../ir/kernel/print.ts';
 import { sharedBytes } from '../../ir/kernel/tile.ts';
-import type { BufferDecl, MatmulKernel } from '../../ir/kernel/types.ts';
+import type { BufferDecl, Expr, MatmulKernel } from '../../ir/kernel/types.ts';
 import { GraphBuilder } from '../../ir/graph.ts';
 import { type GemmCase, gemmGraph } from '../support/gemmCases.ts';
 
@@ -95,6 +96,24 @@ describe('tiling stage', () => {
     expect(f32(1, 64, 64, 'load').tile!.provider).toBe('simt');
     const none: GemmTarget = { ...SM90, mma: [] };
     expect(tiled(base, none).tile!.provider).toBe('simt');
+  });
+
+  it('an operand read through a head-split layout (div/mod index) is M/N-major where its channel runs are contiguous', () => {
+    // dW of the qkv projection: a(i < 2304 channels, p < 32768 tokens) = dQKV[i/768][p/256][(i/64)%12][p%256][i%64].
+    const c = (x: number) => konst(x, 'i32');
+    const bin = (op: 'add' | 'mul' | 'div' | 'mod', a: Expr, b: Expr): Expr => ({ k: 'bin', op, a, b, dtype: 'i32' });
+    const [i, p] = [I.v('i'), I.v('p')];
+    const index = [bin('mul', bin('div', i, c(768)), c(25165824)), bin('mul', bin('div', p, c(256)), c(196608)), bin('mul', bin('mod', bin('div', i, c(64)), c(12)), c(16384)), bin('mod', i, c(64)), bin('mul', bin('mod', p, c(256)), c(64))]
+      .reduce((x, y) => bin('add', x, y));
+    const buffers: BufferDecl[] = [{ id: 0, dtype: 'bf16', numel: 3 * 25165824, kind: 'temp' }, { id: 1, dtype: 'bf16', numel: 32768 * 768, kind: 'temp' }];
+    const k: MatmulKernel = {
+      kind: 'matmul', name: 'dw', nodes: [], batch: [], m: 2304, n: 768, k: 32768, accDType: 'f32', epilogue: [],
+      a: load(0, index, 'bf16'), b: load(1, bin('add', bin('mul', p, c(768)), I.v('j')), 'bf16'),
+    };
+    expect(planOperand(k, 'a', buffers, 'bf16')).toEqual({ staging: 'registers', major: 'mn' });
+    // The same layout read along the channel as K (dX = dQKV·W: a(i = token, p = channel)) stays K-major.
+    const asK = { ...k, m: 32768, k: 2304, a: load(0, [bin('mul', bin('div', p, c(768)), c(25165824)), bin('mul', bin('div', i, c(256)), c(196608)), bin('mul', bin('mod', bin('div', p, c(64)), c(12)), c(16384)), bin('mod', p, c(64)), bin('mul', bin('mod', i, c(256)), c(64))].reduce((x, y) => bin('add', x, y)), 'bf16') };
+    expect(planOperand(asK, 'a', buffers, 'bf16')).toEqual({ staging: 'registers', major: 'k' });
   });
 
   it('the schedule is printed with the kernel (kiln compile --kernels)', () => {

@@ -46,7 +46,7 @@ function feeds(g: Graph, seed: number): { feeds: Record<string, HostTensor>; max
 }
 
 /** The generated kernels as the tiling stage schedules them (no measured cuBLAS schedules). */
-const generated = createCudaBackend({ gemmTuning: false });
+const generated = createCudaBackend({ gemmTuning: false, gemmDefault: 'generated' });
 
 const MATMUL_ONLY = new Set(['store_f32', 'store_bf16']);
 
@@ -89,7 +89,7 @@ function retiled(tile: Pick<TileSchedule, 'block' | 'warps' | 'stages'>): Backen
     name: 'cuda', consumes: 'kernels',
     compile: async (graph, program) => {
       const kernels = program!.kernels.map((k) => (k.kind === 'matmul' && k.tile?.provider === 'tensor-core' ? { ...k, tile: { ...k.tile, ...tile } } : k));
-      return new CudaExecutable(graph, { ...program!, kernels }, { gemmTuning: false });
+      return new CudaExecutable(graph, { ...program!, kernels }, { gemmTuning: false, gemmDefault: 'generated' });
     },
   };
 }

@@ -36,3 +36,31 @@ export function firstMismatch(got: ArrayLike<number>, want: ArrayLike<number>, t
   }
   return undefined;
 }
+
+/** Elements outside a per-element bound: how many, the first few (compactly), and the worst |got − want| / bound. */
+export interface BoundReport {
+  readonly bad: number;
+  readonly first: readonly string[];
+  readonly worst: number;
+}
+
+/**
+ * Check |got[i] − want[i]| ≤ bound(i) for every element (equal values and two NaNs always pass; a bound
+ * of 0 asks for equality). Reports at most `show` mismatches as `[i] got a want b (|d| > bound)`.
+ */
+export function boundMismatches(got: ArrayLike<number>, want: ArrayLike<number>, bound: (i: number) => number, show = 4): BoundReport {
+  if (got.length !== want.length) return { bad: 1, first: [`length ${got.length} vs ${want.length}`], worst: Infinity };
+  let bad = 0, worst = 0;
+  const first: string[] = [];
+  for (let i = 0; i < want.length; i++) {
+    const a = got[i]!, b = want[i]!;
+    if (a === b || (Number.isNaN(a) && Number.isNaN(b))) continue;
+    const d = Math.abs(a - b), t = bound(i);
+    const r = t > 0 ? d / t : Infinity;
+    worst = Math.max(worst, Number.isNaN(r) ? Infinity : r);
+    if (d <= t) continue;
+    bad++;
+    if (first.length < show) first.push(`[${i}] got ${a} want ${b} (|d| ${d.toPrecision(3)} > ${t.toPrecision(3)})`);
+  }
+  return { bad, first, worst };
+}

@@ -1,0 +1,85 @@
+/**
+ * The row-kernel thread mapping of the tiling stage (compiler/schedule/rowMapping.ts): which row
+ * kernels run one block per grid point, which as column kernels, and which are split in two passes
+ * (and in how many chunks); recorded in the kernel IR and printed. Without a GPU: the CUDA rendering
+ * of each mapping is pinned in test/backends/cudaCodegen.test.ts and run in test/gpu/reductions.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import { compile } from '../../compiler/compile.ts';
+import { chooseRowMapping, splittable } from '../../compiler/schedule/rowMapping.ts';
+import { SM90 } from '../../compiler/schedule/tiling.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
+import { I, konst, load } from '../../ir/kernel/expr.ts';
+import { printKernel } from '../../ir/kernel/print.ts';
+import type { Expr, LoopKernel, RowMapping } from '../../ir/kernel/types.ts';
+import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
+
+/** The mapping of the kernel computing each output of a reduction case. */
+function mappings(c: number): Record<string, RowMapping | undefined> {
+  const g = reductionGraph(REDUCTION_CASES[c]!);
+  const p = compile(g).program;
+  return Object.fromEntries(g.outputs.map((o) => {
+    const k = p.kernels.find((x) => x.nodes.includes(o.id));
+    return [o.name, k?.kind === 'loop' ? k.rows : undefined];
+  }));
+}
+
+const column = (split: number): RowMapping => ({ kind: 'column', points: 32, lanes: 8, split });
+
+describe('row kernel mapping', () => {
+  it('reductions strided along the reduced axis with enough grid points are one column pass', () => {
+    const m = mappings(0);
+    for (const name of ['sumTokens', 'maxTokens', 'argmaxTokens', 'meanThenScale']) expect(m[name]).toEqual(column(1));
+  });
+
+  it('reductions along the contiguous last axis are one block per row, threads the row rounded up to a power of two (32..256)', () => {
+    const p = compile(reductionGraph(REDUCTION_CASES[0]!)).program;
+    const rowKernels = p.kernels.filter((k): k is LoopKernel => k.kind === 'loop' && k.grid.join('x') === '16x256' && k.rows !== undefined);
+    expect(rowKernels.length).toBeGreaterThanOrEqual(2);
+    for (const k of rowKernels) expect(k.rows).toEqual({ kind: 'block', threads: 256 });
+    // 5 tokens per row: one warp.
+    const small = compile(trace('r', (t) => ({ y: t.input('x', [64, 5], 'f32').sum(1) }))).program.kernels[0] as LoopKernel;
+    expect(small.rows).toEqual({ kind: 'block', threads: 32 });
+  });
+
+  it('small grids over long strided extents are split into chunks that fill SPLIT_TARGET_WAVES waves', () => {
+    expect(mappings(0).sumRows).toEqual(column(16)); // 768 channels, 4096 rows: ⌈528/24⌉ = 22, at most 4096/256 = 16
+    const m1 = mappings(1);
+    expect(m1.sumRows).toEqual(column(30)); // 200 channels, 7777 rows: min(⌈528/7⌉ = 76, 64, ⌊7777/256⌋ = 30)
+    expect(m1.sumTokens).toEqual(column(4)); // 7·200 points, 1111 tokens: ⌊1111/256⌋ = 4
+    // A bias gradient of the LightningDiT-B/1 step at batch 128: 768 channels over 32768 rows.
+    const bias = compile(trace('bias', (t) => ({ db: t.input('dy', [32768, 768], 'f32').sum(0) }))).program.kernels[0] as LoopKernel;
+    expect(bias.rows).toEqual(column(22));
+    expect(printKernel(bias)).toContain('rows column points=32 lanes=8 split=22');
+  });
+
+  it('kernels that cannot be split (argmax; a reduction using another one) stay one pass, or one block per point on small grids', () => {
+    const m1 = mappings(1);
+    expect(m1.argmaxTokens).toEqual({ kind: 'block', threads: 256 });
+    expect(m1.meanThenScale).toEqual({ kind: 'block', threads: 256 });
+    const p = compile(reductionGraph(REDUCTION_CASES[1]!)).program;
+    for (const k of p.kernels)
+      if (k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1) expect(splittable(k)).toBe(true);
+    const dependent = p.kernels.find((k): k is LoopKernel => k.kind === 'loop' && k.body.filter((s) => s.k === 'reduce').length === 2);
+    expect(dependent && splittable(dependent)).toBe(false);
+  });
+
+  it('strides are measured on index expressions with div/mod too (the [3, B, H, S, D] layout of q/k/v gradients)', () => {
+    // Σ over r < 4096 of buf[(g/768)·3145728 + (r/256)·196608 + ((g/64)%12)·16384 + g%64 + (r%256)·64], g < 2304.
+    const v = (n: string) => I.v(n);
+    const c = (x: number) => konst(x, 'i32');
+    const add = (...xs: Expr[]) => xs.reduce((a, b) => ({ k: 'bin', op: 'add', a, b, dtype: 'i32' }));
+    const mul = (a: Expr, b: Expr): Expr => ({ k: 'bin', op: 'mul', a, b, dtype: 'i32' });
+    const div = (a: Expr, b: Expr): Expr => ({ k: 'bin', op: 'div', a, b, dtype: 'i32' });
+    const mod = (a: Expr, b: Expr): Expr => ({ k: 'bin', op: 'mod', a, b, dtype: 'i32' });
+    const index = add(mul(div(v('g0'), c(768)), c(3145728)), mul(div(v('r0'), c(256)), c(196608)), mul(mod(div(v('g0'), c(64)), c(12)), c(16384)), mod(v('g0'), c(64)), mul(mod(v('r0'), c(256)), c(64)));
+    const k: LoopKernel = {
+      kind: 'loop', name: 'qkv_bias', nodes: [], grid: [2304],
+      body: [
+        { k: 'reduce', acc: 'a', op: 'sum', dtype: 'f32', var: 'r0', extent: 4096, body: [], value: load(0, index, 'f32') },
+        { k: 'store', buf: 1, index: v('g0'), value: { k: 'ref', name: 'a', dtype: 'f32' }, mode: 'set' },
+      ],
+    };
+    expect(chooseRowMapping(k, SM90.processors)).toEqual(column(8)); // 72 column blocks: ⌈528/72⌉ = 8 chunks (⌊4096/256⌋ = 16 allowed)
+  });
+});
