@@ -186,6 +186,9 @@ export class FlashAttention {
     L.push(`  u16* Qs = fa_sm; u16* Ks = Qs + ${BQ * QST};${statsOnly ? '' : ` u16* Vs = Ks + ${2 * BK * KST};`}`);
     L.push(`  const u32 sQs = fa_saddr(Qs), sKs = sQs + ${2 * BQ * QST};${statsOnly ? '' : ` const u32 sVs = sKs + ${4 * BK * KST};`}`);
     L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+    // Lane parts of the ldmatrix addresses (bytes), once per thread; the unrolled loads add constants.
+    L.push(`  const u32 lQ = sQs + 2 * ((warp * ${WR} + (lane & 15)) * ${QST} + (lane >> 4) * 8), lK = 2 * (((lane & 7) + ((lane >> 4) << 3)) * ${KST} + ((lane >> 3) & 1) * 8);`);
+    if (!statsOnly) L.push(`  const u32 lV = 2 * (((lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + (lane >> 4) * 8);`);
     L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
     L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
     this.batchVars(k, 'bt', L);
@@ -203,20 +206,21 @@ export class FlashAttention {
     L.push(`  float m[${MT}][2], l[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++) { m[mt][0] = -K_INF; m[mt][1] = -K_INF; l[mt][0] = 0.f; l[mt][1] = 0.f; }`);
     L.push(`  const int w0 = q0 + warp * ${WR};`);
     if (qInRegs) L.push(`  u32 qf[${MT}][${DKP / 16}][4];`);
-    L.push('  for (int j = 0; j < nT; j++) {');
+    // The tile loop stays a loop (short constant trip counts would otherwise be unrolled, and spill).
+    L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
     L.push('    fa_wait_all(); __syncthreads();');
     if (qInRegs) {
-      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int mt = 0; mt < ${MT}; mt++)`, '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[mt][kk], sQs, (warp * ${WR} + mt * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
+      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int mt = 0; mt < ${MT}; mt++)`, '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[mt][kk], lQ, mt * ${16 * QST} + kk * 16);`, '    }');
     }
     L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
     L.push('    fa_commit();');
-    L.push(`    const u32 sKc = sKs + (j & 1) * ${2 * BK * KST};${statsOnly ? '' : ` const u32 sVc = sVs + (j & 1) * ${2 * BK * VST};`}`);
+    L.push(`    const u32 sKc = sKs + (j & 1) * ${2 * BK * KST} + lK;${statsOnly ? '' : ` const u32 sVc = sVs + (j & 1) * ${2 * BK * VST} + lV;`}`);
     L.push(`    float sc[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[mt][n][0] = 0.f; sc[mt][n][1] = 0.f; sc[mt][n][2] = 0.f; sc[mt][n][3] = 0.f; }`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
-    if (!qInRegs) L.push(`      u32 qa[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(qa[${mt}], sQs, (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`));
+    if (!qInRegs) L.push(`      u32 qa[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(qa[${mt}], lQ, ${mt * 16 * QST} + kk * 16);`));
     const qa = (mt: number) => (qInRegs ? `qf[${mt}][kk]` : `qa[${mt}]`);
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
-    L.push(`        u32 b[4]; fa_ldsm(b, sKc, (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+    L.push(`        u32 b[4]; fa_ldsm(b, sKc, n * ${16 * KST} + kk * 16);`);
     for (const mt of mts) L.push(`        fa_mma(sc[${mt}][2 * n], ${qa(mt)}, b[0], b[1]); fa_mma(sc[${mt}][2 * n + 1], ${qa(mt)}, b[2], b[3]);`);
     L.push('      }', '    }');
     L.push(`    const int t0 = j * ${BK};`);
@@ -248,7 +252,7 @@ export class FlashAttention {
       L.push(`      u32 pa[${MT}][4];`);
       for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(sc[${mt}][2 * kk][0], sc[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(sc[${mt}][2 * kk][2], sc[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(sc[${mt}][2 * kk + 1][0], sc[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(sc[${mt}][2 * kk + 1][2], sc[${mt}][2 * kk + 1][3]);`);
       L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 16}; n++) {`);
-      L.push(`        u32 b[4]; fa_ldsm_t(b, sVc, (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + n * 16 + (lane >> 4) * 8);`);
+      L.push(`        u32 b[4]; fa_ldsm_t(b, sVc, kk * ${16 * VST} + n * 16);`);
       for (const mt of mts) L.push(`        fa_mma(o[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(o[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
       L.push('      }', '    }');
     }
@@ -340,7 +344,8 @@ export class FlashAttention {
     L.push(`  float ls[${MT}][2], dd[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', '  for (int h = 0; h < 2; h++) {');
     L.push(`    const int r = w0 + mt * 16 + g + h * 8;`, `    ls[mt][h] = r < ${k.sq} ? scr${-lse}[bt * ${k.sq} + r] : K_INF; dd[mt][h] = r < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + r] : 0.f;`, '  }');
     L.push(`  float dq[${MT}][${DKP / 8}][4];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DKP / 8}; n++) { dq[mt][n][0] = 0.f; dq[mt][n][1] = 0.f; dq[mt][n][2] = 0.f; dq[mt][n][3] = 0.f; }`);
-    L.push('  for (int j = 0; j < nT; j++) {');
+    // The tile loop stays a loop (short constant trip counts would otherwise be unrolled, and spill).
+    L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
     L.push('    fa_wait_all(); __syncthreads();');
     L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
     L.push('    fa_commit();');
@@ -437,10 +442,10 @@ export class FlashAttention {
       L.push(`${ind}  }`, `${ind}}`);
     };
     L.push('  int it = 0;', `  const int ta = k0 + warp * ${WR} + g;`);
-    L.push(`  for (int ch = 0; ch < ${NCH}; ch++) {`);
+    L.push('  #pragma unroll 1', `  for (int ch = 0; ch < ${NCH}; ch++) {`);
     L.push(...zero('dk', DKC / 8, '    '), ...zero('dv', DVC / 8, '    '));
     L.push(`    if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '      '), '    }', '    fa_commit();');
-    L.push(`    for (int i = iStart; i < ${nQ}; i++, it++) {`);
+    L.push('    #pragma unroll 1', `    for (int i = iStart; i < ${nQ}; i++, it++) {`);
     L.push('      fa_wait_all(); __syncthreads();');
     L.push(`      if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '        '), '      }', '      fa_commit();');
     L.push(`      const int st = it & 1, s0 = i * ${BQ};`);

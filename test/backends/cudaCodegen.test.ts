@@ -78,6 +78,10 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
       [256, {}, { dq: { bq: 64, bk: 32, warps: 4 } }],
       [64, { bk: 32 }, { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }],
       [128, {}, { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }],
+      [128, { bk: 64 }, { bq: 64, bk: 64 }],
+      [128, {}, { bq: 32, bk: 128, warps: 8 }],
+      [256, { bq: 128, bk: 64, warps: 8 }, { bq: 32, bk: 128, warps: 8 }],
+      [256, { bk: 64 }, {}],
     ];
     const jobs = variants.map(async ([dim, fwd, bwd], i) => {
       const p = compile(attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal: i % 2 === 1, grads: true })).program;
