@@ -37,7 +37,9 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   if (s.kind === 'attention') {
     // 16 query rows per m16 row tile; two row tiles per warp (each K/V fragment feeds twice as many
     // tensor-core products per shared-memory read) where the registers allow it (head dim ≤ 128).
-    if (s.sq <= 64) return { bq: 64, bk: wide <= 128 ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    // Up to 64 query rows (and up to 128 at head dims above 80, where a 128-row block would be mostly
+    // padding and its two row tiles per warp spill at short causal lengths): one block of 64 rows.
+    if (s.sq <= 64 || (wide > 80 && s.sq <= 128)) return { bq: 64, bk: wide <= 128 ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     if (wide <= 80) return { bq: 128, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     if (wide <= 128) return { bq: 128, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     return { bq: 64, bk: 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };

@@ -78,7 +78,7 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
       [256, {}, { dq: { bq: 64, bk: 32, warps: 4 } }],
       [64, { bk: 32 }, { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }],
       [128, {}, { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }],
-      [128, { bk: 64 }, { bq: 64, bk: 64 }],
+      [128, { bq: 128, bk: 64 }, { bq: 64, bk: 64 }],
       [128, {}, { bq: 32, bk: 128, warps: 8 }],
       [256, { bq: 128, bk: 64, warps: 8 }, { bq: 32, bk: 128, warps: 8 }],
       [256, { bk: 64 }, {}],

@@ -131,7 +131,7 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       { fwd: { bk: 32 }, bwd: { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }, dims: [64] },
       { fwd: {}, bwd: { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }, dims: [128] },
       // Candidates measured in 2026-12-02's windows (FA2's forward tiles at 128 and 256, 8-warp backward).
-      { fwd: { bk: 64 }, bwd: { bq: 64, bk: 64 }, dims: [128] },
+      { fwd: { bq: 128, bk: 64 }, bwd: { bq: 64, bk: 64 }, dims: [128] },
       { fwd: {}, bwd: { bq: 32, bk: 128, warps: 8 }, dims: [128] },
       { fwd: { bq: 128, bk: 64, warps: 8 }, bwd: { bq: 32, bk: 128, warps: 8 }, dims: [256] },
       { fwd: { bk: 64 }, bwd: {}, dims: [256] },
