@@ -41,9 +41,10 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
     // padding and its two row tiles per warp spill at short causal lengths): one block of 64 rows.
     if (s.sq <= 64 || (wide > 80 && s.sq <= 128)) return { bq: 64, bk: wide <= 128 ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     if (wide <= 80) return { bq: 128, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
-    // Head dim 128: FA2's 128×64 tile when causal (1.25 vs 1.42 ms for bk 32 at causal 64×16×1024, H200
-    // 2026-12-02); not causal it spills 80 bytes (ptxas, sm_90a) and was not measured: bk 32 there.
-    if (wide <= 128) return { bq: 128, bk: s.causal ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
+    // Head dim 128: FA2's 128×64 tile (1.25 vs 1.42 ms for bk 32 at causal 64×16×1024, H200 2026-12-02)
+    // where ptxas fits it in the registers: causal with key lengths that are multiples of 64 (checked at
+    // sm_90a: 0 bytes spilled at 256 and 1024; 124 at 1000 with a ragged last tile, 80 at 1024 not causal).
+    if (wide <= 128) return { bq: 128, bk: s.causal && s.sk % 64 === 0 ? 64 : 32, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
     // Head dims > 128: one row tile per warp (the O accumulators alone are dvPad/2 registers), 8 warps ×
     // 16 rows, 64-key tiles (measured 0.268 vs 0.293 ms for bq64/bk32/4 warps at 32×16×256).
     return { bq: 128, bk: 64, warps: 8, stages: 2, dkPad, dvPad, dkvChunks: 1 };
@@ -58,8 +59,9 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   if (wide <= 64 && dkPad % 32 === 0 && long) return { bq: 32, bk: 128, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1 };
   if (wide <= 80) return { bq: 64, bk: 64, warps: 4, stages: 2, dkPad, dvPad, dkvChunks: 1, ...(long ? { dq: { bq: 128, bk: 32, warps: 4 } } : {}) };
   const pad32 = (n: number) => Math.ceil(n / 32) * 32;
-  // Head dim 128: 64-query steps where there are that many (4.67 vs 4.94 ms for 32 at causal 64×16×1024).
-  if (wide <= 128) return { bq: long ? 64 : 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 1 };
+  // Head dim 128: 32-query steps. (64 measured 4.67 vs 4.94 ms at causal 64×16×1024, H200 2026-12-02, but
+  // it sits at the register limit: ptxas spills 4-28 bytes depending on the lengths.)
+  if (wide <= 128) return { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: pad32(s.dk), dvPad: pad32(s.dv), dkvChunks: 1 };
   // Head dims > 128: 8 warps × 16 keys (128-key blocks) for sequences longer than one such block
   // (0.975 vs 1.135 ms for 4 warps × 16 keys at 32×16×256), two dK/dV column passes.
   // (Where the dQ product's 4 column groups split the padded head dim into multiples of 16.)
