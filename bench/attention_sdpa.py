@@ -1,7 +1,8 @@
 """PyTorch SDPA (bf16) forward + backward at the shapes given as B,H,S,D[,causal]; one JSON line each.
 Timed with CUDA events: median of 20 iterations after 5 warm-ups; forward and backward timed separately
 (the backward from a retained graph). FLOPs as in bench/attention.ts (forward 4·b·h·s²·d, backward 2.5×,
-halved when causal)."""
+halved when causal). `kernels`: the CUDA kernels one forward + backward launches (torch.profiler), which
+say which SDPA backend PyTorch picked (FlashAttention-2, cuDNN, memory-efficient)."""
 import json, sys
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,15 @@ for spec in sys.argv[1:]:
     fwd = med(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
     o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     bwd = med(lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True))
+    try:
+        from torch.profiler import profile, ProfilerActivity
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            o2 = F.scaled_dot_product_attention(q, k, v, is_causal=causal); torch.autograd.grad(o2, (q, k, v), do); torch.cuda.synchronize()
+        kernels = sorted({e.key[:90] for e in prof.key_averages() if e.device_type.name == 'CUDA'})
+    except Exception as e:  # the profiler is a side note: never lose the timing for it
+        kernels = [f'profiler failed: {e}']
     flop = 4 * B * H * S * S * D * (0.5 if causal else 1)
     tf = lambda f, ms: round(f / (ms * 1e-3) / 1e12, 1)
     print(json.dumps({'shape': spec, 'fwdMs': round(fwd, 3), 'bwdMs': round(bwd, 3), 'totalMs': round(fwd + bwd, 3),
                       'fwdTflops': tf(flop, fwd), 'bwdTflops': tf(2.5 * flop, bwd), 'totalTflops': tf(3.5 * flop, fwd + bwd),
-                      'device': torch.cuda.get_device_name(), 'torch': torch.__version__}), flush=True)
+                      'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'kernels': kernels}), flush=True)

@@ -148,11 +148,12 @@ export class FlashAttention {
       return [
         `${ind}{`,
         `${ind}  const u16* base_ = buf${fast.buf} + (${base});`,
+        `${ind}  const u32 sd_ = fa_saddr(${t.dst});`,
         `${ind}  #pragma unroll`,
         `${ind}  for (int ch_ = tid; ch_ < ${t.rows * per}; ch_ += ${t.threads}) {`,
         `${ind}    const int r_ = ch_ / ${per}, c_ = (ch_ % ${per}) * 8, row_ = ${t.rowStart} + r_;`,
         `${ind}    const bool ok_ = row_ < ${t.rowLimit} && c_ < ${t.cols};`,
-        `${ind}    fa_cp16(${t.dst} + r_ * ${t.stride} + c_, ok_ ? base_ + (long long)row_ * ${rowCoef} + c_ : buf${fast.buf}, ok_);`,
+        `${ind}    fa_cp16(sd_ + (u32)((r_ * ${t.stride} + c_) * 2), ok_ ? base_ + (long long)row_ * ${rowCoef} + c_ : buf${fast.buf}, ok_);`,
         `${ind}  }`,
         `${ind}}`,
       ];
@@ -183,7 +184,11 @@ export class FlashAttention {
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
     L.push(`  u16* Qs = fa_sm; u16* Ks = Qs + ${BQ * QST};${statsOnly ? '' : ` u16* Vs = Ks + ${2 * BK * KST};`}`);
+    L.push(`  const u32 sQs = fa_saddr(Qs), sKs = sQs + ${2 * BQ * QST};${statsOnly ? '' : ` const u32 sVs = sKs + ${4 * BK * KST};`}`);
     L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+    // Lane parts of the ldmatrix addresses (bytes), once per thread; the unrolled loads add constants.
+    L.push(`  const u32 lQ = sQs + 2 * ((warp * ${WR} + (lane & 15)) * ${QST} + (lane >> 4) * 8), lK = 2 * (((lane & 7) + ((lane >> 4) << 3)) * ${KST} + ((lane >> 3) & 1) * 8);`);
+    if (!statsOnly) L.push(`  const u32 lV = 2 * (((lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + (lane >> 4) * 8);`);
     L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
     L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
     this.batchVars(k, 'bt', L);
@@ -201,20 +206,21 @@ export class FlashAttention {
     L.push(`  float m[${MT}][2], l[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++) { m[mt][0] = -K_INF; m[mt][1] = -K_INF; l[mt][0] = 0.f; l[mt][1] = 0.f; }`);
     L.push(`  const int w0 = q0 + warp * ${WR};`);
     if (qInRegs) L.push(`  u32 qf[${MT}][${DKP / 16}][4];`);
-    L.push('  for (int j = 0; j < nT; j++) {');
+    // The tile loop stays a loop (short constant trip counts would otherwise be unrolled, and spill).
+    L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
     L.push('    fa_wait_all(); __syncthreads();');
     if (qInRegs) {
-      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int mt = 0; mt < ${MT}; mt++)`, '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[mt][kk], Qs + (warp * ${WR} + mt * 16 + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`, '    }');
+      L.push('    if (j == 0) {', '      #pragma unroll', `      for (int mt = 0; mt < ${MT}; mt++)`, '      #pragma unroll', `      for (int kk = 0; kk < ${DKP / 16}; kk++) fa_ldsm(qf[mt][kk], lQ, mt * ${16 * QST} + kk * 16);`, '    }');
     }
     L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
     L.push('    fa_commit();');
-    L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST};${statsOnly ? '' : ` const u16* Vc = Vs + (j & 1) * ${BK * VST};`}`);
+    L.push(`    const u32 sKc = sKs + (j & 1) * ${2 * BK * KST} + lK;${statsOnly ? '' : ` const u32 sVc = sVs + (j & 1) * ${2 * BK * VST} + lV;`}`);
     L.push(`    float sc[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[mt][n][0] = 0.f; sc[mt][n][1] = 0.f; sc[mt][n][2] = 0.f; sc[mt][n][3] = 0.f; }`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DKP / 16}; kk++) {`);
-    if (!qInRegs) L.push(`      u32 qa[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(qa[${mt}], Qs + (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${QST} + kk * 16 + (lane >> 4) * 8);`));
+    if (!qInRegs) L.push(`      u32 qa[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(qa[${mt}], lQ, ${mt * 16 * QST} + kk * 16);`));
     const qa = (mt: number) => (qInRegs ? `qf[${mt}][kk]` : `qa[${mt}]`);
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
-    L.push(`        u32 b[4]; fa_ldsm(b, Kc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+    L.push(`        u32 b[4]; fa_ldsm(b, sKc, n * ${16 * KST} + kk * 16);`);
     for (const mt of mts) L.push(`        fa_mma(sc[${mt}][2 * n], ${qa(mt)}, b[0], b[1]); fa_mma(sc[${mt}][2 * n + 1], ${qa(mt)}, b[2], b[3]);`);
     L.push('      }', '    }');
     L.push(`    const int t0 = j * ${BK};`);
@@ -246,7 +252,7 @@ export class FlashAttention {
       L.push(`      u32 pa[${MT}][4];`);
       for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(sc[${mt}][2 * kk][0], sc[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(sc[${mt}][2 * kk][2], sc[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(sc[${mt}][2 * kk + 1][0], sc[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(sc[${mt}][2 * kk + 1][2], sc[${mt}][2 * kk + 1][3]);`);
       L.push('      #pragma unroll', `      for (int n = 0; n < ${DVP / 16}; n++) {`);
-      L.push(`        u32 b[4]; fa_ldsm_t(b, Vc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + n * 16 + (lane >> 4) * 8);`);
+      L.push(`        u32 b[4]; fa_ldsm_t(b, sVc, kk * ${16 * VST} + n * 16);`);
       for (const mt of mts) L.push(`        fa_mma(o[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(o[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
       L.push('      }', '    }');
     }
@@ -318,6 +324,7 @@ export class FlashAttention {
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
     L.push(`  u16* Qs = fa_sm; u16* Os = Qs + ${BQ * QST}; u16* Ks = Os + ${BQ * OST}; u16* Vs = Ks + ${2 * BK * KST};`);
+    L.push(`  const u32 sQs = fa_saddr(Qs), sOs = sQs + ${2 * BQ * QST}, sKs = sOs + ${2 * BQ * OST}, sVs = sKs + ${4 * BK * KST};`);
     L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
     L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
     L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
@@ -337,18 +344,19 @@ export class FlashAttention {
     L.push(`  float ls[${MT}][2], dd[${MT}][2];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', '  for (int h = 0; h < 2; h++) {');
     L.push(`    const int r = w0 + mt * 16 + g + h * 8;`, `    ls[mt][h] = r < ${k.sq} ? scr${-lse}[bt * ${k.sq} + r] : K_INF; dd[mt][h] = r < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + r] : 0.f;`, '  }');
     L.push(`  float dq[${MT}][${DKP / 8}][4];`, '  #pragma unroll', `  for (int mt = 0; mt < ${MT}; mt++)`, '  #pragma unroll', `  for (int n = 0; n < ${DKP / 8}; n++) { dq[mt][n][0] = 0.f; dq[mt][n][1] = 0.f; dq[mt][n][2] = 0.f; dq[mt][n][3] = 0.f; }`);
-    L.push('  for (int j = 0; j < nT; j++) {');
+    // The tile loop stays a loop (short constant trip counts would otherwise be unrolled, and spill).
+    L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
     L.push('    fa_wait_all(); __syncthreads();');
     L.push('    if (j + 1 < nT) {', '      const int nx = (j + 1) & 1, t0n = (j + 1) * ' + BK + ';', ...kvLoad('nx', 't0n', '      '), '    }');
     L.push('    fa_commit();');
-    L.push(`    const u16* Kc = Ks + (j & 1) * ${BK * KST}; const u16* Vc = Vs + (j & 1) * ${BK * VST};`);
+    L.push(`    const u32 sKc = sKs + (j & 1) * ${2 * BK * KST}, sVc = sVs + (j & 1) * ${2 * BK * VST};`);
     /** acc[mt] (rows of this warp × BK keys) = A (rows of `aBase`, row-major) · Bᵀ (rows of `bBase`). */
     const rowsTimesKeys = (acc: string, aBase: string, aStride: number, bBase: string, bStride: number, kSteps: number) => {
       L.push(`    float ${acc}[${MT}][${BK / 8}][4];`, '    #pragma unroll', `    for (int mt = 0; mt < ${MT}; mt++)`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { ${acc}[mt][n][0] = 0.f; ${acc}[mt][n][1] = 0.f; ${acc}[mt][n][2] = 0.f; ${acc}[mt][n][3] = 0.f; }`);
       L.push('    #pragma unroll', `    for (int kk = 0; kk < ${kSteps}; kk++) {`);
-      L.push(`      u32 a[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(a[${mt}], ${aBase} + (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`));
+      L.push(`      u32 a[${MT}][4];`, ...mts.map((mt) => `      fa_ldsm(a[${mt}], s${aBase}, (warp * ${WR} + ${mt * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`));
       L.push('      #pragma unroll', `      for (int n = 0; n < ${BK / 16}; n++) {`);
-      L.push(`        u32 b[4]; fa_ldsm(b, ${bBase} + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${bStride} + kk * 16 + ((lane >> 3) & 1) * 8);`);
+      L.push(`        u32 b[4]; fa_ldsm(b, s${bBase}, (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${bStride} + kk * 16 + ((lane >> 3) & 1) * 8);`);
       for (const mt of mts) L.push(`        fa_mma(${acc}[${mt}][2 * n], a[${mt}], b[0], b[1]); fa_mma(${acc}[${mt}][2 * n + 1], a[${mt}], b[2], b[3]);`);
       L.push('      }', '    }');
     };
@@ -365,7 +373,7 @@ export class FlashAttention {
     L.push(`      u32 pa[${MT}][4];`);
     for (const mt of mts) L.push(`      pa[${mt}][0] = fa_pack(dp[${mt}][2 * kk][0], dp[${mt}][2 * kk][1]); pa[${mt}][1] = fa_pack(dp[${mt}][2 * kk][2], dp[${mt}][2 * kk][3]); pa[${mt}][2] = fa_pack(dp[${mt}][2 * kk + 1][0], dp[${mt}][2 * kk + 1][1]); pa[${mt}][3] = fa_pack(dp[${mt}][2 * kk + 1][2], dp[${mt}][2 * kk + 1][3]);`);
     L.push('      #pragma unroll', `      for (int n = 0; n < ${DKP / 16}; n++) {`);
-    L.push(`        u32 b[4]; fa_ldsm_t(b, Kc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + n * 16 + (lane >> 4) * 8);`);
+    L.push(`        u32 b[4]; fa_ldsm_t(b, sKc, (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + n * 16 + (lane >> 4) * 8);`);
     for (const mt of mts) L.push(`        fa_mma(dq[${mt}][2 * n], pa[${mt}], b[0], b[1]); fa_mma(dq[${mt}][2 * n + 1], pa[${mt}], b[2], b[3]);`);
     L.push('      }', '    }');
     L.push('  }');
@@ -396,6 +404,7 @@ export class FlashAttention {
     L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${this.cg.params(prm)}) {`);
     L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
     L.push(`  u16* Ks = fa_sm; u16* Vs = Ks + ${BK * KST}; u16* Qs = Vs + ${BK * VST}; u16* Os = Qs + ${2 * BQ * KST}; u16* Ss = Os + ${2 * BQ * VST};`);
+    L.push(`  const u32 sKs = fa_saddr(Ks), sVs = sKs + ${2 * BK * KST}, sQs = sVs + ${2 * BK * VST}, sOs = sQs + ${4 * BQ * KST}, sSs = sOs + ${4 * BQ * VST};`);
     L.push(`  float* Ls = (float*)(Ss + ${dqAcc === undefined ? 0 : BK * SST}); float* Ds = Ls + ${2 * BQ};`);
     L.push('  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
     L.push(`  const int kt = (int)(blockIdx.x % ${nK}u);`, `  const long long bt = blockIdx.x / ${nK}u;`);
@@ -416,7 +425,7 @@ export class FlashAttention {
     const rowProduct = (acc: string, aBase: string, aStride: number, kSteps: number, nTiles: number, bAddr: string, ind: string) => {
       L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${kSteps}; kk++) {`);
       L.push(`${ind}  u32 a[${KT}][4];`);
-      for (const x of kts) L.push(`${ind}  fa_ldsm(a[${x}], ${aBase} + (warp * ${WR} + ${x * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`);
+      for (const x of kts) L.push(`${ind}  fa_ldsm(a[${x}], s${aBase}, (warp * ${WR} + ${x * 16} + (lane & 15)) * ${aStride} + kk * 16 + (lane >> 4) * 8);`);
       L.push(`${ind}  #pragma unroll`, `${ind}  for (int n = 0; n < ${nTiles}; n++) {`);
       L.push(`${ind}    u32 b[4]; fa_ldsm(b, ${bAddr});`);
       for (const x of kts) L.push(`${ind}    fa_mma(${acc}[${x}][2 * n], a[${x}], b[0], b[1]); fa_mma(${acc}[${x}][2 * n + 1], a[${x}], b[2], b[3]);`);
@@ -433,17 +442,17 @@ export class FlashAttention {
       L.push(`${ind}  }`, `${ind}}`);
     };
     L.push('  int it = 0;', `  const int ta = k0 + warp * ${WR} + g;`);
-    L.push(`  for (int ch = 0; ch < ${NCH}; ch++) {`);
+    L.push('  #pragma unroll 1', `  for (int ch = 0; ch < ${NCH}; ch++) {`);
     L.push(...zero('dk', DKC / 8, '    '), ...zero('dv', DVC / 8, '    '));
     L.push(`    if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '      '), '    }', '    fa_commit();');
-    L.push(`    for (int i = iStart; i < ${nQ}; i++, it++) {`);
+    L.push('    #pragma unroll 1', `    for (int i = iStart; i < ${nQ}; i++, it++) {`);
     L.push('      fa_wait_all(); __syncthreads();');
     L.push(`      if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '        '), '      }', '      fa_commit();');
     L.push(`      const int st = it & 1, s0 = i * ${BQ};`);
-    L.push(`      const u16* Qc = Qs + st * ${BQ * KST}; const u16* Oc = Os + st * ${BQ * VST}; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
+    L.push(`      const u32 sQc = sQs + st * ${2 * BQ * KST}, sOc = sOs + st * ${2 * BQ * VST}; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
     // S^T = K Q^T
     L.push(...zero('sc', BQ / 8, '      '));
-    rowProduct('sc', 'Ks', KST, DKP / 16, BQ / 16, `Qc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
+    rowProduct('sc', 'Ks', KST, DKP / 16, BQ / 16, `sQc, (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${KST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
     // P^T
     L.push('      #pragma unroll', `      for (int x = 0; x < ${KT}; x++)`, '      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
     L.push('          const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + x * 16 + (q < 2 ? 0 : 8);');
@@ -451,15 +460,15 @@ export class FlashAttention {
     L.push(`          if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
     L.push('          sc[x][n][q] = p;', '        }', '      }');
     // dV += P^T dO
-    fragProduct('dv', 'sc', BQ / 16, DVC / 16, `Oc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8`, '      ');
+    fragProduct('dv', 'sc', BQ / 16, DVC / 16, `sOc, (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${VST} + ch * ${DVC} + n * 16 + (lane >> 4) * 8`, '      ');
     // dP^T = V dO^T
     L.push(...zero('dp', BQ / 8, '      '));
-    rowProduct('dp', 'Vs', VST, DVP / 16, BQ / 16, `Oc + (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
+    rowProduct('dp', 'Vs', VST, DVP / 16, BQ / 16, `sOc, (n * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${VST} + kk * 16 + ((lane >> 3) & 1) * 8`, '      ');
     // dS^T = P^T (dP^T - D)
     L.push('      #pragma unroll', `      for (int x = 0; x < ${KT}; x++)`, '      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll');
     L.push('        for (int q = 0; q < 4; q++) dp[x][n][q] = sc[x][n][q] * (dp[x][n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);', '      }');
     // dK += dS^T Q
-    fragProduct('dk', 'dp', BQ / 16, DKC / 16, `Qc + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8`, '      ');
+    fragProduct('dk', 'dp', BQ / 16, DKC / 16, `sQc, (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + ch * ${DKC} + n * 16 + (lane >> 4) * 8`, '      ');
     if (dqAcc !== undefined && probe() !== 'nodq') {
       L.push('      if (ch == 0) {');
       L.push('        #pragma unroll', `        for (int x = 0; x < ${KT}; x++)`, '        #pragma unroll', `        for (int n = 0; n < ${BQ / 8}; n++) {`);
@@ -469,9 +478,9 @@ export class FlashAttention {
       L.push(`        const int rg = warp % ${RG}, cg = warp / ${RG};`);
       L.push(...zero('dq', DQC / 8, '        ', 1));
       L.push('        #pragma unroll', `        for (int kk = 0; kk < ${BK / 16}; kk++) {`);
-      L.push(`          u32 a[4]; fa_ldsm_t(a, Ss + (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${SST} + rg * 16 + ((lane >> 3) & 1) * 8);`);
+      L.push(`          u32 a[4]; fa_ldsm_t(a, sSs, (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * ${SST} + rg * 16 + ((lane >> 3) & 1) * 8);`);
       L.push('          #pragma unroll', `          for (int n = 0; n < ${DQC / 16}; n++) {`);
-      L.push(`            u32 b[4]; fa_ldsm_t(b, Ks + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + cg * ${DQC} + n * 16 + (lane >> 4) * 8);`);
+      L.push(`            u32 b[4]; fa_ldsm_t(b, sKs, (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * ${KST} + cg * ${DQC} + n * 16 + (lane >> 4) * 8);`);
       L.push('            fa_mma(dq[0][2 * n], a, b[0], b[1]); fa_mma(dq[0][2 * n + 1], a, b[2], b[3]);', '          }', '        }');
       if (k.dk % 2 === 0) {
         // Pairs of adjacent columns (2·c4, 2·c4 + 1) in one 8-byte reduction; dk even keeps them aligned.

@@ -64,18 +64,26 @@ export const FLASH_ATTENTION_PTX = String.raw`
 __device__ __forceinline__ u32 fa_saddr(const void* p) {
   u32 r; asm("{ .reg .u64 a_; cvta.to.shared.u64 a_, %1; cvt.u32.u64 %0, a_; }" : "=r"(r) : "l"(p)); return r;
 }
-__device__ __forceinline__ void fa_ldsm(u32* r, const u16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
+/**
+ * ldmatrix.x4 at shared address base + 2·off. 32-bit shared addresses (no generic → shared conversion per
+ * load: 8-18% fewer SASS instructions); the address add is volatile so that the compiler computes it where
+ * it is used instead of hoisting every unrolled load's address into a register (which spilled).
+ */
+__device__ __forceinline__ void fa_ldsm(u32* r, u32 base, int off) {
+  u32 ad_; asm volatile("mad.lo.u32 %0, %1, 2, %2;" : "=r"(ad_) : "r"(off), "r"(base));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(ad_));
 }
-__device__ __forceinline__ void fa_ldsm_t(u32* r, const u16* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(fa_saddr(p)));
+__device__ __forceinline__ void fa_ldsm_t(u32* r, u32 base, int off) {
+  u32 ad_; asm volatile("mad.lo.u32 %0, %1, 2, %2;" : "=r"(ad_) : "r"(off), "r"(base));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(ad_));
 }
 __device__ __forceinline__ void fa_mma(float* c, const u32* a, u32 b0, u32 b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-__device__ __forceinline__ void fa_cp16(u16* dst, const u16* src, bool ok) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(fa_saddr(dst)), "l"(src), "r"(ok ? 16 : 0));
+/** 16 bytes global → shared address dst, asynchronously; zero-filled when !ok. */
+__device__ __forceinline__ void fa_cp16(u32 dst, const u16* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(dst), "l"(src), "r"(ok ? 16 : 0));
 }
 __device__ __forceinline__ void fa_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void fa_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }

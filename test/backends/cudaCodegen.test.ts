@@ -39,6 +39,11 @@ const programs: Array<[string, () => Graph]> = [
   // sequence length that is not a multiple of the tiles, both operand layouts (cp.async and element loads).
   ...[64, 72, 128, 256].flatMap((dim) => [false, true].map((causal) =>
     [`flash attention d${dim}${causal ? ' causal' : ''}`, () => attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal, grads: true, layout: causal ? 'bshd' : 'bhsd' })] as [string, () => Graph])),
+  // The default tiles at the bench's shapes (bench/attention.sh: longer sequences pick larger tiles).
+  ...(['256,16,256,72', '64,16,1024,64', '32,16,256,256', '64,16,1024,128,causal']).map((spec) => {
+    const [batch, heads, seq, dim, causal] = spec.split(',');
+    return [`flash attention at the bench shape ${spec}`, () => attentionGraph({ batch: +batch!, heads: +heads!, seq: +seq!, dim: +dim!, causal: causal === 'causal', grads: true })] as [string, () => Graph];
+  }),
   ['flash attention backward alone d64 causal (statistics-only forward pass)', () => attentionGradOnlyGraph({ batch: 2, heads: 3, seq: 100, dim: 64, causal: true })],
   ['flash attention d36 (element loads: head dim not a multiple of 8)', () => attentionGraph({ batch: 1, heads: 2, seq: 33, dim: 36, causal: false, grads: true, layout: 'bshd' })],
 ];
@@ -81,6 +86,10 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
       [256, {}, { dq: { bq: 64, bk: 32, warps: 4 } }],
       [64, { bk: 32 }, { bq: 32, bk: 128, warps: 4, dq: { bq: 128, bk: 32, warps: 4 } }],
       [128, {}, { bq: 32, bk: 128, warps: 8, dq: { bq: 64, bk: 32, warps: 4 } }],
+      [128, {}, { bq: 32, bk: 128, warps: 8 }],
+      [128, { bq: 128, bk: 64 }, { bq: 64, bk: 64 }],
+      [256, { bq: 128, bk: 64, warps: 8 }, { bq: 32, bk: 128, warps: 8 }],
+      [256, { bk: 64 }, {}],
     ];
     const jobs = variants.map(async ([dim, fwd, bwd], i) => {
       const p = compile(attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal: i % 2 === 1, grads: true })).program;
