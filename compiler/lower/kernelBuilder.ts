@@ -14,7 +14,7 @@
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
-import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un, walkExpr } from '../../ir/kernel/expr.ts';
+import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un } from '../../ir/kernel/expr.ts';
 import { ExprInterner, children, treeSizeAtLeast } from '../../ir/kernel/intern.ts';
 import type { Expr, ReduceKind, Stmt } from '../../ir/kernel/types.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
@@ -80,6 +80,8 @@ export class KernelBuilder {
   private readonly intern = new ExprInterner();
   /** Index sub-expressions already bound to lets (by structural id), see shareIndices. */
   private readonly sharedIndex = new Map<number, { e: Expr; block: Block }>();
+  /** Simplified linear indices of loads, by index and shape (see linearOf). */
+  private readonly linearIndices = new Map<string, Expr>();
   private counter = 0;
   gridVars: Expr[] = [];
   row: RowSpace | undefined;
@@ -139,27 +141,55 @@ export class KernelBuilder {
     return this.stack.includes(b);
   }
 
+  /**
+   * The simplified row-major linear index of `sidx` (simplified) in a value of `shape`, once per index
+   * and shape in this kernel (loads of every buffer of a shape at one point share it; the simplifier
+   * is a pure function of the expression's structure and the extents of its variables, which never
+   * change once defined, so the result is the one computing it again would give).
+   */
+  private linearOf(key: string, sidx: readonly Expr[], shape: Shape): Expr {
+    const k = `${key.slice(key.indexOf('@'))}|${shape.join(',')}`;
+    let e = this.linearIndices.get(k);
+    if (e === undefined) this.linearIndices.set(k, (e = this.simp(linearIndex(sidx, stridesOf(shape)))));
+    return e;
+  }
+
+  /** The innermost block on the stack that `x` (a var or a ref) ties a value to, when deeper than `target`. */
+  private deeper(x: Expr, target: Block): Block {
+    let b: Block | undefined;
+    if (x.k === 'var') {
+      for (const s of this.stack) if (s.loopVar === x.name) { b = s; break; }
+    } else if (x.k === 'ref') b = this.refBlock.get(x.name);
+    return b && b.depth > target.depth && this.onStack(b) ? b : target;
+  }
+
+  /** The outermost block whose variables the tree of `x` uses, at least `target` (walks the tree). */
+  private blockOfTree(x: Expr, target: Block): Block {
+    target = this.deeper(x, target);
+    switch (x.k) {
+      case 'load': return this.blockOfTree(x.index, target);
+      case 'un': case 'cast': return this.blockOfTree(x.a, target);
+      case 'bin': return this.blockOfTree(x.b, this.blockOfTree(x.a, target));
+      case 'select': return this.blockOfTree(x.b, this.blockOfTree(x.a, this.blockOfTree(x.c, target)));
+      case 'random': return this.blockOfTree(x.index, this.blockOfTree(x.s1, this.blockOfTree(x.s0, target)));
+      default: return target;
+    }
+  }
+
+  /** blockOfTree visiting each DAG node once (a large value's tree may be exponentially larger than its DAG). */
+  private blockOfDag(x: Expr, target: Block, seen: Set<Expr>): Block {
+    if (seen.has(x)) return target;
+    seen.add(x);
+    target = this.deeper(x, target);
+    for (const c of children(x)) target = this.blockOfDag(c, target, seen);
+    return target;
+  }
+
   /** Bind `e` to a let in the outermost block whose variables it uses; returns the ref. */
   private bind(e: Expr, key: string): Expr {
     if (this.opts.inlineOnly || e.k === 'const' || e.k === 'var' || e.k === 'ref') return e;
     const large = treeSizeAtLeast(e, SHARE_MIN_VALUE);
-    let target = this.stack[0]!;
-    const seen = large ? new Set<Expr>() : undefined;
-    const see = (x: Expr): void => {
-      let b: Block | undefined;
-      if (x.k === 'var') b = this.stack.find((s) => s.loopVar === x.name);
-      else if (x.k === 'ref') b = this.refBlock.get(x.name);
-      if (b && b.depth > target.depth && this.onStack(b)) target = b;
-    };
-    // A large value's tree may be exponentially larger than its DAG: visit each DAG node once.
-    const visitDag = (x: Expr): void => {
-      if (seen!.has(x)) return;
-      seen!.add(x);
-      see(x);
-      for (const c of children(x)) visitDag(c);
-    };
-    if (large) visitDag(e);
-    else walkExpr(e, see);
+    const target = large ? this.blockOfDag(e, this.stack[0]!, new Set()) : this.blockOfTree(e, this.stack[0]!);
     const value = large ? this.shareIndices(e, target) : e;
     const name = this.fresh('v');
     target.stmts.push({ k: 'let', name, value });
@@ -236,8 +266,13 @@ export class KernelBuilder {
   /** The expression for element `idx` of value `id`. */
   valueAt(id: number, idx: readonly Expr[]): Expr {
     if (this.needs) return konst(0, this.g.typeOf(id).dtype);
-    const sidx = idx.map((x) => this.simp(x));
-    const key = `${id}@${sidx.map((x) => this.intern.id(x)).join(',')}`;
+    // (Loops, not map/join closures: this runs for every element expression of every inspection.)
+    const sidx: Expr[] = new Array(idx.length);
+    let key = `${id}@`;
+    for (let i = 0; i < idx.length; i++) {
+      const x = (sidx[i] = this.simp(idx[i]!));
+      key += i ? `,${this.intern.id(x)}` : `${this.intern.id(x)}`;
+    }
     const hit = this.memo.get(key);
     if (hit && this.onStack(hit.block)) return hit.e;
     const t = this.g.typeOf(id);
@@ -246,9 +281,7 @@ export class KernelBuilder {
     // index would still read element 0 of a zero-size buffer) and nothing is computed.
     if (numel(t.shape) === 0) return konst(0, t.dtype);
     const buf = this.buffers.get(id);
-    if (buf !== undefined && !this.computing.has(id)) {
-      return this.bind(load(buf, this.simp(linearIndex(sidx, stridesOf(t.shape))), t.dtype), key);
-    }
+    if (buf !== undefined && !this.computing.has(id)) return this.bind(load(buf, this.linearOf(key, sidx, t.shape), t.dtype), key);
     const node = this.g.node(id);
     if (!node) throw new KilnError(`lowering: value %${id} has no buffer and no defining node`);
     const why = this.inlineBlocker(node, sidx);
