@@ -51,20 +51,24 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
   const ks = () => [...live];
 
   /** Would merging kernels x and y close a cycle (a dependence path between them through other kernels)? */
-  const wouldCycle = (x: Kernel, y: Kernel): boolean => {
-    const reaches = (from: Kernel, to: Kernel) => {
-      const seen = new Set<Kernel>();
-      const stack = [...producers.get(from)!].filter((p) => p !== to);
-      while (stack.length) {
-        const v = stack.pop()!;
-        if (v === to) return true;
-        if (seen.has(v)) continue;
-        seen.add(v);
-        for (const p of producers.get(v)!) stack.push(p);
-      }
-      return false;
-    };
-    return reaches(x, y) || reaches(y, x);
+  const wouldCycle = (x: Kernel, y: Kernel): boolean => throughOthers(x, y) || throughOthers(y, x);
+  /**
+   * Is there a dependence path from `to` into `from` through at least one other kernel? Searched
+   * both ways at once, one kernel per step each: back from `from` through producers and forward
+   * from `to` through users; the first search that finds the other end, or runs out of kernels,
+   * answers (each alone is exact). Merging the AdamW updates of same-shaped parameters asks this
+   * about kernels near the end of the step: forward from them there is almost nothing to visit,
+   * while back from them lies the whole step.
+   */
+  const throughOthers = (from: Kernel, to: Kernel): boolean => {
+    const back = new DependenceSearch(producers, [...producers.get(from)!].filter((p) => p !== to), to);
+    const fwd = new DependenceSearch(users, [...users.get(to)!].filter((u) => u !== from), from);
+    for (;;) {
+      const b = back.step();
+      if (b !== undefined) return b;
+      const f = fwd.step();
+      if (f !== undefined) return f;
+    }
   };
   const readElsewhere = (buf: number, except: ReadonlySet<Kernel>) => [...(readers.get(buf) ?? [])].some((k) => !except.has(k));
   /** Replace kernels x and y by `merged`. */
@@ -173,6 +177,24 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
       return commit(cur, b, { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV });
     }
     return undefined;
+  }
+}
+
+/** A depth-first search over kernel dependence edges (one direction) for `target`, one kernel per step. */
+class DependenceSearch {
+  private readonly seen = new Set<Kernel>();
+  constructor(private readonly next: ReadonlyMap<Kernel, ReadonlySet<Kernel>>, private readonly stack: Kernel[], private readonly target: Kernel) {}
+  /** true: found; false: nothing left to visit; undefined: not decided yet. */
+  step(): boolean | undefined {
+    for (;;) {
+      const v = this.stack.pop();
+      if (v === undefined) return false;
+      if (v === this.target) return true;
+      if (this.seen.has(v)) continue;
+      this.seen.add(v);
+      for (const p of this.next.get(v)!) this.stack.push(p);
+      return undefined;
+    }
   }
 }
 
