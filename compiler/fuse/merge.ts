@@ -141,8 +141,10 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
     const cands = new Set<Kernel>();
     for (const b of [...avail.keys(), ...[...ca.reads].filter((x) => buffers[x]!.kind !== 'const')])
       for (const k of readers.get(b) ?? []) if (k !== cur) cands.add(k);
-    for (const b of [...cands].sort((x, y) => place.get(x)! - place.get(y)!)) {
-      if (!isElementwise(b) || !sameShape(b.grid, cur.grid)) continue;
+    // (The shape test first: it is cheap, and most kernels that share an operand such as the
+    // learning rate have other shapes; filtering before sorting keeps the same order.)
+    const sameGrid = [...cands].filter((b): b is LoopKernel => b.kind === 'loop' && sameShape(b.grid, cur.grid) && isElementwise(b));
+    for (const b of sameGrid.sort((x, y) => place.get(x)! - place.get(y)!)) {
       const cb = kernelAccess(b);
       const consumes = [...avail.keys()].filter((x) => cb.reads.has(x));
       if (!consumes.every((x) => (cb.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
