@@ -80,6 +80,8 @@ export class KernelBuilder {
   private readonly intern = new ExprInterner();
   /** Index sub-expressions already bound to lets (by structural id), see shareIndices. */
   private readonly sharedIndex = new Map<number, { e: Expr; block: Block }>();
+  /** Simplified index expressions by structural id (see simp). */
+  private readonly simplified = new Map<number, Expr>();
   /** Simplified linear indices of loads, by index and shape (see linearOf). */
   private readonly linearIndices = new Map<string, Expr>();
   private counter = 0;
@@ -133,8 +135,19 @@ export class KernelBuilder {
     return this.row!.axes.reduce((n, a) => n * this.row!.shape[a]!, 1);
   }
 
+  /**
+   * simplifyIndex, once per structure in this kernel: view maps build new but equal index
+   * expressions at every visit (reshape's div/mod of a linearized index), and the simplifier's own
+   * memo is by object. Exact: the simplifier is a pure function of the expression's structure and the
+   * extents of its variables, every variable is defined before an expression uses it, and defined
+   * extents never change (defineVar).
+   */
   simp(e: Expr): Expr {
-    return simplifyIndex(e, this.ext);
+    if (e.k === 'const' || e.k === 'var' || (e.dtype !== 'i32' && e.dtype !== 'bool')) return e;
+    const id = this.intern.id(e);
+    let r = this.simplified.get(id);
+    if (r === undefined) this.simplified.set(id, (r = simplifyIndex(e, this.ext)));
+    return r;
   }
 
   private onStack(b: Block): boolean {
