@@ -416,13 +416,12 @@ function cseLets(k: LoopKernel, head?: readonly Stmt[]): LoopKernel {
 
 /** `e` with its direct sub-expressions mapped by `f` (which always answers); `e` itself when none changes. */
 function mapChildren(e: Expr, f: (x: Expr) => Expr | undefined): Expr {
-  const m = (x: Expr) => f(x) ?? x;
   switch (e.k) {
-    case 'load': { const index = m(e.index); return index === e.index ? e : { ...e, index }; }
-    case 'un': case 'cast': { const a = m(e.a); return a === e.a ? e : { ...e, a }; }
-    case 'bin': { const a = m(e.a), b = m(e.b); return a === e.a && b === e.b ? e : { ...e, a, b }; }
-    case 'select': { const c = m(e.c), a = m(e.a), b = m(e.b); return c === e.c && a === e.a && b === e.b ? e : { ...e, c, a, b }; }
-    case 'random': { const s0 = m(e.s0), s1 = m(e.s1), index = m(e.index); return s0 === e.s0 && s1 === e.s1 && index === e.index ? e : { ...e, s0, s1, index }; }
+    case 'load': { const index = f(e.index) ?? e.index; return index === e.index ? e : { ...e, index }; }
+    case 'un': case 'cast': { const a = f(e.a) ?? e.a; return a === e.a ? e : { ...e, a }; }
+    case 'bin': { const a = f(e.a) ?? e.a, b = f(e.b) ?? e.b; return a === e.a && b === e.b ? e : { ...e, a, b }; }
+    case 'select': { const c = f(e.c) ?? e.c, a = f(e.a) ?? e.a, b = f(e.b) ?? e.b; return c === e.c && a === e.a && b === e.b ? e : { ...e, c, a, b }; }
+    case 'random': { const s0 = f(e.s0) ?? e.s0, s1 = f(e.s1) ?? e.s1, index = f(e.index) ?? e.index; return s0 === e.s0 && s1 === e.s1 && index === e.index ? e : { ...e, s0, s1, index }; }
     default: return e;
   }
 }

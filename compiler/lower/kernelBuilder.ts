@@ -340,14 +340,18 @@ export class KernelBuilder {
     return ok ? undefined : 'it is read at another point than the one it was reduced for';
   }
 
+  /** Element `idx` of operand `k` of elementwise node `n` (broadcast to n's shape). */
+  private operand(n: Node, k: number, idx: readonly Expr[]): Expr {
+    const id = n.inputs[k]!;
+    return this.valueAt(id, broadcastIndex(idx, this.g.typeOf(id).shape, n.type.shape));
+  }
+
   private compute(n: Node, idx: Expr[]): Expr {
     const a = n.attrs;
-    const inT = n.inputs.map((i) => this.g.typeOf(i));
-    const operand = (k: number) => this.valueAt(n.inputs[k]!, broadcastIndex(idx, inT[k]!.shape, n.type.shape));
     switch (opSpec(n.op).category) {
-      case 'unary': return un(n.op as UnaryOp, operand(0));
-      case 'binary': case 'compare': case 'logical': return bin(n.op as BinaryOp | CompareOp | LogicalOp, operand(0), operand(1));
-      case 'ternary': return select(operand(0), operand(1), operand(2));
+      case 'unary': return un(n.op as UnaryOp, this.operand(n, 0, idx));
+      case 'binary': case 'compare': case 'logical': return bin(n.op as BinaryOp | CompareOp | LogicalOp, this.operand(n, 0, idx), this.operand(n, 1, idx));
+      case 'ternary': return select(this.operand(n, 0, idx), this.operand(n, 1, idx), this.operand(n, 2, idx));
       case 'cast': return cast(this.valueAt(n.inputs[0]!, idx), n.type.dtype);
       case 'source':
         if (n.op === 'iota') return cast(idx[a.axis as number]!, n.type.dtype);
@@ -359,11 +363,11 @@ export class KernelBuilder {
           s0: this.valueAt(n.inputs[0]!, [I.c(0)]), s1: this.valueAt(n.inputs[0]!, [I.c(1)]),
           index: this.simp(linearIndex(idx, stridesOf(n.type.shape))),
         };
-      case 'movement': return this.movement(n, idx, inT[0]!.shape);
+      case 'movement': return this.movement(n, idx, this.g.typeOf(n.inputs[0]!).shape);
       case 'index': {
         const axis = a.axis as number;
-        const x = inT[0]!;
-        const ir = inT[1]!.shape.length;
+        const x = this.g.typeOf(n.inputs[0]!);
+        const ir = this.g.typeOf(n.inputs[1]!).shape.length;
         const j = this.valueAt(n.inputs[1]!, idx.slice(axis, axis + ir));
         const at = clampIndex(j, x.shape[axis]!);
         return this.valueAt(n.inputs[0]!, [...idx.slice(0, axis), at, ...idx.slice(axis + ir)]);
