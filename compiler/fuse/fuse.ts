@@ -56,12 +56,17 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
   const pending = new RootQueue(order);
   /** The inspection of every other root. */
   const inspected = new Map<number, KernelInlining>();
+  // Per-value bookkeeping in arrays indexed by value id (small integers): this is fusion's innermost
+  // loop, over every value of every inspected kernel.
+  let maxId = 0;
+  for (const i of g.inputs) maxId = Math.max(maxId, i.id);
+  for (const n of g.nodes) maxId = Math.max(maxId, n.id);
   /** Value → the inspected roots whose kernels compute it inline. */
-  const computedBy = new Map<number, Set<number>>();
+  const computedBy: Array<Set<number> | undefined> = new Array(maxId + 1);
   /** Values computed inline by two kernels or more, outermost (highest graph position) first. */
   const shared = new PositionList(order);
   /** Value → how often the inspected kernels that compute it inline evaluate it (kept with computedBy). */
-  const evaluations = new Map<number, number>();
+  const evaluations = new Float64Array(maxId + 1);
   /** subtreeCost of values, dropped when a value in their inlined subtree is materialized. */
   const costs = new Map<number, SubtreeCost>();
   /** Value → the values whose cached cost walked through it while it was not in memory. */
@@ -97,22 +102,23 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
   };
   const record = (r: number, ins: KernelInlining) => {
     inspected.set(r, ins);
-    for (const v of ins.visited) {
-      let s = computedBy.get(v);
-      if (!s) computedBy.set(v, (s = new Set()));
+    // (ins.evaluations has exactly the visited values as keys: every visit counts one evaluation.)
+    for (const [v, n] of ins.evaluations) {
+      let s = computedBy[v];
+      if (!s) computedBy[v] = s = new Set();
       s.add(r);
       if (s.size === 2) shared.insert(v);
-      evaluations.set(v, (evaluations.get(v) ?? 0) + (ins.evaluations.get(v) ?? 0));
+      evaluations[v]! += n;
     }
   };
   const forget = (r: number) => {
     const ins = inspected.get(r)!;
     inspected.delete(r);
-    for (const v of ins.visited) {
-      const s = computedBy.get(v)!;
+    for (const [v, n] of ins.evaluations) {
+      const s = computedBy[v]!;
       s.delete(r);
       if (s.size === 1) shared.remove(v);
-      evaluations.set(v, evaluations.get(v)! - (ins.evaluations.get(v) ?? 0));
+      evaluations[v]! -= n;
     }
     pending.push(r);
   };
@@ -120,7 +126,7 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
     if (reasons.has(id) || bufOf.has(id)) throw new KilnError(`fusion: %${id} was asked to be materialized twice (${why})`);
     reasons.set(id, why);
     allocate(id);
-    for (const r of [...(computedBy.get(id) ?? [])]) forget(r);
+    for (const r of [...(computedBy[id] ?? [])]) forget(r);
   };
   for (const id of reasons.keys()) allocate(id);
 
@@ -143,14 +149,14 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
     for (const v of shared.snapshot()) {
       const n = g.node(v)!;
       if (isExpensive(n.op)) {
-        materialize(v, `${n.op} is read by ${computedBy.get(v)!.size} kernels (never recomputed)`);
+        materialize(v, `${n.op} is read by ${computedBy[v]!.size} kernels (never recomputed)`);
         expensive++;
       }
     }
     if (expensive) continue;
-    const cheap = shared.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations.get(v)!, computedBy.get(v)!.size));
+    const cheap = shared.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations[v]!, computedBy[v]!.size));
     if (cheap === undefined) break;
-    materialize(cheap, `recomputing it ${evaluations.get(cheap)!} times in ${computedBy.get(cheap)!.size} kernels moves more bytes than storing it`);
+    materialize(cheap, `recomputing it ${evaluations[cheap]!} times in ${computedBy[cheap]!.size} kernels moves more bytes than storing it`);
   }
   const outputs = new Map<string, number>();
   for (const o of g.outputs) outputs.set(o.name, bufOf.get(o.id)!);
