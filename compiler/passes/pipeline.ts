@@ -61,7 +61,7 @@ export function optimize(g: Graph, maxRounds = 8): Graph {
  * operands by position and attributes in the op's order; numbers compared as their exact printed
  * form is) print the same text. Anything else is printed and compared.
  */
-function samePrint(a: Graph, b: Graph): boolean {
+export function samePrint(a: Graph, b: Graph): boolean {
   if (a.inputs.length !== b.inputs.length || a.nodes.length !== b.nodes.length || a.outputs.length !== b.outputs.length) return false;
   return samePrintedFields(a, b) || printGraph(a) === printGraph(b);
 }
