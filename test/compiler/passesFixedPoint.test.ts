@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { PASSES, decomposeForFusion, samePrint } from '../../compiler/passes/pipeline.ts';
 import { Graph, type Node } from '../../ir/graph.ts';
+import type { AttrValue } from '../../ir/ops.ts';
 import { printGraph } from '../../ir/printer.ts';
 import { randomGraph } from '../support/randomGraph.ts';
 
@@ -54,7 +55,7 @@ describe('pass pipeline fixed point', () => {
         const n = g.nodes[k]!;
         const key = Object.keys(n.attrs)[0]!;
         const v = n.attrs[key];
-        const changed = typeof v === 'number' ? (v === 0 ? -0 : v + 1) : Array.isArray(v) ? [...(v as number[]), 1] : typeof v === 'boolean' ? !v : `${String(v)}x`;
+        const changed: AttrValue = typeof v === 'number' ? (v === 0 ? -0 : v + 1) : Array.isArray(v) ? [...(v as number[]), 1] : typeof v === 'boolean' ? !v : v === 'f32' ? 'i32' : 'f32';
         agrees(g, edited(g, (m, i) => (i === k ? { ...m, attrs: { ...m.attrs, [key]: changed } } : m)));
         cases++;
       }
