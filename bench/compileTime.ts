@@ -1,6 +1,7 @@
 /**
  * @file Benchmark: compile time of training steps. Per program: trace + trainStep + autocast, the
- * compiler (`compile()`, median of --reps runs; wall and CPU milliseconds of this thread), then end to
+ * compiler (`compile()`, median of --reps runs; wall and CPU milliseconds of this thread; each stage's
+ * wall milliseconds in the last run), then end to
  * end through the caches: cold (empty cache folder: compiler, code generation, NVRTC of the distinct
  * units in worker threads, module loading) and warm (the same job again: program and CUDA build read
  * from the cache, modules loaded), and one step (its loss). One JSON line per program.
@@ -36,12 +37,14 @@ for (const spec of specs) {
   // --reps compiles, timed; the last one is the cold end-to-end run's (through the empty program cache).
   const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-'));
   const wall: number[] = [], cpu: number[] = [];
+  let stageMs: Record<string, number> = {};
   const timedCompile = () => {
     const w = performance.now(), c = cpuMs();
-    const p = compile(graph).program;
+    const compiled = compile(graph);
     wall.push(performance.now() - w);
     cpu.push(cpuMs() - c);
-    return p;
+    stageMs = Object.fromEntries(compiled.stages.map((s) => [s.name, Math.round(s.ms)]));
+    return compiled.program;
   };
   for (let r = 0; r < reps - 1; r++) timedCompile();
   // End to end through the caches (runtime/programCache.ts, backends/cuda/build.ts): cold = empty
@@ -50,7 +53,7 @@ for (const spec of specs) {
   const cold = cachedProgram(graph, timedCompile, { dir: join(dir, 'programs') });
   const row: Record<string, unknown> = {
     program: spec, nodes: graph.nodes.length, kernels: cold.program.kernels.length, traceMs: Math.round(traceMs),
-    compileMs: Math.round(median(wall)), compileCpuMs: Math.round(median(cpu)), compileRuns: wall.map(Math.round),
+    compileMs: Math.round(median(wall)), compileCpuMs: Math.round(median(cpu)), compileRuns: wall.map(Math.round), stageMs,
   };
   console.error(JSON.stringify(row));
   row.coldProgramMs = Math.round(performance.now() - t);

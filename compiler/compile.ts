@@ -25,10 +25,11 @@ import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 import { type GemmTarget, tileKernels } from './schedule/tiling.ts';
 
-/** One stage's result as text (printed on first read). */
+/** One stage's result as text (printed on first read) and the wall milliseconds it took. */
 export interface Stage {
   readonly name: string;
   readonly text: string;
+  readonly ms: number;
 }
 
 export interface Compiled {
@@ -100,9 +101,11 @@ function kernelName(i: number, k: Kernel): string {
 class StageLog {
   readonly list: Stage[] = [];
   run<T>(name: string, stage: () => T, print: (result: T) => string): T {
+    const t0 = performance.now();
     const result = stage();
+    const ms = performance.now() - t0;
     let text: string | undefined;
-    this.list.push({ name, get text() { return (text ??= print(result)); } });
+    this.list.push({ name, ms, get text() { return (text ??= print(result)); } });
     return result;
   }
 }

@@ -56,32 +56,39 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
   const pending = new RootQueue(order);
   /** The inspection of every other root. */
   const inspected = new Map<number, KernelInlining>();
+  // Per-value bookkeeping in arrays indexed by value id (small integers): this is fusion's innermost
+  // loop, over every value of every inspected kernel.
+  let maxId = 0;
+  for (const i of g.inputs) maxId = Math.max(maxId, i.id);
+  for (const n of g.nodes) maxId = Math.max(maxId, n.id);
   /** Value → the inspected roots whose kernels compute it inline. */
-  const computedBy = new Map<number, Set<number>>();
-  /** Values computed inline by two kernels or more. */
-  const shared = new Set<number>();
+  const computedBy: Array<Set<number> | undefined> = new Array(maxId + 1);
+  /** Values computed inline by two kernels or more, outermost (highest graph position) first. */
+  const shared = new PositionList(order);
   /** Value → how often the inspected kernels that compute it inline evaluate it (kept with computedBy). */
-  const evaluations = new Map<number, number>();
+  const evaluations = new Float64Array(maxId + 1);
   /** subtreeCost of values, dropped when a value in their inlined subtree is materialized. */
   const costs = new Map<number, SubtreeCost>();
-  const users = g.users();
+  /** Value → the values whose cached cost walked through it while it was not in memory. */
+  const coveredBy = new Map<number, number[]>();
   const costOf = (v: number): SubtreeCost => {
     let c = costs.get(v);
-    if (!c) costs.set(v, (c = subtreeCost(g, v, bufOf)));
+    if (!c) costs.set(v, (c = subtreeCost(g, v, bufOf, (u) => {
+      const l = coveredBy.get(u);
+      if (l) l.push(v);
+      else coveredBy.set(u, [v]);
+    })));
     return c;
   };
-  /** A value became a buffer: the subtree costs of the values above it (up to buffers) change. */
+  /**
+   * A value became a buffer: the cached subtree costs that walked through it change (exactly the
+   * values above it up to buffers; a cost that walked through a value materialized since was
+   * dropped then, so every cached cost's walk is still the current one).
+   */
   const dropCostsAbove = (id: number) => {
-    const stack = [id];
-    const seen = new Set<number>();
-    while (stack.length) {
-      const v = stack.pop()!;
-      if (seen.has(v)) continue;
-      seen.add(v);
-      costs.delete(v);
-      if (v !== id && bufOf.has(v)) continue;
-      for (const u of users.get(v) ?? []) stack.push(u.id);
-    }
+    costs.delete(id);
+    for (const v of coveredBy.get(id) ?? []) costs.delete(v);
+    coveredBy.delete(id);
   };
 
   const allocate = (id: number) => {
@@ -95,22 +102,23 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
   };
   const record = (r: number, ins: KernelInlining) => {
     inspected.set(r, ins);
-    for (const v of ins.visited) {
-      let s = computedBy.get(v);
-      if (!s) computedBy.set(v, (s = new Set()));
+    // (ins.evaluations has exactly the visited values as keys: every visit counts one evaluation.)
+    for (const [v, n] of ins.evaluations) {
+      let s = computedBy[v];
+      if (!s) computedBy[v] = s = new Set();
       s.add(r);
-      if (s.size === 2) shared.add(v);
-      evaluations.set(v, (evaluations.get(v) ?? 0) + (ins.evaluations.get(v) ?? 0));
+      if (s.size === 2) shared.insert(v);
+      evaluations[v]! += n;
     }
   };
   const forget = (r: number) => {
     const ins = inspected.get(r)!;
     inspected.delete(r);
-    for (const v of ins.visited) {
-      const s = computedBy.get(v)!;
+    for (const [v, n] of ins.evaluations) {
+      const s = computedBy[v]!;
       s.delete(r);
-      if (s.size === 1) shared.delete(v);
-      evaluations.set(v, evaluations.get(v)! - (ins.evaluations.get(v) ?? 0));
+      if (s.size === 1) shared.remove(v);
+      evaluations[v]! -= n;
     }
     pending.push(r);
   };
@@ -118,7 +126,7 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
     if (reasons.has(id) || bufOf.has(id)) throw new KilnError(`fusion: %${id} was asked to be materialized twice (${why})`);
     reasons.set(id, why);
     allocate(id);
-    for (const r of [...(computedBy.get(id) ?? [])]) forget(r);
+    for (const r of [...(computedBy[id] ?? [])]) forget(r);
   };
   for (const id of reasons.keys()) allocate(id);
 
@@ -137,27 +145,26 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
     // costs): expensive values all at once, then the first cheap one the cost model picks.
     // (Evaluation counts and subtree costs are kept up to date incrementally: the same numbers as
     // recounting them every round, without the quadratic work on large graphs.)
-    const candidates = [...shared].sort((a, b) => order.get(b)! - order.get(a)!);
     let expensive = 0;
-    for (const v of candidates) {
+    for (const v of shared.snapshot()) {
       const n = g.node(v)!;
       if (isExpensive(n.op)) {
-        materialize(v, `${n.op} is read by ${computedBy.get(v)!.size} kernels (never recomputed)`);
+        materialize(v, `${n.op} is read by ${computedBy[v]!.size} kernels (never recomputed)`);
         expensive++;
       }
     }
     if (expensive) continue;
-    const cheap = candidates.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations.get(v)!, computedBy.get(v)!.size));
+    const cheap = shared.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations[v]!, computedBy[v]!.size));
     if (cheap === undefined) break;
-    materialize(cheap, `recomputing it ${evaluations.get(cheap)!} times in ${computedBy.get(cheap)!.size} kernels moves more bytes than storing it`);
+    materialize(cheap, `recomputing it ${evaluations[cheap]!} times in ${computedBy[cheap]!.size} kernels moves more bytes than storing it`);
   }
   const outputs = new Map<string, number>();
   for (const o of g.outputs) outputs.set(o.name, bufOf.get(o.id)!);
   return { reasons, buffers, bufferOf: bufOf, inputs, outputs };
 }
 
-/** FLOPs and loaded bytes per element of a value's inlined subtree (stopping at buffers). */
-function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>): SubtreeCost {
+/** FLOPs and loaded bytes per element of a value's inlined subtree (stopping at buffers); `through` sees each value computed in it. */
+function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>, through: (v: number) => void): SubtreeCost {
   let flops = 0, loadBytes = 0;
   const seen = new Set<number>();
   const stack = [id];
@@ -171,10 +178,43 @@ function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>): 
     }
     const n = g.node(v);
     if (!n) continue;
+    through(v);
     flops += elementFlops(n.op);
     stack.push(...n.inputs);
   }
   return { flops, loadBytes };
+}
+
+/** A set of node ids kept sorted by descending graph position (the order fusion's rules scan shared values in). */
+class PositionList {
+  private readonly ids: number[] = [];
+  constructor(private readonly order: ReadonlyMap<number, number>) {}
+  /** Index of the first id whose position is at most `key`'s. */
+  private at(key: number): number {
+    const a = this.ids;
+    let lo = 0, hi = a.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.order.get(a[mid]!)! > key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  insert(id: number): void {
+    const i = this.at(this.order.get(id)!);
+    if (this.ids[i] !== id) this.ids.splice(i, 0, id);
+  }
+  remove(id: number): void {
+    const i = this.at(this.order.get(id)!);
+    if (this.ids[i] === id) this.ids.splice(i, 1);
+  }
+  snapshot(): number[] {
+    return [...this.ids];
+  }
+  find(pred: (id: number) => boolean): number | undefined {
+    for (const id of this.ids) if (pred(id)) return id;
+    return undefined;
+  }
 }
 
 /** A min-priority queue of node ids by graph position (duplicates allowed; the caller skips stale ones). */

@@ -51,20 +51,24 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
   const ks = () => [...live];
 
   /** Would merging kernels x and y close a cycle (a dependence path between them through other kernels)? */
-  const wouldCycle = (x: Kernel, y: Kernel): boolean => {
-    const reaches = (from: Kernel, to: Kernel) => {
-      const seen = new Set<Kernel>();
-      const stack = [...producers.get(from)!].filter((p) => p !== to);
-      while (stack.length) {
-        const v = stack.pop()!;
-        if (v === to) return true;
-        if (seen.has(v)) continue;
-        seen.add(v);
-        for (const p of producers.get(v)!) stack.push(p);
-      }
-      return false;
-    };
-    return reaches(x, y) || reaches(y, x);
+  const wouldCycle = (x: Kernel, y: Kernel): boolean => throughOthers(x, y) || throughOthers(y, x);
+  /**
+   * Is there a dependence path from `to` into `from` through at least one other kernel? Searched
+   * both ways at once, one kernel per step each: back from `from` through producers and forward
+   * from `to` through users; the first search that finds the other end, or runs out of kernels,
+   * answers (each alone is exact). Merging the AdamW updates of same-shaped parameters asks this
+   * about kernels near the end of the step: forward from them there is almost nothing to visit,
+   * while back from them lies the whole step.
+   */
+  const throughOthers = (from: Kernel, to: Kernel): boolean => {
+    const back = new DependenceSearch(producers, [...producers.get(from)!].filter((p) => p !== to), to);
+    const fwd = new DependenceSearch(users, [...users.get(to)!].filter((u) => u !== from), from);
+    for (;;) {
+      const b = back.step();
+      if (b !== undefined) return b;
+      const f = fwd.step();
+      if (f !== undefined) return f;
+    }
   };
   const readElsewhere = (buf: number, except: ReadonlySet<Kernel>) => [...(readers.get(buf) ?? [])].some((k) => !except.has(k));
   /** Replace kernels x and y by `merged`. */
@@ -137,8 +141,10 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
     const cands = new Set<Kernel>();
     for (const b of [...avail.keys(), ...[...ca.reads].filter((x) => buffers[x]!.kind !== 'const')])
       for (const k of readers.get(b) ?? []) if (k !== cur) cands.add(k);
-    for (const b of [...cands].sort((x, y) => place.get(x)! - place.get(y)!)) {
-      if (!isElementwise(b) || !sameShape(b.grid, cur.grid)) continue;
+    // (The shape test first: it is cheap, and most kernels that share an operand such as the
+    // learning rate have other shapes; filtering before sorting keeps the same order.)
+    const sameGrid = [...cands].filter((b): b is LoopKernel => b.kind === 'loop' && sameShape(b.grid, cur.grid) && isElementwise(b));
+    for (const b of sameGrid.sort((x, y) => place.get(x)! - place.get(y)!)) {
       const cb = kernelAccess(b);
       const consumes = [...avail.keys()].filter((x) => cb.reads.has(x));
       if (!consumes.every((x) => (cb.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
@@ -173,6 +179,24 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
       return commit(cur, b, { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV });
     }
     return undefined;
+  }
+}
+
+/** A depth-first search over kernel dependence edges (one direction) for `target`, one kernel per step. */
+class DependenceSearch {
+  private readonly seen = new Set<Kernel>();
+  constructor(private readonly next: ReadonlyMap<Kernel, ReadonlySet<Kernel>>, private readonly stack: Kernel[], private readonly target: Kernel) {}
+  /** true: found; false: nothing left to visit; undefined: not decided yet. */
+  step(): boolean | undefined {
+    for (;;) {
+      const v = this.stack.pop();
+      if (v === undefined) return false;
+      if (v === this.target) return true;
+      if (this.seen.has(v)) continue;
+      this.seen.add(v);
+      for (const p of this.next.get(v)!) this.stack.push(p);
+      return undefined;
+    }
   }
 }
 
@@ -392,13 +416,12 @@ function cseLets(k: LoopKernel, head?: readonly Stmt[]): LoopKernel {
 
 /** `e` with its direct sub-expressions mapped by `f` (which always answers); `e` itself when none changes. */
 function mapChildren(e: Expr, f: (x: Expr) => Expr | undefined): Expr {
-  const m = (x: Expr) => f(x) ?? x;
   switch (e.k) {
-    case 'load': { const index = m(e.index); return index === e.index ? e : { ...e, index }; }
-    case 'un': case 'cast': { const a = m(e.a); return a === e.a ? e : { ...e, a }; }
-    case 'bin': { const a = m(e.a), b = m(e.b); return a === e.a && b === e.b ? e : { ...e, a, b }; }
-    case 'select': { const c = m(e.c), a = m(e.a), b = m(e.b); return c === e.c && a === e.a && b === e.b ? e : { ...e, c, a, b }; }
-    case 'random': { const s0 = m(e.s0), s1 = m(e.s1), index = m(e.index); return s0 === e.s0 && s1 === e.s1 && index === e.index ? e : { ...e, s0, s1, index }; }
+    case 'load': { const index = f(e.index) ?? e.index; return index === e.index ? e : { ...e, index }; }
+    case 'un': case 'cast': { const a = f(e.a) ?? e.a; return a === e.a ? e : { ...e, a }; }
+    case 'bin': { const a = f(e.a) ?? e.a, b = f(e.b) ?? e.b; return a === e.a && b === e.b ? e : { ...e, a, b }; }
+    case 'select': { const c = f(e.c) ?? e.c, a = f(e.a) ?? e.a, b = f(e.b) ?? e.b; return c === e.c && a === e.a && b === e.b ? e : { ...e, c, a, b }; }
+    case 'random': { const s0 = f(e.s0) ?? e.s0, s1 = f(e.s1) ?? e.s1, index = f(e.index) ?? e.index; return s0 === e.s0 && s1 === e.s1 && index === e.index ? e : { ...e, s0, s1, index }; }
     default: return e;
   }
 }

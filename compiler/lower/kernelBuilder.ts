@@ -14,7 +14,7 @@
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import type { Graph, Node } from '../../ir/graph.ts';
-import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un, walkExpr } from '../../ir/kernel/expr.ts';
+import { I, bin, cast, konst, linearIndex, load, ref, select, simplifyIndex, un } from '../../ir/kernel/expr.ts';
 import { ExprInterner, children, treeSizeAtLeast } from '../../ir/kernel/intern.ts';
 import type { Expr, ReduceKind, Stmt } from '../../ir/kernel/types.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../ir/ops.ts';
@@ -80,6 +80,10 @@ export class KernelBuilder {
   private readonly intern = new ExprInterner();
   /** Index sub-expressions already bound to lets (by structural id), see shareIndices. */
   private readonly sharedIndex = new Map<number, { e: Expr; block: Block }>();
+  /** Simplified index expressions by structural id (see simp). */
+  private readonly simplified = new Map<number, Expr>();
+  /** Simplified linear indices of loads, by index and shape (see linearOf). */
+  private readonly linearIndices = new Map<string, Expr>();
   private counter = 0;
   gridVars: Expr[] = [];
   row: RowSpace | undefined;
@@ -131,35 +135,74 @@ export class KernelBuilder {
     return this.row!.axes.reduce((n, a) => n * this.row!.shape[a]!, 1);
   }
 
+  /**
+   * simplifyIndex, once per structure in this kernel: view maps build new but equal index
+   * expressions at every visit (reshape's div/mod of a linearized index), and the simplifier's own
+   * memo is by object. Exact: the simplifier is a pure function of the expression's structure and the
+   * extents of its variables, every variable is defined before an expression uses it, and defined
+   * extents never change (defineVar).
+   */
   simp(e: Expr): Expr {
-    return simplifyIndex(e, this.ext);
+    if (e.k === 'const' || e.k === 'var' || (e.dtype !== 'i32' && e.dtype !== 'bool')) return e;
+    const id = this.intern.id(e);
+    let r = this.simplified.get(id);
+    if (r === undefined) this.simplified.set(id, (r = simplifyIndex(e, this.ext)));
+    return r;
   }
 
   private onStack(b: Block): boolean {
     return this.stack.includes(b);
   }
 
+  /**
+   * The simplified row-major linear index of `sidx` (simplified) in a value of `shape`, once per index
+   * and shape in this kernel (loads of every buffer of a shape at one point share it; the simplifier
+   * is a pure function of the expression's structure and the extents of its variables, which never
+   * change once defined, so the result is the one computing it again would give).
+   */
+  private linearOf(key: string, sidx: readonly Expr[], shape: Shape): Expr {
+    const k = `${key.slice(key.indexOf('@'))}|${shape.join(',')}`;
+    let e = this.linearIndices.get(k);
+    if (e === undefined) this.linearIndices.set(k, (e = this.simp(linearIndex(sidx, stridesOf(shape)))));
+    return e;
+  }
+
+  /** The innermost block on the stack that `x` (a var or a ref) ties a value to, when deeper than `target`. */
+  private deeper(x: Expr, target: Block): Block {
+    let b: Block | undefined;
+    if (x.k === 'var') {
+      for (const s of this.stack) if (s.loopVar === x.name) { b = s; break; }
+    } else if (x.k === 'ref') b = this.refBlock.get(x.name);
+    return b && b.depth > target.depth && this.onStack(b) ? b : target;
+  }
+
+  /** The outermost block whose variables the tree of `x` uses, at least `target` (walks the tree). */
+  private blockOfTree(x: Expr, target: Block): Block {
+    target = this.deeper(x, target);
+    switch (x.k) {
+      case 'load': return this.blockOfTree(x.index, target);
+      case 'un': case 'cast': return this.blockOfTree(x.a, target);
+      case 'bin': return this.blockOfTree(x.b, this.blockOfTree(x.a, target));
+      case 'select': return this.blockOfTree(x.b, this.blockOfTree(x.a, this.blockOfTree(x.c, target)));
+      case 'random': return this.blockOfTree(x.index, this.blockOfTree(x.s1, this.blockOfTree(x.s0, target)));
+      default: return target;
+    }
+  }
+
+  /** blockOfTree visiting each DAG node once (a large value's tree may be exponentially larger than its DAG). */
+  private blockOfDag(x: Expr, target: Block, seen: Set<Expr>): Block {
+    if (seen.has(x)) return target;
+    seen.add(x);
+    target = this.deeper(x, target);
+    for (const c of children(x)) target = this.blockOfDag(c, target, seen);
+    return target;
+  }
+
   /** Bind `e` to a let in the outermost block whose variables it uses; returns the ref. */
   private bind(e: Expr, key: string): Expr {
     if (this.opts.inlineOnly || e.k === 'const' || e.k === 'var' || e.k === 'ref') return e;
     const large = treeSizeAtLeast(e, SHARE_MIN_VALUE);
-    let target = this.stack[0]!;
-    const seen = large ? new Set<Expr>() : undefined;
-    const see = (x: Expr): void => {
-      let b: Block | undefined;
-      if (x.k === 'var') b = this.stack.find((s) => s.loopVar === x.name);
-      else if (x.k === 'ref') b = this.refBlock.get(x.name);
-      if (b && b.depth > target.depth && this.onStack(b)) target = b;
-    };
-    // A large value's tree may be exponentially larger than its DAG: visit each DAG node once.
-    const visitDag = (x: Expr): void => {
-      if (seen!.has(x)) return;
-      seen!.add(x);
-      see(x);
-      for (const c of children(x)) visitDag(c);
-    };
-    if (large) visitDag(e);
-    else walkExpr(e, see);
+    const target = large ? this.blockOfDag(e, this.stack[0]!, new Set()) : this.blockOfTree(e, this.stack[0]!);
     const value = large ? this.shareIndices(e, target) : e;
     const name = this.fresh('v');
     target.stmts.push({ k: 'let', name, value });
@@ -236,8 +279,13 @@ export class KernelBuilder {
   /** The expression for element `idx` of value `id`. */
   valueAt(id: number, idx: readonly Expr[]): Expr {
     if (this.needs) return konst(0, this.g.typeOf(id).dtype);
-    const sidx = idx.map((x) => this.simp(x));
-    const key = `${id}@${sidx.map((x) => this.intern.id(x)).join(',')}`;
+    // (Loops, not map/join closures: this runs for every element expression of every inspection.)
+    const sidx: Expr[] = new Array(idx.length);
+    let key = `${id}@`;
+    for (let i = 0; i < idx.length; i++) {
+      const x = (sidx[i] = this.simp(idx[i]!));
+      key += i ? `,${this.intern.id(x)}` : `${this.intern.id(x)}`;
+    }
     const hit = this.memo.get(key);
     if (hit && this.onStack(hit.block)) return hit.e;
     const t = this.g.typeOf(id);
@@ -246,9 +294,7 @@ export class KernelBuilder {
     // index would still read element 0 of a zero-size buffer) and nothing is computed.
     if (numel(t.shape) === 0) return konst(0, t.dtype);
     const buf = this.buffers.get(id);
-    if (buf !== undefined && !this.computing.has(id)) {
-      return this.bind(load(buf, this.simp(linearIndex(sidx, stridesOf(t.shape))), t.dtype), key);
-    }
+    if (buf !== undefined && !this.computing.has(id)) return this.bind(load(buf, this.linearOf(key, sidx, t.shape), t.dtype), key);
     const node = this.g.node(id);
     if (!node) throw new KilnError(`lowering: value %${id} has no buffer and no defining node`);
     const why = this.inlineBlocker(node, sidx);
@@ -294,14 +340,18 @@ export class KernelBuilder {
     return ok ? undefined : 'it is read at another point than the one it was reduced for';
   }
 
+  /** Element `idx` of operand `k` of elementwise node `n` (broadcast to n's shape). */
+  private operand(n: Node, k: number, idx: readonly Expr[]): Expr {
+    const id = n.inputs[k]!;
+    return this.valueAt(id, broadcastIndex(idx, this.g.typeOf(id).shape, n.type.shape));
+  }
+
   private compute(n: Node, idx: Expr[]): Expr {
     const a = n.attrs;
-    const inT = n.inputs.map((i) => this.g.typeOf(i));
-    const operand = (k: number) => this.valueAt(n.inputs[k]!, broadcastIndex(idx, inT[k]!.shape, n.type.shape));
     switch (opSpec(n.op).category) {
-      case 'unary': return un(n.op as UnaryOp, operand(0));
-      case 'binary': case 'compare': case 'logical': return bin(n.op as BinaryOp | CompareOp | LogicalOp, operand(0), operand(1));
-      case 'ternary': return select(operand(0), operand(1), operand(2));
+      case 'unary': return un(n.op as UnaryOp, this.operand(n, 0, idx));
+      case 'binary': case 'compare': case 'logical': return bin(n.op as BinaryOp | CompareOp | LogicalOp, this.operand(n, 0, idx), this.operand(n, 1, idx));
+      case 'ternary': return select(this.operand(n, 0, idx), this.operand(n, 1, idx), this.operand(n, 2, idx));
       case 'cast': return cast(this.valueAt(n.inputs[0]!, idx), n.type.dtype);
       case 'source':
         if (n.op === 'iota') return cast(idx[a.axis as number]!, n.type.dtype);
@@ -313,11 +363,11 @@ export class KernelBuilder {
           s0: this.valueAt(n.inputs[0]!, [I.c(0)]), s1: this.valueAt(n.inputs[0]!, [I.c(1)]),
           index: this.simp(linearIndex(idx, stridesOf(n.type.shape))),
         };
-      case 'movement': return this.movement(n, idx, inT[0]!.shape);
+      case 'movement': return this.movement(n, idx, this.g.typeOf(n.inputs[0]!).shape);
       case 'index': {
         const axis = a.axis as number;
-        const x = inT[0]!;
-        const ir = inT[1]!.shape.length;
+        const x = this.g.typeOf(n.inputs[0]!);
+        const ir = this.g.typeOf(n.inputs[1]!).shape.length;
         const j = this.valueAt(n.inputs[1]!, idx.slice(axis, axis + ir));
         const at = clampIndex(j, x.shape[axis]!);
         return this.valueAt(n.inputs[0]!, [...idx.slice(0, axis), at, ...idx.slice(axis + ir)]);

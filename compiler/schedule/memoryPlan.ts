@@ -114,19 +114,25 @@ export function planMemory(kernels: readonly Kernel[], buffers: readonly BufferD
   // Unused temporaries (never touched) get no memory.
   let arenaBytes = 0;
   for (const [id, o] of offsets) arenaBytes = Math.max(arenaBytes, align(o + size(buffers[id]!)));
-  let peakBytes = 0;
-  for (let k = 0; k < kernels.length; k++) {
-    let sum = 0;
-    const counted = new Set<number>();
-    for (const [id, [s, e]] of live) {
-      if (s > k || e < k) continue;
-      const p = sharesWith.get(id);
-      if (p !== undefined && counted.has(p)) continue;
-      counted.add(id);
-      sum += size(buffers[id]!);
-    }
-    peakBytes = Math.max(peakBytes, sum);
+  // Live bytes at each kernel, by a sweep over range ends: each buffer counts from its first kernel
+  // to its last; a pair sharing memory in place (equal sizes, both live only at the kernel where one
+  // dies and the other is born) counts once there.
+  const delta = new Array<number>(kernels.length + 1).fill(0);
+  for (const [id, [s, e]] of live) {
+    delta[s]! += size(buffers[id]!);
+    delta[e + 1]! -= size(buffers[id]!);
   }
+  for (const [x, y] of sharesWith) {
+    if (x > y) continue; // each pair once
+    const [a0, a1] = live.get(x)!, [b0, b1] = live.get(y)!;
+    const from = Math.max(a0, b0), to = Math.min(a1, b1);
+    if (from <= to) {
+      delta[from]! -= size(buffers[x]!);
+      delta[to + 1]! += size(buffers[x]!);
+    }
+  }
+  let peakBytes = 0;
+  for (let k = 0, sum = 0; k < kernels.length; k++) peakBytes = Math.max(peakBytes, (sum += delta[k]!));
   const totalBytes = temps.filter((b) => live.has(b.id)).reduce((s, b) => s + align(size(b)), 0);
   const stateInPlace = io ? stateUpdatesInPlace(kernels, buffers, io) : [];
   return { offsets, arenaBytes, peakBytes, totalBytes, live, inPlace, stateInPlace };

@@ -48,11 +48,13 @@ export function children(e: Expr): readonly Expr[] {
 
 /** Whether `e` written out as a tree has at least `n` nodes (visits at most n of them). */
 export function treeSizeAtLeast(e: Expr, n: number): boolean {
-  let left = n;
-  const visit = (x: Expr): boolean => {
-    if (--left <= 0) return true;
-    for (const c of children(x)) if (visit(c)) return true;
-    return false;
-  };
-  return visit(e);
+  // (No closure: this runs for every value a kernel builder binds, and a named closure costs a
+  // function-name definition per call under tsx.)
+  const left = { n };
+  return sizeAtLeast(e, left);
+}
+function sizeAtLeast(x: Expr, left: { n: number }): boolean {
+  if (--left.n <= 0) return true;
+  for (const c of children(x)) if (sizeAtLeast(c, left)) return true;
+  return false;
 }
