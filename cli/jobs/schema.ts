@@ -97,7 +97,8 @@ export const modelSchema = z.discriminatedUnion('kind', [
     headHidden: posInt.default(256),
     bottleneck: posInt.default(64),
     /** Evaluation at the end: linear probe (epochs) and kNN on Fashion-MNIST; null: none. */
-    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null }),
+    /** features: the readouts probed (the first is `linear_probe` and the kNN's; see models/ssl/evaluate.ts ProbeFeatures). */
+    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null), features: z.array(z.enum(['mean', 'last4', 'tokens'])).min(1).default(['mean']) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null, features: ['mean'] }),
   }),
   faeStage('fae_stage_ia'),
   faeStage('fae_stage_ib'),

@@ -309,11 +309,19 @@ function sslEncoderTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'ssl_enco
   const evaluate = d.kind !== 'fashion_mnist' || !probe ? undefined : async (session: Session) => {
     const t0 = performance.now();
     const state = await session.read(['param']);
-    const r = await evaluateEncoder(ctx.backend, student, state, loadFashionMnist('train', d.dir ?? undefined), loadFashionMnist('test', d.dir ?? undefined), {
-      probe: { epochs: probe.epochs }, noKnn: !probe.knn, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined,
-    });
-    ctx.log(`SSL encoder evaluation (${r.features}-d mean-pooled features, ${((performance.now() - t0) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
-    return { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) };
+    const train = loadFashionMnist('train', d.dir ?? undefined), test = loadFashionMnist('test', d.dir ?? undefined);
+    const metrics: Record<string, number> = {};
+    for (const [i, features] of probe.features.entries()) {
+      const t1 = performance.now();
+      const r = await evaluateEncoder(ctx.backend, student, state, train, test, {
+        probe: { epochs: probe.epochs }, noKnn: !probe.knn || i > 0, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined, features,
+      });
+      ctx.log(`SSL encoder evaluation (${r.features}-d ${({ mean: 'mean-pooled', last4: 'last-4-blocks mean-pooled', tokens: 'token-map' } as const)[features]} features, ${((performance.now() - t1) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
+      if (i === 0) Object.assign(metrics, { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) });
+      metrics[`linear_probe_${features}`] = r.linear_probe;
+    }
+    ctx.log(`SSL encoder evaluation: ${((performance.now() - t0) / 1000).toFixed(1)} s in all`);
+    return metrics;
   };
   return {
     task: {

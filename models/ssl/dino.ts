@@ -131,6 +131,23 @@ export class DinoNetwork extends Module {
     return e.norm.forward(x);
   }
 
+  /**
+   * DINO's linear-evaluation readout (its eval_linear's n_last_blocks): the outputs of the last `n`
+   * blocks, each through the final LayerNorm, mean-pooled over the tokens (this encoder has no CLS
+   * token, whose place the mean takes) and concatenated: [B, n·dim].
+   */
+  lastBlocks(images: Tensor, n: number): Tensor {
+    const e = this.encoder;
+    if (n < 1 || n > e.blocks.length) throw new KilnError(`DINO: cannot read the last ${n} blocks of a depth-${e.blocks.length} encoder`);
+    let x = e.patch_embed.forward(images).add(e.pos_embed);
+    const outs: Tensor[] = [];
+    e.blocks.forEach((blk, i) => {
+      x = blk.forward(x);
+      if (i >= e.blocks.length - n) outs.push(e.norm.forward(x).mean(1));
+    });
+    return concat(outs, -1);
+  }
+
   logits(images: Tensor): Tensor {
     return this.head.forward(this.embed(images));
   }
