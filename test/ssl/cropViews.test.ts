@@ -2,13 +2,15 @@
  * @file Views cut in the program (models/ssl/cropViews.ts) against the host reference
  * (runtime/data/multiCrop.ts): for the same seed, epoch and batch, the program's global views equal
  * MultiCropSource's views (crops, flips, jitter) and its smaller local views equal `resizedCrop` into the
- * smaller size, to 1e-5 (f32 rounding of sums of two or four products); and the DINO step with device
- * crops and 12 px local crops traces, runs and resamples the position embedding as a bilinear map.
+ * smaller size, to 1e-5 (f32 rounding of sums of two or four products), on the Graph-IR interpreter and
+ * through the compiler on the kernel-IR interpreter; the position-embedding resampling matrix.
  */
 import { describe, expect, it } from 'vitest';
+import type { Backend } from '../../backends/backend.ts';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
+import { kernelCpuBackend } from '../../backends/kernel/executable.ts';
 import { trace } from '../../compiler/dsl/index.ts';
-import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import { hostTensor } from '../../ir/tensor.ts';
 import { cropViews } from '../../models/ssl/cropViews.ts';
 import { resampleMatrix } from '../../models/ssl/dino.ts';
 import { CROP_PARAMS, MultiCropSource, cropParams, resizedCrop } from '../../runtime/data/multiCrop.ts';
@@ -30,9 +32,9 @@ class Fixed implements BatchSource {
   }
 }
 
-async function deviceViews(params: Float32Array, copies: number, out: number): Promise<Float32Array> {
+async function deviceViews(params: Float32Array, copies: number, out: number, backend: Backend = cpuBackend): Promise<Float32Array> {
   const g = trace('crops', (t) => ({ v: cropViews(t.input('images', [B, C, S, S]), t.input('p', [copies * B, CROP_PARAMS]), copies, out) }));
-  const s = await Session.open(cpuBackend, g, new Map());
+  const s = await Session.open(backend, g, new Map());
   const v = (await s.run({ images: hostTensor('f32', [B, C, S, S], img), p: hostTensor('f32', [copies * B, CROP_PARAMS], params) })).v!;
   s.dispose();
   expect(v.shape).toEqual([copies * B, C, out, out]);
@@ -56,6 +58,8 @@ describe('cropViews (views cut in the program)', () => {
     expect(flips).toContain(0); // both branches of the flip are exercised
     expect(flips).toContain(1);
     expect(maxDiff(await deviceViews(params, 5, S), host.x.data as Float32Array)).toBeLessThan(1e-5);
+    // the compiled path (fusion, lowering, the kernel-IR interpreter) cuts the same views
+    expect(maxDiff(await deviceViews(params, 5, S, kernelCpuBackend), host.x.data as Float32Array)).toBeLessThan(1e-5);
   });
 
   it('cut smaller local views like resizedCrop into the smaller size', async () => {
@@ -81,4 +85,3 @@ describe('resampleMatrix (position embedding on a smaller grid)', () => {
     expect(Array.from(resampleMatrix(4, 4))).toEqual([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
   });
 });
-export type { HostTensor };
