@@ -32,7 +32,7 @@ import { flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { MlpClassifier } from '../../models/mlp.ts';
 import { TarFlow, trainLossGraph } from '../../models/tarflow.ts';
-import { CROP_PARAMS_INPUT, DinoNetwork, IMAGES_INPUT, MOMENTUM_INPUT, dinoConfig, dinoForward, dinoStateOutputs, teacherMomentum } from '../../models/ssl/dino.ts';
+import { CROP_PARAMS_INPUT, DinoNetwork, IMAGES_INPUT, MOMENTUM_INPUT, TEACHER_PREFIX, dinoConfig, dinoForward, dinoStateOutputs, teacherMomentum } from '../../models/ssl/dino.ts';
 import { evaluateEncoder } from '../../models/ssl/evaluate.ts';
 import { CROP_PARAMS, MultiCropSource, cropParams } from '../../runtime/data/multiCrop.ts';
 import { type UserModel, loadUserModel, traceUserModel } from '../userModel.ts';
@@ -308,7 +308,10 @@ function sslEncoderTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'ssl_enco
   const probe = m.probe;
   const evaluate = d.kind !== 'fashion_mnist' || !probe ? undefined : async (session: Session) => {
     const t0 = performance.now();
-    const state = await session.read(['param']);
+    // The EMA teacher (DINO's evaluated network) is the `ema.*` state; the student is the params.
+    const state = !probe.teacher ? await session.read(['param'])
+      : new Map([...(await session.read(['state']))].filter(([n]) => n.startsWith(TEACHER_PREFIX)).map(([n, v]) => [n.slice(TEACHER_PREFIX.length), v]));
+    const who = probe.teacher ? 'teacher' : 'student';
     const train = loadFashionMnist('train', d.dir ?? undefined), test = loadFashionMnist('test', d.dir ?? undefined);
     const metrics: Record<string, number> = {};
     for (const [i, features] of probe.features.entries()) {
@@ -316,7 +319,7 @@ function sslEncoderTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'ssl_enco
       const r = await evaluateEncoder(ctx.backend, student, state, train, test, {
         probe: { epochs: probe.epochs }, noKnn: !probe.knn || i > 0, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined, features,
       });
-      ctx.log(`SSL encoder evaluation (${r.features}-d ${({ mean: 'mean-pooled', last4: 'last-4-blocks mean-pooled', tokens: 'token-map' } as const)[features]} features, ${((performance.now() - t1) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
+      ctx.log(`SSL encoder evaluation (${who}, ${r.features}-d ${({ mean: 'mean-pooled', last4: 'last-4-blocks mean-pooled', tokens: 'token-map' } as const)[features]} features, ${((performance.now() - t1) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
       if (i === 0) Object.assign(metrics, { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) });
       metrics[`linear_probe_${features}`] = r.linear_probe;
     }

@@ -25,7 +25,7 @@ describe('kiln train ssl-encoder / kiln eval probe', () => {
 
   it('trains, checkpoints the student and its EMA teacher, and evaluates at the end', () => {
     expect(trained.code, trained.stderr).toBe(0);
-    expect(trained.stdout).toMatch(/SSL encoder evaluation \(16-d mean-pooled features.*\): linear probe [\d.]+% test .*kNN [\d.]+%/);
+    expect(trained.stdout).toMatch(/SSL encoder evaluation \(teacher, 16-d mean-pooled features.*\): linear probe [\d.]+% test .*kNN [\d.]+%/);
     const ck = loadLatestCheckpoint(join(run, 'checkpoints'), () => {})!;
     expect(ck.state.step).toBe(3);
     const s = ck.checkpoint.model.get('encoder.pos_embed')!.data, t = ck.checkpoint.ema.get('encoder.pos_embed')!.data;
