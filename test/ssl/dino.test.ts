@@ -157,4 +157,28 @@ describe('DINO training step', () => {
     expect(Number.isFinite(l)).toBe(true);
     expect(l).toBeGreaterThan(0);
   }, 120_000);
+
+  it("DINO's last-blocks readout: each block's output through the final norm, mean-pooled, concatenated", async () => {
+    const deep = new DinoNetwork(dinoConfig({ dim: 8, depth: 3, heads: 2, patchSize: 4, imageSize: S, channels: 1 }, { headHidden: 8, bottleneck: 4, prototypes: K }));
+    const init = deep.initState(5);
+    const x = hostTensor('f32', [2, 1, S, S], Float32Array.from({ length: 2 * S * S }, (_, i) => Math.cos(i * 0.7)));
+    const g = trace('readout', (t) => {
+      const xi = t.input('x', [2, 1, S, S]), e = deep.encoder;
+      let h = e.patch_embed.forward(xi).add(e.pos_embed);
+      const means: Record<string, ReturnType<typeof h.mean>> = {};
+      e.blocks.forEach((b, i) => { h = b.forward(h); means[`b${i}`] = e.norm.forward(h).mean(1); });
+      return { last2: deep.lastBlocks(xi, 2), last1: deep.lastBlocks(xi, 1), embed: deep.embed(xi), ...means };
+    }, { params: deep });
+    const s = await Session.open(cpuBackend, g, init);
+    const o = await s.run({ x });
+    s.dispose();
+    expect(o.last2!.shape).toEqual([2, 16]);
+    expect(Array.from(o.last1!.data)).toEqual(Array.from(o.embed!.data)); // the last block alone is the mean-pooled embedding
+    for (let r = 0; r < 2; r++)
+      for (let d = 0; d < 8; d++) {
+        expect(o.last2!.data[r * 16 + d]).toBeCloseTo(Number(o.b1!.data[r * 8 + d]), 6);
+        expect(o.last2!.data[r * 16 + 8 + d]).toBeCloseTo(Number(o.b2!.data[r * 8 + d]), 6);
+      }
+    expect(() => deep.lastBlocks(undefined as never, 4)).toThrow(/last 4 blocks of a depth-3 encoder/);
+  }, 60_000);
 });
