@@ -38,7 +38,7 @@ import { defaultResident } from '../runtime/session.ts';
 
 /** Spec name → [program, default size]. */
 const PROGRAMS: Record<string, [string, string | undefined]> = {
-  block: ['block', '768x12x256'], lightningdit: ['lightningdit', 'B/1'], lightningdit_xl: ['lightningdit', 'XL/1'], mlp: ['mlp', undefined],
+  block: ['block', '768x12x256'], dino: ['dino', '6x12'], lightningdit: ['lightningdit', 'B/1'], lightningdit_xl: ['lightningdit', 'XL/1'], mlp: ['mlp', undefined],
 };
 
 function feedsFor(g: Graph): Record<string, HostTensor> {

@@ -12,6 +12,7 @@ import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../models/flowMatc
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../models/lightningdit.ts';
 import { INCEPTION_FID, InceptionV3, traceInceptionFeatures } from '../models/inception.ts';
 import { MlpClassifier } from '../models/mlp.ts';
+import { DinoNetwork, dinoConfig, dinoForward, dinoStateOutputs } from '../models/ssl/dino.ts';
 import { TarFlow, forwardGraph, tarflowConfigs, trainLossGraph } from '../models/tarflow.ts';
 import { TransformerBlock } from '../models/transformerBlock.ts';
 
@@ -45,6 +46,16 @@ export const PROGRAMS: Record<string, { help: string; build: (o: ProgramOptions)
         return o.train ? { loss: y.square().mean() } : { y };
       }, { params: m });
       return o.train ? trainStep(fwd, { loss: 'loss', optimizer: adamw }) : fwd;
+    },
+  },
+  dino: {
+    help: 'DINO step of the SSL encoder (jobs/ssl-encoder.json: 64-d depth-4 ViT, patch 4, 28 px, 2 global views, views cut in the program), --size LOCALVIEWSxLOCALSIZE (default 6x12); needs --train',
+    build: (o) => {
+      if (!o.train) throw new KilnError('dino is a training step: add --train');
+      const [lv, ls] = (o.size ?? '6x12').split('x').map(Number) as [number, number];
+      const cfg = dinoConfig({ dim: 64, depth: 4, heads: 4, patchSize: 4, imageSize: 28, channels: 1 }, { prototypes: 1024, globalViews: 2, localViews: lv, localSize: ls });
+      const student = new DinoNetwork(cfg), teacher = new DinoNetwork(cfg);
+      return trainStep(dinoForward(student, teacher, o.batch, { deviceCrops: true }), { loss: 'loss', metrics: ['teacher_entropy', 'student_entropy', ...dinoStateOutputs(teacher)], optimizer: { kind: 'adamw', weightDecay: 0.04 }, clipGradNorm: 3 });
     },
   },
   lightningdit: {

@@ -11,7 +11,7 @@ import { type Command, Option } from 'commander';
 import { KilnError } from '../../ir/errors.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { DinoNetwork } from '../../models/ssl/dino.ts';
-import { evaluateEncoder, pixelProbe } from '../../models/ssl/evaluate.ts';
+import { PROBE_FEATURES, type ProbeFeatures, evaluateEncoder, pixelProbe } from '../../models/ssl/evaluate.ts';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
 import { loadCheckpoint } from '../../runtime/checkpoint.ts';
 import { loadLatestCheckpoint } from '../../runtime/checkpoints.ts';
@@ -50,12 +50,12 @@ export function registerProbe(ev: Command): void {
     .option('--epochs <n>', 'probe training epochs', positiveInt, 30)
     .option('--k <n>', 'neighbours of the kNN classifier', positiveInt, 20)
     .option('--no-knn', 'skip the kNN accuracy')
-    .addOption(new Option('--features <f>', "mean: the mean-pooled final tokens; tokens: the whole token map flattened (N·D values, what FAE's adapter reads)").choices(['mean', 'tokens']).default('mean'))
+    .addOption(new Option('--features <f>', "mean: the mean-pooled final tokens; last4: DINO's linear-eval readout (last 4 blocks, normed, mean-pooled, concatenated); tokens: the whole token map flattened (N·D values, what FAE's adapter reads)").choices([...PROBE_FEATURES]).default('mean'))
     .option('--train-limit <n>', 'use the first N train images (default: all 60000)', positiveInt)
     .option('--test-limit <n>', 'use the first N test images (default: all 10000)', positiveInt)
     .addOption(backendOption('auto'))
     .option('--json', 'print one JSON line', false)
-    .action(async (o: { encoder?: string; teacher: boolean; pixels: boolean; features: 'mean' | 'tokens'; epochs: number; k: number; knn: boolean; trainLimit?: number; testLimit?: number; backend: string; json: boolean }) => {
+    .action(async (o: { encoder?: string; teacher: boolean; pixels: boolean; features: ProbeFeatures; epochs: number; k: number; knn: boolean; trainLimit?: number; testLimit?: number; backend: string; json: boolean }) => {
       if (!o.encoder && !o.pixels) throw new KilnError('give --encoder <run dir> or --pixels');
       const { backend, reason } = await chooseBackend(o.backend);
       console.error(`backend: ${backend.name} (${reason})`);
@@ -72,6 +72,6 @@ export function registerProbe(ev: Command): void {
       const r = await evaluateEncoder(backend, net, state, train, test, { ...lim, k: o.k, noKnn: !o.knn, features: o.features });
       const s = (performance.now() - t0) / 1000;
       console.log(o.json ? JSON.stringify({ space: from, ...r, seconds: s })
-        : `${from}, ${r.features}-d ${o.features === 'tokens' ? 'token-map' : 'mean-pooled'} features: linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN (k=${o.k}) ${(100 * r.knn).toFixed(2)}%`}, ${s.toFixed(1)} s`);
+        : `${from}, ${r.features}-d ${o.features === 'tokens' ? 'token-map' : o.features === 'last4' ? 'last-4-blocks mean-pooled' : 'mean-pooled'} features: linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN (k=${o.k}) ${(100 * r.knn).toFixed(2)}%`}, ${s.toFixed(1)} s`);
     });
 }

@@ -86,10 +86,19 @@ export const modelSchema = z.discriminatedUnion('kind', [
     globalScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.4, 1]),
     localScale: z.tuple([z.number().gt(0).max(1), z.number().gt(0).max(1)]).default([0.1, 0.4]),
     jitter: z.number().min(0).lt(1).default(0.2),
+    /** Side of the local crops in pixels (default: the image size); smaller ones need deviceCrops. */
+    localSize: posInt.nullable().default(null),
+    /** Cut the views in the training program from the images and 7 numbers per view (no host pixel work), or on the host. */
+    deviceCrops: z.boolean().default(true),
     studentTemp: z.number().positive().default(0.1),
     teacherTemp: z.number().positive().default(0.04),
+    centerMomentum: z.number().min(0).lt(1).default(0.9),
+    /** The projection head: MLP hidden width and the L2-normalized bottleneck before the prototypes. */
+    headHidden: posInt.default(256),
+    bottleneck: posInt.default(64),
     /** Evaluation at the end: linear probe (epochs) and kNN on Fashion-MNIST; null: none. */
-    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null }),
+    /** features: the readouts probed (the first is `linear_probe` and the kNN's; see models/ssl/evaluate.ts ProbeFeatures); teacher: probe the EMA teacher (DINO evaluates it), else the student. */
+    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null), features: z.array(z.enum(['mean', 'last4', 'tokens'])).min(1).default(['mean']), teacher: z.boolean().default(true) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null, features: ['mean'], teacher: true }),
   }),
   faeStage('fae_stage_ia'),
   faeStage('fae_stage_ib'),

@@ -32,9 +32,9 @@ import { flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { MlpClassifier } from '../../models/mlp.ts';
 import { TarFlow, trainLossGraph } from '../../models/tarflow.ts';
-import { DinoNetwork, MOMENTUM_INPUT, dinoConfig, dinoForward, dinoStateOutputs, teacherMomentum } from '../../models/ssl/dino.ts';
+import { CROP_PARAMS_INPUT, DinoNetwork, IMAGES_INPUT, MOMENTUM_INPUT, TEACHER_PREFIX, dinoConfig, dinoForward, dinoStateOutputs, teacherMomentum } from '../../models/ssl/dino.ts';
 import { evaluateEncoder } from '../../models/ssl/evaluate.ts';
-import { MultiCropSource } from '../../runtime/data/multiCrop.ts';
+import { CROP_PARAMS, MultiCropSource, cropParams } from '../../runtime/data/multiCrop.ts';
 import { type UserModel, loadUserModel, traceUserModel } from '../userModel.ts';
 import type { Job, JobModel } from './schema.ts';
 import { applyWeights, loadWeights } from './weights.ts';
@@ -282,6 +282,7 @@ export function sslDinoConfig(m: Extract<JobModel, { kind: 'ssl_encoder' }>, ima
   if (H !== W) throw new KilnError(`ssl_encoder takes square images, the job's data gives ${H}x${W}`);
   return dinoConfig({ dim: m.dim, depth: m.depth, heads: m.heads, patchSize: m.patchSize, imageSize: H, channels: C }, {
     prototypes: m.prototypes, globalViews: m.globalViews, localViews: m.localViews, studentTemp: m.studentTemp, teacherTemp: m.teacherTemp,
+    localSize: m.localSize ?? undefined, centerMomentum: m.centerMomentum, headHidden: m.headHidden, bottleneck: m.bottleneck,
   });
 }
 
@@ -292,28 +293,46 @@ function sslEncoderTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'ssl_enco
   const cfg = sslDinoConfig(m, ctx.source.imageShape);
   const student = new DinoNetwork(cfg), teacher = new DinoNetwork(cfg);
   const { ema, ...opts } = stepOptions(job); // the teacher is the EMA, updated by the program itself
-  const graph = trainStep(dinoForward(student, teacher, B), { ...opts, loss: 'loss', metrics: ['teacher_entropy', 'student_entropy', ...dinoStateOutputs(teacher)] });
-  const source = new MultiCropSource(ctx.source, { globalViews: m.globalViews, localViews: m.localViews, globalScale: m.globalScale, localScale: m.localScale, jitter: m.jitter, seed: job.seed });
+  const graph = trainStep(dinoForward(student, teacher, B, { deviceCrops: m.deviceCrops }), { ...opts, loss: 'loss', metrics: ['teacher_entropy', 'student_entropy', ...dinoStateOutputs(teacher)] });
+  const crops = { globalViews: m.globalViews, localViews: m.localViews, globalScale: m.globalScale, localScale: m.localScale, jitter: m.jitter, seed: job.seed };
+  // deviceCrops: the source gives the plain images and the feeds add each view's crop parameters
+  // (the same random choices MultiCropSource would apply on the host).
+  const source = m.deviceCrops ? ctx.source : new MultiCropSource(ctx.source, crops);
+  const [, H, W] = ctx.source.imageShape;
+  const V = m.globalViews + m.localViews;
+  const viewFeeds = (b: SourceBatch): Record<string, HostTensor> => !m.deviceCrops ? { views: b.x }
+    : { [IMAGES_INPUT]: b.x, [CROP_PARAMS_INPUT]: hostTensor('f32', [V * B, CROP_PARAMS], cropParams(crops, H, W, b.epoch, b.batch, B)) };
   const total = job.steps ?? Math.ceil(job.epochs! * source.batchesPerEpoch);
   const base = ema?.decay ?? 0.996;
   const d = job.data;
   const probe = m.probe;
   const evaluate = d.kind !== 'fashion_mnist' || !probe ? undefined : async (session: Session) => {
     const t0 = performance.now();
-    const state = await session.read(['param']);
-    const r = await evaluateEncoder(ctx.backend, student, state, loadFashionMnist('train', d.dir ?? undefined), loadFashionMnist('test', d.dir ?? undefined), {
-      probe: { epochs: probe.epochs }, noKnn: !probe.knn, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined,
-    });
-    ctx.log(`SSL encoder evaluation (${r.features}-d mean-pooled features, ${((performance.now() - t0) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
-    return { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) };
+    // The EMA teacher (DINO's evaluated network) is the `ema.*` state; the student is the params.
+    const state = !probe.teacher ? await session.read(['param'])
+      : new Map([...(await session.read(['state']))].filter(([n]) => n.startsWith(TEACHER_PREFIX)).map(([n, v]) => [n.slice(TEACHER_PREFIX.length), v]));
+    const who = probe.teacher ? 'teacher' : 'student';
+    const train = loadFashionMnist('train', d.dir ?? undefined), test = loadFashionMnist('test', d.dir ?? undefined);
+    const metrics: Record<string, number> = {};
+    for (const [i, features] of probe.features.entries()) {
+      const t1 = performance.now();
+      const r = await evaluateEncoder(ctx.backend, student, state, train, test, {
+        probe: { epochs: probe.epochs }, noKnn: !probe.knn || i > 0, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined, features,
+      });
+      ctx.log(`SSL encoder evaluation (${who}, ${r.features}-d ${({ mean: 'mean-pooled', last4: 'last-4-blocks mean-pooled', tokens: 'token-map' } as const)[features]} features, ${((performance.now() - t1) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
+      if (i === 0) Object.assign(metrics, { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) });
+      metrics[`linear_probe_${features}`] = r.linear_probe;
+    }
+    ctx.log(`SSL encoder evaluation: ${((performance.now() - t0) / 1000).toFixed(1)} s in all`);
+    return metrics;
   };
   return {
     task: {
       graph, initial: student.initState(job.seed), paramNames: student.namedParameters().map(([n]) => n), source, outputs: ['loss', 'teacher_entropy', 'student_entropy'],
-      feeds: (b: SourceBatch, step: number) => ({ views: b.x, [MOMENTUM_INPUT]: hostTensor('f32', [], [teacherMomentum(base, step, total)]) }),
+      feeds: (b: SourceBatch, step: number) => ({ ...viewFeeds(b), [MOMENTUM_INPUT]: hostTensor('f32', [], [teacherMomentum(base, step, total)]) }),
       evaluate,
     },
-    summary: `DINO SSL encoder: ViT ${m.dim}-d, depth ${m.depth}, ${m.heads} heads, patch ${m.patchSize}; ${cfg.globalViews}+${cfg.localViews} views, ${cfg.prototypes} prototypes; ${student.numParams().toLocaleString()} parameters`,
+    summary: `DINO SSL encoder: ViT ${m.dim}-d, depth ${m.depth}, ${m.heads} heads, patch ${m.patchSize}; ${cfg.globalViews}+${cfg.localViews} views (local ${cfg.localSize} px, cut ${m.deviceCrops ? 'in the program' : 'on the host'}), ${cfg.prototypes} prototypes; ${student.numParams().toLocaleString()} parameters`,
   };
 }
 

@@ -13,12 +13,20 @@
  * (temperature 0.1) on every other view. No gradient reaches the teacher: its inputs are not params.
  *
  * The image embedding is the mean of the encoder's final normalized patch tokens (the encoder has no
- * CLS token), which is also what the linear probe reads (models/ssl/probe.ts).
+ * CLS token), which is also what the linear probe reads by default (models/ssl/probe.ts).
  * Head: 3-layer MLP (GELU) → L2-normalized bottleneck → weight-normalized prototypes (no bias).
+ *
+ * Views come either from the host (`views`, made by runtime/data/multiCrop.ts MultiCropSource) or are
+ * cut by the program itself (`deviceCrops`: inputs `images` and `crop_params`, models/ssl/cropViews.ts),
+ * which also allows local crops smaller than the global ones (`localSize`, as DINO's 96 px local crops
+ * of 224 px images): the encoder then sees a smaller patch grid, with its position embedding
+ * bilinearly resampled to that grid (DINO interpolates it too, bicubically).
  */
-import { Module, Parameter, type Tensor, nn, trace } from '../../compiler/dsl/index.ts';
+import { Module, Parameter, type Tensor, concat, constant, nn, trace } from '../../compiler/dsl/index.ts';
+import { KilnError } from '../../ir/errors.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { ViTFeatureEncoder, type ViTFeatureEncoderConfig } from '../fae/encoder.ts';
+import { cropViews } from './cropViews.ts';
 
 export interface DinoConfig {
   encoder: ViTFeatureEncoderConfig;
@@ -34,6 +42,8 @@ export interface DinoConfig {
   /** Views per image: the first `globalViews` are global crops (the teacher's), then `localViews`. */
   globalViews: number;
   localViews: number;
+  /** Side of the local crops in pixels (a multiple of the patch size; default the image size). */
+  localSize: number;
 }
 
 export function dinoConfig(enc: { dim: number; depth: number; heads: number; patchSize: number; imageSize: number; channels: number }, o: Partial<Omit<DinoConfig, 'encoder'>> = {}): DinoConfig {
@@ -47,7 +57,18 @@ export function dinoConfig(enc: { dim: number; depth: number; heads: number; pat
     centerMomentum: o.centerMomentum ?? 0.9,
     globalViews: o.globalViews ?? 2,
     localViews: o.localViews ?? 2,
+    localSize: o.localSize ?? enc.imageSize,
   };
+}
+
+/** Bilinear resampling matrix [to, from] of a 1-D grid (pixel centers, align_corners=False, edges clamped). */
+export function resampleMatrix(from: number, to: number): Float64Array {
+  const m = new Float64Array(to * from);
+  for (let i = 0; i < to; i++) {
+    const s = Math.min(Math.max(((i + 0.5) * from) / to - 0.5, 0), from - 1);
+    for (let j = 0; j < from; j++) m[i * from + j] = Math.max(0, 1 - Math.abs(s - j));
+  }
+  return m;
 }
 
 export class DinoHead extends Module {
@@ -88,7 +109,43 @@ export class DinoNetwork extends Module {
 
   /** Images [B, C, H, W] → embedding [B, dim]: the mean of the final normalized patch tokens. */
   embed(images: Tensor): Tensor {
-    return this.encoder.forward(images).mean(1);
+    return this.tokens(images).mean(1);
+  }
+
+  /**
+   * Final normalized tokens of images at the encoder's size, or at a smaller side (local crops): then
+   * the position embedding is resampled bilinearly to the smaller patch grid.
+   */
+  tokens(images: Tensor): Tensor {
+    const e = this.encoder, side = images.size(-1);
+    if (side === e.imageSize) return e.forward(images);
+    const p = e.config.patchSize, g = e.grid;
+    if (side % p !== 0 || images.size(-2) !== side) throw new KilnError(`DINO: a ${images.size(-2)}x${side} view is not square or not a multiple of the patch size ${p}`);
+    const g2 = side / p, r = resampleMatrix(g, g2);
+    const m = new Float32Array(g2 * g2 * g * g); // kron(r, r): token (a, b) of the small grid from (c, d)
+    for (let a = 0; a < g2; a++) for (let b = 0; b < g2; b++) for (let c = 0; c < g; c++) for (let d = 0; d < g; d++)
+      m[(a * g2 + b) * g * g + c * g + d] = r[a * g + c]! * r[b * g + d]!;
+    const pos = constant(m, [g2 * g2, g * g]).matmul(e.pos_embed.reshape(g * g, e.dim));
+    let x = e.patch_embed.forward(images).add(pos);
+    for (const blk of e.blocks) x = blk.forward(x);
+    return e.norm.forward(x);
+  }
+
+  /**
+   * DINO's linear-evaluation readout (its eval_linear's n_last_blocks): the outputs of the last `n`
+   * blocks, each through the final LayerNorm, mean-pooled over the tokens (this encoder has no CLS
+   * token, whose place the mean takes) and concatenated: [B, n·dim].
+   */
+  lastBlocks(images: Tensor, n: number): Tensor {
+    const e = this.encoder;
+    if (n < 1 || n > e.blocks.length) throw new KilnError(`DINO: cannot read the last ${n} blocks of a depth-${e.blocks.length} encoder`);
+    let x = e.patch_embed.forward(images).add(e.pos_embed);
+    const outs: Tensor[] = [];
+    e.blocks.forEach((blk, i) => {
+      x = blk.forward(x);
+      if (i >= e.blocks.length - n) outs.push(e.norm.forward(x).mean(1));
+    });
+    return concat(outs, -1);
   }
 
   logits(images: Tensor): Tensor {
@@ -99,27 +156,50 @@ export class DinoNetwork extends Module {
 export const TEACHER_PREFIX = 'ema.';
 export const CENTER_STATE = 'dino.center';
 export const MOMENTUM_INPUT = 'teacher_momentum';
+/** Inputs of a program that cuts its own views: the batch's images and each view's crop parameters. */
+export const IMAGES_INPUT = 'images';
+export const CROP_PARAMS_INPUT = 'crop_params';
+
+export interface DinoForwardOptions {
+  /** Cut the views in the program (inputs `images` [B, C, H, W], `crop_params` [V·B, 7]) instead of feeding `views`. */
+  deviceCrops?: boolean;
+}
 
 /**
  * The DINO forward program for `batch` images per step: data inputs `views` [V·batch, C, H, W]
  * (view-major: rows v·batch … v·batch + batch − 1 are view v) and `teacher_momentum` f32[];
  * params = the student; state = the teacher (`ema.*`) and `dino.center` [1, K].
+ * With `deviceCrops` the program takes `images` and `crop_params` instead of `views` (see above).
  * Outputs: `loss`, `teacher_entropy` and `student_entropy` (mean entropies; a collapsing run shows
  * the teacher's going to 0 or to log K), and the `next.` updates of the teacher and the center.
  */
-export function dinoForward(student: DinoNetwork, teacher: DinoNetwork, batch: number): Graph {
+export function dinoForward(student: DinoNetwork, teacher: DinoNetwork, batch: number, o: DinoForwardOptions = {}): Graph {
   const c = student.config;
   const V = c.globalViews + c.localViews, G = c.globalViews, K = c.prototypes;
   const { channels, imageSize: S } = c.encoder;
+  if (c.localSize !== S && !o.deviceCrops) throw new KilnError(`DINO: local crops of ${c.localSize} px (not the image size ${S}) need the views cut in the program (deviceCrops)`);
   const studentParams = student.namedParameters();
   const teacherParams = teacher.namedParameters(TEACHER_PREFIX.slice(0, -1));
   return trace('dino', (t) => {
     t.registerParams(teacherParams, 'state');
-    const views = t.input('views', [V * batch, channels, S, S]);
+    let globalViews: Tensor, localViews: Tensor | undefined;
+    if (o.deviceCrops) {
+      const images = t.input(IMAGES_INPUT, [batch, channels, S, S]);
+      const params = t.input(CROP_PARAMS_INPUT, [V * batch, 7]);
+      globalViews = cropViews(images, params.narrow(0, 0, G * batch), G, S);
+      if (c.localViews > 0) localViews = cropViews(images, params.narrow(0, G * batch, c.localViews * batch), c.localViews, c.localSize);
+    } else {
+      const views = t.input('views', [V * batch, channels, S, S]);
+      globalViews = views.narrow(0, 0, G * batch);
+      if (c.localViews > 0) localViews = views.narrow(0, G * batch, c.localViews * batch);
+    }
     const m = t.input(MOMENTUM_INPUT, []);
     const center = t.input(CENTER_STATE, [1, K], 'f32', 'state');
-    const studentLogp = student.logits(views).div(c.studentTemp).logSoftmax(-1).reshape(V, batch, K);
-    const tLogits = teacher.logits(views.slice(0, 0, G * batch));
+    const sLogits = !localViews ? student.logits(globalViews)
+      : c.localSize === S ? student.logits(concat([globalViews, localViews], 0))
+      : concat([student.logits(globalViews), student.logits(localViews)], 0);
+    const studentLogp = sLogits.div(c.studentTemp).logSoftmax(-1).reshape(V, batch, K);
+    const tLogits = teacher.logits(globalViews);
     const tProb = tLogits.sub(center).div(c.teacherTemp).softmax(-1).reshape(G, batch, K);
     let loss: Tensor | undefined;
     let pairs = 0;

@@ -1,6 +1,6 @@
 /**
- * @file The SSL encoder's evaluation on Fashion-MNIST: linear-probe and kNN accuracy of its pooled
- * features (mean of the final normalized patch tokens), and the raw-pixel linear probe it must beat.
+ * @file The SSL encoder's evaluation on Fashion-MNIST: linear-probe and kNN accuracy of its frozen
+ * features (a readout of `ProbeFeatures`), and the raw-pixel linear probe it must beat.
  * Images are scaled as in training ((v/255 − 0.5)/0.5); `limit` takes the first N of each split (tests).
  */
 import type { Backend } from '../../backends/backend.ts';
@@ -19,13 +19,18 @@ export interface EncoderEvalOptions {
   batch?: number;
   /** Skip the kNN evaluation. */
   noKnn?: boolean;
-  /**
-   * The probed feature: 'mean' (default), the mean of the final tokens (what DINO's head sees), or
-   * 'tokens', the whole token map flattened (N·D values: what the FAE adapter sees; the raw-pixel
-   * probe's counterpart, as both keep the spatial layout).
-   */
-  features?: 'mean' | 'tokens';
+  /** The probed feature (default 'mean'). */
+  features?: ProbeFeatures;
 }
+
+/**
+ * What the probe reads of the frozen encoder: 'mean', the mean-pooled final tokens (what DINO's head
+ * sees); 'last4', DINO's linear-evaluation readout (the last 4 blocks' outputs through the final norm,
+ * mean-pooled, concatenated: 4·D values); 'tokens', the whole final token map flattened (N·D values:
+ * what the FAE adapter sees, and the raw-pixel probe's counterpart, as both keep the spatial layout).
+ */
+export type ProbeFeatures = 'mean' | 'last4' | 'tokens';
+export const PROBE_FEATURES: readonly ProbeFeatures[] = ['mean', 'last4', 'tokens'];
 
 export interface EncoderEval {
   linear_probe: number;
@@ -47,7 +52,8 @@ export async function evaluateEncoder(backend: Backend, net: DinoNetwork, state:
   const ntr = Math.min(o.trainLimit ?? train.count, train.count), nte = Math.min(o.testLimit ?? test.count, test.count);
   const shape: [number, number, number] = [1, 28, 28];
   const enc = async (d: FashionMnist, n: number): Promise<FeatureSet> => {
-    const embed = o.features === 'tokens' ? (x: Tensor) => net.encoder.forward(x).flatten(1) : (x: Tensor) => net.embed(x);
+    const embed = o.features === 'tokens' ? (x: Tensor) => net.encoder.forward(x).flatten(1)
+      : o.features === 'last4' ? (x: Tensor) => net.lastBlocks(x, Math.min(4, net.encoder.blocks.length)) : (x: Tensor) => net.embed(x);
     const f = await encodeImages(backend, net, state, embed, scaled(d, n), shape, n, o.batch ?? 500);
     return { x: f.x, y: labels(d, n), n, d: f.d };
   };

@@ -8,6 +8,10 @@
  * (x·c + b, c ∈ [1 − j, 1 + j], b ∈ [−j, j], in the normalized units of the source).
  * Every random choice is a function of (seed, epoch, batch, view, image): a resumed run sees the
  * same views as an uninterrupted one.
+ *
+ * `cropParams` draws the same choices as numbers only (crop box, flip, contrast, offset per view), for
+ * programs that cut the views on the device (models/ssl/cropViews.ts): then the host does no pixel work
+ * and nothing blocks the step; `resizedCrop` stays the reference those views are tested against.
  */
 import { KilnError } from '../../ir/errors.ts';
 import { hostTensor } from '../../ir/tensor.ts';
@@ -26,24 +30,58 @@ export interface MultiCropOptions {
   seed: number;
 }
 
-/** One random resized crop of `src` (C×H×W, channel-major) into `dst` (same size), bilinear. */
-export function resizedCrop(src: Float32Array, dst: Float32Array, C: number, H: number, W: number, box: { top: number; left: number; h: number; w: number }, flip: boolean): void {
-  for (let y = 0; y < H; y++) {
-    // pixel centers: output pixel y samples the crop at (y + 0.5)/H of its height (align_corners=False)
-    const sy = Math.min(Math.max(box.top + ((y + 0.5) * box.h) / H - 0.5, 0), H - 1);
+/**
+ * One random resized crop of `src` (C×H×W, channel-major) into `dst` (C×outH×outW; default the same
+ * size), bilinear.
+ */
+export function resizedCrop(src: Float32Array, dst: Float32Array, C: number, H: number, W: number, box: { top: number; left: number; h: number; w: number }, flip: boolean, outH = H, outW = W): void {
+  for (let y = 0; y < outH; y++) {
+    // pixel centers: output pixel y samples the crop at (y + 0.5)/outH of its height (align_corners=False)
+    const sy = Math.min(Math.max(box.top + ((y + 0.5) * box.h) / outH - 0.5, 0), H - 1);
     const y0 = Math.floor(sy), y1 = Math.min(y0 + 1, H - 1), fy = sy - y0;
-    for (let x = 0; x < W; x++) {
-      const xo = flip ? W - 1 - x : x;
-      const sx = Math.min(Math.max(box.left + ((x + 0.5) * box.w) / W - 0.5, 0), W - 1);
+    for (let x = 0; x < outW; x++) {
+      const xo = flip ? outW - 1 - x : x;
+      const sx = Math.min(Math.max(box.left + ((x + 0.5) * box.w) / outW - 0.5, 0), W - 1);
       const x0 = Math.floor(sx), x1 = Math.min(x0 + 1, W - 1), fx = sx - x0;
       for (let c = 0; c < C; c++) {
         const o = c * H * W;
         const top = src[o + y0 * W + x0]! * (1 - fx) + src[o + y0 * W + x1]! * fx;
         const bot = src[o + y1 * W + x0]! * (1 - fx) + src[o + y1 * W + x1]! * fx;
-        dst[o + y * W + xo] = top * (1 - fy) + bot * fy;
+        dst[c * outH * outW + y * outW + xo] = top * (1 - fy) + bot * fy;
       }
     }
   }
+}
+
+/** Numbers per view in `cropParams`: top, left, height, width (source pixels), flip (0/1), contrast c, offset b. */
+export const CROP_PARAMS = 7;
+
+/** One view's random choices, in MultiCropSource's order of draws. */
+function drawView(o: MultiCropOptions, H: number, W: number, epoch: number, batch: number, v: number, i: number): { box: { top: number; left: number; h: number; w: number }; flip: boolean; c: number; b: number } {
+  const rand = mulberry32(hashInts(o.seed, epoch, batch, v, i));
+  const scale = v < o.globalViews ? (o.globalScale ?? [0.4, 1]) : (o.localScale ?? [0.1, 0.4]);
+  const box = cropBox(rand, H, W, scale);
+  const flip = rand() < 0.5;
+  const j = o.jitter ?? 0;
+  if (j <= 0) return { box, flip, c: 1, b: 0 };
+  const c = 1 - j + 2 * j * rand(), b = (2 * rand() - 1) * j;
+  return { box, flip, c, b };
+}
+
+/**
+ * The random choices of every view of batch `batch` of epoch `epoch` (B images of H×W), view-major
+ * ([V·B, CROP_PARAMS]: row v·B + i is view v of image i): exactly the crops, flips and jitters that
+ * MultiCropSource applies on the host, as numbers for a program that cuts the views itself.
+ */
+export function cropParams(o: MultiCropOptions, H: number, W: number, epoch: number, batch: number, B: number): Float32Array {
+  const V = o.globalViews + o.localViews;
+  const out = new Float32Array(V * B * CROP_PARAMS);
+  for (let v = 0; v < V; v++)
+    for (let i = 0; i < B; i++) {
+      const d = drawView(o, H, W, epoch, batch, v, i);
+      out.set([d.box.top, d.box.left, d.box.h, d.box.w, d.flip ? 1 : 0, d.c, d.b], (v * B + i) * CROP_PARAMS);
+    }
+  return out;
 }
 
 /** A crop box of area share in `scale` and aspect ratio in [3/4, 4/3] (torchvision's 10 tries, then the whole image). */
@@ -81,17 +119,12 @@ export class MultiCropSource implements BatchSource {
     if (b.x.data.length !== B * per) throw new KilnError(`multi-crop: the source gives ${b.x.shape.join('x')}, not [B, ${C}, ${H}, ${W}] images`);
     const src = b.x.data as Float32Array;
     const out = new Float32Array(this.views * B * per);
-    const gScale = this.o.globalScale ?? [0.4, 1], lScale = this.o.localScale ?? [0.1, 0.4], j = this.o.jitter ?? 0;
     for (let v = 0; v < this.views; v++) {
-      const scale = v < this.o.globalViews ? gScale : lScale;
       for (let i = 0; i < B; i++) {
-        const rand = mulberry32(hashInts(this.o.seed, epoch, batch, v, i));
+        const d = drawView(this.o, H, W, epoch, batch, v, i);
         const dst = out.subarray((v * B + i) * per, (v * B + i + 1) * per);
-        resizedCrop(src.subarray(i * per, (i + 1) * per), dst, C, H, W, cropBox(rand, H, W, scale), rand() < 0.5);
-        if (j > 0) {
-          const c = 1 - j + 2 * j * rand(), o = (2 * rand() - 1) * j;
-          for (let k = 0; k < per; k++) dst[k] = dst[k]! * c + o;
-        }
+        resizedCrop(src.subarray(i * per, (i + 1) * per), dst, C, H, W, d.box, d.flip);
+        if (d.c !== 1 || d.b !== 0) for (let k = 0; k < per; k++) dst[k] = dst[k]! * d.c + d.b;
       }
     }
     return { x: hostTensor('f32', [this.views * B, C, H, W], out), y: b.y, epoch, batch };

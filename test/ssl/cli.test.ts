@@ -25,7 +25,7 @@ describe('kiln train ssl-encoder / kiln eval probe', () => {
 
   it('trains, checkpoints the student and its EMA teacher, and evaluates at the end', () => {
     expect(trained.code, trained.stderr).toBe(0);
-    expect(trained.stdout).toMatch(/SSL encoder evaluation \(16-d mean-pooled features.*\): linear probe [\d.]+% test .*kNN [\d.]+%/);
+    expect(trained.stdout).toMatch(/SSL encoder evaluation \(teacher, 16-d mean-pooled features.*\): linear probe [\d.]+% test .*kNN [\d.]+%/);
     const ck = loadLatestCheckpoint(join(run, 'checkpoints'), () => {})!;
     expect(ck.state.step).toBe(3);
     const s = ck.checkpoint.model.get('encoder.pos_embed')!.data, t = ck.checkpoint.ema.get('encoder.pos_embed')!.data;
@@ -34,13 +34,13 @@ describe('kiln train ssl-encoder / kiln eval probe', () => {
   });
 
   it('eval probe: student, teacher, token map, raw pixels', () => {
-    for (const extra of [[], ['--teacher'], ['--features', 'tokens', '--no-knn']]) {
+    for (const extra of [[], ['--teacher'], ['--features', 'tokens', '--no-knn'], ['--features', 'last4', '--no-knn']]) {
       const r = kiln(['eval', 'probe', '--backend', 'cpu', '--encoder', run, ...extra, '--train-limit', '64', '--test-limit', '32', '--epochs', '2', '--json']);
       expect(r.code, r.stderr).toBe(0);
       const j = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
       expect(j.linear_probe).toBeGreaterThanOrEqual(0);
       expect(j.linear_probe).toBeLessThanOrEqual(1);
-      expect(j.features).toBe(extra[0] === '--features' ? 49 * 16 : 16);
+      expect(j.features).toBe(extra[1] === 'tokens' ? 49 * 16 : 16); // last4 of a depth-1 encoder: its one block
       expect(j.space).toMatch(extra[0] === '--teacher' ? /teacher/ : /student/);
     }
     const p = kiln(['eval', 'probe', '--backend', 'cpu', '--pixels', '--train-limit', '256', '--test-limit', '64', '--epochs', '3', '--json']);
