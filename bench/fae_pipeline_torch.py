@@ -318,7 +318,7 @@ def decode(fae, latents, stats):
     out = []
     for i in range(0, z.shape[0], 500):
         out.append(fae.pixel_decoder(fae.feature_decoder(z[i:i + 500])))
-    return torch.cat(out).clamp(-1, 1)
+    return torch.cat(out)  # not clamped: kiln sample saves the decoder output as it is
 
 
 # ─────────────────────────────── the pipeline ───────────────────────────────
