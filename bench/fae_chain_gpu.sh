@@ -37,7 +37,7 @@ k() {
 ck() { echo "--set" "model.encoder.checkpoint=$ENC"; }
 common=(--steps "$STEPS" --set intervals.checkpoint=100000 --set keepCheckpoints=1 "${EXTRA[@]}")
 
-k classifier $((LIM_CLF + 20)) train fashion-classifier "${KB[@]}" --steps "$STEPS" --time-limit "$LIM_CLF" --set intervals.checkpoint=100000 "${EXTRA[@]}" --out "$R/classifier" &
+k classifier $((LIM_CLF + 20)) train fashion-classifier "${KB[@]}" --steps "${CLF_STEPS:-$STEPS}" --time-limit "$LIM_CLF" --set intervals.checkpoint=100000 "${EXTRA[@]}" --out "$R/classifier" &
 k fae-stage-ia $((LIM_IA + 20)) train fae-stage-ia "${KB[@]}" "${common[@]}" --time-limit "$LIM_IA" $(ck) --out "$R/fae-stage-ia"
 lat=(--set "model.latents.encoder.checkpoint=$ENC" --set "model.latents.checkpoint=$R/fae-stage-ia")
 k lightningdit-fae $((LIM_DIT + 20)) train lightningdit-fae "${KB[@]}" "${common[@]}" --time-limit "$LIM_DIT" "${lat[@]}" --out "$R/lightningdit-fae" &

@@ -336,6 +336,7 @@ def main():
     ap.add_argument("--train-limit", type=int, default=60000)
     ap.add_argument("--probe-train", type=int, default=10000, help="train images for the feature probes")
     ap.add_argument("--probe-epochs", type=int, default=30)
+    ap.add_argument("--test-limit", type=int, default=10000, help="test images for the reconstruction metrics and probes")
     a = ap.parse_args()
     DEVICE = a.device
     torch.manual_seed(0)
@@ -359,6 +360,8 @@ def main():
     xtr, ytr = fashion("train")
     xte, yte = fashion("test")
     xtr, ytr = xtr[:a.train_limit], ytr[:a.train_limit]
+    xte_all = xte
+    xte, yte = xte[:a.test_limit], yte[:a.test_limit]
     batches = lambda seed=0: Batches(xtr, ytr, a.batch, seed, dev)  # noqa: E731
     res: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__, "stages": {}}
 
@@ -380,7 +383,7 @@ def main():
         loss, secs = train_loop("classifier", list(clf.parameters()), lambda x, y: F.cross_entropy(clf(x), y), batches(), steps,
                                 warmup_cosine(1e-3, min(200, total), total), wd=0.05, log=log)
         with torch.no_grad():
-            acc = float(torch.cat([(clf(xte[i:i + 1000].to(dev)).argmax(-1).cpu() == yte[i:i + 1000]) for i in range(0, 10000, 1000)]).float().mean())
+            acc = float(torch.cat([(clf(xte[i:i + 1000].to(dev)).argmax(-1).cpu() == yte[i:i + 1000]) for i in range(0, xte.shape[0], 1000)]).float().mean())
         res["stages"]["classifier"] = {"steps": steps, "loss": loss, "train_s": secs, "stage_s": time.perf_counter() - t0, "test_accuracy": acc}
         log(f"classifier test accuracy {100 * acc:.2f}%")
 
@@ -426,7 +429,7 @@ def main():
     t0 = time.perf_counter()
     with torch.no_grad():
         xt = xte.to(dev)
-        rec = torch.cat([fae.pixel_decoder(fae.feature_decoder(fae.adapter(feats(xt[i:i + 1000]))[0])) for i in range(0, 10000, 1000)]).clamp(-1, 1)
+        rec = torch.cat([fae.pixel_decoder(fae.feature_decoder(fae.adapter(feats(xt[i:i + 1000]))[0])) for i in range(0, xt.shape[0], 1000)]).clamp(-1, 1)
         m_psnr, m_ssim = float(psnr(xt, rec).mean()), float(ssim(xt, rec).mean())
         ptr = xtr[:a.probe_train].to(dev)
         raw_tr, raw_te = pooled(enc, ptr), pooled(enc, xt)
@@ -450,7 +453,7 @@ def main():
     norm = lambda z: (z - stats[0].view(1, -1, 1, 1)) / stats[1].view(1, -1, 1, 1)  # noqa: E731
 
     N = a.count
-    real = pooled(enc, xte[: 2 * N].to(dev))
+    real = pooled(enc, xte_all[: 2 * N].to(dev))
     floor = frechet(real[:N], real[N:2 * N])
     res["fd_floor"] = floor
     labels = (torch.arange(N) % 10).to(dev)
