@@ -9,6 +9,10 @@
 # TarFlow guided), FD in the SSL encoder's space (N = $COUNT, real-vs-real floor), classifier accuracy on the
 # samples, `kiln eval fae` (PSNR/SSIM, probe of reconstructed vs raw features). Then bench/fae_pipeline_torch.py
 # runs the same stages for the step counts Kiln reached (plan.json). bench/fae_chain_table.py prints the table.
+# CURVES=1 adds issue 13 item 3: lightningdit-pixels (the same DiT on the images, patch 4) trains beside
+# lightningdit-fae, both checkpointing every $EVERY steps; up to $CURVE_POINTS common checkpoint steps are
+# sampled ($CURVE_COUNT samples, default 500, Euler with $CURVE_STEPS grid points, default 25, no guidance) and
+# measured (FD at N = $CURVE_COUNT with its floor) for both, next to the chain's evaluations: $OUT/curves.tsv.
 # Logs: $OUT/logs; runs: $OUT/runs (checkpoints of the last step only).
 set -u
 OUT=${OUT:-out/fae-chain}
@@ -40,7 +44,12 @@ common=(--steps "$STEPS" --set intervals.checkpoint=100000 --set keepCheckpoints
 k classifier $((LIM_CLF + 20)) train fashion-classifier "${KB[@]}" --steps "${CLF_STEPS:-$STEPS}" --time-limit "$LIM_CLF" --set intervals.checkpoint=100000 "${EXTRA[@]}" --out "$R/classifier" &
 k fae-stage-ia $((LIM_IA + 20)) train fae-stage-ia "${KB[@]}" "${common[@]}" --time-limit "$LIM_IA" $(ck) --out "$R/fae-stage-ia"
 lat=(--set "model.latents.encoder.checkpoint=$ENC" --set "model.latents.checkpoint=$R/fae-stage-ia")
-k lightningdit-fae $((LIM_DIT + 20)) train lightningdit-fae "${KB[@]}" "${common[@]}" --time-limit "$LIM_DIT" "${lat[@]}" --out "$R/lightningdit-fae" &
+ditck=()
+[ "${CURVES:-0}" = 1 ] && ditck=(--set "intervals.checkpoint=${EVERY:-50}" --set keepCheckpoints=1000)
+k lightningdit-fae $((LIM_DIT + 20)) train lightningdit-fae "${KB[@]}" "${common[@]}" "${ditck[@]}" --time-limit "$LIM_DIT" "${lat[@]}" --out "$R/lightningdit-fae" &
+if [ "${CURVES:-0}" = 1 ]; then
+  k lightningdit-pixels $((LIM_DIT + 20)) train lightningdit-pixels "${KB[@]}" --steps "$STEPS" "${EXTRA[@]}" "${ditck[@]}" --time-limit "$LIM_DIT" --out "$R/lightningdit-pixels" &
+fi
 k tarflow-fae $((LIM_TF + 20)) train tarflow-fae "${KB[@]}" "${common[@]}" --time-limit "$LIM_TF" "${lat[@]}" --out "$R/tarflow-fae" &
 k fae-stage-ib $((LIM_IB + 20)) train fae-stage-ib "${KB[@]}" "${common[@]}" --time-limit "$LIM_IB" $(ck) --set model.gan=false --set "model.init=$R/fae-stage-ia" --out "$R/fae-stage-ib"
 k fae-pixel-finetune $((LIM_FT + 20)) train fae-pixel-finetune "${KB[@]}" "${common[@]}" --time-limit "$LIM_FT" $(ck) --set "model.init=$R/fae-stage-ib" --out "$R/fae-pixel-finetune"
@@ -59,6 +68,20 @@ smp dit-cfg "$R/lightningdit-fae" --cfg 2.5 --cfg-interval 0.3,1 &
 smp dit "$R/lightningdit-fae" &
 smp tarflow-cfg "$R/tarflow-fae" --cfg 1 &
 smp tarflow "$R/tarflow-fae" &
+if [ "${CURVES:-0}" = 1 ]; then # item 3: FD of both DiTs at common checkpoint steps
+  common_steps=$(comm -12 <(ls "$R/lightningdit-fae/checkpoints" 2>/dev/null | sort) <(ls "$R/lightningdit-pixels/checkpoints" 2>/dev/null | sort))
+  n=$(echo "$common_steps" | grep -c step-)
+  pick=$(echo "$common_steps" | grep step- | awk -v n="$n" -v k="${CURVE_POINTS:-4}" 'BEGIN{srand(0)} { a[NR]=$0 } END { if (n <= k) { for (i = 1; i <= n; i++) print a[i] } else { for (j = 1; j <= k; j++) print a[int(j * n / k)] } }')
+  for ckn in $pick; do
+    for space in fae pixels; do
+      run=$R/lightningdit-$space
+      fae=()
+      [ "$space" = fae ] && fae=(--fae "$DEC")
+      ( k "curve-sample-$space-$ckn" "$LIM_EVAL" sample "$run/checkpoints/$ckn" --backend "$BK" --weights model "${fae[@]}" --num "${CURVE_COUNT:-500}" --steps "${CURVE_STEPS:-25}" --columns 20 --out "$S/curve-$space-$ckn.png" --save-samples "$S/curve-$space-$ckn.safetensors" &&
+        k "curve-fd-$space-$ckn" "$LIM_EVAL" eval fd --backend "$BK" --real fashion-mnist:test --fake "$S/curve-$space-$ckn.safetensors" --ssl-encoder "$ENC" --count "${CURVE_COUNT:-500}" --batch 500 --json ) &
+    done
+  done
+fi
 k eval-fae "$LIM_EVAL" eval fae --backend "$BK" --encoder "$ENC" --fae "$DEC" ${FAE_EVAL:---count 10000 --train-limit 10000 --epochs 30} --batch 500 --grid "$S/reconstructions.png" --json &
 wait
 for s in dit-cfg dit tarflow-cfg tarflow; do
@@ -69,6 +92,17 @@ done
 k acc-real "$LIM_EVAL" eval accuracy --backend "$BK" --classifier "$R/classifier" --samples fashion-mnist:test --batch 500 --json &
 wait
 echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] kiln done"
+if [ "${CURVES:-0}" = 1 ]; then
+  printf 'space\tstep\tfd\tfloor\n' > "$OUT/curves.tsv"
+  for f in "$L"/curve-fd-*.log; do
+    [ -f "$f" ] || continue
+    b=$(basename "$f" .log); b=${b#curve-fd-}; space=${b%%-*}; step=$((10#${b##*step-}))
+    python3 -c "import json,sys; l=[x for x in open(sys.argv[1]) if x.startswith('{')]; d=json.loads(l[-1]) if l else {}; print(f\"$space\t$step\t{d.get('fd','nan')}\t{d.get('floor','nan')}\")" "$f" >> "$OUT/curves.tsv"
+  done
+  sort -k1,1 -k2,2n "$OUT/curves.tsv"
+  find "$R/lightningdit-fae/checkpoints" "$R/lightningdit-pixels/checkpoints" -name '*.safetensors' -delete 2>/dev/null
+fi
+rm -f "$S"/curve-*.safetensors
 
 python3 bench/fae_chain_table.py plan "$R" > "$OUT/plan.json"
 # TORCH_LIMIT_END (epoch seconds) caps the torch side at a deadline instead of a length
