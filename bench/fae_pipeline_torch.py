@@ -149,8 +149,7 @@ def xavier_init(m: nn.Module):
 
 
 def make_fae(encoder_state):
-    fae = FG.FAE(FAE_CFG, ENC_CFG)
-    xavier_init(fae)
+    fae = FG.FAE(FAE_CFG, ENC_CFG)  # torch's default Linear init = Kiln's nn.Linear default (U(±1/√fan_in) weight and bias)
     missing = [k for k in fae.encoder.state_dict() if f"encoder.{k}" not in encoder_state]
     if missing:
         raise SystemExit(f"encoder checkpoint lacks {missing[:3]}")
@@ -377,7 +376,7 @@ def main():
     # classifier
     steps, total = stage("classifier")
     clf = nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.GELU(), nn.Linear(1024, 512), nn.GELU(), nn.Linear(512, 10)).to(dev)
-    xavier_init(clf)  # Kiln's nn.Linear default (check models/mlp.ts): xavier-uniform, zero bias
+    # torch's default Linear init is Kiln's nn.Linear default (models/mlp.ts: U(±1/√fan_in) weight and bias)
     if steps:
         t0 = time.perf_counter()
         loss, secs = train_loop("classifier", list(clf.parameters()), lambda x, y: F.cross_entropy(clf(x), y), batches(), steps,
