@@ -55,6 +55,20 @@ k fae-stage-ib $((LIM_IB + 20)) train fae-stage-ib "${KB[@]}" "${common[@]}" --t
 k fae-pixel-finetune $((LIM_FT + 20)) train fae-pixel-finetune "${KB[@]}" "${common[@]}" --time-limit "$LIM_FT" $(ck) --set "model.init=$R/fae-stage-ib" --out "$R/fae-pixel-finetune"
 wait
 
+run_torch() {
+  python3 bench/fae_chain_table.py plan "$R" > "$OUT/plan.json"
+  # TORCH_LIMIT_END (epoch seconds) caps the torch side at a deadline instead of a length
+  [ -n "${TORCH_LIMIT_END:-}" ] && TORCH_LIMIT=$(( TORCH_LIMIT_END - $(date +%s) ))
+  [ "$TORCH_LIMIT" -lt 5 ] && TORCH_LIMIT=5
+  timeout -k 2 "$TORCH_LIMIT" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" --probe-train 10000 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
+  local rc=$?
+  echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] torch rc=$rc"
+}
+# TORCH_PARALLEL=1: the PyTorch side starts now (the step counts are known), beside Kiln's sampling and evaluation
+TORCH_PID=
+if [ "${TORCH_PARALLEL:-0}" = 1 ]; then run_torch & TORCH_PID=$!; fi
+waitk() { local p; for p in $(jobs -p); do [ "$p" = "$TORCH_PID" ] || wait "$p"; done; } # Kiln's jobs, not torch
+
 DEC="$R/fae-stage-ia,$R/fae-pixel-finetune"
 [ -d "$R/fae-pixel-finetune/checkpoints" ] || DEC="$R/fae-stage-ia,$R/fae-stage-ib"
 S=$OUT/samples
@@ -83,14 +97,14 @@ if [ "${CURVES:-0}" = 1 ]; then # item 3: FD of both DiTs at common checkpoint s
   done
 fi
 k eval-fae "$LIM_EVAL" eval fae --backend "$BK" --encoder "$ENC" --fae "$DEC" ${FAE_EVAL:---count 10000 --train-limit 10000 --epochs 30} --batch 500 --grid "$S/reconstructions.png" --json &
-wait
+waitk
 for s in dit-cfg dit tarflow-cfg tarflow; do
   [ -f "$S/$s.safetensors" ] || continue
   k "fd-$s" "$LIM_EVAL" eval fd --backend "$BK" --real fashion-mnist:test --fake "$S/$s.safetensors" --ssl-encoder "$ENC" --count "$COUNT" --batch 500 --json &
   k "acc-$s" "$LIM_EVAL" eval accuracy --backend "$BK" --classifier "$R/classifier" --samples "$S/$s.safetensors" --batch 500 --json &
 done
 k acc-real "$LIM_EVAL" eval accuracy --backend "$BK" --classifier "$R/classifier" --samples fashion-mnist:test --batch 500 --json &
-wait
+waitk
 echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] kiln done"
 if [ "${CURVES:-0}" = 1 ]; then
   printf 'space\tstep\tfd\tfloor\n' > "$OUT/curves.tsv"
@@ -104,11 +118,6 @@ if [ "${CURVES:-0}" = 1 ]; then
 fi
 rm -f "$S"/curve-*.safetensors
 
-python3 bench/fae_chain_table.py plan "$R" > "$OUT/plan.json"
-# TORCH_LIMIT_END (epoch seconds) caps the torch side at a deadline instead of a length
-[ -n "${TORCH_LIMIT_END:-}" ] && TORCH_LIMIT=$(( TORCH_LIMIT_END - $(date +%s) ))
-[ "$TORCH_LIMIT" -lt 5 ] && TORCH_LIMIT=5
-timeout -k 2 "$TORCH_LIMIT" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" --probe-train 10000 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
-rc=$?
-echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] torch rc=$rc"
+[ "${TORCH_PARALLEL:-0}" = 1 ] || run_torch
+wait
 python3 bench/fae_chain_table.py table "$OUT" | tee "$OUT/table.md"

@@ -51,6 +51,17 @@ import fae_golden as FG  # noqa: E402
 import lightningdit_golden as LG  # noqa: E402
 import tarflow_golden as TG  # noqa: E402
 
+
+def _timestep_embed(self, t, max_period=10000):
+    """LightningDiT's timestep embedding with its frequency table on t's device (the golden builds it on the CPU)."""
+    half = self.freq // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(0, half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None].float() * freqs[None]
+    return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
+
+
+LG.TimestepEmbedder.forward = _timestep_embed
+
 # models/fae/config.ts fashionMnistFaeConfig()
 FAE_CFG = {
     "encoder": {"dim": 64, "grid": 7},
