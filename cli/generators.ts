@@ -76,12 +76,16 @@ export function generatorSpec(modelOpt: string | undefined, meta: Record<string,
     }
   }
   if (!meta.job_config) throw new KilnError(`${from}: no job config in its metadata; describe the model with --model '{"kind":"lightningdit","size":"S/1","config":{...}}'`);
-  const job = JSON.parse(meta.job_config) as { model: { kind: string; size?: string; config?: Record<string, unknown>; latents?: { preset: string; checkpoint: string | null } }; data: { kind: string; classes?: number } };
+  const job = JSON.parse(meta.job_config) as { model: { kind: string; size?: string; config?: Record<string, unknown>; latents?: { preset: string; checkpoint: string | null } | null }; data: { kind: string; classes?: number } };
   const m = job.model;
   if (m.kind !== 'lightningdit' && m.kind !== 'tarflow') throw new KilnError(`${from}: a '${m.kind}' checkpoint, not a generator (lightningdit, tarflow)`);
   const fae = faeConfigs[(m.latents?.preset ?? 'fashionMnist') as keyof typeof faeConfigs]();
   const classes = job.data.kind === 'fashion_mnist' ? 10 : job.data.classes;
   if (!classes) throw new KilnError(`${from}: the job's data does not say its class count; describe the model with --model`);
+  if (m.kind === 'lightningdit' && m.latents === null) { // pixel space: the job's images, no FAE decoder
+    const d = job.data as { size?: number; channels?: number };
+    return { kind: m.kind, size: m.size, config: { inputSize: d.size ?? 28, inChannels: d.channels ?? 1, numClasses: classes, ...m.config }, ...(job.data.kind === 'fashion_mnist' ? { classNames: [...FASHION_MNIST_CLASSES] } : {}) } as Spec;
+  }
   const geom = m.kind === 'lightningdit'
     ? { inputSize: fae.encoder.grid, inChannels: fae.adapter.latentChannels, numClasses: classes }
     : { inChannels: fae.adapter.latentChannels, imgSize: fae.encoder.grid, patchSize: 1, channels: 128, headDim: 32, layersPerBlock: [2, 2, 2, 2], numClasses: classes };

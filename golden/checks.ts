@@ -34,7 +34,7 @@ import {
 import { ROOT, goldenFiles, loadGolden, traceGolden } from './nnCases.ts';
 import { LOSS_CASES, OPTIMIZER_CASES, lossProgram } from './trainCases.ts';
 
-export const GOLDEN_SCRIPTS = ['nn_layers', 'optim_golden', 'losses_golden', 'safetensors_interop', 'dinov2_golden', 'lightningdit_golden', 'tarflow_golden', 'fae_golden', 'inception_golden'] as const;
+export { GOLDEN_SCRIPTS } from './scripts.ts';
 
 export interface OutputCheck {
   output: string;

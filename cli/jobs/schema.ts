@@ -107,8 +107,12 @@ export const modelSchema = z.discriminatedUnion('kind', [
     kind: z.literal('lightningdit'),
     size: z.string().regex(/^(S|B|L|XL|1p0B|1p6B)\/\d+$/, 'a DiT name such as B/1 or XL/2').default('B/1'),
     config: ditOverrides.default({}),
-    /** Train on the latents of this FAE (images → frozen encoder → adapter mean, normalized per channel). */
-    latents: faeRef,
+    /**
+     * Train on the latents of this FAE (images → frozen encoder → adapter mean, normalized per channel);
+     * null: on the images themselves (pixel space, the data's normalization; the DiT's patch size, e.g.
+     * size S/4, sets the tokens: 28x28 at patch 4 gives the 7x7 grid of the FAE latents).
+     */
+    latents: faeRef.nullable(),
   }),
   z.strictObject({
     kind: z.literal('tarflow'),

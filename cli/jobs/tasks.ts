@@ -7,7 +7,8 @@
  *   fae_stage_ib         pixel decoder on (noisy) encoder features of the images; with model.gan the
  *                        patch discriminator trains in alternation (the trainer's adversary)
  *   fae_pixel_finetune   pixel decoder on the feature decoder's reconstructed features
- *   lightningdit         flow matching on FAE latents (images → frozen encoder → adapter mean, normalized)
+ *   lightningdit         flow matching on FAE latents (images → frozen encoder → adapter mean, normalized),
+ *                        or on the images themselves (model.latents null: the pixel-space baseline)
  *   tarflow              TarFlow/STARFlow NLL on the same latents
  *   user                 the program of a user's model file (cli/userModel.ts)
  *   ssl_encoder          DINO self-distillation of the small ViT (models/ssl/dino.ts) on multi-crop views
@@ -241,9 +242,30 @@ function ganStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_stage_
   };
 }
 
+/** LightningDiT flow matching on the images themselves (model.latents null): the baseline FAE latents are compared against. */
+function pixelDiTTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'lightningdit' }>): BuiltTask {
+  const { job, source } = ctx;
+  const B = job.batchSize;
+  const [c, h, w] = source.imageShape;
+  if (h !== w) throw new KilnError(`lightningdit on pixels (model.latents null) takes square images, the job's data gives ${h}x${w}`);
+  const model = new LightningDiT(lightningDiTConfig(m.size as DiTName, { inputSize: h, inChannels: c, numClasses: source.classes.length, ...m.config }));
+  const graph = trainStep(flowMatchingLossGraph(model, B), { ...stepOptions(job), loss: 'loss', metrics: ['mse', 'cos'] });
+  return {
+    task: {
+      graph, initial: model.initState(job.seed), paramNames: model.namedParameters().map(([n]) => n), source, outputs: scalarOutputs(graph, 'loss'),
+      feeds: (b: SourceBatch) => ({ x1: reshape(b.x, [B, c, h, w]), y: b.y }),
+    },
+    summary: `LightningDiT ${m.size} on ${c}x${h}x${w} pixels (patch ${model.config.patchSize}: ${(h / model.config.patchSize) ** 2} tokens), ${model.numParams().toLocaleString()} parameters`,
+  };
+}
+
 async function latentGeneratorTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'lightningdit' | 'tarflow' }>): Promise<BuiltTask> {
   const { job } = ctx;
   const B = job.batchSize;
+  if (m.latents === null) {
+    if (m.kind !== 'lightningdit') throw new KilnError('model.latents: a tarflow job needs the FAE whose latents it models');
+    return pixelDiTTask(ctx, m);
+  }
   const parts = makeFae(ctx, m.latents.preset, m.latents.encoder, m.latents.checkpoint);
   expectImages(ctx, [parts.fae.config.pixelDecoder.channels, parts.fae.imageSize, parts.fae.imageSize], `FAE preset '${m.latents.preset}'`);
   const { session: enc, shape: [C, g] } = await latentSession(ctx, parts, B);

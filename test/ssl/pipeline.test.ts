@@ -1,8 +1,10 @@
 /**
- * @file `kiln pipeline --size fae-tiny` end to end on the CPU interpreter (about a minute and a half): every stage
- * runs as the CLI a user types, the FAE stages load the SSL run's encoder (all of its tensors), and the
- * outputs exist: the sample grid PNG (10 columns of 28·2 px tiles), the reconstruction grid, and a
- * metrics table whose numbers are finite (probe and kNN accuracies in [0, 1], PSNR, SSIM, FD ≥ 0).
+ * @file `kiln pipeline --size fae-tiny` end to end on the CPU interpreter (a few minutes): every stage
+ * runs as the CLI a user types, the FAE stages load the SSL run's encoder (all of its tensors), the
+ * pixel-decoder fine-tuning starts from stage Ib's run and the samples are decoded by it, and the
+ * outputs exist: the sample grid PNGs (LightningDiT, 10 columns of 28·2 px tiles; TarFlow), the
+ * reconstruction grid, and a metrics table whose numbers are finite (probe, kNN and classifier
+ * accuracies in [0, 1], PSNR, SSIM, FD ≥ 0 for both generators).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -13,29 +15,35 @@ import { describe, expect, it } from 'vitest';
 import { loadSafetensors } from '../../runtime/safetensors.ts';
 
 describe('kiln pipeline', () => {
-  it('fae-tiny: SSL encoder → FAE → LightningDiT → samples and metrics', async () => {
+  it('fae-tiny: SSL encoder → FAE (Ia, Ib, fine-tune) → LightningDiT, TarFlow → classifier → samples and metrics', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'kiln-pipe-')), 'run');
     const r = spawnSync(process.execPath, ['cli/bin.mjs', 'pipeline', '--size', 'fae-tiny', '--out', out, '--backend', 'cpu'], { encoding: 'utf8' });
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     // the FAE stage loaded every tensor of the depth-1 SSL ViT (pos_embed, patch_embed ×2, 12 per block, norm ×2)
     expect(readFileSync(join(out, 'logs', 'fae-stage-ia.log'), 'utf8')).toMatch(new RegExp(`frozen encoder: 17 tensors from ${join(out, 'ssl-encoder')}`));
+    // the fine-tuning continues stage Ib's pixel decoder (every FAE tensor of that run), and decodes the samples
+    expect(readFileSync(join(out, 'logs', 'fae-pixel-finetune.log'), 'utf8')).toMatch(new RegExp(`FAE weights: \\d+ tensors from ${join(out, 'fae-stage-ib')}`));
+    expect(readFileSync(join(out, 'logs', 'sample-cfg.log'), 'utf8')).toMatch(new RegExp(`decoded through the FAE decoders of ${join(out, 'fae-stage-ia')},${join(out, 'fae-pixel-finetune')}`));
+    expect((await sharp(join(out, 'samples-tarflow.png')).metadata()).format).toBe('png');
     const png = await sharp(join(out, 'samples.png')).metadata();
     expect(png.format).toBe('png');
     expect(png.width).toBeGreaterThanOrEqual(8 * 56);
     expect(existsSync(join(out, 'reconstructions.png'))).toBe(true);
     const m = JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8'));
-    for (const v of [m.probe, m.knn, m.fae.probe_raw, m.fae.probe_reconstructed]) {
+    for (const v of [m.probe, m.knn, m.fae.probe_raw, m.fae.probe_reconstructed, m.classifier, m.accuracy.cfg, m.accuracy.none, m.accuracy.tarflow]) {
       expect(v).toBeGreaterThanOrEqual(0);
       expect(v).toBeLessThanOrEqual(1);
     }
     expect(Number.isFinite(m.fae.psnr) && Number.isFinite(m.fae.ssim)).toBe(true);
     expect(m.fd.cfg.fd).toBeGreaterThanOrEqual(0);
     expect(m.fd.cfg.floor).toBeGreaterThanOrEqual(0);
+    expect(m.fd.tarflow.fd).toBeGreaterThanOrEqual(0);
+    expect(readFileSync(join(out, 'metrics.md'), 'utf8')).toMatch(/\| classifier accuracy on samples: LightningDiT CFG \/ no guidance \/ TarFlow \| [\d.]+% \/ [\d.]+% \/ [\d.]+% \|/);
     expect(readFileSync(join(out, 'metrics.md'), 'utf8')).toMatch(/\| FD real-vs-real floor \| [\d.]+ \|/);
     // guidance changes the samples: the sampled model depends on the class (not a zero-init EMA copy)
     const a = loadSafetensors(join(out, 'samples.safetensors')).tensors.get('samples')!.data, b = loadSafetensors(join(out, 'samples-nocfg.safetensors')).tensors.get('samples')!.data;
     let diff = 0;
     for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(Number(a[i]) - Number(b[i])));
     expect(diff).toBeGreaterThan(1e-5);
-  }, 400_000);
+  }, 900_000);
 });
