@@ -8,11 +8,15 @@
  * An unreadable or corrupt image is reported by path. With `onError: 'skip'` it is reported once
  * (through `warn`), remembered, and replaced in its batch by the next readable image of the epoch's
  * order (shapes are static, so a batch is always full); with 'fail' the load throws a DatasetError.
+ *
+ * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; every batch's
+ * images are handed out in chunks at once, so the batches the prefetcher asked for are decoded while
+ * the trainer runs its step. `close()` stops the workers (idle ones never keep the process alive).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import sharp from 'sharp';
 import { mulberry32 } from '../prng.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, DecodePool, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
@@ -30,6 +34,8 @@ export interface ImageFolderOptions {
   shuffle?: boolean;
   onError?: 'skip' | 'fail';
   warn?: (line: string) => void;
+  /** Decode worker threads (default: one per core, at most 16); 0 decodes on the calling thread. */
+  workers?: number;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -42,6 +48,8 @@ export class ImageFolderSource implements BatchSource {
   /** Paths found unreadable so far (skip mode). */
   readonly bad = new Set<number>();
   private readonly stats: { mean: Float32Array; std: Float32Array };
+  private pool: DecodePool | undefined;
+  private decodeChunk: ((items: readonly DecodeItem[]) => Promise<DecodeResult>) | undefined;
 
   constructor(private readonly o: ImageFolderOptions) {
     let entries: string[];
@@ -73,52 +81,76 @@ export class ImageFolderSource implements BatchSource {
     return permutation(n, mulberry32((this.o.seed + epoch) >>> 0));
   }
 
-  /** Decode one image to [C, S, S] values in [0, 1] (before normalization). */
-  async decode(i: number, epoch: number): Promise<Uint8Array> {
-    const { size, channels = 3, flip } = this.o;
-    let img = sharp(this.files[i]!, { failOn: 'error' }).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' });
-    if (flip && (hashInts(this.o.seed, epoch, i) & 1)) img = img.flop();
-    img = channels === 1 ? img.greyscale() : img.removeAlpha().toColourspace('srgb');
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== channels) {
-      // greyscale sources decoded as 1 channel when 3 were asked: replicate
-      const out = new Uint8Array(size * size * channels);
-      for (let p = 0; p < size * size; p++) for (let c = 0; c < channels; c++) out[p * channels + c] = data[p * info.channels + Math.min(c, info.channels - 1)]!;
-      return out;
-    }
-    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  /** Where images are decoded: the worker pool (started on the first load) or the calling thread. */
+  private decoder(): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
+    if (this.decodeChunk) return this.decodeChunk;
+    const [C, S] = this.imageShape;
+    const spec: DecodeSpec = { size: S, channels: C as 1 | 3, mean: Array.from(this.stats.mean), std: Array.from(this.stats.std) };
+    const workers = this.o.workers ?? defaultDecodeWorkers();
+    if (workers > 0) {
+      const pool = new DecodePool(spec, workers);
+      this.pool = pool;
+      this.decodeChunk = (items) => pool.decode(items);
+    } else this.decodeChunk = inThreadDecoder(spec);
+    return this.decodeChunk;
+  }
+
+  /** Whether image i of `epoch` is flipped (a function of seed, epoch and index only). */
+  private flipped(i: number, epoch: number): boolean {
+    return !!this.o.flip && (hashInts(this.o.seed, epoch, i) & 1) === 1;
   }
 
   async load(epoch: number, batch: number): Promise<SourceBatch> {
     const order = this.order(epoch);
-    const B = this.batchSize, [C, S] = this.imageShape;
-    const x = new Float32Array(B * C * S * S);
+    const B = this.batchSize, [C, S] = this.imageShape, per = C * S * S;
+    const x = new Float32Array(B * per);
     const y = new Int32Array(B);
-    await Promise.all(Array.from({ length: B }, async (_, b) => {
-      let i = order[batch * B + b]!;
-      // Replacements for a skipped image: the images after it in the epoch's order (a fixed sequence
-      // per slot, so the batch does not depend on which decode finishes first; it may repeat an image).
-      for (let k = 1; ; k++) {
-        if (!this.bad.has(i)) {
-          try {
-            const hwc = await this.decode(i, epoch);
-            const base = b * C * S * S;
-            for (let p = 0; p < S * S; p++)
-              for (let c = 0; c < C; c++) x[base + c * S * S + p] = (hwc[p * C + c]! / 255 - this.stats.mean[c]!) / this.stats.std[c]!;
-            y[b] = this.labels[i]!;
-            return;
-          } catch (e) {
-            const why = (e as Error).message.split('\n')[0];
-            if (this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${why}`, this.files[i]);
-            // Slots decode in parallel, so two may fail on the same image: report it once.
-            if (!this.bad.has(i)) this.o.warn?.(`skipping unreadable image ${this.files[i]}: ${why}`);
-            this.bad.add(i);
-          }
-        }
-        if (k > order.length) throw new DatasetError('no readable image to fill a batch slot (all candidates unreadable)', this.o.root);
-        i = order[(batch * B + b + k) % order.length]!;
+    const decode = this.decoder();
+    // Slot b takes the first readable image of a fixed sequence: order[batch·B + b + k], k = 0, 1, ...
+    // (the images after it in the epoch's order; it may repeat an image). Readability is a property of
+    // the file, so a batch never depends on which worker or decode finishes first.
+    const k = new Array<number>(B).fill(0);
+    const candidate = (b: number): number => {
+      for (; ; k[b]!++) {
+        if (k[b]! > order.length) throw new DatasetError('no readable image to fill a batch slot (all candidates unreadable)', this.o.root);
+        const i = order[(batch * B + b + k[b]!) % order.length]!;
+        if (!this.bad.has(i)) return i;
       }
-    }));
+    };
+    let todo = Array.from({ length: B }, (_, b) => b);
+    while (todo.length) {
+      const picks = todo.map((b) => ({ b, i: candidate(b) }));
+      const chunk = Math.max(1, Math.ceil(picks.length / (2 * Math.max(1, this.pool?.size ?? 1))));
+      const parts: Array<typeof picks> = [];
+      for (let s = 0; s < picks.length; s += chunk) parts.push(picks.slice(s, s + chunk));
+      const results = await Promise.all(parts.map((part) => decode(part.map(({ i }) => ({ file: this.files[i]!, flip: this.flipped(i, epoch) })))));
+      const failed: Array<{ b: number; i: number; message: string }> = [];
+      results.forEach((r, p) => {
+        const part = parts[p]!, bad = new Set(r.failed.map((f) => f.k));
+        part.forEach(({ b, i }, j) => {
+          if (bad.has(j)) return;
+          x.set(r.data.subarray(j * per, (j + 1) * per), b * per);
+          y[b] = this.labels[i]!;
+        });
+        for (const f of r.failed) failed.push({ b: part[f.k]!.b, i: part[f.k]!.i, message: f.message });
+      });
+      failed.sort((u, v) => u.b - v.b);
+      if (failed.length && this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${failed[0]!.message}`, this.files[failed[0]!.i]);
+      for (const f of failed) {
+        // Two slots (or two batches in flight) may fail on the same image: report it once.
+        if (!this.bad.has(f.i)) this.o.warn?.(`skipping unreadable image ${this.files[f.i]}: ${f.message}`);
+        this.bad.add(f.i);
+      }
+      todo = failed.map((f) => f.b);
+    }
     return { x: { dtype: 'f32', shape: [B, C, S, S], data: x }, y: { dtype: 'i32', shape: [B], data: y }, epoch, batch };
+  }
+
+  /** Stop the decode workers (a later load starts new ones). */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    this.decodeChunk = undefined;
+    await pool?.close();
   }
 }
