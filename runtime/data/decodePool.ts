@@ -34,7 +34,11 @@ export interface DecodeSpec {
 
 export interface DecodeItem {
   readonly file: string;
+  /** Mirror the decoded crop left-right. */
   readonly flip: boolean;
+  /** The image's index: it picks the worker (key mod pool size), so each image is always decoded, and
+   * cached, by the same worker. */
+  readonly key: number;
 }
 
 export interface DecodeResult {
@@ -49,14 +53,14 @@ export interface DecodeResult {
  * A source string so that the workers (eval'd CommonJS) and the calling thread run the same code.
  */
 const DECODER_JS = String.raw`
-function makeDecoder(sharp) {
-  return async function decode(file, spec, flip) {
-    const size = spec.size, channels = spec.channels;
-    let img = sharp(file, { failOn: 'error' }).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' });
-    if (flip) img = img.flop();
-    img = channels === 1 ? img.greyscale() : img.removeAlpha().toColourspace('srgb');
-    const r = await img.raw().toBuffer({ resolveWithObject: true });
-    const data = r.data, ic = r.info.channels, n = size * size, out = new Float32Array(channels * n);
+function makeDecoder(sharp, spec, cacheBytes) {
+  const size = spec.size, channels = spec.channels, n = size * size, per = channels * n;
+  const cache = new Map();
+  let cached = 0;
+  async function decode(file) {
+    const img = sharp(file, { failOn: 'error' }).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' });
+    const r = await (channels === 1 ? img.greyscale() : img.removeAlpha().toColourspace('srgb')).raw().toBuffer({ resolveWithObject: true });
+    const data = r.data, ic = r.info.channels, out = new Float32Array(per);
     if (data.length !== n * ic) throw new Error('decoded ' + data.length + ' bytes, expected ' + n * ic);
     for (let c = 0; c < channels; c++) {
       // a greyscale source decoded to 1 channel when 3 were asked: replicate it
@@ -64,42 +68,59 @@ function makeDecoder(sharp) {
       for (let p = 0; p < n; p++) out[base + p] = (data[p * ic + src] / 255 - m) / s;
     }
     return out;
+  }
+  // Decode items (or take them from the cache) into out[k·per ...], mirrored left-right where flip is
+  // set; returns the failures as { k, message }.
+  return async function decodeInto(items, out) {
+    const failed = [];
+    await Promise.all(items.map(async (it, k) => {
+      let img = cache.get(it.file);
+      if (!img) {
+        try {
+          img = await decode(it.file);
+        } catch (e) {
+          failed.push({ k, message: String((e && e.message) || e).split('\n')[0] });
+          return;
+        }
+        if (cached + per * 4 <= cacheBytes && !cache.has(it.file)) {
+          cache.set(it.file, img);
+          cached += per * 4;
+        }
+      }
+      const base = k * per;
+      if (!it.flip) out.set(img, base);
+      else
+        for (let row = 0; row < channels * size; row++)
+          for (let x = 0, o = base + row * size, i = row * size + size - 1; x < size; x++) out[o + x] = img[i - x];
+    }));
+    return failed;
   };
 }`;
 
 const WORKER_JS = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
 ${DECODER_JS}
-const decode = makeDecoder(require(workerData.sharp));
 const spec = workerData.spec, per = spec.channels * spec.size * spec.size;
+const decodeInto = makeDecoder(require(workerData.sharp), spec, workerData.cacheBytes);
 parentPort.on('message', async (m) => {
-  const data = new Float32Array(m.items.length * per), failed = [];
-  await Promise.all(m.items.map(async (it, k) => {
-    try {
-      data.set(await decode(it.file, spec, it.flip), k * per);
-    } catch (e) {
-      failed.push({ k, message: String((e && e.message) || e).split('\n')[0] });
-    }
-  }));
+  const data = new Float32Array(m.items.length * per);
+  const failed = await decodeInto(m.items, data);
   parentPort.postMessage({ id: m.id, data, failed }, [data.buffer]);
 });`;
 
-type Decoder = (file: string, spec: DecodeSpec, flip: boolean) => Promise<Float32Array>;
+type DecodeInto = (items: readonly DecodeItem[], out: Float32Array) => Promise<Array<{ k: number; message: string }>>;
+
+/** Decoded images kept in memory by default (per pool; each worker keeps its share). */
+export const DEFAULT_DECODE_CACHE_BYTES = 1 << 30;
 
 /** The decoder on the calling thread (libuv's pool still does the native work). */
-export function inThreadDecoder(spec: DecodeSpec): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
-  const decode = new Function('sharp', `${DECODER_JS}\nreturn makeDecoder(sharp);`)(sharp) as Decoder;
+export function inThreadDecoder(spec: DecodeSpec, cacheBytes = DEFAULT_DECODE_CACHE_BYTES): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
+  const plain = { size: spec.size, channels: spec.channels, mean: [...spec.mean], std: [...spec.std] };
+  const decodeInto = new Function('sharp', 'spec', 'cacheBytes', `${DECODER_JS}\nreturn makeDecoder(sharp, spec, cacheBytes);`)(sharp, plain, cacheBytes) as DecodeInto;
   const per = spec.channels * spec.size * spec.size;
   return async (items) => {
-    const data = new Float32Array(items.length * per), failed: Array<{ k: number; message: string }> = [];
-    await Promise.all(items.map(async (it, k) => {
-      try {
-        data.set(await decode(it.file, spec, it.flip), k * per);
-      } catch (e) {
-        failed.push({ k, message: String((e as Error)?.message ?? e).split('\n')[0]! });
-      }
-    }));
-    return { data, failed };
+    const data = new Float32Array(items.length * per);
+    return { data, failed: await decodeInto(items, data) };
   };
 }
 
@@ -109,44 +130,43 @@ export function defaultDecodeWorkers(): number {
 }
 
 interface Task {
-  readonly size: number;
-  resolve(r: DecodeResult): void;
+  resolve(r: { data: Float32Array; failed: DecodeResult['failed'] }): void;
   reject(e: Error): void;
 }
 
 interface PoolWorker {
   readonly worker: Worker;
   readonly tasks: Map<number, Task>;
-  outstanding: number;
 }
 
 export class DecodePool {
   private readonly workers: PoolWorker[] = [];
+  private readonly per: number;
   private nextId = 0;
   private broken: Error | undefined;
   private closed = false;
 
-  constructor(readonly spec: DecodeSpec, readonly size: number = defaultDecodeWorkers()) {
+  /** `size` workers; `cacheBytes` of decoded images kept in memory in all (split between the workers). */
+  constructor(readonly spec: DecodeSpec, readonly size: number = defaultDecodeWorkers(), cacheBytes = DEFAULT_DECODE_CACHE_BYTES) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`a decode pool needs at least 1 worker, got ${size}`);
+    this.per = spec.channels * spec.size * spec.size;
     const sharpPath = createRequire(import.meta.url).resolve('sharp');
     const plainSpec = { size: spec.size, channels: spec.channels, mean: [...spec.mean], std: [...spec.std] };
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_JS, { eval: true, workerData: { sharp: sharpPath, spec: plainSpec } });
+      const worker = new Worker(WORKER_JS, { eval: true, workerData: { sharp: sharpPath, spec: plainSpec, cacheBytes: Math.floor(cacheBytes / size) } });
       worker.unref();
-      const pw: PoolWorker = { worker, tasks: new Map(), outstanding: 0 };
+      const pw: PoolWorker = { worker, tasks: new Map() };
       worker.on('message', (m: { id: number; data: Float32Array; failed: DecodeResult['failed'] }) => {
         const t = pw.tasks.get(m.id);
         if (!t) return;
         pw.tasks.delete(m.id);
-        pw.outstanding -= t.size;
         if (!pw.tasks.size) worker.unref();
-        t.resolve({ data: m.data, failed: m.failed });
+        t.resolve(m);
       });
       const fail = (e: Error) => {
         this.broken ??= e;
         for (const t of pw.tasks.values()) t.reject(e);
         pw.tasks.clear();
-        pw.outstanding = 0;
       };
       worker.on('error', (e) => fail(new Error(`image decode worker failed: ${e.message}`)));
       worker.on('exit', (code) => { if (!this.closed) fail(new Error(`image decode worker exited (code ${code})`)); });
@@ -154,19 +174,31 @@ export class DecodePool {
     }
   }
 
-  /** Decode a chunk of images on the least busy worker. */
-  decode(items: readonly DecodeItem[]): Promise<DecodeResult> {
-    if (this.closed) return Promise.reject(new Error('the image decode pool is closed'));
-    if (this.broken) return Promise.reject(this.broken);
-    let pw = this.workers[0]!;
-    for (const w of this.workers) if (w.outstanding < pw.outstanding) pw = w;
+  private post(pw: PoolWorker, items: readonly DecodeItem[]): Promise<{ data: Float32Array; failed: DecodeResult['failed'] }> {
     const id = this.nextId++;
-    return new Promise<DecodeResult>((resolve, reject) => {
-      pw.tasks.set(id, { size: items.length, resolve, reject });
-      pw.outstanding += items.length;
+    return new Promise((resolve, reject) => {
+      pw.tasks.set(id, { resolve, reject });
       pw.worker.ref(); // keep the process alive while work is in flight
       pw.worker.postMessage({ id, items: items.map((it) => ({ file: it.file, flip: it.flip })) });
     });
+  }
+
+  /** Decode images: each goes to worker `key mod size`; the result is in the items' order. */
+  async decode(items: readonly DecodeItem[]): Promise<DecodeResult> {
+    if (this.closed) throw new Error('the image decode pool is closed');
+    if (this.broken) throw this.broken;
+    const groups = this.workers.map(() => [] as number[]);
+    items.forEach((it, k) => groups[((it.key % this.size) + this.size) % this.size]!.push(k));
+    const data = new Float32Array(items.length * this.per);
+    const failed: Array<{ k: number; message: string }> = [];
+    await Promise.all(groups.map(async (ks, w) => {
+      if (!ks.length) return;
+      const r = await this.post(this.workers[w]!, ks.map((k) => items[k]!));
+      ks.forEach((k, j) => data.set(r.data.subarray(j * this.per, (j + 1) * this.per), k * this.per));
+      for (const f of r.failed) failed.push({ k: ks[f.k]!, message: f.message });
+    }));
+    failed.sort((a, b) => a.k - b.k);
+    return { data, failed };
   }
 
   /** Terminate the workers (work still in flight is rejected). Safe to call twice. */

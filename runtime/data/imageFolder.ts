@@ -1,17 +1,18 @@
 /**
  * @file An ImageNet-style image folder as a BatchSource: `<root>/<class>/<image>.{jpg,jpeg,png,webp}`,
  * classes sorted by name (label = index), images sorted by path. Each image is decoded with sharp,
- * resized so its shorter side is `size`, center-cropped to size×size, flipped left-right with
- * probability ½ when `flip` is set (the choice depends only on seed, epoch and image index, so a
- * resumed run sees the same flips), converted to 1 or 3 channels and normalized per channel.
+ * resized so its shorter side is `size`, center-cropped to size×size, converted to 1 or 3 channels,
+ * normalized per channel, and the crop mirrored left-right with probability ½ when `flip` is set (the
+ * choice depends only on seed, epoch and image index, so a resumed run sees the same flips). Decoded
+ * crops are kept in memory up to `cacheBytes` (exact: the crop does not depend on the epoch).
  *
  * An unreadable or corrupt image is reported by path. With `onError: 'skip'` it is reported once
  * (through `warn`), remembered, and replaced in its batch by the next readable image of the epoch's
  * order (shapes are static, so a batch is always full); with 'fail' the load throws a DatasetError.
  *
- * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; every batch's
- * images are handed out in chunks at once, so the batches the prefetcher asked for are decoded while
- * the trainer runs its step. `close()` stops the workers (idle ones never keep the process alive).
+ * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; a batch's
+ * images are handed to the workers at once (image i to worker i mod N), so the batches the prefetcher
+ * asked for are decoded while the trainer runs its step. `close()` stops the workers (idle ones never keep the process alive).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -36,6 +37,9 @@ export interface ImageFolderOptions {
   warn?: (line: string) => void;
   /** Decode worker threads (default: one per core, at most 16); 0 decodes on the calling thread. */
   workers?: number;
+  /** Decoded images kept in memory (default 1 GiB; 0: decode every time). Exact: an image's decoded
+   * crop does not depend on the epoch, the flip is applied to it afterwards. */
+  cacheBytes?: number;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -88,10 +92,10 @@ export class ImageFolderSource implements BatchSource {
     const spec: DecodeSpec = { size: S, channels: C as 1 | 3, mean: Array.from(this.stats.mean), std: Array.from(this.stats.std) };
     const workers = this.o.workers ?? defaultDecodeWorkers();
     if (workers > 0) {
-      const pool = new DecodePool(spec, workers);
+      const pool = new DecodePool(spec, workers, this.o.cacheBytes);
       this.pool = pool;
       this.decodeChunk = (items) => pool.decode(items);
-    } else this.decodeChunk = inThreadDecoder(spec);
+    } else this.decodeChunk = inThreadDecoder(spec, this.o.cacheBytes);
     return this.decodeChunk;
   }
 
@@ -120,20 +124,14 @@ export class ImageFolderSource implements BatchSource {
     let todo = Array.from({ length: B }, (_, b) => b);
     while (todo.length) {
       const picks = todo.map((b) => ({ b, i: candidate(b) }));
-      const chunk = Math.max(1, Math.ceil(picks.length / (2 * Math.max(1, this.pool?.size ?? 1))));
-      const parts: Array<typeof picks> = [];
-      for (let s = 0; s < picks.length; s += chunk) parts.push(picks.slice(s, s + chunk));
-      const results = await Promise.all(parts.map((part) => decode(part.map(({ i }) => ({ file: this.files[i]!, flip: this.flipped(i, epoch) })))));
-      const failed: Array<{ b: number; i: number; message: string }> = [];
-      results.forEach((r, p) => {
-        const part = parts[p]!, bad = new Set(r.failed.map((f) => f.k));
-        part.forEach(({ b, i }, j) => {
-          if (bad.has(j)) return;
-          x.set(r.data.subarray(j * per, (j + 1) * per), b * per);
-          y[b] = this.labels[i]!;
-        });
-        for (const f of r.failed) failed.push({ b: part[f.k]!.b, i: part[f.k]!.i, message: f.message });
+      const r = await decode(picks.map(({ i }) => ({ file: this.files[i]!, flip: this.flipped(i, epoch), key: i })));
+      const bad = new Set(r.failed.map((f) => f.k));
+      picks.forEach(({ b, i }, j) => {
+        if (bad.has(j)) return;
+        x.set(r.data.subarray(j * per, (j + 1) * per), b * per);
+        y[b] = this.labels[i]!;
       });
+      const failed = r.failed.map((f) => ({ b: picks[f.k]!.b, i: picks[f.k]!.i, message: f.message }));
       failed.sort((u, v) => u.b - v.b);
       if (failed.length && this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${failed[0]!.message}`, this.files[failed[0]!.i]);
       for (const f of failed) {

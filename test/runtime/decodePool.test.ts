@@ -1,7 +1,7 @@
 /**
  * Image-folder decoding in worker threads on files the test writes with sharp (JPEG and PNG of odd
  * sizes, greyscale and RGBA PNGs, a corrupt file and a truncated one): the batches are the same bytes
- * whatever the worker count (0 = the calling thread), through the prefetcher too; unreadable images are
+ * whatever the worker count (0 = the calling thread), cached or decoded again, through the prefetcher; unreadable images are
  * reported by path in skip mode and fail the load in fail mode; a process that never closes its source
  * still exits (idle workers are unref'd), and a closed pool rejects work.
  */
@@ -42,10 +42,11 @@ const opts = (o: Partial<ImageFolderOptions>): ImageFolderOptions => ({ root, ba
 
 const pathOf = (w: string) => w.replace(/^skipping unreadable image (.*?): .*$/, '$1');
 
-/** Every batch of two epochs (x bytes and labels) and the warnings, with `workers` decode workers. */
-async function epochs(workers: number, channels: 1 | 3): Promise<{ bytes: Buffer[]; labels: number[][]; warnings: string[] }> {
+/** Every batch of two epochs (x bytes and labels) and the warnings, with `workers` decode workers
+ * (the second epoch comes from the decoded-image cache unless cacheBytes is 0). */
+async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number): Promise<{ bytes: Buffer[]; labels: number[][]; warnings: string[] }> {
   const warnings: string[] = [];
-  const src = new ImageFolderSource(opts({ workers, channels, warn: (w) => warnings.push(w), normalize: channels === 1 ? { mean: 0.5, std: 0.5 } : undefined }));
+  const src = new ImageFolderSource(opts({ workers, channels, cacheBytes, warn: (w) => warnings.push(w), normalize: channels === 1 ? { mean: 0.5, std: 0.5 } : undefined }));
   const pf = new Prefetcher(src, { epoch: 0, batch: 0 }, 3);
   const bytes: Buffer[] = [], labels: number[][] = [];
   for (let n = 0; n < 2 * src.batchesPerEpoch; n++) {
@@ -58,9 +59,9 @@ async function epochs(workers: number, channels: 1 | 3): Promise<{ bytes: Buffer
 }
 
 describe('image decoding in worker threads', () => {
-  it('the same batches, bit for bit, with 0 (calling thread), 1 and 3 workers; RGB and greyscale', async () => {
+  it('the same batches, bit for bit, with 0 (calling thread, no cache), 1 and 3 workers (cached); RGB and greyscale', async () => {
     for (const channels of [3, 1] as const) {
-      const [w0, w1, w3] = [await epochs(0, channels), await epochs(1, channels), await epochs(3, channels)];
+      const [w0, w1, w3] = [await epochs(0, channels, 0), await epochs(1, channels), await epochs(3, channels)];
       expect(w0.bytes).toHaveLength(8); // 32 files → 4 batches of 8, two epochs
       for (const other of [w1, w3]) {
         expect(other.labels).toEqual(w0.labels);
@@ -84,12 +85,12 @@ describe('image decoding in worker threads', () => {
     // a flip mirrors each row: decode one image both ways through the pool
     const pool = new DecodePool({ size: 12, channels: 3, mean: [0, 0, 0], std: [1, 1, 1] }, 2);
     const file = b.files[3]!;
-    const [plain, flipped] = await Promise.all([pool.decode([{ file, flip: false }]), pool.decode([{ file, flip: true }])]);
+    const [plain, flipped] = await Promise.all([pool.decode([{ file, flip: false, key: 0 }]), pool.decode([{ file, flip: true, key: 1 }])]);
     for (let c = 0; c < 3; c++) for (let y = 0; y < 12; y++) for (let x = 0; x < 12; x++)
       expect(flipped.data[(c * 12 + y) * 12 + x]).toBe(plain.data[(c * 12 + y) * 12 + 11 - x]);
     expect(plain.failed).toEqual([]);
     await pool.close();
-    await expect(pool.decode([{ file, flip: false }])).rejects.toThrow(/closed/);
+    await expect(pool.decode([{ file, flip: false, key: 0 }])).rejects.toThrow(/closed/);
     await b.close();
   });
 
@@ -97,8 +98,8 @@ describe('image decoding in worker threads', () => {
     const strict = new ImageFolderSource(opts({ workers: 2, onError: 'fail', shuffle: false, batchSize: 32 }));
     await expect(strict.load(0, 0)).rejects.toThrow(/(corrupt\.jpg|truncated\.png): unreadable image: /);
     await strict.close();
-    const pool = new DecodePool({ size: 8, channels: 3, mean: [0, 0, 0], std: [1, 1, 1] }, 1);
-    const r = await pool.decode([{ file: join(root, 'a', 'g0.png'), flip: false }, { file: join(root, 'b', 'corrupt.jpg'), flip: false }, { file: join(root, 'nope.png'), flip: false }]);
+    const pool = new DecodePool({ size: 8, channels: 3, mean: [0, 0, 0], std: [1, 1, 1] }, 2);
+    const r = await pool.decode([{ file: join(root, 'a', 'g0.png'), flip: false, key: 0 }, { file: join(root, 'b', 'corrupt.jpg'), flip: false, key: 1 }, { file: join(root, 'nope.png'), flip: false, key: 2 }]);
     expect(r.failed.map((f) => f.k).sort()).toEqual([1, 2]);
     expect(r.data.length).toBe(3 * 3 * 8 * 8);
     await pool.close();
@@ -112,10 +113,10 @@ const src = new ImageFolderSource({ root: ${JSON.stringify(root)}, batchSize: 8,
 const b = await src.load(0, 1);
 console.log('loaded', b.x.shape.join('x'));\n`);
     const t0 = Date.now();
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 60_000, cwd: resolve('.') });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 30_000, cwd: resolve('.') });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('loaded 8x3x8x8');
     expect(r.status).toBe(0); // a hang would be killed by the timeout: status null
-    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(Date.now() - t0).toBeLessThan(30_000);
   });
 });
