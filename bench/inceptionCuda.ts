@@ -5,9 +5,9 @@
  * once on the development machine and the GPU window only runs the device side:
  *   tsx bench/inceptionCuda.ts cpu FILE            CPU features of the 2 check images → FILE (safetensors)
  *   tsx bench/inceptionCuda.ts check FILE BACKEND [BATCH]
- *       the same images on BACKEND (f32): normwise relative error max|dev − cpu| / max|cpu| (bound 1e-4, as
- *       the golden test's), compile+first-run time, then the time of one run at BATCH (default 50)
- *       images of 299×299: images per second of FID feature extraction.
+ *       BATCH (default 32) images on BACKEND (f32), the first two being the CPU's: normwise relative error
+ *       max|dev − cpu| / max|cpu| over those two (bound 1e-4, as the golden test's), compile+first-run
+ *       time, and the time of a second run: images per second of FID feature extraction.
  * Images: 2 of 64×64 in [0, 1] (seeded), bilinearly resized to 299 inside the program (pytorch-fid's path).
  */
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
@@ -74,14 +74,14 @@ if (cmd === 'cpu' && file) {
   saveSafetensors(file, new Map([['features', hostTensor('f32', [2, 2048], f)]]));
   console.log(`cpu features [2, 2048] → ${file} in ${(firstMs / 1000).toFixed(1)} s; max |f| ${f.reduce((m, v) => Math.max(m, Math.abs(v)), 0).toExponential(3)}`);
 } else if (cmd === 'check' && file && backend) {
+  // One compile: the batch's first 2 images are the CPU check images (images(B) starts with images(2),
+  // and a feature row depends only on its image: BatchNorm uses its running statistics).
   const want = loadSafetensors(file).tensors.get('features')!.data;
-  const { f, firstMs, runMs } = await features(backend, 2);
+  const batch = Number(batchArg ?? 32);
+  const { f, firstMs, runMs } = await features(backend, batch);
   let d = 0, m = 0;
   for (let i = 0; i < want.length; i++) { d = Math.max(d, Math.abs(f[i]! - Number(want[i]))); m = Math.max(m, Math.abs(Number(want[i]))); }
-  console.log(`| Inception-v3 FID net, full width, batch 2 | ${backend} vs cpu relErr ${(d / m).toExponential(2)} (bound 1e-4) | compile+first run ${(firstMs / 1000).toFixed(1)} s | run ${runMs.toFixed(1)} ms |`);
-  const batch = Number(batchArg ?? 50);
-  const big = await features(backend, batch);
-  console.log(`| Inception-v3 FID net, full width, batch ${batch} (64 px → 299) | ${backend} | compile+first run ${(big.firstMs / 1000).toFixed(1)} s | run ${big.runMs.toFixed(1)} ms = ${Math.round((batch * 1000) / big.runMs)} images/s |`);
+  console.log(`| Inception-v3 FID net, full width, 64 px → 299, batch ${batch} | ${backend} vs cpu (2 images × 2048) relErr ${(d / m).toExponential(2)} (bound 1e-4) | compile+first run ${(firstMs / 1000).toFixed(1)} s | run ${runMs.toFixed(1)} ms = ${Math.round((batch * 1000) / runMs)} images/s |`);
 } else {
   console.error('usage: tsx bench/inceptionCuda.ts cpu FILE | check FILE BACKEND [BATCH]');
   process.exit(2);
