@@ -1,6 +1,6 @@
 #!/bin/bash
 # Data time vs step time on the GPU machine (issue 12). Logs under $OUT; stdout ends with a table.
-# BUDGET (seconds, default 28) bounds the whole script: each part gets what is left.
+# BUDGET (seconds, default 28) bounds the whole script: each part gets at most its CAP_* and what is left.
 # 1) an image folder of 2,560 random 64x64 JPEGs (sharp), 10 classes;
 # 2) the loader alone (bench/dataTime.ts decode): batch 128, resized to 28, greyscale; ms per batch and
 #    images/s decoding (cache off) and from the decoded-image cache, on the calling thread (0 workers) and
@@ -17,18 +17,18 @@ START=$(date +%s)
 left() { echo $(( ${BUDGET:-28} - ($(date +%s) - START) )); }
 cap() { local l; l=$(left); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
 CORES=$(nproc)
-timeout "$(cap 4)" tsx bench/dataTime.ts images "$IMGS" 2560 64 > "$OUT/images.log" 2>&1; echo "images rc $?"
+timeout "$(cap ${CAP_IMAGES:-4})" tsx bench/dataTime.ts images "$IMGS" 2560 64 > "$OUT/images.log" 2>&1; echo "images rc $?"
 echo "| loader alone | source | batches | ms per batch | images/s |" > "$OUT/decode.md"
 echo "| --- | --- | --- | --- | --- |" >> "$OUT/decode.md"
-timeout "$(cap 6)" tsx bench/dataTime.ts decode "$IMGS" 28 1 128 6 0 "$CORES" >> "$OUT/decode.md" 2>"$OUT/decode.log"; echo "decode rc $?"
+timeout "$(cap ${CAP_DECODE:-6})" tsx bench/dataTime.ts decode "$IMGS" 28 1 128 6 0 "$CORES" >> "$OUT/decode.md" 2>"$OUT/decode.log"; echo "decode rc $?"
 cat > "$OUT/folder-job.json" <<JOB
 { "name": "folder-convnet", "model": { "kind": "user", "file": "$(pwd)/examples/my-model.ts" },
   "data": { "kind": "image_folder", "root": "$IMGS", "size": 28, "channels": 1, "flip": true },
   "schedule": { "lr": 3e-3, "warmup": 20 }, "batchSize": 128, "steps": 400,
   "intervals": { "log": 50, "checkpoint": 1000, "plot": 1000 } }
 JOB
-timeout "$(cap 12)" node cli/bin.mjs train "$OUT/folder-job.json" --backend $B --out "$OUT/folder" > "$OUT/folder.log" 2>&1; echo "folder rc $?"
-UV_THREADPOOL_SIZE=$CORES timeout "$(cap 5)" tsx bench/dataTime.ts decode "$IMGS" 28 1 128 6 "$CORES" >> "$OUT/decode.md" 2>>"$OUT/decode.log"; echo "decode uv$CORES rc $?"
+timeout "$(cap ${CAP_TRAIN:-12})" node cli/bin.mjs train "$OUT/folder-job.json" --backend $B --out "$OUT/folder" > "$OUT/folder.log" 2>&1; echo "folder rc $?"
+UV_THREADPOOL_SIZE=$CORES timeout "$(cap ${CAP_UV:-5})" tsx bench/dataTime.ts decode "$IMGS" 28 1 128 6 "$CORES" >> "$OUT/decode.md" 2>>"$OUT/decode.log"; echo "decode uv$CORES rc $?"
 echo "cores $CORES"
 cat "$OUT/decode.md"
 echo "| kiln train, image folder, $B | steps | data_ms median | data_ms mean | step_ms median | step_ms mean | data share |"
