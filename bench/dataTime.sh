@@ -17,7 +17,7 @@ START=$(date +%s)
 left() { echo $(( ${BUDGET:-28} - ($(date +%s) - START) )); }
 cap() { local l; l=$(left); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
 CORES=$(nproc)
-timeout "$(cap ${CAP_IMAGES:-4})" tsx bench/dataTime.ts images "$IMGS" 2560 64 > "$OUT/images.log" 2>&1; echo "images rc $?"
+UV_THREADPOOL_SIZE=$CORES timeout "$(cap ${CAP_IMAGES:-4})" tsx bench/dataTime.ts images "$IMGS" 2560 64 > "$OUT/images.log" 2>&1; echo "images rc $?"
 echo "| loader alone | source | batches | ms per batch | images/s |" > "$OUT/decode.md"
 echo "| --- | --- | --- | --- | --- |" >> "$OUT/decode.md"
 timeout "$(cap ${CAP_DECODE:-6})" tsx bench/dataTime.ts decode "$IMGS" 28 1 128 6 0 "$CORES" >> "$OUT/decode.md" 2>"$OUT/decode.log"; echo "decode rc $?"
