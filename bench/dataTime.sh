@@ -15,7 +15,8 @@ B=${BACKEND:-cuda}
 IMGS=${IMGS:-/tmp/kiln-dataTime-imgs}  # not under $OUT: 11 MB of images need not come back
 START=$(date +%s)
 left() { echo $(( ${BUDGET:-28} - ($(date +%s) - START) )); }
-cap() { local l; l=$(left); [ "$l" -lt "$1" ] && echo "$l" || echo "$1"; }
+# at most $1 s and what is left, at least 1 (timeout 0 would mean no limit)
+cap() { local l; l=$(left); [ "$l" -lt "$1" ] && l=$l || l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
 CORES=$(nproc)
 UV_THREADPOOL_SIZE=$CORES timeout "$(cap ${CAP_IMAGES:-4})" tsx bench/dataTime.ts images "$IMGS" 2560 64 > "$OUT/images.log" 2>&1; echo "images rc $?"
 echo "| loader alone | source | batches | ms per batch | images/s |" > "$OUT/decode.md"
