@@ -29,25 +29,22 @@ export function featureStats(features: ArrayLike<number>, count: number, dim: nu
   const mean = new Float64Array(dim);
   for (let r = 0; r < count; r++) for (let i = 0; i < dim; i++) mean[i]! += Number(features[r * dim + i]);
   for (let i = 0; i < dim; i++) mean[i]! /= count;
-  // Upper triangle of Σ (x − μ)(x − μ)ᵀ, four rows per pass over it (a quarter of the memory traffic).
+  // Upper triangle of Σ (x − μ)(x − μ)ᵀ, by tiles of TILE covariance rows (a tile stays in cache while
+  // every sample passes over it), four samples at a time (a quarter of the loads and stores of the tile).
   const cov = new Float64Array(dim * dim);
-  const d0 = new Float64Array(dim), d1 = new Float64Array(dim), d2 = new Float64Array(dim), d3 = new Float64Array(dim);
-  const center = (dst: Float64Array, r: number) => {
-    for (let i = 0; i < dim; i++) dst[i] = Number(features[r * dim + i]) - mean[i]!;
-  };
-  let r = 0;
-  for (; r + 4 <= count; r += 4) {
-    center(d0, r); center(d1, r + 1); center(d2, r + 2); center(d3, r + 3);
-    for (let i = 0; i < dim; i++) {
-      const a0 = d0[i]!, a1 = d1[i]!, a2 = d2[i]!, a3 = d3[i]!, row = i * dim;
-      for (let j = i; j < dim; j++) cov[row + j]! += a0 * d0[j]! + a1 * d1[j]! + a2 * d2[j]! + a3 * d3[j]!;
-    }
-  }
-  for (; r < count; r++) {
-    center(d0, r);
-    for (let i = 0; i < dim; i++) {
-      const a0 = d0[i]!, row = i * dim;
-      if (a0 !== 0) for (let j = i; j < dim; j++) cov[row + j]! += a0 * d0[j]!;
+  const centered = new Float64Array(4 * dim);
+  const TILE = 32;
+  for (let i0 = 0; i0 < dim; i0 += TILE) {
+    const i1 = Math.min(dim, i0 + TILE);
+    let r = 0;
+    for (; r < count; r += 4) {
+      const rows = Math.min(4, count - r);
+      for (let q = 0; q < 4; q++)
+        for (let j = i0; j < dim; j++) centered[q * dim + j] = q < rows ? Number(features[(r + q) * dim + j]) - mean[j]! : 0;
+      for (let i = i0; i < i1; i++) {
+        const a0 = centered[i]!, a1 = centered[dim + i]!, a2 = centered[2 * dim + i]!, a3 = centered[3 * dim + i]!, row = i * dim;
+        for (let j = i; j < dim; j++) cov[row + j]! += a0 * centered[j]! + a1 * centered[dim + j]! + a2 * centered[2 * dim + j]! + a3 * centered[3 * dim + j]!;
+      }
     }
   }
   for (let i = 0; i < dim; i++)

@@ -150,6 +150,16 @@ describe('Fréchet distance', () => {
     const st = featureStats([1, 2, 3, 6, 5, 10], 3, 2); // columns (1,3,5) and (2,6,10)
     expect(Array.from(st.mean)).toEqual([3, 6]);
     expect(Array.from(st.cov)).toEqual([4, 8, 8, 16]);
+    // against the textbook two-pass sum, 13 samples (not a multiple of 4) of 70 values (over two row tiles)
+    const g = gaussianNoise([13, 70], 6).data as Float32Array, big = featureStats(g, 13, 70);
+    let worst = 0;
+    for (let i = 0; i < 70; i++)
+      for (let j = 0; j < 70; j++) {
+        let v = 0;
+        for (let r = 0; r < 13; r++) v += (g[r * 70 + i]! - big.mean[i]!) * (g[r * 70 + j]! - big.mean[j]!);
+        worst = Math.max(worst, Math.abs(v / 12 - big.cov[i * 70 + j]!));
+      }
+    expect(worst).toBeLessThan(1e-14); // f64 sums of 13 terms of size ~1: rounding only
     const f = gaussianNoise([200, 8], 5).data;
     const s = featureStats(f, 200, 8);
     expect(Math.abs(frechetDistance(s, s))).toBeLessThan(1e-10);
