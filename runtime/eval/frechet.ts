@@ -60,6 +60,8 @@ export function featureStats(features: ArrayLike<number>, count: number, dim: nu
 interface CovFactor {
   readonly lt: Float64Array;
   readonly rank: number;
+  /** The pivot of each step: row k of Lᵀ is zero at pivots[0..k−1]. */
+  readonly pivots: Int32Array;
 }
 
 /**
@@ -76,6 +78,7 @@ export function pivotedCholesky(a: Float64Array, n: number): CovFactor {
   }
   const tol = n * 2 ** -52 * maxDiag;
   const lt = new Float64Array(n * n);
+  const pivots = new Int32Array(n);
   let k = 0;
   for (; k < n; k++) {
     let p = -1, best = tol;
@@ -91,6 +94,7 @@ export function pivotedCholesky(a: Float64Array, n: number): CovFactor {
       for (let i = 0; i < n; i++) lt[row + i]! -= c * lt[rj + i]!;
     }
     used[p] = 1;
+    pivots[k] = p;
     for (let i = 0; i < n; i++) {
       if (used[i]) { lt[row + i] = 0; continue; }
       const v = lt[row + i]! / piv;
@@ -99,7 +103,7 @@ export function pivotedCholesky(a: Float64Array, n: number): CovFactor {
     }
     lt[row + p] = piv;
   }
-  return { lt: k === n ? lt : lt.slice(0, k * n), rank: k };
+  return { lt: k === n ? lt : lt.slice(0, k * n), rank: k, pivots: pivots.slice(0, k) };
 }
 
 const factors = new WeakMap<Float64Array, CovFactor>();
@@ -109,33 +113,42 @@ function factorOf(cov: Float64Array, n: number): CovFactor {
   return f;
 }
 
-/** tr (Σ₁Σ₂)^{1/2} = Σ √λ(Lᵀ Σ₂ L) for Σ₁ = L Lᵀ. */
+/**
+ * tr (Σ₁Σ₂)^{1/2} = Σ √λ(Lᵀ Σ₂ L) for Σ₁ = L Lᵀ. In pivot order (the pivots first, then the indices
+ * never pivoted) Lᵀ is upper trapezoidal, so C = Lᵀ Σ₂ and M = C L need only the nonzero parts
+ * (½n³ and ⅙n³ multiply-adds at full rank) and M's upper triangle (it is symmetric).
+ */
 export function traceSqrtProduct(cov1: Float64Array, cov2: Float64Array, n: number): number {
-  const { lt, rank: r } = factorOf(cov1, n);
+  const { lt, rank: r, pivots } = factorOf(cov1, n);
   if (r === 0) return 0;
-  // C = Lᵀ Σ₂ (r × n), row-contiguous: C[k, :] += L[i, k]·Σ₂[i, :]
+  const perm = new Int32Array(n), seen = new Uint8Array(n);
+  pivots.forEach((p, k) => { perm[k] = p; seen[p] = 1; });
+  for (let i = 0, k = r; i < n; i++) if (!seen[i]) perm[k++] = i;
+  // Lp = Lᵀ with columns in pivot order (Lp[k, j] = 0 for j < k); S = Σ₂ in pivot order
+  const lp = new Float64Array(r * n), sp = new Float64Array(n * n);
+  for (let k = 0; k < r; k++) for (let j = k; j < n; j++) lp[k * n + j] = lt[k * n + perm[j]!]!;
+  for (let i = 0; i < n; i++) {
+    const src = perm[i]! * n, dst = i * n;
+    for (let j = 0; j < n; j++) sp[dst + j] = cov2[src + perm[j]!]!;
+  }
+  // C = Lp S (r × n): C[k, :] = Σ_{i ≥ k} Lp[k, i]·S[i, :]
   const c = new Float64Array(r * n);
   for (let k = 0; k < r; k++) {
     const ck = k * n;
-    for (let i = 0; i < n; i++) {
-      const l = lt[ck + i]!;
+    for (let i = k; i < n; i++) {
+      const l = lp[ck + i]!;
       if (l === 0) continue;
       const si = i * n;
-      for (let j = 0; j < n; j++) c[ck + j]! += l * cov2[si + j]!;
+      for (let j = 0; j < n; j++) c[ck + j]! += l * sp[si + j]!;
     }
   }
-  // M = C L (r × r, symmetric): M[k, l] = C[k, :]·Lᵀ[l, :]; the two triangles are averaged
+  // M = C Lpᵀ (r × r, symmetric): M[k, l] = Σ_{j ≥ l} C[k, j]·Lp[l, j], for l ≥ k
   const m = new Float64Array(r * r);
   for (let k = 0; k < r; k++)
-    for (let l = 0; l < r; l++) {
+    for (let l = k; l < r; l++) {
       let v = 0;
       const ck = k * n, ll = l * n;
-      for (let j = 0; j < n; j++) v += c[ck + j]! * lt[ll + j]!;
-      m[k * r + l] = v;
-    }
-  for (let k = 0; k < r; k++)
-    for (let l = k + 1; l < r; l++) {
-      const v = 0.5 * (m[k * r + l]! + m[l * r + k]!);
+      for (let j = l; j < n; j++) v += c[ck + j]! * lp[ll + j]!;
       m[k * r + l] = v;
       m[l * r + k] = v;
     }
