@@ -6,8 +6,9 @@
  * symmetric PSD matrix Lᵀ Σ₂ L for any factor Σ₁ = L Lᵀ. L comes from a Cholesky factorization with
  * diagonal pivoting that stops at pivots below n·ε·max diag Σ₁, so a singular covariance (fewer samples
  * than features) gives an n×r factor of its rank r, with no jitter added; then only the eigenvalues of an
- * r×r matrix are needed (symmetricEigen.ts without eigenvectors, f64): about ⅓n³ + 1½n³ + 1⅓n³
- * multiply-adds instead of a full eigen-decomposition with vectors and a matrix square root. Negative
+ * r×r matrix are needed (symmetricEigen.ts without eigenvectors, f64): about ⅙n³ + ½n³ + ⅙n³ + ⅔n³
+ * multiply-adds (factor, the two products, the tridiagonal reduction) instead of a full
+ * eigen-decomposition with vectors and a matrix square root. Negative
  * eigenvalues (rounding) count as 0. The factor of Σ₁ is kept per stats object, so FID and its
  * real-vs-real floor (same real statistics) factor it once.
  */
@@ -56,54 +57,61 @@ export function featureStats(features: ArrayLike<number>, count: number, dim: nu
   return { dim, count, mean, cov };
 }
 
-/** Σ = L Lᵀ with diagonal pivoting, L stored transposed (rank × n, row k = column k of L). */
+/**
+ * Σ = L Lᵀ with diagonal pivoting, in pivot order: P Σ Pᵀ = Lpᵀ Lp with Lp (rank × n) upper trapezoidal,
+ * where index i of the permuted order is perm[i] of the matrix (the pivots first, then the rest).
+ */
 interface CovFactor {
-  readonly lt: Float64Array;
+  readonly lp: Float64Array;
   readonly rank: number;
-  /** The pivot of each step: row k of Lᵀ is zero at pivots[0..k−1]. */
-  readonly pivots: Int32Array;
+  readonly perm: Int32Array;
 }
 
 /**
- * Pivoted Cholesky of a symmetric PSD n×n matrix: at each step the largest remaining diagonal of the
- * Schur complement is the pivot; it stops when that is at most n·ε·max diag (the rank at rounding level).
- * Rows of Lᵀ keep the matrix's own index order (no permutation is applied).
+ * Pivoted Cholesky of a symmetric PSD n×n matrix (as LAPACK's pstrf): at each step the largest remaining
+ * diagonal of the Schur complement is the pivot, swapped to the front; it stops when that is at most
+ * n·ε·max diag (the rank at rounding level). Row k of Lp is computed left-looking over the indices not
+ * yet pivoted only (⅙n³ multiply-adds at full rank, contiguous).
  */
 export function pivotedCholesky(a: Float64Array, n: number): CovFactor {
-  const rest = new Float64Array(n), used = new Uint8Array(n);
+  const rest = new Float64Array(n), perm = Int32Array.from({ length: n }, (_, i) => i);
   let maxDiag = 0;
   for (let i = 0; i < n; i++) {
     rest[i] = a[i * n + i]!;
     maxDiag = Math.max(maxDiag, rest[i]!);
   }
   const tol = n * 2 ** -52 * maxDiag;
-  const lt = new Float64Array(n * n);
-  const pivots = new Int32Array(n);
+  const lp = new Float64Array(n * n);
   let k = 0;
   for (; k < n; k++) {
-    let p = -1, best = tol;
-    for (let i = 0; i < n; i++) if (!used[i] && rest[i]! > best) { best = rest[i]!; p = i; }
-    if (p < 0) break;
-    const row = k * n, piv = Math.sqrt(best);
-    // column k of L: (A[p, :] − Σ_j L[p, j]·L[:, j]) / L[p, k], zero on the rows already pivoted
-    for (let i = 0; i < n; i++) lt[row + i] = a[p * n + i]!;
+    let q = -1, best = tol;
+    for (let i = k; i < n; i++) if (rest[perm[i]!]! > best) { best = rest[perm[i]!]!; q = i; }
+    if (q < 0) break;
+    if (q !== k) {
+      [perm[k], perm[q]] = [perm[q]!, perm[k]!];
+      for (let j = 0; j < k; j++) {
+        const rj = j * n, t = lp[rj + k]!;
+        lp[rj + k] = lp[rj + q]!;
+        lp[rj + q] = t;
+      }
+    }
+    const row = k * n, ap = perm[k]! * n;
+    // Lp[k, i] = (Σ[p, perm[i]] − Σ_{j<k} Lp[j, k]·Lp[j, i]) / Lp[k, k] for i ≥ k
+    for (let i = k; i < n; i++) lp[row + i] = a[ap + perm[i]!]!;
     for (let j = 0; j < k; j++) {
-      const c = lt[j * n + p]!;
+      const rj = j * n, c = lp[rj + k]!;
       if (c === 0) continue;
-      const rj = j * n;
-      for (let i = 0; i < n; i++) lt[row + i]! -= c * lt[rj + i]!;
+      for (let i = k; i < n; i++) lp[row + i]! -= c * lp[rj + i]!;
     }
-    used[p] = 1;
-    pivots[k] = p;
-    for (let i = 0; i < n; i++) {
-      if (used[i]) { lt[row + i] = 0; continue; }
-      const v = lt[row + i]! / piv;
-      lt[row + i] = v;
-      rest[i]! -= v * v;
+    const piv = Math.sqrt(best);
+    lp[row + k] = piv;
+    for (let i = k + 1; i < n; i++) {
+      const v = lp[row + i]! / piv;
+      lp[row + i] = v;
+      rest[perm[i]!]! -= v * v;
     }
-    lt[row + p] = piv;
   }
-  return { lt: k === n ? lt : lt.slice(0, k * n), rank: k, pivots: pivots.slice(0, k) };
+  return { lp: k === n ? lp : lp.slice(0, k * n), rank: k, perm };
 }
 
 const factors = new WeakMap<Float64Array, CovFactor>();
@@ -114,19 +122,15 @@ function factorOf(cov: Float64Array, n: number): CovFactor {
 }
 
 /**
- * tr (Σ₁Σ₂)^{1/2} = Σ √λ(Lᵀ Σ₂ L) for Σ₁ = L Lᵀ. In pivot order (the pivots first, then the indices
- * never pivoted) Lᵀ is upper trapezoidal, so C = Lᵀ Σ₂ and M = C L need only the nonzero parts
+ * tr (Σ₁Σ₂)^{1/2} = Σ √λ(Lᵀ Σ₂ L) for Σ₁ = L Lᵀ. In pivot order Lᵀ is upper trapezoidal (Lp), so
+ * C = Lp (PΣ₂Pᵀ) and M = C Lpᵀ need only the nonzero parts
  * (½n³ and ⅙n³ multiply-adds at full rank) and M's upper triangle (it is symmetric).
  */
 export function traceSqrtProduct(cov1: Float64Array, cov2: Float64Array, n: number): number {
-  const { lt, rank: r, pivots } = factorOf(cov1, n);
+  const { lp, rank: r, perm } = factorOf(cov1, n);
   if (r === 0) return 0;
-  const perm = new Int32Array(n), seen = new Uint8Array(n);
-  pivots.forEach((p, k) => { perm[k] = p; seen[p] = 1; });
-  for (let i = 0, k = r; i < n; i++) if (!seen[i]) perm[k++] = i;
-  // Lp = Lᵀ with columns in pivot order (Lp[k, j] = 0 for j < k); S = Σ₂ in pivot order
-  const lp = new Float64Array(r * n), sp = new Float64Array(n * n);
-  for (let k = 0; k < r; k++) for (let j = k; j < n; j++) lp[k * n + j] = lt[k * n + perm[j]!]!;
+  // S = Σ₂ in pivot order
+  const sp = new Float64Array(n * n);
   for (let i = 0; i < n; i++) {
     const src = perm[i]! * n, dst = i * n;
     for (let j = 0; j < n; j++) sp[dst + j] = cov2[src + perm[j]!]!;

@@ -121,17 +121,19 @@ describe('Fréchet distance', () => {
     expect(want).toBeGreaterThan(1);
     expect(Math.abs(got - want)).toBeLessThan(1e-10 * want);
   });
-  it('rank-deficient covariances (fewer samples than features): pivoted Cholesky L·Lᵀ = Σ at the rank, and tr(Σ₁Σ₂)^{1/2} equals the eigenvector route', () => {
+  it('rank-deficient covariances (fewer samples than features): pivoted Cholesky PΣPᵀ = LpᵀLp at the rank (Lp upper trapezoidal), and tr(Σ₁Σ₂)^{1/2} equals the eigenvector route', () => {
     const n = 40, count = 13; // rank 12
     const s1 = featureStats(gaussianNoise([count, n], 7).data, count, n), s2 = featureStats((gaussianNoise([count, n], 8).data as Float32Array).map((v, i) => v * (1 + (i % n) / 10)), count, n);
-    const { lt, rank } = pivotedCholesky(s1.cov, n);
+    const { lp, rank, perm } = pivotedCholesky(s1.cov, n);
     expect(rank).toBe(count - 1);
+    expect([...perm].sort((x, y) => x - y)).toEqual(Array.from({ length: n }, (_, i) => i));
+    for (let k = 0; k < rank; k++) for (let j = 0; j < k; j++) expect(lp[k * n + j]).toBe(0);
     let err = 0, max = 0;
     for (let i = 0; i < n; i++)
       for (let j = 0; j < n; j++) {
         let v = 0;
-        for (let k = 0; k < rank; k++) v += lt[k * n + i]! * lt[k * n + j]!;
-        err = Math.max(err, Math.abs(v - s1.cov[i * n + j]!));
+        for (let k = 0; k < rank; k++) v += lp[k * n + i]! * lp[k * n + j]!;
+        err = Math.max(err, Math.abs(v - s1.cov[perm[i]! * n + perm[j]!]!));
         max = Math.max(max, Math.abs(s1.cov[i * n + j]!));
       }
     expect(err).toBeLessThan(1e-13 * max);
