@@ -12,9 +12,9 @@ B=${BACKEND:-cuda}
 START=$(date +%s)
 left() { echo $(( ${BUDGET:-28} - ($(date +%s) - START) )); }
 cap() { local l; l=$(left); [ "$l" -lt "$1" ] && l=$l || l=$1; [ "$l" -lt 1 ] && l=1; echo "$l"; }
-timeout "$(cap ${CAP_FID:-10})" node cli/bin.mjs eval fid --inception golden/data/inception/w8.safetensors --real bench/data/fid-real.safetensors \
+timeout -k 1 "$(cap ${CAP_FID:-10})" node cli/bin.mjs eval fid --inception golden/data/inception/w8.safetensors --real bench/data/fid-real.safetensors \
   --fake bench/data/fid-fake.safetensors --count 8 --resize 75 --range 0,1 --backend "$B" --batch 4 --json > "$OUT/fid.json" 2> "$OUT/fid.log"; echo "eval fid rc $?"
-timeout "$(cap ${CAP_FULL:-20})" tsx bench/inceptionCuda.ts check bench/data/inception-full-cpu-features.safetensors "$B" 32 > "$OUT/full.log" 2>&1; echo "full rc $?"
+timeout -k 1 "$(cap ${CAP_FULL:-20})" node --import tsx bench/inceptionCuda.ts check bench/data/inception-full-cpu-features.safetensors "$B" 32 > "$OUT/full.log" 2>&1; echo "full rc $?"
 tail -1 "$OUT/fid.json" | node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{try{const o=JSON.parse(s);const r=(a,b)=>Math.abs(a-b)/b;console.log('| kiln eval fid, w8 Inception, $B | fd '+o.fd+' (rel '+r(o.fd,0.17320026457309723).toExponential(2)+' vs PyTorch) | floor '+o.floor+' (rel '+r(o.floor,0.059786271303892136).toExponential(2)+') |')}catch(e){console.log('eval fid: no result')}})"
 grep -h "^backend\|compiled\|seconds\|ms" "$OUT/fid.log" | head -3 | cut -c1-200
 grep "^|" "$OUT/full.log"; tail -2 "$OUT/full.log" | cut -c1-300

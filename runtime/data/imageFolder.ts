@@ -17,7 +17,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { mulberry32 } from '../prng.ts';
-import { type DecodeItem, type DecodeResult, type DecodeSpec, DecodePool, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
@@ -40,6 +40,8 @@ export interface ImageFolderOptions {
   /** Decoded images kept in memory (default 1 GiB; 0: decode every time). Exact: an image's decoded
    * crop does not depend on the epoch, the flip is applied to it afterwards. */
   cacheBytes?: number;
+  /** libvips threads per image (process-wide; default 1, see configureVipsForDecoding). */
+  vipsThreads?: number;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -91,6 +93,7 @@ export class ImageFolderSource implements BatchSource {
     const [C, S] = this.imageShape;
     const spec: DecodeSpec = { size: S, channels: C as 1 | 3, mean: Array.from(this.stats.mean), std: Array.from(this.stats.std) };
     const workers = this.o.workers ?? defaultDecodeWorkers();
+    configureVipsForDecoding(this.o.vipsThreads ?? 1);
     if (workers > 0) {
       const pool = new DecodePool(spec, workers, this.o.cacheBytes);
       this.pool = pool;
