@@ -1,14 +1,15 @@
 /**
  * @file Image decoding off the main thread: a pool of worker threads, each with sharp loaded, that
  * turn image files into normalized f32 [C, S, S] arrays (decode, resize so the shorter side is S,
- * center crop, optional left-right flip, 1 or 3 channels, (v/255 − mean[c]) / std[c]). The main thread
+ * center crop, 1 or 3 channels, (v/255 − mean[c]) / std[c]; flips and the cache of decoded crops are
+ * the caller's, imageFolder.ts). The main thread
  * only posts file names and copies results into its batch, so decoding goes on while the main thread
  * is busy (or blocked in a device synchronization) with the training step.
  *
  * The same decoder (`DECODER_JS`, JavaScript source) runs in the workers and, for `inThreadDecoder`,
- * on the calling thread, so a value never depends on where it was decoded. Work is handed out as chunks
- * of images to the worker with the fewest images outstanding; a chunk's result carries the images that
- * could not be read (by index, with sharp's message) instead of failing the chunk. Idle workers are
+ * on the calling thread, so a value never depends on where it was decoded. A call's images are handed
+ * out by key (image i to worker i mod N), one message per worker; a result carries the images that
+ * could not be read (by index, with sharp's message) instead of failing the call. Idle workers are
  * unref'd (they never keep the process alive); `close()` terminates them.
  *
  * sharp's native work runs on libuv's thread pool, which is one per process (shared by all workers):
@@ -34,10 +35,7 @@ export interface DecodeSpec {
 
 export interface DecodeItem {
   readonly file: string;
-  /** Mirror the decoded crop left-right. */
-  readonly flip: boolean;
-  /** The image's index: it picks the worker (key mod pool size), so each image is always decoded, and
-   * cached, by the same worker. */
+  /** The image's index: it picks the worker (key mod pool size). */
   readonly key: number;
 }
 
@@ -49,49 +47,33 @@ export interface DecodeResult {
 }
 
 /**
- * `makeDecoder(sharp)` returns `async (file, spec, flip) => Float32Array` (C·S·S values, CHW).
- * A source string so that the workers (eval'd CommonJS) and the calling thread run the same code.
+ * `makeDecoder(sharp, spec)` returns `async (items, out) => failures`: each item's image decoded into
+ * out[k·C·S·S ...] (CHW), the failures as { k, message }. A source string so that the workers (eval'd
+ * CommonJS) and the calling thread run the same code.
  */
 const DECODER_JS = String.raw`
-function makeDecoder(sharp, spec, cacheBytes) {
+function makeDecoder(sharp, spec) {
   const size = spec.size, channels = spec.channels, n = size * size, per = channels * n;
-  const cache = new Map();
-  let cached = 0;
-  async function decode(file) {
+  async function decode(file, out, base) {
     const img = sharp(file, { failOn: 'error' }).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' });
     const r = await (channels === 1 ? img.greyscale() : img.removeAlpha().toColourspace('srgb')).raw().toBuffer({ resolveWithObject: true });
-    const data = r.data, ic = r.info.channels, out = new Float32Array(per);
+    const data = r.data, ic = r.info.channels;
     if (data.length !== n * ic) throw new Error('decoded ' + data.length + ' bytes, expected ' + n * ic);
     for (let c = 0; c < channels; c++) {
       // a greyscale source decoded to 1 channel when 3 were asked: replicate it
-      const src = Math.min(c, ic - 1), m = spec.mean[c], s = spec.std[c], base = c * n;
-      for (let p = 0; p < n; p++) out[base + p] = (data[p * ic + src] / 255 - m) / s;
+      const src = Math.min(c, ic - 1), m = spec.mean[c], s = spec.std[c], o = base + c * n;
+      for (let p = 0; p < n; p++) out[o + p] = (data[p * ic + src] / 255 - m) / s;
     }
-    return out;
   }
-  // Decode items (or take them from the cache) into out[k·per ...], mirrored left-right where flip is
-  // set; returns the failures as { k, message }.
   return async function decodeInto(items, out) {
     const failed = [];
     await Promise.all(items.map(async (it, k) => {
-      let img = cache.get(it.file);
-      if (!img) {
-        try {
-          img = await decode(it.file);
-        } catch (e) {
-          failed.push({ k, message: String((e && e.message) || e).split('\n')[0] });
-          return;
-        }
-        if (cached + per * 4 <= cacheBytes && !cache.has(it.file)) {
-          cache.set(it.file, img);
-          cached += per * 4;
-        }
+      try {
+        await decode(it.file, out, k * per);
+      } catch (e) {
+        out.fill(0, k * per, (k + 1) * per);
+        failed.push({ k, message: String((e && e.message) || e).split('\n')[0] });
       }
-      const base = k * per;
-      if (!it.flip) out.set(img, base);
-      else
-        for (let row = 0; row < channels * size; row++)
-          for (let x = 0, o = base + row * size, i = row * size + size - 1; x < size; x++) out[o + x] = img[i - x];
     }));
     return failed;
   };
@@ -101,7 +83,7 @@ const WORKER_JS = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
 ${DECODER_JS}
 const spec = workerData.spec, per = spec.channels * spec.size * spec.size;
-const decodeInto = makeDecoder(require(workerData.sharp), spec, workerData.cacheBytes);
+const decodeInto = makeDecoder(require(workerData.sharp), spec);
 parentPort.on('message', async (m) => {
   const data = new Float32Array(m.items.length * per);
   const failed = await decodeInto(m.items, data);
@@ -110,13 +92,10 @@ parentPort.on('message', async (m) => {
 
 type DecodeInto = (items: readonly DecodeItem[], out: Float32Array) => Promise<Array<{ k: number; message: string }>>;
 
-/** Decoded images kept in memory by default (per pool; each worker keeps its share). */
-export const DEFAULT_DECODE_CACHE_BYTES = 1 << 30;
-
 /** The decoder on the calling thread (libuv's pool still does the native work). */
-export function inThreadDecoder(spec: DecodeSpec, cacheBytes = DEFAULT_DECODE_CACHE_BYTES): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
+export function inThreadDecoder(spec: DecodeSpec): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
   const plain = { size: spec.size, channels: spec.channels, mean: [...spec.mean], std: [...spec.std] };
-  const decodeInto = new Function('sharp', 'spec', 'cacheBytes', `${DECODER_JS}\nreturn makeDecoder(sharp, spec, cacheBytes);`)(sharp, plain, cacheBytes) as DecodeInto;
+  const decodeInto = new Function('sharp', 'spec', `${DECODER_JS}\nreturn makeDecoder(sharp, spec);`)(sharp, plain) as DecodeInto;
   const per = spec.channels * spec.size * spec.size;
   return async (items) => {
     const data = new Float32Array(items.length * per);
@@ -157,14 +136,13 @@ export class DecodePool {
   private broken: Error | undefined;
   private closed = false;
 
-  /** `size` workers; `cacheBytes` of decoded images kept in memory in all (split between the workers). */
-  constructor(readonly spec: DecodeSpec, readonly size: number = defaultDecodeWorkers(), cacheBytes = DEFAULT_DECODE_CACHE_BYTES) {
+  constructor(readonly spec: DecodeSpec, readonly size: number = defaultDecodeWorkers()) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`a decode pool needs at least 1 worker, got ${size}`);
     this.per = spec.channels * spec.size * spec.size;
     const sharpPath = createRequire(import.meta.url).resolve('sharp');
     const plainSpec = { size: spec.size, channels: spec.channels, mean: [...spec.mean], std: [...spec.std] };
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_JS, { eval: true, workerData: { sharp: sharpPath, spec: plainSpec, cacheBytes: Math.floor(cacheBytes / size) } });
+      const worker = new Worker(WORKER_JS, { eval: true, workerData: { sharp: sharpPath, spec: plainSpec } });
       worker.unref();
       const pw: PoolWorker = { worker, tasks: new Map() };
       worker.on('message', (m: { id: number; data: Float32Array; failed: DecodeResult['failed'] }) => {
@@ -190,7 +168,7 @@ export class DecodePool {
     return new Promise((resolve, reject) => {
       pw.tasks.set(id, { resolve, reject });
       pw.worker.ref(); // keep the process alive while work is in flight
-      pw.worker.postMessage({ id, items: items.map((it) => ({ file: it.file, flip: it.flip })) });
+      pw.worker.postMessage({ id, items: items.map((it) => ({ file: it.file })) });
     });
   }
 

@@ -11,8 +11,9 @@
  * order (shapes are static, so a batch is always full); with 'fail' the load throws a DatasetError.
  *
  * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; a batch's
- * images are handed to the workers at once (image i to worker i mod N), so the batches the prefetcher
- * asked for are decoded while the trainer runs its step. `close()` stops the workers (idle ones never keep the process alive).
+ * images not in the cache are handed to the workers at once (image i to worker i mod N), so the batches
+ * the prefetcher asked for are decoded while the trainer runs its step. Cached crops and flips are
+ * applied on the calling thread (a copy, or a mirrored copy, per image: no messages). `close()` stops the workers (idle ones never keep the process alive).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -23,6 +24,9 @@ import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+
+/** Decoded crops kept in memory by default. */
+export const DEFAULT_CACHE_BYTES = 1 << 30;
 
 export interface ImageFolderOptions {
   root: string;
@@ -55,6 +59,9 @@ export class ImageFolderSource implements BatchSource {
   readonly bad = new Set<number>();
   private readonly stats: { mean: Float32Array; std: Float32Array };
   private pool: DecodePool | undefined;
+  /** Decoded crops (unflipped, normalized) by image index, up to cacheBytes. */
+  private readonly cache = new Map<number, Float32Array>();
+  private cachedBytes = 0;
   private decodeChunk: ((items: readonly DecodeItem[]) => Promise<DecodeResult>) | undefined;
 
   constructor(private readonly o: ImageFolderOptions) {
@@ -95,10 +102,10 @@ export class ImageFolderSource implements BatchSource {
     const workers = this.o.workers ?? defaultDecodeWorkers();
     configureVipsForDecoding(this.o.vipsThreads ?? 1);
     if (workers > 0) {
-      const pool = new DecodePool(spec, workers, this.o.cacheBytes);
+      const pool = new DecodePool(spec, workers);
       this.pool = pool;
       this.decodeChunk = (items) => pool.decode(items);
-    } else this.decodeChunk = inThreadDecoder(spec, this.o.cacheBytes);
+    } else this.decodeChunk = inThreadDecoder(spec);
     return this.decodeChunk;
   }
 
@@ -124,15 +131,33 @@ export class ImageFolderSource implements BatchSource {
         if (!this.bad.has(i)) return i;
       }
     };
+    const place = (b: number, i: number, crop: Float32Array) => {
+      const base = b * per;
+      if (!this.flipped(i, epoch)) x.set(crop, base);
+      else
+        for (let row = 0; row < C * S; row++)
+          for (let u = 0, o = base + row * S, src = row * S + S - 1; u < S; u++) x[o + u] = crop[src - u]!;
+      y[b] = this.labels[i]!;
+    };
     let todo = Array.from({ length: B }, (_, b) => b);
     while (todo.length) {
-      const picks = todo.map((b) => ({ b, i: candidate(b) }));
-      const r = await decode(picks.map(({ i }) => ({ file: this.files[i]!, flip: this.flipped(i, epoch), key: i })));
+      const picks: Array<{ b: number; i: number }> = [];
+      for (const b of todo) {
+        const i = candidate(b), hit = this.cache.get(i);
+        if (hit) place(b, i, hit);
+        else picks.push({ b, i });
+      }
+      if (!picks.length) break;
+      const r = await decode(picks.map(({ i }) => ({ file: this.files[i]!, key: i })));
       const bad = new Set(r.failed.map((f) => f.k));
       picks.forEach(({ b, i }, j) => {
         if (bad.has(j)) return;
-        x.set(r.data.subarray(j * per, (j + 1) * per), b * per);
-        y[b] = this.labels[i]!;
+        const crop = r.data.subarray(j * per, (j + 1) * per);
+        if (!this.cache.has(i) && this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
+          this.cache.set(i, crop.slice());
+          this.cachedBytes += crop.byteLength;
+        }
+        place(b, i, crop);
       });
       const failed = r.failed.map((f) => ({ b: picks[f.k]!.b, i: picks[f.k]!.i, message: f.message }));
       failed.sort((u, v) => u.b - v.b);
