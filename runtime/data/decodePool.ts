@@ -105,9 +105,9 @@ export function inThreadDecoder(spec: DecodeSpec): (items: readonly DecodeItem[]
 
 /**
  * libvips settings for decoding many small images: `threads` vips threads per image (default 1: the
- * parallelism is across images, and per-image thread pools only contend with each other; on the
- * 16-core GPU machine the library default of one per core made a 64 px JPEG cost ~10 ms per thread)
- * and no operation cache (every file is read once per epoch). Both are process-wide libvips settings.
+ * parallelism is across images) and no operation cache (every file is read once per epoch). Both are
+ * process-wide. (Measured on the H200 machine: its library default is already 1, and 16 threads per
+ * image decode at the same ~10 ms per 64 px JPEG per libuv thread; the cause of that cost is open.)
  */
 export function configureVipsForDecoding(threads = 1): void {
   sharp.concurrency(threads);
