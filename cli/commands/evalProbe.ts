@@ -49,7 +49,7 @@ export function registerProbe(ev: Command): void {
     .option('--pixels', 'the linear probe on raw pixels instead (the floor)', false)
     .option('--epochs <n>', 'probe training epochs', positiveInt, 30)
     .option('--k <n>', 'neighbours of the kNN classifier', positiveInt, 20)
-    .option('--no-knn', 'skip the kNN accuracy')
+    .option('--no-knn', 'skip the kNN accuracy (default: kNN is computed)')
     .addOption(new Option('--features <f>', "mean: the mean-pooled final tokens; last4: DINO's linear-eval readout (last 4 blocks, normed, mean-pooled, concatenated); tokens: the whole token map flattened (N·D values, what FAE's adapter reads)").choices([...PROBE_FEATURES]).default('mean'))
     .option('--train-limit <n>', 'use the first N train images (default: all 60000)', positiveInt)
     .option('--test-limit <n>', 'use the first N test images (default: all 10000)', positiveInt)

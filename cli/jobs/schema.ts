@@ -34,6 +34,8 @@ const imageFolderData = z.strictObject({
   flip: z.boolean().default(true),
   normalize: normalize.default({ mean: 0.5, std: 0.5 }),
   onError: z.enum(['skip', 'fail']).default('fail'),
+  /** Image decode worker threads (default: one per core, at most 16); 0 decodes on the main thread. */
+  workers: z.number().int().min(0).max(64).optional(),
 });
 
 const encoder = z.strictObject({

@@ -1,23 +1,32 @@
 /**
  * @file An ImageNet-style image folder as a BatchSource: `<root>/<class>/<image>.{jpg,jpeg,png,webp}`,
  * classes sorted by name (label = index), images sorted by path. Each image is decoded with sharp,
- * resized so its shorter side is `size`, center-cropped to size×size, flipped left-right with
- * probability ½ when `flip` is set (the choice depends only on seed, epoch and image index, so a
- * resumed run sees the same flips), converted to 1 or 3 channels and normalized per channel.
+ * resized so its shorter side is `size`, center-cropped to size×size, converted to 1 or 3 channels,
+ * normalized per channel, and the crop mirrored left-right with probability ½ when `flip` is set (the
+ * choice depends only on seed, epoch and image index, so a resumed run sees the same flips). Decoded
+ * crops are kept in memory up to `cacheBytes` (exact: the crop does not depend on the epoch).
  *
  * An unreadable or corrupt image is reported by path. With `onError: 'skip'` it is reported once
  * (through `warn`), remembered, and replaced in its batch by the next readable image of the epoch's
  * order (shapes are static, so a batch is always full); with 'fail' the load throws a DatasetError.
+ *
+ * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; a batch's
+ * images not in the cache are handed to the workers at once (image i to worker i mod N), so the batches
+ * the prefetcher asked for are decoded while the trainer runs its step. Cached crops and flips are
+ * applied on the calling thread (a copy, or a mirrored copy, per image: no messages). `close()` stops the workers (idle ones never keep the process alive).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import sharp from 'sharp';
 import { mulberry32 } from '../prng.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+
+/** Decoded crops kept in memory by default. */
+export const DEFAULT_CACHE_BYTES = 1 << 30;
 
 export interface ImageFolderOptions {
   root: string;
@@ -30,6 +39,13 @@ export interface ImageFolderOptions {
   shuffle?: boolean;
   onError?: 'skip' | 'fail';
   warn?: (line: string) => void;
+  /** Decode worker threads (default: one per core, at most 16); 0 decodes on the calling thread. */
+  workers?: number;
+  /** Decoded images kept in memory (default 1 GiB; 0: decode every time). Exact: an image's decoded
+   * crop does not depend on the epoch, the flip is applied to it afterwards. */
+  cacheBytes?: number;
+  /** libvips threads per image (process-wide; default 1, see configureVipsForDecoding). */
+  vipsThreads?: number;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -42,6 +58,11 @@ export class ImageFolderSource implements BatchSource {
   /** Paths found unreadable so far (skip mode). */
   readonly bad = new Set<number>();
   private readonly stats: { mean: Float32Array; std: Float32Array };
+  private pool: DecodePool | undefined;
+  /** Decoded crops (unflipped, normalized) by image index, up to cacheBytes. */
+  private readonly cache = new Map<number, Float32Array>();
+  private cachedBytes = 0;
+  private decodeChunk: ((items: readonly DecodeItem[]) => Promise<DecodeResult>) | undefined;
 
   constructor(private readonly o: ImageFolderOptions) {
     let entries: string[];
@@ -73,52 +94,89 @@ export class ImageFolderSource implements BatchSource {
     return permutation(n, mulberry32((this.o.seed + epoch) >>> 0));
   }
 
-  /** Decode one image to [C, S, S] values in [0, 1] (before normalization). */
-  async decode(i: number, epoch: number): Promise<Uint8Array> {
-    const { size, channels = 3, flip } = this.o;
-    let img = sharp(this.files[i]!, { failOn: 'error' }).resize(size, size, { fit: 'cover', position: 'centre', kernel: 'linear' });
-    if (flip && (hashInts(this.o.seed, epoch, i) & 1)) img = img.flop();
-    img = channels === 1 ? img.greyscale() : img.removeAlpha().toColourspace('srgb');
-    const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== channels) {
-      // greyscale sources decoded as 1 channel when 3 were asked: replicate
-      const out = new Uint8Array(size * size * channels);
-      for (let p = 0; p < size * size; p++) for (let c = 0; c < channels; c++) out[p * channels + c] = data[p * info.channels + Math.min(c, info.channels - 1)]!;
-      return out;
-    }
-    return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  /** Where images are decoded: the worker pool (started on the first load) or the calling thread. */
+  private decoder(): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
+    if (this.decodeChunk) return this.decodeChunk;
+    const [C, S] = this.imageShape;
+    const spec: DecodeSpec = { size: S, channels: C as 1 | 3, mean: Array.from(this.stats.mean), std: Array.from(this.stats.std) };
+    const workers = this.o.workers ?? defaultDecodeWorkers();
+    configureVipsForDecoding(this.o.vipsThreads ?? 1);
+    if (workers > 0) {
+      const pool = new DecodePool(spec, workers);
+      this.pool = pool;
+      this.decodeChunk = (items) => pool.decode(items);
+    } else this.decodeChunk = inThreadDecoder(spec);
+    return this.decodeChunk;
+  }
+
+  /** Whether image i of `epoch` is flipped (a function of seed, epoch and index only). */
+  private flipped(i: number, epoch: number): boolean {
+    return !!this.o.flip && (hashInts(this.o.seed, epoch, i) & 1) === 1;
   }
 
   async load(epoch: number, batch: number): Promise<SourceBatch> {
     const order = this.order(epoch);
-    const B = this.batchSize, [C, S] = this.imageShape;
-    const x = new Float32Array(B * C * S * S);
+    const B = this.batchSize, [C, S] = this.imageShape, per = C * S * S;
+    const x = new Float32Array(B * per);
     const y = new Int32Array(B);
-    await Promise.all(Array.from({ length: B }, async (_, b) => {
-      let i = order[batch * B + b]!;
-      // Replacements for a skipped image: the images after it in the epoch's order (a fixed sequence
-      // per slot, so the batch does not depend on which decode finishes first; it may repeat an image).
-      for (let k = 1; ; k++) {
-        if (!this.bad.has(i)) {
-          try {
-            const hwc = await this.decode(i, epoch);
-            const base = b * C * S * S;
-            for (let p = 0; p < S * S; p++)
-              for (let c = 0; c < C; c++) x[base + c * S * S + p] = (hwc[p * C + c]! / 255 - this.stats.mean[c]!) / this.stats.std[c]!;
-            y[b] = this.labels[i]!;
-            return;
-          } catch (e) {
-            const why = (e as Error).message.split('\n')[0];
-            if (this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${why}`, this.files[i]);
-            // Slots decode in parallel, so two may fail on the same image: report it once.
-            if (!this.bad.has(i)) this.o.warn?.(`skipping unreadable image ${this.files[i]}: ${why}`);
-            this.bad.add(i);
-          }
-        }
-        if (k > order.length) throw new DatasetError('no readable image to fill a batch slot (all candidates unreadable)', this.o.root);
-        i = order[(batch * B + b + k) % order.length]!;
+    const decode = this.decoder();
+    // Slot b takes the first readable image of a fixed sequence: order[batch·B + b + k], k = 0, 1, ...
+    // (the images after it in the epoch's order; it may repeat an image). Readability is a property of
+    // the file, so a batch never depends on which worker or decode finishes first.
+    const k = new Array<number>(B).fill(0);
+    const candidate = (b: number): number => {
+      for (; ; k[b]!++) {
+        if (k[b]! > order.length) throw new DatasetError('no readable image to fill a batch slot (all candidates unreadable)', this.o.root);
+        const i = order[(batch * B + b + k[b]!) % order.length]!;
+        if (!this.bad.has(i)) return i;
       }
-    }));
+    };
+    const place = (b: number, i: number, crop: Float32Array) => {
+      const base = b * per;
+      if (!this.flipped(i, epoch)) x.set(crop, base);
+      else
+        for (let row = 0; row < C * S; row++)
+          for (let u = 0, o = base + row * S, src = row * S + S - 1; u < S; u++) x[o + u] = crop[src - u]!;
+      y[b] = this.labels[i]!;
+    };
+    let todo = Array.from({ length: B }, (_, b) => b);
+    while (todo.length) {
+      const picks: Array<{ b: number; i: number }> = [];
+      for (const b of todo) {
+        const i = candidate(b), hit = this.cache.get(i);
+        if (hit) place(b, i, hit);
+        else picks.push({ b, i });
+      }
+      if (!picks.length) break;
+      const r = await decode(picks.map(({ i }) => ({ file: this.files[i]!, key: i })));
+      const bad = new Set(r.failed.map((f) => f.k));
+      picks.forEach(({ b, i }, j) => {
+        if (bad.has(j)) return;
+        const crop = r.data.subarray(j * per, (j + 1) * per);
+        if (!this.cache.has(i) && this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
+          this.cache.set(i, crop.slice());
+          this.cachedBytes += crop.byteLength;
+        }
+        place(b, i, crop);
+      });
+      const failed = r.failed.map((f) => ({ b: picks[f.k]!.b, i: picks[f.k]!.i, message: f.message }));
+      failed.sort((u, v) => u.b - v.b);
+      if (failed.length && this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${failed[0]!.message}`, this.files[failed[0]!.i]);
+      for (const f of failed) {
+        // Two slots (or two batches in flight) may fail on the same image: report it once.
+        if (!this.bad.has(f.i)) this.o.warn?.(`skipping unreadable image ${this.files[f.i]}: ${f.message}`);
+        this.bad.add(f.i);
+      }
+      todo = failed.map((f) => f.b);
+    }
     return { x: { dtype: 'f32', shape: [B, C, S, S], data: x }, y: { dtype: 'i32', shape: [B], data: y }, epoch, batch };
+  }
+
+  /** Stop the decode workers (a later load starts new ones). */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    this.decodeChunk = undefined;
+    await pool?.close();
   }
 }

@@ -1,7 +1,7 @@
 /**
  * @file A prefetching loader: while the trainer runs step s, batches s+1 … s+depth are already being
- * prepared (image decoding runs on libuv's thread pool through sharp; synchronous sources are started
- * on the next turn of the event loop). `next()` reports how long the trainer waited for the batch,
+ * prepared (image folders decode in worker threads, decodePool.ts; synchronous sources are started
+ * on the next turn of the event loop). `close()` stops the source's workers when training ends. `next()` reports how long the trainer waited for the batch,
  * which the trainer logs as data time next to step time: when data time is ~0 the device never waits.
  */
 import type { BatchSource, SourceBatch } from './source.ts';
@@ -11,11 +11,14 @@ export interface Position {
   batch: number;
 }
 
+/** Batches prepared ahead of the trainer by default. */
+export const PREFETCH_DEPTH = 4;
+
 export class Prefetcher {
   private readonly queue: Array<Promise<SourceBatch>> = [];
   private pos: Position;
 
-  constructor(private readonly source: BatchSource, start: Position, depth = 2) {
+  constructor(private readonly source: BatchSource, start: Position, depth = PREFETCH_DEPTH) {
     this.pos = { ...start };
     for (let i = 0; i < depth; i++) this.enqueue();
   }
@@ -35,5 +38,11 @@ export class Prefetcher {
     this.enqueue();
     const batch = await p;
     return { batch, waitMs: performance.now() - t0 };
+  }
+
+  /** Stop preparing batches: the source's workers are stopped (batches still in flight are dropped). */
+  async close(): Promise<void> {
+    this.queue.length = 0;
+    await this.source.close?.();
   }
 }

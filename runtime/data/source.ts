@@ -22,6 +22,8 @@ export interface BatchSource {
   readonly imageShape: readonly [number, number, number];
   readonly classes: readonly string[];
   load(epoch: number, batch: number): Promise<SourceBatch>;
+  /** Release what the source holds (decode workers); a later load may start them again. */
+  close?(): Promise<void>;
 }
 
 /** Pixel normalization of values in [0, 1]: (v − mean[c]) / std[c] (one value = every channel). */

@@ -192,7 +192,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
 
   const end = Math.min(o.totalSteps, o.stopAt ?? Infinity);
   const progress = new Progress(step, { tty: o.tty ?? false, every: o.intervals.log, write: (s) => process.stderr.write(s), log });
-  const loader = new Prefetcher(task.source, { epoch: Math.floor(step / perEpoch), batch: step % perEpoch }, o.prefetch ?? 2);
+  const loader = new Prefetcher(task.source, { epoch: Math.floor(step / perEpoch), batch: step % perEpoch }, o.prefetch);
   const losses: number[] = [];
   const evals: Record<string, number> = {};
   const runHooks = async (s: number, final: boolean) => {
@@ -255,6 +255,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       dataMs, stepMs, evals, seconds: (performance.now() - started) / 1000,
     };
   } finally {
+    await loader.close();
     session.dispose();
     advSession?.dispose();
   }

@@ -6,9 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import { hostTensor } from '../../ir/tensor.ts';
 import { gaussianNoise } from '../../models/flowMatching.ts';
-import { featureStats, frechetDistance } from '../../runtime/eval/frechet.ts';
+import { featureStats, frechetDistance, pivotedCholesky, traceSqrtProduct } from '../../runtime/eval/frechet.ts';
 import { psnr, ssim } from '../../runtime/eval/imageMetrics.ts';
-import { symmetricEigen } from '../../runtime/eval/symmetricEigen.ts';
+import { symmetricEigen, symmetricFunction } from '../../runtime/eval/symmetricEigen.ts';
 
 const matmul = (a: Float64Array, b: Float64Array, n: number) => {
   const c = new Float64Array(n * n);
@@ -121,10 +121,47 @@ describe('Fréchet distance', () => {
     expect(want).toBeGreaterThan(1);
     expect(Math.abs(got - want)).toBeLessThan(1e-10 * want);
   });
+  it('rank-deficient covariances (fewer samples than features): pivoted Cholesky PΣPᵀ = LpᵀLp at the rank (Lp upper trapezoidal), and tr(Σ₁Σ₂)^{1/2} equals the eigenvector route', () => {
+    const n = 40, count = 13; // rank 12
+    const s1 = featureStats(gaussianNoise([count, n], 7).data, count, n), s2 = featureStats((gaussianNoise([count, n], 8).data as Float32Array).map((v, i) => v * (1 + (i % n) / 10)), count, n);
+    const { lp, rank, perm } = pivotedCholesky(s1.cov, n);
+    expect(rank).toBe(count - 1);
+    expect([...perm].sort((x, y) => x - y)).toEqual(Array.from({ length: n }, (_, i) => i));
+    for (let k = 0; k < rank; k++) for (let j = 0; j < k; j++) expect(lp[k * n + j]).toBe(0);
+    let err = 0, max = 0;
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) {
+        let v = 0;
+        for (let k = 0; k < rank; k++) v += lp[k * n + i]! * lp[k * n + j]!;
+        err = Math.max(err, Math.abs(v - s1.cov[perm[i]! * n + perm[j]!]!));
+        max = Math.max(max, Math.abs(s1.cov[i * n + j]!));
+      }
+    expect(err).toBeLessThan(1e-13 * max);
+    // reference: S = Σ₁^{1/2} by eigenvectors, then the eigenvalues of S·Σ₂·S
+    const sq = symmetricFunction(s1.cov, n, (l) => Math.sqrt(Math.max(l, 0)));
+    const m = matmul(matmul(sq, s2.cov, n), sq, n);
+    const sym = Float64Array.from(m, (v, idx) => 0.5 * (v + m[(idx % n) * n + Math.floor(idx / n)]!));
+    const want = symmetricEigen(sym, n, { vectors: false }).values.reduce((t, l) => t + Math.sqrt(Math.max(l, 0)), 0);
+    const got = traceSqrtProduct(s1.cov, s2.cov, n);
+    expect(want).toBeGreaterThan(1);
+    // the reference's own error: its n − 12 null eigenvalues come out at ~1e-15 and their square roots add ~1e-8 each
+    expect(Math.abs(got - want)).toBeLessThan(1e-6 * want);
+    expect(Math.abs(traceSqrtProduct(s1.cov, s1.cov, n) - s1.cov.reduce((t, v, i) => (i % (n + 1) === 0 ? t + v : t), 0))).toBeLessThan(1e-12 * want);
+  });
   it('feature statistics: unbiased covariance; a set against itself is 0 (up to rounding)', () => {
     const st = featureStats([1, 2, 3, 6, 5, 10], 3, 2); // columns (1,3,5) and (2,6,10)
     expect(Array.from(st.mean)).toEqual([3, 6]);
     expect(Array.from(st.cov)).toEqual([4, 8, 8, 16]);
+    // against the textbook two-pass sum, 13 samples (not a multiple of 4) of 70 values (over two row tiles)
+    const g = gaussianNoise([13, 70], 6).data as Float32Array, big = featureStats(g, 13, 70);
+    let worst = 0;
+    for (let i = 0; i < 70; i++)
+      for (let j = 0; j < 70; j++) {
+        let v = 0;
+        for (let r = 0; r < 13; r++) v += (g[r * 70 + i]! - big.mean[i]!) * (g[r * 70 + j]! - big.mean[j]!);
+        worst = Math.max(worst, Math.abs(v / 12 - big.cov[i * 70 + j]!));
+      }
+    expect(worst).toBeLessThan(1e-14); // f64 sums of 13 terms of size ~1: rounding only
     const f = gaussianNoise([200, 8], 5).data;
     const s = featureStats(f, 200, 8);
     expect(Math.abs(frechetDistance(s, s))).toBeLessThan(1e-10);
