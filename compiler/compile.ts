@@ -66,7 +66,7 @@ export interface CompileOptions {
 /** The remat mode when none is asked for. */
 export const DEFAULT_REMAT: RematMode = 'off';
 
-export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' | 'forward'> {
+export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' | 'deferred' | 'forward'> {
   /** Nodes recomputed in the backward. */
   readonly recomputedNodes: number;
   /** Why this mode (auto): the plan's device bytes against the device's free bytes. */
@@ -107,7 +107,7 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
   const optimized = r.graph;
   const fused = stages.run('fuse', () => planFusion(optimized), (p) => printFusionPlan(optimized, p));
   const lowered = stages.run('lower', () => lowerPlan(optimized, fused), printKernels);
-  const phase = (k: Kernel) => (k.nodes.some((n) => r.recomputed.has(n)) ? 1 : 0) | (k.nodes.some((n) => r.forward.has(n)) ? 2 : 0);
+  const phase = (k: Kernel) => (k.nodes.some((n) => r.deferred.has(n)) ? 1 : 0) | (k.nodes.some((n) => r.forward.has(n)) ? 2 : 0);
   // A kernel of recomputed copies joins no forward kernel, and joins another kernel only when one
   // consumes the other (merging on shared operands alone would pull recomputations of distant layers
   // into one kernel, run as early as the first of them is needed).
@@ -117,10 +117,10 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
     : undefined;
   const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart)), printKernels);
   const tiled = stages.run('tile', () => tileKernels(merged, fused.buffers, opts.target), printKernels);
-  const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.recomputed), printKernels);
+  const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.deferred), printKernels);
   const { program, plan } = stages.run('memory', () => layOut(name, ordered, fused), (x) => printProgram(x.program));
   if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${name} ----\n${printProgram(program)}`);
-  const { graph: _g, recomputed, forward: _f, ...summary } = r;
+  const { graph: _g, recomputed, deferred: _d, forward: _f, ...summary } = r;
   return { program, optimized, fused, plan, remat: { ...summary, recomputedNodes: recomputed.size }, stages: stages.list };
 }
 

@@ -61,6 +61,11 @@ export interface RematResult {
   readonly mode: RematMode;
   /** Ids (in `graph`) of the recomputed copies. */
   readonly recomputed: ReadonlySet<number>;
+  /**
+   * The copies and the backward nodes that read copies but no gradient: what the kernel order runs
+   * only when the backward needs it.
+   */
+  readonly deferred: ReadonlySet<number>;
   /** Ids (in `graph`) of the forward's nodes (those the copies must not be merged with). */
   readonly forward: ReadonlySet<number>;
   /** FLOPs of the recomputed copies (the step's extra work). */
@@ -80,20 +85,60 @@ const CHEAP_OPS: ReadonlySet<string> = new Set<string>([
 ] satisfies OpName[]);
 /** Views: never kept (keeping one keeps its source; the view itself folds into loads). */
 const VIEW_OPS: ReadonlySet<string> = new Set(['reshape', 'permute', 'broadcast', 'slice']);
-/** The longest reach back (in forward nodes) of a cheap recomputation (PyTorch's partitioner uses 100). */
-export const MAX_CHAIN = 100;
+/** The most cheap ops in a row that one recomputation may repeat. */
+export const MAX_CHAIN = 16;
 /** Outputs that are not the forward's. */
 const GRAD_NORM_OUTPUT = 'grad_norm';
 
 const isForwardOutput = (name: string) => !name.startsWith(NEXT_PREFIX) && !name.startsWith('grad.') && name !== GRAD_NORM_OUTPUT;
 
-/** The repeated block a parameter belongs to: `blocks.3.attn.qkv.weight` → `blocks.3`. */
-function blockOf(param: string): string | undefined {
-  return /^((?:.*\.)?\d+)\./.exec(param)?.[1];
+/**
+ * The repeated blocks of a graph: for each parameter that belongs to one, the block's position in
+ * order of first appearance. A block is `<list>.<i>` (the first numbered part of the name:
+ * `blocks.3.attn.qkv.weight` → `blocks.3`) where the list has two or more entries with the same
+ * parameters (names after the prefix, and shapes) — a ModuleList of layers, not a Sequential of
+ * different layers (`t_embedder.mlp.0`, `t_embedder.mlp.2`).
+ */
+function repeatedBlocks(g: Graph): Map<number, number> {
+  const entries = new Map<string, Map<string, { ids: number[]; signature: string[] }>>();
+  for (const i of g.inputs) {
+    if (i.kind !== 'param' && i.kind !== 'frozen') continue;
+    const m = /^((?:[^.]+\.)*?)(\d+)\.(.+)$/.exec(i.name);
+    if (!m) continue;
+    const [, list, index, rest] = m as unknown as [string, string, string, string];
+    let l = entries.get(list);
+    if (!l) entries.set(list, (l = new Map()));
+    let e = l.get(index);
+    if (!e) l.set(index, (e = { ids: [], signature: [] }));
+    e.ids.push(i.id);
+    e.signature.push(`${rest}:${i.type.dtype}[${i.type.shape.join(',')}]`);
+  }
+  const blockOf = new Map<number, string>();
+  for (const [list, l] of entries) {
+    const bySignature = new Map<string, string[]>();
+    for (const [index, e] of l) {
+      const key = e.signature.sort().join(' ');
+      bySignature.set(key, [...(bySignature.get(key) ?? []), index]);
+    }
+    for (const indices of bySignature.values()) {
+      if (indices.length < 2) continue;
+      for (const index of indices) for (const id of l.get(index)!.ids) blockOf.set(id, `${list}${index}`);
+    }
+  }
+  // Positions in order of first use by the graph's nodes.
+  const position = new Map<string, number>();
+  const out = new Map<number, number>();
+  for (const n of g.nodes) for (const i of n.inputs) {
+    const b = blockOf.get(i);
+    if (b === undefined) continue;
+    if (!position.has(b)) position.set(b, position.size);
+    out.set(i, position.get(b)!);
+  }
+  return out;
 }
 
 export function remat(g: Graph, mode: RematMode): RematResult {
-  const unchanged = (keptBytes = 0): RematResult => ({ graph: g, mode, recomputed: new Set(), forward: new Set(), extraFlops: 0, keptBytesBefore: keptBytes, keptBytesAfter: keptBytes, blocks: 0 });
+  const unchanged = (keptBytes = 0): RematResult => ({ graph: g, mode, recomputed: new Set(), deferred: new Set(), forward: new Set(), extraFlops: 0, keptBytesBefore: keptBytes, keptBytesAfter: keptBytes, blocks: 0 });
   // The forward: ancestors of the forward outputs.
   const forward = new Set<number>();
   const stack = g.outputs.filter((o) => isForwardOutput(o.name)).map((o) => o.id);
@@ -113,15 +158,9 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   if (mode === 'off' || needed.size === 0) return unchanged(keptBytesBefore);
 
   // Blocks: a node's block is the last block (in order of first use) whose parameters it depends on.
-  const blockIndex = new Map<string, number>();
-  const label = new Map<number, number>();
+  const label = mode === 'blocks' ? repeatedBlocks(g) : new Map<number, number>();
+  const blockCount = new Set(label.values()).size;
   if (mode === 'blocks') {
-    for (const i of g.inputs) {
-      const b = i.kind === 'param' || i.kind === 'frozen' ? blockOf(i.name) : undefined;
-      if (b === undefined) continue;
-      if (!blockIndex.has(b)) blockIndex.set(b, blockIndex.size);
-      label.set(i.id, blockIndex.get(b)!);
-    }
     for (const n of g.nodes) {
       if (!forward.has(n.id)) continue;
       let l = -1;
@@ -131,9 +170,18 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   }
   const users = g.users();
   const inBlock = (v: number) => !isInput(v) && (label.get(v) ?? -1) >= 0;
-  /** A block node read by forward nodes of another block (or outside blocks): it may be kept. */
-  const leavesBlock = (v: number) => (users.get(v) ?? []).some((u) => forward.has(u.id) && label.get(u.id) !== label.get(v));
+  /**
+   * A value read by forward nodes of another block (or of no block), directly or through views: in
+   * blocks mode it is the boundary from which the reader's block is recomputed, so it is kept, never
+   * recomputed (else the cut would recompute every block from the model's inputs, for free).
+   */
+  const leavesBlock = (v: number): boolean => {
+    const l = label.get(v);
+    const reads = (x: number): boolean => (users.get(x) ?? []).some((u) => forward.has(u.id) && (label.get(u.id) !== l || (VIEW_OPS.has(u.op) && reads(u.id))));
+    return reads(v);
+  };
   const outputs = new Set(g.outputs.map((o) => o.id));
+  const readByBlock = (v: number): boolean => (users.get(v) ?? []).some((u) => forward.has(u.id) && (inBlock(u.id) || (VIEW_OPS.has(u.op) && readByBlock(u.id))));
 
   // The flow network: vertex 2k = node k's _in, 2k+1 its _out; then source and sink.
   const index = new Map<number, number>();
@@ -143,25 +191,24 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   const net = new FlowNetwork(sink + 1);
   const vin = (v: number) => 2 * index.get(v)!, vout = (v: number) => 2 * index.get(v)! + 1;
   const freeValue = (n: Node) => n.op === 'constant' || n.op === 'iota';
-  // Long chains: a cheap node whose recomputation would reach back more than MAX_CHAIN forward nodes
-  // (to the kept values it starts from) is not recomputed (PyTorch's ban_recompute_long_fusible_chains):
-  // otherwise the residual stream, an add per layer, would be recomputed in the backward from the
-  // first layer's values, all its layers' sums at once.
-  const origin = new Map<number, number>();
+  // Long chains: a cheap node that would be recomputed through more than MAX_CHAIN cheap ops in a row
+  // (views not counted) is not recomputed (after PyTorch's ban_recompute_long_fusible_chains):
+  // otherwise the residual stream, an add or two per layer, would be recomputed in the backward from
+  // the first layer's values on.
+  const depth = new Map<number, number>();
   const banned = new Set<number>();
-  fwdNodes.forEach((n, pos) => {
-    if ((mode === 'blocks' && inBlock(n.id)) || !CHEAP_OPS.has(n.op)) return;
-    let o = pos;
-    for (const i of n.inputs) {
-      if (isInput(i)) continue;
-      o = Math.min(o, origin.get(i) ?? index.get(i)!);
-    }
-    if (pos - o > MAX_CHAIN && !VIEW_OPS.has(n.op)) banned.add(n.id); // (a view is never kept: its source is)
-    else origin.set(n.id, o);
-  });
+  for (const n of fwdNodes) {
+    if ((mode === 'blocks' && inBlock(n.id)) || !CHEAP_OPS.has(n.op)) continue;
+    let d = 0;
+    for (const i of n.inputs) d = Math.max(d, depth.get(i) ?? 0);
+    if (!VIEW_OPS.has(n.op)) d++;
+    if (d > MAX_CHAIN && !VIEW_OPS.has(n.op)) banned.add(n.id); // (a view is never kept: its source is)
+    else depth.set(n.id, d);
+  }
   for (const n of fwdNodes) {
     // Philox draws recompute exactly, so blocks may recompute them.
-    const recomputable = ((mode === 'blocks' && inBlock(n.id)) || CHEAP_OPS.has(n.op)) && !banned.has(n.id);
+    const boundary = mode === 'blocks' && !VIEW_OPS.has(n.op) && blockCount > 0 && leavesBlock(n.id) && (inBlock(n.id) || readByBlock(n.id));
+    const recomputable = ((mode === 'blocks' && inBlock(n.id)) || CHEAP_OPS.has(n.op)) && !banned.has(n.id) && !boundary;
     let keep: number;
     if (outputs.has(n.id) || freeValue(n)) keep = 0; // in memory anyway (an output), or no memory (constants)
     else if (VIEW_OPS.has(n.op)) keep = Infinity;
@@ -221,7 +268,16 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   }
   rw.copyOutputs();
   const out = rw.build();
+  // Backward nodes that read copies and no gradient (only copies, forward values, inputs and
+  // constants: a SiLU's derivative factor) would be ready in the forward and pull the copies there:
+  // they are deferred with the copies (`deferred`).
+  const deferred = new Set(recomputed);
+  for (const n of out.nodes) {
+    if (deferred.has(n.id) || forwardIds.has(n.id)) continue;
+    if (!n.inputs.some((i) => deferred.has(i))) continue;
+    if (n.inputs.every((i) => deferred.has(i) || forwardIds.has(i) || out.input(i) !== undefined || out.node(i)?.op === 'constant')) deferred.add(n.id);
+  }
   verify(out);
   dumpGraph('ir', `remat(${mode})`, out);
-  return { graph: out, mode, recomputed, forward: forwardIds, extraFlops, keptBytesBefore, keptBytesAfter, blocks: blockIndex.size };
+  return { graph: out, mode, recomputed, deferred, forward: forwardIds, extraFlops, keptBytesBefore, keptBytesAfter, blocks: blockCount };
 }
