@@ -17,18 +17,16 @@
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { runProgram } from '../../backends/kernel/interpreter.ts';
-import { type CompileOptions, compile, programDeviceBytes } from '../../compiler/compile.ts';
-import { kernelStats } from '../../compiler/report.ts';
+import { compile } from '../../compiler/compile.ts';
 import { optimize } from '../../compiler/passes/pipeline.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
-import { type RematMode, remat } from '../../compiler/transforms/remat.ts';
+import { remat } from '../../compiler/transforms/remat.ts';
 import { isFloat } from '../../ir/dtype.ts';
 import type { Graph } from '../../ir/graph.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { ditCase, modelCaseMismatches } from '../support/compiledModels.ts';
 import { firstMismatch } from '../support/compare.ts';
 import { withCotangentLoss } from '../support/compilerPrograms.ts';
-import { runKiln } from '../support/kilnCli.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 
 /** Bit-for-bit equality of two runs (NaN equals NaN). */
