@@ -91,10 +91,13 @@ describe('remat changes no result', () => {
     expect(recomputing).toBeGreaterThan(20); // the test exercises recomputation, not only no-ops
   });
 
-  const model = ditCase('lightningdit_p1');
-  const cpu = runGraph(model.graph, model.feeds);
+  const setup = once(() => {
+    const model = ditCase('lightningdit_p1');
+    return { model, cpu: runGraph(model.graph, model.feeds) };
+  });
   for (const mode of ['cheap', 'blocks'] as const) {
     it(`lightningdit_p1 golden (raw, out, every gradient), ${mode}: graph bit for bit, compiled within 1e-4`, () => {
+      const { model, cpu } = setup();
       const passed = optimize(model.graph);
       const r = remat(passed, mode);
       expect(r.recomputed.size).toBeGreaterThan(0);
@@ -105,6 +108,12 @@ describe('remat changes no result', () => {
     });
   }
 });
+
+/** `f()`, computed on the first call (so a failing compile fails its test, not the file's collection). */
+function once<T>(f: () => T): () => T {
+  let v: { value: T } | undefined;
+  return () => (v ??= { value: f() }).value;
+}
 
 /** A LightningDiT of `depth` identical blocks (hidden 64, 64 tokens) and its flow-matching training step at batch 8. */
 function ditStep(depth: number): Graph {
@@ -117,8 +126,9 @@ const ACT = 8 * 64 * 64 * 4;
 describe('remat lowers the peak by what it stops keeping', () => {
   const at = (mode: 'off' | 'cheap' | 'blocks') => [2, 4].map((d) => compile(ditStep(d), { remat: mode }));
   const slope = (cs: ReturnType<typeof at>, f: (c: (typeof cs)[number]) => number) => (f(cs[1]!) - f(cs[0]!)) / 2;
-  const off = at('off'), cheap = at('cheap'), blocks = at('blocks');
+  const all = once(() => ({ off: at('off'), cheap: at('cheap'), blocks: at('blocks') }));
   it('blocks: per added block, the kept values are its boundary (residual stream + its norm: 2 activations) and the planned peak grows by about that', () => {
+    const { blocks } = all();
     expect(blocks[1]!.remat.blocks).toBe(4);
     expect(slope(blocks, (c) => c.remat.keptBytesAfter)).toBe(2 * ACT);
     const peak = slope(blocks, (c) => c.plan.peakBytes);
@@ -127,6 +137,7 @@ describe('remat lowers the peak by what it stops keeping', () => {
     expect(peak).toBeLessThanOrEqual(3 * ACT);
   });
   it('without remat every block adds its activations (measured 30 per block); cheap keeps fewer (measured 17.4), blocks 2.5', () => {
+    const { off, cheap, blocks } = all();
     const o = slope(off, (c) => c.plan.peakBytes), ch = slope(cheap, (c) => c.plan.peakBytes), b = slope(blocks, (c) => c.plan.peakBytes);
     expect(slope(off, (c) => c.remat.keptBytesAfter)).toBe(slope(off, (c) => c.remat.keptBytesBefore));
     expect(o).toBeGreaterThanOrEqual(25 * ACT);
@@ -140,38 +151,38 @@ describe('remat lowers the peak by what it stops keeping', () => {
 
 describe("the report's extra FLOPs", () => {
   const flops = (c: Compiled) => kernelStats(c.program).reduce((s, r) => s + r.flops, 0);
-  const g = ditStep(3);
-  const off = compile(g, { remat: 'off' });
+  const g = once(() => ditStep(3));
+  const off = once(() => compile(g(), { remat: 'off' }));
   it('blocks: equal the compiled FLOPs minus those without remat (within 1%; measured 0.003%)', () => {
-    const c = compile(g, { remat: 'blocks' });
-    const diff = flops(c) - flops(off);
-    expect(c.remat.extraFlops).toBeGreaterThan(0.25 * flops(off)); // a forward of the blocks again
+    const c = compile(g(), { remat: 'blocks' });
+    const diff = flops(c) - flops(off());
+    expect(c.remat.extraFlops).toBeGreaterThan(0.25 * flops(off())); // a forward of the blocks again
     expect(Math.abs(c.remat.extraFlops - diff)).toBeLessThanOrEqual(0.01 * diff);
     expect(formatReport(c)).toContain(`remat: blocks, 3 blocks: ${c.remat.recomputedNodes} nodes recomputed in the backward, extra FLOPs ${(c.remat.extraFlops / 1e6).toFixed(2)}M`);
   });
   it('cheap: within 0.5% of the step (elementwise work that fusion recomputes differently either way; measured 0.2%)', () => {
-    const c = compile(g, { remat: 'cheap' });
+    const c = compile(g(), { remat: 'cheap' });
     expect(c.remat.extraFlops).toBeGreaterThan(0);
-    expect(Math.abs(c.remat.extraFlops - (flops(c) - flops(off)))).toBeLessThanOrEqual(0.005 * flops(off));
+    expect(Math.abs(c.remat.extraFlops - (flops(c) - flops(off())))).toBeLessThanOrEqual(0.005 * flops(off()));
   });
 });
 
 describe('remat auto', () => {
   const g = ditStep(2);
-  const need = programDeviceBytes(compile(g, { remat: 'cheap' }).program);
+  const need = once(() => programDeviceBytes(compile(g, { remat: 'cheap' }).program));
   it('cheap when the plan fits the free memory, blocks when it does not (simulated free memory)', () => {
-    const fits = compile(g, { remat: 'auto', deviceFreeBytes: need });
+    const fits = compile(g, { remat: 'auto', deviceFreeBytes: need() });
     expect(fits.remat.mode).toBe('cheap');
     expect(fits.remat.reason).toContain('fits');
-    const tight = compile(g, { remat: 'auto', deviceFreeBytes: need - 1 });
+    const tight = compile(g, { remat: 'auto', deviceFreeBytes: need() - 1 });
     expect(tight.remat.mode).toBe('blocks');
     expect(tight.remat.reason).toContain('exceeds');
-    expect(programDeviceBytes(tight.program)).toBeLessThan(need);
+    expect(programDeviceBytes(tight.program)).toBeLessThan(need());
     expect(compile(g, { remat: 'auto' }).remat.mode).toBe('cheap'); // no free-memory figure
   });
   it('compileOn asks the backend for its free memory', async () => {
     const seen: string[] = [];
-    const fake = { ...kernelCpuBackend, freeMemoryBytes: () => need - 1 };
+    const fake = { ...kernelCpuBackend, freeMemoryBytes: () => need() - 1 };
     (await compileOn(fake, g, { precision: 'f32', remat: 'auto', cacheDir: '', onRemat: (r) => seen.push(r.mode) })).dispose();
     expect(seen).toEqual(['cheap', 'blocks']);
   });
