@@ -189,7 +189,7 @@ describe('remat auto', () => {
 });
 
 describe('kiln compile --remat', () => {
-  // A model file of 3 identical residual MLP blocks (parameters blocks.<i>.fc1/fc2).
+  // A model file of 3 identical residual MLP blocks (parameters blocks.<i>.fc1/fc2) on Fashion-MNIST images.
   // (in the repository's ignored out/ folder: tsx loads model files from inside the package)
   const dir = join(REPO, 'out', 'remat-test');
   mkdirSync(dir, { recursive: true });
@@ -201,13 +201,14 @@ class Block extends Module {
   forward(x: Tensor): Tensor { return x.add(this.fc2.forward(this.fc1.forward(x).gelu())); }
 }
 class Stack extends Module {
+  stem = new nn.Linear(784, 32);
   blocks = [new Block(), new Block(), new Block()];
   head = new nn.Linear(32, 10);
-  forward(x: Tensor): Tensor { let h = x; for (const b of this.blocks) h = b.forward(h); return this.head.forward(h); }
+  forward(x: Tensor): Tensor { let h = this.stem.forward(x); for (const b of this.blocks) h = b.forward(h); return this.head.forward(h); }
 }
 export const model = new Stack();
 export function program(t: TraceContext, o: { batch: number }) {
-  const x = t.input('x', [o.batch, 32]), y = t.input('y', [o.batch], 'i32');
+  const x = t.input('x', [o.batch, 1, 28, 28]).reshape([o.batch, 784]), y = t.input('y', [o.batch], 'i32');
   return { loss: crossEntropy(model.forward(x), y) };
 }
 `);
@@ -220,6 +221,12 @@ export function program(t: TraceContext, o: { batch: number }) {
     expect(auto.stdout).toMatch(/remat: blocks \(auto: the plan's [0-9.]+ GB with cheap remat exceeds the device's free 0\.00 GB; blocks: [0-9.]+ GB\), 3 blocks:/);
     const roomy = kiln(['compile', file, '--train', '--batch', '64', '--remat', 'auto', '--free-memory', '1GiB']);
     expect(roomy.stdout).toMatch(/remat: cheap \(auto: the plan's [0-9.]+ GB fits the device's free 1\.07 GB\)/);
+  });
+  it('kiln train --remat blocks trains the model file and says what remat did', () => {
+    const r = kiln(['train', file, '--steps', '2', '--batch', '16', '--limit', '64', '--backend', 'kernel-cpu', '--remat', 'blocks', '--out', join(dir, 'run')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/remat: blocks: \d+ nodes recomputed, extra [0-9.]+ GFLOP per step/);
+    expect(r.stdout).toMatch(/done: 2 steps/);
   });
   it('a bad mode or size is a one-line user error (exit 2)', () => {
     const bad = kiln(['compile', 'mlp', '--remat', 'sometimes']);
