@@ -73,9 +73,9 @@ export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' |
   readonly reason?: string;
 }
 
-/** Device bytes of a compiled program: its arena plus every input, output and constant buffer. */
+/** Device bytes of a compiled program: its arena plus every input, output (but those written in place into their input) and constant buffer. */
 export function programDeviceBytes(p: KernelProgram): number {
-  return p.arenaBytes + p.buffers.filter((b) => b.kind !== 'temp').reduce((s, b) => s + b.numel * deviceBytes(b.dtype), 0);
+  return p.arenaBytes + p.buffers.filter((b) => b.kind !== 'temp' && b.inPlaceOf === undefined).reduce((s, b) => s + b.numel * deviceBytes(b.dtype), 0);
 }
 
 export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
@@ -137,8 +137,10 @@ function orderKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[]
 
 /** Stage memory: temporaries placed in one arena, and the program that results. */
 function layOut(name: string, kernels: Kernel[], fused: FusionPlan): { program: KernelProgram; plan: MemoryPlan } {
-  const plan = planMemory(kernels, fused.buffers);
-  const buffers: BufferDecl[] = fused.buffers.map((b) => (plan.offsets.has(b.id) ? { ...b, offset: plan.offsets.get(b.id)! } : { ...b }));
+  const plan = planMemory(kernels, fused.buffers, fused);
+  const inPlaceOf = new Map(plan.stateInPlace);
+  const buffers: BufferDecl[] = fused.buffers.map((b) =>
+    plan.offsets.has(b.id) ? { ...b, offset: plan.offsets.get(b.id)! } : inPlaceOf.has(b.id) ? { ...b, inPlaceOf: inPlaceOf.get(b.id)! } : { ...b });
   const program: KernelProgram = {
     name, buffers, kernels, inputs: new Map(fused.inputs), outputs: new Map(fused.outputs), arenaBytes: plan.arenaBytes,
   };

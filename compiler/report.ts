@@ -74,6 +74,38 @@ export function rematLine(c: Compiled, totalFlops: number): string {
   return `remat: ${r.mode}${why}${r.blocks ? `, ${r.blocks} blocks` : ''}: ${r.recomputedNodes} nodes recomputed in the backward, extra FLOPs ${si(r.extraFlops)}${share}; ${kept}`;
 }
 
+/** A compiled program's memory by part (bytes): what `kiln compile --report` prints. */
+export interface MemoryFigures {
+  parameters: number;
+  state: number;
+  data: number;
+  /** Outputs that need memory of their own (not written in place into their input). */
+  outputs: number;
+  constants: number;
+  arena: number;
+  total: number;
+  updatesInPlace: number;
+  updatesCopied: number;
+}
+
+export function memoryFigures(c: Pick<Compiled, 'program' | 'optimized'>): MemoryFigures {
+  const p = c.program;
+  const kind = new Map<number, string>();
+  for (const [name, id] of p.inputs) kind.set(id, c.optimized.inputByName(name)?.kind ?? 'data');
+  const bytes = (pick: (b: (typeof p.buffers)[number]) => boolean) => p.buffers.filter(pick).reduce((s, b) => s + b.numel * deviceBytes(b.dtype), 0);
+  const parameters = bytes((b) => b.kind === 'input' && (kind.get(b.id) === 'param' || kind.get(b.id) === 'frozen'));
+  const state = bytes((b) => b.kind === 'input' && kind.get(b.id) === 'state');
+  const data = bytes((b) => b.kind === 'input' && (kind.get(b.id) ?? 'data') === 'data');
+  const outputs = bytes((b) => b.kind === 'output' && b.inPlaceOf === undefined);
+  const constants = bytes((b) => b.kind === 'const');
+  const updates = [...p.outputs.keys()].filter((n) => n.startsWith('next.')).length;
+  const updatesInPlace = p.buffers.filter((b) => b.inPlaceOf !== undefined).length;
+  return {
+    parameters, state, data, outputs, constants, arena: p.arenaBytes, total: parameters + state + data + outputs + constants + p.arenaBytes,
+    updatesInPlace, updatesCopied: updates - updatesInPlace,
+  };
+}
+
 export function formatReport(c: Compiled, opts: { stages?: boolean } = {}): string {
   const rows = kernelStats(c.program);
   const out: string[] = [];
@@ -85,8 +117,13 @@ export function formatReport(c: Compiled, opts: { stages?: boolean } = {}): stri
   for (const r of rows) out.push(`${r.name.padEnd(w)}  ${r.kind.padEnd(14)} ${si(r.flops).padStart(9)} ${si(r.bytes).padStart(9)} ${r.intensity.toFixed(2).padStart(7)}`);
   const tf = rows.reduce((s, r) => s + r.flops, 0), tb = rows.reduce((s, r) => s + r.bytes, 0);
   out.push(`${'total'.padEnd(w)}  ${''.padEnd(14)} ${si(tf).padStart(9)} ${si(tb).padStart(9)} ${(tb ? tf / tb : 0).toFixed(2).padStart(7)}`);
-  const ext = c.program.buffers.filter((b) => b.kind !== 'temp').reduce((s, b) => s + b.numel * deviceBytes(b.dtype), 0);
   out.push(rematLine(c, tf));
-  out.push(`memory: arena ${si(c.plan.arenaBytes)}B for temporaries (peak live ${si(c.plan.peakBytes)}B, ${si(c.plan.totalBytes)}B without reuse, ${c.plan.inPlace.length} in place); inputs/outputs/constants ${si(ext)}B`);
+  const m = memoryFigures(c);
+  out.push(
+    `memory: parameters ${si(m.parameters)}B, state ${si(m.state)}B, data inputs ${si(m.data)}B, outputs ${si(m.outputs)}B, constants ${si(m.constants)}B, ` +
+      `arena ${si(m.arena)}B; total ${si(m.total)}B`,
+  );
+  out.push(`  arena: temporaries at peak live ${si(c.plan.peakBytes)}B (${si(c.plan.totalBytes)}B without reuse, ${c.plan.inPlace.length} in place); ` +
+    `state updates: ${m.updatesInPlace} written in place, ${m.updatesCopied} copied (backends add their scratch and library workspaces to the arena)`);
   return out.join('\n') + '\n';
 }

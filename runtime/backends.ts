@@ -19,10 +19,11 @@ import { KilnError } from '../ir/errors.ts';
  * CUDA options from the environment: CUDA_LIB_DIR (folder of libnvrtc/libcublas), KILN_CACHE_DIR
  * (the PTX and GEMM tuning caches), KILN_CUDA_NO_CUBLAS (any non-empty value: generate every matmul, no
  * cuBLAS), KILN_CUDA_NO_TENSOR_CORES (any non-empty value: SIMT GEMMs only), KILN_GEMM_TUNING=off (the
- * tiling stage's default schedules, ignoring measured ones), KILN_GEMM_AUTOTUNE=1 (measure the
- * providers of a program's untuned matmuls when it is compiled, and cache the choice), KILN_NVRTC_SERIAL
- * (any non-empty value: one module compiled on the main thread instead of each distinct kernel in
- * worker threads).
+ * tiling stage's default schedules, ignoring measured ones), KILN_CUDA_NO_GRAPHS or KILN_PROFILE (any
+ * non-empty value: launch every kernel from the host instead of replaying a captured CUDA graph),
+ * KILN_GEMM_AUTOTUNE=1 (measure the providers of a program's untuned matmuls when it is compiled, and
+ * cache the choice), KILN_NVRTC_SERIAL (any non-empty value: one module compiled on the main thread
+ * instead of each distinct kernel in worker threads).
  */
 export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): CudaOptions {
   return {
@@ -31,6 +32,7 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
     cublas: !env.KILN_CUDA_NO_CUBLAS,
     tensorCores: !env.KILN_CUDA_NO_TENSOR_CORES,
     gemmTuning: env.KILN_GEMM_TUNING !== 'off',
+    ...(env.KILN_CUDA_NO_GRAPHS || env.KILN_PROFILE ? { graphs: false } : {}),
     autotune: env.KILN_GEMM_AUTOTUNE === '1',
     ...(env.KILN_NVRTC_SERIAL ? { parallelNvrtc: false } : {}),
   };

@@ -16,6 +16,10 @@ export class Cublas {
   private readonly sgemm: Fn;
   private readonly gemmEx: Fn;
   private readonly handle: unknown;
+  private readonly setStreamFn: Fn;
+  private readonly setWorkspaceFn: Fn;
+  private boundStream: unknown = undefined;
+  private boundWorkspace: bigint | undefined;
 
   /** The process-wide cuBLAS handle; the library is loaded from `dir` on the first call. */
   static get(dir: string = DEFAULT_CUDA_LIB_DIR): Cublas {
@@ -41,10 +45,29 @@ export class Cublas {
     this.gemmEx = lib.func(
       'int cublasGemmStridedBatchedEx(void *h, int ta, int tb, int m, int n, int k, const float *alpha, uint64_t A, int Atype, int lda, int64_t sA, uint64_t B, int Btype, int ldb, int64_t sB, const float *beta, uint64_t C, int Ctype, int ldc, int64_t sC, int batch, int computeType, int algo)',
     ) as unknown as Fn;
+    this.setStreamFn = lib.func('int cublasSetStream_v2(void *h, void *stream)') as unknown as Fn;
+    this.setWorkspaceFn = lib.func('int cublasSetWorkspace_v2(void *h, uint64_t workspace, size_t bytes)') as unknown as Fn;
     const h = [null as unknown];
     const rc = create(h);
     if (rc !== 0) throw new CudaError(`cublasCreate failed with status ${rc}`);
     this.handle = h[0];
+  }
+
+  /** Issue the following GEMMs on `stream` (a CUDA graph captures them there). */
+  setStream(stream: unknown): void {
+    if (this.boundStream === stream) return;
+    const rc = this.setStreamFn(this.handle, stream);
+    if (rc !== 0) throw new CudaError(`cublasSetStream failed with status ${rc}`);
+    this.boundStream = stream;
+    this.boundWorkspace = undefined; // setting the stream resets the workspace to cuBLAS's default
+  }
+
+  /** Use `bytes` of device memory at `ptr` (part of the caller's memory plan) as the GEMMs' workspace. */
+  setWorkspace(ptr: bigint, bytes: number): void {
+    if (this.boundWorkspace === ptr) return;
+    const rc = this.setWorkspaceFn(this.handle, ptr, bytes);
+    if (rc !== 0) throw new CudaError(`cublasSetWorkspace failed with status ${rc}`);
+    this.boundWorkspace = ptr;
   }
 
   private readonly one = new Float32Array([1]);
@@ -194,9 +217,10 @@ export class CublasLt {
   private readonly one = new Float32Array([1]);
   private readonly zero = new Float32Array([0]);
 
-  gemm(o: LtGemm, what: string): void {
+  /** D = op(A)·op(B) (+ bias) on `stream` (default the legacy default stream; a CUDA graph captures it there). */
+  gemm(o: LtGemm, what: string, stream: unknown = null): void {
     const p = this.plan(o, what);
-    const rc = this.f.matmul!(this.handle, p.desc, this.one, o.A, p.a, o.B, p.b, this.zero, o.D, p.d, o.D, p.d, p.algo, o.workspace, o.workspaceBytes, null);
+    const rc = this.f.matmul!(this.handle, p.desc, this.one, o.A, p.a, o.B, p.b, this.zero, o.D, p.d, o.D, p.d, p.algo, o.workspace, o.workspaceBytes, stream);
     if (rc !== 0) throw new CudaError(`cublasLtMatmul (${what}) failed with status ${String(rc)}`);
   }
 }

@@ -1,9 +1,17 @@
 /**
- * @file The CUDA backend: a KernelProgram becomes one CUDA module (codegen.ts, compiled with NVRTC),
- * its buffers device allocations (graph inputs, outputs and constants each their own; temporaries
- * at their planned offsets in one arena), and a run is the program's launches in order. Resident
- * inputs (parameters, optimizer state) stay on the GPU; `next.` outputs are copied onto their inputs
- * on the device after each run.
+ * @file The CUDA backend: a KernelProgram becomes position-independent CUDA units (codegen.ts; built,
+ * compiled to CUBIN in worker threads and cached by build.ts, or one module compiled here with NVRTC)
+ * and one device allocation laid out by deviceMemory.ts (resident inputs, data inputs and outputs,
+ * the arena with temporaries, the GEMM workspace (accumulators, staged operands, cuBLASLt workspace),
+ * attention scratch and the cuBLAS workspace). Every kernel argument is a device address inside that
+ * one allocation (a buffer's base pointer plus its planned offset), fixed for the executable's life,
+ * so a captured graph stays valid. A run copies its data feeds from
+ * pinned host memory with asynchronous copies on the executable's stream, then replays the step: the
+ * first run launches every kernel from the host, the second captures the same launches (and the
+ * copies of `next.` outputs not written in place) into a CUDA graph, and every run from then on is one
+ * cuGraphLaunch. Only fetched outputs come back (asynchronous copies into pinned memory, waited for by
+ * polling an event); a run that fetches nothing returns without synchronizing. `graphs: false`
+ * (KILN_PROFILE, KILN_CUDA_NO_GRAPHS) launches every kernel from the host on every run.
  */
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, type DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -13,10 +21,13 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, CompileInfo, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas, CublasLt } from './blas.ts';
-import { type CudaModule, type Launch, generateCuda } from './codegen.ts';
-import { CudaDriver, type Module } from './driver.ts';
-import { autotuneGemms } from './gemmAutotune.ts';
 import { type BuiltCuda, buildCuda, tunedProgram } from './build.ts';
+import { type CudaModule, type KernelLaunch, type Launch, generateCuda } from './codegen.ts';
+import { CUBLAS_WORKSPACE_ID, type DeviceMemoryPlan, planDeviceMemory } from './deviceMemory.ts';
+import { type CapturedGraph, CudaDriver, type Module, type PinnedBuffer } from './driver.ts';
+import { DeviceMemoryError, outOfMemory, withKernelNames } from './errors.ts';
+import { debugOn } from '../../compiler/debug.ts';
+import { autotuneGemms } from './gemmAutotune.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
 
 const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
@@ -43,48 +54,109 @@ export function decode(dtype: DType, raw: ArrayBufferView, n: number): number[] 
   return out;
 }
 
+/** Names of the program's kernels that launch generated function `fn`. */
+function kernelsCalling(program: KernelProgram, gen: CudaModule, fn: string): string[] {
+  return program.kernels.flatMap((k, i) => (gen.launches[i]?.some((l) => l.kind === 'kernel' && l.fn === fn) ? [k.name] : []));
+}
+
+/** What a CudaExecutable is made from besides its program and options. */
+export interface CudaExecutableParts {
+  /** The generated code and its compiled units (build.ts buildCuda); without it, one module compiled here. */
+  readonly built?: BuiltCuda;
+  /** The driver (tests inject a fake one: test/support/fakeCuda.ts); default the process-wide one. */
+  readonly driver?: CudaDriver;
+}
+
 export class CudaExecutable implements Executable {
   private readonly cuda: CudaDriver;
   private readonly ptr = new Map<number, bigint>();
-  private readonly owned: bigint[] = [];
+  private readonly base: bigint;
   private readonly module: Module;
   private readonly gen: CudaModule;
   private readonly written = new Set<string>();
-  /** Bytes of device memory this executable allocated (arena, buffers, scratch). */
-  allocatedBytes = 0;
+  /** The device memory plan: what was allocated, and the figures the report shows. */
+  readonly memory: DeviceMemoryPlan;
+  private readonly stream: unknown;
+  /** Packed kernel arguments of every launch (null for cuBLAS calls), per kernel of the program. */
+  private readonly packed: Array<Array<Buffer[] | null>>;
+  private readonly cublas: Cublas | undefined;
+  private readonly cublasLt: CublasLt | undefined;
+  /** `next.` updates not written in place: (input buffer, output buffer) copied after the step. */
+  private readonly copies: Array<[BufferDecl, BufferDecl]>;
+  /** Two pinned staging areas for feeds, used in turn, each with the event of its last copy. */
+  private readonly feedStaging: PinnedBuffer[] = [];
+  private readonly feedOffset = new Map<string, number>();
+  private readonly fetchStaging = new Map<string, PinnedBuffer>();
+  private readonly feedDone: unknown[];
+  private readonly fetchDone: unknown;
+  private readonly feedPending = [false, false];
+  private feedTurn = 0;
+  private graph_: CapturedGraph | undefined;
+  private runs = 0;
+  private disposed = false;
+  /** Why the step could not be captured (then every run launches from the host). */
+  captureError: string | undefined;
 
-  /** `built`: the generated code and its compiled units (buildCuda); without it, one module compiled here. */
-  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, built?: BuiltCuda) {
-    this.cuda = CudaDriver.get(options.libDir);
-    this.gen = built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), options);
-    if (built) {
+  constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, parts: CudaExecutableParts = {}) {
+    this.cuda = parts.driver ?? CudaDriver.get(options.libDir);
+    // Measured GEMM schedules for this device replace the tiling stage's defaults (build.ts tunedProgram).
+    this.gen = parts.built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), options);
+    this.memory = planDeviceMemory(graph, program, this.gen);
+    const { free, total } = this.cuda.memInfo();
+    if (this.memory.total > free) throw outOfMemory(this.memory, this.cuda.name, free, total);
+    if (parts.built) {
       const functions = new Map<string, unknown>();
       this.gen.units.forEach((u, i) => {
-        for (const [f, h] of this.cuda.loadImage(built.images[i]!, u.functions, u.name).functions) functions.set(f, h);
+        for (const [f, h] of this.cuda.loadImage(parts.built!.images[i]!, u.functions, u.name).functions) functions.set(f, h);
       });
       this.module = { handle: null, functions };
     } else {
       const fns = this.gen.launches.flat().flatMap((l) => (l.kind === 'kernel' ? [l.fn] : []));
-      this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
-    }
-    const arena = this.own(this.cuda.alloc(Math.max(256, program.arenaBytes)), Math.max(256, program.arenaBytes));
-    for (const b of program.buffers) {
-      const bytes = b.numel * bytesPer(b.dtype);
-      if (b.kind === 'temp') this.ptr.set(b.id, arena + BigInt(b.offset ?? 0));
-      else {
-        const p = this.own(this.cuda.alloc(bytes), bytes);
-        this.ptr.set(b.id, p);
-        if (b.kind === 'const') this.cuda.upload(p, encode(b.dtype, b.data!));
-        else this.cuda.zero(p, bytes);
+      try {
+        this.module = this.cuda.compile(this.gen.source, fns, program.name, options.cacheDir ?? defaultPtxCacheDir());
+      } catch (e) {
+        throw withKernelNames(e, (fn) => kernelsCalling(program, this.gen, fn));
       }
     }
-    for (const s of this.gen.scratch) this.ptr.set(s.id, this.own(this.cuda.alloc(s.bytes), s.bytes));
+    try {
+      this.base = this.cuda.alloc(this.memory.total);
+    } catch (e) {
+      if (e instanceof DeviceMemoryError) throw outOfMemory(this.memory, this.cuda.name, e.free, e.total);
+      throw e;
+    }
+    for (const [id, o] of this.memory.offsets) this.ptr.set(id, this.base + BigInt(o));
+    this.cuda.zero(this.base, this.memory.total);
+    for (const b of program.buffers) if (b.kind === 'const' && this.ptr.has(b.id)) this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, b.data!));
+    this.stream = this.cuda.createStream();
+    this.feedDone = [this.cuda.createEvent(), this.cuda.createEvent()];
+    this.fetchDone = this.cuda.createEvent();
+    this.packed = this.gen.launches.map((ls) => ls.map((l) => (l.kind === 'kernel' ? this.cuda.packArgs(this.launchArgs(l)) : null)));
+    const gemms = this.gen.launches.flat().filter((l) => l.kind === 'gemm');
+    this.cublas = gemms.some((l) => !l.lt) ? Cublas.get(options.libDir) : undefined;
+    this.cublasLt = gemms.some((l) => l.lt) ? CublasLt.get(options.libDir) : undefined;
+    this.copies = [];
+    for (const o of graph.outputs) {
+      if (!o.name.startsWith(NEXT_PREFIX)) continue;
+      const src = this.buffer(o.name, program.outputs);
+      const dst = this.buffer(o.name.slice(NEXT_PREFIX.length), program.inputs);
+      if (src.inPlaceOf !== dst.id && src.id !== dst.id) this.copies.push([dst, src]);
+    }
+    let feedBytes = 0;
+    for (const i of graph.inputs) {
+      if (i.kind !== 'data' || !program.inputs.has(i.name)) continue;
+      this.feedOffset.set(i.name, feedBytes);
+      const b = this.buffer(i.name, program.inputs);
+      feedBytes += Math.ceil((b.numel * bytesPer(b.dtype)) / 256) * 256;
+    }
+    if (feedBytes) this.feedStaging.push(this.cuda.hostAlloc(feedBytes), this.cuda.hostAlloc(feedBytes));
   }
 
-  private own(p: bigint, bytes: number): bigint {
-    this.owned.push(p);
-    this.allocatedBytes += bytes;
-    return p;
+  /**
+   * The 64-bit arguments of a kernel launch, in the order of the generated function's parameters
+   * (today: the device pointer of each buffer it touches). The one place launch arguments are made.
+   */
+  private launchArgs(l: KernelLaunch): bigint[] {
+    return l.params.map((id) => this.ptr.get(id)!);
   }
 
   private buffer(name: string, map: ReadonlyMap<string, number>): BufferDecl {
@@ -93,12 +165,8 @@ export class CudaExecutable implements Executable {
     return this.program.buffers[id]!;
   }
 
-  private upload(name: string, x: HostTensor): void {
-    const b = this.buffer(name, this.program.inputs);
-    this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, x.data as ArrayLike<number>));
-  }
-
   private downloadBuffer(b: BufferDecl): number[] {
+    this.cuda.streamSynchronize(this.stream);
     const raw = new Uint8Array(b.numel * bytesPer(b.dtype));
     this.cuda.download(raw, this.ptr.get(b.id)!);
     return decode(b.dtype, raw, b.numel);
@@ -106,7 +174,9 @@ export class CudaExecutable implements Executable {
 
   async write(name: string, value: HostTensor): Promise<void> {
     residentInput(this.graph, name, value);
-    this.upload(name, value);
+    const b = this.buffer(name, this.program.inputs);
+    this.cuda.streamSynchronize(this.stream);
+    this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, value.data as ArrayLike<number>));
     this.written.add(name);
   }
 
@@ -116,9 +186,9 @@ export class CudaExecutable implements Executable {
     return hostTensor(i.type.dtype, i.type.shape, this.downloadBuffer(this.buffer(name, this.program.inputs)));
   }
 
-  private launch(l: Launch): void {
+  private launch(l: Launch, packed: Buffer[] | null): void {
     if (l.kind === 'kernel') {
-      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, l.params.map((id) => this.ptr.get(id)!), l.fn, l.sharedBytes ?? 0);
+      this.cuda.launch(this.module.functions.get(l.fn), l.grid, l.block, packed!, l.fn, l.sharedBytes ?? 0, this.stream);
       return;
     }
     const at = (x: { buf: number; offset: number }, bytes: number) => this.ptr.get(x.buf)! + BigInt(x.offset * bytes);
@@ -126,63 +196,169 @@ export class CudaExecutable implements Executable {
     const C = at(l.c, l.cType === 'bf16' ? 2 : 4);
     if (l.lt) {
       const bias = l.lt.bias ? at(l.lt.bias, l.lt.bias.dtype === 'bf16' ? 2 : 4) : undefined;
-      CublasLt.get(this.options.libDir).gemm({
+      this.cublasLt!.gemm({
         ...l, A: at(l.a, ab), B: at(l.b, ab), D: C, ldd: l.ldc, sD: l.sC, d: l.cType, epilogue: l.lt.epilogue,
         ...(bias !== undefined ? { bias, biasType: l.lt.bias!.dtype } : {}), workspace: at(l.lt.workspace, 1), workspaceBytes: l.lt.workspaceBytes,
-      }, `${l.m}x${l.n}x${l.k}`);
+      }, `${l.m}x${l.n}x${l.k}`, this.stream);
       return;
     }
-    Cublas.get(this.options.libDir).gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C, c: l.cType }, `${l.m}x${l.n}x${l.k}`);
+    this.cublas!.gemm({ ...l, A: at(l.a, ab), B: at(l.b, ab), C, c: l.cType }, `${l.m}x${l.n}x${l.k}`);
   }
 
-  /** Launch every kernel once (inputs already on the device). */
+  /** Point the (process-wide) cuBLAS handle at this executable's stream and workspace. */
+  private bindCublas(): void {
+    if (!this.cublas) return;
+    this.cublas.setStream(this.stream);
+    this.cublas.setWorkspace(this.ptr.get(CUBLAS_WORKSPACE_ID)!, this.memory.workspaceBytes);
+  }
+
+  /** Launch kernel i's launches on the stream. */
+  private launchKernel(i: number): void {
+    const ls = this.gen.launches[i]!, ps = this.packed[i]!;
+    for (let j = 0; j < ls.length; j++) this.launch(ls[j]!, ps[j]!);
+  }
+
+  /** Launch every kernel once (inputs already on the device), from the host, on the stream. */
   launchAll(): void {
-    for (const ls of this.gen.launches) for (const l of ls) this.launch(l);
+    this.bindCublas();
+    for (let i = 0; i < this.gen.launches.length; i++) this.launchKernel(i);
+  }
+
+  /** The whole step on the stream: every kernel, then the copies of the updates not written in place. */
+  private enqueueStep(): void {
+    for (let i = 0; i < this.gen.launches.length; i++) this.launchKernel(i);
+    for (const [dst, src] of this.copies) this.cuda.copyAsync(this.ptr.get(dst.id)!, this.ptr.get(src.id)!, src.numel * bytesPer(src.dtype), this.stream);
+  }
+
+  /** Run one step on the device: host launches, or the captured graph (captured on the second run). */
+  private step(): void {
+    this.bindCublas();
+    if (this.options.graphs !== false && this.runs > 0 && !this.graph_ && this.captureError === undefined) {
+      try {
+        this.graph_ = this.cuda.capture(this.stream, () => this.enqueueStep());
+      } catch (e) {
+        // Nothing captured ran: the step runs from the host below, and so do all later ones.
+        this.captureError = (e as Error).message;
+        if (debugOn('kernels')) process.stderr.write(`kiln: cuda: ${this.program.name}: capture failed, launching from the host: ${this.captureError}\n`);
+      }
+    }
+    if (this.graph_) this.cuda.replay(this.graph_, this.stream);
+    else this.enqueueStep();
+    this.runs++;
+  }
+
+  /** One step launched kernel by kernel from the host (feeds already on the device); returns at once. */
+  launchStep(): void {
+    this.bindCublas();
+    this.enqueueStep();
+  }
+
+  /** Driver and cuBLAS calls of one uncaptured step (kernel launches, GEMMs, update copies). */
+  get launchCount(): number {
+    return this.gen.launches.reduce((s, ls) => s + ls.length, 0) + this.copies.length;
+  }
+
+  /** Bytes of device memory this executable allocated: its plan's total, in one allocation. */
+  get allocatedBytes(): number {
+    return this.memory.total;
+  }
+
+  /** Is the step a captured graph now, and of how many nodes? */
+  get captured(): { nodes: number } | undefined {
+    return this.graph_ ? { nodes: this.graph_.nodes } : undefined;
+  }
+
+  /** Wait for everything queued on the stream. */
+  sync(): void {
+    this.cuda.streamSynchronize(this.stream);
+  }
+
+  /**
+   * Device milliseconds per step over `steps` steps run back to back (feeds already on the device):
+   * the captured graph's replays, or host launches when graphs are off or `uncaptured`.
+   */
+  timeSteps(steps: number, uncaptured = false): number {
+    const t0 = this.cuda.createEvent(true), t1 = this.cuda.createEvent(true);
+    this.bindCublas();
+    const run = () => (uncaptured ? this.enqueueStep() : this.step());
+    run();
+    this.sync();
+    this.cuda.record(t0, this.stream);
+    for (let i = 0; i < steps; i++) run();
+    this.cuda.record(t1, this.stream);
+    this.cuda.waitEvent(t1);
+    const ms = this.cuda.elapsed(t0, t1) / steps;
+    this.cuda.destroyEvent(t0);
+    this.cuda.destroyEvent(t1);
+    return ms;
+  }
+
+  /**
+   * Device time of each kernel on its own: a CUDA graph of `repeats` launches of the kernel, replayed
+   * and timed with events (no host launch gaps), divided by `repeats`. Milliseconds per kernel of the
+   * program, in program order. Kernels that update state in place run `repeats` times, so the
+   * resident state is not meaningful afterwards. Repeated launches find their operands in L2; with
+   * `coldL2` (a device region of the caller's, larger than L2) each kernel instead runs once per
+   * measurement, right after a copy across that region has evicted L2 (what a kernel meets inside a
+   * step whose working set exceeds L2), and the time is the mean of `repeats` such measurements.
+   */
+  kernelTimes(repeats = 10, coldL2?: { ptr: bigint; bytes: number }): Array<{ name: string; kind: string; ms: number }> {
+    this.bindCublas();
+    const t0 = this.cuda.createEvent(true), t1 = this.cuda.createEvent(true);
+    const times = this.gen.launches.map((_, i) => {
+      if (this.gen.launches[i]!.length === 0) return 0;
+      const g = this.cuda.capture(this.stream, () => {
+        for (let r = 0; r < (coldL2 ? 1 : repeats); r++) this.launchKernel(i);
+      });
+      this.cuda.replay(g, this.stream);
+      let ms = 0;
+      if (coldL2) {
+        const half = Math.floor(coldL2.bytes / 2 / 256) * 256;
+        for (let r = 0; r < repeats; r++) {
+          this.cuda.copyAsync(coldL2.ptr + BigInt(half), coldL2.ptr, half, this.stream);
+          this.cuda.record(t0, this.stream);
+          this.cuda.replay(g, this.stream);
+          this.cuda.record(t1, this.stream);
+          this.cuda.waitEvent(t1);
+          ms += this.cuda.elapsed(t0, t1);
+        }
+      } else {
+        this.cuda.record(t0, this.stream);
+        this.cuda.replay(g, this.stream);
+        this.cuda.record(t1, this.stream);
+        this.cuda.waitEvent(t1);
+        ms = this.cuda.elapsed(t0, t1);
+      }
+      this.cuda.destroyGraph(g);
+      return ms / repeats;
+    });
+    this.cuda.destroyEvent(t0);
+    this.cuda.destroyEvent(t1);
+    return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! }));
   }
 
   /**
    * Time each kernel on its own (synchronizing after every launch; wall-clock, so it includes a
-   * launch's latency): milliseconds per kernel of the program, in program order.
+   * launch's latency): milliseconds per kernel of the program, in program order. Uncaptured.
    */
   profile(repeats = 3): Array<{ name: string; kind: string; ms: number }> {
     const times = this.gen.launches.map(() => 0);
-    this.cuda.synchronize();
+    this.bindCublas();
+    this.sync();
     for (let r = 0; r < repeats; r++)
-      this.gen.launches.forEach((ls, i) => {
+      this.gen.launches.forEach((_, i) => {
         const t = performance.now();
-        for (const l of ls) this.launch(l);
-        this.cuda.synchronize();
+        this.launchKernel(i);
+        this.sync();
         times[i]! += performance.now() - t;
       });
     return this.program.kernels.map((k, i) => ({ name: k.name, kind: k.kind, ms: times[i]! / repeats }));
   }
 
-  /**
-   * One step's launches, as the device ran them: a GPU event after every launch, no synchronization
-   * in between, so each launch's time is the gap between its event and the previous one — its own
-   * GPU time when the GPU is the bottleneck, or the CPU's launch time when the GPU waited for it.
-   * The times sum to the step's GPU timeline. Per launch: kernel index, what ran, milliseconds.
-   */
-  timeline(): Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string; ms: number }> {
-    this.cuda.synchronize();
-    const t = this.cuda.timeline();
-    const what: Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string }> = [];
-    t.mark();
-    this.gen.launches.forEach((ls, i) => {
-      for (const l of ls) {
-        this.launch(l);
-        t.mark();
-        what.push({ kernel: i, launch: l.kind, fn: l.kind === 'kernel' ? l.fn : `cublas ${l.m}x${l.n}x${l.k}` });
-      }
-    });
-    const ms = t.elapsed();
-    return what.map((w, i) => ({ ...w, ms: ms[i]! }));
-  }
-
   /** Launch kernel `i` of the program alone and return output `name` (for checking tuning candidates). */
   runKernel(i: number, name: string): number[] {
-    for (const l of this.gen.launches[i]!) this.launch(l);
-    this.cuda.synchronize();
+    this.bindCublas();
+    this.launchKernel(i);
     return this.downloadBuffer(this.buffer(name, this.program.outputs));
   }
 
@@ -191,41 +367,107 @@ export class CudaExecutable implements Executable {
     return this.gen.launches.map((_, i) => this.timeKernel(i, reps));
   }
 
-  /** Milliseconds per launch of kernel `i` (its launches), launched `reps` times back to back. */
+  /** Milliseconds per launch of kernel `i` (its launches), launched `reps` times back to back from the host (autotune; uncaptured). */
   timeKernel(i: number, reps: number): number {
-    const ls = this.gen.launches[i]!;
-    for (const l of ls) this.launch(l);
-    this.cuda.synchronize();
+    this.bindCublas();
+    this.launchKernel(i);
+    this.sync();
     const t = performance.now();
-    for (let r = 0; r < reps; r++) for (const l of ls) this.launch(l);
-    this.cuda.synchronize();
+    for (let r = 0; r < reps; r++) this.launchKernel(i);
+    this.sync();
     return (performance.now() - t) / reps;
   }
 
+  /**
+   * One step's launches, as the device ran them, uncaptured (KILN_PROFILE): a GPU event after every
+   * launch, no synchronization in between, so each launch's time is the gap between its event and the
+   * previous one — its own GPU time when the GPU is the bottleneck, or the CPU's launch time when the
+   * GPU waited for it. The times sum to the step's GPU timeline. Per launch: kernel index, what ran,
+   * milliseconds.
+   */
+  timeline(): Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string; ms: number }> {
+    this.bindCublas();
+    this.sync();
+    const t = this.cuda.timeline(this.stream);
+    const what: Array<{ kernel: number; launch: 'kernel' | 'gemm'; fn: string }> = [];
+    t.mark();
+    this.gen.launches.forEach((ls, i) => {
+      const ps = this.packed[i]!;
+      ls.forEach((l, j) => {
+        this.launch(l, ps[j]!);
+        t.mark();
+        what.push({ kernel: i, launch: l.kind, fn: l.kind === 'kernel' ? l.fn : `${l.lt ? 'cublasLt' : 'cublas'} ${l.m}x${l.n}x${l.k}` });
+      });
+    });
+    const ms = t.elapsed();
+    return what.map((w, i) => ({ ...w, ms: ms[i]! }));
+  }
+
+  /** Copy the feeds into pinned memory and onto the device, asynchronously on the stream. */
+  private feed(data: ReadonlyArray<readonly [{ name: string }, HostTensor]>): void {
+    if (!data.length || !this.feedStaging.length) return;
+    // The copies of two steps ago read this staging area: wait until they are done before refilling it
+    // (the step before the last has finished its copies by then in all but GPU-bound runs far ahead).
+    const turn = (this.feedTurn ^= 1);
+    const staging = this.feedStaging[turn]!;
+    if (this.feedPending[turn]) this.cuda.waitEvent(this.feedDone[turn]);
+    for (const [i, x] of data) {
+      const b = this.buffer(i.name, this.program.inputs);
+      const v = encode(b.dtype, x.data as ArrayLike<number>);
+      if (v.byteLength === 0) continue;
+      const off = this.feedOffset.get(i.name)!;
+      staging.bytes.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength), off);
+      this.cuda.uploadAsync(this.ptr.get(b.id)!, staging.address + BigInt(off), v.byteLength, this.stream);
+    }
+    this.cuda.record(this.feedDone[turn], this.stream);
+    this.feedPending[turn] = true;
+  }
+
+  private staging(name: string, bytes: number): PinnedBuffer {
+    let s = this.fetchStaging.get(name);
+    if (!s) this.fetchStaging.set(name, (s = this.cuda.hostAlloc(bytes)));
+    return s;
+  }
+
   async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
-    for (const [i, x] of checkFeeds(this.graph, feeds, this.written)) this.upload(i.name, x);
-    this.launchAll();
-    this.cuda.synchronize();
+    const data = checkFeeds(this.graph, feeds, this.written);
     const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
-    const out: Record<string, HostTensor> = {};
-    for (const n of want) {
+    const outs = want.map((n) => {
       const o = this.graph.output(n);
       if (!o) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
-      const t = this.graph.typeOf(o.id);
-      out[n] = hostTensor(t.dtype, t.shape, this.downloadBuffer(this.buffer(n, this.program.outputs)));
-    }
-    // State updates, on the device: next.<x> → x.
-    for (const o of this.graph.outputs) {
-      if (!o.name.startsWith(NEXT_PREFIX)) continue;
-      const src = this.buffer(o.name, this.program.outputs);
-      const dst = this.buffer(o.name.slice(NEXT_PREFIX.length), this.program.inputs);
-      this.cuda.copy(this.ptr.get(dst.id)!, this.ptr.get(src.id)!, src.numel * bytesPer(src.dtype));
+      const b = this.buffer(n, this.program.outputs);
+      return { n, t: this.graph.typeOf(o.id), b, bytes: b.numel * bytesPer(b.dtype) };
+    });
+    this.feed(data);
+    // An output that is a resident input itself holds its value at the step's start: read it first.
+    const early = outs.filter((o) => o.b.kind === 'input'), late = outs.filter((o) => o.b.kind !== 'input');
+    const download = (o: (typeof outs)[number]) => this.cuda.downloadAsync(this.staging(o.n, o.bytes).address, this.ptr.get(o.b.id)!, o.bytes, this.stream);
+    early.forEach(download);
+    this.step();
+    if (!outs.length) return {};
+    late.forEach(download);
+    this.cuda.record(this.fetchDone, this.stream);
+    // Wait without blocking the event loop (data loaders keep running meanwhile).
+    while (!this.cuda.done(this.fetchDone)) await new Promise((r) => setImmediate(r));
+    const out: Record<string, HostTensor> = {};
+    for (const o of outs) {
+      const s = this.fetchStaging.get(o.n)!;
+      out[o.n] = hostTensor(o.t.dtype, o.t.shape, decode(o.b.dtype, s.bytes, o.b.numel));
     }
     return out;
   }
 
   dispose(): void {
-    for (const p of this.owned.splice(0)) this.cuda.free(p);
+    if (this.disposed) return;
+    this.disposed = true;
+    this.cuda.streamSynchronize(this.stream);
+    if (this.graph_) this.cuda.destroyGraph(this.graph_);
+    for (const s of this.fetchStaging.values()) this.cuda.hostFree(s);
+    for (const s of this.feedStaging) this.cuda.hostFree(s);
+    for (const e of this.feedDone) this.cuda.destroyEvent(e);
+    this.cuda.destroyEvent(this.fetchDone);
+    this.cuda.destroyStream(this.stream);
+    this.cuda.free(this.base);
   }
 }
 
@@ -236,10 +478,17 @@ export function createCudaBackend(options: CudaOptions = {}): Backend {
     consumes: 'kernels',
     compile: async (graph: Graph, program?: KernelProgram, info?: CompileInfo) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
+      // Autotune measures candidates in an executable of their own, host-launched, before the step's
+      // executable exists (so before anything is captured).
       if (options.autotune && options.gemmTuning !== false)
         autotuneGemms(program, CudaDriver.get(options.libDir).name, options.cacheDir ?? defaultPtxCacheDir(), (p) => new CudaExecutable(graph, p, { ...options, gemmTuning: false }));
-      const built = options.parallelNvrtc === false ? undefined : await buildCuda(CudaDriver.get(options.libDir), program, options, info?.cacheKey);
-      return new CudaExecutable(graph, program, options, built);
+      let built: BuiltCuda | undefined;
+      try {
+        built = options.parallelNvrtc === false ? undefined : await buildCuda(CudaDriver.get(options.libDir), program, options, info?.cacheKey);
+      } catch (e) {
+        throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(CudaDriver.get(options.libDir), program, options), options), fn));
+      }
+      return new CudaExecutable(graph, program, options, built ? { built } : {});
     },
   };
 }

@@ -13,6 +13,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { KilnError } from '../../ir/errors.ts';
+import { nvrtcFailure } from './errors.ts';
 import { DEFAULT_CUDA_LIB_DIR } from './options.ts';
 
 export interface NvrtcSource {
@@ -121,17 +122,9 @@ function koffiPath(): string {
   return createRequire(import.meta.url).resolve('koffi');
 }
 
-/** An NVRTC failure: the function name and the generated source around the failing line. */
+/** An NVRTC failure: the unit, its function and the generated source around the failing line (errors.ts nvrtcFailure). */
 function nvrtcError(u: NvrtcSource, r: { error?: string; log?: string }): KilnError {
-  const log = r.log ?? '';
-  const line = Number(/\((\d+)\): error/.exec(log)?.[1] ?? NaN);
-  let around = '';
-  if (Number.isFinite(line)) {
-    const lines = u.source.split('\n');
-    const from = Math.max(0, line - 4), to = Math.min(lines.length, line + 3);
-    around = `\nsource around line ${line}:\n` + lines.slice(from, to).map((l, i) => `${from + i + 1 === line ? '>' : ' '} ${String(from + i + 1).padStart(5)} | ${l}`).join('\n');
-  }
-  return new KilnError(`${r.error ?? 'NVRTC failed'} (kernel ${u.name})\n${log.slice(0, 4000)}${around}`);
+  return nvrtcFailure(`unit ${u.name}`, u.source, (r.error ?? 'NVRTC failed').replace(/^NVRTC could not compile \S+: /, ''), r.log ?? '');
 }
 
 /** A cached CUBIN, or undefined when missing or not a whole ELF image. */

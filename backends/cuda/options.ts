@@ -1,7 +1,7 @@
 /**
  * @file Configuration of the CUDA backend, given by its caller: the backend reads no environment
- * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES and
- * KILN_GEMM_TUNING once, in
+ * (the runtime reads CUDA_LIB_DIR, KILN_CACHE_DIR, KILN_CUDA_NO_CUBLAS, KILN_CUDA_NO_TENSOR_CORES,
+ * KILN_GEMM_TUNING, KILN_GEMM_AUTOTUNE, KILN_NVRTC_SERIAL, KILN_CUDA_NO_GRAPHS and KILN_PROFILE once, in
  * runtime/backends.ts, and passes them down as these options).
  */
 import { homedir } from 'node:os';
@@ -18,6 +18,11 @@ export interface CudaOptions {
   readonly tensorCores?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
+  /**
+   * Capture each step as a CUDA graph and replay it with one driver call (default true); false launches
+   * every kernel from the host each run (what KILN_PROFILE and KILN_CUDA_NO_GRAPHS ask for).
+   */
+  readonly graphs?: boolean;
   /**
    * Before compiling a program, measure the providers (generated kernel, cuBLAS) of its matmuls that
    * the tuning cache does not know yet, and record the fastest (gemmAutotune.ts; default false).

@@ -251,6 +251,8 @@ class Compiler {
 }
 
 const dtypeOfStore = new WeakMap<Store, DType>();
+/** The memory behind each buffer's store (so an in-place output can share its input's). */
+const memOfStore = new WeakMap<Store, Mem>();
 function bufDType(s: Store): DType {
   return dtypeOfStore.get(s)!;
 }
@@ -368,9 +370,12 @@ export class ProgramMemory {
       const a = kernelAccess(k);
       for (const b of [...a.reads, ...a.writes]) touched.add(b);
     }
-    for (const b of p.buffers) {
+    // Outputs written in place (BufferDecl.inPlaceOf) share their input's memory: inputs first.
+    const shared = p.buffers.filter((b) => b.inPlaceOf !== undefined);
+    for (const b of [...p.buffers.filter((x) => x.inPlaceOf === undefined), ...shared]) {
       let mem: Mem;
-      if (b.kind === 'temp' && !touched.has(b.id)) mem = allocMem(b.dtype, 0); // dropped by fusion: no memory
+      if (b.inPlaceOf !== undefined) mem = memOfStore.get(this.stores[b.inPlaceOf]!)!;
+      else if (b.kind === 'temp' && !touched.has(b.id)) mem = allocMem(b.dtype, 0); // dropped by fusion: no memory
       else if (b.kind === 'temp') {
         if (b.offset === undefined) throw new KilnError(`kernel interpreter: temp buffer b${b.id} has no planned offset`);
         if (b.offset + b.numel * deviceByteSize(b.dtype) > p.arenaBytes) throw new KilnError(`kernel interpreter: b${b.id} lies outside the arena`);
@@ -378,6 +383,7 @@ export class ProgramMemory {
       } else mem = allocMem(b.dtype, b.numel);
       const st = makeStore(b.dtype, mem);
       dtypeOfStore.set(st, b.dtype);
+      memOfStore.set(st, mem);
       this.stores[b.id] = st;
       if (b.kind === 'const') b.data!.forEach((v, i) => st.set(i, v));
     }

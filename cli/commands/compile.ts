@@ -5,6 +5,8 @@
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { compile } from '../../compiler/compile.ts';
+import { CudaExecutable } from '../../backends/cuda/executable.ts';
+import { formatDeviceMemory } from '../../backends/cuda/deviceMemory.ts';
 import { formatReport } from '../../compiler/report.ts';
 import { printProgram } from '../../ir/kernel/print.ts';
 import { type Precision, atPrecision, compileOn } from '../../runtime/compile.ts';
@@ -68,8 +70,10 @@ export function register(program: Command): void {
         const { backend, reason } = chosen;
         console.log(`backend: ${backend.name} (${reason})`);
         const t1 = performance.now();
-        (await compileOn(backend, resolved.graph, { precision: o.precision, remat: o.remat, deviceFreeBytes: freeBytes })).dispose();
+        const exe = await compileOn(backend, resolved.graph, { precision: o.precision, remat: o.remat, deviceFreeBytes: freeBytes });
         console.log(`built for ${backend.name} in ${(performance.now() - t1).toFixed(0)} ms`);
+        if (exe instanceof CudaExecutable) console.log(formatDeviceMemory(exe.memory));
+        exe.dispose();
       }
     });
 }

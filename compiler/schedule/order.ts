@@ -2,13 +2,16 @@
  * @file Kernel order: a topological order of the kernels (by their buffer dependences, dependence.ts:
  * read after write, write after read, write after write) that keeps peak memory low, chosen greedily: among
  * the kernels that are ready, run the one that frees the most temporary bytes net of what it
- * allocates (ties keep the original order, which follows the graph).
+ * allocates (ties keep the original order, which follows the graph). A kernel that writes a state
+ * update `next.x` also waits for every other kernel that reads x, where that adds no cycle, so the
+ * memory plan can write the update in place (memoryPlan.ts stateUpdatesInPlace).
  * Deferred kernels (those computing only graph nodes in `deferred`: the recomputed copies of
  * rematerialization, compiler/transforms/remat.ts) run only when needed: once some non-deferred kernel they feed
  * (directly or through other deferred kernels) has all its other non-deferred predecessors done, or
  * when nothing else is ready; otherwise the greedy choice would run a recomputation in the forward,
  * where it only adds memory.
  */
+import { NEXT_PREFIX } from '../../ir/graph.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import type { BufferDecl, Kernel } from '../../ir/kernel/types.ts';
 import { deviceBytes } from '../fuse/cost.ts';
@@ -17,6 +20,7 @@ import { kernelPredecessors } from './dependence.ts';
 export function scheduleKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[], deferred?: ReadonlySet<number>): Kernel[] {
   const deps = kernelPredecessors(kernels);
   const acc = kernels.map(kernelAccess);
+  updatesAfterReads(deps, acc, buffers);
   const wanted = deferred?.size ? demand(deps, kernels.map((k) => k.nodes.length > 0 && k.nodes.every((n) => deferred.has(n)))) : undefined;
   const bytes = (b: number) => (buffers[b]!.kind === 'temp' ? buffers[b]!.numel * deviceBytes(buffers[b]!.dtype) : 0);
   // Remaining uses of each buffer (kernels that touch it and have not run).
@@ -92,4 +96,38 @@ function demand(deps: ReadonlyArray<ReadonlySet<number>>, isDeferred: readonly b
       return isDeferred.map((def, k) => !def || consumers[k]!.some(ready));
     },
   };
+}
+
+/**
+ * Add "writer of next.x after the readers of x" edges to `deps` (each kernel's predecessors), skipping
+ * any that would close a cycle (a reader that needs the update's result stays after it).
+ */
+function updatesAfterReads(deps: Array<Set<number>>, acc: ReadonlyArray<ReturnType<typeof kernelAccess>>, buffers: readonly BufferDecl[]): void {
+  const inputs = new Map<string, number>();
+  for (const b of buffers) if (b.kind === 'input' && b.name !== undefined) inputs.set(b.name, b.id);
+  const succ = deps.map(() => new Set<number>());
+  deps.forEach((ps, k) => ps.forEach((p) => succ[p]!.add(k)));
+  const reaches = (from: number, to: number): boolean => {
+    const seen = new Set<number>([from]);
+    const stack = [from];
+    while (stack.length) {
+      const k = stack.pop()!;
+      if (k === to) return true;
+      for (const n of succ[k]!) if (!seen.has(n)) (seen.add(n), stack.push(n));
+    }
+    return false;
+  };
+  for (const b of buffers) {
+    if (b.kind !== 'output' || !b.name?.startsWith(NEXT_PREFIX)) continue;
+    const x = inputs.get(b.name.slice(NEXT_PREFIX.length));
+    if (x === undefined) continue;
+    const writers = acc.flatMap((a, k) => (a.writes.has(b.id) ? [k] : []));
+    if (writers.length !== 1) continue;
+    const w = writers[0]!;
+    acc.forEach((a, r) => {
+      if (r === w || !a.reads.has(x) || deps[w]!.has(r) || reaches(w, r)) return;
+      deps[w]!.add(r);
+      succ[r]!.add(w);
+    });
+  }
 }

@@ -32,6 +32,12 @@ export interface BufferDecl {
   readonly data?: readonly number[];
   /** Arena byte offset (temp buffers, after memory planning). */
   offset?: number;
+  /**
+   * An output `next.x` written in place: the id of input x's buffer, whose memory it shares (memory
+   * planning proved that no kernel reads x's old value after the write). A backend may ignore it and
+   * keep the output separate (then it copies the update onto the input after the run).
+   */
+  inPlaceOf?: number;
 }
 
 export type Expr =

@@ -95,6 +95,10 @@ describe('CUDA backend options', () => {
     expect(cudaOptionsFromEnv({})).toEqual({ cublas: true, tensorCores: true, gemmTuning: true, autotune: false });
     expect(cudaOptionsFromEnv({ CUDA_LIB_DIR: '/opt/cuda/lib', KILN_CACHE_DIR: '/tmp/c', KILN_CUDA_NO_CUBLAS: '1', KILN_CUDA_NO_TENSOR_CORES: '1', KILN_GEMM_TUNING: 'off', KILN_GEMM_AUTOTUNE: '1' }))
       .toEqual({ libDir: '/opt/cuda/lib', cacheDir: '/tmp/c', cublas: false, tensorCores: false, gemmTuning: false, autotune: true });
+    // KILN_PROFILE (per-launch timeline) and KILN_CUDA_NO_GRAPHS launch from the host: no captured graph.
+    expect(cudaOptionsFromEnv({ KILN_PROFILE: '1' }).graphs).toBe(false);
+    expect(cudaOptionsFromEnv({ KILN_CUDA_NO_GRAPHS: '1' }).graphs).toBe(false);
+    expect(cudaOptionsFromEnv({ KILN_NVRTC_SERIAL: '1' }).parallelNvrtc).toBe(false);
   });
 
   it('cublas: false generates every matmul instead of planning cuBLAS SGEMMs', async () => {

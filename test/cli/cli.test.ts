@@ -80,7 +80,8 @@ describe('a user model file', () => {
     const r = kiln(['compile', './examples/my-model.ts', '--report', '--train', '--batch', '4']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/total/);
-    expect(r.stdout).toMatch(/memory: arena/);
+    expect(r.stdout).toMatch(/memory: parameters [\d.]+k?B, state [\d.]+k?B, data inputs .*, arena [\d.]+[kMG]?B; total/);
+    expect(r.stdout).toMatch(/state updates: \d+ written in place, 0 copied/);
   });
 
   it('kiln train ./examples/my-model.ts trains a few steps: resolved config printed and written, metrics, loss plot, checkpoint', () => {

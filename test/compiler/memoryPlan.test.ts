@@ -309,7 +309,11 @@ describe('memory plan sizes (c, d)', () => {
       const { arenaBytes, totalBytes, peakBytes } = compiled.plan;
       ratios.push(`${name}: arena ${arenaBytes} B / total ${totalBytes} B = ${(arenaBytes / totalBytes).toFixed(3)} (peak ${peakBytes} B)`);
       expect(arenaBytes, name).toBeLessThan(totalBytes);
-      expect(arenaBytes / totalBytes, name).toBeLessThan(0.7);
+      // 0.75: the order stage runs each parameter's update after the weight's last reader so the update is
+      // written in place (compiler/schedule/order.ts); on the 64-32-10 MLP that keeps two gradients live
+      // longer (arena 13824 B instead of 11264 B, ratio 0.73) and saves a 1280 B output; on LightningDiT-B/1
+      // at batch 16 (f32) the arena grows 34 MB and 517 MB of parameter outputs go: 7.22 GB → 6.74 GB in all.
+      expect(arenaBytes / totalBytes, name).toBeLessThan(0.75);
     }
     console.log(ratios.join('\n'));
   });

@@ -55,17 +55,17 @@ describe('CUDA build cache', () => {
     const { program, key } = cachedProgram(g, () => compile(g).program, { dir: join(dir, 'programs') });
     const cold = await buildCuda(cuda, program, options, key);
     expect(cold.compiled).toBe(cold.gen.units.length);
-    const a = await runOnce(new CudaExecutable(g, program, options, cold), g);
+    const a = await runOnce(new CudaExecutable(g, program, options, { built: cold }), g);
     const warm = await buildCuda(cuda, program, options, key);
     expect(warm.compiled).toBe('cache');
-    const b = await runOnce(new CudaExecutable(g, program, options, warm), g);
+    const b = await runOnce(new CudaExecutable(g, program, options, { built: warm }), g);
     expectClose(b, a);
     // Corrupt one CUBIN: the build is redone, NVRTC compiles only that unit.
     const cubins = readdirSync(join(dir, 'cubin')).filter((f) => f.endsWith('.cubin'));
     writeFileSync(join(dir, 'cubin', cubins[0]!), 'not an ELF file');
     const repaired = await buildCuda(cuda, program, options, key);
     expect(repaired.compiled).toBe(1);
-    expectClose(await runOnce(new CudaExecutable(g, program, options, repaired), g), a);
+    expectClose(await runOnce(new CudaExecutable(g, program, options, { built: repaired }), g), a);
     // The one-module path (KILN_NVRTC_SERIAL) computes the same.
     expectClose(await runOnce(new CudaExecutable(g, program, options), g), a);
   });

@@ -1,0 +1,163 @@
+/**
+ * @file Benchmark of CUDA step execution (issue 11): for each PROGRAM:BATCH, the training step compiled
+ * as a user gets it (runtime compileOn: bf16 autocast on cuda), then
+ *  - captured: wall time per step of `run()` without fetches (one cuGraphLaunch each), N steps, then one sync;
+ *  - uncaptured: the same steps with every kernel launched from the host (graphs: false executable
+ *    path, timed the same way);
+ *  - kernel sum: the sum over kernels of each kernel's device time alone (a CUDA graph of 10 launches of
+ *    the kernel, timed with events: no host gaps; operands warm in L2), and the cold-L2 sum (each kernel
+ *    once after a 512 MiB copy has evicted L2, mean of 3), and the host-launched step's GPU timeline
+ *    (an event after every launch: each kernel's time inside the step, plus its gap);
+ *  - launch overhead: (uncaptured − captured) per step, and per launch;
+ *  - memory: the device plan's total (parameters, state, io, arena) and the measured cuMemGetInfo delta.
+ * KILN_REMAT=off|cheap|blocks|auto: compileOn's `remat` (the JSON line's `remat`: what it did, when the compiler ran).
+ * Prints one JSON line per program.
+ *
+ *   tsx bench/stepExec.ts lightningdit:1 lightningdit:128
+ *   tsx bench/stepExec.ts --build-only lightningdit:128     (compile only: fills the program and CUBIN caches)
+ *   tsx bench/stepExec.ts --steps=3 --no-kernel-times lightningdit:128   (fewer steps; no per-kernel times)
+ *   tsx bench/stepExec.ts --quick --steps=1 lightningdit_xl:64   (memory, first run and the captured step only)
+ */
+import { CudaDriver } from '../backends/cuda/driver.ts';
+import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
+import { buildProgram } from '../cli/programs.ts';
+import type { Graph } from '../ir/graph.ts';
+import type { Kernel } from '../ir/kernel/types.ts';
+import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+import { numel } from '../ir/shape.ts';
+import { cudaOptionsFromEnv } from '../runtime/backends.ts';
+import { compileOn } from '../runtime/compile.ts';
+
+const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', lightningdit_xl: 'XL/1', mlp: undefined };
+
+function feedsFor(g: Graph): Record<string, HostTensor> {
+  const feeds: Record<string, HostTensor> = {};
+  let s = 1;
+  for (const i of g.inputs) {
+    if (i.kind !== 'data') continue;
+    const n = numel(i.type.shape);
+    if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
+    else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
+    else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, () => s++));
+    else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
+  }
+  return feeds;
+}
+
+const MiB = (n: number) => Math.round(n / 2 ** 20);
+
+/** n values cos(k·0.11)·0.02 over a period of 4096 (filled by doubling copies: fast for 10^8 values). */
+function pattern(n: number): Float32Array {
+  const a = new Float32Array(n);
+  const p = Math.min(n, 4096);
+  for (let k = 0; k < p; k++) a[k] = Math.cos(k * 0.11) * 0.02;
+  for (let len = p; len < n; len *= 2) a.copyWithin(len, 0, Math.min(len, n - len));
+  return a;
+}
+
+/** A kernel in a few words: a matmul's shape and schedule, a loop kernel's grid. */
+function describe(k: Kernel): string {
+  if (k.kind === 'matmul') return `matmul m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x') || '-'} ${k.tile ? `${k.tile.provider} ${k.tile.block.m}x${k.tile.block.n}x${k.tile.block.k}` : 'simt'} epilogue ${k.epilogue.length}`;
+  if (k.kind === 'loop') return `loop grid=${k.grid.join('x')}`;
+  return `${k.kind} sq=${k.sq} sk=${k.sk}`;
+}
+const STEPS = ((a) => (a ? Number(a.slice('--steps='.length)) : undefined))(process.argv.find((a) => a.startsWith('--steps=')));
+/** --quick: the first run, then the captured step only (with --steps=1: three steps in all), no kernel times. */
+const QUICK = process.argv.includes('--quick');
+const KERNEL_TIMES = !QUICK && !process.argv.includes('--no-kernel-times');
+
+async function bench(spec: string): Promise<Record<string, unknown>> {
+  const [name, b] = spec.split(':') as [string, string];
+  const batch = Number(b);
+  const program = name === 'lightningdit_xl' ? 'lightningdit' : name;
+  const graph = buildProgram(program, { train: true, batch, size: SIZES[name] });
+  const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
+  cuda.synchronize();
+  const before = cuda.memInfo().free;
+  const t0 = performance.now();
+  let remat: Record<string, unknown> | undefined;
+  const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, {
+    ...(process.env.KILN_REMAT ? { remat: process.env.KILN_REMAT as 'off' | 'cheap' | 'blocks' | 'auto' } : {}),
+    onRemat: (r) => { remat = { mode: r.mode, recomputedNodes: r.recomputedNodes, extraGFlops: Number((r.extraFlops / 1e9).toFixed(1)), keptMiB: MiB(r.keptBytesAfter) }; },
+  })) as CudaExecutable;
+  const buildMs = performance.now() - t0;
+  const measured = before - cuda.memInfo().free;
+  // Resident inputs one at a time (XL/1 holds 675M parameters and twice as much state): parameters and
+  // their EMA a small repeating pattern, other state zeros (runtime/session.ts defaultResident's rule).
+  for (const i of graph.inputs) {
+    if (i.kind === 'data') continue;
+    const n = numel(i.type.shape);
+    const isParam = i.kind !== 'state' || (i.name.startsWith('ema.') && graph.inputByName(i.name.slice(4)) !== undefined);
+    await exe.write(i.name, hostTensor(i.type.dtype, i.type.shape, isParam ? pattern(n) : undefined));
+  }
+  const feeds = feedsFor(graph);
+  const steps = STEPS ?? (batch >= 64 ? 10 : 50);
+  const wall = async (fn: () => Promise<unknown> | void) => {
+    for (let i = 0; i < Math.min(3, steps); i++) await fn();
+    exe.sync();
+    const t = performance.now();
+    for (let i = 0; i < steps; i++) await fn();
+    exe.sync();
+    return (performance.now() - t) / steps;
+  };
+  const errors: string[] = [];
+  const attempt = async <T>(what: string, fn: () => Promise<T> | T): Promise<T | undefined> => {
+    try {
+      return await fn();
+    } catch (e) {
+      errors.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
+      return undefined;
+    }
+  };
+  const loss0 = await attempt('first run', async () => (await exe.run(feeds, ['loss'])).loss!.data[0]); // host launches
+  const uncapturedMs = QUICK ? undefined : await attempt('uncaptured', () => wall(() => exe.launchStep()));
+  const uncapturedDeviceMs = QUICK ? undefined : await attempt('uncaptured device', () => exe.timeSteps(steps, true));
+  const capturedMs = await attempt('captured', () => wall(() => exe.run(feeds, [])));
+  const capturedDeviceMs = QUICK ? undefined : await attempt('captured device', () => exe.timeSteps(steps));
+  const fetchMs = QUICK ? undefined : await attempt('fetch', () => wall(() => exe.run(feeds, ['loss'])));
+  const kt = KERNEL_TIMES ? await attempt('kernel times', () => exe.kernelTimes(10)) : undefined;
+  const kernelSumMs = kt?.reduce((s, k) => s + k.ms, 0);
+  const flushBytes = 512 * 2 ** 20;
+  const cold = KERNEL_TIMES ? await attempt('cold kernel times', () => {
+    const ptr = cuda.alloc(flushBytes); // the benchmark's own L2-eviction region, outside the executable's plan
+    try {
+      return exe.kernelTimes(3, { ptr, bytes: flushBytes });
+    } finally {
+      cuda.free(ptr);
+    }
+  }) : undefined;
+  const kernelSumColdMs = cold?.reduce((s, k) => s + k.ms, 0);
+  const tl = KERNEL_TIMES ? await attempt('timeline', () => (exe.timeline(), exe.timeline())) : undefined;
+  const timelineMs = tl?.reduce((s, l) => s + l.ms, 0);
+  const m = exe.memory;
+  const launches = exe.launchCount;
+  const r3 = (x: number | undefined) => (x === undefined ? undefined : +x.toFixed(3));
+  const out = {
+    program: name, batch, remat, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
+    capturedMs: r3(capturedMs), capturedDeviceMs: r3(capturedDeviceMs), uncapturedMs: r3(uncapturedMs), uncapturedDeviceMs: r3(uncapturedDeviceMs),
+    fetchLossMs: r3(fetchMs), kernelSumMs: r3(kernelSumMs), capturedOverKernelSum: capturedMs && kernelSumMs ? r3(capturedMs / kernelSumMs) : undefined,
+    kernelSumColdMs: r3(kernelSumColdMs), capturedOverColdSum: capturedMs && kernelSumColdMs ? r3(capturedMs / kernelSumColdMs) : undefined,
+    timelineMs: r3(timelineMs), capturedDeviceOverTimeline: capturedDeviceMs && timelineMs ? r3(capturedDeviceMs / timelineMs) : undefined,
+    launchOverheadMs: capturedMs && uncapturedMs ? r3(uncapturedMs - capturedMs) : undefined,
+    perLaunchUs: capturedMs && uncapturedMs ? +(((uncapturedMs - capturedMs) / launches) * 1000).toFixed(2) : undefined,
+    planMiB: MiB(m.total), parametersMiB: MiB(m.parameters), stateMiB: MiB(m.state), ioMiB: MiB(m.io), arenaMiB: MiB(m.arena), extraMiB: MiB(m.extraBytes),
+    measuredMiB: MiB(measured), updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, loss0, device: cuda.name, errors, captureError: exe.captureError,
+    slowest: kt ? kt.map((k, i) => ({ ...k, i })).sort((a, b) => b.ms - a.ms).slice(0, 6).map((k) => `${k.name} ${describe(exe.program.kernels[k.i]!)} ${k.ms.toFixed(3)}`) : undefined,
+    byKindMs: kt ? Object.fromEntries(Object.entries(kt.reduce<Record<string, number>>((a, k) => ((a[k.kind] = (a[k.kind] ?? 0) + k.ms), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
+    byKindColdMs: cold ? Object.fromEntries(Object.entries(cold.reduce<Record<string, number>>((a, k) => ((a[k.kind] = (a[k.kind] ?? 0) + k.ms), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
+  };
+  exe.dispose();
+  return out;
+}
+
+/** --build-only: compile each program (fills the program and CUBIN caches) and exit, so timed runs start warm. */
+const buildOnly = process.argv.includes('--build-only');
+for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
+  if (buildOnly) {
+    const [name, b] = spec.split(':') as [string, string];
+    const t = performance.now();
+    const graph = buildProgram(name === 'lightningdit_xl' ? 'lightningdit' : name, { train: true, batch: Number(b), size: SIZES[name] });
+    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph)).dispose();
+    console.log(JSON.stringify({ built: spec, ms: Math.round(performance.now() - t) }));
+  } else console.log(JSON.stringify(await bench(spec)));
+}
