@@ -44,6 +44,9 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
   return feeds;
 }
 
+/** KILN_REMAT as compileOn's option. */
+const rematOption = () => (process.env.KILN_REMAT ? { remat: process.env.KILN_REMAT as 'off' | 'cheap' | 'blocks' | 'auto' } : {});
+
 const MiB = (n: number) => Math.round(n / 2 ** 20);
 
 /** n values cos(k·0.11)·0.02 over a period of 4096 (filled by doubling copies: fast for 10^8 values). */
@@ -77,7 +80,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   let remat: Record<string, unknown> | undefined;
   const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, {
-    ...(process.env.KILN_REMAT ? { remat: process.env.KILN_REMAT as 'off' | 'cheap' | 'blocks' | 'auto' } : {}),
+    ...rematOption(),
     onRemat: (r) => { remat = { mode: r.mode, recomputedNodes: r.recomputedNodes, extraGFlops: Number((r.extraFlops / 1e9).toFixed(1)), keptMiB: MiB(r.keptBytesAfter) }; },
   })) as CudaExecutable;
   const buildMs = performance.now() - t0;
@@ -157,7 +160,7 @@ for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
     const [name, b] = spec.split(':') as [string, string];
     const t = performance.now();
     const graph = buildProgram(name === 'lightningdit_xl' ? 'lightningdit' : name, { train: true, batch: Number(b), size: SIZES[name] });
-    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph)).dispose();
+    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, rematOption())).dispose();
     console.log(JSON.stringify({ built: spec, ms: Math.round(performance.now() - t) }));
   } else console.log(JSON.stringify(await bench(spec)));
 }
