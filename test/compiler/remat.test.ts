@@ -24,6 +24,7 @@ import { type Compiled, compile, programDeviceBytes } from '../../compiler/compi
 import { formatReport, kernelStats } from '../../compiler/report.ts';
 import { optimize } from '../../compiler/passes/pipeline.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
+import { FlowNetwork } from '../../compiler/transforms/minCut.ts';
 import { remat } from '../../compiler/transforms/remat.ts';
 import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import { isFloat } from '../../ir/dtype.ts';
@@ -65,6 +66,24 @@ function randomTrainGraph(seed: number): Graph | undefined {
     throw e;
   }
 }
+
+describe('minimum cut (Dinic)', () => {
+  it('finds the cheapest cut, with uncuttable (infinite) edges, and its source side', () => {
+    // s=0 → 1 (3), s → 2 (2), 1 → 2 (1), 1 → 3 (2), 2 → 3 (3) ... 3 → t=4 (∞): max flow 5 = cut {s→1, s→2}.
+    const net = new FlowNetwork(5);
+    net.addEdge(0, 1, 3); net.addEdge(0, 2, 2); net.addEdge(1, 2, 1); net.addEdge(1, 3, 2); net.addEdge(2, 3, 3); net.addEdge(3, 4, Infinity);
+    const r = net.minCut(0, 4);
+    expect(r.value).toBe(5);
+    expect([...r.sourceSide]).toEqual([1, 0, 0, 0, 0]);
+    // A flow that must be re-routed through a residual edge: s→a→b→t, s→b, a→t; max flow 2 (unit edges).
+    const n2 = new FlowNetwork(4);
+    n2.addEdge(0, 1, 1); n2.addEdge(1, 2, 1); n2.addEdge(2, 3, 1); n2.addEdge(0, 2, 1); n2.addEdge(1, 3, 1);
+    expect(n2.minCut(0, 3).value).toBe(2);
+    const inf = new FlowNetwork(2);
+    inf.addEdge(0, 1, Infinity);
+    expect(() => inf.minCut(0, 1)).toThrow(/no finite cut/);
+  });
+});
 
 describe('remat changes no result', () => {
   it('random training graphs: rematerialized = original on the CPU oracle (bit for bit), compiled = oracle', () => {
