@@ -41,6 +41,11 @@ export interface Backend {
    * creating its device, hence a promise).
    */
   defaultPrecision?(): 'f32' | 'bf16' | 'f16' | Promise<'f32' | 'bf16' | 'f16'>;
+  /**
+   * The device memory free now, in bytes (CUDA: cuMemGetInfo), for compileOn's `remat: 'auto'`
+   * (rematerialize whole blocks when the program would not fit); without it auto stays 'cheap'.
+   */
+  freeMemoryBytes?(): number | Promise<number>;
   /** `info.cacheKey`: the program cache's key of `program` (runtime/programCache.ts), for a backend's own build cache. */
   compile(graph: Graph, program?: KernelProgram, info?: CompileInfo): Promise<Executable>;
 }

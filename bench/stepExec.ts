@@ -10,6 +10,7 @@
  *    (an event after every launch: each kernel's time inside the step, plus its gap);
  *  - launch overhead: (uncaptured − captured) per step, and per launch;
  *  - memory: the device plan's total (parameters, state, io, arena) and the measured cuMemGetInfo delta.
+ * KILN_REMAT=off|cheap|blocks|auto: compileOn's `remat` (the JSON line's `remat`: what it did, when the compiler ran).
  * Prints one JSON line per program.
  *
  *   tsx bench/stepExec.ts lightningdit:1 lightningdit:128
@@ -43,6 +44,9 @@ function feedsFor(g: Graph): Record<string, HostTensor> {
   return feeds;
 }
 
+/** KILN_REMAT as compileOn's option. */
+const rematOption = () => (process.env.KILN_REMAT ? { remat: process.env.KILN_REMAT as 'off' | 'cheap' | 'blocks' | 'auto' } : {});
+
 const MiB = (n: number) => Math.round(n / 2 ** 20);
 
 /** n values cos(k·0.11)·0.02 over a period of 4096 (filled by doubling copies: fast for 10^8 values). */
@@ -74,7 +78,11 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   cuda.synchronize();
   const before = cuda.memInfo().free;
   const t0 = performance.now();
-  const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph)) as CudaExecutable;
+  let remat: Record<string, unknown> | undefined;
+  const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, {
+    ...rematOption(),
+    onRemat: (r) => { remat = { mode: r.mode, recomputedNodes: r.recomputedNodes, extraGFlops: Number((r.extraFlops / 1e9).toFixed(1)), keptMiB: MiB(r.keptBytesAfter) }; },
+  })) as CudaExecutable;
   const buildMs = performance.now() - t0;
   const measured = before - cuda.memInfo().free;
   // Resident inputs one at a time (XL/1 holds 675M parameters and twice as much state): parameters and
@@ -128,7 +136,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const launches = exe.launchCount;
   const r3 = (x: number | undefined) => (x === undefined ? undefined : +x.toFixed(3));
   const out = {
-    program: name, batch, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
+    program: name, batch, remat, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
     capturedMs: r3(capturedMs), capturedDeviceMs: r3(capturedDeviceMs), uncapturedMs: r3(uncapturedMs), uncapturedDeviceMs: r3(uncapturedDeviceMs),
     fetchLossMs: r3(fetchMs), kernelSumMs: r3(kernelSumMs), capturedOverKernelSum: capturedMs && kernelSumMs ? r3(capturedMs / kernelSumMs) : undefined,
     kernelSumColdMs: r3(kernelSumColdMs), capturedOverColdSum: capturedMs && kernelSumColdMs ? r3(capturedMs / kernelSumColdMs) : undefined,
@@ -152,7 +160,7 @@ for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
     const [name, b] = spec.split(':') as [string, string];
     const t = performance.now();
     const graph = buildProgram(name === 'lightningdit_xl' ? 'lightningdit' : name, { train: true, batch: Number(b), size: SIZES[name] });
-    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph)).dispose();
+    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, rematOption())).dispose();
     console.log(JSON.stringify({ built: spec, ms: Math.round(performance.now() - t) }));
   } else console.log(JSON.stringify(await bench(spec)));
 }

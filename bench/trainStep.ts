@@ -17,6 +17,9 @@
  * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line).
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
  * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
+ * KILN_REMAT=off|cheap|blocks|auto: the compile option `remat` (compiler/transforms/remat.ts; default the
+ * compiler's); the JSON line has `remat` (mode, recomputed nodes, extra FLOPs, kept bytes) and
+ * `arenaMiB`. KILN_BENCH_STEPS: timed steps (default 10 for LightningDiT, 20 otherwise; 3 warm-up).
  * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) for the warm-up and timed steps (compiles,
  * NVRTC, autotuning and the first step run before; KILN_GPU_READY / KILN_GPU_AFTER: see acquire), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
  */
@@ -27,7 +30,7 @@ import { autotuneGemms } from '../backends/cuda/gemmAutotune.ts';
 import { tunedProgram } from '../backends/cuda/build.ts';
 import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { buildProgram } from '../cli/programs.ts';
-import { compile } from '../compiler/compile.ts';
+import { type CompileOptions, compile } from '../compiler/compile.ts';
 import type { Graph } from '../ir/graph.ts';
 import type { Kernel, KernelProgram, Stmt } from '../ir/kernel/types.ts';
 import { numel } from '../ir/shape.ts';
@@ -148,7 +151,8 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const precision = await defaultPrecision(backend);
   const t0 = performance.now();
   const graph = atPrecision(buildProgram(name, { train: true, batch, size: sizeArg ?? defaultSize }), precision);
-  const compiled = compile(graph);
+  const remat = process.env.KILN_REMAT ? (process.env.KILN_REMAT as CompileOptions['remat']) : undefined;
+  const compiled = compile(graph, remat ? { remat } : {});
   const compileMs = performance.now() - t0;
   const options = cudaOptionsFromEnv();
   const cuda = CudaDriver.get(options.libDir);
@@ -178,16 +182,20 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const nvrtcMs = performance.now() - t1;
   // Parameters: small deterministic values; state: zeros.
   const init = new Map<string, HostTensor>();
-  for (const i of graph.inputs)
-    if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
+  for (const i of graph.inputs) {
+    if (i.kind !== 'param' && i.kind !== 'frozen') continue;
+    const v = new Float32Array(numel(i.type.shape)); // (a typed array: XL/1 has 675M parameters)
+    for (let k = 0; k < v.length; k++) v[k] = Math.cos(k * 0.11) * 0.02;
+    init.set(i.name, hostTensor(i.type.dtype, i.type.shape, v));
+  }
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
   const feeds = feedsFor(graph);
   const first = await exe.run(feeds, ['loss']); // first run: uploads; nothing is timed yet
   const release = acquire(process.env.KILN_GPU_LOCK, true);
   try {
     const deviceBytes = exe.allocatedBytes;
-    const steps = name === 'lightningdit' ? 10 : 20;
-    for (let i = 0; i < 3; i++) exe.launchAll();
+    const steps = Number(process.env.KILN_BENCH_STEPS ?? (name === 'lightningdit' ? 10 : 20));
+    for (let i = 0; i < Math.min(3, steps); i++) exe.launchAll();
     cuda.synchronize();
     let enqueue = 0;
     const t2 = performance.now();
@@ -208,7 +216,8 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     return {
       program: key, size: sizeArg ?? defaultSize, batch, precision, kernels: p.kernels.length, matmulProviders: providers,
       compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs, loss: Number(first.loss!.data[0]!.toFixed(5)),
-      deviceMiB: Math.round(deviceBytes / 2 ** 20), plannedMiB: Math.round(planned / 2 ** 20), device: cuda.name,
+      deviceMiB: Math.round(deviceBytes / 2 ** 20), plannedMiB: Math.round(planned / 2 ** 20), arenaMiB: Math.round(p.arenaBytes / 2 ** 20), device: cuda.name,
+      remat: { ...compiled.remat, extraGFlops: Number((compiled.remat.extraFlops / 1e9).toFixed(1)) },
       ...(autotune ? { autotune } : {}), ...(prof ? { profile: prof } : {}),
     };
   } finally {

@@ -3,6 +3,7 @@
  * commander's InvalidArgumentError, which main.ts prints as one line and exit code 2.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_REMAT } from '../compiler/compile.ts';
 import { BACKEND_CHOICES } from '../runtime/backendChoice.ts';
 
 export function int(v: string): number {
@@ -22,6 +23,23 @@ export function num(v: string): number {
 }
 export function intList(v: string): number[] {
   return v.split(',').map((s) => positiveInt(s.trim()));
+}
+
+/** --remat: rematerialization of a training step (compiler/transforms/remat.ts). */
+export function rematOption(): Option {
+  return new Option('--remat <mode>', 'rematerialization: off (keep every forward value the backward reads), cheap (recompute elementwise chains in the backward), ' +
+    'blocks (activation checkpointing: recompute each repeated block from its input), auto (cheap, or blocks when the plan exceeds the device\'s free memory)')
+    .choices(['off', 'cheap', 'blocks', 'auto']).default(DEFAULT_REMAT);
+}
+
+/** Bytes from '40GB', '3.5GiB', '512MB' or a plain number of bytes. */
+export function bytesArg(v: string): number {
+  const m = /^\s*([0-9.]+)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$/i.exec(v);
+  const n = m ? Number(m[1]) : NaN;
+  if (!m || !Number.isFinite(n)) throw new InvalidArgumentError(`'${v}' is not a size (a number of bytes, or e.g. 40GB, 31.4GiB).`);
+  const unit = m[2]!.toLowerCase();
+  const scale: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+  return Math.round(n * scale[unit]!);
 }
 
 const BACKEND_HELP = 'backend: auto picks cuda (GPU + driver), else wgsl (WebGPU adapter), else cpu';

@@ -1,6 +1,7 @@
 /**
  * @file The compiler pipeline from a Graph to a KernelProgram, one named stage after another:
- *   verify → graph passes (compiler/passes) → fuse: which values are materialized (compiler/fuse,
+ *   verify → graph passes (compiler/passes) → remat: which forward values a training step keeps for
+ *   its backward and which it recomputes (compiler/transforms/remat.ts) → fuse: which values are materialized (compiler/fuse,
  *   a FusionPlan) → lower: the plan's kernels (compiler/lower) → merge: epilogue and horizontal
  *   fusion of kernels (compiler/fuse/merge.ts) → tile: each matmul's TileSchedule
  *   (compiler/schedule/tiling.ts) → order (compiler/schedule/order.ts) → memory plan
@@ -10,11 +11,13 @@
  * stage (kernels in, kernels out) is one more `stages.run(...)` line between merge and order.
  */
 import type { Graph } from '../ir/graph.ts';
+import { kernelAccess } from '../ir/kernel/access.ts';
 import { printKernel, printProgram } from '../ir/kernel/print.ts';
 import type { BufferDecl, Kernel, KernelProgram } from '../ir/kernel/types.ts';
 import { printGraph } from '../ir/printer.ts';
 import { verify } from '../ir/verify.ts';
 import { debugOn } from './debug.ts';
+import { deviceBytes } from './fuse/cost.ts';
 import { planFusion } from './fuse/fuse.ts';
 import { mergeKernels } from './fuse/merge.ts';
 import { type FusionPlan, printFusionPlan } from './fuse/plan.ts';
@@ -24,6 +27,7 @@ import { withAttentionTile } from './schedule/attentionTiling.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 import { type GemmTarget, tileKernels } from './schedule/tiling.ts';
+import { type RematMode, type RematResult, remat } from './transforms/remat.ts';
 
 /** One stage's result as text (printed on first read) and the wall milliseconds it took. */
 export interface Stage {
@@ -38,6 +42,8 @@ export interface Compiled {
   /** The fusion decisions: materialized values with their reasons, and the buffer table. */
   readonly fused: FusionPlan;
   readonly plan: MemoryPlan;
+  /** What rematerialization did (mode, recomputed nodes, extra FLOPs, kept bytes) and, for `auto`, why. */
+  readonly remat: RematSummary;
   /** Every stage's result, in pipeline order: input, passes, fuse, lower, merge, order, memory. */
   readonly stages: readonly Stage[];
 }
@@ -47,20 +53,76 @@ export interface CompileOptions {
   noMerge?: boolean;
   /** The device the matmul tiles are chosen for (compiler/schedule/tiling.ts; default SM90). */
   target?: GemmTarget;
+  /**
+   * Rematerialization (compiler/transforms/remat.ts): 'off', 'cheap' (recompute elementwise chains in
+   * the backward; the default, DEFAULT_REMAT), 'blocks' (also recompute each repeated block), or 'auto':
+   * 'cheap', and 'blocks' when the program's device memory (arena + inputs, outputs, constants) exceeds
+   * `deviceFreeBytes`.
+   */
+  remat?: RematMode | 'auto';
+  /** The device's free memory in bytes, for `remat: 'auto'` (without it, auto is 'cheap'). */
+  deviceFreeBytes?: number;
+}
+
+/** The remat mode when none is asked for. */
+export const DEFAULT_REMAT: RematMode = 'off';
+
+export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' | 'deferred' | 'forward'> {
+  /** Nodes recomputed in the backward. */
+  readonly recomputedNodes: number;
+  /** Why this mode (auto): the plan's device bytes against the device's free bytes. */
+  readonly reason?: string;
+}
+
+/** Device bytes of a compiled program: its arena plus every input, output (but those written in place into their input) and constant buffer. */
+export function programDeviceBytes(p: KernelProgram): number {
+  return p.arenaBytes + p.buffers.filter((b) => b.kind !== 'temp' && b.inPlaceOf === undefined).reduce((s, b) => s + b.numel * deviceBytes(b.dtype), 0);
 }
 
 export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
   const stages = new StageLog();
   const input = stages.run('input', () => verified(g), printGraph);
-  const optimized = stages.run('passes', () => optimize(input), printGraph);
+  const passed = stages.run('passes', () => optimize(input), printGraph);
+  const asked = opts.remat ?? DEFAULT_REMAT;
+  if (asked !== 'auto') return compileFrom(g.name, passed, asked, stages, opts);
+  const cheap = compileFrom(g.name, passed, 'cheap', stages.fork(), opts);
+  const need = programDeviceBytes(cheap.program), free = opts.deviceFreeBytes;
+  const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+  if (free === undefined || need <= free) {
+    const reason = free === undefined ? 'auto: no free-memory figure, cheap' : `auto: the plan's ${gb(need)} fits the device's free ${gb(free)}`;
+    return withStages({ ...cheap, remat: { ...cheap.remat, reason } }, stages, cheap);
+  }
+  const blocks = compileFrom(g.name, passed, 'blocks', stages.fork(), opts);
+  const reason = `auto: the plan's ${gb(need)} with cheap remat exceeds the device's free ${gb(free)}; blocks: ${gb(programDeviceBytes(blocks.program))}`;
+  return withStages({ ...blocks, remat: { ...blocks.remat, reason } }, stages, blocks);
+}
+
+/** `c` with the stage log `base` (input, passes) followed by the stages `c` ran itself. */
+function withStages(c: Compiled, base: StageLog, from: Compiled): Compiled {
+  return { ...c, stages: [...base.list, ...from.stages.slice(base.list.length)] };
+}
+
+/** The stages from remat on, after the graph passes. */
+function compileFrom(name: string, passed: Graph, mode: RematMode, stages: StageLog, opts: CompileOptions): Compiled {
+  const r = stages.run('remat', () => remat(passed, mode), (x) => printGraph(x.graph));
+  const optimized = r.graph;
   const fused = stages.run('fuse', () => planFusion(optimized), (p) => printFusionPlan(optimized, p));
   const lowered = stages.run('lower', () => lowerPlan(optimized, fused), printKernels);
-  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers)), printKernels);
+  const phase = (k: Kernel) => (k.nodes.some((n) => r.deferred.has(n)) ? 1 : 0) | (k.nodes.some((n) => r.forward.has(n)) ? 2 : 0);
+  // A kernel of recomputed copies joins no forward kernel, and joins another kernel only when one
+  // consumes the other (merging on shared operands alone would pull recomputations of distant layers
+  // into one kernel, run as early as the first of them is needed).
+  const feeds = (x: Kernel, y: Kernel) => { const r = kernelAccess(y).reads; return [...kernelAccess(x).writes].some((b) => r.has(b)); };
+  const apart = r.recomputed.size
+    ? (x: Kernel, y: Kernel) => { const p = phase(x) | phase(y); return p === 3 || (p === 1 && !feeds(x, y) && !feeds(y, x)); }
+    : undefined;
+  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart)), printKernels);
   const tiled = stages.run('tile', () => tileKernels(merged, fused.buffers, opts.target), printKernels);
-  const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers), printKernels);
-  const { program, plan } = stages.run('memory', () => layOut(g.name, ordered, fused), (r) => printProgram(r.program));
-  if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${g.name} ----\n${printProgram(program)}`);
-  return { program, optimized, fused, plan, stages: stages.list };
+  const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.deferred), printKernels);
+  const { program, plan } = stages.run('memory', () => layOut(name, ordered, fused), (x) => printProgram(x.program));
+  if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${name} ----\n${printProgram(program)}`);
+  const { graph: _g, recomputed, deferred: _d, forward: _f, ...summary } = r;
+  return { program, optimized, fused, plan, remat: { ...summary, recomputedNodes: recomputed.size }, stages: stages.list };
 }
 
 /** Stage input: the graph, checked (verify throws a KilnError naming the bad node). */
@@ -70,8 +132,8 @@ function verified(g: Graph): Graph {
 }
 
 /** Stage order: a dependence order that keeps peak memory low; kernels are named by their position. */
-function orderKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
-  return scheduleKernels(kernels, buffers).map((k, i) => withAttentionTile({ ...k, name: kernelName(i, k) }));
+function orderKernels(kernels: readonly Kernel[], buffers: readonly BufferDecl[], deferred: ReadonlySet<number>): Kernel[] {
+  return scheduleKernels(kernels, buffers, deferred).map((k, i) => withAttentionTile({ ...k, name: kernelName(i, k) }));
 }
 
 /** Stage memory: temporaries placed in one arena, and the program that results. */
@@ -100,6 +162,12 @@ function kernelName(i: number, k: Kernel): string {
 /** The stages run so far, each with its result's printer (text made lazily, once). */
 class StageLog {
   readonly list: Stage[] = [];
+  /** A log that starts with this one's stages (for alternatives compiled from the same point). */
+  fork(): StageLog {
+    const f = new StageLog();
+    f.list.push(...this.list);
+    return f;
+  }
   run<T>(name: string, stage: () => T, print: (result: T) => string): T {
     const t0 = performance.now();
     const result = stage();

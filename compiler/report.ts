@@ -63,6 +63,17 @@ export function kernelStats(p: KernelProgram): KernelStats[] {
 
 const si = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}G` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : `${n}`);
 
+/** What rematerialization did: mode, recomputed nodes, extra FLOPs (and their share of the program's), kept bytes. */
+export function rematLine(c: Compiled, totalFlops: number): string {
+  const r = c.remat;
+  const why = r.reason ? ` (${r.reason})` : '';
+  if (r.keptBytesBefore === 0) return `remat: ${r.mode}${why}: no backward (nothing kept for it)`;
+  const kept = `forward values kept for the backward ${si(r.keptBytesAfter)}B of ${si(r.keptBytesBefore)}B`;
+  if (r.recomputedNodes === 0) return `remat: ${r.mode}${why}: nothing recomputed; ${kept}`;
+  const share = totalFlops > r.extraFlops ? ` (${((100 * r.extraFlops) / (totalFlops - r.extraFlops)).toFixed(1)}% more than without)` : '';
+  return `remat: ${r.mode}${why}${r.blocks ? `, ${r.blocks} blocks` : ''}: ${r.recomputedNodes} nodes recomputed in the backward, extra FLOPs ${si(r.extraFlops)}${share}; ${kept}`;
+}
+
 /** A compiled program's memory by part (bytes): what `kiln compile --report` prints. */
 export interface MemoryFigures {
   parameters: number;
@@ -106,6 +117,7 @@ export function formatReport(c: Compiled, opts: { stages?: boolean } = {}): stri
   for (const r of rows) out.push(`${r.name.padEnd(w)}  ${r.kind.padEnd(14)} ${si(r.flops).padStart(9)} ${si(r.bytes).padStart(9)} ${r.intensity.toFixed(2).padStart(7)}`);
   const tf = rows.reduce((s, r) => s + r.flops, 0), tb = rows.reduce((s, r) => s + r.bytes, 0);
   out.push(`${'total'.padEnd(w)}  ${''.padEnd(14)} ${si(tf).padStart(9)} ${si(tb).padStart(9)} ${(tb ? tf / tb : 0).toFixed(2).padStart(7)}`);
+  out.push(rematLine(c, tf));
   const m = memoryFigures(c);
   out.push(
     `memory: parameters ${si(m.parameters)}B, state ${si(m.state)}B, data inputs ${si(m.data)}B, outputs ${si(m.outputs)}B, constants ${si(m.constants)}B, ` +

@@ -11,12 +11,18 @@
  * bf16 on `cuda` and f32 elsewhere; the environment variable KILN_PRECISION overrides the default
  * (not an explicit option).
  *
+ * Rematerialization: `remat` ('off' | 'cheap' | 'blocks' | 'auto', compiler/transforms/remat.ts; default
+ * the compiler's DEFAULT_REMAT). 'auto' compiles with 'cheap' and, when the program's device memory
+ * (arena + inputs, outputs, constants) exceeds the device's free memory (`deviceFreeBytes`, else
+ * `backend.freeMemoryBytes()`), again with 'blocks'; `onRemat` hears the choice.
+ *
  * Kernel programs come from the compiled-program cache on disk when the same graph was compiled
  * before by the same Kiln (runtime/programCache.ts); the backend gets the cache key for its own build
  * cache (CUDA: the launch list and CUBINs), so a second run of the same job compiles nothing.
  */
 import type { Backend, Executable } from '../backends/backend.ts';
-import { compile } from '../compiler/compile.ts';
+import { DEFAULT_REMAT, type RematSummary, compile, programDeviceBytes } from '../compiler/compile.ts';
+import { type RematMode, checkRematMode } from '../compiler/transforms/remat.ts';
 import { type Precision, autocast, checkPrecision } from '../compiler/transforms/autocast.ts';
 import type { Graph } from '../ir/graph.ts';
 
@@ -30,6 +36,12 @@ export interface CompileOnOptions {
    * $KILN_CACHE_DIR/programs or ~/.cache/kiln/programs (KILN_PROGRAM_CACHE=off: none).
    */
   cacheDir?: string;
+  /** Rematerialization (see above; default DEFAULT_REMAT). */
+  remat?: RematMode | 'auto';
+  /** For remat 'auto': the device's free memory in bytes (default: the backend's freeMemoryBytes, if any). */
+  deviceFreeBytes?: number;
+  /** Told what remat did (mode, extra FLOPs, why) when the compiler ran (not on a cache hit). */
+  onRemat?: (r: RematSummary) => void;
 }
 
 /** The precision a backend compiles in when none is asked for (a promise where the backend must ask its device). */
@@ -49,10 +61,23 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const precision = opts.precision === undefined ? await defaultPrecision(backend) : checkPrecision(opts.precision, 'compileOn: precision');
   const g = atPrecision(graph, precision);
   if (backend.consumes === 'graph') return backend.compile(g);
+  const asked = opts.remat === undefined ? DEFAULT_REMAT : opts.remat === 'auto' ? 'auto' : checkRematMode(opts.remat, 'compileOn: remat');
+  const run = (mode: RematMode) => {
+    const c = compile(g, { remat: mode });
+    opts.onRemat?.(c.remat);
+    return c.program;
+  };
   // The cache lives on disk: loaded only where there is one (Node; a browser compiles every time).
-  if (typeof process === 'undefined' || !process.versions?.node) return backend.compile(g, compile(g).program);
-  const { cachedProgram, defaultProgramCacheDir } = await import('./programCache.ts');
-  const dir = opts.cacheDir === undefined ? defaultProgramCacheDir() : opts.cacheDir || undefined;
-  const { program, key } = cachedProgram(g, () => compile(g).program, { dir });
-  return backend.compile(g, program, { cacheKey: dir ? key : undefined });
+  const node = typeof process !== 'undefined' && Boolean(process.versions?.node);
+  const { cachedProgram, defaultProgramCacheDir } = node ? await import('./programCache.ts') : { cachedProgram: undefined, defaultProgramCacheDir: undefined };
+  const dir = !node ? undefined : opts.cacheDir === undefined ? defaultProgramCacheDir!() : opts.cacheDir || undefined;
+  const build = (mode: RematMode) => (cachedProgram
+    ? cachedProgram(g, () => run(mode), { dir, extra: mode === DEFAULT_REMAT ? undefined : { remat: mode } })
+    : { program: run(mode), key: undefined });
+  let built = build(asked === 'auto' ? 'cheap' : asked);
+  if (asked === 'auto') {
+    const free = opts.deviceFreeBytes ?? (await backend.freeMemoryBytes?.());
+    if (free !== undefined && programDeviceBytes(built.program) > free) built = build('blocks');
+  }
+  return backend.compile(g, built.program, { cacheKey: dir ? built.key : undefined });
 }

@@ -11,7 +11,8 @@ import { formatReport } from '../../compiler/report.ts';
 import { printProgram } from '../../ir/kernel/print.ts';
 import { type Precision, atPrecision, compileOn } from '../../runtime/compile.ts';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
-import { precisionOption, programOptions } from '../options.ts';
+import type { RematMode } from '../../compiler/transforms/remat.ts';
+import { bytesArg, precisionOption, programOptions, rematOption } from '../options.ts';
 import { PROGRAMS } from '../programs.ts';
 import { resolveProgram } from '../programArg.ts';
 
@@ -33,6 +34,8 @@ interface CompileCliOptions {
   imageSize?: [number, number];
   precision: Precision;
   backend: string;
+  remat: RematMode | 'auto';
+  freeMemory?: number;
 }
 
 export function register(program: Command): void {
@@ -45,6 +48,8 @@ export function register(program: Command): void {
     .option('--checkpoint <dir>', 'dinov2: an HF-format directory (config.json + model.safetensors) to load (default: none, random weights)')
     .option('--image-size <H,W>', "dinov2: input image size (default: the checkpoint's own, or 224)", imageSize)
     .addOption(precisionOption('f32'))
+    .addOption(rematOption())
+    .option('--free-memory <size>', "with --remat auto: the device memory the plan must fit, e.g. 40GB (default: the --backend's free memory, else none: auto stays cheap)", bytesArg)
     .addOption(new Option('--backend <name>', 'also build the program for this backend (none: compiler only)').choices(['none', 'auto', 'cpu', 'kernel-cpu', 'cuda', 'wgsl']).default('none'))
     .addHelpText('after', `\nBuilt-in programs:\n${list}\n\nExamples:\n  kiln compile lightningdit --size B/1 --train --batch 16\n  kiln compile ./my-model.ts --report\n  kiln compile dinov2 --checkpoint ./dinov2-small --image-size 448,448`)
     .action(async (name: string, o: CompileCliOptions) => {
@@ -53,16 +58,19 @@ export function register(program: Command): void {
       const graph = atPrecision(resolved.graph, o.precision); // autocast on the whole program, as compileOn does
       if (note) console.log(note);
       const t0 = performance.now();
-      const c = compile(graph);
+      let freeBytes = o.freeMemory;
+      const chosen = o.backend !== 'none' ? await chooseBackend(o.backend) : undefined;
+      if (o.remat === 'auto' && freeBytes === undefined && chosen) freeBytes = await chosen.backend.freeMemoryBytes?.();
+      const c = compile(graph, { remat: o.remat, deviceFreeBytes: freeBytes });
       const ms = performance.now() - t0;
       if (o.kernels) process.stdout.write(printProgram(c.program));
       if (o.report || o.stages || !o.kernels) process.stdout.write(formatReport(c, { stages: o.stages }));
       console.log(`compiled in ${ms.toFixed(0)} ms (precision ${o.precision})`);
-      if (o.backend !== 'none') {
-        const { backend, reason } = await chooseBackend(o.backend);
+      if (chosen) {
+        const { backend, reason } = chosen;
         console.log(`backend: ${backend.name} (${reason})`);
         const t1 = performance.now();
-        const exe = await compileOn(backend, resolved.graph, { precision: o.precision });
+        const exe = await compileOn(backend, resolved.graph, { precision: o.precision, remat: o.remat, deviceFreeBytes: freeBytes });
         console.log(`built for ${backend.name} in ${(performance.now() - t1).toFixed(0)} ms`);
         if (exe instanceof CudaExecutable) console.log(formatDeviceMemory(exe.memory));
         exe.dispose();

@@ -11,12 +11,14 @@ import { makeSchedule } from '../../runtime/schedule.ts';
 import { train } from '../../runtime/train/trainer.ts';
 import { buildTask } from '../jobs/tasks.ts';
 import { makeSource, resolveJob, shippedJobs } from '../jobs/load.ts';
-import { backendOption, int, intList, num, positiveInt, precisionOption } from '../options.ts';
+import type { RematMode } from '../../compiler/transforms/remat.ts';
+import { backendOption, int, intList, num, positiveInt, precisionOption, rematOption } from '../options.ts';
 
 interface TrainCliOptions {
   job?: string;
   backend?: string;
   precision?: string;
+  remat: RematMode | 'auto';
   steps?: number;
   maxSteps?: number;
   epochs?: number;
@@ -57,6 +59,7 @@ export function register(program: Command): void {
     .option('--job <file>', 'with a model file: the job file to train it with (default: its `job` export over Fashion-MNIST defaults)')
     .addOption(backendOption())
     .addOption(precisionOption())
+    .addOption(rematOption())
     .option('--steps <n>', "train this many steps (default: the job's steps or epochs)", positiveInt)
     .option('--max-steps <n>', 'same as --steps (default: the job\'s)', positiveInt)
     .option('--epochs <n>', "train this many epochs (default: the job's steps or epochs)", num)
@@ -101,7 +104,7 @@ export function register(program: Command): void {
       const schedule = makeSchedule(s.kind === 'constant' ? { kind: 'constant', lr: s.lr } : { kind: s.kind, lr: s.lr, warmup: Math.min(s.warmup, totalSteps), total: totalSteps, minLr: s.minLr });
       console.log(`model: ${summary}; ${task.graph.nodes.length} ops per step; ${totalSteps} steps of ${job.batchSize} (${source.batchesPerEpoch} per epoch); run directory ${runDir}`);
       const r = await train(task, {
-        backend, precision, totalSteps, schedule, seed: job.seed, runDir, config: job,
+        backend, precision, remat: o.remat, totalSteps, schedule, seed: job.seed, runDir, config: job,
         intervals: { log: job.intervals.log, checkpoint: job.intervals.checkpoint, plot: job.intervals.plot, eval: job.intervals.eval ?? undefined, sample: job.intervals.sample ?? undefined },
         keepCheckpoints: job.keepCheckpoints, resume: o.resume, stopAt: o.stopAfter, timeLimitS: o.timeLimit, tty: Boolean(process.stderr.isTTY),
         log: (l) => console.log(l), warn,

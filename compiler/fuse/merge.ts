@@ -11,6 +11,8 @@
  * (compiler/schedule/dependence.ts) and is kept up to date as kernels merge (a merged kernel has the
  * union of the pair's edges). Two kernels merge only when no dependence path runs between them through
  * other kernels (that would be a cycle); the result is listed in a dependence order of that graph.
+ * `apart(x, y)`, when given, keeps two kernels from merging (compile.ts: a kernel of rematerialized
+ * copies never joins a forward kernel, which would run the recomputation in the forward).
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { I, exprKey, linearIndex, mapExpr, mapStmts } from '../../ir/kernel/expr.ts';
@@ -18,7 +20,7 @@ import type { AttentionGradKernel, BufferDecl, Expr, Kernel, LoopKernel, MatmulK
 import { stridesOf } from '../../ir/shape.ts';
 import { kernelPredecessors } from '../schedule/dependence.ts';
 
-export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[]): Kernel[] {
+export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[], apart?: (x: Kernel, y: Kernel) => boolean): Kernel[] {
   let counter = 0;
   const prefix = () => `m${counter++}_`;
 
@@ -51,7 +53,7 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
   const ks = () => [...live];
 
   /** Would merging kernels x and y close a cycle (a dependence path between them through other kernels)? */
-  const wouldCycle = (x: Kernel, y: Kernel): boolean => throughOthers(x, y) || throughOthers(y, x);
+  const wouldCycle = (x: Kernel, y: Kernel): boolean => (apart?.(x, y) ?? false) || throughOthers(x, y) || throughOthers(y, x);
   /**
    * Is there a dependence path from `to` into `from` through at least one other kernel? Searched
    * both ways at once, one kernel per step each: back from `from` through producers and forward

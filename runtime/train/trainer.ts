@@ -32,6 +32,8 @@ import type { Graph } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { joinResident, splitResident } from '../checkpoint.ts';
 import { type RunState, loadLatestCheckpoint, saveRunCheckpoint } from '../checkpoints.ts';
+import type { RematSummary } from '../../compiler/compile.ts';
+import type { RematMode } from '../../compiler/transforms/remat.ts';
 import type { Precision } from '../compile.ts';
 import { Prefetcher } from '../data/prefetch.ts';
 import type { BatchSource, SourceBatch } from '../data/source.ts';
@@ -85,6 +87,8 @@ export const ADVERSARY_STATE_PREFIX = 'adversary.';
 export interface TrainOptions {
   backend: Backend;
   precision?: Precision;
+  /** Rematerialization of the step (compileOn's `remat`; default the compiler's). */
+  remat?: RematMode | 'auto';
   totalSteps: number;
   schedule: Schedule;
   seed: number;
@@ -167,8 +171,11 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       }
   writeFileSync(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
 
-  const session = await Session.open(o.backend, task.graph, initial, { precision: o.precision });
-  const advSession = adv ? await Session.open(o.backend, adv.graph, advInitial!, { precision: o.precision }) : undefined;
+  const onRemat = (r: RematSummary) => {
+    if (r.recomputedNodes || r.reason) log(`remat: ${r.mode}${r.reason ? ` (${r.reason})` : ''}: ${r.recomputedNodes} nodes recomputed, extra ${(r.extraFlops / 1e9).toFixed(2)} GFLOP per step`);
+  };
+  const session = await Session.open(o.backend, task.graph, initial, { precision: o.precision, remat: o.remat, onRemat });
+  const advSession = adv ? await Session.open(o.backend, adv.graph, advInitial!, { precision: o.precision, remat: o.remat, onRemat }) : undefined;
   // The adversary parameters the main program reads (copied into it after every adversary step).
   const synced = adv ? adv.paramNames.filter((n) => task.graph.inputByName(n)) : [];
   const hasRng = Boolean(task.graph.inputByName('rng_seed'));
