@@ -17,8 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslBackend } from '../../backends/wgsl/executable.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import { relErr } from '../support/compare.ts';
-import { type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, modelCaseMismatches, tarflowCase } from '../support/compiledModels.ts';
+import { MODEL_CASES, modelCaseMismatches, roundoffMismatches } from '../support/compiledModels.ts';
 import { layerGradCase, layerGradFiles, layerGradMismatches } from '../support/layerGradients.ts';
 
 const TOL = 1e-4;
@@ -35,21 +34,7 @@ describe('WGSL backend: nn layers and models', () => {
       expect(bad).toEqual([]);
     });
 
-  const models: Array<[string, () => ModelCase]> = [
-    ['dinov2 tiny', () => dinov2Case('tiny', 'run0')],
-    ['dinov2 tiny_reg', () => dinov2Case('tiny_reg', 'run1')],
-    ['dinov2 tiny_swiglu', () => dinov2Case('tiny_swiglu', 'run0')],
-    ['lightningdit_p1', () => ditCase('lightningdit_p1')],
-    ['lightningdit_p2_mixed', () => ditCase('lightningdit_p2_mixed')],
-    ['dit_p2', () => ditCase('dit_p2')],
-    ['flow matching', () => flowMatchingCase()],
-    ['tarflow tiny_uncond', () => tarflowCase('tiny_uncond')],
-    ['starflow tiny_starflow', () => tarflowCase('tiny_starflow')],
-    ['fae stage Ia', () => faeStageIaCase()],
-    ['fae stage Ib', () => faeStageIbCase()],
-    ['fae discriminator', () => faeDiscriminatorCase()],
-  ];
-  for (const [label, make] of models)
+  for (const [label, make] of MODEL_CASES)
     it(`model ${label}: forward and gradients vs the PyTorch golden and the CPU interpreter`, async () => {
       const c = make();
       const got = await runOnBackend(wgslBackend, c.graph, c.feeds);
@@ -57,19 +42,12 @@ describe('WGSL backend: nn layers and models', () => {
     });
 
   const F16_U = 2 ** -11;
-  for (const [label, make] of models.filter(([l]) => ['dinov2 tiny', 'lightningdit_p1', 'tarflow tiny_uncond', 'fae stage Ia'].includes(l)))
+  for (const [label, make] of MODEL_CASES.filter(([l]) => ['dinov2 tiny', 'lightningdit_p1', 'tarflow tiny_uncond', 'fae stage Ia'].includes(l)))
     it(`model ${label} with f16 autocast: vs the f32 PyTorch golden within 16u forward, 64u gradients`, async () => {
       const c = make();
       const got = await runOnBackend(wgslBackend, c.graph, c.feeds, 'f16');
-      const bad: string[] = [];
-      let forward = 0;
-      for (const ch of c.checks) {
-        const e = relErr(got[ch.output]!.data, ch.want.data, ch.floor);
-        if (ch.kind === 'forward') forward = Math.max(forward, e);
-        const tol = (ch.kind === 'forward' ? 16 : 64) * F16_U;
-        if (!(e <= tol)) bad.push(`${ch.output}: ${e.toExponential(2)} = ${(e / F16_U).toFixed(1)}u > ${tol.toExponential(2)}`);
-      }
-      expect(bad).toEqual([]);
-      expect(forward, 'forward error of an f16 run').toBeGreaterThan(1e-4);
+      const r = roundoffMismatches(c, got, F16_U);
+      expect(r.bad).toEqual([]);
+      expect(r.forward, 'forward error of an f16 run').toBeGreaterThan(1e-4);
     });
 });

@@ -21,11 +21,8 @@ import { cudaBackend } from '../../backends/cuda/executable.ts';
 import { type FlashProbe, setFlashProbe } from '../../backends/cuda/flashAttention.ts';
 import { compile } from '../../compiler/compile.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
-import { relErr } from '../support/compare.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import {
-  type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase,
-} from '../support/compiledModels.ts';
+import { MODEL_CASES, roundoffMismatches } from '../support/compiledModels.ts';
 
 // KILN_FLASH_PROBE=nocausal|dqmask: a deliberate bug in the generated kernels (backends/cuda/flashAttention.ts),
 // to check that these tests catch it; never set in normal runs.
@@ -33,24 +30,8 @@ setFlashProbe(process.env.KILN_FLASH_PROBE as FlashProbe | undefined);
 
 const U = 2 ** -9;
 
-const CASES: Array<[string, () => ModelCase]> = [
-  ['dinov2 tiny run0', () => dinov2Case('tiny', 'run0')],
-  ['dinov2 tiny_reg run1', () => dinov2Case('tiny_reg', 'run1')],
-  ['dinov2 tiny_swiglu run0', () => dinov2Case('tiny_swiglu', 'run0')],
-  ['lightningdit_p1', () => ditCase('lightningdit_p1')],
-  ['lightningdit_p2_mixed', () => ditCase('lightningdit_p2_mixed')],
-  ['dit_p2', () => ditCase('dit_p2')],
-  ['flow matching (lightningdit_p1)', () => flowMatchingCase()],
-  ['tarflow tiny_uncond', () => tarflowCase('tiny_uncond')],
-  ['tarflow tiny_cond_p2', () => tarflowCase('tiny_cond_p2')],
-  ['starflow tiny_starflow', () => tarflowCase('tiny_starflow')],
-  ['fae stage Ia', () => faeStageIaCase()],
-  ['fae stage Ib (adaptive GAN weight)', () => faeStageIbCase()],
-  ['fae discriminator', () => faeDiscriminatorCase()],
-];
-
 describe('real models with bf16 autocast on the CUDA backend vs the f32 PyTorch goldens and the CPU oracle', () => {
-  for (const [label, make] of CASES)
+  for (const [label, make] of MODEL_CASES)
     it(label, async () => {
       const c = make();
       const g = autocast(c.graph, { dtype: 'bf16' });
@@ -59,17 +40,8 @@ describe('real models with bf16 autocast on the CUDA backend vs the f32 PyTorch 
       expect(attention.filter((k) => !k.tile).map((k) => k.name), 'every attention takes the flash kernels').toEqual([]);
       const got = await runOnBackend(cudaBackend, c.graph, c.feeds, 'bf16');
       const cpu = runGraph(g, c.feeds);
-      const bad: string[] = [];
-      let worst = { ratio: 0, line: '' };
-      for (const ch of c.checks) {
-        const tol = (ch.kind === 'forward' ? 16 : 64) * U;
-        const eg = relErr(got[ch.output]!.data, ch.want.data, ch.floor);
-        const ec = relErr(got[ch.output]!.data, cpu[ch.output]!.data, ch.floor);
-        if (Math.max(eg, ec) / tol > worst.ratio) worst = { ratio: Math.max(eg, ec) / tol, line: `${ch.output} (${ch.kind}): vs golden ${(eg / U).toFixed(1)}u, vs cpu autocast ${(ec / U).toFixed(1)}u` };
-        if (!(eg <= tol)) bad.push(`${ch.output}: vs golden ${eg.toExponential(2)} = ${(eg / U).toFixed(1)}u > ${(tol / U).toFixed(0)}u`);
-        if (!(ec <= tol)) bad.push(`${ch.output}: vs cpu autocast ${ec.toExponential(2)} = ${(ec / U).toFixed(1)}u > ${(tol / U).toFixed(0)}u`);
-      }
-      console.log(`${label}: ${attention.length} flash kernels; worst relative to its bound: ${worst.line}`);
-      expect(bad, label).toEqual([]);
+      const r = roundoffMismatches(c, got, U, cpu);
+      console.log(`${label}: ${attention.length} flash kernels; worst relative to its bound: ${r.worst.line}`);
+      expect(r.bad, label).toEqual([]);
     }, 300_000);
 });

@@ -38,7 +38,7 @@ import { checkPrecision } from '../../compiler/transforms/autocast.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { layerGradCase, layerGradFiles, layerGradMismatches } from '../support/layerGradients.ts';
-import { type ModelCase, dinov2Case, modelCaseMismatches, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase } from '../support/compiledModels.ts';
+import { MODEL_CASES, modelCaseMismatches } from '../support/compiledModels.ts';
 import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { firstMismatch, relErr as rel } from '../support/compare.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
@@ -89,21 +89,7 @@ describe('CUDA backend', () => {
     expect(bad).toEqual([]);
   });
 
-  const models: Array<[string, () => ModelCase]> = [
-    ['dinov2 tiny', () => dinov2Case('tiny', 'run0')],
-    ['dinov2 tiny_reg', () => dinov2Case('tiny_reg', 'run1')],
-    ['dinov2 tiny_swiglu', () => dinov2Case('tiny_swiglu', 'run0')],
-    ['lightningdit_p1', () => ditCase('lightningdit_p1')],
-    ['lightningdit_p2_mixed', () => ditCase('lightningdit_p2_mixed')],
-    ['dit_p2', () => ditCase('dit_p2')],
-    ['flow matching', () => flowMatchingCase()],
-    ['tarflow tiny_uncond', () => tarflowCase('tiny_uncond')],
-    ['starflow tiny_starflow', () => tarflowCase('tiny_starflow')],
-    ['fae stage Ia', () => faeStageIaCase()],
-    ['fae stage Ib', () => faeStageIbCase()],
-    ['fae discriminator', () => faeDiscriminatorCase()],
-  ];
-  for (const [label, make] of models)
+  for (const [label, make] of MODEL_CASES)
     it(`model ${label}: forward and gradients vs the PyTorch golden and the CPU interpreter`, async () => {
       const c = make();
       const got = await runOnBackend(cudaBackend, c.graph, c.feeds, PRECISION);

@@ -22,12 +22,9 @@
  * KILN_AUTOCAST_ERR=1 prints every case's worst errors.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { relErr } from '../support/compare.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
-import {
-  type ModelCase, dinov2Case, ditCase, faeDiscriminatorCase, faeStageIaCase, faeStageIbCase, flowMatchingCase, tarflowCase,
-} from '../support/compiledModels.ts';
+import { MODEL_CASES, roundoffMismatches } from '../support/compiledModels.ts';
 
 const U = { bf16: 2 ** -9, f16: 2 ** -11 } as const;
 const lines: string[] = [];
@@ -35,44 +32,16 @@ afterAll(() => {
   if (process.env.KILN_AUTOCAST_ERR) console.log(`autocast on the CPU oracle vs the f32 goldens (normwise relative, in units of u):\n${lines.join('\n')}`);
 });
 
-const rel = relErr;
-
-const CASES: Array<[string, () => ModelCase]> = [
-  ['dinov2 tiny run0', () => dinov2Case('tiny', 'run0')],
-  ['dinov2 tiny_reg run1', () => dinov2Case('tiny_reg', 'run1')],
-  ['dinov2 tiny_swiglu run0', () => dinov2Case('tiny_swiglu', 'run0')],
-  ['lightningdit_p1', () => ditCase('lightningdit_p1')],
-  ['lightningdit_p2_mixed', () => ditCase('lightningdit_p2_mixed')],
-  ['dit_p2', () => ditCase('dit_p2')],
-  ['flow matching (lightningdit_p1)', () => flowMatchingCase()],
-  ['tarflow tiny_uncond', () => tarflowCase('tiny_uncond')],
-  ['tarflow tiny_cond_p2', () => tarflowCase('tiny_cond_p2')],
-  ['starflow tiny_starflow', () => tarflowCase('tiny_starflow')],
-  ['fae stage Ia', () => faeStageIaCase()],
-  ['fae stage Ib (adaptive GAN weight)', () => faeStageIbCase()],
-  ['fae discriminator', () => faeDiscriminatorCase()],
-];
-
 describe('real models with autocast on the CPU oracle vs the f32 PyTorch goldens', () => {
   for (const dtype of ['bf16', 'f16'] as const)
-    for (const [label, make] of CASES)
+    for (const [label, make] of MODEL_CASES)
       it(`${label} (${dtype})`, () => {
         const c = make();
         const r = runGraph(autocast(c.graph, { dtype }), c.feeds);
-        const u = U[dtype];
-        const worst = { forward: [0, ''], grad: [0, ''] } as Record<'forward' | 'grad', [number, string]>;
-        const bad: string[] = [];
-        for (const ch of c.checks) {
-          const e = rel(r[ch.output]!.data, ch.want.data, ch.floor);
-          const w = worst[ch.kind];
-          if (e > w[0]) [w[0], w[1]] = [e, ch.output];
-          const tol = (ch.kind === 'forward' ? 16 : 64) * u;
-          if (!(e <= tol)) bad.push(`${ch.output}: ${e.toExponential(2)} = ${(e / u).toFixed(1)}u > ${tol.toExponential(2)}`);
-        }
-        const f = ([e, n]: [number, string]) => `${(e / u).toFixed(1)}u (${e.toExponential(2)}, ${n})`;
-        lines.push(`  ${label} ${dtype}: forward ${f(worst.forward)}` + (worst.grad[1] ? `, gradients ${f(worst.grad)}` : ''));
-        expect(bad, label).toEqual([]);
+        const rep = roundoffMismatches(c, r, U[dtype]);
+        lines.push(`  ${label} ${dtype}: forward ${(rep.forward / U[dtype]).toFixed(1)}u; nearest its bound: ${rep.worst.line}`);
+        expect(rep.bad, label).toEqual([]);
         // Autocast ran: the low-precision roundings are visible.
-        expect(worst.forward[0], 'forward error of an autocast run').toBeGreaterThan(1e-4);
+        expect(rep.forward, 'forward error of an autocast run').toBeGreaterThan(1e-4);
       });
 });
