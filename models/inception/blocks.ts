@@ -39,6 +39,11 @@ export class BasicConv2d extends Module {
   }
 }
 
+/** `x` through one branch's conv-BN-ReLU layers, in order. */
+function branch(x: Tensor, ...layers: BasicConv2d[]): Tensor {
+  return layers.reduce((h, m) => m.forward(h), x);
+}
+
 /** Mixed_5b/5c/5d: 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | pool→1×1; out 64+64+96+pool_features (÷ width). */
 export class InceptionA extends Module {
   readonly branch1x1: BasicConv2d;
@@ -64,8 +69,8 @@ export class InceptionA extends Module {
   forward(x: Tensor): Tensor {
     return concat([
       this.branch1x1.forward(x),
-      this.branch5x5_2.forward(this.branch5x5_1.forward(x)),
-      this.branch3x3dbl_3.forward(this.branch3x3dbl_2.forward(this.branch3x3dbl_1.forward(x))),
+      branch(x, this.branch5x5_1, this.branch5x5_2),
+      branch(x, this.branch3x3dbl_1, this.branch3x3dbl_2, this.branch3x3dbl_3),
       this.branch_pool.forward(branchPool(x, this.pool)),
     ], 1);
   }
@@ -90,7 +95,7 @@ export class InceptionB extends Module {
   forward(x: Tensor): Tensor {
     return concat([
       this.branch3x3.forward(x),
-      this.branch3x3dbl_3.forward(this.branch3x3dbl_2.forward(this.branch3x3dbl_1.forward(x))),
+      branch(x, this.branch3x3dbl_1, this.branch3x3dbl_2, this.branch3x3dbl_3),
       nn.maxPool2d(x, 3, 2),
     ], 1);
   }
@@ -127,12 +132,10 @@ export class InceptionC extends Module {
     this.outChannels = 4 * c(192);
   }
   forward(x: Tensor): Tensor {
-    let d = this.branch7x7dbl_1.forward(x);
-    for (const m of [this.branch7x7dbl_2, this.branch7x7dbl_3, this.branch7x7dbl_4, this.branch7x7dbl_5]) d = m.forward(d);
     return concat([
       this.branch1x1.forward(x),
-      this.branch7x7_3.forward(this.branch7x7_2.forward(this.branch7x7_1.forward(x))),
-      d,
+      branch(x, this.branch7x7_1, this.branch7x7_2, this.branch7x7_3),
+      branch(x, this.branch7x7dbl_1, this.branch7x7dbl_2, this.branch7x7dbl_3, this.branch7x7dbl_4, this.branch7x7dbl_5),
       this.branch_pool.forward(branchPool(x, this.pool)),
     ], 1);
   }
@@ -160,8 +163,8 @@ export class InceptionD extends Module {
   }
   forward(x: Tensor): Tensor {
     return concat([
-      this.branch3x3_2.forward(this.branch3x3_1.forward(x)),
-      this.branch7x7x3_4.forward(this.branch7x7x3_3.forward(this.branch7x7x3_2.forward(this.branch7x7x3_1.forward(x)))),
+      branch(x, this.branch3x3_1, this.branch3x3_2),
+      branch(x, this.branch7x7x3_1, this.branch7x7x3_2, this.branch7x7x3_3, this.branch7x7x3_4),
       nn.maxPool2d(x, 3, 2),
     ], 1);
   }
@@ -196,7 +199,7 @@ export class InceptionE extends Module {
   }
   forward(x: Tensor): Tensor {
     const b3 = this.branch3x3_1.forward(x);
-    const d = this.branch3x3dbl_2.forward(this.branch3x3dbl_1.forward(x));
+    const d = branch(x, this.branch3x3dbl_1, this.branch3x3dbl_2);
     return concat([
       this.branch1x1.forward(x),
       this.branch3x3_2a.forward(b3), this.branch3x3_2b.forward(b3),
