@@ -309,18 +309,13 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
   out.push(`  __shared__ float red_f[${threads}];`, `  __shared__ int red_i[${threads}];`);
   out.push('  const int tid = threadIdx.x;', '  const long long t = blockIdx.x;');
   decompose(gv, k.grid, 't', out, '  ');
+  const blockLoop: RowLoop = {
+    open: (v, extent) => [`  for (int ${v} = tid; ${v} < ${extent}; ${v} += ${threads}) {`], ind: '    ', close: ['  }'],
+  };
   for (const s of k.body) {
     switch (s.k) {
-      case 'let':
-        g.stmts([s], '  ', out);
-        break;
-      case 'store':
-        g.stmts([s], '  ', out, 'tid == 0');
-        break;
-      case 'loop':
-        out.push(`  for (int ${s.var} = tid; ${s.var} < ${s.extent}; ${s.var} += ${threads}) {`);
-        g.stmts(s.body, '    ', out);
-        out.push('  }');
+      case 'let': case 'store': case 'loop':
+        rowBodyStmt(g, s, out, 'tid == 0', blockLoop);
         break;
       case 'reduce': {
         const r = reduction(s);
@@ -354,6 +349,28 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
   out.push('}');
   pruneShared(out, decl);
   return [{ kind: 'kernel', fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+}
+
+/** How a row kernel's threads share a row loop: its opening lines, the body's indentation, its closing lines. */
+interface RowLoop {
+  open(v: string, extent: number): string[];
+  readonly ind: string;
+  readonly close: readonly string[];
+}
+
+/**
+ * A top-level let, store or row loop of a row kernel's body (block-per-row or column): a let as it
+ * is, a store under `storeGuard` (one thread of the row stores), a loop strided over the threads as
+ * `loop` says.
+ */
+function rowBodyStmt(g: Gen, s: Exclude<Stmt, { k: 'reduce' }>, out: string[], storeGuard: string, loop: RowLoop): void {
+  if (s.k === 'let') g.stmts([s], '  ', out);
+  else if (s.k === 'store') g.stmts([s], '  ', out, storeGuard);
+  else {
+    out.push(...loop.open(s.var, s.extent));
+    g.stmts(s.body, loop.ind, out);
+    out.push(...loop.close);
+  }
 }
 
 /** Drop the shared reduction arrays declared at out[decl], out[decl + 1] that the function's body does not use. */
@@ -405,18 +422,13 @@ function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: st
   // Threads past the end compute on grid point 0 (valid indices) and store nothing; all take part in the barriers.
   out.push('  const long long t = live ? t_ : 0;');
   decompose(gv, k.grid, 't', out, '  ');
+  const laneLoop: RowLoop = {
+    open: (v, extent) => [`  for (int ${v} = ty; ${v} < ${extent}; ${v} += ${L}) {`, '    if (live) {'], ind: '      ', close: ['    }', '  }'],
+  };
   for (const s of k.body) {
     switch (s.k) {
-      case 'let':
-        g.stmts([s], '  ', out);
-        break;
-      case 'store':
-        g.stmts([s], '  ', out, 'live && ty == 0');
-        break;
-      case 'loop':
-        out.push(`  for (int ${s.var} = ty; ${s.var} < ${s.extent}; ${s.var} += ${L}) {`, '    if (live) {');
-        g.stmts(s.body, '      ', out);
-        out.push('    }', '  }');
+      case 'let': case 'store': case 'loop':
+        rowBodyStmt(g, s, out, 'live && ty == 0', laneLoop);
         break;
       case 'reduce': {
         const r = reduction(s);
