@@ -16,40 +16,50 @@
 # tuning cache. KILN_GENERATED_SPECS="spec ..." adds a run with the generated GEMMs (KILN_GEMM_DEFAULT=generated);
 # KILN_VARIANT_SPECS="spec ..." with KILN_VARIANT_ENV="VAR=value ..." a default run with those variables set
 # (an experiment next to the default, same call: e.g. KILN_CUDA_ELEMENTWISE_POINTS=4).
+# EAGER_SPECS, KILN_DEFAULT_SPECS, TORCH_COMPILE_SPECS = "none": leave that side out (so that one call can
+# run several of these scripts side by side, e.g. torch.compile of XL/1 compiling while B/1 is timed, with
+# a shared KILN_GPU_LOCK from the environment: no two timed steps overlap); KILN_READY_DIR: the directory
+# where each process says it is ready (default a fresh one; GPU_GATE of another invocation can wait on
+# it); KILN_TABLE_ONLY=1: run nothing, print the table of what ${OUT} holds for the specs. The Kiln runs
+# write every launch of one profiled step to ${OUT}/timeline_<run>.jsonl (bench/trainStep.ts KILN_PROFILE_OUT).
 set -uo pipefail
 limit=${1:-140}; shift || true
 specs=${*:-lightningdit:128}
 out=${OUT:-/tmp}
-export KILN_GPU_LOCK=/tmp/kiln-gpu-lock-$$
-rm -rf "$KILN_GPU_LOCK"
+own_lock=0
+[ -z "${KILN_GPU_LOCK:-}" ] && { export KILN_GPU_LOCK=/tmp/kiln-gpu-lock-$$; rm -rf "$KILN_GPU_LOCK"; own_lock=1; }
+table_only=${KILN_TABLE_ONLY:-}
 # Every process compiles (and runs its first step) first, then says it is ready (KILN_GPU_READY) and
 # waits for the go (KILN_GPU_AFTER), given once every process still running is ready (and the file
 # GPU_GATE exists, when set: another job's GPU work that must end first). So no compile runs beside a
 # timed step (a busy CPU slows launch-bound steps), and the timed steps run one at a time (the lock).
-go=/tmp/kiln-gpu-go-$$; ready=/tmp/kiln-gpu-ready-$$
+go=/tmp/kiln-gpu-go-$$; ready=${KILN_READY_DIR:-/tmp/kiln-gpu-ready-$$}
 rm -rf "$go" "$ready"; mkdir -p "$ready"
 export KILN_GPU_AFTER=$go
 pids=()
 start() { local tag=$1; shift; local l=$limit; [[ $tag == compile_* && -n ${TORCH_COMPILE_LIMIT:-} ]] && l=$TORCH_COMPILE_LIMIT; ( KILN_GPU_READY=$ready/$tag timeout "$l" "$@" > "$out/$tag.jsonl" 2> "$out/$tag.log" ) & pids+=($!); }
 for s in $specs; do
+  [ -n "$table_only" ] && break
   tag=${s//:/_}
-  [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_PROFILE_OUT="$out/timeline_kiln_$tag.jsonl" KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
   [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
   # shellcheck disable=SC2086
-  [[ " ${KILN_VARIANT_SPECS:-} " == *" $s "* ]] && start "kilnvar_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_TUNING=off ${KILN_VARIANT_ENV:-} tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_VARIANT_SPECS:-} " == *" $s "* ]] && start "kilnvar_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_PROFILE_OUT="$out/timeline_kilnvar_$tag.jsonl" KILN_GEMM_TUNING=off ${KILN_VARIANT_ENV:-} tsx bench/trainStep.ts "$s"
   [[ " ${KILN_GENERATED_SPECS:-} " == *" $s "* ]] && start "kilngen_$tag" env KILN_BACKEND=cuda KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated tsx bench/trainStep.ts "$s"
-  start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
+  [[ " ${EAGER_SPECS:-$specs} " == *" $s "* ]] && start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
   [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
 done
 t0=$(date +%s)
-( while :; do
+[ -n "$table_only" ] || ( while :; do
     alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
     n=$(ls "$ready" | wc -l)
     if [ "$n" -ge "$alive" ] && { [ -z "${GPU_GATE:-}" ] || [ -e "$GPU_GATE" ]; }; then touch "$go"; echo "go after $(( $(date +%s) - t0 )) s ($n ready)" >&2; break; fi
     sleep 0.2
   done ) &
 for p in "${pids[@]}"; do wait "$p"; done
-rm -rf "$KILN_GPU_LOCK" "$go" "$ready"
+[ "$own_lock" = 1 ] && rm -rf "$KILN_GPU_LOCK"
+rm -rf "$go"
+[ -z "${KILN_READY_DIR:-}" ] && rm -rf "$ready"
 node -e '
 const fs = require("fs"), out = process.argv[1], specs = process.argv.slice(2);
 const read = (f) => { try { return JSON.parse(fs.readFileSync(`${out}/${f}`, "utf8").trim().split("\n").pop()); } catch { return undefined; } };

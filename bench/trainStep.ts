@@ -14,7 +14,8 @@
  * KILN_PROFILE=1 adds where the time goes: one step replayed with a GPU event after every launch
  * (CudaExecutable.timeline), the times summed per kind of kernel (generated tensor-core GEMM, cuBLAS,
  * cuBLAS epilogue, attention forward / backward, elementwise, row/reduction kernels), the CPU time to
- * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line).
+ * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line);
+ * KILN_PROFILE_OUT=FILE also writes every launch of that step (kernel index and name, function, kind, ms).
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
  * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
  * KILN_REMAT=off|cheap|blocks|auto: the compile option `remat` (compiler/transforms/remat.ts; default the
@@ -133,6 +134,10 @@ function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number,
   const sorted = [...tl].sort((a, b) => b.ms - a.ms);
   const slowest = Object.keys(byKind).flatMap((kind) => sorted.filter((l) => launchKind(program.kernels[l.kernel]!, l.launch, l.fn) === kind).slice(0, 4)
     .map((l) => `${kind}: ${l.ms.toFixed(3)} ms ${l.fn} ${describe(program.kernels[l.kernel]!)} [${program.kernels[l.kernel]!.name}]`));
+  // KILN_PROFILE_OUT=FILE: every launch of the step (program order) as JSON lines, for offline analysis.
+  const dump = process.env.KILN_PROFILE_OUT;
+  if (dump)
+    writeFileSync(dump, tl.map((l) => JSON.stringify({ kernel: l.kernel, name: program.kernels[l.kernel]!.name, fn: l.fn, launch: l.launch, kind: launchKind(program.kernels[l.kernel]!, l.launch, l.fn), ms: Number(l.ms.toFixed(4)), what: describe(program.kernels[l.kernel]!) })).join('\n') + '\n');
   const kinds = Object.fromEntries(Object.entries(byKind).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches, share: `${((100 * v.ms) / gpu).toFixed(1)}%` }]));
   return {
     gpuTimelineMs: Number(gpu.toFixed(3)), stepMs, cpuEnqueueMs: Number(enqueueMs.toFixed(3)), launches: tl.length,
