@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { I, affine, linearIndex, walkStmts } from '../../ir/kernel/expr.ts';
+import { I, affine, exprKey, linearIndex, mapExpr, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
@@ -118,9 +118,19 @@ class Gen {
     return d === 'f16' ? `k_round_f16(${code})` : d === 'bf16' ? `k_round_bf16(${code})` : code;
   }
 
+  /**
+   * While genPoints writes its V copies of a body: the current lane, each vector load's lane values
+   * (by buffer and index key) and the stores collected into lane variables (their name prefix).
+   */
+  vector?: { lane?: number; loads: Map<string, string[]>; stores: Map<Stmt, string> };
+
   load(buf: number, index: string): string {
+    return this.loadValue(buf, `buf${buf}[${index}]`);
+  }
+
+  /** The value (f32 for floats) of a stored element `x` of buffer `buf`. */
+  loadValue(buf: number, x: string): string {
     const d = this.buffers[buf]!.dtype;
-    const x = `buf${buf}[${index}]`;
     return d === 'f16' ? `k_f16_to_f32(${x})` : d === 'bf16' ? `k_bf16_to_f32(${x})` : d === 'bool' ? `(${x} != 0u)` : x;
   }
 
@@ -138,7 +148,10 @@ class Gen {
         return floatLit(e.dtype === 'f32' ? e.v : e.v);
       case 'var': return e.name;
       case 'ref': return `v_${e.name}`;
-      case 'load': return this.load(e.buf, this.expr(e.index));
+      case 'load': {
+        const lanes = this.vector?.loads.get(`${e.buf}|${exprKey(e.index)}`);
+        return lanes ? lanes[this.vector!.lane!]! : this.load(e.buf, this.expr(e.index));
+      }
       case 'un': return this.narrow(this.unary(e.op, this.expr(e.a), e.dtype), e.dtype);
       case 'bin': return this.narrow(this.binary(e.op, this.expr(e.a), this.expr(e.b), e.a.dtype), e.dtype);
       case 'select': return `((${this.expr(e.c)}) ? (${this.expr(e.a)}) : (${this.expr(e.b)}))`;
@@ -217,6 +230,11 @@ class Gen {
           out.push(`${ind}const ${valueType(s.value.dtype)} v_${s.name} = ${this.expr(s.value)};`);
           break;
         case 'store': {
+          const lane = this.vector?.stores.get(s);
+          if (lane !== undefined) {
+            out.push(`${ind}${lane}${this.vector!.lane} = ${this.storeValue(s.buf, this.expr(s.value))};`);
+            break;
+          }
           const st = `buf${s.buf}[${this.expr(s.index)}]`;
           const raw = this.expr(s.value);
           const line = s.mode === 'add' ? this.atomicAdd(s.buf, st, raw) : `${st} = ${this.storeValue(s.buf, raw)};`;
@@ -276,17 +294,17 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
   const V = g.options.elementwisePoints ?? 1;
   const lastExtent = k.grid[k.grid.length - 1] ?? 1;
   if (!isRowKernel(k) && V > 1 && k.grid.length > 0 && lastExtent % V === 0 && total >= V * 132 * 2048) {
-    // V consecutive points of the last grid axis per thread: one decomposition for all V (opt-in,
-    // CudaOptions.elementwisePoints; measured against one point per thread by bench/lightningdit.sh).
+    // V consecutive points of the last grid axis per thread: one decomposition for all V, the
+    // contiguous aligned loads and stores as vectors (opt-in, CudaOptions.elementwisePoints; measured
+    // against one point per thread by bench/lightningdit.sh).
     const n = total / V;
     out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
     out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`);
     out.push(`  if (t >= ${n}LL) return;`);
     const last = gv[gv.length - 1]!;
     decompose([...gv.slice(0, -1), `${last}_v`], [...k.grid.slice(0, -1), lastExtent / V], 't', out, '  ');
-    out.push('  #pragma unroll', `  for (int e_ = 0; e_ < ${V}; e_++) {`, `    const int ${last} = ${last}_v * ${V} + e_;`);
-    g.stmts(k.body, '    ', out);
-    out.push('  }', '}');
+    genPoints(g, k.body, last, V, out);
+    out.push('}');
     return [{ kind: 'kernel', fn, grid: [Math.ceil(n / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: ids }];
   }
   if (!isRowKernel(k)) {
@@ -349,6 +367,145 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
   out.push('}');
   pruneShared(out, decl);
   return [{ kind: 'kernel', fn, grid: [total, 1, 1], block: [threads, 1, 1], params: ids }];
+}
+
+/**
+ * The body of an elementwise kernel for V consecutive points `last` = last_v·V + e (e = 0..V-1) of the
+ * last grid axis, written out V times (vectorPlan: which loads and stores become vectors). A vector
+ * load runs once, before the V copies, and each copy reads its lane; a vector store collects the V
+ * copies' values and writes them once, after the copies. Without a plan (aliasing), the V copies run
+ * the scalar body in order.
+ */
+function genPoints(g: Gen, body: readonly Stmt[], last: string, V: number, out: string[]): void {
+  const plan = vectorPlan(g.buffers, body, last, V);
+  out.push(`  const int ${last}_0 = ${last}_v * ${V};`);
+  const at0 = (e: Expr) => g.expr(mapExpr(e, (x) => (x.k === 'var' && x.name === last ? { k: 'var', name: `${last}_0`, dtype: 'i32' } : undefined)));
+  const loads = new Map<string, string[]>();
+  plan?.loads.forEach((ld, key) => {
+    const name = `lv${loads.size}_`;
+    const base = `buf${ld.buf}`, idx = at0(ld.index);
+    loads.set(key, vectorLoad(base, idx, g.buffers[ld.buf]!.dtype, V, name, out).map((lane) => g.loadValue(ld.buf, lane)));
+  });
+  const stores = new Map<Stmt, string>();
+  plan?.stores.forEach((st, i) => {
+    const name = `sv${i}_`;
+    stores.set(st, name);
+    out.push(`  ${storageType(g.buffers[(st as { buf: number }).buf]!.dtype)} ${Array.from({ length: V }, (_, e) => `${name}${e}`).join(', ')};`);
+  });
+  g.vector = { loads, stores };
+  for (let e = 0; e < V; e++) {
+    g.vector.lane = e;
+    out.push(`  {`, `    const int ${last} = ${last}_0 + ${e};`);
+    g.stmts(body, '    ', out);
+    out.push('  }');
+  }
+  g.vector = undefined;
+  plan?.stores.forEach((st, i) => {
+    const s = st as Extract<Stmt, { k: 'store' }>;
+    vectorStore(`buf${s.buf}`, at0(s.index), g.buffers[s.buf]!.dtype, V, `sv${i}_`, out);
+  });
+}
+
+/** Bytes a vector access moves at once: 16 at most (float4 / uint4). */
+const vectorChunk = (d: DType, V: number) => Math.min(V * (d === 'f32' ? 4 : 2), 16);
+
+/**
+ * Load V consecutive elements of `base` from `idx` (aligned to V elements) in 16-byte (or smaller)
+ * chunks; returns each lane's storage value (a float, or a u16 for bf16/f16).
+ */
+function vectorLoad(base: string, idx: string, d: DType, V: number, name: string, out: string[]): string[] {
+  const bytes = vectorChunk(d, V), per = bytes / (d === 'f32' ? 4 : 2), chunks = V / per;
+  const lanes: string[] = [];
+  for (let c = 0; c < chunks; c++) {
+    const at = `${base} + (${idx})${c ? ` + ${c * per}` : ''}`;
+    const v = `${name}${c}`;
+    if (d === 'f32') {
+      const ty = bytes === 16 ? 'float4' : 'float2';
+      out.push(`  const ${ty} ${v} = *reinterpret_cast<const ${ty}*>(${at});`);
+      lanes.push(...['x', 'y', 'z', 'w'].slice(0, per).map((f) => `${v}.${f}`));
+    } else {
+      const ty = bytes === 16 ? 'uint4' : bytes === 8 ? 'uint2' : 'u32';
+      out.push(`  const ${ty} ${v} = *reinterpret_cast<const ${ty}*>(${at});`);
+      const words = bytes === 4 ? [v] : ['x', 'y', 'z', 'w'].slice(0, bytes / 4).map((f) => `${v}.${f}`);
+      for (const w of words) lanes.push(`((u16)(${w} & 0xffffu))`, `((u16)(${w} >> 16))`);
+    }
+  }
+  return lanes;
+}
+
+/** Store the V values `name`0..`name`(V-1) (storage values) to `base` from `idx` (aligned), as vectorLoad reads them. */
+function vectorStore(base: string, idx: string, d: DType, V: number, name: string, out: string[]): void {
+  const bytes = vectorChunk(d, V), per = bytes / (d === 'f32' ? 4 : 2), chunks = V / per;
+  for (let c = 0; c < chunks; c++) {
+    const at = `${base} + (${idx})${c ? ` + ${c * per}` : ''}`;
+    const lane = (e: number) => `${name}${c * per + e}`;
+    if (d === 'f32') {
+      const ty = bytes === 16 ? 'float4' : 'float2';
+      out.push(`  *reinterpret_cast<${ty}*>(${at}) = make_${ty}(${Array.from({ length: per }, (_, e) => lane(e)).join(', ')});`);
+    } else {
+      const word = (w: number) => `((u32)${lane(2 * w)} | ((u32)${lane(2 * w + 1)} << 16))`;
+      const n = bytes / 4;
+      if (n === 1) out.push(`  *reinterpret_cast<u32*>(${at}) = ${word(0)};`);
+      else out.push(`  *reinterpret_cast<uint${n}*>(${at}) = make_uint${n}(${Array.from({ length: n }, (_, w) => word(w)).join(', ')});`);
+    }
+  }
+}
+
+/**
+ * Which loads and stores of an elementwise body run as vectors over V points along `last`: those of
+ * f32/bf16/f16 buffers whose index is affine with coefficient 1 on `last` and every other coefficient
+ * and the constant multiples of V (so the V elements are contiguous and V-aligned: buffers start
+ * 256-byte aligned), stores with mode 'set', loads evaluated unconditionally (not inside a select's
+ * arms: a vector load must not read where the scalar code would not). Loads are keyed by buffer and
+ * index (one vector load serves every copy of the same load). Undefined when a buffer (by memory:
+ * `inPlaceOf`, a shared arena offset) is both read and written at different indices: then the copies
+ * must run in order.
+ */
+function vectorPlan(buffers: readonly BufferDecl[], body: readonly Stmt[], last: string, V: number):
+  { loads: Map<string, { buf: number; index: Expr }>; stores: Stmt[] } | undefined {
+  const mem = (id: number) => { const b = buffers[id]!; return b.inPlaceOf !== undefined ? `b${b.inPlaceOf}` : b.kind === 'temp' && b.offset !== undefined ? `arena${b.offset}` : `b${id}`; };
+  const fits = (buf: number, index: Expr) => {
+    const d = buffers[buf]!.dtype;
+    if (d !== 'f32' && d !== 'bf16' && d !== 'f16') return false;
+    const a = affine(index);
+    return !!a && a.coef.get(last) === 1 && a.c % V === 0 && [...a.coef].every(([v, c]) => v === last || c % V === 0);
+  };
+  const loads = new Map<string, { buf: number; index: Expr }>();
+  const stores: Stmt[] = [];
+  const touched = new Map<string, { reads: Set<string>; writes: Set<string> }>();
+  const touch = (id: number, key: string, w: boolean) => {
+    const t = touched.get(mem(id)) ?? { reads: new Set<string>(), writes: new Set<string>() };
+    touched.set(mem(id), t);
+    (w ? t.writes : t.reads).add(key);
+  };
+  const visit = (e: Expr, conditional: boolean): void => {
+    switch (e.k) {
+      case 'load':
+        touch(e.buf, exprKey(e.index), false);
+        if (!conditional && fits(e.buf, e.index)) loads.set(`${e.buf}|${exprKey(e.index)}`, { buf: e.buf, index: e.index });
+        visit(e.index, true);
+        break;
+      case 'select': visit(e.c, conditional); visit(e.a, true); visit(e.b, true); break;
+      case 'un': case 'cast': visit(e.a, conditional); break;
+      case 'bin': visit(e.a, conditional); visit(e.b, conditional); break;
+      case 'random': visit(e.s0, conditional); visit(e.s1, conditional); visit(e.index, conditional); break;
+      default: break;
+    }
+  };
+  for (const s of body) {
+    if (s.k === 'let') visit(s.value, false);
+    else if (s.k === 'store') {
+      visit(s.value, false);
+      visit(s.index, false);
+      touch(s.buf, exprKey(s.index), true);
+      if (s.mode === 'set' && fits(s.buf, s.index)) stores.push(s);
+    } else return undefined;
+  }
+  for (const t of touched.values()) {
+    if (t.writes.size === 0) continue;
+    if (t.writes.size > 1 || [...t.reads].some((r) => !t.writes.has(r))) return undefined;
+  }
+  return { loads, stores };
 }
 
 /** How a row kernel's threads share a row loop: its opening lines, the body's indentation, its closing lines. */

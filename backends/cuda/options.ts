@@ -25,7 +25,8 @@ export interface CudaOptions {
   readonly gemmDefault?: 'library' | 'generated';
   /**
    * Grid points per thread of elementwise kernels, consecutive along the last grid axis (default 1;
-   * KILN_CUDA_ELEMENTWISE_POINTS): an experiment measured by bench/lightningdit.sh KILN_VARIANT_SPECS.
+   * KILN_CUDA_ELEMENTWISE_POINTS), their contiguous aligned loads and stores as 16-byte (or narrower)
+   * vectors (codegen.ts genPoints): an experiment measured by bench/lightningdit.sh KILN_VARIANT_SPECS.
    */
   readonly elementwisePoints?: number;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
