@@ -376,7 +376,7 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
  * copies' values and writes them once, after the copies. Without a plan (aliasing), the V copies run
  * the scalar body in order.
  */
-function genPoints(g: Gen, body: readonly Stmt[], last: string, V: number, out: string[]): void {
+function genPoints(g: Gen, body: readonly Stmt[], last: string, V: number, out: string[], lanePrologue?: (e: number) => string[]): void {
   const plan = vectorPlan(g.buffers, body, last, V);
   out.push(`  const int ${last}_0 = ${last}_v * ${V};`);
   const at0 = (e: Expr) => g.expr(mapExpr(e, (x) => (x.k === 'var' && x.name === last ? { k: 'var', name: `${last}_0`, dtype: 'i32' } : undefined)));
@@ -395,7 +395,7 @@ function genPoints(g: Gen, body: readonly Stmt[], last: string, V: number, out: 
   g.vector = { loads, stores };
   for (let e = 0; e < V; e++) {
     g.vector.lane = e;
-    out.push(`  {`, `    const int ${last} = ${last}_0 + ${e};`);
+    out.push(`  {`, `    const int ${last} = ${last}_0 + ${e};`, ...(lanePrologue?.(e) ?? []).map((l) => `    ${l}`));
     g.stmts(body, '    ', out);
     out.push('  }');
   }
@@ -821,9 +821,20 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
   const ids = [...new Set([...acc.reads, ...acc.writes])];
   out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
+  const V = g.options.elementwisePoints ?? 1;
+  const cBase = cType === 'bf16' ? `((const u16*)scr${-cId})` : `scr${-cId}`;
+  if (V > 1 && k.n % V === 0 && total >= V * 132 * 2048) {
+    // V consecutive outputs along j per thread, C and the epilogue's operands read as vectors (genPoints).
+    out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total / V}LL) return;`);
+    decompose([...vars.slice(0, -1), 'j_v'], [...k.batch, k.m, k.n / V], 't', out, '  ');
+    const c = vectorLoad(cBase, `t * ${V}`, cType, V, 'cv_', out);
+    genPoints(g, k.epilogue, 'j', V, out, (e) => [`const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${c[e]})` : c[e]};`]);
+    out.push('}');
+    return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / V / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+  }
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
   decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
-  out.push(cType === 'bf16' ? `  const float v_acc = k_bf16_to_f32(((const u16*)scr${-cId})[t]);` : `  const float v_acc = scr${-cId}[t];`);
+  out.push(`  const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${cBase}[t])` : `${cBase}[t]`};`);
   g.stmts(k.epilogue, '  ', out);
   out.push('}');
   return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
