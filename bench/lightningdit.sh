@@ -22,6 +22,8 @@
 # where each process says it is ready (default a fresh one; GPU_GATE of another invocation can wait on
 # it); KILN_TABLE_ONLY=1: run nothing, print the table of what ${OUT} holds for the specs. The Kiln runs
 # write every launch of one profiled step to ${OUT}/timeline_<run>.jsonl (bench/trainStep.ts KILN_PROFILE_OUT).
+# DIGEST_SPECS="spec ...": the default and variant Kiln runs hash their state after step 1 (KILN_BENCH_DIGEST)
+# and the table says whether the variant computed the same bits.
 set -uo pipefail
 limit=${1:-140}; shift || true
 specs=${*:-lightningdit:128}
@@ -41,10 +43,11 @@ start() { local tag=$1; shift; local l=$limit; [[ $tag == compile_* && -n ${TORC
 for s in $specs; do
   [ -n "$table_only" ] && break
   tag=${s//:/_}
-  [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_PROFILE_OUT="$out/timeline_kiln_$tag.jsonl" KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
+  dg=(); [[ " ${DIGEST_SPECS:-} " == *" $s "* ]] && dg=(KILN_BENCH_DIGEST=1)
+  [[ " ${KILN_DEFAULT_SPECS:-$specs} " == *" $s "* ]] && start "kiln_$tag" env "${dg[@]}" KILN_BACKEND=cuda KILN_PROFILE=1 KILN_PROFILE_OUT="$out/timeline_kiln_$tag.jsonl" KILN_GEMM_TUNING=off tsx bench/trainStep.ts "$s"
   [[ " ${KILN_TUNED_SPECS:-} " == *" $s "* ]] && start "kilntuned_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_GEMM_AUTOTUNE=1 tsx bench/trainStep.ts "$s"
   # shellcheck disable=SC2086
-  [[ " ${KILN_VARIANT_SPECS:-} " == *" $s "* ]] && start "kilnvar_$tag" env KILN_BACKEND=cuda KILN_PROFILE=1 KILN_PROFILE_OUT="$out/timeline_kilnvar_$tag.jsonl" KILN_GEMM_TUNING=off ${KILN_VARIANT_ENV:-} tsx bench/trainStep.ts "$s"
+  [[ " ${KILN_VARIANT_SPECS:-} " == *" $s "* ]] && start "kilnvar_$tag" env "${dg[@]}" KILN_BACKEND=cuda KILN_PROFILE=1 KILN_PROFILE_OUT="$out/timeline_kilnvar_$tag.jsonl" KILN_GEMM_TUNING=off ${KILN_VARIANT_ENV:-} tsx bench/trainStep.ts "$s"
   [[ " ${KILN_GENERATED_SPECS:-} " == *" $s "* ]] && start "kilngen_$tag" env KILN_BACKEND=cuda KILN_GEMM_TUNING=off KILN_GEMM_DEFAULT=generated tsx bench/trainStep.ts "$s"
   [[ " ${EAGER_SPECS:-$specs} " == *" $s "* ]] && start "eager_$tag" python3 bench/torch_baseline.py --bf16 "$s"
   [[ " ${TORCH_COMPILE_SPECS:-$specs} " == *" $s "* ]] && start "compile_$tag" python3 bench/torch_baseline.py --bf16 --compile "$s"
@@ -71,7 +74,7 @@ for (const s of specs) {
   const r = (a, b) => (a && b ? (a.stepMs / b.stepMs).toFixed(2) + "x" : "—");
   const mem = (x) => (x ? `${x.peakMiB} / ${x.reservedMiB}` : "—");
   console.log(`| ${s.split(":")[0]} ${k?.size ?? ""} | ${s.split(":")[1]} | ${ms(kd)} | ${ms(kt)} | ${ms(kg)} | ${ms(e)} | ${ms(c)} | ${r(k, e)} | ${r(k, c)} | ${k ? `${k.deviceMiB} (${k.plannedMiB})` : "—"} | ${mem(e)} | ${mem(c)} | ${k ? ((k.compileMs + k.nvrtcMs) / 1000).toFixed(1) : "—"} | ${c ? (c.firstStepMs / 1000).toFixed(1) : "—"} |`);
-  if (kv) console.log(`  Kiln ${s} variant (${process.env.KILN_VARIANT_ENV}): ${kv.stepMs} ms, loss ${kv.loss} (default: ${kd?.stepMs} ms, loss ${kd?.loss})`);
+  if (kv) console.log(`  Kiln ${s} variant (${process.env.KILN_VARIANT_ENV}): ${kv.stepMs} ms, loss ${kv.loss} (default: ${kd?.stepMs} ms, loss ${kd?.loss})${kv.digest ? `; state after step 1: ${kv.digest === kd?.digest ? "the same bits" : `DIFFERENT (${kv.digest} vs ${kd?.digest})`}` : ""}`);
   for (const [label, kk] of [["default", kd], ["autotuned", kt], ["variant", kv]]) {
     if (!kk?.profile) continue;
     const p = kk.profile;

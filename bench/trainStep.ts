@@ -16,6 +16,8 @@
  * cuBLAS epilogue, attention forward / backward, elementwise, row/reduction kernels), the CPU time to
  * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line);
  * KILN_PROFILE_OUT=FILE also writes every launch of that step (kernel index and name, function, kind, ms).
+ * KILN_BENCH_DIGEST=1: `digest`, a SHA-256 of every resident input (parameters, EMA, optimizer state)
+ * after the first step, for variants that must compute the same bits.
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
  * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
  * KILN_REMAT=off|cheap|blocks|auto: the compile option `remat` (compiler/transforms/remat.ts; default the
@@ -24,6 +26,7 @@
  * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) for the warm-up and timed steps (compiles,
  * NVRTC, autotuning and the first step run before; KILN_GPU_READY / KILN_GPU_AFTER: see acquire), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { CudaExecutable } from '../backends/cuda/executable.ts';
@@ -196,6 +199,17 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
   const feeds = feedsFor(graph);
   const first = await exe.run(feeds, ['loss']); // first run: uploads; nothing is timed yet
+  // KILN_BENCH_DIGEST=1: a SHA-256 of every resident input after the first step (parameters, EMA,
+  // optimizer state): runs that must compute the same bits (a codegen variant) compare it.
+  let digest: string | undefined;
+  if (process.env.KILN_BENCH_DIGEST) {
+    const h = createHash('sha256');
+    for (const i of [...graph.inputs].filter((x) => x.kind !== 'data').sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const d = (await exe.read(i.name)).data as Float32Array;
+      h.update(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
+    }
+    digest = h.digest('hex').slice(0, 16);
+  }
   const release = acquire(process.env.KILN_GPU_LOCK, true);
   try {
     const deviceBytes = exe.allocatedBytes;
@@ -220,7 +234,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     for (const k of matmuls) if (k.kind === 'matmul') providers[k.tile?.provider ?? 'none'] = (providers[k.tile?.provider ?? 'none'] ?? 0) + 1;
     return {
       program: key, size: sizeArg ?? defaultSize, batch, precision, kernels: p.kernels.length, matmulProviders: providers,
-      compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs, loss: Number(first.loss!.data[0]!.toFixed(5)),
+      compileMs: Math.round(compileMs), nvrtcMs: Math.round(nvrtcMs), stepMs, loss: Number(first.loss!.data[0]!.toFixed(5)), ...(digest ? { digest } : {}),
       deviceMiB: Math.round(deviceBytes / 2 ** 20), plannedMiB: Math.round(planned / 2 ** 20), arenaMiB: Math.round(p.arenaBytes / 2 ** 20), device: cuda.name,
       remat: { ...compiled.remat, extraGFlops: Number((compiled.remat.extraFlops / 1e9).toFixed(1)) },
       ...(autotune ? { autotune } : {}), ...(prof ? { profile: prof } : {}),
