@@ -18,7 +18,8 @@ import { trace } from '../../compiler/dsl/trace.ts';
 import { autocast } from '../../compiler/transforms/autocast.ts';
 import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { AttentionTile, Kernel } from '../../ir/kernel/types.ts';
+import { I, bin, cast, iadd, imul, konst, load, ref, select } from '../../ir/kernel/expr.ts';
+import type { AttentionTile, BufferDecl, Kernel, KernelProgram, Stmt } from '../../ir/kernel/types.ts';
 import { attentionGradOnlyGraph, attentionGraph } from '../support/attentionGraphs.ts';
 import { GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 import { randomGraph } from '../support/randomGraph.ts';
@@ -200,13 +201,84 @@ describe('elementwise points per thread (CudaOptions.elementwisePoints, an opt-i
     const m = generateCuda(p, { elementwisePoints: 4 });
     const ew = m.launches.flat().filter((l) => l.kind === 'kernel');
     expect(ew.map((l) => l.kind === 'kernel' && [l.grid[0], l.block[0]])).toEqual([[128 * 256 * 768 / 4 / 256, 256]]);
-    expect(m.source).toContain('for (int e_ = 0; e_ < 4; e_++)');
+    // The body written out 4 times (g2 = g2_0 + 0..3); x read and y written as vectors.
+    expect(m.source).toContain('const int g2 = g2_0 + 3;');
+    expect(m.source).toMatch(/const float4 lv0_0 = \*reinterpret_cast<const float4\*>\(buf0 \+/);
+    expect(m.source).toMatch(/\*reinterpret_cast<uint2\*>\(buf1 \+ .*\) = make_uint2\(\(\(u32\)sv0_0 \| \(\(u32\)sv0_1 << 16\)\), \(\(u32\)sv0_2 \| \(\(u32\)sv0_3 << 16\)\)\);/);
     const small = generateCuda(compile(trace('ew2', (t) => ({ y: t.input('x', [1000, 6], 'f32').neg() }))).program, { elementwisePoints: 4 });
-    expect(small.source).not.toContain('e_ < 4');
+    expect(small.source).not.toContain('g1_0');
     if (nvcc) {
       const dir = mkdtempSync(join(tmpdir(), 'kiln-ew-'));
       writeFileSync(join(dir, 'ew.cu'), m.source);
       await run('nvcc', ['-arch=sm_90', '--ptx', '-o', join(dir, 'ew.ptx'), join(dir, 'ew.cu')]);
     }
   }, 60_000);
+});
+
+describe('elementwise vector loads and stores (codegen.ts vectorPlan) on hand-made kernels', () => {
+  // Buffers: x f32 [2048·2048], b bf16 [2048], y f32 and z bf16 outputs, next.x written in place of x.
+  const N = 2048 * 2048;
+  const buffers: BufferDecl[] = [
+    { id: 0, dtype: 'f32', numel: N, kind: 'input', name: 'x' },
+    { id: 1, dtype: 'bf16', numel: 2048, kind: 'input', name: 'b' },
+    { id: 2, dtype: 'f32', numel: N, kind: 'output', name: 'y' },
+    { id: 3, dtype: 'bf16', numel: N, kind: 'output', name: 'z' },
+    { id: 4, dtype: 'f32', numel: N, kind: 'output', name: 'next.x', inPlaceOf: 0 },
+  ];
+  const at = (shift = 0) => iadd(iadd(imul(I.v('g0'), I.c(2048)), I.v('g1')), I.c(shift));
+  const x = (shift = 0) => load(0, at(shift), 'f32');
+  const program = (body: Stmt[]): KernelProgram => ({
+    name: 'hand', buffers, kernels: [{ kind: 'loop', name: 'k0', nodes: [], grid: [2048, 2048], body }],
+    inputs: new Map([['x', 0], ['b', 1]]), outputs: new Map([['y', 2], ['z', 3], ['next.x', 4]]), arenaBytes: 0,
+  });
+  const source = (body: Stmt[], V = 4) => generateCuda(program(body), { elementwisePoints: V }).source;
+
+  it('contiguous aligned operands become vectors; a load under a select arm or off the V grid stays scalar', () => {
+    const src = source([
+      { k: 'let', name: 'a', value: bin('add', x(), cast(load(1, I.v('g1'), 'bf16'), 'f32')) },
+      // Read only where g1 >= 4: the scalar code never reads x at a negative index, a vector load would.
+      { k: 'let', name: 'c', value: select(bin('ge', I.v('g1'), I.c(4)), x(-4), konst(0, 'f32')) },
+      { k: 'let', name: 'd', value: x(2) },
+      { k: 'store', buf: 2, index: at(), value: bin('add', bin('add', ref('a', 'f32'), ref('c', 'f32')), ref('d', 'f32')), mode: 'set' },
+      { k: 'store', buf: 3, index: at(), value: cast(ref('a', 'f32'), 'bf16'), mode: 'set' },
+    ]);
+    expect(src).toMatch(/const float4 lv\d_0 = \*reinterpret_cast<const float4\*>\(buf0 \+ \(.*g1_0\)+;/);
+    expect(src).toMatch(/const uint2 lv\d_0 = \*reinterpret_cast<const uint2\*>\(buf1 \+ \(g1_0\)\);/);
+    expect(src.match(/reinterpret_cast<const/g)?.length).toBe(2);
+    // x(-4) under the select and x(+2) (not V-aligned) are read per point.
+    expect(src.match(/buf0\[/g)?.length).toBe(8);
+    expect(src).toContain('= make_float4(sv0_0, sv0_1, sv0_2, sv0_3);');
+    expect(src).toContain('= make_uint2(');
+    // Lanes of a bf16 vector: low half first (little-endian: the element at the lower address).
+    expect(src).toMatch(/k_bf16_to_f32\(\(\(u16\)\(lv\d_0\.x & 0xffffu\)\)\)[^\n]*\n[\s\S]*?const int g1 = g1_0 \+ 1;[\s\S]*?lv\d_0\.x >> 16/);
+    // V = 8: f32 in two float4, bf16 in one uint4.
+    const v8 = source([{ k: 'store', buf: 3, index: at(), value: cast(x(), 'bf16'), mode: 'set' }], 8);
+    expect(v8.match(/const float4 lv0_\d/g)?.length).toBe(2);
+    expect(v8).toContain('*reinterpret_cast<uint4*>');
+  });
+
+  it('a buffer written in place of another (inPlaceOf) and read at another index keeps the points in order, scalar', () => {
+    const same = source([{ k: 'store', buf: 4, index: at(), value: bin('mul', x(), konst(2, 'f32')), mode: 'set' }]);
+    expect(same).toContain('reinterpret_cast<const float4*>(buf0');
+    expect(same).toContain('*reinterpret_cast<float4*>(buf1');
+    // Point e reads x[e + 4], which point e + 4 of the previous thread... and this thread's own stores
+    // would overwrite first if the stores were deferred behind hoisted loads: no vectors at all.
+    const other = source([{ k: 'store', buf: 4, index: at(), value: bin('mul', x(4), konst(2, 'f32')), mode: 'set' }]);
+    expect(other).not.toContain('reinterpret_cast');
+    expect(other).toContain('const int g1 = g1_0 + 3;');
+  });
+
+  it('the vector kernels compile with nvcc', async () => {
+    if (!nvcc) return;
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-vec-'));
+    const body: Stmt[] = [
+      { k: 'let', name: 'a', value: bin('add', x(), cast(load(1, I.v('g1'), 'bf16'), 'f32')) },
+      { k: 'store', buf: 2, index: at(), value: ref('a', 'f32'), mode: 'set' },
+      { k: 'store', buf: 3, index: at(), value: cast(ref('a', 'f32'), 'bf16'), mode: 'set' },
+    ];
+    for (const V of [2, 4, 8]) {
+      writeFileSync(join(dir, `v${V}.cu`), source(body, V));
+      await run('nvcc', ['-arch=sm_90', '--ptx', '-o', join(dir, `v${V}.ptx`), join(dir, `v${V}.cu`)]);
+    }
+  }, 120_000);
 });
