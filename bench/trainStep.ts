@@ -22,7 +22,8 @@
  * of the step not yet in the tuning cache (backends/cuda/gemmAutotune.ts) and reports the choice.
  * KILN_REMAT=off|cheap|blocks|auto: the compile option `remat` (compiler/transforms/remat.ts; default the
  * compiler's); the JSON line has `remat` (mode, recomputed nodes, extra FLOPs, kept bytes) and
- * `arenaMiB`. KILN_BENCH_STEPS: timed steps (default 10 for LightningDiT, 20 otherwise; 3 warm-up).
+ * `arenaMiB`. KILN_FUSION_COST=per-kernel|per-evaluation: the compile option `fusionCost`
+ * (compiler/fuse/cost.ts FusionCostModel). KILN_BENCH_STEPS: timed steps (default 10 for LightningDiT, 20 otherwise; 3 warm-up).
  * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR) for the warm-up and timed steps (compiles,
  * NVRTC, autotuning and the first step run before; KILN_GPU_READY / KILN_GPU_AFTER: see acquire), so that compiles can run beside another process's timed steps (bench/lightningdit.sh).
  */
@@ -160,7 +161,8 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const t0 = performance.now();
   const graph = atPrecision(buildProgram(name, { train: true, batch, size: sizeArg ?? defaultSize }), precision);
   const remat = process.env.KILN_REMAT ? (process.env.KILN_REMAT as CompileOptions['remat']) : undefined;
-  const compiled = compile(graph, remat ? { remat } : {});
+  const fusionCost = process.env.KILN_FUSION_COST as CompileOptions['fusionCost'] | undefined;
+  const compiled = compile(graph, { ...(remat ? { remat } : {}), ...(fusionCost ? { fusionCost } : {}) });
   const compileMs = performance.now() - t0;
   const options = cudaOptionsFromEnv();
   const cuda = CudaDriver.get(options.libDir);

@@ -17,7 +17,7 @@ import type { BufferDecl, Kernel, KernelProgram } from '../ir/kernel/types.ts';
 import { printGraph } from '../ir/printer.ts';
 import { verify } from '../ir/verify.ts';
 import { debugOn } from './debug.ts';
-import { deviceBytes } from './fuse/cost.ts';
+import { type FusionCostModel, deviceBytes } from './fuse/cost.ts';
 import { planFusion } from './fuse/fuse.ts';
 import { mergeKernels } from './fuse/merge.ts';
 import { type FusionPlan, printFusionPlan } from './fuse/plan.ts';
@@ -62,6 +62,8 @@ export interface CompileOptions {
   remat?: RematMode | 'auto';
   /** The device's free memory in bytes, for `remat: 'auto'` (without it, auto is 'cheap'). */
   deviceFreeBytes?: number;
+  /** How fusion's cost rule counts memory traffic (compiler/fuse/cost.ts FusionCostModel; default 'per-kernel'). */
+  fusionCost?: FusionCostModel;
 }
 
 /** The remat mode when none is asked for. */
@@ -106,7 +108,7 @@ function withStages(c: Compiled, base: StageLog, from: Compiled): Compiled {
 function compileFrom(name: string, passed: Graph, mode: RematMode, stages: StageLog, opts: CompileOptions): Compiled {
   const r = stages.run('remat', () => remat(passed, mode), (x) => printGraph(x.graph));
   const optimized = r.graph;
-  const fused = stages.run('fuse', () => planFusion(optimized), (p) => printFusionPlan(optimized, p));
+  const fused = stages.run('fuse', () => planFusion(optimized, opts.fusionCost ? { cost: opts.fusionCost } : {}), (p) => printFusionPlan(optimized, p));
   const lowered = stages.run('lower', () => lowerPlan(optimized, fused), printKernels);
   const phase = (k: Kernel) => (k.nodes.some((n) => r.deferred.has(n)) ? 1 : 0) | (k.nodes.some((n) => r.forward.has(n)) ? 2 : 0);
   // A kernel of recomputed copies joins no forward kernel, and joins another kernel only when one

@@ -48,18 +48,33 @@ export interface SubtreeCost {
 }
 
 /**
+ * How memory traffic is counted when a kernel evaluates a value more than once (a row kernel's
+ * passes, a consumer reading it at several neighbouring elements: the rotary embedding's pair swap,
+ * the two halves of a gated MLP):
+ *  - 'per-kernel' (the default): each kernel moves a value's operand bytes (or the materialized
+ *    value's bytes) from memory once; its further evaluations read the same or neighbouring elements
+ *    from cache (a row of a few KiB per block, the same lines for neighbours) and cost only FLOPs;
+ *  - 'per-evaluation': every evaluation moves its bytes from memory again (the model before
+ *    2026-12-02, kept to measure against: bench/trainStep.ts KILN_FUSION_COST).
+ */
+export type FusionCostModel = 'per-kernel' | 'per-evaluation';
+
+/**
  * Should a value be written to memory once instead of recomputed where it is used? `evaluations` is
  * how often kernels compute it (a row kernel may evaluate it in several passes), `kernels` how many
- * different kernels do. In bytes of traffic (FLOPs converted at FLOPS_PER_BYTE):
- *   recompute:   evaluations · (loadBytes + flops/FPB)
- *   materialize: (loadBytes + flops/FPB) + elementBytes (write) + evaluations · elementBytes (reads)
- * A value used by one kernel only is never materialized (that would add a kernel).
+ * different kernels do. In bytes of traffic (FLOPs converted at FLOPS_PER_BYTE), with the default
+ * model ('per-kernel', FusionCostModel):
+ *   recompute:   kernels · loadBytes + evaluations · flops/FPB
+ *   materialize: (loadBytes + flops/FPB) + elementBytes (write) + kernels · elementBytes (reads)
+ * and with 'per-evaluation' every `kernels` above is `evaluations` (the two agree when each kernel
+ * evaluates the value once). A value used by one kernel only is never materialized (that would add a kernel).
  */
-export function shouldMaterialize(cost: SubtreeCost, dtype: DType, evaluations: number, kernels: number): boolean {
+export function shouldMaterialize(cost: SubtreeCost, dtype: DType, evaluations: number, kernels: number, model: FusionCostModel = 'per-kernel'): boolean {
   if (kernels <= 1) return false;
-  const each = cost.loadBytes + cost.flops / FLOPS_PER_BYTE;
+  const reads = model === 'per-kernel' ? kernels : evaluations;
+  const flops = cost.flops / FLOPS_PER_BYTE;
   const eb = deviceBytes(dtype);
-  return each + eb * (1 + evaluations) < evaluations * each;
+  return cost.loadBytes + flops + eb * (1 + reads) < reads * cost.loadBytes + evaluations * flops;
 }
 
 export interface KernelCost {

@@ -20,13 +20,16 @@ import type { BufferDecl } from '../../ir/kernel/types.ts';
 import { numel } from '../../ir/shape.ts';
 import { type KernelInlining, inspectKernel } from '../lower/lowerNode.ts';
 import { InspectionMemo } from './inspectMemo.ts';
-import { type SubtreeCost, deviceBytes, elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
+import { type FusionCostModel, type SubtreeCost, deviceBytes, elementFlops, isExpensive, shouldMaterialize } from './cost.ts';
 import type { FusionPlan } from './plan.ts';
 
 const ANCHORS = new Set(['matmul', 'attention', 'attention_grad', 'scatter_add']);
 
-/** `memoize: false` inspects every kernel root directly (the memo's tests compare the two). */
-export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPlan {
+/**
+ * `memoize: false` inspects every kernel root directly (the memo's tests compare the two); `cost`: how
+ * the cost rule counts memory traffic (FusionCostModel, default 'per-kernel').
+ */
+export function planFusion(g: Graph, opts: { memoize?: boolean; cost?: FusionCostModel } = {}): FusionPlan {
   const buffers: BufferDecl[] = [];
   const bufOf = new Map<number, number>();
   const inputs = new Map<string, number>();
@@ -154,7 +157,7 @@ export function planFusion(g: Graph, opts: { memoize?: boolean } = {}): FusionPl
       }
     }
     if (expensive) continue;
-    const cheap = shared.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations[v]!, computedBy[v]!.size));
+    const cheap = shared.find((v) => shouldMaterialize(costOf(v), g.typeOf(v).dtype, evaluations[v]!, computedBy[v]!.size, opts.cost));
     if (cheap === undefined) break;
     materialize(cheap, `recomputing it ${evaluations[cheap]!} times in ${computedBy[cheap]!.size} kernels moves more bytes than storing it`);
   }

@@ -118,7 +118,7 @@ describe('shouldMaterialize', () => {
     expect(shouldMaterialize({ flops: 241, loadBytes: 0 }, 'bool', 2, 2)).toBe(true);
   });
 
-  it('agrees with the byte-traffic formula on a grid of cases', () => {
+  it('agrees with the byte-traffic formulas of both models on a grid of cases', () => {
     const bad: string[] = [];
     for (const dtype of ['f32', 'f16', 'bool', 'i32'] as DType[])
       for (const flops of [0, 1, 8, 20, 40, 60, 80, 81, 100, 160, 161, 200, 400, 1000])
@@ -128,10 +128,24 @@ describe('shouldMaterialize', () => {
               if (k > E) continue;
               const each = loadBytes + flops / FLOPS_PER_BYTE;
               const e = deviceBytes(dtype);
-              const want = k >= 2 && each + e + E * e < E * each;
-              if (shouldMaterialize({ flops, loadBytes }, dtype, E, k) !== want) bad.push(`${dtype} flops ${flops} loads ${loadBytes} E ${E} k ${k}`);
+              const perEvaluation = k >= 2 && each + e + E * e < E * each;
+              const perKernel = k >= 2 && each + e + k * e < k * loadBytes + (E * flops) / FLOPS_PER_BYTE;
+              if (shouldMaterialize({ flops, loadBytes }, dtype, E, k, 'per-evaluation') !== perEvaluation) bad.push(`per-evaluation ${dtype} flops ${flops} loads ${loadBytes} E ${E} k ${k}`);
+              if (shouldMaterialize({ flops, loadBytes }, dtype, E, k) !== perKernel) bad.push(`per-kernel ${dtype} flops ${flops} loads ${loadBytes} E ${E} k ${k}`);
+              // One evaluation per kernel: the models agree.
+              if (E === k && perKernel !== perEvaluation) bad.push(`E = k: ${dtype} flops ${flops} loads ${loadBytes} k ${k}`);
             }
     expect(bad).toEqual([]);
+  });
+
+  it('per-kernel (the default): a cheap value read at several neighbouring elements of one kernel is recomputed, not written', () => {
+    // The rotary embedding's input, q/k = f32(bf16 acc) + bias: 6 bytes loaded and one add per element,
+    // evaluated 6 times in 2 kernels (the GEMM epilogue once, the rotation at x, x-pair and x+pair per q and k).
+    const qk = { flops: 1, loadBytes: 6 };
+    expect(shouldMaterialize(qk, 'f32', 6, 2, 'per-evaluation')).toBe(true); // 36.3 > 34.05
+    expect(shouldMaterialize(qk, 'f32', 6, 2)).toBe(false); // 12.3 < 18.05
+    // FLOPs still count per evaluation: an expensive value evaluated in many passes is written.
+    expect(shouldMaterialize({ flops: 400, loadBytes: 4 }, 'f32', 6, 2)).toBe(true);
   });
 
   it('FLOPS_PER_BYTE is 20 (H100: ~67 TFLOP/s f32 over ~3.35 TB/s)', () => expect(FLOPS_PER_BYTE).toBe(20));

@@ -155,16 +155,19 @@ describe('remat lowers the peak by what it stops keeping', () => {
     expect(peak).toBeGreaterThanOrEqual(2 * ACT);
     expect(peak).toBeLessThanOrEqual(3 * ACT);
   });
-  it('without remat every block adds its activations (measured 30 per block); cheap keeps fewer (measured 17.4), blocks 2.5', () => {
+  // (Fusion's per-kernel cost model, compiler/fuse/cost.ts, 2026-12-02, recomputes the cheap values that
+  // consumers read at several neighbouring elements instead of writing them: 'off' keeps 22.1 per block
+  // instead of 30, so cheap's share of it rose from 0.58 to 0.79.)
+  it('without remat every block adds its activations (measured 22.1 per block); cheap keeps fewer (measured 17.4), blocks 2.5', () => {
     const { off, cheap, blocks } = all();
     const o = slope(off, (c) => c.plan.peakBytes), ch = slope(cheap, (c) => c.plan.peakBytes), b = slope(blocks, (c) => c.plan.peakBytes);
     expect(slope(off, (c) => c.remat.keptBytesAfter)).toBe(slope(off, (c) => c.remat.keptBytesBefore));
-    expect(o).toBeGreaterThanOrEqual(25 * ACT);
-    expect(ch).toBeLessThanOrEqual(0.7 * o);
-    expect(b).toBeLessThanOrEqual(o / 10);
-    // And the whole plan: the 4-block step's peak.
+    expect(o).toBeGreaterThanOrEqual(20 * ACT);
+    expect(ch).toBeLessThanOrEqual(0.82 * o);
+    expect(b).toBeLessThanOrEqual(o / 8);
+    // And the whole plan: the 4-block step's peak (measured 0.38 and 0.82 of off's).
     expect(blocks[1]!.plan.peakBytes).toBeLessThan(0.4 * off[1]!.plan.peakBytes);
-    expect(cheap[1]!.plan.peakBytes).toBeLessThan(0.8 * off[1]!.plan.peakBytes);
+    expect(cheap[1]!.plan.peakBytes).toBeLessThan(0.85 * off[1]!.plan.peakBytes);
   });
 });
 
