@@ -14,7 +14,7 @@ import type { CudaDriver } from './driver.ts';
 import { withLibraryDefaults } from './gemmDefault.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { compileCubins, cubinKey, nvrtcFlags, readCubin } from './nvrtcPool.ts';
-import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
+import { type CudaOptions, DEFAULT_ELEMENTWISE_POINTS, defaultPtxCacheDir } from './options.ts';
 
 /** Generated code and the CUBIN of each of its units. */
 export interface BuiltCuda {
@@ -47,7 +47,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
   const cubinDir = join(root, 'cubin');
   const flags = nvrtcFlags(cuda.sm);
   const buildDir = join(root, 'programs');
-  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? 1}`;
+  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS}`;
   if (buildKey) {
     const hit = readEntry<CachedBuild>(buildDir, buildKey, 'build');
     const images = hit?.units.map((u) => readCubin(join(cubinDir, `${u.cubin}.cubin`)));

@@ -23,7 +23,7 @@ import { I, affine, exprKey, linearIndex, mapExpr, walkStmts } from '../../ir/ke
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
-import type { CudaOptions } from './options.ts';
+import { type CudaOptions, DEFAULT_ELEMENTWISE_POINTS } from './options.ts';
 import { FlashAttention } from './flashAttention.ts';
 import { LT_WORKSPACE_BYTES, accStoredAsBf16, align256, gemmWorkspace, ltBias, singleStore, stageOperand } from './gemmLibrary.ts';
 import { type CudaEmitter, genTensorCoreGemm } from './gemmTensorCore.ts';
@@ -291,12 +291,11 @@ function genLoop(g: Gen, k: LoopKernel, fn: string, ids: number[], out: string[]
   const total = k.grid.reduce((a, b) => a * b, 1);
   if (total === 0) return [];
   const gv = k.grid.map((_, i) => `g${i}`);
-  const V = g.options.elementwisePoints ?? 1;
+  const V = g.options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS;
   const lastExtent = k.grid[k.grid.length - 1] ?? 1;
   if (!isRowKernel(k) && V > 1 && k.grid.length > 0 && lastExtent % V === 0 && total >= V * 132 * 2048) {
     // V consecutive points of the last grid axis per thread: one decomposition for all V, the
-    // contiguous aligned loads and stores as vectors (opt-in, CudaOptions.elementwisePoints; measured
-    // against one point per thread by bench/lightningdit.sh).
+    // contiguous aligned loads and stores as vectors (CudaOptions.elementwisePoints).
     const n = total / V;
     out.push(`extern "C" __global__ void ${fn}(${params(ids, g.buffers)}) {`);
     out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`);
@@ -463,6 +462,7 @@ function vectorStore(base: string, idx: string, d: DType, V: number, name: strin
  */
 function vectorPlan(buffers: readonly BufferDecl[], body: readonly Stmt[], last: string, V: number):
   { loads: Map<string, { buf: number; index: Expr }>; stores: Stmt[] } | undefined {
+  if (V !== 2 && V !== 4 && V !== 8) return undefined; // vectors of 2, 4 or 8 lanes (vectorLoad)
   const mem = (id: number) => { const b = buffers[id]!; return b.inPlaceOf !== undefined ? `b${b.inPlaceOf}` : b.kind === 'temp' && b.offset !== undefined ? `arena${b.offset}` : `b${id}`; };
   const fits = (buf: number, index: Expr) => {
     const d = buffers[buf]!.dtype;
@@ -821,7 +821,7 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
   const ids = [...new Set([...acc.reads, ...acc.writes])];
   out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
-  const V = g.options.elementwisePoints ?? 1;
+  const V = g.options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS;
   const cBase = cType === 'bf16' ? `((const u16*)scr${-cId})` : `scr${-cId}`;
   if (V > 1 && k.n % V === 0 && total >= V * 132 * 2048) {
     // V consecutive outputs along j per thread, C and the epilogue's operands read as vectors (genPoints).

@@ -54,8 +54,8 @@ export function chooseRowMapping(k: LoopKernel, processors: number): RowMapping 
 }
 
 /**
- * Loads strided along the reduced axis and contiguous along the last grid axis, none contiguous along
- * the reduced axis. Strides are measured on the index expressions at sample points (so indices with
+ * Loads strided along the reduced axis and contiguous along the last grid axis (at the sample points
+ * where the index is not clamped: the parts of a concatenation), none contiguous along the reduced axis. Strides are measured on the index expressions at sample points (so indices with
  * div/mod, e.g. the [3, B, H, S, D] layout of q/k/v gradients, count too): the start of the grid and
  * the reduced axis, and their middles (the last grid axis' middle aligned to COLUMN_POINTS, where a
  * block of points starts).
@@ -75,7 +75,9 @@ function isColumnCandidate(k: LoopKernel): boolean {
       const across = samples.map((env) => strideAt(e.index, last, env));
       if (along.some((d) => d === undefined)) return;
       if (along.some((d) => d === 1 || d === -1)) contiguous++;
-      else if (along.some((d) => d !== 0) && across.every((d) => d === 1)) column++;
+      // Contiguous across the grid where the load is live; a concatenation's clamped index
+      // (max(g - n, 0), min(g, n - 1): the other part's points) is constant (stride 0) elsewhere.
+      else if (along.some((d) => d !== 0) && across.some((d) => d === 1) && across.every((d) => d === 1 || d === 0)) column++;
     };
     walkStmts(s.body, visit);
     if (s.k === 'reduce') walkExpr(s.value, visit);

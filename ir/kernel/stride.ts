@@ -21,6 +21,9 @@ export function evalIndex(e: Expr, value: (name: string) => number): number | un
         case 'mul': return a * b;
         case 'div': return b === 0 ? undefined : Math.trunc(a / b);
         case 'mod': return b === 0 ? undefined : a % b;
+        // The clamps of a concatenation's parts (max(i − n, 0), min(i, n − 1)).
+        case 'max': return Math.max(a, b);
+        case 'min': return Math.min(a, b);
         default: return undefined;
       }
     }

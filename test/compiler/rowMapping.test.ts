@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { compile } from '../../compiler/compile.ts';
 import { chooseRowMapping, splittable } from '../../compiler/schedule/rowMapping.ts';
 import { SM90 } from '../../compiler/schedule/tiling.ts';
+import { concat } from '../../compiler/dsl/functional.ts';
 import { trace } from '../../compiler/dsl/trace.ts';
 import { I, konst, load } from '../../ir/kernel/expr.ts';
 import { printKernel } from '../../ir/kernel/print.ts';
@@ -51,6 +52,18 @@ describe('row kernel mapping', () => {
     const bias = compile(trace('bias', (t) => ({ db: t.input('dy', [32768, 768], 'f32').sum(0) }))).program.kernels[0] as LoopKernel;
     expect(bias.rows).toEqual(column(22));
     expect(printKernel(bias)).toContain('rows column points=32 lanes=8 split=22');
+  });
+
+  it('a bias gradient over a concatenation (the two halves of a gated MLP: clamped indices) is a split column kernel too', () => {
+    // The sum over 32768 rows of concat([a·b, c], 1): the parts' loads are max(j − 2048, 0) and min(j, 2047),
+    // contiguous along j where they are live and constant where clamped.
+    const g = trace('catbias', (t) => {
+      const a = t.input('a', [32768, 2048], 'f32'), c = t.input('c', [32768, 2048], 'f32');
+      return { db: concat([a.mul(a.sigmoid()), c], 1).sum(0) };
+    });
+    const k = compile(g).program.kernels.find((x): x is LoopKernel => x.kind === 'loop' && x.grid.join('x') === '4096')!;
+    expect(printKernel(k)).toContain('max(');
+    expect(k.rows).toEqual(column(5)); // 128 column blocks: ⌈528/128⌉ = 5 chunks
   });
 
   it('kernels that cannot be split (argmax; a reduction using another one) stay one pass, or one block per point on small grids', () => {
