@@ -1,6 +1,6 @@
 /**
  * @file Per-image cost of sharp on the machine it runs on (issue 12, epoch-1 decode): plain Node, no tsx.
- * `node bench/dataTime.probe.mjs images DIR N SIDE` writes N random SIDE×SIDE JPEGs in DIR (flat);
+ * `node bench/dataTime.probe.mjs images DIR N SIDE` writes N random SIDE×SIDE JPEGs in DIR/c0 (one class: an image folder);
  * `node bench/dataTime.probe.mjs seq DIR N` times N pipelines one after another (wall and CPU µs per image)
  * for a no-op raw pipeline, metadata(), decode only, and the loader's pipeline (resize 28 cover linear, greyscale);
  * `node bench/dataTime.probe.mjs par DIR N P [FIRST]` runs the loader's pipeline on N images, P at a time,
@@ -14,16 +14,16 @@ sharp.concurrency(1);
 sharp.cache(false);
 const [cmd, dir, a, b, c] = process.argv.slice(2);
 const pipeline = (f) => sharp(f, { failOn: 'error' }).resize(28, 28, { fit: 'cover', position: 'centre', kernel: 'linear' }).greyscale().raw().toBuffer({ resolveWithObject: true });
-const list = () => readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort().map((f) => join(dir, f));
+const list = () => readdirSync(join(dir, 'c0')).filter((f) => f.endsWith('.jpg')).sort().map((f) => join(dir, 'c0', f));
 if (cmd === 'images') {
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(join(dir, 'c0'), { recursive: true });
   const n = Number(a), side = Number(b);
   let s = 12345;
   const jobs = [];
   for (let i = 0; i < n; i++) {
     const px = Buffer.alloc(side * side * 3);
     for (let j = 0; j < px.length; j++) px[j] = (s = (s * 1103515245 + 12345) >>> 0) >>> 24;
-    jobs.push(sharp(px, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(dir, `${String(i).padStart(5, '0')}.jpg`)));
+    jobs.push(sharp(px, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(dir, 'c0', `${String(i).padStart(5, '0')}.jpg`)));
   }
   await Promise.all(jobs);
 } else if (cmd === 'seq') {

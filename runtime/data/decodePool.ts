@@ -19,6 +19,7 @@
  * `UV_THREADPOOL_SIZE` set to the core count (it is read when the pool first starts, before any user
  * code runs, so it cannot be raised from inside the process).
  */
+import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -79,6 +80,7 @@ function makeDecoder(sharp, spec) {
   };
 }`;
 
+/** A worker thread: messages { id, items } in, { id, data, failed } out (data transferred, not copied). */
 const WORKER_JS = String.raw`
 const { parentPort, workerData } = require('node:worker_threads');
 ${DECODER_JS}
@@ -88,6 +90,31 @@ parentPort.on('message', async (m) => {
   const data = new Float32Array(m.items.length * per);
   const failed = await decodeInto(m.items, data);
   parentPort.postMessage({ id: m.id, data, failed }, [data.buffer]);
+});`;
+
+/** A worker process (node -e, argv[1] = JSON { sharp, spec, inFlight }): the same messages over the IPC
+ * channel (advanced serialization: the Float32Array arrives as one). It exits when the channel closes
+ * (the parent ended or closed the pool). */
+const PROCESS_JS = String.raw`
+const cfg = JSON.parse(process.argv[1]);
+${DECODER_JS}
+const sharp = require(cfg.sharp);
+sharp.concurrency(1);
+sharp.cache(false);
+const spec = cfg.spec, per = spec.channels * spec.size * spec.size;
+const decodeInto = makeDecoder(sharp, spec);
+process.on('disconnect', () => process.exit(0));
+process.on('message', async (m) => {
+  const data = new Float32Array(m.items.length * per);
+  const failed = [];
+  // at most cfg.inFlight images inside libvips at once (lanes that each take the next image)
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(cfg.inFlight, m.items.length) }, async () => {
+    for (let k; (k = next++) < m.items.length; )
+      for (const f of await decodeInto([m.items[k]], data.subarray(k * per, (k + 1) * per))) failed.push({ k, message: f.message });
+  }));
+  failed.sort((a, b) => a.k - b.k);
+  process.send({ id: m.id, data, failed });
 });`;
 
 type DecodeInto = (items: readonly DecodeItem[], out: Float32Array) => Promise<Array<{ k: number; message: string }>>;
@@ -104,29 +131,53 @@ export function inThreadDecoder(spec: DecodeSpec): (items: readonly DecodeItem[]
 }
 
 /**
- * libvips settings for decoding many small images: `threads` vips threads per image (default 1: the
- * parallelism is across images) and no operation cache (every file is read once per epoch). Both are
- * process-wide. (Measured on the H200 machine: its library default is already 1, and 16 threads per
- * image decode at the same ~10 ms per 64 px JPEG per libuv thread; the cause of that cost is open.)
+ * libvips settings for decoding many small images on the calling process: `threads` vips threads per
+ * image (default 1: the parallelism is across images) and no operation cache (every file is read once
+ * per epoch). Both are process-wide (worker processes set the same for themselves).
  */
 export function configureVipsForDecoding(threads = 1): void {
   sharp.concurrency(threads);
   sharp.cache(false);
 }
 
-/** The default worker count: one per core, at most 16. */
+/** The default worker count: one per core, at most 32. */
 export function defaultDecodeWorkers(): number {
-  return Math.max(1, Math.min(16, availableParallelism()));
+  return Math.max(1, Math.min(32, availableParallelism()));
 }
 
+/** Where a pool's decoders run. `process` (the default): one Node process each, with its own libvips and
+ * libuv pool, so N workers decode N images at once with no lock shared between them; `thread`: worker
+ * threads of this process (they share libuv's pool: at most UV_THREADPOOL_SIZE images at once). */
+export type DecodeWorkerKind = 'process' | 'thread';
+
+export interface DecodePoolOptions {
+  /** Workers (default: one per core, at most 32). */
+  readonly workers?: number;
+  readonly kind?: DecodeWorkerKind;
+  /** Images a worker process keeps inside libvips at once (default 1); threads: libuv's limit. */
+  readonly inFlight?: number;
+}
+
+type Reply = { id: number; data: Float32Array; failed: DecodeResult['failed'] };
+
 interface Task {
-  resolve(r: { data: Float32Array; failed: DecodeResult['failed'] }): void;
+  resolve(r: Reply): void;
   reject(e: Error): void;
 }
 
+/** One worker, thread or process, behind the same four calls. */
 interface PoolWorker {
-  readonly worker: Worker;
   readonly tasks: Map<number, Task>;
+  send(m: { id: number; items: Array<{ file: string }> }): void;
+  ref(): void;
+  unref(): void;
+  stop(): Promise<void>;
+}
+
+/** Decoded images in flight, per pool and at most so far (what the concurrency test reads). */
+export interface DecodeCounters {
+  inFlight: number;
+  maxInFlight: number;
 }
 
 export class DecodePool {
@@ -135,41 +186,79 @@ export class DecodePool {
   private nextId = 0;
   private broken: Error | undefined;
   private closed = false;
+  readonly size: number;
+  readonly kind: DecodeWorkerKind;
+  /** Images posted and not yet answered (messages in flight count their images). */
+  readonly counters: DecodeCounters = { inFlight: 0, maxInFlight: 0 };
 
-  constructor(readonly spec: DecodeSpec, readonly size: number = defaultDecodeWorkers()) {
+  constructor(readonly spec: DecodeSpec, options: DecodePoolOptions | number = {}) {
+    const o = typeof options === 'number' ? { workers: options } : options;
+    const size = o.workers ?? defaultDecodeWorkers();
     if (!Number.isInteger(size) || size < 1) throw new Error(`a decode pool needs at least 1 worker, got ${size}`);
+    const inFlight = o.inFlight ?? 1;
+    if (!Number.isInteger(inFlight) || inFlight < 1) throw new Error(`a decode worker needs at least 1 image in flight, got ${inFlight}`);
+    this.size = size;
+    this.kind = o.kind ?? 'process';
     this.per = spec.channels * spec.size * spec.size;
     const sharpPath = createRequire(import.meta.url).resolve('sharp');
     const plainSpec = { size: spec.size, channels: spec.channels, mean: [...spec.mean], std: [...spec.std] };
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_JS, { eval: true, workerData: { sharp: sharpPath, spec: plainSpec } });
-      worker.unref();
-      const pw: PoolWorker = { worker, tasks: new Map() };
-      worker.on('message', (m: { id: number; data: Float32Array; failed: DecodeResult['failed'] }) => {
-        const t = pw.tasks.get(m.id);
+      const tasks = new Map<number, Task>();
+      const onMessage = (m: Reply) => {
+        const t = tasks.get(m.id);
         if (!t) return;
-        pw.tasks.delete(m.id);
-        if (!pw.tasks.size) worker.unref();
+        tasks.delete(m.id);
+        if (!tasks.size) pw.unref();
         t.resolve(m);
-      });
+      };
       const fail = (e: Error) => {
         this.broken ??= e;
-        for (const t of pw.tasks.values()) t.reject(e);
-        pw.tasks.clear();
+        for (const t of tasks.values()) t.reject(e);
+        tasks.clear();
       };
-      worker.on('error', (e) => fail(new Error(`image decode worker failed: ${e.message}`)));
-      worker.on('exit', (code) => { if (!this.closed) fail(new Error(`image decode worker exited (code ${code})`)); });
+      let pw: PoolWorker;
+      if (this.kind === 'thread') {
+        const worker = new Worker(WORKER_JS, { eval: true, workerData: { sharp: sharpPath, spec: plainSpec } });
+        worker.on('message', onMessage);
+        worker.on('error', (e) => fail(new Error(`image decode worker failed: ${e.message}`)));
+        worker.on('exit', (code) => { if (!this.closed) fail(new Error(`image decode worker exited (code ${code})`)); });
+        pw = { tasks, send: (m) => worker.postMessage(m), ref: () => worker.ref(), unref: () => worker.unref(), stop: async () => { await worker.terminate(); } };
+      } else {
+        // NODE_OPTIONS could load a TypeScript loader (tsx) into every worker: the worker is plain JS
+        const env = { ...process.env, NODE_OPTIONS: '', UV_THREADPOOL_SIZE: String(Math.max(1, inFlight)) };
+        const child = spawn(process.execPath, ['-e', PROCESS_JS, JSON.stringify({ sharp: sharpPath, spec: plainSpec, inFlight })], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'advanced', env });
+        const exited = new Promise<void>((r) => child.once('exit', () => r()));
+        child.on('message', (m) => onMessage(m as Reply));
+        child.on('error', (e) => fail(new Error(`image decode worker process failed: ${e.message}`)));
+        child.on('exit', (code, signal) => { if (!this.closed) fail(new Error(`image decode worker process exited (${signal ?? `code ${code}`})`)); });
+        pw = {
+          tasks,
+          send: (m) => child.send(m),
+          ref: () => { child.ref(); child.channel?.ref(); },
+          unref: () => { child.unref(); child.channel?.unref(); },
+          stop: async () => {
+            if (child.exitCode !== null || child.signalCode !== null) return;
+            child.ref(); // an unref'd child would not keep the loop alive until its exit event
+            child.kill();
+            await exited;
+          },
+        };
+      }
+      pw.unref(); // idle workers never keep the process alive
       this.workers.push(pw);
     }
   }
 
-  private post(pw: PoolWorker, items: readonly DecodeItem[]): Promise<{ data: Float32Array; failed: DecodeResult['failed'] }> {
+  private post(pw: PoolWorker, items: readonly DecodeItem[]): Promise<Reply> {
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    const c = this.counters;
+    c.inFlight += items.length;
+    c.maxInFlight = Math.max(c.maxInFlight, c.inFlight);
+    return new Promise<Reply>((resolve, reject) => {
       pw.tasks.set(id, { resolve, reject });
-      pw.worker.ref(); // keep the process alive while work is in flight
-      pw.worker.postMessage({ id, items: items.map((it) => ({ file: it.file })) });
-    });
+      pw.ref(); // keep the process alive while work is in flight
+      pw.send({ id, items: items.map((it) => ({ file: it.file })) });
+    }).finally(() => { c.inFlight -= items.length; });
   }
 
   /** Decode images: each goes to worker `key mod size`; the result is in the items' order. */
@@ -190,7 +279,7 @@ export class DecodePool {
     return { data, failed };
   }
 
-  /** Terminate the workers (work still in flight is rejected). Safe to call twice. */
+  /** Stop the workers (work still in flight is rejected). Safe to call twice. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -199,6 +288,6 @@ export class DecodePool {
       for (const t of pw.tasks.values()) t.reject(err);
       pw.tasks.clear();
     }
-    await Promise.all(this.workers.map((pw) => pw.worker.terminate()));
+    await Promise.all(this.workers.map((pw) => pw.stop()));
   }
 }

@@ -18,7 +18,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { mulberry32 } from '../prng.ts';
-import { type DecodeItem, type DecodeResult, type DecodeSpec, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, type DecodeWorkerKind, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
@@ -46,6 +46,9 @@ export interface ImageFolderOptions {
   cacheBytes?: number;
   /** libvips threads per image (process-wide; default 1, see configureVipsForDecoding). */
   vipsThreads?: number;
+  /** Worker processes (default) or threads (decodePool.ts), and images each process decodes at once. */
+  workerKind?: DecodeWorkerKind;
+  inFlight?: number;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -102,7 +105,7 @@ export class ImageFolderSource implements BatchSource {
     const workers = this.o.workers ?? defaultDecodeWorkers();
     configureVipsForDecoding(this.o.vipsThreads ?? 1);
     if (workers > 0) {
-      const pool = new DecodePool(spec, workers);
+      const pool = new DecodePool(spec, { workers, kind: this.o.workerKind, inFlight: this.o.inFlight });
       this.pool = pool;
       this.decodeChunk = (items) => pool.decode(items);
     } else this.decodeChunk = inThreadDecoder(spec);
