@@ -93,7 +93,8 @@ parentPort.on('message', async (m) => {
 });`;
 
 /** A worker process (node -e, argv[1] = JSON { sharp, spec, inFlight }): the same messages over the IPC
- * channel (advanced serialization: the Float32Array arrives as one). It exits when the channel closes
+ * channel (advanced serialization: the Float32Array arrives as one), plus each image's decode span
+ * (start, end in ms since the epoch: comparable across processes). It exits when the channel closes
  * (the parent ended or closed the pool). */
 const PROCESS_JS = String.raw`
 const cfg = JSON.parse(process.argv[1]);
@@ -106,15 +107,18 @@ const decodeInto = makeDecoder(sharp, spec);
 process.on('disconnect', () => process.exit(0));
 process.on('message', async (m) => {
   const data = new Float32Array(m.items.length * per);
-  const failed = [];
+  const failed = [], spans = [];
   // at most cfg.inFlight images inside libvips at once (lanes that each take the next image)
   let next = 0;
   await Promise.all(Array.from({ length: Math.min(cfg.inFlight, m.items.length) }, async () => {
-    for (let k; (k = next++) < m.items.length; )
+    for (let k; (k = next++) < m.items.length; ) {
+      const t0 = performance.timeOrigin + performance.now();
       for (const f of await decodeInto([m.items[k]], data.subarray(k * per, (k + 1) * per))) failed.push({ k, message: f.message });
+      spans.push(t0, performance.timeOrigin + performance.now());
+    }
   }));
   failed.sort((a, b) => a.k - b.k);
-  process.send({ id: m.id, data, failed });
+  process.send({ id: m.id, data, failed, spans });
 });`;
 
 type DecodeInto = (items: readonly DecodeItem[], out: Float32Array) => Promise<Array<{ k: number; message: string }>>;
@@ -158,7 +162,7 @@ export interface DecodePoolOptions {
   readonly inFlight?: number;
 }
 
-type Reply = { id: number; data: Float32Array; failed: DecodeResult['failed'] };
+type Reply = { id: number; data: Float32Array; failed: DecodeResult['failed']; spans?: number[] };
 
 interface Task {
   resolve(r: Reply): void;
@@ -174,10 +178,15 @@ interface PoolWorker {
   stop(): Promise<void>;
 }
 
-/** Decoded images in flight, per pool and at most so far (what the concurrency test reads). */
-export interface DecodeCounters {
-  inFlight: number;
-  maxInFlight: number;
+/** Start and end (ms since the epoch) of one image's decode in a worker process. */
+export type DecodeSpan = readonly [start: number, end: number];
+
+/** The most spans open at one instant: how many images were being decoded at once. */
+export function maxOverlap(spans: readonly DecodeSpan[]): number {
+  const ev = spans.flatMap(([a, b]) => [[a, 1], [b, -1]] as const).sort((u, v) => u[0] - v[0] || u[1] - v[1]);
+  let open = 0, most = 0;
+  for (const [, d] of ev) most = Math.max(most, (open += d));
+  return most;
 }
 
 export class DecodePool {
@@ -188,8 +197,9 @@ export class DecodePool {
   private closed = false;
   readonly size: number;
   readonly kind: DecodeWorkerKind;
-  /** Images posted and not yet answered (messages in flight count their images). */
-  readonly counters: DecodeCounters = { inFlight: 0, maxInFlight: 0 };
+  /** Decode spans of the worker processes, kept while `traceSpans` is set (the concurrency test). */
+  traceSpans = false;
+  readonly spans: DecodeSpan[] = [];
 
   constructor(readonly spec: DecodeSpec, options: DecodePoolOptions | number = {}) {
     const o = typeof options === 'number' ? { workers: options } : options;
@@ -209,6 +219,7 @@ export class DecodePool {
         if (!t) return;
         tasks.delete(m.id);
         if (!tasks.size) pw.unref();
+        if (this.traceSpans && m.spans) for (let j = 0; j < m.spans.length; j += 2) this.spans.push([m.spans[j]!, m.spans[j + 1]!]);
         t.resolve(m);
       };
       const fail = (e: Error) => {
@@ -251,14 +262,11 @@ export class DecodePool {
 
   private post(pw: PoolWorker, items: readonly DecodeItem[]): Promise<Reply> {
     const id = this.nextId++;
-    const c = this.counters;
-    c.inFlight += items.length;
-    c.maxInFlight = Math.max(c.maxInFlight, c.inFlight);
     return new Promise<Reply>((resolve, reject) => {
       pw.tasks.set(id, { resolve, reject });
       pw.ref(); // keep the process alive while work is in flight
       pw.send({ id, items: items.map((it) => ({ file: it.file })) });
-    }).finally(() => { c.inFlight -= items.length; });
+    });
   }
 
   /** Decode images: each goes to worker `key mod size`; the result is in the items' order. */
