@@ -3,15 +3,16 @@
  * sizes, greyscale and RGBA PNGs, a corrupt file and a truncated one): the batches are the same bytes
  * whatever the worker count (0 = the calling thread), cached or decoded again, through the prefetcher; unreadable images are
  * reported by path in skip mode and fail the load in fail mode; a process that never closes its source
- * still exits (idle workers are unref'd), and a closed pool rejects work.
+ * still exits (idle workers are unref'd), and a closed pool rejects work. Worker processes decode at the
+ * same time (their decode spans overlap), each keeping `inFlight` images inside libvips.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DecodePool } from '../../runtime/data/decodePool.ts';
+import { DecodePool, maxOverlap } from '../../runtime/data/decodePool.ts';
 import { ImageFolderSource, type ImageFolderOptions } from '../../runtime/data/imageFolder.ts';
 import { Prefetcher } from '../../runtime/data/prefetch.ts';
 
@@ -117,6 +118,32 @@ describe('image decoding in worker threads', () => {
     expect(r.failed.map((f) => f.k).sort()).toEqual([1, 2]);
     expect(r.data.length).toBe(3 * 3 * 8 * 8);
     await pool.close();
+  });
+
+  it('worker processes decode at the same time; a process keeps inFlight images in libvips at once', async () => {
+    const spec = { size: 12, channels: 3 as const, mean: [0, 0, 0], std: [1, 1, 1] };
+    const files = ['a', 'b', 'c'].flatMap((c) => readdirSync(join(root, c)).filter((f) => !/corrupt|truncated/.test(f)).map((f) => join(root, c, f)));
+    const items = (n: number) => Array.from({ length: n }, (_, key) => ({ file: files[key % files.length]!, key }));
+    const spansOf = async (pool: DecodePool, n: number) => {
+      await pool.decode(items(pool.size)); // start every worker (process start-up is not part of the spans)
+      pool.traceSpans = true;
+      await pool.decode(items(n));
+      await pool.close();
+      expect(pool.spans).toHaveLength(n);
+      return pool.spans;
+    };
+    // One process, one image at a time: spans never overlap (exact); two lanes: both open at once (exact:
+    // the two lanes start in the same turn of the worker's event loop).
+    expect(maxOverlap(await spansOf(new DecodePool(spec, { workers: 1 }), 12))).toBe(1);
+    expect(maxOverlap(await spansOf(new DecodePool(spec, { workers: 1, inFlight: 2 }), 12))).toBe(2);
+    // Three processes, 32 images each (each process busy ~30-100 ms on this machine), all posted at once.
+    // At least two must be decoding at one instant (usually all three): with 2 cores shared by other
+    // jobs, failing this needs one process to finish all its images before another starts (a scheduling
+    // delay longer than a whole worker's share); a pool that posts to its workers one after another
+    // gives 1.
+    const three = await spansOf(new DecodePool(spec, { workers: 3 }), 96);
+
+    expect(maxOverlap(three)).toBeGreaterThanOrEqual(2);
   });
 
   it('a process that loads batches and never closes its source exits by itself (no hanging workers)', () => {
