@@ -25,6 +25,9 @@ import { type BatchSource, type Normalization, type SourceBatch, channelStats, h
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp']);
 
+/** Prepared batches the prefetcher may hold (prefetchDepth: this many bytes of batches, 4 to 64). */
+export const PREFETCH_BYTES = 256 << 20;
+
 /** Decoded crops kept in memory by default. */
 export const DEFAULT_CACHE_BYTES = 1 << 30;
 
@@ -58,6 +61,8 @@ export class ImageFolderSource implements BatchSource {
   readonly batchesPerEpoch: number;
   readonly batchSize: number;
   readonly imageShape: readonly [number, number, number];
+  /** Deep enough that decoding runs ahead while the step compiles and through epoch 1 (PREFETCH_BYTES). */
+  readonly prefetchDepth: number;
   /** Paths found unreadable so far (skip mode). */
   readonly bad = new Set<number>();
   private readonly stats: { mean: Float32Array; std: Float32Array };
@@ -88,6 +93,7 @@ export class ImageFolderSource implements BatchSource {
     if (this.batchesPerEpoch < 1) throw new DatasetError(`${this.files.length} images make no batch of ${o.batchSize}`, o.root);
     const c = o.channels ?? 3;
     this.imageShape = [c, o.size, o.size];
+    this.prefetchDepth = Math.max(4, Math.min(64, Math.floor(PREFETCH_BYTES / (o.batchSize * c * o.size * o.size * 4))));
     this.stats = channelStats(o.normalize, c);
   }
 
