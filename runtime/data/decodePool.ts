@@ -1,23 +1,24 @@
 /**
- * @file Image decoding off the main thread: a pool of worker threads, each with sharp loaded, that
- * turn image files into normalized f32 [C, S, S] arrays (decode, resize so the shorter side is S,
- * center crop, 1 or 3 channels, (v/255 − mean[c]) / std[c]; flips and the cache of decoded crops are
- * the caller's, imageFolder.ts). The main thread
- * only posts file names and copies results into its batch, so decoding goes on while the main thread
- * is busy (or blocked in a device synchronization) with the training step.
+ * @file Image decoding off the main thread: a pool of workers, each with sharp loaded, that turn image
+ * files into normalized f32 [C, S, S] arrays (decode, resize so the shorter side is S, center crop, 1 or
+ * 3 channels, (v/255 − mean[c]) / std[c]; flips and the cache of decoded crops are the caller's,
+ * imageFolder.ts). The main thread only posts file names and copies results into its batch, so decoding
+ * goes on while the main thread is busy (or blocked in a device synchronization) with the training step.
+ *
+ * Workers are processes by default (`node -e`, IPC with advanced serialization), not threads: what an
+ * image costs is libvips' per-operation overhead (GObject construction, locks, allocation: ~1–3 ms of
+ * CPU for a 64 px JPEG however small, measured in bench/RESULTS.md), and sharp runs it on libuv's thread
+ * pool, which is one per process (UV_THREADPOOL_SIZE, default 4, fixed before user code runs): worker
+ * threads all queue on those 4 threads and contend for libvips' process-wide locks. A worker process has
+ * its own libvips and libuv pool, so N processes decode N images at once (each keeps `inFlight` images,
+ * default 1, inside libvips). `kind: 'thread'` keeps the worker-thread pool.
  *
  * The same decoder (`DECODER_JS`, JavaScript source) runs in the workers and, for `inThreadDecoder`,
  * on the calling thread, so a value never depends on where it was decoded. A call's images are handed
  * out by key (image i to worker i mod N), one message per worker; a result carries the images that
  * could not be read (by index, with sharp's message) instead of failing the call. Idle workers are
- * unref'd (they never keep the process alive); `close()` terminates them.
- *
- * sharp's native work runs on libuv's thread pool, which is one per process (shared by all workers):
- * at most `UV_THREADPOOL_SIZE` (default 4) images are inside libvips at once, whatever the number of
- * workers. The workers take the JavaScript side (sharp's pipeline set-up, the result callback, the
- * normalization loop) off the main thread; to decode on more cores, start the process with
- * `UV_THREADPOOL_SIZE` set to the core count (it is read when the pool first starts, before any user
- * code runs, so it cannot be raised from inside the process).
+ * unref'd (they never keep the process alive; a worker process exits when its parent does);
+ * `close()` stops them.
  */
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
