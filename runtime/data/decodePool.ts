@@ -87,11 +87,13 @@ const { parentPort, workerData } = require('node:worker_threads');
 ${DECODER_JS}
 const spec = workerData.spec, per = spec.channels * spec.size * spec.size;
 const decodeInto = makeDecoder(require(workerData.sharp), spec);
-parentPort.on('message', async (m) => {
+// one message at a time, in order: the prefetcher's first batch is not slowed by the ones behind it
+let queue = Promise.resolve();
+parentPort.on('message', (m) => { queue = queue.then(async () => {
   const data = new Float32Array(m.items.length * per);
   const failed = await decodeInto(m.items, data);
   parentPort.postMessage({ id: m.id, data, failed }, [data.buffer]);
-});`;
+}); });`;
 
 /** A worker process (node -e, argv[1] = JSON { sharp, spec, inFlight }): the same messages over the IPC
  * channel (advanced serialization: the Float32Array arrives as one), plus each image's decode span
@@ -106,7 +108,9 @@ sharp.cache(false);
 const spec = cfg.spec, per = spec.channels * spec.size * spec.size;
 const decodeInto = makeDecoder(sharp, spec);
 process.on('disconnect', () => process.exit(0));
-process.on('message', async (m) => {
+// one message at a time, in order: the prefetcher's first batch is not slowed by the ones behind it
+let queue = Promise.resolve();
+process.on('message', (m) => { queue = queue.then(async () => {
   const data = new Float32Array(m.items.length * per);
   const failed = [], spans = [];
   // at most cfg.inFlight images inside libvips at once (lanes that each take the next image)
@@ -120,7 +124,7 @@ process.on('message', async (m) => {
   }));
   failed.sort((a, b) => a.k - b.k);
   process.send({ id: m.id, data, failed, spans });
-});`;
+}); });`;
 
 type DecodeInto = (items: readonly DecodeItem[], out: Float32Array) => Promise<Array<{ k: number; message: string }>>;
 

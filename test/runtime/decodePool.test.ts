@@ -120,7 +120,7 @@ describe('image decoding in worker threads', () => {
     await pool.close();
   });
 
-  it('worker processes decode at the same time; a process keeps inFlight images in libvips at once', async () => {
+  it('worker processes decode at the same time; a process keeps inFlight images in libvips at once, its messages in order', async () => {
     const spec = { size: 12, channels: 3 as const, mean: [0, 0, 0], std: [1, 1, 1] };
     const files = ['a', 'b', 'c'].flatMap((c) => readdirSync(join(root, c)).filter((f) => !/corrupt|truncated/.test(f)).map((f) => join(root, c, f)));
     const items = (n: number) => Array.from({ length: n }, (_, key) => ({ file: files[key % files.length]!, key }));
@@ -136,6 +136,15 @@ describe('image decoding in worker threads', () => {
     // the two lanes start in the same turn of the worker's event loop).
     expect(maxOverlap(await spansOf(new DecodePool(spec, { workers: 1 }), 12))).toBe(1);
     expect(maxOverlap(await spansOf(new DecodePool(spec, { workers: 1, inFlight: 2 }), 12))).toBe(2);
+    // A worker takes its messages in order: the prefetcher's next batch is not slowed by those behind it
+    // (exact: every image of the first call ends before any of the second starts).
+    const fifo = new DecodePool(spec, { workers: 1 });
+    await fifo.decode(items(1));
+    fifo.traceSpans = true;
+    await Promise.all([fifo.decode(items(8)), fifo.decode(items(8))]);
+    await fifo.close();
+    const [first, second] = [fifo.spans.slice(0, 8), fifo.spans.slice(8)];
+    expect(Math.max(...first.map((sp) => sp[1]))).toBeLessThanOrEqual(Math.min(...second.map((sp) => sp[0])));
     // Three processes, 32 images each (each process busy ~30-100 ms on this machine), all posted at once.
     // At least two must be decoding at one instant (usually all three): with 2 cores shared by other
     // jobs, failing this needs one process to finish all its images before another starts (a scheduling
