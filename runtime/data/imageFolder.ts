@@ -71,6 +71,12 @@ export class ImageFolderSource implements BatchSource {
   private readonly cache = new Map<number, Float32Array>();
   private cachedBytes = 0;
   private decodeChunk: ((items: readonly DecodeItem[]) => Promise<DecodeResult>) | undefined;
+  /** Decodes in flight by image index (so two batches never decode one image twice). */
+  private readonly pending = new Map<number, Promise<Float32Array | string>>();
+  /** Images handed to the decoder so far (each readable or unreadable file once while it fits the cache). */
+  decodedImages = 0;
+  /** Misses asked for in this turn, decoded together by flush(). */
+  private queued: Array<{ i: number; resolve(v: Float32Array | string): void; reject(e: unknown): void }> = [];
 
   constructor(private readonly o: ImageFolderOptions) {
     let entries: string[];
@@ -123,12 +129,53 @@ export class ImageFolderSource implements BatchSource {
     return !!this.o.flip && (hashInts(this.o.seed, epoch, i) & 1) === 1;
   }
 
+  /** Image i's decoded crop, or the message of why it is unreadable: from the cache, from a decode in
+   * flight, or from a new decode (the misses asked for in one turn of the event loop go in one call). */
+  private cropOf(i: number): Promise<Float32Array | string> {
+    const hit = this.cache.get(i);
+    if (hit) return Promise.resolve(hit);
+    let p = this.pending.get(i);
+    if (!p) {
+      p = new Promise((resolve, reject) => {
+        if (!this.queued.length) queueMicrotask(() => this.flush());
+        this.queued.push({ i, resolve, reject });
+      });
+      this.pending.set(i, p);
+    }
+    return p;
+  }
+
+  private flush(): void {
+    const q = this.queued, per = this.imageShape[0] * this.imageShape[1] * this.imageShape[2];
+    this.queued = [];
+    this.decodedImages += q.length;
+    this.decoder()(q.map(({ i }) => ({ file: this.files[i]!, key: i }))).then((r) => {
+      const bad = new Map(r.failed.map((f) => [f.k, f.message]));
+      q.forEach(({ i, resolve }, j) => {
+        this.pending.delete(i);
+        const message = bad.get(j);
+        if (message !== undefined) return resolve(message);
+        let crop = r.data.subarray(j * per, (j + 1) * per);
+        if (this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
+          crop = crop.slice();
+          this.cache.set(i, crop);
+          this.cachedBytes += crop.byteLength;
+        }
+        resolve(crop);
+      });
+    }, (e: unknown) => {
+      for (const { i, reject } of q) {
+        this.pending.delete(i);
+        reject(e);
+      }
+    });
+  }
+
   async load(epoch: number, batch: number): Promise<SourceBatch> {
     const order = this.order(epoch);
     const B = this.batchSize, [C, S] = this.imageShape, per = C * S * S;
     const x = new Float32Array(B * per);
     const y = new Int32Array(B);
-    const decode = this.decoder();
     // Slot b takes the first readable image of a fixed sequence: order[batch·B + b + k], k = 0, 1, ...
     // (the images after it in the epoch's order; it may repeat an image). Readability is a property of
     // the file, so a batch never depends on which worker or decode finishes first.
@@ -157,18 +204,15 @@ export class ImageFolderSource implements BatchSource {
         else picks.push({ b, i });
       }
       if (!picks.length) break;
-      const r = await decode(picks.map(({ i }) => ({ file: this.files[i]!, key: i })));
-      const bad = new Set(r.failed.map((f) => f.k));
+      // Misses are decoded once even when batches in flight share an image (a prefetch deeper than an
+      // epoch asks for epoch 2 before epoch 1's decodes are back): they wait for the same decode.
+      const got = await Promise.all(picks.map(({ i }) => this.cropOf(i)));
+      const failed: Array<{ b: number; i: number; message: string }> = [];
       picks.forEach(({ b, i }, j) => {
-        if (bad.has(j)) return;
-        const crop = r.data.subarray(j * per, (j + 1) * per);
-        if (!this.cache.has(i) && this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
-          this.cache.set(i, crop.slice());
-          this.cachedBytes += crop.byteLength;
-        }
-        place(b, i, crop);
+        const g = got[j]!;
+        if (typeof g === 'string') failed.push({ b, i, message: g });
+        else place(b, i, g);
       });
-      const failed = r.failed.map((f) => ({ b: picks[f.k]!.b, i: picks[f.k]!.i, message: f.message }));
       failed.sort((u, v) => u.b - v.b);
       if (failed.length && this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${failed[0]!.message}`, this.files[failed[0]!.i]);
       for (const f of failed) {

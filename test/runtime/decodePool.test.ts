@@ -155,6 +155,22 @@ describe('image decoding in worker threads', () => {
     expect(maxOverlap(three)).toBeGreaterThanOrEqual(2);
   });
 
+  it('a prefetch deeper than an epoch decodes every file once (later epochs wait for the decodes in flight)', async () => {
+    const src = new ImageFolderSource(opts({ workers: 2, warn: () => {} }));
+    const pf = new Prefetcher(src, { epoch: 0, batch: 0 }, 3 * src.batchesPerEpoch); // 3 epochs asked for at once
+    const seen: Buffer[] = [];
+    for (let n = 0; n < 3 * src.batchesPerEpoch; n++) seen.push(Buffer.from(((await pf.next()).batch.x.data as Float32Array).buffer));
+    await pf.close();
+    // 32 files, each decoded once (the 2 unreadable ones too: they are then skipped, not retried)
+    expect(src.decodedImages).toBe(src.files.length);
+    // the same batches as the calling thread without a cache, one load at a time
+    const ref = new ImageFolderSource(opts({ workers: 0, cacheBytes: 0, warn: () => {} }));
+    for (let n = 0; n < seen.length; n++) {
+      const b = await ref.load(Math.floor(n / ref.batchesPerEpoch), n % ref.batchesPerEpoch);
+      expect(Buffer.from((b.x.data as Float32Array).buffer).equals(seen[n]!), `batch ${n}`).toBe(true);
+    }
+  });
+
   it('a process that loads batches and never closes its source exits by itself (no hanging workers)', () => {
     const script = join(mkdtempSync(join(tmpdir(), 'kiln-decode-exit-')), 'load.mts');
     const mod = resolve('runtime/data/imageFolder.ts');
