@@ -1,7 +1,7 @@
 /**
  * @file Data time vs step time of training runs (issue 12): writes an image folder of JPEGs (sharp),
- * or summarizes a run's metrics.jsonl. `tsx bench/dataTime.ts images DIR N SIDE` writes N random
- * SIDE×SIDE JPEGs in 10 class folders; `tsx bench/dataTime.ts summary LABEL RUN_DIR [PER_EPOCH]` prints one table
+ * or summarizes a run's metrics.jsonl. `tsx bench/dataTime.ts images DIR N SIDE [FIRST COUNT]` writes N random
+ * SIDE×SIDE JPEGs in 10 class folders (or images FIRST.. of them); `tsx bench/dataTime.ts summary LABEL RUN_DIR [PER_EPOCH]` prints one table
  * row (two with PER_EPOCH: the first epoch and the rest): steps, median and mean data_ms (how long the trainer waited for the prefetched batch) and
  * step_ms (feeds + device step + fetch of the loss), over the steps after the first 5 (compile warm-up).
  * `tsx bench/dataTime.ts decode DIR SIZE CHANNELS BATCH BATCHES WORKERS[:VIPS_THREADS][:nocache]...` (WORKERS: COUNT, COUNTt
@@ -16,11 +16,13 @@ import { ImageFolderSource } from '../runtime/data/imageFolder.ts';
 
 const [cmd, ...args] = process.argv.slice(2);
 if (cmd === 'images') {
+  // optional FIRST COUNT: write only images FIRST .. FIRST+COUNT-1 (several processes write one folder)
   const [dir, n, side] = [args[0]!, Number(args[1]), Number(args[2])];
-  let s = 12345;
-  const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const first = Number(args[3] ?? 0), end = Math.min(n, first + Number(args[4] ?? n));
   const jobs: Promise<unknown>[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = first; i < end; i++) {
+    let s = 12345 + i; // each image's pixels depend on its index only
+    const rnd = () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32);
     const cls = join(dir, `c${i % 10}`);
     mkdirSync(cls, { recursive: true });
     const px = Buffer.alloc(side * side * 3);
@@ -28,7 +30,7 @@ if (cmd === 'images') {
     jobs.push(sharp(px, { raw: { width: side, height: side, channels: 3 } }).jpeg({ quality: 90 }).toFile(join(cls, `${i}.jpg`)));
   }
   await Promise.all(jobs);
-  console.log(`${n} JPEGs ${side}x${side} in ${dir}`);
+  console.log(`${end - first} JPEGs ${side}x${side} in ${dir}`);
 } else if (cmd === 'summary') {
   // optional PER_EPOCH: rows for the first epoch's steps (images decoded) and the later ones (cached)
   const [label, run, perEpoch] = [args[0]!, args[1]!, Number(args[2] ?? 0)];

@@ -149,9 +149,9 @@ export function configureVipsForDecoding(threads = 1): void {
   sharp.cache(false);
 }
 
-/** The default worker count: one per core, at most 32. */
+/** The default worker count: one per core but the main thread's, at least 1, at most 32. */
 export function defaultDecodeWorkers(): number {
-  return Math.max(1, Math.min(32, availableParallelism()));
+  return Math.max(1, Math.min(32, availableParallelism() - 1));
 }
 
 /** Where a pool's decoders run. `process` (the default): one Node process each, with its own libvips and
@@ -160,7 +160,7 @@ export function defaultDecodeWorkers(): number {
 export type DecodeWorkerKind = 'process' | 'thread';
 
 export interface DecodePoolOptions {
-  /** Workers (default: one per core, at most 32). */
+  /** Workers (default: one per core but the main thread's, at least 1, at most 32). */
   readonly workers?: number;
   readonly kind?: DecodeWorkerKind;
   /** Images a worker process keeps inside libvips at once (default 1); threads: libuv's limit. */

@@ -42,7 +42,7 @@ export interface ImageFolderOptions {
   shuffle?: boolean;
   onError?: 'skip' | 'fail';
   warn?: (line: string) => void;
-  /** Decode worker threads (default: one per core, at most 16); 0 decodes on the calling thread. */
+  /** Decode workers (processes by default; default count: one per core but the main thread's, at most 32); 0 decodes on the calling thread. */
   workers?: number;
   /** Decoded images kept in memory (default 1 GiB; 0: decode every time). Exact: an image's decoded
    * crop does not depend on the epoch, the flip is applied to it afterwards. */
