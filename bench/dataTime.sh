@@ -52,6 +52,6 @@ fi
 cat "$OUT/decode.md"
 echo "| kiln train, image folder of $N, $B | steps | data_ms median | data_ms mean | step_ms median | step_ms mean | data share |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-timeout -k 1 3 $TSX bench/dataTime.ts summary "conv net, batch 128" "$OUT/folder" $PER_EPOCH 2>>"$OUT/summary.log"
-[ -n "$REAL" ] && timeout -k 1 3 $TSX bench/dataTime.ts summary "lightningdit-pixels, batch 128" "$OUT/dit" $PER_EPOCH 2>>"$OUT/summary.log"
+timeout -k 1 4 $TSX bench/dataTime.ts summary "conv net, batch 128" "$OUT/folder" $PER_EPOCH 2>>"$OUT/summary.log"
+[ -n "$REAL" ] && timeout -k 1 4 $TSX bench/dataTime.ts summary "lightningdit-pixels, batch 128" "$OUT/dit" $PER_EPOCH 2>>"$OUT/summary.log"
 grep -h "data .* ms vs step\|^backend" "$OUT/folder.log" "$OUT/dit.log" 2>/dev/null
