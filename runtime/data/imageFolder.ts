@@ -10,9 +10,10 @@
  * (through `warn`), remembered, and replaced in its batch by the next readable image of the epoch's
  * order (shapes are static, so a batch is always full); with 'fail' the load throws a DatasetError.
  *
- * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; a batch's
+ * Decoding runs in a pool of worker processes (decodePool.ts), started on the first load; a batch's
  * images not in the cache are handed to the workers at once (image i to worker i mod N), so the batches
- * the prefetcher asked for are decoded while the trainer runs its step. Cached crops and flips are
+ * the prefetcher asked for are decoded while the trainer runs its step. An image whose decode is already
+ * in flight for another batch waits for that decode (`prefetchDepth` may reach past the epoch's end). Cached crops and flips are
  * applied on the calling thread (a copy, or a mirrored copy, per image: no messages). `close()` stops the workers (idle ones never keep the process alive).
  */
 import { readdirSync, statSync } from 'node:fs';

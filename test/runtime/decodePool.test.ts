@@ -4,7 +4,8 @@
  * whatever the worker count (0 = the calling thread), cached or decoded again, through the prefetcher; unreadable images are
  * reported by path in skip mode and fail the load in fail mode; a process that never closes its source
  * still exits (idle workers are unref'd), and a closed pool rejects work. Worker processes decode at the
- * same time (their decode spans overlap), each keeping `inFlight` images inside libvips.
+ * same time (their decode spans overlap), each keeping `inFlight` images inside libvips and taking its
+ * messages in order; a prefetch deeper than an epoch decodes every file once.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
