@@ -1,5 +1,5 @@
 /**
- * Image-folder decoding in worker threads on files the test writes with sharp (JPEG and PNG of odd
+ * Image-folder decoding in worker processes (and threads) on files the test writes with sharp (JPEG and PNG of odd
  * sizes, greyscale and RGBA PNGs, a corrupt file and a truncated one): the batches are the same bytes
  * whatever the worker count (0 = the calling thread), cached or decoded again, through the prefetcher; unreadable images are
  * reported by path in skip mode and fail the load in fail mode; a process that never closes its source
@@ -46,9 +46,9 @@ const pathOf = (w: string) => w.replace(/^skipping unreadable image (.*?): .*$/,
 
 /** Every batch of two epochs (x bytes and labels) and the warnings, with `workers` decode workers
  * (the second epoch comes from the decoded-image cache unless cacheBytes is 0). */
-async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number): Promise<{ bytes: Buffer[]; labels: number[][]; warnings: string[] }> {
+async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number, workerKind?: 'thread'): Promise<{ bytes: Buffer[]; labels: number[][]; warnings: string[] }> {
   const warnings: string[] = [];
-  const src = new ImageFolderSource(opts({ workers, channels, cacheBytes, warn: (w) => warnings.push(w), normalize: channels === 1 ? { mean: 0.5, std: 0.5 } : undefined }));
+  const src = new ImageFolderSource(opts({ workers, channels, cacheBytes, workerKind, warn: (w) => warnings.push(w), normalize: channels === 1 ? { mean: 0.5, std: 0.5 } : undefined }));
   const pf = new Prefetcher(src, { epoch: 0, batch: 0 }, 3);
   const bytes: Buffer[] = [], labels: number[][] = [];
   for (let n = 0; n < 2 * src.batchesPerEpoch; n++) {
@@ -60,12 +60,12 @@ async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number): Pr
   return { bytes, labels, warnings };
 }
 
-describe('image decoding in worker threads', () => {
-  it('the same batches, bit for bit, with 0 (calling thread, no cache), 1 and 3 workers (cached); RGB and greyscale', async () => {
+describe('image decoding in worker processes and threads', () => {
+  it('the same batches, bit for bit, with 0 (calling thread, no cache), 1 and 3 worker processes and 2 worker threads (cached); RGB and greyscale', async () => {
     for (const channels of [3, 1] as const) {
-      const [w0, w1, w3] = [await epochs(0, channels, 0), await epochs(1, channels), await epochs(3, channels)];
+      const [w0, w1, w3, t2] = [await epochs(0, channels, 0), await epochs(1, channels), await epochs(3, channels), await epochs(2, channels, undefined, 'thread')];
       expect(w0.bytes).toHaveLength(8); // 32 files → 4 batches of 8, two epochs
-      for (const other of [w1, w3]) {
+      for (const other of [w1, w3, t2]) {
         expect(other.labels).toEqual(w0.labels);
         other.bytes.forEach((b, i) => expect(b.equals(w0.bytes[i]!), `batch ${i}, ${channels} channels`).toBe(true));
         // the same files reported (libvips' message text for the same file can differ between threads)
