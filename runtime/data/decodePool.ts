@@ -50,7 +50,8 @@ export interface DecodeResult {
 
 /**
  * `makeDecoder(sharp, spec)` returns `async (items, out) => failures`: each item's image decoded into
- * out[k·C·S·S ...] (CHW), the failures as { k, message }. A source string so that the workers (eval'd
+ * the bytes out[k·C·S·S ...] (a Uint8Array, CHW; normalized by the receiver, `normalizeInto`: a quarter of
+ * the bytes of f32 through the IPC pipe), the failures as { k, message }. A source string so that the workers (eval'd
  * CommonJS) and the calling thread run the same code.
  */
 const DECODER_JS = String.raw`
@@ -63,8 +64,8 @@ function makeDecoder(sharp, spec) {
     if (data.length !== n * ic) throw new Error('decoded ' + data.length + ' bytes, expected ' + n * ic);
     for (let c = 0; c < channels; c++) {
       // a greyscale source decoded to 1 channel when 3 were asked: replicate it
-      const src = Math.min(c, ic - 1), m = spec.mean[c], s = spec.std[c], o = base + c * n;
-      for (let p = 0; p < n; p++) out[o + p] = (data[p * ic + src] / 255 - m) / s;
+      const src = Math.min(c, ic - 1), o = base + c * n;
+      for (let p = 0; p < n; p++) out[o + p] = data[p * ic + src];
     }
   }
   return async function decodeInto(items, out) {
@@ -90,13 +91,13 @@ const decodeInto = makeDecoder(require(workerData.sharp), spec);
 // one message at a time, in order: the prefetcher's first batch is not slowed by the ones behind it
 let queue = Promise.resolve();
 parentPort.on('message', (m) => { queue = queue.then(async () => {
-  const data = new Float32Array(m.items.length * per);
+  const data = new Uint8Array(m.items.length * per);
   const failed = await decodeInto(m.items, data);
   parentPort.postMessage({ id: m.id, data, failed }, [data.buffer]);
 }); });`;
 
 /** A worker process (node -e, argv[1] = JSON { sharp, spec, inFlight }): the same messages over the IPC
- * channel (advanced serialization: the Float32Array arrives as one), plus each image's decode span
+ * channel (advanced serialization: the Uint8Array arrives as one), plus each image's decode span
  * (start, end in ms since the epoch: comparable across processes). It exits when the channel closes
  * (the parent ended or closed the pool). */
 const PROCESS_JS = String.raw`
@@ -111,7 +112,7 @@ process.on('disconnect', () => process.exit(0));
 // one message at a time, in order: the prefetcher's first batch is not slowed by the ones behind it
 let queue = Promise.resolve();
 process.on('message', (m) => { queue = queue.then(async () => {
-  const data = new Float32Array(m.items.length * per);
+  const data = new Uint8Array(m.items.length * per);
   const failed = [], spans = [];
   // at most cfg.inFlight images inside libvips at once (lanes that each take the next image)
   let next = 0;
@@ -126,7 +127,16 @@ process.on('message', (m) => { queue = queue.then(async () => {
   process.send({ id: m.id, data, failed, spans });
 }); });`;
 
-type DecodeInto = (items: readonly DecodeItem[], out: Float32Array) => Promise<Array<{ k: number; message: string }>>;
+type DecodeInto = (items: readonly DecodeItem[], out: Uint8Array) => Promise<Array<{ k: number; message: string }>>;
+
+/** Image j of the decoded bytes `raw` (CHW u8), normalized ((v/255 − mean[c]) / std[c]) into image k of `out`. */
+export function normalizeInto(spec: DecodeSpec, raw: Uint8Array, j: number, out: Float32Array, k: number): void {
+  const n = spec.size * spec.size, per = spec.channels * n;
+  for (let c = 0; c < spec.channels; c++) {
+    const m = spec.mean[c]!, s = spec.std[c]!, i = j * per + c * n, o = k * per + c * n;
+    for (let p = 0; p < n; p++) out[o + p] = (raw[i + p]! / 255 - m) / s;
+  }
+}
 
 /** The decoder on the calling thread (libuv's pool still does the native work). */
 export function inThreadDecoder(spec: DecodeSpec): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
@@ -134,8 +144,11 @@ export function inThreadDecoder(spec: DecodeSpec): (items: readonly DecodeItem[]
   const decodeInto = new Function('sharp', 'spec', `${DECODER_JS}\nreturn makeDecoder(sharp, spec);`)(sharp, plain) as DecodeInto;
   const per = spec.channels * spec.size * spec.size;
   return async (items) => {
-    const data = new Float32Array(items.length * per);
-    return { data, failed: await decodeInto(items, data) };
+    const raw = new Uint8Array(items.length * per), data = new Float32Array(items.length * per);
+    const failed = await decodeInto(items, raw);
+    for (let k = 0; k < items.length; k++) normalizeInto(spec, raw, k, data, k);
+    for (const f of failed) data.fill(0, f.k * per, (f.k + 1) * per);
+    return { data, failed };
   };
 }
 
@@ -167,7 +180,7 @@ export interface DecodePoolOptions {
   readonly inFlight?: number;
 }
 
-type Reply = { id: number; data: Float32Array; failed: DecodeResult['failed']; spans?: number[] };
+type Reply = { id: number; data: Uint8Array; failed: DecodeResult['failed']; spans?: number[] };
 
 interface Task {
   resolve(r: Reply): void;
@@ -285,8 +298,11 @@ export class DecodePool {
     await Promise.all(groups.map(async (ks, w) => {
       if (!ks.length) return;
       const r = await this.post(this.workers[w]!, ks.map((k) => items[k]!));
-      ks.forEach((k, j) => data.set(r.data.subarray(j * this.per, (j + 1) * this.per), k * this.per));
-      for (const f of r.failed) failed.push({ k: ks[f.k]!, message: f.message });
+      ks.forEach((k, j) => normalizeInto(this.spec, r.data, j, data, k));
+      for (const f of r.failed) {
+        failed.push({ k: ks[f.k]!, message: f.message });
+        data.fill(0, ks[f.k]! * this.per, (ks[f.k]! + 1) * this.per);
+      }
     }));
     failed.sort((a, b) => a.k - b.k);
     return { data, failed };
