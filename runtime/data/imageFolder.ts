@@ -10,20 +10,24 @@
  * (through `warn`), remembered, and replaced in its batch by the next readable image of the epoch's
  * order (shapes are static, so a batch is always full); with 'fail' the load throws a DatasetError.
  *
- * Decoding runs in a pool of worker threads (decodePool.ts), started on the first load; a batch's
+ * Decoding runs in a pool of worker processes (decodePool.ts), started on the first load; a batch's
  * images not in the cache are handed to the workers at once (image i to worker i mod N), so the batches
- * the prefetcher asked for are decoded while the trainer runs its step. Cached crops and flips are
+ * the prefetcher asked for are decoded while the trainer runs its step. An image whose decode is already
+ * in flight for another batch waits for that decode (`prefetchDepth` may reach past the epoch's end). Cached crops and flips are
  * applied on the calling thread (a copy, or a mirrored copy, per image: no messages). `close()` stops the workers (idle ones never keep the process alive).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { mulberry32 } from '../prng.ts';
-import { type DecodeItem, type DecodeResult, type DecodeSpec, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, type DecodeWorkerKind, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
 
 const IMAGE_EXT = new Set(['.jpg', '.jpeg', '.png', '.webp']);
+
+/** Prepared batches the prefetcher may hold (prefetchDepth: this many bytes of batches, 4 to 64). */
+export const PREFETCH_BYTES = 256 << 20;
 
 /** Decoded crops kept in memory by default. */
 export const DEFAULT_CACHE_BYTES = 1 << 30;
@@ -39,13 +43,16 @@ export interface ImageFolderOptions {
   shuffle?: boolean;
   onError?: 'skip' | 'fail';
   warn?: (line: string) => void;
-  /** Decode worker threads (default: one per core, at most 16); 0 decodes on the calling thread. */
+  /** Decode workers (processes by default; default count: one per core but the main thread's, at most 32); 0 decodes on the calling thread. */
   workers?: number;
   /** Decoded images kept in memory (default 1 GiB; 0: decode every time). Exact: an image's decoded
    * crop does not depend on the epoch, the flip is applied to it afterwards. */
   cacheBytes?: number;
   /** libvips threads per image (process-wide; default 1, see configureVipsForDecoding). */
   vipsThreads?: number;
+  /** Worker processes (default) or threads (decodePool.ts), and images each process decodes at once. */
+  workerKind?: DecodeWorkerKind;
+  inFlight?: number;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -55,6 +62,8 @@ export class ImageFolderSource implements BatchSource {
   readonly batchesPerEpoch: number;
   readonly batchSize: number;
   readonly imageShape: readonly [number, number, number];
+  /** Deep enough that decoding runs ahead while the step compiles and through epoch 1 (PREFETCH_BYTES). */
+  readonly prefetchDepth: number;
   /** Paths found unreadable so far (skip mode). */
   readonly bad = new Set<number>();
   private readonly stats: { mean: Float32Array; std: Float32Array };
@@ -63,6 +72,12 @@ export class ImageFolderSource implements BatchSource {
   private readonly cache = new Map<number, Float32Array>();
   private cachedBytes = 0;
   private decodeChunk: ((items: readonly DecodeItem[]) => Promise<DecodeResult>) | undefined;
+  /** Decodes in flight by image index (so two batches never decode one image twice). */
+  private readonly pending = new Map<number, Promise<Float32Array | string>>();
+  /** Images handed to the decoder so far (each readable or unreadable file once while it fits the cache). */
+  decodedImages = 0;
+  /** Misses asked for in this turn, decoded together by flush(). */
+  private queued: Array<{ i: number; resolve(v: Float32Array | string): void; reject(e: unknown): void }> = [];
 
   constructor(private readonly o: ImageFolderOptions) {
     let entries: string[];
@@ -85,6 +100,7 @@ export class ImageFolderSource implements BatchSource {
     if (this.batchesPerEpoch < 1) throw new DatasetError(`${this.files.length} images make no batch of ${o.batchSize}`, o.root);
     const c = o.channels ?? 3;
     this.imageShape = [c, o.size, o.size];
+    this.prefetchDepth = Math.max(4, Math.min(64, Math.floor(PREFETCH_BYTES / (o.batchSize * c * o.size * o.size * 4))));
     this.stats = channelStats(o.normalize, c);
   }
 
@@ -102,7 +118,7 @@ export class ImageFolderSource implements BatchSource {
     const workers = this.o.workers ?? defaultDecodeWorkers();
     configureVipsForDecoding(this.o.vipsThreads ?? 1);
     if (workers > 0) {
-      const pool = new DecodePool(spec, workers);
+      const pool = new DecodePool(spec, { workers, kind: this.o.workerKind, inFlight: this.o.inFlight });
       this.pool = pool;
       this.decodeChunk = (items) => pool.decode(items);
     } else this.decodeChunk = inThreadDecoder(spec);
@@ -114,12 +130,53 @@ export class ImageFolderSource implements BatchSource {
     return !!this.o.flip && (hashInts(this.o.seed, epoch, i) & 1) === 1;
   }
 
+  /** Image i's decoded crop, or the message of why it is unreadable: from the cache, from a decode in
+   * flight, or from a new decode (the misses asked for in one turn of the event loop go in one call). */
+  private cropOf(i: number): Promise<Float32Array | string> {
+    const hit = this.cache.get(i);
+    if (hit) return Promise.resolve(hit);
+    let p = this.pending.get(i);
+    if (!p) {
+      p = new Promise((resolve, reject) => {
+        if (!this.queued.length) queueMicrotask(() => this.flush());
+        this.queued.push({ i, resolve, reject });
+      });
+      this.pending.set(i, p);
+    }
+    return p;
+  }
+
+  private flush(): void {
+    const q = this.queued, per = this.imageShape[0] * this.imageShape[1] * this.imageShape[2];
+    this.queued = [];
+    this.decodedImages += q.length;
+    this.decoder()(q.map(({ i }) => ({ file: this.files[i]!, key: i }))).then((r) => {
+      const bad = new Map(r.failed.map((f) => [f.k, f.message]));
+      q.forEach(({ i, resolve }, j) => {
+        this.pending.delete(i);
+        const message = bad.get(j);
+        if (message !== undefined) return resolve(message);
+        let crop = r.data.subarray(j * per, (j + 1) * per);
+        if (this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
+          crop = crop.slice();
+          this.cache.set(i, crop);
+          this.cachedBytes += crop.byteLength;
+        }
+        resolve(crop);
+      });
+    }, (e: unknown) => {
+      for (const { i, reject } of q) {
+        this.pending.delete(i);
+        reject(e);
+      }
+    });
+  }
+
   async load(epoch: number, batch: number): Promise<SourceBatch> {
     const order = this.order(epoch);
     const B = this.batchSize, [C, S] = this.imageShape, per = C * S * S;
     const x = new Float32Array(B * per);
     const y = new Int32Array(B);
-    const decode = this.decoder();
     // Slot b takes the first readable image of a fixed sequence: order[batch·B + b + k], k = 0, 1, ...
     // (the images after it in the epoch's order; it may repeat an image). Readability is a property of
     // the file, so a batch never depends on which worker or decode finishes first.
@@ -148,18 +205,15 @@ export class ImageFolderSource implements BatchSource {
         else picks.push({ b, i });
       }
       if (!picks.length) break;
-      const r = await decode(picks.map(({ i }) => ({ file: this.files[i]!, key: i })));
-      const bad = new Set(r.failed.map((f) => f.k));
+      // Misses are decoded once even when batches in flight share an image (a prefetch deeper than an
+      // epoch asks for epoch 2 before epoch 1's decodes are back): they wait for the same decode.
+      const got = await Promise.all(picks.map(({ i }) => this.cropOf(i)));
+      const failed: Array<{ b: number; i: number; message: string }> = [];
       picks.forEach(({ b, i }, j) => {
-        if (bad.has(j)) return;
-        const crop = r.data.subarray(j * per, (j + 1) * per);
-        if (!this.cache.has(i) && this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
-          this.cache.set(i, crop.slice());
-          this.cachedBytes += crop.byteLength;
-        }
-        place(b, i, crop);
+        const g = got[j]!;
+        if (typeof g === 'string') failed.push({ b, i, message: g });
+        else place(b, i, g);
       });
-      const failed = r.failed.map((f) => ({ b: picks[f.k]!.b, i: picks[f.k]!.i, message: f.message }));
       failed.sort((u, v) => u.b - v.b);
       if (failed.length && this.o.onError !== 'skip') throw new DatasetError(`unreadable image: ${failed[0]!.message}`, this.files[failed[0]!.i]);
       for (const f of failed) {

@@ -1,6 +1,6 @@
 /**
  * @file A prefetching loader: while the trainer runs step s, batches s+1 … s+depth are already being
- * prepared (image folders decode in worker threads, decodePool.ts; synchronous sources are started
+ * prepared (depth: the source's prefetchDepth, else 4) (image folders decode in worker threads, decodePool.ts; synchronous sources are started
  * on the next turn of the event loop). `close()` stops the source's workers when training ends. `next()` reports how long the trainer waited for the batch,
  * which the trainer logs as data time next to step time: when data time is ~0 the device never waits.
  */
@@ -11,14 +11,14 @@ export interface Position {
   batch: number;
 }
 
-/** Batches prepared ahead of the trainer by default. */
+/** Batches prepared ahead of the trainer by default (unless the source sets its own prefetchDepth). */
 export const PREFETCH_DEPTH = 4;
 
 export class Prefetcher {
   private readonly queue: Array<Promise<SourceBatch>> = [];
   private pos: Position;
 
-  constructor(private readonly source: BatchSource, start: Position, depth = PREFETCH_DEPTH) {
+  constructor(private readonly source: BatchSource, start: Position, depth = source.prefetchDepth ?? PREFETCH_DEPTH) {
     this.pos = { ...start };
     for (let i = 0; i < depth; i++) this.enqueue();
   }

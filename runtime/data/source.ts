@@ -21,6 +21,9 @@ export interface BatchSource {
   /** [C, H, W] of one image. */
   readonly imageShape: readonly [number, number, number];
   readonly classes: readonly string[];
+  /** Batches worth preparing ahead (the prefetcher's default depth where set; image folders: as many as
+   * fit in 256 MiB, so decoding gets ahead while the step compiles and through epoch 1). */
+  readonly prefetchDepth?: number;
   load(epoch: number, batch: number): Promise<SourceBatch>;
   /** Release what the source holds (decode workers); a later load may start them again. */
   close?(): Promise<void>;

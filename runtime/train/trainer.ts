@@ -174,7 +174,17 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   const onRemat = (r: RematSummary) => {
     if (r.recomputedNodes || r.reason) log(`remat: ${r.mode}${r.reason ? ` (${r.reason})` : ''}: ${r.recomputedNodes} nodes recomputed, extra ${(r.extraFlops / 1e9).toFixed(2)} GFLOP per step`);
   };
-  const session = await Session.open(o.backend, task.graph, initial, { precision: o.precision, remat: o.remat, onRemat });
+  // The loader starts before the step compiles: image folders decode in worker processes meanwhile
+  // (one turn of the event loop posts the first loads before a synchronous compile can block it).
+  const loader = new Prefetcher(task.source, { epoch: Math.floor(step / perEpoch), batch: step % perEpoch }, o.prefetch);
+  await new Promise<void>((r) => setImmediate(r));
+  let session: Session;
+  try {
+    session = await Session.open(o.backend, task.graph, initial, { precision: o.precision, remat: o.remat, onRemat });
+  } catch (e) {
+    await loader.close();
+    throw e;
+  }
   const advSession = adv ? await Session.open(o.backend, adv.graph, advInitial!, { precision: o.precision, remat: o.remat, onRemat }) : undefined;
   // The adversary parameters the main program reads (copied into it after every adversary step).
   const synced = adv ? adv.paramNames.filter((n) => task.graph.inputByName(n)) : [];
@@ -199,7 +209,6 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
 
   const end = Math.min(o.totalSteps, o.stopAt ?? Infinity);
   const progress = new Progress(step, { tty: o.tty ?? false, every: o.intervals.log, write: (s) => process.stderr.write(s), log });
-  const loader = new Prefetcher(task.source, { epoch: Math.floor(step / perEpoch), batch: step % perEpoch }, o.prefetch);
   const losses: number[] = [];
   const evals: Record<string, number> = {};
   const runHooks = async (s: number, final: boolean) => {

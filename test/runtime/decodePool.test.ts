@@ -1,17 +1,19 @@
 /**
- * Image-folder decoding in worker threads on files the test writes with sharp (JPEG and PNG of odd
+ * Image-folder decoding in worker processes (and threads) on files the test writes with sharp (JPEG and PNG of odd
  * sizes, greyscale and RGBA PNGs, a corrupt file and a truncated one): the batches are the same bytes
  * whatever the worker count (0 = the calling thread), cached or decoded again, through the prefetcher; unreadable images are
  * reported by path in skip mode and fail the load in fail mode; a process that never closes its source
- * still exits (idle workers are unref'd), and a closed pool rejects work.
+ * still exits (idle workers are unref'd), and a closed pool rejects work. Worker processes decode at the
+ * same time (their decode spans overlap), each keeping `inFlight` images inside libvips and taking its
+ * messages in order; a prefetch deeper than an epoch decodes every file once.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DecodePool } from '../../runtime/data/decodePool.ts';
+import { DecodePool, maxOverlap } from '../../runtime/data/decodePool.ts';
 import { ImageFolderSource, type ImageFolderOptions } from '../../runtime/data/imageFolder.ts';
 import { Prefetcher } from '../../runtime/data/prefetch.ts';
 
@@ -44,9 +46,9 @@ const pathOf = (w: string) => w.replace(/^skipping unreadable image (.*?): .*$/,
 
 /** Every batch of two epochs (x bytes and labels) and the warnings, with `workers` decode workers
  * (the second epoch comes from the decoded-image cache unless cacheBytes is 0). */
-async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number): Promise<{ bytes: Buffer[]; labels: number[][]; warnings: string[] }> {
+async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number, workerKind?: 'thread'): Promise<{ bytes: Buffer[]; labels: number[][]; warnings: string[] }> {
   const warnings: string[] = [];
-  const src = new ImageFolderSource(opts({ workers, channels, cacheBytes, warn: (w) => warnings.push(w), normalize: channels === 1 ? { mean: 0.5, std: 0.5 } : undefined }));
+  const src = new ImageFolderSource(opts({ workers, channels, cacheBytes, workerKind, warn: (w) => warnings.push(w), normalize: channels === 1 ? { mean: 0.5, std: 0.5 } : undefined }));
   const pf = new Prefetcher(src, { epoch: 0, batch: 0 }, 3);
   const bytes: Buffer[] = [], labels: number[][] = [];
   for (let n = 0; n < 2 * src.batchesPerEpoch; n++) {
@@ -58,12 +60,12 @@ async function epochs(workers: number, channels: 1 | 3, cacheBytes?: number): Pr
   return { bytes, labels, warnings };
 }
 
-describe('image decoding in worker threads', () => {
-  it('the same batches, bit for bit, with 0 (calling thread, no cache), 1 and 3 workers (cached); RGB and greyscale', async () => {
+describe('image decoding in worker processes and threads', () => {
+  it('the same batches, bit for bit, with 0 (calling thread, no cache), 1 and 3 worker processes and 2 worker threads (cached); RGB and greyscale', async () => {
     for (const channels of [3, 1] as const) {
-      const [w0, w1, w3] = [await epochs(0, channels, 0), await epochs(1, channels), await epochs(3, channels)];
+      const [w0, w1, w3, t2] = [await epochs(0, channels, 0), await epochs(1, channels), await epochs(3, channels), await epochs(2, channels, undefined, 'thread')];
       expect(w0.bytes).toHaveLength(8); // 32 files → 4 batches of 8, two epochs
-      for (const other of [w1, w3]) {
+      for (const other of [w1, w3, t2]) {
         expect(other.labels).toEqual(w0.labels);
         other.bytes.forEach((b, i) => expect(b.equals(w0.bytes[i]!), `batch ${i}, ${channels} channels`).toBe(true));
         // the same files reported (libvips' message text for the same file can differ between threads)
@@ -117,6 +119,57 @@ describe('image decoding in worker threads', () => {
     expect(r.failed.map((f) => f.k).sort()).toEqual([1, 2]);
     expect(r.data.length).toBe(3 * 3 * 8 * 8);
     await pool.close();
+  });
+
+  it('worker processes decode at the same time; a process keeps inFlight images in libvips at once, its messages in order', async () => {
+    const spec = { size: 12, channels: 3 as const, mean: [0, 0, 0], std: [1, 1, 1] };
+    const files = ['a', 'b', 'c'].flatMap((c) => readdirSync(join(root, c)).filter((f) => !/corrupt|truncated/.test(f)).map((f) => join(root, c, f)));
+    const items = (n: number) => Array.from({ length: n }, (_, key) => ({ file: files[key % files.length]!, key }));
+    const spansOf = async (pool: DecodePool, n: number) => {
+      await pool.decode(items(pool.size)); // start every worker (process start-up is not part of the spans)
+      pool.traceSpans = true;
+      await pool.decode(items(n));
+      await pool.close();
+      expect(pool.spans).toHaveLength(n);
+      return pool.spans;
+    };
+    // One process, one image at a time: spans never overlap (exact); two lanes: both open at once (exact:
+    // the two lanes start in the same turn of the worker's event loop).
+    expect(maxOverlap(await spansOf(new DecodePool(spec, { workers: 1 }), 12))).toBe(1);
+    expect(maxOverlap(await spansOf(new DecodePool(spec, { workers: 1, inFlight: 2 }), 12))).toBe(2);
+    // A worker takes its messages in order: the prefetcher's next batch is not slowed by those behind it
+    // (exact: every image of the first call ends before any of the second starts).
+    const fifo = new DecodePool(spec, { workers: 1 });
+    await fifo.decode(items(1));
+    fifo.traceSpans = true;
+    await Promise.all([fifo.decode(items(8)), fifo.decode(items(8))]);
+    await fifo.close();
+    const [first, second] = [fifo.spans.slice(0, 8), fifo.spans.slice(8)];
+    expect(Math.max(...first.map((sp) => sp[1]))).toBeLessThanOrEqual(Math.min(...second.map((sp) => sp[0])));
+    // Three processes, 32 images each (each process busy ~30-100 ms on this machine), all posted at once.
+    // At least two must be decoding at one instant (usually all three): with 2 cores shared by other
+    // jobs, failing this needs one process to finish all its images before another starts (a scheduling
+    // delay longer than a whole worker's share); a pool that posts to its workers one after another
+    // gives 1.
+    const three = await spansOf(new DecodePool(spec, { workers: 3 }), 96);
+
+    expect(maxOverlap(three)).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a prefetch deeper than an epoch decodes every file once (later epochs wait for the decodes in flight)', async () => {
+    const src = new ImageFolderSource(opts({ workers: 2, warn: () => {} }));
+    const pf = new Prefetcher(src, { epoch: 0, batch: 0 }, 3 * src.batchesPerEpoch); // 3 epochs asked for at once
+    const seen: Buffer[] = [];
+    for (let n = 0; n < 3 * src.batchesPerEpoch; n++) seen.push(Buffer.from(((await pf.next()).batch.x.data as Float32Array).buffer));
+    await pf.close();
+    // 32 files, each decoded once (the 2 unreadable ones too: they are then skipped, not retried)
+    expect(src.decodedImages).toBe(src.files.length);
+    // the same batches as the calling thread without a cache, one load at a time
+    const ref = new ImageFolderSource(opts({ workers: 0, cacheBytes: 0, warn: () => {} }));
+    for (let n = 0; n < seen.length; n++) {
+      const b = await ref.load(Math.floor(n / ref.batchesPerEpoch), n % ref.batchesPerEpoch);
+      expect(Buffer.from((b.x.data as Float32Array).buffer).equals(seen[n]!), `batch ${n}`).toBe(true);
+    }
   });
 
   it('a process that loads batches and never closes its source exits by itself (no hanging workers)', () => {
