@@ -99,8 +99,8 @@ export const modelSchema = z.discriminatedUnion('kind', [
     headHidden: posInt.default(256),
     bottleneck: posInt.default(64),
     /** Evaluation at the end: linear probe (epochs) and kNN on Fashion-MNIST; null: none. */
-    /** features: the readouts probed (the first is `linear_probe` and the kNN's; see models/ssl/evaluate.ts ProbeFeatures); teacher: probe the EMA teacher (DINO evaluates it), else the student. */
-    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null), features: z.array(z.enum(['mean', 'last4', 'tokens'])).min(1).default(['mean']), teacher: z.boolean().default(true) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null, features: ['mean'], teacher: true }),
+    /** features: the readouts probed (the first is `linear_probe` and the kNN's; see models/ssl/evaluate.ts ProbeFeatures); teacher: probe the EMA teacher (DINO evaluates it), else the student; lr, weightDecays: the probe's optimizer (several weight decays: chosen on held-out train rows). */
+    probe: z.strictObject({ epochs: posInt.default(30), knn: z.boolean().default(true), trainLimit: posInt.nullable().default(null), testLimit: posInt.nullable().default(null), features: z.array(z.enum(['mean', 'last4', 'tokens'])).min(1).default(['mean']), teacher: z.boolean().default(true), lr: z.number().positive().default(1e-2), weightDecays: z.array(z.number().nonnegative()).min(1).default([1e-4]) }).nullable().default({ epochs: 30, knn: true, trainLimit: null, testLimit: null, features: ['mean'], teacher: true, lr: 1e-2, weightDecays: [1e-4] }),
   }),
   faeStage('fae_stage_ia'),
   faeStage('fae_stage_ib'),

@@ -339,9 +339,9 @@ function sslEncoderTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'ssl_enco
     for (const [i, features] of probe.features.entries()) {
       const t1 = performance.now();
       const r = await evaluateEncoder(ctx.backend, student, state, train, test, {
-        probe: { epochs: probe.epochs }, noKnn: !probe.knn || i > 0, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined, features,
+        probe: { epochs: probe.epochs, lr: probe.lr, weightDecays: probe.weightDecays }, noKnn: !probe.knn || i > 0, trainLimit: probe.trainLimit ?? undefined, testLimit: probe.testLimit ?? undefined, features,
       });
-      ctx.log(`SSL encoder evaluation (${who}, ${r.features}-d ${({ mean: 'mean-pooled', last4: 'last-4-blocks mean-pooled', tokens: 'token-map' } as const)[features]} features, ${((performance.now() - t1) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
+      ctx.log(`SSL encoder evaluation (${who}, ${r.features}-d ${({ mean: 'mean-pooled', last4: 'last-4-blocks mean-pooled', tokens: 'token-map' } as const)[features]} features, ${((performance.now() - t1) / 1000).toFixed(1)} s): linear probe ${(100 * r.linear_probe).toFixed(2)}% test (${(100 * r.linear_probe_train).toFixed(2)}% train)${r.validation.length === 0 ? '' : `, weight decay ${r.weight_decay} (held-out: ${r.validation.map((c) => `${c.weightDecay} ${(100 * c.accuracy).toFixed(2)}%`).join(', ')})`}${r.knn === undefined ? '' : `, kNN ${(100 * r.knn).toFixed(2)}%`}`);
       if (i === 0) Object.assign(metrics, { linear_probe: r.linear_probe, ...(r.knn === undefined ? {} : { knn: r.knn }) });
       metrics[`linear_probe_${features}`] = r.linear_probe;
     }

@@ -8,13 +8,14 @@ import type { Tensor } from '../../compiler/dsl/index.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import type { FashionMnist } from '../../runtime/data/fashionMnist.ts';
 import type { DinoNetwork } from './dino.ts';
-import { type FeatureSet, type LinearProbeOptions, encodeImages, knnAccuracy, linearProbe } from './probe.ts';
+import { type FeatureSet, type TunedProbeOptions, encodeImages, knnAccuracy, tunedLinearProbe } from './probe.ts';
 
 export interface EncoderEvalOptions {
   /** First N train / test images (default: all). */
   trainLimit?: number;
   testLimit?: number;
-  probe?: LinearProbeOptions;
+  /** The probe's options; `weightDecays` with more than one value: chosen on held-out train rows. */
+  probe?: TunedProbeOptions;
   k?: number;
   batch?: number;
   /** Skip the kNN evaluation. */
@@ -37,6 +38,9 @@ export interface EncoderEval {
   linear_probe_train: number;
   knn?: number;
   features: number;
+  /** The probe's weight decay (chosen on held-out train rows when several were given) and each candidate's held-out accuracy. */
+  weight_decay: number;
+  validation: { weightDecay: number; accuracy: number }[];
 }
 
 function scaled(d: FashionMnist, n: number): Float32Array {
@@ -58,15 +62,15 @@ export async function evaluateEncoder(backend: Backend, net: DinoNetwork, state:
     return { x: f.x, y: labels(d, n), n, d: f.d };
   };
   const ftr = await enc(train, ntr), fte = await enc(test, nte);
-  const lp = await linearProbe(backend, ftr, fte, train.classes.length, o.probe);
+  const lp = await tunedLinearProbe(backend, ftr, fte, train.classes.length, o.probe);
   const knn = o.noKnn ? undefined : await knnAccuracy(backend, ftr, fte, train.classes.length, { k: o.k });
-  return { linear_probe: lp.testAccuracy, linear_probe_train: lp.trainAccuracy, knn, features: ftr.d };
+  return { linear_probe: lp.testAccuracy, linear_probe_train: lp.trainAccuracy, knn, features: ftr.d, weight_decay: lp.weightDecay, validation: lp.validation };
 }
 
 /** The floor: the same linear probe on raw pixels (784 values per image). */
-export async function pixelProbe(backend: Backend, train: FashionMnist, test: FashionMnist, o: EncoderEvalOptions = {}): Promise<{ linear_probe: number; linear_probe_train: number }> {
+export async function pixelProbe(backend: Backend, train: FashionMnist, test: FashionMnist, o: EncoderEvalOptions = {}): Promise<{ linear_probe: number; linear_probe_train: number; weight_decay: number; validation: { weightDecay: number; accuracy: number }[] }> {
   const ntr = Math.min(o.trainLimit ?? train.count, train.count), nte = Math.min(o.testLimit ?? test.count, test.count);
   const set = (d: FashionMnist, n: number): FeatureSet => ({ x: scaled(d, n), y: labels(d, n), n, d: 784 });
-  const lp = await linearProbe(backend, set(train, ntr), set(test, nte), train.classes.length, o.probe);
-  return { linear_probe: lp.testAccuracy, linear_probe_train: lp.trainAccuracy };
+  const lp = await tunedLinearProbe(backend, set(train, ntr), set(test, nte), train.classes.length, o.probe);
+  return { linear_probe: lp.testAccuracy, linear_probe_train: lp.trainAccuracy, weight_decay: lp.weightDecay, validation: lp.validation };
 }

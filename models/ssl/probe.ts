@@ -7,6 +7,8 @@
  * - `knnAccuracy`: weighted k-nearest-neighbour classification (DINO's: cosine similarity on
  *   L2-normalized features, the k most similar train items vote with weight exp(sim / 0.07)); the k
  *   best are found in the program by k rounds of argmax and masking, so no N×N matrix leaves the device.
+ * - `tunedLinearProbe`: the probe's weight decay chosen on a held-out part of the train split (the
+ *   last `valFraction` of it; the test split is never looked at), then retrained on the whole train split.
  * The raw-pixel probe is `linearProbe` on flattened pixels (the floor an encoder must beat).
  */
 import type { Backend } from '../../backends/backend.ts';
@@ -151,6 +153,53 @@ export async function linearProbe(backend: Backend, train: FeatureSet, test: Fea
   } finally {
     s.dispose();
   }
+}
+
+/** Rows [start, end) of a feature set. */
+export function featureRows(s: FeatureSet, start: number, end: number): FeatureSet {
+  return { x: s.x.subarray(start * s.d, end * s.d), y: s.y.subarray(start, end), n: end - start, d: s.d };
+}
+
+export interface TunedProbeOptions extends LinearProbeOptions {
+  /** Candidate weight decays (AdamW, decoupled); one candidate: no selection, the plain probe. */
+  weightDecays?: readonly number[];
+  /** Share of the train split held out to choose among them (its last rows; default 1/6). */
+  valFraction?: number;
+}
+
+export interface TunedProbe {
+  testAccuracy: number;
+  trainAccuracy: number;
+  finalLoss: number;
+  /** The chosen weight decay and each candidate's held-out accuracy. */
+  weightDecay: number;
+  validation: { weightDecay: number; accuracy: number }[];
+}
+
+/**
+ * The linear probe with its weight decay chosen on held-out train rows: each candidate is trained on
+ * the first (1 − valFraction) of `train` and scored on the rest; the best (the smallest on a tie) is
+ * retrained on all of `train` and scored on `test`.
+ */
+export async function tunedLinearProbe(backend: Backend, train: FeatureSet, test: FeatureSet, classes: number, o: TunedProbeOptions = {}): Promise<TunedProbe> {
+  const wds = o.weightDecays ?? [o.weightDecay ?? 1e-4];
+  if (wds.length === 0) throw new KilnError('linear probe: weightDecays is empty');
+  const validation: { weightDecay: number; accuracy: number }[] = [];
+  let best = wds[0]!;
+  if (wds.length > 1) {
+    const f = o.valFraction ?? 1 / 6;
+    const cut = train.n - Math.max(1, Math.round(train.n * f));
+    if (!(f > 0 && f < 1) || cut < 8) throw new KilnError(`linear probe: valFraction ${f} leaves no train or no held-out rows of ${train.n}`);
+    const fit = featureRows(train, 0, cut), held = featureRows(train, cut, train.n);
+    let bestAcc = -1;
+    for (const wd of wds) {
+      const r = await linearProbe(backend, fit, held, classes, { ...o, weightDecay: wd });
+      validation.push({ weightDecay: wd, accuracy: r.testAccuracy });
+      if (r.testAccuracy > bestAcc || (r.testAccuracy === bestAcc && wd < best)) [bestAcc, best] = [r.testAccuracy, wd];
+    }
+  }
+  const r = await linearProbe(backend, train, test, classes, { ...o, weightDecay: best });
+  return { ...r, weightDecay: best, validation };
 }
 
 function l2rows(s: FeatureSet): Float32Array {

@@ -2,7 +2,8 @@
  * @file The SSL encoder's commands as a user types them (CPU interpreter, tiny sizes): `kiln train
  * ssl-encoder` writes a checkpoint whose student and EMA teacher differ (the teacher is updated by the
  * program, not the optimizer) and evaluates it at the end; `kiln eval probe` on the run (student,
- * teacher, token map) and on raw pixels prints one JSON line with accuracies in [0, 1];
+ * teacher, token map) and on raw pixels prints one JSON line with accuracies in [0, 1] (and, given a
+ * list of weight decays, the held-out accuracy of each);
  * user errors exit 2; `--time-limit` stops a run early with its checkpoint.
  */
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -43,9 +44,12 @@ describe('kiln train ssl-encoder / kiln eval probe', () => {
       expect(j.features).toBe(extra[1] === 'tokens' ? 49 * 16 : 16); // last4 of a depth-1 encoder: its one block
       expect(j.space).toMatch(extra[0] === '--teacher' ? /teacher/ : /student/);
     }
-    const p = kiln(['eval', 'probe', '--backend', 'cpu', '--pixels', '--train-limit', '256', '--test-limit', '64', '--epochs', '3', '--json']);
+    const p = kiln(['eval', 'probe', '--backend', 'cpu', '--pixels', '--train-limit', '256', '--test-limit', '64', '--epochs', '3', '--weight-decay', '0.0001,0.5', '--json']);
     expect(p.code, p.stderr).toBe(0);
-    expect(JSON.parse(p.stdout.trim()).linear_probe).toBeGreaterThan(0.5); // pixels separate Fashion-MNIST well even from 256 images
+    const pj = JSON.parse(p.stdout.trim());
+    expect(pj.linear_probe).toBeGreaterThan(0.5); // pixels separate Fashion-MNIST well even from 256 images
+    expect(pj.validation.map((c: { weightDecay: number }) => c.weightDecay)).toEqual([0.0001, 0.5]); // chosen on held-out train rows
+    expect([0.0001, 0.5]).toContain(pj.weight_decay);
   }, 300_000);
 
   it('user errors exit 2 with one line', () => {
@@ -55,6 +59,9 @@ describe('kiln train ssl-encoder / kiln eval probe', () => {
     const notSsl = kiln(['eval', 'probe', '--backend', 'cpu', '--encoder', dir]);
     expect(notSsl.code).toBe(2);
     expect(notSsl.stderr).toMatch(/neither an SSL checkpoint/);
+    const badWd = kiln(['eval', 'probe', '--backend', 'cpu', '--pixels', '--weight-decay', '0.1,-1']);
+    expect(badWd.code).toBe(2);
+    expect(badWd.stderr).toMatch(/'-1' is not a non-negative weight decay/);
   });
 
   it('--time-limit stops early, saves the checkpoint and still runs the final evaluation', () => {

@@ -2,11 +2,12 @@
  * @file Feature evaluation (models/ssl/probe.ts) on the CPU interpreter: the logistic-regression probe
  * separates separable classes (test accuracy 1) and stays at chance on random labels (it scores the
  * held-out split, not the training one); the in-program top-k kNN gives exactly the accuracy of a
- * brute-force host kNN with the same weighting.
+ * brute-force host kNN with the same weighting; the tuned probe picks its weight decay on held-out
+ * train rows only (the test labels cannot change the choice) and then equals the plain probe at that decay.
  */
 import { describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
-import { type FeatureSet, knnAccuracy, linearProbe } from '../../models/ssl/probe.ts';
+import { type FeatureSet, featureRows, knnAccuracy, linearProbe, tunedLinearProbe } from '../../models/ssl/probe.ts';
 import { mulberry32 } from '../../runtime/prng.ts';
 
 function blobs(n: number, d: number, classes: number, seed: number, spread: number, randomLabels = false): FeatureSet {
@@ -30,6 +31,32 @@ describe('linear probe', () => {
     expect(rnd.trainAccuracy).toBeGreaterThan(0.9);
     expect(rnd.testAccuracy).toBeLessThan(0.4); // chance 0.25; 400 test items: sd 0.022
   }, 60_000);
+});
+
+describe('tuned linear probe', () => {
+  it('chooses the weight decay on held-out train rows, not on the test split', async () => {
+    // overlapping classes in 30 dims, few rows: the decays give different held-out accuracies
+    const train = blobs(96, 30, 4, 1, 6), test = blobs(80, 30, 4, 2, 6), shuffled = blobs(80, 30, 4, 2, 6, true);
+    const wds = [1e-4, 3, 30];
+    const o = { epochs: 8, lr: 0.05, weightDecays: wds, valFraction: 0.25 };
+    const r = await tunedLinearProbe(cpuBackend, train, test, 4, o);
+    // each candidate: trained on the first 72 rows, scored on the last 24
+    const fit = featureRows(train, 0, 72), held = featureRows(train, 72, 96);
+    const want = [];
+    for (const wd of wds) want.push({ weightDecay: wd, accuracy: (await linearProbe(cpuBackend, fit, held, 4, { epochs: 8, lr: 0.05, weightDecay: wd })).testAccuracy });
+    expect(r.validation).toEqual(want);
+    expect(new Set(want.map((c) => c.accuracy)).size).toBeGreaterThan(1); // the choice is not a tie
+    const best = Math.max(...want.map((c) => c.accuracy));
+    expect(r.weightDecay).toBe(want.find((c) => c.accuracy === best)!.weightDecay);
+    // then retrained on all of train: the plain probe at that decay, bit for bit (same seed, same order)
+    const plain = await linearProbe(cpuBackend, train, test, 4, { epochs: 8, lr: 0.05, weightDecay: r.weightDecay });
+    expect(r.testAccuracy).toBe(plain.testAccuracy);
+    expect(r.finalLoss).toBe(plain.finalLoss);
+    // the test labels play no part in the choice
+    const r2 = await tunedLinearProbe(cpuBackend, train, shuffled, 4, o);
+    expect(r2.validation).toEqual(r.validation);
+    expect(r2.weightDecay).toBe(r.weightDecay);
+  }, 120_000);
 });
 
 describe('kNN', () => {
