@@ -123,7 +123,8 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
         for g in opt.param_groups:
             g["lr"] = schedule(step)
         x, y = next(it)
-        loss = loss_fn(x, y)
+        with autocast():
+            loss = loss_fn(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
@@ -136,11 +137,18 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
     secs = time.perf_counter() - t0
     ls = [float(v) for v in losses]
     if log:
-        log(f"{name}: {steps} steps in {secs:.2f} s, loss {ls[0]:.4f} -> {ls[-1]:.4f}")
+        log(f"{name}: {steps} steps in {secs:.2f} s ({1000 * secs / max(1, steps):.2f} ms/step), loss {ls[0]:.4f} -> {ls[-1]:.4f}")
     return (float(np.mean(ls[-10:])) if ls else float("nan")), secs
 
 
 DEVICE = "cpu"
+PRECISION = "f32"
+
+
+def autocast():
+    """Kiln's autocast on cuda (bf16 matmul/attention operands, f32 accumulation, weights and losses f32) is
+    torch.autocast's bf16 policy; f32 runs with TF32 off."""
+    return torch.autocast(device_type="cuda" if DEVICE == "cuda" else "cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16")
 
 
 def sync():
@@ -335,12 +343,13 @@ def decode(fae, latents, stats):
 
 
 def main():
-    global DEVICE
+    global DEVICE, PRECISION
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", required=True, help="an ssl-encoder run directory or model.safetensors (student weights)")
     ap.add_argument("--plan", required=True, help="JSON {stage: {steps, total}} (Kiln's step counts)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32", help="bf16: torch.autocast for training and sampling (Kiln's default on cuda)")
     ap.add_argument("--count", type=int, default=1000, help="samples for FD / accuracy (fixed N)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--train-limit", type=int, default=60000)
@@ -349,6 +358,7 @@ def main():
     ap.add_argument("--test-limit", type=int, default=10000, help="test images for the reconstruction metrics and probes")
     a = ap.parse_args()
     DEVICE = a.device
+    PRECISION = a.precision
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -373,7 +383,7 @@ def main():
     xte_all = xte
     xte, yte = xte[:a.test_limit], yte[:a.test_limit]
     batches = lambda seed=0: Batches(xtr, ytr, a.batch, seed, dev)  # noqa: E731
-    res: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__, "stages": {}}
+    res: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__, "precision": a.precision, "stages": {}}
 
     def save():  # after every stage: a run killed at its time limit still leaves what it measured
         (out / "torch_metrics.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -492,8 +502,9 @@ def main():
         t0 = time.perf_counter()
         dit.eval()
         g = torch.Generator().manual_seed(0)
-        s_cfg = decode(fae, dit_sample(dit, labels, cfg=2.5, gen=g), stats)
-        s_no = decode(fae, dit_sample(dit, labels, gen=g), stats)
+        with autocast():
+            s_cfg = decode(fae, dit_sample(dit, labels, cfg=2.5, gen=g), stats).float()
+            s_no = decode(fae, dit_sample(dit, labels, gen=g), stats).float()
         sync()
         samp_s = time.perf_counter() - t0
         res["stages"]["lightningdit-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": samp_s, "cfg": score("dit-cfg", s_cfg), "none": score("dit", s_no)}
@@ -518,8 +529,9 @@ def main():
         t0 = time.perf_counter()
         flow.eval()
         g = torch.Generator().manual_seed(0)
-        t_g = decode(fae, tarflow_sample(flow, labels, guidance=1.0, gen=g), stats)
-        t_n = decode(fae, tarflow_sample(flow, labels, gen=g), stats)
+        with autocast():
+            t_g = decode(fae, tarflow_sample(flow, labels, guidance=1.0, gen=g), stats).float()
+            t_n = decode(fae, tarflow_sample(flow, labels, gen=g), stats).float()
         sync()
         res["stages"]["tarflow-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": time.perf_counter() - t0, "guided": score("tf-g", t_g), "none": score("tf", t_n)}
         log(f"TarFlow: FD guided {res['stages']['tarflow-fae']['guided']['fd']:.3f}, none {res['stages']['tarflow-fae']['none']['fd']:.3f}")
