@@ -73,7 +73,7 @@ run_torch() {
   [ "$lim" -lt 5 ] && lim=5
   local t0=$(date +%s%N)
   timeout -k 2 "$lim" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" \
-    --precision "$TPREC" --probe-train 10000 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
+    --precision "$TPREC" --probe-train 10000 --parallel-generators ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
   echo "torch $? $(( ($(date +%s%N) - t0) / 1000000 ))" >> "$OUT/times.txt"
   echo "[$(el)s] torch done: $(grep -c . "$OUT/torch/torch_log.txt" 2>/dev/null) log lines"
 }
@@ -87,7 +87,7 @@ lat=(--set "model.latents.encoder.checkpoint=$ENC" --set "model.latents.checkpoi
 tr_ lightningdit-fae lightningdit-fae "$S_DIT" "$LIM_DIT" "${lat[@]}" "${curve[@]}" &
 tr_ tarflow-fae tarflow-fae "$S_TF" "$LIM_TF" "${lat[@]}" --set intervals.checkpoint=$ck &
 tr_ fae-stage-ib fae-stage-ib "$S_IB" "$LIM_IB" "${enc[@]}" --set model.gan=false --set "model.init=$R/fae-stage-ia" --set intervals.checkpoint=$ck
-tr_ fae-pixel-finetune fae-pixel-finetune "$S_FT" "$LIM_FT" "${enc[@]}" --set "model.init=$R/fae-stage-ib" --set intervals.checkpoint=$ck
+tr_ fae-pixel-finetune fae-pixel-finetune "$S_FT" "$LIM_FT" "${enc[@]}" --set "model.init=$R/fae-stage-ia,$R/fae-stage-ib" --set intervals.checkpoint=$ck
 waitk
 
 DEC="$R/fae-stage-ia,$R/fae-pixel-finetune"

@@ -114,7 +114,8 @@ def warmup_cosine(lr, warmup, total, min_lr=0.0):
 
 def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.999), wd=0.0, clip=None, ema=None, log=None):
     """AdamW steps; returns (final loss = mean of the last 10, seconds)."""
-    opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd)
+    # fused AdamW on cuda (one kernel for all parameters: what a user picks for small models)
+    opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd, fused=DEVICE == "cuda")
     losses = []
     sync()
     t0 = time.perf_counter()
@@ -224,13 +225,12 @@ def tarflow_forward(model, x, y):
 class Ema:
     def __init__(self, model, decay):
         self.model, self.decay = model, decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.live = [p for p in model.parameters()]
+        self.shadow = [p.detach().clone() for p in self.live]
 
     def __call__(self):
-        with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+        with torch.no_grad():  # one foreach lerp over all parameters: shadow += (1 - decay)·(p − shadow)
+            torch._foreach_lerp_(self.shadow, self.live, 1 - self.decay)
 
 
 # ─────────────────────────────── metrics ───────────────────────────────
@@ -356,6 +356,9 @@ def main():
     ap.add_argument("--probe-train", type=int, default=10000, help="train images for the feature probes")
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--test-limit", type=int, default=10000, help="test images for the reconstruction metrics and probes")
+    ap.add_argument("--parallel-generators", action="store_true", help="train TarFlow in a second process beside LightningDiT (after the FAE stages)")
+    ap.add_argument("--state-in", default=None, help="(internal) a saved classifier + FAE state: skip their stages")
+    ap.add_argument("--only", default=None, choices=["lightningdit-fae", "tarflow-fae"], help="(internal) train only this generator")
     a = ap.parse_args()
     DEVICE = a.device
     PRECISION = a.precision
@@ -391,6 +394,10 @@ def main():
 
     def stage(name):
         save()
+        if a.state_in and name in ("classifier", "fae-stage-ia", "fae-stage-ib", "fae-pixel-finetune"):
+            return (0, 0)
+        if a.only and name in ("lightningdit-fae", "tarflow-fae") and name != a.only:
+            return (0, 0)
         p = plan.get(name)
         return (int(p["steps"]), int(p.get("total", p["steps"]))) if p else (0, 0)
 
@@ -445,6 +452,11 @@ def main():
         loss, secs = train_loop("fae-pixel-finetune", pd_params, lambda x, y: ib_loss(x, y, "feature_decoder"), batches(3), steps, lambda s: 5e-5, log=log)
         res["stages"]["fae-pixel-finetune"] = {"steps": steps, "loss": loss, "train_s": secs}
 
+    child = None
+    if a.state_in:
+        st = torch.load(a.state_in, map_location=dev)
+        clf.load_state_dict(st["classifier"])
+        fae.load_state_dict(st["fae"])
     # reconstruction metrics (kiln eval fae)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -461,6 +473,20 @@ def main():
         p_rec = linear_probe(rec_tr, ytr_d, rec_te, yte_d, epochs=a.probe_epochs)
     res["fae"] = {"psnr": m_psnr, "ssim": m_ssim, "probe_raw": p_raw, "probe_reconstructed": p_rec, "probe_train": a.probe_train, "seconds": time.perf_counter() - t0}
     log(f"FAE: PSNR {m_psnr:.2f} dB, SSIM {m_ssim:.4f}; probe raw {100 * p_raw:.2f}%, reconstructed {100 * p_rec:.2f}%")
+    if a.parallel_generators and not a.only and plan.get("tarflow-fae"):
+        # TarFlow in a second process (same FAE, classifier, latent stats and seeds) beside LightningDiT here
+        import subprocess
+        torch.save({"classifier": clf.state_dict(), "fae": fae.state_dict()}, out / "state.pt")
+        args = [sys.executable, __file__, "--encoder", a.encoder, "--plan", a.plan, "--out", str(out / "tarflow"), "--device", dev,
+                "--precision", a.precision, "--count", str(a.count), "--batch", str(a.batch), "--train-limit", str(a.train_limit),
+                "--probe-train", "1000", "--probe-epochs", "1", "--test-limit", "1000", "--state-in", str(out / "state.pt"), "--only", "tarflow-fae"]
+        def die_with_parent():  # a parent killed at its time limit takes the child with it (Linux PR_SET_PDEATHSIG)
+            import ctypes
+            import signal
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+        child = subprocess.Popen(args, stdout=open(out / "tarflow.log", "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        a.only = "lightningdit-fae"
+        log(f"TarFlow: started in a second process (pid {child.pid}, log {out / 'tarflow.log'})")
 
     # latents, normalized per channel with the stats of the first 4 batches (as cli/jobs/tasks.ts latentStats)
     @torch.no_grad()
@@ -536,6 +562,13 @@ def main():
         res["stages"]["tarflow-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": time.perf_counter() - t0, "guided": score("tf-g", t_g), "none": score("tf", t_n)}
         log(f"TarFlow: FD guided {res['stages']['tarflow-fae']['guided']['fd']:.3f}, none {res['stages']['tarflow-fae']['none']['fd']:.3f}")
 
+    if child is not None:
+        child.wait()
+        (out / "state.pt").unlink(missing_ok=True)
+        f = out / "tarflow" / "torch_metrics.json"
+        if f.exists():
+            res["stages"].update({k: v for k, v in json.loads(f.read_text())["stages"].items() if k == "tarflow-fae"})
+            lines.extend((out / "tarflow" / "torch_log.txt").read_text().splitlines())
     save()
     print("TORCH " + json.dumps(res))
 
