@@ -31,9 +31,9 @@ EXTRA=()
 [ -n "${BATCH:-}" ] && EXTRA=(--batch "$BATCH") # smoke runs only
 TPREC=${PREC:-bf16}
 # defaults: window 2's budgets (about 4 minutes on an H200, PyTorch included; docs/RESULTS.md section 2)
-: "${S_CLF:=6000}" "${S_SSL:=2200}" "${S_IA:=2500}" "${S_IB:=1500}" "${S_FT:=800}" "${S_DIT:=5000}" "${S_TF:=3000}"
+: "${S_CLF:=6000}" "${S_SSL:=2200}" "${S_IA:=2000}" "${S_IB:=1200}" "${S_FT:=600}" "${S_DIT:=4000}" "${S_TF:=2500}"
 : "${LIM_CLF:=40}" "${LIM_SSL:=45}" "${LIM_IA:=50}" "${LIM_IB:=30}" "${LIM_FT:=15}" "${LIM_DIT:=90}" "${LIM_TF:=70}" "${LIM_EVAL:=30}"
-: "${TORCH_LIMIT:=600}" "${EVERY:=1000}" "${CURVE_COUNT:=500}" "${CURVE_STEPS:=25}" "${PAR:=4}"
+: "${TORCH_LIMIT:=600}" "${EVERY:=800}" "${CURVE_COUNT:=500}" "${CURVE_STEPS:=25}" "${PAR:=4}"
 T0=$(date +%s%N)
 el() { echo $(( ($(date +%s%N) - T0) / 1000000000 )); }
 
