@@ -144,12 +144,10 @@ for d in "$R"/*/; do
   n=$(basename "$d"); mkdir -p "$OUT/runs/$n"
   cp "$d"/config.json "$d"/metrics.jsonl "$d"/loss.png "$OUT/runs/$n/" 2>/dev/null
 done
-if [ "$ENC" = "$R/ssl-encoder" ]; then
+if [ "$ENC" = "$R/ssl-encoder" ]; then # the whole last checkpoint (~6 MB): a run directory's checkpoint needs its train_state to be taken
   c=$(ls -d "$R"/ssl-encoder/checkpoints/step-* | tail -1)
-  mkdir -p "$OUT/runs/ssl-encoder/checkpoints/$(basename "$c")"
-  cp "$c"/model.safetensors "$c"/ema.safetensors "$OUT/runs/ssl-encoder/checkpoints/$(basename "$c")/"
-  python3 -c "import json,sys; m=json.load(open(sys.argv[1])); m['files']={f: v for f, v in m['files'].items() if f != 'train_state.safetensors'}; json.dump(m, open(sys.argv[2], 'w'), indent=1)" \
-    "$c/manifest.json" "$OUT/runs/ssl-encoder/checkpoints/$(basename "$c")/manifest.json"
+  mkdir -p "$OUT/runs/ssl-encoder/checkpoints"
+  cp -r "$c" "$OUT/runs/ssl-encoder/checkpoints/"
 fi
 rm -f "$S"/*.safetensors
 [ -n "$TORCH_PID" ] && wait "$TORCH_PID"
