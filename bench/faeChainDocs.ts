@@ -4,14 +4,15 @@
  * CFG, TarFlow with and without guidance; the reconstruction grid as it is) and the FD-against-steps curve PNG
  * (runtime/train/lossPlot.ts) and its markdown table when curves.tsv (space, step, fd, floor) exists.
  *
- *   npx tsx bench/faeChainDocs.ts RESULTS_DIR docs/img PREFIX [SAMPLES] [COLUMNS]
+ *   npx tsx bench/faeChainDocs.ts RESULTS_DIR docs/img PREFIX [SAMPLES 1000] [COLUMNS 20] [CURVE_SAMPLES 500]
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { type Series, writeLossPlot } from '../runtime/train/lossPlot.ts';
 
-const [dir, img, prefix = 'fae-gpu', countArg = '1000', columnsArg = '20'] = process.argv.slice(2);
+const [dir, img, prefix = 'fae-gpu', countArg = '1000', columnsArg = '20', curveCountArg = '500'] = process.argv.slice(2);
+const curveCount = Number(curveCountArg);
 const gridRows = Math.ceil(Number(countArg) / Number(columnsArg));
 if (!dir || !img) {
   console.error('usage: tsx bench/faeChainDocs.ts RESULTS_DIR docs/img [PREFIX] [SAMPLES 1000] [COLUMNS 20]');
@@ -27,6 +28,17 @@ for (const name of ['dit-cfg', 'dit', 'tarflow-cfg', 'tarflow']) {
   const rows = Math.min(meta.height!, Math.round((2 * meta.height!) / gridRows));
   await sharp(f).extract({ left: 0, top: 0, width: meta.width!, height: rows }).png({ compressionLevel: 9 }).toFile(join(img, `${prefix}-${name}.png`));
   console.log(`${join(img, `${prefix}-${name}.png`)} (${meta.width}x${rows} of ${meta.width}x${meta.height})`);
+}
+// the last checkpoint's curve samples of both spaces (item 3: the same DiT on FAE latents and on pixels)
+const curveSteps = existsSync(samples) ? readdirSync(samples).map((f) => /^curve-(fae|pixels)-(step-\d+)\.png$/.exec(f)).filter((m) => m !== null) : [];
+const lastStep = curveSteps.map((m) => m![2]!).sort().at(-1);
+for (const space of ['fae', 'pixels']) {
+  const f = join(samples, `curve-${space}-${lastStep}.png`);
+  if (!lastStep || !existsSync(f)) continue;
+  const meta = await sharp(f).metadata();
+  const rows = Math.min(meta.height!, Math.round((2 * meta.height!) / Math.ceil(curveCount / Number(columnsArg))));
+  await sharp(f).extract({ left: 0, top: 0, width: meta.width!, height: rows }).png({ compressionLevel: 9 }).toFile(join(img, `${prefix}-curve-${space}-last.png`));
+  console.log(`${join(img, `${prefix}-curve-${space}-last.png`)} (${lastStep})`);
 }
 if (existsSync(join(samples, 'reconstructions.png'))) {
   await sharp(join(samples, 'reconstructions.png')).png({ compressionLevel: 9 }).toFile(join(img, `${prefix}-reconstructions.png`));

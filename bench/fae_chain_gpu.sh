@@ -1,32 +1,41 @@
 #!/usr/bin/env bash
-# @file The FAE chain on the GPU machine, Kiln then PyTorch with the same step counts (issue 13 items 2 and 4).
+# @file The FAE chain on the GPU machine, Kiln and PyTorch with the same step counts (issue 13 items 2, 3, 4).
 #
-#   ENC=<ssl-encoder run> OUT=<dir> [LIM_*=seconds] bash bench/fae_chain_gpu.sh
+#   OUT=<dir> [ENC=<ssl-encoder run>] [S_*=steps] [LIM_*=seconds] [CURVES=1 EVERY=K] bash bench/fae_chain_gpu.sh
 #
-# Kiln (cuda, f32): fashion-classifier ‖ fae-stage-ia → (fae-stage-ib → fae-pixel-finetune) ‖ lightningdit-fae ‖
-# tarflow-fae, each `kiln train` bounded by --time-limit (and `timeout -k`), stages without a dependency run
-# at the same time (separate processes, one GPU); then samples (LightningDiT with and without interval CFG,
-# TarFlow guided), FD in the SSL encoder's space (N = $COUNT, real-vs-real floor), classifier accuracy on the
-# samples, `kiln eval fae` (PSNR/SSIM, probe of reconstructed vs raw features). Then bench/fae_pipeline_torch.py
-# runs the same stages for the step counts Kiln reached (plan.json). bench/fae_chain_table.py prints the table.
-# CURVES=1 adds issue 13 item 3: lightningdit-pixels (the same DiT on the images, patch 4) trains beside
-# lightningdit-fae, both checkpointing every $EVERY steps; up to $CURVE_POINTS common checkpoint steps are
-# sampled ($CURVE_COUNT samples, default 500, Euler with $CURVE_STEPS grid points, default 25, no guidance) and
-# measured (FD at N = $CURVE_COUNT with its floor) for both, next to the chain's evaluations: $OUT/curves.tsv.
-# Logs: $OUT/logs; runs: $OUT/runs (checkpoints of the last step only).
+# Every stage has a fixed step count (S_CLF, S_SSL, S_IA, S_IB, S_FT, S_DIT, S_TF; the cosine schedules are those
+# lengths) and a time limit as a safety net (LIM_*: `kiln train --time-limit`, plus `timeout -k`); the PyTorch side
+# (bench/fae_pipeline_torch.py) gets the same counts (plan.json, written up front) and starts as soon as the SSL
+# encoder exists, beside Kiln's stages (both contend for the one GPU's SMs: per-stage times are under load).
+# Kiln (cuda, $PREC: default the backend's, bf16): without ENC, `kiln train ssl-encoder` (the shipped recipe, probe
+# off) beside fashion-classifier (and lightningdit-pixels with CURVES=1); then fae-stage-ia; then (fae-stage-ib →
+# fae-pixel-finetune) ‖ lightningdit-fae ‖ tarflow-fae. Then samples (LightningDiT with and without interval CFG,
+# TarFlow guided and not), FD in the SSL encoder's space (N = $COUNT, real-vs-real floor), classifier accuracy on
+# the samples, `kiln eval fae` (PSNR/SSIM, probe of reconstructed vs raw features).
+# CURVES=1 (issue 13 item 3): lightningdit-pixels (the same DiT on the images, patch 4) and lightningdit-fae both
+# checkpoint every $EVERY steps; from every checkpoint $CURVE_COUNT samples (Euler, $CURVE_STEPS grid points, no
+# guidance) and their FD (N = $CURVE_COUNT, with its floor): $OUT/curves.tsv.
+# Runs (with checkpoints) live under $RUNS (default /tmp/fae-chain-runs); $OUT gets logs, metrics.jsonl/config.json
+# of every run, the PNGs, the tables, and the SSL encoder's weights (model + ema, ~3 MB) when it was trained here.
 set -u
 OUT=${OUT:-out/fae-chain}
-ENC=${ENC:?ENC: the ssl-encoder run directory}
+RUNS=${RUNS:-/tmp/fae-chain-runs}
 COUNT=${COUNT:-1000}
-R=$OUT/runs L=$OUT/logs
-mkdir -p "$R" "$L"
+R=$RUNS L=$OUT/logs S=$OUT/samples
+rm -rf "$R"
+mkdir -p "$R" "$L" "$S"
 BK=${BACKEND:-cuda}
-KB=(--backend "$BK" --precision f32)
+KB=(--backend "$BK")
+[ -n "${PREC:-}" ] && KB+=(--precision "$PREC")
 EXTRA=()
-[ -n "${BATCH:-}" ] && EXTRA=(--batch "$BATCH")
-: "${LIM_CLF:=12}" "${LIM_IA:=10}" "${LIM_IB:=10}" "${LIM_FT:=6}" "${LIM_DIT:=12}" "${LIM_TF:=12}" "${LIM_EVAL:=20}"
-: "${STEPS:=4000}" "${TORCH_LIMIT:=40}"
+[ -n "${BATCH:-}" ] && EXTRA=(--batch "$BATCH") # smoke runs only
+TPREC=${PREC:-bf16}
+# defaults: window 2's budgets (about 4 minutes on an H200, PyTorch included; docs/RESULTS.md section 2)
+: "${S_CLF:=6000}" "${S_SSL:=2200}" "${S_IA:=2000}" "${S_IB:=1200}" "${S_FT:=600}" "${S_DIT:=4000}" "${S_TF:=2500}"
+: "${LIM_CLF:=40}" "${LIM_SSL:=45}" "${LIM_IA:=50}" "${LIM_IB:=30}" "${LIM_FT:=15}" "${LIM_DIT:=90}" "${LIM_TF:=70}" "${LIM_EVAL:=30}"
+: "${TORCH_LIMIT:=600}" "${EVERY:=800}" "${CURVE_COUNT:=500}" "${CURVE_STEPS:=25}" "${PAR:=4}"
 T0=$(date +%s%N)
+el() { echo $(( ($(date +%s%N) - T0) / 1000000000 )); }
 
 # k NAME LIMIT ARGS...: one kiln command, its log, its wall time (times.txt: name rc seconds)
 k() {
@@ -36,67 +45,64 @@ k() {
   timeout -k 2 "$lim" node cli/bin.mjs "$@" > "$L/$name.log" 2>&1
   local rc=$?
   echo "$name $rc $(( ($(date +%s%N) - t0) / 1000000 ))" >> "$OUT/times.txt"
-  echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] $name rc=$rc"
+  echo "[$(el)s] $name rc=$rc $(grep -o 'step_ms":[0-9.]*' "$R/$name/metrics.jsonl" 2>/dev/null | cut -d: -f2 | sort -n | awk '{a[NR]=$1} END {if (NR) printf "steps=%d median_step_ms=%.2f", NR, a[int((NR+1)/2)]}')"
 }
-ck() { echo "--set" "model.encoder.checkpoint=$ENC"; }
-common=(--steps "$STEPS" --set intervals.checkpoint=100000 --set keepCheckpoints=1 "${EXTRA[@]}")
+tr_() { # NAME JOB STEPS LIMIT ARGS...: kiln train
+  local name=$1 job=$2 steps=$3 lim=$4
+  shift 4
+  k "$name" $((lim + 25)) train "$job" "${KB[@]}" --steps "$steps" --time-limit "$lim" --set keepCheckpoints=1 "${EXTRA[@]}" "$@" --out "$R/$name"
+}
+ck=$((1000000))
+curve=()
+[ "${CURVES:-0}" = 1 ] && curve=(--set "intervals.checkpoint=$EVERY" --set keepCheckpoints=1000)
 
-k classifier $((LIM_CLF + 20)) train fashion-classifier "${KB[@]}" --steps "${CLF_STEPS:-$STEPS}" --time-limit "$LIM_CLF" --set intervals.checkpoint=100000 "${EXTRA[@]}" --out "$R/classifier" &
-k fae-stage-ia $((LIM_IA + 20)) train fae-stage-ia "${KB[@]}" "${common[@]}" --time-limit "$LIM_IA" $(ck) --out "$R/fae-stage-ia"
-lat=(--set "model.latents.encoder.checkpoint=$ENC" --set "model.latents.checkpoint=$R/fae-stage-ia")
-ditck=()
-[ "${CURVES:-0}" = 1 ] && ditck=(--set "intervals.checkpoint=${EVERY:-50}" --set keepCheckpoints=1000)
-k lightningdit-fae $((LIM_DIT + 20)) train lightningdit-fae "${KB[@]}" "${common[@]}" "${ditck[@]}" --time-limit "$LIM_DIT" "${lat[@]}" --out "$R/lightningdit-fae" &
-if [ "${CURVES:-0}" = 1 ]; then
-  k lightningdit-pixels $((LIM_DIT + 20)) train lightningdit-pixels "${KB[@]}" --steps "$STEPS" "${EXTRA[@]}" "${ditck[@]}" --time-limit "$LIM_DIT" --out "$R/lightningdit-pixels" &
+# the plan both sides train (the PyTorch side's --plan)
+printf '{"classifier":{"steps":%d},"fae-stage-ia":{"steps":%d},"fae-stage-ib":{"steps":%d},"fae-pixel-finetune":{"steps":%d},"lightningdit-fae":{"steps":%d},"tarflow-fae":{"steps":%d}}\n' \
+  "$S_CLF" "$S_IA" "$S_IB" "$S_FT" "$S_DIT" "$S_TF" > "$OUT/plan.json"
+
+tr_ classifier fashion-classifier "$S_CLF" "$LIM_CLF" --set intervals.checkpoint=$ck &
+[ "${CURVES:-0}" = 1 ] && { tr_ lightningdit-pixels lightningdit-pixels "$S_DIT" "$LIM_DIT" "${curve[@]}" & }
+if [ -z "${ENC:-}" ]; then
+  tr_ ssl-encoder ssl-encoder "$S_SSL" "$LIM_SSL" --set model.probe=null --set intervals.checkpoint=$ck
+  ENC=$R/ssl-encoder
 fi
-k tarflow-fae $((LIM_TF + 20)) train tarflow-fae "${KB[@]}" "${common[@]}" --time-limit "$LIM_TF" "${lat[@]}" --out "$R/tarflow-fae" &
-k fae-stage-ib $((LIM_IB + 20)) train fae-stage-ib "${KB[@]}" "${common[@]}" --time-limit "$LIM_IB" $(ck) --set model.gan=false --set "model.init=$R/fae-stage-ia" --out "$R/fae-stage-ib"
-k fae-pixel-finetune $((LIM_FT + 20)) train fae-pixel-finetune "${KB[@]}" "${common[@]}" --time-limit "$LIM_FT" $(ck) --set "model.init=$R/fae-stage-ib" --out "$R/fae-pixel-finetune"
-wait
+[ -d "$ENC" ] || { echo "no SSL encoder at $ENC"; exit 1; }
 
 run_torch() {
-  python3 bench/fae_chain_table.py plan "$R" > "$OUT/plan.json"
-  # TORCH_LIMIT_END (epoch seconds) caps the torch side at a deadline instead of a length
-  [ -n "${TORCH_LIMIT_END:-}" ] && TORCH_LIMIT=$(( TORCH_LIMIT_END - $(date +%s) ))
-  [ "$TORCH_LIMIT" -lt 5 ] && TORCH_LIMIT=5
-  timeout -k 2 "$TORCH_LIMIT" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" --probe-train 10000 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
-  local rc=$?
-  echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] torch rc=$rc"
+  local lim=$TORCH_LIMIT
+  [ -n "${TORCH_LIMIT_END:-}" ] && lim=$(( TORCH_LIMIT_END - $(date +%s) ))
+  [ "$lim" -lt 5 ] && lim=5
+  local t0=$(date +%s%N)
+  timeout -k 2 "$lim" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" \
+    --precision "$TPREC" --probe-train 10000 --parallel-generators ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
+  echo "torch $? $(( ($(date +%s%N) - t0) / 1000000 ))" >> "$OUT/times.txt"
+  echo "[$(el)s] torch done: $(grep -c . "$OUT/torch/torch_log.txt" 2>/dev/null) log lines"
 }
-# TORCH_PARALLEL=1: the PyTorch side starts now (the step counts are known), beside Kiln's sampling and evaluation
 TORCH_PID=
-if [ "${TORCH_PARALLEL:-0}" = 1 ]; then run_torch & TORCH_PID=$!; fi
+if [ "${TORCH:-1}" = 1 ]; then run_torch & TORCH_PID=$!; fi
 waitk() { local p; for p in $(jobs -p); do [ "$p" = "$TORCH_PID" ] || wait "$p"; done; } # Kiln's jobs, not torch
+
+enc=(--set "model.encoder.checkpoint=$ENC")
+tr_ fae-stage-ia fae-stage-ia "$S_IA" "$LIM_IA" "${enc[@]}" --set intervals.checkpoint=$ck
+lat=(--set "model.latents.encoder.checkpoint=$ENC" --set "model.latents.checkpoint=$R/fae-stage-ia")
+tr_ lightningdit-fae lightningdit-fae "$S_DIT" "$LIM_DIT" "${lat[@]}" "${curve[@]}" &
+tr_ tarflow-fae tarflow-fae "$S_TF" "$LIM_TF" "${lat[@]}" --set intervals.checkpoint=$ck &
+tr_ fae-stage-ib fae-stage-ib "$S_IB" "$LIM_IB" "${enc[@]}" --set model.gan=false --set "model.init=$R/fae-stage-ia" --set intervals.checkpoint=$ck
+tr_ fae-pixel-finetune fae-pixel-finetune "$S_FT" "$LIM_FT" "${enc[@]}" --set "model.init=$R/fae-stage-ia,$R/fae-stage-ib" --set intervals.checkpoint=$ck
+waitk
 
 DEC="$R/fae-stage-ia,$R/fae-pixel-finetune"
 [ -d "$R/fae-pixel-finetune/checkpoints" ] || DEC="$R/fae-stage-ia,$R/fae-stage-ib"
-S=$OUT/samples
-mkdir -p "$S"
 smp() { # NAME RUN ARGS...
   local name=$1 run=$2
   shift 2
   k "sample-$name" "$LIM_EVAL" sample "$run" --backend "$BK" --weights model --fae "$DEC" --num "$COUNT" --steps 50 --columns 20 --out "$S/$name.png" --save-samples "$S/$name.safetensors" "$@"
 }
+k eval-fae "$LIM_EVAL" eval fae --backend "$BK" --encoder "$ENC" --fae "$DEC" ${FAE_EVAL:---count 10000 --train-limit 10000 --epochs 30} --batch 500 --grid "$S/reconstructions.png" --json &
 smp dit-cfg "$R/lightningdit-fae" --cfg 2.5 --cfg-interval 0.3,1 &
 smp dit "$R/lightningdit-fae" &
 smp tarflow-cfg "$R/tarflow-fae" --cfg 1 &
 smp tarflow "$R/tarflow-fae" &
-if [ "${CURVES:-0}" = 1 ]; then # item 3: FD of both DiTs at common checkpoint steps
-  common_steps=$(comm -12 <(ls "$R/lightningdit-fae/checkpoints" 2>/dev/null | sort) <(ls "$R/lightningdit-pixels/checkpoints" 2>/dev/null | sort))
-  n=$(echo "$common_steps" | grep -c step-)
-  pick=$(echo "$common_steps" | grep step- | awk -v n="$n" -v k="${CURVE_POINTS:-4}" 'BEGIN{srand(0)} { a[NR]=$0 } END { if (n <= k) { for (i = 1; i <= n; i++) print a[i] } else { for (j = 1; j <= k; j++) print a[int(j * n / k)] } }')
-  for ckn in $pick; do
-    for space in fae pixels; do
-      run=$R/lightningdit-$space
-      fae=()
-      [ "$space" = fae ] && fae=(--fae "$DEC")
-      ( k "curve-sample-$space-$ckn" "$LIM_EVAL" sample "$run/checkpoints/$ckn" --backend "$BK" --weights model "${fae[@]}" --num "${CURVE_COUNT:-500}" --steps "${CURVE_STEPS:-25}" --columns 20 --out "$S/curve-$space-$ckn.png" --save-samples "$S/curve-$space-$ckn.safetensors" &&
-        k "curve-fd-$space-$ckn" "$LIM_EVAL" eval fd --backend "$BK" --real fashion-mnist:test --fake "$S/curve-$space-$ckn.safetensors" --ssl-encoder "$ENC" --count "${CURVE_COUNT:-500}" --batch 500 --json ) &
-    done
-  done
-fi
-k eval-fae "$LIM_EVAL" eval fae --backend "$BK" --encoder "$ENC" --fae "$DEC" ${FAE_EVAL:---count 10000 --train-limit 10000 --epochs 30} --batch 500 --grid "$S/reconstructions.png" --json &
 waitk
 for s in dit-cfg dit tarflow-cfg tarflow; do
   [ -f "$S/$s.safetensors" ] || continue
@@ -105,19 +111,44 @@ for s in dit-cfg dit tarflow-cfg tarflow; do
 done
 k acc-real "$LIM_EVAL" eval accuracy --backend "$BK" --classifier "$R/classifier" --samples fashion-mnist:test --batch 500 --json &
 waitk
-echo "[$(( ($(date +%s%N) - T0) / 1000000000 ))s] kiln done"
-if [ "${CURVES:-0}" = 1 ]; then
+echo "[$(el)s] kiln chain done"
+
+if [ "${CURVES:-0}" = 1 ]; then # item 3: FD of both DiTs at every checkpoint
+  pids=()
+  for space in fae pixels; do
+    run=$R/lightningdit-$space
+    for ckd in "$run"/checkpoints/step-*; do
+      [ -d "$ckd" ] || continue
+      n=$(basename "$ckd")
+      fae=()
+      [ "$space" = fae ] && fae=(--fae "$DEC")
+      ( k "curve-sample-$space-$n" "$LIM_EVAL" sample "$ckd" --backend "$BK" --weights model "${fae[@]}" --num "$CURVE_COUNT" --steps "$CURVE_STEPS" --columns 20 --out "$S/curve-$space-$n.png" --save-samples "$S/curve-$space-$n.safetensors" &&
+        k "curve-fd-$space-$n" "$LIM_EVAL" eval fd --backend "$BK" --real fashion-mnist:test --fake "$S/curve-$space-$n.safetensors" --ssl-encoder "$ENC" --count "$CURVE_COUNT" --batch 500 --json
+        rm -f "$S/curve-$space-$n.safetensors" ) &
+      pids+=($!)
+      if [ "${#pids[@]}" -ge "$PAR" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+    done
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
   printf 'space\tstep\tfd\tfloor\n' > "$OUT/curves.tsv"
   for f in "$L"/curve-fd-*.log; do
     [ -f "$f" ] || continue
     b=$(basename "$f" .log); b=${b#curve-fd-}; space=${b%%-*}; step=$((10#${b##*step-}))
     python3 -c "import json,sys; l=[x for x in open(sys.argv[1]) if x.startswith('{')]; d=json.loads(l[-1]) if l else {}; print(f\"$space\t$step\t{d.get('fd','nan')}\t{d.get('floor','nan')}\")" "$f" >> "$OUT/curves.tsv"
   done
-  sort -k1,1 -k2,2n "$OUT/curves.tsv"
-  find "$R/lightningdit-fae/checkpoints" "$R/lightningdit-pixels/checkpoints" -name '*.safetensors' -delete 2>/dev/null
+  echo "[$(el)s] curves:"; sort -k1,1 -k2,2n "$OUT/curves.tsv" | column -t
 fi
-rm -f "$S"/curve-*.safetensors
 
-[ "${TORCH_PARALLEL:-0}" = 1 ] || run_torch
-wait
+# small things back: every run's metrics and config, the encoder's weights when trained here
+for d in "$R"/*/; do
+  n=$(basename "$d"); mkdir -p "$OUT/runs/$n"
+  cp "$d"/config.json "$d"/metrics.jsonl "$d"/loss.png "$OUT/runs/$n/" 2>/dev/null
+done
+if [ "$ENC" = "$R/ssl-encoder" ]; then # the whole last checkpoint (~6 MB): a run directory's checkpoint needs its train_state to be taken
+  c=$(ls -d "$R"/ssl-encoder/checkpoints/step-* | tail -1)
+  mkdir -p "$OUT/runs/ssl-encoder/checkpoints"
+  cp -r "$c" "$OUT/runs/ssl-encoder/checkpoints/"
+fi
+rm -f "$S"/*.safetensors
+[ -n "$TORCH_PID" ] && wait "$TORCH_PID"
 python3 bench/fae_chain_table.py table "$OUT" | tee "$OUT/table.md"

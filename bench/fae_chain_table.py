@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 STAGES = ["classifier", "fae-stage-ia", "fae-stage-ib", "fae-pixel-finetune", "lightningdit-fae", "tarflow-fae"]
+KILN_ONLY = ["ssl-encoder", "lightningdit-pixels"]
 
 
 def metrics(run: Path):
@@ -72,20 +73,22 @@ def table(out: Path):
         tm = json.loads((out / "torch" / "torch_metrics.json").read_text())
     ts = tm.get("stages", {})
     kiln = {}
-    rows = ["| stage | steps | final loss Kiln | PyTorch | Kiln/PyTorch | Kiln train s (steps) | Kiln wall s (process) | PyTorch train s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for s in STAGES:
+    rows = ["| stage | steps Kiln / PyTorch | final loss Kiln | PyTorch | Kiln/PyTorch | Kiln ms/step (median) | PyTorch ms/step (mean) | Kiln train s (steps) | Kiln wall s (process) | PyTorch train s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in STAGES + KILN_ONLY:
         m = metrics(runs / s)
         k = {}
         if m:
             ls = [r["loss"] for r in m[-10:]]
-            k = {"steps": m[-1]["step"], "loss": sum(ls) / len(ls), "train_s": sum(r.get("step_ms", 0) for r in m) / 1000}
+            ms = sorted(r.get("step_ms", 0) for r in m)
+            k = {"steps": m[-1]["step"], "loss": sum(ls) / len(ls), "train_s": sum(ms) / 1000, "median_ms": ms[(len(ms) - 1) // 2]}
         k["wall_s"] = times.get(s, (None, None))[1]
         k["rc"] = times.get(s, (None, None))[0]
         kiln[s] = k
         t = ts.get(s, {})
-        rows.append(f"| {s} | {k.get('steps', 'n/a')} | {fmt(k.get('loss'))} | {fmt(t.get('loss'))} | {ratio(k.get('loss'), t.get('loss'))} | "
-                    f"{fmt(k.get('train_s'), 2)} | {fmt(k.get('wall_s'), 1)} (rc {k['rc']}) | {fmt(t.get('train_s'), 2)} |")
+        tms = 1000 * t["train_s"] / t["steps"] if t.get("steps") else None
+        rows.append(f"| {s} | {k.get('steps', 'n/a')} / {t.get('steps', '-')} | {fmt(k.get('loss'))} | {fmt(t.get('loss'))} | {ratio(k.get('loss'), t.get('loss'))} | "
+                    f"{fmt(k.get('median_ms'), 2)} | {fmt(tms, 2)} | {fmt(k.get('train_s'), 2)} | {fmt(k.get('wall_s'), 1)} (rc {k['rc']}) | {fmt(t.get('train_s'), 2)} |")
     clf_log = logs / "classifier.log"
     acc = None
     if clf_log.exists():

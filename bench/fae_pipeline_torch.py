@@ -114,7 +114,8 @@ def warmup_cosine(lr, warmup, total, min_lr=0.0):
 
 def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.999), wd=0.0, clip=None, ema=None, log=None):
     """AdamW steps; returns (final loss = mean of the last 10, seconds)."""
-    opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd)
+    # fused AdamW on cuda (one kernel for all parameters: what a user picks for small models)
+    opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd, fused=DEVICE == "cuda")
     losses = []
     sync()
     t0 = time.perf_counter()
@@ -123,7 +124,8 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
         for g in opt.param_groups:
             g["lr"] = schedule(step)
         x, y = next(it)
-        loss = loss_fn(x, y)
+        with autocast():
+            loss = loss_fn(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
@@ -136,11 +138,18 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
     secs = time.perf_counter() - t0
     ls = [float(v) for v in losses]
     if log:
-        log(f"{name}: {steps} steps in {secs:.2f} s, loss {ls[0]:.4f} -> {ls[-1]:.4f}")
+        log(f"{name}: {steps} steps in {secs:.2f} s ({1000 * secs / max(1, steps):.2f} ms/step), loss {ls[0]:.4f} -> {ls[-1]:.4f}")
     return (float(np.mean(ls[-10:])) if ls else float("nan")), secs
 
 
 DEVICE = "cpu"
+PRECISION = "f32"
+
+
+def autocast():
+    """Kiln's autocast on cuda (bf16 matmul/attention operands, f32 accumulation, weights and losses f32) is
+    torch.autocast's bf16 policy; f32 runs with TF32 off."""
+    return torch.autocast(device_type="cuda" if DEVICE == "cuda" else "cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16")
 
 
 def sync():
@@ -216,13 +225,12 @@ def tarflow_forward(model, x, y):
 class Ema:
     def __init__(self, model, decay):
         self.model, self.decay = model, decay
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.live = [p for p in model.parameters()]
+        self.shadow = [p.detach().clone() for p in self.live]
 
     def __call__(self):
-        with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                if v.dtype.is_floating_point:
-                    self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+        with torch.no_grad():  # one foreach lerp over all parameters: shadow += (1 - decay)·(p − shadow)
+            torch._foreach_lerp_(self.shadow, self.live, 1 - self.decay)
 
 
 # ─────────────────────────────── metrics ───────────────────────────────
@@ -335,20 +343,25 @@ def decode(fae, latents, stats):
 
 
 def main():
-    global DEVICE
+    global DEVICE, PRECISION
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", required=True, help="an ssl-encoder run directory or model.safetensors (student weights)")
     ap.add_argument("--plan", required=True, help="JSON {stage: {steps, total}} (Kiln's step counts)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precision", choices=["f32", "bf16"], default="f32", help="bf16: torch.autocast for training and sampling (Kiln's default on cuda)")
     ap.add_argument("--count", type=int, default=1000, help="samples for FD / accuracy (fixed N)")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--train-limit", type=int, default=60000)
     ap.add_argument("--probe-train", type=int, default=10000, help="train images for the feature probes")
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--test-limit", type=int, default=10000, help="test images for the reconstruction metrics and probes")
+    ap.add_argument("--parallel-generators", action="store_true", help="train TarFlow in a second process beside LightningDiT (after the FAE stages)")
+    ap.add_argument("--state-in", default=None, help="(internal) a saved classifier + FAE state: skip their stages")
+    ap.add_argument("--only", default=None, choices=["lightningdit-fae", "tarflow-fae"], help="(internal) train only this generator")
     a = ap.parse_args()
     DEVICE = a.device
+    PRECISION = a.precision
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -373,7 +386,7 @@ def main():
     xte_all = xte
     xte, yte = xte[:a.test_limit], yte[:a.test_limit]
     batches = lambda seed=0: Batches(xtr, ytr, a.batch, seed, dev)  # noqa: E731
-    res: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__, "stages": {}}
+    res: dict = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__, "precision": a.precision, "stages": {}}
 
     def save():  # after every stage: a run killed at its time limit still leaves what it measured
         (out / "torch_metrics.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -381,6 +394,10 @@ def main():
 
     def stage(name):
         save()
+        if a.state_in and name in ("classifier", "fae-stage-ia", "fae-stage-ib", "fae-pixel-finetune"):
+            return (0, 0)
+        if a.only and name in ("lightningdit-fae", "tarflow-fae") and name != a.only:
+            return (0, 0)
         p = plan.get(name)
         return (int(p["steps"]), int(p.get("total", p["steps"]))) if p else (0, 0)
 
@@ -435,6 +452,11 @@ def main():
         loss, secs = train_loop("fae-pixel-finetune", pd_params, lambda x, y: ib_loss(x, y, "feature_decoder"), batches(3), steps, lambda s: 5e-5, log=log)
         res["stages"]["fae-pixel-finetune"] = {"steps": steps, "loss": loss, "train_s": secs}
 
+    child = None
+    if a.state_in:
+        st = torch.load(a.state_in, map_location=dev)
+        clf.load_state_dict(st["classifier"])
+        fae.load_state_dict(st["fae"])
     # reconstruction metrics (kiln eval fae)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -451,6 +473,20 @@ def main():
         p_rec = linear_probe(rec_tr, ytr_d, rec_te, yte_d, epochs=a.probe_epochs)
     res["fae"] = {"psnr": m_psnr, "ssim": m_ssim, "probe_raw": p_raw, "probe_reconstructed": p_rec, "probe_train": a.probe_train, "seconds": time.perf_counter() - t0}
     log(f"FAE: PSNR {m_psnr:.2f} dB, SSIM {m_ssim:.4f}; probe raw {100 * p_raw:.2f}%, reconstructed {100 * p_rec:.2f}%")
+    if a.parallel_generators and not a.only and plan.get("tarflow-fae"):
+        # TarFlow in a second process (same FAE, classifier, latent stats and seeds) beside LightningDiT here
+        import subprocess
+        torch.save({"classifier": clf.state_dict(), "fae": fae.state_dict()}, out / "state.pt")
+        args = [sys.executable, __file__, "--encoder", a.encoder, "--plan", a.plan, "--out", str(out / "tarflow"), "--device", dev,
+                "--precision", a.precision, "--count", str(a.count), "--batch", str(a.batch), "--train-limit", str(a.train_limit),
+                "--probe-train", "1000", "--probe-epochs", "1", "--test-limit", "1000", "--state-in", str(out / "state.pt"), "--only", "tarflow-fae"]
+        def die_with_parent():  # a parent killed at its time limit takes the child with it (Linux PR_SET_PDEATHSIG)
+            import ctypes
+            import signal
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+        child = subprocess.Popen(args, stdout=open(out / "tarflow.log", "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        a.only = "lightningdit-fae"
+        log(f"TarFlow: started in a second process (pid {child.pid}, log {out / 'tarflow.log'})")
 
     # latents, normalized per channel with the stats of the first 4 batches (as cli/jobs/tasks.ts latentStats)
     @torch.no_grad()
@@ -492,8 +528,9 @@ def main():
         t0 = time.perf_counter()
         dit.eval()
         g = torch.Generator().manual_seed(0)
-        s_cfg = decode(fae, dit_sample(dit, labels, cfg=2.5, gen=g), stats)
-        s_no = decode(fae, dit_sample(dit, labels, gen=g), stats)
+        with autocast():
+            s_cfg = decode(fae, dit_sample(dit, labels, cfg=2.5, gen=g), stats).float()
+            s_no = decode(fae, dit_sample(dit, labels, gen=g), stats).float()
         sync()
         samp_s = time.perf_counter() - t0
         res["stages"]["lightningdit-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": samp_s, "cfg": score("dit-cfg", s_cfg), "none": score("dit", s_no)}
@@ -518,12 +555,20 @@ def main():
         t0 = time.perf_counter()
         flow.eval()
         g = torch.Generator().manual_seed(0)
-        t_g = decode(fae, tarflow_sample(flow, labels, guidance=1.0, gen=g), stats)
-        t_n = decode(fae, tarflow_sample(flow, labels, gen=g), stats)
+        with autocast():
+            t_g = decode(fae, tarflow_sample(flow, labels, guidance=1.0, gen=g), stats).float()
+            t_n = decode(fae, tarflow_sample(flow, labels, gen=g), stats).float()
         sync()
         res["stages"]["tarflow-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": time.perf_counter() - t0, "guided": score("tf-g", t_g), "none": score("tf", t_n)}
         log(f"TarFlow: FD guided {res['stages']['tarflow-fae']['guided']['fd']:.3f}, none {res['stages']['tarflow-fae']['none']['fd']:.3f}")
 
+    if child is not None:
+        child.wait()
+        (out / "state.pt").unlink(missing_ok=True)
+        f = out / "tarflow" / "torch_metrics.json"
+        if f.exists():
+            res["stages"].update({k: v for k, v in json.loads(f.read_text())["stages"].items() if k == "tarflow-fae"})
+            lines.extend((out / "tarflow" / "torch_log.txt").read_text().splitlines())
     save()
     print("TORCH " + json.dumps(res))
 

@@ -118,7 +118,7 @@ export function register(program: Command): void {
       const enc = ['--set', `model.encoder.checkpoint=${dir('ssl-encoder')}`];
       steps.push(run('fae-stage-ia', ['train', 'fae-stage-ia', ...b, ...size.fae, ...size.stageSteps, ...enc, '--out', dir('fae-stage-ia')], logs));
       steps.push(run('fae-stage-ib', ['train', 'fae-stage-ib', ...b, ...size.fae, ...size.stageSteps, ...enc, '--set', `model.init=${dir('fae-stage-ia')}`, '--out', dir('fae-stage-ib')], logs));
-      steps.push(run('fae-pixel-finetune', ['train', 'fae-pixel-finetune', ...b, ...size.fae, ...size.stageSteps, ...enc, '--set', `model.init=${dir('fae-stage-ib')}`, '--out', dir('fae-pixel-finetune')], logs));
+      steps.push(run('fae-pixel-finetune', ['train', 'fae-pixel-finetune', ...b, ...size.fae, ...size.stageSteps, ...enc, '--set', `model.init=${dir('fae-stage-ia')},${dir('fae-stage-ib')}`, '--out', dir('fae-pixel-finetune')], logs));
       const latents = ['--set', `model.latents.encoder.checkpoint=${dir('ssl-encoder')}`, '--set', `model.latents.checkpoint=${dir('fae-stage-ia')}`];
       steps.push(run('lightningdit-fae', ['train', 'lightningdit-fae', ...b, ...size.dit, ...size.ditSteps, ...latents, '--out', dir('lightningdit-fae')], logs));
       steps.push(run('tarflow-fae', ['train', 'tarflow-fae', ...b, ...size.flow, ...size.ditSteps, ...latents, '--out', dir('tarflow-fae')], logs));

@@ -58,7 +58,11 @@ const faeStage = (kind: 'fae_stage_ia' | 'fae_stage_ib' | 'fae_pixel_finetune') 
     kind: z.literal(kind),
     preset: z.enum(['fashionMnist', 'fashionTiny', 'tiny']).default('fashionMnist'),
     encoder: encoder.default({ depth: 2, heads: 4, checkpoint: null, weights: 'student' }),
-    /** Start from this checkpoint's FAE weights (stage Ib / fine-tuning: the stage-Ia run). */
+    /**
+     * Start from these runs' FAE weights, comma-separated, later ones win (a checkpoint holds only the parts its
+     * stage trained): stage Ib the stage-Ia run; the fine-tuning the stage-Ia run (adapter, feature decoder) and
+     * the stage-Ib run (pixel decoder).
+     */
     init: z.string().nullable().default(null),
     /** Stage Ib: include the GAN term, training the discriminator in alternation (runtime/train/trainer.ts). */
     gan: z.boolean().default(false),

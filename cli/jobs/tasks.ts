@@ -121,6 +121,8 @@ function mlpTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'mlp' }>): Built
 interface FaeParts {
   fae: FAE;
   state: Map<string, HostTensor>;
+  /** The top-level parts (adapter, feature_decoder, pixel_decoder, ...) whose weights `init` gave. */
+  loaded: Set<string>;
 }
 
 function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'fashionTiny' | 'tiny', enc: { depth: number; heads: number; checkpoint: string | null; weights: 'student' | 'teacher' }, init: string | null): FaeParts {
@@ -132,8 +134,25 @@ function makeFae(ctx: TaskContext, preset: 'fashionMnist' | 'fashionTiny' | 'tin
   const state = fae.initState(ctx.job.seed);
   if (enc.checkpoint) ctx.log(`frozen encoder: ${applyWeights(state, loadWeights(enc.checkpoint, ctx.warn, enc.weights === 'teacher' ? 'ema' : 'model'), enc.checkpoint, 'encoder.')} tensors from ${enc.checkpoint}${enc.weights === 'teacher' ? ' (EMA teacher)' : ''}`);
   else ctx.warn('no encoder checkpoint (model.encoder.checkpoint): the frozen encoder is randomly initialized');
-  if (init) ctx.log(`FAE weights: ${applyWeights(state, loadWeights(init, ctx.warn), init)} tensors from ${init}`);
-  return { fae, state };
+  const loaded = new Set<string>();
+  for (const from of init ? init.split(',').filter(Boolean) : []) {
+    const weights = loadWeights(from, ctx.warn);
+    ctx.log(`FAE weights: ${applyWeights(state, weights, from)} tensors from ${from}`);
+    for (const k of weights.keys()) loaded.add(k.split('.')[0]!);
+  }
+  return { fae, state, loaded };
+}
+
+/**
+ * The fine-tuning trains the pixel decoder on the feature decoder's output: both the adapter and the feature
+ * decoder must come from `model.init` (a stage-Ib checkpoint holds only the pixel decoder, so `init` = the Ib
+ * run alone would fine-tune on a random feature decoder's output).
+ */
+function requireTrainedParts(parts: FaeParts, init: string | null, need: readonly string[], kind: string): void {
+  const missing = need.filter((p) => !parts.loaded.has(p));
+  if (missing.length) {
+    throw new KilnError(`${kind}: model.init (${init ?? 'null'}) holds no ${missing.join(', ')} weights; give the stage-Ia run too, e.g. model.init=runs/fae-stage-ia,runs/fae-stage-ib`);
+  }
 }
 
 /** A session computing encoder features [B, N, D] from images. */
@@ -201,6 +220,7 @@ async function faeStageTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'fae_
     };
   }
   const source = m.kind === 'fae_stage_ib' ? 'encoder' : 'feature_decoder';
+  if (source === 'feature_decoder') requireTrainedParts(parts, m.init, ['adapter', 'feature_decoder', 'pixel_decoder'], m.kind);
   if (m.gan) return ganStageTask(ctx, m, parts, source);
   const graph = stageIbTrainStep(fae, { batch: B, source, gan: false, ...stepOptions(job) });
   return {

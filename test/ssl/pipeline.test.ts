@@ -21,8 +21,16 @@ describe('kiln pipeline', () => {
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
     // the FAE stage loaded every tensor of the depth-1 SSL ViT (pos_embed, patch_embed ×2, 12 per block, norm ×2)
     expect(readFileSync(join(out, 'logs', 'fae-stage-ia.log'), 'utf8')).toMatch(new RegExp(`frozen encoder: 17 tensors from ${join(out, 'ssl-encoder')}`));
-    // the fine-tuning continues stage Ib's pixel decoder (every FAE tensor of that run), and decodes the samples
-    expect(readFileSync(join(out, 'logs', 'fae-pixel-finetune.log'), 'utf8')).toMatch(new RegExp(`FAE weights: \\d+ tensors from ${join(out, 'fae-stage-ib')}`));
+    // the fine-tuning continues stage Ib's pixel decoder on the output of stage Ia's adapter and feature decoder
+    // (a checkpoint holds only what its stage trained: both runs are loaded), and decodes the samples
+    const ft = readFileSync(join(out, 'logs', 'fae-pixel-finetune.log'), 'utf8');
+    expect(ft).toMatch(new RegExp(`FAE weights: \\d+ tensors from ${join(out, 'fae-stage-ia')}\n`));
+    expect(ft).toMatch(new RegExp(`FAE weights: \\d+ tensors from ${join(out, 'fae-stage-ib')}\n`));
+    // the stage-Ib run alone has no feature decoder: refused (exit 2, one line), not fine-tuned on a random one
+    const only = spawnSync(process.execPath, ['cli/bin.mjs', 'train', 'fae-pixel-finetune', '--backend', 'cpu', '--set', 'model.preset=fashionTiny', '--set', 'model.encoder.depth=1', '--set', 'model.encoder.heads=2',
+      '--set', `model.encoder.checkpoint=${join(out, 'ssl-encoder')}`, '--set', `model.init=${join(out, 'fae-stage-ib')}`, '--steps', '1', '--batch', '8', '--limit', '64', '--out', join(out, 'ft-ib-only')], { encoding: 'utf8' });
+    expect(only.status, only.stderr).toBe(2);
+    expect(only.stderr).toMatch(/fae_pixel_finetune: model\.init \(.*fae-stage-ib\) holds no adapter, feature_decoder weights; give the stage-Ia run too/);
     expect(readFileSync(join(out, 'logs', 'sample-cfg.log'), 'utf8')).toMatch(new RegExp(`decoded through the FAE decoders of ${join(out, 'fae-stage-ia')},${join(out, 'fae-pixel-finetune')}`));
     expect((await sharp(join(out, 'samples-tarflow.png')).metadata()).format).toBe('png');
     const png = await sharp(join(out, 'samples.png')).metadata();
