@@ -21,28 +21,14 @@
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
 import { buildProgram } from '../cli/programs.ts';
-import type { Graph } from '../ir/graph.ts';
 import type { Kernel } from '../ir/kernel/types.ts';
-import { type HostTensor, hostTensor } from '../ir/tensor.ts';
+import { hostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
 import { cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { compileOn } from '../runtime/compile.ts';
+import { feedsFor } from './feeds.ts';
 
 const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', lightningdit_xl: 'XL/1', mlp: undefined };
-
-function feedsFor(g: Graph): Record<string, HostTensor> {
-  const feeds: Record<string, HostTensor> = {};
-  let s = 1;
-  for (const i of g.inputs) {
-    if (i.kind !== 'data') continue;
-    const n = numel(i.type.shape);
-    if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
-    else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
-    else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, () => s++));
-    else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
-  }
-  return feeds;
-}
 
 /** KILN_REMAT as compileOn's option. */
 const rematOption = () => (process.env.KILN_REMAT ? { remat: process.env.KILN_REMAT as 'off' | 'cheap' | 'blocks' | 'auto' } : {});
