@@ -10,13 +10,17 @@
  *    (an event after every launch: each kernel's time inside the step, plus its gap);
  *  - launch overhead: (uncaptured − captured) per step, and per launch;
  *  - memory: the device plan's total (parameters, state, io, arena) and the measured cuMemGetInfo delta.
- * KILN_REMAT=off|cheap|blocks|auto: compileOn's `remat` (the JSON line's `remat`: what it did, when the compiler ran).
+ * A spec is PROGRAM:BATCH or PROGRAM:BATCH:REMAT (REMAT off|cheap|blocks|auto: compileOn's `remat`; else
+ * KILN_REMAT, else compileOn's default; the JSON line's `remat` says what it did, when the compiler ran).
+ * With kernel times, `largestGaps` / `gapByKindMs`: each kernel's time inside the step (timeline) minus its
+ * time alone, the largest and per kind. `startedAt` / `endedAt` (epoch ms) place the run in an nvidia-smi log.
  * Prints one JSON line per program.
  *
  *   tsx bench/stepExec.ts lightningdit:1 lightningdit:128
  *   tsx bench/stepExec.ts --build-only lightningdit:128     (compile only: fills the program and CUBIN caches)
  *   tsx bench/stepExec.ts --steps=3 --no-kernel-times lightningdit:128   (fewer steps; no per-kernel times)
  *   tsx bench/stepExec.ts --quick --steps=1 lightningdit_xl:64   (memory, first run and the captured step only)
+ *   tsx bench/stepExec.ts --quick --steps=3 lightningdit_xl:64:off lightningdit_xl:64:cheap   (remat off vs cheap)
  */
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
@@ -30,8 +34,14 @@ import { feedsFor } from './feeds.ts';
 
 const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', lightningdit_xl: 'XL/1', mlp: undefined };
 
-/** KILN_REMAT as compileOn's option. */
-const rematOption = () => (process.env.KILN_REMAT ? { remat: process.env.KILN_REMAT as 'off' | 'cheap' | 'blocks' | 'auto' } : {});
+type Remat = 'off' | 'cheap' | 'blocks' | 'auto';
+/** compileOn's remat option: the spec's third field (`lightningdit_xl:64:off`), else KILN_REMAT, else compileOn's default. */
+const rematOption = (fromSpec?: string) => {
+  const m = fromSpec || process.env.KILN_REMAT;
+  return m ? { remat: m as Remat } : {};
+};
+/** A progress line on stderr (a killed run still says how far it got). */
+const progress = (spec: string, what: string) => process.stderr.write(`[stepExec ${new Date().toISOString().slice(11, 23)}] ${spec}: ${what}\n`);
 
 const MiB = (n: number) => Math.round(n / 2 ** 20);
 
@@ -56,8 +66,10 @@ const QUICK = process.argv.includes('--quick');
 const KERNEL_TIMES = !QUICK && !process.argv.includes('--no-kernel-times');
 
 async function bench(spec: string): Promise<Record<string, unknown>> {
-  const [name, b] = spec.split(':') as [string, string];
+  const [name, b, rematSpec] = spec.split(':') as [string, string, string | undefined];
   const batch = Number(b);
+  const startedAt = Date.now();
+  progress(spec, 'trace');
   const program = name === 'lightningdit_xl' ? 'lightningdit' : name;
   const graph = buildProgram(program, { train: true, batch, size: SIZES[name] });
   const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
@@ -65,12 +77,14 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const before = cuda.memInfo().free;
   const t0 = performance.now();
   let remat: Record<string, unknown> | undefined;
+  progress(spec, 'compile');
   const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, {
-    ...rematOption(),
+    ...rematOption(rematSpec),
     onRemat: (r) => { remat = { mode: r.mode, recomputedNodes: r.recomputedNodes, extraGFlops: Number((r.extraFlops / 1e9).toFixed(1)), keptMiB: MiB(r.keptBytesAfter) }; },
   })) as CudaExecutable;
   const buildMs = performance.now() - t0;
   const measured = before - cuda.memInfo().free;
+  progress(spec, `built in ${Math.round(buildMs)} ms; writing resident inputs`);
   // Resident inputs one at a time (XL/1 holds 675M parameters and twice as much state): parameters and
   // their EMA a small repeating pattern, other state zeros (runtime/session.ts defaultResident's rule).
   for (const i of graph.inputs) {
@@ -98,12 +112,14 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
       return undefined;
     }
   };
+  progress(spec, 'steps');
   const loss0 = await attempt('first run', async () => (await exe.run(feeds, ['loss'])).loss!.data[0]); // host launches
   const uncapturedMs = QUICK ? undefined : await attempt('uncaptured', () => wall(() => exe.launchStep()));
   const uncapturedDeviceMs = QUICK ? undefined : await attempt('uncaptured device', () => exe.timeSteps(steps, true));
   const capturedMs = await attempt('captured', () => wall(() => exe.run(feeds, [])));
   const capturedDeviceMs = QUICK ? undefined : await attempt('captured device', () => exe.timeSteps(steps));
   const fetchMs = QUICK ? undefined : await attempt('fetch', () => wall(() => exe.run(feeds, ['loss'])));
+  progress(spec, 'kernel times');
   const kt = KERNEL_TIMES ? await attempt('kernel times', () => exe.kernelTimes(10)) : undefined;
   const kernelSumMs = kt?.reduce((s, k) => s + k.ms, 0);
   const flushBytes = 512 * 2 ** 20;
@@ -118,11 +134,15 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const kernelSumColdMs = cold?.reduce((s, k) => s + k.ms, 0);
   const tl = KERNEL_TIMES ? await attempt('timeline', () => (exe.timeline(), exe.timeline())) : undefined;
   const timelineMs = tl?.reduce((s, l) => s + l.ms, 0);
+  // Where the step's time goes beyond the kernels alone: each kernel's time inside the (host-launched,
+  // event-marked) step minus its L2-warm time alone; the largest gaps, and the gaps summed per kind.
+  const inStep = tl ? tl.reduce((a, l) => ((a[l.kernel] += l.ms), a), exe.program.kernels.map(() => 0)) : undefined;
+  const gaps = inStep && kt ? inStep.map((ms, i) => ({ i, ms, alone: kt[i]!.ms, cold: cold?.[i]?.ms, gap: ms - kt[i]!.ms })) : undefined;
   const m = exe.memory;
   const launches = exe.launchCount;
   const r3 = (x: number | undefined) => (x === undefined ? undefined : +x.toFixed(3));
   const out = {
-    program: name, batch, remat, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
+    program: name, batch, rematAsked: rematOption(rematSpec).remat ?? 'default', remat, kernels: exe.program.kernels.length, launches, graphNodes: exe.captured?.nodes, buildMs: Math.round(buildMs),
     capturedMs: r3(capturedMs), capturedDeviceMs: r3(capturedDeviceMs), uncapturedMs: r3(uncapturedMs), uncapturedDeviceMs: r3(uncapturedDeviceMs),
     fetchLossMs: r3(fetchMs), kernelSumMs: r3(kernelSumMs), capturedOverKernelSum: capturedMs && kernelSumMs ? r3(capturedMs / kernelSumMs) : undefined,
     kernelSumColdMs: r3(kernelSumColdMs), capturedOverColdSum: capturedMs && kernelSumColdMs ? r3(capturedMs / kernelSumColdMs) : undefined,
@@ -135,18 +155,25 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     byKindMs: kt ? Object.fromEntries(Object.entries(kt.reduce<Record<string, number>>((a, k) => ((a[k.kind] = (a[k.kind] ?? 0) + k.ms), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
     byKindColdMs: cold ? Object.fromEntries(Object.entries(cold.reduce<Record<string, number>>((a, k) => ((a[k.kind] = (a[k.kind] ?? 0) + k.ms), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
   };
+  const withGaps = {
+    ...out,
+    largestGaps: gaps ? [...gaps].sort((a, b) => b.gap - a.gap).slice(0, 10).map((g) => `${exe.program.kernels[g.i]!.name} ${describe(exe.program.kernels[g.i]!)}: in step ${g.ms.toFixed(3)} alone ${g.alone.toFixed(3)} cold ${g.cold?.toFixed(3)}`) : undefined,
+    gapByKindMs: gaps ? Object.fromEntries(Object.entries(gaps.reduce<Record<string, number>>((a, g) => ((a[exe.program.kernels[g.i]!.kind] = (a[exe.program.kernels[g.i]!.kind] ?? 0) + g.gap), a), {})).map(([k, v]) => [k, r3(v)])) : undefined,
+    startedAt, endedAt: Date.now(),
+  };
   exe.dispose();
-  return out;
+  progress(spec, 'done');
+  return withGaps;
 }
 
 /** --build-only: compile each program (fills the program and CUBIN caches) and exit, so timed runs start warm. */
 const buildOnly = process.argv.includes('--build-only');
 for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
   if (buildOnly) {
-    const [name, b] = spec.split(':') as [string, string];
+    const [name, b, rematSpec] = spec.split(':') as [string, string, string | undefined];
     const t = performance.now();
     const graph = buildProgram(name === 'lightningdit_xl' ? 'lightningdit' : name, { train: true, batch: Number(b), size: SIZES[name] });
-    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, rematOption())).dispose();
+    (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, rematOption(rematSpec))).dispose();
     console.log(JSON.stringify({ built: spec, ms: Math.round(performance.now() - t) }));
   } else console.log(JSON.stringify(await bench(spec)));
 }
