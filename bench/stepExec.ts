@@ -21,6 +21,7 @@
  *   tsx bench/stepExec.ts --steps=3 --no-kernel-times lightningdit:128   (fewer steps; no per-kernel times)
  *   tsx bench/stepExec.ts --quick --steps=1 lightningdit_xl:64   (memory, first run and the captured step only)
  *   tsx bench/stepExec.ts --quick --steps=3 lightningdit_xl:64:off lightningdit_xl:64:cheap   (remat off vs cheap)
+ *   tsx bench/stepExec.ts tarflow_sample:64   (a TarFlow sampling step and a whole sample: benchTarflow)
  */
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, createCudaBackend } from '../backends/cuda/executable.ts';
@@ -30,6 +31,10 @@ import { hostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
 import { cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { compileOn } from '../runtime/compile.ts';
+import { TarFlow, TarFlowSampler, blockStepGraph, tarflowConfigs } from '../models/tarflow.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { feedsFor } from './feeds.ts';
 
 const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', lightningdit_xl: 'XL/1', mlp: undefined };
@@ -166,6 +171,89 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   return withGaps;
 }
 
+/**
+ * A TarFlow sampling step (`tarflow_sample:BATCH[:PRESET]`, default faeLatentP1; issue 11 item 7): the
+ * KV-cached step program of the block that runs first (the last in forward order: STARFlow's deep
+ * block), compiled cold (empty program and CUBIN caches) and warm (the same again); its plan and the
+ * measured cuMemGetInfo delta; the step as the sampler runs it (feeds token, pos, labels; fetches scale
+ * and shift), without fetches, and on the device; then a whole sample (every block, every token) with
+ * the sampler through the warm caches.
+ */
+async function benchTarflow(spec: string): Promise<Record<string, unknown>> {
+  const [, b, preset = 'faeLatentP1'] = spec.split(':') as [string, string, string | undefined];
+  const batch = Number(b);
+  const startedAt = Date.now();
+  const cfg = tarflowConfigs[preset as keyof typeof tarflowConfigs];
+  if (!cfg) throw new Error(`tarflow_sample: unknown preset '${preset}' (${Object.keys(tarflowConfigs).join(', ')})`);
+  const flow = new TarFlow(cfg);
+  const k = flow.blocks.length - 1;
+  const graph = blockStepGraph(flow, k, { batch });
+  const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-tarflow-bench-'));
+  const backend = createCudaBackend({ ...cudaOptionsFromEnv(), cacheDir: dir, graphs: true });
+  const open = () => compileOn(backend, graph, { cacheDir: join(dir, 'programs') }) as Promise<CudaExecutable>;
+  progress(spec, 'cold compile');
+  let t = performance.now();
+  (await open()).dispose();
+  const coldMs = performance.now() - t;
+  cuda.synchronize();
+  const before = cuda.memInfo().free;
+  t = performance.now();
+  const exe = await open();
+  const warmMs = performance.now() - t;
+  const measured = before - cuda.memInfo().free;
+  // Parameters: a small repeating pattern (initState takes ~47 s for faeLatentP1's 336M parameters on 2 cores).
+  const params = new Map(flow.namedParameters().map(([n, p]) => [n, hostTensor(p.dtype, p.shape, pattern(numel(p.shape)))] as const));
+  for (const i of graph.inputs) {
+    if (i.kind === 'param') await exe.write(i.name, params.get(i.name)!);
+    else if (i.kind === 'state') await exe.write(i.name, hostTensor(i.type.dtype, i.type.shape));
+  }
+  const { tokens, tokenChannels, numClasses } = flow.cfg;
+  const feeds = (pos: number) => ({
+    token: hostTensor('f32', [batch, 1, tokenChannels], pattern(batch * tokenChannels)),
+    pos: hostTensor('i32', [], [pos]),
+    ...(numClasses > 0 ? { y: hostTensor('i32', [batch], Array.from({ length: batch }, (_, j) => j % numClasses)) } : {}),
+  });
+  const steps = STEPS ?? 50;
+  const per = async (fetch: string[]) => {
+    for (let p = 0; p < 3; p++) await exe.run(feeds(p), fetch);
+    exe.sync();
+    const t0 = performance.now();
+    for (let p = 0; p < steps; p++) await exe.run(feeds(p % tokens), fetch);
+    exe.sync();
+    return (performance.now() - t0) / steps;
+  };
+  progress(spec, 'steps');
+  const stepFetchMs = await per(['scale', 'shift']);
+  const stepMs = await per([]);
+  const deviceMs = exe.timeSteps(steps);
+  const m = exe.memory;
+  const r3 = (x: number) => +x.toFixed(3);
+  const out: Record<string, unknown> = {
+    program: `tarflow_sample ${preset} block ${k} (${flow.blocks[k]!.attn_blocks.length} layers)`, batch, tokens, kernels: exe.program.kernels.length, launches: exe.launchCount,
+    graphNodes: exe.captured?.nodes, coldCompileMs: Math.round(coldMs), warmCompileMs: Math.round(warmMs),
+    stepFetchMs: r3(stepFetchMs), stepMs: r3(stepMs), stepDeviceMs: r3(deviceMs),
+    planMiB: MiB(m.total), parametersMiB: MiB(m.parameters), stateMiB: MiB(m.state), ioMiB: MiB(m.io), arenaMiB: MiB(m.arena), measuredMiB: MiB(measured),
+    updatesInPlace: m.updatesInPlace, updatesCopied: m.updatesCopied, device: cuda.name,
+  };
+  exe.dispose();
+  progress(spec, 'whole sample');
+  t = performance.now();
+  const sampler = await TarFlowSampler.open(flow, (g) => compileOn(backend, g, { cacheDir: join(dir, 'programs') }), params, { batch });
+  out.samplerOpenMs = Math.round(performance.now() - t);
+  const noise = hostTensor('f32', [batch, tokens, tokenChannels], pattern(batch * tokens * tokenChannels));
+  t = performance.now();
+  await sampler.sampleTokens(noise);
+  out.sampleMs = Math.round(performance.now() - t);
+  out.sampleSteps = flow.blocks.length * (flow.cfg.sos ? tokens : tokens - 1);
+  sampler.dispose();
+  rmSync(dir, { recursive: true, force: true });
+  out.startedAt = startedAt;
+  out.endedAt = Date.now();
+  progress(spec, 'done');
+  return out;
+}
+
 /** --build-only: compile each program (fills the program and CUBIN caches) and exit, so timed runs start warm. */
 const buildOnly = process.argv.includes('--build-only');
 for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
@@ -175,5 +263,5 @@ for (const spec of process.argv.slice(2).filter((a) => !a.startsWith('--'))) {
     const graph = buildProgram(name === 'lightningdit_xl' ? 'lightningdit' : name, { train: true, batch: Number(b), size: SIZES[name] });
     (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, rematOption(rematSpec))).dispose();
     console.log(JSON.stringify({ built: spec, ms: Math.round(performance.now() - t) }));
-  } else console.log(JSON.stringify(await bench(spec)));
+  } else console.log(JSON.stringify(spec.startsWith('tarflow_sample:') ? await benchTarflow(spec) : await bench(spec)));
 }
