@@ -85,7 +85,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   progress(spec, 'compile');
   const exe = (await compileOn(createCudaBackend({ ...cudaOptionsFromEnv(), graphs: true }), graph, {
     ...rematOption(rematSpec),
-    onRemat: (r) => { remat = { mode: r.mode, recomputedNodes: r.recomputedNodes, extraGFlops: Number((r.extraFlops / 1e9).toFixed(1)), keptMiB: MiB(r.keptBytesAfter) }; },
+    onRemat: (r) => { remat = { mode: r.mode, reason: r.reason, recomputedNodes: r.recomputedNodes, extraGFlops: Number((r.extraFlops / 1e9).toFixed(1)), keptMiB: MiB(r.keptBytesAfter) }; },
   })) as CudaExecutable;
   const buildMs = performance.now() - t0;
   const measured = before - cuda.memInfo().free;
