@@ -214,16 +214,19 @@ describe('remat auto (the default): the fastest step that fits', () => {
     expect(printProgram(plain.program)).toBe(printProgram(compile(g, { remat: 'off' }).program));
   });
   it('compileOn asks the backend for its free memory', async () => {
-    const seen: string[] = [];
+    const seen: string[] = [], reasons: string[] = [];
     const at = async (free: number) => {
       seen.length = 0;
+      reasons.length = 0;
       const fake = { ...kernelCpuBackend, freeMemoryBytes: () => free };
-      (await compileOn(fake, g, { precision: 'f32', cacheDir: '', onRemat: (r) => seen.push(r.mode) })).dispose(); // the default: auto
+      (await compileOn(fake, g, { precision: 'f32', cacheDir: '', onRemat: (r) => (seen.push(r.mode), reasons.push(r.reason ?? '')) })).dispose(); // the default: auto
       return [...seen];
     };
     expect(await at(need() - 1)).toEqual(['off', 'cheap', 'blocks']);
     expect(await at(need())).toEqual(['off', 'cheap']);
+    expect(reasons).toEqual([expect.stringMatching(/with remat off exceeds the device's free/), expect.stringMatching(/with remat cheap fits the device's free/)]);
     expect(await at(offBytes())).toEqual(['off']);
+    expect(reasons).toEqual([expect.stringMatching(/^auto: the plan's [0-9.]+ GB with remat off fits the device's free [0-9.]+ GB$/)]);
   });
 });
 
