@@ -19,6 +19,7 @@ import { atPrecision } from '../runtime/compile.ts';
 import { cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { cachedProgram } from '../runtime/programCache.ts';
 import { defaultResident } from '../runtime/session.ts';
+import { feedsFor } from './feeds.ts';
 
 const args = process.argv.slice(2);
 const flag = (n: string) => args.includes(n);
@@ -97,16 +98,7 @@ for (const spec of specs) {
     for (const i of graph.inputs)
       if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
     for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
-    const feeds: Record<string, HostTensor> = {};
-    let s = 1;
-    for (const i of graph.inputs) {
-      if (i.kind !== 'data') continue;
-      const n = numel(i.type.shape);
-      if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
-      else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
-      else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, () => s++));
-      else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
-    }
+    const feeds = feedsFor(graph);
     t = performance.now();
     const out = await exe.run(feeds, ['loss']);
     row.firstStepMs = Math.round(performance.now() - t);

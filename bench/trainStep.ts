@@ -36,32 +36,18 @@ import { tunedProgram } from '../backends/cuda/build.ts';
 import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { buildProgram } from '../cli/programs.ts';
 import { type CompileOptions, compile } from '../compiler/compile.ts';
-import type { Graph } from '../ir/graph.ts';
 import type { Kernel, KernelProgram, Stmt } from '../ir/kernel/types.ts';
 import { numel } from '../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
 import { backendByName, cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { atPrecision, defaultPrecision } from '../runtime/compile.ts';
 import { defaultResident } from '../runtime/session.ts';
+import { feedsFor } from './feeds.ts';
 
 /** Spec name → [program, default size]. */
 const PROGRAMS: Record<string, [string, string | undefined]> = {
   block: ['block', '768x12x256'], dino: ['dino', '6x12'], lightningdit: ['lightningdit', 'B/1'], lightningdit_xl: ['lightningdit', 'XL/1'], mlp: ['mlp', undefined],
 };
-
-function feedsFor(g: Graph): Record<string, HostTensor> {
-  const feeds: Record<string, HostTensor> = {};
-  let s = 1;
-  for (const i of g.inputs) {
-    if (i.kind !== 'data') continue;
-    const n = numel(i.type.shape);
-    if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
-    else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
-    else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, () => s++));
-    else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
-  }
-  return feeds;
-}
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
 

@@ -28,7 +28,7 @@ export function intList(v: string): number[] {
 /** --remat: rematerialization of a training step (compiler/transforms/remat.ts). */
 export function rematOption(): Option {
   return new Option('--remat <mode>', 'rematerialization: off (keep every forward value the backward reads), cheap (recompute elementwise chains in the backward), ' +
-    'blocks (activation checkpointing: recompute each repeated block from its input), auto (cheap, or blocks when the plan exceeds the device\'s free memory)')
+    'blocks (activation checkpointing: recompute each repeated block from its input), auto, the default (the fastest that fits the device\'s free memory: off, else cheap, else blocks)')
     .choices(['off', 'cheap', 'blocks', 'auto']).default(DEFAULT_REMAT);
 }
 

@@ -55,19 +55,25 @@ export interface CompileOptions {
   target?: GemmTarget;
   /**
    * Rematerialization (compiler/transforms/remat.ts): 'off', 'cheap' (recompute elementwise chains in
-   * the backward; the default, DEFAULT_REMAT), 'blocks' (also recompute each repeated block), or 'auto':
-   * 'cheap', and 'blocks' when the program's device memory (arena + inputs, outputs, constants) exceeds
-   * `deviceFreeBytes`.
+   * the backward), 'blocks' (also recompute each repeated block), or 'auto' (the default, DEFAULT_REMAT):
+   * 'off', then 'cheap', then 'blocks', each only when the program's device memory (arena + inputs,
+   * outputs, constants) with the one before exceeds `deviceFreeBytes`.
    */
   remat?: RematMode | 'auto';
-  /** The device's free memory in bytes, for `remat: 'auto'` (without it, auto is 'cheap'). */
+  /** The device's free memory in bytes, for `remat: 'auto'` (without it, auto is 'off'). */
   deviceFreeBytes?: number;
   /** How fusion's cost rule counts memory traffic (compiler/fuse/cost.ts FusionCostModel; default 'per-kernel'). */
   fusionCost?: FusionCostModel;
 }
 
-/** The remat mode when none is asked for. */
-export const DEFAULT_REMAT: RematMode = 'off';
+/**
+ * The remat mode when none is asked for: 'auto', the fastest step that fits the device (off, else cheap,
+ * else blocks; off without a free-memory figure). Not 'cheap' always: measured on an H200 (bench/RESULTS.md,
+ * 2026-12-02) cheap halves the LightningDiT steps' device memory (XL/1 batch 64: 48,214 → 25,528 MiB, under
+ * torch.compile's 31.4 GiB) but costs step time (XL/1 batch 64 +10.6%, B/1 batch 128 +20.7%: its
+ * recomputed values that feed matmuls are kernels of their own).
+ */
+export const DEFAULT_REMAT: RematMode | 'auto' = 'auto';
 
 export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' | 'deferred' | 'forward'> {
   /** Nodes recomputed in the backward. */
@@ -87,17 +93,26 @@ export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
   const passed = stages.run('passes', () => optimize(input), printGraph);
   const asked = opts.remat ?? DEFAULT_REMAT;
   if (asked !== 'auto') return compileFrom(g.name, passed, asked, stages, opts);
+  // auto: the fastest step that fits: off, then cheap, then blocks, each only when the one before exceeds the device's free memory.
+  const free = opts.deviceFreeBytes;
+  const off = compileFrom(g.name, passed, 'off', stages.fork(), opts);
+  const offBytes = programDeviceBytes(off.program);
+  if (free === undefined || offBytes <= free) {
+    const reason = free === undefined ? 'auto: no free-memory figure, off' : `auto: the plan's ${gb(offBytes)} without remat fits the device's free ${gb(free)}`;
+    return withStages({ ...off, remat: { ...off.remat, reason } }, stages, off);
+  }
   const cheap = compileFrom(g.name, passed, 'cheap', stages.fork(), opts);
-  const need = programDeviceBytes(cheap.program), free = opts.deviceFreeBytes;
-  const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
-  if (free === undefined || need <= free) {
-    const reason = free === undefined ? 'auto: no free-memory figure, cheap' : `auto: the plan's ${gb(need)} fits the device's free ${gb(free)}`;
+  const need = programDeviceBytes(cheap.program);
+  if (need <= free) {
+    const reason = `auto: the plan's ${gb(offBytes)} without remat exceeds the device's free ${gb(free)}; with cheap remat ${gb(need)} fits`;
     return withStages({ ...cheap, remat: { ...cheap.remat, reason } }, stages, cheap);
   }
   const blocks = compileFrom(g.name, passed, 'blocks', stages.fork(), opts);
   const reason = `auto: the plan's ${gb(need)} with cheap remat exceeds the device's free ${gb(free)}; blocks: ${gb(programDeviceBytes(blocks.program))}`;
   return withStages({ ...blocks, remat: { ...blocks.remat, reason } }, stages, blocks);
 }
+
+const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
 
 /** `c` with the stage log `base` (input, passes) followed by the stages `c` ran itself. */
 function withStages(c: Compiled, base: StageLog, from: Compiled): Compiled {

@@ -12,9 +12,9 @@
  * (not an explicit option).
  *
  * Rematerialization: `remat` ('off' | 'cheap' | 'blocks' | 'auto', compiler/transforms/remat.ts; default
- * the compiler's DEFAULT_REMAT). 'auto' compiles with 'cheap' and, when the program's device memory
- * (arena + inputs, outputs, constants) exceeds the device's free memory (`deviceFreeBytes`, else
- * `backend.freeMemoryBytes()`), again with 'blocks'; `onRemat` hears the choice.
+ * the compiler's DEFAULT_REMAT, 'auto'). 'auto' compiles without remat and, when the program's device
+ * memory (arena + inputs, outputs, constants) exceeds the device's free memory (`deviceFreeBytes`, else
+ * `backend.freeMemoryBytes()`), again with 'cheap', and then with 'blocks'; `onRemat` hears each choice.
  *
  * Kernel programs come from the compiled-program cache on disk when the same graph was compiled
  * before by the same Kiln (runtime/programCache.ts); the backend gets the cache key for its own build
@@ -62,22 +62,45 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const g = atPrecision(graph, precision);
   if (backend.consumes === 'graph') return backend.compile(g);
   const asked = opts.remat === undefined ? DEFAULT_REMAT : opts.remat === 'auto' ? 'auto' : checkRematMode(opts.remat, 'compileOn: remat');
-  const run = (mode: RematMode) => {
+  // What remat did in each compile (not on cache hits), told to onRemat once the choice is made.
+  const heard: RematSummary[] = [];
+  const run = (mode: RematMode | 'auto') => {
     const c = compile(g, { remat: mode });
-    opts.onRemat?.(c.remat);
+    heard.push(c.remat);
     return c.program;
   };
   // The cache lives on disk: loaded only where there is one (Node; a browser compiles every time).
   const node = typeof process !== 'undefined' && Boolean(process.versions?.node);
   const { cachedProgram, defaultProgramCacheDir } = node ? await import('./programCache.ts') : { cachedProgram: undefined, defaultProgramCacheDir: undefined };
   const dir = !node ? undefined : opts.cacheDir === undefined ? defaultProgramCacheDir!() : opts.cacheDir || undefined;
-  const build = (mode: RematMode) => (cachedProgram
-    ? cachedProgram(g, () => run(mode), { dir, extra: mode === DEFAULT_REMAT ? undefined : { remat: mode } })
-    : { program: run(mode), key: undefined });
-  let built = build(asked === 'auto' ? 'cheap' : asked);
+  // The key of the program compile(g) gives without options (DEFAULT_REMAT without a free-memory figure) has no extra.
+  const build = (mode: RematMode | 'auto') => {
+    const at = heard.length;
+    const b = cachedProgram ? cachedProgram(g, () => run(mode), { dir, extra: mode === DEFAULT_REMAT ? undefined : { remat: mode } }) : { program: run(mode), key: undefined };
+    return { ...b, heardAt: heard.length > at ? at : undefined };
+  };
+  // auto: the fastest step that fits: without remat (the compiler's auto without a free-memory figure,
+  // under the plain key), else cheap, else blocks, each when the one before exceeds the device's free memory.
+  let built = build(asked);
   if (asked === 'auto') {
     const free = opts.deviceFreeBytes ?? (await backend.freeMemoryBytes?.());
-    if (free !== undefined && programDeviceBytes(built.program) > free) built = build('blocks');
+    const gb = (n: number) => `${(n / 1e9).toFixed(2)} GB`;
+    /** Does `b` fit? (and the reason, in what its compile told) */
+    const fits = (b: typeof built): boolean => {
+      const need = programDeviceBytes(b.program), ok = need <= free!;
+      const r = b.heardAt === undefined ? undefined : heard[b.heardAt];
+      if (r) heard[b.heardAt!] = { ...r, reason: `auto: the plan's ${gb(need)} with remat ${r.mode} ${ok ? 'fits' : 'exceeds'} the device's free ${gb(free!)}` };
+      return ok;
+    };
+    if (free !== undefined) {
+      let settled = false;
+      for (const next of ['cheap', 'blocks'] as const) {
+        if ((settled = fits(built))) break;
+        built = build(next);
+      }
+      if (!settled) fits(built);
+    }
   }
+  for (const r of heard) opts.onRemat?.(r);
   return backend.compile(g, built.program, { cacheKey: dir ? built.key : undefined });
 }

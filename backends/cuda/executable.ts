@@ -471,24 +471,30 @@ export class CudaExecutable implements Executable {
   }
 }
 
-/** The CUDA backend with the given options (runtime/backends.ts makes it from the environment). */
-export function createCudaBackend(options: CudaOptions = {}): Backend {
+/**
+ * The CUDA backend with the given options (runtime/backends.ts makes it from the environment).
+ * `deps.driver`: the driver to use instead of the process-wide CudaDriver.get (tests inject a fake).
+ * `freeMemoryBytes` is the device's free memory from cuMemGetInfo, for compileOn's `remat: 'auto'`.
+ */
+export function createCudaBackend(options: CudaOptions = {}, deps: { driver?: CudaDriver } = {}): Backend {
+  const driver = () => deps.driver ?? CudaDriver.get(options.libDir);
   return {
     name: 'cuda',
     consumes: 'kernels',
+    freeMemoryBytes: () => driver().memInfo().free,
     compile: async (graph: Graph, program?: KernelProgram, info?: CompileInfo) => {
       if (!program) throw new KilnError('cuda runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       // Autotune measures candidates in an executable of their own, host-launched, before the step's
       // executable exists (so before anything is captured).
       if (options.autotune && options.gemmTuning !== false)
-        autotuneGemms(program, CudaDriver.get(options.libDir).name, options.cacheDir ?? defaultPtxCacheDir(), (p) => new CudaExecutable(graph, p, { ...options, gemmTuning: false }));
+        autotuneGemms(program, driver().name, options.cacheDir ?? defaultPtxCacheDir(), (p) => new CudaExecutable(graph, p, { ...options, gemmTuning: false }, { driver: deps.driver }));
       let built: BuiltCuda | undefined;
       try {
-        built = options.parallelNvrtc === false ? undefined : await buildCuda(CudaDriver.get(options.libDir), program, options, info?.cacheKey);
+        built = options.parallelNvrtc === false ? undefined : await buildCuda(driver(), program, options, info?.cacheKey);
       } catch (e) {
-        throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(CudaDriver.get(options.libDir), program, options), options), fn));
+        throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(driver(), program, options), options), fn));
       }
-      return new CudaExecutable(graph, program, options, built ? { built } : {});
+      return new CudaExecutable(graph, program, options, { built, driver: deps.driver });
     },
   };
 }

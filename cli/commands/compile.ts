@@ -49,7 +49,7 @@ export function register(program: Command): void {
     .option('--image-size <H,W>', "dinov2: input image size (default: the checkpoint's own, or 224)", imageSize)
     .addOption(precisionOption('f32'))
     .addOption(rematOption())
-    .option('--free-memory <size>', "with --remat auto: the device memory the plan must fit, e.g. 40GB (default: the --backend's free memory, else none: auto stays cheap)", bytesArg)
+    .option('--free-memory <size>', "with --remat auto: the device memory the plan must fit, e.g. 40GB (default: the --backend's free memory, else none: auto stays off)", bytesArg)
     .addOption(new Option('--backend <name>', 'also build the program for this backend (none: compiler only)').choices(['none', 'auto', 'cpu', 'kernel-cpu', 'cuda', 'wgsl']).default('none'))
     .addHelpText('after', `\nBuilt-in programs:\n${list}\n\nExamples:\n  kiln compile lightningdit --size B/1 --train --batch 16\n  kiln compile ./my-model.ts --report\n  kiln compile dinov2 --checkpoint ./dinov2-small --image-size 448,448`)
     .action(async (name: string, o: CompileCliOptions) => {

@@ -20,12 +20,13 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as koffi from 'koffi';
 import { CudaDriver, DRIVER_SIGNATURES, NVRTC_SIGNATURES, bind, signatureSymbol } from '../../backends/cuda/driver.ts';
-import { CudaExecutable } from '../../backends/cuda/executable.ts';
+import { CudaExecutable, createCudaBackend } from '../../backends/cuda/executable.ts';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
 import { nvrtcFailure } from '../../backends/cuda/errors.ts';
 import { compile } from '../../compiler/compile.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { hostTensor } from '../../ir/tensor.ts';
+import { compileOn } from '../../runtime/compile.ts';
 import { defaultResident } from '../../runtime/session.ts';
 import { LR, mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { fakeCuda } from '../support/fakeCuda.ts';
@@ -113,6 +114,26 @@ describe('CUDA graphs: one driver call per step (fake driver)', () => {
     expect(m.updatesCopied).toBe(0);
     expect(m.updatesInPlace).toBe(graph.outputs.filter((o) => o.name.startsWith('next.')).length);
     exe.dispose();
+  });
+});
+
+describe('the backend\'s free memory (fake driver)', () => {
+  it('freeMemoryBytes is cuMemGetInfo\'s free figure, and remat auto decides from it', async () => {
+    const fake = fakeCuda({ free: 3 * 2 ** 30 + 12345, total: 80 * 2 ** 30 });
+    const backend = createCudaBackend({ ...options, parallelNvrtc: false }, { driver: fake.driver }); // (NVRTC workers need the real library)
+    const at = fake.calls.length;
+    expect(await backend.freeMemoryBytes!()).toBe(3 * 2 ** 30 + 12345);
+    expect(fake.count('cuMemGetInfo', at)).toBe(1);
+    // Plenty free: auto keeps the fastest step (no remat) and builds it on the (fake) device.
+    const seen: string[] = [];
+    const exe = await compileOn(backend, graph, { precision: 'f32', remat: 'auto', cacheDir: '', onRemat: (r) => seen.push(r.mode) });
+    expect(seen).toEqual(['off']);
+    exe.dispose();
+    // 1 KiB free: auto recompiles with cheap, then blocks, which still does not fit: the clear out-of-memory error.
+    const tiny = createCudaBackend({ ...options, parallelNvrtc: false }, { driver: fakeCuda({ free: 1024 }).driver });
+    seen.length = 0;
+    await expect(compileOn(tiny, graph, { precision: 'f32', remat: 'auto', cacheDir: '', onRemat: (r) => seen.push(r.mode) })).rejects.toThrow(/out of device memory.*--remat/);
+    expect(seen).toEqual(['off', 'cheap', 'blocks']);
   });
 });
 

@@ -11,7 +11,7 @@
  *   than without remat;
  * - the report's extra FLOPs equal the compiled program's FLOPs minus those of the program without
  *   remat (matmuls are counted exactly; fused elementwise work within 1%);
- * - `auto` picks blocks when the plan does not fit the device's free memory, cheap when it does;
+ * - `auto` (the default) takes off when its plan fits the device's free memory, else cheap when that fits, else blocks; off without a figure;
  * - `kiln compile --remat` prints the mode and the extra FLOPs, and refuses a bad mode (exit 2).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -20,7 +20,8 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { runProgram } from '../../backends/kernel/interpreter.ts';
 import { kernelCpuBackend } from '../../backends/kernel/executable.ts';
-import { type Compiled, compile, programDeviceBytes } from '../../compiler/compile.ts';
+import { type Compiled, DEFAULT_REMAT, compile, programDeviceBytes } from '../../compiler/compile.ts';
+import { printProgram } from '../../ir/kernel/print.ts';
 import { formatReport, kernelStats } from '../../compiler/report.ts';
 import { optimize } from '../../compiler/passes/pipeline.ts';
 import { grad } from '../../compiler/transforms/grad.ts';
@@ -189,24 +190,46 @@ describe("the report's extra FLOPs", () => {
   });
 });
 
-describe('remat auto', () => {
+describe('remat auto (the default): the fastest step that fits', () => {
   const g = ditStep(2);
-  const need = once(() => programDeviceBytes(compile(g, { remat: 'cheap' }).program));
-  it('cheap when the plan fits the free memory, blocks when it does not (simulated free memory)', () => {
-    const fits = compile(g, { remat: 'auto', deviceFreeBytes: need() });
+  const bytes = (mode: 'off' | 'cheap') => programDeviceBytes(compile(g, { remat: mode }).program);
+  const offBytes = once(() => bytes('off'));
+  const need = once(() => bytes('cheap'));
+  it('off when it fits, cheap when only cheap fits, blocks when neither does (simulated free memory)', () => {
+    expect(DEFAULT_REMAT).toBe('auto');
+    expect(need()).toBeLessThan(offBytes());
+    const roomy = compile(g, { remat: 'auto', deviceFreeBytes: offBytes() });
+    expect(roomy.remat.mode).toBe('off');
+    expect(roomy.remat.reason).toMatch(/without remat fits/);
+    expect(printProgram(roomy.program)).toBe(printProgram(compile(g, { remat: 'off' }).program));
+    const fits = compile(g, { remat: 'auto', deviceFreeBytes: offBytes() - 1 });
     expect(fits.remat.mode).toBe('cheap');
-    expect(fits.remat.reason).toContain('fits');
+    expect(fits.remat.reason).toMatch(/without remat exceeds .* with cheap remat [0-9.]+ GB fits/);
+    expect(compile(g, { remat: 'auto', deviceFreeBytes: need() }).remat.mode).toBe('cheap');
     const tight = compile(g, { remat: 'auto', deviceFreeBytes: need() - 1 });
     expect(tight.remat.mode).toBe('blocks');
     expect(tight.remat.reason).toContain('exceeds');
     expect(programDeviceBytes(tight.program)).toBeLessThan(need());
-    expect(compile(g, { remat: 'auto' }).remat.mode).toBe('cheap'); // no free-memory figure
+    // No free-memory figure (the compiler alone, or a backend that cannot say): off, the program compile(g) gives.
+    const plain = compile(g);
+    expect(plain.remat.mode).toBe('off');
+    expect(plain.remat.reason).toBe('auto: no free-memory figure, off');
+    expect(printProgram(plain.program)).toBe(printProgram(compile(g, { remat: 'off' }).program));
   });
   it('compileOn asks the backend for its free memory', async () => {
-    const seen: string[] = [];
-    const fake = { ...kernelCpuBackend, freeMemoryBytes: () => need() - 1 };
-    (await compileOn(fake, g, { precision: 'f32', remat: 'auto', cacheDir: '', onRemat: (r) => seen.push(r.mode) })).dispose();
-    expect(seen).toEqual(['cheap', 'blocks']);
+    const seen: string[] = [], reasons: string[] = [];
+    const at = async (free: number) => {
+      seen.length = 0;
+      reasons.length = 0;
+      const fake = { ...kernelCpuBackend, freeMemoryBytes: () => free };
+      (await compileOn(fake, g, { precision: 'f32', cacheDir: '', onRemat: (r) => (seen.push(r.mode), reasons.push(r.reason ?? '')) })).dispose(); // the default: auto
+      return [...seen];
+    };
+    expect(await at(need() - 1)).toEqual(['off', 'cheap', 'blocks']);
+    expect(await at(need())).toEqual(['off', 'cheap']);
+    expect(reasons).toEqual([expect.stringMatching(/with remat off exceeds the device's free/), expect.stringMatching(/with remat cheap fits the device's free/)]);
+    expect(await at(offBytes())).toEqual(['off']);
+    expect(reasons).toEqual([expect.stringMatching(/^auto: the plan's [0-9.]+ GB with remat off fits the device's free [0-9.]+ GB$/)]);
   });
 });
 
@@ -242,7 +265,7 @@ export function program(t: TraceContext, o: { batch: number }) {
     expect(auto.code, auto.stderr).toBe(0);
     expect(auto.stdout).toMatch(/remat: blocks \(auto: the plan's [0-9.]+ GB with cheap remat exceeds the device's free 0\.00 GB; blocks: [0-9.]+ GB\), 3 blocks:/);
     const roomy = kiln(['compile', file, '--train', '--batch', '64', '--remat', 'auto', '--free-memory', '1GiB']);
-    expect(roomy.stdout).toMatch(/remat: cheap \(auto: the plan's [0-9.]+ GB fits the device's free 1\.07 GB\)/);
+    expect(roomy.stdout).toMatch(/remat: off \(auto: the plan's [0-9.]+ GB without remat fits the device's free 1\.07 GB\)/);
   });
   it('kiln train --remat blocks trains the model file and says what remat did', () => {
     const r = kiln(['train', file, '--steps', '2', '--batch', '16', '--limit', '64', '--backend', 'kernel-cpu', '--remat', 'blocks', '--out', join(dir, 'run')]);
