@@ -1,0 +1,239 @@
+/**
+ * @file The f16 GEMM on subgroup matrices (`chromium_experimental_subgroup_matrix`; on NVIDIA's Vulkan
+ * driver these are cooperative matrices, f16×f16→f32 at 16×16×16): WGSL for one workgroup tile of
+ * C = A·B with f32 accumulation.
+ *
+ * Structure (the schedule comes from the kernel IR's TileSchedule, or a SgmTile for the probe):
+ * a workgroup of S subgroups (32 lanes each) owns a bm×bn output tile; subgroup s owns a wm×wn block of
+ * it, (wm/16)×(wn/16) result matrices held in registers (register blocking). K advances bk at a time;
+ * the A (bm×bk) and B (bk×bn) tiles are staged in workgroup memory as f16, double buffered (one barrier
+ * per step), the next step's global values loaded into registers while this step multiplies. Staging:
+ *  - 'scalar': 8 halves per invocation and chunk, read as one vec4<u32> (plain f16 operands) or through
+ *    the operand's expression (casts, views: the compiler's lda_/ldb_), stored as f16 scalars;
+ *  - 'matrix': each subgroup copies 16×16 blocks global → registers → workgroup with
+ *    subgroupMatrixLoad/Store (the driver's vector loads; plain in-bounds f16 operands only);
+ *  - 'direct': no workgroup memory, the multiplies load their fragments from global memory.
+ * The result is stored with subgroupMatrixStore: straight into an f32 output (probe), or, one 16×16
+ * matrix at a time, into a per-subgroup f32 scratch in workgroup memory from which each lane runs the
+ * fused epilogue (epi_) on 8 of its elements (WGSL has no subgroup-scope memory barrier: workgroup
+ * barriers, reached uniformly by every subgroup).
+ */
+import { KilnError } from '../../ir/errors.ts';
+
+/** One subgroup-matrix GEMM tile (multiples of 16; see the file comment). */
+export interface SgmTile {
+  readonly bm: number;
+  readonly bn: number;
+  readonly bk: number;
+  /** Rows and columns of C per subgroup. */
+  readonly wm: number;
+  readonly wn: number;
+  readonly staging: 'scalar' | 'matrix' | 'direct';
+}
+
+export const SGM_FRAG = 16;
+export const SGM_LANES = 32;
+/** Halves of padding per staged row (keeps rows 16-byte aligned and spreads banks). */
+export const SGM_PAD = 8;
+
+export const sgmSubgroups = (t: SgmTile) => (t.bm / t.wm) * (t.bn / t.wn);
+export const sgmThreads = (t: SgmTile) => SGM_LANES * sgmSubgroups(t);
+
+/** Workgroup memory bytes of a tile: both staged operands double buffered (+ the epilogue scratch). */
+export function sgmWorkgroupBytes(t: SgmTile, epilogueScratch: boolean): number {
+  const stage = t.staging === 'direct' ? 0 : 2 * 2 * (t.bm * (t.bk + SGM_PAD) + t.bk * (t.bn + SGM_PAD));
+  return stage + (epilogueScratch ? sgmSubgroups(t) * SGM_FRAG * SGM_FRAG * 4 : 0);
+}
+
+/** Why `t` is not a valid tile ('' when it is). */
+export function sgmTileError(t: SgmTile): string {
+  const f = SGM_FRAG;
+  if ([t.bm, t.bn, t.bk, t.wm, t.wn].some((v) => !Number.isInteger(v) || v <= 0 || v % f)) return 'bm, bn, bk, wm, wn must be positive multiples of 16';
+  if (t.bm % t.wm || t.bn % t.wn) return 'the subgroup block wm×wn must divide the workgroup tile bm×bn';
+  const T = sgmThreads(t);
+  if (T > 1024) return `${T} invocations per workgroup (at most 1024)`;
+  if (t.staging === 'scalar' && (((t.bm * t.bk) / 8) % T || ((t.bk * t.bn) / 8) % T)) return `the tiles' 8-half chunks (${(t.bm * t.bk) / 8}, ${(t.bk * t.bn) / 8}) must be a multiple of the ${T} invocations`;
+  const S = sgmSubgroups(t);
+  if (t.staging === 'matrix' && ((((t.bm / f) * t.bk) / f) % S || (((t.bk / f) * t.bn) / f) % S)) return `the tiles' 16×16 blocks must be a multiple of the ${S} subgroups`;
+  return '';
+}
+
+export const SGM_ENABLES = [
+  'enable f16;', 'enable subgroups;', 'enable chromium_experimental_subgroup_matrix;', 'diagnostic(off, chromium.subgroup_matrix_uniformity);',
+];
+
+const L = `subgroup_matrix_left<f16, ${SGM_FRAG}, ${SGM_FRAG}>`;
+const R = `subgroup_matrix_right<f16, ${SGM_FRAG}, ${SGM_FRAG}>`;
+const ACC = `subgroup_matrix_result<f32, ${SGM_FRAG}, ${SGM_FRAG}>`;
+
+/**
+ * Where a GEMM's operands come from and where its result goes, as WGSL snippets (all indices u32).
+ * `rowA`/`colB` etc. are tile-global coordinates; i0, j0 (the tile origin) are in scope.
+ */
+export interface SgmIo {
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  /** 'scalar' staging: statements setting vec4<u32> `dst` to A[r, p..p+7] (B[p, c..c+7] for b), zero outside. */
+  readonly fetchA8?: (dst: string, r: string, p: string) => string;
+  readonly fetchB8?: (dst: string, p: string, c: string) => string;
+  /** 'matrix' / 'direct' staging: an array<f16> binding holding A row-major with row stride k (B with n), and the element offset of [0, 0]. */
+  readonly plainA?: { name: string; base: string };
+  readonly plainB?: { name: string; base: string };
+  /** The result: an array<f32> binding with row stride n (the probe), or an epilogue function epi_(i, j, acc) over i32 coordinates. */
+  readonly out: { kind: 'store'; name: string; base: string } | { kind: 'epilogue'; call: (i: string, j: string, acc: string) => string };
+  /** Extra parameters before `i`/`j`/... in the operand and epilogue calls (batch indices), already declared in the body. */
+}
+
+/**
+ * The body of the GEMM for the tile of origin (i0, j0): declarations (workgroup memory) and the
+ * statements of `main` after i0, j0 (u32) and `tid` (local_invocation_index) are defined.
+ */
+export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[] } {
+  const err = sgmTileError(t);
+  if (err) throw new KilnError(`wgsl: subgroup-matrix tile ${JSON.stringify(t)}: ${err}`);
+  const f = SGM_FRAG, T = sgmThreads(t), S = sgmSubgroups(t);
+  const FM = t.wm / f, FN = t.wn / f, KS = t.bk / f;
+  const SA = t.bk + SGM_PAD, SB = t.bn + SGM_PAD;
+  const ABUF = t.bm * SA, BBUF = t.bk * SB;
+  const KT = Math.ceil(io.k / t.bk);
+  const decls: string[] = [];
+  const body: string[] = [];
+  const sgCols = t.bn / t.wn;
+  body.push(`  let sg = tid / ${SGM_LANES}u; let wr = sg / ${sgCols}u; let wc = sg % ${sgCols}u;`);
+  for (let a = 0; a < FM; a++) for (let b = 0; b < FN; b++) body.push(`  var acc${a}_${b} = ${ACC}();`);
+  const mma = (lA: (a: number, kk: number) => string, lB: (b: number, kk: number) => string, ind: string) => {
+    const o: string[] = [];
+    for (let kk = 0; kk < KS; kk++) {
+      o.push(`${ind}{`);
+      for (let a = 0; a < FM; a++) o.push(`${ind}  let l${a} = ${lA(a, kk)};`);
+      for (let b = 0; b < FN; b++) o.push(`${ind}  let r${b} = ${lB(b, kk)};`);
+      for (let a = 0; a < FM; a++) for (let b = 0; b < FN; b++) o.push(`${ind}  acc${a}_${b} = subgroupMatrixMultiplyAccumulate(l${a}, r${b}, acc${a}_${b});`);
+      o.push(`${ind}}`);
+    }
+    return o;
+  };
+  if (t.staging === 'direct') {
+    const A = need(io.plainA, 'direct'), B = need(io.plainB, 'direct');
+    if (io.k % t.bk) throw new KilnError(`wgsl: subgroup-matrix 'direct' staging needs k (${io.k}) a multiple of bk (${t.bk})`);
+    body.push(`  for (var k0 = 0u; k0 < ${io.k}u; k0 += ${t.bk}u) {`);
+    body.push(...mma(
+      (a, kk) => `subgroupMatrixLoad<${L}, row_major>(&${A.name}, ${A.base} + (i0 + wr * ${t.wm}u + ${a * f}u) * ${io.k}u + k0 + ${kk * f}u, ${io.k}u)`,
+      (b, kk) => `subgroupMatrixLoad<${R}, row_major>(&${B.name}, ${B.base} + (k0 + ${kk * f}u) * ${io.n}u + j0 + wc * ${t.wn}u + ${b * f}u, ${io.n}u)`,
+      '    '));
+    body.push('  }');
+  } else {
+    decls.push(`var<workgroup> As: array<f16, ${2 * ABUF}>;`, `var<workgroup> Bs: array<f16, ${2 * BBUF}>;`);
+    const fetch: string[] = [], store: string[] = [], regs: string[] = [];
+    if (t.staging === 'scalar') {
+      const fa = need(io.fetchA8, 'scalar'), fb = need(io.fetchB8, 'scalar');
+      const CA = (t.bm * t.bk) / 8 / T, CB = (t.bk * t.bn) / 8 / T, ka = t.bk / 8, nb = t.bn / 8;
+      for (let q = 0; q < CA; q++) {
+        regs.push(`  var ra${q}: vec4<u32>;`);
+        const e = `(tid + ${q * T}u)`;
+        fetch.push(`    ${fa(`ra${q}`, `i0 + ${e} / ${ka}u`, `k0 + (${e} % ${ka}u) * 8u`)}`);
+        store.push(`    { let o = abuf + (${e} / ${ka}u) * ${SA}u + (${e} % ${ka}u) * 8u;${unpack8('As', 'o', `ra${q}`)} }`);
+      }
+      for (let q = 0; q < CB; q++) {
+        regs.push(`  var rb${q}: vec4<u32>;`);
+        const e = `(tid + ${q * T}u)`;
+        fetch.push(`    ${fb(`rb${q}`, `k0 + ${e} / ${nb}u`, `j0 + (${e} % ${nb}u) * 8u`)}`);
+        store.push(`    { let o = bbuf + (${e} / ${nb}u) * ${SB}u + (${e} % ${nb}u) * 8u;${unpack8('Bs', 'o', `rb${q}`)} }`);
+      }
+    } else {
+      const A = need(io.plainA, 'matrix'), B = need(io.plainB, 'matrix');
+      if (io.m % t.bm || io.n % t.bn || io.k % t.bk) throw new KilnError(`wgsl: subgroup-matrix 'matrix' staging needs m, n, k multiples of the tile`);
+      const ablocks = (t.bm / f) * KS, bblocks = KS * (t.bn / f);
+      for (let q = 0; q < ablocks / S; q++) {
+        regs.push(`  var ma${q}: ${L};`);
+        const e = `(sg + ${q * S}u)`; // block (e / KS, e % KS) of the A tile
+        fetch.push(`    ma${q} = subgroupMatrixLoad<${L}, row_major>(&${A.name}, ${A.base} + (i0 + (${e} / ${KS}u) * ${f}u) * ${io.k}u + k0 + (${e} % ${KS}u) * ${f}u, ${io.k}u);`);
+        store.push(`    subgroupMatrixStore<row_major>(&As, abuf + (${e} / ${KS}u) * ${f * SA}u + (${e} % ${KS}u) * ${f}u, ma${q}, ${SA}u);`);
+      }
+      for (let q = 0; q < bblocks / S; q++) {
+        regs.push(`  var mb${q}: ${R};`);
+        const e = `(sg + ${q * S}u)`, nbk = t.bn / f; // block (e / nbk, e % nbk) of the B tile
+        fetch.push(`    mb${q} = subgroupMatrixLoad<${R}, row_major>(&${B.name}, ${B.base} + (k0 + (${e} / ${nbk}u) * ${f}u) * ${io.n}u + j0 + (${e} % ${nbk}u) * ${f}u, ${io.n}u);`);
+        store.push(`    subgroupMatrixStore<row_major>(&Bs, bbuf + (${e} / ${nbk}u) * ${f * SB}u + (${e} % ${nbk}u) * ${f}u, mb${q}, ${SB}u);`);
+      }
+    }
+    body.push(...regs);
+    body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
+    body.push(`  for (var kt = 0u; kt < ${KT}u; kt++) {`);
+    body.push(`    let abuf = (kt & 1u) * ${ABUF}u; let bbuf = (kt & 1u) * ${BBUF}u;`);
+    body.push(...store, '    workgroupBarrier();');
+    body.push(`    if (kt + 1u < ${KT}u) {`, `      let k0 = (kt + 1u) * ${t.bk}u;`, ...fetch.map((l) => `  ${l}`), '    }');
+    body.push(...mma(
+      (a, kk) => `subgroupMatrixLoad<${L}, row_major>(&As, abuf + (wr * ${t.wm}u + ${a * f}u) * ${SA}u + ${kk * f}u, ${SA}u)`,
+      (b, kk) => `subgroupMatrixLoad<${R}, row_major>(&Bs, bbuf + ${kk * f * SB}u + wc * ${t.wn}u + ${b * f}u, ${SB}u)`,
+      '    '));
+    body.push('  }');
+  }
+  // The result.
+  if (io.out.kind === 'store') {
+    const C = io.out;
+    for (let a = 0; a < FM; a++)
+      for (let b = 0; b < FN; b++)
+        body.push(`  subgroupMatrixStore<row_major>(&${C.name}, ${C.base} + (i0 + wr * ${t.wm}u + ${a * f}u) * ${io.n}u + j0 + wc * ${t.wn}u + ${b * f}u, acc${a}_${b}, ${io.n}u);`);
+  } else {
+    const call = io.out.call;
+    decls.push(`var<workgroup> Cs: array<f32, ${S * f * f}>;`);
+    body.push(`  let lane = tid % ${SGM_LANES}u; let cbase = sg * ${f * f}u;`);
+    for (let a = 0; a < FM; a++)
+      for (let b = 0; b < FN; b++) {
+        body.push(`  subgroupMatrixStore<row_major>(&Cs, cbase, acc${a}_${b}, ${f}u);`, '  workgroupBarrier();');
+        // Lane l takes elements l, l + 32, ... of the 16×16 matrix: rows l/16 + 2q, column l%16 (coalesced along j).
+        body.push(`  for (var q = 0u; q < ${(f * f) / SGM_LANES}u; q++) {`,
+          `    let e = lane + q * ${SGM_LANES}u; let ii = i32(i0 + wr * ${t.wm}u + ${a * f}u + e / ${f}u); let jj = i32(j0 + wc * ${t.wn}u + ${b * f}u + e % ${f}u);`,
+          `    if (ii < ${io.m}i && jj < ${io.n}i) { ${call('ii', 'jj', `Cs[cbase + e]`)} }`, '  }', '  workgroupBarrier();');
+      }
+  }
+  return { decls, body };
+}
+
+function need<T>(v: T | undefined, staging: string): T {
+  if (v === undefined) throw new KilnError(`wgsl: subgroup-matrix '${staging}' staging: operand access missing`);
+  return v;
+}
+
+/** Store the 8 halves of vec4<u32> `v` at arr[o..o+7]. */
+function unpack8(arr: string, o: string, v: string): string {
+  let s = '';
+  for (let w = 0; w < 4; w++) s += ` let h${w} = bitcast<vec2<f16>>(${v}[${w}]); ${arr}[${o} + ${2 * w}u] = h${w}.x; ${arr}[${o} + ${2 * w + 1}u] = h${w}.y;`;
+  return s;
+}
+
+/**
+ * A standalone module (the probe's hand-checked kernel): C[M,N] (f32) = A[M,K]·B[K,N], A and B
+ * row-major f16, M, N, K multiples of the tile (K and N of 8). Bindings: 0 A, 1 B, 2 C; the grid is
+ * (N/bn, M/bm).
+ */
+export function sgmPlainModule(t: SgmTile, M: number, N: number, K: number): { code: string; workgroups: [number, number, number] } {
+  if (M % t.bm || N % t.bn || K % t.bk) throw new KilnError(`sgmPlainModule: ${M}x${N}x${K} is not a multiple of the tile ${t.bm}x${t.bn}x${t.bk}`);
+  const vec = t.staging === 'scalar';
+  const io: SgmIo = {
+    m: M, n: N, k: K,
+    ...(vec
+      ? {
+        fetchA8: (d, r, p) => `${d} = A[(${r}) * ${K / 8}u + (${p}) / 8u];`,
+        fetchB8: (d, p, c) => `${d} = B[(${p}) * ${N / 8}u + (${c}) / 8u];`,
+      }
+      : { plainA: { name: 'A', base: '0u' }, plainB: { name: 'B', base: '0u' } }),
+    out: { kind: 'store', name: 'C', base: '0u' },
+  };
+  const { decls, body } = sgmGemm(t, io);
+  const el = vec ? 'vec4<u32>' : 'f16';
+  const code = [
+    ...SGM_ENABLES,
+    `@group(0) @binding(0) var<storage, read> A: array<${el}>;`,
+    `@group(0) @binding(1) var<storage, read> B: array<${el}>;`,
+    '@group(0) @binding(2) var<storage, read_write> C: array<f32>;',
+    ...decls,
+    `@compute @workgroup_size(${sgmThreads(t)}, 1, 1)`,
+    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {',
+    `  let i0 = wid.y * ${t.bm}u; let j0 = wid.x * ${t.bn}u;`,
+    ...body,
+    '}',
+  ].join('\n');
+  return { code, workgroups: [N / t.bn, M / t.bm, 1] };
+}
