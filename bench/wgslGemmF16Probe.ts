@@ -1,7 +1,7 @@
 /**
  * @file Probe of the f16 subgroup-matrix GEMM on a WebGPU device (GPU machine: `tsx bench/wgslGemmF16Probe.ts`):
  * the hand-checked standalone kernels of backends/wgsl/gemmSubgroupMatrix.ts (sgmPlainModule: row-major
- * f16 A, B, f32 C, n a multiple of the tile), one per tile of TILES, first at 256³ for correctness, then
+ * f16 A, B (or Bᵀ: tile suffix /T), f32 C, n a multiple of the tile), one per tile of TILES, first at 256³ for correctness, then
  * timed at SIZES (default 4096,8192) in one submission of N dispatches after a warm-up. Inputs are
  * multiples of 1/16 in [-1/2, 1/2]: every product and partial sum is exact in f32 (19 significant bits
  * at most), so a correct kernel equals the f64 dot product exactly on the 16 checked outputs. Prints the
@@ -10,16 +10,17 @@
 import { wgslDevice } from '../backends/wgsl/device.ts';
 import { sgmPlainModule, sgmThreads, sgmWorkgroupBytes, type SgmTile } from '../backends/wgsl/gemmSubgroupMatrix.ts';
 
-const parseTile = (s: string): SgmTile => {
-  // bm x bn x bk / wm x wn / staging, e.g. 128x128x32/64x32/scalar
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)\/(scalar|matrix|direct)$/.exec(s);
-  if (!m) throw new Error(`TILES: bad tile '${s}' (want BMxBNxBK/WMxWN/scalar|matrix|direct)`);
-  return { bm: +m[1]!, bn: +m[2]!, bk: +m[3]!, wm: +m[4]!, wn: +m[5]!, staging: m[6] as SgmTile['staging'] };
+type ProbeTile = SgmTile & { bT: boolean };
+const parseTile = (s: string): ProbeTile => {
+  // bm x bn x bk / wm x wn / staging [/T: B given transposed], e.g. 128x128x32/64x32/scalar
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)\/(scalar|matrix|direct)(\/T)?$/.exec(s);
+  if (!m) throw new Error(`TILES: bad tile '${s}' (want BMxBNxBK/WMxWN/scalar|matrix|direct[/T])`);
+  return { bm: +m[1]!, bn: +m[2]!, bk: +m[3]!, wm: +m[4]!, wn: +m[5]!, staging: m[6] as SgmTile['staging'], bT: Boolean(m[7]) };
 };
-const TILES = (process.env.TILES ?? ['128x128x32/64x32/scalar', '128x128x32/64x32/matrix', '128x128x32/64x64/scalar', '128x128x32/64x64/matrix', '128x128x16/64x32/scalar', '128x256x16/64x64/scalar', '256x128x16/64x64/scalar', '64x64x32/32x32/scalar', '128x128x32/32x64/scalar', '128x128x32/64x32/direct'].join(',')).split(',').map(parseTile);
+const TILES = (process.env.TILES ?? ['128x128x32/64x32/scalar', '128x128x32/64x32/matrix', '128x128x32/64x32/scalar/T', '128x128x32/64x64/scalar', '128x128x32/64x64/matrix', '128x128x16/64x32/scalar', '128x256x16/64x64/scalar', '256x128x16/64x64/scalar', '64x64x32/32x32/scalar', '128x128x32/32x64/scalar', '128x128x32/64x32/direct'].join(',')).split(',').map(parseTile);
 const SIZES = (process.env.SIZES ?? '4096,8192').split(',').map(Number);
 const ROBUST = process.env.ROBUSTNESS === 'on';
-const name = (t: SgmTile) => `${t.bm}x${t.bn}x${t.bk}/${t.wm}x${t.wn}/${t.staging}`;
+const name = (t: ProbeTile) => `${t.bm}x${t.bn}x${t.bk}/${t.wm}x${t.wn}/${t.staging}${t.bT ? '/T' : ''}`;
 
 const { device, adapterInfo, features } = await wgslDevice({ robustness: ROBUST });
 console.log(`adapter: ${adapterInfo}; features: ${[...features].filter((f) => /f16|subgroup/.test(f)).join(', ')}; robustness ${ROBUST ? 'on' : 'off'}`);
@@ -48,10 +49,10 @@ type Row = { tile: string; n: number; ms?: number; tflops?: number; maxAbsErr?: 
 const rows: Row[] = [];
 const S = GPUBufferUsage.STORAGE, D = GPUBufferUsage.COPY_DST;
 
-async function runOne(t: SgmTile, n: number, data: ReturnType<typeof inputs>, bufs: { ga: GPUBuffer; gb: GPUBuffer; gc: GPUBuffer; rb: GPUBuffer }, timed: boolean): Promise<Row> {
+async function runOne(t: ProbeTile, n: number, data: ReturnType<typeof inputs>, bufs: { ga: GPUBuffer; gb: GPUBuffer; gc: GPUBuffer; rb: GPUBuffer }, timed: boolean): Promise<Row> {
   const row: Row = { tile: name(t), n };
   try {
-    const { code, workgroups } = sgmPlainModule(t, n, n, n);
+    const { code, workgroups } = sgmPlainModule(t, n, n, n, t.bT);
     device.pushErrorScope('validation');
     const module = device.createShaderModule({ code });
     const info = await module.getCompilationInfo();
@@ -86,7 +87,7 @@ async function runOne(t: SgmTile, n: number, data: ReturnType<typeof inputs>, bu
     let err = 0;
     pts.forEach(([i, j], q) => {
       let s = 0;
-      for (let p = 0; p < n; p++) s += data.av[i * n + p]! * data.bv[p * n + j]!;
+      for (let p = 0; p < n; p++) s += data.av[i * n + p]! * data.bv[t.bT ? j * n + p : p * n + j]!;
       err = Math.max(err, Math.abs(got[q]! - s / 256));
     });
     row.maxAbsErr = err;
@@ -116,7 +117,7 @@ for (const n of [256, ...SIZES]) {
   console.log(`n=${n}: inputs ready in ${(performance.now() - t0).toFixed(0)} ms`);
   for (const t of TILES) {
     if (n % t.bm || n % t.bn) continue;
-    if (sgmWorkgroupBytes(t, false) > device.limits.maxComputeWorkgroupStorageSize) { console.log(`skip ${name(t)}: ${sgmWorkgroupBytes(t, false)} B of workgroup memory`); continue; }
+    if (sgmWorkgroupBytes(t, false, 'k', t.bT ? 'k' : 'mn') > device.limits.maxComputeWorkgroupStorageSize) { console.log(`skip ${name(t)}: ${sgmWorkgroupBytes(t, false, 'k', t.bT ? 'k' : 'mn')} B of workgroup memory`); continue; }
     if (n > 256 && rows.some((r) => r.n === 256 && r.tile === name(t) && (r.error || r.maxAbsErr !== 0))) continue; // broken at 256: skip
     rows.push(await runOne(t, n, data, { ga, gb, gc, rb }, n > 256));
   }

@@ -40,8 +40,9 @@ export const sgmSubgroups = (t: SgmTile) => (t.bm / t.wm) * (t.bn / t.wn);
 export const sgmThreads = (t: SgmTile) => SGM_LANES * sgmSubgroups(t);
 
 /** Workgroup memory bytes of a tile: both staged operands double buffered (+ the epilogue scratch). */
-export function sgmWorkgroupBytes(t: SgmTile, epilogueScratch: boolean): number {
-  const stage = t.staging === 'direct' ? 0 : 2 * 2 * (t.bm * (t.bk + SGM_PAD) + t.bk * (t.bn + SGM_PAD));
+export function sgmWorkgroupBytes(t: SgmTile, epilogueScratch: boolean, aMajor: 'k' | 'mn' = 'k', bMajor: 'k' | 'mn' = 'mn'): number {
+  const tile = (st: Staged) => st.rows * st.stride;
+  const stage = t.staging === 'direct' ? 0 : 2 * 2 * (tile(staged(aMajor, t.bm, t.bk, 'a')) + tile(staged(bMajor, t.bn, t.bk, 'b')));
   return stage + (epilogueScratch ? sgmSubgroups(t) * SGM_FRAG * SGM_FRAG * 4 : 0);
 }
 
@@ -67,22 +68,47 @@ const R = `subgroup_matrix_right<f16, ${SGM_FRAG}, ${SGM_FRAG}>`;
 const ACC = `subgroup_matrix_result<f32, ${SGM_FRAG}, ${SGM_FRAG}>`;
 
 /**
- * Where a GEMM's operands come from and where its result goes, as WGSL snippets (all indices u32).
- * `rowA`/`colB` etc. are tile-global coordinates; i0, j0 (the tile origin) are in scope.
+ * Where a GEMM's operands come from and where its result goes, as WGSL snippets (indices u32 unless
+ * said). i0, j0 (the tile origin, u32), `tid` and the caller's own lets (batch indices) are in scope.
  */
 export interface SgmIo {
   readonly m: number;
   readonly n: number;
   readonly k: number;
-  /** 'scalar' staging: statements setting vec4<u32> `dst` to A[r, p..p+7] (B[p, c..c+7] for b), zero outside. */
-  readonly fetchA8?: (dst: string, r: string, p: string) => string;
-  readonly fetchB8?: (dst: string, p: string, c: string) => string;
+  /**
+   * Which operand dimension is contiguous in memory ('k': a[i, p..p+7] / b[p..p+7, j]; 'mn':
+   * a[i..i+7, p] / b[p, j..j+7]): the staged tile keeps that layout (row-major or column-major
+   * subgroup-matrix loads), so each chunk of 8 halves lands contiguous in workgroup memory.
+   */
+  readonly aMajor: 'k' | 'mn';
+  readonly bMajor: 'k' | 'mn';
+  /**
+   * 'scalar' staging: statements setting vec4<u32> `dst` to the 8 halves of the operand starting at
+   * (i, p) for a ((p, j) for b) along its contiguous dimension, zero outside the matrix.
+   */
+  readonly fetchA8?: (dst: string, i: string, p: string) => string;
+  readonly fetchB8?: (dst: string, p: string, j: string) => string;
   /** 'matrix' / 'direct' staging: an array<f16> binding holding A row-major with row stride k (B with n), and the element offset of [0, 0]. */
   readonly plainA?: { name: string; base: string };
   readonly plainB?: { name: string; base: string };
-  /** The result: an array<f32> binding with row stride n (the probe), or an epilogue function epi_(i, j, acc) over i32 coordinates. */
+  /** The result: an array<f32> binding with row stride n (the probe), or an epilogue statement over i32 coordinates and the f32 value. */
   readonly out: { kind: 'store'; name: string; base: string } | { kind: 'epilogue'; call: (i: string, j: string, acc: string) => string };
-  /** Extra parameters before `i`/`j`/... in the operand and epilogue calls (batch indices), already declared in the body. */
+}
+
+/** One staged operand tile: `rows` × `cols` halves, cols contiguous (stride cols + pad), chunks of 8 along cols. */
+interface Staged {
+  readonly rows: number;
+  readonly cols: number;
+  readonly stride: number;
+  readonly layout: 'row_major' | 'col_major';
+}
+
+function staged(major: 'k' | 'mn', mn: number, bk: number, which: 'a' | 'b'): Staged {
+  // a row-major (m × k) when k is contiguous; b row-major (k × n) when n is contiguous.
+  const contiguousK = major === 'k';
+  const rows = contiguousK ? mn : bk, cols = contiguousK ? bk : mn;
+  const layout = (which === 'a') === contiguousK ? 'row_major' : 'col_major';
+  return { rows, cols, stride: cols + SGM_PAD, layout };
 }
 
 /**
@@ -94,8 +120,6 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
   if (err) throw new KilnError(`wgsl: subgroup-matrix tile ${JSON.stringify(t)}: ${err}`);
   const f = SGM_FRAG, T = sgmThreads(t), S = sgmSubgroups(t);
   const FM = t.wm / f, FN = t.wn / f, KS = t.bk / f;
-  const SA = t.bk + SGM_PAD, SB = t.bn + SGM_PAD;
-  const ABUF = t.bm * SA, BBUF = t.bk * SB;
   const KT = Math.ceil(io.k / t.bk);
   const decls: string[] = [];
   const body: string[] = [];
@@ -115,7 +139,7 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
   };
   if (t.staging === 'direct') {
     const A = need(io.plainA, 'direct'), B = need(io.plainB, 'direct');
-    if (io.k % t.bk) throw new KilnError(`wgsl: subgroup-matrix 'direct' staging needs k (${io.k}) a multiple of bk (${t.bk})`);
+    if (io.k % t.bk || io.aMajor !== 'k' || io.bMajor !== 'mn') throw new KilnError(`wgsl: subgroup-matrix 'direct' staging needs k (${io.k}) a multiple of bk (${t.bk}), row-major operands`);
     body.push(`  for (var k0 = 0u; k0 < ${io.k}u; k0 += ${t.bk}u) {`);
     body.push(...mma(
       (a, kk) => `subgroupMatrixLoad<${L}, row_major>(&${A.name}, ${A.base} + (i0 + wr * ${t.wm}u + ${a * f}u) * ${io.k}u + k0 + ${kk * f}u, ${io.k}u)`,
@@ -123,38 +147,42 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
       '    '));
     body.push('  }');
   } else {
+    const sa = staged(io.aMajor, t.bm, t.bk, 'a'), sb = staged(io.bMajor, t.bn, t.bk, 'b');
+    const ABUF = sa.rows * sa.stride, BBUF = sb.rows * sb.stride;
     decls.push(`var<workgroup> As: array<f16, ${2 * ABUF}>;`, `var<workgroup> Bs: array<f16, ${2 * BBUF}>;`);
     const fetch: string[] = [], store: string[] = [], regs: string[] = [];
     if (t.staging === 'scalar') {
       const fa = need(io.fetchA8, 'scalar'), fb = need(io.fetchB8, 'scalar');
-      const CA = (t.bm * t.bk) / 8 / T, CB = (t.bk * t.bn) / 8 / T, ka = t.bk / 8, nb = t.bn / 8;
-      for (let q = 0; q < CA; q++) {
-        regs.push(`  var ra${q}: vec4<u32>;`);
-        const e = `(tid + ${q * T}u)`;
-        fetch.push(`    ${fa(`ra${q}`, `i0 + ${e} / ${ka}u`, `k0 + (${e} % ${ka}u) * 8u`)}`);
-        store.push(`    { let o = abuf + (${e} / ${ka}u) * ${SA}u + (${e} % ${ka}u) * 8u;${unpack8('As', 'o', `ra${q}`)} }`);
-      }
-      for (let q = 0; q < CB; q++) {
-        regs.push(`  var rb${q}: vec4<u32>;`);
-        const e = `(tid + ${q * T}u)`;
-        fetch.push(`    ${fb(`rb${q}`, `k0 + ${e} / ${nb}u`, `j0 + (${e} % ${nb}u) * 8u`)}`);
-        store.push(`    { let o = bbuf + (${e} / ${nb}u) * ${SB}u + (${e} % ${nb}u) * 8u;${unpack8('Bs', 'o', `rb${q}`)} }`);
-      }
+      const plan = (st: Staged, which: 'a' | 'b', major: 'k' | 'mn') => {
+        const chunks = (st.rows * st.cols) / 8 / T, per = st.cols / 8;
+        const o0 = which === 'a' ? 'i0' : 'j0', buf = which === 'a' ? 'abuf' : 'bbuf', arr = which === 'a' ? 'As' : 'Bs';
+        for (let q = 0; q < chunks; q++) {
+          const r = `r${which}${q}`, e = `(tid + ${q * T}u)`;
+          regs.push(`  var ${r}: vec4<u32>;`);
+          const row = `${e} / ${per}u`, col = `(${e} % ${per}u) * 8u`;
+          // (mn, p) of the chunk's first element.
+          const [mn, p] = major === 'k' ? [`${o0} + ${row}`, `k0 + ${col}`] : [`${o0} + ${col}`, `k0 + ${row}`];
+          fetch.push(`    ${which === 'a' ? fa(r, mn, p) : fb(r, p, mn)}`);
+          store.push(`    { let o = ${buf} + (${row}) * ${st.stride}u + ${col};${unpack8(arr, 'o', r)} }`);
+        }
+      };
+      plan(sa, 'a', io.aMajor);
+      plan(sb, 'b', io.bMajor);
     } else {
       const A = need(io.plainA, 'matrix'), B = need(io.plainB, 'matrix');
-      if (io.m % t.bm || io.n % t.bn || io.k % t.bk) throw new KilnError(`wgsl: subgroup-matrix 'matrix' staging needs m, n, k multiples of the tile`);
+      if (io.m % t.bm || io.n % t.bn || io.k % t.bk || io.aMajor !== 'k' || io.bMajor !== 'mn') throw new KilnError(`wgsl: subgroup-matrix 'matrix' staging needs m, n, k multiples of the tile and row-major operands`);
       const ablocks = (t.bm / f) * KS, bblocks = KS * (t.bn / f);
       for (let q = 0; q < ablocks / S; q++) {
         regs.push(`  var ma${q}: ${L};`);
         const e = `(sg + ${q * S}u)`; // block (e / KS, e % KS) of the A tile
         fetch.push(`    ma${q} = subgroupMatrixLoad<${L}, row_major>(&${A.name}, ${A.base} + (i0 + (${e} / ${KS}u) * ${f}u) * ${io.k}u + k0 + (${e} % ${KS}u) * ${f}u, ${io.k}u);`);
-        store.push(`    subgroupMatrixStore<row_major>(&As, abuf + (${e} / ${KS}u) * ${f * SA}u + (${e} % ${KS}u) * ${f}u, ma${q}, ${SA}u);`);
+        store.push(`    subgroupMatrixStore<row_major>(&As, abuf + (${e} / ${KS}u) * ${f * sa.stride}u + (${e} % ${KS}u) * ${f}u, ma${q}, ${sa.stride}u);`);
       }
       for (let q = 0; q < bblocks / S; q++) {
         regs.push(`  var mb${q}: ${R};`);
         const e = `(sg + ${q * S}u)`, nbk = t.bn / f; // block (e / nbk, e % nbk) of the B tile
         fetch.push(`    mb${q} = subgroupMatrixLoad<${R}, row_major>(&${B.name}, ${B.base} + (k0 + (${e} / ${nbk}u) * ${f}u) * ${io.n}u + j0 + (${e} % ${nbk}u) * ${f}u, ${io.n}u);`);
-        store.push(`    subgroupMatrixStore<row_major>(&Bs, bbuf + (${e} / ${nbk}u) * ${f * SB}u + (${e} % ${nbk}u) * ${f}u, mb${q}, ${SB}u);`);
+        store.push(`    subgroupMatrixStore<row_major>(&Bs, bbuf + (${e} / ${nbk}u) * ${f * sb.stride}u + (${e} % ${nbk}u) * ${f}u, mb${q}, ${sb.stride}u);`);
       }
     }
     body.push(...regs);
@@ -163,9 +191,11 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
     body.push(`    let abuf = (kt & 1u) * ${ABUF}u; let bbuf = (kt & 1u) * ${BBUF}u;`);
     body.push(...store, '    workgroupBarrier();');
     body.push(`    if (kt + 1u < ${KT}u) {`, `      let k0 = (kt + 1u) * ${t.bk}u;`, ...fetch.map((l) => `  ${l}`), '    }');
+    // Element (r, c) of a staged tile: row_major at r * stride + c, col_major at c * stride + r.
+    const at = (st: Staged, r: string, c: string) => (st.layout === 'row_major' ? `(${r}) * ${st.stride}u + ${c}` : `(${c}) * ${st.stride}u + ${r}`);
     body.push(...mma(
-      (a, kk) => `subgroupMatrixLoad<${L}, row_major>(&As, abuf + (wr * ${t.wm}u + ${a * f}u) * ${SA}u + ${kk * f}u, ${SA}u)`,
-      (b, kk) => `subgroupMatrixLoad<${R}, row_major>(&Bs, bbuf + ${kk * f * SB}u + wc * ${t.wn}u + ${b * f}u, ${SB}u)`,
+      (a, kk) => `subgroupMatrixLoad<${L}, ${sa.layout}>(&As, abuf + ${at(sa, `wr * ${t.wm}u + ${a * f}u`, `${kk * f}u`)}, ${sa.stride}u)`,
+      (b, kk) => `subgroupMatrixLoad<${R}, ${sb.layout}>(&Bs, bbuf + ${at(sb, `${kk * f}u`, `wc * ${t.wn}u + ${b * f}u`)}, ${sb.stride}u)`,
       '    '));
     body.push('  }');
   }
@@ -205,18 +235,18 @@ function unpack8(arr: string, o: string, v: string): string {
 
 /**
  * A standalone module (the probe's hand-checked kernel): C[M,N] (f32) = A[M,K]·B[K,N], A and B
- * row-major f16, M, N, K multiples of the tile (K and N of 8). Bindings: 0 A, 1 B, 2 C; the grid is
+ * row-major f16 (B given as Bᵀ [N,K] when bTransposed: 'scalar' staging only), M, N, K multiples of the tile (K and N of 8). Bindings: 0 A, 1 B, 2 C; the grid is
  * (N/bn, M/bm).
  */
-export function sgmPlainModule(t: SgmTile, M: number, N: number, K: number): { code: string; workgroups: [number, number, number] } {
+export function sgmPlainModule(t: SgmTile, M: number, N: number, K: number, bTransposed = false): { code: string; workgroups: [number, number, number] } {
   if (M % t.bm || N % t.bn || K % t.bk) throw new KilnError(`sgmPlainModule: ${M}x${N}x${K} is not a multiple of the tile ${t.bm}x${t.bn}x${t.bk}`);
   const vec = t.staging === 'scalar';
   const io: SgmIo = {
-    m: M, n: N, k: K,
+    m: M, n: N, k: K, aMajor: 'k', bMajor: bTransposed ? 'k' : 'mn',
     ...(vec
       ? {
-        fetchA8: (d, r, p) => `${d} = A[(${r}) * ${K / 8}u + (${p}) / 8u];`,
-        fetchB8: (d, p, c) => `${d} = B[(${p}) * ${N / 8}u + (${c}) / 8u];`,
+        fetchA8: (d, i, p) => `${d} = A[(${i}) * ${K / 8}u + (${p}) / 8u];`,
+        fetchB8: (d, p, j) => (bTransposed ? `${d} = B[(${j}) * ${K / 8}u + (${p}) / 8u];` : `${d} = B[(${p}) * ${N / 8}u + (${j}) / 8u];`),
       }
       : { plainA: { name: 'A', base: '0u' }, plainB: { name: 'B', base: '0u' } }),
     out: { kind: 'store', name: 'C', base: '0u' },
