@@ -22,8 +22,8 @@ const SIZES = (process.env.SIZES ?? '4096,8192').split(',').map(Number);
 const ROBUST = process.env.ROBUSTNESS === 'on';
 const name = (t: ProbeTile) => `${t.bm}x${t.bn}x${t.bk}/${t.wm}x${t.wn}/${t.staging}${t.bT ? '/T' : ''}`;
 
-const { device, adapterInfo, features } = await wgslDevice({ robustness: ROBUST });
-console.log(`adapter: ${adapterInfo}; features: ${[...features].filter((f) => /f16|subgroup/.test(f)).join(', ')}; robustness ${ROBUST ? 'on' : 'off'}`);
+const { device, adapterInfo, features, subgroupMatrixF16 } = await wgslDevice({ robustness: ROBUST });
+console.log(`adapter: ${adapterInfo}; features: ${[...features].filter((f) => /f16|subgroup/.test(f)).join(', ')}; subgroupMatrixF16 ${subgroupMatrixF16}; robustness ${ROBUST ? 'on' : 'off'}`);
 if (!features.has('chromium-experimental-subgroup-matrix') || !features.has('shader-f16')) {
   console.log('SKIP: the adapter lacks chromium-experimental-subgroup-matrix or shader-f16');
   process.exit(0);

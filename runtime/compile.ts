@@ -62,8 +62,9 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const g = atPrecision(graph, precision);
   if (backend.consumes === 'graph') return backend.compile(g);
   const asked = opts.remat === undefined ? DEFAULT_REMAT : opts.remat === 'auto' ? 'auto' : checkRematMode(opts.remat, 'compileOn: remat');
+  const target = await backend.gemmTarget?.();
   const run = (mode: RematMode) => {
-    const c = compile(g, { remat: mode });
+    const c = compile(g, { remat: mode, ...(target ? { target } : {}) });
     opts.onRemat?.(c.remat);
     return c.program;
   };
@@ -72,7 +73,7 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const { cachedProgram, defaultProgramCacheDir } = node ? await import('./programCache.ts') : { cachedProgram: undefined, defaultProgramCacheDir: undefined };
   const dir = !node ? undefined : opts.cacheDir === undefined ? defaultProgramCacheDir!() : opts.cacheDir || undefined;
   const build = (mode: RematMode) => (cachedProgram
-    ? cachedProgram(g, () => run(mode), { dir, extra: mode === DEFAULT_REMAT ? undefined : { remat: mode } })
+    ? cachedProgram(g, () => run(mode), { dir, extra: mode === DEFAULT_REMAT && !target ? undefined : { ...(mode === DEFAULT_REMAT ? {} : { remat: mode }), ...(target ? { target } : {}) } })
     : { program: run(mode), key: undefined });
   let built = build(asked === 'auto' ? 'cheap' : asked);
   if (asked === 'auto') {

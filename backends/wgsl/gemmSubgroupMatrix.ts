@@ -18,7 +18,10 @@
  * fused epilogue (epi_) on 8 of its elements (WGSL has no subgroup-scope memory barrier: workgroup
  * barriers, reached uniformly by every subgroup).
  */
+import { SUBGROUP_MATRIX_FAMILY } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { KilnError } from '../../ir/errors.ts';
+import { affine } from '../../ir/kernel/expr.ts';
+import type { MatmulKernel, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 
 /** One subgroup-matrix GEMM tile (multiples of 16; see the file comment). */
 export interface SgmTile {
@@ -266,4 +269,95 @@ export function sgmPlainModule(t: SgmTile, M: number, N: number, K: number, bTra
     '}',
   ].join('\n');
   return { code, workgroups: [N / t.bn, M / t.bm, 1] };
+}
+
+/** A matmul kernel the compiler gave a subgroup-matrix schedule, with f16 operands and f32 accumulation. */
+export function isSubgroupMatrixKernel(k: MatmulKernel): boolean {
+  return k.tile?.mma?.family === SUBGROUP_MATRIX_FAMILY && k.tile.provider === 'tensor-core' && k.accDType === 'f32' && k.a.dtype === 'f16' && k.b.dtype === 'f16';
+}
+
+/** The SgmTile a kernel-IR schedule describes ('scalar' staging: it takes every operand expression and shape). */
+export function sgmTileOf(s: TileSchedule): SgmTile {
+  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar' };
+}
+
+/** What codegen.ts gives the renderer: its declarations (lda_, ldb_, epi_ are declared), batch variables, the vec4 view binder. */
+export interface SgmRenderContext {
+  readonly decls: string[];
+  /** The WGSL names of the batch indices (x_b0, ...) and their IR names (b0, ...). */
+  readonly bargs: readonly string[];
+  readonly bv: readonly string[];
+  /** A second binding of an IR buffer as array<vec4<f32>> (codegen.ts's vec4 views), or undefined where it cannot be. */
+  readonly vec4View?: (buf: number) => { name: string; base: string } | undefined;
+  /** Declares the batch indices from the u32 `bt` (the batch element of this workgroup). */
+  readonly batchLets: (out: string[]) => void;
+  /** The dispatch grid for `total` workgroups (folded into two dimensions past the limit). */
+  readonly grid: (total: number) => [number, number, number];
+}
+
+/**
+ * The WGSL of a matmul kernel with a subgroup-matrix schedule (codegen.ts calls this after declaring
+ * the operand functions lda_/ldb_ and the epilogue epi_): one workgroup per output tile and batch
+ * element; operands read as vec4 views where the tiling stage planned them 'async' (plain f16 loads,
+ * 8-aligned) and the view can be bound, else 8 values through lda_/ldb_ packed to f16 (they are f16
+ * values already: the conversion is exact); the epilogue per element.
+ */
+export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const s = k.tile!;
+  const t = sgmTileOf(s);
+  const batch = k.batch.reduce((a, b) => a * b, 1);
+  const gx = Math.ceil(k.n / t.bn), gy = Math.ceil(k.m / t.bm);
+  const total = gx * gy * batch;
+  const w = c.grid(total);
+  const fetch = (which: 'a' | 'b') => operandFetch(k, which, s.a, s.b, c);
+  const io: SgmIo = {
+    m: k.m, n: k.n, k: k.k, aMajor: s.a.major, bMajor: s.b.major,
+    fetchA8: fetch('a'), fetchB8: ((f) => (d: string, p: string, j: string) => f(d, j, p))(fetch('b')),
+    out: { kind: 'epilogue', call: (i, j, acc) => `epi_(${[...c.bargs, i, j, acc].join(', ')});` },
+  };
+  const { decls, body } = sgmGemm(t, io);
+  c.decls.push(...SGM_ENABLES, ...decls);
+  const out = [
+    `@compute @workgroup_size(${sgmThreads(t)}, 1, 1)`,
+    'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {',
+    `  let wg = wid.x + wid.y * ${w[0]}u;`,
+    `  if (wg >= ${total}u) { return; }`,
+    `  let bt = wg / ${gx * gy}u; let tl = wg % ${gx * gy}u;`,
+    `  let i0 = (tl / ${gx}u) * ${t.bm}u; let j0 = (tl % ${gx}u) * ${t.bn}u;`,
+  ];
+  c.batchLets(out);
+  out.push(...body, '}');
+  return [{ body: out, workgroups: w }];
+}
+
+/**
+ * Statements loading 8 halves of operand `which` into vec4<u32> `dst`, from (mn, p) along its
+ * contiguous dimension (mn = i for a, j for b; u32 expressions), zero outside the matrix.
+ */
+function operandFetch(k: MatmulKernel, which: 'a' | 'b', pa: OperandPlan, pb: OperandPlan, c: SgmRenderContext): (dst: string, mn: string, p: string) => string {
+  const plan = which === 'a' ? pa : pb;
+  const e = which === 'a' ? k.a : k.b;
+  const ext = which === 'a' ? k.m : k.n;
+  const mnVar = which === 'a' ? 'i' : 'j';
+  const inside = (mn: string, p: string) => `${mn} < ${ext}u && ${p} < ${k.k}u`;
+  const aff = e.k === 'load' ? affine(e.index) : undefined;
+  const view = plan.staging === 'async' && e.k === 'load' && aff ? c.vec4View?.(e.buf) : undefined;
+  if (view && aff) {
+    // Element index c + Σ coef·var (in halves; 8-aligned where read, as planOperand checked), in vec4<u32>s.
+    return (dst, mn, p) => {
+      const terms = [`${aff.c}i`, ...[...aff.coef].map(([n, v]) => `${v}i * ${n === 'p' ? `i32(${p})` : n === mnVar ? `i32(${mn})` : c.bargs[c.bv.indexOf(n)]!}`)];
+      return `if (${inside(mn, p)}) { ${dst} = bitcast<vec4<u32>>(${view.name}[${view.base} + (${terms.join(' + ')}) / 8i]); } else { ${dst} = vec4<u32>(0u); }`;
+    };
+  }
+  const fn = which === 'a' ? 'lda_' : 'ldb_';
+  return (dst, mn, p) => {
+    const o: string[] = ['{'];
+    for (let q = 0; q < 8; q++) {
+      const [m2, p2] = plan.major === 'k' ? [mn, `${p} + ${q}u`] : [`${mn} + ${q}u`, p];
+      const args = which === 'a' ? [...c.bargs, `i32(${m2})`, `i32(${p2})`] : [...c.bargs, `i32(${p2})`, `i32(${m2})`];
+      o.push(`var e${q} = 0.0f; if (${inside(m2, p2)}) { e${q} = ${fn}(${args.join(', ')}); }`);
+    }
+    o.push(`${dst} = vec4<u32>(pack2x16float(vec2<f32>(e0, e1)), pack2x16float(vec2<f32>(e2, e3)), pack2x16float(vec2<f32>(e4, e5)), pack2x16float(vec2<f32>(e6, e7))); }`);
+    return o.join(' ');
+  };
 }
