@@ -9,7 +9,6 @@
  * and maps the read-back buffer. Resident inputs stay on the GPU between runs.
  */
 import { debugSource } from '../../compiler/debug.ts';
-import { wgslGemmTarget } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { BufferDecl, KernelProgram } from '../../ir/kernel/types.ts';
@@ -21,6 +20,7 @@ import { type Placement, measuredGemmTile, type WgslBinding, type WgslDispatch, 
 import { packBuffers } from './plan.ts';
 import type { WgslSourceCache } from './sourceCache.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
+import { sgmGemmTarget } from './gemmSubgroupMatrix.ts';
 
 const ALIGN = 256;
 const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
@@ -334,10 +334,9 @@ export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOpt
   readonly onSource?: SourceHook;
 }
 
-/** The f16 subgroup-matrix GEMM is used where the device can run it, unless `subgroupMatrix: false` or KILN_WGSL_SUBGROUP_MATRIX=off. */
+/** The f16 subgroup-matrix GEMM is used where the device can run it, unless `subgroupMatrix: false`. */
 function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean {
-  const env = typeof process !== 'undefined' ? process.env?.KILN_WGSL_SUBGROUP_MATRIX : undefined;
-  return dev.subgroupMatrixF16 && asked !== false && env !== 'off';
+  return dev.subgroupMatrixF16 && asked !== false;
 }
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
@@ -352,7 +351,7 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
     // f16 matmuls get subgroup-matrix tiles in the kernel IR where the device runs them (compiler/schedule/subgroupMatrixTiling.ts).
     gemmTarget: async () => {
       const dev = await wgslDevice(devOpts);
-      return useSubgroupMatrix(dev, subgroupMatrix) ? wgslGemmTarget(dev.limits.maxComputeWorkgroupStorageSize) : undefined;
+      return useSubgroupMatrix(dev, subgroupMatrix) ? sgmGemmTarget(dev.limits.maxComputeWorkgroupStorageSize) : undefined;
     },
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');

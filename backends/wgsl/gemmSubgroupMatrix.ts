@@ -18,9 +18,10 @@
  * fused epilogue (epi_) on 8 of its elements (WGSL has no subgroup-scope memory barrier: workgroup
  * barriers, reached uniformly by every subgroup).
  */
-import { SUBGROUP_MATRIX_FAMILY } from '../../compiler/schedule/subgroupMatrixTiling.ts';
+import type { GemmTarget } from '../../compiler/schedule/tiling.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { affine } from '../../ir/kernel/expr.ts';
+import { SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';
 import type { MatmulKernel, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 
 /** One subgroup-matrix GEMM tile (multiples of 16; see the file comment). */
@@ -269,6 +270,19 @@ export function sgmPlainModule(t: SgmTile, M: number, N: number, K: number, bTra
     '}',
   ].join('\n');
   return { code, workgroups: [N / t.bn, M / t.bm, 1] };
+}
+
+/**
+ * The GemmTarget the compiler tiles for on a device with f16 subgroup matrices (the tile rule is
+ * compiler/schedule/subgroupMatrixTiling.ts): f16×f16→f32 16×16×16 on 32-lane subgroups, the device's
+ * workgroup memory, and a wave of 132 workgroups (WebGPU does not tell the multiprocessor count; 132 is
+ * the H200's, where this was measured).
+ */
+export function sgmGemmTarget(workgroupBytes: number): GemmTarget {
+  return {
+    name: 'wgsl-subgroup-matrix', processors: 132, sharedBytes: workgroupBytes, warpSize: SGM_LANES,
+    mma: [{ family: SUBGROUP_MATRIX_FAMILY, m: SGM_FRAG, n: SGM_FRAG, k: SGM_FRAG, ab: 'f16', acc: 'f32', threads: SGM_LANES }],
+  };
 }
 
 /** A matmul kernel the compiler gave a subgroup-matrix schedule, with f16 operands and f32 accumulation. */

@@ -12,17 +12,18 @@
  * one wave of workgroups (`processors`) and fits: 128×128×32 with 8 subgroups of 64×32 (the probe's
  * structure, bench/wgslGemmF16Probe.ts), else 64×64×32 with 4 subgroups of 32×32.
  */
-import { stageBytes } from '../../ir/kernel/tile.ts';
+import { stageBytes, SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';
 import type { FragmentShape, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 import type { GemmTarget } from './tiling.ts';
 
-export const SUBGROUP_MATRIX_FAMILY = 'subgroup_matrix';
+export { SUBGROUP_MATRIX_FAMILY };
 
 /** The subgroup-matrix configuration Kiln uses: f16 operands, f32 accumulation, 16×16×16. */
 export const SUBGROUP_MATRIX_F16: MmaInstr = { family: SUBGROUP_MATRIX_FAMILY, m: 16, n: 16, k: 16, ab: 'f16', acc: 'f32', threads: 32 };
 
 /**
- * The GemmTarget of a WebGPU device with subgroup matrices. WebGPU does not say how many
+ * The GemmTarget of a WebGPU device with subgroup matrices (the WGSL backend builds the same from its
+ * device: backends/wgsl/gemmSubgroupMatrix.ts sgmGemmTarget). WebGPU does not say how many
  * multiprocessors a device has: `processors` is the wave the tile rule aims for (132: an H200's SMs, the
  * device this was measured on; a smaller GPU only sees more waves).
  */

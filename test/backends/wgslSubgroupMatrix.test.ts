@@ -16,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { WgslExecutable, wgslBackend } from '../../backends/wgsl/executable.ts';
+import { sgmGemmTarget } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
 import { compile } from '../../compiler/compile.ts';
 import { SGM_CANDIDATES, sgmScheduleBytes, wgslGemmTarget } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { roundF16 } from '../../ir/dtype.ts';
@@ -106,4 +107,10 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
       expect(errors, name).toEqual([`2:8 extension 'f16' is not allowed in the current environment`]);
     }
   }, 120_000);
+});
+
+describe('the backend builds the compiler\'s target', () => {
+  it('sgmGemmTarget equals wgslGemmTarget', () => {
+    expect(sgmGemmTarget(48 * 1024)).toEqual(wgslGemmTarget(48 * 1024));
+  });
 });
