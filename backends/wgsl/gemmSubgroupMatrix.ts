@@ -33,6 +33,24 @@ export interface SgmTile {
   readonly wm: number;
   readonly wn: number;
   readonly staging: 'scalar' | 'matrix' | 'direct';
+  /** Tile order: groups of this many tile rows walked column by column (L2 reuse of both operands); 1: row by row. */
+  readonly group?: number;
+}
+
+/** The group of tile rows the compiled kernels walk together (see SgmTile.group). */
+export const SGM_GROUP = 8;
+
+/**
+ * `let i0, j0` (u32) of tile `tl` (a u32 expression < gx·gy) of a gy × gx grid of bm × bn tiles,
+ * visited in groups of `group` tile rows, column by column inside a group.
+ */
+export function sgmTileOrigin(tl: string, gx: number, gy: number, bm: number, bn: number, group: number): string[] {
+  const G = Math.max(1, Math.min(group, gy));
+  if (G === 1) return [`  let i0 = (${tl} / ${gx}u) * ${bm}u; let j0 = (${tl} % ${gx}u) * ${bn}u;`];
+  return [
+    `  let gq = ${tl} / ${G * gx}u; let gr = ${tl} % ${G * gx}u; let grows = min(${gy}u - gq * ${G}u, ${G}u);`,
+    `  let i0 = (gq * ${G}u + gr % grows) * ${bm}u; let j0 = (gr / grows) * ${bn}u;`,
+  ];
 }
 
 export const SGM_FRAG = 16;
@@ -265,7 +283,8 @@ export function sgmPlainModule(t: SgmTile, M: number, N: number, K: number, bTra
     ...decls,
     `@compute @workgroup_size(${sgmThreads(t)}, 1, 1)`,
     'fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {',
-    `  let i0 = wid.y * ${t.bm}u; let j0 = wid.x * ${t.bn}u;`,
+    `  let tl = wid.x + wid.y * ${N / t.bn}u;`,
+    ...sgmTileOrigin('tl', N / t.bn, M / t.bm, t.bm, t.bn, t.group ?? 1),
     ...body,
     '}',
   ].join('\n');
@@ -337,7 +356,7 @@ export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext)
     `  let wg = wid.x + wid.y * ${w[0]}u;`,
     `  if (wg >= ${total}u) { return; }`,
     `  let bt = wg / ${gx * gy}u; let tl = wg % ${gx * gy}u;`,
-    `  let i0 = (tl / ${gx}u) * ${t.bm}u; let j0 = (tl % ${gx}u) * ${t.bn}u;`,
+    ...sgmTileOrigin('tl', gx, gy, t.bm, t.bn, SGM_GROUP),
   ];
   c.batchLets(out);
   out.push(...body, '}');

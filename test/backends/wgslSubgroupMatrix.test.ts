@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { WgslExecutable, wgslBackend } from '../../backends/wgsl/executable.ts';
-import { sgmGemmTarget } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
+import { sgmGemmTarget, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
 import { compile } from '../../compiler/compile.ts';
 import { SGM_CANDIDATES, sgmScheduleBytes, wgslGemmTarget } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { roundF16 } from '../../ir/dtype.ts';
@@ -112,5 +112,26 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
 describe('the backend builds the compiler\'s target', () => {
   it('sgmGemmTarget equals wgslGemmTarget', () => {
     expect(sgmGemmTarget(48 * 1024)).toEqual(wgslGemmTarget(48 * 1024));
+  });
+});
+
+describe('the grouped tile order', () => {
+  // The WGSL of sgmTileOrigin (u32 arithmetic: + * / % min) evaluated in JS.
+  const origin = (gx: number, gy: number, G: number) => {
+    const js = sgmTileOrigin('tl', gx, gy, 1, 1, G).join('\n').replace(/(\d+)u\b/g, '$1').replace(/\blet /g, 'const ').replace(/\bmin\(/g, 'Math.min(')
+      .replace(/(\w+|\([^()]*\)) \/ (\w+)/g, 'Math.floor($1 / $2)');
+    return new Function('tl', `${js}\nreturn [i0, j0];`) as (tl: number) => [number, number];
+  };
+  it('visits every tile of the grid exactly once', () => {
+    for (const [gx, gy, G] of [[64, 64, 8], [5, 13, 8], [7, 3, 8], [1, 1, 8], [9, 17, 4], [3, 5, 1]] as const) {
+      const f = origin(gx, gy, G);
+      const seen = new Set<number>();
+      for (let t = 0; t < gx * gy; t++) {
+        const [i, j] = f(t);
+        expect(i < gy && j < gx && i >= 0 && j >= 0, `${gx}x${gy}/${G} tile ${t}`).toBe(true);
+        seen.add(i * gx + j);
+      }
+      expect(seen.size, `${gx}x${gy}/${G}`).toBe(gx * gy);
+    }
   });
 });
