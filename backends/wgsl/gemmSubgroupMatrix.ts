@@ -15,7 +15,7 @@
  *  - 'direct': no workgroup memory, the multiplies load their fragments from global memory.
  * The result is stored with subgroupMatrixStore: straight into an f32 output (probe), or, one 16×16
  * matrix at a time, into a per-subgroup f32 scratch in workgroup memory from which each lane runs the
- * fused epilogue (epi_) on 8 of its elements (WGSL has no subgroup-scope memory barrier: workgroup
+ * fused epilogue (epi_) on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
  * barriers, reached uniformly by every subgroup).
  */
 import type { GemmTarget } from '../../compiler/schedule/tiling.ts';
@@ -234,10 +234,14 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
     for (let a = 0; a < FM; a++)
       for (let b = 0; b < FN; b++) {
         body.push(`  subgroupMatrixStore<row_major>(&Cs, cbase, acc${a}_${b}, ${f}u);`, '  workgroupBarrier();');
-        // Lane l takes elements l, l + 32, ... of the 16×16 matrix: rows l/16 + 2q, column l%16 (coalesced along j).
-        body.push(`  for (var q = 0u; q < ${(f * f) / SGM_LANES}u; q++) {`,
-          `    let e = lane + q * ${SGM_LANES}u; let ii = i32(i0 + wr * ${t.wm}u + ${a * f}u + e / ${f}u); let jj = i32(j0 + wc * ${t.wn}u + ${b * f}u + e % ${f}u);`,
-          `    if (ii < ${io.m}i && jj < ${io.n}i) { ${call('ii', 'jj', `Cs[cbase + e]`)} }`, '  }', '  workgroupBarrier();');
+        // Lane l takes the column pairs 2l, 2l + 64, ... of the 16×16 matrix (rows (2l)/16 + 4q): 16-bit outputs
+        // are stored two per 32-bit word, so one lane writes both halves of a word (no contended CAS).
+        body.push(`  for (var q = 0u; q < ${(f * f) / SGM_LANES / 2}u; q++) {`,
+          `    let e = 2u * (lane + q * ${SGM_LANES}u); let ii = i32(i0 + wr * ${t.wm}u + ${a * f}u + e / ${f}u); let jj = i32(j0 + wc * ${t.wn}u + ${b * f}u + e % ${f}u);`,
+          `    if (ii < ${io.m}i) {`,
+          `      if (jj < ${io.n}i) { ${call('ii', 'jj', `Cs[cbase + e]`)} }`,
+          `      if (jj + 1i < ${io.n}i) { ${call('ii', 'jj + 1i', `Cs[cbase + e + 1u]`)} }`,
+          '    }', '  }', '  workgroupBarrier();');
       }
   }
   return { decls, body };
