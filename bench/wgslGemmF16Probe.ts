@@ -12,15 +12,15 @@ import { sgmPlainModule, sgmThreads, sgmWorkgroupBytes, type SgmTile } from '../
 
 type ProbeTile = SgmTile & { bT: boolean };
 const parseTile = (s: string): ProbeTile => {
-  // bm x bn x bk / wm x wn / staging [/T: B given transposed], e.g. 128x128x32/64x32/scalar
-  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)\/(scalar|matrix|direct)(\/T)?$/.exec(s);
-  if (!m) throw new Error(`TILES: bad tile '${s}' (want BMxBNxBK/WMxWN/scalar|matrix|direct[/T])`);
-  return { bm: +m[1]!, bn: +m[2]!, bk: +m[3]!, wm: +m[4]!, wn: +m[5]!, staging: m[6] as SgmTile['staging'], bT: Boolean(m[7]) };
+  // bm x bn x bk / wm x wn / staging [/T: B given transposed] [/n: tiles staged in the operands' own layout] [/gG: tile order groups], e.g. 128x128x32/64x32/scalar/g8
+  const m = /^(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)\/(scalar|matrix|direct)(\/T)?(\/n)?(?:\/g(\d+))?$/.exec(s);
+  if (!m) throw new Error(`TILES: bad tile '${s}' (want BMxBNxBK/WMxWN/scalar|matrix|direct[/T][/n][/gG])`);
+  return { bm: +m[1]!, bn: +m[2]!, bk: +m[3]!, wm: +m[4]!, wn: +m[5]!, staging: m[6] as SgmTile['staging'], bT: Boolean(m[7]), smem: m[8] ? 'native' : 'k', group: m[9] ? +m[9] : 1 };
 };
 const TILES = (process.env.TILES ?? ['128x128x32/64x32/scalar', '128x128x32/64x32/matrix', '128x128x32/64x32/scalar/T', '128x128x32/64x64/scalar', '128x128x32/64x64/matrix', '128x128x16/64x32/scalar', '128x256x16/64x64/scalar', '256x128x16/64x64/scalar', '64x64x32/32x32/scalar', '128x128x32/32x64/scalar', '128x128x32/64x32/direct'].join(',')).split(',').map(parseTile);
 const SIZES = (process.env.SIZES ?? '4096,8192').split(',').map(Number);
 const ROBUST = process.env.ROBUSTNESS === 'on';
-const name = (t: ProbeTile) => `${t.bm}x${t.bn}x${t.bk}/${t.wm}x${t.wn}/${t.staging}${t.bT ? '/T' : ''}`;
+const name = (t: ProbeTile) => `${t.bm}x${t.bn}x${t.bk}/${t.wm}x${t.wn}/${t.staging}${t.bT ? '/T' : ''}${t.smem === 'native' ? '/n' : ''}${t.group && t.group > 1 ? `/g${t.group}` : ''}`;
 
 const { device, adapterInfo, features, subgroupMatrixF16 } = await wgslDevice({ robustness: ROBUST });
 console.log(`adapter: ${adapterInfo}; features: ${[...features].filter((f) => /f16|subgroup/.test(f)).join(', ')}; subgroupMatrixF16 ${subgroupMatrixF16}; robustness ${ROBUST ? 'on' : 'off'}`);

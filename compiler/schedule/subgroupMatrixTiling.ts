@@ -9,8 +9,8 @@
  * Rule: the instruction is f16×f16→f32 16×16×16 on 32-lane subgroups; two stages (register prefetch
  * of the next K step + double-buffered workgroup tiles), plus a 16×16 f32 epilogue scratch per
  * subgroup, within the device's workgroup memory. The block is the first candidate that gives at least
- * one wave of workgroups (`processors`) and fits: 128×128×32 with 8 subgroups of 64×32 (the probe's
- * structure, bench/wgslGemmF16Probe.ts), else 64×64×32 with 4 subgroups of 32×32.
+ * one wave of workgroups (`processors`) and fits: 128×256×16 with 8 subgroups of 64×64, then
+ * 128×128×32 with 8 subgroups of 64×32, then 64×64×32 with 4 subgroups of 32×32 (SGM_CANDIDATES).
  */
 import { stageBytes, SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';
 import type { FragmentShape, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
@@ -31,14 +31,24 @@ export function wgslGemmTarget(workgroupBytes: number, processors = 132): GemmTa
   return { name: 'wgsl-subgroup-matrix', mma: [SUBGROUP_MATRIX_F16], processors, sharedBytes: workgroupBytes, warpSize: 32 };
 }
 
+/**
+ * Block tiles, largest first (bench/wgslGemmF16Probe.ts on an H200, 2026-12-02, window 1, 8192³:
+ * 128×256×16 with 64×64 subgroup blocks 235 TFLOP/s, 128×128×32 with 32×64 blocks 205, 64×32 blocks
+ * 179 with a k-contiguous B, 64×64×32 113; bench/RESULTS.md).
+ */
 export const SGM_CANDIDATES: ReadonlyArray<{ block: FragmentShape; warps: { m: number; n: number } }> = [
+  { block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } },
   { block: { m: 128, n: 128, k: 32 }, warps: { m: 2, n: 4 } },
   { block: { m: 64, n: 64, k: 32 }, warps: { m: 2, n: 2 } },
 ];
 
-/** Workgroup memory of a subgroup-matrix schedule: two stages of both tiles and a 16×16 f32 scratch per subgroup. */
+/**
+ * Workgroup memory of a subgroup-matrix schedule: two stages of both tiles, staged k-contiguous
+ * whatever the operands' layout in memory (the renderer's layout: backends/wgsl/gemmSubgroupMatrix.ts
+ * SgmTile.smem), and a 16×16 f32 scratch per subgroup.
+ */
 export function sgmScheduleBytes(block: FragmentShape, warps: { m: number; n: number }, a: OperandPlan, b: OperandPlan): number {
-  return 2 * stageBytes(block, a, b) + warps.m * warps.n * 16 * 16 * 4;
+  return 2 * stageBytes(block, { ...a, major: 'k' }, { ...b, major: 'k' }) + warps.m * warps.n * 16 * 16 * 4;
 }
 
 /** The default subgroup-matrix schedule of `k` (operand plans from the tiling stage's planOperand). */

@@ -33,7 +33,9 @@ const matmuls = (c: GemmCase, target = TARGET) => compile(gemmGraph(c, 'f16'), {
 const tileOf = (c: GemmCase, target = TARGET): TileSchedule => matmuls(c, target)[0]!.tile!;
 
 describe('subgroup-matrix schedules in the kernel IR', () => {
-  it('picks 128×128×32 with 2×4 subgroups where the tiles fill the device, 64×64×32 where they would not', () => {
+  it('picks the largest block whose tiles fill the device: 128×256×16, 128×128×32 (2×4 subgroups), 64×64×32', () => {
+    // 2056×4096: 17·16 = 272 tiles of 128×256; 2000×2048: 16·8 = 128 of them (< 132), 256 of 128².
+    expect(tileOf(caseOf('huge_tile'))).toMatchObject({ block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } });
     const big = tileOf(caseOf('big_tile'));
     expect(big).toMatchObject({ provider: 'tensor-core', block: { m: 128, n: 128, k: 32 }, warps: { m: 2, n: 4 }, stages: 2, source: 'default' });
     expect(big.mma).toEqual({ family: 'subgroup_matrix', m: 16, n: 16, k: 16, ab: 'f16', acc: 'f32', threads: 32 });
