@@ -7,6 +7,7 @@
  * input, so that training state never leaves the device between steps.
  */
 import type { Graph } from '../ir/graph.ts';
+import type { GemmTarget } from '../compiler/schedule/tiling.ts';
 import type { KernelProgram } from '../ir/kernel/types.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 
@@ -46,6 +47,11 @@ export interface Backend {
    * (rematerialize whole blocks when the program would not fit); without it auto stays 'cheap'.
    */
   freeMemoryBytes?(): number | Promise<number>;
+  /**
+   * The device the compiler chooses matmul tiles for (compiler/schedule/tiling.ts), where it is not the
+   * default (SM90): the WGSL backend's subgroup-matrix target when its adapter has them.
+   */
+  gemmTarget?(): GemmTarget | undefined | Promise<GemmTarget | undefined>;
   /** `info.cacheKey`: the program cache's key of `program` (runtime/programCache.ts), for a backend's own build cache. */
   compile(graph: Graph, program?: KernelProgram, info?: CompileInfo): Promise<Executable>;
 }

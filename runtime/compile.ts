@@ -64,8 +64,9 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const asked = opts.remat === undefined ? DEFAULT_REMAT : opts.remat === 'auto' ? 'auto' : checkRematMode(opts.remat, 'compileOn: remat');
   // What remat did in each compile (not on cache hits), told to onRemat once the choice is made.
   const heard: RematSummary[] = [];
+  const target = await backend.gemmTarget?.();
   const run = (mode: RematMode | 'auto') => {
-    const c = compile(g, { remat: mode });
+    const c = compile(g, { remat: mode, ...(target ? { target } : {}) });
     heard.push(c.remat);
     return c.program;
   };
@@ -73,10 +74,12 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
   const node = typeof process !== 'undefined' && Boolean(process.versions?.node);
   const { cachedProgram, defaultProgramCacheDir } = node ? await import('./programCache.ts') : { cachedProgram: undefined, defaultProgramCacheDir: undefined };
   const dir = !node ? undefined : opts.cacheDir === undefined ? defaultProgramCacheDir!() : opts.cacheDir || undefined;
-  // The key of the program compile(g) gives without options (DEFAULT_REMAT without a free-memory figure) has no extra.
+  // The key of the program compile(g) gives without options (DEFAULT_REMAT without a free-memory figure, no
+  // GEMM target) has no extra.
   const build = (mode: RematMode | 'auto') => {
     const at = heard.length;
-    const b = cachedProgram ? cachedProgram(g, () => run(mode), { dir, extra: mode === DEFAULT_REMAT ? undefined : { remat: mode } }) : { program: run(mode), key: undefined };
+    const extra = mode === DEFAULT_REMAT && !target ? undefined : { ...(mode === DEFAULT_REMAT ? {} : { remat: mode }), ...(target ? { target } : {}) };
+    const b = cachedProgram ? cachedProgram(g, () => run(mode), { dir, extra }) : { program: run(mode), key: undefined };
     return { ...b, heardAt: heard.length > at ? at : undefined };
   };
   // auto: the fastest step that fits: without remat (the compiler's auto without a free-memory figure,

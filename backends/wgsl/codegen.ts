@@ -27,6 +27,7 @@ import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { affine, walkStmts } from '../../ir/kernel/expr.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import { isSubgroupMatrixKernel, renderSubgroupMatrixMatmul } from './gemmSubgroupMatrix.ts';
 import { WGSL_PRELUDE } from './prelude.ts';
 
 /** Where an IR buffer (or a scratch buffer, negative id) lives: GPU buffer index and byte offset. */
@@ -87,6 +88,11 @@ export interface WgslOptions {
   readonly gemm?: GemmTile | 'simple' | 'wide' | ((m: number, n: number, k: number, batch: number) => GemmTile | 'wide');
   /** Row kernels: 'workgroup' (strided over a workgroup, tree-combined in workgroup memory) or 'serial' (one invocation per row). */
   readonly reductions?: 'workgroup' | 'serial';
+  /**
+   * The device runs f16 subgroup matrices: matmul kernels whose kernel-IR tile is a subgroup-matrix
+   * schedule are rendered by gemmSubgroupMatrix.ts (others, and every kernel without this, as above).
+   */
+  readonly subgroupMatrix?: boolean;
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
@@ -646,6 +652,7 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   const epi: string[] = [];
   g.stmts(k.epilogue, '  ', epi);
   d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
+  if (c.opts.subgroupMatrix && isSubgroupMatrixKernel(k)) return renderSubgroupMatrixMatmul(k, { decls: d, bargs, bv, vec4View: c.vec4View, batchLets: (out) => decompose(bv, k.batch, 'i32(bt)', out, '  '), grid: (total) => fold(total, c.limits, c.name) });
   if (c.opts.gemm === 'simple' || intAcc) {
     const total = batch * k.m * k.n;
     const wgs = Math.ceil(total / 64);
@@ -1018,7 +1025,10 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
       const bd = bindingDecls(atomicBinding, bindings.map((w) => !!w.readOnly), views.map((x) => x.name), g.slots.length);
       const rest = [...decls, ...extra, ...body].join('\n');
       const code = [...bd.decls, ...bd.helpers.filter((h) => rest.includes(`${/fn (\w+)\(/.exec(h)![1]}(`)), rest].join('\n');
-      const source = ['// kiln kernel', preludeFor(code), code].join('\n') + '\n';
+      // Directives (the subgroup-matrix GEMM's enables) must precede every declaration.
+      const directive = (l: string) => /^(enable|diagnostic)\b/.test(l);
+      const lines = code.split('\n');
+      const source = ['// kiln kernel', ...lines.filter(directive), preludeFor(code), ...lines.filter((l) => !directive(l))].join('\n') + '\n';
       return { name: bodies.length > 1 ? `${name}#${j}` : name, source, workgroups: b.workgroups, bindings: [...bindings, ...views.map((x) => x.binding)], offsets: g.slots };
     });
   });

@@ -34,7 +34,14 @@ export interface WgslDevice {
     readonly maxComputeWorkgroupsPerDimension: number;
     readonly maxComputeInvocationsPerWorkgroup: number;
     readonly maxBufferSize: number;
+    readonly maxComputeWorkgroupStorageSize: number;
   };
+  /**
+   * The f16 subgroup-matrix GEMM can run (backends/wgsl/gemmSubgroupMatrix.ts): the device has
+   * chromium-experimental-subgroup-matrix, shader-f16 and subgroups, and the adapter lists the
+   * f16×f16→f32 16×16×16 configuration (where it lists its configurations at all) with 32-lane subgroups.
+   */
+  readonly subgroupMatrixF16: boolean;
 }
 
 export const DAWN_TOGGLES = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
@@ -43,6 +50,16 @@ const WANTED_FEATURES = ['shader-f16', 'subgroups', 'chromium-experimental-subgr
 /** The Dawn instance flags for a device: DAWN_TOGGLES, plus disable_robustness when robustness is off. */
 export function dawnFlags(robustness = true): string[] {
   return robustness ? DAWN_TOGGLES : [DAWN_TOGGLES[0] + ',disable_robustness', ...DAWN_TOGGLES.slice(1)];
+}
+
+/** See WgslDevice.subgroupMatrixF16. */
+export function hasSubgroupMatrixF16(features: ReadonlySet<string> | GPUSupportedFeatures, info: GPUAdapterInfo): boolean {
+  if (!['chromium-experimental-subgroup-matrix', 'shader-f16', 'subgroups'].every((f) => features.has(f))) return false;
+  const i = info as unknown as { subgroupMaxSize?: number; subgroupMatrixConfigs?: ReadonlyArray<Record<string, unknown>> };
+  if (i.subgroupMaxSize !== undefined && i.subgroupMaxSize !== 32) return false;
+  const configs = i.subgroupMatrixConfigs;
+  if (!configs) return true;
+  return configs.some((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && (c.M ?? 16) === 16 && (c.N ?? 16) === 16 && (c.K ?? 16) === 16);
 }
 
 const nodeGpus = new Map<string, Promise<GPU>>();
@@ -110,6 +127,8 @@ async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
       maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
       maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
       maxBufferSize: L.maxBufferSize,
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
     },
+    subgroupMatrixF16: hasSubgroupMatrixF16(device.features, info),
   };
 }

@@ -20,6 +20,7 @@ import { type Placement, measuredGemmTile, type WgslBinding, type WgslDispatch, 
 import { packBuffers } from './plan.ts';
 import type { WgslSourceCache } from './sourceCache.ts';
 import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts';
+import { sgmGemmTarget } from './gemmSubgroupMatrix.ts';
 
 const ALIGN = 256;
 const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
@@ -101,7 +102,7 @@ export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placeme
   const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
-    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, gemm },
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, gemm, ...(opts.subgroupMatrix ? { sgm: true } : {}) },
     (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
   );
 }
@@ -326,26 +327,37 @@ export class WgslExecutable implements Executable {
  * invocation per output; real GPUs get workgroup reductions and the tiled GEMM.
  */
 export function defaultKernels(dev: WgslDevice): WgslOptions {
-  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile };
+  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile, ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}) };
 }
 
 export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOptions {
   readonly onSource?: SourceHook;
 }
 
+/** The f16 subgroup-matrix GEMM is used where the device can run it, unless `subgroupMatrix: false`. */
+function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean {
+  return dev.subgroupMatrixF16 && asked !== false;
+}
+
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, gemm, reductions, sourceCache, ...devOpts } = opts;
+  const { onSource, gemm, reductions, sourceCache, subgroupMatrix, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
     device: () => wgslDevice(devOpts),
     // f16 autocast where the adapter has shader-f16 (NVIDIA's Vulkan driver; SwiftShader has not).
     defaultPrecision: async () => ((await wgslDevice(devOpts)).features.has('shader-f16') ? 'f16' : 'f32'),
+    // f16 matmuls get subgroup-matrix tiles in the kernel IR where the device runs them (compiler/schedule/subgroupMatrixTiling.ts).
+    gemmTarget: async () => {
+      const dev = await wgslDevice(devOpts);
+      return useSubgroupMatrix(dev, subgroupMatrix) ? sgmGemmTarget(dev.limits.maxComputeWorkgroupStorageSize) : undefined;
+    },
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
-      return WgslExecutable.create(graph, program, dev, { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(sourceCache ? { sourceCache } : {}) }, onSource);
+      const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(sourceCache ? { sourceCache } : {}) };
+      return WgslExecutable.create(graph, program, dev, { ...kernels, subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }

@@ -8,6 +8,7 @@
  * replace it by a measured one from its tuning cache (same types, `source: 'measured'`).
  *
  * Rules (deterministic):
+ *  - on a WebGPU subgroup-matrix target: subgroupMatrixTiling.ts;
  *  - float operands of the target's MMA dtype (bf16/f16) with an f32 accumulator → tensor cores;
  *  - plain strided f32 operands (m, n, k ≥ 2) → the vendor SGEMM ('cublas'), other f32 → SIMT;
  *  - an operand is 'async' when it is a load of a buffer of the MMA dtype whose index is affine in
@@ -26,6 +27,7 @@ import { samplePoints, strideAt } from '../../ir/kernel/stride.ts';
 import { epilogueBytes, stageBytes } from '../../ir/kernel/tile.ts';
 import type { BufferDecl, Expr, FragmentShape, Kernel, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 import { withRowMapping } from './rowMapping.ts';
+import { chooseSubgroupMatrixTile, SUBGROUP_MATRIX_FAMILY } from './subgroupMatrixTiling.ts';
 
 /** What the tiling stage needs to know about a device. */
 export interface GemmTarget {
@@ -139,6 +141,10 @@ export function chooseTile(k: MatmulKernel, buffers: readonly BufferDecl[], targ
     const vendor = k.accDType === 'f32' && k.m >= 2 && k.n >= 2 && k.k >= 2 &&
       plainF32(k.a, buffers, new Set([...bv, 'i', 'p'])) && plainF32(k.b, buffers, new Set([...bv, 'p', 'j']));
     return { provider: vendor ? 'cublas' : 'simt', ...SIMT, a: { staging: 'registers', major: 'k' }, b: { staging: 'registers', major: 'k' } };
+  }
+  if (mma.family === SUBGROUP_MATRIX_FAMILY) {
+    const plan = (w: 'a' | 'b') => planOperand(k, w, buffers, mma.ab);
+    return chooseSubgroupMatrixTile(k, target, mma, plan) ?? { provider: 'simt', ...SIMT, a: plan('a'), b: plan('b') };
   }
   const a = planOperand(k, 'a', buffers, mma.ab);
   const b = planOperand(k, 'b', buffers, mma.ab);

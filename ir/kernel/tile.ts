@@ -5,6 +5,9 @@
  */
 import type { FragmentShape, OperandPlan, TileSchedule } from './types.ts';
 
+/** The MmaInstr family of WebGPU subgroup matrices (the WGSL backend's f16 GEMM). */
+export const SUBGROUP_MATRIX_FAMILY = 'subgroup_matrix';
+
 /** Padding of each shared-memory tile row, elements (16 bytes: conflict-free ldmatrix, aligned cp.async). */
 export const SMEM_PAD = 8;
 

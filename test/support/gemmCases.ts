@@ -29,23 +29,26 @@ export interface GemmCase {
 
 const swapLast = (rank: number) => [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
 
-function operandOf(g: GraphBuilder, name: string, batch: readonly number[], rows: number, cols: number, trans: boolean, src: 'bf16' | 'cast', kind: 'data' | 'param'): number {
+function operandOf(g: GraphBuilder, name: string, batch: readonly number[], rows: number, cols: number, trans: boolean, src: 'bf16' | 'cast', kind: 'data' | 'param', low: DType): number {
   const shape = trans ? [...batch, cols, rows] : [...batch, rows, cols];
-  const dtype: DType = src === 'bf16' ? 'bf16' : 'f32';
+  const dtype: DType = src === 'bf16' ? low : 'f32';
   let x = g.input(name, { shape, dtype }, kind);
-  if (src === 'cast') x = g.op('cast', [x], { dtype: 'bf16' });
+  if (src === 'cast') x = g.op('cast', [x], { dtype: low });
   if (trans) x = g.op('permute', [x], { perm: swapLast(shape.length) });
   return x;
 }
 
 const scalar = (g: GraphBuilder, v: number, dtype: DType = 'f32') => g.op('constant', [], { shape: [], dtype, value: v });
 
-/** The graph of one case: inputs a, b (and bias, res, m, v as the epilogue needs). */
-export function gemmGraph(c: GemmCase): Graph {
-  const g = new GraphBuilder(`gemm_${c.name.replace(/[^A-Za-z0-9_]/g, '_')}`);
+/**
+ * The graph of one case: inputs a, b (and bias, res, m, v as the epilogue needs), in bf16, or with
+ * every bf16 replaced by `low` (f16: the WGSL backend's subgroup-matrix GEMM).
+ */
+export function gemmGraph(c: GemmCase, low: 'bf16' | 'f16' = 'bf16'): Graph {
+  const g = new GraphBuilder(`gemm_${c.name.replace(/[^A-Za-z0-9_]/g, '_')}${low === 'bf16' ? '' : `_${low}`}`);
   const epi = c.epilogue ?? 'store_f32';
-  const a = operandOf(g, 'a', c.batchA ?? [], c.m, c.k, c.transA ?? false, c.srcA ?? 'bf16', 'data');
-  const b = operandOf(g, 'b', c.batchB ?? [], c.k, c.n, c.transB ?? false, c.srcB ?? 'bf16', epi === 'adamw' ? 'param' : 'data');
+  const a = operandOf(g, 'a', c.batchA ?? [], c.m, c.k, c.transA ?? false, c.srcA ?? 'bf16', 'data', low);
+  const b = operandOf(g, 'b', c.batchB ?? [], c.k, c.n, c.transB ?? false, c.srcB ?? 'bf16', epi === 'adamw' ? 'param' : 'data', low);
   const y = g.op('matmul', [a, b]);
   const outShape = g.typeOf(y).shape;
   switch (epi) {
@@ -56,11 +59,11 @@ export function gemmGraph(c: GemmCase): Graph {
       g.output('y', g.op('cast', [y], { dtype: 'f32' }));
       break;
     case 'bias_gelu': {
-      const bias = g.input('bias', { shape: [c.n], dtype: 'bf16' });
+      const bias = g.input('bias', { shape: [c.n], dtype: low });
       // GELU (erf form), in bf16 like the autocast graph: 0.5·x·(1 + erf(x/√2)).
       const x = g.op('add', [y, bias]);
-      const e = g.op('erf', [g.op('mul', [x, scalar(g, Math.SQRT1_2, 'bf16')])]);
-      g.output('y', g.op('mul', [g.op('mul', [x, scalar(g, 0.5, 'bf16')]), g.op('add', [e, scalar(g, 1, 'bf16')])]));
+      const e = g.op('erf', [g.op('mul', [x, scalar(g, Math.SQRT1_2, low)])]);
+      g.output('y', g.op('mul', [g.op('mul', [x, scalar(g, 0.5, low)]), g.op('add', [e, scalar(g, 1, low)])]));
       break;
     }
     case 'bias_f32': {
@@ -70,7 +73,7 @@ export function gemmGraph(c: GemmCase): Graph {
       break;
     }
     case 'bias_bf16': {
-      const bias = g.input('bias', { shape: [c.n], dtype: 'bf16' });
+      const bias = g.input('bias', { shape: [c.n], dtype: low });
       g.output('y', g.op('add', [y, bias]));
       break;
     }

@@ -1,0 +1,93 @@
+/**
+ * @file f16 and f32 GEMMs through the whole compiler on the WGSL backend (GPU machine:
+ * `tsx bench/wgslGemmF16.ts [SHAPE ...]`, then `python3 bench/wgsl_gemm_torch.py SHAPE ...` in the same
+ * call for PyTorch fp32 (TF32 off), fp16 and bf16): 1024³, 4096³, 8192³ and the LightningDiT-B/1 and
+ * XL/1 layer shapes of bench/gemmShapes.ts. f16: f16 inputs, f16 output (`--precision f16`'s matmul:
+ * f32 accumulation; the subgroup-matrix GEMM where the adapter has it); f16o32: the same cast to an f32
+ * output; f32: f32 in and out (the wide register-blocked GEMM). Times one submission of N runs after a warm-up; the cubes up to 4096 are
+ * checked on 16 elements against an f64 dot product (f16: within one f16 rounding plus K·2^-24·Σ|ab|).
+ * PRECISIONS=f16,f32 picks the precisions, BUDGET_S stops starting new shapes after that many seconds.
+ * One JSON line per (shape, precision), then a table.
+ */
+import { wgslBackend } from '../backends/wgsl/executable.ts';
+import type { WgslExecutable } from '../backends/wgsl/executable.ts';
+import { type Graph, GraphBuilder } from '../ir/graph.ts';
+import type { HostTensor } from '../ir/tensor.ts';
+import { compileOn } from '../runtime/compile.ts';
+import { GEMM_SHAPES } from './gemmShapes.ts';
+
+const SHAPES: Record<string, [number, number, number, 'nn' | 'nt' | 'tn']> = {
+  cube256: [256, 256, 256, 'nn'], cube1024: [1024, 1024, 1024, 'nn'], ...GEMM_SHAPES,
+};
+const names = process.argv.slice(2).length ? process.argv.slice(2) : ['cube8192', 'cube4096', 'cube1024', ...Object.keys(GEMM_SHAPES).filter((s) => !s.startsWith('cube'))];
+// f16o32: f16 inputs, the f16 matmul's result cast to f32 (stored as f32 words, not as 16-bit halves).
+const precisions = (process.env.PRECISIONS ?? 'f16,f32').split(',') as Array<'f16' | 'f32' | 'f16o32'>;
+const budget = Number(process.env.BUDGET_S ?? 1e9) * 1000;
+const t0 = performance.now();
+
+function graph(name: string, m: number, n: number, k: number, layout: 'nn' | 'nt' | 'tn', precision: 'f16' | 'f32' | 'f16o32'): Graph {
+  const g = new GraphBuilder(`gemm_${name}_${precision}`);
+  const dtype = precision === 'f32' ? 'f32' : 'f16';
+  const t = (x: number) => g.op('permute', [x], { perm: [1, 0] });
+  const a = layout === 'tn' ? t(g.input('a', { shape: [k, m], dtype })) : g.input('a', { shape: [m, k], dtype });
+  const b = layout === 'nt' ? t(g.input('b', { shape: [n, k], dtype })) : g.input('b', { shape: [k, n], dtype });
+  const y = g.op('matmul', [a, b]);
+  g.output('y', precision === 'f16o32' ? g.op('cast', [y], { dtype: 'f32' }) : y);
+  return g.build();
+}
+
+// Inputs: a 4096-value pattern of multiples of 1/64 in [-1, 1) (exact in f16), repeated with a shift per row.
+const PATTERN = Float32Array.from({ length: 4099 }, (_, i) => (((i * 2654435761) >>> 20) % 128 - 64) / 64);
+function values(n: number): Float32Array {
+  const v = new Float32Array(n);
+  for (let o = 0; o < n; o += 4096) v.set(PATTERN.subarray(o % 3, Math.min(4096, n - o) + (o % 3)), o);
+  return v;
+}
+
+type Row = { shape: string; precision: string; m: number; n: number; k: number; ms?: number; tflops?: number; maxErr?: number; kernel?: string; error?: string };
+const rows: Row[] = [];
+for (const name of names) {
+  const s = SHAPES[name];
+  if (!s) throw new Error(`unknown shape '${name}' (have ${Object.keys(SHAPES).join(', ')})`);
+  const [m, n, k, layout] = s;
+  for (const precision of precisions) {
+    if (performance.now() - t0 > budget) { console.log(`budget: skipping ${name} ${precision}`); continue; }
+    const row: Row = { shape: name, precision, m, n, k };
+    try {
+      const g = graph(name, m, n, k, layout, precision);
+      const dtype = precision === 'f32' ? 'f32' : 'f16';
+      const feeds: Record<string, HostTensor> = Object.fromEntries(g.inputs.map((i) => [i.name, { dtype, shape: i.type.shape, data: values(i.type.shape[0]! * i.type.shape[1]!) }]));
+      const exe = (await compileOn(wgslBackend, g, { precision: dtype })) as WgslExecutable;
+      const src = exe.dispatches.flat().map((d) => d.source).join('\n');
+      row.kernel = src.includes('subgroupMatrixMultiplyAccumulate') ? 'subgroup-matrix' : src.includes('As[kk * 32i') ? 'wide' : 'other';
+      const check = n <= 4096 && m <= 4096 && layout === 'nn';
+      const out = await exe.run(feeds, check ? ['y'] : []);
+      if (check) {
+        const A = feeds.a!.data, B = feeds.b!.data, y = out.y!.data;
+        let worst = 0;
+        for (let q = 0; q < 16; q++) {
+          const i = (q * 7919) % m, j = (q * 104729) % n;
+          let sum = 0, sa = 0;
+          for (let p = 0; p < k; p++) { sum += A[i * k + p]! * B[p * n + j]!; sa += Math.abs(A[i * k + p]! * B[p * n + j]!); }
+          const tol = dtype === 'f16' ? 2 ** -10 * Math.abs(sum) + k * 2 ** -24 * sa : k * 2 ** -24 * sa;
+          worst = Math.max(worst, Math.abs(y[i * n + j]! - sum) / (tol || 1));
+        }
+        row.maxErr = worst; // in units of the tolerance (≤ 1 passes)
+      }
+      const flop = 2 * m * n * k;
+      const reps = Math.max(3, Math.min(50, Math.round(0.3 / (flop / 100e12))));
+      await exe.time(2);
+      const ms = Math.min(await exe.time(reps), await exe.time(reps)) / reps;
+      row.ms = ms;
+      row.tflops = flop / (ms * 1e-3) / 1e12;
+      exe.dispose();
+    } catch (e) {
+      row.error = (e as Error).message.slice(0, 400);
+    }
+    rows.push(row);
+    console.log(JSON.stringify({ bench: 'wgsl-gemm', ...row }));
+  }
+}
+console.log('\n| shape | M×N×K | precision | kernel | ms | TFLOP/s | check (≤ 1) |\n| --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) console.log(`| ${r.shape} | ${r.m}×${r.n}×${r.k} | ${r.precision} | ${r.kernel ?? '-'} | ${r.ms?.toFixed(3) ?? '-'} | ${r.tflops?.toFixed(1) ?? (r.error ? `ERROR ${r.error.slice(0, 100)}` : '-')} | ${r.maxErr?.toFixed(3) ?? '-'} |`);
+process.exit(0);
