@@ -168,6 +168,18 @@ export class FlashAttention {
     ];
   }
 
+  /**
+   * Lines that stage key tile rows start.. (`BK` rows) into stage `stage` of `Ks` and, with `withV`, of `Vs`
+   * (the K/V tile walk of the forward and of the dQ pass); no wait, no barrier.
+   */
+  private kvTileLoad(k: AttentionKernel | AttentionGradKernel, g: { BK: number; KST: number; VST: number; DKP: number; DVP: number; threads: number; withV: boolean }, stage: string, start: string, ind: string): string[] {
+    const { BK, KST, VST, DKP, DVP, threads } = g;
+    return [
+      ...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Ks + ${stage} * ${BK * KST})`, threads }, ind),
+      ...(g.withV ? this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Vs + ${stage} * ${BK * VST})`, threads }, ind) : []),
+    ];
+  }
+
   private forward(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, statsOnly: boolean, out: string[]): FlashLaunch {
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP } = t;
     const threads = NW * 32;
@@ -194,10 +206,7 @@ export class FlashAttention {
     this.batchVars(k, 'bt', L);
     L.push(`  const int q0 = qt * ${BQ};`);
     L.push(`  const int nT = ${k.causal ? `min(${nK}, (min(q0 + ${BQ}, ${k.sq}) - 1) / ${BK} + 1)` : `${nK}`};`);
-    const kvLoad = (stage: string, start: string, ind: string) => [
-      ...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Ks + ${stage} * ${BK * KST})`, threads }, ind),
-      ...(statsOnly ? [] : this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Vs + ${stage} * ${BK * VST})`, threads }, ind)),
-    ];
+    const kvLoad = (stage: string, start: string, ind: string) => this.kvTileLoad(k, { BK, KST, VST, DKP, DVP, threads, withV: !statsOnly }, stage, start, ind);
     L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
     L.push(...kvLoad('0', '0', '  '));
     L.push('  fa_commit();');
@@ -331,10 +340,7 @@ export class FlashAttention {
     this.batchVars(k, 'bt', L);
     L.push(`  const int q0 = qt * ${BQ};`);
     L.push(`  const int nT = ${k.causal ? `min(${nK}, (min(q0 + ${BQ}, ${k.sq}) - 1) / ${BK} + 1)` : `${nK}`};`);
-    const kvLoad = (stage: string, start: string, ind: string) => [
-      ...this.load({ op: k.key, rowVar: 't', colVar: 'd', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dk, colsPad: DKP, stride: KST, dst: `(Ks + ${stage} * ${BK * KST})`, threads }, ind),
-      ...this.load({ op: k.v, rowVar: 't', colVar: 'e', rows: BK, rowStart: start, rowLimit: k.sk, cols: k.dv, colsPad: DVP, stride: VST, dst: `(Vs + ${stage} * ${BK * VST})`, threads }, ind),
-    ];
+    const kvLoad = (stage: string, start: string, ind: string) => this.kvTileLoad(k, { BK, KST, VST, DKP, DVP, threads, withV: true }, stage, start, ind);
     L.push(...this.load({ op: k.q, rowVar: 's', colVar: 'd', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dk, colsPad: DKP, stride: QST, dst: 'Qs', threads }, '  '));
     L.push(...this.load({ op: k.dout, rowVar: 's', colVar: 'e', rows: BQ, rowStart: 'q0', rowLimit: k.sq, cols: k.dv, colsPad: DVP, stride: OST, dst: 'Os', threads }, '  '));
     L.push(...kvLoad('0', '0', '  '));
