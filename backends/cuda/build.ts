@@ -11,6 +11,7 @@ import { readEntry, writeEntry } from '../cacheEntry.ts';
 import type { KernelProgram } from '../../ir/kernel/types.ts';
 import { type CudaModule, generateCuda } from './codegen.ts';
 import type { CudaDriver } from './driver.ts';
+import { setFlashWgmma } from './flashAttention.ts';
 import { withLibraryDefaults } from './gemmDefault.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { compileCubins, cubinKey, nvrtcFlags, readCubin } from './nvrtcPool.ts';
@@ -56,6 +57,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
       return { gen, images: images as Uint8Array[], compiled: 'cache' };
     }
   }
+  setFlashWgmma(cuda.sm === 'sm_90');
   const gen = generateCuda(tunedProgram(cuda, program, options), options);
   const { images, compiled } = await compileCubins(gen.units, { arch: cuda.sm, libDir: options.libDir, cacheDir: cubinDir });
   if (buildKey)

@@ -19,6 +19,7 @@
  */
 import { KilnError } from '../../ir/errors.ts';
 import { affine, exprKey } from '../../ir/kernel/expr.ts';
+import { wgmmaForward, wgmmaForwardApplies, type WgmmaContext } from './flashAttentionWgmma.ts';
 import { FLASH_ATTENTION_PTX } from './mma.ts';
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
 
@@ -61,6 +62,14 @@ export function setFlashProbe(p: FlashProbe | undefined): void {
   activeProbe = p;
 }
 const probe = (): FlashProbe | undefined => activeProbe;
+let wgmmaTarget = true;
+/**
+ * Whether the GPU the kernels are generated for runs wgmma (sm_90: NVRTC builds sm_90a there); false
+ * renders every attention kernel with mma.sync. Set by the CUDA build for its device (default true).
+ */
+export function setFlashWgmma(on: boolean): void {
+  wgmmaTarget = on;
+}
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 function f32(v: number): string {
@@ -90,7 +99,14 @@ export class FlashAttention {
   /** Operands (q, k, v, sizes) → the lse scratch a forward kernel of this module writes. */
   private readonly lseOf = new Map<string, number>();
 
-  constructor(private readonly cg: FlashCodegen) {}
+  private readonly wg: WgmmaContext;
+
+  constructor(private readonly cg: FlashCodegen) {
+    this.wg = {
+      buffers: cg.buffers, expr: (e) => cg.expr(e), storeValue: (b, v) => cg.storeValue(b, v), params: (ids) => cg.params(ids),
+      batchVars: () => undefined, contiguous: (e, r, c, n) => contiguousBf16(e, cg.buffers, r, c, n),
+    };
+  }
 
   generate(k: AttentionKernel | AttentionGradKernel, fn: string, ids: readonly number[], out: string[], scratch: ScratchDecl[]): FlashLaunch[] {
     if (!k.tile) throw new KilnError(`cuda flash attention: kernel ${k.name} has no tile`);
@@ -181,6 +197,10 @@ export class FlashAttention {
   }
 
   private forward(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, statsOnly: boolean, out: string[]): FlashLaunch {
+    if (!statsOnly && wgmmaTarget && wgmmaForwardApplies(k, t, this.wg)) {
+      const ctx: WgmmaContext = { ...this.wg, batchVars: (linear, o) => this.batchVars(k, linear, o) };
+      return wgmmaForward(ctx, k, t, fn, ids, lse, f32(k.scale * LOG2E), probe() !== 'nocausal', out);
+    }
     const { bq: BQ, bk: BK, warps: NW, dkPad: DKP, dvPad: DVP } = t;
     const threads = NW * 32;
     // MT m16 row tiles per warp: each K/V fragment read from shared memory feeds 2·MT tensor-core products.

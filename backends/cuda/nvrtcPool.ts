@@ -45,7 +45,8 @@ export function nvrtcLibraries(libDir: string = DEFAULT_CUDA_LIB_DIR): string[] 
 }
 
 export function nvrtcFlags(arch: string): string[] {
-  return [`--gpu-architecture=${arch}`, '--std=c++17', '-default-device'];
+  // sm_90 builds sm_90a: the Hopper-only instructions (wgmma: flashAttentionWgmma.ts) need it.
+  return [`--gpu-architecture=${arch === 'sm_90' ? 'sm_90a' : arch}`, '--std=c++17', '-default-device'];
 }
 
 /** The cache key of a source compiled with `flags`. */

@@ -35,6 +35,18 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   const wide = Math.max(dkPad, dvPad);
   if (wide > 256 || s.dk < 1 || s.dv < 1) return undefined;
   if (s.kind === 'attention') {
+    const t = forwardMmaSyncTile(s, dkPad, dvPad, wide);
+    // Hopper warpgroup MMA where the head dims are whole 128-byte swizzle rows (multiples of 64): 64 query
+    // rows per warpgroup, two warpgroups past 64 rows; 128-key tiles up to head dim 128, 64 at 256 (the
+    // O accumulators are dv/2 registers per thread). Backends without wgmma render `t`'s other fields.
+    if (s.dk % 64 === 0 && s.dv % 64 === 0) return { ...t, wgmma: { warpgroups: s.sq <= 64 ? 1 : 2, bk: wide <= 128 ? 128 : 64 } };
+    return t;
+  }
+  return backwardTile(s, dkPad, dvPad, wide);
+}
+
+/** The mma.sync forward tile (FlashAttention-2). */
+function forwardMmaSyncTile(s: AttentionShape, dkPad: number, dvPad: number, wide: number): AttentionTile {
     // 16 query rows per m16 row tile; two row tiles per warp (each K/V fragment feeds twice as many
     // tensor-core products per shared-memory read) where the registers allow it (head dim ≤ 128).
     // Up to 64 query rows (and up to 128 at head dims above 80, where a 128-row block would be mostly
@@ -48,7 +60,10 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
     // Head dims > 128: one row tile per warp (the O accumulators alone are dvPad/2 registers), 8 warps ×
     // 16 rows, 64-key tiles (measured 0.268 vs 0.293 ms for bq64/bk32/4 warps at 32×16×256).
     return { bq: 128, bk: 64, warps: 8, stages: 2, dkPad, dvPad, dkvChunks: 1 };
-  }
+}
+
+/** The backward tile (mma.sync). */
+function backwardTile(s: AttentionShape, dkPad: number, dvPad: number, wide: number): AttentionTile {
   // Backward: 16 key rows per m16 key tile, 4 warps; narrower query steps and column passes as the head
   // grows. With 32-row query steps the dQ product splits the head dim over 2 column groups, and with 2
   // passes dK/dV do too: head dims > 80 are padded to multiples of 32 so that each half is a multiple of
@@ -74,7 +89,8 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
 export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_grad'): boolean {
   const m16 = (n: number) => n > 0 && n % 16 === 0;
   if (!m16(t.bq) || !m16(t.bk) || !m16(t.dkPad) || !m16(t.dvPad) || t.stages < 1) return false;
-  // Forward: 1 or 2 row tiles of 16 per warp.
+  // Forward: 1 or 2 row tiles of 16 per warp; wgmma: 1 or 2 warpgroups, key tiles of 64 or 128.
+  if (t.wgmma && (kind !== 'attention' || ![1, 2].includes(t.wgmma.warpgroups) || ![64, 128].includes(t.wgmma.bk))) return false;
   if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   // Backward: 1 or 2 key tiles of 16 per warp.
   if (t.bk !== t.warps * 16 && t.bk !== t.warps * 32) return false;

@@ -222,6 +222,11 @@ export interface AttentionTile {
    * instead of f32 reductions from the key blocks of the main kernel.
    */
   readonly dq?: { readonly bq: number; readonly bk: number; readonly warps: number };
+  /**
+   * Forward only: Hopper warpgroup MMA (wgmma, sm_90a) where the backend can render it: `warpgroups`
+   * warpgroups × 64 query rows per block, `bk`-key tiles (the other fields describe the mma.sync fallback).
+   */
+  readonly wgmma?: { readonly warpgroups: number; readonly bk: number };
 }
 
 /**

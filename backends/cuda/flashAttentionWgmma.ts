@@ -1,0 +1,185 @@
+/**
+ * @file The Hopper (sm_90a) flash-attention forward: warpgroup MMA (wgmma.mma_async m64nNk16 bf16 → f32)
+ * for attention kernels whose tile carries `wgmma` (compiler/schedule/attentionTiling.ts). One block =
+ * `warpgroups` warpgroups × 64 query rows; the block walks the keys in tiles of `bk` rows, double-buffered
+ * with cp.async. S = Q·Kᵀ reads both operands from shared memory (K-major descriptors); O += P·V takes P
+ * from registers (the S accumulators rounded to bf16: the accumulator layout of wgmma is the A-fragment
+ * layout) and V from shared memory (N-major descriptor, transposed B). Online softmax as the mma.sync
+ * forward (flashAttention.ts), base 2, the log-sum-exp saved for the backward in the same format.
+ *
+ * Shared-memory layout (the 128-byte swizzle of wgmma / TMA): an operand tile of R rows × D columns
+ * (D a multiple of 64) is D/64 column blocks of R rows × 128 bytes; the 16-byte chunk c of row r sits at
+ * chunk c ⊕ (r mod 8) of its row; blocks start at multiples of 1024 bytes. K-major descriptors (Q, K):
+ * SBO = 1024 (8-row groups), a k16 step inside a 128-byte row adds 32 bytes to the start address, the next
+ * column block R·128. N-major (V as B of P·V, rows = keys = the K dimension): LBO = R·128 (the next 64
+ * columns), SBO = 1024 (the next 8 keys), a k16 step = 16 rows = 2048 bytes.
+ * Requires operands that are bf16 loads contiguous along the head dim (16-byte cp.async), head dims that
+ * are multiples of 64 up to 256: `wgmmaForwardApplies`; otherwise the mma.sync kernel runs.
+ */
+import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
+
+/** What the generator needs from flashAttention.ts. */
+export interface WgmmaContext {
+  readonly buffers: readonly BufferDecl[];
+  expr(e: Expr): string;
+  storeValue(buf: number, value: string): string;
+  params(ids: readonly number[]): string;
+  /** Lines declaring b0.. (batch indices) from the linear batch index `linear`. */
+  batchVars(linear: string, out: string[]): void;
+  /** `load(bf16 buf, c + Σ coef·var)` contiguous along colVar (cp.async-able), else undefined. */
+  contiguous(e: Expr, rowVar: string, colVar: string, cols: number): { buf: number; c: number; coef: Map<string, number> } | undefined;
+}
+
+export interface WgmmaLaunch {
+  readonly kind: 'kernel';
+  readonly fn: string;
+  readonly grid: readonly [number, number, number];
+  readonly block: readonly [number, number, number];
+  readonly params: readonly number[];
+  readonly sharedBytes: number;
+}
+
+const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
+
+/** Whether the wgmma forward can render this kernel (else the mma.sync forward). */
+export function wgmmaForwardApplies(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, ctx: Pick<WgmmaContext, 'contiguous'>): boolean {
+  if (!t.wgmma) return false;
+  if (k.dk % 64 !== 0 || k.dv % 64 !== 0 || k.dk > 256 || k.dv > 256) return false;
+  return ctx.contiguous(k.q, 's', 'd', k.dk) !== undefined && ctx.contiguous(k.key, 't', 'd', k.dk) !== undefined && ctx.contiguous(k.v, 't', 'e', k.dv) !== undefined;
+}
+
+/** `asm volatile` of one wgmma with `n/2` f32 accumulators acc[n/8][4]; A from a descriptor or 4 registers. */
+function wgmmaAsm(n: number, acc: string, a: { desc: string } | { regs: string }, bDesc: string, transB: 0 | 1): string {
+  const nAcc = n / 2;
+  const accs = Array.from({ length: nAcc }, (_, i) => `%${i}`).join(', ');
+  const ops = Array.from({ length: nAcc }, (_, i) => `"+f"(${acc}[${i >> 2}][${i & 3}])`).join(', ');
+  if ('desc' in a) {
+    return `asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${nAcc + 2}, 0;\\nwgmma.mma_async.sync.aligned.m64n${n}k16.f32.bf16.bf16 {${accs}}, %${nAcc}, %${nAcc + 1}, p, 1, 1, 0, ${transB};\\n}\\n" : ${ops} : "l"(${a.desc}), "l"(${bDesc}), "r"(1));`;
+  }
+  const ar = [0, 1, 2, 3].map((i) => `%${nAcc + i}`).join(', ');
+  return `asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${nAcc + 5}, 0;\\nwgmma.mma_async.sync.aligned.m64n${n}k16.f32.bf16.bf16 {${accs}}, {${ar}}, %${nAcc + 4}, p, 1, 1, ${transB};\\n}\\n" : ${ops} : "r"(${a.regs}[0]), "r"(${a.regs}[1]), "r"(${a.regs}[2]), "r"(${a.regs}[3]), "l"(${bDesc}), "r"(1));`;
+}
+
+/** The constant high part of a 128-byte-swizzle descriptor (LBO, SBO = 1024, swizzle mode 1), as C++. */
+function descHi(lboBytes: number): string {
+  const v = (BigInt(lboBytes >> 4) << 16n) | (BigInt(1024 >> 4) << 32n) | (1n << 62n);
+  return `0x${v.toString(16)}ull`;
+}
+
+const WG_FENCE = 'asm volatile("wgmma.fence.sync.aligned;" ::: "memory");';
+const WG_COMMIT_WAIT = 'asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");';
+
+/**
+ * Lines that stage `rows` rows (rowStart.., < rowLimit, zero past it) × `cols` columns of a contiguous
+ * bf16 operand into the swizzled layout at shared address `dst` (a multiple of 1024); no wait, no barrier.
+ */
+function swizzledLoad(ctx: WgmmaContext, op: Expr, rowVar: string, colVar: string, rows: number, rowStart: string, rowLimit: number, cols: number, dst: string, threads: number, ind: string): string[] {
+  const fast = ctx.contiguous(op, rowVar, colVar, cols)!;
+  const base = [`${fast.c}`, ...[...fast.coef].filter(([v]) => v !== rowVar && v !== colVar).map(([v, c]) => `(long long)${c} * ${v}`)].join(' + ');
+  const rowCoef = fast.coef.get(rowVar) ?? 0;
+  const per = cols / 8;
+  return [
+    `${ind}{`,
+    `${ind}  const u16* base_ = buf${fast.buf} + (${base});`,
+    `${ind}  #pragma unroll`,
+    `${ind}  for (int ch_ = tid; ch_ < ${rows * per}; ch_ += ${threads}) {`,
+    `${ind}    const int r_ = ch_ / ${per}, c_ = ch_ % ${per}, row_ = ${rowStart} + r_;`,
+    `${ind}    const bool ok_ = row_ < ${rowLimit};`,
+    `${ind}    fa_cp16(${dst} + (u32)((c_ >> 3) * ${rows * 128} + r_ * 128 + (((c_ & 7) ^ (r_ & 7)) << 4)), ok_ ? base_ + (long long)row_ * ${rowCoef} + c_ * 8 : buf${fast.buf}, ok_);`,
+    `${ind}  }`,
+    `${ind}}`,
+  ];
+}
+
+/** The wgmma forward kernel (see the file comment); `lse`: the f32 scratch of the row log-sum-exps. */
+export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, s2: string, causalMask: boolean, out: string[]): WgmmaLaunch {
+  const w = t.wgmma!;
+  const NWG = w.warpgroups, BQ = 64 * NWG, BK = w.bk, DK = k.dk, DV = k.dv;
+  const threads = NWG * 128;
+  const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
+  const qBytes = BQ * DK * 2, kBytes = BK * DK * 2, vBytes = BK * DV * 2;
+  const sharedBytes = qBytes + 2 * kBytes + 2 * vBytes + 1024;
+  const prm = [...ids, lse];
+  const kOut = k.kind === 'attention' ? k.out : undefined;
+  const L: string[] = [];
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${ctx.params(prm)}) {`);
+  L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
+  // The swizzle pattern is a function of the shared address: the tiles start at multiples of 1024.
+  L.push('  const u32 sQ = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
+  L.push(`  const u32 sK = sQ + ${qBytes}u, sV = sK + ${2 * kBytes}u;`);
+  L.push('  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+  L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
+  L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
+  ctx.batchVars('bt', L);
+  L.push(`  const int q0 = qt * ${BQ};`);
+  L.push(`  const int nT = ${k.causal ? `min(${nK}, (min(q0 + ${BQ}, ${k.sq}) - 1) / ${BK} + 1)` : `${nK}`};`);
+  const kvLoad = (stage: string, start: string, ind: string) => [
+    ...swizzledLoad(ctx, k.key, 't', 'd', BK, start, k.sk, DK, `(sK + (${stage}) * ${kBytes}u)`, threads, ind),
+    ...swizzledLoad(ctx, k.v, 't', 'e', BK, start, k.sk, DV, `(sV + (${stage}) * ${vBytes}u)`, threads, ind),
+  ];
+  L.push(...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', threads, '  '));
+  L.push(...kvLoad('0', '0', '  '));
+  L.push('  fa_commit();');
+  L.push(`  float o[${DV / 8}][4];`, '  #pragma unroll', `  for (int n = 0; n < ${DV / 8}; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }`);
+  L.push('  float m0 = -K_INF, m1 = -K_INF, l0 = 0.f, l1 = 0.f;');
+  L.push('  const int r0 = q0 + wg * 64 + warp * 16 + g, r1 = r0 + 8;');
+  // This warpgroup's 64 query rows: 8 swizzle atoms of 1024 bytes into each column block of Q.
+  L.push('  const u32 sQw = sQ + wg * 8192;');
+  L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
+  // cp.async writes through the generic proxy; wgmma reads through the async proxy.
+  L.push('    fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
+  L.push(`    if (j + 1 < nT) {`, ...kvLoad('(j + 1) & 1', `(j + 1) * ${BK}`, '      '), '    }');
+  L.push('    fa_commit();');
+  L.push(`    const u32 sKc = sK + (j & 1) * ${kBytes}u, sVc = sV + (j & 1) * ${vBytes}u;`);
+  L.push(`    float sc[${BK / 8}][4];`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
+  L.push(`    ${WG_FENCE}`);
+  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DK / 16}; kk++) {`);
+  L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sQw + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
+  L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sKc + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
+  L.push(`      ${wgmmaAsm(BK, 'sc', { desc: 'da' }, 'db', 0)}`);
+  L.push('    }');
+  L.push(`    ${WG_COMMIT_WAIT}`);
+  L.push(`    const int t0 = j * ${BK};`);
+  L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > q0 + wg * 64 + warp * 16` : ''};`);
+  L.push('    float mx0 = -K_INF, mx1 = -K_INF;');
+  L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+  L.push('        float x = sc[n][q];');
+  L.push(`        if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal && causalMask ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
+  L.push('        sc[n][q] = x;', '        if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '      }', '    }');
+  L.push('    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
+  L.push('    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
+  L.push('    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);');
+  L.push(`    const float mu0 = mn0 == -K_INF ? 0.f : mn0 * ${s2}, mu1 = mn1 == -K_INF ? 0.f : mn1 * ${s2};`);
+  L.push(`    const float cr0 = fa_exp2(m0 * ${s2} - mu0), cr1 = fa_exp2(m1 * ${s2} - mu1);`);
+  L.push('    m0 = mn0; m1 = mn1;');
+  L.push('    float ls0 = 0.f, ls1 = 0.f;');
+  L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`);
+  L.push(`      sc[n][0] = fa_exp2(fmaf(sc[n][0], ${s2}, -mu0)); sc[n][1] = fa_exp2(fmaf(sc[n][1], ${s2}, -mu0));`);
+  L.push(`      sc[n][2] = fa_exp2(fmaf(sc[n][2], ${s2}, -mu1)); sc[n][3] = fa_exp2(fmaf(sc[n][3], ${s2}, -mu1));`);
+  L.push('      ls0 += sc[n][0] + sc[n][1]; ls1 += sc[n][2] + sc[n][3];', '    }');
+  L.push('    l0 = l0 * cr0 + ls0; l1 = l1 * cr1 + ls1;');
+  L.push('    #pragma unroll', `    for (int n = 0; n < ${DV / 8}; n++) { o[n][0] *= cr0; o[n][1] *= cr0; o[n][2] *= cr1; o[n][3] *= cr1; }`);
+  L.push(`    ${WG_FENCE}`);
+  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+  L.push('      u32 pa[4];');
+  L.push('      pa[0] = fa_pack(sc[2 * kk][0], sc[2 * kk][1]); pa[1] = fa_pack(sc[2 * kk][2], sc[2 * kk][3]); pa[2] = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]); pa[3] = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);');
+  L.push(`      const unsigned long long dv = ${descHi(BK * 128)} | (unsigned long long)((sVc + kk * 2048) >> 4);`);
+  L.push(`      ${wgmmaAsm(DV, 'o', { regs: 'pa' }, 'dv', 1)}`);
+  L.push('    }');
+  L.push(`    ${WG_COMMIT_WAIT}`);
+  L.push('  }');
+  L.push('  fa_wait_all();');
+  L.push('  l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
+  L.push('  l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');
+  L.push(`  if (c4 == 0) { if (r0 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r0] = m0 * ${s2} + log2f(l0); if (r1 < ${k.sq}) scr${-lse}[bt * ${k.sq} + r1] = m1 * ${s2} + log2f(l1); }`);
+  if (kOut) {
+    L.push('  const float i0 = 1.f / l0, i1 = 1.f / l1;');
+    L.push('  #pragma unroll', `  for (int n = 0; n < ${DV / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
+    L.push('      const int s = q < 2 ? r0 : r1; const int e = n * 8 + 2 * c4 + (q & 1);');
+    L.push(`      if (s < ${k.sq}) buf${kOut.buf}[${ctx.expr(kOut.index)}] = ${ctx.storeValue(kOut.buf, 'o[n][q] * (q < 2 ? i0 : i1)')};`);
+    L.push('    }', '  }');
+  }
+  L.push('}');
+  out.push(...L);
+  return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
+}
