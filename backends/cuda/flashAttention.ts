@@ -19,7 +19,7 @@
  */
 import { KilnError } from '../../ir/errors.ts';
 import { affine, exprKey } from '../../ir/kernel/expr.ts';
-import { wgmmaForward, wgmmaForwardApplies, type WgmmaContext } from './flashAttentionWgmma.ts';
+import { wgmmaBackward, wgmmaBackwardApplies, wgmmaForward, wgmmaForwardApplies, type WgmmaContext } from './flashAttentionWgmma.ts';
 import { FLASH_ATTENTION_PTX } from './mma.ts';
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
 
@@ -133,10 +133,14 @@ export class FlashAttention {
       launches.push(this.forward(k, ft, `${fn}_lse`, qkIds, lse, true, out));
     }
     const dsum = newScratch(scratch, rows * 4);
-    const dqPass = k.dQ && k.tile.dq;
+    const wgBwd = wgmmaTarget && wgmmaBackwardApplies(k, k.tile, this.wg);
+    const dqPass = k.dQ && !wgBwd && k.tile.dq;
     const dqAcc = k.dQ && !dqPass ? newScratch(scratch, rows * k.dk * 4) : undefined;
     launches.push(this.preprocess(k, `${fn}_pre`, ids, dsum, dqAcc, out));
-    launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
+    if (wgBwd) {
+      const ctx: WgmmaContext = { ...this.wg, batchVars: (linear, o) => this.batchVars(k, linear, o) };
+      launches.push(wgmmaBackward(ctx, k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, f32(k.scale * LOG2E), f32(k.scale), out));
+    } else launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
     if (dqPass) launches.push(this.dqPass(k, dqPass, k.tile.dkPad, k.tile.dvPad, `${fn}_dqk`, ids, lse, dsum, out));
     else if (dqAcc !== undefined) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
     return launches;

@@ -183,3 +183,128 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
   out.push(...L);
   return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
 }
+
+/** Whether the wgmma backward can render this kernel (else the mma.sync backward). */
+export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, ctx: Pick<WgmmaContext, 'contiguous'>): boolean {
+  if (!t.wgmma || t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
+  if (k.dk % 64 !== 0 || k.dv % 64 !== 0 || k.dk > 128 || k.dv > 128 || k.dk % 2 !== 0) return false;
+  return ctx.contiguous(k.q, 's', 'd', k.dk) !== undefined && ctx.contiguous(k.key, 't', 'd', k.dk) !== undefined &&
+    ctx.contiguous(k.v, 't', 'e', k.dv) !== undefined && ctx.contiguous(k.dout, 's', 'e', k.dv) !== undefined;
+}
+
+/**
+ * The wgmma backward main kernel: one block = `warpgroups` warpgroups × 64 key rows (bk = bq = 64 per
+ * warpgroup) walks the query tiles (cp.async double buffer of Q, dO, lse, D). Per tile, each warpgroup:
+ * Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ (shared × shared), Pᵀ = exp2(Sᵀ − lse), dSᵀ = Pᵀ∘(dPᵀ − D), dV += Pᵀ·dO and
+ * dK += dSᵀ·Q (A from registers, B N-major), dSᵀ written transposed into shared memory as dS (K-major,
+ * one 64-key column block per warpgroup); after a barrier, dQ(64 query rows of this warpgroup) = dS·K
+ * (K N-major) is added into the f32 accumulator `dqAcc` with 8-byte reductions.
+ */
+export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, out: string[]): WgmmaLaunch {
+  const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
+  const threads = NWG * 128;
+  const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
+  const kB = BK * DK * 2, vB = BK * DV * 2, qB = BQ * DK * 2, oB = BQ * DV * 2, sB = BQ * BK * 2;
+  const sharedBytes = kB + vB + 2 * qB + 2 * oB + sB + 4 * 4 * BQ + 1024;
+  const prm = dqAcc === undefined ? [...ids, lse, dsum] : [...ids, lse, dsum, dqAcc];
+  const L: string[] = [];
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${ctx.params(prm)}) {`);
+  L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
+  L.push('  const u32 sK = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
+  L.push(`  const u32 sV = sK + ${kB}u, sQ = sV + ${vB}u, sO = sQ + ${2 * qB}u, sS = sO + ${2 * oB}u;`);
+  L.push(`  float* Ls = (float*)((char*)fa_sm + (sS + ${sB}u - fa_saddr(fa_sm))); float* Ds = Ls + ${2 * BQ};`);
+  L.push('  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
+  L.push(`  const int kt = (int)(blockIdx.x % ${nK}u);`, `  const long long bt = blockIdx.x / ${nK}u;`);
+  ctx.batchVars('bt', L);
+  L.push(`  const int k0 = kt * ${BK}, iStart = ${k.causal ? `k0 / ${BQ}` : '0'};`);
+  L.push(...swizzledLoad(ctx, k.key, 't', 'd', BK, 'k0', k.sk, DK, 'sK', threads, '  '));
+  L.push(...swizzledLoad(ctx, k.v, 't', 'e', BK, 'k0', k.sk, DV, 'sV', threads, '  '));
+  const issue = (tile: string, stage: string, ind: string) => [
+    `${ind}{`,
+    `${ind}  const int st_ = ${stage}, s0_ = (${tile}) * ${BQ};`,
+    ...swizzledLoad(ctx, k.q, 's', 'd', BQ, 's0_', k.sq, DK, `(sQ + st_ * ${qB}u)`, threads, ind + '  '),
+    ...swizzledLoad(ctx, k.dout, 's', 'e', BQ, 's0_', k.sq, DV, `(sO + st_ * ${oB}u)`, threads, ind + '  '),
+    `${ind}  if (tid < ${BQ}) { const int s_ = s0_ + tid; Ls[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-lse}[bt * ${k.sq} + s_] : K_INF; Ds[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + s_] : 0.f; }`,
+    `${ind}}`,
+  ];
+  const zero = (name: string, n: number, ind: string) => [`${ind}float ${name}[${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[n][0] = 0.f; ${name}[n][1] = 0.f; ${name}[n][2] = 0.f; ${name}[n][3] = 0.f; }`];
+  L.push(`  if (iStart < ${nQ}) {`, ...issue('iStart', '0', '    '), '  }', '  fa_commit();');
+  L.push(...zero('dk', DK / 8, '  '), ...zero('dv', DV / 8, '  '));
+  // This warpgroup's 64 key rows of K and V: 8 swizzle atoms into each column block.
+  L.push('  const u32 sKw = sK + wg * 8192, sVw = sV + wg * 8192;');
+  L.push('  const int ta = k0 + wg * 64 + warp * 16 + g;');
+  L.push('  #pragma unroll 1', `  for (int i = iStart, it = 0; i < ${nQ}; i++, it++) {`);
+  L.push('    fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
+  L.push(`    if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '      '), '    }', '    fa_commit();');
+  L.push(`    const int st = it & 1, s0 = i * ${BQ};`);
+  L.push(`    const u32 sQc = sQ + st * ${qB}u, sOc = sO + st * ${oB}u; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
+  L.push(...zero('sc', BQ / 8, '    '), ...zero('dp', BQ / 8, '    '));
+  L.push(`    ${WG_FENCE}`);
+  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DK / 16}; kk++) {`);
+  L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sKw + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
+  L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sQc + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
+  L.push(`      ${wgmmaAsm(BQ, 'sc', { desc: 'da' }, 'db', 0)}`);
+  L.push('    }');
+  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DV / 16}; kk++) {`);
+  L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sVw + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
+  L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sOc + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
+  L.push(`      ${wgmmaAsm(BQ, 'dp', { desc: 'da' }, 'db', 0)}`);
+  L.push('    }');
+  L.push(`    ${WG_COMMIT_WAIT}`);
+  // Pᵀ and dSᵀ (rows: keys ta, ta + 8; columns: queries).
+  L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+  L.push('        const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + (q < 2 ? 0 : 8);');
+  L.push(`        float p = fa_exp2(fmaf(sc[n][q], ${s2}, -Lc[sl]));`);
+  L.push(`        if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
+  L.push('        sc[n][q] = p; dp[n][q] = p * (dp[n][q] - Dc[sl]);', '      }', '    }');
+  L.push(`    ${WG_FENCE}`);
+  const fragA = (src: string) => `u32 pa[4]; pa[0] = fa_pack(${src}[2 * kk][0], ${src}[2 * kk][1]); pa[1] = fa_pack(${src}[2 * kk][2], ${src}[2 * kk][3]); pa[2] = fa_pack(${src}[2 * kk + 1][0], ${src}[2 * kk + 1][1]); pa[3] = fa_pack(${src}[2 * kk + 1][2], ${src}[2 * kk + 1][3]);`;
+  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+  L.push(`      ${fragA('sc')}`);
+  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + kk * 2048) >> 4);`);
+  L.push(`      ${wgmmaAsm(DV, 'dv', { regs: 'pa' }, 'db', 1)}`);
+  L.push('    }');
+  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+  L.push(`      ${fragA('dp')}`);
+  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + kk * 2048) >> 4);`);
+  L.push(`      ${wgmmaAsm(DK, 'dk', { regs: 'pa' }, 'db', 1)}`);
+  L.push('    }');
+  L.push(`    ${WG_COMMIT_WAIT}`);
+  if (dqAcc !== undefined) {
+    // dS (rows: queries, columns: keys; K-major for dQ = dS·K): column block wg, swizzled; key r = warp·16 + g (+8).
+    L.push('    {');
+    L.push('      u16* dS_ = (u16*)((char*)fa_sm + (sS - fa_saddr(fa_sm))) + wg * ' + BQ * 64 + ';');
+    L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
+    L.push('          const int c = n * 8 + 2 * c4 + (q & 1), r = warp * 16 + g + (q < 2 ? 0 : 8);');
+    L.push('          dS_[c * 64 + ((((r >> 3) ^ (c & 7)) << 3) | (r & 7))] = (u16)(fa_pack(dp[n][q], 0.f) & 0xffffu);');
+    L.push('        }', '      }');
+    L.push('    }');
+    L.push('    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
+    L.push(...zero('dq', DK / 8, '    '));
+    L.push(`    ${WG_FENCE}`);
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+    L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sS + wg * 8192 + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
+    L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sK + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DK, 'dq', { desc: 'da' }, 'db', 1)}`);
+    L.push('    }');
+    L.push(`    ${WG_COMMIT_WAIT}`);
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${DK / 8}; n++) {`, '      #pragma unroll', '      for (int h = 0; h < 2; h++) {');
+    L.push(`        const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = n * 8 + 2 * c4;`);
+    L.push(`        if (s < ${k.sq}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
+    L.push('      }', '    }');
+  }
+  L.push('  }');
+  L.push('  fa_wait_all();');
+  const store = (acc: string, tgt: { buf: number; index: Expr } | undefined, col: 'd' | 'e', cols: number, sc: string) => {
+    if (!tgt) return;
+    L.push('  #pragma unroll', `  for (int n = 0; n < ${cols / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
+    L.push(`      const int t = ta + (q < 2 ? 0 : 8), ${col} = n * 8 + 2 * c4 + (q & 1);`);
+    L.push(`      if (t < ${k.sk}) buf${tgt.buf}[${ctx.expr(tgt.index)}] = ${ctx.storeValue(tgt.buf, `${acc}[n][q]${sc}`)};`);
+    L.push('    }', '  }');
+  };
+  store('dk', k.dK, 'd', DK, ` * ${scale}`);
+  store('dv', k.dV, 'e', DV, '');
+  L.push('}');
+  out.push(...L);
+  return { kind: 'kernel', fn, grid: [nK * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
+}

@@ -90,7 +90,8 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   const m16 = (n: number) => n > 0 && n % 16 === 0;
   if (!m16(t.bq) || !m16(t.bk) || !m16(t.dkPad) || !m16(t.dvPad) || t.stages < 1) return false;
   // Forward: 1 or 2 row tiles of 16 per warp; wgmma: 1 or 2 warpgroups, key tiles of 64 or 128.
-  if (t.wgmma && (kind !== 'attention' || ![1, 2].includes(t.wgmma.warpgroups) || ![64, 128].includes(t.wgmma.bk))) return false;
+  if (t.wgmma && (![1, 2].includes(t.wgmma.warpgroups) || ![64, 128].includes(t.wgmma.bk))) return false;
+  if (t.wgmma && kind === 'attention_grad' && t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
   if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   // Backward: 1 or 2 key tiles of 16 per warp.
   if (t.bk !== t.warps * 16 && t.bk !== t.warps * 32) return false;

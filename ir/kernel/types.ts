@@ -223,8 +223,9 @@ export interface AttentionTile {
    */
   readonly dq?: { readonly bq: number; readonly bk: number; readonly warps: number };
   /**
-   * Forward only: Hopper warpgroup MMA (wgmma, sm_90a) where the backend can render it: `warpgroups`
-   * warpgroups × 64 query rows per block, `bk`-key tiles (the other fields describe the mma.sync fallback).
+   * Hopper warpgroup MMA (wgmma, sm_90a) where the backend can render it (the other fields describe the
+   * mma.sync fallback). Forward: `warpgroups` warpgroups × 64 query rows per block, `bk`-key tiles.
+   * Backward: `warpgroups` × 64 key rows per block (`bk` = 64·warpgroups), query tiles of as many rows.
    */
   readonly wgmma?: { readonly warpgroups: number; readonly bk: number };
 }
