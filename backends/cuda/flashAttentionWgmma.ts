@@ -61,7 +61,7 @@ function wgmmaAsm(n: number, acc: string, a: { desc: string } | { regs: string }
 }
 
 /** The constant high part of a 128-byte-swizzle descriptor (LBO, SBO = 1024, swizzle mode 1), as C++. */
-function descHi(lboBytes: number): string {
+export function descHi(lboBytes: number): string {
   const v = (BigInt(lboBytes >> 4) << 16n) | (BigInt(1024 >> 4) << 32n) | (1n << 62n);
   return `0x${v.toString(16)}ull`;
 }

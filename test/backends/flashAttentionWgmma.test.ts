@@ -1,0 +1,40 @@
+/**
+ * @file Which attention kernels the CUDA backend renders with wgmma (backends/cuda/flashAttentionWgmma.ts),
+ * and the constant part of its shared-memory descriptors. The kernels' numbers are checked on the GPU
+ * (test/gpu/attention.test.ts); ptxas assembles them for sm_90a in test/backends/cudaCodegen.test.ts.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateCuda } from '../../backends/cuda/codegen.ts';
+import { setFlashWgmma } from '../../backends/cuda/flashAttention.ts';
+import { descHi } from '../../backends/cuda/flashAttentionWgmma.ts';
+import { compile } from '../../compiler/compile.ts';
+import { type AttentionCase, attentionGraph } from '../support/attentionGraphs.ts';
+
+const source = (c: AttentionCase) => generateCuda(compile(attentionGraph({ ...c, grads: true })).program).source;
+/** The `wgmma.mma_async` shapes in the generated kernels (m64nNk16), sorted, deduplicated. */
+const shapes = (src: string) => [...new Set([...src.matchAll(/wgmma\.mma_async\.sync\.aligned\.(m64n\d+k16)/g)].map((m) => m[1]!))].sort();
+
+describe('wgmma flash attention', () => {
+  afterEach(() => setFlashWgmma(true));
+
+  it('head dims that are multiples of 64 get the wgmma forward (S: n = key tile, O: n = head dim); 72 and element loads do not', () => {
+    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 64, causal: false }))).toEqual(['m64n128k16', 'm64n64k16']);
+    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 256, causal: true, layout: 'bshd' }))).toEqual(['m64n256k16', 'm64n64k16']);
+    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 72, causal: false }))).toEqual([]);
+  });
+
+  it('a device without wgmma gets the mma.sync kernels', () => {
+    setFlashWgmma(false);
+    const src = source({ batch: 1, heads: 2, seq: 300, dim: 64, causal: false });
+    expect(shapes(src)).toEqual([]);
+    expect(src).toContain('mma.sync.aligned.m16n8k16');
+  });
+
+  it('descriptors: LBO in bits 16-29, SBO = 1024 bytes in bits 32-45, 128-byte swizzle (mode 1) in bits 62-63', () => {
+    const v = BigInt(descHi(128 * 128).replace('ull', ''));
+    expect(Number((v >> 16n) & 0x3fffn)).toBe(128 * 128 / 16);
+    expect(Number((v >> 32n) & 0x3fffn)).toBe(1024 / 16);
+    expect(Number(v >> 62n)).toBe(1);
+    expect(Number(v & 0x3fffn)).toBe(0);
+  });
+});
