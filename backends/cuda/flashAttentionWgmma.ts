@@ -187,7 +187,9 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
 /** Whether the wgmma backward can render this kernel (else the mma.sync backward). */
 export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, ctx: Pick<WgmmaContext, 'contiguous'>): boolean {
   if (!t.wgmma || t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
-  if (k.dk % 64 !== 0 || k.dv % 64 !== 0 || k.dk > 128 || k.dv > 128 || k.dk % 2 !== 0) return false;
+  if (k.dk % 64 !== 0 || k.dv % 64 !== 0 || k.dk > 256 || k.dv > 256) return false;
+  // Above 128, two column passes (the accumulators of half of dK, dV and dQ each): halves of 64-column blocks.
+  if (Math.max(k.dk, k.dv) > 128 && (k.dk % 128 !== 0 || k.dv % 128 !== 0)) return false;
   return ctx.contiguous(k.q, 's', 'd', k.dk) !== undefined && ctx.contiguous(k.key, 't', 'd', k.dk) !== undefined &&
     ctx.contiguous(k.v, 't', 'e', k.dv) !== undefined && ctx.contiguous(k.dout, 's', 'e', k.dv) !== undefined;
 }
@@ -202,6 +204,8 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  */
 export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, out: string[]): WgmmaLaunch {
   const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
+  // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
+  const NCH = Math.max(DK, DV) > 128 ? 2 : 1, DKC = DK / NCH, DVC = DV / NCH;
   const threads = NWG * 128;
   const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
   const kB = BK * DK * 2, vB = BK * DV * 2, qB = BQ * DK * 2, oB = BQ * DV * 2, sB = BQ * BK * 2;
@@ -228,12 +232,14 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     `${ind}}`,
   ];
   const zero = (name: string, n: number, ind: string) => [`${ind}float ${name}[${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[n][0] = 0.f; ${name}[n][1] = 0.f; ${name}[n][2] = 0.f; ${name}[n][3] = 0.f; }`];
-  L.push(`  if (iStart < ${nQ}) {`, ...issue('iStart', '0', '    '), '  }', '  fa_commit();');
-  L.push(...zero('dk', DK / 8, '  '), ...zero('dv', DV / 8, '  '));
+  L.push('  int it = 0;');
+  L.push('  #pragma unroll 1', `  for (int ch = 0; ch < ${NCH}; ch++) {`);
+  L.push(`  if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '    '), '  }', '  fa_commit();');
+  L.push(...zero('dk', DKC / 8, '  '), ...zero('dv', DVC / 8, '  '));
   // This warpgroup's 64 key rows of K and V: 8 swizzle atoms into each column block.
   L.push('  const u32 sKw = sK + wg * 8192, sVw = sV + wg * 8192;');
   L.push('  const int ta = k0 + wg * 64 + warp * 16 + g;');
-  L.push('  #pragma unroll 1', `  for (int i = iStart, it = 0; i < ${nQ}; i++, it++) {`);
+  L.push('  #pragma unroll 1', `  for (int i = iStart; i < ${nQ}; i++, it++) {`);
   L.push('    fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
   L.push(`    if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '      '), '    }', '    fa_commit();');
   L.push(`    const int st = it & 1, s0 = i * ${BQ};`);
@@ -261,13 +267,13 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   const fragA = (src: string) => `u32 pa[4]; pa[0] = fa_pack(${src}[2 * kk][0], ${src}[2 * kk][1]); pa[1] = fa_pack(${src}[2 * kk][2], ${src}[2 * kk][3]); pa[2] = fa_pack(${src}[2 * kk + 1][0], ${src}[2 * kk + 1][1]); pa[3] = fa_pack(${src}[2 * kk + 1][2], ${src}[2 * kk + 1][3]);`;
   L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
   L.push(`      ${fragA('sc')}`);
-  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DV, 'dv', { regs: 'pa' }, 'db', 1)}`);
+  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + ch * ${(DVC / 64) * BQ * 128} + kk * 2048) >> 4);`);
+  L.push(`      ${wgmmaAsm(DVC, 'dv', { regs: 'pa' }, 'db', 1)}`);
   L.push('    }');
   L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
   L.push(`      ${fragA('dp')}`);
-  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DK, 'dk', { regs: 'pa' }, 'db', 1)}`);
+  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + ch * ${(DKC / 64) * BQ * 128} + kk * 2048) >> 4);`);
+  L.push(`      ${wgmmaAsm(DKC, 'dk', { regs: 'pa' }, 'db', 1)}`);
   L.push('    }');
   L.push(`    ${WG_COMMIT_WAIT}`);
   if (dqAcc !== undefined) {
@@ -280,16 +286,16 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     L.push('        }', '      }');
     L.push('    }');
     L.push('    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
-    L.push(...zero('dq', DK / 8, '    '));
+    L.push(...zero('dq', DKC / 8, '    '));
     L.push(`    ${WG_FENCE}`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
     L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sS + wg * 8192 + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
-    L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sK + kk * 2048) >> 4);`);
-    L.push(`      ${wgmmaAsm(DK, 'dq', { desc: 'da' }, 'db', 1)}`);
+    L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sK + ch * ${(DKC / 64) * BK * 128} + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DKC, 'dq', { desc: 'da' }, 'db', 1)}`);
     L.push('    }');
     L.push(`    ${WG_COMMIT_WAIT}`);
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${DK / 8}; n++) {`, '      #pragma unroll', '      for (int h = 0; h < 2; h++) {');
-    L.push(`        const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = n * 8 + 2 * c4;`);
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${DKC / 8}; n++) {`, '      #pragma unroll', '      for (int h = 0; h < 2; h++) {');
+    L.push(`        const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = ch * ${DKC} + n * 8 + 2 * c4;`);
     L.push(`        if (s < ${k.sq}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
     L.push('      }', '    }');
   }
@@ -298,12 +304,13 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   const store = (acc: string, tgt: { buf: number; index: Expr } | undefined, col: 'd' | 'e', cols: number, sc: string) => {
     if (!tgt) return;
     L.push('  #pragma unroll', `  for (int n = 0; n < ${cols / 8}; n++) {`, '    #pragma unroll', '    for (int q = 0; q < 4; q++) {');
-    L.push(`      const int t = ta + (q < 2 ? 0 : 8), ${col} = n * 8 + 2 * c4 + (q & 1);`);
+    L.push(`      const int t = ta + (q < 2 ? 0 : 8), ${col} = ch * ${cols} + n * 8 + 2 * c4 + (q & 1);`);
     L.push(`      if (t < ${k.sk}) buf${tgt.buf}[${ctx.expr(tgt.index)}] = ${ctx.storeValue(tgt.buf, `${acc}[n][q]${sc}`)};`);
     L.push('    }', '  }');
   };
-  store('dk', k.dK, 'd', DK, ` * ${scale}`);
-  store('dv', k.dV, 'e', DV, '');
+  store('dk', k.dK, 'd', DKC, ` * ${scale}`);
+  store('dv', k.dV, 'e', DVC, '');
+  L.push('  }');
   L.push('}');
   out.push(...L);
   return { kind: 'kernel', fn, grid: [nK * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };

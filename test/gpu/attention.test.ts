@@ -142,6 +142,7 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       // The wgmma backward (flashAttentionWgmma.ts): 2 warpgroups × 64 keys, 1 warpgroup.
       { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
       { fwd: {}, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [64, 128] },
+      { fwd: {}, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [256] },
     ];
     // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time).
     const only = process.env.KILN_ATTN_TEST_VARIANTS?.split(',').map(Number);
