@@ -125,49 +125,96 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
   L.push('  const int r0 = q0 + wg * 64 + warp * 16 + g, r1 = r0 + 8;');
   // This warpgroup's 64 query rows: 8 swizzle atoms of 1024 bytes into each column block of Q.
   L.push('  const u32 sQw = sQ + wg * 8192;');
-  L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
-  // cp.async writes through the generic proxy; wgmma reads through the async proxy.
-  L.push('    fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
-  L.push(`    if (j + 1 < nT) {`, ...kvLoad('(j + 1) & 1', `(j + 1) * ${BK}`, '      '), '    }');
-  L.push('    fa_commit();');
-  L.push(`    const u32 sKc = sK + (j & 1) * ${kBytes}u, sVc = sV + (j & 1) * ${vBytes}u;`);
-  L.push(`    float sc[${BK / 8}][4];`, '    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
-  L.push(`    ${WG_FENCE}`);
-  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DK / 16}; kk++) {`);
-  L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sQw + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
-  L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sKc + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
-  L.push(`      ${wgmmaAsm(BK, 'sc', { desc: 'da' }, 'db', 0)}`);
-  L.push('    }');
-  L.push(`    ${WG_COMMIT_WAIT}`);
-  L.push(`    const int t0 = j * ${BK};`);
-  L.push(`    const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > q0 + wg * 64 + warp * 16` : ''};`);
-  L.push('    float mx0 = -K_INF, mx1 = -K_INF;');
-  L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-  L.push('        float x = sc[n][q];');
-  L.push(`        if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal && causalMask ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
-  L.push('        sc[n][q] = x;', '        if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);', '      }', '    }');
-  L.push('    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));');
-  L.push('    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));');
-  L.push('    const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);');
-  L.push(`    const float mu0 = mn0 == -K_INF ? 0.f : mn0 * ${s2}, mu1 = mn1 == -K_INF ? 0.f : mn1 * ${s2};`);
-  L.push(`    const float cr0 = fa_exp2(m0 * ${s2} - mu0), cr1 = fa_exp2(m1 * ${s2} - mu1);`);
-  L.push('    m0 = mn0; m1 = mn1;');
-  L.push('    float ls0 = 0.f, ls1 = 0.f;');
-  L.push('    #pragma unroll', `    for (int n = 0; n < ${BK / 8}; n++) {`);
-  L.push(`      sc[n][0] = fa_exp2(fmaf(sc[n][0], ${s2}, -mu0)); sc[n][1] = fa_exp2(fmaf(sc[n][1], ${s2}, -mu0));`);
-  L.push(`      sc[n][2] = fa_exp2(fmaf(sc[n][2], ${s2}, -mu1)); sc[n][3] = fa_exp2(fmaf(sc[n][3], ${s2}, -mu1));`);
-  L.push('      ls0 += sc[n][0] + sc[n][1]; ls1 += sc[n][2] + sc[n][3];', '    }');
-  L.push('    l0 = l0 * cr0 + ls0; l1 = l1 * cr1 + ls1;');
-  L.push('    #pragma unroll', `    for (int n = 0; n < ${DV / 8}; n++) { o[n][0] *= cr0; o[n][1] *= cr0; o[n][2] *= cr1; o[n][3] *= cr1; }`);
-  L.push(`    ${WG_FENCE}`);
-  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
-  L.push('      u32 pa[4];');
-  L.push('      pa[0] = fa_pack(sc[2 * kk][0], sc[2 * kk][1]); pa[1] = fa_pack(sc[2 * kk][2], sc[2 * kk][3]); pa[2] = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]); pa[3] = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);');
-  L.push(`      const unsigned long long dv = ${descHi(BK * 128)} | (unsigned long long)((sVc + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DV, 'o', { regs: 'pa' }, 'dv', 1)}`);
-  L.push('    }');
-  L.push(`    ${WG_COMMIT_WAIT}`);
-  L.push('  }');
+  const SYNC = 'fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();';
+  /** Issue S = Q·K_j (K tile in shared address `sKc`), zeroing `sc` first; no commit. */
+  const issueS = (sKc: string, ind: string) => {
+    L.push(`${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
+    L.push(`${ind}${WG_FENCE}`);
+    L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${DK / 16}; kk++) {`);
+    L.push(`${ind}  const unsigned long long da = ${descHi(16)} | (unsigned long long)((sQw + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
+    L.push(`${ind}  const unsigned long long db = ${descHi(16)} | (unsigned long long)((${sKc} + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
+    L.push(`${ind}  ${wgmmaAsm(BK, 'sc', { desc: 'da' }, 'db', 0)}`);
+    L.push(`${ind}}`);
+  };
+  /** Mask tile j of `sc`, update the running max/sum, turn sc into P; declares cr0, cr1 (O's rescaling). */
+  const softmax = (j: string, ind: string) => {
+    L.push(`${ind}const int t0 = (${j}) * ${BK};`);
+    L.push(`${ind}const bool edge = t0 + ${BK} > ${k.sk}${k.causal ? ` || t0 + ${BK - 1} > q0 + wg * 64 + warp * 16` : ''};`);
+    L.push(`${ind}float mx0 = -K_INF, mx1 = -K_INF;`);
+    L.push(`${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${BK / 8}; n++) {`, `${ind}  #pragma unroll`, `${ind}  for (int q = 0; q < 4; q++) {`);
+    L.push(`${ind}    float x = sc[n][q];`);
+    L.push(`${ind}    if (edge) { const int tt = t0 + n * 8 + 2 * c4 + (q & 1); if (tt >= ${k.sk}${k.causal && causalMask ? ' || tt > (q < 2 ? r0 : r1)' : ''}) x = -K_INF; }`);
+    L.push(`${ind}    sc[n][q] = x;`, `${ind}    if (q < 2) mx0 = fmaxf(mx0, x); else mx1 = fmaxf(mx1, x);`, `${ind}  }`, `${ind}}`);
+    L.push(`${ind}mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1)); mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));`);
+    L.push(`${ind}mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1)); mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));`);
+    L.push(`${ind}const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);`);
+    // Scaled maxima (0 for rows with nothing visible yet, so that exp2 sees −∞, never ∞ − ∞).
+    L.push(`${ind}const float mu0 = mn0 == -K_INF ? 0.f : mn0 * ${s2}, mu1 = mn1 == -K_INF ? 0.f : mn1 * ${s2};`);
+    L.push(`${ind}const float cr0 = fa_exp2(m0 * ${s2} - mu0), cr1 = fa_exp2(m1 * ${s2} - mu1);`);
+    L.push(`${ind}m0 = mn0; m1 = mn1;`);
+    L.push(`${ind}float ls0 = 0.f, ls1 = 0.f;`);
+    L.push(`${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${BK / 8}; n++) {`);
+    L.push(`${ind}  sc[n][0] = fa_exp2(fmaf(sc[n][0], ${s2}, -mu0)); sc[n][1] = fa_exp2(fmaf(sc[n][1], ${s2}, -mu0));`);
+    L.push(`${ind}  sc[n][2] = fa_exp2(fmaf(sc[n][2], ${s2}, -mu1)); sc[n][3] = fa_exp2(fmaf(sc[n][3], ${s2}, -mu1));`);
+    L.push(`${ind}  ls0 += sc[n][0] + sc[n][1]; ls1 += sc[n][2] + sc[n][3];`, `${ind}}`);
+    L.push(`${ind}l0 = l0 * cr0 + ls0; l1 = l1 * cr1 + ls1;`);
+  };
+  const rescale = (ind: string) => L.push(`${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${DV / 8}; n++) { o[n][0] *= cr0; o[n][1] *= cr0; o[n][2] *= cr1; o[n][3] *= cr1; }`);
+  const pack = (ind: string) => L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${BK / 16}; kk++) { pa[kk][0] = fa_pack(sc[2 * kk][0], sc[2 * kk][1]); pa[kk][1] = fa_pack(sc[2 * kk][2], sc[2 * kk][3]); pa[kk][2] = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]); pa[kk][3] = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]); }`);
+  /** Issue O += P·V (P: the bf16 fragments `pa`, V tile at shared address `sVc`); no commit. */
+  const issuePV = (sVc: string, ind: string) => {
+    L.push(`${ind}${WG_FENCE}`);
+    L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+    L.push(`${ind}  const unsigned long long dv = ${descHi(BK * 128)} | (unsigned long long)((${sVc} + kk * 2048) >> 4);`);
+    L.push(`${ind}  ${wgmmaAsm(DV, 'o', { regs: 'pa[kk]' }, 'dv', 1)}`);
+    L.push(`${ind}}`);
+  };
+  const COMMIT = 'asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");';
+  const WAIT = (n: number) => `asm volatile("wgmma.wait_group.sync.aligned ${n};" ::: "memory");`;
+  L.push(`  float sc[${BK / 8}][4]; u32 pa[${BK / 16}][4];`);
+  if (!w.overlap) {
+    L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
+    // cp.async writes through the generic proxy; wgmma reads through the async proxy.
+    L.push(`    ${SYNC}`);
+    L.push(`    if (j + 1 < nT) {`, ...kvLoad('(j + 1) & 1', `(j + 1) * ${BK}`, '      '), '    }');
+    L.push('    fa_commit();');
+    issueS(`(sK + (j & 1) * ${kBytes}u)`, '    ');
+    L.push(`    ${COMMIT} ${WAIT(0)}`);
+    softmax('j', '    ');
+    rescale('    ');
+    pack('    ');
+    issuePV(`(sV + (j & 1) * ${vBytes}u)`, '    ');
+    L.push(`    ${COMMIT} ${WAIT(0)}`);
+    L.push('  }');
+  } else {
+    // Intra-warpgroup overlap (FlashAttention-3): S_j = Q·K_j is in flight while the tensor cores run
+    // O += P_{j−1}·V_{j−1} and the softmax of S_j waits only for S_j. Loads at step j: K_{j+1}, V_j.
+    L.push(`  ${SYNC}`);
+    L.push('  if (nT > 1) {', ...swizzledLoad(ctx, k.key, 't', 'd', BK, `${BK}`, k.sk, DK, `(sK + ${kBytes}u)`, threads, '    '), '  }', '  fa_commit();');
+    issueS('sK', '  ');
+    L.push(`  ${COMMIT} ${WAIT(0)}`);
+    L.push('  {');
+    softmax('0', '    ');
+    L.push('  }');
+    pack('  ');
+    L.push('  #pragma unroll 1', '  for (int j = 1; j < nT; j++) {');
+    L.push(`    ${SYNC}`);
+    L.push(`    if (j + 1 < nT) {`, ...swizzledLoad(ctx, k.key, 't', 'd', BK, `(j + 1) * ${BK}`, k.sk, DK, `(sK + ((j + 1) & 1) * ${kBytes}u)`, threads, '      '), '    }');
+    L.push(...swizzledLoad(ctx, k.v, 't', 'e', BK, `j * ${BK}`, k.sk, DV, `(sV + (j & 1) * ${vBytes}u)`, threads, '    '));
+    L.push('    fa_commit();');
+    issueS(`(sK + (j & 1) * ${kBytes}u)`, '    ');
+    L.push(`    ${COMMIT}`);
+    issuePV(`(sV + ((j - 1) & 1) * ${vBytes}u)`, '    ');
+    L.push(`    ${COMMIT} ${WAIT(1)}`);
+    softmax('j', '    ');
+    L.push(`    ${WAIT(0)}`);
+    rescale('    ');
+    pack('    ');
+    L.push('  }');
+    L.push(`  ${SYNC}`);
+    issuePV(`(sV + ((nT - 1) & 1) * ${vBytes}u)`, '  ');
+    L.push(`  ${COMMIT} ${WAIT(0)}`);
+  }
   L.push('  fa_wait_all();');
   L.push('  l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
   L.push('  l1 += __shfl_xor_sync(0xffffffffu, l1, 1); l1 += __shfl_xor_sync(0xffffffffu, l1, 2);');

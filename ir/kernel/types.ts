@@ -227,7 +227,12 @@ export interface AttentionTile {
    * mma.sync fallback). Forward: `warpgroups` warpgroups × 64 query rows per block, `bk`-key tiles.
    * Backward: `warpgroups` × 64 key rows per block (`bk` = 64·warpgroups), query tiles of as many rows.
    */
-  readonly wgmma?: { readonly warpgroups: number; readonly bk: number };
+  readonly wgmma?: {
+    readonly warpgroups: number;
+    readonly bk: number;
+    /** Forward: S of the next key tile in flight during O += P·V of this one (FlashAttention-3's overlap). */
+    readonly overlap?: boolean;
+  };
 }
 
 /**
