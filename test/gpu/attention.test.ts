@@ -139,10 +139,11 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       // (Forward overrides of the mma.sync fields above render the mma.sync forward: they drop `wgmma`.)
       { fwd: { wgmma: undefined }, bwd: {}, dims: [64, 128, 256] },
       { fwd: { wgmma: { warpgroups: 1, bk: 64 } }, bwd: {}, dims: [64, 128] },
-      // The wgmma backward (flashAttentionWgmma.ts): 2 warpgroups × 64 keys, 1 warpgroup.
-      { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
-      { fwd: {}, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [64, 128] },
-      { fwd: {}, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [256] },
+      // The wgmma backward (flashAttentionWgmma.ts): 2 warpgroups × 64 keys, 1 warpgroup; with the
+      // overlapped wgmma forward.
+      { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true } }, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [64, 128] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 64, overlap: true } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [256] },
     ];
     // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time).
     const only = process.env.KILN_ATTN_TEST_VARIANTS?.split(',').map(Number);
