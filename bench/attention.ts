@@ -14,6 +14,7 @@
  * KILN_ATTN_VARIANTS='[{"name":"w8","fwd":{"warps":8},"bwd":{"bk":128,"warps":8}}]' measures tile variants
  * instead (fields override the kernel IR's chosen tile; same inputs; one line per variant, with `variant`).
  */
+import { existsSync } from 'node:fs';
 import type { AttentionTile, Kernel } from '../ir/kernel/types.ts';
 import { CudaDriver } from '../backends/cuda/driver.ts';
 import { type CudaExecutable, cudaBackend } from '../backends/cuda/executable.ts';
@@ -30,6 +31,9 @@ import { attentionGraph } from '../test/support/attentionGraphs.ts';
 interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number; probe?: FlashProbe }
 const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
+/** One compiled executable with its inputs uploaded, measured after every one is built. */
+interface Prepared { spec: string; c: { batch: number; heads: number; seq: number; dim: number; causal: boolean }; variant: Variant; exe: CudaExecutable; kernels: Kernel[] }
+const prepared: Prepared[] = [];
 for (const spec of process.argv.slice(2)) {
   const [b, h, s, d, flag] = spec.split(',');
   const c = { batch: Number(b), heads: Number(h), seq: Number(s), dim: Number(d), causal: flag === 'causal', grads: true };
@@ -47,17 +51,26 @@ for (const spec of process.argv.slice(2)) {
     return { name: i.name, bits };
   });
   for (const variant of variants) {
-  if ((variant.maxDim !== undefined && c.dim > variant.maxDim) || (variant.minDim !== undefined && c.dim < variant.minDim)) continue;
-  const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
-  const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
-  if (invalid.length) {
-    console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
-    continue;
+    if ((variant.maxDim !== undefined && c.dim > variant.maxDim) || (variant.minDim !== undefined && c.dim < variant.minDim)) continue;
+    const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
+    const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
+    if (invalid.length) {
+      console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
+      continue;
+    }
+    setFlashProbe(variant.probe);
+    const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
+    const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
+    for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);
+    prepared.push({ spec, c, variant, exe, kernels });
+    console.error(`${spec}${variant.name ? ` ${variant.name}` : ''}: built`);
   }
-  setFlashProbe(variant.probe);
-  const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
-  const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
-  for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);
+}
+// KILN_ATTN_WAIT_FILE: build everything (CPU) while another process measures the GPU, then wait for
+// that file before measuring (bench/attention.sh runs SDPA's measurement meanwhile).
+const waitFile = process.env.KILN_ATTN_WAIT_FILE;
+if (waitFile) while (!existsSync(waitFile)) await new Promise((r) => setTimeout(r, 50));
+for (const { spec, c, variant, exe, kernels } of prepared) {
   exe.launchAll();
   CudaDriver.get().synchronize();
   const times: { fwd: number; bwd: number }[] = [];
@@ -76,5 +89,4 @@ for (const spec of process.argv.slice(2)) {
     device: CudaDriver.get().name,
   }));
   exe.dispose();
-  }
 }

@@ -1,9 +1,9 @@
 """PyTorch SDPA (bf16) forward + backward at the shapes given as B,H,S,D[,causal]; one JSON line each.
 Timed with CUDA events: median of 20 iterations after 5 warm-ups; forward and backward timed separately
 (the backward from a retained graph). FLOPs as in bench/attention.ts (forward 4·b·h·s²·d, backward 2.5×,
-halved when causal). `kernels`: the CUDA kernels one forward + backward launches (torch.profiler), which
+halved when causal). SDPA_NO_PROFILE=1 skips the profiler (short GPU windows). `kernels`: the CUDA kernels one forward + backward launches (torch.profiler), which
 say which SDPA backend PyTorch picked (FlashAttention-2, cuDNN, memory-efficient)."""
-import json, sys
+import json, os, sys
 import torch
 import torch.nn.functional as F
 
@@ -23,6 +23,7 @@ for spec in sys.argv[1:]:
     o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     bwd = med(lambda: torch.autograd.grad(o, (q, k, v), do, retain_graph=True))
     try:
+        if os.environ.get('SDPA_NO_PROFILE'): raise RuntimeError('skipped (SDPA_NO_PROFILE)')
         from torch.profiler import profile, ProfilerActivity
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             o2 = F.scaled_dot_product_attention(q, k, v, is_causal=causal); torch.autograd.grad(o2, (q, k, v), do); torch.cuda.synchronize()

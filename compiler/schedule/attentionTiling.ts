@@ -39,10 +39,15 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
     // Hopper warpgroup MMA where the head dims are whole 128-byte swizzle rows (multiples of 64): 64 query
     // rows per warpgroup, two warpgroups past 64 rows; 128-key tiles up to head dim 128, 64 at 256 (the
     // O accumulators are dv/2 registers per thread). Backends without wgmma render `t`'s other fields.
-    if (s.dk % 64 === 0 && s.dv % 64 === 0) return { ...t, wgmma: { warpgroups: s.sq <= 64 ? 1 : 2, bk: wide <= 128 ? 128 : 64 } };
+    // S of the next key tile in flight during O += P·V (FlashAttention-3's intra-warpgroup overlap).
+    if (s.dk % 64 === 0 && s.dv % 64 === 0) return { ...t, wgmma: { warpgroups: s.sq <= 64 ? 1 : 2, bk: wide <= 128 ? 128 : 64, overlap: true } };
     return t;
   }
-  return backwardTile(s, dkPad, dvPad, wide);
+  const b = backwardTile(s, dkPad, dvPad, wide);
+  // Backward on wgmma: one warpgroup × 64 keys per block, 64-query tiles (dK, dV and dQ in two column
+  // passes above head dim 128, which then must be multiples of 128). The mma.sync fields stay the fallback.
+  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && (wide <= 128 || (s.dk % 128 === 0 && s.dv % 128 === 0));
+  return wgBwd ? { ...b, wgmma: { warpgroups: 1, bk: 64 } } : b;
 }
 
 /** The mma.sync forward tile (FlashAttention-2). */

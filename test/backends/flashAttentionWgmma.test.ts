@@ -17,9 +17,11 @@ const shapes = (src: string) => [...new Set([...src.matchAll(/wgmma\.mma_async\.
 describe('wgmma flash attention', () => {
   afterEach(() => setFlashWgmma(true));
 
-  it('head dims that are multiples of 64 get the wgmma forward (S: n = key tile, O: n = head dim); 72 and element loads do not', () => {
+  it('head dims that are multiples of 64 get the wgmma forward and backward; 72 does not', () => {
+    // Forward S: n = key tile (128), O: n = head dim; backward Sᵀ, dPᵀ: n = query tile (64), dV, dK, dQ: n = head dim.
     expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 64, causal: false }))).toEqual(['m64n128k16', 'm64n64k16']);
-    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 256, causal: true, layout: 'bshd' }))).toEqual(['m64n256k16', 'm64n64k16']);
+    // Head dim 256: forward key tiles of 64, O n = 256; backward in two column passes of 128.
+    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 256, causal: true, layout: 'bshd' }))).toEqual(['m64n128k16', 'm64n256k16', 'm64n64k16']);
     expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 72, causal: false }))).toEqual([]);
   });
 
