@@ -136,14 +136,17 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       { fwd: { bq: 128, bk: 64, warps: 8 }, bwd: { bq: 32, bk: 128, warps: 8 }, dims: [256] },
       { fwd: { bk: 64 }, bwd: {}, dims: [256] },
       // The mma.sync forward where the default is the wgmma forward (head dims that are multiples of 64).
-      // (Forward overrides of the mma.sync fields above render the mma.sync forward: they drop `wgmma`.)
+      // (Overrides of the mma.sync fields above render the mma.sync kernels: they drop `wgmma`.)
       { fwd: { wgmma: undefined }, bwd: {}, dims: [64, 128, 256] },
       { fwd: { wgmma: { warpgroups: 1, bk: 64 } }, bwd: {}, dims: [64, 128] },
-      // The wgmma backward (flashAttentionWgmma.ts): 2 warpgroups × 64 keys, 1 warpgroup; with the
+      // 11-13: the wgmma backward (flashAttentionWgmma.ts): 2 warpgroups × 64 keys, 1 warpgroup; with the
       // overlapped wgmma forward.
       { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true } }, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
       { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [64, 128] },
       { fwd: { wgmma: { warpgroups: 2, bk: 64, overlap: true } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [256] },
+      // 14, 15: the forward without the overlap; the mma.sync backward where the default is wgmma's.
+      { fwd: { wgmma: { warpgroups: 2, bk: 128 } }, bwd: { wgmma: undefined }, dims: [64, 128] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 64 } }, bwd: { wgmma: undefined }, dims: [256] },
     ];
     // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time).
     const only = process.env.KILN_ATTN_TEST_VARIANTS?.split(',').map(Number);
@@ -154,7 +157,7 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
           const c: AttentionCase = { batch: 1, heads: 2, seq: 255, dim, causal, layout: (vi + (causal ? 1 : 0)) % 2 ? 'bshd' : 'bhsd' };
           const g = attentionGraph({ ...c, grads: true });
           const p = compile(g).program;
-          const kernels: Kernel[] = p.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? { ...(Object.keys(v.fwd).length ? { wgmma: undefined } : {}), ...v.fwd } : v.bwd) } } : k));
+          const kernels: Kernel[] = p.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? { ...(Object.keys(v.fwd).length ? { wgmma: undefined } : {}), ...v.fwd } : { ...(Object.keys(v.bwd).length ? { wgmma: undefined } : {}), ...v.bwd }) } } : k));
           for (const k of kernels) if ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile) expect(tileIsValid(k.tile, k.kind), JSON.stringify(k.tile)).toBe(true);
           const f = feeds(g, 77 + dim + vi);
           const exe = await cudaBackend.compile(g, { ...p, kernels });
