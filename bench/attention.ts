@@ -31,46 +31,39 @@ import { attentionGraph } from '../test/support/attentionGraphs.ts';
 interface Variant { name?: string; fwd?: Partial<AttentionTile>; bwd?: Partial<AttentionTile>; minDim?: number; maxDim?: number; probe?: FlashProbe }
 const variants: Variant[] = process.env.KILN_ATTN_VARIANTS ? JSON.parse(process.env.KILN_ATTN_VARIANTS) as Variant[] : [{}];
 
-/** One compiled executable with its inputs uploaded, measured after every one is built. */
+/** One compiled executable with its inputs uploaded. */
 interface Prepared { spec: string; c: { batch: number; heads: number; seq: number; dim: number; causal: boolean }; variant: Variant; exe: CudaExecutable; kernels: Kernel[] }
-const prepared: Prepared[] = [];
-for (const spec of process.argv.slice(2)) {
-  const [b, h, s, d, flag] = spec.split(',');
-  const c = { batch: Number(b), heads: Number(h), seq: Number(s), dim: Number(d), causal: flag === 'causal', grads: true };
-  const g = attentionGraph(c);
-  const program = compile(g).program;
-  // Inputs: random bf16 bits (values in ±[0.5, 2)), written straight into the input buffers
-  // (converting ~75M numbers per tensor through hostTensor would take minutes on the host).
-  let seed = 12345;
-  const inputs = g.inputs.map((i) => {
-    const n = numel(i.type.shape), bits = new Uint16Array(n);
-    for (let k = 0; k < n; k++) {
-      seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
-      bits[k] = (seed & 0x8000) | (0x3f00 + ((seed >>> 8) & 0xff));
-    }
-    return { name: i.name, bits };
-  });
-  for (const variant of variants) {
-    if ((variant.maxDim !== undefined && c.dim > variant.maxDim) || (variant.minDim !== undefined && c.dim < variant.minDim)) continue;
-    const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
-    const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
-    if (invalid.length) {
-      console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
-      continue;
-    }
-    setFlashProbe(variant.probe);
-    const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
-    const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
-    for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);
-    prepared.push({ spec, c, variant, exe, kernels });
-    console.error(`${spec}${variant.name ? ` ${variant.name}` : ''}: built`);
-  }
-}
-// KILN_ATTN_WAIT_FILE: build everything (CPU) while another process measures the GPU, then wait for
-// that file before measuring (bench/attention.sh runs SDPA's measurement meanwhile).
+// KILN_ATTN_WAIT_FILE: another process measures the GPU until that file exists (bench/attention.sh runs
+// SDPA's measurement meanwhile): build (CPU) until then, and measure only after it. Builds go variant by
+// variant (every shape's default tile first), each measured as soon as the file exists.
 const waitFile = process.env.KILN_ATTN_WAIT_FILE;
-if (waitFile) while (!existsSync(waitFile)) await new Promise((r) => setTimeout(r, 50));
-for (const { spec, c, variant, exe, kernels } of prepared) {
+const gpuFree = () => !waitFile || existsSync(waitFile);
+const specs = process.argv.slice(2).map((spec) => {
+  const [b, h, s, d, flag] = spec.split(',');
+  return { spec, c: { batch: Number(b), heads: Number(h), seq: Number(s), dim: Number(d), causal: flag === 'causal', grads: true } };
+});
+const graphs = new Map<string, { g: ReturnType<typeof attentionGraph>; program: ReturnType<typeof compile>['program']; inputs: { name: string; bits: Uint16Array }[] }>();
+function graphOf(spec: string, c: (typeof specs)[number]['c']) {
+  let e = graphs.get(spec);
+  if (!e) {
+    const g = attentionGraph(c);
+    // Inputs: random bf16 bits (values in ±[0.5, 2)), written straight into the input buffers
+    // (converting ~75M numbers per tensor through hostTensor would take minutes on the host).
+    let seed = 12345;
+    const inputs = g.inputs.map((i) => {
+      const n = numel(i.type.shape), bits = new Uint16Array(n);
+      for (let k = 0; k < n; k++) {
+        seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+        bits[k] = (seed & 0x8000) | (0x3f00 + ((seed >>> 8) & 0xff));
+      }
+      return { name: i.name, bits };
+    });
+    e = { g, program: compile(g).program, inputs };
+    graphs.set(spec, e);
+  }
+  return e;
+}
+function measure({ spec, c, variant, exe, kernels }: Prepared): void {
   exe.launchAll();
   CudaDriver.get().synchronize();
   const times: { fwd: number; bwd: number }[] = [];
@@ -90,3 +83,23 @@ for (const { spec, c, variant, exe, kernels } of prepared) {
   }));
   exe.dispose();
 }
+const pending: Prepared[] = [];
+for (const variant of variants)
+  for (const { spec, c } of specs) {
+    if ((variant.maxDim !== undefined && c.dim > variant.maxDim) || (variant.minDim !== undefined && c.dim < variant.minDim)) continue;
+    const { g, program, inputs } = graphOf(spec, c);
+    const kernels: Kernel[] = program.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? variant.fwd : variant.bwd) } } : k));
+    const invalid = kernels.filter((k) => (k.kind === 'attention' || k.kind === 'attention_grad') && k.tile && !tileIsValid(k.tile, k.kind));
+    if (invalid.length) {
+      console.error(`${spec} ${variant.name}: invalid tile ${invalid.map((k) => JSON.stringify((k as { tile?: unknown }).tile)).join(', ')}, skipped`);
+      continue;
+    }
+    setFlashProbe(variant.probe);
+    const exe = (await cudaBackend.compile(g, { ...program, kernels })) as CudaExecutable;
+    const ptr = (exe as unknown as { ptr: Map<number, bigint> }).ptr;
+    for (const { name, bits } of inputs) CudaDriver.get().upload(ptr.get(program.inputs.get(name)!)!, bits);
+    pending.push({ spec, c, variant, exe, kernels });
+    if (gpuFree()) for (const p of pending.splice(0)) measure(p);
+  }
+while (!gpuFree()) await new Promise((r) => setTimeout(r, 50));
+for (const p of pending.splice(0)) measure(p);
