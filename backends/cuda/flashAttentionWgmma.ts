@@ -333,18 +333,21 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     L.push('        }', '      }');
     L.push('    }');
     L.push('    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
-    L.push(...zero('dq', DKC / 8, '    '));
+    // dQ in pieces of DQN columns (64 in the two-pass case, where dK and dV hold 128 registers).
+    const DQN = NCH > 1 ? 64 : DKC;
+    L.push('    #pragma unroll 1', `    for (int dn = 0; dn < ${DKC / DQN}; dn++) {`);
+    L.push(...zero('dq', DQN / 8, '    '));
     L.push(`    ${WG_FENCE}`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
     L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sS + wg * 8192 + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
-    L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sK + ch * ${(DKC / 64) * BK * 128} + kk * 2048) >> 4);`);
-    L.push(`      ${wgmmaAsm(DKC, 'dq', { desc: 'da' }, 'db', 1)}`);
+    L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sK + (ch * ${DKC / 64} + dn * ${DQN / 64}) * ${BK * 128} + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DQN, 'dq', { desc: 'da' }, 'db', 1)}`);
     L.push('    }');
     L.push(`    ${WG_COMMIT_WAIT}`);
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${DKC / 8}; n++) {`, '      #pragma unroll', '      for (int h = 0; h < 2; h++) {');
-    L.push(`        const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = ch * ${DKC} + n * 8 + 2 * c4;`);
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${DQN / 8}; n++) {`, '      #pragma unroll', '      for (int h = 0; h < 2; h++) {');
+    L.push(`        const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = ch * ${DKC} + dn * ${DQN} + n * 8 + 2 * c4;`);
     L.push(`        if (s < ${k.sq}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
-    L.push('      }', '    }');
+    L.push('      }', '    }', '    }');
   }
   L.push('  }');
   L.push('  fa_wait_all();');
