@@ -249,7 +249,7 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  * one 64-key column block per warpgroup); after a barrier, dQ(64 query rows of this warpgroup) = dS·K
  * (K N-major) is added into the f32 accumulator `dqAcc` with 8-byte reductions.
  */
-export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, out: string[]): WgmmaLaunch {
+export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[]): WgmmaLaunch {
   const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
   // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
   const NCH = Math.max(DK, DV) > 128 ? 2 : 1, DKC = DK / NCH, DVC = DV / NCH;
@@ -308,7 +308,7 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
   L.push('        const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + (q < 2 ? 0 : 8);');
   L.push(`        float p = fa_exp2(fmaf(sc[n][q], ${s2}, -Lc[sl]));`);
-  L.push(`        if (tt >= ${k.sk}${k.causal ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
+  L.push(`        if (tt >= ${k.sk}${k.causal && causalMask ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
   L.push('        sc[n][q] = p; dp[n][q] = p * (dp[n][q] - Dc[sl]);', '      }', '    }');
   L.push(`    ${WG_FENCE}`);
   const fragA = (src: string) => `u32 pa[4]; pa[0] = fa_pack(${src}[2 * kk][0], ${src}[2 * kk][1]); pa[1] = fa_pack(${src}[2 * kk][2], ${src}[2 * kk][3]); pa[2] = fa_pack(${src}[2 * kk + 1][0], ${src}[2 * kk + 1][1]); pa[3] = fa_pack(${src}[2 * kk + 1][2], ${src}[2 * kk + 1][3]);`;

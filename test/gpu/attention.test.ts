@@ -36,7 +36,7 @@ import { type AttentionCase, attentionGradOnlyGraph, attentionGraph, caseName } 
 import { attentionReference } from '../support/attentionReference.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 
-// KILN_FLASH_PROBE=nocausal|dqmask: a deliberate bug in the generated kernels (backends/cuda/flashAttention.ts),
+// KILN_FLASH_PROBE=nocausal|dqmask|wgbwdmask: a deliberate bug in the generated kernels (backends/cuda/flashAttention.ts),
 // to check that these tests catch it; never set in normal runs.
 setFlashProbe(process.env.KILN_FLASH_PROBE as FlashProbe | undefined);
 
