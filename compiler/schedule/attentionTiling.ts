@@ -39,14 +39,17 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
     // Hopper warpgroup MMA where the head dims are whole 128-byte swizzle rows (multiples of 64): 64 query
     // rows per warpgroup, two warpgroups past 64 rows; 128-key tiles up to head dim 128, 64 at 256 (the
     // O accumulators are dv/2 registers per thread). Backends without wgmma render `t`'s other fields.
-    // S of the next key tile in flight during O += P·V (FlashAttention-3's intra-warpgroup overlap).
-    if (s.dk % 64 === 0 && s.dv % 64 === 0) return { ...t, wgmma: { warpgroups: s.sq <= 64 ? 1 : 2, bk: wide <= 128 ? 128 : 64, overlap: true } };
+    // Measured on an H200 (bench/RESULTS.md, 2026-12-02 window 2): the wgmma forward beats mma.sync at
+    // head dim 256 (0.216 vs 0.279 ms at 32×16×256), ties at 128 (1.29 vs 1.29 ms causal 64×16×1024) and
+    // loses at 64 (1.21 vs 1.11 ms at 64×16×1024): head dims ≥ 128 only. The overlap option measured the same.
+    if (s.dk % 64 === 0 && s.dv % 64 === 0 && wide >= 128) return { ...t, wgmma: { warpgroups: s.sq <= 64 ? 1 : 2, bk: wide <= 128 ? 128 : 64 } };
     return t;
   }
   const b = backwardTile(s, dkPad, dvPad, wide);
-  // Backward on wgmma: one warpgroup × 64 keys per block, 64-query tiles (dK, dV and dQ in two column
-  // passes above head dim 128, which then must be multiples of 128). The mma.sync fields stay the fallback.
-  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && (wide <= 128 || (s.dk % 128 === 0 && s.dv % 128 === 0));
+  // Backward on wgmma (one warpgroup × 64 keys per block, 64-query tiles) at head dim 128: 4.20 vs
+  // 4.94 ms at causal 64×16×1024. At 64 it lost (3.80 vs 3.41 ms); at 256 (two column passes) it measured
+  // 0.91-0.94 vs 0.98 ms but its last change (dQ in 64-column pieces) has not run on a GPU: not the default.
+  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && wide === 128;
   return wgBwd ? { ...b, wgmma: { warpgroups: 1, bk: 64 } } : b;
 }
 
