@@ -48,7 +48,9 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
   const cubinDir = join(root, 'cubin');
   const flags = nvrtcFlags(cuda.sm);
   const buildDir = join(root, 'programs');
-  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS}`;
+  // wgmma flash attention only when asked (options.flashWgmma) and on Hopper: part of the build's key.
+  const wgmma = cuda.sm === 'sm_90' && options.flashWgmma === true;
+  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS}${wgmma ? '-wgmma' : ''}`;
   if (buildKey) {
     const hit = readEntry<CachedBuild>(buildDir, buildKey, 'build');
     const images = hit?.units.map((u) => readCubin(join(cubinDir, `${u.cubin}.cubin`)));
@@ -57,7 +59,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
       return { gen, images: images as Uint8Array[], compiled: 'cache' };
     }
   }
-  setFlashWgmma(cuda.sm === 'sm_90');
+  setFlashWgmma(wgmma);
   const gen = generateCuda(tunedProgram(cuda, program, options), options);
   const { images, compiled } = await compileCubins(gen.units, { arch: cuda.sm, libDir: options.libDir, cacheDir: cubinDir });
   if (buildKey)

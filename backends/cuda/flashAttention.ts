@@ -65,7 +65,8 @@ const probe = (): FlashProbe | undefined => activeProbe;
 let wgmmaTarget = true;
 /**
  * Whether the GPU the kernels are generated for runs wgmma (sm_90: NVRTC builds sm_90a there); false
- * renders every attention kernel with mma.sync. Set by the CUDA build for its device (default true).
+ * renders every attention kernel with mma.sync. Default true here (the nvcc tests compile the wgmma kernels); the
+ * CUDA build sets it from options.flashWgmma on sm_90 (off unless asked: build.ts).
  */
 export function setFlashWgmma(on: boolean): void {
   wgmmaTarget = on;

@@ -29,6 +29,12 @@ export interface CudaOptions {
    * genPoints; 1, 2, 4 or 8; default DEFAULT_ELEMENTWISE_POINTS; KILN_CUDA_ELEMENTWISE_POINTS).
    */
   readonly elementwisePoints?: number;
+  /**
+   * Hopper wgmma flash attention where the tiling data asks for it (flashAttentionWgmma.ts; sm_90 only).
+   * Default false until its GPU test matrix (lengths 1, 17, 1000, the extreme-logit rows) has passed:
+   * it passed at length 255 only (2026-12-02). KILN_CUDA_FLASH_WGMMA=1.
+   */
+  readonly flashWgmma?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
   /**
