@@ -10,7 +10,8 @@
  *    runs per output element;
  *  - attention: flash-style, one invocation per query row with an online softmax over the keys (no
  *    sq×sk matrix); attention_grad: a statistics pass (logsumexp and D = Σ dO·O per row, in scratch),
- *    then dQ per query row and dK/dV per key row, recomputing P from the statistics.
+ *    then dQ per query row and dK/dV per key row, recomputing P from the statistics. With
+ *    `attention: 'tiled'` (the default on GPUs) the same passes tiled in workgroup memory (attention.ts).
  * Binding model: the executable places every IR buffer in one of a few large GPU buffers (arena,
  * inputs, outputs); a dispatch binds each GPU buffer it touches once, as a window (offset + size) that
  * covers the IR buffers it uses, split into several windows only where a window would exceed
@@ -28,6 +29,8 @@ import { kernelAccess } from '../../ir/kernel/access.ts';
 import { affine, walkStmts } from '../../ir/kernel/expr.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { isSubgroupMatrixKernel, renderSubgroupMatrixMatmul } from './gemmSubgroupMatrix.ts';
+import type { WorkgroupAttentionPass, WorkgroupAttentionTile } from './attentionTiling.ts';
+import { type AttentionEmitter, tiledAttention } from './attention.ts';
 import { WGSL_PRELUDE } from './prelude.ts';
 
 /** Where an IR buffer (or a scratch buffer, negative id) lives: GPU buffer index and byte offset. */
@@ -41,6 +44,8 @@ export interface WgslLimits {
   readonly maxStorageBuffersPerShaderStage: number;
   readonly maxComputeWorkgroupsPerDimension: number;
   readonly maxComputeInvocationsPerWorkgroup: number;
+  /** Workgroup memory per workgroup (bytes; WebGPU's default 16384 where absent). */
+  readonly maxComputeWorkgroupStorageSize?: number;
 }
 
 export interface WgslBinding {
@@ -93,6 +98,10 @@ export interface WgslOptions {
    * schedule are rendered by gemmSubgroupMatrix.ts (others, and every kernel without this, as above).
    */
   readonly subgroupMatrix?: boolean;
+  /** Attention: 'tiled' (K/V tiles in workgroup memory, backends/wgsl/attention.ts) or 'rows' (one invocation per query / key row; the default). */
+  readonly attention?: 'tiled' | 'rows';
+  /** Tiled attention: tiles per pass instead of attentionTiling.ts's choice (where they fit). */
+  readonly attentionTiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
@@ -877,6 +886,10 @@ function genAttention(c: Ctx, k: AttentionKernel | AttentionGradKernel, scratch:
   const scale = floatLit(k.scale, false);
   const score = (sv: string, tv: string) => `  { var sc_: f32 = 0.0f; for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { sc_ = sc_ + q_[d_] * ldk_(${args(tv, 'd_')}); } score = sc_ * ${scale}; }`;
   const loadQ = (sv: string) => `  var q_: array<f32, ${k.dk}>; for (var d_: i32 = 0i; d_ < ${k.dk}i; d_++) { q_[d_] = ldq_(${args(sv, 'd_')}); }`;
+  if (c.opts.attention === 'tiled') {
+    const tiled = tiledAttention(k, attentionEmitter(c, k, bv, fn, sto, scratch));
+    if (tiled) return tiled;
+  }
   if (k.kind === 'attention') {
     c.decls.push(...common, sto('sto_', ['s', 'e'], k.out));
     const out: string[] = [];
@@ -943,6 +956,40 @@ function genAttention(c: Ctx, k: AttentionKernel | AttentionGradKernel, scratch:
     res.push({ body: out, workgroups: w });
   }
   return res;
+}
+
+/** What backends/wgsl/attention.ts needs of this module: the kernel's loaders and stores, entry points, statistics. */
+function attentionEmitter(
+  c: Ctx, k: AttentionKernel | AttentionGradKernel, bv: readonly string[], fn: (name: string, vars: string[], e: Expr) => string,
+  sto: (name: string, vars: string[], t: { buf: number; index: Expr }) => string, scratch: readonly number[],
+): AttentionEmitter {
+  const fns: Record<string, string> = { ldq_: fn('ldq_', ['s', 'd'], k.q), ldk_: fn('ldk_', ['t', 'd'], k.key), ldv_: fn('ldv_', ['t', 'e'], k.v) };
+  if (k.kind === 'attention') fns.sto_ = sto('sto_', ['s', 'e'], k.out);
+  else {
+    fns.ldo_ = fn('ldo_', ['s', 'e'], k.o);
+    fns.lddo_ = fn('lddo_', ['s', 'e'], k.dout);
+    if (k.dQ) fns.stq_ = sto('stq_', ['s', 'd'], k.dQ);
+    if (k.dK) fns.stk_ = sto('stk_', ['t', 'd'], k.dK);
+    if (k.dV) fns.stv_ = sto('stv_', ['t', 'e'], k.dV);
+  }
+  return {
+    fns,
+    entry: (count) => {
+      const w = fold(count, c.limits, c.name);
+      return { lines: entry([256, 1], count, w[0]), workgroups: w };
+    },
+    batchVars: (linear) => {
+      const out: string[] = [];
+      decompose(bv, k.batch, linear, out, '  ');
+      return out;
+    },
+    args: (...rest) => [...bv.map((b) => x(b)), ...rest].join(', '),
+    statLoad: (s, row) => c.g.load(scratch[s]!, row),
+    statStore: (s, row, value) => c.g.store(scratch[s]!, row, value, 'set'),
+    scale: floatLit(k.scale, false),
+    storageBytes: c.limits.maxComputeWorkgroupStorageSize ?? 16384,
+    ...(c.opts.attentionTiles ? { tiles: c.opts.attentionTiles } : {}),
+  };
 }
 
 function linearOf(vars: readonly string[], extents: readonly number[]): string {

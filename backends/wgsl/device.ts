@@ -16,6 +16,8 @@ export interface WgslDeviceOptions {
   readonly maxStorageBuffersPerShaderStage?: number;
   /** Pretend bindings can be at most this large (tests the window splitting). */
   readonly maxStorageBufferBindingSize?: number;
+  /** Pretend workgroup memory is at most this large (tests the smaller attention tiles). */
+  readonly maxComputeWorkgroupStorageSize?: number;
   /**
    * false: Dawn's `disable_robustness` toggle (Node only; browsers always clamp): shaders are compiled
    * without Tint's bounds clamps on every array index. Kiln's kernels index in bounds by construction
@@ -33,8 +35,8 @@ export interface WgslDevice {
     readonly maxStorageBuffersPerShaderStage: number;
     readonly maxComputeWorkgroupsPerDimension: number;
     readonly maxComputeInvocationsPerWorkgroup: number;
-    readonly maxBufferSize: number;
     readonly maxComputeWorkgroupStorageSize: number;
+    readonly maxBufferSize: number;
   };
   /**
    * The f16 subgroup-matrix GEMM can run (backends/wgsl/gemmSubgroupMatrix.ts): the device has
@@ -126,8 +128,8 @@ async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
       maxStorageBuffersPerShaderStage: Math.min(L.maxStorageBuffersPerShaderStage, opts.maxStorageBuffersPerShaderStage ?? Infinity),
       maxComputeWorkgroupsPerDimension: L.maxComputeWorkgroupsPerDimension,
       maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupStorageSize: Math.min(L.maxComputeWorkgroupStorageSize, opts.maxComputeWorkgroupStorageSize ?? Infinity),
       maxBufferSize: L.maxBufferSize,
-      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
     },
     subgroupMatrixF16: hasSubgroupMatrixF16(device.features, info),
   };

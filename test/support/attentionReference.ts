@@ -3,7 +3,8 @@
  * loss = Σ y·cot), with the cpu backend's rounding: bf16 operands in, f64 math (the oracle uses f32),
  * results rounded to bf16, D = rowsum(dO ∘ y) over the rounded y. The cpu backend interpreter needs
  * about a minute for one sequence-1000 head-dim-256 case; this needs about a second, and the GPU test
- * checks it against the cpu backend on the small cases of the same run.
+ * checks it against the cpu backend on the small cases of the same run. With `c.f32` nothing is rounded
+ * (the f32 graphs of attentionGraph).
  */
 import { roundTo } from '../../ir/dtype.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
@@ -15,7 +16,8 @@ export function attentionReference(c: AttentionCase, feeds: Readonly<Record<stri
   const scale = 1 / Math.sqrt(D);
   const at = (b: number, h: number, s: number, d: number, input: boolean) =>
     input && bshd ? ((b * S + s) * H + h) * D + d : ((b * H + h) * S + s) * D + d;
-  const bf = (x: number) => roundTo('bf16', x);
+  // f32 cases: no bf16 rounding anywhere (the exact f32 attention path, compared in f64).
+  const bf = c.f32 ? (x: number) => x : (x: number) => roundTo('bf16', x);
   const n = B * H * S * D;
   const out: Record<string, Float64Array> = { y: new Float64Array(n), 'grad.q': new Float64Array(n), 'grad.k': new Float64Array(n), 'grad.v': new Float64Array(n) };
   const q = new Float64Array(S * D), k = new Float64Array(S * D), v = new Float64Array(S * D), dO = new Float64Array(S * D);

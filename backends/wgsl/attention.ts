@@ -1,0 +1,307 @@
+/**
+ * @file Tiled flash attention in WGSL (f32 math): the workgroup-memory version of codegen.ts's per-row
+ * attention. Tiles come from attentionTiling.ts; every pass runs 256
+ * invocations as a 16×16 grid over a score tile (rows strided by 16 over ty, columns strided by 16 over
+ * tx), its operand tiles staged in workgroup memory and loaded cooperatively (coalesced along the head
+ * dim), products and accumulators in registers (unrolled scalars), no sq×sk matrix:
+ *  - forward: a block of query rows walks the K/V tiles with an online softmax (row maximum, rescale of
+ *    the running sum and of the output accumulators, one invocation per row for the statistics);
+ *  - statistics (attention_grad's first pass): the same walk without V, storing logsumexp and
+ *    D = Σ dO·O per query row in scratch;
+ *  - dQ: a block of query rows walks the key tiles: P = exp(S − lse), dP = dO·Vᵀ, dS = P∘(dP − D)·scale,
+ *    dQ += dS·K;
+ *  - dK/dV: a block of key rows walks the query tiles (causal: from its first key on): dV += Pᵀ·dO,
+ *    dK += dSᵀ·Q.
+ * Tiles are arrays of vec4 (head dims are multiples of 4, else the per-row kernels run): the products
+ * along the head dim read 128-bit words of both operands, the probability tile is read 4 columns at a
+ * time, and rows whose reads spread over tx are padded by one vec4 against bank conflicts. The tiles a
+ * pass walks are prefetched into registers (the next tile's global loads run during this tile's products).
+ * Causal masks keep key t ≤ query s (as the interpreter). Out-of-range rows and columns are zero-filled
+ * in the tiles and masked out of the softmax.
+ * The module builds only bodies: the operand loaders and stores (WGSL functions over the kernel's own
+ * index expressions) and the entry point come from codegen.ts through AttentionEmitter.
+ */
+import { chooseWorkgroupAttentionTile, type WorkgroupAttentionPass, type WorkgroupAttentionTile, workgroupAttentionBytes } from './attentionTiling.ts';
+import type { AttentionGradKernel, AttentionKernel } from '../../ir/kernel/types.ts';
+
+export interface AttentionEmitter {
+  /**
+   * Loader and store declarations by name: ldq_(b…, s, d), ldk_(b…, t, d), ldv_(b…, t, e), ldo_, lddo_
+   * (b…, s, e) return f32; sto_(b…, s, e, val), stq_(b…, s, d, val), stk_(b…, t, d, val), stv_(b…, t, e, val).
+   */
+  readonly fns: Readonly<Record<string, string>>;
+  /** Entry lines for `count` workgroups of 256×1 invocations (declares `wg`, the u32 linear workgroup id), and the dispatch size. */
+  entry(count: number): { lines: string[]; workgroups: [number, number, number] };
+  /** Lines declaring the batch index variables from the i32 expression `linear`. */
+  batchVars(linear: string): string[];
+  /** Call arguments: the batch variables then `rest`. */
+  args(...rest: string[]): string;
+  /** Load / store statistic 0 (logsumexp) or 1 (D) of linear query row `row` (an i32 expression). */
+  statLoad(stat: 0 | 1, row: string): string;
+  statStore(stat: 0 | 1, row: string, value: string): string;
+  /** The softmax scale as a WGSL f32 literal. */
+  readonly scale: string;
+  /** Workgroup memory available (bytes). */
+  readonly storageBytes: number;
+  /** Tiles to use instead of the chosen ones (tests: small tiles compile fast on SwiftShader), where they fit. */
+  readonly tiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
+}
+
+type Body = { body: string[]; workgroups: [number, number, number] };
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+const NEG_INF = 'kf(0xff800000u)';
+
+/** The tiled dispatches of `k`, or undefined when a pass's tiles do not fit the workgroup memory. */
+export function tiledAttention(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter): Body[] | undefined {
+  const batch = k.batch.reduce((a, b) => a * b, 1);
+  if (batch * k.sq === 0) return [];
+  if (k.sk === 0 || k.dk % 4 !== 0 || k.dv % 4 !== 0) return undefined;
+  const tile = (pass: WorkgroupAttentionPass) => {
+    const t = em.tiles?.[pass];
+    return t && workgroupAttentionBytes(pass, t, k.dk, k.dv) <= em.storageBytes ? t : chooseWorkgroupAttentionTile(pass, k.dk, k.dv, em.storageBytes);
+  };
+  const fwd = tile('forward');
+  if (!fwd) return undefined;
+  if (k.kind === 'attention') return [forward(k, em, fwd, batch, 'out')];
+  const dq = k.dQ ? tile('dq') : undefined;
+  const dkv = k.dK || k.dV ? tile('dkv') : undefined;
+  if ((k.dQ && !dq) || ((k.dK || k.dV) && !dkv)) return undefined;
+  const out = [forward(k, em, fwd, batch, 'stats')];
+  if (dq) out.push(gradQ(k as AttentionGradKernel, em, dq, batch));
+  if (dkv) out.push(gradKV(k as AttentionGradKernel, em, dkv, batch));
+  return out;
+}
+
+/** `name: array<vec4<f32>, rows·stride4>` in workgroup memory. */
+const tileDecl = (name: string, rows: number, stride4: number) => `var<workgroup> ${name}: array<vec4<f32>, ${rows * stride4}>;`;
+
+/** Element (row, col) of a vec4 tile with row stride `s4` (vec4 units). */
+const el = (T: string, s4: number, row: string, col: string) => `${T}[(${row}) * ${s4}i + (${col}) / 4i][(${col}) % 4i]`;
+
+/**
+ * Cooperative load of `n` rows of `w` values (w a multiple of 4) from `load(row, col)`, 4 consecutive
+ * values per invocation and step (rows past `extent` are zeros), into tile `T` of row stride `s4`.
+ */
+function tileLoad(T: string, n: number, w: number, s4: number, row0: string, extent: number, load: (row: string, col: string) => string): string {
+  const w4 = w / 4;
+  const comps = [0, 1, 2, 3].map((q) => load('g_', `c_ + ${q}i`)).join(', ');
+  return `  for (var i_: i32 = tid; i_ < ${n * w4}i; i_ += 256i) { let r_ = i_ / ${w4}i; let c_ = (i_ % ${w4}i) * 4i; let g_ = ${row0} + r_; var v_ = vec4<f32>(0.0f); if (g_ < ${extent}i) { v_ = vec4<f32>(${comps}); } ${T}[r_ * ${s4}i + c_ / 4i] = v_; }`;
+}
+
+/**
+ * The same load split in two for register prefetch: `tileFetch` reads the tile's values into registers
+ * `reg`0.. (declared by `tileRegs`), `tileStore` writes them into the tile; the next tile's global loads
+ * are then in flight during the current tile's products.
+ */
+function tileRegs(reg: string, n: number, w: number): string[] {
+  return range(Math.ceil((n * w) / 4 / 256)).map((q) => `  var ${reg}${q}: vec4<f32>;`);
+}
+
+function tileFetch(reg: string, n: number, w: number, row0: string, extent: number, load: (row: string, col: string) => string): string[] {
+  const w4 = w / 4;
+  return range(Math.ceil((n * w4) / 256)).map((q) => {
+    const comps = [0, 1, 2, 3].map((c) => load('g_', `c_ + ${c}i`)).join(', ');
+    return `  { let i_ = tid + ${256 * q}i; ${reg}${q} = vec4<f32>(0.0f); let g_ = ${row0} + i_ / ${w4}i; let c_ = (i_ % ${w4}i) * 4i; if (i_ < ${n * w4}i && g_ < ${extent}i) { ${reg}${q} = vec4<f32>(${comps}); } }`;
+  });
+}
+
+function tileStore(reg: string, T: string, n: number, w: number, s4: number): string[] {
+  const w4 = w / 4;
+  return range(Math.ceil((n * w4) / 256)).map((q) => `  { let i_ = tid + ${256 * q}i; if (i_ < ${n * w4}i) { ${T}[(i_ / ${w4}i) * ${s4}i + i_ % ${w4}i] = ${reg}${q}; } }`);
+}
+
+/** Unrolled products `acc_i_j = Σ_x A[r_i, x] · B[c_j, x]` over x < len (r_i = ty+16i, c_j = tx+16j), 4 x per step. */
+function tileDot(acc: string, tm: number, tn: number, A: string, sa: number, B: string, sb: number, len: number): string[] {
+  const out: string[] = [];
+  for (const i of range(tm)) for (const j of range(tn)) out.push(`  var ${acc}${i}_${j}: f32 = 0.0f;`);
+  out.push(`  for (var x_: i32 = 0i; x_ < ${len / 4}i; x_++) {`);
+  for (const i of range(tm)) out.push(`    let a${i}_ = ${A}[(ty + ${16 * i}i) * ${sa}i + x_];`);
+  for (const j of range(tn)) out.push(`    let b${j}_ = ${B}[(tx + ${16 * j}i) * ${sb}i + x_];`);
+  for (const i of range(tm)) for (const j of range(tn)) out.push(`    ${acc}${i}_${j} = ${acc}${i}_${j} + dot(a${i}_, b${j}_);`);
+  out.push('  }');
+  return out;
+}
+
+/**
+ * Unrolled accumulation `acc_i_j += Σ_c P[r_i, c] · X[c, min(e_j, w−1)]` over c < len (e_j = tx+16j;
+ * columns past w are clamped in range and never stored), P read 4 columns at a time.
+ */
+function tileAcc(acc: string, tm: number, ne: number, w: number, P: string, sp: number, X: string, sx: number, len: number): string[] {
+  const out = [`  for (var c_: i32 = 0i; c_ < ${len / 4}i; c_++) {`];
+  for (const i of range(tm)) out.push(`    let p${i}_ = ${P}[(ty + ${16 * i}i) * ${sp}i + c_];`);
+  for (const q of range(4))
+    for (const j of range(ne)) {
+      const e = 16 * j + 15 < w ? `tx + ${16 * j}i` : `min(tx + ${16 * j}i, ${w - 1}i)`;
+      out.push(`    let x${q}_${j}_ = ${el(X, sx, `c_ * 4i + ${q}i`, e)};`);
+    }
+  for (const q of range(4)) for (const i of range(tm)) for (const j of range(ne)) out.push(`    ${acc}${i}_${j} = fma(p${i}_[${q}], x${q}_${j}_, ${acc}${i}_${j});`);
+  out.push('  }');
+  return out;
+}
+
+function head(em: AttentionEmitter, count: number, extent: number, tile: number, decls: string[]): { out: string[]; workgroups: [number, number, number] } {
+  const nt = Math.ceil(extent / tile);
+  const e = em.entry(count * nt);
+  const out = ['//decls', ...decls, '//end', ...e.lines];
+  out.push('  let tid = i32(lix); let tx = tid % 16i; let ty = tid / 16i;');
+  out.push(`  let bh = i32(wg) / ${nt}i; let r0 = (i32(wg) % ${nt}i) * ${tile}i;`);
+  out.push(...em.batchVars('bh'));
+  return { out, workgroups: e.workgroups };
+}
+
+/** Forward ('out': the attention output) or the backward's statistics pass ('stats': logsumexp and D per query row). */
+function forward(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter, t: WorkgroupAttentionTile, batch: number, mode: 'out' | 'stats'): Body {
+  const BQ = t.rows, BK = t.cols, TM = BQ / 16, TN = BK / 16, NE = Math.ceil(k.dv / 16);
+  const DK = k.dk, DV = k.dv, Q4 = DK / 4, K4 = DK / 4 + 1, V4 = DV / 4, P4 = BK / 4 + 1;
+  const f = em.fns;
+  const decls = [f.ldq_!, f.ldk_!, ...(mode === 'out' ? [f.ldv_!, f.sto_!] : [f.ldo_!, f.lddo_!]),
+    tileDecl('Qs', BQ, Q4), tileDecl('Ks', BK, K4), ...(mode === 'out' ? [tileDecl('Vs', BK, V4)] : []), tileDecl('Ps', BQ, P4),
+    `var<workgroup> Ms: array<f32, ${BQ}>;`, `var<workgroup> Ls: array<f32, ${BQ}>;`, `var<workgroup> Cs: array<f32, ${BQ}>;`];
+  const { out, workgroups } = head(em, batch, k.sq, BQ, decls);
+  out.push(tileLoad('Qs', BQ, DK, Q4, 'r0', k.sq, (r, c) => `ldq_(${em.args(r, c)})`));
+  out.push(`  if (tid < ${BQ}i) { Ms[tid] = ${NEG_INF}; Ls[tid] = 0.0f; }`);
+  if (mode === 'out') for (const i of range(TM)) for (const j of range(NE)) out.push(`  var o${i}_${j}: f32 = 0.0f;`);
+  out.push(`  let kend = ${k.causal ? `min(${k.sk}i, r0 + ${BQ}i)` : `${k.sk}i`};`);
+  const ldk = (r: string, c: string) => `ldk_(${em.args(r, c)})`, ldv = (r: string, c: string) => `ldv_(${em.args(r, c)})`;
+  const fetch = (row0: string) => [...tileFetch('kr', BK, DK, row0, k.sk, ldk), ...(mode === 'out' ? tileFetch('vr', BK, DV, row0, k.sk, ldv) : [])];
+  out.push(...tileRegs('kr', BK, DK), ...(mode === 'out' ? tileRegs('vr', BK, DV) : []), ...fetch('0i'));
+  out.push(`  for (var t0: i32 = 0i; t0 < kend; t0 += ${BK}i) {`);
+  out.push('  workgroupBarrier();');
+  out.push(...tileStore('kr', 'Ks', BK, DK, K4), ...(mode === 'out' ? tileStore('vr', 'Vs', BK, DV, V4) : []));
+  out.push('  workgroupBarrier();');
+  out.push(`  if (t0 + ${BK}i < kend) {`, ...fetch(`t0 + ${BK}i`), '  }');
+  out.push('  {');
+  out.push(...tileDot('s', TM, TN, 'Qs', Q4, 'Ks', K4, DK));
+  for (const i of range(TM))
+    for (const j of range(TN)) {
+      const mask = `t0 + tx + ${16 * j}i < ${k.sk}i${k.causal ? ` && t0 + tx + ${16 * j}i <= r0 + ty + ${16 * i}i` : ''}`;
+      out.push(`  ${el('Ps', P4, `ty + ${16 * i}i`, `tx + ${16 * j}i`)} = select(${NEG_INF}, s${i}_${j} * ${em.scale}, ${mask});`);
+    }
+  out.push('  }');
+  out.push('  workgroupBarrier();');
+  // Online softmax statistics, one invocation per query row, 4 columns at a time.
+  out.push(`  if (tid < ${BQ}i) {`);
+  out.push(`    let mo = Ms[tid]; var mx = mo; for (var c_: i32 = 0i; c_ < ${BK / 4}i; c_++) { let p4 = Ps[tid * ${P4}i + c_]; mx = k_max(k_max(mx, k_max(p4.x, p4.y)), k_max(p4.z, p4.w)); }`);
+  out.push(`    let ms = select(mx, 0.0f, mx == ${NEG_INF}); let corr = k_exp(mo - ms); var l = Ls[tid] * corr;`);
+  out.push(`    for (var c_: i32 = 0i; c_ < ${BK / 4}i; c_++) { let p4 = Ps[tid * ${P4}i + c_]; let e4 = vec4<f32>(k_exp(p4.x - ms), k_exp(p4.y - ms), k_exp(p4.z - ms), k_exp(p4.w - ms)); Ps[tid * ${P4}i + c_] = e4; l = l + (e4.x + e4.y) + (e4.z + e4.w); }`);
+  out.push('    Ms[tid] = mx; Ls[tid] = l; Cs[tid] = corr;');
+  out.push('  }');
+  out.push('  workgroupBarrier();');
+  if (mode === 'out') {
+    for (const i of range(TM)) {
+      out.push(`  { let cr = Cs[ty + ${16 * i}i];`);
+      for (const j of range(NE)) out.push(`    o${i}_${j} = o${i}_${j} * cr;`);
+      out.push('  }');
+    }
+    out.push(...tileAcc('o', TM, NE, DV, 'Ps', P4, 'Vs', V4, BK));
+  }
+  out.push('  }');
+  if (mode === 'out') {
+    for (const i of range(TM))
+      for (const j of range(NE)) {
+        const r = `r0 + ty + ${16 * i}i`, e = `tx + ${16 * j}i`;
+        out.push(`  if (${r} < ${k.sq}i && ${e} < ${DV}i) { sto_(${em.args(r, e, `o${i}_${j} / Ls[ty + ${16 * i}i]`)}); }`);
+      }
+  } else {
+    out.push(`  if (tid < ${BQ}i && r0 + tid < ${k.sq}i) {`);
+    out.push('    let s_ = r0 + tid; let row = bh * ' + `${k.sq}i + s_;`);
+    out.push(`    var ds_: f32 = 0.0f; for (var e_: i32 = 0i; e_ < ${DV}i; e_++) { ds_ = ds_ + lddo_(${em.args('s_', 'e_')}) * ldo_(${em.args('s_', 'e_')}); }`);
+    out.push(`    ${em.statStore(0, 'row', 'Ms[tid] + k_log(Ls[tid])')}`, `    ${em.statStore(1, 'row', 'ds_')}`);
+    out.push('  }');
+  }
+  out.push('}');
+  return { body: out, workgroups };
+}
+
+/** dQ: a block of query rows walks the key tiles. */
+function gradQ(k: AttentionGradKernel, em: AttentionEmitter, t: WorkgroupAttentionTile, batch: number): Body {
+  const BQ = t.rows, BK = t.cols, TM = BQ / 16, TN = BK / 16, ND = Math.ceil(k.dk / 16);
+  const DK = k.dk, DV = k.dv, Q4 = DK / 4, O4 = DV / 4, K4 = DK / 4 + 1, V4 = DV / 4 + 1, P4 = BK / 4 + 1;
+  const f = em.fns;
+  const decls = [f.ldq_!, f.ldk_!, f.ldv_!, f.lddo_!, f.stq_!,
+    tileDecl('Qs', BQ, Q4), tileDecl('Os', BQ, O4), tileDecl('Ks', BK, K4), tileDecl('Vs', BK, V4), tileDecl('Ps', BQ, P4),
+    `var<workgroup> Lq: array<f32, ${BQ}>;`, `var<workgroup> Dq: array<f32, ${BQ}>;`];
+  const { out, workgroups } = head(em, batch, k.sq, BQ, decls);
+  out.push(tileLoad('Qs', BQ, DK, Q4, 'r0', k.sq, (r, c) => `ldq_(${em.args(r, c)})`));
+  out.push(tileLoad('Os', BQ, DV, O4, 'r0', k.sq, (r, c) => `lddo_(${em.args(r, c)})`));
+  out.push(`  if (tid < ${BQ}i) { var l_: f32 = 0.0f; var d_: f32 = 0.0f; if (r0 + tid < ${k.sq}i) { let row = bh * ${k.sq}i + r0 + tid; l_ = ${em.statLoad(0, 'row')}; d_ = ${em.statLoad(1, 'row')}; } Lq[tid] = l_; Dq[tid] = d_; }`);
+  for (const i of range(TM)) for (const j of range(ND)) out.push(`  var g${i}_${j}: f32 = 0.0f;`);
+  out.push(`  let kend = ${k.causal ? `min(${k.sk}i, r0 + ${BQ}i)` : `${k.sk}i`};`);
+  const ldk = (r: string, c: string) => `ldk_(${em.args(r, c)})`, ldv = (r: string, c: string) => `ldv_(${em.args(r, c)})`;
+  const fetch = (row0: string) => [...tileFetch('kr', BK, DK, row0, k.sk, ldk), ...tileFetch('vr', BK, DV, row0, k.sk, ldv)];
+  out.push(...tileRegs('kr', BK, DK), ...tileRegs('vr', BK, DV), ...fetch('0i'));
+  out.push(`  for (var t0: i32 = 0i; t0 < kend; t0 += ${BK}i) {`);
+  out.push('  workgroupBarrier();');
+  out.push(...tileStore('kr', 'Ks', BK, DK, K4), ...tileStore('vr', 'Vs', BK, DV, V4));
+  out.push('  workgroupBarrier();');
+  out.push(`  if (t0 + ${BK}i < kend) {`, ...fetch(`t0 + ${BK}i`), '  }');
+  out.push('  {');
+  out.push(...tileDot('s', TM, TN, 'Qs', Q4, 'Ks', K4, DK));
+  out.push(...tileDot('dp', TM, TN, 'Os', O4, 'Vs', V4, DV));
+  for (const i of range(TM))
+    for (const j of range(TN)) {
+      const r = `ty + ${16 * i}i`, c = `tx + ${16 * j}i`;
+      const mask = `t0 + ${c} < ${k.sk}i${k.causal ? ` && t0 + ${c} <= r0 + ${r}` : ''}`;
+      out.push(`  { let p = select(0.0f, k_exp(s${i}_${j} * ${em.scale} - Lq[${r}]), ${mask}); ${el('Ps', P4, r, c)} = p * (dp${i}_${j} - Dq[${r}]) * ${em.scale}; }`);
+    }
+  out.push('  }');
+  out.push('  workgroupBarrier();');
+  out.push(...tileAcc('g', TM, ND, DK, 'Ps', P4, 'Ks', K4, BK));
+  out.push('  }');
+  for (const i of range(TM))
+    for (const j of range(ND)) {
+      const r = `r0 + ty + ${16 * i}i`, d = `tx + ${16 * j}i`;
+      out.push(`  if (${r} < ${k.sq}i && ${d} < ${DK}i) { stq_(${em.args(r, d, `g${i}_${j}`)}); }`);
+    }
+  out.push('}');
+  return { body: out, workgroups };
+}
+
+/** dK and dV: a block of key rows walks the query tiles. */
+function gradKV(k: AttentionGradKernel, em: AttentionEmitter, t: WorkgroupAttentionTile, batch: number): Body {
+  const BR = t.rows, BC = t.cols, TM = BR / 16, TN = BC / 16, ND = Math.ceil(k.dk / 16), NE = Math.ceil(k.dv / 16);
+  const DK = k.dk, DV = k.dv, K4 = DK / 4, V4 = DV / 4, Q4 = DK / 4 + 1, O4 = DV / 4 + 1, P4 = BC / 4 + 1;
+  const f = em.fns;
+  const decls = [f.ldq_!, f.ldk_!, f.ldv_!, f.lddo_!, ...(k.dK ? [f.stk_!] : []), ...(k.dV ? [f.stv_!] : []),
+    tileDecl('Ks', BR, K4), tileDecl('Vs', BR, V4), tileDecl('Qs', BC, Q4), tileDecl('Os', BC, O4), tileDecl('Ps', BR, P4), tileDecl('Ss', BR, P4),
+    `var<workgroup> Lq: array<f32, ${BC}>;`, `var<workgroup> Dq: array<f32, ${BC}>;`];
+  const { out, workgroups } = head(em, batch, k.sk, BR, decls);
+  out.push(tileLoad('Ks', BR, DK, K4, 'r0', k.sk, (r, c) => `ldk_(${em.args(r, c)})`));
+  out.push(tileLoad('Vs', BR, DV, V4, 'r0', k.sk, (r, c) => `ldv_(${em.args(r, c)})`));
+  for (const i of range(TM)) {
+    for (const j of range(ND)) out.push(`  var gk${i}_${j}: f32 = 0.0f;`);
+    for (const j of range(NE)) out.push(`  var gv${i}_${j}: f32 = 0.0f;`);
+  }
+  // Causal: queries s ≥ the block's first key r0 (earlier query tiles are fully masked).
+  const ldq = (r: string, c: string) => `ldq_(${em.args(r, c)})`, lddo = (r: string, c: string) => `lddo_(${em.args(r, c)})`;
+  const fetch = (row0: string) => [...tileFetch('qr', BC, DK, row0, k.sq, ldq), ...tileFetch('dor', BC, DV, row0, k.sq, lddo)];
+  out.push(...tileRegs('qr', BC, DK), ...tileRegs('dor', BC, DV), ...fetch(k.causal ? 'r0' : '0i'));
+  out.push(`  for (var s0: i32 = ${k.causal ? 'r0' : '0i'}; s0 < ${k.sq}i; s0 += ${BC}i) {`);
+  out.push('  workgroupBarrier();');
+  out.push(...tileStore('qr', 'Qs', BC, DK, Q4), ...tileStore('dor', 'Os', BC, DV, O4));
+  out.push(`  if (tid < ${BC}i) { var l_: f32 = 0.0f; var d_: f32 = 0.0f; if (s0 + tid < ${k.sq}i) { let row = bh * ${k.sq}i + s0 + tid; l_ = ${em.statLoad(0, 'row')}; d_ = ${em.statLoad(1, 'row')}; } Lq[tid] = l_; Dq[tid] = d_; }`);
+  out.push('  workgroupBarrier();');
+  out.push(`  if (s0 + ${BC}i < ${k.sq}i) {`, ...fetch(`s0 + ${BC}i`), '  }');
+  out.push('  {');
+  out.push(...tileDot('s', TM, TN, 'Ks', K4, 'Qs', Q4, DK));
+  out.push(...tileDot('dp', TM, TN, 'Vs', V4, 'Os', O4, DV));
+  for (const i of range(TM))
+    for (const j of range(TN)) {
+      const r = `ty + ${16 * i}i`, c = `tx + ${16 * j}i`;
+      const mask = `r0 + ${r} < ${k.sk}i && s0 + ${c} < ${k.sq}i${k.causal ? ` && r0 + ${r} <= s0 + ${c}` : ''}`;
+      out.push(`  { let p = select(0.0f, k_exp(s${i}_${j} * ${em.scale} - Lq[${c}]), ${mask}); ${el('Ps', P4, r, c)} = p; ${el('Ss', P4, r, c)} = p * (dp${i}_${j} - Dq[${c}]) * ${em.scale}; }`);
+    }
+  out.push('  }');
+  out.push('  workgroupBarrier();');
+  out.push(...tileAcc('gv', TM, NE, DV, 'Ps', P4, 'Os', O4, BC));
+  out.push(...tileAcc('gk', TM, ND, DK, 'Ss', P4, 'Qs', Q4, BC));
+  out.push('  }');
+  for (const i of range(TM)) {
+    const r = `r0 + ty + ${16 * i}i`;
+    if (k.dK) for (const j of range(ND)) out.push(`  if (${r} < ${k.sk}i && tx + ${16 * j}i < ${DK}i) { stk_(${em.args(r, `tx + ${16 * j}i`, `gk${i}_${j}`)}); }`);
+    if (k.dV) for (const j of range(NE)) out.push(`  if (${r} < ${k.sk}i && tx + ${16 * j}i < ${DV}i) { stv_(${em.args(r, `tx + ${16 * j}i`, `gv${i}_${j}`)}); }`);
+  }
+  out.push('}');
+  return { body: out, workgroups };
+}

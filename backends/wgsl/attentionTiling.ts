@@ -1,0 +1,49 @@
+/**
+ * @file The workgroup tiling of the WGSL backend's f32 flash attention (attention.ts): a pure function of
+ * the head dims and the device's workgroup memory. (The CUDA tensor-core choice is in the kernel IR,
+ * compiler/schedule/attentionTiling.ts; this one depends on a device limit the compiler does not know at
+ * compile time: it moves there when CompileOptions carries a WGSL target, as it carries a GemmTarget.)
+ *
+ * Every pass runs 256 invocations as a 16×16 grid over a score tile of `rows` × `cols` (each invocation
+ * owns rows/16 × cols/16 scores, rows strided by 16, columns strided by 16) and stages its operand tiles
+ * in workgroup memory as f32 (arrays of vec4; padded rows carry one extra vec4 against bank conflicts):
+ *  - 'forward' (also the backward's statistics pass): a block of `rows` query rows walks the keys in tiles
+ *    of `cols`; Q (rows × dk), K (cols × dk+4, padded), V (cols × dv), the
+ *    probability tile (rows × cols+4) and 3 statistics per row;
+ *  - 'dq': `rows` query rows, key tiles of `cols`; Q, dO, K (padded), V (padded), dS (rows × cols+4),
+ *    2 statistics per row;
+ *  - 'dkv': `rows` key rows, query tiles of `cols`; K, V, Q (padded), dO (padded), P and dS (rows ×
+ *    cols+4 each), 2 statistics per query.
+ * The largest tile that fits the workgroup memory is chosen (larger tiles read each staged operand value
+ * into more products); undefined when not even 16×16 fits (the backend keeps its per-row kernels).
+ */
+
+export type WorkgroupAttentionPass = 'forward' | 'dq' | 'dkv';
+
+export interface WorkgroupAttentionTile {
+  /** Score tile rows (query rows for 'forward'/'dq', key rows for 'dkv'), a multiple of 16. */
+  readonly rows: number;
+  /** Score tile columns (the walked dimension), a multiple of 16. */
+  readonly cols: number;
+}
+
+const CANDIDATES: Record<WorkgroupAttentionPass, ReadonlyArray<WorkgroupAttentionTile>> = {
+  forward: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 16, cols: 32 }, { rows: 16, cols: 16 }],
+  dq: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
+  dkv: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
+};
+
+/** Workgroup memory (bytes) a pass needs with tile `t` at head dims dk, dv. */
+export function workgroupAttentionBytes(pass: WorkgroupAttentionPass, t: WorkgroupAttentionTile, dk: number, dv: number): number {
+  const { rows: r, cols: c } = t;
+  const floats =
+    pass === 'forward' ? r * dk + c * (dk + 4) + c * dv + r * (c + 4) + 3 * r
+      : pass === 'dq' ? r * dk + r * dv + c * (dk + 4) + c * (dv + 4) + r * (c + 4) + 2 * r
+        : r * dk + r * dv + c * (dk + 4) + c * (dv + 4) + 2 * r * (c + 4) + 2 * c;
+  return floats * 4;
+}
+
+/** The tile for `pass` within `storageBytes` of workgroup memory, or undefined when none fits. */
+export function chooseWorkgroupAttentionTile(pass: WorkgroupAttentionPass, dk: number, dv: number, storageBytes: number): WorkgroupAttentionTile | undefined {
+  return CANDIDATES[pass].find((t) => workgroupAttentionBytes(pass, t, dk, dv) <= storageBytes);
+}

@@ -1,0 +1,180 @@
+/**
+ * @file WGSL kernel benchmarks on the GPU machine (`tsx bench/wgslKernels.ts`): PARTS (comma list, in order)
+ *  - check: the tiled attention (default on GPUs) against the f64 reference (test/support/wgslAttentionCheck.ts)
+ *    at head dims 64, 72, 128, causal and not, sequence lengths 1, 17, 255, 256, with the adapter's tiles;
+ *  - attn: attention forward (y only) and forward + backward (y and dQ, dK, dV of Σ y·cot) at ATTN_SHAPES
+ *    (B,H,S,D[,causal];…), f32 operands, for ATTN_VARIANTS (tiled: the chosen tiles, tiled16: 16×16 tiles,
+ *    rows: the per-row kernels); ATTN_FWD_ONLY=1 times the forward only;
+ *  - norm: LayerNorm and RMSNorm (no affine) over rows, forward (y) and forward + backward (dx of Σ y·cot),
+ *    at NORM_SHAPES (ROWSxWIDTH,…), f32, with the GB/s of the forward's one read and one write;
+ *  - step: training steps (forward, backward, AdamW) of cli/programs.ts programs at STEPS (program:batch,…:
+ *    block = the pre-LN transformer block of bench/torch_baseline.py, lightningdit = LightningDiT-B/1),
+ *    at the backend's default precision (f16 autocast where the adapter has shader-f16);
+ * Timing: one submission of REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone
+ * (WgslExecutable.time); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
+ */
+import { wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
+import { hostTensor, type HostTensor } from '../ir/tensor.ts';
+import { numel } from '../ir/shape.ts';
+import { atPrecision, compileOn, defaultPrecision } from '../runtime/compile.ts';
+import { defaultResident } from '../runtime/session.ts';
+import { buildProgram } from '../cli/programs.ts';
+import { trace } from '../compiler/dsl/trace.ts';
+import { grad } from '../compiler/transforms/grad.ts';
+import type { Tensor } from '../compiler/dsl/tensor.ts';
+import { type AttentionCase, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
+import { checkAttention } from '../test/support/wgslAttentionCheck.ts';
+
+const parts = (process.env.PARTS ?? 'check,attn').split(',');
+const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
+const emit = (o: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'wgslKernels', ...o }));
+
+/** Cheap deterministic feeds (no host RNG for 10⁸ values): sin patterns of amplitude 1. */
+function patternFeeds(inputs: ReadonlyArray<{ name: string; type: { shape: readonly number[] } }>): Record<string, HostTensor> {
+  const f: Record<string, HostTensor> = {};
+  inputs.forEach((inp, k) => {
+    const n = numel(inp.type.shape);
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = Math.sin(i * 0.7311 + k * 1.3);
+    f[inp.name] = hostTensor('f32', inp.type.shape, a);
+  });
+  return f;
+}
+
+async function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<number> {
+  await exe.run(feeds, outs);
+  const one = await exe.time(1);
+  const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
+  return (await exe.time(reps)) / reps;
+}
+
+if (parts.includes('check')) {
+  const be = wgslBackendWith({});
+  const dev = await be.device();
+  log(`check on ${dev.adapterInfo}, workgroup memory ${dev.limits.maxComputeWorkgroupStorageSize} B`);
+  const seqs = (process.env.CHECK_SEQS ?? '1,17,255,256').split(',').map(Number);
+  const bad: string[] = [];
+  const dims = (process.env.CHECK_DIMS ?? '64,72,128').split(',').map(Number);
+  for (const dim of dims)
+    for (const causal of (process.env.CHECK_CAUSAL ?? 'false,true').split(',').map((x) => x === 'true'))
+      for (const [i, seq] of seqs.entries()) {
+        const c: AttentionCase = seq > 17 ? { batch: 1, heads: 2, seq, dim, causal, layout: i % 2 ? 'bshd' : 'bhsd' } : { batch: 2, heads: 3, seq, dim, causal, layout: i % 2 ? 'bshd' : 'bhsd' };
+        const { err, refVsCpu } = await checkAttention(be, c, dim * 1000 + seq + (causal ? 7 : 0), seq <= 17);
+        const worst = Math.max(...Object.values(err), refVsCpu ?? 0);
+        if (!(worst <= 1e-4)) bad.push(caseName(c));
+        emit({ part: 'check', case: caseName(c), ...err, refVsCpu, ok: worst <= 1e-4 });
+      }
+  log(`check: ${bad.length ? `FAILED ${bad.join('; ')}` : 'all within 1e-4'}`);
+}
+
+if (parts.includes('attn')) {
+  const shapes = (process.env.ATTN_SHAPES ?? '256,16,256,72;64,16,1024,64').split(';').map((s) => {
+    const p = s.split(',');
+    return { batch: +p[0]!, heads: +p[1]!, seq: +p[2]!, dim: +p[3]!, causal: p[4] === 'causal' } as AttentionCase;
+  });
+  // Variants: tiled (the chosen tiles), tiled16 (16×16 tiles in every pass), rows (the per-row kernels).
+  const variants = (process.env.ATTN_VARIANTS ?? 'tiled').split(',') as Array<'tiled' | 'tiled16' | 'rows'>;
+  const fwdOnly = process.env.ATTN_FWD_ONLY === '1';
+  const t16 = { rows: 16, cols: 16 };
+  for (const c of shapes) {
+    const flop = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
+    for (const v of variants) {
+      const be = wgslBackendWith({ attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
+      try {
+        const gf = attentionGraph({ ...c, f32: true });
+        const ef = (await compileOn(be, gf, { precision: 'f32' })) as WgslExecutable;
+        const fwdMs = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 400);
+        ef.dispose();
+        let totalMs = NaN;
+        if (!fwdOnly) {
+          const gb = attentionGraph({ ...c, f32: true, grads: true });
+          const eb = (await compileOn(be, gb, { precision: 'f32' })) as WgslExecutable;
+          totalMs = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 800);
+          eb.dispose();
+        }
+        log(`attn ${caseName(c)} ${v}: fwd ${fwdMs.toFixed(3)} ms, fwd+bwd ${totalMs.toFixed(3)} ms`);
+        emit({ part: 'attn', shape: `${c.batch},${c.heads},${c.seq},${c.dim}${c.causal ? ',causal' : ''}`, variant: v, fwdMs, totalMs, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+      } catch (e) {
+        log(`attn ${caseName(c)} ${v}: ${(e as Error).message.slice(0, 300)}`);
+        emit({ part: 'attn', shape: caseName(c), variant: v, error: (e as Error).message.slice(0, 300) });
+      }
+    }
+  }
+}
+if (parts.includes('norm')) {
+  const be = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off' });
+  for (const spec of (process.env.NORM_SHAPES ?? '65536x768,32768x1152').split(',')) {
+    const [rows, width] = spec.split('x').map(Number) as [number, number];
+    for (const kind of ['layer_norm', 'rms_norm'] as const) {
+      try {
+        const fwd = trace(`${kind}_${spec}`, (t): Record<string, Tensor> => {
+          const xx = t.input('x', [rows, width]);
+          const y = kind === 'layer_norm' ? xx.layerNorm() : xx.rmsNorm();
+          return { y, loss: y.mul(t.input('cot', [rows, width])).sum() };
+        });
+        const gy = trace(`${kind}_${spec}_y`, (t): Record<string, Tensor> => {
+          const xx = t.input('x', [rows, width]);
+          return { y: kind === 'layer_norm' ? xx.layerNorm() : xx.rmsNorm() };
+        });
+        const gb = grad(fwd, { loss: 'loss', wrt: ['x'] });
+        const ef = (await compileOn(be, gy, { precision: 'f32' })) as WgslExecutable;
+        const fwdMs = await timeExe(ef, patternFeeds(gy.inputs), ['y'], 300);
+        ef.dispose();
+        const eb = (await compileOn(be, gb, { precision: 'f32' })) as WgslExecutable;
+        const totalMs = await timeExe(eb, patternFeeds(gb.inputs), ['grad.x'], 300);
+        eb.dispose();
+        const gbs = (2 * rows * width * 4) / (fwdMs * 1e-3) / 1e9;
+        log(`norm ${kind} ${spec}: fwd ${fwdMs.toFixed(3)} ms (${gbs.toFixed(0)} GB/s), fwd+bwd ${totalMs.toFixed(3)} ms`);
+        emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', fwdMs, totalMs, fwdGBs: gbs });
+      } catch (e) {
+        log(`norm ${kind} ${spec}: ${(e as Error).message.slice(0, 300)}`);
+        emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', error: (e as Error).message.slice(0, 300) });
+      }
+    }
+  }
+}
+
+if (parts.includes('step')) {
+  const be = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off' });
+  const precision = (process.env.KILN_PRECISION as 'f32' | 'f16' | undefined) ?? (await defaultPrecision(be));
+  for (const spec of (process.env.STEPS ?? 'lightningdit:128,block:64').split(',')) {
+    const [name, b, size] = spec.split(':') as [string, string, string | undefined];
+    try {
+      const t0 = performance.now();
+      const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
+      const exe = (await compileOn(be, graph, { precision })) as WgslExecutable;
+      const compileMs = performance.now() - t0;
+      log(`step ${spec}: compiled (${precision}) in ${compileMs.toFixed(0)} ms`);
+      const init = new Map<string, HostTensor>();
+      for (const i of graph.inputs) {
+        if (i.kind !== 'param' && i.kind !== 'frozen') continue;
+        const v = new Float32Array(numel(i.type.shape));
+        for (let k = 0; k < v.length; k++) v[k] = (((k * 7919) % 2001) - 1000) * 2e-5;
+        init.set(i.name, hostTensor(i.type.dtype, i.type.shape, v));
+      }
+      for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
+      log(`step ${spec}: parameters written`);
+      const feeds: Record<string, HostTensor> = {};
+      for (const i of graph.inputs) {
+        if (i.kind !== 'data') continue;
+        const n = numel(i.type.shape);
+        if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
+        else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
+        else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
+        else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
+      }
+      const first = await exe.run(feeds, ['loss']);
+      const one = await exe.time(1);
+      log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
+      const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
+      const stepMs = (await exe.time(reps)) / reps;
+      log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
+      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, compileMs, loss: first.loss!.data[0] });
+      exe.dispose();
+    } catch (e) {
+      log(`step ${spec}: ${(e as Error).message.slice(0, 400)}`);
+      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, error: (e as Error).message.slice(0, 400) });
+    }
+  }
+}
+process.exit(0);

@@ -1,0 +1,55 @@
+/**
+ * The WGSL backend's tiled flash attention (backends/wgsl/attention.ts: forward, and the backward's
+ * statistics, dQ and dK/dV passes with their tiles in workgroup memory) against the f64 evaluation of
+ * test/support/attentionReference.ts, which is itself checked against the cpu backend on the short cases
+ * (sequence length ≤ 17) of the same run. f32 operands; y and dQ, dK, dV of loss = Σ y·cot.
+ * Tolerance 1e-4 normwise (max|wgsl − ref| / max(max|ref|, 1), wgslAttentionCheck.ts says why the floor): f32 (u = 6e-8) sums of ≤ 256 products
+ * accumulate errors of order √N·u·(cancellation factor ~3–5) ≈ 1e-5 at most, the GPU's exp/log are within
+ * a few ulp; a wrong mask, statistic or tile edge gives errors of order 1 (measured errors are printed).
+ * On a GPU every head dim (64, 72, 128), causal and not, sequence lengths 1, 17, 255, 256, with the tiles
+ * the adapter's workgroup memory allows. On SwiftShader (CI) every shader with workgroup barriers takes
+ * seconds to compile, so a subset of the cases, with 16×16 tiles (one score per invocation) and two cases
+ * with the tiles its 32 KiB of workgroup memory gives (2×2 and 2×1 scores per invocation: the unrolled
+ * register blocks); head dim 128's backward does not fit 32 KiB there and runs the per-row kernels
+ * (checked too). Each case asserts which passes took the tiled path (a tiled pass declares `Ks`).
+ */
+import { describe, expect, it } from 'vitest';
+import { chooseWorkgroupAttentionTile, workgroupAttentionBytes } from '../../backends/wgsl/attentionTiling.ts';
+import { wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts';
+import { type AttentionCase, caseName } from '../support/attentionGraphs.ts';
+import { checkAttention } from '../support/wgslAttentionCheck.ts';
+
+const TOL = 1e-4;
+const SMALL = { forward: { rows: 16, cols: 16 }, dq: { rows: 16, cols: 16 }, dkv: { rows: 16, cols: 16 } };
+
+type Spec = { dim: number; seq: number; causal: boolean; small: boolean };
+
+const dev = await wgslBackend.device();
+const gpu = !/swiftshader/i.test(dev.adapterInfo);
+const storage = dev.limits.maxComputeWorkgroupStorageSize;
+const all: Spec[] = [64, 72, 128].flatMap((dim) => [false, true].flatMap((causal) => [1, 17, 255, 256].map((seq) => ({ dim, seq, causal, small: false }))));
+const swiftshader: Spec[] = [
+  { dim: 64, seq: 17, causal: true, small: true }, { dim: 64, seq: 255, causal: false, small: true },
+  { dim: 72, seq: 1, causal: true, small: true }, { dim: 72, seq: 256, causal: true, small: true },
+  { dim: 128, seq: 17, causal: false, small: true },
+  { dim: 72, seq: 255, causal: true, small: false }, { dim: 64, seq: 256, causal: false, small: false },
+];
+
+describe('WGSL tiled flash attention vs the f64 reference (f32)', () => {
+  const specs = gpu ? all : swiftshader;
+  for (const s of specs)
+    it(`head dim ${s.dim}, sequence ${s.seq}${s.causal ? ', causal' : ''}${s.small ? ', 16×16 tiles' : ''}`, async () => {
+      const sources: string[] = [];
+      const be = wgslBackendWith({ attention: 'tiled', ...(s.small ? { attentionTiles: SMALL } : {}), onSource: (_, src) => sources.push(src) });
+      const c: AttentionCase = s.seq > 17 ? { batch: 1, heads: 2, seq: s.seq, dim: s.dim, causal: s.causal, layout: s.seq % 2 ? 'bshd' : 'bhsd' } : { batch: 2, heads: 3, seq: s.seq, dim: s.dim, causal: s.causal, layout: s.seq % 2 ? 'bshd' : 'bhsd' };
+      const { err, refVsCpu } = await checkAttention(be, c, 1000 * s.dim + s.seq + (s.causal ? 7 : 0), s.seq <= 17);
+      console.log(`${caseName(c)}${s.small ? ' 16x16' : ''}: ${Object.entries(err).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${refVsCpu !== undefined ? `; reference vs cpu ${refVsCpu.toExponential(2)}` : ''}`);
+      if (refVsCpu !== undefined) expect(refVsCpu).toBeLessThan(TOL);
+      for (const [k, v] of Object.entries(err)) expect(v, `${caseName(c)} ${k}`).toBeLessThan(TOL);
+      // Tiled passes: forward, statistics, dQ, dK/dV where their tiles fit the workgroup memory.
+      const fits = (p: 'forward' | 'dq' | 'dkv') => (s.small ? workgroupAttentionBytes(p, SMALL[p], s.dim, s.dim) <= storage : !!chooseWorkgroupAttentionTile(p, s.dim, s.dim, storage));
+      const backward = fits('dq') && fits('dkv');
+      const expected = fits('forward') ? 1 + (backward ? 3 : 0) : 0;
+      expect(sources.filter((x) => x.includes('var<workgroup> Ks')).length, 'tiled attention passes').toBe(expected);
+    }, 600_000);
+});
