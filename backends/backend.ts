@@ -7,7 +7,7 @@
  * input, so that training state never leaves the device between steps.
  */
 import type { Graph } from '../ir/graph.ts';
-import type { GemmTarget } from '../compiler/schedule/tiling.ts';
+import type { GemmTarget } from '../ir/kernel/types.ts';
 import type { KernelProgram } from '../ir/kernel/types.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 

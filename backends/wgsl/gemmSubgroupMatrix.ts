@@ -18,7 +18,7 @@
  * fused epilogue (epi_) on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
  * barriers, reached uniformly by every subgroup).
  */
-import type { GemmTarget } from '../../compiler/schedule/tiling.ts';
+import type { GemmTarget } from '../../ir/kernel/types.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { affine } from '../../ir/kernel/expr.ts';
 import { SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';

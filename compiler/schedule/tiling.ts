@@ -25,22 +25,11 @@ import type { DType } from '../../ir/dtype.ts';
 import { affine } from '../../ir/kernel/expr.ts';
 import { samplePoints, strideAt } from '../../ir/kernel/stride.ts';
 import { epilogueBytes, stageBytes } from '../../ir/kernel/tile.ts';
-import type { BufferDecl, Expr, FragmentShape, Kernel, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
+import type { BufferDecl, Expr, FragmentShape, GemmTarget, Kernel, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 import { withRowMapping } from './rowMapping.ts';
 import { chooseSubgroupMatrixTile, SUBGROUP_MATRIX_FAMILY } from './subgroupMatrixTiling.ts';
 
-/** What the tiling stage needs to know about a device. */
-export interface GemmTarget {
-  readonly name: string;
-  /** Matrix instructions, by operand dtype. */
-  readonly mma: readonly MmaInstr[];
-  /** Multiprocessors (CUDA SMs, GPU compute units): the wave size in blocks. */
-  readonly processors: number;
-  /** Shared memory one block may use, bytes. */
-  readonly sharedBytes: number;
-  /** Lanes of a warp / subgroup. */
-  readonly warpSize: number;
-}
+export type { GemmTarget } from '../../ir/kernel/types.ts';
 
 const mmaSync = (ab: DType): MmaInstr => ({ family: 'mma.sync', m: 16, n: 8, k: 16, ab, acc: 'f32', threads: 32 });
 

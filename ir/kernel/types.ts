@@ -124,6 +124,19 @@ export interface MmaInstr extends FragmentShape {
   readonly threads: number;
 }
 
+/** What the tiling stage needs to know about a device. */
+export interface GemmTarget {
+  readonly name: string;
+  /** Matrix instructions, by operand dtype. */
+  readonly mma: readonly MmaInstr[];
+  /** Multiprocessors (CUDA SMs, GPU compute units): the wave size in blocks. */
+  readonly processors: number;
+  /** Shared memory one block may use, bytes. */
+  readonly sharedBytes: number;
+  /** Lanes of a warp / subgroup. */
+  readonly warpSize: number;
+}
+
 /** Who computes a matmul kernel: a generated kernel (tensor cores or SIMT) or a vendor library. */
 export type GemmProvider = 'tensor-core' | 'simt' | 'cublas' | 'cublaslt';
 
