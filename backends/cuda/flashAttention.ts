@@ -19,7 +19,7 @@
  */
 import { KilnError } from '../../ir/errors.ts';
 import { affine, exprKey } from '../../ir/kernel/expr.ts';
-import { wgmmaBackward, wgmmaBackwardApplies, wgmmaForward, wgmmaForwardApplies, type WgmmaContext } from './flashAttentionWgmma.ts';
+import { type FlashLaunch, wgmmaBackward, wgmmaBackwardApplies, wgmmaForward, wgmmaForwardApplies, type WgmmaContext } from './flashAttentionWgmma.ts';
 import { FLASH_ATTENTION_PTX } from './mma.ts';
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, BufferDecl, Expr } from '../../ir/kernel/types.ts';
 
@@ -34,14 +34,7 @@ export interface FlashCodegen {
   params(ids: readonly number[]): string;
 }
 
-export interface FlashLaunch {
-  readonly kind: 'kernel';
-  readonly fn: string;
-  readonly grid: readonly [number, number, number];
-  readonly block: readonly [number, number, number];
-  readonly params: readonly number[];
-  readonly sharedBytes: number;
-}
+export type { FlashLaunch };
 
 interface ScratchDecl {
   readonly id: number;

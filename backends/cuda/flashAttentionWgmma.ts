@@ -30,7 +30,8 @@ export interface WgmmaContext {
   contiguous(e: Expr, rowVar: string, colVar: string, cols: number): { buf: number; c: number; coef: Map<string, number> } | undefined;
 }
 
-export interface WgmmaLaunch {
+/** A generated attention kernel's launch (the mma.sync and the wgmma emitters return the same). */
+export interface FlashLaunch {
   readonly kind: 'kernel';
   readonly fn: string;
   readonly grid: readonly [number, number, number];
@@ -92,7 +93,7 @@ function swizzledLoad(ctx: WgmmaContext, op: Expr, rowVar: string, colVar: strin
 }
 
 /** The wgmma forward kernel (see the file comment); `lse`: the f32 scratch of the row log-sum-exps. */
-export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, s2: string, causalMask: boolean, out: string[]): WgmmaLaunch {
+export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, s2: string, causalMask: boolean, out: string[]): FlashLaunch {
   const w = t.wgmma!;
   const NWG = w.warpgroups, BQ = 64 * NWG, BK = w.bk, DK = k.dk, DV = k.dv;
   const threads = NWG * 128;
@@ -249,7 +250,7 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  * one 64-key column block per warpgroup); after a barrier, dQ(64 query rows of this warpgroup) = dS·K
  * (K N-major) is added into the f32 accumulator `dqAcc` with 8-byte reductions.
  */
-export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[]): WgmmaLaunch {
+export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[]): FlashLaunch {
   const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
   // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
   const NCH = Math.max(DK, DV) > 128 ? 2 : 1, DKC = DK / NCH, DVC = DV / NCH;
