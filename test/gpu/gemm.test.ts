@@ -22,28 +22,9 @@ import type { Backend } from '../../backends/backend.ts';
 import { CudaExecutable, createCudaBackend } from '../../backends/cuda/executable.ts';
 import { TUNING_TILES } from '../../compiler/schedule/tiling.ts';
 import { compile } from '../../compiler/compile.ts';
-import { roundBf16 } from '../../ir/dtype.ts';
-import type { Graph } from '../../ir/graph.ts';
-import { numel } from '../../ir/shape.ts';
-import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import { type GemmCase, GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
+import { type GemmCase, GEMM_CASES, gemmFeeds, gemmGraph } from '../support/gemmCases.ts';
 import type { TileSchedule } from '../../ir/kernel/types.ts';
-import { mulberry32 } from '../../runtime/prng.ts';
-
-function feeds(g: Graph, seed: number): { feeds: Record<string, HostTensor>; maxAbs: Record<string, number> } {
-  const rnd = mulberry32(seed);
-  const out: Record<string, HostTensor> = {};
-  const maxAbs: Record<string, number> = {};
-  for (const i of g.inputs) {
-    const n = numel(i.type.shape);
-    // v (AdamW second moment) positive; the rest in [-1, 1), rounded to bf16 for the operands.
-    const vals = Array.from({ length: n }, () => (i.name === 'v' ? 0.5 + rnd() : roundBf16(2 * rnd() - 1)));
-    out[i.name] = hostTensor(i.type.dtype, i.type.shape, vals);
-    maxAbs[i.name] = vals.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-  }
-  return { feeds: out, maxAbs };
-}
 
 /** The generated kernels as the tiling stage schedules them (no measured cuBLAS schedules). */
 const generated = createCudaBackend({ gemmTuning: false, gemmDefault: 'generated' });
@@ -53,7 +34,7 @@ const MATMUL_ONLY = new Set(['store_f32', 'store_bf16']);
 /** Run a case on a backend and compare every output with the CPU interpreter (tolerances above). */
 async function check(c: GemmCase, seed: number, backend: Backend): Promise<void> {
   const g = gemmGraph(c);
-  const { feeds: f, maxAbs } = feeds(g, seed);
+  const { feeds: f, maxAbs } = gemmFeeds(g, seed);
   const got = await runOnBackend(backend, g, f);
   const want = runGraph(g, f);
   const delta = c.k * c.k * 2 ** -24 * maxAbs.a! * maxAbs.b!;

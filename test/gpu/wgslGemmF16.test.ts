@@ -23,31 +23,13 @@ import type { Backend } from '../../backends/backend.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { wgslBackendWith } from '../../backends/wgsl/executable.ts';
 import { SGM_CANDIDATES } from '../../compiler/schedule/subgroupMatrixTiling.ts';
-import { roundF16 } from '../../ir/dtype.ts';
-import type { Graph } from '../../ir/graph.ts';
 import type { KernelProgram, TileSchedule } from '../../ir/kernel/types.ts';
-import { numel } from '../../ir/shape.ts';
-import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import { mulberry32 } from '../../runtime/prng.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import { type GemmCase, GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
+import { type GemmCase, GEMM_CASES, gemmFeeds, gemmGraph } from '../support/gemmCases.ts';
 
 const dev = await wgslDevice().catch(() => undefined);
 const has = Boolean(dev?.subgroupMatrixF16);
 if (!has) console.warn(`test/gpu/wgslGemmF16.test.ts skipped: the WebGPU adapter (${dev?.adapterInfo ?? 'none'}) lacks chromium-experimental-subgroup-matrix with f16→f32 16×16×16 or shader-f16`);
-
-function feeds(g: Graph, seed: number): { feeds: Record<string, HostTensor>; maxAbs: Record<string, number> } {
-  const rnd = mulberry32(seed);
-  const out: Record<string, HostTensor> = {};
-  const maxAbs: Record<string, number> = {};
-  for (const i of g.inputs) {
-    const n = numel(i.type.shape);
-    const vals = Array.from({ length: n }, () => (i.name === 'v' ? 0.5 + rnd() : roundF16(2 * rnd() - 1)));
-    out[i.name] = hostTensor(i.type.dtype, i.type.shape, vals);
-    maxAbs[i.name] = vals.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-  }
-  return { feeds: out, maxAbs };
-}
 
 const MATMUL_ONLY = new Set(['store_f32', 'store_bf16']);
 
@@ -69,7 +51,7 @@ function backend(retile?: Pick<TileSchedule, 'block' | 'warps'>): Backend & { ti
 
 async function check(c: GemmCase, seed: number, be: ReturnType<typeof backend>): Promise<void> {
   const g = gemmGraph(c, 'f16');
-  const { feeds: f, maxAbs } = feeds(g, seed);
+  const { feeds: f, maxAbs } = gemmFeeds(g, seed, 'f16');
   const got = await runOnBackend(be, g, f);
   expect(be.tiles.some((t) => t.mma?.family === 'subgroup_matrix'), `${c.name}: a subgroup-matrix schedule`).toBe(true);
   expect(be.sources.some((s) => s.includes('subgroupMatrixMultiplyAccumulate')), `${c.name}: a subgroup-matrix kernel`).toBe(true);

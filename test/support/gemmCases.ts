@@ -5,8 +5,11 @@
  * fusion merges into a matmul (bias + GELU in bf16, a residual add, several stores, the AdamW update
  * of a weight gradient). Shared by the nvcc compile test (CI) and the GPU test (test/gpu/gemm.test.ts).
  */
-import type { DType } from '../../ir/dtype.ts';
+import { type DType, roundBf16, roundF16 } from '../../ir/dtype.ts';
 import { type Graph, GraphBuilder } from '../../ir/graph.ts';
+import { numel } from '../../ir/shape.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
+import { mulberry32 } from '../../runtime/prng.ts';
 
 export type Epilogue = 'store_f32' | 'store_bf16' | 'bias_gelu' | 'bias_f32' | 'bias_bf16' | 'residual' | 'two_stores' | 'adamw';
 
@@ -44,6 +47,23 @@ const scalar = (g: GraphBuilder, v: number, dtype: DType = 'f32') => g.op('const
  * The graph of one case: inputs a, b (and bias, res, m, v as the epilogue needs), in bf16, or with
  * every bf16 replaced by `low` (f16: the WGSL backend's subgroup-matrix GEMM).
  */
+/**
+ * Seeded feeds for a gemmGraph: v (AdamW second moment) positive, the rest in [-1, 1) rounded to the
+ * operands' low-precision dtype; with each input's largest magnitude (for the error bounds).
+ */
+export function gemmFeeds(g: Graph, seed: number, low: 'bf16' | 'f16' = 'bf16'): { feeds: Record<string, HostTensor>; maxAbs: Record<string, number> } {
+  const rnd = mulberry32(seed);
+  const round = low === 'f16' ? roundF16 : roundBf16;
+  const feeds: Record<string, HostTensor> = {};
+  const maxAbs: Record<string, number> = {};
+  for (const i of g.inputs) {
+    const vals = Array.from({ length: numel(i.type.shape) }, () => (i.name === 'v' ? 0.5 + rnd() : round(2 * rnd() - 1)));
+    feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, vals);
+    maxAbs[i.name] = vals.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  }
+  return { feeds, maxAbs };
+}
+
 export function gemmGraph(c: GemmCase, low: 'bf16' | 'f16' = 'bf16'): Graph {
   const g = new GraphBuilder(`gemm_${c.name.replace(/[^A-Za-z0-9_]/g, '_')}${low === 'bf16' ? '' : `_${low}`}`);
   const epi = c.epilogue ?? 'store_f32';
