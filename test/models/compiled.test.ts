@@ -99,7 +99,7 @@ import { loadSafetensors } from '../../runtime/safetensors.ts';
 import { Session } from '../../runtime/session.ts';
 import {
   type ModelCase, dinov2Case, ditCase, ditConfigOf, faeDiscriminatorCase, faeGolden, faeStageIaCase, faeStageIbCase, flowMatchingCase,
-  tarflowCase, tarflowGolden,
+  mismatchLines, modelCaseErrors, tarflowCase, tarflowGolden,
 } from '../support/compiledModels.ts';
 import { maxAbs, relErr } from '../support/compare.ts';
 import { ROOT } from '../support/nnGoldens.ts';
@@ -139,21 +139,12 @@ function checkCase(c: ModelCase, opts: CompileOptions): void {
   const got = runProgram(program, c.feeds);
   const cpu = runGraph(c.graph, c.feeds);
   expect(Object.keys(got).sort()).toEqual(c.graph.outputs.map((o) => o.name).sort());
+  const errors = modelCaseErrors(c, got, cpu);
   const worst = { forward: [0, 0, ''], grad: [0, 0, ''] } as Record<'forward' | 'grad', [number, number, string]>;
-  const bad: string[] = [];
-  for (const ch of c.checks) {
-    const k = got[ch.output];
-    if (!k) {
-      bad.push(`${ch.output}: missing`);
-      continue;
-    }
-    const eGold = relErr(k.data, ch.want.data, ch.floor);
-    const eCpu = relErr(k.data, cpu[ch.output]!.data, Math.max(maxAbs(ch.want.data), ch.floor));
-    const w = worst[ch.kind];
-    if (eGold > w[0]) [w[0], w[2]] = [eGold, ch.output];
-    w[1] = Math.max(w[1], eCpu);
-    if (!(eGold <= TOL)) bad.push(`${ch.output}: vs golden ${eGold.toExponential(2)}`);
-    if (!(eCpu <= TOL)) bad.push(`${ch.output}: vs CPU interpreter ${eCpu.toExponential(2)}`);
+  for (const e of errors) {
+    const w = worst[e.kind];
+    if (e.golden > w[0]) [w[0], w[2]] = [e.golden, e.output];
+    w[1] = Math.max(w[1], e.cpu);
   }
   const f = (e: number) => e.toExponential(2);
   lines.push(
@@ -161,7 +152,7 @@ function checkCase(c: ModelCase, opts: CompileOptions): void {
       `${(plan.arenaBytes / plan.totalBytes).toFixed(3)}; forward ${f(worst.forward[0])} (${worst.forward[2]}; vs CPU ${f(worst.forward[1])})` +
       (c.checks.some((x) => x.kind === 'grad') ? `, gradients ${f(worst.grad[0])} (${worst.grad[2]}; vs CPU ${f(worst.grad[1])})` : ''),
   );
-  expect(bad, c.name).toEqual([]);
+  expect(mismatchLines(errors, TOL), c.name).toEqual([]);
 }
 
 describe('real models: compile() + kernel interpreter = PyTorch golden = CPU interpreter', () => {

@@ -11,27 +11,48 @@ import { maxAbs, relErr } from './compare.ts';
 
 export * from '../../golden/modelCases.ts';
 
+/** One check's normwise errors: against its PyTorch golden and against the CPU interpreter (NaN: output missing). */
+export interface CheckError {
+  output: string;
+  kind: 'forward' | 'grad';
+  golden: number;
+  cpu: number;
+}
+
 /**
- * The checks of `c` that a backend's outputs `got` fail: each output within `tol` normwise of its
- * PyTorch golden (floored as the check says) and of the CPU interpreter's `cpu` (floored by the
- * golden's size), as lines of text.
+ * The errors of a backend's outputs `got` on every check of `c`: normwise against the check's PyTorch golden
+ * (floored as the check says) and against the CPU interpreter's `cpu` (floored by the golden's size).
  */
+export function modelCaseErrors(c: ModelCase, got: Readonly<Record<string, HostTensor>>, cpu: Readonly<Record<string, HostTensor>>): CheckError[] {
+  return c.checks.map((ch) => {
+    const g = got[ch.output];
+    if (!g) return { output: ch.output, kind: ch.kind, golden: NaN, cpu: NaN };
+    return {
+      output: ch.output, kind: ch.kind,
+      golden: relErr(g.data, ch.want.data, ch.floor),
+      cpu: relErr(g.data, cpu[ch.output]!.data, Math.max(maxAbs(ch.want.data), ch.floor)),
+    };
+  });
+}
+
+/** The errors above `tol` (either way), as lines of text. */
+export function mismatchLines(errors: readonly CheckError[], tol: number): string[] {
+  const bad: string[] = [];
+  for (const e of errors) {
+    if (Number.isNaN(e.golden)) bad.push(`${e.output}: missing`);
+    else {
+      if (!(e.golden <= tol)) bad.push(`${e.output}: vs golden ${e.golden.toExponential(2)}`);
+      if (!(e.cpu <= tol)) bad.push(`${e.output}: vs cpu ${e.cpu.toExponential(2)}`);
+    }
+  }
+  return bad;
+}
+
+/** The checks of `c` that `got` fails at `tol` ({@link modelCaseErrors}, {@link mismatchLines}). */
 export function modelCaseMismatches(
   c: ModelCase, got: Readonly<Record<string, HostTensor>>, cpu: Readonly<Record<string, HostTensor>>, tol: number,
 ): string[] {
-  const bad: string[] = [];
-  for (const ch of c.checks) {
-    const g = got[ch.output];
-    if (!g) {
-      bad.push(`${ch.output}: missing`);
-      continue;
-    }
-    const eg = relErr(g.data, ch.want.data, ch.floor);
-    const ec = relErr(g.data, cpu[ch.output]!.data, Math.max(maxAbs(ch.want.data), ch.floor));
-    if (!(eg <= tol)) bad.push(`${ch.output}: vs golden ${eg.toExponential(2)}`);
-    if (!(ec <= tol)) bad.push(`${ch.output}: vs cpu ${ec.toExponential(2)}`);
-  }
-  return bad;
+  return mismatchLines(modelCaseErrors(c, got, cpu), tol);
 }
 
 /** The real-model cases every backend's model tests run, by label. */
