@@ -60,6 +60,7 @@ export const DRIVER_SIGNATURES: Record<string, string> = {
   cuStreamCreate: 'int cuStreamCreate(_Out_ void **stream, unsigned int flags)',
   cuStreamDestroy: 'int cuStreamDestroy_v2(void *stream)',
   cuStreamSynchronize: 'int cuStreamSynchronize(void *stream)',
+  cuStreamWaitEvent: 'int cuStreamWaitEvent(void *stream, void *event, unsigned int flags)',
   cuStreamBeginCapture: 'int cuStreamBeginCapture_v2(void *stream, int mode)',
   cuStreamEndCapture: 'int cuStreamEndCapture(void *stream, _Out_ void **graph)',
   cuGraphInstantiate: 'int cuGraphInstantiateWithFlags(_Out_ void **exec, void *graph, uint64_t flags)',
@@ -284,6 +285,10 @@ export class CudaDriver {
   }
   streamSynchronize(s: unknown): void {
     this.check('cuStreamSynchronize', this.cu.cuStreamSynchronize!(s));
+  }
+  /** Work enqueued on `stream` from now on waits for `event` (a fork or join of streams; captured inside a capture). */
+  streamWaitEvent(stream: unknown, event: unknown): void {
+    this.check('cuStreamWaitEvent', this.cu.cuStreamWaitEvent!(stream, event, 0));
   }
   uploadAsync(dst: bigint, src: bigint, bytes: number, stream: unknown): void {
     if (bytes) this.check('cuMemcpyHtoDAsync', this.cu.cuMemcpyHtoDAsync!(dst, src, bytes, stream));
