@@ -175,6 +175,20 @@ export class CudaDriver {
     return new CudaDriver(cu, rtc);
   }
 
+  /** How many CUDA GPUs this process sees (cuInit + cuDeviceGetCount, no context made); 0 without a driver. */
+  static deviceCount(): number {
+    try {
+      const lib = koffi.load('libcuda.so.1');
+      const init = lib.func('int cuInit(unsigned int flags)') as unknown as Fn;
+      const count = lib.func('int cuDeviceGetCount(_Out_ int *count)') as unknown as Fn;
+      if (init(0) !== 0) return 0;
+      const n = [0];
+      return count(n) === 0 ? Number(n[0]) : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   /** Is a CUDA driver library present on this machine? */
   static available(): boolean {
     try {

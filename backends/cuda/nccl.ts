@@ -167,6 +167,12 @@ export class NcclComm {
     this.check(`ncclBroadcast(${count} ${dtype}, root ${root})`, this.api.broadcast!(send, recv, count, ncclDtype(dtype), root, this.comm, stream));
   }
 
+  /** `bytes` raw bytes of root's buffer at `ptr` to the same address on every rank (ncclUint8), on `stream`. */
+  broadcastBytes(ptr: bigint, bytes: number, root: number, stream: unknown): void {
+    this.live('ncclBroadcast');
+    this.check(`ncclBroadcast(${bytes} bytes, root ${root})`, this.api.broadcast!(ptr, ptr, bytes, 1, root, this.comm, stream));
+  }
+
   /** The calls `enqueue` makes as one NCCL group (one fused launch for a bucket's gradients). */
   group(enqueue: () => void): void {
     this.check('ncclGroupStart', this.api.groupStart!());
