@@ -44,6 +44,8 @@ export interface CudaParallelArgs {
   readonly group: Collective<Float32Array>;
   readonly nccl: NcclApi;
   readonly bucketBytes: number;
+  /** The driver (tests inject a fake one); default the process-wide one. */
+  readonly driver?: CudaDriver;
 }
 
 /** A bucket: gradient names, and the kernel after which all of them are final. */
@@ -74,7 +76,7 @@ export class CudaParallelStep {
   readonly buckets: GradientBucket[];
 
   constructor(readonly gradients: CudaExecutable, readonly update: CudaExecutable, comm: NcclComm, private readonly args: CudaParallelArgs) {
-    this.cuda = CudaDriver.get();
+    this.cuda = args.driver ?? CudaDriver.get();
     this.comm = comm;
     this.commStream = this.cuda.createStream();
     const names = args.parts.params.map((p) => `grad.${p}`);
