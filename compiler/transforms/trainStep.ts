@@ -87,7 +87,10 @@ export function dataParallelSteps(step: Graph, o: { gradDtype?: 'bf16' } = {}): 
   return { gradients, update, params, gradDtype: (p) => o.gradDtype ?? made.forward.inputByName(p)!.type.dtype };
 }
 
-/** `g` without the inputs no node or output uses (the update program needs none of the forward's data). */
+/**
+ * `g` without the inputs no node or output uses: the update program needs none of the forward's data,
+ * the gradients program none of the optimizer's state (each resident value lives in one program).
+ */
 function pruneInputs(g: Graph): Graph {
   const used = new Set<number>(g.outputs.map((o) => o.id));
   for (const n of g.nodes) for (const i of n.inputs) used.add(i);
@@ -128,7 +131,7 @@ function buildStep(g: Graph, opts: TrainStepOptions, part: 'whole' | 'gradients'
         const gr = rw.out(gradName(p));
         b.output(gradName(p), (gradDtype ? gr.cast(gradDtype) : gr).id);
       }
-      const grads = dce(b.build());
+      const grads = pruneInputs(dce(b.build())); // without the optimizer state and EMA inputs made above
       dumpGraph('ir', 'trainStep', grads);
       return grads;
     }

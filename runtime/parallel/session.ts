@@ -148,7 +148,7 @@ export class ParallelSession implements StepSession {
     const gradFeeds: Record<string, HostTensor> = {};
     for (const [k, v] of Object.entries(feeds)) {
       const u = this.parts.update.inputByName(k)?.kind === 'data', gr = this.parts.gradients.inputByName(k)?.kind === 'data';
-      if (!u && !gr) throw new KilnError(`graph ${this.graph.name}: feed '${k}' is not an input`);
+      if (!this.graph.inputByName(k)) throw new KilnError(`graph ${this.graph.name}: feed '${k}' is not an input`);
       if (u) updateFeeds[k] = v;
       if (gr) gradFeeds[k] = v;
     }

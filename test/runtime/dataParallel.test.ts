@@ -36,14 +36,14 @@ const JOB = parseJob({
   batchSize: 16, steps: STEPS, ema: { decay: 0.9 }, clipGradNorm: 50, keepCheckpoints: 1, seed: 3,
 }, 'test');
 
-async function runRank(dir: string, group?: TcpGroup, checkEvery = 0) {
+async function runRank(dir: string, group?: TcpGroup, checkEvery = 0, o: { stopAt?: number; resume?: boolean } = {}) {
   const W = group?.worldSize ?? 1, r = group?.rank ?? 0;
   const job: Job = { ...JOB, outputDir: dir, batchSize: perRankBatch(JOB.batchSize, W) };
   const source = group ? shardSource(makeSource(job, () => {}), r, W) : makeSource(job, () => {});
   const { task } = await buildTask({ job, backend: cpuBackend, precision: 'f32', source, log: () => {}, warn: () => {} });
   return train({ ...task, evaluate: undefined }, {
     backend: cpuBackend, totalSteps: STEPS, schedule: makeSchedule({ kind: 'warmup_cosine', lr: 0.05, warmup: 3, total: STEPS }), seed: job.seed, runDir: dir, config: job,
-    intervals: { log: 100, checkpoint: 100 }, keepCheckpoints: 1, log: () => {}, warn: () => {},
+    intervals: { log: 100, checkpoint: 100 }, keepCheckpoints: 1, log: () => {}, warn: () => {}, ...o,
     parallel: group ? { group, checkEvery, bucketBytes: 4096 } : undefined,
   });
 }
@@ -62,6 +62,9 @@ describe('data parallelism on the CPU backend', () => {
     const parts = dataParallelSteps(task.graph);
     expect(parts.gradients.outputs.map((o) => o.name)).toEqual(['loss', 'accuracy', ...parts.params.map((p) => `grad.${p}`)]);
     expect(parts.update.inputs.filter((i) => i.kind === 'data').map((i) => i.name)).toEqual(['lr']); // none of the forward's data
+    // each resident value lives in one program: optimizer state and EMA in the update, none in the gradients
+    expect(parts.gradients.inputs.filter((i) => i.kind !== 'data').map((i) => i.name).sort()).toEqual([...parts.params].sort());
+    expect(parts.gradients.inputs.some((i) => i.name === 'lr')).toBe(false);
     expect(parts.update.outputs.map((o) => o.name).sort()).toEqual(task.graph.outputs.map((o) => o.name).filter((n) => n.startsWith('next.') || n === 'grad_norm').sort());
     expect(() => dataParallelSteps(parts.update)).toThrow(/was not made by trainStep/);
   });
@@ -89,6 +92,25 @@ describe('data parallelism on the CPU backend', () => {
       const x = v.data as Float32Array, y = b.get(k)!.data as Float32Array;
       const d = Math.max(...Array.from(x, (xv, i) => Math.abs(xv - y[i]!)));
       expect(d, k).toBeLessThan(1e-4);
+    }
+
+    // resume on another number of ranks: 2 ranks stop at step 5, one process resumes their checkpoint;
+    // one process stops at step 5, 2 ranks resume it: both end with the single run's losses
+    const ab = join(root, 'two-then-one');
+    const gs2 = await groups(2);
+    await Promise.all(gs2.map((g, r) => runRank(r === 0 ? ab : join(root, 'unused'), g, 0, { stopAt: 5 })));
+    await Promise.all(gs2.map((g) => g.close()));
+    const rest = await runRank(ab, undefined, 0, { resume: true });
+    expect(rest.startStep).toBe(5);
+    const ba = join(root, 'one-then-two');
+    await runRank(ba, undefined, 0, { stopAt: 5 });
+    const gs3 = await groups(2);
+    const [rest0] = await Promise.all(gs3.map((g, r) => runRank(r === 0 ? ba : join(root, 'unused'), g, 0, { resume: true })));
+    await Promise.all(gs3.map((g) => g.close()));
+    expect(rest0!.startStep).toBe(5);
+    for (const r of [rest, rest0!]) {
+      const g2 = Math.max(...r.losses.map((l, i) => Math.abs(l - single.losses[5 + i]!) / Math.abs(single.losses[5 + i]!)));
+      expect(g2, r === rest ? 'two then one' : 'one then two').toBeLessThan(1e-5);
     }
   }, 120_000);
 });
