@@ -120,8 +120,12 @@ export class CudaParallelStep {
       if (gradients.graph.inputByName(k)) gf[k] = v;
       if (update.graph.inputByName(k)) uf[k] = v;
     }
-    const a = await gradients.run(gf, fetch.filter((n) => !update.graph.output(n)));
+    // The update is enqueued right behind the gradients program (same stream, no host wait in
+    // between); the gradients program's fetched outputs (the loss) are read after both.
+    const fromA = fetch.filter((n) => !update.graph.output(n));
+    await gradients.run(gf, []);
     const b = await update.run(uf, fetch.filter((n) => update.graph.output(n)));
+    const a = fromA.length ? await gradients.fetchLast(fromA) : {};
     if (this.failure) throw this.failure;
     const async = this.comm.asyncError();
     if (async) throw new CudaError(`NCCL failed on rank ${this.comm.rank} of ${this.comm.worldSize}: ${async}`);

@@ -493,23 +493,47 @@ export class CudaExecutable implements Executable {
     return s;
   }
 
-  async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
-    const data = checkFeeds(this.graph, feeds, this.written);
-    const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
-    const outs = want.map((n) => {
+  private outputsToFetch(want: readonly string[]) {
+    return want.map((n) => {
       const o = this.graph.output(n);
       if (!o) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
       const b = this.buffer(n, this.program.outputs);
       return { n, t: this.graph.typeOf(o.id), b, bytes: b.numel * bytesPer(b.dtype) };
     });
+  }
+
+  private download(o: { n: string; b: BufferDecl; bytes: number }): void {
+    this.cuda.downloadAsync(this.staging(o.n, o.bytes).address, this.ptr.get(o.b.id)!, o.bytes, this.stream);
+  }
+
+  /**
+   * Outputs of the last run, fetched after whatever the stream holds now (another executable on the
+   * same stream may have run since: the data-parallel update program). Outputs that are resident
+   * inputs are not offered (they have changed since).
+   */
+  async fetchLast(names: readonly string[]): Promise<Record<string, HostTensor>> {
+    const outs = this.outputsToFetch(names);
+    for (const o of outs) if (o.b.kind === 'input') throw new KilnError(`graph ${this.graph.name}: output '${o.n}' is a resident input: fetch it in run()`);
+    return this.collect(outs);
+  }
+
+  async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const data = checkFeeds(this.graph, feeds, this.written);
+    const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
+    const outs = this.outputsToFetch(want);
     this.feed(data);
     // An output that is a resident input itself holds its value at the step's start: read it first.
     const early = outs.filter((o) => o.b.kind === 'input'), late = outs.filter((o) => o.b.kind !== 'input');
-    const download = (o: (typeof outs)[number]) => this.cuda.downloadAsync(this.staging(o.n, o.bytes).address, this.ptr.get(o.b.id)!, o.bytes, this.stream);
-    early.forEach(download);
+    early.forEach((o) => this.download(o));
     this.step();
     if (!outs.length) return {};
-    late.forEach(download);
+    return this.collect(late, outs);
+  }
+
+  /** Download `late` after the work on the stream, wait for it without blocking the event loop, decode `all`. */
+  private async collect(late: ReturnType<CudaExecutable['outputsToFetch']>, all = late): Promise<Record<string, HostTensor>> {
+    const outs = all;
+    late.forEach((o) => this.download(o));
     this.cuda.record(this.fetchDone, this.stream);
     // Wait without blocking the event loop (data loaders keep running meanwhile).
     while (!this.cuda.done(this.fetchDone)) await new Promise((r) => setImmediate(r));
