@@ -1,15 +1,15 @@
 /**
  * Data-parallel training on the CPU backend (runtime/parallel/): the training step split at its
- * gradients composes to the whole step bit for bit; two ranks over the TCP transport, each training on
- * its shard of the global batch, log the losses of one process with the same global batch, and end
- * with the same parameters on both ranks (the debug checksum runs every step); rank 1 writes nothing.
+ * gradients composes to the whole step bit for bit (world size 1 through the same trainer); two ranks
+ * over the TCP transport, each training on its shard of the global batch, log the losses of one
+ * process with the same global batch and end with the same parameters (the debug checksum runs every
+ * step, and names a rank whose state drifted); rank 1 writes nothing; a run stopped on 2 ranks resumes
+ * on 1 and one stopped on 1 resumes on 2, with the single run's losses; bf16 gradients on the wire.
  *
  * Tolerance of the 2-rank vs 1-process losses: 1e-5 relative. Both compute the same math in f32; they
  * differ only in summation order (the global batch mean is the mean of two half-batch means, and every
  * gradient the mean of two half-batch gradients), a few ulps (~1e-7 relative) per step, which the
- * momentum carries from step to step (measured: 7e-8 at most over these 12 steps).
- * World size 1 through the same split and the same trainer must match the single process exactly.
- */
+ * momentum carries from step to step (measured: 7e-8 at most over these 12 steps). */
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
