@@ -9,7 +9,8 @@
  * Tolerance of the 2-rank vs 1-process losses: 1e-5 relative. Both compute the same math in f32; they
  * differ only in summation order (the global batch mean is the mean of two half-batch means, and every
  * gradient the mean of two half-batch gradients), a few ulps (~1e-7 relative) per step, which the
- * momentum carries from step to step (measured: 7e-8 at most over these 12 steps). */
+ * momentum carries from step to step (measured: 7e-8 at most over these 12 steps).
+ */
 import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
