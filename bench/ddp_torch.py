@@ -6,6 +6,8 @@ gradient_as_bucket_view. At world size 1 it also times the same step without DDP
 and its all-reduce cost there). Rank 0 prints one JSON line per spec.
 
   torchrun --nproc_per_node N bench/ddp_torch.py lightningdit:256 lightningdit_xl:128   (GLOBAL batch)
+
+BENCH_STEPS: timed steps (default 10, after 3 warm-up steps). KILN_GPU_AFTER: see gate().
 """
 import json
 import os
@@ -29,7 +31,16 @@ rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE",
 dist.init_process_group("nccl", rank=rank, world_size=world, device_id=torch.device("cuda", local))
 
 
+def gate():
+    """KILN_GPU_AFTER=FILE: wait for FILE before the first step (the set-up, imports and NCCL's init
+    run before; another process's timed steps end first, so no two timings overlap)."""
+    after = os.environ.get("KILN_GPU_AFTER")
+    while after and not os.path.exists(after):
+        time.sleep(0.05)
+
+
 def timed(step, n):
+    gate()
     for _ in range(3):
         step()
     torch.cuda.synchronize()
