@@ -26,8 +26,26 @@ export function defaultResident(graph: Graph, initial: ReadonlyMap<string, HostT
   return out;
 }
 
-export class Session {
+/**
+ * What the trainer and its hooks use of a session: runs, and the resident state read and written by
+ * name. Session implements it for one program; runtime/parallel/session.ts ParallelSession for a
+ * data-parallel rank's two programs.
+ */
+export interface StepSession {
+  readonly graph: Graph;
+  run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>>;
+  read(kinds?: readonly InputKind[]): Promise<Map<string, HostTensor>>;
+  load(values: ReadonlyMap<string, HostTensor>): Promise<void>;
+  dispose(): void;
+}
+
+export class Session implements StepSession {
   private constructor(readonly exe: Executable) {}
+
+  /** A session over an executable made elsewhere (its resident inputs written by the caller). */
+  static of(exe: Executable): Session {
+    return new Session(exe);
+  }
 
   /** Compile `graph` on `backend` (at `opts.precision`, see compileOn) and upload the resident inputs (see defaultResident). */
   static async open(backend: Backend, graph: Graph, initial: ReadonlyMap<string, HostTensor>, opts: CompileOnOptions = {}): Promise<Session> {

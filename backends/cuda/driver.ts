@@ -60,6 +60,7 @@ export const DRIVER_SIGNATURES: Record<string, string> = {
   cuStreamCreate: 'int cuStreamCreate(_Out_ void **stream, unsigned int flags)',
   cuStreamDestroy: 'int cuStreamDestroy_v2(void *stream)',
   cuStreamSynchronize: 'int cuStreamSynchronize(void *stream)',
+  cuStreamWaitEvent: 'int cuStreamWaitEvent(void *stream, void *event, unsigned int flags)',
   cuStreamBeginCapture: 'int cuStreamBeginCapture_v2(void *stream, int mode)',
   cuStreamEndCapture: 'int cuStreamEndCapture(void *stream, _Out_ void **graph)',
   cuGraphInstantiate: 'int cuGraphInstantiateWithFlags(_Out_ void **exec, void *graph, uint64_t flags)',
@@ -174,6 +175,20 @@ export class CudaDriver {
     return new CudaDriver(cu, rtc);
   }
 
+  /** How many CUDA GPUs this process sees (cuInit + cuDeviceGetCount, no context made); 0 without a driver. */
+  static deviceCount(): number {
+    try {
+      const lib = koffi.load('libcuda.so.1');
+      const init = lib.func('int cuInit(unsigned int flags)') as unknown as Fn;
+      const count = lib.func('int cuDeviceGetCount(_Out_ int *count)') as unknown as Fn;
+      if (init(0) !== 0) return 0;
+      const n = [0];
+      return count(n) === 0 ? Number(n[0]) : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   /** Is a CUDA driver library present on this machine? */
   static available(): boolean {
     try {
@@ -284,6 +299,10 @@ export class CudaDriver {
   }
   streamSynchronize(s: unknown): void {
     this.check('cuStreamSynchronize', this.cu.cuStreamSynchronize!(s));
+  }
+  /** Work enqueued on `stream` from now on waits for `event` (a fork or join of streams; captured inside a capture). */
+  streamWaitEvent(stream: unknown, event: unknown): void {
+    this.check('cuStreamWaitEvent', this.cu.cuStreamWaitEvent!(stream, event, 0));
   }
   uploadAsync(dst: bigint, src: bigint, bytes: number, stream: unknown): void {
     if (bytes) this.check('cuMemcpyHtoDAsync', this.cu.cuMemcpyHtoDAsync!(dst, src, bytes, stream));

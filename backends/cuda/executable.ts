@@ -26,6 +26,7 @@ import { type CudaModule, type KernelLaunch, type Launch, generateCuda } from '.
 import { CUBLAS_WORKSPACE_ID, type DeviceMemoryPlan, planDeviceMemory } from './deviceMemory.ts';
 import { type CapturedGraph, CudaDriver, type Module, type PinnedBuffer } from './driver.ts';
 import { DeviceMemoryError, outOfMemory, withKernelNames } from './errors.ts';
+import { kernelAccess } from '../../ir/kernel/access.ts';
 import { debugOn } from '../../compiler/debug.ts';
 import { autotuneGemms } from './gemmAutotune.ts';
 import { type CudaOptions, defaultPtxCacheDir } from './options.ts';
@@ -65,6 +66,14 @@ export interface CudaExecutableParts {
   readonly built?: BuiltCuda;
   /** The driver (tests inject a fake one: test/support/fakeCuda.ts); default the process-wide one. */
   readonly driver?: CudaDriver;
+  /**
+   * Resident inputs that live in another executable's memory, by name: their device addresses (a
+   * data-parallel update program reads and updates the gradients program's parameters in place,
+   * backends/cuda/dataParallel.ts). They count as written; the space the plan gives them is unused.
+   */
+  readonly bind?: ReadonlyMap<string, bigint>;
+  /** Run on this stream (another executable's, so that the two order without events) instead of one of its own. */
+  readonly stream?: unknown;
 }
 
 export class CudaExecutable implements Executable {
@@ -92,6 +101,10 @@ export class CudaExecutable implements Executable {
   private readonly feedPending = [false, false];
   private feedTurn = 0;
   private graph_: CapturedGraph | undefined;
+  /** Work enqueued after kernel i of every step (captured with it), and at the step's end. */
+  private readonly afterKernel = new Map<number, Array<() => void>>();
+  private readonly atStepEnd: Array<() => void> = [];
+  private readonly ownStream: boolean;
   private runs = 0;
   private disposed = false;
   /** Why the step could not be captured (then every run launches from the host). */
@@ -125,9 +138,16 @@ export class CudaExecutable implements Executable {
       throw e;
     }
     for (const [id, o] of this.memory.offsets) this.ptr.set(id, this.base + BigInt(o));
+    for (const [name, at] of parts.bind ?? []) {
+      const id = this.buffer(name, program.inputs).id;
+      residentInput(graph, name);
+      for (const b of program.buffers) if (b.id === id || b.inPlaceOf === id) this.ptr.set(b.id, at);
+      this.written.add(name);
+    }
     this.cuda.zero(this.base, this.memory.total);
     for (const b of program.buffers) if (b.kind === 'const' && this.ptr.has(b.id)) this.cuda.upload(this.ptr.get(b.id)!, encode(b.dtype, b.data!));
-    this.stream = this.cuda.createStream();
+    this.ownStream = parts.stream === undefined;
+    this.stream = parts.stream ?? this.cuda.createStream();
     this.feedDone = [this.cuda.createEvent(), this.cuda.createEvent()];
     this.fetchDone = this.cuda.createEvent();
     this.packed = this.gen.launches.map((ls) => ls.map((l) => (l.kind === 'kernel' ? this.cuda.packArgs(this.launchArgs(l)) : null)));
@@ -224,10 +244,54 @@ export class CudaExecutable implements Executable {
     for (let i = 0; i < this.gen.launches.length; i++) this.launchKernel(i);
   }
 
-  /** The whole step on the stream: every kernel, then the copies of the updates not written in place. */
+  /** The whole step on the stream: every kernel (each followed by its hooks), the copies of the updates not written in place, the end hooks. */
   private enqueueStep(): void {
-    for (let i = 0; i < this.gen.launches.length; i++) this.launchKernel(i);
+    for (const f of this.afterKernel.get(-1) ?? []) f();
+    for (let i = 0; i < this.gen.launches.length; i++) {
+      this.launchKernel(i);
+      for (const f of this.afterKernel.get(i) ?? []) f();
+    }
     for (const [dst, src] of this.copies) this.cuda.copyAsync(this.ptr.get(dst.id)!, this.ptr.get(src.id)!, src.numel * bytesPer(src.dtype), this.stream);
+    for (const f of this.atStepEnd) f();
+  }
+
+  /** The stream every step runs on (and hooks enqueue after). */
+  get stepStream(): unknown {
+    return this.stream;
+  }
+
+  /** Device address and bytes of a named input or output buffer. */
+  address(name: string): { ptr: bigint; bytes: number; dtype: DType; numel: number } {
+    const id = this.program.inputs.get(name) ?? this.program.outputs.get(name);
+    if (id === undefined) throw new KilnError(`graph ${this.graph.name}: no input or output '${name}'`);
+    const b = this.program.buffers[id]!;
+    return { ptr: this.ptr.get(id)!, bytes: b.numel * bytesPer(b.dtype), dtype: b.dtype, numel: b.numel };
+  }
+
+  /**
+   * The index of the last kernel (in launch order) that writes output `name`: from then on in the step
+   * its value is final. -1 when no kernel writes it (a constant).
+   */
+  lastWriter(name: string): number {
+    const id = this.buffer(name, this.program.outputs).id;
+    for (let i = this.program.kernels.length - 1; i >= 0; i--) if (kernelAccess(this.program.kernels[i]!).writes.has(id)) return i;
+    return -1;
+  }
+
+  /**
+   * Enqueue `fn`'s work after kernel `i` of every step (-1: before the first), or at the step's end
+   * (`'end'`); captured into the step's graph with it, so register hooks before the second run.
+   */
+  hook(at: number | 'end', fn: () => void): void {
+    if (this.graph_) throw new KilnError(`graph ${this.graph.name}: hooks must be added before the step is captured`);
+    if (at === 'end') this.atStepEnd.push(fn);
+    else this.afterKernel.set(at, [...(this.afterKernel.get(at) ?? []), fn]);
+  }
+
+  /** Resident input `name` is written by device work of the caller's (an all-reduce), not by write(). */
+  markWritten(name: string): void {
+    residentInput(this.graph, name);
+    this.written.add(name);
   }
 
   /** Run one step on the device: host launches, or the captured graph (captured on the second run). */
@@ -429,23 +493,47 @@ export class CudaExecutable implements Executable {
     return s;
   }
 
-  async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
-    const data = checkFeeds(this.graph, feeds, this.written);
-    const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
-    const outs = want.map((n) => {
+  private outputsToFetch(want: readonly string[]) {
+    return want.map((n) => {
       const o = this.graph.output(n);
       if (!o) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
       const b = this.buffer(n, this.program.outputs);
       return { n, t: this.graph.typeOf(o.id), b, bytes: b.numel * bytesPer(b.dtype) };
     });
+  }
+
+  private download(o: { n: string; b: BufferDecl; bytes: number }): void {
+    this.cuda.downloadAsync(this.staging(o.n, o.bytes).address, this.ptr.get(o.b.id)!, o.bytes, this.stream);
+  }
+
+  /**
+   * Outputs of the last run, fetched after whatever the stream holds now (another executable on the
+   * same stream may have run since: the data-parallel update program). Outputs that are resident
+   * inputs are not offered (they have changed since).
+   */
+  async fetchLast(names: readonly string[]): Promise<Record<string, HostTensor>> {
+    const outs = this.outputsToFetch(names);
+    for (const o of outs) if (o.b.kind === 'input') throw new KilnError(`graph ${this.graph.name}: output '${o.n}' is a resident input: fetch it in run()`);
+    return this.collect(outs);
+  }
+
+  async run(feeds: Readonly<Record<string, HostTensor>>, fetch?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const data = checkFeeds(this.graph, feeds, this.written);
+    const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
+    const outs = this.outputsToFetch(want);
     this.feed(data);
     // An output that is a resident input itself holds its value at the step's start: read it first.
     const early = outs.filter((o) => o.b.kind === 'input'), late = outs.filter((o) => o.b.kind !== 'input');
-    const download = (o: (typeof outs)[number]) => this.cuda.downloadAsync(this.staging(o.n, o.bytes).address, this.ptr.get(o.b.id)!, o.bytes, this.stream);
-    early.forEach(download);
+    early.forEach((o) => this.download(o));
     this.step();
     if (!outs.length) return {};
-    late.forEach(download);
+    return this.collect(late, outs);
+  }
+
+  /** Download `late` after the work on the stream, wait for it without blocking the event loop, decode `all`. */
+  private async collect(late: ReturnType<CudaExecutable['outputsToFetch']>, all = late): Promise<Record<string, HostTensor>> {
+    const outs = all;
+    late.forEach((o) => this.download(o));
     this.cuda.record(this.fetchDone, this.stream);
     // Wait without blocking the event loop (data loaders keep running meanwhile).
     while (!this.cuda.done(this.fetchDone)) await new Promise((r) => setImmediate(r));
@@ -466,7 +554,7 @@ export class CudaExecutable implements Executable {
     for (const s of this.feedStaging) this.cuda.hostFree(s);
     for (const e of this.feedDone) this.cuda.destroyEvent(e);
     this.cuda.destroyEvent(this.fetchDone);
-    this.cuda.destroyStream(this.stream);
+    if (this.ownStream) this.cuda.destroyStream(this.stream);
     this.cuda.free(this.base);
   }
 }
@@ -476,10 +564,11 @@ export class CudaExecutable implements Executable {
  * `deps.driver`: the driver to use instead of the process-wide CudaDriver.get (tests inject a fake).
  * `freeMemoryBytes` is the device's free memory from cuMemGetInfo, for compileOn's `remat: 'auto'`.
  */
-export function createCudaBackend(options: CudaOptions = {}, deps: { driver?: CudaDriver } = {}): Backend {
+export function createCudaBackend(options: CudaOptions = {}, deps: { driver?: CudaDriver; parts?: Pick<CudaExecutableParts, 'bind' | 'stream'> } = {}): CudaBackend {
   const driver = () => deps.driver ?? CudaDriver.get(options.libDir);
   return {
     name: 'cuda',
+    withParts: (parts) => createCudaBackend(options, { ...deps, parts: { ...deps.parts, ...parts } }),
     consumes: 'kernels',
     freeMemoryBytes: () => driver().memInfo().free,
     compile: async (graph: Graph, program?: KernelProgram, info?: CompileInfo) => {
@@ -494,9 +583,14 @@ export function createCudaBackend(options: CudaOptions = {}, deps: { driver?: Cu
       } catch (e) {
         throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(driver(), program, options), options), fn));
       }
-      return new CudaExecutable(graph, program, options, { built, driver: deps.driver });
+      return new CudaExecutable(graph, program, options, { built, driver: deps.driver, ...deps.parts });
     },
   };
+}
+
+/** The CUDA backend; `withParts`: the same backend making executables bound to another's memory and stream. */
+export interface CudaBackend extends Backend {
+  withParts(parts: Pick<CudaExecutableParts, 'bind' | 'stream'>): CudaBackend;
 }
 
 /** The CUDA backend with default options (cuBLAS on, libraries and cache in their default places). */

@@ -12,6 +12,12 @@ import { train } from '../../runtime/train/trainer.ts';
 import { buildTask } from '../jobs/tasks.ts';
 import { makeSource, resolveJob, shippedJobs } from '../jobs/load.ts';
 import type { RematMode } from '../../compiler/transforms/remat.ts';
+import { CudaDriver } from '../../backends/cuda/driver.ts';
+import { parallelEnv, pinLocalGpu } from '../../runtime/parallel/env.ts';
+import { launchRanks } from '../../runtime/parallel/launch.ts';
+import { ncclCandidates } from '../../runtime/parallel/ncclLibrary.ts';
+import { perRankBatch, shardSource } from '../../runtime/parallel/shard.ts';
+import { ParallelError, TcpGroup } from '../../runtime/parallel/tcpGroup.ts';
 import { backendOption, int, intList, num, positiveInt, precisionOption, rematOption } from '../options.ts';
 
 interface TrainCliOptions {
@@ -36,6 +42,7 @@ interface TrainCliOptions {
   resume: boolean;
   stopAfter?: number;
   timeLimit?: number;
+  gpus?: number;
   set: Array<[string, unknown]>;
 }
 
@@ -77,8 +84,19 @@ export function register(program: Command): void {
     .option('--resume', 'continue from the newest valid checkpoint in the run directory', false)
     .option('--set <field=value>', 'set any job field (dot path; the value is JSON, else a string); repeatable, e.g. --set model.encoder.checkpoint=null (default: none)', setting, [])
     .option('--stop-after <n>', 'stop after this step, leaving the run resumable (default: run to the end)', positiveInt)
+    .option('--gpus <n>', 'data parallel: start N processes, one GPU each (NCCL on cuda; on cpu/kernel-cpu N processes over TCP); the batch is the global one, each rank gets batch/N; see docs/data-parallel.md for the environment form of external launchers and several hosts (default: 1, no data parallelism)', positiveInt)
     .option('--time-limit <s>', 'stop after the step that ends past this many seconds since the start (compiles included; checkpoint saved, resumable; the final evaluation runs too) (default: none)', num)
     .action(async (arg: string, o: TrainCliOptions) => {
+      const dp = parallelEnv();
+      if (dp && o.gpus !== undefined && o.gpus !== dp.worldSize) throw new ParallelError(`world size mismatch: --gpus ${o.gpus} but KILN_WORLD_SIZE=${dp.worldSize} (give one or the other)`);
+      if (!dp && o.gpus !== undefined && o.gpus > 1) {
+        const visible = CudaDriver.deviceCount();
+        if (visible > 0 && visible < o.gpus && o.backend !== 'cpu' && o.backend !== 'kernel-cpu' && o.backend !== 'wgsl')
+          throw new ParallelError(`--gpus ${o.gpus}: this machine has ${visible} CUDA GPU${visible > 1 ? 's' : ''} (use --gpus ${visible} or fewer, or --backend cpu for N CPU processes)`);
+        process.exitCode = await launchRanks(o.gpus);
+        return;
+      }
+      if (dp) pinLocalGpu(dp);
       const steps = o.steps ?? o.maxSteps;
       const overrides: Array<[string, unknown]> = [
         ['backend', o.backend], ['precision', o.precision], ['batchSize', o.batch], ['schedule.lr', o.lr], ['optimizer.weightDecay', o.weightDecay],
@@ -92,23 +110,36 @@ export function register(program: Command): void {
       if (o.data) overrides.push([peek.job.data.kind === 'fashion_mnist' ? 'data.dir' : 'data.root', o.data]);
       const { job, file, userModel } = o.data ? await resolveJob(arg, { jobFile: o.job, overrides }) : peek;
       const runDir = job.outputDir ?? join('runs', job.name);
-      console.log(`job ${job.name} (${file}), resolved config:\n${JSON.stringify(job, null, 2)}`);
+      const lead = !dp || dp.rank === 0;
+      if (lead) console.log(`job ${job.name} (${file}), resolved config:\n${JSON.stringify(job, null, 2)}`);
       const { backend, reason } = await chooseBackend(job.backend);
-      console.log(`backend: ${backend.name} (${reason}); precision ${job.precision ?? `${defaultPrecision(backend)} (the backend's default)`}`);
+      const say = lead ? (s: string) => console.log(s) : () => {};
+      say(`backend: ${backend.name} (${reason}); precision ${job.precision ?? `${defaultPrecision(backend)} (the backend's default)`}`);
       const warn = (s: string) => console.error(`warning: ${s}`);
-      const source = makeSource(job, warn);
+      // Data parallel: the job's batch is the global one; this rank builds its program for batch/N and reads its shard.
+      const rankJob = dp ? { ...job, batchSize: perRankBatch(job.batchSize, dp.worldSize) } : job;
+      const source = dp ? shardSource(makeSource(rankJob, warn), dp.rank, dp.worldSize) : makeSource(job, warn);
       const precision = job.precision ?? undefined;
-      const { task, summary } = await buildTask({ job, backend, precision, source, log: (s) => console.log(s), warn, userModel });
+      const group = dp ? await TcpGroup.open({ rank: dp.rank, worldSize: dp.worldSize, address: dp.rendezvous, timeoutMs: dp.timeoutMs }) : undefined;
+      // A failed group ends this rank even where it is not waiting on the group (e.g. inside a device collective).
+      group?.onFailure((e) => setTimeout(() => {
+        console.error(`error: ${e.message}`);
+        process.exit(1);
+      }, 2000).unref());
+      const { task, summary } = await buildTask({ job: rankJob, backend, precision, source, log: say, warn, userModel });
       const totalSteps = job.steps ?? Math.ceil(job.epochs! * source.batchesPerEpoch);
       const s = job.schedule;
       const schedule = makeSchedule(s.kind === 'constant' ? { kind: 'constant', lr: s.lr } : { kind: s.kind, lr: s.lr, warmup: Math.min(s.warmup, totalSteps), total: totalSteps, minLr: s.minLr });
-      console.log(`model: ${summary}; ${task.graph.nodes.length} ops per step; ${totalSteps} steps of ${job.batchSize} (${source.batchesPerEpoch} per epoch); run directory ${runDir}`);
+      say(`model: ${summary}; ${task.graph.nodes.length} ops per step; ${totalSteps} steps of ${job.batchSize}${dp ? ` (${rankJob.batchSize} on each of ${dp.worldSize} ranks)` : ''} (${source.batchesPerEpoch} per epoch); run directory ${runDir}`);
+      const parallel = group && dp ? { group, checkEvery: dp.checkEvery, gradDtype: dp.gradDtype, ncclCandidates: backend.name === 'cuda' ? ncclCandidates() : undefined } : undefined;
       const r = await train(task, {
+        parallel,
         backend, precision, remat: o.remat, totalSteps, schedule, seed: job.seed, runDir, config: job,
         intervals: { log: job.intervals.log, checkpoint: job.intervals.checkpoint, plot: job.intervals.plot, eval: job.intervals.eval ?? undefined, sample: job.intervals.sample ?? undefined },
         keepCheckpoints: job.keepCheckpoints, resume: o.resume, stopAt: o.stopAfter, timeLimitS: o.timeLimit, tty: Boolean(process.stderr.isTTY),
         log: (l) => console.log(l), warn,
-      });
+      }).finally(() => group?.close());
+      if (!lead) return;
       console.log(`done: ${r.steps} steps (${r.steps - r.startStep} in this run), loss ${r.firstLoss.toFixed(4)} → ${r.lastLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s` +
         `${Object.keys(r.evals).length ? `; ${Object.entries(r.evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}` : ''}; outputs in ${runDir}`);
     });

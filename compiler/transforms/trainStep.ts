@@ -9,9 +9,18 @@
  *    `ema.<param>` (state) when EMA is on;
  *  - outputs: the loss, the requested metrics, `grad_norm` (when clipping), and `next.<input>` for
  *    every parameter and state input: the value that input takes for the next step.
+ *
+ * Data parallelism (runtime/parallel/) splits the same step in two programs at the gradients, where
+ * the ranks' gradients are averaged: `gradients` (the loss, the metrics and `grad.<param>` for every
+ * trained parameter: forward and backward) and `update` (its inputs: the parameters, `grad.<param>`
+ * as state filled by the all-reduce, lr, the optimizer state and EMA; its outputs: `grad_norm` and the
+ * `next.` updates: clipping, the optimizer and the EMA). Composed, they compute what trainStep does.
+ * trainStep remembers the forward graph and options of each step it makes (dataParallelSteps(step)
+ * finds them), so every job's step can be split without the job knowing.
  */
 import { KilnError } from '../../ir/errors.ts';
-import { type Graph, NEXT_PREFIX } from '../../ir/graph.ts';
+import type { DType } from '../../ir/dtype.ts';
+import { Graph, NEXT_PREFIX } from '../../ir/graph.ts';
 import type { Tensor } from '../dsl/tensor.ts';
 import { dumpGraph } from '../debug.ts';
 import { dce } from '../passes/dce.ts';
@@ -45,7 +54,50 @@ export function emaName(param: string): string {
   return `ema.${param}`;
 }
 
+/** The two programs of a data-parallel step (see the file comment). */
+export interface DataParallelSteps {
+  readonly gradients: Graph;
+  readonly update: Graph;
+  /** The trained parameters, in the order of the step's inputs. */
+  readonly params: readonly string[];
+  /** The dtype `grad.<param>` crosses the ranks in (the parameter's own, or bf16 when asked). */
+  readonly gradDtype: (param: string) => DType;
+}
+
+/** What each trainStep graph was made from (dataParallelSteps splits it again). */
+const MADE_FROM = new WeakMap<Graph, { forward: Graph; opts: TrainStepOptions }>();
+
 export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
+  const out = buildStep(g, opts, 'whole');
+  MADE_FROM.set(out, { forward: g, opts });
+  return out;
+}
+
+/**
+ * The gradients and update programs of a step made by trainStep (throws for any other graph).
+ * `gradDtype: 'bf16'`: the gradients are rounded to bf16 before the all-reduce (half the bytes on the
+ * wire) and widened back to the parameter's dtype in the update.
+ */
+export function dataParallelSteps(step: Graph, o: { gradDtype?: 'bf16' } = {}): DataParallelSteps {
+  const made = MADE_FROM.get(step);
+  if (!made) throw new KilnError(`data parallelism: graph ${step.name} was not made by trainStep, so it cannot be split at its gradients`);
+  const gradients = buildStep(made.forward, made.opts, 'gradients', o.gradDtype);
+  const update = buildStep(made.forward, made.opts, 'update', o.gradDtype);
+  const params = made.opts.params ?? made.forward.inputs.filter((i) => i.kind === 'param').map((i) => i.name);
+  return { gradients, update, params, gradDtype: (p) => o.gradDtype ?? made.forward.inputByName(p)!.type.dtype };
+}
+
+/**
+ * `g` without the inputs no node or output uses: the update program needs none of the forward's data,
+ * the gradients program none of the optimizer's state (each resident value lives in one program).
+ */
+function pruneInputs(g: Graph): Graph {
+  const used = new Set<number>(g.outputs.map((o) => o.id));
+  for (const n of g.nodes) for (const i of n.inputs) used.add(i);
+  return new Graph(g.name, g.inputs.filter((i) => used.has(i.id)), g.nodes, g.outputs);
+}
+
+function buildStep(g: Graph, opts: TrainStepOptions, part: 'whole' | 'gradients' | 'update', gradDtype?: DType): Graph {
   const params = opts.params ?? g.inputs.filter((i) => i.kind === 'param').map((i) => i.name);
   if (params.length === 0) throw new KilnError(`trainStep: graph ${g.name} has no trainable parameters (no 'param' inputs, and none named in 'params')`);
   for (const p of params) {
@@ -55,7 +107,7 @@ export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
   for (const reserved of [LR_INPUT, STEP_STATE])
     if (g.inputByName(reserved)) throw new KilnError(`trainStep: graph ${g.name} already has an input named '${reserved}'`);
   const gg = grad(g, { loss: opts.loss, wrt: params, outputs: opts.metrics ?? [] });
-  const rw = copyGraph(gg, `${g.name}_train`);
+  const rw = copyGraph(gg, `${g.name}_${part === 'whole' ? 'train' : part}`);
   const { ctx, builder: b } = rw;
 
   return rw.run(() => {
@@ -73,9 +125,24 @@ export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
       emaInputs.set(p, ctx.input(emaName(p), t.shape, t.dtype, 'state'));
     }
 
-    for (const name of [opts.loss, ...(opts.metrics ?? [])]) b.output(name, rw.out(name).id);
+    if (part !== 'update') for (const name of [opts.loss, ...(opts.metrics ?? [])]) b.output(name, rw.out(name).id);
+    if (part === 'gradients') {
+      for (const p of params) {
+        const gr = rw.out(gradName(p));
+        b.output(gradName(p), (gradDtype ? gr.cast(gradDtype) : gr).id);
+      }
+      const grads = pruneInputs(dce(b.build())); // without the optimizer state and EMA inputs made above
+      dumpGraph('ir', 'trainStep', grads);
+      return grads;
+    }
 
-    let grads = params.map((p) => rw.out(gradName(p)));
+    let grads = part === 'update'
+      ? params.map((p) => {
+        const t = gg.inputByName(p)!.type;
+        const x = ctx.input(gradName(p), t.shape, gradDtype ?? t.dtype, 'state');
+        return gradDtype ? x.cast(t.dtype) : x;
+      })
+      : params.map((p) => rw.out(gradName(p)));
     if (opts.clipGradNorm !== undefined) {
       const total = grads.map((gr) => gr.cast('f32').square().sum()).reduce((a, c) => a.add(c)).sqrt();
       b.output(GRAD_NORM_OUTPUT, total.id);
@@ -96,7 +163,7 @@ export function trainStep(g: Graph, opts: TrainStepOptions): Graph {
       const ema = emaInputs.get(p);
       if (ema) b.output(NEXT_PREFIX + emaName(p), ema.mul(opts.ema!.decay).add(r.param.mul(1 - opts.ema!.decay)).id);
     });
-    const out = dce(b.build());
+    const out = part === 'update' ? pruneInputs(dce(b.build())) : dce(b.build());
     dumpGraph('ir', 'trainStep', out);
     return out;
   });

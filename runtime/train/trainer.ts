@@ -23,6 +23,15 @@
  * Checkpoints hold both: the adversary's parameters in model.safetensors under their own keys (they
  * must not collide with the main model's), its optimizer state in train_state.safetensors under
  * `adversary.` (e.g. `adversary.optim.step`), so a resumed run continues both bit for bit.
+ *
+ * Data parallelism (`parallel`, runtime/parallel/): this process is one rank of several; its source
+ * gives its shard of each global batch (runtime/parallel/shard.ts) and the step is a ParallelSession
+ * (gradients averaged over the ranks, the same update everywhere). Rank 0 alone writes the run
+ * directory (config, metrics, plots, checkpoints), logs, and runs the sample and eval hooks; on resume
+ * it reads the checkpoint and its step and state reach every rank (so a run resumes on any number of
+ * ranks with the same global batch). Programs that draw random numbers get `rng_seed` = [seed + rank ·
+ * 0x9e3779b9, step] (rank 0's is the single-process stream): each rank draws its own noise, as with
+ * PyTorch DDP. A time limit is decided collectively (every rank stops after the same step).
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,7 +47,8 @@ import type { Precision } from '../compile.ts';
 import { Prefetcher } from '../data/prefetch.ts';
 import type { BatchSource, SourceBatch } from '../data/source.ts';
 import type { Schedule } from '../schedule.ts';
-import { Session } from '../session.ts';
+import { Session, type StepSession } from '../session.ts';
+import { type ParallelContext, ParallelSession } from '../parallel/session.ts';
 import { writeLossPlot } from './lossPlot.ts';
 import { Progress } from './progress.ts';
 
@@ -55,9 +65,9 @@ export interface TrainTask {
   /** Outputs fetched each step, the loss first. */
   outputs: readonly string[];
   /** Called every `intervals.sample` steps with the session (write PNGs under dir). */
-  sample?(session: Session, step: number, dir: string): Promise<void>;
+  sample?(session: StepSession, step: number, dir: string): Promise<void>;
   /** Called every `intervals.eval` steps and at the end; returns named metrics. */
-  evaluate?(session: Session, step: number): Promise<Record<string, number>>;
+  evaluate?(session: StepSession, step: number): Promise<Record<string, number>>;
   /** String metadata written into every checkpoint (e.g. `latent_stats`, which `kiln sample` reads). */
   meta?: Readonly<Record<string, string>>;
   /** A program trained in alternation with this one (a GAN's discriminator). */
@@ -106,6 +116,8 @@ export interface TrainOptions {
   tty?: boolean;
   log?: (line: string) => void;
   warn?: (line: string) => void;
+  /** Train as one rank of a data-parallel job (see the file comment). */
+  parallel?: ParallelContext;
 }
 
 export interface TrainResult {
@@ -127,11 +139,18 @@ interface MetricLine {
 }
 
 export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResult> {
-  const log = o.log ?? ((s: string) => console.log(s));
-  const warn = o.warn ?? ((s: string) => console.error(`warning: ${s}`));
+  const par = o.parallel;
+  const rank = par?.group.rank ?? 0;
+  const lead = rank === 0;
+  const quiet = () => {};
+  const log = lead ? (o.log ?? ((s: string) => console.log(s))) : quiet;
+  const warn = o.warn ?? ((s: string) => console.error(`warning: ${par ? `[rank ${rank}] ` : ''}${s}`));
   const started = performance.now();
-  mkdirSync(o.runDir, { recursive: true });
-  writeFileSync(join(o.runDir, 'config.json'), `${JSON.stringify(o.config, null, 2)}\n`);
+  if (par && task.adversary) throw Object.assign(new KilnError('data-parallel training of a job with an adversary (the stage-Ib discriminator) is not implemented yet: train it on one GPU'), { name: 'NotImplementedError' });
+  if (lead) {
+    mkdirSync(o.runDir, { recursive: true });
+    writeFileSync(join(o.runDir, 'config.json'), `${JSON.stringify(o.config, null, 2)}\n`);
+  }
   const ckRoot = join(o.runDir, 'checkpoints');
   const metricsPath = join(o.runDir, 'metrics.jsonl');
   const perEpoch = task.source.batchesPerEpoch;
@@ -142,7 +161,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   let initial = task.initial;
   let advInitial = adv?.initial;
   let step = 0;
-  if (o.resume) {
+  if (o.resume && lead) {
     const found = loadLatestCheckpoint(ckRoot, warn);
     if (found) {
       const all = joinResident(found.checkpoint);
@@ -159,9 +178,15 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       log(`resuming from ${found.dir} at step ${step} (epoch ${found.state.epoch}, batch ${found.state.batchInEpoch})`);
     } else log(`no checkpoint under ${ckRoot}: starting from step 0`);
   }
+  if (par && par.group.worldSize > 1) {
+    // rank 0's step (from its checkpoint) on every rank; its parameters and state follow when the session opens
+    const s = new Float32Array([step]);
+    await par.group.broadcast(s, 0);
+    step = s[0]!;
+  }
   // metrics.jsonl holds exactly the steps before `step` (a killed run may have logged steps past its last checkpoint).
   const history: MetricLine[] = [];
-  if (existsSync(metricsPath) && step > 0)
+  if (lead && existsSync(metricsPath) && step > 0)
     for (const line of readFileSync(metricsPath, 'utf8').split('\n'))
       if (line.trim()) {
         try {
@@ -169,7 +194,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
           if (m.step <= step) history.push(m);
         } catch { /* a line cut by a crash */ }
       }
-  writeFileSync(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
+  if (lead) writeFileSync(metricsPath, history.map((m) => `${JSON.stringify(m)}\n`).join(''));
 
   const onRemat = (r: RematSummary) => {
     if (r.recomputedNodes || r.reason) log(`remat: ${r.mode}${r.reason ? ` (${r.reason})` : ''}: ${r.recomputedNodes} nodes recomputed, extra ${(r.extraFlops / 1e9).toFixed(2)} GFLOP per step`);
@@ -178,9 +203,14 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   // (one turn of the event loop posts the first loads before a synchronous compile can block it).
   const loader = new Prefetcher(task.source, { epoch: Math.floor(step / perEpoch), batch: step % perEpoch }, o.prefetch);
   await new Promise<void>((r) => setImmediate(r));
-  let session: Session;
+  let session: StepSession;
   try {
-    session = await Session.open(o.backend, task.graph, initial, { precision: o.precision, remat: o.remat, onRemat });
+    const copts = { precision: o.precision, remat: o.remat, onRemat };
+    if (par) {
+      const ps = await ParallelSession.open(o.backend, task.graph, initial, copts, par);
+      log(`data parallel: rank ${rank} of ${par.group.worldSize}, ${ps.describe}`);
+      session = ps;
+    } else session = await Session.open(o.backend, task.graph, initial, copts);
   } catch (e) {
     await loader.close();
     throw e;
@@ -227,7 +257,7 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       const { batch, waitMs } = await loader.next();
       const t0 = performance.now();
       const feeds: Record<string, HostTensor> = { ...(await task.feeds(batch, step)), lr: hostTensor('f32', [], [o.schedule(step)]) };
-      if (hasRng) feeds.rng_seed = hostTensor('u32', [2], [o.seed >>> 0, step >>> 0]);
+      if (hasRng) feeds.rng_seed = hostTensor('u32', [2], [(o.seed + rank * 0x9e3779b9) >>> 0, step >>> 0]);
       const out = await session.run(feeds, adv ? [...new Set([...task.outputs, ...adv.fromMain])] : task.outputs);
       let advOut: Record<string, HostTensor> | undefined;
       if (adv && advSession) {
@@ -249,21 +279,31 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
       if (adv && advOut) for (const n of adv.outputs) if (advOut[n]!.data.length === 1) line[adv.metricPrefix + n] = Number(advOut[n]!.data[0]);
       history.push(line);
       losses.push(loss);
-      appendFileSync(metricsPath, `${JSON.stringify(line)}\n`);
-      progress.update({ step, total: o.totalSteps, loss, dataMs: waitMs, stepMs });
-      if (step % o.intervals.checkpoint === 0) await save();
-      if (o.intervals.plot && step % o.intervals.plot === 0) await plot();
-      await runHooks(step, false);
-      if (o.timeLimitS !== undefined && (performance.now() - started) / 1000 >= o.timeLimitS) {
+      if (lead) {
+        appendFileSync(metricsPath, `${JSON.stringify(line)}\n`);
+        progress.update({ step, total: o.totalSteps, loss, dataMs: waitMs, stepMs });
+        if (step % o.intervals.checkpoint === 0) await save();
+        if (o.intervals.plot && step % o.intervals.plot === 0) await plot();
+        await runHooks(step, false);
+      }
+      let overTime = o.timeLimitS !== undefined && (performance.now() - started) / 1000 >= o.timeLimitS;
+      if (par && o.timeLimitS !== undefined && par.group.worldSize > 1) {
+        const f = new Float32Array([overTime ? 1 : 0]);
+        await par.group.allReduce(f, 'sum');
+        overTime = f[0]! > 0;
+      }
+      if (overTime) {
         timedOut = true;
         log(`time limit of ${o.timeLimitS} s reached after step ${step} of ${o.totalSteps}`);
         break;
       }
     }
     progress.finish();
-    if (step % o.intervals.checkpoint !== 0) await save();
-    await plot();
-    if (step === o.totalSteps || timedOut) await runHooks(step, true);
+    if (lead) {
+      if (step % o.intervals.checkpoint !== 0) await save();
+      await plot();
+      if (step === o.totalSteps || timedOut) await runHooks(step, true);
+    }
     const { dataMs, stepMs } = progress.means;
     log(`data ${dataMs.toFixed(2)} ms vs step ${stepMs.toFixed(2)} ms per step (mean over ${losses.length} steps): ${dataMs < 0.1 * stepMs ? 'the device did not wait for data' : 'data loading is a bottleneck'}`);
     return {
