@@ -25,6 +25,7 @@ set -u
 OUT=${OUT:-out/fae-chain}
 RUNS=${RUNS:-/tmp/fae-chain-runs}
 R=$RUNS L=$OUT/logs S=$OUT/samples
+COUNT=${COUNT:-1000} CURVE_COUNT=${CURVE_COUNT:-500}
 
 # collect: every run's metrics and config back under $OUT, the encoder's checkpoint when trained here, the table
 collect() {
@@ -50,12 +51,20 @@ collect() {
     b=$(basename "$f" .log); b=${b#curve-fd-}; space=${b%%-*}; step=$((10#${b##*step-}))
     python3 -c "import json,sys; l=[x for x in open(sys.argv[1]) if x.startswith('{')]; d=json.loads(l[-1]) if l else {}; print(f\"$space\t$step\t{d.get('fd','nan')}\t{d.get('floor','nan')}\")" "$f" >> "$OUT/curves.tsv"
   done
-  sort -k1,1 -k2,2n "$OUT/curves.tsv" | column -t
+  tail -n +2 "$OUT/curves.tsv" | sort -k1,1 -k2,2n | column -t
+  for space in fae pixels; do # of the curve grids, only the last checkpoint's comes back (size)
+    ls "$S"/curve-$space-step-*.png 2>/dev/null | sort | head -n -1 | xargs -r rm -f
+  done
   python3 bench/fae_chain_table.py table "$OUT" | tee "$OUT/table.md"
+  # the small PNGs for docs/ (bench/faeChainDocs.ts: 2 rows of each grid, the curve plot); then the 1000-sample
+  # grids (~1 MB each) stay behind
+  if timeout 30 tsx bench/faeChainDocs.ts "$OUT" "$OUT/img" gpu --samples "$COUNT" --curve-samples "$CURVE_COUNT" --md "$OUT/section.md" > "$L/docs.log" 2>&1; then
+    find "$S" -name '*.png' ! -name reconstructions.png -delete
+  fi
+  du -sh "$OUT"
 }
 if [ "${1:-}" = collect ]; then collect; exit 0; fi
 
-COUNT=${COUNT:-1000}
 rm -rf "$R"
 mkdir -p "$R" "$L" "$S"
 BK=${BACKEND:-cuda}

@@ -589,7 +589,7 @@ def main():
             with torch.no_grad():
                 acc = float((clf(imgs).argmax(-1) == labels).float().mean())
             st[key] = {"fd": frechet(pooled(enc, imgs)[:N], real[:N]), "accuracy": acc}
-            kept[f"{name}.{key}"] = imgs[:20].cpu().contiguous()
+            kept[f"{name}.{key}"] = imgs[:20].detach().cpu().clone()
         sync()
         st["sample_s"] = time.perf_counter() - t0
         log(f"{name}: " + ", ".join(f"{k} FD {st[k]['fd']:.3f} accuracy {100 * st[k]['accuracy']:.1f}%" for k, _ in GENERATORS[name][2]) + f" (floor {floor:.3f})")
