@@ -80,6 +80,8 @@ TPREC=${PREC:-bf16}
 T0=$(date +%s%N)
 el() { echo $(( ($(date +%s%N) - T0) / 1000000000 )); }
 left() { [ "$END" -gt 0 ] && echo $(( END - $(date +%s) )) || echo 100000; } # seconds to END
+SEQ=${SEQ:-0} # SEQ=1: Kiln's training stages one after another, then the PyTorch side alone (per-stage times without load)
+bg() { if [ "$SEQ" = 1 ]; then "$@"; else "$@" & fi; }
 cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $(( l > 1 ? l : 1 )); } # min(LIMIT, seconds to END)
 
 # k NAME LIMIT ARGS...: one kiln command, its log, its wall time (times.txt: name rc seconds)
@@ -134,15 +136,15 @@ run_torch() {
   lim=$(cap "$TORCH_LIMIT")
   t0=$(date +%s%N)
   timeout -k 2 "$lim" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --encoder-ready "$READY" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" \
-    --precision "$TPREC" --probe-train 10000 --parallel-generators --deadline "$END" --reserve 25 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
+    --precision "$TPREC" --probe-train 10000 $([ "$SEQ" = 1 ] || echo --parallel-generators) --deadline "$END" --reserve 25 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
   echo "torch $? $(( ($(date +%s%N) - t0) / 1000000 ))" >> "$OUT/times.txt"
   echo "[$(el)s] torch done: $(grep -c . "$OUT/torch/torch_log.txt" 2>/dev/null) log lines"
 }
 TORCH_PID=
-if [ "${TORCH:-1}" = 1 ]; then run_torch & TORCH_PID=$!; fi
+if [ "${TORCH:-1}" = 1 ] && [ "$SEQ" != 1 ]; then run_torch & TORCH_PID=$!; fi
 waitk() { local p; for p in $(jobs -p); do [ "$p" = "$TORCH_PID" ] || [ "$p" = "${PIX_PID:-}" ] || wait "$p"; done; } # Kiln's stage jobs
 
-tr_ classifier fashion-classifier "$S_CLF" "$LIM_CLF" --set intervals.checkpoint=$ck &
+bg tr_ classifier fashion-classifier "$S_CLF" "$LIM_CLF" --set intervals.checkpoint=$ck
 PIX_PID=
 if [ "${CURVES:-0}" = 1 ]; then # the pixel-space DiT, then (once the encoder exists) its curve, in the background
   ( tr_ lightningdit-pixels lightningdit-pixels "$S_DIT" "$LIM_DIT" "${curve[@]}"
@@ -158,8 +160,8 @@ fi
 enc=(--set "model.encoder.checkpoint=$ENC")
 tr_ fae-stage-ia fae-stage-ia "$S_IA" "$LIM_IA" "${enc[@]}" --set intervals.checkpoint=$ck
 lat=(--set "model.latents.encoder.checkpoint=$ENC" --set "model.latents.checkpoint=$R/fae-stage-ia")
-tr_ lightningdit-fae lightningdit-fae "$S_DIT" "$LIM_DIT" "${lat[@]}" "${curve[@]}" &
-tr_ tarflow-fae tarflow-fae "$S_TF" "$LIM_TF" "${lat[@]}" --set intervals.checkpoint=$ck &
+bg tr_ lightningdit-fae lightningdit-fae "$S_DIT" "$LIM_DIT" "${lat[@]}" "${curve[@]}"
+bg tr_ tarflow-fae tarflow-fae "$S_TF" "$LIM_TF" "${lat[@]}" --set intervals.checkpoint=$ck
 tr_ fae-stage-ib fae-stage-ib "$S_IB" "$LIM_IB" "${enc[@]}" --set model.gan=false --set "model.init=$R/fae-stage-ia" --set intervals.checkpoint=$ck
 tr_ fae-pixel-finetune fae-pixel-finetune "$S_FT" "$LIM_FT" "${enc[@]}" --set "model.init=$R/fae-stage-ia,$R/fae-stage-ib" --set intervals.checkpoint=$ck
 DEC="$R/fae-stage-ia,$R/fae-pixel-finetune"
@@ -189,4 +191,5 @@ echo "[$(el)s] kiln chain done"
 [ "${CURVES:-0}" = 1 ] && curves fae "$PAR" --fae "$DEC"
 [ -n "$PIX_PID" ] && wait "$PIX_PID"
 [ -n "$TORCH_PID" ] && wait "$TORCH_PID"
+[ "${TORCH:-1}" = 1 ] && [ "$SEQ" = 1 ] && run_torch
 collect
