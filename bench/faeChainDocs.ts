@@ -70,7 +70,8 @@ const rows = existsSync(tsv)
     .map(([space, step, fd, floor]) => ({ space: space!, step: Number(step), fd: Number(fd), floor: Number(floor) })).filter((r) => Number.isFinite(r.fd))
   : [];
 if (rows.length) {
-  const spaces = [['fae', 'FAE latents'], ['pixels', 'pixels']] as const;
+  // torch-fae: the PyTorch side's LightningDiT on its own FAE latents (bench/fae_pipeline_torch.py --curve-every)
+  const spaces = ([['fae', 'FAE latents'], ['pixels', 'pixels'], ['torch-fae', 'FAE latents, PyTorch']] as const).filter(([s]) => rows.some((r) => r.space === s));
   const series: Series[] = spaces.map(([s, label]) => ({ name: `LightningDiT on ${label}`, points: rows.filter((r) => r.space === s).sort((a, b) => a.step - b.step).map((r) => [r.step, r.fd] as const) }));
   const floors = rows.map((r) => r.floor).filter(Number.isFinite);
   const steps = rows.map((r) => r.step);
@@ -79,15 +80,16 @@ if (rows.length) {
   await writeLossPlot(png, series.filter((s) => s.points.length), { title: 'FD in the SSL encoder space vs LightningDiT training steps (same model and budget)' });
   md.push(`FD (N = ${o['curve-samples']}, mean-pooled SSL-encoder features, floor ${floors[0]?.toFixed(3) ?? 'n/a'}) of the same LightningDiT trained on FAE latents and on pixels, at every checkpoint:`, '');
   link(png, 'FD against training steps, FAE latents vs pixels');
-  md.push('| step | FD, FAE latents | FD, pixels |', '| --- | --- | --- |');
+  md.push(`| step | ${spaces.map(([, l]) => `FD, ${l}`).join(' | ')} |`, `| --- | ${spaces.map(() => '---').join(' | ')} |`);
   for (const st of [...new Set(steps)].sort((a, b) => a - b)) md.push(`| ${st} | ${spaces.map(([s]) => rows.find((r) => r.space === s && r.step === st)?.fd.toFixed(3) ?? 'n/a').join(' | ')} |`);
-  // the steps each space needs to reach a given FD: the thresholds are both runs' final FDs
-  const finals = series.slice(0, 2).map((s) => s.points.at(-1)?.[1]).filter((v): v is number => v !== undefined);
+  // the steps each Kiln space needs to reach a given FD: the thresholds are the Kiln runs' final and best FDs
+  const kiln = spaces.map(([s], i) => [s, series[i]!] as const).filter(([s]) => s !== 'torch-fae').map(([, se]) => se);
+  const finals = kiln.flatMap((s) => [s.points.at(-1)?.[1], Math.min(...s.points.map(([, fd]) => fd))]).filter((v): v is number => v !== undefined && Number.isFinite(v));
   const first = (s: Series, t: number) => s.points.find(([, fd]) => fd <= t)?.[0];
-  md.push('', '| FD at most | steps, FAE latents | steps, pixels |', '| --- | --- | --- |');
-  for (const t of [...new Set(finals)].sort((a, b) => b - a)) md.push(`| ${t.toFixed(3)} | ${series.slice(0, 2).map((s) => first(s, t) ?? 'not reached').join(' | ')} |`);
+  md.push('', `| FD at most | ${kiln.map((s) => `steps, ${s.name.replace('LightningDiT on ', '')}`).join(' | ')} |`, `| --- | ${kiln.map(() => '---').join(' | ')} |`);
+  for (const t of [...new Set(finals)].sort((a, b) => b - a)) md.push(`| ${t.toFixed(3)} | ${kiln.map((s) => first(s, t) ?? 'not reached').join(' | ')} |`);
   md.push('');
-  for (const [s, label] of spaces) { // the last checkpoint's curve samples of each space
+  for (const [s, label] of spaces.filter(([s]) => s !== 'torch-fae')) { // the last checkpoint's curve samples of each Kiln space
     const last = readdirSync(samples).map((f) => new RegExp(`^curve-${s}-step-(\\d+)\\.png$`).exec(f)).filter((m) => m !== null).sort((a, b) => Number(a![1]) - Number(b![1])).at(-1);
     if (last) link(await topRows(join(samples, last[0]), join(img, `${prefix}-curve-${s}-last.png`), Number(o['curve-samples'])), `LightningDiT on ${label}, step ${Number(last[1])} (25 Euler grid points, no guidance)`);
   }

@@ -45,13 +45,15 @@ collect() {
     [ "$n" = ssl-encoder ] && cp "$c"/ema.safetensors "$OUT/runs/$n/checkpoints/$(basename "$c")/"
   done
   rm -f "$S"/*.safetensors
+  find "$OUT" -name '*.pt' -delete # the PyTorch side's hand-over files (weights, ~100 MB with the curve's snapshots) when it was cut
   printf 'space\tstep\tfd\tfloor\n' > "$OUT/curves.tsv"
   for f in "$L"/curve-fd-*.log; do
     [ -f "$f" ] || continue
     b=$(basename "$f" .log); b=${b#curve-fd-}; space=${b%%-*}; step=$((10#${b##*step-}))
     python3 -c "import json,sys; l=[x for x in open(sys.argv[1]) if x.startswith('{')]; d=json.loads(l[-1]) if l else {}; print(f\"$space\t$step\t{d.get('fd','nan')}\t{d.get('floor','nan')}\")" "$f" >> "$OUT/curves.tsv"
   done
-  tail -n +2 "$OUT/curves.tsv" | sort -k1,1 -k2,2n | column -t
+  [ -f "$OUT/torch/torch_metrics.json" ] && python3 -c "import json,sys; c=json.load(open(sys.argv[1])).get('curve'); [print(f\"torch-fae\t{q['step']}\t{q['fd']}\t{c['floor']}\") for q in (c or {}).get('points', [])]" "$OUT/torch/torch_metrics.json" >> "$OUT/curves.tsv"
+  tail -n +2 "$OUT/curves.tsv" | sort -k1,1 -k2,2n
   for space in fae pixels; do # of the curve grids, only the last checkpoint's comes back (size)
     ls "$S"/curve-$space-step-*.png 2>/dev/null | sort | head -n -1 | xargs -r rm -f
   done
@@ -136,7 +138,7 @@ run_torch() {
   lim=$(cap "$TORCH_LIMIT")
   t0=$(date +%s%N)
   timeout -k 2 "$lim" python3 bench/fae_pipeline_torch.py --encoder "$ENC" --encoder-ready "$READY" --plan "$OUT/plan.json" --out "$OUT/torch" --count "$COUNT" \
-    --precision "$TPREC" --probe-train 10000 $([ "$SEQ" = 1 ] || echo --parallel-generators) --deadline "$END" --reserve 25 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
+    --precision "$TPREC" --probe-train 10000 $([ "$SEQ" = 1 ] || echo --parallel-generators) $([ "${CURVES:-0}" = 1 ] && echo --curve-every "$EVERY" --curve-count "$CURVE_COUNT" --curve-steps "$CURVE_STEPS") --deadline "$END" --reserve 25 ${TORCH_ARGS:-} > "$L/torch.log" 2>&1
   echo "torch $? $(( ($(date +%s%N) - t0) / 1000000 ))" >> "$OUT/times.txt"
   echo "[$(el)s] torch done: $(grep -c . "$OUT/torch/torch_log.txt" 2>/dev/null) log lines"
 }
@@ -146,7 +148,7 @@ waitk() { local p; for p in $(jobs -p); do [ "$p" = "$TORCH_PID" ] || [ "$p" = "
 
 bg tr_ classifier fashion-classifier "$S_CLF" "$LIM_CLF" --set intervals.checkpoint=$ck
 PIX_PID=
-if [ "${CURVES:-0}" = 1 ]; then # the pixel-space DiT, then (once the encoder exists) its curve, in the background
+if [ "${CURVES:-0}" = 1 ] && [ "${PIXELS:-1}" = 1 ]; then # the pixel-space DiT (PIXELS=0: not in this run), then (once the encoder exists) its curve, in the background
   ( tr_ lightningdit-pixels lightningdit-pixels "$S_DIT" "$LIM_DIT" "${curve[@]}"
     while [ ! -f "$READY" ] && [ "$(left)" -gt 0 ]; do sleep 1; done
     curves pixels 2 ) &
@@ -189,6 +191,10 @@ waitk
 echo "[$(el)s] kiln chain done"
 
 [ "${CURVES:-0}" = 1 ] && curves fae "$PAR" --fae "$DEC"
+if [ "${F32_CHECK:-0}" = 1 ]; then # does sampling precision explain an FD gap? the no-guidance LightningDiT samples again, f32
+  KILN_PRECISION=f32 k sample-dit-f32 "$LIM_EVAL" sample "$R/lightningdit-fae" --backend "$BK" --weights model --fae "$DEC" --num "$COUNT" --steps 50 --columns 20 --out "$S/dit-f32.png" --save-samples "$S/dit-f32.safetensors" &&
+    k fd-dit-f32 "$LIM_EVAL" eval fd --backend "$BK" --real fashion-mnist:test --fake "$S/dit-f32.safetensors" --ssl-encoder "$ENC" --count "$COUNT" --batch 500 --json
+fi
 [ -n "$PIX_PID" ] && wait "$PIX_PID"
 [ -n "$TORCH_PID" ] && wait "$TORCH_PID"
 [ "${TORCH:-1}" = 1 ] && [ "$SEQ" = 1 ] && run_torch

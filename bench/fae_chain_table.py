@@ -78,21 +78,23 @@ def table(out: Path):
         tm = json.loads((out / "torch" / "torch_metrics.json").read_text())
     ts = tm.get("stages", {})
     kiln = {}
-    rows = ["| stage | steps Kiln / PyTorch | final loss Kiln | PyTorch | Kiln/PyTorch | within 10% | Kiln ms/step (median) | PyTorch ms/step (mean) | Kiln train s (steps) | Kiln wall s (process) | PyTorch train s |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| stage | steps Kiln / PyTorch | final loss (last 10 steps) Kiln | PyTorch | Kiln/PyTorch | within 10% | last 100 steps Kiln | PyTorch | within 10% | Kiln ms/step (median) | PyTorch ms/step (mean) | Kiln train s (steps) | Kiln wall s (process) | PyTorch train s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in STAGES + KILN_ONLY:
         m = metrics(runs / s)
         k = {}
         if m:
             ls = [r["loss"] for r in m[-10:]]
             ms = sorted(r.get("step_ms", 0) for r in m)
-            k = {"steps": m[-1]["step"], "loss": sum(ls) / len(ls), "train_s": sum(ms) / 1000, "median_ms": ms[(len(ms) - 1) // 2]}
+            l100 = [r["loss"] for r in m[-100:]]
+            k = {"steps": m[-1]["step"], "loss": sum(ls) / len(ls), "loss_last100": sum(l100) / len(l100), "train_s": sum(ms) / 1000, "median_ms": ms[(len(ms) - 1) // 2]}
         k["wall_s"] = times.get(s, (None, None))[1]
         k["rc"] = times.get(s, (None, None))[0]
         kiln[s] = k
         t = ts.get(s, {})
         tms = 1000 * t["train_s"] / t["steps"] if t.get("steps") else None
         rows.append(f"| {s} | {k.get('steps', 'n/a')} / {t.get('steps', '-')} | {fmt(k.get('loss'))} | {fmt(t.get('loss'))} | {ratio(k.get('loss'), t.get('loss'))} | {within(k.get('loss'), t.get('loss'))} | "
+                    f"{fmt(k.get('loss_last100'))} | {fmt(t.get('loss_last100'))} | {within(k.get('loss_last100'), t.get('loss_last100'))} | "
                     f"{fmt(k.get('median_ms'), 2)} | {fmt(tms, 2)} | {fmt(k.get('train_s'), 2)} | {fmt(k.get('wall_s'), 1)} (rc {k['rc']}) | {fmt(t.get('train_s'), 2)} |")
     clf_log = logs / "classifier.log"
     acc = None
@@ -100,7 +102,7 @@ def table(out: Path):
         mm = re.findall(r"test_accuracy ([\d.]+)", clf_log.read_text())
         acc = float(mm[-1]) if mm else None
     ev = {n: last_json(logs / f"{n}.log") for n in ["eval-fae", "acc-real", "fd-dit-cfg", "fd-dit", "fd-tarflow-cfg", "fd-tarflow",
-                                                      "acc-dit-cfg", "acc-dit", "acc-tarflow-cfg", "acc-tarflow"]}
+                                                      "acc-dit-cfg", "acc-dit", "acc-tarflow-cfg", "acc-tarflow", "fd-dit-f32"]}
     fae, tfae = ev["eval-fae"] or {}, tm.get("fae", {})
     rows += ["", "| metric | Kiln | PyTorch | Kiln/PyTorch | within 10% |", "| --- | --- | --- | --- | --- |"]
 
@@ -129,6 +131,8 @@ def table(out: Path):
              f"| LightningDiT: 2 x N samples (CFG, none) + FD + accuracy | {fmt(wall('sample-dit-cfg', 'sample-dit', 'fd-dit-cfg', 'fd-dit', 'acc-dit-cfg', 'acc-dit'), 1)} | {fmt(tdit.get('sample_s'), 1)} |",
              f"| TarFlow: 2 x N samples (guided, none) + FD + accuracy | {fmt(wall('sample-tarflow-cfg', 'sample-tarflow', 'fd-tarflow-cfg', 'fd-tarflow', 'acc-tarflow-cfg', 'acc-tarflow'), 1)} | {fmt(ttf.get('sample_s'), 1)} |",
              f"| FAE: PSNR/SSIM + probes of raw and reconstructed features | {fmt(wall('eval-fae'), 1)} | {fmt(tfae.get('seconds'), 1)} |"]
+    if ev["fd-dit-f32"]:
+        rows.append(f"\nKiln's no-guidance LightningDiT samples drawn again in f32 (`KILN_PRECISION=f32`): FD {ev['fd-dit-f32']['fd']:.3f} (bf16: {fmt((ev['fd-dit'] or {}).get('fd'), 3)}).")
     summary = {"kiln": {"stages": kiln, "classifier_accuracy": acc, "evals": ev, "times": times}, "torch": tm}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n".join(rows))

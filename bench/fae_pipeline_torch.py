@@ -112,9 +112,10 @@ def warmup_cosine(lr, warmup, total, min_lr=0.0):
     return f
 
 
-def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.999), wd=0.0, clip=None, ema=None, log=None):
-    """AdamW steps; returns (final loss = mean of the last 10, seconds, steps taken). Stops early at DEADLINE (the
-    safety net of a GPU window, as Kiln's --time-limit): the steps taken are then fewer than asked, and said."""
+def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.999), wd=0.0, clip=None, ema=None, log=None, every=0, snapshot=None):
+    """AdamW steps; returns (per-step losses, seconds, steps taken). Stops early at DEADLINE (the safety net of a GPU
+    window, as Kiln's --time-limit): the steps taken are then fewer than asked, and said. every > 0: snapshot(step)
+    after every `every` steps (outside the timed loop's budget: its seconds are subtracted)."""
     # fused AdamW on cuda (one kernel for all parameters: what a user picks for small models)
     fused = {"fused": True} if DEVICE == "cuda" else {}
     opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd, **fused)
@@ -138,6 +139,11 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
         if ema is not None:
             ema()
         losses.append(loss.detach())
+        if every and (step + 1) % every == 0:
+            sync()
+            t1 = time.perf_counter()
+            snapshot(step + 1)
+            t0 += time.perf_counter() - t1
     sync()
     secs = time.perf_counter() - t0
     ls = [float(v) for v in losses]
@@ -145,7 +151,7 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
     if log:
         cut = f" (stopped at the deadline: {done} of {steps})" if done < steps else ""
         log(f"{name}: {done} steps in {secs:.2f} s ({1000 * secs / max(1, done):.2f} ms/step), loss {ls[0] if ls else float('nan'):.4f} -> {ls[-1] if ls else float('nan'):.4f}{cut}")
-    return (float(np.mean(ls[-10:])) if ls else float("nan")), secs, done
+    return ls, secs, done
 
 
 DEVICE = "cpu"
@@ -405,6 +411,9 @@ def main():
     ap.add_argument("--parallel-generators", action="store_true", help="train each generator in its own process from stage Ia on (beside Ib, fine-tune, eval)")
     ap.add_argument("--deadline", type=float, default=0.0, help="Unix time: every training loop stops there (a window's safety net)")
     ap.add_argument("--reserve", type=float, default=20.0, help="seconds before --deadline at which the generators stop training (to sample and score)")
+    ap.add_argument("--curve-every", type=int, default=0, help="LightningDiT: keep its weights every K steps; FD of each (item 3's curve, as Kiln's CURVES=1)")
+    ap.add_argument("--curve-count", type=int, default=500, help="samples per curve point (no guidance)")
+    ap.add_argument("--curve-steps", type=int, default=25, help="Euler grid points per curve sample")
     ap.add_argument("--state-in", default=None, help="(internal) stage Ia's state and latent stats: train only --only")
     ap.add_argument("--only", default=None, choices=list(GENERATORS), help="(internal) train only this generator, save its weights")
     a = ap.parse_args()
@@ -440,9 +449,11 @@ def main():
         (out / "torch_metrics.json").write_text(json.dumps(res, indent=2) + "\n")
         (out / "torch_log.txt").write_text("\n".join(lines) + "\n")
 
-    def timed(name, steps, fn):  # a stage's metrics: steps taken, final loss, training seconds
-        loss, secs, done = fn()
-        res["stages"][name] = {"steps": done, "steps_planned": steps, "loss": loss, "train_s": secs}
+    def timed(name, steps, fn):  # a stage's metrics: steps taken, final loss (means of the last 10 and 100 steps), training seconds
+        ls, secs, done = fn()
+        mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+        res["stages"][name] = {"steps": done, "steps_planned": steps, "loss": mean(ls[-10:]), "loss_last100": mean(ls[-100:]), "train_s": secs}
+        (out / f"losses-{name}.json").write_text(json.dumps(ls))  # every step's loss (the statistics of both sides from one list)
         save()
         return res["stages"][name]
 
@@ -507,12 +518,15 @@ def main():
         steps, total = steps_of(name)
         build, seed, _ = GENERATORS[name]
         model, loss_fn, opt_args, schedule = build(norm, latents, dev)
-        timed(name, steps, lambda: train_loop(name, list(model.parameters()), loss_fn, batches(seed), steps, schedule(total), log=log, **opt_args))
-        return model
+        snaps = []  # (step, weights on the host) every --curve-every steps (LightningDiT)
+        every = a.curve_every if name == "lightningdit-fae" else 0
+        keep = lambda step: snaps.append((step, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}))  # noqa: E731
+        timed(name, steps, lambda: train_loop(name, list(model.parameters()), loss_fn, batches(seed), steps, schedule(total), log=log, every=every, snapshot=keep, **opt_args))
+        return model, snaps
 
     if a.only:  # a generator's own process: train it, save its weights, leave the sampling to the parent
-        model = train_generator(a.only)
-        torch.save(model.state_dict(), out / "weights.pt")
+        model, snaps = train_generator(a.only)
+        torch.save({"final": model.state_dict(), "snapshots": snaps}, out / "weights.pt")
         save()
         return
 
@@ -531,7 +545,7 @@ def main():
         for g in gens:
             args = [sys.executable, __file__, "--encoder", str(enc_path), "--plan", a.plan, "--out", str(out / g), "--device", dev,
                     "--precision", a.precision, "--batch", str(a.batch), "--train-limit", str(a.train_limit), "--deadline", str(a.deadline),
-                    "--reserve", str(a.reserve), "--state-in", str(out / "state-ia.pt"), "--only", g]
+                    "--reserve", str(a.reserve), "--curve-every", str(a.curve_every), "--state-in", str(out / "state-ia.pt"), "--only", g]
             (out / g).mkdir(exist_ok=True)
             children[g] = subprocess.Popen(args, stdout=open(out / f"{g}.log", "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
             log(f"{g}: started in its own process (pid {children[g].pid}, log {out / (g + '.log')})")
@@ -607,11 +621,24 @@ def main():
             res["stages"][g] = json.loads(f.read_text())["stages"][g]
             lines.extend((out / g / "torch_log.txt").read_text().splitlines())
             model = GENERATORS[g][0](norm, latents, dev)[0]
-            model.load_state_dict(torch.load(out / g / "weights.pt", map_location=dev))
+            w = torch.load(out / g / "weights.pt", map_location=dev)
+            model.load_state_dict(w["final"])
+            snaps = w["snapshots"]
             (out / g / "weights.pt").unlink()
         else:
-            model = train_generator(g)
+            model, snaps = train_generator(g)
         sample_and_score(g, model)
+        if snaps:  # item 3's curve on this side: FD (N = --curve-count, no guidance) of every kept LightningDiT
+            n = a.curve_count
+            res["curve"] = {"count": n, "grid": a.curve_steps, "floor": frechet(real[:n], real[n:2 * n]), "points": []}
+            g_ = torch.Generator().manual_seed(0)
+            for step, sd in snaps:
+                model.load_state_dict(sd)
+                with autocast():
+                    imgs = decode(fae, dit_sample(model, labels[:n], steps=a.curve_steps, gen=g_), stats).float()
+                res["curve"]["points"].append({"step": step, "fd": frechet(pooled(enc, imgs), real[:n])})
+            log("lightningdit-fae curve: " + ", ".join(f"{q['step']}: {q['fd']:.3f}" for q in res["curve"]["points"]) + f" (floor {res['curve']['floor']:.3f})")
+            save()
     (out / "state-ia.pt").unlink(missing_ok=True)
     if kept:
         from safetensors.torch import save_file
