@@ -116,6 +116,8 @@ def table(out: Path):
     row("linear probe, reconstructed features", fae.get("probe_reconstructed"), tfae.get("probe_reconstructed"))
     fl = (ev["fd-dit-cfg"] or ev["fd-dit"] or {}).get("floor")
     row("FD real-vs-real floor", fl, tm.get("fd_floor"), 3)
+    if tm.get("fd_reconstructions") is not None:
+        rows.append(f"| FD of FAE reconstructions (test[N:2N] vs test[0:N]: the decoders' own cost) | n/a | {fmt(tm['fd_reconstructions'], 3)} | | |")
     tdit, ttf = ts.get("lightningdit-fae", {}), ts.get("tarflow-fae", {})
     for label, kf, ka, tt in [("LightningDiT, CFG 2.5 on [0.3, 1]", "fd-dit-cfg", "acc-dit-cfg", tdit.get("cfg")),
                               ("LightningDiT, no guidance", "fd-dit", "acc-dit", tdit.get("none")),

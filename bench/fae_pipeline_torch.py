@@ -587,6 +587,9 @@ def main():
     N = a.count
     real = pooled(enc, xte_all[: 2 * N].to(dev))
     res["fd_floor"] = floor = frechet(real[:N], real[N:2 * N])
+    # what the decoders alone cost: FD of the reconstructions of test[N:2N] against test[0:N] (as the floor's pair)
+    res["fd_reconstructions"] = frechet(pooled(enc, rec[N:2 * N]), real[:N]) if rec.shape[0] >= 2 * N else None
+    log(f"FD floor {floor:.3f}, FD of FAE reconstructions {res['fd_reconstructions'] if res['fd_reconstructions'] is None else round(res['fd_reconstructions'], 3)}")
     labels = (torch.arange(N) % 10).to(dev)
     kept = {}
 
