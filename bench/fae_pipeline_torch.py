@@ -112,15 +112,20 @@ def warmup_cosine(lr, warmup, total, min_lr=0.0):
     return f
 
 
-def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.999), wd=0.0, clip=None, ema=None, log=None):
-    """AdamW steps; returns (final loss = mean of the last 10, seconds)."""
+def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.999), wd=0.0, clip=None, ema=None, log=None, every=0, snapshot=None):
+    """AdamW steps; returns (per-step losses, seconds, steps taken). Stops early at DEADLINE (the safety net of a GPU
+    window, as Kiln's --time-limit): the steps taken are then fewer than asked, and said. every > 0: snapshot(step)
+    after every `every` steps (outside the timed loop's budget: its seconds are subtracted)."""
     # fused AdamW on cuda (one kernel for all parameters: what a user picks for small models)
-    opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd, fused=DEVICE == "cuda")
+    fused = {"fused": True} if DEVICE == "cuda" else {}
+    opt = torch.optim.AdamW(params, lr=schedule(0), betas=betas, eps=1e-8, weight_decay=wd, **fused)
     losses = []
     sync()
     t0 = time.perf_counter()
     it = iter(batches)
     for step in range(steps):
+        if DEADLINE and time.time() > DEADLINE:
+            break
         for g in opt.param_groups:
             g["lr"] = schedule(step)
         x, y = next(it)
@@ -134,16 +139,24 @@ def train_loop(name, params, loss_fn, batches, steps, schedule, betas=(0.9, 0.99
         if ema is not None:
             ema()
         losses.append(loss.detach())
+        if every and (step + 1) % every == 0:
+            sync()
+            t1 = time.perf_counter()
+            snapshot(step + 1)
+            t0 += time.perf_counter() - t1
     sync()
     secs = time.perf_counter() - t0
     ls = [float(v) for v in losses]
+    done = len(ls)
     if log:
-        log(f"{name}: {steps} steps in {secs:.2f} s ({1000 * secs / max(1, steps):.2f} ms/step), loss {ls[0]:.4f} -> {ls[-1]:.4f}")
-    return (float(np.mean(ls[-10:])) if ls else float("nan")), secs
+        cut = f" (stopped at the deadline: {done} of {steps})" if done < steps else ""
+        log(f"{name}: {done} steps in {secs:.2f} s ({1000 * secs / max(1, done):.2f} ms/step), loss {ls[0] if ls else float('nan'):.4f} -> {ls[-1] if ls else float('nan'):.4f}{cut}")
+    return ls, secs, done
 
 
 DEVICE = "cpu"
 PRECISION = "f32"
+DEADLINE = 0.0  # time.time() after which train_loop stops (0: none)
 
 
 def autocast():
@@ -342,10 +355,49 @@ def decode(fae, latents, stats):
 # ─────────────────────────────── the pipeline ───────────────────────────────
 
 
+def train_dit(norm, latents, dev):
+    """LightningDiT on normalized FAE latents (jobs/lightningdit-fae.json): (model, loss, optimizer settings, schedule(total))."""
+    torch.manual_seed(5)
+    dit = make_dit().to(dev)
+    ema = Ema(dit, 0.9999)
+
+    def fm(x, y):
+        x1 = norm(latents(x))
+        x0 = torch.randn_like(x1)
+        t = torch.sigmoid(torch.randn(x.shape[0], device=dev))
+        yd = torch.where(torch.rand(x.shape[0], device=dev) < 0.1, torch.full_like(y, 10), y)
+        return LG.fm_loss(dit, x1, x0, t, yd)[0]
+
+    return dit, fm, dict(betas=(0.9, 0.95), clip=1.0, ema=ema), lambda total: (lambda s: 2e-4)
+
+
+def train_tarflow(norm, latents, dev):
+    """TarFlow on normalized FAE latents (jobs/tarflow-fae.json)."""
+    torch.manual_seed(6)
+    flow = make_tarflow().to(dev)
+
+    def nll(x, y):
+        z = norm(latents(x))
+        z = z + 0.05 * torch.randn_like(z)
+        yd = torch.where(torch.rand(x.shape[0], device=dev) < 0.1, torch.full_like(y, -1), y)
+        zz, ld = tarflow_forward(flow, z, yd)
+        return TG.Model.loss(zz, ld)
+
+    return flow, nll, dict(betas=(0.9, 0.95), wd=1e-4, clip=1.0), lambda total: warmup_cosine(1e-4, min(500, total), total)
+
+
+# name → (builder, batch seed, sampling variants: (key, sampler(model, labels, generator)))
+GENERATORS = {
+    "lightningdit-fae": (train_dit, 5, [("cfg", lambda m, y, g: dit_sample(m, y, cfg=2.5, gen=g)), ("none", lambda m, y, g: dit_sample(m, y, gen=g))]),
+    "tarflow-fae": (train_tarflow, 6, [("guided", lambda m, y, g: tarflow_sample(m, y, guidance=1.0, gen=g)), ("none", lambda m, y, g: tarflow_sample(m, y, gen=g))]),
+}
+
+
 def main():
-    global DEVICE, PRECISION
+    global DEVICE, PRECISION, DEADLINE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--encoder", required=True, help="an ssl-encoder run directory or model.safetensors (student weights)")
+    ap.add_argument("--encoder-ready", default=None, help="wait for this file before reading --encoder (the classifier trains meanwhile)")
     ap.add_argument("--plan", required=True, help="JSON {stage: {steps, total}} (Kiln's step counts)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -356,12 +408,18 @@ def main():
     ap.add_argument("--probe-train", type=int, default=10000, help="train images for the feature probes")
     ap.add_argument("--probe-epochs", type=int, default=30)
     ap.add_argument("--test-limit", type=int, default=10000, help="test images for the reconstruction metrics and probes")
-    ap.add_argument("--parallel-generators", action="store_true", help="train TarFlow in a second process beside LightningDiT (after the FAE stages)")
-    ap.add_argument("--state-in", default=None, help="(internal) a saved classifier + FAE state: skip their stages")
-    ap.add_argument("--only", default=None, choices=["lightningdit-fae", "tarflow-fae"], help="(internal) train only this generator")
+    ap.add_argument("--parallel-generators", action="store_true", help="train each generator in its own process from stage Ia on (beside Ib, fine-tune, eval)")
+    ap.add_argument("--deadline", type=float, default=0.0, help="Unix time: every training loop stops there (a window's safety net)")
+    ap.add_argument("--reserve", type=float, default=20.0, help="seconds before --deadline at which the generators stop training (to sample and score)")
+    ap.add_argument("--curve-every", type=int, default=0, help="LightningDiT: keep its weights every K steps; FD of each (item 3's curve, as Kiln's CURVES=1)")
+    ap.add_argument("--curve-count", type=int, default=500, help="samples per curve point (no guidance)")
+    ap.add_argument("--curve-steps", type=int, default=25, help="Euler grid points per curve sample")
+    ap.add_argument("--state-in", default=None, help="(internal) stage Ia's state and latent stats: train only --only")
+    ap.add_argument("--only", default=None, choices=list(GENERATORS), help="(internal) train only this generator, save its weights")
     a = ap.parse_args()
     DEVICE = a.device
     PRECISION = a.precision
+    DEADLINE = a.deadline - a.reserve if a.deadline else 0.0  # every loop stops there, leaving time to sample and score
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -374,11 +432,10 @@ def main():
         print(s, flush=True)
         lines.append(s)
 
-    enc_path = Path(a.encoder)
-    if enc_path.is_dir():
-        ck = sorted((enc_path / "checkpoints").glob("step-*")) if (enc_path / "checkpoints").exists() else [enc_path]
-        enc_path = ck[-1] / "model.safetensors"
-    enc_state = load_file(str(enc_path))
+    def steps_of(name):
+        p = plan.get(name)
+        return (int(p["steps"]), int(p.get("total", p["steps"]))) if p else (0, 0)
+
     dev = a.device
     xtr, ytr = fashion("train")
     xte, yte = fashion("test")
@@ -392,47 +449,106 @@ def main():
         (out / "torch_metrics.json").write_text(json.dumps(res, indent=2) + "\n")
         (out / "torch_log.txt").write_text("\n".join(lines) + "\n")
 
-    def stage(name):
+    def timed(name, steps, fn):  # a stage's metrics: steps taken, final loss (means of the last 10 and 100 steps), training seconds
+        ls, secs, done = fn()
+        mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
+        res["stages"][name] = {"steps": done, "steps_planned": steps, "loss": mean(ls[-10:]), "loss_last100": mean(ls[-100:]), "train_s": secs}
+        (out / f"losses-{name}.json").write_text(json.dumps(ls))  # every step's loss (the statistics of both sides from one list)
         save()
-        if a.state_in and name in ("classifier", "fae-stage-ia", "fae-stage-ib", "fae-pixel-finetune"):
-            return (0, 0)
-        if a.only and name in ("lightningdit-fae", "tarflow-fae") and name != a.only:
-            return (0, 0)
-        p = plan.get(name)
-        return (int(p["steps"]), int(p.get("total", p["steps"]))) if p else (0, 0)
+        return res["stages"][name]
 
-    # classifier
-    steps, total = stage("classifier")
+    # the classifier first: it needs no encoder (the SSL encoder may still be training)
     clf = nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.GELU(), nn.Linear(1024, 512), nn.GELU(), nn.Linear(512, 10)).to(dev)
     # torch's default Linear init is Kiln's nn.Linear default (models/mlp.ts: U(±1/√fan_in) weight and bias)
-    if steps:
-        t0 = time.perf_counter()
-        loss, secs = train_loop("classifier", list(clf.parameters()), lambda x, y: F.cross_entropy(clf(x), y), batches(), steps,
-                                warmup_cosine(1e-3, min(200, total), total), wd=0.05, log=log)
+    steps, total = steps_of("classifier")
+    if steps and not a.only:
+        st = timed("classifier", steps, lambda: train_loop("classifier", list(clf.parameters()), lambda x, y: F.cross_entropy(clf(x), y), batches(), steps,
+                                                            warmup_cosine(1e-3, min(200, total), total), wd=0.05, log=log))
         with torch.no_grad():
-            acc = float(torch.cat([(clf(xte[i:i + 1000].to(dev)).argmax(-1).cpu() == yte[i:i + 1000]) for i in range(0, xte.shape[0], 1000)]).float().mean())
-        res["stages"]["classifier"] = {"steps": steps, "loss": loss, "train_s": secs, "stage_s": time.perf_counter() - t0, "test_accuracy": acc}
-        log(f"classifier test accuracy {100 * acc:.2f}%")
+            st["test_accuracy"] = float(torch.cat([(clf(xte[i:i + 1000].to(dev)).argmax(-1).cpu() == yte[i:i + 1000]) for i in range(0, xte.shape[0], 1000)]).float().mean())
+        log(f"classifier test accuracy {100 * st['test_accuracy']:.2f}%")
+        save()
 
-    fae = make_fae(enc_state).to(dev)
+    if a.encoder_ready:
+        t0 = time.time()
+        while not Path(a.encoder_ready).exists():
+            if a.deadline and time.time() > a.deadline:
+                raise SystemExit(f"the encoder ({a.encoder_ready}) did not appear before the deadline")
+            time.sleep(0.5)
+        log(f"waited {time.time() - t0:.1f} s for the SSL encoder")
+    enc_path = Path(a.encoder)
+    if enc_path.is_dir():
+        ck = sorted((enc_path / "checkpoints").glob("step-*")) if (enc_path / "checkpoints").exists() else [enc_path]
+        enc_path = ck[-1] / "model.safetensors"
+    fae = make_fae(load_file(str(enc_path))).to(dev)
     enc = fae.encoder
     enc.eval()
     feats = lambda x: enc(x)  # noqa: E731
 
-    # stage Ia
-    steps, total = stage("fae-stage-ia")
-    ia_params = list(fae.adapter.parameters()) + list(fae.feature_decoder.parameters())
+    @torch.no_grad()
+    def latents(x):
+        return fae.adapter(feats(x))[0].transpose(1, 2).reshape(x.shape[0], 4, 7, 7)
 
-    def ia_loss(x, y):
-        with torch.no_grad():
-            f = feats(x)
-        mean, logvar = fae.adapter(f)
-        z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
-        return F.mse_loss(fae.feature_decoder(z), f) + LOSS["klWeight"] * kl(mean, logvar)
+    # stage Ia (or, in a generator's process, its result)
+    if a.state_in:
+        st = torch.load(a.state_in, map_location=dev)
+        fae.load_state_dict(st["fae"])
+        stats = st["stats"]
+    else:
+        steps, total = steps_of("fae-stage-ia")
+        ia_params = list(fae.adapter.parameters()) + list(fae.feature_decoder.parameters())
 
-    if steps:
-        loss, secs = train_loop("fae-stage-ia", ia_params, ia_loss, batches(1), steps, warmup_cosine(2e-4, min(200, total), total), log=log)
-        res["stages"]["fae-stage-ia"] = {"steps": steps, "loss": loss, "train_s": secs}
+        def ia_loss(x, y):
+            with torch.no_grad():
+                f = feats(x)
+            mean, logvar = fae.adapter(f)
+            z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+            return F.mse_loss(fae.feature_decoder(z), f) + LOSS["klWeight"] * kl(mean, logvar)
+
+        if steps:
+            timed("fae-stage-ia", steps, lambda: train_loop("fae-stage-ia", ia_params, ia_loss, batches(1), steps, warmup_cosine(2e-4, min(200, total), total), log=log))
+        # latents, normalized per channel with the stats of the first 4 batches (as cli/jobs/tasks.ts latentStats)
+        it = iter(batches(4))
+        z0 = torch.cat([latents(next(it)[0]) for _ in range(4)])
+        stats = (z0.mean(dim=(0, 2, 3)), z0.std(dim=(0, 2, 3), unbiased=False).clamp(min=1e-6))
+    norm = lambda z: (z - stats[0].view(1, -1, 1, 1)) / stats[1].view(1, -1, 1, 1)  # noqa: E731
+
+    def train_generator(name):
+        """Train one generator (GENERATORS[name]) on the latents; its metrics go to res["stages"][name]."""
+        steps, total = steps_of(name)
+        build, seed, _ = GENERATORS[name]
+        model, loss_fn, opt_args, schedule = build(norm, latents, dev)
+        snaps = []  # (step, weights on the host) every --curve-every steps (LightningDiT)
+        every = a.curve_every if name == "lightningdit-fae" else 0
+        keep = lambda step: snaps.append((step, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}))  # noqa: E731
+        timed(name, steps, lambda: train_loop(name, list(model.parameters()), loss_fn, batches(seed), steps, schedule(total), log=log, every=every, snapshot=keep, **opt_args))
+        return model, snaps
+
+    if a.only:  # a generator's own process: train it, save its weights, leave the sampling to the parent
+        model, snaps = train_generator(a.only)
+        torch.save({"final": model.state_dict(), "snapshots": snaps}, out / "weights.pt")
+        save()
+        return
+
+    children = {}
+    gens = [g for g in GENERATORS if steps_of(g)[0]]
+    if a.parallel_generators and gens:
+        # each generator in its own process from here on (same FAE, latent stats and seeds), beside Ib, fine-tune, eval
+        import subprocess
+        torch.save({"fae": fae.state_dict(), "stats": stats}, out / "state-ia.pt")
+
+        def die_with_parent():  # a parent killed at its time limit takes the child with it (Linux PR_SET_PDEATHSIG)
+            import ctypes
+            import signal
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
+
+        for g in gens:
+            args = [sys.executable, __file__, "--encoder", str(enc_path), "--plan", a.plan, "--out", str(out / g), "--device", dev,
+                    "--precision", a.precision, "--batch", str(a.batch), "--train-limit", str(a.train_limit), "--deadline", str(a.deadline),
+                    "--reserve", str(a.reserve), "--curve-every", str(a.curve_every), "--state-in", str(out / "state-ia.pt"), "--only", g]
+            (out / g).mkdir(exist_ok=True)
+            children[g] = subprocess.Popen(args, stdout=open(out / f"{g}.log", "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            log(f"{g}: started in its own process (pid {children[g].pid}, log {out / (g + '.log')})")
 
     pd_params = list(fae.pixel_decoder.parameters())
 
@@ -443,20 +559,13 @@ def main():
         xh = fae.pixel_decoder(inp)
         return LOSS["l1Weight"] * (xh - x).abs().mean() + LOSS["perceptualWeight"] * F.mse_loss(enc(xh), f)
 
-    steps, total = stage("fae-stage-ib")
+    steps, total = steps_of("fae-stage-ib")
     if steps:
-        loss, secs = train_loop("fae-stage-ib", pd_params, ib_loss, batches(2), steps, warmup_cosine(2e-4, min(200, total), total), betas=(0.5, 0.9), log=log)
-        res["stages"]["fae-stage-ib"] = {"steps": steps, "loss": loss, "train_s": secs}
-    steps, total = stage("fae-pixel-finetune")
+        timed("fae-stage-ib", steps, lambda: train_loop("fae-stage-ib", pd_params, ib_loss, batches(2), steps, warmup_cosine(2e-4, min(200, total), total), betas=(0.5, 0.9), log=log))
+    steps, total = steps_of("fae-pixel-finetune")
     if steps:
-        loss, secs = train_loop("fae-pixel-finetune", pd_params, lambda x, y: ib_loss(x, y, "feature_decoder"), batches(3), steps, lambda s: 5e-5, log=log)
-        res["stages"]["fae-pixel-finetune"] = {"steps": steps, "loss": loss, "train_s": secs}
+        timed("fae-pixel-finetune", steps, lambda: train_loop("fae-pixel-finetune", pd_params, lambda x, y: ib_loss(x, y, "feature_decoder"), batches(3), steps, lambda s: 5e-5, log=log))
 
-    child = None
-    if a.state_in:
-        st = torch.load(a.state_in, map_location=dev)
-        clf.load_state_dict(st["classifier"])
-        fae.load_state_dict(st["fae"])
     # reconstruction metrics (kiln eval fae)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -473,102 +582,70 @@ def main():
         p_rec = linear_probe(rec_tr, ytr_d, rec_te, yte_d, epochs=a.probe_epochs)
     res["fae"] = {"psnr": m_psnr, "ssim": m_ssim, "probe_raw": p_raw, "probe_reconstructed": p_rec, "probe_train": a.probe_train, "seconds": time.perf_counter() - t0}
     log(f"FAE: PSNR {m_psnr:.2f} dB, SSIM {m_ssim:.4f}; probe raw {100 * p_raw:.2f}%, reconstructed {100 * p_rec:.2f}%")
-    if a.parallel_generators and not a.only and plan.get("tarflow-fae"):
-        # TarFlow in a second process (same FAE, classifier, latent stats and seeds) beside LightningDiT here
-        import subprocess
-        torch.save({"classifier": clf.state_dict(), "fae": fae.state_dict()}, out / "state.pt")
-        args = [sys.executable, __file__, "--encoder", a.encoder, "--plan", a.plan, "--out", str(out / "tarflow"), "--device", dev,
-                "--precision", a.precision, "--count", str(a.count), "--batch", str(a.batch), "--train-limit", str(a.train_limit),
-                "--probe-train", "1000", "--probe-epochs", "1", "--test-limit", "1000", "--state-in", str(out / "state.pt"), "--only", "tarflow-fae"]
-        def die_with_parent():  # a parent killed at its time limit takes the child with it (Linux PR_SET_PDEATHSIG)
-            import ctypes
-            import signal
-            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)
-        child = subprocess.Popen(args, stdout=open(out / "tarflow.log", "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-        a.only = "lightningdit-fae"
-        log(f"TarFlow: started in a second process (pid {child.pid}, log {out / 'tarflow.log'})")
-
-    # latents, normalized per channel with the stats of the first 4 batches (as cli/jobs/tasks.ts latentStats)
-    @torch.no_grad()
-    def latents(x):
-        return fae.adapter(feats(x))[0].transpose(1, 2).reshape(x.shape[0], 4, 7, 7)
-
-    it = iter(batches(4))
-    z0 = torch.cat([latents(next(it)[0]) for _ in range(4)])
-    stats = (z0.mean(dim=(0, 2, 3)), z0.std(dim=(0, 2, 3), unbiased=False).clamp(min=1e-6))
-    norm = lambda z: (z - stats[0].view(1, -1, 1, 1)) / stats[1].view(1, -1, 1, 1)  # noqa: E731
+    save()
 
     N = a.count
     real = pooled(enc, xte_all[: 2 * N].to(dev))
-    floor = frechet(real[:N], real[N:2 * N])
-    res["fd_floor"] = floor
+    res["fd_floor"] = floor = frechet(real[:N], real[N:2 * N])
+    # what the decoders alone cost: FD of the reconstructions of test[N:2N] against test[0:N] (as the floor's pair)
+    res["fd_reconstructions"] = frechet(pooled(enc, rec[N:2 * N]), real[:N]) if rec.shape[0] >= 2 * N else None
+    log(f"FD floor {floor:.3f}, FD of FAE reconstructions {res['fd_reconstructions'] if res['fd_reconstructions'] is None else round(res['fd_reconstructions'], 3)}")
     labels = (torch.arange(N) % 10).to(dev)
+    kept = {}
 
-    def score(name, imgs):
-        f = pooled(enc, imgs)
-        with torch.no_grad():
-            acc = float((clf(imgs).argmax(-1) == labels).float().mean())
-        return {"fd": frechet(f[:N], real[:N]), "accuracy": acc}
-
-    # LightningDiT
-    steps, total = stage("lightningdit-fae")
-    if steps:
-        torch.manual_seed(5)
-        dit = make_dit().to(dev)
-        ema = Ema(dit, 0.9999)
-
-        def fm(x, y):
-            x1 = norm(latents(x))
-            x0 = torch.randn_like(x1)
-            t = torch.sigmoid(torch.randn(x.shape[0], device=dev))
-            yd = torch.where(torch.rand(x.shape[0], device=dev) < 0.1, torch.full_like(y, 10), y)
-            return LG.fm_loss(dit, x1, x0, t, yd)[0]
-
-        loss, secs = train_loop("lightningdit-fae", list(dit.parameters()), fm, batches(5), steps, lambda s: 2e-4, betas=(0.9, 0.95), clip=1.0, ema=ema, log=log)
+    def sample_and_score(name, model):
+        """Every sampling variant of one generator: N class-conditional samples (labels cycling 0–9, one seeded
+        generator across the variants), decoded through the FAE, scored: FD against test[0:N], classifier accuracy."""
         t0 = time.perf_counter()
-        dit.eval()
+        model.eval()
         g = torch.Generator().manual_seed(0)
-        with autocast():
-            s_cfg = decode(fae, dit_sample(dit, labels, cfg=2.5, gen=g), stats).float()
-            s_no = decode(fae, dit_sample(dit, labels, gen=g), stats).float()
+        st = res["stages"][name]
+        for key, sampler in GENERATORS[name][2]:
+            with autocast():
+                imgs = decode(fae, sampler(model, labels, g), stats).float()
+            with torch.no_grad():
+                acc = float((clf(imgs).argmax(-1) == labels).float().mean())
+            st[key] = {"fd": frechet(pooled(enc, imgs)[:N], real[:N]), "accuracy": acc}
+            kept[f"{name}.{key}"] = imgs[:20].detach().cpu().clone()
         sync()
-        samp_s = time.perf_counter() - t0
-        res["stages"]["lightningdit-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": samp_s, "cfg": score("dit-cfg", s_cfg), "none": score("dit", s_no)}
-        torch.save({"cfg": s_cfg[:100].cpu(), "none": s_no[:100].cpu()}, out / "torch_dit_samples.pt")
-        log(f"LightningDiT: FD cfg {res['stages']['lightningdit-fae']['cfg']['fd']:.3f}, none {res['stages']['lightningdit-fae']['none']['fd']:.3f} (floor {floor:.3f})")
+        st["sample_s"] = time.perf_counter() - t0
+        log(f"{name}: " + ", ".join(f"{k} FD {st[k]['fd']:.3f} accuracy {100 * st[k]['accuracy']:.1f}%" for k, _ in GENERATORS[name][2]) + f" (floor {floor:.3f})")
+        save()
 
-    # TarFlow
-    steps, total = stage("tarflow-fae")
-    if steps:
-        torch.manual_seed(6)
-        flow = make_tarflow().to(dev)
-
-        def nll(x, y):
-            z = norm(latents(x))
-            z = z + 0.05 * torch.randn_like(z)
-            yd = torch.where(torch.rand(x.shape[0], device=dev) < 0.1, torch.full_like(y, -1), y)
-            zz, ld = tarflow_forward(flow, z, yd)
-            return TG.Model.loss(zz, ld)
-
-        loss, secs = train_loop("tarflow-fae", list(flow.parameters()), nll, batches(6), steps, warmup_cosine(1e-4, min(500, total), total),
-                                betas=(0.9, 0.95), wd=1e-4, clip=1.0, log=log)
-        t0 = time.perf_counter()
-        flow.eval()
-        g = torch.Generator().manual_seed(0)
-        with autocast():
-            t_g = decode(fae, tarflow_sample(flow, labels, guidance=1.0, gen=g), stats).float()
-            t_n = decode(fae, tarflow_sample(flow, labels, gen=g), stats).float()
-        sync()
-        res["stages"]["tarflow-fae"] = {"steps": steps, "loss": loss, "train_s": secs, "sample_s": time.perf_counter() - t0, "guided": score("tf-g", t_g), "none": score("tf", t_n)}
-        log(f"TarFlow: FD guided {res['stages']['tarflow-fae']['guided']['fd']:.3f}, none {res['stages']['tarflow-fae']['none']['fd']:.3f}")
-
-    if child is not None:
-        child.wait()
-        (out / "state.pt").unlink(missing_ok=True)
-        f = out / "tarflow" / "torch_metrics.json"
-        if f.exists():
-            res["stages"].update({k: v for k, v in json.loads(f.read_text())["stages"].items() if k == "tarflow-fae"})
-            lines.extend((out / "tarflow" / "torch_log.txt").read_text().splitlines())
+    for g in gens:
+        if g in children:
+            rc = children[g].wait()
+            f = out / g / "torch_metrics.json"
+            if rc != 0 or not (out / g / "weights.pt").exists():
+                log(f"{g}: its process exited {rc} without weights (log {out / (g + '.log')})")
+                if f.exists():
+                    res["stages"].update({k: v for k, v in json.loads(f.read_text())["stages"].items() if k == g})
+                continue
+            res["stages"][g] = json.loads(f.read_text())["stages"][g]
+            lines.extend((out / g / "torch_log.txt").read_text().splitlines())
+            model = GENERATORS[g][0](norm, latents, dev)[0]
+            w = torch.load(out / g / "weights.pt", map_location=dev)
+            model.load_state_dict(w["final"])
+            snaps = w["snapshots"]
+            (out / g / "weights.pt").unlink()
+        else:
+            model, snaps = train_generator(g)
+        sample_and_score(g, model)
+        if snaps:  # item 3's curve on this side: FD (N = --curve-count, no guidance) of every kept LightningDiT
+            n = a.curve_count
+            res["curve"] = {"count": n, "grid": a.curve_steps, "floor": frechet(real[:n], real[n:2 * n]), "points": []}
+            g_ = torch.Generator().manual_seed(0)
+            for step, sd in snaps:
+                model.load_state_dict(sd)
+                with autocast():
+                    imgs = decode(fae, dit_sample(model, labels[:n], steps=a.curve_steps, gen=g_), stats).float()
+                res["curve"]["points"].append({"step": step, "fd": frechet(pooled(enc, imgs), real[:n])})
+            log("lightningdit-fae curve: " + ", ".join(f"{q['step']}: {q['fd']:.3f}" for q in res["curve"]["points"]) + f" (floor {res['curve']['floor']:.3f})")
+            save()
+    (out / "state-ia.pt").unlink(missing_ok=True)
+    if kept:
+        from safetensors.torch import save_file
+        save_file(kept, str(out / "torch_samples.safetensors"))  # 20 images of each variant (2 per class)
     save()
     print("TORCH " + json.dumps(res))
 
