@@ -19,7 +19,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { mulberry32 } from '../prng.ts';
-import { type DecodeItem, type DecodeResult, type DecodeSpec, type DecodeWorkerKind, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, type DecodeWorkerKind, type DecodedBy, type JpegDecoder, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
@@ -53,6 +53,8 @@ export interface ImageFolderOptions {
   /** Worker processes (default) or threads (decodePool.ts), and images each process decodes at once. */
   workerKind?: DecodeWorkerKind;
   inFlight?: number;
+  /** Who decodes JPEGs: 'wasm' (default: mozjpeg in WebAssembly, in the worker; decodePool.ts) or 'sharp'. */
+  jpegDecoder?: JpegDecoder;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -76,6 +78,8 @@ export class ImageFolderSource implements BatchSource {
   private readonly pending = new Map<number, Promise<Float32Array | string>>();
   /** Images handed to the decoder so far (each readable or unreadable file once while it fits the cache). */
   decodedImages = 0;
+  /** Images decoded so far by each decoder (WebAssembly mozjpeg for JPEGs, sharp for the rest), as last reported. */
+  decodedBy: DecodedBy = { wasm: 0, sharp: 0 };
   /** Misses asked for in this turn, decoded together by flush(). */
   private queued: Array<{ i: number; resolve(v: Float32Array | string): void; reject(e: unknown): void }> = [];
 
@@ -118,10 +122,10 @@ export class ImageFolderSource implements BatchSource {
     const workers = this.o.workers ?? defaultDecodeWorkers();
     configureVipsForDecoding(this.o.vipsThreads ?? 1);
     if (workers > 0) {
-      const pool = new DecodePool(spec, { workers, kind: this.o.workerKind, inFlight: this.o.inFlight });
+      const pool = new DecodePool(spec, { workers, kind: this.o.workerKind, inFlight: this.o.inFlight, jpeg: this.o.jpegDecoder, warn: this.o.warn });
       this.pool = pool;
       this.decodeChunk = (items) => pool.decode(items);
-    } else this.decodeChunk = inThreadDecoder(spec);
+    } else this.decodeChunk = inThreadDecoder(spec, this.o.jpegDecoder, this.o.warn);
     return this.decodeChunk;
   }
 
@@ -151,6 +155,7 @@ export class ImageFolderSource implements BatchSource {
     this.queued = [];
     this.decodedImages += q.length;
     this.decoder()(q.map(({ i }) => ({ file: this.files[i]!, key: i }))).then((r) => {
+      if (r.by) this.decodedBy = r.by;
       const bad = new Map(r.failed.map((f) => [f.k, f.message]));
       q.forEach(({ i, resolve }, j) => {
         this.pending.delete(i);
