@@ -46,6 +46,8 @@ export interface DecodeItem {
 export interface DecodeResult {
   /** items.length × C·S·S values; the slots of failed items are zero. */
   readonly data: Float32Array;
+  /** The same crops before normalization (u8; what a crop cache file stores, cropCache.ts). */
+  readonly raw: Uint8Array;
   /** Items that could not be decoded: their index in the chunk and the first line of the error. */
   readonly failed: ReadonlyArray<{ readonly k: number; readonly message: string }>;
   /** Images decoded so far, by decoder, by whoever decoded this chunk (the pool: all its workers). */
@@ -297,7 +299,7 @@ export function inThreadDecoder(spec: DecodeSpec, jpeg: JpegDecoder = 'wasm', wa
     const failed = await (await ready)(items, raw);
     for (let k = 0; k < items.length; k++) normalizeInto(spec, raw, k, data, k);
     for (const f of failed) data.fill(0, f.k * per, (f.k + 1) * per);
-    return { data, failed, by: { ...(await ready).by } };
+    return { data, raw, failed, by: { ...(await ready).by } };
   };
 }
 
@@ -456,19 +458,22 @@ export class DecodePool {
     if (this.broken) throw this.broken;
     const groups = this.workers.map(() => [] as number[]);
     items.forEach((it, k) => groups[((it.key % this.size) + this.size) % this.size]!.push(k));
-    const data = new Float32Array(items.length * this.per);
+    const data = new Float32Array(items.length * this.per), raw = new Uint8Array(items.length * this.per);
     const failed: Array<{ k: number; message: string }> = [];
     await Promise.all(groups.map(async (ks, w) => {
       if (!ks.length) return;
       const r = await this.post(this.workers[w]!, ks.map((k) => items[k]!));
-      ks.forEach((k, j) => normalizeInto(this.spec, r.data, j, data, k));
+      ks.forEach((k, j) => {
+        normalizeInto(this.spec, r.data, j, data, k);
+        raw.set(r.data.subarray(j * this.per, (j + 1) * this.per), k * this.per);
+      });
       for (const f of r.failed) {
         failed.push({ k: ks[f.k]!, message: f.message });
         data.fill(0, ks[f.k]! * this.per, (ks[f.k]! + 1) * this.per);
       }
     }));
     failed.sort((a, b) => a.k - b.k);
-    return { data, failed, by: this.decodedBy() };
+    return { data, raw, failed, by: this.decodedBy() };
   }
 
   /** Images decoded so far by the workers, by decoder. */
