@@ -8,6 +8,7 @@
 #    default, and by sharp) and PyTorch's DataLoader
 #    (bench/data_torch.py stream: torchvision ImageFolder + PIL, num_workers = $CORES, pin_memory), with no step
 #    (the loader's throughput) and a simulated $STEP ms step (the wait per step);
+#    and the crop cache file (written by one epoch, read by the next run);
 # 3) per-image CPU on one core (bench/dataTime.ts seq, bench/data_torch.py seq) and whether Kiln's crops equal
 #    torchvision's (bench/data_torch.py compare, 1 and 3 channels).
 OUT=${OUT:-/tmp/dataLoader}; mkdir -p "$OUT"
@@ -57,6 +58,9 @@ LABEL="64x64, no step" T 8 $TSX bench/dataTime.ts stream "$IMGS" 28 1 128 0 $((C
 LABEL="64x64, no step" T 8 $TSX bench/dataTime.ts stream "$IMGS" 28 1 128 0 ${CORES}px2 >> "$S" 2>>"$OUT/stream.log"; echo "kiln stream rc $? $(t)"
 LABEL="500x375, no step" T 6 $TSX bench/dataTime.ts stream "$PHOTO" 28 1 128 0 ${CORES}p >> "$S" 2>>"$OUT/stream.log"; echo "kiln photo rc $? $(t)"
 LABEL="500x375" T 8 python3 bench/data_torch.py stream "$PHOTO" 28 1 128 $CORES 0 >> "$S" 2>>"$OUT/torch.log"; echo "torch photo rc $? $(t)"
+# the crop cache file: written by a decoding epoch, then read (no decode) under the same step
+CACHE_FILE=/tmp/kiln-dl-crops.kc LABEL="64x64, no step, writing the crop cache" T 8 $TSX bench/dataTime.ts stream "$IMGS" 28 1 128 0 ${CORES}p >> "$S" 2>>"$OUT/stream.log"; echo "kiln cache write rc $? $(t)"
+CACHE_FILE=/tmp/kiln-dl-crops.kc LABEL="64x64, ${STEP} ms step, from the crop cache" T 8 $TSX bench/dataTime.ts stream "$IMGS" 28 1 128 $STEP ${CORES}p >> "$S" 2>>"$OUT/stream.log"; echo "kiln cache read rc $? $(t)"
 rm -f "$OUT"/*.bin
 cat "$OUT/env-python.txt" "$OUT/env-node.txt"
 echo "| folder | loader | step ms | batches | first batch ms | images/s (after the first batch) | wait median ms | wait mean ms | wait max ms | steps waiting > 1 ms | data share |"

@@ -15,7 +15,8 @@
  * sharp no-op, sharp decode only, the previous pipeline (libvips resize + greyscale, from the file and from its bytes),
  * and the loader's decoder (`inThreadDecoder`, JPEGs through sharp and through WebAssembly); one table row each.
  * `tsx bench/dataTime.ts stream DIR SIZE CHANNELS BATCH STEP_MS WORKERS[xK][:sharp]` runs the prefetching loader over one epoch
- * (fresh source: every image decoded; `:sharp`: JPEGs through sharp, not WebAssembly) with a simulated step of STEP_MS that leaves the main thread free (a poll
+ * (fresh source: every image decoded; `:sharp`: JPEGs through sharp, not WebAssembly; CACHE_FILE: the source's
+ * crop cache file, read when it is there, else written) with a simulated step of STEP_MS that leaves the main thread free (a poll
  * with setImmediate, as the CUDA executable's event query); prints one JSON line (epoch time, images/s after
  * the first batch, wait per step). `crops DIR SIZE CHANNELS OUT` writes the unflipped u8 crops of every image
  * (sorted by class, then name) to OUT (the comparison with bench/data_torch.py crops).
@@ -126,7 +127,7 @@ if (cmd === 'images') {
   if (!m) throw new Error(`bad WORKERS ${args[5]}`);
   const workers = Number(m[1]), inFlight = m[2] ? Number(m[2]) : undefined, jpegDecoder = m[3] ? ('sharp' as const) : ('wasm' as const);
   const t0 = performance.now();
-  const src = new ImageFolderSource({ root: dir, batchSize: batch, seed: 0, size, channels, flip: true, onError: 'skip', workers, inFlight, jpegDecoder, normalize: { mean: 0.5, std: 0.5 }, warn: (w) => console.error(w) });
+  const src = new ImageFolderSource({ root: dir, batchSize: batch, seed: 0, size, channels, flip: true, onError: 'skip', workers, inFlight, jpegDecoder, normalize: { mean: 0.5, std: 0.5 }, warn: (w) => console.error(w), cacheFile: process.env.CACHE_FILE || undefined });
   const pf = new Prefetcher(src, { epoch: 0, batch: 0 });
   const waits: number[] = [], steps: number[] = [];
   let tFirst = 0;
@@ -139,7 +140,7 @@ if (cmd === 'images') {
   }
   const tEnd = performance.now();
   await pf.close();
-  console.log(JSON.stringify({ loader: 'kiln', label: process.env.LABEL ?? '', workers, inFlight: inFlight ?? 1, jpeg: jpegDecoder, decodedBy: src.decodedBy, prefetch: src.prefetchDepth, ...streamStats(batch, waits, steps, t0, tFirst, tEnd) }));
+  console.log(JSON.stringify({ loader: 'kiln', label: process.env.LABEL ?? '', cacheFile: process.env.CACHE_FILE || undefined, decoded: src.decodedImages, workers, inFlight: inFlight ?? 1, jpeg: jpegDecoder, decodedBy: src.decodedBy, prefetch: src.prefetchDepth, ...streamStats(batch, waits, steps, t0, tFirst, tEnd) }));
 } else if (cmd === 'crops') {
   const [dir, size, channels, out] = [args[0]!, Number(args[1]), Number(args[2]) as 1 | 3, args[3]!];
   const files = listImages(dir), per = channels * size * size;

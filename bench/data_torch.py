@@ -153,7 +153,7 @@ def main():
             if not line.startswith('{'):
                 continue
             r = json.loads(line)
-            who = (f"Kiln, {r['workers']} worker processes x{r['inFlight']}, prefetch {r['prefetch']} batches; decoded by WebAssembly mozjpeg / sharp: {r['decodedBy']['wasm']} / {r['decodedBy']['sharp']}" if r['loader'] == 'kiln'
+            who = (f"Kiln, {r['workers']} worker processes x{r['inFlight']}, prefetch {r['prefetch']} batches; decoded by WebAssembly mozjpeg / sharp: {r['decodedBy']['wasm']} / {r['decodedBy']['sharp']}" + (f" (crop cache; {r['decoded']} decoded)" if r.get('cacheFile') else '') if r['loader'] == 'kiln'
                    else f"PyTorch DataLoader, {r['workers']} workers, prefetch {r['prefetch']} batches, pin_memory {r['pin_memory']}")
             print(f"| {r.get('label', '')} | {who} | {r['stepMs']:.2f} | {r['batches']} | {r['firstBatchMs']:.0f} | **{r['imagesPerS']:,.0f}** | "
                   f"{r['waitMedianMs']:.3f} | {r['waitMeanMs']:.3f} | {r['waitMaxMs']:.1f} | {r['stepsWaiting']} | {r['dataShare']:.1%} |")
