@@ -1,24 +1,31 @@
 /**
- * @file Image decoding off the main thread: a pool of workers, each with sharp loaded, that turn image
- * files into normalized f32 [C, S, S] arrays (decode, resize so the shorter side is S, center crop, 1 or
- * 3 channels, (v/255 − mean[c]) / std[c]; flips and the cache of decoded crops are the caller's,
- * imageFolder.ts). The main thread only posts file names and copies results into its batch, so decoding
- * goes on while the main thread is busy (or blocked in a device synchronization) with the training step.
+ * @file Image decoding off the main thread: a pool of workers that turn image files into normalized f32
+ * [C, S, S] arrays (decode, greyscale or RGB, resize so the shorter side is S, center crop, as torchvision's
+ * Grayscale + Resize(S) + CenterCrop(S) on PIL images, byte for byte; then (v/255 − mean[c]) / std[c]; flips
+ * and the caches of decoded crops are the caller's, imageFolder.ts and cropCache.ts). The main thread only
+ * posts file names and copies results into its batch, so decoding goes on while the main thread is busy
+ * (or blocked in a device synchronization) with the training step.
  *
- * Workers are processes by default (`node -e`, IPC with advanced serialization), not threads: what an
- * image costs is libvips' per-operation overhead (GObject construction, locks, allocation: ~1–3 ms of
- * CPU for a 64 px JPEG however small, measured in bench/RESULTS.md), and sharp runs it on libuv's thread
- * pool, which is one per process (UV_THREADPOOL_SIZE, default 4, fixed before user code runs): worker
- * threads all queue on those 4 threads and contend for libvips' process-wide locks. A worker process has
- * its own libvips and libuv pool, so N processes decode N images at once (each keeps `inFlight` images,
- * default 1, inside libvips). `kind: 'thread'` keeps the worker-thread pool.
+ * Who decodes: JPEGs by mozjpeg compiled to WebAssembly (@jsquash/jpeg; the JPEG library sharp's libvips
+ * is built with, so the same pixels), called synchronously in the worker; PNG, WebP, JPEGs at least 3× the
+ * crop (libvips shrink-on-load) and JPEGs the WebAssembly decoder refuses (CMYK, truncated) by sharp. What
+ * an image costs through sharp is libvips' per-operation overhead, not its pixels (GObject construction,
+ * locks, thread hand-offs: ~0.3 ms of CPU for a no-op, ~3 ms for a 64 px JPEG with libvips resize and
+ * greyscale on the H200 host, bench/RESULTS.md); hence sharp only decodes and the rest is plain JS on u8
+ * pixels (`DECODER_JS`), and JPEGs skip libvips altogether.
+ *
+ * Workers are processes by default (`node -e`, IPC with advanced serialization), not threads: sharp runs
+ * on libuv's thread pool, which is one per process (UV_THREADPOOL_SIZE, default 4, fixed before user code
+ * runs), and worker threads contend for libvips' process-wide locks; a worker process has its own, so N
+ * processes decode N images at once (each keeps `inFlight` images, default 1, in flight). `kind: 'thread'`
+ * keeps the worker-thread pool.
  *
  * The same decoder (`DECODER_JS`, JavaScript source) runs in the workers and, for `inThreadDecoder`,
  * on the calling thread, so a value never depends on where it was decoded. A call's images are handed
  * out by key (image i to worker i mod N), one message per worker; a result carries the images that
- * could not be read (by index, with sharp's message) instead of failing the call. Idle workers are
- * unref'd (they never keep the process alive; a worker process exits when its parent does);
- * `close()` stops them.
+ * could not be read (by index, with the decoder's message) instead of failing the call, and counts of
+ * images decoded by each decoder. Idle workers are unref'd (they never keep the process alive; a worker
+ * process exits when its parent does); `close()` stops them.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -55,15 +62,14 @@ export interface DecodeResult {
 }
 
 /**
- * `makeDecoder(sharp, fs, spec)` returns `async (items, out) => failures`: each item's image decoded into
+ * `makeDecoder(sharp, fs, spec, jpeg)` returns `async (items, out) => failures`: each item's image decoded into
  * the bytes out[k·C·S·S ...] (a Uint8Array, CHW; normalized by the receiver, `normalizeInto`: a quarter of
- * the bytes of f32 through the IPC pipe), the failures as { k, message }. A source string so that the workers (eval'd
- * CommonJS) and the calling thread run the same code.
+ * the bytes of f32 through the IPC pipe), the failures as { k, message }; `jpeg` is the WebAssembly JPEG
+ * decoder (`loadJpegDecoder`, JPEG_JS) or undefined. Source strings so that the workers (eval'd CommonJS)
+ * and the calling thread run the same code.
  *
- * What an image costs is libvips' fixed cost per operation, not its pixels (bench/RESULTS.md: a 64 px JPEG
- * costs 0.3 ms of CPU for a no-op pipeline, ~0.5 ms decoded to raw, ~1.7 ms with resize + greyscale), so
- * sharp only decodes (from the file's bytes, read here: libvips' file loader costs more than its buffer
- * loader), and the rest is done here on u8 pixels: greyscale as PIL's convert('L') (ITU-R 601-2 luma on the
+ * The file's bytes are read here (libvips' file loader costs more than its buffer loader); a JPEG is
+ * decoded by `jpeg` to RGBA, anything else (or a JPEG it refuses) by sharp to raw; the rest is done here on u8 pixels: greyscale as PIL's convert('L') (ITU-R 601-2 luma on the
  * encoded values, exactly: (19595 R + 38470 G + 7471 B + 2^15) >> 16; greyscale sources kept, a greyscale
  * source replicated when 3 channels are asked, alpha dropped), resize so the shorter side is S and the
  * longer one floor(S · long / short), center crop at round-half-even offsets, both as torchvision's
