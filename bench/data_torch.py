@@ -5,6 +5,9 @@ ImageFolder (PIL decode) with Grayscale (1 channel) + Resize(S) + CenterCrop(S) 
   python3 bench/data_torch.py seq DIR N                 per-image cost of that transform in this process
   python3 bench/data_torch.py stream DIR S C B WORKERS STEP_MS...   one epoch per STEP_MS (persistent workers),
                                                         a simulated step of STEP_MS (time.sleep: the main process idle)
+  python3 bench/data_torch.py all DIR S C B WORKERS STEPS MIX OUTDIR   (WAIT_FOR=file) all of it in one process:
+                                                        stream (STEPS: 0,2), crops of MIX compared with OUTDIR/kiln-crops-C.bin
+                                                        (OUTDIR/crops.md), seq (OUTDIR/seq-torch.md); imports torch first
   python3 bench/data_torch.py compare DIR S C KILN TORCH  exact matches of two crops files, by kind of image
   python3 bench/data_torch.py table JSONL               stream lines (both loaders) as markdown table rows
   python3 bench/data_torch.py crops DIR S C OUT         the unflipped u8 crops of every image (sorted by class, then
@@ -18,15 +21,20 @@ import os
 import sys
 import time
 
-from PIL import Image
-import numpy as np
+Image = np = torchvision = T = ImageFolder = None
 
-try:
-    import torchvision
-    from torchvision import transforms as T
-    from torchvision.datasets import ImageFolder
-except ImportError:  # the same pipeline on PIL + numpy
-    torchvision = None
+
+def imports():
+    """PIL, numpy and torchvision (when there: else the same pipeline on PIL + numpy); not for `table`."""
+    global Image, np, torchvision, T, ImageFolder
+    from PIL import Image
+    import numpy as np
+    try:
+        import torchvision
+        from torchvision import transforms as T
+        from torchvision.datasets import ImageFolder
+    except ImportError:
+        torchvision = None
 
 
 def list_images(root):
@@ -122,21 +130,44 @@ def stream(root, S, C, B, workers, step_list):
             'shape': list(x.shape), 'torchvision': getattr(torchvision, '__version__', None), 'pil': Image.__version__}), flush=True)
 
 
+def compare_rows(root, S, C, kiln, torch_):
+    """Markdown rows: per kind of image, how many of Kiln's crops equal torchvision's byte for byte."""
+    files, per = list_images(root), C * S * S
+    a, b = (np.fromfile(kiln, dtype=np.uint8).astype(np.int32), np.fromfile(torch_, dtype=np.uint8).astype(np.int32))
+    groups = {}
+    for i, p in enumerate(files):
+        w, h = Image.open(p).size
+        g = ('JPEG, shorter side >= 3S (libvips shrink-on-load)' if min(w, h) >= 3 * S else 'JPEG') if p.endswith('.jpg') else 'PNG ' + Image.open(p).mode
+        d = np.abs(a[i * per:(i + 1) * per] - b[i * per:(i + 1) * per])
+        n, exact, mx, diff = groups.get(g, (0, 0, 0, 0))
+        groups[g] = (n + 1, exact + int(d.max() == 0), max(mx, int(d.max())), diff + int((d > 0).sum()))
+    return ''.join(f'| {C} | {g} | {n} | {exact} | {mx} | {diff / (n * per):.2%} |\n' for g, (n, exact, mx, diff) in groups.items())
+
+
+def seq_rows(root, n):
+    """Markdown rows: per-image wall and CPU time of the PIL transform in this process, one image at a time."""
+    files = [p for p in list_images(root) if p.endswith('.jpg')][:n]
+    tf = transform(28, 1)
+    rows = ''
+    for name, op in [('PIL: open + convert RGB + torchvision transform (grey, resize, crop, flip, tensor, normalize)', lambda p: tf(Image.open(p).convert('RGB'))),
+                     ('PIL: open + load only', lambda p: Image.open(p).load())]:
+        for p in files[:20]:
+            op(p)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for p in files:
+            op(p)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        us = cpu / len(files) * 1e6
+        rows += f'| {name} | {len(files)} | {wall / len(files) * 1e6:.0f} | {us:.0f} | {1e6 / us:.0f} |\n'
+    return rows
+
+
 def main():
     cmd, root = sys.argv[1], sys.argv[2]
+    if cmd != 'table':
+        imports()
     if cmd == 'seq':
-        files = [p for p in list_images(root) if p.endswith('.jpg')][:int(sys.argv[3])]
-        tf = transform(28, 1)
-        for name, op in [('PIL: open + convert RGB + torchvision transform (grey, resize, crop, flip, tensor, normalize)', lambda p: tf(Image.open(p).convert('RGB'))),
-                         ('PIL: open + load only', lambda p: Image.open(p).load())]:
-            for p in files[:20]:
-                op(p)
-            c0, t0 = time.process_time(), time.perf_counter()
-            for p in files:
-                op(p)
-            cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-            us = cpu / len(files) * 1e6
-            print(f'| {name} | {len(files)} | {wall / len(files) * 1e6:.0f} | {us:.0f} | {1e6 / us:.0f} |', flush=True)
+        print(seq_rows(root, int(sys.argv[3])), end='')
     elif cmd == 'stream':
         S, C, B, W = (int(v) for v in sys.argv[3:7])
         stream(root, S, C, B, W, [float(v) for v in sys.argv[7:]])
@@ -157,19 +188,23 @@ def main():
                    else f"PyTorch DataLoader, {r['workers']} workers, prefetch {r['prefetch']} batches, pin_memory {r['pin_memory']}")
             print(f"| {r.get('label', '')} | {who} | {r['stepMs']:.2f} | {r['batches']} | {r['firstBatchMs']:.0f} | **{r['imagesPerS']:,.0f}** | "
                   f"{r['waitMedianMs']:.3f} | {r['waitMeanMs']:.3f} | {r['waitMaxMs']:.1f} | {r['stepsWaiting']} | {r['dataShare']:.1%} |")
+    elif cmd == 'all':  # one import of torch (slow on the GPU machine): wait for WAIT_FOR, stream, crops + compare, seq
+        S, C, B, W = (int(v) for v in sys.argv[3:7])
+        steps, mix, out = [float(v) for v in sys.argv[7].split(',')], sys.argv[8], sys.argv[9]
+        import torch  # noqa: F401  (the import before the wait)
+        while not os.path.exists(os.environ['WAIT_FOR']):
+            time.sleep(0.05)
+        stream(root, S, C, B, W, steps)
+        with open(os.path.join(out, 'crops.md'), 'w') as f:
+            for c in (1, 3):
+                files, per = list_images(mix), c * S * S
+                mine = np.concatenate([(lambda a: a if c == 1 else a.transpose(2, 0, 1))(np.asarray(pil_crop(p, S, c), dtype=np.uint8)).reshape(-1) for p in files])
+                mine.tofile(os.path.join(out, f'torch-crops-{c}.bin'))
+                f.write(compare_rows(mix, S, c, os.path.join(out, f'kiln-crops-{c}.bin'), os.path.join(out, f'torch-crops-{c}.bin')))
+        with open(os.path.join(out, 'seq-torch.md'), 'w') as f:
+            f.write(seq_rows(root, 300))
     elif cmd == 'compare':
-        S, C, kiln, torch_ = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-        files, per = list_images(root), C * S * S
-        a, b = (np.fromfile(kiln, dtype=np.uint8).astype(np.int32), np.fromfile(torch_, dtype=np.uint8).astype(np.int32))
-        groups = {}
-        for i, p in enumerate(files):
-            w, h = Image.open(p).size
-            g = ('JPEG, shorter side >= 3S (libvips shrink-on-load)' if min(w, h) >= 3 * S else 'JPEG') if p.endswith('.jpg') else 'PNG ' + Image.open(p).mode
-            d = np.abs(a[i * per:(i + 1) * per] - b[i * per:(i + 1) * per])
-            n, exact, mx, diff = groups.get(g, (0, 0, 0, 0))
-            groups[g] = (n + 1, exact + int(d.max() == 0), max(mx, int(d.max())), diff + int((d > 0).sum()))
-        for g, (n, exact, mx, diff) in groups.items():
-            print(f'| {C} | {g} | {n} | {exact} | {mx} | {diff / (n * per):.2%} |')
+        print(compare_rows(root, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]), end='')
     else:
         sys.exit('usage: data_torch.py seq|stream|crops|compare ...')
 
