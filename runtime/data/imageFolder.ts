@@ -123,11 +123,17 @@ export class ImageFolderSource implements BatchSource {
     }
   }
 
+  /** The epoch's order of images (the last two epochs' are kept: every batch of an epoch asks, and the
+   * prefetcher reaches into the next epoch). */
   order(epoch: number): Uint32Array {
+    const hit = this.orders.find((o) => o.epoch === epoch);
+    if (hit) return hit.order;
     const n = this.files.length;
-    if (this.o.shuffle === false) return Uint32Array.from({ length: n }, (_, i) => i);
-    return permutation(n, mulberry32((this.o.seed + epoch) >>> 0));
+    const order = this.o.shuffle === false ? Uint32Array.from({ length: n }, (_, i) => i) : permutation(n, mulberry32((this.o.seed + epoch) >>> 0));
+    this.orders = [...this.orders.slice(-1), { epoch, order }];
+    return order;
   }
+  private orders: Array<{ epoch: number; order: Uint32Array }> = [];
 
   /** Where images are decoded: the worker pool (started on the first load) or the calling thread. */
   private decoder(): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
