@@ -126,7 +126,7 @@ if (cmd === 'images') {
   const m = /^(\d+)p?(?:x(\d+))?(:sharp)?$/.exec(args[5] ?? '');
   if (!m) throw new Error(`bad WORKERS ${args[5]}`);
   const workers = Number(m[1]), inFlight = m[2] ? Number(m[2]) : undefined, jpegDecoder = m[3] ? ('sharp' as const) : ('wasm' as const);
-  const t0 = performance.now();
+  const t0 = performance.now(), cpu0 = process.cpuUsage();
   const src = new ImageFolderSource({ root: dir, batchSize: batch, seed: 0, size, channels, flip: true, onError: 'skip', workers, inFlight, jpegDecoder, normalize: { mean: 0.5, std: 0.5 }, warn: (w) => console.error(w), cacheFile: process.env.CACHE_FILE || undefined });
   const pf = new Prefetcher(src, { epoch: 0, batch: 0 });
   const waits: number[] = [], steps: number[] = [];
@@ -138,9 +138,11 @@ if (cmd === 'images') {
     while (performance.now() < end) await new Promise((r) => setImmediate(r));
     steps.push(performance.now() - ts);
   }
-  const tEnd = performance.now();
+  const tEnd = performance.now(), cpu = process.cpuUsage(cpu0);
   await pf.close();
-  console.log(JSON.stringify({ loader: 'kiln', label: process.env.LABEL ?? '', cacheFile: process.env.CACHE_FILE || undefined, decoded: src.decodedImages, workers, inFlight: inFlight ?? 1, jpeg: jpegDecoder, decodedBy: src.decodedBy, prefetch: src.prefetchDepth, ...streamStats(batch, waits, steps, t0, tFirst, tEnd) }));
+  // the loader's CPU in this process (the trainer's): receiving, normalizing and placing crops, the step's polling included
+  const mainCpuMsPerBatch = (cpu.user + cpu.system) / 1000 / src.batchesPerEpoch;
+  console.log(JSON.stringify({ loader: 'kiln', mainCpuMsPerBatch, label: process.env.LABEL ?? '', cacheFile: process.env.CACHE_FILE || undefined, decoded: src.decodedImages, workers, inFlight: inFlight ?? 1, jpeg: jpegDecoder, decodedBy: src.decodedBy, prefetch: src.prefetchDepth, ...streamStats(batch, waits, steps, t0, tFirst, tEnd) }));
 } else if (cmd === 'crops') {
   const [dir, size, channels, out] = [args[0]!, Number(args[1]), Number(args[2]) as 1 | 3, args[3]!];
   const files = listImages(dir), per = channels * size * size;

@@ -105,7 +105,7 @@ def stream(root, S, C, B, workers, step_list):
     ds = ImageFolder(root, transform=tf) if torchvision is not None else Folder(root, tf)
     dl = DataLoader(ds, batch_size=B, shuffle=True, num_workers=workers, pin_memory=torch.cuda.is_available(), drop_last=True, persistent_workers=workers > 0)
     for step_ms in step_list:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         it = iter(dl)
         waits, steps = [], []
         t_first = t0
@@ -119,11 +119,11 @@ def stream(root, S, C, B, workers, step_list):
             if step_ms > 0:
                 time.sleep(step_ms / 1e3)
             steps.append((time.perf_counter() - ts) * 1e3)
-        t_end = time.perf_counter()
+        t_end, cpu = time.perf_counter(), time.process_time() - c0
         rest = waits[1:]
         srt = sorted(rest)
         print(json.dumps({
-            'loader': 'torch', 'label': os.environ.get('LABEL', ''), 'workers': workers, 'prefetch': workers * 2, 'pin_memory': bool(dl.pin_memory), 'batch': B, 'batches': len(waits),
+            'loader': 'torch', 'mainCpuMsPerBatch': cpu * 1e3 / len(waits), 'label': os.environ.get('LABEL', ''), 'workers': workers, 'prefetch': workers * 2, 'pin_memory': bool(dl.pin_memory), 'batch': B, 'batches': len(waits),
             'stepMs': sum(steps) / len(steps), 'firstBatchMs': waits[0], 'epochMs': (t_end - t0) * 1e3,
             'imagesPerS': (len(waits) - 1) * B / (t_end - t_first), 'waitMedianMs': srt[len(srt) // 2], 'waitMeanMs': sum(rest) / len(rest),
             'waitMaxMs': srt[-1], 'stepsWaiting': sum(1 for w in rest if w > 1), 'dataShare': sum(rest) / (sum(rest) + sum(steps[1:])),
@@ -186,7 +186,7 @@ def main():
             r = json.loads(line)
             who = (f"Kiln, {r['workers']} worker processes x{r['inFlight']}, prefetch {r['prefetch']} batches; decoded by WebAssembly mozjpeg / sharp: {r['decodedBy']['wasm']} / {r['decodedBy']['sharp']}" + (f" (crop cache; {r['decoded']} decoded)" if r.get('cacheFile') else '') if r['loader'] == 'kiln'
                    else f"PyTorch DataLoader, {r['workers']} workers, prefetch {r['prefetch']} batches, pin_memory {r['pin_memory']}")
-            print(f"| {r.get('label', '')} | {who} | {r['stepMs']:.2f} | {r['batches']} | {r['firstBatchMs']:.0f} | **{r['imagesPerS']:,.0f}** | "
+            print(f"| {r.get('label', '')} | {who} | {r['stepMs']:.2f} | {r['batches']} | {r['firstBatchMs']:.0f} | **{r['imagesPerS']:,.0f}** | {r.get('mainCpuMsPerBatch', float('nan')):.2f} | "
                   f"{r['waitMedianMs']:.3f} | {r['waitMeanMs']:.3f} | {r['waitMaxMs']:.1f} | {r['stepsWaiting']} | {r['dataShare']:.1%} |")
     elif cmd == 'all':  # one import of torch (slow on the GPU machine): wait for WAIT_FOR, stream, crops + compare, seq
         S, C, B, W = (int(v) for v in sys.argv[3:7])
