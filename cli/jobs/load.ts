@@ -107,5 +107,5 @@ export function makeSource(job: Job, warn: (s: string) => void): BatchSource {
     });
   }
   if (!existsSync(d.root)) throw new KilnError(`data.root: ${resolve(d.root)} does not exist`);
-  return new ImageFolderSource({ root: d.root, batchSize: job.batchSize, seed: job.seed, size: d.size, channels: d.channels, flip: d.flip, normalize: d.normalize, onError: d.onError, warn, workers: d.workers });
+  return new ImageFolderSource({ root: d.root, batchSize: job.batchSize, seed: job.seed, size: d.size, channels: d.channels, flip: d.flip, normalize: d.normalize, onError: d.onError, warn, workers: d.workers, cacheFile: d.cacheFile });
 }

@@ -34,8 +34,11 @@ const imageFolderData = z.strictObject({
   flip: z.boolean().default(true),
   normalize: normalize.default({ mean: 0.5, std: 0.5 }),
   onError: z.enum(['skip', 'fail']).default('fail'),
-  /** Image decode worker threads (default: one per core, at most 16); 0 decodes on the main thread. */
+  /** Image decode worker processes (default: one per core but the main thread's, at most 32); 0 decodes on the main thread. */
   workers: z.number().int().min(0).max(64).optional(),
+  /** A file of decoded crops (runtime/data/cropCache.ts): read instead of decoding when it holds this folder's
+   * crops at this size, else written during epoch 1 (later runs skip decoding). */
+  cacheFile: z.string().optional(),
 });
 
 const encoder = z.strictObject({

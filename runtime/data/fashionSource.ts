@@ -52,8 +52,15 @@ export class FashionSource implements BatchSource {
     this.classes = data.classes;
   }
 
+  /** The last two epochs' orders (every batch of an epoch asks; the prefetcher reaches into the next epoch). */
+  private orders: Array<{ epoch: number; order: Uint32Array }> = [];
+
   async load(epoch: number, batch: number): Promise<SourceBatch> {
-    const order = this.batcher.order(epoch);
+    let order = this.orders.find((o) => o.epoch === epoch)?.order;
+    if (!order) {
+      order = this.batcher.order(epoch);
+      this.orders = [...this.orders.slice(-1), { epoch, order }];
+    }
     const idx = order.subarray(batch * this.batchSize, (batch + 1) * this.batchSize);
     const raw = this.batcher.makeBatch(idx, epoch, batch); // x/255, [B, 784]
     const B = idx.length, S = this.size;

@@ -19,7 +19,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { mulberry32 } from '../prng.ts';
-import { type DecodeItem, type DecodeResult, type DecodeSpec, type DecodeWorkerKind, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder } from './decodePool.ts';
+import { type DecodeItem, type DecodeResult, type DecodeSpec, type DecodeWorkerKind, type DecodedBy, type JpegDecoder, DecodePool, configureVipsForDecoding, defaultDecodeWorkers, inThreadDecoder, normalizeInto } from './decodePool.ts';
+import { CropFile, CropFileWriter, cropFingerprint } from './cropCache.ts';
 import { permutation } from './fashionMnist.ts';
 import { DatasetError } from './idx.ts';
 import { type BatchSource, type Normalization, type SourceBatch, channelStats, hashInts } from './source.ts';
@@ -53,6 +54,11 @@ export interface ImageFolderOptions {
   /** Worker processes (default) or threads (decodePool.ts), and images each process decodes at once. */
   workerKind?: DecodeWorkerKind;
   inFlight?: number;
+  /** Who decodes JPEGs: 'wasm' (default: mozjpeg in WebAssembly, in the worker; decodePool.ts) or 'sharp'. */
+  jpegDecoder?: JpegDecoder;
+  /** A file of decoded crops (cropCache.ts): read instead of decoding when it holds this folder's crops,
+   * else written while epoch 1 decodes (in place once every image is in it). */
+  cacheFile?: string;
 }
 
 export class ImageFolderSource implements BatchSource {
@@ -76,6 +82,12 @@ export class ImageFolderSource implements BatchSource {
   private readonly pending = new Map<number, Promise<Float32Array | string>>();
   /** Images handed to the decoder so far (each readable or unreadable file once while it fits the cache). */
   decodedImages = 0;
+  /** Images decoded so far by each decoder (WebAssembly mozjpeg for JPEGs, sharp for the rest), as last reported. */
+  decodedBy: DecodedBy = { wasm: 0, sharp: 0 };
+  /** The crop cache file being read, or being written (cacheFile). */
+  private disk: CropFile | undefined;
+  private writer: CropFileWriter | undefined | null;
+  private fingerprint = '';
   /** Misses asked for in this turn, decoded together by flush(). */
   private queued: Array<{ i: number; resolve(v: Float32Array | string): void; reject(e: unknown): void }> = [];
 
@@ -102,27 +114,69 @@ export class ImageFolderSource implements BatchSource {
     this.imageShape = [c, o.size, o.size];
     this.prefetchDepth = Math.max(4, Math.min(64, Math.floor(PREFETCH_BYTES / (o.batchSize * c * o.size * o.size * 4))));
     this.stats = channelStats(o.normalize, c);
+    if (o.cacheFile) {
+      this.fingerprint = cropFingerprint(o.root, this.files, o.size, c);
+      const { file, why } = CropFile.open(o.cacheFile, this.fingerprint, o.size, c, this.files.length);
+      this.disk = file;
+      if (file) o.warn?.(`image crops from the cache ${o.cacheFile} (${this.files.length} images, ${file.bad.size} unreadable): no decoding`);
+      else o.warn?.(`crop cache ${o.cacheFile}: ${why}; writing it while the images are decoded`);
+    }
   }
 
+  /** The epoch's order of images (the last two epochs' are kept: every batch of an epoch asks, and the
+   * prefetcher reaches into the next epoch). */
   order(epoch: number): Uint32Array {
+    const hit = this.orders.find((o) => o.epoch === epoch);
+    if (hit) return hit.order;
     const n = this.files.length;
-    if (this.o.shuffle === false) return Uint32Array.from({ length: n }, (_, i) => i);
-    return permutation(n, mulberry32((this.o.seed + epoch) >>> 0));
+    const order = this.o.shuffle === false ? Uint32Array.from({ length: n }, (_, i) => i) : permutation(n, mulberry32((this.o.seed + epoch) >>> 0));
+    this.orders = [...this.orders.slice(-1), { epoch, order }];
+    return order;
   }
+  private orders: Array<{ epoch: number; order: Uint32Array }> = [];
 
   /** Where images are decoded: the worker pool (started on the first load) or the calling thread. */
   private decoder(): (items: readonly DecodeItem[]) => Promise<DecodeResult> {
     if (this.decodeChunk) return this.decodeChunk;
-    const [C, S] = this.imageShape;
-    const spec: DecodeSpec = { size: S, channels: C as 1 | 3, mean: Array.from(this.stats.mean), std: Array.from(this.stats.std) };
+    const spec = this.spec();
     const workers = this.o.workers ?? defaultDecodeWorkers();
     configureVipsForDecoding(this.o.vipsThreads ?? 1);
     if (workers > 0) {
-      const pool = new DecodePool(spec, { workers, kind: this.o.workerKind, inFlight: this.o.inFlight });
+      const pool = new DecodePool(spec, { workers, kind: this.o.workerKind, inFlight: this.o.inFlight, jpeg: this.o.jpegDecoder, warn: this.o.warn });
       this.pool = pool;
       this.decodeChunk = (items) => pool.decode(items);
-    } else this.decodeChunk = inThreadDecoder(spec);
+    } else this.decodeChunk = inThreadDecoder(spec, this.o.jpegDecoder, this.o.warn);
     return this.decodeChunk;
+  }
+
+  private spec(): DecodeSpec {
+    const [C, S] = this.imageShape;
+    return { size: S, channels: C as 1 | 3, mean: Array.from(this.stats.mean), std: Array.from(this.stats.std) };
+  }
+
+  /** Keep image i's crop in memory while the budget allows (a copy: `crop` may view a batch's buffer). */
+  private remember(i: number, crop: Float32Array): Float32Array {
+    if (this.cachedBytes + crop.byteLength > (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) return crop;
+    const kept = crop.slice();
+    this.cache.set(i, kept);
+    this.cachedBytes += kept.byteLength;
+    return kept;
+  }
+
+  /** Image i's u8 crop (or why it is unreadable) into the crop cache being written; the file is renamed into place once complete. */
+  private toDisk(i: number, crop: Uint8Array | string): void {
+    if (!this.o.cacheFile || this.disk) return;
+    const [C, S] = this.imageShape;
+    if (this.writer === null) return; // writing failed once: training goes on without it
+    try {
+      this.writer ??= new CropFileWriter(this.o.cacheFile, this.fingerprint, S, C, this.files.length);
+      this.writer.put(i, crop);
+      if (this.writer.complete && this.writer.finish()) this.o.warn?.(`wrote the crop cache ${this.o.cacheFile} (${this.files.length} images)`);
+    } catch (e) {
+      this.writer?.abort();
+      this.writer = null;
+      this.o.warn?.(`could not write the crop cache ${this.o.cacheFile}: ${(e as Error).message}`);
+    }
   }
 
   /** Whether image i of `epoch` is flipped (a function of seed, epoch and index only). */
@@ -135,6 +189,13 @@ export class ImageFolderSource implements BatchSource {
   private cropOf(i: number): Promise<Float32Array | string> {
     const hit = this.cache.get(i);
     if (hit) return Promise.resolve(hit);
+    if (this.disk) {
+      const bad = this.disk.bad.get(i);
+      if (bad !== undefined) return Promise.resolve(bad);
+      const crop = new Float32Array(this.disk.per);
+      normalizeInto(this.spec(), this.disk.read(i), 0, crop, 0);
+      return Promise.resolve(this.remember(i, crop));
+    }
     let p = this.pending.get(i);
     if (!p) {
       p = new Promise((resolve, reject) => {
@@ -151,19 +212,16 @@ export class ImageFolderSource implements BatchSource {
     this.queued = [];
     this.decodedImages += q.length;
     this.decoder()(q.map(({ i }) => ({ file: this.files[i]!, key: i }))).then((r) => {
+      if (r.by) this.decodedBy = r.by;
       const bad = new Map(r.failed.map((f) => [f.k, f.message]));
       q.forEach(({ i, resolve }, j) => {
         this.pending.delete(i);
         const message = bad.get(j);
         if (message !== undefined) return resolve(message);
-        let crop = r.data.subarray(j * per, (j + 1) * per);
-        if (this.cachedBytes + crop.byteLength <= (this.o.cacheBytes ?? DEFAULT_CACHE_BYTES)) {
-          crop = crop.slice();
-          this.cache.set(i, crop);
-          this.cachedBytes += crop.byteLength;
-        }
-        resolve(crop);
+        this.toDisk(i, r.raw.subarray(j * per, (j + 1) * per));
+        resolve(this.remember(i, r.data.subarray(j * per, (j + 1) * per)));
       });
+      for (const [j, message] of bad) this.toDisk(q[j]!.i, message);
     }, (e: unknown) => {
       for (const { i, reject } of q) {
         this.pending.delete(i);
@@ -228,6 +286,8 @@ export class ImageFolderSource implements BatchSource {
 
   /** Stop the decode workers (a later load starts new ones). */
   async close(): Promise<void> {
+    this.writer?.abort(); // unless it finished: epoch 1 did not end
+    this.writer = undefined;
     const pool = this.pool;
     this.pool = undefined;
     this.decodeChunk = undefined;
