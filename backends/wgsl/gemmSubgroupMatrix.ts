@@ -48,6 +48,8 @@ export interface SgmTile {
    * barrier after the multiplies (half the memory: a deeper bk fits).
    */
   readonly stages?: 1 | 2;
+  /** K steps loaded ahead into registers: 1 (default), or 2 (two register sets, the K loop unrolled by two; two stages only). */
+  readonly prefetch?: 1 | 2;
 }
 
 /** The group of tile rows the compiled kernels walk together (see SgmTile.group). */
@@ -71,6 +73,8 @@ export interface SgmVariant {
   readonly store?: 'pairs' | 'scalar';
   /** Tile order (SgmTile.group); SGM_GROUP by default. */
   readonly group?: number;
+  /** K steps loaded ahead into registers (SgmTile.prefetch); 1 by default. */
+  readonly prefetch?: 1 | 2;
 }
 
 /**
@@ -255,20 +259,39 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
         store.push(`    subgroupMatrixStore<row_major>(&Bs, bbuf + (${e} / ${nbk}u) * ${f * sb.stride}u + (${e} % ${nbk}u) * ${f}u, mb${q}, ${sb.stride}u);`);
       }
     }
-    body.push(...regs);
-    body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
-    body.push(`  for (var kt = 0u; kt < ${KT}u; kt++) {`);
-    body.push(ST === 2 ? `    let abuf = (kt & 1u) * ${ABUF}u; let bbuf = (kt & 1u) * ${BBUF}u;` : '    let abuf = 0u; let bbuf = 0u;');
-    body.push(...store, '    workgroupBarrier();');
-    body.push(`    if (kt + 1u < ${KT}u) {`, `      let k0 = (kt + 1u) * ${t.bk}u;`, ...fetch.map((l) => `  ${l}`), '    }');
     // Element (r, c) of a staged tile: row_major at r * stride + c, col_major at c * stride + r.
     const at = (st: Staged, r: string, c: string) => (st.layout === 'row_major' ? `(${r}) * ${st.stride}u + ${c}` : `(${c}) * ${st.stride}u + ${r}`);
-    body.push(...mma(
+    const multiply = mma(
       (a, kk) => `subgroupMatrixLoad<${L}, ${sa.layout}>(&As, abuf + ${at(sa, `wr * ${t.wm}u + ${a * f}u`, `${kk * f}u`)}, ${sa.stride}u)`,
       (b, kk) => `subgroupMatrixLoad<${R}, ${sb.layout}>(&Bs, bbuf + ${at(sb, `${kk * f}u`, `wc * ${t.wn}u + ${b * f}u`)}, ${sb.stride}u)`,
-      '    '));
-    if (ST === 1) body.push('    workgroupBarrier();');
-    body.push('  }');
+      '    ');
+    if ((t.prefetch ?? 1) === 2 && ST === 2) {
+      // Two register sets, the loop unrolled by two: set s holds step kt + s, refilled with step kt + s + 2.
+      const set1 = (l: string) => l.replace(/\b([rm][ab]\d+)\b/g, '$1_1');
+      const half = (sIdx: 0 | 1, ind: string) => {
+        const re = sIdx ? set1 : (l: string) => l;
+        return [
+          `${ind}let abuf = ${sIdx * ABUF}u; let bbuf = ${sIdx * BBUF}u;`, ...store.map((l) => ind.slice(4) + re(l)), `${ind}workgroupBarrier();`,
+          `${ind}if (kt + ${2 + sIdx}u < ${KT}u) {`, `${ind}  let k0 = (kt + ${2 + sIdx}u) * ${t.bk}u;`, ...fetch.map((l) => `${ind.slice(2)}${re(l)}`), `${ind}}`,
+          ...multiply.map((l) => ind.slice(4) + l),
+        ];
+      };
+      body.push(...regs, ...regs.map(set1));
+      body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
+      if (KT > 1) body.push('  {', `    let k0 = ${t.bk}u;`, ...fetch.map(set1), '  }');
+      body.push(`  for (var kt = 0u; kt < ${KT}u; kt += 2u) {`, '    {', ...half(0, '      '), '    }');
+      body.push(...(KT % 2 ? ['    if (kt + 1u < ' + KT + 'u) {'] : ['    {']), ...half(1, '      '), '    }', '  }');
+    } else {
+      body.push(...regs);
+      body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
+      body.push(`  for (var kt = 0u; kt < ${KT}u; kt++) {`);
+      body.push(ST === 2 ? `    let abuf = (kt & 1u) * ${ABUF}u; let bbuf = (kt & 1u) * ${BBUF}u;` : '    let abuf = 0u; let bbuf = 0u;');
+      body.push(...store, '    workgroupBarrier();');
+      body.push(`    if (kt + 1u < ${KT}u) {`, `      let k0 = (kt + 1u) * ${t.bk}u;`, ...fetch.map((l) => `  ${l}`), '    }');
+      body.push(...multiply);
+      if (ST === 1) body.push('    workgroupBarrier();');
+      body.push('  }');
+    }
   }
   // The result.
   if (io.out.kind === 'store') {
@@ -371,7 +394,7 @@ export function isSubgroupMatrixKernel(k: MatmulKernel): boolean {
 
 /** The SgmTile a kernel-IR schedule describes ('scalar' staging: it takes every operand expression and shape). */
 export function sgmTileOf(s: TileSchedule, v: SgmVariant = {}): SgmTile {
-  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar', smem: v.mnStaging ?? 'native', group: v.group ?? SGM_GROUP, stages: s.stages === 1 ? 1 : 2 };
+  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar', smem: v.mnStaging ?? 'native', group: v.group ?? SGM_GROUP, stages: s.stages === 1 ? 1 : 2, prefetch: v.prefetch ?? 1 };
 }
 
 /** What codegen.ts gives the renderer: its declarations (lda_, ldb_, epi_ are declared), batch variables, the vec4 view binder. */
