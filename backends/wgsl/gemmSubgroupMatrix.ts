@@ -15,8 +15,12 @@
  *  - 'direct': no workgroup memory, the multiplies load their fragments from global memory.
  * The result is stored with subgroupMatrixStore: straight into an f32 output (probe), or, one 16×16
  * matrix at a time, into a per-subgroup f32 scratch in workgroup memory from which each lane runs the
- * fused epilogue (epi_) on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
- * barriers, reached uniformly by every subgroup).
+ * fused epilogue on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
+ * barriers, reached uniformly by every subgroup): `epi2_` where codegen.ts could render it (each 16-bit
+ * result word written whole, one plain store), else `epi_` per element.
+ * Where m, n and k are multiples of the tile no fetch or store has a bounds guard. The choices that are
+ * not the kernel IR's tile (SgmVariant) were measured one by one against the probe at 8192³
+ * (bench/wgslGemmF16.ts VARIANTS, bench/RESULTS.md).
  */
 import type { GemmTarget } from '../../ir/kernel/types.ts';
 import { KilnError } from '../../ir/errors.ts';
