@@ -117,6 +117,27 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
     }, 120_000);
 });
 
+describe('the pair epilogue (one store per 32-bit word of a 16-bit result) is rendered exactly where it is valid', () => {
+  // [case, epi2_ expected]: f16 results with n even take it; n odd (a word would straddle two rows),
+  // f32 results (no 16-bit store) and bf16/f16 stores with other index forms do not.
+  const CASES: Array<[GemmCase, boolean]> = [
+    [caseOf('store_bf16'), true], [caseOf('bias_gelu'), true], [caseOf('aligned_f16'), true], [caseOf('bias_bf16_batched'), true],
+    [{ name: 'odd_n_f16', m: 64, n: 75, k: 32, epilogue: 'store_bf16' }, false], [caseOf('aligned_tAtB_f32'), false], [caseOf('odd_shapes'), false],
+  ];
+  it(CASES.map(([c, w]) => `${c.name} ${w ? 'yes' : 'no'}`).join(', '), async () => {
+    const dev = await wgslDevice();
+    for (const [c, want] of CASES) {
+      const g = gemmGraph(c, 'f16');
+      const sources: string[] = [];
+      await WgslExecutable.create(g, compile(g, { target: TARGET }).program, dev, { reductions: 'serial', gemm: 'simple', subgroupMatrix: true }, (_n, s) => sources.push(s)).then((e) => e.dispose(), () => undefined);
+      const sgm = sources.find((s) => s.includes('subgroupMatrixMultiplyAccumulate'))!;
+      expect(sgm.includes('epi2_('), c.name).toBe(want);
+      // Where it is used, no per-element 16-bit store is left in the kernel's main.
+      if (want) expect(sgm.slice(sgm.indexOf('fn main')).includes('epi_('), c.name).toBe(false);
+    }
+  }, 120_000);
+});
+
 describe('the backend builds the compiler\'s target', () => {
   it('sgmGemmTarget equals wgslGemmTarget', () => {
     expect(sgmGemmTarget(48 * 1024)).toEqual(wgslGemmTarget(48 * 1024));
