@@ -12,7 +12,7 @@
  * SgmVariant's defaults, the schedule rule's tile): `norobust` (Dawn's disable_robustness), `k` (an
  * m|n-contiguous operand transposed to k-contiguous on its way in), `always` (bounds guards on every
  * fetch and store), `scalar` (the epilogue per element: 16-bit stores as atomic and/or pairs), `g<N>`
- * (tile order groups), `p2` (two K steps loaded ahead), `zeros` (inputs left zero, not uploaded), `t<BM>x<BN>x<BK>/<SM>x<SN>[/s1]` (block tile, subgroups per dimension, one
+ * (tile order groups), `p2` (two K steps loaded ahead), `const` (constant fragment offsets: one switch case per subgroup), `zeros` (inputs left zero, not uploaded), `t<BM>x<BN>x<BK>/<SM>x<SN>[/s1]` (block tile, subgroups per dimension, one
  * workgroup stage), `default` (none); `old` = `k+always+scalar` (the renderer before these choices).
  * Shape `check` (4096×2048×128, the 128×256 tile's shape class) is checked like the small cubes.
  * One JSON line per (shape, precision, variant), then a table.
@@ -45,6 +45,7 @@ function variantBackend(spec: string): Backend {
     else if (tok === 'old') Object.assign(sgm, { mnStaging: 'k', guards: 'always', store: 'scalar' });
     else if (/^g\d+$/.test(tok)) sgm.group = Number(tok.slice(1));
     else if (tok === 'p2') sgm.prefetch = 2;
+    else if (tok === 'const') sgm.constOffsets = true;
     else {
       const t = /^t(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(\/s1)?$/.exec(tok);
       if (!t) throw new Error(`VARIANTS: unknown change '${tok}' in '${spec}'`);

@@ -54,6 +54,11 @@ export interface SgmTile {
   readonly stages?: 1 | 2;
   /** K steps loaded ahead into registers: 1 (default), or 2 (two register sets, the K loop unrolled by two; two stages only). */
   readonly prefetch?: 1 | 2;
+  /**
+   * The multiplies in one switch case per subgroup and buffer, so that every fragment load's offset is a
+   * constant (Tint's robustness wraps each subgroupMatrixLoad in a bounds test, which folds then); one K step ahead only.
+   */
+  readonly constOffsets?: boolean;
 }
 
 /** The group of tile rows the compiled kernels walk together (see SgmTile.group). */
@@ -79,6 +84,8 @@ export interface SgmVariant {
   readonly group?: number;
   /** K steps loaded ahead into registers (SgmTile.prefetch); 1 by default. */
   readonly prefetch?: 1 | 2;
+  /** SgmTile.constOffsets; off by default. */
+  readonly constOffsets?: boolean;
 }
 
 /**
@@ -265,10 +272,21 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
     }
     // Element (r, c) of a staged tile: row_major at r * stride + c, col_major at c * stride + r.
     const at = (st: Staged, r: string, c: string) => (st.layout === 'row_major' ? `(${r}) * ${st.stride}u + ${c}` : `(${c}) * ${st.stride}u + ${r}`);
-    const multiply = mma(
-      (a, kk) => `subgroupMatrixLoad<${L}, ${sa.layout}>(&As, abuf + ${at(sa, `wr * ${t.wm}u + ${a * f}u`, `${kk * f}u`)}, ${sa.stride}u)`,
-      (b, kk) => `subgroupMatrixLoad<${R}, ${sb.layout}>(&Bs, bbuf + ${at(sb, `${kk * f}u`, `wc * ${t.wn}u + ${b * f}u`)}, ${sb.stride}u)`,
-      '    ');
+    const multiplyAt = (wr: string, wc: string, abuf: string, bbuf: string, ind: string) => mma(
+      (a, kk) => `subgroupMatrixLoad<${L}, ${sa.layout}>(&As, ${abuf} + ${at(sa, `${wr} * ${t.wm}u + ${a * f}u`, `${kk * f}u`)}, ${sa.stride}u)`,
+      (b, kk) => `subgroupMatrixLoad<${R}, ${sb.layout}>(&Bs, ${bbuf} + ${at(sb, `${kk * f}u`, `${wc} * ${t.wn}u + ${b * f}u`)}, ${sb.stride}u)`,
+      ind);
+    let multiply = multiplyAt('wr', 'wc', 'abuf', 'bbuf', '    ');
+    if (t.constOffsets && (t.prefetch ?? 1) === 1) {
+      // One case per subgroup (and buffer): every fragment offset a constant expression.
+      const o = [`    switch (sg${ST === 2 ? ` + ${S}u * (kt & 1u)` : ''}) {`];
+      for (let c = 0; c < S * ST; c++) {
+        const sgc = c % S, buf = Math.floor(c / S);
+        o.push(`      case ${c}u: {`, ...multiplyAt(`${Math.floor(sgc / sgCols)}u`, `${sgc % sgCols}u`, `${buf * ABUF}u`, `${buf * BBUF}u`, '        '), '      }');
+      }
+      o.push('      default: {}', '    }');
+      multiply = o;
+    }
     if ((t.prefetch ?? 1) === 2 && ST === 2) {
       // Two register sets, the loop unrolled by two: set s holds step kt + s, refilled with step kt + s + 2.
       const set1 = (l: string) => l.replace(/\b([rm][ab]\d+)\b/g, '$1_1');
@@ -398,7 +416,7 @@ export function isSubgroupMatrixKernel(k: MatmulKernel): boolean {
 
 /** The SgmTile a kernel-IR schedule describes ('scalar' staging: it takes every operand expression and shape). */
 export function sgmTileOf(s: TileSchedule, v: SgmVariant = {}): SgmTile {
-  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar', smem: v.mnStaging ?? 'native', group: v.group ?? SGM_GROUP, stages: s.stages === 1 ? 1 : 2, prefetch: v.prefetch ?? 1 };
+  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar', smem: v.mnStaging ?? 'native', group: v.group ?? SGM_GROUP, stages: s.stages === 1 ? 1 : 2, prefetch: v.prefetch ?? 1, constOffsets: v.constOffsets ?? false };
 }
 
 /** What codegen.ts gives the renderer: its declarations (lda_, ldb_, epi_ are declared), batch variables, the vec4 view binder. */

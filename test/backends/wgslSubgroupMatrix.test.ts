@@ -95,7 +95,7 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
   const CASES = ['odd_shapes', 'tAtB', 'castB_tB', 'broadcast_mixed', 'bias_gelu', 'store_bf16', 'adamw_weight_grad', 'big_tile', 'huge_tile', ...ALIGNED_GEMM_CASES.map((c) => c.name)];
   // The renderer's defaults, its other choices (SgmVariant), and a one-stage tile.
   const VARIANTS: Array<{ name: string; sgm?: SgmVariant; stages?: number }> = [
-    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two steps ahead', sgm: { prefetch: 2 } },
+    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two steps ahead', sgm: { prefetch: 2 } }, { name: 'constant offsets', sgm: { constOffsets: true } }, { name: 'constant offsets, one stage', sgm: { constOffsets: true }, stages: 1 },
   ];
   for (const v of VARIANTS)
     it(`${v.name}: ${CASES.join(', ')}`, async () => {

@@ -102,7 +102,7 @@ describe.skipIf(!has || Boolean(ONLY))('every subgroup-matrix block tile equals 
       for (const c of tileCases()) await check(c, 11, backend(tile));
     }, 300_000);
   // The renderer's other choices (SgmVariant), on the first tile.
-  const VARIANTS: Array<[string, SgmVariant]> = [['two K steps ahead', { prefetch: 2 }], ['k-contiguous staging, guards, scalar epilogue', { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 }]];
+  const VARIANTS: Array<[string, SgmVariant]> = [['two K steps ahead', { prefetch: 2 }], ['constant fragment offsets', { constOffsets: true }], ['k-contiguous staging, guards, scalar epilogue', { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 }]];
   for (const [name, sgm] of VARIANTS)
     it(`128x256x16 subgroups 2x4, ${name}`, async () => {
       for (const c of tileCases()) await check(c, 12, backend(SGM_CANDIDATES[0], sgm));
