@@ -34,8 +34,10 @@ export function wgslGemmTarget(workgroupBytes: number, processors = 132): GemmTa
 /**
  * Block tiles, largest first (bench/wgslGemmF16Probe.ts on an H200, 2026-12-02, window 1, 8192³:
  * 128×256×16 with 64×64 subgroup blocks 235 TFLOP/s, 128×128×32 with 32×64 blocks 205, 64×32 blocks
- * 179 with a k-contiguous B, 64×64×32 113; bench/RESULTS.md). Through the compiler the first measured
- * 72 TFLOP/s at 8192³ (window 2): the gap to the probe is not isolated yet (RESULTS.md lists the candidates).
+ * 179 with a k-contiguous B, 64×64×32 113; bench/RESULTS.md). Through the compiler the first reached
+ * 72 TFLOP/s at 8192³, 212 since the renderer stages operands in their own layout, drops the guards of
+ * aligned shapes and writes 16-bit results a word per store, with Dawn's robustness off (84 with it on;
+ * RESULTS.md, fourth session, window 1: each difference measured).
  */
 export const SGM_CANDIDATES: ReadonlyArray<{ block: FragmentShape; warps: { m: number; n: number }; stages?: 1 | 2 }> = [
   { block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } },
