@@ -7,18 +7,63 @@
  * output; f32: f32 in and out (the wide register-blocked GEMM). Times one submission of N runs after a warm-up; the cubes up to 4096 are
  * checked on 16 elements against an f64 dot product (f16: within one f16 rounding plus K·2^-24·Σ|ab|).
  * PRECISIONS=f16,f32 picks the precisions, BUDGET_S stops starting new shapes after that many seconds.
- * One JSON line per (shape, precision), then a table.
+ * VARIANTS (comma-separated) renders the subgroup-matrix GEMM several ways in one call, each a '+'-joined
+ * list of changes to the backend's defaults (robustness on, backends/wgsl/gemmSubgroupMatrix.ts
+ * SgmVariant's defaults, the schedule rule's tile): `norobust` (Dawn's disable_robustness), `k` (an
+ * m|n-contiguous operand transposed to k-contiguous on its way in), `always` (bounds guards on every
+ * fetch and store), `scalar` (the epilogue per element: 16-bit stores as atomic and/or pairs), `g<N>`
+ * (tile order groups), `p2` (two K steps loaded ahead), `const` (constant fragment offsets: one switch case per subgroup), `zeros` (inputs left zero, not uploaded), `t<BM>x<BN>x<BK>/<SM>x<SN>[/s1]` (block tile, subgroups per dimension, one
+ * workgroup stage), `default` (none); `old` = `k+always+scalar` (the renderer before these choices).
+ * Shape `check` (4096×2048×128, the 128×256 tile's shape class) is checked like the small cubes.
+ * One JSON line per (shape, precision, variant), then a table.
  */
-import { wgslBackend } from '../backends/wgsl/executable.ts';
+import { type SgmVariant } from '../backends/wgsl/gemmSubgroupMatrix.ts';
+import { wgslBackendWith } from '../backends/wgsl/executable.ts';
 import type { WgslExecutable } from '../backends/wgsl/executable.ts';
+import type { Backend } from '../backends/backend.ts';
 import { type Graph, GraphBuilder } from '../ir/graph.ts';
+import type { KernelProgram } from '../ir/kernel/types.ts';
 import type { HostTensor } from '../ir/tensor.ts';
 import { compileOn } from '../runtime/compile.ts';
 import { GEMM_SHAPES } from './gemmShapes.ts';
 
 const SHAPES: Record<string, [number, number, number, 'nn' | 'nt' | 'tn']> = {
-  cube256: [256, 256, 256, 'nn'], cube1024: [1024, 1024, 1024, 'nn'], ...GEMM_SHAPES,
+  cube256: [256, 256, 256, 'nn'], cube1024: [1024, 1024, 1024, 'nn'], check: [4096, 2048, 128, 'nn'], ...GEMM_SHAPES,
 };
+
+/** A VARIANTS entry: the backend it names (see the file comment). */
+function variantBackend(spec: string): Backend {
+  let robustness = true;
+  const sgm: { -readonly [K in keyof SgmVariant]: SgmVariant[K] } = {};
+  let retile: { block: { m: number; n: number; k: number }; warps: { m: number; n: number }; stages: number } | undefined;
+  for (const tok of spec.split('+')) {
+    if (tok === 'default' || tok === '' || tok === 'zeros') continue;
+    else if (tok === 'norobust') robustness = false;
+    else if (tok === 'k') sgm.mnStaging = 'k';
+    else if (tok === 'always') sgm.guards = 'always';
+    else if (tok === 'scalar') sgm.store = 'scalar';
+    else if (tok === 'old') Object.assign(sgm, { mnStaging: 'k', guards: 'always', store: 'scalar' });
+    else if (/^g\d+$/.test(tok)) sgm.group = Number(tok.slice(1));
+    else if (tok === 'p2') sgm.prefetch = 2;
+    else if (tok === 'const') sgm.constOffsets = true;
+    else {
+      const t = /^t(\d+)x(\d+)x(\d+)\/(\d+)x(\d+)(\/s1)?$/.exec(tok);
+      if (!t) throw new Error(`VARIANTS: unknown change '${tok}' in '${spec}'`);
+      retile = { block: { m: +t[1]!, n: +t[2]!, k: +t[3]! }, warps: { m: +t[4]!, n: +t[5]! }, stages: t[6] ? 1 : 2 };
+    }
+  }
+  const inner = wgslBackendWith({ robustness, sgm });
+  if (!retile) return inner;
+  const r = retile;
+  return {
+    ...inner,
+    compile: (graph, program, info) => {
+      const p = program as KernelProgram;
+      return inner.compile(graph, { ...p, kernels: p.kernels.map((k) => (k.kind === 'matmul' && k.tile?.mma?.family === 'subgroup_matrix' ? { ...k, tile: { ...k.tile, ...r } } : k)) }, info);
+    },
+  };
+}
+const variants = (process.env.VARIANTS ?? 'default').split(',');
 const names = process.argv.slice(2).length ? process.argv.slice(2) : ['cube8192', 'cube4096', 'cube1024', ...Object.keys(GEMM_SHAPES).filter((s) => !s.startsWith('cube'))];
 // f16o32: f16 inputs, the f16 matmul's result cast to f32 (stored as f32 words, not as 16-bit halves).
 const precisions = (process.env.PRECISIONS ?? 'f16,f32').split(',') as Array<'f16' | 'f32' | 'f16o32'>;
@@ -44,26 +89,28 @@ function values(n: number): Float32Array {
   return v;
 }
 
-type Row = { shape: string; precision: string; m: number; n: number; k: number; ms?: number; tflops?: number; maxErr?: number; kernel?: string; error?: string };
+type Row = { shape: string; precision: string; variant: string; m: number; n: number; k: number; ms?: number; tflops?: number; maxErr?: number; kernel?: string; error?: string };
 const rows: Row[] = [];
 for (const name of names) {
   const s = SHAPES[name];
   if (!s) throw new Error(`unknown shape '${name}' (have ${Object.keys(SHAPES).join(', ')})`);
   const [m, n, k, layout] = s;
-  for (const precision of precisions) {
-    if (performance.now() - t0 > budget) { console.log(`budget: skipping ${name} ${precision}`); continue; }
-    const row: Row = { shape: name, precision, m, n, k };
+  for (const precision of precisions) for (const variant of precision === 'f32' ? ['default'] : variants) {
+    if (performance.now() - t0 > budget) { console.log(`budget: skipping ${name} ${precision} ${variant}`); continue; }
+    const row: Row = { shape: name, precision, variant, m, n, k };
     try {
       const g = graph(name, m, n, k, layout, precision);
       const dtype = precision === 'f32' ? 'f32' : 'f16';
-      const feeds: Record<string, HostTensor> = Object.fromEntries(g.inputs.map((i) => [i.name, { dtype, shape: i.type.shape, data: values(i.type.shape[0]! * i.type.shape[1]!) }]));
-      const exe = (await compileOn(wgslBackend, g, { precision: dtype })) as WgslExecutable;
+      const check = (n <= 4096 && m <= 4096 && layout === 'nn') || name === 'check';
+      // `zeros`: no upload (the buffers stay zero): variants of one shape in seconds, not one 8192² encode each.
+      const zeros = variant.split('+').includes('zeros') && !check;
+      const feeds: Record<string, HostTensor> = zeros ? {} : Object.fromEntries(g.inputs.map((i) => [i.name, { dtype, shape: i.type.shape, data: values(i.type.shape[0]! * i.type.shape[1]!) }]));
+      const exe = (await compileOn(variantBackend(variant), g, { precision: dtype, cacheDir: '' })) as WgslExecutable;
       const src = exe.dispatches.flat().map((d) => d.source).join('\n');
       row.kernel = src.includes('subgroupMatrixMultiplyAccumulate') ? 'subgroup-matrix' : src.includes('As[kk * 32i') ? 'wide' : 'other';
-      const check = n <= 4096 && m <= 4096 && layout === 'nn';
-      const out = await exe.run(feeds, check ? ['y'] : []);
+      const out = zeros ? {} : await exe.run(feeds, check ? ['y'] : []);
       if (check) {
-        const A = feeds.a!.data, B = feeds.b!.data, y = out.y!.data;
+        const A = feeds.a!.data, B = feeds.b!.data, y = (out as Record<string, HostTensor>).y!.data;
         let worst = 0;
         for (let q = 0; q < 16; q++) {
           const i = (q * 7919) % m, j = (q * 104729) % n;
@@ -88,6 +135,6 @@ for (const name of names) {
     console.log(JSON.stringify({ bench: 'wgsl-gemm', ...row }));
   }
 }
-console.log('\n| shape | M×N×K | precision | kernel | ms | TFLOP/s | check (≤ 1) |\n| --- | --- | --- | --- | --- | --- | --- |');
-for (const r of rows) console.log(`| ${r.shape} | ${r.m}×${r.n}×${r.k} | ${r.precision} | ${r.kernel ?? '-'} | ${r.ms?.toFixed(3) ?? '-'} | ${r.tflops?.toFixed(1) ?? (r.error ? `ERROR ${r.error.slice(0, 100)}` : '-')} | ${r.maxErr?.toFixed(3) ?? '-'} |`);
+console.log('\n| shape | M×N×K | precision | variant | kernel | ms | TFLOP/s | check (≤ 1) |\n| --- | --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) console.log(`| ${r.shape} | ${r.m}×${r.n}×${r.k} | ${r.precision} | ${r.variant} | ${r.kernel ?? '-'} | ${r.ms?.toFixed(3) ?? '-'} | ${r.tflops?.toFixed(1) ?? (r.error ? `ERROR ${r.error.slice(0, 100)}` : '-')} | ${r.maxErr?.toFixed(3) ?? '-'} |`);
 process.exit(0);

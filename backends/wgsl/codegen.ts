@@ -28,7 +28,7 @@ import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { affine, walkStmts } from '../../ir/kernel/expr.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
-import { isSubgroupMatrixKernel, renderSubgroupMatrixMatmul } from './gemmSubgroupMatrix.ts';
+import { isSubgroupMatrixKernel, renderSubgroupMatrixMatmul, type SgmVariant } from './gemmSubgroupMatrix.ts';
 import type { WorkgroupAttentionPass, WorkgroupAttentionTile } from './attentionTiling.ts';
 import { type AttentionEmitter, tiledAttention } from './attention.ts';
 import { WGSL_PRELUDE } from './prelude.ts';
@@ -98,6 +98,8 @@ export interface WgslOptions {
    * schedule are rendered by gemmSubgroupMatrix.ts (others, and every kernel without this, as above).
    */
   readonly subgroupMatrix?: boolean;
+  /** Rendering choices of the subgroup-matrix GEMM (benchmarks; the defaults are the measured faster ones). */
+  readonly sgm?: SgmVariant;
   /** Attention: 'tiled' (K/V tiles in workgroup memory, backends/wgsl/attention.ts) or 'rows' (one invocation per query / key row; the default). */
   readonly attention?: 'tiled' | 'rows';
   /** Tiled attention: tiles per pass instead of attentionTiling.ts's choice (where they fit). */
@@ -195,7 +197,16 @@ class Gen {
 
   private readonly valueNames = new Map<string, string>();
 
+  /** Where set, 16-bit 'set' stores call this with the half index and the value's bits (u32) instead of storing (pairEpilogue). */
+  store16?: (buf: number, half: string, bits: string) => string;
+
   constructor(readonly buffers: readonly BufferDecl[], readonly windows: ReadonlyMap<number, Window>) {}
+
+  /** The name of the binding holding buffer `buf` and whether it is atomic. */
+  binding(buf: number): { name: string; atomic: boolean } {
+    const b = this.b(buf);
+    return { name: b.name, atomic: b.atomic };
+  }
 
   /** A slot of the offsets uniform holding `value` (another binding's base), as a WGSL expression. */
   rawSlot(value: number): string {
@@ -251,7 +262,9 @@ class Gen {
     const b = this.b(buf);
     if (is16(d)) {
       const h = `u32(${b.base} + ${index})`;
-      return mode === 'add' ? `add16_${b.name}(${h}, ${value}, ${d === 'bf16'});` : `w16_${b.name}(${h}, ${d === 'f16' ? 'k_f32_to_f16' : 'k_f32_to_bf16'}(${value}));`;
+      const bits = `${d === 'f16' ? 'k_f32_to_f16' : 'k_f32_to_bf16'}(${value})`;
+      if (mode === 'set' && this.store16) return this.store16(buf, h, bits);
+      return mode === 'add' ? `add16_${b.name}(${h}, ${value}, ${d === 'bf16'});` : `w16_${b.name}(${h}, ${bits});`;
     }
     const at = `${b.name}[${b.base} + ${index}]`;
     if (mode === 'add') {
@@ -636,6 +649,55 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
 }
 
 /**
+ * `fn epi2_(batch…, x_i, x_j, v_acc0, v_acc1)`: a matmul epilogue for the two outputs (i, j) and
+ * (i, j + 1), j even, that writes each 16-bit store's 32-bit word whole with one store (no atomic
+ * read-modify-write; the epilogue per element needs two atomics per 16-bit store, as neighbouring
+ * invocations may own the word's other half). Valid, and rendered, only where the epilogue is lets and
+ * stores, n is even, has at least one 16-bit 'set' store, and every such store's index is j + (even multiples of the
+ * other variables) + an even constant, at an even element offset in its binding (then the word is the
+ * pair's own: no other invocation writes it), and no 16-bit stored buffer is also read; else undefined.
+ */
+function pairEpilogue(g: Gen, k: MatmulKernel, bparams: readonly string[]): string[] | undefined {
+  if (k.n % 2) return undefined;
+  const stored = new Set<number>();
+  for (const s of k.epilogue) {
+    if (s.k === 'let') continue;
+    if (s.k !== 'store') return undefined;
+    if (!is16(g.buffers[s.buf]!.dtype)) continue;
+    const a = s.mode === 'set' ? affine(s.index) : undefined;
+    const base = g.windows.get(s.buf)?.base;
+    if (!a || base === undefined || a.coef.get('j') !== 1 || [...a.coef].some(([n, c]) => n !== 'j' && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
+    stored.add(s.buf);
+  }
+  if (stored.size === 0) return undefined;
+  let readsStored = false;
+  walkStmts(k.epilogue, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
+  if (readsStored) return undefined;
+  // epih_: the epilogue of one element with each 16-bit store's half index and bits returned, not stored.
+  const pairs: number[] = [];
+  g.store16 = (buf, half, bits) => {
+    const i = pairs.push(buf) - 1;
+    return `r_[${2 * i}] = ${half}; r_[${2 * i + 1}] = ${bits};`;
+  };
+  const body: string[] = [];
+  g.stmts(k.epilogue, '  ', body);
+  g.store16 = undefined;
+  const N = 2 * pairs.length;
+  const out = [
+    `fn epih_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc: f32'].join(', ')}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...body, '  return r_;', '}',
+    `fn epi2_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc0: f32', 'v_acc1: f32'].join(', ')}) {`,
+    `  let p0 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j', 'v_acc0'].join(', ')});`,
+    `  let p1 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j + 1i', 'v_acc1'].join(', ')});`,
+  ];
+  pairs.forEach((buf, i) => {
+    const b = g.binding(buf), at = `${b.name}[p0[${2 * i}] >> 1u]`, w = `p0[${2 * i + 1}] | (p1[${2 * i + 1}] << 16u)`;
+    out.push(b.atomic ? `  atomicStore(&${at}, ${w});` : `  ${at} = ${w};`);
+  });
+  out.push('}');
+  return out;
+}
+
+/**
  * Tiled GEMM over operand expressions: a 16×16 workgroup computes a (16·TM)×(16·TN) output tile, each
  * invocation a TM×TN block strided by 16 (coalesced); K advances by BK, both operand tiles staged in
  * workgroup memory. Operand loads and the epilogue are functions (inlined by the driver).
@@ -661,7 +723,14 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   const epi: string[] = [];
   g.stmts(k.epilogue, '  ', epi);
   d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
-  if (c.opts.subgroupMatrix && isSubgroupMatrixKernel(k)) return renderSubgroupMatrixMatmul(k, { decls: d, bargs, bv, vec4View: c.vec4View, batchLets: (out) => decompose(bv, k.batch, 'i32(bt)', out, '  '), grid: (total) => fold(total, c.limits, c.name) });
+  if (c.opts.subgroupMatrix && isSubgroupMatrixKernel(k)) {
+    const pair = (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
+    if (pair) d.push(...pair);
+    return renderSubgroupMatrixMatmul(k, {
+      decls: d, bargs, bv, vec4View: c.vec4View, batchLets: (out) => decompose(bv, k.batch, 'i32(bt)', out, '  '), grid: (total) => fold(total, c.limits, c.name),
+      ...(pair ? { pair: 'epi2_' } : {}), ...(c.opts.sgm ? { variant: c.opts.sgm } : {}),
+    });
+  }
   if (c.opts.gemm === 'simple' || intAcc) {
     const total = batch * k.m * k.n;
     const wgs = Math.ceil(total / 64);

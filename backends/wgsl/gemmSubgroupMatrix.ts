@@ -15,8 +15,12 @@
  *  - 'direct': no workgroup memory, the multiplies load their fragments from global memory.
  * The result is stored with subgroupMatrixStore: straight into an f32 output (probe), or, one 16×16
  * matrix at a time, into a per-subgroup f32 scratch in workgroup memory from which each lane runs the
- * fused epilogue (epi_) on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
- * barriers, reached uniformly by every subgroup).
+ * fused epilogue on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
+ * barriers, reached uniformly by every subgroup): `epi2_` where codegen.ts could render it (each 16-bit
+ * result word written whole, one plain store), else `epi_` per element.
+ * Where m, n and k are multiples of the tile no fetch or store has a bounds guard. The choices that are
+ * not the kernel IR's tile (SgmVariant) were measured one by one against the probe at 8192³
+ * (bench/wgslGemmF16.ts VARIANTS, bench/RESULTS.md).
  */
 import type { GemmTarget } from '../../ir/kernel/types.ts';
 import { KilnError } from '../../ir/errors.ts';
@@ -43,10 +47,46 @@ export interface SgmTile {
   readonly smem?: 'k' | 'native';
   /** Tile order: groups of this many tile rows walked column by column (L2 reuse of both operands); 1: row by row. */
   readonly group?: number;
+  /**
+   * Workgroup tiles: 2 (default): double buffered, one barrier per K step; 1: one buffer, a second
+   * barrier after the multiplies (half the memory: a deeper bk fits).
+   */
+  readonly stages?: 1 | 2;
+  /** K steps loaded ahead into registers: 1 (default), or 2 (two register sets, the K loop unrolled by two; two stages only). */
+  readonly prefetch?: 1 | 2;
+  /**
+   * The multiplies in one switch case per subgroup and buffer, so that every fragment load's offset is a
+   * constant (Tint's robustness wraps each subgroupMatrixLoad in a bounds test, which folds then); one K step ahead only.
+   */
+  readonly constOffsets?: boolean;
 }
 
 /** The group of tile rows the compiled kernels walk together (see SgmTile.group). */
 export const SGM_GROUP = 8;
+
+/**
+ * How the compiler's subgroup-matrix kernels are rendered, beyond the kernel IR's tile (each field's
+ * default is the measured faster choice; the other value is kept for bench/wgslGemmF16Variants.ts, which
+ * measures every difference on and off at 8192³):
+ */
+export interface SgmVariant {
+  /** An m|n-contiguous operand staged in its own layout ('native') or transposed to k-contiguous on its way in ('k'). */
+  readonly mnStaging?: 'native' | 'k';
+  /** Bounds guards on operand fetches and result stores: 'edge': none where m, n and k are multiples of the tile; 'always'. */
+  readonly guards?: 'edge' | 'always';
+  /**
+   * A 16-bit result: 'pairs': one invocation computes two adjacent outputs and writes each 16-bit store's
+   * 32-bit word with one plain store (where the epilogue's stores allow it: codegen.ts pairEpilogue);
+   * 'scalar': the epilogue per element (each 16-bit store an atomic and/or pair).
+   */
+  readonly store?: 'pairs' | 'scalar';
+  /** Tile order (SgmTile.group); SGM_GROUP by default. */
+  readonly group?: number;
+  /** K steps loaded ahead into registers (SgmTile.prefetch); 1 by default. */
+  readonly prefetch?: 1 | 2;
+  /** SgmTile.constOffsets; off by default. */
+  readonly constOffsets?: boolean;
+}
 
 /**
  * `let i0, j0` (u32) of tile `tl` (a u32 expression < gx·gy) of a gy × gx grid of bm × bn tiles,
@@ -73,7 +113,7 @@ export const sgmThreads = (t: SgmTile) => SGM_LANES * sgmSubgroups(t);
 export function sgmWorkgroupBytes(t: SgmTile, epilogueScratch: boolean, aMajor: 'k' | 'mn' = 'k', bMajor: 'k' | 'mn' = 'mn'): number {
   const tile = (st: Staged) => st.rows * st.stride;
   if ((t.smem ?? 'k') === 'k' && t.staging === 'scalar') aMajor = bMajor = 'k';
-  const stage = t.staging === 'direct' ? 0 : 2 * 2 * (tile(staged(aMajor, t.bm, t.bk, 'a')) + tile(staged(bMajor, t.bn, t.bk, 'b')));
+  const stage = t.staging === 'direct' ? 0 : (t.stages ?? 2) * 2 * (tile(staged(aMajor, t.bm, t.bk, 'a')) + tile(staged(bMajor, t.bn, t.bk, 'b')));
   return stage + (epilogueScratch ? sgmSubgroups(t) * SGM_FRAG * SGM_FRAG * 4 : 0);
 }
 
@@ -122,8 +162,14 @@ export interface SgmIo {
   /** 'matrix' / 'direct' staging: an array<f16> binding holding A row-major with row stride k (B with n), and the element offset of [0, 0]. */
   readonly plainA?: { name: string; base: string };
   readonly plainB?: { name: string; base: string };
-  /** The result: an array<f32> binding with row stride n (the probe), or an epilogue statement over i32 coordinates and the f32 value. */
-  readonly out: { kind: 'store'; name: string; base: string } | { kind: 'epilogue'; call: (i: string, j: string, acc: string) => string };
+  /**
+   * The result: an array<f32> binding with row stride n (the probe), or an epilogue statement over i32
+   * coordinates and the f32 value; `pair` (optional): the statement of the two outputs (i, j), (i, j + 1)
+   * for an even j, valid only where n is even (codegen.ts pairEpilogue checks it).
+   */
+  readonly out: { kind: 'store'; name: string; base: string } | { kind: 'epilogue'; call: (i: string, j: string, acc: string) => string; pair?: (i: string, j: string, acc0: string, acc1: string) => string };
+  /** Every tile lies inside the matrices (m, n, k multiples of the tile): the result stores need no bounds checks. */
+  readonly inside?: boolean;
 }
 
 /** One staged operand tile: `rows` × `cols` halves, cols contiguous (stride cols + pad), chunks of 8 along cols. */
@@ -180,8 +226,8 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
   } else {
     const kSmem = (t.smem ?? 'k') === 'k' && t.staging === 'scalar';
     const sa = staged(kSmem ? 'k' : io.aMajor, t.bm, t.bk, 'a'), sb = staged(kSmem ? 'k' : io.bMajor, t.bn, t.bk, 'b');
-    const ABUF = sa.rows * sa.stride, BBUF = sb.rows * sb.stride;
-    decls.push(`var<workgroup> As: array<f16, ${2 * ABUF}>;`, `var<workgroup> Bs: array<f16, ${2 * BBUF}>;`);
+    const ABUF = sa.rows * sa.stride, BBUF = sb.rows * sb.stride, ST = t.stages ?? 2;
+    decls.push(`var<workgroup> As: array<f16, ${ST * ABUF}>;`, `var<workgroup> Bs: array<f16, ${ST * BBUF}>;`);
     const fetch: string[] = [], store: string[] = [], regs: string[] = [];
     if (t.staging === 'scalar') {
       const fa = need(io.fetchA8, 'scalar'), fb = need(io.fetchB8, 'scalar');
@@ -224,19 +270,50 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
         store.push(`    subgroupMatrixStore<row_major>(&Bs, bbuf + (${e} / ${nbk}u) * ${f * sb.stride}u + (${e} % ${nbk}u) * ${f}u, mb${q}, ${sb.stride}u);`);
       }
     }
-    body.push(...regs);
-    body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
-    body.push(`  for (var kt = 0u; kt < ${KT}u; kt++) {`);
-    body.push(`    let abuf = (kt & 1u) * ${ABUF}u; let bbuf = (kt & 1u) * ${BBUF}u;`);
-    body.push(...store, '    workgroupBarrier();');
-    body.push(`    if (kt + 1u < ${KT}u) {`, `      let k0 = (kt + 1u) * ${t.bk}u;`, ...fetch.map((l) => `  ${l}`), '    }');
     // Element (r, c) of a staged tile: row_major at r * stride + c, col_major at c * stride + r.
     const at = (st: Staged, r: string, c: string) => (st.layout === 'row_major' ? `(${r}) * ${st.stride}u + ${c}` : `(${c}) * ${st.stride}u + ${r}`);
-    body.push(...mma(
-      (a, kk) => `subgroupMatrixLoad<${L}, ${sa.layout}>(&As, abuf + ${at(sa, `wr * ${t.wm}u + ${a * f}u`, `${kk * f}u`)}, ${sa.stride}u)`,
-      (b, kk) => `subgroupMatrixLoad<${R}, ${sb.layout}>(&Bs, bbuf + ${at(sb, `${kk * f}u`, `wc * ${t.wn}u + ${b * f}u`)}, ${sb.stride}u)`,
-      '    '));
-    body.push('  }');
+    const multiplyAt = (wr: string, wc: string, abuf: string, bbuf: string, ind: string) => mma(
+      (a, kk) => `subgroupMatrixLoad<${L}, ${sa.layout}>(&As, ${abuf} + ${at(sa, `${wr} * ${t.wm}u + ${a * f}u`, `${kk * f}u`)}, ${sa.stride}u)`,
+      (b, kk) => `subgroupMatrixLoad<${R}, ${sb.layout}>(&Bs, ${bbuf} + ${at(sb, `${kk * f}u`, `${wc} * ${t.wn}u + ${b * f}u`)}, ${sb.stride}u)`,
+      ind);
+    let multiply = multiplyAt('wr', 'wc', 'abuf', 'bbuf', '    ');
+    if (t.constOffsets && (t.prefetch ?? 1) === 1) {
+      // One case per subgroup (and buffer): every fragment offset a constant expression.
+      const o = [`    switch (sg${ST === 2 ? ` + ${S}u * (kt & 1u)` : ''}) {`];
+      for (let c = 0; c < S * ST; c++) {
+        const sgc = c % S, buf = Math.floor(c / S);
+        o.push(`      case ${c}u: {`, ...multiplyAt(`${Math.floor(sgc / sgCols)}u`, `${sgc % sgCols}u`, `${buf * ABUF}u`, `${buf * BBUF}u`, '        '), '      }');
+      }
+      o.push('      default: {}', '    }');
+      multiply = o;
+    }
+    if ((t.prefetch ?? 1) === 2 && ST === 2) {
+      // Two register sets, the loop unrolled by two: set s holds step kt + s, refilled with step kt + s + 2.
+      const set1 = (l: string) => l.replace(/\b([rm][ab]\d+)\b/g, '$1_1');
+      const half = (sIdx: 0 | 1, ind: string) => {
+        const re = sIdx ? set1 : (l: string) => l;
+        return [
+          `${ind}let abuf = ${sIdx * ABUF}u; let bbuf = ${sIdx * BBUF}u;`, ...store.map((l) => ind.slice(4) + re(l)), `${ind}workgroupBarrier();`,
+          `${ind}if (kt + ${2 + sIdx}u < ${KT}u) {`, `${ind}  let k0 = (kt + ${2 + sIdx}u) * ${t.bk}u;`, ...fetch.map((l) => `${ind.slice(2)}${re(l)}`), `${ind}}`,
+          ...multiply.map((l) => ind.slice(4) + l),
+        ];
+      };
+      body.push(...regs, ...regs.map(set1));
+      body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
+      if (KT > 1) body.push('  {', `    let k0 = ${t.bk}u;`, ...fetch.map(set1), '  }');
+      body.push(`  for (var kt = 0u; kt < ${KT}u; kt += 2u) {`, '    {', ...half(0, '      '), '    }');
+      body.push(...(KT % 2 ? ['    if (kt + 1u < ' + KT + 'u) {'] : ['    {']), ...half(1, '      '), '    }', '  }');
+    } else {
+      body.push(...regs);
+      body.push('  {', '    let k0 = 0u;', ...fetch, '  }');
+      body.push(`  for (var kt = 0u; kt < ${KT}u; kt++) {`);
+      body.push(ST === 2 ? `    let abuf = (kt & 1u) * ${ABUF}u; let bbuf = (kt & 1u) * ${BBUF}u;` : '    let abuf = 0u; let bbuf = 0u;');
+      body.push(...store, '    workgroupBarrier();');
+      body.push(`    if (kt + 1u < ${KT}u) {`, `      let k0 = (kt + 1u) * ${t.bk}u;`, ...fetch.map((l) => `  ${l}`), '    }');
+      body.push(...multiply);
+      if (ST === 1) body.push('    workgroupBarrier();');
+      body.push('  }');
+    }
   }
   // The result.
   if (io.out.kind === 'store') {
@@ -245,7 +322,7 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
       for (let b = 0; b < FN; b++)
         body.push(`  subgroupMatrixStore<row_major>(&${C.name}, ${C.base} + (i0 + wr * ${t.wm}u + ${a * f}u) * ${io.n}u + j0 + wc * ${t.wn}u + ${b * f}u, acc${a}_${b}, ${io.n}u);`);
   } else {
-    const call = io.out.call;
+    const call = io.out.call, pair = io.out.pair;
     decls.push(`var<workgroup> Cs: array<f32, ${S * f * f}>;`);
     body.push(`  let lane = tid % ${SGM_LANES}u; let cbase = sg * ${f * f}u;`);
     for (let a = 0; a < FM; a++)
@@ -255,10 +332,17 @@ export function sgmGemm(t: SgmTile, io: SgmIo): { decls: string[]; body: string[
         // are stored two per 32-bit word, so one lane writes both halves of a word (no contended CAS).
         body.push(`  for (var q = 0u; q < ${(f * f) / SGM_LANES / 2}u; q++) {`,
           `    let e = 2u * (lane + q * ${SGM_LANES}u); let ii = i32(i0 + wr * ${t.wm}u + ${a * f}u + e / ${f}u); let jj = i32(j0 + wc * ${t.wn}u + ${b * f}u + e % ${f}u);`,
-          `    if (ii < ${io.m}i) {`,
-          `      if (jj < ${io.n}i) { ${call('ii', 'jj', `Cs[cbase + e]`)} }`,
-          `      if (jj + 1i < ${io.n}i) { ${call('ii', 'jj + 1i', `Cs[cbase + e + 1u]`)} }`,
-          '    }', '  }', '  workgroupBarrier();');
+          ...(pair && io.inside
+            ? [`    ${pair('ii', 'jj', 'Cs[cbase + e]', 'Cs[cbase + e + 1u]')}`]
+            : pair
+              ? [`    if (ii < ${io.m}i && jj < ${io.n}i) { ${pair('ii', 'jj', 'Cs[cbase + e]', 'Cs[cbase + e + 1u]')} }`]
+              : io.inside
+                ? [`    ${call('ii', 'jj', 'Cs[cbase + e]')}`, `    ${call('ii', 'jj + 1i', 'Cs[cbase + e + 1u]')}`]
+                : [`    if (ii < ${io.m}i) {`,
+                  `      if (jj < ${io.n}i) { ${call('ii', 'jj', `Cs[cbase + e]`)} }`,
+                  `      if (jj + 1i < ${io.n}i) { ${call('ii', 'jj + 1i', `Cs[cbase + e + 1u]`)} }`,
+                  '    }']),
+          '  }', '  workgroupBarrier();');
       }
   }
   return { decls, body };
@@ -331,8 +415,8 @@ export function isSubgroupMatrixKernel(k: MatmulKernel): boolean {
 }
 
 /** The SgmTile a kernel-IR schedule describes ('scalar' staging: it takes every operand expression and shape). */
-export function sgmTileOf(s: TileSchedule): SgmTile {
-  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar' };
+export function sgmTileOf(s: TileSchedule, v: SgmVariant = {}): SgmTile {
+  return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar', smem: v.mnStaging ?? 'native', group: v.group ?? SGM_GROUP, stages: s.stages === 1 ? 1 : 2, prefetch: v.prefetch ?? 1, constOffsets: v.constOffsets ?? false };
 }
 
 /** What codegen.ts gives the renderer: its declarations (lda_, ldb_, epi_ are declared), batch variables, the vec4 view binder. */
@@ -347,6 +431,9 @@ export interface SgmRenderContext {
   readonly batchLets: (out: string[]) => void;
   /** The dispatch grid for `total` workgroups (folded into two dimensions past the limit). */
   readonly grid: (total: number) => [number, number, number];
+  /** `epi2_`'s name where codegen.ts could render the pair epilogue (see SgmIo.out.pair). */
+  readonly pair?: string;
+  readonly variant?: SgmVariant;
 }
 
 /**
@@ -358,16 +445,22 @@ export interface SgmRenderContext {
  */
 export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext): Array<{ body: string[]; workgroups: [number, number, number] }> {
   const s = k.tile!;
-  const t = sgmTileOf(s);
+  const v = c.variant ?? {};
+  const t = sgmTileOf(s, v);
   const batch = k.batch.reduce((a, b) => a * b, 1);
   const gx = Math.ceil(k.n / t.bn), gy = Math.ceil(k.m / t.bm);
   const total = gx * gy * batch;
   const w = c.grid(total);
-  const fetch = (which: 'a' | 'b') => operandFetch(k, which, s.a, s.b, c);
+  const inside = (v.guards ?? 'edge') === 'edge' && k.m % t.bm === 0 && k.n % t.bn === 0 && k.k % t.bk === 0;
+  const fetch = (which: 'a' | 'b') => operandFetch(k, which, s.a, s.b, c, inside);
+  const pairName = (v.store ?? 'pairs') === 'pairs' ? c.pair : undefined;
   const io: SgmIo = {
-    m: k.m, n: k.n, k: k.k, aMajor: s.a.major, bMajor: s.b.major,
+    m: k.m, n: k.n, k: k.k, aMajor: s.a.major, bMajor: s.b.major, inside,
     fetchA8: fetch('a'), fetchB8: ((f) => (d: string, p: string, j: string) => f(d, j, p))(fetch('b')),
-    out: { kind: 'epilogue', call: (i, j, acc) => `epi_(${[...c.bargs, i, j, acc].join(', ')});` },
+    out: {
+      kind: 'epilogue', call: (i, j, acc) => `epi_(${[...c.bargs, i, j, acc].join(', ')});`,
+      ...(pairName ? { pair: (i: string, j: string, a0: string, a1: string) => `${pairName}(${[...c.bargs, i, j, a0, a1].join(', ')});` } : {}),
+    },
   };
   const { decls, body } = sgmGemm(t, io);
   c.decls.push(...SGM_ENABLES, ...decls);
@@ -377,7 +470,7 @@ export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext)
     `  let wg = wid.x + wid.y * ${w[0]}u;`,
     `  if (wg >= ${total}u) { return; }`,
     `  let bt = wg / ${gx * gy}u; let tl = wg % ${gx * gy}u;`,
-    ...sgmTileOrigin('tl', gx, gy, t.bm, t.bn, SGM_GROUP),
+    ...sgmTileOrigin('tl', gx, gy, t.bm, t.bn, t.group ?? SGM_GROUP),
   ];
   c.batchLets(out);
   out.push(...body, '}');
@@ -388,19 +481,21 @@ export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext)
  * Statements loading 8 halves of operand `which` into vec4<u32> `dst`, from (mn, p) along its
  * contiguous dimension (mn = i for a, j for b; u32 expressions), zero outside the matrix.
  */
-function operandFetch(k: MatmulKernel, which: 'a' | 'b', pa: OperandPlan, pb: OperandPlan, c: SgmRenderContext): (dst: string, mn: string, p: string) => string {
+function operandFetch(k: MatmulKernel, which: 'a' | 'b', pa: OperandPlan, pb: OperandPlan, c: SgmRenderContext, always: boolean): (dst: string, mn: string, p: string) => string {
   const plan = which === 'a' ? pa : pb;
   const e = which === 'a' ? k.a : k.b;
   const ext = which === 'a' ? k.m : k.n;
   const mnVar = which === 'a' ? 'i' : 'j';
-  const inside = (mn: string, p: string) => `${mn} < ${ext}u && ${p} < ${k.k}u`;
+  const inside = (mn: string, p: string) => (always ? 'true' : `${mn} < ${ext}u && ${p} < ${k.k}u`);
   const aff = e.k === 'load' ? affine(e.index) : undefined;
   const view = plan.staging === 'async' && e.k === 'load' && aff ? c.vec4View?.(e.buf) : undefined;
   if (view && aff) {
     // Element index c + Σ coef·var (in halves; 8-aligned where read, as planOperand checked), in vec4<u32>s.
     return (dst, mn, p) => {
       const terms = [`${aff.c}i`, ...[...aff.coef].map(([n, v]) => `${v}i * ${n === 'p' ? `i32(${p})` : n === mnVar ? `i32(${mn})` : c.bargs[c.bv.indexOf(n)]!}`)];
-      return `if (${inside(mn, p)}) { ${dst} = bitcast<vec4<u32>>(${view.name}[${view.base} + (${terms.join(' + ')}) / 8i]); } else { ${dst} = vec4<u32>(0u); }`;
+      // The index is ≥ 0 where it is read (inside the matrix): a shift, not a signed division.
+      const load = `${dst} = bitcast<vec4<u32>>(${view.name}[u32(${view.base}) + (u32(${terms.join(' + ')}) >> 3u)]);`;
+      return always ? load : `if (${inside(mn, p)}) { ${load} } else { ${dst} = vec4<u32>(0u); }`;
     };
   }
   const fn = which === 'a' ? 'lda_' : 'ldb_';
@@ -409,7 +504,7 @@ function operandFetch(k: MatmulKernel, which: 'a' | 'b', pa: OperandPlan, pb: Op
     for (let q = 0; q < 8; q++) {
       const [m2, p2] = plan.major === 'k' ? [mn, `${p} + ${q}u`] : [`${mn} + ${q}u`, p];
       const args = which === 'a' ? [...c.bargs, `i32(${m2})`, `i32(${p2})`] : [...c.bargs, `i32(${p2})`, `i32(${m2})`];
-      o.push(`var e${q} = 0.0f; if (${inside(m2, p2)}) { e${q} = ${fn}(${args.join(', ')}); }`);
+      o.push(always ? `let e${q} = ${fn}(${args.join(', ')});` : `var e${q} = 0.0f; if (${inside(m2, p2)}) { e${q} = ${fn}(${args.join(', ')}); }`);
     }
     o.push(`${dst} = vec4<u32>(pack2x16float(vec2<f32>(e0, e1)), pack2x16float(vec2<f32>(e2, e3)), pack2x16float(vec2<f32>(e4, e5)), pack2x16float(vec2<f32>(e6, e7))); }`);
     return o.join(' ');

@@ -12,7 +12,7 @@
  * one wave of workgroups (`processors`) and fits: 128×256×16 with 8 subgroups of 64×64, then
  * 128×128×32 with 8 subgroups of 64×32, then 64×64×32 with 4 subgroups of 32×32 (SGM_CANDIDATES).
  */
-import { stageBytes, SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';
+import { SMEM_PAD, SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';
 import type { FragmentShape, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
 import type { GemmTarget } from './tiling.ts';
 
@@ -34,31 +34,34 @@ export function wgslGemmTarget(workgroupBytes: number, processors = 132): GemmTa
 /**
  * Block tiles, largest first (bench/wgslGemmF16Probe.ts on an H200, 2026-12-02, window 1, 8192³:
  * 128×256×16 with 64×64 subgroup blocks 235 TFLOP/s, 128×128×32 with 32×64 blocks 205, 64×32 blocks
- * 179 with a k-contiguous B, 64×64×32 113; bench/RESULTS.md). Through the compiler the first measured
- * 72 TFLOP/s at 8192³ (window 2): the gap to the probe is not isolated yet (RESULTS.md lists the candidates).
+ * 179 with a k-contiguous B, 64×64×32 113; bench/RESULTS.md). Through the compiler the first reached
+ * 72 TFLOP/s at 8192³, 212 since the renderer stages operands in their own layout, drops the guards of
+ * aligned shapes and writes 16-bit results a word per store, with Dawn's robustness off (84 with it on;
+ * RESULTS.md, fourth session, window 1: each difference measured).
  */
-export const SGM_CANDIDATES: ReadonlyArray<{ block: FragmentShape; warps: { m: number; n: number } }> = [
+export const SGM_CANDIDATES: ReadonlyArray<{ block: FragmentShape; warps: { m: number; n: number }; stages?: 1 | 2 }> = [
   { block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } },
   { block: { m: 128, n: 128, k: 32 }, warps: { m: 2, n: 4 } },
   { block: { m: 64, n: 64, k: 32 }, warps: { m: 2, n: 2 } },
 ];
 
 /**
- * Workgroup memory of a subgroup-matrix schedule: two stages of both tiles, staged k-contiguous
- * whatever the operands' layout in memory (the renderer's layout: backends/wgsl/gemmSubgroupMatrix.ts
- * SgmTile.smem), and a 16×16 f32 scratch per subgroup.
+ * Workgroup memory of a subgroup-matrix schedule: `stages` copies of both tiles, each staged in the
+ * larger of its two layouts (its own, the renderer's default, or k-contiguous: backends/wgsl/gemmSubgroupMatrix.ts
+ * SgmVariant.mnStaging), and a 16×16 f32 scratch per subgroup.
  */
-export function sgmScheduleBytes(block: FragmentShape, warps: { m: number; n: number }, a: OperandPlan, b: OperandPlan): number {
-  return 2 * stageBytes(block, { ...a, major: 'k' }, { ...b, major: 'k' }) + warps.m * warps.n * 16 * 16 * 4;
+export function sgmScheduleBytes(block: FragmentShape, warps: { m: number; n: number }, stages = 2): number {
+  const tile = (mn: number) => 2 * Math.max(mn * (block.k + SMEM_PAD), block.k * (mn + SMEM_PAD));
+  return stages * (tile(block.m) + tile(block.n)) + warps.m * warps.n * 16 * 16 * 4;
 }
 
 /** The default subgroup-matrix schedule of `k` (operand plans from the tiling stage's planOperand). */
 export function chooseSubgroupMatrixTile(k: MatmulKernel, target: GemmTarget, mma: MmaInstr, plan: (which: 'a' | 'b') => OperandPlan): TileSchedule | undefined {
   const a = plan('a'), b = plan('b');
   const batch = k.batch.reduce((x, y) => x * y, 1);
-  const fits = SGM_CANDIDATES.filter((c) => sgmScheduleBytes(c.block, c.warps, a, b) <= target.sharedBytes);
+  const fits = SGM_CANDIDATES.filter((c) => sgmScheduleBytes(c.block, c.warps, c.stages ?? 2) <= target.sharedBytes);
   if (fits.length === 0) return undefined;
   const blocks = (c: FragmentShape) => Math.ceil(k.m / c.m) * Math.ceil(k.n / c.n) * batch;
   const pick = fits.find((c) => blocks(c.block) >= target.processors) ?? fits[fits.length - 1]!;
-  return { provider: 'tensor-core', block: pick.block, warps: pick.warps, stages: 2, mma, a, b, source: 'default' };
+  return { provider: 'tensor-core', block: pick.block, warps: pick.warps, stages: pick.stages ?? 2, mma, a, b, source: 'default' };
 }

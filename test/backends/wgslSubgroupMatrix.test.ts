@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { WgslExecutable, wgslBackend } from '../../backends/wgsl/executable.ts';
-import { sgmGemmTarget, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
+import { type SgmVariant, sgmGemmTarget, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
 import { compile } from '../../compiler/compile.ts';
 import { SGM_CANDIDATES, sgmScheduleBytes, wgslGemmTarget } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { roundF16 } from '../../ir/dtype.ts';
@@ -25,10 +25,10 @@ import { numel } from '../../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { mulberry32 } from '../../runtime/prng.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import { type GemmCase, GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
+import { ALIGNED_GEMM_CASES, type GemmCase, GEMM_CASES, gemmGraph } from '../support/gemmCases.ts';
 
 const TARGET = wgslGemmTarget(48 * 1024);
-const caseOf = (name: string) => GEMM_CASES.find((c) => c.name === name)!;
+const caseOf = (name: string) => [...GEMM_CASES, ...ALIGNED_GEMM_CASES].find((c) => c.name === name)!;
 const matmuls = (c: GemmCase, target = TARGET) => compile(gemmGraph(c, 'f16'), { target }).program.kernels.filter((k): k is MatmulKernel => k.kind === 'matmul');
 const tileOf = (c: GemmCase, target = TARGET): TileSchedule => matmuls(c, target)[0]!.tile!;
 
@@ -54,9 +54,9 @@ describe('subgroup-matrix schedules in the kernel IR', () => {
   it('stays within the workgroup memory, and falls back to SIMT where no tile fits', () => {
     for (const c of GEMM_CASES) {
       const t = tileOf(c);
-      if (t.provider === 'tensor-core') expect(sgmScheduleBytes(t.block, t.warps, t.a, t.b), c.name).toBeLessThanOrEqual(TARGET.sharedBytes);
+      if (t.provider === 'tensor-core') expect(sgmScheduleBytes(t.block, t.warps, t.stages), c.name).toBeLessThanOrEqual(TARGET.sharedBytes);
     }
-    for (const c of SGM_CANDIDATES) expect(sgmScheduleBytes(c.block, c.warps, { staging: 'async', major: 'mn' }, { staging: 'async', major: 'k' })).toBeLessThanOrEqual(16 * 1024 * 3);
+    for (const c of SGM_CANDIDATES) expect(sgmScheduleBytes(c.block, c.warps, c.stages)).toBeLessThanOrEqual(16 * 1024 * 3);
     expect(tileOf(caseOf('big_tile'), wgslGemmTarget(16 * 1024)).provider).toBe('simt');
   });
 
@@ -92,21 +92,48 @@ describe('on SwiftShader (no subgroup matrices)', () => {
 });
 
 describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, after parsing)', () => {
-  const CASES = ['odd_shapes', 'tAtB', 'castB_tB', 'broadcast_mixed', 'bias_gelu', 'store_bf16', 'adamw_weight_grad', 'big_tile'];
-  it(CASES.join(', '), async () => {
+  const CASES = ['odd_shapes', 'tAtB', 'castB_tB', 'broadcast_mixed', 'bias_gelu', 'store_bf16', 'adamw_weight_grad', 'big_tile', 'huge_tile', ...ALIGNED_GEMM_CASES.map((c) => c.name)];
+  // The renderer's defaults, its other choices (SgmVariant), and a one-stage tile.
+  const VARIANTS: Array<{ name: string; sgm?: SgmVariant; stages?: number }> = [
+    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two steps ahead', sgm: { prefetch: 2 } }, { name: 'constant offsets', sgm: { constOffsets: true } }, { name: 'constant offsets, one stage', sgm: { constOffsets: true }, stages: 1 },
+  ];
+  for (const v of VARIANTS)
+    it(`${v.name}: ${CASES.join(', ')}`, async () => {
+      const dev = await wgslDevice();
+      for (const name of CASES) {
+        const c = caseOf(name);
+        const g = gemmGraph(c, 'f16');
+        let program = compile(g, { target: TARGET }).program;
+        if (v.stages) program = { ...program, kernels: program.kernels.map((k) => (k.kind === 'matmul' && k.tile ? { ...k, tile: { ...k.tile, stages: v.stages! } } : k)) };
+        const sources: string[] = [];
+        // Pipeline creation fails on SwiftShader (no f16): the sources are what we check.
+        await WgslExecutable.create(g, program, dev, { reductions: 'serial', gemm: 'simple', subgroupMatrix: true, ...(v.sgm ? { sgm: v.sgm } : {}) }, (_n, s) => sources.push(s)).then((e) => e.dispose(), () => undefined);
+        const sgm = sources.filter((s) => s.includes('subgroupMatrixMultiplyAccumulate'));
+        expect(sgm.length, name).toBe(1);
+        const info = await dev.device.createShaderModule({ code: sgm[0]! }).getCompilationInfo();
+        const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
+        expect(errors, name).toEqual([`2:8 extension 'f16' is not allowed in the current environment`]);
+      }
+    }, 120_000);
+});
+
+describe('the pair epilogue (one store per 32-bit word of a 16-bit result) is rendered exactly where it is valid', () => {
+  // [case, epi2_ expected]: f16 results with n even take it; n odd (a word would straddle two rows),
+  // f32 results (no 16-bit store) and bf16/f16 stores with other index forms do not.
+  const CASES: Array<[GemmCase, boolean]> = [
+    [caseOf('store_bf16'), true], [caseOf('bias_gelu'), true], [caseOf('aligned_f16'), true], [caseOf('bias_bf16_batched'), true],
+    [{ name: 'odd_n_f16', m: 64, n: 75, k: 32, epilogue: 'store_bf16' }, false], [caseOf('aligned_tAtB_f32'), false], [caseOf('odd_shapes'), false],
+  ];
+  it(CASES.map(([c, w]) => `${c.name} ${w ? 'yes' : 'no'}`).join(', '), async () => {
     const dev = await wgslDevice();
-    for (const name of CASES) {
-      const c = caseOf(name);
+    for (const [c, want] of CASES) {
       const g = gemmGraph(c, 'f16');
-      const program = compile(g, { target: TARGET }).program;
       const sources: string[] = [];
-      // Pipeline creation fails on SwiftShader (no f16): the sources are what we check.
-      await WgslExecutable.create(g, program, dev, { reductions: 'serial', gemm: 'simple', subgroupMatrix: true }, (_n, s) => sources.push(s)).then((e) => e.dispose(), () => undefined);
-      const sgm = sources.filter((s) => s.includes('subgroupMatrixMultiplyAccumulate'));
-      expect(sgm.length, name).toBe(1);
-      const info = await dev.device.createShaderModule({ code: sgm[0]! }).getCompilationInfo();
-      const errors = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-      expect(errors, name).toEqual([`2:8 extension 'f16' is not allowed in the current environment`]);
+      await WgslExecutable.create(g, compile(g, { target: TARGET }).program, dev, { reductions: 'serial', gemm: 'simple', subgroupMatrix: true }, (_n, s) => sources.push(s)).then((e) => e.dispose(), () => undefined);
+      const sgm = sources.find((s) => s.includes('subgroupMatrixMultiplyAccumulate'))!;
+      expect(sgm.includes('epi2_('), c.name).toBe(want);
+      // Where it is used, no per-element 16-bit store is left in the kernel's main.
+      if (want) expect(sgm.slice(sgm.indexOf('fn main')).includes('epi_('), c.name).toBe(false);
     }
   }, 120_000);
 });

@@ -22,10 +22,11 @@ import { runGraph } from '../../backends/cpu/interpreter.ts';
 import type { Backend } from '../../backends/backend.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { wgslBackendWith } from '../../backends/wgsl/executable.ts';
+import type { SgmVariant } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
 import { SGM_CANDIDATES } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import type { KernelProgram, TileSchedule } from '../../ir/kernel/types.ts';
 import { runOnBackend } from '../support/backendRun.ts';
-import { type GemmCase, GEMM_CASES, gemmFeeds, gemmGraph } from '../support/gemmCases.ts';
+import { ALIGNED_GEMM_CASES, type GemmCase, GEMM_CASES, gemmFeeds, gemmGraph } from '../support/gemmCases.ts';
 
 const dev = await wgslDevice().catch(() => undefined);
 const has = Boolean(dev?.subgroupMatrixF16);
@@ -34,9 +35,9 @@ if (!has) console.warn(`test/gpu/wgslGemmF16.test.ts skipped: the WebGPU adapter
 const MATMUL_ONLY = new Set(['store_f32', 'store_bf16']);
 
 /** The WGSL backend, recording the program's matmul schedules and the sources it generated; optionally every subgroup-matrix tile replaced. */
-function backend(retile?: Pick<TileSchedule, 'block' | 'warps'>): Backend & { tiles: TileSchedule[]; sources: string[] } {
+function backend(retile?: Pick<TileSchedule, 'block' | 'warps'> & { stages?: number }, sgm?: SgmVariant): Backend & { tiles: TileSchedule[]; sources: string[] } {
   const sources: string[] = [];
-  const inner = wgslBackendWith({ onSource: (_name, src) => sources.push(src) });
+  const inner = wgslBackendWith({ onSource: (_name, src) => sources.push(src), ...(sgm ? { sgm } : {}) });
   const b: Backend & { tiles: TileSchedule[]; sources: string[] } = {
     ...inner, tiles: [], sources,
     compile: async (graph, program, info) => {
@@ -80,10 +81,30 @@ describe.skipIf(!has)('f16 subgroup-matrix GEMMs equal the CPU interpreter', () 
     it(label(c), async () => { await check(c, 3000 + ci, backend()); }, 120_000));
 });
 
+describe.skipIf(!has || Boolean(ONLY))('aligned shapes (no bounds guards, pair epilogue) equal the CPU interpreter', () => {
+  ALIGNED_GEMM_CASES.forEach((c, ci) =>
+    it(label(c), async () => {
+      const be = backend();
+      await check(c, 500 + ci, be);
+      const src = be.sources.find((x) => x.includes('subgroupMatrixMultiplyAccumulate'))!;
+      expect(src.includes('epi2_('), `${c.name}: pair epilogue`).toBe(c.epilogue === 'store_bf16' || c.epilogue === 'bias_gelu');
+      expect(src.includes('vec4<u32>(0u)'), `${c.name}: no fetch guards`).toBe(false);
+    }, 120_000));
+});
+
 const TILE_CASES = ['odd_shapes', 'k_not_mult_8', 'tAtB', 'castB_tB', 'broadcast_mixed', 'adamw_weight_grad', 'mid_tile'];
+// The schedule rule's tiles, and a one-stage 128×256×32 tile (TileSchedule.stages = 1).
+const TILES: Array<Pick<TileSchedule, 'block' | 'warps'> & { stages?: number }> = [...SGM_CANDIDATES, { block: { m: 128, n: 256, k: 32 }, warps: { m: 2, n: 4 }, stages: 1 }];
+const tileCases = () => [...TILE_CASES.map((name) => GEMM_CASES.find((g) => g.name === name)!), ...ALIGNED_GEMM_CASES];
 describe.skipIf(!has || Boolean(ONLY))('every subgroup-matrix block tile equals the CPU interpreter', () => {
-  for (const tile of SGM_CANDIDATES)
-    it(`${tile.block.m}x${tile.block.n}x${tile.block.k} subgroups ${tile.warps.m}x${tile.warps.n}`, async () => {
-      for (const name of TILE_CASES) await check(GEMM_CASES.find((c) => c.name === name)!, 11, backend(tile));
+  for (const tile of TILES)
+    it(`${tile.block.m}x${tile.block.n}x${tile.block.k} subgroups ${tile.warps.m}x${tile.warps.n}${tile.stages === 1 ? ' one stage' : ''}`, async () => {
+      for (const c of tileCases()) await check(c, 11, backend(tile));
+    }, 300_000);
+  // The renderer's other choices (SgmVariant), on the first tile.
+  const VARIANTS: Array<[string, SgmVariant]> = [['two K steps ahead', { prefetch: 2 }], ['constant fragment offsets', { constOffsets: true }], ['k-contiguous staging, guards, scalar epilogue', { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 }]];
+  for (const [name, sgm] of VARIANTS)
+    it(`128x256x16 subgroups 2x4, ${name}`, async () => {
+      for (const c of tileCases()) await check(c, 12, backend(SGM_CANDIDATES[0], sgm));
     }, 300_000);
 });

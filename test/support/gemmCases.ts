@@ -159,3 +159,14 @@ export const GEMM_CASES: readonly GemmCase[] = [
   { name: 'huge_tile', m: 2056, n: 4096, k: 48, transB: true },
   { name: 'big_tile_cast', m: 2000, n: 2100, k: 40, srcB: 'cast', transB: true },
 ];
+
+/**
+ * Shapes that are multiples of every subgroup-matrix block tile (m of 256, n of 512, k of 32): the WGSL
+ * renderer drops the bounds guards there, and f16 results take its pair epilogue (one store per 32-bit word).
+ */
+export const ALIGNED_GEMM_CASES: readonly GemmCase[] = [
+  { name: 'aligned_f16', m: 256, n: 512, k: 96, epilogue: 'store_bf16' },
+  { name: 'aligned_bias_gelu', m: 256, n: 512, k: 64, epilogue: 'bias_gelu' },
+  { name: 'aligned_tAtB_f32', m: 256, n: 512, k: 64, transA: true, transB: true },
+  { name: 'aligned_castB_tB', m: 256, n: 512, k: 32, srcB: 'cast', transB: true, epilogue: 'store_bf16' },
+];
