@@ -11,7 +11,8 @@
  *    block = the pre-LN transformer block of bench/torch_baseline.py, lightningdit = LightningDiT-B/1),
  *    at the backend's default precision (f16 autocast where the adapter has shader-f16);
  * Timing: one submission of REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone
- * (WgslExecutable.time); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
+ * (WgslExecutable.time) and GPU time from timestamps at the start and end of the submission (gpuMs; the
+ * reported fwdMs/totalMs/TFLOP/s where the device has 'timestamp-query', the wall clock beside them); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
  */
 import { wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
 import { hostTensor, type HostTensor } from '../ir/tensor.ts';
@@ -41,11 +42,13 @@ function patternFeeds(inputs: ReadonlyArray<{ name: string; type: { shape: reado
   return f;
 }
 
-async function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<number> {
+/** Wall ms per run of one submission of REPS runs, and the GPU ms per run from timestamps (NaN without them). */
+async function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<{ ms: number; gpuMs: number }> {
   await exe.run(feeds, outs);
   const one = await exe.time(1);
   const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
-  return (await exe.time(reps)) / reps;
+  const ms = (await exe.time(reps)) / reps;
+  return { ms, gpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
 }
 
 if (parts.includes('check')) {
@@ -83,17 +86,19 @@ if (parts.includes('attn')) {
       try {
         const gf = attentionGraph({ ...c, f32: true });
         const ef = (await compileOn(be, gf, { precision: 'f32' })) as WgslExecutable;
-        const fwdMs = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 400);
+        const fwd = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 400);
         ef.dispose();
-        let totalMs = NaN;
+        let tot = { ms: NaN, gpuMs: NaN };
         if (!fwdOnly) {
           const gb = attentionGraph({ ...c, f32: true, grads: true });
           const eb = (await compileOn(be, gb, { precision: 'f32' })) as WgslExecutable;
-          totalMs = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 800);
+          tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 800);
           eb.dispose();
         }
-        log(`attn ${caseName(c)} ${v}: fwd ${fwdMs.toFixed(3)} ms, fwd+bwd ${totalMs.toFixed(3)} ms`);
-        emit({ part: 'attn', shape: `${c.batch},${c.heads},${c.seq},${c.dim}${c.causal ? ',causal' : ''}`, variant: v, fwdMs, totalMs, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+        // TFLOP/s from the GPU timestamps where there are some, else from the wall clock.
+        const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
+        log(`attn ${caseName(c)} ${v}: fwd ${fwd.ms.toFixed(3)} ms wall / ${fwd.gpuMs.toFixed(3)} GPU, fwd+bwd ${tot.ms.toFixed(3)} wall / ${tot.gpuMs.toFixed(3)} GPU`);
+        emit({ part: 'attn', shape: `${c.batch},${c.heads},${c.seq},${c.dim}${c.causal ? ',causal' : ''}`, variant: v, fwdMs, totalMs, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
       } catch (e) {
         log(`attn ${caseName(c)} ${v}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'attn', shape: caseName(c), variant: v, error: (e as Error).message.slice(0, 300) });
@@ -107,7 +112,7 @@ if (parts.includes('norm')) {
     const [rows, width] = spec.split('x').map(Number) as [number, number];
     for (const kind of ['layer_norm', 'rms_norm'] as const) {
       try {
-        const fwd = trace(`${kind}_${spec}`, (t): Record<string, Tensor> => {
+        const fg = trace(`${kind}_${spec}`, (t): Record<string, Tensor> => {
           const xx = t.input('x', [rows, width]);
           const y = kind === 'layer_norm' ? xx.layerNorm() : xx.rmsNorm();
           return { y, loss: y.mul(t.input('cot', [rows, width])).sum() };
@@ -116,16 +121,17 @@ if (parts.includes('norm')) {
           const xx = t.input('x', [rows, width]);
           return { y: kind === 'layer_norm' ? xx.layerNorm() : xx.rmsNorm() };
         });
-        const gb = grad(fwd, { loss: 'loss', wrt: ['x'] });
+        const gb = grad(fg, { loss: 'loss', wrt: ['x'] });
         const ef = (await compileOn(be, gy, { precision: 'f32' })) as WgslExecutable;
-        const fwdMs = await timeExe(ef, patternFeeds(gy.inputs), ['y'], 300);
+        const fwd = await timeExe(ef, patternFeeds(gy.inputs), ['y'], 300);
         ef.dispose();
         const eb = (await compileOn(be, gb, { precision: 'f32' })) as WgslExecutable;
-        const totalMs = await timeExe(eb, patternFeeds(gb.inputs), ['grad.x'], 300);
+        const tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.x'], 300);
         eb.dispose();
+        const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
         const gbs = (2 * rows * width * 4) / (fwdMs * 1e-3) / 1e9;
         log(`norm ${kind} ${spec}: fwd ${fwdMs.toFixed(3)} ms (${gbs.toFixed(0)} GB/s), fwd+bwd ${totalMs.toFixed(3)} ms`);
-        emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', fwdMs, totalMs, fwdGBs: gbs });
+        emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', fwdMs, totalMs, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdGBs: gbs });
       } catch (e) {
         log(`norm ${kind} ${spec}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', error: (e as Error).message.slice(0, 300) });
@@ -142,9 +148,14 @@ if (parts.includes('step')) {
     try {
       const t0 = performance.now();
       const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
-      const exe = (await compileOn(be, graph, { precision })) as WgslExecutable;
+      // Phases: Kiln (trace, autocast, compile) until the first generated source, then WGSL generation and pipelines (compileStats).
+      let firstSource = 0;
+      const beStep = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off', onSource: () => { if (!firstSource) { firstSource = performance.now(); log(`step ${spec}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
+      const exe = (await compileOn(beStep, graph, { precision, cacheDir: '' })) as WgslExecutable;
       const compileMs = performance.now() - t0;
-      log(`step ${spec}: compiled (${precision}) in ${compileMs.toFixed(0)} ms`);
+      const cs = exe.compileStats;
+      log(`step ${spec}: compiled (${precision}) in ${compileMs.toFixed(0)} ms: ${JSON.stringify(cs)}`);
+      emit({ part: 'stepCompile', shape: spec, variant: `wgsl-${precision}`, compileMs, kilnMs: firstSource - t0 - (cs?.codegenMs ?? 0), ...cs });
       const init = new Map<string, HostTensor>();
       for (const i of graph.inputs) {
         if (i.kind !== 'param' && i.kind !== 'frozen') continue;
@@ -168,8 +179,9 @@ if (parts.includes('step')) {
       log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
       const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
       const stepMs = (await exe.time(reps)) / reps;
-      log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
-      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, compileMs, loss: first.loss!.data[0] });
+      const stepGpuMs = exe.gpuMs === undefined ? NaN : exe.gpuMs / reps;
+      log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
+      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, stepGpuMs, compileMs, loss: first.loss!.data[0] });
       exe.dispose();
     } catch (e) {
       log(`step ${spec}: ${(e as Error).message.slice(0, 400)}`);

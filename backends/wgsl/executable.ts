@@ -36,6 +36,24 @@ export interface WgslExecutableOptions extends WgslOptions {
 interface Pipeline {
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
+  /** Milliseconds from the shader module's creation to the pipeline's (0 for a pipeline the device already had). */
+  readonly ms: number;
+}
+
+/** Where an executable's creation spent its time (benchmarks report it; nothing depends on it). */
+export interface WgslCompileStats {
+  /** WGSL generation (0 on a source-cache hit) and buffer setup, ms. */
+  readonly codegenMs: number;
+  /** From the first pipeline request to the last pipeline, ms (pipelines are created concurrently). */
+  readonly pipelinesMs: number;
+  /** Dispatches, distinct sources among them, and pipelines this executable created (not cached on the device). */
+  readonly dispatches: number;
+  readonly distinct: number;
+  readonly created: number;
+  /** The WGSL bytes of the distinct sources. */
+  readonly sourceBytes: number;
+  /** The slowest pipelines created: kernel name, ms, source bytes. */
+  readonly slowest: ReadonlyArray<{ name: string; ms: number; bytes: number }>;
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<Pipeline>>>();
@@ -66,6 +84,7 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
   let p = m.get(key);
   if (!p) {
     p = (async () => {
+      const t0 = performance.now();
       const module = device.createShaderModule({ code: d.source, label: `${program}:${d.name}` });
       const info = await module.getCompilationInfo();
       const errors = info.messages.filter((x) => x.type === 'error');
@@ -81,15 +100,16 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
           layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
           compute: { module, entryPoint: 'main' },
         });
-        return { pipeline, layout };
+        return { pipeline, layout, ms: performance.now() - t0 };
       } catch (e) {
         throw new KilnError(`wgsl: program ${program}, kernel ${d.name}: pipeline creation failed: ${(e as Error).message}`);
       }
     })();
     m.set(key, p);
     p.catch(() => m.delete(key));
+    return p;
   }
-  return p;
+  return p.then((q) => ({ ...q, ms: 0 }));
 }
 
 /**
@@ -121,6 +141,7 @@ export class WgslExecutable implements Executable {
   private readback?: GPUBuffer;
   private updateTmp?: GPUBuffer;
   readonly dispatches: WgslDispatch[][];
+  compileStats?: WgslCompileStats;
 
   private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslExecutableOptions) {
     const p = program;
@@ -159,7 +180,9 @@ export class WgslExecutable implements Executable {
   private readonly inputGpus: Set<number>;
 
   static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslExecutableOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
+    const t0 = performance.now();
     const e = new WgslExecutable(graph, program, dev, opts);
+    const t1 = performance.now();
     const all = e.dispatches.flat();
     e.dispatches.forEach((ds, i) => {
       for (const d of ds) {
@@ -168,6 +191,16 @@ export class WgslExecutable implements Executable {
       }
     });
     const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
+    const distinct = new Map<string, { name: string; ms: number; bytes: number }>();
+    all.forEach((d, i) => {
+      const had = distinct.get(d.source);
+      if (!had || pipes[i]!.ms > had.ms) distinct.set(d.source, { name: d.name, ms: pipes[i]!.ms, bytes: d.source.length });
+    });
+    const made = [...distinct.values()].filter((x) => x.ms > 0).sort((a, b) => b.ms - a.ms);
+    e.compileStats = {
+      codegenMs: t1 - t0, pipelinesMs: performance.now() - t1, dispatches: all.length, distinct: distinct.size, created: made.length,
+      sourceBytes: [...distinct.values()].reduce((t, x) => t + x.bytes, 0), slowest: made.slice(0, 8).map((x) => ({ ...x, ms: Math.round(x.ms) })),
+    };
     // The offsets uniforms of all dispatches, one 256-byte-aligned slice each, in one buffer.
     const slice = (d: WgslDispatch) => align(16 * Math.max(1, Math.ceil(d.offsets.length / 4)));
     const uniformBytes = all.reduce((t, d) => t + slice(d), 0);
@@ -251,9 +284,9 @@ export class WgslExecutable implements Executable {
     return hostTensor(i.type.dtype, i.type.shape, vals!);
   }
 
-  /** Record every dispatch of the program into `enc` (one compute pass). */
-  encodeDispatches(enc: GPUCommandEncoder): void {
-    const pass = enc.beginComputePass();
+  /** Record every dispatch of the program into `enc` (one compute pass, with `timestampWrites` if given). */
+  encodeDispatches(enc: GPUCommandEncoder, timestampWrites?: GPUComputePassTimestampWrites): void {
+    const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
     for (const s of this.steps) {
       pass.setPipeline(s.pipeline);
       pass.setBindGroup(0, s.bindGroup);
@@ -262,16 +295,41 @@ export class WgslExecutable implements Executable {
     pass.end();
   }
 
-  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds. */
+  /**
+   * GPU milliseconds of the last `time` call, from timestamps written at the start of its first pass and
+   * the end of its last (undefined where the device has no 'timestamp-query').
+   */
+  gpuMs?: number;
+
+  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds (and sets gpuMs). */
   async time(n: number): Promise<number> {
     const device = this.dev.device;
+    const stamps = device.features.has('timestamp-query') && n > 0;
+    const qs = stamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
+    const res = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }) : undefined;
+    const rd = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : undefined;
     await device.queue.onSubmittedWorkDone();
     const t = performance.now();
     const enc = device.createCommandEncoder();
-    for (let i = 0; i < n; i++) this.encodeDispatches(enc);
+    for (let i = 0; i < n; i++)
+      this.encodeDispatches(enc, qs && (i === 0 || i === n - 1) ? { querySet: qs, ...(i === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(i === n - 1 ? { endOfPassWriteIndex: 1 } : {}) } : undefined);
+    if (qs) {
+      enc.resolveQuerySet(qs, 0, 2, res!, 0);
+      enc.copyBufferToBuffer(res!, 0, rd!, 0, 16);
+    }
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
-    return performance.now() - t;
+    const wall = performance.now() - t;
+    this.gpuMs = undefined;
+    if (rd) {
+      await rd.mapAsync(GPUMapMode.READ);
+      const v = new BigUint64Array(rd.getMappedRange().slice(0));
+      rd.unmap();
+      this.gpuMs = Number(v[1]! - v[0]!) / 1e6;
+      for (const b of [rd, res!]) b.destroy();
+      qs!.destroy();
+    }
+    return wall;
   }
 
   /** The `next.` updates: copies output → resident input, staged where the source is itself an input. */
