@@ -3,8 +3,8 @@
  *  - check: the tiled attention (default on GPUs) against the f64 reference (test/support/wgslAttentionCheck.ts)
  *    at head dims 64, 72, 128, causal and not, sequence lengths 1, 17, 255, 256, with the adapter's tiles;
  *  - attn: attention forward (y only) and forward + backward (y and dQ, dK, dV of Σ y·cot) at ATTN_SHAPES
- *    (B,H,S,D[,causal];…), f32 operands, for ATTN_VARIANTS (tiled: the chosen tiles, tiled16: 16×16 tiles,
- *    rows: the per-row kernels); ATTN_FWD_ONLY=1 times the forward only;
+ *    (B,H,S,D[,causal];…), f32 operands, for ATTN_VARIANTS (tiled: the chosen tiles and the device's
+ *    default softmax, tiled-serial: the same without subgroups, tiled16: 16×16 tiles, rows: the per-row kernels); ATTN_FWD_ONLY=1 times the forward only;
  *  - norm: LayerNorm and RMSNorm (no affine) over rows, forward (y) and forward + backward (dx of Σ y·cot),
  *    at NORM_SHAPES (ROWSxWIDTH,…), f32, with the GB/s of the forward's one read and one write;
  *  - step: training steps (forward, backward, AdamW) of cli/programs.ts programs at STEPS (program:batch,…:
@@ -76,13 +76,14 @@ if (parts.includes('attn')) {
     return { batch: +p[0]!, heads: +p[1]!, seq: +p[2]!, dim: +p[3]!, causal: p[4] === 'causal' } as AttentionCase;
   });
   // Variants: tiled (the chosen tiles), tiled16 (16×16 tiles in every pass), rows (the per-row kernels).
-  const variants = (process.env.ATTN_VARIANTS ?? 'tiled').split(',') as Array<'tiled' | 'tiled16' | 'rows'>;
+  // tiled-serial: the chosen tiles with the forward's softmax statistics in workgroup memory (no subgroups).
+  const variants = (process.env.ATTN_VARIANTS ?? 'tiled').split(',') as Array<'tiled' | 'tiled-serial' | 'tiled16' | 'rows'>;
   const fwdOnly = process.env.ATTN_FWD_ONLY === '1';
   const t16 = { rows: 16, cols: 16 };
   for (const c of shapes) {
     const flop = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
     for (const v of variants) {
-      const be = wgslBackendWith({ attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
+      const be = wgslBackendWith({ attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), ...(v === 'tiled-serial' ? { attentionSubgroups: false } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
       try {
         const gf = attentionGraph({ ...c, f32: true });
         const ef = (await compileOn(be, gf, { precision: 'f32' })) as WgslExecutable;

@@ -122,7 +122,7 @@ export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placeme
   const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
-    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, gemm, ...(opts.subgroupMatrix ? { sgm: true } : {}) },
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: true } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: true } : {}) },
     (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
   );
 }
@@ -385,7 +385,9 @@ export class WgslExecutable implements Executable {
  * invocation per output; real GPUs get workgroup reductions, the tiled GEMM and the tiled attention.
  */
 export function defaultKernels(dev: WgslDevice): WgslOptions {
-  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile, attention: 'tiled', ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}) };
+  return /swiftshader/i.test(dev.adapterInfo)
+    ? { reductions: 'serial', gemm: 'simple' }
+    : { reductions: 'workgroup', gemm: measuredGemmTile, attention: 'tiled', ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}), ...((dev.subgroupMinSize ?? 0) >= 16 ? { attentionSubgroups: true } : {}) };
 }
 
 export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOptions {
@@ -399,7 +401,7 @@ function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, gemm, reductions, attention, attentionTiles, sourceCache, subgroupMatrix, ...devOpts } = opts;
+  const { onSource, gemm, reductions, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -415,7 +417,9 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
       const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}) };
-      return WgslExecutable.create(graph, program, dev, { ...kernels, subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
+      // attentionSubgroups: false turns the subgroup softmax off; true asks for it only where the device has it.
+      const asg = Boolean(kernels.attentionSubgroups) && attentionSubgroups !== false;
+      return WgslExecutable.create(graph, program, dev, { ...kernels, attentionSubgroups: asg, subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }
