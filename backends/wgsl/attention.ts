@@ -46,11 +46,14 @@ export interface AttentionEmitter {
   /** Tiles to use instead of the chosen ones (tests: small tiles compile fast on SwiftShader), where they fit. */
   readonly tiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
   /**
-   * Subgroups of at least 16 invocations, numbered along the local invocation index (NVIDIA: 32): the
-   * forward's online softmax runs in registers on every invocation, the row statistics combined by
-   * subgroupShuffleXor over the 16 invocations of a score row (else one invocation per row, in workgroup memory).
+   * 'native': subgroups of at least 16 invocations, numbered along the local invocation index (NVIDIA:
+   * 32): the forward's online softmax runs in registers on every invocation, the row statistics combined
+   * by subgroupShuffleXor over the 16 invocations of a score row. 'emulated': the same kernel with each
+   * shuffle done through workgroup memory (two barriers each: slow, for testing that kernel on devices
+   * with smaller subgroups, e.g. SwiftShader's 4). Absent: one invocation per row computes the statistics
+   * in workgroup memory.
    */
-  readonly subgroups?: boolean;
+  readonly subgroups?: 'native' | 'emulated';
 }
 
 type Body = { body: string[]; workgroups: [number, number, number] };
@@ -156,6 +159,8 @@ function head(em: AttentionEmitter, count: number, extent: number, tile: number,
   return { out, workgroups: e.workgroups };
 }
 
+const shuffle = (em: AttentionEmitter) => (em.subgroups === 'emulated' ? 'subgroupShuffleXor_' : 'subgroupShuffleXor');
+
 /**
  * The forward's walk with the online softmax in registers (em.subgroups): invocation (ty, tx) keeps the
  * running maximum m_i and its partial sum l_i (over its own columns) of rows ty+16i; a tile's row maximum
@@ -165,7 +170,7 @@ function head(em: AttentionEmitter, count: number, extent: number, tile: number,
  */
 function forwardSubgroupTile(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter, TM: number, TN: number, NE: number, P4: number, mode: 'out' | 'stats'): string[] {
   const out: string[] = [];
-  const xor = (v: string, op: (a: string, b: string) => string) => [8, 4, 2, 1].map((m) => `${v} = ${op(v, `subgroupShuffleXor(${v}, ${m}u)`)};`).join(' ');
+  const xor = (v: string, op: (a: string, b: string) => string) => [8, 4, 2, 1].map((m) => `${v} = ${op(v, `${shuffle(em)}(${v}, ${m}u)`)};`).join(' ');
   for (const i of range(TM)) {
     const cols = range(TN).map((j) => {
       const mask = `t0 + tx + ${16 * j}i < ${k.sk}i${k.causal ? ` && t0 + tx + ${16 * j}i <= r0 + ty + ${16 * i}i` : ''}`;
@@ -192,11 +197,15 @@ function forward(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter,
   const decls = [f.ldq_!, f.ldk_!, ...(mode === 'out' ? [f.ldv_!, f.sto_!] : [f.ldo_!, f.lddo_!]),
     tileDecl('Qs', BQ, Q4), tileDecl('Ks', BK, K4), ...(mode === 'out' ? [tileDecl('Vs', BK, V4)] : [])];
   const sg = !!em.subgroups;
-  if (sg) decls.unshift('enable subgroups;');
+  if (em.subgroups === 'native') decls.unshift('enable subgroups;');
+  if (em.subgroups === 'emulated')
+    decls.push('var<workgroup> Xs: array<f32, 256>;', 'var<private> lix_: i32;',
+      'fn subgroupShuffleXor_(v: f32, m: u32) -> f32 { workgroupBarrier(); Xs[lix_] = v; workgroupBarrier(); return Xs[lix_ ^ i32(m)]; }');
   if (!sg || mode === 'out') decls.push(tileDecl('Ps', BQ, P4));
   if (!sg) decls.push(`var<workgroup> Ms: array<f32, ${BQ}>;`, `var<workgroup> Ls: array<f32, ${BQ}>;`, `var<workgroup> Cs: array<f32, ${BQ}>;`);
   const { out, workgroups } = head(em, batch, k.sq, BQ, decls);
   out.push(tileLoad('Qs', BQ, DK, Q4, 'r0', k.sq, (r, c) => `ldq_(${em.args(r, c)})`));
+  if (em.subgroups === 'emulated') out.push('  lix_ = tid;');
   if (sg) for (const i of range(TM)) out.push(`  var m${i}: f32 = ${NEG_INF}; var l${i}: f32 = 0.0f;`);
   else out.push(`  if (tid < ${BQ}i) { Ms[tid] = ${NEG_INF}; Ls[tid] = 0.0f; }`);
   if (mode === 'out') for (const i of range(TM)) for (const j of range(NE)) out.push(`  var o${i}_${j}: f32 = 0.0f;`);
@@ -223,7 +232,7 @@ function forward(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter,
     if (mode === 'out') out.push('  workgroupBarrier();', ...tileAcc('o', TM, NE, DV, 'Ps', P4, 'Vs', V4, BK));
     out.push('  }');
     // The partial sums of each row's 16 invocations.
-    for (const i of range(TM)) out.push(`  ${[8, 4, 2, 1].map((m) => `l${i} = l${i} + subgroupShuffleXor(l${i}, ${m}u);`).join(' ')}`);
+    for (const i of range(TM)) out.push(`  ${[8, 4, 2, 1].map((m) => `l${i} = l${i} + ${shuffle(em)}(l${i}, ${m}u);`).join(' ')}`);
     if (mode === 'out') {
       for (const i of range(TM))
         for (const j of range(NE)) {

@@ -122,7 +122,7 @@ export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placeme
   const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
-    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: true } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: true } : {}) },
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: opts.attentionSubgroups } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: true } : {}) },
     (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
   );
 }
@@ -387,11 +387,13 @@ export class WgslExecutable implements Executable {
 export function defaultKernels(dev: WgslDevice): WgslOptions {
   return /swiftshader/i.test(dev.adapterInfo)
     ? { reductions: 'serial', gemm: 'simple' }
-    : { reductions: 'workgroup', gemm: measuredGemmTile, attention: 'tiled', ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}), ...((dev.subgroupMinSize ?? 0) >= 16 ? { attentionSubgroups: true } : {}) };
+    : { reductions: 'workgroup', gemm: measuredGemmTile, attention: 'tiled', ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}), ...((dev.subgroupMinSize ?? 0) >= 16 ? { attentionSubgroups: 'native' as const } : {}) };
 }
 
-export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOptions {
+export interface WgslBackendOptions extends WgslDeviceOptions, Omit<WgslExecutableOptions, 'attentionSubgroups'> {
   readonly onSource?: SourceHook;
+  /** The tiled attention's subgroup softmax: the device's default ('native' where it has 16-lane subgroups), off, or emulated (tests). */
+  readonly attentionSubgroups?: false | 'emulated';
 }
 
 /** The f16 subgroup-matrix GEMM is used where the device can run it, unless `subgroupMatrix: false`. */
@@ -417,9 +419,9 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
       const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}) };
-      // attentionSubgroups: false turns the subgroup softmax off; true asks for it only where the device has it.
-      const asg = Boolean(kernels.attentionSubgroups) && attentionSubgroups !== false;
-      return WgslExecutable.create(graph, program, dev, { ...kernels, attentionSubgroups: asg, subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
+      // attentionSubgroups: false turns the subgroup softmax off, 'emulated' forces its workgroup-memory emulation (tests).
+      const asg = attentionSubgroups === false ? undefined : attentionSubgroups === 'emulated' ? 'emulated' : kernels.attentionSubgroups;
+      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }
