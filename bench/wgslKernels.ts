@@ -11,9 +11,10 @@
  *    block = the pre-LN transformer block of bench/torch_baseline.py, lightningdit = LightningDiT-B/1),
  *    at the backend's default precision (f16 autocast where the adapter has shader-f16);
  * Timing: one submission of REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone
- * (WgslExecutable.time) and GPU time from timestamps at the start and end of the submission (gpuMs; the
+ * (WgslExecutable.time), under KILN_GPU_LOCK when set (see withGpu), and GPU time from timestamps at the start and end of the submission (gpuMs; the
  * reported fwdMs/totalMs/TFLOP/s where the device has 'timestamp-query', the wall clock beside them); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
  */
+import { mkdirSync, rmSync } from 'node:fs';
 import { wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
 import { hostTensor, type HostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
@@ -42,13 +43,48 @@ function patternFeeds(inputs: ReadonlyArray<{ name: string; type: { shape: reado
   return f;
 }
 
+/**
+ * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR, as bench/torch_baseline.py does) while `fn`
+ * runs, so that processes sharing the machine compile side by side but never time at the same moment.
+ */
+async function withGpu<T>(fn: () => Promise<T>): Promise<T> {
+  const lock = process.env.KILN_GPU_LOCK;
+  if (!lock) return fn();
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 /** Wall ms per run of one submission of REPS runs, and the GPU ms per run from timestamps (NaN without them). */
-async function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<{ ms: number; gpuMs: number }> {
-  await exe.run(feeds, outs);
-  const one = await exe.time(1);
-  const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
-  const ms = (await exe.time(reps)) / reps;
-  return { ms, gpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
+function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<{ ms: number; gpuMs: number }> {
+  return withGpu(async () => {
+    await exe.run(feeds, outs);
+    const one = await exe.time(1);
+    const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
+    const ms = (await exe.time(reps)) / reps;
+    return { ms, gpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
+  });
+}
+
+/** Logs pipeline progress every 2 s while an executable compiles. */
+function pipelineProgress(what: string): (done: number, total: number) => void {
+  let last = performance.now();
+  return (done, total) => {
+    if (done === total || performance.now() - last > 2000) {
+      last = performance.now();
+      log(`${what}: pipelines ${done}/${total}`);
+    }
+  };
 }
 
 if (parts.includes('check')) {
@@ -83,7 +119,7 @@ if (parts.includes('attn')) {
   for (const c of shapes) {
     const flop = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
     for (const v of variants) {
-      const be = wgslBackendWith({ attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), ...(v === 'tiled-serial' ? { attentionSubgroups: false } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
+      const be = wgslBackendWith({ onPipeline: pipelineProgress(`attn ${caseName(c)} ${v}`), attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), ...(v === 'tiled-serial' ? { attentionSubgroups: false } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
       try {
         const gf = attentionGraph({ ...c, f32: true });
         const ef = (await compileOn(be, gf, { precision: 'f32' })) as WgslExecutable;
@@ -151,7 +187,7 @@ if (parts.includes('step')) {
       const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
       // Phases: Kiln (trace, autocast, compile) until the first generated source, then WGSL generation and pipelines (compileStats).
       let firstSource = 0;
-      const beStep = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off', onSource: () => { if (!firstSource) { firstSource = performance.now(); log(`step ${spec}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
+      const beStep = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off', onPipeline: pipelineProgress(`step ${spec}`), onSource: () => { if (!firstSource) { firstSource = performance.now(); log(`step ${spec}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
       const exe = (await compileOn(beStep, graph, { precision, cacheDir: '' })) as WgslExecutable;
       const compileMs = performance.now() - t0;
       const cs = exe.compileStats;
@@ -175,12 +211,14 @@ if (parts.includes('step')) {
         else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
         else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
       }
-      const first = await exe.run(feeds, ['loss']);
-      const one = await exe.time(1);
-      log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
-      const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
-      const stepMs = (await exe.time(reps)) / reps;
-      const stepGpuMs = exe.gpuMs === undefined ? NaN : exe.gpuMs / reps;
+      const { first, stepMs, stepGpuMs } = await withGpu(async () => {
+        const first = await exe.run(feeds, ['loss']);
+        const one = await exe.time(1);
+        log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
+        const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
+        const stepMs = (await exe.time(reps)) / reps;
+        return { first, stepMs, stepGpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
+      });
       log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
       emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, stepGpuMs, compileMs, loss: first.loss!.data[0] });
       exe.dispose();

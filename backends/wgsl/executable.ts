@@ -31,6 +31,8 @@ export type SourceHook = (name: string, source: string) => void;
 export interface WgslExecutableOptions extends WgslOptions {
   /** Generated shaders kept between runs (sourceCache.ts: the disk cache). */
   readonly sourceCache?: WgslSourceCache;
+  /** Told each time one of the executable's pipelines is ready (progress of long compiles, for benchmarks). */
+  readonly onPipeline?: (done: number, total: number) => void;
 }
 
 interface Pipeline {
@@ -52,8 +54,13 @@ export interface WgslCompileStats {
   readonly created: number;
   /** The WGSL bytes of the distinct sources. */
   readonly sourceBytes: number;
-  /** The slowest pipelines created: kernel name, ms, source bytes. */
+  /**
+   * The last pipelines to be ready: kernel name, ms from its request (all are requested at once, so
+   * where the device compiles them one at a time this is the queue, not one shader's cost), source bytes.
+   */
   readonly slowest: ReadonlyArray<{ name: string; ms: number; bytes: number }>;
+  /** Every created pipeline's ms from request to ready, ascending (evenly spaced: compiled one at a time). */
+  readonly readyAt: readonly number[];
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<Pipeline>>>();
@@ -190,7 +197,8 @@ export class WgslExecutable implements Executable {
         onSource?.(d.name, d.source);
       }
     });
-    const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
+    let ready = 0;
+    const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name).then((q) => (opts.onPipeline?.(++ready, all.length), q))));
     const distinct = new Map<string, { name: string; ms: number; bytes: number }>();
     all.forEach((d, i) => {
       const had = distinct.get(d.source);
@@ -200,6 +208,7 @@ export class WgslExecutable implements Executable {
     e.compileStats = {
       codegenMs: t1 - t0, pipelinesMs: performance.now() - t1, dispatches: all.length, distinct: distinct.size, created: made.length,
       sourceBytes: [...distinct.values()].reduce((t, x) => t + x.bytes, 0), slowest: made.slice(0, 8).map((x) => ({ ...x, ms: Math.round(x.ms) })),
+      readyAt: made.map((x) => Math.round(x.ms)).reverse(),
     };
     // The offsets uniforms of all dispatches, one 256-byte-aligned slice each, in one buffer.
     const slice = (d: WgslDispatch) => align(16 * Math.max(1, Math.ceil(d.offsets.length / 4)));
@@ -403,7 +412,7 @@ function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, gemm, reductions, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, ...devOpts } = opts;
+  const { onSource, onPipeline, gemm, reductions, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -421,7 +430,7 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
       const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}) };
       // attentionSubgroups: false turns the subgroup softmax off, 'emulated' forces its workgroup-memory emulation (tests).
       const asg = attentionSubgroups === false ? undefined : attentionSubgroups === 'emulated' ? 'emulated' : kernels.attentionSubgroups;
-      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
+      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }
