@@ -3,16 +3,18 @@
  *  - check: the tiled attention (default on GPUs) against the f64 reference (test/support/wgslAttentionCheck.ts)
  *    at head dims 64, 72, 128, causal and not, sequence lengths 1, 17, 255, 256, with the adapter's tiles;
  *  - attn: attention forward (y only) and forward + backward (y and dQ, dK, dV of Σ y·cot) at ATTN_SHAPES
- *    (B,H,S,D[,causal];…), f32 operands, for ATTN_VARIANTS (tiled: the chosen tiles, tiled16: 16×16 tiles,
- *    rows: the per-row kernels); ATTN_FWD_ONLY=1 times the forward only;
+ *    (B,H,S,D[,causal];…), f32 operands, for ATTN_VARIANTS (tiled: the chosen tiles and the device's
+ *    default softmax, tiled-serial: the same without subgroups, tiled16: 16×16 tiles, rows: the per-row kernels); ATTN_FWD_ONLY=1 times the forward only;
  *  - norm: LayerNorm and RMSNorm (no affine) over rows, forward (y) and forward + backward (dx of Σ y·cot),
  *    at NORM_SHAPES (ROWSxWIDTH,…), f32, with the GB/s of the forward's one read and one write;
  *  - step: training steps (forward, backward, AdamW) of cli/programs.ts programs at STEPS (program:batch,…:
  *    block = the pre-LN transformer block of bench/torch_baseline.py, lightningdit = LightningDiT-B/1),
  *    at the backend's default precision (f16 autocast where the adapter has shader-f16);
  * Timing: one submission of REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone
- * (WgslExecutable.time); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
+ * (WgslExecutable.time), under KILN_GPU_LOCK when set (see withGpu), and GPU time from timestamps at the start and end of the submission (gpuMs; the
+ * reported fwdMs/totalMs/TFLOP/s where the device has 'timestamp-query', the wall clock beside them); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
  */
+import { mkdirSync, rmSync } from 'node:fs';
 import { wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
 import { hostTensor, type HostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
@@ -41,11 +43,48 @@ function patternFeeds(inputs: ReadonlyArray<{ name: string; type: { shape: reado
   return f;
 }
 
-async function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<number> {
-  await exe.run(feeds, outs);
-  const one = await exe.time(1);
-  const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
-  return (await exe.time(reps)) / reps;
+/**
+ * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR, as bench/torch_baseline.py does) while `fn`
+ * runs, so that processes sharing the machine compile side by side but never time at the same moment.
+ */
+async function withGpu<T>(fn: () => Promise<T>): Promise<T> {
+  const lock = process.env.KILN_GPU_LOCK;
+  if (!lock) return fn();
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** Wall ms per run of one submission of REPS runs, and the GPU ms per run from timestamps (NaN without them). */
+function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<{ ms: number; gpuMs: number }> {
+  return withGpu(async () => {
+    await exe.run(feeds, outs);
+    const one = await exe.time(1);
+    const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
+    const ms = (await exe.time(reps)) / reps;
+    return { ms, gpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
+  });
+}
+
+/** Logs pipeline progress every 2 s while an executable compiles. */
+function pipelineProgress(what: string): (done: number, total: number) => void {
+  let last = performance.now();
+  return (done, total) => {
+    if (done === total || performance.now() - last > 2000) {
+      last = performance.now();
+      log(`${what}: pipelines ${done}/${total}`);
+    }
+  };
 }
 
 if (parts.includes('check')) {
@@ -73,27 +112,30 @@ if (parts.includes('attn')) {
     return { batch: +p[0]!, heads: +p[1]!, seq: +p[2]!, dim: +p[3]!, causal: p[4] === 'causal' } as AttentionCase;
   });
   // Variants: tiled (the chosen tiles), tiled16 (16×16 tiles in every pass), rows (the per-row kernels).
-  const variants = (process.env.ATTN_VARIANTS ?? 'tiled').split(',') as Array<'tiled' | 'tiled16' | 'rows'>;
+  // tiled-serial: the chosen tiles with the forward's softmax statistics in workgroup memory (no subgroups).
+  const variants = (process.env.ATTN_VARIANTS ?? 'tiled').split(',') as Array<'tiled' | 'tiled-serial' | 'tiled16' | 'rows'>;
   const fwdOnly = process.env.ATTN_FWD_ONLY === '1';
   const t16 = { rows: 16, cols: 16 };
   for (const c of shapes) {
     const flop = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
     for (const v of variants) {
-      const be = wgslBackendWith({ attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
+      const be = wgslBackendWith({ onPipeline: pipelineProgress(`attn ${caseName(c)} ${v}`), attention: v === 'rows' ? 'rows' : 'tiled', ...(v === 'tiled16' ? { attentionTiles: { forward: t16, dq: t16, dkv: t16 } } : {}), ...(v === 'tiled-serial' ? { attentionSubgroups: false } : {}), robustness: process.env.ROBUSTNESS !== 'off' });
       try {
         const gf = attentionGraph({ ...c, f32: true });
         const ef = (await compileOn(be, gf, { precision: 'f32' })) as WgslExecutable;
-        const fwdMs = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 400);
+        const fwd = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 400);
         ef.dispose();
-        let totalMs = NaN;
+        let tot = { ms: NaN, gpuMs: NaN };
         if (!fwdOnly) {
           const gb = attentionGraph({ ...c, f32: true, grads: true });
           const eb = (await compileOn(be, gb, { precision: 'f32' })) as WgslExecutable;
-          totalMs = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 800);
+          tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 800);
           eb.dispose();
         }
-        log(`attn ${caseName(c)} ${v}: fwd ${fwdMs.toFixed(3)} ms, fwd+bwd ${totalMs.toFixed(3)} ms`);
-        emit({ part: 'attn', shape: `${c.batch},${c.heads},${c.seq},${c.dim}${c.causal ? ',causal' : ''}`, variant: v, fwdMs, totalMs, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+        // TFLOP/s from the GPU timestamps where there are some, else from the wall clock.
+        const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
+        log(`attn ${caseName(c)} ${v}: fwd ${fwd.ms.toFixed(3)} ms wall / ${fwd.gpuMs.toFixed(3)} GPU, fwd+bwd ${tot.ms.toFixed(3)} wall / ${tot.gpuMs.toFixed(3)} GPU`);
+        emit({ part: 'attn', shape: `${c.batch},${c.heads},${c.seq},${c.dim}${c.causal ? ',causal' : ''}`, variant: v, fwdMs, totalMs, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
       } catch (e) {
         log(`attn ${caseName(c)} ${v}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'attn', shape: caseName(c), variant: v, error: (e as Error).message.slice(0, 300) });
@@ -107,7 +149,7 @@ if (parts.includes('norm')) {
     const [rows, width] = spec.split('x').map(Number) as [number, number];
     for (const kind of ['layer_norm', 'rms_norm'] as const) {
       try {
-        const fwd = trace(`${kind}_${spec}`, (t): Record<string, Tensor> => {
+        const fg = trace(`${kind}_${spec}`, (t): Record<string, Tensor> => {
           const xx = t.input('x', [rows, width]);
           const y = kind === 'layer_norm' ? xx.layerNorm() : xx.rmsNorm();
           return { y, loss: y.mul(t.input('cot', [rows, width])).sum() };
@@ -116,16 +158,17 @@ if (parts.includes('norm')) {
           const xx = t.input('x', [rows, width]);
           return { y: kind === 'layer_norm' ? xx.layerNorm() : xx.rmsNorm() };
         });
-        const gb = grad(fwd, { loss: 'loss', wrt: ['x'] });
+        const gb = grad(fg, { loss: 'loss', wrt: ['x'] });
         const ef = (await compileOn(be, gy, { precision: 'f32' })) as WgslExecutable;
-        const fwdMs = await timeExe(ef, patternFeeds(gy.inputs), ['y'], 300);
+        const fwd = await timeExe(ef, patternFeeds(gy.inputs), ['y'], 300);
         ef.dispose();
         const eb = (await compileOn(be, gb, { precision: 'f32' })) as WgslExecutable;
-        const totalMs = await timeExe(eb, patternFeeds(gb.inputs), ['grad.x'], 300);
+        const tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.x'], 300);
         eb.dispose();
+        const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
         const gbs = (2 * rows * width * 4) / (fwdMs * 1e-3) / 1e9;
         log(`norm ${kind} ${spec}: fwd ${fwdMs.toFixed(3)} ms (${gbs.toFixed(0)} GB/s), fwd+bwd ${totalMs.toFixed(3)} ms`);
-        emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', fwdMs, totalMs, fwdGBs: gbs });
+        emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', fwdMs, totalMs, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdGBs: gbs });
       } catch (e) {
         log(`norm ${kind} ${spec}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'norm', shape: `${kind} ${spec}`, variant: 'wgsl-f32', error: (e as Error).message.slice(0, 300) });
@@ -142,9 +185,14 @@ if (parts.includes('step')) {
     try {
       const t0 = performance.now();
       const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
-      const exe = (await compileOn(be, graph, { precision })) as WgslExecutable;
+      // Phases: Kiln (trace, autocast, compile) until the first generated source, then WGSL generation and pipelines (compileStats).
+      let firstSource = 0;
+      const beStep = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off', onPipeline: pipelineProgress(`step ${spec}`), onSource: () => { if (!firstSource) { firstSource = performance.now(); log(`step ${spec}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
+      const exe = (await compileOn(beStep, graph, { precision, cacheDir: '' })) as WgslExecutable;
       const compileMs = performance.now() - t0;
-      log(`step ${spec}: compiled (${precision}) in ${compileMs.toFixed(0)} ms`);
+      const cs = exe.compileStats;
+      log(`step ${spec}: compiled (${precision}) in ${compileMs.toFixed(0)} ms: ${JSON.stringify(cs)}`);
+      emit({ part: 'stepCompile', shape: spec, variant: `wgsl-${precision}`, compileMs, kilnMs: firstSource - t0 - (cs?.codegenMs ?? 0), ...cs });
       const init = new Map<string, HostTensor>();
       for (const i of graph.inputs) {
         if (i.kind !== 'param' && i.kind !== 'frozen') continue;
@@ -163,13 +211,16 @@ if (parts.includes('step')) {
         else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
         else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
       }
-      const first = await exe.run(feeds, ['loss']);
-      const one = await exe.time(1);
-      log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
-      const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
-      const stepMs = (await exe.time(reps)) / reps;
-      log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
-      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, compileMs, loss: first.loss!.data[0] });
+      const { first, stepMs, stepGpuMs } = await withGpu(async () => {
+        const first = await exe.run(feeds, ['loss']);
+        const one = await exe.time(1);
+        log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
+        const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
+        const stepMs = (await exe.time(reps)) / reps;
+        return { first, stepMs, stepGpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
+      });
+      log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
+      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, stepGpuMs, compileMs, loss: first.loss!.data[0] });
       exe.dispose();
     } catch (e) {
       log(`step ${spec}: ${(e as Error).message.slice(0, 400)}`);

@@ -2,12 +2,25 @@
 at the shapes given as B,H,S,D[,causal] (argv), bf16, SDPA and eager (softmax(q·kᵀ·scale)·v, the N×N
 matrix materialized); `norm:ROWSxWIDTH` LayerNorm and RMSNorm (no affine) forward and forward + backward,
 bf16 and f32. CUDA events, median of 10 after 3 warm-ups; forward + backward = one forward and
-torch.autograd.grad of Σ y·cot. One JSON line each."""
-import json, sys
+torch.autograd.grad of Σ y·cot. One JSON line each. KILN_GPU_LOCK=DIR: each measurement holds the GPU
+(an atomic mkdir of DIR, as bench/torch_baseline.py and bench/wgslKernels.ts do)."""
+import json, os, sys, time
 import torch
 import torch.nn.functional as F
 
 def med(fn, n=10):
+    lock = os.environ.get('KILN_GPU_LOCK')
+    while lock:
+        try:
+            os.mkdir(lock); break
+        except FileExistsError:
+            time.sleep(0.02)
+    try:
+        return _med(fn, n)
+    finally:
+        if lock: os.rmdir(lock)
+
+def _med(fn, n):
     for _ in range(3): fn()
     ts = []
     for _ in range(n):

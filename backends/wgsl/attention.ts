@@ -45,6 +45,15 @@ export interface AttentionEmitter {
   readonly storageBytes: number;
   /** Tiles to use instead of the chosen ones (tests: small tiles compile fast on SwiftShader), where they fit. */
   readonly tiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
+  /**
+   * 'native': subgroups of at least 16 invocations, numbered along the local invocation index (NVIDIA:
+   * 32): the forward's online softmax runs in registers on every invocation, the row statistics combined
+   * by subgroupShuffleXor over the 16 invocations of a score row. 'emulated': the same kernel with each
+   * shuffle done through workgroup memory (two barriers each: slow, for testing that kernel on devices
+   * with smaller subgroups, e.g. SwiftShader's 4). Absent: one invocation per row computes the statistics
+   * in workgroup memory.
+   */
+  readonly subgroups?: 'native' | 'emulated';
 }
 
 type Body = { body: string[]; workgroups: [number, number, number] };
@@ -150,17 +159,55 @@ function head(em: AttentionEmitter, count: number, extent: number, tile: number,
   return { out, workgroups: e.workgroups };
 }
 
+const shuffle = (em: AttentionEmitter) => (em.subgroups === 'emulated' ? 'subgroupShuffleXor_' : 'subgroupShuffleXor');
+
+/**
+ * The forward's walk with the online softmax in registers (em.subgroups): invocation (ty, tx) keeps the
+ * running maximum m_i and its partial sum l_i (over its own columns) of rows ty+16i; a tile's row maximum
+ * is its columns' maximum combined over the row's 16 invocations by subgroupShuffleXor (8, 4, 2, 1), the
+ * partial sums are combined the same way once, after the last tile. No statistics in workgroup memory,
+ * no single-invocation phase: 3 barriers per key tile ('stats': 2, no probability tile).
+ */
+function forwardSubgroupTile(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter, TM: number, TN: number, NE: number, P4: number, mode: 'out' | 'stats'): string[] {
+  const out: string[] = [];
+  const xor = (v: string, op: (a: string, b: string) => string) => [8, 4, 2, 1].map((m) => `${v} = ${op(v, `${shuffle(em)}(${v}, ${m}u)`)};`).join(' ');
+  for (const i of range(TM)) {
+    const cols = range(TN).map((j) => {
+      const mask = `t0 + tx + ${16 * j}i < ${k.sk}i${k.causal ? ` && t0 + tx + ${16 * j}i <= r0 + ty + ${16 * i}i` : ''}`;
+      return `let c${j}_ = select(${NEG_INF}, s${i}_${j} * ${em.scale}, ${mask});`;
+    });
+    out.push(`  { ${cols.join(' ')}`);
+    out.push(`    var mx = ${range(TN).reduce((a, j) => (a ? `k_max(${a}, c${j}_)` : `c${j}_`), '')}; ${xor('mx', (a, b) => `k_max(${a}, ${b})`)} mx = k_max(m${i}, mx);`);
+    out.push(`    let ms = select(mx, 0.0f, mx == ${NEG_INF}); let corr = k_exp(m${i} - ms); m${i} = mx;`);
+    out.push(`    ${range(TN).map((j) => `let p${j}_ = k_exp(c${j}_ - ms);`).join(' ')} l${i} = l${i} * corr + ${range(TN).map((j) => `p${j}_`).join(' + ')};`);
+    if (mode === 'out') {
+      out.push(`    ${range(NE).map((j) => `o${i}_${j} = o${i}_${j} * corr;`).join(' ')}`);
+      out.push(`    ${range(TN).map((j) => `${el('Ps', P4, `ty + ${16 * i}i`, `tx + ${16 * j}i`)} = p${j}_;`).join(' ')}`);
+    }
+    out.push('  }');
+  }
+  return out;
+}
+
 /** Forward ('out': the attention output) or the backward's statistics pass ('stats': logsumexp and D per query row). */
 function forward(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter, t: WorkgroupAttentionTile, batch: number, mode: 'out' | 'stats'): Body {
   const BQ = t.rows, BK = t.cols, TM = BQ / 16, TN = BK / 16, NE = Math.ceil(k.dv / 16);
   const DK = k.dk, DV = k.dv, Q4 = DK / 4, K4 = DK / 4 + 1, V4 = DV / 4, P4 = BK / 4 + 1;
   const f = em.fns;
   const decls = [f.ldq_!, f.ldk_!, ...(mode === 'out' ? [f.ldv_!, f.sto_!] : [f.ldo_!, f.lddo_!]),
-    tileDecl('Qs', BQ, Q4), tileDecl('Ks', BK, K4), ...(mode === 'out' ? [tileDecl('Vs', BK, V4)] : []), tileDecl('Ps', BQ, P4),
-    `var<workgroup> Ms: array<f32, ${BQ}>;`, `var<workgroup> Ls: array<f32, ${BQ}>;`, `var<workgroup> Cs: array<f32, ${BQ}>;`];
+    tileDecl('Qs', BQ, Q4), tileDecl('Ks', BK, K4), ...(mode === 'out' ? [tileDecl('Vs', BK, V4)] : [])];
+  const sg = !!em.subgroups;
+  if (em.subgroups === 'native') decls.unshift('enable subgroups;');
+  if (em.subgroups === 'emulated')
+    decls.push('var<workgroup> Xs: array<f32, 256>;', 'var<private> lix_: i32;',
+      'fn subgroupShuffleXor_(v: f32, m: u32) -> f32 { workgroupBarrier(); Xs[lix_] = v; workgroupBarrier(); return Xs[lix_ ^ i32(m)]; }');
+  if (!sg || mode === 'out') decls.push(tileDecl('Ps', BQ, P4));
+  if (!sg) decls.push(`var<workgroup> Ms: array<f32, ${BQ}>;`, `var<workgroup> Ls: array<f32, ${BQ}>;`, `var<workgroup> Cs: array<f32, ${BQ}>;`);
   const { out, workgroups } = head(em, batch, k.sq, BQ, decls);
   out.push(tileLoad('Qs', BQ, DK, Q4, 'r0', k.sq, (r, c) => `ldq_(${em.args(r, c)})`));
-  out.push(`  if (tid < ${BQ}i) { Ms[tid] = ${NEG_INF}; Ls[tid] = 0.0f; }`);
+  if (em.subgroups === 'emulated') out.push('  lix_ = tid;');
+  if (sg) for (const i of range(TM)) out.push(`  var m${i}: f32 = ${NEG_INF}; var l${i}: f32 = 0.0f;`);
+  else out.push(`  if (tid < ${BQ}i) { Ms[tid] = ${NEG_INF}; Ls[tid] = 0.0f; }`);
   if (mode === 'out') for (const i of range(TM)) for (const j of range(NE)) out.push(`  var o${i}_${j}: f32 = 0.0f;`);
   out.push(`  let kend = ${k.causal ? `min(${k.sk}i, r0 + ${BQ}i)` : `${k.sk}i`};`);
   const ldk = (r: string, c: string) => `ldk_(${em.args(r, c)})`, ldv = (r: string, c: string) => `ldv_(${em.args(r, c)})`;
@@ -173,12 +220,35 @@ function forward(k: AttentionKernel | AttentionGradKernel, em: AttentionEmitter,
   out.push(`  if (t0 + ${BK}i < kend) {`, ...fetch(`t0 + ${BK}i`), '  }');
   out.push('  {');
   out.push(...tileDot('s', TM, TN, 'Qs', Q4, 'Ks', K4, DK));
-  for (const i of range(TM))
-    for (const j of range(TN)) {
-      const mask = `t0 + tx + ${16 * j}i < ${k.sk}i${k.causal ? ` && t0 + tx + ${16 * j}i <= r0 + ty + ${16 * i}i` : ''}`;
-      out.push(`  ${el('Ps', P4, `ty + ${16 * i}i`, `tx + ${16 * j}i`)} = select(${NEG_INF}, s${i}_${j} * ${em.scale}, ${mask});`);
-    }
+  if (sg) out.push(...forwardSubgroupTile(k, em, TM, TN, NE, P4, mode));
+  else
+    for (const i of range(TM))
+      for (const j of range(TN)) {
+        const mask = `t0 + tx + ${16 * j}i < ${k.sk}i${k.causal ? ` && t0 + tx + ${16 * j}i <= r0 + ty + ${16 * i}i` : ''}`;
+        out.push(`  ${el('Ps', P4, `ty + ${16 * i}i`, `tx + ${16 * j}i`)} = select(${NEG_INF}, s${i}_${j} * ${em.scale}, ${mask});`);
+      }
   out.push('  }');
+  if (sg) {
+    if (mode === 'out') out.push('  workgroupBarrier();', ...tileAcc('o', TM, NE, DV, 'Ps', P4, 'Vs', V4, BK));
+    out.push('  }');
+    // The partial sums of each row's 16 invocations.
+    for (const i of range(TM)) out.push(`  ${[8, 4, 2, 1].map((m) => `l${i} = l${i} + ${shuffle(em)}(l${i}, ${m}u);`).join(' ')}`);
+    if (mode === 'out') {
+      for (const i of range(TM))
+        for (const j of range(NE)) {
+          const r = `r0 + ty + ${16 * i}i`, e = `tx + ${16 * j}i`;
+          out.push(`  if (${r} < ${k.sq}i && ${e} < ${DV}i) { sto_(${em.args(r, e, `o${i}_${j} / l${i}`)}); }`);
+        }
+    } else {
+      for (const i of range(TM)) out.push(`  if (tx == 0i && r0 + ty + ${16 * i}i < ${k.sq}i) { let row = bh * ${k.sq}i + r0 + ty + ${16 * i}i; ${em.statStore(0, 'row', `m${i} + k_log(l${i})`)} }`);
+      out.push(`  if (tid < ${BQ}i && r0 + tid < ${k.sq}i) {`);
+      out.push(`    let s_ = r0 + tid; let row = bh * ${k.sq}i + s_;`);
+      out.push(`    var ds_: f32 = 0.0f; for (var e_: i32 = 0i; e_ < ${DV}i; e_++) { ds_ = ds_ + lddo_(${em.args('s_', 'e_')}) * ldo_(${em.args('s_', 'e_')}); }`);
+      out.push(`    ${em.statStore(1, 'row', 'ds_')}`, '  }');
+    }
+    out.push('}');
+    return { body: out, workgroups };
+  }
   out.push('  workgroupBarrier();');
   // Online softmax statistics, one invocation per query row, 4 columns at a time.
   out.push(`  if (tid < ${BQ}i) {`);

@@ -104,6 +104,8 @@ export interface WgslOptions {
   readonly attention?: 'tiled' | 'rows';
   /** Tiled attention: tiles per pass instead of attentionTiling.ts's choice (where they fit). */
   readonly attentionTiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
+  /** Tiled attention: the forward's softmax in registers with subgroup shuffles, native or emulated (attention.ts's AttentionEmitter.subgroups). */
+  readonly attentionSubgroups?: 'native' | 'emulated';
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
@@ -1058,6 +1060,7 @@ function attentionEmitter(
     scale: floatLit(k.scale, false),
     storageBytes: c.limits.maxComputeWorkgroupStorageSize ?? 16384,
     ...(c.opts.attentionTiles ? { tiles: c.opts.attentionTiles } : {}),
+    ...(c.opts.attentionSubgroups ? { subgroups: c.opts.attentionSubgroups } : {}),
   };
 }
 

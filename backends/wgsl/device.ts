@@ -44,6 +44,8 @@ export interface WgslDevice {
    * f16×f16→f32 16×16×16 configuration (where it lists its configurations at all) with 32-lane subgroups.
    */
   readonly subgroupMatrixF16: boolean;
+  /** The adapter's smallest subgroup size where it has the 'subgroups' feature and says (undefined otherwise). */
+  readonly subgroupMinSize?: number;
 }
 
 export const DAWN_TOGGLES = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
@@ -132,5 +134,6 @@ async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
       maxBufferSize: L.maxBufferSize,
     },
     subgroupMatrixF16: hasSubgroupMatrixF16(device.features, info),
+    ...(device.features.has('subgroups') && typeof (info as { subgroupMinSize?: number }).subgroupMinSize === 'number' ? { subgroupMinSize: (info as { subgroupMinSize?: number }).subgroupMinSize } : {}),
   };
 }

@@ -31,11 +31,36 @@ export type SourceHook = (name: string, source: string) => void;
 export interface WgslExecutableOptions extends WgslOptions {
   /** Generated shaders kept between runs (sourceCache.ts: the disk cache). */
   readonly sourceCache?: WgslSourceCache;
+  /** Told each time one of the executable's pipelines is ready (progress of long compiles, for benchmarks). */
+  readonly onPipeline?: (done: number, total: number) => void;
 }
 
 interface Pipeline {
   readonly pipeline: GPUComputePipeline;
   readonly layout: GPUBindGroupLayout;
+  /** Milliseconds from the shader module's creation to the pipeline's (0 for a pipeline the device already had). */
+  readonly ms: number;
+}
+
+/** Where an executable's creation spent its time (benchmarks report it; nothing depends on it). */
+export interface WgslCompileStats {
+  /** WGSL generation (0 on a source-cache hit) and buffer setup, ms. */
+  readonly codegenMs: number;
+  /** From the first pipeline request to the last pipeline, ms (pipelines are created concurrently). */
+  readonly pipelinesMs: number;
+  /** Dispatches, distinct sources among them, and pipelines this executable created (not cached on the device). */
+  readonly dispatches: number;
+  readonly distinct: number;
+  readonly created: number;
+  /** The WGSL bytes of the distinct sources. */
+  readonly sourceBytes: number;
+  /**
+   * The last pipelines to be ready: kernel name, ms from its request (all are requested at once, so
+   * where the device compiles them one at a time this is the queue, not one shader's cost), source bytes.
+   */
+  readonly slowest: ReadonlyArray<{ name: string; ms: number; bytes: number }>;
+  /** Every created pipeline's ms from request to ready, ascending (evenly spaced: compiled one at a time). */
+  readonly readyAt: readonly number[];
 }
 
 const pipelineCache = new WeakMap<GPUDevice, Map<string, Promise<Pipeline>>>();
@@ -66,6 +91,7 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
   let p = m.get(key);
   if (!p) {
     p = (async () => {
+      const t0 = performance.now();
       const module = device.createShaderModule({ code: d.source, label: `${program}:${d.name}` });
       const info = await module.getCompilationInfo();
       const errors = info.messages.filter((x) => x.type === 'error');
@@ -81,15 +107,16 @@ async function pipelineFor(device: GPUDevice, d: WgslDispatch, program: string):
           layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
           compute: { module, entryPoint: 'main' },
         });
-        return { pipeline, layout };
+        return { pipeline, layout, ms: performance.now() - t0 };
       } catch (e) {
         throw new KilnError(`wgsl: program ${program}, kernel ${d.name}: pipeline creation failed: ${(e as Error).message}`);
       }
     })();
     m.set(key, p);
     p.catch(() => m.delete(key));
+    return p;
   }
-  return p;
+  return p.then((q) => ({ ...q, ms: 0 }));
 }
 
 /**
@@ -102,7 +129,7 @@ export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placeme
   const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
-    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, gemm, ...(opts.subgroupMatrix ? { sgm: opts.sgm ?? true } : {}) },
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: opts.attentionSubgroups } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: opts.sgm ?? true } : {}) },
     (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
   );
 }
@@ -121,6 +148,7 @@ export class WgslExecutable implements Executable {
   private readback?: GPUBuffer;
   private updateTmp?: GPUBuffer;
   readonly dispatches: WgslDispatch[][];
+  compileStats?: WgslCompileStats;
 
   private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslExecutableOptions) {
     const p = program;
@@ -159,7 +187,9 @@ export class WgslExecutable implements Executable {
   private readonly inputGpus: Set<number>;
 
   static async create(graph: Graph, program: KernelProgram, dev: WgslDevice, opts: WgslExecutableOptions = {}, onSource?: SourceHook): Promise<WgslExecutable> {
+    const t0 = performance.now();
     const e = new WgslExecutable(graph, program, dev, opts);
+    const t1 = performance.now();
     const all = e.dispatches.flat();
     e.dispatches.forEach((ds, i) => {
       for (const d of ds) {
@@ -167,7 +197,19 @@ export class WgslExecutable implements Executable {
         onSource?.(d.name, d.source);
       }
     });
-    const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name)));
+    let ready = 0;
+    const pipes = await Promise.all(all.map((d) => pipelineFor(dev.device, d, program.name).then((q) => (opts.onPipeline?.(++ready, all.length), q))));
+    const distinct = new Map<string, { name: string; ms: number; bytes: number }>();
+    all.forEach((d, i) => {
+      const had = distinct.get(d.source);
+      if (!had || pipes[i]!.ms > had.ms) distinct.set(d.source, { name: d.name, ms: pipes[i]!.ms, bytes: d.source.length });
+    });
+    const made = [...distinct.values()].filter((x) => x.ms > 0).sort((a, b) => b.ms - a.ms);
+    e.compileStats = {
+      codegenMs: t1 - t0, pipelinesMs: performance.now() - t1, dispatches: all.length, distinct: distinct.size, created: made.length,
+      sourceBytes: [...distinct.values()].reduce((t, x) => t + x.bytes, 0), slowest: made.slice(0, 8).map((x) => ({ ...x, ms: Math.round(x.ms) })),
+      readyAt: made.map((x) => Math.round(x.ms)).reverse(),
+    };
     // The offsets uniforms of all dispatches, one 256-byte-aligned slice each, in one buffer.
     const slice = (d: WgslDispatch) => align(16 * Math.max(1, Math.ceil(d.offsets.length / 4)));
     const uniformBytes = all.reduce((t, d) => t + slice(d), 0);
@@ -251,9 +293,9 @@ export class WgslExecutable implements Executable {
     return hostTensor(i.type.dtype, i.type.shape, vals!);
   }
 
-  /** Record every dispatch of the program into `enc` (one compute pass). */
-  encodeDispatches(enc: GPUCommandEncoder): void {
-    const pass = enc.beginComputePass();
+  /** Record every dispatch of the program into `enc` (one compute pass, with `timestampWrites` if given). */
+  encodeDispatches(enc: GPUCommandEncoder, timestampWrites?: GPUComputePassTimestampWrites): void {
+    const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
     for (const s of this.steps) {
       pass.setPipeline(s.pipeline);
       pass.setBindGroup(0, s.bindGroup);
@@ -262,16 +304,41 @@ export class WgslExecutable implements Executable {
     pass.end();
   }
 
-  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds. */
+  /**
+   * GPU milliseconds of the last `time` call, from timestamps written at the start of its first pass and
+   * the end of its last (undefined where the device has no 'timestamp-query').
+   */
+  gpuMs?: number;
+
+  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds (and sets gpuMs). */
   async time(n: number): Promise<number> {
     const device = this.dev.device;
+    const stamps = device.features.has('timestamp-query') && n > 0;
+    const qs = stamps ? device.createQuerySet({ type: 'timestamp', count: 2 }) : undefined;
+    const res = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }) : undefined;
+    const rd = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : undefined;
     await device.queue.onSubmittedWorkDone();
     const t = performance.now();
     const enc = device.createCommandEncoder();
-    for (let i = 0; i < n; i++) this.encodeDispatches(enc);
+    for (let i = 0; i < n; i++)
+      this.encodeDispatches(enc, qs && (i === 0 || i === n - 1) ? { querySet: qs, ...(i === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(i === n - 1 ? { endOfPassWriteIndex: 1 } : {}) } : undefined);
+    if (qs) {
+      enc.resolveQuerySet(qs, 0, 2, res!, 0);
+      enc.copyBufferToBuffer(res!, 0, rd!, 0, 16);
+    }
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
-    return performance.now() - t;
+    const wall = performance.now() - t;
+    this.gpuMs = undefined;
+    if (rd) {
+      await rd.mapAsync(GPUMapMode.READ);
+      const v = new BigUint64Array(rd.getMappedRange().slice(0));
+      rd.unmap();
+      this.gpuMs = Number(v[1]! - v[0]!) / 1e6;
+      for (const b of [rd, res!]) b.destroy();
+      qs!.destroy();
+    }
+    return wall;
   }
 
   /** The `next.` updates: copies output → resident input, staged where the source is itself an input. */
@@ -327,11 +394,15 @@ export class WgslExecutable implements Executable {
  * invocation per output; real GPUs get workgroup reductions, the tiled GEMM and the tiled attention.
  */
 export function defaultKernels(dev: WgslDevice): WgslOptions {
-  return /swiftshader/i.test(dev.adapterInfo) ? { reductions: 'serial', gemm: 'simple' } : { reductions: 'workgroup', gemm: measuredGemmTile, attention: 'tiled', ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}) };
+  return /swiftshader/i.test(dev.adapterInfo)
+    ? { reductions: 'serial', gemm: 'simple' }
+    : { reductions: 'workgroup', gemm: measuredGemmTile, attention: 'tiled', ...(dev.subgroupMatrixF16 ? { subgroupMatrix: true } : {}), ...((dev.subgroupMinSize ?? 0) >= 16 ? { attentionSubgroups: 'native' as const } : {}) };
 }
 
-export interface WgslBackendOptions extends WgslDeviceOptions, WgslExecutableOptions {
+export interface WgslBackendOptions extends WgslDeviceOptions, Omit<WgslExecutableOptions, 'attentionSubgroups'> {
   readonly onSource?: SourceHook;
+  /** The tiled attention's subgroup softmax: the device's default ('native' where it has 16-lane subgroups), off, or emulated (tests). */
+  readonly attentionSubgroups?: false | 'emulated';
 }
 
 /** The f16 subgroup-matrix GEMM is used where the device can run it, unless `subgroupMatrix: false`. */
@@ -341,7 +412,7 @@ function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, gemm, reductions, attention, attentionTiles, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
+  const { onSource, onPipeline, gemm, reductions, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -357,7 +428,9 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
       const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}), ...(sgm ? { sgm } : {}) };
-      return WgslExecutable.create(graph, program, dev, { ...kernels, subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
+      // attentionSubgroups: false turns the subgroup softmax off, 'emulated' forces its workgroup-memory emulation (tests).
+      const asg = attentionSubgroups === false ? undefined : attentionSubgroups === 'emulated' ? 'emulated' : kernels.attentionSubgroups;
+      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }
