@@ -245,6 +245,11 @@ export interface AttentionTile {
     readonly bk: number;
     /** Forward: S of the next key tile in flight during O += P·V of this one (FlashAttention-3's overlap). */
     readonly overlap?: boolean;
+    /**
+     * Blocks that must fit on one SM at once (`__launch_bounds__`'s second argument: ptxas keeps the
+     * registers to 65536 / (threads · minBlocks)); with 2, one block's softmax overlaps another's MMAs.
+     */
+    readonly minBlocks?: number;
   };
 }
 

@@ -147,14 +147,23 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       // 14, 15: the forward without the overlap; the mma.sync backward where the default is wgmma's.
       { fwd: { wgmma: { warpgroups: 2, bk: 128 } }, bwd: { wgmma: undefined }, dims: [64, 128] },
       { fwd: { wgmma: { warpgroups: 2, bk: 64 } }, bwd: { wgmma: undefined }, dims: [256] },
+      // 16-19: two blocks per SM (minBlocks: 2 warpgroups × 64-key tiles at head dim 64, 1 warpgroup at
+      // 128 and 256), the overlap at 128; the wgmma backward at 64 (1 and 2 warpgroups) and 256.
+      { fwd: { wgmma: { warpgroups: 2, bk: 64, minBlocks: 2 } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [64] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 64, minBlocks: 2 } }, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
+      { fwd: { wgmma: { warpgroups: 1, bk: 64, minBlocks: 2 } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [128, 256] },
+      { fwd: { wgmma: { warpgroups: 1, bk: 64, minBlocks: 2, overlap: true } }, bwd: {}, dims: [128] },
     ];
-    // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time).
+    // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time);
+    // KILN_ATTN_VARIANT_SEQS=1,17,1000: those sequence lengths (default 255).
     const only = process.env.KILN_ATTN_TEST_VARIANTS?.split(',').map(Number);
+    const seqs = (process.env.KILN_ATTN_VARIANT_SEQS ?? '255').split(',').map(Number);
     const bad: string[] = [];
     for (const [vi, v] of variants.entries())
       for (const dim of only && !only.includes(vi) ? [] : v.dims)
-        for (const causal of [false, true]) {
-          const c: AttentionCase = { batch: 1, heads: 2, seq: 255, dim, causal, layout: (vi + (causal ? 1 : 0)) % 2 ? 'bshd' : 'bhsd' };
+        for (const causal of [false, true])
+        for (const seq of seqs) {
+          const c: AttentionCase = { batch: 1, heads: 2, seq, dim, causal, layout: (vi + (causal ? 1 : 0)) % 2 ? 'bshd' : 'bhsd' };
           const g = attentionGraph({ ...c, grads: true });
           const p = compile(g).program;
           const kernels: Kernel[] = p.kernels.map((k) => ((k.kind === 'attention' || k.kind === 'attention_grad') && k.tile ? { ...k, tile: { ...k.tile, ...(k.kind === 'attention' ? { ...(Object.keys(v.fwd).length ? { wgmma: undefined } : {}), ...v.fwd } : { ...(Object.keys(v.bwd).length ? { wgmma: undefined } : {}), ...v.bwd }) } } : k));
@@ -192,12 +201,13 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
     expect(bad).toEqual([]);
   }, 600_000);
 
-  it('softmax statistics on rows of very large (+1e4) and very negative (−1e4) logits', async () => {
+  it('softmax statistics on rows of very large (+1e4) and very negative (−1e4) logits (head dim 64: mma.sync, 128: wgmma on sm_90)', async () => {
     // q = ±a·1 + small noise, k = a·1 + noise: q·k·scale ≈ ±1e4 for every key, with O(10) differences
     // between keys, so exp without the running maximum overflows (or underflows to 0/0).
-    const dim = 64, a = Math.sqrt(1e4 * Math.sqrt(dim) / dim);
     const bad: string[] = [];
+    for (const dim of [64, 128])
     for (const causal of [false, true]) {
+      const a = Math.sqrt(1e4 * Math.sqrt(dim) / dim);
       const c: AttentionCase = { batch: 1, heads: 2, seq: 200, dim, causal };
       const e = await compare(c, 99, true, (name, i, x) => {
         const row = Math.floor(i / dim);
