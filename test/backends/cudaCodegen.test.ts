@@ -109,6 +109,9 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
       [128, { wgmma: { warpgroups: 1, bk: 64, minBlocks: 2, overlap: true } }, {}],
       [256, { wgmma: { warpgroups: 1, bk: 64, minBlocks: 2 } }, { wgmma: { warpgroups: 1, bk: 64 } }],
       [256, { wgmma: { warpgroups: 2, bk: 64, overlap: true } }, { wgmma: { warpgroups: 1, bk: 64 } }],
+      [64, { wgmma: { warpgroups: 1, bk: 128, minBlocks: 3 } }, {}],
+      [64, { wgmma: { warpgroups: 1, bk: 64, minBlocks: 4 } }, {}],
+      [64, { wgmma: { warpgroups: 2, bk: 64, minBlocks: 2, overlap: true } }, {}],
     ];
     const jobs = variants.map(async ([dim, fwd, bwd], i) => {
       const p = compile(attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal: i % 2 === 1, grads: true })).program;

@@ -153,6 +153,10 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       { fwd: { wgmma: { warpgroups: 2, bk: 64, minBlocks: 2 } }, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
       { fwd: { wgmma: { warpgroups: 1, bk: 64, minBlocks: 2 } }, bwd: { wgmma: { warpgroups: 1, bk: 64 } }, dims: [128, 256] },
       { fwd: { wgmma: { warpgroups: 1, bk: 64, minBlocks: 2, overlap: true } }, bwd: {}, dims: [128] },
+      // 20-22: head dim 64 forwards of 3 and 4 blocks per SM (1 warpgroup), 2 blocks with the overlap.
+      { fwd: { wgmma: { warpgroups: 1, bk: 128, minBlocks: 3 } }, bwd: {}, dims: [64] },
+      { fwd: { wgmma: { warpgroups: 1, bk: 64, minBlocks: 4 } }, bwd: {}, dims: [64] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 64, minBlocks: 2, overlap: true } }, bwd: {}, dims: [64] },
     ];
     // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time);
     // KILN_ATTN_VARIANT_SEQS=1,17,1000: those sequence lengths (default 255).
