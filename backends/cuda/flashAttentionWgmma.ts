@@ -267,6 +267,7 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  */
 export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[]): FlashLaunch {
   const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
+  const pipe = t.wgmma!.overlap === true;
   // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
   const NCH = Math.max(DK, DV) > 128 ? 2 : 1, DKC = DK / NCH, DVC = DV / NCH;
   const threads = NWG * 128;
@@ -314,32 +315,59 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sQc + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
   L.push(`      ${wgmmaAsm(BQ, 'sc', { desc: 'da' }, 'db', 0, '(int)(kk > 0)')}`);
   L.push('    }');
+  if (pipe) L.push(`    ${COMMIT}`);
   L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DV / 16}; kk++) {`);
   L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sVw + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
   L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sOc + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
   L.push(`      ${wgmmaAsm(BQ, 'dp', { desc: 'da' }, 'db', 0, '(int)(kk > 0)')}`);
   L.push('    }');
-  L.push(`    ${WG_COMMIT_WAIT}`, ...pinAt('sc', BQ / 8, '    '), ...pinAt('dp', BQ / 8, '    '));
   // Pᵀ and dSᵀ (rows: keys ta, ta + 8; columns: queries), rounded to the bf16 A fragments of the dV and dK
-  // products before the fence (A registers written after wgmma.fence make ptxas serialize every wgmma).
+  // products before their fence (A registers written after wgmma.fence make ptxas serialize every wgmma).
+  // With `overlap`, P is computed while dP = V·dOᵀ runs, dS while dV += Pᵀ·dO runs.
   L.push(`    u32 pP[${BQ / 16}][4], pS[${BQ / 16}][4];`);
-  L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      float p_[4], s_[4];', '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-  L.push('        const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + (q < 2 ? 0 : 8);');
-  L.push(`        float p = fa_exp2(fmaf(sc[n][q], ${s2}, -Lc[sl]));`);
-  L.push(`        if (tt >= ${k.sk}${k.causal && causalMask ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
-  L.push('        p_[q] = p; s_[q] = p * (dp[n][q] - Dc[sl]);', '      }');
-  // Fragment (kk, i): i = 0, 1 from n = 2kk (rows g, g + 8), i = 2, 3 from n = 2kk + 1.
-  L.push('      pP[n >> 1][(n & 1) * 2] = fa_pack(p_[0], p_[1]); pP[n >> 1][(n & 1) * 2 + 1] = fa_pack(p_[2], p_[3]);');
-  L.push('      pS[n >> 1][(n & 1) * 2] = fa_pack(s_[0], s_[1]); pS[n >> 1][(n & 1) * 2 + 1] = fa_pack(s_[2], s_[3]);', '    }');
-  L.push(...pinAt('pP', BQ / 16, '    ', true), ...pinAt('pS', BQ / 16, '    ', true), ...pinAt('dv', DVC / 8, '    '), ...pinAt('dk', DKC / 8, '    '), `    ${WG_FENCE}`);
-  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + ch * ${(DVC / 64) * BQ * 128} + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DVC, 'dv', { regs: 'pP[kk]' }, 'db', 1)}`);
-  L.push('    }');
-  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + ch * ${(DKC / 64) * BQ * 128} + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DKC, 'dk', { regs: 'pS[kk]' }, 'db', 1)}`);
-  L.push('    }');
+  const probs = () => {
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+    L.push('        const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + (q < 2 ? 0 : 8);');
+    L.push(`        float p = fa_exp2(fmaf(sc[n][q], ${s2}, -Lc[sl]));`);
+    L.push(`        if (tt >= ${k.sk}${k.causal && causalMask ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
+    L.push('        sc[n][q] = p;', '      }');
+    // Fragment (kk, i): i = 0, 1 from n = 2kk (rows g, g + 8), i = 2, 3 from n = 2kk + 1.
+    L.push('      pP[n >> 1][(n & 1) * 2] = fa_pack(sc[n][0], sc[n][1]); pP[n >> 1][(n & 1) * 2 + 1] = fa_pack(sc[n][2], sc[n][3]);', '    }');
+  };
+  const dsT = () => {
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      float s_[4];', '      #pragma unroll', '      for (int q = 0; q < 4; q++) s_[q] = sc[n][q] * (dp[n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);');
+    L.push('      pS[n >> 1][(n & 1) * 2] = fa_pack(s_[0], s_[1]); pS[n >> 1][(n & 1) * 2 + 1] = fa_pack(s_[2], s_[3]);', '    }');
+  };
+  const dvProduct = () => {
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+    L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + ch * ${(DVC / 64) * BQ * 128} + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DVC, 'dv', { regs: 'pP[kk]' }, 'db', 1)}`);
+    L.push('    }');
+  };
+  const dkProduct = () => {
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+    L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + ch * ${(DKC / 64) * BQ * 128} + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DKC, 'dk', { regs: 'pS[kk]' }, 'db', 1)}`);
+    L.push('    }');
+  };
+  if (pipe) {
+    // Groups: S, dP; then dV, dK. wait_group 1 = all but the newest group complete.
+    L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('sc', BQ / 8, '    '));
+    probs();
+    L.push(...pinAt('pP', BQ / 16, '    ', true), ...pinAt('dv', DVC / 8, '    '), `    ${WG_FENCE}`);
+    dvProduct();
+    L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('dp', BQ / 8, '    '));
+    dsT();
+    L.push(...pinAt('pS', BQ / 16, '    ', true), ...pinAt('dk', DKC / 8, '    '), `    ${WG_FENCE}`);
+    dkProduct();
+  } else {
+    L.push(`    ${WG_COMMIT_WAIT}`, ...pinAt('sc', BQ / 8, '    '), ...pinAt('dp', BQ / 8, '    '));
+    probs();
+    dsT();
+    L.push(...pinAt('pP', BQ / 16, '    ', true), ...pinAt('pS', BQ / 16, '    ', true), ...pinAt('dv', DVC / 8, '    '), ...pinAt('dk', DKC / 8, '    '), `    ${WG_FENCE}`);
+    dvProduct();
+    dkProduct();
+  }
   L.push(`    ${COMMIT}`);
   if (dqAcc !== undefined) {
     // dS (rows: queries, columns: keys; K-major for dQ = dS·K): column block wg, swizzled; key r = warp·16 + g (+8).
