@@ -44,8 +44,8 @@ interface ScratchDecl {
 const LOG2E = 1.4426950408889634;
 /**
  * Diagnostics (setFlashProbe; wrong results on purpose). Timing probes for bench/attention.ts: `nodq`
- * drops the backward's dQ product, `nored` keeps the product but (practically) never reduces it into
- * global memory. Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
+ * drops the backward's dQ product (mma.sync), `nored` keeps the product but (practically) never reduces it
+ * into global memory (mma.sync and wgmma). Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
  * mask, `dqmask` lets the dQ pass see 16 keys past the diagonal, `wgbwdmask` drops the wgmma backward's causal mask.
  */
 export type FlashProbe = 'nodq' | 'nored' | 'nocausal' | 'dqmask' | 'wgbwdmask';
@@ -128,7 +128,7 @@ export class FlashAttention {
     launches.push(this.preprocess(k, `${fn}_pre`, ids, dsum, dqAcc, out));
     if (wgBwd) {
       const ctx: WgmmaContext = { ...this.wg, batchVars: (linear, o) => this.batchVars(k, linear, o) };
-      launches.push(wgmmaBackward(ctx, k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, f32(k.scale * LOG2E), f32(k.scale), probe() !== 'wgbwdmask', out));
+      launches.push(wgmmaBackward(ctx, k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, f32(k.scale * LOG2E), f32(k.scale), probe() !== 'wgbwdmask', out, probe() === 'nored'));
     } else launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
     if (dqPass) launches.push(this.dqPass(k, dqPass, k.tile.dkPad, k.tile.dvPad, `${fn}_dqk`, ids, lse, dsum, out));
     else if (dqAcc !== undefined) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));

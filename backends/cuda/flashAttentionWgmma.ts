@@ -265,7 +265,7 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  * one 64-key column block per warpgroup); after a barrier, dQ(64 query rows of this warpgroup) = dS·K
  * (K N-major) is added into the f32 accumulator `dqAcc` with 8-byte reductions.
  */
-export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[]): FlashLaunch {
+export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[], noReduce = false): FlashLaunch {
   const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
   const pipe = t.wgmma!.overlap === true;
   // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
@@ -399,7 +399,7 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     L.push('    #pragma unroll', `    for (int n = 0; n < ${DQN / 8}; n++) {`);
     L.push('      float v_[4]; const int h = fa_quad(dq[n], v_);');
     L.push(`      const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = ch * ${DKC} + dn * ${DQN} + n * 8 + 2 * (c4 & ~1);`);
-    L.push(`      if (s < ${k.sq}) fa_red4(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], v_[0], v_[1], v_[2], v_[3]);`);
+    L.push(`      if (s < ${k.sq}${noReduce ? ' && v_[0] == 1234.5f' : ''}) fa_red4(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], v_[0], v_[1], v_[2], v_[3]);`);
     L.push('    }', '    }');
   }
   L.push('  }');
