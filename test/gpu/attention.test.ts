@@ -211,7 +211,7 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
     expect(bad).toEqual([]);
   }, 600_000);
 
-  it('softmax statistics on rows of very large (+1e4) and very negative (−1e4) logits (head dim 64: mma.sync, 128: wgmma on sm_90)', async () => {
+  it('softmax statistics on rows of very large (+1e4) and very negative (−1e4) logits (head dims 64 and 128: the wgmma kernels on sm_90)', async () => {
     // q = ±a·1 + small noise, k = a·1 + noise: q·k·scale ≈ ±1e4 for every key, with O(10) differences
     // between keys, so exp without the running maximum overflows (or underflows to 0/0).
     const bad: string[] = [];
