@@ -22,8 +22,8 @@ import { KilnError } from '../ir/errors.ts';
  * tiling stage's default schedules, ignoring measured ones), KILN_CUDA_NO_GRAPHS or KILN_PROFILE (any
  * non-empty value: launch every kernel from the host instead of replaying a captured CUDA graph),
  * KILN_GEMM_DEFAULT=generated|library (who computes an untuned bf16 matmul: the generated tensor-core
- * kernel, or the library, the default), KILN_CUDA_FLASH_WGMMA=1 (Hopper wgmma flash attention where the
- * tiling asks for it; default off), KILN_CUDA_ELEMENTWISE_POINTS=1|2|4|8 (grid points per thread of
+ * kernel, or the library, the default), KILN_CUDA_FLASH_WGMMA=0|1 (Hopper wgmma flash attention where the
+ * tiling asks for it; default on, on sm_90), KILN_CUDA_ELEMENTWISE_POINTS=1|2|4|8 (grid points per thread of
  * elementwise kernels and cuBLAS epilogues, with vector loads and stores; default 4), KILN_GEMM_AUTOTUNE=1 (measure the providers of a program's untuned
  * matmuls when it is compiled, and cache the choice), KILN_NVRTC_SERIAL
  * (any non-empty value: one module compiled on the main thread instead of each distinct kernel in
@@ -40,7 +40,7 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
     ...(env.KILN_GEMM_DEFAULT === 'generated' || env.KILN_GEMM_DEFAULT === 'library' ? { gemmDefault: env.KILN_GEMM_DEFAULT } : {}),
     ...(/^[1248]$/.test(env.KILN_CUDA_ELEMENTWISE_POINTS ?? '') ? { elementwisePoints: Number(env.KILN_CUDA_ELEMENTWISE_POINTS) } : {}),
     autotune: env.KILN_GEMM_AUTOTUNE === '1',
-    ...(env.KILN_CUDA_FLASH_WGMMA === '1' ? { flashWgmma: true } : {}),
+    ...(env.KILN_CUDA_FLASH_WGMMA === '0' || env.KILN_CUDA_FLASH_WGMMA === '1' ? { flashWgmma: env.KILN_CUDA_FLASH_WGMMA === '1' } : {}),
     ...(env.KILN_NVRTC_SERIAL ? { parallelNvrtc: false } : {}),
   };
 }

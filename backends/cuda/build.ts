@@ -11,7 +11,6 @@ import { readEntry, writeEntry } from '../cacheEntry.ts';
 import type { KernelProgram } from '../../ir/kernel/types.ts';
 import { type CudaModule, generateCuda } from './codegen.ts';
 import type { CudaDriver } from './driver.ts';
-import { setFlashWgmma } from './flashAttention.ts';
 import { withLibraryDefaults } from './gemmDefault.ts';
 import { applyTuning } from './gemmTuning.ts';
 import { compileCubins, cubinKey, nvrtcFlags, readCubin } from './nvrtcPool.ts';
@@ -42,14 +41,19 @@ interface CachedBuild {
   readonly units: ReadonlyArray<{ readonly name: string; readonly functions: readonly string[]; readonly cubin: string }>;
 }
 
+/** The code generator's options for the GPU of `cuda`: wgmma attention on sm_90 unless `flashWgmma` is false. */
+export function codegenOptions(cuda: Pick<CudaDriver, 'sm'>, options: CudaOptions): CudaOptions & { readonly flashWgmma: boolean } {
+  return { ...options, flashWgmma: cuda.sm === 'sm_90' && options.flashWgmma !== false };
+}
+
 /** Generate and compile `program` for the GPU of `cuda`; `cacheKey`: the program cache's key of it. */
 export async function buildCuda(cuda: CudaDriver, program: KernelProgram, options: CudaOptions = {}, cacheKey?: string): Promise<BuiltCuda> {
   const root = options.cacheDir ?? defaultPtxCacheDir();
   const cubinDir = join(root, 'cubin');
   const flags = nvrtcFlags(cuda.sm);
   const buildDir = join(root, 'programs');
-  // wgmma flash attention only when asked (options.flashWgmma) and on Hopper: part of the build's key.
-  const wgmma = cuda.sm === 'sm_90' && options.flashWgmma === true;
+  // wgmma flash attention on Hopper unless turned off (options.flashWgmma): part of the build's key.
+  const cg = codegenOptions(cuda, options), wgmma = cg.flashWgmma;
   const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS}${wgmma ? '-wgmma' : ''}`;
   if (buildKey) {
     const hit = readEntry<CachedBuild>(buildDir, buildKey, 'build');
@@ -59,8 +63,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
       return { gen, images: images as Uint8Array[], compiled: 'cache' };
     }
   }
-  setFlashWgmma(wgmma);
-  const gen = generateCuda(tunedProgram(cuda, program, options), options);
+  const gen = generateCuda(tunedProgram(cuda, program, options), cg);
   const { images, compiled } = await compileCubins(gen.units, { arch: cuda.sm, libDir: options.libDir, cacheDir: cubinDir });
   if (buildKey)
     writeEntry(buildDir, buildKey, 'build', {

@@ -936,7 +936,7 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
  * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
  * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
-export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints'> = {}): CudaModule {
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);
@@ -946,7 +946,8 @@ export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cubla
   };
   const tensorCores = options.tensorCores !== false;
   const scratch: Scratch[] = [];
-  const flash = new FlashAttention({ buffers: p.buffers, expr: (e) => g.expr(e), storeValue: (b, v) => g.storeValue(b, v), params: (ids) => params(ids, p.buffers) });
+  // wgmma attention unless the options say the target lacks it (build.ts codegenOptions: sm_90 only).
+  const flash = new FlashAttention({ buffers: p.buffers, expr: (e) => g.expr(e), storeValue: (b, v) => g.storeValue(b, v), params: (ids) => params(ids, p.buffers) }, options.flashWgmma !== false);
   const units: CudaUnit[] = [];
   const unitOf = new Map<string, CudaUnit>();
   const names = new Set<string>();

@@ -21,7 +21,7 @@ import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import type { Backend, CompileInfo, Executable } from '../backend.ts';
 import { checkFeeds, residentInput } from '../residency.ts';
 import { Cublas, CublasLt } from './blas.ts';
-import { type BuiltCuda, buildCuda, tunedProgram } from './build.ts';
+import { type BuiltCuda, buildCuda, codegenOptions, tunedProgram } from './build.ts';
 import { type CudaModule, type KernelLaunch, type Launch, generateCuda } from './codegen.ts';
 import { CUBLAS_WORKSPACE_ID, type DeviceMemoryPlan, planDeviceMemory } from './deviceMemory.ts';
 import { type CapturedGraph, CudaDriver, type Module, type PinnedBuffer } from './driver.ts';
@@ -113,7 +113,7 @@ export class CudaExecutable implements Executable {
   constructor(readonly graph: Graph, readonly program: KernelProgram, readonly options: CudaOptions = {}, parts: CudaExecutableParts = {}) {
     this.cuda = parts.driver ?? CudaDriver.get(options.libDir);
     // Measured GEMM schedules for this device replace the tiling stage's defaults (build.ts tunedProgram).
-    this.gen = parts.built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), options);
+    this.gen = parts.built?.gen ?? generateCuda(tunedProgram(this.cuda, program, options), codegenOptions(this.cuda, options));
     this.memory = planDeviceMemory(graph, program, this.gen);
     const { free, total } = this.cuda.memInfo();
     if (this.memory.total > free) throw outOfMemory(this.memory, this.cuda.name, free, total);
@@ -581,7 +581,7 @@ export function createCudaBackend(options: CudaOptions = {}, deps: { driver?: Cu
       try {
         built = options.parallelNvrtc === false ? undefined : await buildCuda(driver(), program, options, info?.cacheKey);
       } catch (e) {
-        throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(driver(), program, options), options), fn));
+        throw withKernelNames(e, (fn) => kernelsCalling(program, generateCuda(tunedProgram(driver(), program, options), codegenOptions(driver(), options)), fn));
       }
       return new CudaExecutable(graph, program, options, { built, driver: deps.driver, ...deps.parts });
     },

@@ -44,8 +44,8 @@ interface ScratchDecl {
 const LOG2E = 1.4426950408889634;
 /**
  * Diagnostics (setFlashProbe; wrong results on purpose). Timing probes for bench/attention.ts: `nodq`
- * drops the backward's dQ product, `nored` keeps the product but (practically) never reduces it into
- * global memory. Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
+ * drops the backward's dQ product (mma.sync), `nored` keeps the product but (practically) never reduces it
+ * into global memory (mma.sync and wgmma). Deliberate bugs that the GPU tests must catch: `nocausal` drops the forward's causal
  * mask, `dqmask` lets the dQ pass see 16 keys past the diagonal, `wgbwdmask` drops the wgmma backward's causal mask.
  */
 export type FlashProbe = 'nodq' | 'nored' | 'nocausal' | 'dqmask' | 'wgbwdmask';
@@ -55,15 +55,6 @@ export function setFlashProbe(p: FlashProbe | undefined): void {
   activeProbe = p;
 }
 const probe = (): FlashProbe | undefined => activeProbe;
-let wgmmaTarget = true;
-/**
- * Whether the GPU the kernels are generated for runs wgmma (sm_90: NVRTC builds sm_90a there); false
- * renders every attention kernel with mma.sync. Default true here (the nvcc tests compile the wgmma kernels); the
- * CUDA build sets it from options.flashWgmma on sm_90 (off unless asked: build.ts).
- */
-export function setFlashWgmma(on: boolean): void {
-  wgmmaTarget = on;
-}
 const prod = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 function f32(v: number): string {
@@ -95,7 +86,11 @@ export class FlashAttention {
 
   private readonly wg: WgmmaContext;
 
-  constructor(private readonly cg: FlashCodegen) {
+  /**
+   * `wgmmaTarget`: whether the GPU the kernels are generated for runs wgmma (sm_90: NVRTC builds sm_90a
+   * there; build.ts codegenOptions); false renders every attention kernel with mma.sync.
+   */
+  constructor(private readonly cg: FlashCodegen, private readonly wgmmaTarget = true) {
     this.wg = {
       buffers: cg.buffers, expr: (e) => cg.expr(e), storeValue: (b, v) => cg.storeValue(b, v), params: (ids) => cg.params(ids),
       batchVars: () => undefined, contiguous: (e, r, c, n) => contiguousBf16(e, cg.buffers, r, c, n),
@@ -127,13 +122,13 @@ export class FlashAttention {
       launches.push(this.forward(k, ft, `${fn}_lse`, qkIds, lse, true, out));
     }
     const dsum = newScratch(scratch, rows * 4);
-    const wgBwd = wgmmaTarget && wgmmaBackwardApplies(k, k.tile, this.wg);
+    const wgBwd = this.wgmmaTarget && wgmmaBackwardApplies(k, k.tile, this.wg);
     const dqPass = k.dQ && !wgBwd && k.tile.dq;
     const dqAcc = k.dQ && !dqPass ? newScratch(scratch, rows * k.dk * 4) : undefined;
     launches.push(this.preprocess(k, `${fn}_pre`, ids, dsum, dqAcc, out));
     if (wgBwd) {
       const ctx: WgmmaContext = { ...this.wg, batchVars: (linear, o) => this.batchVars(k, linear, o) };
-      launches.push(wgmmaBackward(ctx, k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, f32(k.scale * LOG2E), f32(k.scale), probe() !== 'wgbwdmask', out));
+      launches.push(wgmmaBackward(ctx, k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, f32(k.scale * LOG2E), f32(k.scale), probe() !== 'wgbwdmask', out, probe() === 'nored'));
     } else launches.push(this.backward(k, k.tile, `${fn}_bwd`, ids, lse, dsum, dqAcc, out));
     if (dqPass) launches.push(this.dqPass(k, dqPass, k.tile.dkPad, k.tile.dvPad, `${fn}_dqk`, ids, lse, dsum, out));
     else if (dqAcc !== undefined) launches.push(this.dqStore(k, `${fn}_dq`, ids, dqAcc, out));
@@ -195,7 +190,7 @@ export class FlashAttention {
   }
 
   private forward(k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, statsOnly: boolean, out: string[]): FlashLaunch {
-    if (!statsOnly && wgmmaTarget && wgmmaForwardApplies(k, t, this.wg)) {
+    if (!statsOnly && this.wgmmaTarget && wgmmaForwardApplies(k, t, this.wg)) {
       const ctx: WgmmaContext = { ...this.wg, batchVars: (linear, o) => this.batchVars(k, linear, o) };
       return wgmmaForward(ctx, k, t, fn, ids, lse, f32(k.scale * LOG2E), probe() !== 'nocausal', out);
     }

@@ -49,16 +49,20 @@ export function wgmmaForwardApplies(k: AttentionKernel | AttentionGradKernel, t:
   return ctx.contiguous(k.q, 's', 'd', k.dk) !== undefined && ctx.contiguous(k.key, 't', 'd', k.dk) !== undefined && ctx.contiguous(k.v, 't', 'e', k.dv) !== undefined;
 }
 
-/** `asm volatile` of one wgmma with `n/2` f32 accumulators acc[n/8][4]; A from a descriptor or 4 registers. */
-function wgmmaAsm(n: number, acc: string, a: { desc: string } | { regs: string }, bDesc: string, transB: 0 | 1): string {
+/**
+ * `asm volatile` of one wgmma with `n/2` f32 accumulators acc[n/8][4]; A from a descriptor or 4 registers;
+ * `accumulate` (a C++ int): 0 overwrites the accumulators (the first k-step of a product: no zeroing
+ * instructions, which the compiler would otherwise be free to sink past the fence, making ptxas serialize).
+ */
+function wgmmaAsm(n: number, acc: string, a: { desc: string } | { regs: string }, bDesc: string, transB: 0 | 1, accumulate = '1'): string {
   const nAcc = n / 2;
   const accs = Array.from({ length: nAcc }, (_, i) => `%${i}`).join(', ');
   const ops = Array.from({ length: nAcc }, (_, i) => `"+f"(${acc}[${i >> 2}][${i & 3}])`).join(', ');
   if ('desc' in a) {
-    return `asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${nAcc + 2}, 0;\\nwgmma.mma_async.sync.aligned.m64n${n}k16.f32.bf16.bf16 {${accs}}, %${nAcc}, %${nAcc + 1}, p, 1, 1, 0, ${transB};\\n}\\n" : ${ops} : "l"(${a.desc}), "l"(${bDesc}), "r"(1));`;
+    return `asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${nAcc + 2}, 0;\\nwgmma.mma_async.sync.aligned.m64n${n}k16.f32.bf16.bf16 {${accs}}, %${nAcc}, %${nAcc + 1}, p, 1, 1, 0, ${transB};\\n}\\n" : ${ops} : "l"(${a.desc}), "l"(${bDesc}), "r"(${accumulate}));`;
   }
   const ar = [0, 1, 2, 3].map((i) => `%${nAcc + i}`).join(', ');
-  return `asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${nAcc + 5}, 0;\\nwgmma.mma_async.sync.aligned.m64n${n}k16.f32.bf16.bf16 {${accs}}, {${ar}}, %${nAcc + 4}, p, 1, 1, ${transB};\\n}\\n" : ${ops} : "r"(${a.regs}[0]), "r"(${a.regs}[1]), "r"(${a.regs}[2]), "r"(${a.regs}[3]), "l"(${bDesc}), "r"(1));`;
+  return `asm volatile("{\\n.reg .pred p;\\nsetp.ne.b32 p, %${nAcc + 5}, 0;\\nwgmma.mma_async.sync.aligned.m64n${n}k16.f32.bf16.bf16 {${accs}}, {${ar}}, %${nAcc + 4}, p, 1, 1, ${transB};\\n}\\n" : ${ops} : "r"(${a.regs}[0]), "r"(${a.regs}[1]), "r"(${a.regs}[2]), "r"(${a.regs}[3]), "l"(${bDesc}), "r"(${accumulate}));`;
 }
 
 /** The constant high part of a 128-byte-swizzle descriptor (LBO, SBO = 1024, swizzle mode 1), as C++. */
@@ -68,6 +72,20 @@ export function descHi(lboBytes: number): string {
 }
 
 const WG_FENCE = 'asm volatile("wgmma.fence.sync.aligned;" ::: "memory");';
+/**
+ * Pins the registers of `name[rows][4]` (f32 accumulators, or u32 A fragments with `u32`) at this point of
+ * the program (CUTLASS's warpgroup_fence_operand): before wgmma.fence, so that the compiler writes none of
+ * them between the fence and the wgmma (ptxas would serialize every wgmma); after wgmma.wait_group, so
+ * that no read of them moves above the wait.
+ */
+function pin(name: string, rows: number, u32 = false): string {
+  const c = u32 ? 'r' : 'f';
+  return `#pragma unroll\nfor (int i_ = 0; i_ < ${rows}; i_++) asm volatile("" : "+${c}"(${name}[i_][0]), "+${c}"(${name}[i_][1]), "+${c}"(${name}[i_][2]), "+${c}"(${name}[i_][3]) :: "memory");`;
+}
+const COMMIT = 'asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");';
+const WAIT = (n: number) => `asm volatile("wgmma.wait_group.sync.aligned ${n};" ::: "memory");`;
+/** pin() as lines indented by `ind`. */
+const pinAt = (name: string, rows: number, ind: string, u32 = false) => pin(name, rows, u32).split('\n').map((x) => ind + x);
 const WG_COMMIT_WAIT = 'asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");';
 
 /**
@@ -103,7 +121,7 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
   const prm = [...ids, lse];
   const kOut = k.kind === 'attention' ? k.out : undefined;
   const L: string[] = [];
-  L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${ctx.params(prm)}) {`);
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${t.wgmma!.minBlocks ? `, ${t.wgmma!.minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
   L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
   // The swizzle pattern is a function of the shared address: the tiles start at multiples of 1024.
   L.push('  const u32 sQ = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
@@ -127,14 +145,13 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
   // This warpgroup's 64 query rows: 8 swizzle atoms of 1024 bytes into each column block of Q.
   L.push('  const u32 sQw = sQ + wg * 8192;');
   const SYNC = 'fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();';
-  /** Issue S = Q·K_j (K tile in shared address `sKc`), zeroing `sc` first; no commit. */
+  /** Issue S = Q·K_j (K tile in shared address `sKc`) into `sc` (overwritten by the first k-step); no commit. */
   const issueS = (sKc: string, ind: string) => {
-    L.push(`${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${BK / 8}; n++) { sc[n][0] = 0.f; sc[n][1] = 0.f; sc[n][2] = 0.f; sc[n][3] = 0.f; }`);
-    L.push(`${ind}${WG_FENCE}`);
+    L.push(...pin('sc', BK / 8).split('\n').map((x) => ind + x), `${ind}${WG_FENCE}`);
     L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${DK / 16}; kk++) {`);
     L.push(`${ind}  const unsigned long long da = ${descHi(16)} | (unsigned long long)((sQw + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
     L.push(`${ind}  const unsigned long long db = ${descHi(16)} | (unsigned long long)((${sKc} + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
-    L.push(`${ind}  ${wgmmaAsm(BK, 'sc', { desc: 'da' }, 'db', 0)}`);
+    L.push(`${ind}  ${wgmmaAsm(BK, 'sc', { desc: 'da' }, 'db', 0, '(int)(kk > 0)')}`);
     L.push(`${ind}}`);
   };
   /** Mask tile j of `sc`, update the running max/sum, turn sc into P; declares cr0, cr1 (O's rescaling). */
@@ -164,14 +181,12 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
   const pack = (ind: string) => L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${BK / 16}; kk++) { pa[kk][0] = fa_pack(sc[2 * kk][0], sc[2 * kk][1]); pa[kk][1] = fa_pack(sc[2 * kk][2], sc[2 * kk][3]); pa[kk][2] = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]); pa[kk][3] = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]); }`);
   /** Issue O += P·V (P: the bf16 fragments `pa`, V tile at shared address `sVc`); no commit. */
   const issuePV = (sVc: string, ind: string) => {
-    L.push(`${ind}${WG_FENCE}`);
+    L.push(...[pin('o', DV / 8), pin('pa', BK / 16, true)].join('\n').split('\n').map((x) => ind + x), `${ind}${WG_FENCE}`);
     L.push(`${ind}#pragma unroll`, `${ind}for (int kk = 0; kk < ${BK / 16}; kk++) {`);
     L.push(`${ind}  const unsigned long long dv = ${descHi(BK * 128)} | (unsigned long long)((${sVc} + kk * 2048) >> 4);`);
     L.push(`${ind}  ${wgmmaAsm(DV, 'o', { regs: 'pa[kk]' }, 'dv', 1)}`);
     L.push(`${ind}}`);
   };
-  const COMMIT = 'asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");';
-  const WAIT = (n: number) => `asm volatile("wgmma.wait_group.sync.aligned ${n};" ::: "memory");`;
   L.push(`  float sc[${BK / 8}][4]; u32 pa[${BK / 16}][4];`);
   if (!w.overlap) {
     L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
@@ -180,12 +195,12 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     L.push(`    if (j + 1 < nT) {`, ...kvLoad('(j + 1) & 1', `(j + 1) * ${BK}`, '      '), '    }');
     L.push('    fa_commit();');
     issueS(`(sK + (j & 1) * ${kBytes}u)`, '    ');
-    L.push(`    ${COMMIT} ${WAIT(0)}`);
+    L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('sc', BK / 8, '    '));
     softmax('j', '    ');
     rescale('    ');
     pack('    ');
     issuePV(`(sV + (j & 1) * ${vBytes}u)`, '    ');
-    L.push(`    ${COMMIT} ${WAIT(0)}`);
+    L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
     L.push('  }');
   } else {
     // Intra-warpgroup overlap (FlashAttention-3): S_j = Q·K_j is in flight while the tensor cores run
@@ -193,7 +208,7 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     L.push(`  ${SYNC}`);
     L.push('  if (nT > 1) {', ...swizzledLoad(ctx, k.key, 't', 'd', BK, `${BK}`, k.sk, DK, `(sK + ${kBytes}u)`, threads, '    '), '  }', '  fa_commit();');
     issueS('sK', '  ');
-    L.push(`  ${COMMIT} ${WAIT(0)}`);
+    L.push(`  ${COMMIT} ${WAIT(0)}`, ...pinAt('sc', BK / 8, '  '));
     L.push('  {');
     softmax('0', '    ');
     L.push('  }');
@@ -206,15 +221,15 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     issueS(`(sK + (j & 1) * ${kBytes}u)`, '    ');
     L.push(`    ${COMMIT}`);
     issuePV(`(sV + ((j - 1) & 1) * ${vBytes}u)`, '    ');
-    L.push(`    ${COMMIT} ${WAIT(1)}`);
+    L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('sc', BK / 8, '    '));
     softmax('j', '    ');
-    L.push(`    ${WAIT(0)}`);
+    L.push(`    ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
     rescale('    ');
     pack('    ');
     L.push('  }');
     L.push(`  ${SYNC}`);
     issuePV(`(sV + ((nT - 1) & 1) * ${vBytes}u)`, '  ');
-    L.push(`  ${COMMIT} ${WAIT(0)}`);
+    L.push(`  ${COMMIT} ${WAIT(0)}`, ...pinAt('o', DV / 8, '  '));
   }
   L.push('  fa_wait_all();');
   L.push('  l0 += __shfl_xor_sync(0xffffffffu, l0, 1); l0 += __shfl_xor_sync(0xffffffffu, l0, 2);');
@@ -250,8 +265,9 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  * one 64-key column block per warpgroup); after a barrier, dQ(64 query rows of this warpgroup) = dS·K
  * (K N-major) is added into the f32 accumulator `dqAcc` with 8-byte reductions.
  */
-export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[]): FlashLaunch {
+export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[], noReduce = false): FlashLaunch {
   const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
+  const pipe = t.wgmma!.overlap === true;
   // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
   const NCH = Math.max(DK, DV) > 128 ? 2 : 1, DKC = DK / NCH, DVC = DV / NCH;
   const threads = NWG * 128;
@@ -260,7 +276,7 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   const sharedBytes = kB + vB + 2 * qB + 2 * oB + sB + 4 * 4 * BQ + 1024;
   const prm = dqAcc === undefined ? [...ids, lse, dsum] : [...ids, lse, dsum, dqAcc];
   const L: string[] = [];
-  L.push(`extern "C" __global__ void __launch_bounds__(${threads}) ${fn}(${ctx.params(prm)}) {`);
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${t.wgmma!.minBlocks ? `, ${t.wgmma!.minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
   L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
   L.push('  const u32 sK = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
   L.push(`  const u32 sV = sK + ${kB}u, sQ = sV + ${vB}u, sO = sQ + ${2 * qB}u, sS = sO + ${2 * oB}u;`);
@@ -292,63 +308,99 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   L.push(`    if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '      '), '    }', '    fa_commit();');
   L.push(`    const int st = it & 1, s0 = i * ${BQ};`);
   L.push(`    const u32 sQc = sQ + st * ${qB}u, sOc = sO + st * ${oB}u; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
-  L.push(...zero('sc', BQ / 8, '    '), ...zero('dp', BQ / 8, '    '));
-  L.push(`    ${WG_FENCE}`);
+  L.push(`    float sc[${BQ / 8}][4], dp[${BQ / 8}][4];`);
+  L.push(...pinAt('sc', BQ / 8, '    '), ...pinAt('dp', BQ / 8, '    '), `    ${WG_FENCE}`);
   L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DK / 16}; kk++) {`);
   L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sKw + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
   L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sQc + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
-  L.push(`      ${wgmmaAsm(BQ, 'sc', { desc: 'da' }, 'db', 0)}`);
+  L.push(`      ${wgmmaAsm(BQ, 'sc', { desc: 'da' }, 'db', 0, '(int)(kk > 0)')}`);
   L.push('    }');
+  if (pipe) L.push(`    ${COMMIT}`);
   L.push('    #pragma unroll', `    for (int kk = 0; kk < ${DV / 16}; kk++) {`);
   L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sVw + (kk >> 2) * ${BK * 128} + (kk & 3) * 32) >> 4);`);
   L.push(`      const unsigned long long db = ${descHi(16)} | (unsigned long long)((sOc + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
-  L.push(`      ${wgmmaAsm(BQ, 'dp', { desc: 'da' }, 'db', 0)}`);
+  L.push(`      ${wgmmaAsm(BQ, 'dp', { desc: 'da' }, 'db', 0, '(int)(kk > 0)')}`);
   L.push('    }');
-  L.push(`    ${WG_COMMIT_WAIT}`);
-  // Pᵀ and dSᵀ (rows: keys ta, ta + 8; columns: queries).
-  L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
-  L.push('        const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + (q < 2 ? 0 : 8);');
-  L.push(`        float p = fa_exp2(fmaf(sc[n][q], ${s2}, -Lc[sl]));`);
-  L.push(`        if (tt >= ${k.sk}${k.causal && causalMask ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
-  L.push('        sc[n][q] = p; dp[n][q] = p * (dp[n][q] - Dc[sl]);', '      }', '    }');
-  L.push(`    ${WG_FENCE}`);
-  const fragA = (src: string) => `u32 pa[4]; pa[0] = fa_pack(${src}[2 * kk][0], ${src}[2 * kk][1]); pa[1] = fa_pack(${src}[2 * kk][2], ${src}[2 * kk][3]); pa[2] = fa_pack(${src}[2 * kk + 1][0], ${src}[2 * kk + 1][1]); pa[3] = fa_pack(${src}[2 * kk + 1][2], ${src}[2 * kk + 1][3]);`;
-  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-  L.push(`      ${fragA('sc')}`);
-  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + ch * ${(DVC / 64) * BQ * 128} + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DVC, 'dv', { regs: 'pa' }, 'db', 1)}`);
-  L.push('    }');
-  L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
-  L.push(`      ${fragA('dp')}`);
-  L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + ch * ${(DKC / 64) * BQ * 128} + kk * 2048) >> 4);`);
-  L.push(`      ${wgmmaAsm(DKC, 'dk', { regs: 'pa' }, 'db', 1)}`);
-  L.push('    }');
-  L.push(`    ${WG_COMMIT_WAIT}`);
+  // Pᵀ and dSᵀ (rows: keys ta, ta + 8; columns: queries), rounded to the bf16 A fragments of the dV and dK
+  // products before their fence (A registers written after wgmma.fence make ptxas serialize every wgmma).
+  // With `overlap`, P is computed while dP = V·dOᵀ runs, dS while dV += Pᵀ·dO runs.
+  L.push(`    u32 pP[${BQ / 16}][4], pS[${BQ / 16}][4];`);
+  const probs = () => {
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      #pragma unroll', '      for (int q = 0; q < 4; q++) {');
+    L.push('        const int sl = n * 8 + 2 * c4 + (q & 1), tt = ta + (q < 2 ? 0 : 8);');
+    L.push(`        float p = fa_exp2(fmaf(sc[n][q], ${s2}, -Lc[sl]));`);
+    L.push(`        if (tt >= ${k.sk}${k.causal && causalMask ? ' || s0 + sl < tt' : ''}) p = 0.f;`);
+    L.push('        sc[n][q] = p;', '      }');
+    // Fragment (kk, i): i = 0, 1 from n = 2kk (rows g, g + 8), i = 2, 3 from n = 2kk + 1.
+    L.push('      pP[n >> 1][(n & 1) * 2] = fa_pack(sc[n][0], sc[n][1]); pP[n >> 1][(n & 1) * 2 + 1] = fa_pack(sc[n][2], sc[n][3]);', '    }');
+  };
+  const dsT = () => {
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${BQ / 8}; n++) {`, '      float s_[4];', '      #pragma unroll', '      for (int q = 0; q < 4; q++) s_[q] = sc[n][q] * (dp[n][q] - Dc[n * 8 + 2 * c4 + (q & 1)]);');
+    L.push('      pS[n >> 1][(n & 1) * 2] = fa_pack(s_[0], s_[1]); pS[n >> 1][(n & 1) * 2 + 1] = fa_pack(s_[2], s_[3]);', '    }');
+  };
+  const dvProduct = () => {
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+    L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sOc + ch * ${(DVC / 64) * BQ * 128} + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DVC, 'dv', { regs: 'pP[kk]' }, 'db', 1)}`);
+    L.push('    }');
+  };
+  const dkProduct = () => {
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BQ / 16}; kk++) {`);
+    L.push(`      const unsigned long long db = ${descHi(BQ * 128)} | (unsigned long long)((sQc + ch * ${(DKC / 64) * BQ * 128} + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DKC, 'dk', { regs: 'pS[kk]' }, 'db', 1)}`);
+    L.push('    }');
+  };
+  if (pipe) {
+    // Groups: S, dP; then dV, dK. wait_group 1 = all but the newest group complete.
+    L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('sc', BQ / 8, '    '));
+    probs();
+    L.push(...pinAt('pP', BQ / 16, '    ', true), ...pinAt('dv', DVC / 8, '    '), `    ${WG_FENCE}`);
+    dvProduct();
+    L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('dp', BQ / 8, '    '));
+    dsT();
+    L.push(...pinAt('pS', BQ / 16, '    ', true), ...pinAt('dk', DKC / 8, '    '), `    ${WG_FENCE}`);
+    dkProduct();
+  } else {
+    L.push(`    ${WG_COMMIT_WAIT}`, ...pinAt('sc', BQ / 8, '    '), ...pinAt('dp', BQ / 8, '    '));
+    probs();
+    dsT();
+    L.push(...pinAt('pP', BQ / 16, '    ', true), ...pinAt('pS', BQ / 16, '    ', true), ...pinAt('dv', DVC / 8, '    '), ...pinAt('dk', DKC / 8, '    '), `    ${WG_FENCE}`);
+    dvProduct();
+    dkProduct();
+  }
+  L.push(`    ${COMMIT}`);
   if (dqAcc !== undefined) {
     // dS (rows: queries, columns: keys; K-major for dQ = dS·K): column block wg, swizzled; key r = warp·16 + g (+8).
+    // Written while the dV and dK products run (it only reads their A registers).
     L.push('    {');
     L.push('      u16* dS_ = (u16*)((char*)fa_sm + (sS - fa_saddr(fa_sm))) + wg * ' + BQ * 64 + ';');
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
     L.push('          const int c = n * 8 + 2 * c4 + (q & 1), r = warp * 16 + g + (q < 2 ? 0 : 8);');
-    L.push('          dS_[c * 64 + ((((r >> 3) ^ (c & 7)) << 3) | (r & 7))] = (u16)(fa_pack(dp[n][q], 0.f) & 0xffffu);');
+    L.push('          const u32 w_ = pS[n >> 1][(n & 1) * 2 + (q >> 1)];');
+    L.push('          dS_[c * 64 + ((((r >> 3) ^ (c & 7)) << 3) | (r & 7))] = (u16)((q & 1) ? (w_ >> 16) : (w_ & 0xffffu));');
     L.push('        }', '      }');
     L.push('    }');
+  }
+  L.push(`    ${WAIT(0)}`, ...pinAt('dv', DVC / 8, '    '), ...pinAt('dk', DKC / 8, '    '));
+  if (dqAcc !== undefined) {
     L.push('    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
     // dQ in pieces of DQN columns (64 in the two-pass case, where dK and dV hold 128 registers).
     const DQN = NCH > 1 ? 64 : DKC;
     L.push('    #pragma unroll 1', `    for (int dn = 0; dn < ${DKC / DQN}; dn++) {`);
-    L.push(...zero('dq', DQN / 8, '    '));
-    L.push(`    ${WG_FENCE}`);
+    L.push(`    float dq[${DQN / 8}][4];`);
+    L.push(...pinAt('dq', DQN / 8, '    '), `    ${WG_FENCE}`);
     L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
     L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sS + wg * 8192 + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
     L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sK + (ch * ${DKC / 64} + dn * ${DQN / 64}) * ${BK * 128} + kk * 2048) >> 4);`);
-    L.push(`      ${wgmmaAsm(DQN, 'dq', { desc: 'da' }, 'db', 1)}`);
+    L.push(`      ${wgmmaAsm(DQN, 'dq', { desc: 'da' }, 'db', 1, '(int)(kk > 0)')}`);
     L.push('    }');
-    L.push(`    ${WG_COMMIT_WAIT}`);
-    L.push('    #pragma unroll', `    for (int n = 0; n < ${DQN / 8}; n++) {`, '      #pragma unroll', '      for (int h = 0; h < 2; h++) {');
-    L.push(`        const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = ch * ${DKC} + dn * ${DQN} + n * 8 + 2 * c4;`);
-    L.push(`        if (s < ${k.sq}) fa_red2(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], dq[n][2 * h], dq[n][2 * h + 1]);`);
-    L.push('      }', '    }', '    }');
+    L.push(`    ${WG_COMMIT_WAIT}`, ...pinAt('dq', DQN / 8, '    '));
+    // 16-byte reductions: 4 consecutive columns of one row per lane (fa_quad).
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${DQN / 8}; n++) {`);
+    L.push('      float v_[4]; const int h = fa_quad(dq[n], v_);');
+    L.push(`      const int s = s0 + wg * 64 + warp * 16 + g + h * 8, d = ch * ${DKC} + dn * ${DQN} + n * 8 + 2 * (c4 & ~1);`);
+    L.push(`      if (s < ${k.sq}${noReduce ? ' && v_[0] == 1234.5f' : ''}) fa_red4(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], v_[0], v_[1], v_[2], v_[3]);`);
+    L.push('    }', '    }');
   }
   L.push('  }');
   L.push('  fa_wait_all();');

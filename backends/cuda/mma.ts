@@ -93,6 +93,21 @@ __device__ __forceinline__ float fa_exp2(float x) { float r; asm("ex2.approx.ftz
 __device__ __forceinline__ void fa_red2(float* dst, float a, float b) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(dst), "f"(a), "f"(b) : "memory");
 }
+/** dst[0..3] += (a, b, c, d) in global memory (one 16-byte vector reduction, sm_90; dst 16-byte aligned). */
+__device__ __forceinline__ void fa_red4(float* dst, float a, float b, float c, float d) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(dst), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+}
+/**
+ * The C fragment pair (rows g, g + 8; columns 2·c4, 2·c4 + 1 of an n8 tile) as 4 consecutive columns of
+ * one row: lanes with even c4 get row g, columns 2·c4..2·c4 + 3; odd ones row g + 8, 2·c4 − 2..2·c4 + 1
+ * (one exchange with the neighbouring lane; every lane of the warp must call it). Returns the row half (0, 1).
+ */
+__device__ __forceinline__ int fa_quad(const float* c, float* v) {
+  const bool odd = threadIdx.x & 1;
+  const float r0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1), r1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
+  v[0] = odd ? r0 : c[0]; v[1] = odd ? r1 : c[1]; v[2] = odd ? c[2] : r0; v[3] = odd ? c[3] : r1;
+  return odd ? 1 : 0;
+}
 /** Two floats → bf16x2 (round to nearest even), lo in the low half. */
 __device__ __forceinline__ u32 fa_pack(float lo, float hi) {
   u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r;

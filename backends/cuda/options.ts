@@ -30,9 +30,8 @@ export interface CudaOptions {
    */
   readonly elementwisePoints?: number;
   /**
-   * Hopper wgmma flash attention where the tiling data asks for it (flashAttentionWgmma.ts; sm_90 only).
-   * Default false until its GPU test matrix (lengths 1, 17, 1000, the extreme-logit rows) has passed:
-   * it passed at length 255 only (2026-12-02). KILN_CUDA_FLASH_WGMMA=1.
+   * Hopper wgmma flash attention where the tiling data asks for it (flashAttentionWgmma.ts; sm_90 only;
+   * default true there). false: the mma.sync kernels everywhere. KILN_CUDA_FLASH_WGMMA=0 / 1.
    */
   readonly flashWgmma?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */

@@ -36,21 +36,34 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   if (wide > 256 || s.dk < 1 || s.dv < 1) return undefined;
   if (s.kind === 'attention') {
     const t = forwardMmaSyncTile(s, dkPad, dvPad, wide);
-    // Hopper warpgroup MMA where the head dims are whole 128-byte swizzle rows (multiples of 64): 64 query
-    // rows per warpgroup, two warpgroups past 64 rows; 128-key tiles up to head dim 128, 64 at 256 (the
-    // O accumulators are dv/2 registers per thread). Backends without wgmma render `t`'s other fields.
-    // Measured on an H200 (bench/RESULTS.md, 2026-12-02 window 2): the wgmma forward beats mma.sync at
-    // head dim 256 (0.216 vs 0.279 ms at 32×16×256), ties at 128 (1.29 vs 1.29 ms causal 64×16×1024) and
-    // loses at 64 (1.21 vs 1.11 ms at 64×16×1024): head dims ≥ 128 only. The overlap option measured the same.
-    if (s.dk % 64 === 0 && s.dv % 64 === 0 && wide >= 128) return { ...t, wgmma: { warpgroups: s.sq <= 64 ? 1 : 2, bk: wide <= 128 ? 128 : 64 } };
+    // Hopper warpgroup MMA where the head dims are whole 128-byte swizzle rows (multiples of 64); backends
+    // without wgmma render `t`'s other fields. Measured on an H200 (bench/RESULTS.md, 2026-12-02 fourth
+    // session, window 1, same call), forward ms:
+    // - head dim 64 (64×16×1024): 2 warpgroups × 64-key tiles at 2 blocks per SM (≤ 128 registers) 0.919;
+    //   1 warpgroup × 128 keys at 3 blocks 0.996, × 64 at 4 blocks 1.007, 2 blocks with the overlap 0.997;
+    //   the mma.sync forward 1.136;
+    // - head dim 128 (causal 64×16×1024): 1 warpgroup × 64 keys at 2 blocks per SM with the overlap
+    //   1.238; without it 1.309; 2 warpgroups × 128 keys (1 block) 1.366; the mma.sync forward 1.289;
+    // - head dim 256 (32×16×256): 2 warpgroups × 64 keys 0.230-0.238; the mma.sync forward 0.260.
+    if (s.dk % 64 === 0 && s.dv % 64 === 0) {
+      const wgs = s.sq <= 64 ? 1 : 2;
+      if (wide === 64) return { ...t, wgmma: { warpgroups: wgs, bk: 64, minBlocks: 2 } };
+      if (wide === 128) return { ...t, wgmma: { warpgroups: 1, bk: 64, minBlocks: 2, overlap: true } };
+      return { ...t, wgmma: { warpgroups: wgs, bk: 64 } };
+    }
     return t;
   }
   const b = backwardTile(s, dkPad, dvPad, wide);
-  // Backward on wgmma (one warpgroup × 64 keys per block, 64-query tiles) at head dim 128: 4.20 vs
-  // 4.94 ms at causal 64×16×1024. At 64 it lost (3.80 vs 3.41 ms); at 256 (two column passes) it measured
-  // 0.91-0.94 vs 0.98 ms but its last change (dQ in 64-column pieces) has not run on a GPU: not the default.
-  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && wide === 128;
-  return wgBwd ? { ...b, wgmma: { warpgroups: 1, bk: 64 } } : b;
+  // Backward on wgmma (`warpgroups` × 64 keys per block, query tiles of as many rows), with P computed
+  // while dP runs and dS while dV runs (overlap). Measured (same window), backward ms: head dim 64
+  // (64×16×1024) 2 warpgroups 3.275, 1 warpgroup 3.42, the mma.sync backward 3.41-3.43; head dim 128
+  // (causal 64×16×1024) 1 warpgroup 4.13, mma.sync 4.93; head dim 256 (32×16×256) 1 warpgroup 1.00,
+  // mma.sync 0.99. Window 2 (same call): the overlap 3.219 vs 3.25 (64), 4.113 vs 4.118 (128), and at 256
+  // 0.958 vs the mma.sync backward's 0.995. Above 128 the wgmma backward takes two column passes of
+  // 128-column halves (head dims that are multiples of 128).
+  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && (wide <= 128 || (s.dk % 128 === 0 && s.dv % 128 === 0));
+  if (!wgBwd) return b;
+  return { ...b, wgmma: wide === 64 && s.sk > 64 ? { warpgroups: 2, bk: 128, overlap: true } : { warpgroups: 1, bk: 64, overlap: true } };
 }
 
 /** The mma.sync forward tile (FlashAttention-2). */

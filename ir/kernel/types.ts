@@ -243,8 +243,16 @@ export interface AttentionTile {
   readonly wgmma?: {
     readonly warpgroups: number;
     readonly bk: number;
-    /** Forward: S of the next key tile in flight during O += P·V of this one (FlashAttention-3's overlap). */
+    /**
+     * Forward: S of the next key tile in flight during O += P·V of this one (FlashAttention-3's overlap).
+     * Backward: P computed while dP = V·dOᵀ runs, dS while dV += Pᵀ·dO runs.
+     */
     readonly overlap?: boolean;
+    /**
+     * Blocks that must fit on one SM at once (`__launch_bounds__`'s second argument: ptxas keeps the
+     * registers to 65536 / (threads · minBlocks)); with 2, one block's softmax overlaps another's MMAs.
+     */
+    readonly minBlocks?: number;
   };
 }
 

@@ -3,32 +3,29 @@
  * and the constant part of its shared-memory descriptors. The kernels' numbers are checked on the GPU
  * (test/gpu/attention.test.ts); ptxas assembles them for sm_90a in test/backends/cudaCodegen.test.ts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { generateCuda } from '../../backends/cuda/codegen.ts';
-import { setFlashWgmma } from '../../backends/cuda/flashAttention.ts';
 import { descHi } from '../../backends/cuda/flashAttentionWgmma.ts';
 import { compile } from '../../compiler/compile.ts';
 import { type AttentionCase, attentionGraph } from '../support/attentionGraphs.ts';
 
-const source = (c: AttentionCase) => generateCuda(compile(attentionGraph({ ...c, grads: true })).program).source;
+const source = (c: AttentionCase, flashWgmma = true) => generateCuda(compile(attentionGraph({ ...c, grads: true })).program, { flashWgmma }).source;
 /** The `wgmma.mma_async` shapes in the generated kernels (m64nNk16), sorted, deduplicated. */
 const shapes = (src: string) => [...new Set([...src.matchAll(/wgmma\.mma_async\.sync\.aligned\.(m64n\d+k16)/g)].map((m) => m[1]!))].sort();
 
 describe('wgmma flash attention', () => {
-  afterEach(() => setFlashWgmma(true));
-
-  it('head dim 128 gets the wgmma forward and backward, 256 the wgmma forward; 64 and 72 neither', () => {
-    // Forward S: n = key tile (128), O: n = head dim; backward Sᵀ, dPᵀ: n = query tile (64), dV, dK, dQ: n = head dim.
+  it('head dims 64, 128 and 256 get the wgmma forward and backward; 72 neither', () => {
+    // Forward S: n = key tile (64), O: n = head dim; backward Sᵀ, dPᵀ: n = query tile (64), dV, dK, dQ: n = head dim.
     expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 128, causal: false }))).toEqual(['m64n128k16', 'm64n64k16']);
-    // Head dim 256: forward key tiles of 64, O n = 256.
-    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 256, causal: true, layout: 'bshd' }))).toEqual(['m64n256k16', 'm64n64k16']);
-    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 64, causal: false }))).toEqual([]);
+    // Head dim 256: forward key tiles of 64, O n = 256; backward in two column passes: dV, dK n = 128, dQ n = 64.
+    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 256, causal: true, layout: 'bshd' }))).toEqual(['m64n128k16', 'm64n256k16', 'm64n64k16']);
+    // Head dim 64: forward S and O n = 64; backward (2 warpgroups) Sᵀ, dPᵀ n = 128 queries, dV, dK, dQ n = 64.
+    expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 64, causal: false }))).toEqual(['m64n128k16', 'm64n64k16']);
     expect(shapes(source({ batch: 1, heads: 2, seq: 300, dim: 72, causal: false }))).toEqual([]);
   });
 
   it('a device without wgmma gets the mma.sync kernels', () => {
-    setFlashWgmma(false);
-    const src = source({ batch: 1, heads: 2, seq: 300, dim: 128, causal: false });
+    const src = source({ batch: 1, heads: 2, seq: 300, dim: 128, causal: false }, false);
     expect(shapes(src)).toEqual([]);
     expect(src).toContain('mma.sync.aligned.m16n8k16');
   });
