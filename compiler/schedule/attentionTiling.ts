@@ -58,10 +58,8 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   // while dP runs and dS while dV runs (overlap). Measured (same window), backward ms: head dim 64
   // (64×16×1024) 2 warpgroups 3.275, 1 warpgroup 3.42, the mma.sync backward 3.41-3.43; head dim 128
   // (causal 64×16×1024) 1 warpgroup 4.13, mma.sync 4.93; head dim 256 (32×16×256) 1 warpgroup 1.00,
-  // mma.sync 0.99. Window 2 (same call): the overlap 3.219 vs 3.25 (64), 4.113 vs 4.118 (128), and at 256
-  // 0.958 vs the mma.sync backward's 0.995. Above 128 the wgmma backward takes two column passes of
-  // 128-column halves (head dims that are multiples of 128).
-  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && (wide <= 128 || (s.dk % 128 === 0 && s.dv % 128 === 0));
+  // mma.sync 0.99 (a tie: mma.sync stays).
+  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && wide <= 128;
   if (!wgBwd) return b;
   return { ...b, wgmma: wide === 64 && s.sk > 64 ? { warpgroups: 2, bk: 128, overlap: true } : { warpgroups: 1, bk: 64, overlap: true } };
 }
