@@ -88,14 +88,18 @@ def main():
 
     if mode:
         step = torch.compile(step, mode=None if mode == "default" else mode)
+    say = lambda what: print(f"[tarflow_sample_torch {mode or 'eager'} {time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)  # noqa: E731
     t = time.perf_counter()
     step(0)
     torch.cuda.synchronize()
     first = (time.perf_counter() - t) * 1000
+    say(f"first step {first:.0f} ms")
     for p in range(1, 5):
         step(p)
     torch.cuda.synchronize()
+    say("warm; waiting for the GPU")
     release = acquire()
+    say("timing")
     try:
         torch.cuda.reset_peak_memory_stats()
         n = 50
