@@ -2,17 +2,16 @@
  * @file View folding on the graph: identity views disappear and chains of the same movement op
  * compose into one (reshape∘reshape, permute∘permute, broadcast∘broadcast, slice∘slice, pad∘pad with
  * equal fill). Mixed chains (e.g. permute then reshape then slice) are folded later, at lowering,
- * into one index map per load (compiler/lower/view.ts). And a slice that reads a cast through views that
- * nothing else reads moves before the cast (narrowCasts).
+ * into one index map per load (compiler/lower/view.ts).
  */
-import type { Graph, Node } from '../../ir/graph.ts';
-import { numel, shapeEq } from '../../ir/shape.ts';
-import { GraphRewriter, copyNode, rewriteGraph } from '../../ir/rewrite.ts';
+import type { Graph } from '../../ir/graph.ts';
+import { shapeEq } from '../../ir/shape.ts';
+import { copyNode, rewriteGraph } from '../../ir/rewrite.ts';
 import type { Def } from './simplify.ts';
 
 export function viewFold(g: Graph): Graph {
   const defs = new Map<number, Def>();
-  return rewriteGraph(narrowCasts(g), (n, ins, b) => {
+  return rewriteGraph(g, (n, ins, b) => {
     const x = ins[0]!;
     const inT = ins.length ? b.typeOf(x) : undefined;
     const d = ins.length ? defs.get(x) : undefined;
@@ -69,38 +68,4 @@ export function viewFold(g: Graph): Graph {
     defs.set(id, { op: n.op, inputs: ins, attrs: n.attrs });
     return id;
   });
-}
-
-/**
- * slice(views(cast(x))) → cast(slice(views(x))) where the slice keeps fewer elements than it reads and
- * nothing else reads the cast or the views (reshape, permute) between them: only the kept elements are
- * cast, and where the cast is materialized only they are stored (a fused qkv projection's V third in
- * bf16 for the attention, instead of all three thirds). The same values: a cast is per element.
- */
-export function narrowCasts(g: Graph): Graph {
-  const users = g.users();
-  const outputs = new Set(g.outputs.map((o) => o.id));
-  const single = (v: number) => users.get(v)?.length === 1 && !outputs.has(v);
-  const plans = new Map<number, { cast: Node; chain: Node[] }>();
-  for (const n of g.nodes) {
-    if (n.op !== 'slice' || numel(n.type.shape) >= numel(g.typeOf(n.inputs[0]!).shape)) continue;
-    const chain: Node[] = [];
-    let v = n.inputs[0]!;
-    for (let d = g.node(v); d && (d.op === 'reshape' || d.op === 'permute') && single(v); d = g.node(v)) {
-      chain.unshift(d);
-      v = d.inputs[0]!;
-    }
-    const cast = g.node(v);
-    if (cast?.op === 'cast' && single(v)) plans.set(n.id, { cast, chain });
-  }
-  if (!plans.size) return g;
-  const rw = new GraphRewriter(g).copyInputs();
-  rw.copyNodes(g.nodes, (n, _ins, b) => {
-    const p = plans.get(n.id);
-    if (!p) return undefined;
-    let x = rw.get(p.cast.inputs[0]!);
-    for (const c of p.chain) x = b.op(c.op, [x], c.attrs, c.loc);
-    return b.op('cast', [b.op('slice', [x], n.attrs, n.loc)], p.cast.attrs, p.cast.loc);
-  });
-  return rw.copyOutputs().build();
 }

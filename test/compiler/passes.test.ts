@@ -16,7 +16,7 @@ import { cse } from '../../compiler/passes/cse.ts';
 import { dce } from '../../compiler/passes/dce.ts';
 import { decomposeForFusion, optimize } from '../../compiler/passes/pipeline.ts';
 import { simplify } from '../../compiler/passes/simplify.ts';
-import { narrowCasts, viewFold } from '../../compiler/passes/viewFold.ts';
+import { viewFold } from '../../compiler/passes/viewFold.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { parseGraph } from '../../ir/parser.ts';
 import { printGraph } from '../../ir/printer.ts';
@@ -424,49 +424,6 @@ describe('viewFold', () => {
         output c = %5
       }
     `);
-  });
-});
-
-describe('narrowCasts (in viewFold)', () => {
-  it('a slice that reads a cast through views nothing else reads moves before the cast; a cast read twice stays', () => {
-    const input = ir`
-      graph t {
-        data %x : f32[2,6]
-        %0 : bf16[2,6] = cast %x {dtype=bf16}
-        %1 : bf16[2,3,2] = reshape %0 {shape=[2,3,2]}
-        %2 : bf16[3,2,2] = permute %1 {perm=[1,0,2]}
-        %3 : bf16[1,2,2] = slice %2 {starts=[2,0,0], ends=[3,2,2], steps=[1,1,1]}
-        %4 : bf16[2,6] = cast %x {dtype=bf16}
-        %5 : bf16[2,3] = slice %4 {starts=[0,0], ends=[2,3], steps=[1,1]}
-        %6 : bf16[2,3] = slice %4 {starts=[0,3], ends=[2,6], steps=[1,1]}
-        output v = %3
-        output a = %5
-        output b = %6
-      }
-    `;
-    expectPass(narrowCasts, input, ir`
-      graph t {
-        data %x : f32[2,6]
-        %0 : bf16[2,6] = cast %x {dtype=bf16}
-        %1 : bf16[2,3,2] = reshape %0 {shape=[2,3,2]}
-        %2 : bf16[3,2,2] = permute %1 {perm=[1,0,2]}
-        %3 : f32[2,3,2] = reshape %x {shape=[2,3,2]}
-        %4 : f32[3,2,2] = permute %3 {perm=[1,0,2]}
-        %5 : f32[1,2,2] = slice %4 {starts=[2,0,0], ends=[3,2,2], steps=[1,1,1]}
-        %6 : bf16[1,2,2] = cast %5 {dtype=bf16}
-        %7 : bf16[2,6] = cast %x {dtype=bf16}
-        %8 : bf16[2,3] = slice %7 {starts=[0,0], ends=[2,3], steps=[1,1]}
-        %9 : bf16[2,3] = slice %7 {starts=[0,3], ends=[2,6], steps=[1,1]}
-        output v = %6
-        output a = %8
-        output b = %9
-      }
-    `);
-    // the same values, bit for bit (a cast is per element)
-    const g = parseGraph(input);
-    const feeds = { x: hostTensor('f32', [2, 6], Array.from({ length: 12 }, (_, i) => Math.cos(i) * 3.3)) };
-    const want = runGraph(g, feeds), got = runGraph(optimize(g), feeds);
-    for (const o of ['v', 'a', 'b']) expect(Array.from(got[o]!.data)).toEqual(Array.from(want[o]!.data));
   });
 });
 
