@@ -44,7 +44,7 @@ export interface Backend {
   defaultPrecision?(): 'f32' | 'bf16' | 'f16' | Promise<'f32' | 'bf16' | 'f16'>;
   /**
    * The device memory free now, in bytes (CUDA: cuMemGetInfo), for compileOn's `remat: 'auto'`
-   * (rematerialize whole blocks when the program would not fit); without it auto stays 'cheap'.
+   * (more remat when the program would not fit: cheap, then whole blocks); without it auto stays 'fused'.
    */
   freeMemoryBytes?(): number | Promise<number>;
   /**

@@ -27,7 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "golden"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lightningdit_golden  # noqa: E402
+from gpu_lock import acquire  # noqa: E402
 from lightningdit_golden import LightningDiT, fm_loss  # noqa: E402
 
 
@@ -91,6 +93,9 @@ def program(name, batch):
     if name in ("lightningdit", "lightningdit_xl"):
         # B/1: hidden 768, depth 12, 12 heads; XL/1: hidden 1152, depth 28, 16 heads.
         hidden, depth, heads = (768, 12, 12) if name == "lightningdit" else (1152, 28, 16)
+        # KILN_BENCH_DEPTH=N: the same model with N blocks (a peak-memory slope per block where the whole
+        # model's torch.compile, ~120 s for XL/1, does not fit a GPU window).
+        depth = int(os.environ.get("KILN_BENCH_DEPTH", depth))
         m = LightningDiT(16, 1, 32, hidden, depth, heads, 1000, use_swiglu=True, use_rope=True, use_rmsnorm=True).to(dev)
         x1, y = torch.randn(batch, 32, 16, 16, device=dev), torch.randint(0, 1000, (batch,), device=dev)
 
@@ -100,25 +105,6 @@ def program(name, batch):
             return fm_loss(m, x1, x0, t, y)[0]
         return m, loss, 0.9999
     raise SystemExit(f"unknown program {name}")
-
-
-def acquire():
-    lock, after, ready = os.environ.get("KILN_GPU_LOCK"), os.environ.get("KILN_GPU_AFTER"), os.environ.get("KILN_GPU_READY")
-    if ready:
-        Path(ready).touch()
-    while lock and after and not os.path.exists(after):
-        time.sleep(0.05)
-    while lock:
-        try:
-            os.mkdir(lock)
-            break
-        except FileExistsError:
-            time.sleep(0.05)
-
-    def release():
-        if lock and os.path.isdir(lock):
-            os.rmdir(lock)
-    return release
 
 
 def sync():
@@ -177,7 +163,7 @@ def bench(spec):
         release()
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else 0
     reserved = torch.cuda.max_memory_reserved() / 2**20 if dev == "cuda" else 0
-    return {"program": name, "batch": batch, "precision": "bf16" if BF16 else "f32", "compiled": COMPILE, "stepMs": round(ms, 3),
+    return {"program": name, "batch": batch, "depth": int(os.environ.get("KILN_BENCH_DEPTH", 0)) or None, "precision": "bf16" if BF16 else "f32", "compiled": COMPILE, "stepMs": round(ms, 3),
             "firstStepMs": round(first), "peakMiB": round(peak), "reservedMiB": round(reserved),
             "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__}
 

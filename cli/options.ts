@@ -27,9 +27,10 @@ export function intList(v: string): number[] {
 
 /** --remat: rematerialization of a training step (compiler/transforms/remat.ts). */
 export function rematOption(): Option {
-  return new Option('--remat <mode>', 'rematerialization: off (keep every forward value the backward reads), cheap (recompute elementwise chains in the backward), ' +
-    'blocks (activation checkpointing: recompute each repeated block from its input), auto, the default (the fastest that fits the device\'s free memory: off, else cheap, else blocks)')
-    .choices(['off', 'cheap', 'blocks', 'auto']).default(DEFAULT_REMAT);
+  return new Option('--remat <mode>', 'rematerialization: off (keep every forward value the backward reads), fused (recompute the elementwise chains that fold into the backward\'s elementwise and row kernels, never a matmul operand), ' +
+    'cheap (recompute every elementwise chain in the backward), ' +
+    'blocks (activation checkpointing: recompute each repeated block from its input), auto, the default (the fastest that fits the device\'s free memory: fused, else cheap, else blocks)')
+    .choices(['off', 'fused', 'cheap', 'blocks', 'auto']).default(DEFAULT_REMAT);
 }
 
 /** Bytes from '40GB', '3.5GiB', '512MB' or a plain number of bytes. */

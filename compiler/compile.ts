@@ -54,24 +54,30 @@ export interface CompileOptions {
   /** The device the matmul tiles are chosen for (compiler/schedule/tiling.ts; default SM90). */
   target?: GemmTarget;
   /**
-   * Rematerialization (compiler/transforms/remat.ts): 'off', 'cheap' (recompute elementwise chains in
-   * the backward), 'blocks' (also recompute each repeated block), or 'auto' (the default, DEFAULT_REMAT):
-   * 'off', then 'cheap', then 'blocks', each only when the program's device memory (arena + inputs,
-   * outputs, constants) with the one before exceeds `deviceFreeBytes`.
+   * Rematerialization (compiler/transforms/remat.ts): 'off', 'fused' (recompute the elementwise chains
+   * that fold into the backward's loop kernels: never a matmul or attention operand), 'cheap' (every
+   * elementwise chain), 'blocks' (also recompute each repeated block), or 'auto' (the default,
+   * DEFAULT_REMAT): 'fused', then 'cheap', then 'blocks', each only when the program's device memory
+   * (arena + inputs, outputs, constants) with the one before exceeds `deviceFreeBytes`.
    */
   remat?: RematMode | 'auto';
-  /** The device's free memory in bytes, for `remat: 'auto'` (without it, auto is 'off'). */
+  /** The device's free memory in bytes, for `remat: 'auto'` (without it, auto is 'fused'). */
   deviceFreeBytes?: number;
   /** How fusion's cost rule counts memory traffic (compiler/fuse/cost.ts FusionCostModel; default 'per-kernel'). */
   fusionCost?: FusionCostModel;
 }
 
 /**
- * The remat mode when none is asked for: 'auto', the fastest step that fits the device (off, else cheap,
- * else blocks; off without a free-memory figure). Not 'cheap' always: measured on an H200 (bench/RESULTS.md,
- * 2026-12-02) cheap halves the LightningDiT steps' device memory (XL/1 batch 64: 48,214 → 25,528 MiB, under
- * torch.compile's 31.4 GiB) but costs step time (XL/1 batch 64 +10.6%, B/1 batch 128 +20.7%: its
- * recomputed values that feed matmuls are kernels of their own).
+ * The remat mode when none is asked for: 'auto', the fastest step that fits the device (fused, else cheap,
+ * else blocks; fused without a free-memory figure). Fused, not off, first: it keeps every value a backward
+ * matmul or attention reads and recomputes only what folds into the backward's elementwise and row kernels
+ * (a norm's scaled value from its normalized one, a bias add), so it stores less in the forward than off
+ * and moves fewer bytes in all (LightningDiT-XL/1 batch 64: arena 26.6 → 19.5 GB, kernel bytes 244.2 →
+ * 242.7 GB, 37 more small kernels; on an H200 30,054 MiB against torch.compile's 34,255 MiB peak, step 175.8 ms
+ * against off's 171.6 ms in one call and 170.4 ms in another: bench/RESULTS.md). Not 'cheap' first:
+ * measured on an H200 (bench/RESULTS.md, 2026-12-02) cheap halves the LightningDiT steps' device memory but
+ * costs step time (XL/1 batch 64 +10.6%, B/1 batch 128 +20.7%: its recomputed matmul operands are kernels
+ * of their own).
  */
 export const DEFAULT_REMAT: RematMode | 'auto' = 'auto';
 
@@ -93,18 +99,18 @@ export function compile(g: Graph, opts: CompileOptions = {}): Compiled {
   const passed = stages.run('passes', () => optimize(input), printGraph);
   const asked = opts.remat ?? DEFAULT_REMAT;
   if (asked !== 'auto') return compileFrom(g.name, passed, asked, stages, opts);
-  // auto: the fastest step that fits: off, then cheap, then blocks, each only when the one before exceeds the device's free memory.
+  // auto: the fastest step that fits: fused, then cheap, then blocks, each only when the one before exceeds the device's free memory.
   const free = opts.deviceFreeBytes;
-  const off = compileFrom(g.name, passed, 'off', stages.fork(), opts);
-  const offBytes = programDeviceBytes(off.program);
-  if (free === undefined || offBytes <= free) {
-    const reason = free === undefined ? 'auto: no free-memory figure, off' : `auto: the plan's ${gb(offBytes)} without remat fits the device's free ${gb(free)}`;
-    return withStages({ ...off, remat: { ...off.remat, reason } }, stages, off);
+  const fused = compileFrom(g.name, passed, 'fused', stages.fork(), opts);
+  const fusedBytes = programDeviceBytes(fused.program);
+  if (free === undefined || fusedBytes <= free) {
+    const reason = free === undefined ? 'auto: no free-memory figure, fused' : `auto: the plan's ${gb(fusedBytes)} with fused remat fits the device's free ${gb(free)}`;
+    return withStages({ ...fused, remat: { ...fused.remat, reason } }, stages, fused);
   }
   const cheap = compileFrom(g.name, passed, 'cheap', stages.fork(), opts);
   const need = programDeviceBytes(cheap.program);
   if (need <= free) {
-    const reason = `auto: the plan's ${gb(offBytes)} without remat exceeds the device's free ${gb(free)}; with cheap remat ${gb(need)} fits`;
+    const reason = `auto: the plan's ${gb(fusedBytes)} with fused remat exceeds the device's free ${gb(free)}; with cheap remat ${gb(need)} fits`;
     return withStages({ ...cheap, remat: { ...cheap.remat, reason } }, stages, cheap);
   }
   const blocks = compileFrom(g.name, passed, 'blocks', stages.fork(), opts);

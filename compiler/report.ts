@@ -6,6 +6,7 @@ import { kernelAccess } from '../ir/kernel/access.ts';
 import type { Expr, Kernel, KernelProgram, Stmt } from '../ir/kernel/types.ts';
 import type { Compiled } from './compile.ts';
 import { deviceBytes, elementFlops } from './fuse/cost.ts';
+import { forwardValues } from './transforms/remat.ts';
 
 export interface KernelStats {
   name: string;
@@ -106,6 +107,63 @@ export function memoryFigures(c: Pick<Compiled, 'program' | 'optimized'>): Memor
   };
 }
 
+/**
+ * What the memory plan holds at its peak (the kernel where the most temporary bytes are live), by what
+ * the values are: forward values kept for the backward, by the op that makes them (matmul and attention
+ * outputs, casts to a low-precision dtype, f32 elementwise values, other), and the backward's own values
+ * (parameter gradients: those shaped like a parameter; other backward temporaries). Resident inputs
+ * (parameters, state) are live throughout (memoryFigures); a backend's scratch (GEMM workspaces,
+ * attention statistics) is placed beside these by the backend.
+ */
+export interface PeakLiveSet {
+  /** The kernel at the peak, and the temporary bytes live there (each buffer counted, in-place pairs twice). */
+  kernel: string;
+  bytes: number;
+  /** Forward values kept for the backward: bytes by category ('matmul', 'attention', 'cast bf16', 'f32 elementwise', 'other'). */
+  kept: Record<string, number>;
+  /** Backward values: parameter gradients and other temporaries. */
+  gradients: number;
+  backward: number;
+  /** The largest live buffers: `<bytes> <op> <dtype>[shape] (kernels first..last)`, largest first. */
+  largest: string[];
+}
+
+export function peakLiveSet(c: Pick<Compiled, 'program' | 'optimized' | 'fused' | 'plan'>, largest = 8): PeakLiveSet {
+  const p = c.program, g = c.optimized;
+  const size = (id: number) => p.buffers[id]!.numel * deviceBytes(p.buffers[id]!.dtype);
+  const delta = new Array<number>(p.kernels.length + 1).fill(0);
+  for (const [id, [s, e]] of c.plan.live) (delta[s]! += size(id)), (delta[e + 1]! -= size(id));
+  let at = 0, best = -1;
+  for (let k = 0, sum = 0; k < p.kernels.length; k++) if ((sum += delta[k]!) > best) (best = sum), (at = k);
+  const valueOf = new Map<number, number>();
+  for (const [v, b] of c.fused.bufferOf) valueOf.set(b, v);
+  const forward = forwardValues(g);
+  const paramShapes = new Set(g.inputs.filter((i) => i.kind === 'param').map((i) => `${i.type.dtype}[${i.type.shape.join(',')}]`));
+  const out: PeakLiveSet = { kernel: p.kernels[at]?.name ?? '-', bytes: Math.max(0, best), kept: {}, gradients: 0, backward: 0, largest: [] };
+  const rows: Array<[number, string]> = [];
+  for (const [id, [s, e]] of c.plan.live) {
+    if (s > at || e < at) continue;
+    const v = valueOf.get(id), n = v === undefined ? undefined : g.node(v);
+    const bytes = size(id), type = n ? `${n.type.dtype}[${n.type.shape.join(',')}]` : `${p.buffers[id]!.dtype}[${p.buffers[id]!.numel}]`;
+    rows.push([bytes, `${si(bytes)}B ${n?.op ?? 'buffer'} ${type} (kernels ${s}..${e})`]);
+    if (v !== undefined && forward.has(v)) {
+      const cat = n!.op === 'matmul' || n!.op === 'attention' ? n!.op : n!.op === 'cast' && n!.type.dtype !== 'f32' ? `cast ${n!.type.dtype}` : n!.type.dtype === 'f32' ? 'f32 elementwise' : 'other';
+      out.kept[cat] = (out.kept[cat] ?? 0) + bytes;
+    } else if (paramShapes.has(type)) out.gradients += bytes;
+    else out.backward += bytes;
+  }
+  out.largest = rows.sort((a, b) => b[0] - a[0]).slice(0, largest).map((r) => r[1]);
+  return out;
+}
+
+/** The peak live set as one report line. */
+export function peakLine(s: PeakLiveSet): string {
+  const kept = Object.entries(s.kept).sort((a, b) => b[1] - a[1]);
+  const total = kept.reduce((x, [, b]) => x + b, 0);
+  return `  at the peak (${s.kernel}, ${si(s.bytes)}B live): forward values kept for the backward ${si(total)}B (${kept.map(([k, b]) => `${k} ${si(b)}B`).join(', ') || 'none'}); ` +
+    `parameter gradients ${si(s.gradients)}B; other backward temporaries ${si(s.backward)}B`;
+}
+
 export function formatReport(c: Compiled, opts: { stages?: boolean } = {}): string {
   const rows = kernelStats(c.program);
   const out: string[] = [];
@@ -125,5 +183,6 @@ export function formatReport(c: Compiled, opts: { stages?: boolean } = {}): stri
   );
   out.push(`  arena: temporaries at peak live ${si(c.plan.peakBytes)}B (${si(c.plan.totalBytes)}B without reuse, ${c.plan.inPlace.length} in place); ` +
     `state updates: ${m.updatesInPlace} written in place, ${m.updatesCopied} copied (backends add their scratch and library workspaces to the arena)`);
+  if (c.plan.peakBytes > 0) out.push(peakLine(peakLiveSet(c)));
   return out.join('\n') + '\n';
 }

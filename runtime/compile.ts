@@ -11,8 +11,8 @@
  * bf16 on `cuda` and f32 elsewhere; the environment variable KILN_PRECISION overrides the default
  * (not an explicit option).
  *
- * Rematerialization: `remat` ('off' | 'cheap' | 'blocks' | 'auto', compiler/transforms/remat.ts; default
- * the compiler's DEFAULT_REMAT, 'auto'). 'auto' compiles without remat and, when the program's device
+ * Rematerialization: `remat` ('off' | 'fused' | 'cheap' | 'blocks' | 'auto', compiler/transforms/remat.ts; default
+ * the compiler's DEFAULT_REMAT, 'auto'). 'auto' compiles with 'fused' and, when the program's device
  * memory (arena + inputs, outputs, constants) exceeds the device's free memory (`deviceFreeBytes`, else
  * `backend.freeMemoryBytes()`), again with 'cheap', and then with 'blocks'; `onRemat` hears each choice.
  *
@@ -82,8 +82,8 @@ export async function compileOn(backend: Backend, graph: Graph, opts: CompileOnO
     const b = cachedProgram ? cachedProgram(g, () => run(mode), { dir, extra }) : { program: run(mode), key: undefined };
     return { ...b, heardAt: heard.length > at ? at : undefined };
   };
-  // auto: the fastest step that fits: without remat (the compiler's auto without a free-memory figure,
-  // under the plain key), else cheap, else blocks, each when the one before exceeds the device's free memory.
+  // auto: the fastest step that fits: fused (the compiler's auto without a free-memory figure, under the
+  // plain key), else cheap, else blocks, each when the one before exceeds the device's free memory.
   let built = build(asked);
   if (asked === 'auto') {
     const free = opts.deviceFreeBytes ?? (await backend.freeMemoryBytes?.());

@@ -37,7 +37,7 @@ const bytesPer = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
 export function encode(dtype: DType, values: ArrayLike<number>): ArrayBufferView {
   const n = values.length;
   switch (dtype) {
-    case 'f32': return Float32Array.from(values);
+    case 'f32': return values instanceof Float32Array ? values : Float32Array.from(values); // (uploaded as it is: no copy of 10^9 values)
     case 'f16': { const a = new Uint16Array(n); for (let i = 0; i < n; i++) a[i] = f32ToF16Bits(values[i]!); return a; }
     case 'bf16': { const a = new Uint16Array(n); for (let i = 0; i < n; i++) a[i] = f32ToBf16Bits(values[i]!); return a; }
     case 'i32': return Int32Array.from(values);

@@ -11,8 +11,15 @@
  * the source (free to read in the backward); every forward value the backward reads leads to the sink;
  * a node that may not be recomputed is joined to the source (so the cut must keep it, or keep what it
  * feeds). The minimum cut is the set of kept values with the fewest bytes from which the backward's
- * needs can be recomputed. Two modes:
- *  - `cheap` (on by default): only cheap per-element work is recomputed — elementwise ops, casts,
+ * needs can be recomputed. Three modes:
+ *  - `fused` (the first rung of compile's `auto`, the default): the cheap rules below, except that a
+ *    value a backward matmul or attention reads as an operand (through views) is kept, never
+ *    recomputed: an operand is a load of memory, so its recomputation would be a kernel of its own that
+ *    writes what the forward had written already. What is recomputed then folds into the backward's
+ *    elementwise and row kernels (a norm's scaled value from the normalized one and the weight, a bias
+ *    add), so the forward stores less for about the same kernels and bytes (XL/1 batch 64 on an H200:
+ *    171.6 ms off, 175.8 ms fused in one call, 170.4 ms fused in another; bench/RESULTS.md);
+ *  - `cheap`: only cheap per-element work is recomputed — elementwise ops, casts,
  *    views, pad/concat, iota and constants; matmuls, attention, reductions (their outputs are small:
  *    norm statistics), random draws, gathers and scatters are never recomputed. So a bias add after a
  *    bf16 matmul is recomputed from the bf16 result instead of keeping its f32 sum, a SwiGLU's sigmoid
@@ -47,8 +54,8 @@ import { dumpGraph } from '../debug.ts';
 import { deviceBytes, nodeFlops } from '../fuse/cost.ts';
 import { FlowNetwork } from './minCut.ts';
 
-/** off: keep every forward value the backward reads; cheap: recompute elementwise chains; blocks: also whole blocks. */
-export const REMAT_MODES = ['off', 'cheap', 'blocks'] as const;
+/** off: keep every forward value the backward reads; fused: recompute the elementwise chains that are no matmul operand; cheap: every elementwise chain; blocks: also whole blocks. */
+export const REMAT_MODES = ['off', 'fused', 'cheap', 'blocks'] as const;
 export type RematMode = (typeof REMAT_MODES)[number];
 
 export function checkRematMode(s: unknown, where = 'remat'): RematMode {
@@ -137,9 +144,8 @@ function repeatedBlocks(g: Graph): Map<number, number> {
   return out;
 }
 
-export function remat(g: Graph, mode: RematMode): RematResult {
-  const unchanged = (keptBytes = 0): RematResult => ({ graph: g, mode, recomputed: new Set(), deferred: new Set(), forward: new Set(), extraFlops: 0, keptBytesBefore: keptBytes, keptBytesAfter: keptBytes, blocks: 0 });
-  // The forward: ancestors of the forward outputs.
+/** The forward of a training step: the values (inputs included) that its forward outputs (the loss, metrics) depend on. */
+export function forwardValues(g: Graph): Set<number> {
   const forward = new Set<number>();
   const stack = g.outputs.filter((o) => isForwardOutput(o.name)).map((o) => o.id);
   while (stack.length) {
@@ -149,6 +155,12 @@ export function remat(g: Graph, mode: RematMode): RematResult {
     const n = g.node(v);
     if (n) stack.push(...n.inputs);
   }
+  return forward;
+}
+
+export function remat(g: Graph, mode: RematMode): RematResult {
+  const unchanged = (keptBytes = 0): RematResult => ({ graph: g, mode, recomputed: new Set(), deferred: new Set(), forward: new Set(), extraFlops: 0, keptBytesBefore: keptBytes, keptBytesAfter: keptBytes, blocks: 0 });
+  const forward = forwardValues(g);
   const isInput = (v: number) => g.input(v) !== undefined;
   const bytes = (v: number) => { const t = g.typeOf(v); return numel(t.shape) * deviceBytes(t.dtype); };
   /** Forward nodes (not inputs) the backward reads. */
@@ -157,6 +169,8 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   const keptBytesBefore = [...needed].reduce((s, v) => s + (VIEW_OPS.has(g.node(v)!.op) ? 0 : bytes(v)), 0);
   if (mode === 'off' || needed.size === 0) return unchanged(keptBytesBefore);
 
+  // fused: what a backward matmul or attention reads as an operand (through views) is kept, never recomputed.
+  const pinned = mode === 'fused' ? operandValues(g, forward) : new Set<number>();
   // Blocks: a node's block is the last block (in order of first use) whose parameters it depends on.
   const label = mode === 'blocks' ? repeatedBlocks(g) : new Map<number, number>();
   const blockCount = new Set(label.values()).size;
@@ -208,7 +222,7 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   for (const n of fwdNodes) {
     // Philox draws recompute exactly, so blocks may recompute them.
     const boundary = mode === 'blocks' && !VIEW_OPS.has(n.op) && blockCount > 0 && leavesBlock(n.id) && (inBlock(n.id) || readByBlock(n.id));
-    const recomputable = ((mode === 'blocks' && inBlock(n.id)) || CHEAP_OPS.has(n.op)) && !banned.has(n.id) && !boundary;
+    const recomputable = ((mode === 'blocks' && inBlock(n.id)) || CHEAP_OPS.has(n.op)) && !banned.has(n.id) && !boundary && !pinned.has(n.id);
     let keep: number;
     if (outputs.has(n.id) || freeValue(n)) keep = 0; // in memory anyway (an output), or no memory (constants)
     else if (VIEW_OPS.has(n.op)) keep = Infinity;
@@ -280,4 +294,28 @@ export function remat(g: Graph, mode: RematMode): RematResult {
   verify(out);
   dumpGraph('ir', `remat(${mode})`, out);
   return { graph: out, mode, recomputed, deferred, forward: forwardIds, extraFlops, keptBytesBefore, keptBytesAfter, blocks: blockCount };
+}
+
+/** Ops whose operands are loaded as they are in memory (views fold into their loads; no other op does). */
+const OPERAND_OPS: ReadonlySet<string> = new Set<OpName>(['matmul', 'attention', 'attention_grad']);
+
+/**
+ * The forward values (not inputs) that a backward matmul or attention reads as an operand, directly or
+ * through views: recomputed, each would be a kernel of its own in the backward (an operand is a load
+ * of memory), so `fused` remat keeps them.
+ */
+function operandValues(g: Graph, forward: ReadonlySet<number>): Set<number> {
+  const out = new Set<number>();
+  const source = (v: number): number => {
+    for (let n = g.node(v); n && VIEW_OPS.has(n.op); n = g.node(v)) v = n.inputs[0]!;
+    return v;
+  };
+  for (const n of g.nodes) {
+    if (forward.has(n.id) || !OPERAND_OPS.has(n.op)) continue;
+    for (const i of n.inputs) {
+      const s = source(i);
+      if (forward.has(s) && g.input(s) === undefined) out.add(s);
+    }
+  }
+  return out;
 }

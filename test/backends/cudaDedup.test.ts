@@ -31,8 +31,10 @@ describe('position-independent CUDA kernels', () => {
     const two = counts(2), twelve = counts(12);
     // Ten more layers add hundreds of kernels ...
     expect(twelve.generated - two.generated).toBeGreaterThan(200);
-    // ... and (measured 2026-12-02: 0) no new sources. The constant allows a few shape-dependent ones.
-    expect(twelve.units).toBeLessThanOrEqual(two.units + 4);
+    // ... and few new sources: the constant allows a few shape-dependent ones (measured 2026-12-02: 0
+    // without remat; 5 with the default, fused remat, whose recomputed residual-stream chains differ in
+    // length at the first and last layers; XL/1 with 28 layers: 89 units, as 12 layers).
+    expect(twelve.units).toBeLessThanOrEqual(two.units + 6);
     // Every launch calls a function its program's units define, and each unit is distinct.
     for (const { m } of [two, twelve]) {
       const defined = new Set(m.units.flatMap((u) => u.functions));

@@ -124,16 +124,16 @@ describe('the backend\'s free memory (fake driver)', () => {
     const at = fake.calls.length;
     expect(await backend.freeMemoryBytes!()).toBe(3 * 2 ** 30 + 12345);
     expect(fake.count('cuMemGetInfo', at)).toBe(1);
-    // Plenty free: auto keeps the fastest step (no remat) and builds it on the (fake) device.
+    // Plenty free: auto keeps the fastest step (fused remat) and builds it on the (fake) device.
     const seen: string[] = [];
     const exe = await compileOn(backend, graph, { precision: 'f32', remat: 'auto', cacheDir: '', onRemat: (r) => seen.push(r.mode) });
-    expect(seen).toEqual(['off']);
+    expect(seen).toEqual(['fused']);
     exe.dispose();
     // 1 KiB free: auto recompiles with cheap, then blocks, which still does not fit: the clear out-of-memory error.
     const tiny = createCudaBackend({ ...options, parallelNvrtc: false }, { driver: fakeCuda({ free: 1024 }).driver });
     seen.length = 0;
     await expect(compileOn(tiny, graph, { precision: 'f32', remat: 'auto', cacheDir: '', onRemat: (r) => seen.push(r.mode) })).rejects.toThrow(/out of device memory.*--remat/);
-    expect(seen).toEqual(['off', 'cheap', 'blocks']);
+    expect(seen).toEqual(['fused', 'cheap', 'blocks']);
   });
 });
 

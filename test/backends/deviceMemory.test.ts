@@ -39,8 +39,8 @@ function gemmBuffers(l: { a: { buf: number }; b: { buf: number }; c: { buf: numb
   return [l.a.buf, l.b.buf, l.c.buf, ...(l.lt ? [l.lt.workspace.buf, ...(l.lt.bias ? [l.lt.bias.buf] : [])] : [])];
 }
 
-function check(graph: Graph, cublas: boolean, provider?: 'cublas' | 'cublaslt'): string[] {
-  const c = compile(graph);
+function check(graph: Graph, cublas: boolean, provider?: 'cublas' | 'cublaslt', remat?: 'off'): string[] {
+  const c = compile(graph, remat ? { remat } : {});
   const p = provider ? onLibrary(c.program, provider) : c.program;
   const gen = generateCuda(p, { cublas });
   const m = planDeviceMemory(graph, p, gen);
@@ -105,7 +105,9 @@ describe('CUDA device memory plan', () => {
     expect(check(atPrecision(ditTrainStep(2), 'bf16'), true)).toEqual([]);
   });
   it('tiny LightningDiT step, bf16, every matmul on cuBLASLt: staging, accumulators, bias and its workspace in the arena; no cuBLAS workspace', () => {
-    expect(check(atPrecision(ditTrainStep(2), 'bf16'), true, 'cublaslt')).toEqual([]);
+    // Without remat: under the default (fused remat) this tiny step keeps its modulation GEMMs' raw outputs
+    // for the backward, so no GEMM has a library bias epilogue left to check.
+    expect(check(atPrecision(ditTrainStep(2), 'bf16'), true, 'cublaslt', 'off')).toEqual([]);
   });
   it('tiny LightningDiT step, bf16, every matmul on cuBLAS: staged operands in the GEMM workspace, cuBLAS workspace beside it', () => {
     expect(check(atPrecision(ditTrainStep(2), 'bf16'), true, 'cublas')).toEqual([]);

@@ -10,7 +10,8 @@ import { grad } from '../../compiler/transforms/grad.ts';
 import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import type { Graph } from '../../ir/graph.ts';
 
-const kinds = (g: Graph) => compile(g).program.kernels.map((k) => k.kind);
+/** Kernel kinds of a program without remat (fusion alone; the default, fused remat, recomputes some values in the backward's kernels). */
+const kinds = (g: Graph, remat: 'off' | 'fused' = 'off') => compile(g, { remat }).program.kernels.map((k) => k.kind);
 const count = (ks: string[]) => ks.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});
 
 /** A pre-LN transformer block (timm style): x + attn(LN(x)); x + mlp(LN(x)). */
@@ -61,5 +62,8 @@ describe('fusion pins', () => {
     const ks = kinds(gg);
     expect(ks.length).toBe(35);
     expect(count(ks)).toEqual({ loop: 21, matmul: 12, attention: 1, attention_grad: 1 });
+    // The default (fused remat): the LayerNorms' normalized values are recomputed in the backward
+    // instead of kept, 2 loop kernels more.
+    expect(count(kinds(gg, 'fused'))).toEqual({ loop: 23, matmul: 12, attention: 1, attention_grad: 1 });
   });
 });

@@ -11,7 +11,9 @@
  *   than without remat;
  * - the report's extra FLOPs equal the compiled program's FLOPs minus those of the program without
  *   remat (matmuls are counted exactly; fused elementwise work within 1%);
- * - `auto` (the default) takes off when its plan fits the device's free memory, else cheap when that fits, else blocks; off without a figure;
+ * - fused mode recomputes no value that a backward matmul or attention reads as an operand, so it adds
+ *   almost no kernels and moves about the bytes that off moves (within 1%), while keeping less per block;
+ * - `auto` (the default) takes fused when its plan fits the device's free memory, else cheap when that fits, else blocks; fused without a figure;
  * - `kiln compile --remat` prints the mode and the extra FLOPs, and refuses a bad mode (exit 2).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -87,35 +89,37 @@ describe('minimum cut (Dinic)', () => {
 });
 
 describe('remat changes no result', () => {
-  it('random training graphs: rematerialized = original on the CPU oracle (bit for bit), compiled = oracle', () => {
-    const bad: string[] = [];
-    let recomputing = 0, graphs = 0;
-    for (let seed = 0; seed < 120; seed++) {
-      const g = randomTrainGraph(seed);
-      if (!g) continue;
-      graphs++;
-      const feeds = randomFeeds(g, seed);
-      const want = runGraph(g, feeds);
-      const passed = optimize(g);
-      const r = remat(passed, 'cheap');
-      if (r.recomputed.size) recomputing++;
-      bad.push(...sameBits(runGraph(r.graph, feeds), runGraph(passed, feeds)).map((m) => `seed ${seed} graph: ${m}`));
-      const got = runProgram(compile(g, { remat: 'cheap' }).program, feeds);
-      for (const o of g.outputs) {
-        const m = firstMismatch(got[o.name]!.data, want[o.name]!.data, 1e-3);
-        if (m) bad.push(`seed ${seed} compiled ${o.name}: ${m}`);
+  for (const mode of ['cheap', 'fused'] as const) {
+    it(`random training graphs, ${mode}: rematerialized = original on the CPU oracle (bit for bit), compiled = oracle`, () => {
+      const bad: string[] = [];
+      let recomputing = 0, graphs = 0;
+      for (let seed = 0; seed < 120; seed++) {
+        const g = randomTrainGraph(seed);
+        if (!g) continue;
+        graphs++;
+        const feeds = randomFeeds(g, seed);
+        const want = runGraph(g, feeds);
+        const passed = optimize(g);
+        const r = remat(passed, mode);
+        if (r.recomputed.size) recomputing++;
+        bad.push(...sameBits(runGraph(r.graph, feeds), runGraph(passed, feeds)).map((m) => `seed ${seed} graph: ${m}`));
+        const got = runProgram(compile(g, { remat: mode }).program, feeds);
+        for (const o of g.outputs) {
+          const m = firstMismatch(got[o.name]!.data, want[o.name]!.data, 1e-3);
+          if (m) bad.push(`seed ${seed} compiled ${o.name}: ${m}`);
+        }
       }
-    }
-    expect(bad).toEqual([]);
-    expect(graphs).toBeGreaterThan(80);
-    expect(recomputing).toBeGreaterThan(20); // the test exercises recomputation, not only no-ops
-  });
+      expect(bad).toEqual([]);
+      expect(graphs).toBeGreaterThan(80);
+      expect(recomputing).toBeGreaterThan(mode === 'cheap' ? 20 : 10); // the test exercises recomputation, not only no-ops
+    });
+  }
 
   const setup = once(() => {
     const model = ditCase('lightningdit_p1');
     return { model, cpu: runGraph(model.graph, model.feeds) };
   });
-  for (const mode of ['cheap', 'blocks'] as const) {
+  for (const mode of ['fused', 'cheap', 'blocks'] as const) {
     it(`lightningdit_p1 golden (raw, out, every gradient), ${mode}: graph bit for bit, compiled within 1e-4`, () => {
       const { model, cpu } = setup();
       const passed = optimize(model.graph);
@@ -172,6 +176,36 @@ describe('remat lowers the peak by what it stops keeping', () => {
   });
 });
 
+describe('fused remat: recomputes only what folds into the backward\'s loop kernels', () => {
+  const at = (mode: 'off' | 'fused' | 'cheap') => [2, 4].map((d) => compile(ditStep(d), { remat: mode }));
+  const all = once(() => ({ off: at('off'), fused: at('fused'), cheap: at('cheap') }));
+  const slope = (cs: Compiled[]) => (cs[1]!.plan.peakBytes - cs[0]!.plan.peakBytes) / 2;
+  const bytes = (c: Compiled) => kernelStats(c.program).reduce((s, r) => s + r.bytes, 0);
+  /** The values that matmuls and attention read as operands, through views, in a remat's graph. */
+  const operandSources = (r: ReturnType<typeof remat>) => {
+    const VIEWS = ['reshape', 'permute', 'broadcast', 'slice'];
+    const source = (v: number): number => { for (let n = r.graph.node(v); n && VIEWS.includes(n.op); n = r.graph.node(v)) v = n.inputs[0]!; return v; };
+    return r.graph.nodes.filter((n) => ['matmul', 'attention', 'attention_grad'].includes(n.op)).flatMap((n) => n.inputs.map(source));
+  };
+  it('no backward matmul or attention reads a recomputed value (through views); cheap recomputes some', () => {
+    const passed = optimize(ditStep(2));
+    const r = remat(passed, 'fused');
+    expect(r.recomputed.size).toBeGreaterThan(0);
+    expect(operandSources(r).filter((v) => r.recomputed.has(v))).toEqual([]);
+    // cheap does (the bf16 casts of the matmuls' inputs, for the weight gradients): the test can fail
+    const c = remat(passed, 'cheap');
+    expect(operandSources(c).filter((v) => c.recomputed.has(v)).length).toBeGreaterThan(0);
+  });
+  it('keeps less per block than off (measured 20.1 against 22.1 activations), about as many kernels and bytes as off (measured +4 kernels, +0.4% bytes), far fewer than cheap', () => {
+    const { off, fused, cheap } = all();
+    expect(slope(fused)).toBeLessThanOrEqual(slope(off) - 1.5 * ACT);
+    expect(fused[1]!.program.kernels.length).toBeLessThanOrEqual(off[1]!.program.kernels.length + 8);
+    expect(fused[1]!.program.kernels.length).toBeLessThan(cheap[1]!.program.kernels.length - 12);
+    expect(bytes(fused[1]!)).toBeLessThanOrEqual(1.01 * bytes(off[1]!));
+    expect(bytes(fused[1]!)).toBeLessThan(0.9 * bytes(cheap[1]!));
+  });
+});
+
 describe("the report's extra FLOPs", () => {
   const flops = (c: Compiled) => kernelStats(c.program).reduce((s, r) => s + r.flops, 0);
   const g = once(() => ditStep(3));
@@ -192,29 +226,29 @@ describe("the report's extra FLOPs", () => {
 
 describe('remat auto (the default): the fastest step that fits', () => {
   const g = ditStep(2);
-  const bytes = (mode: 'off' | 'cheap') => programDeviceBytes(compile(g, { remat: mode }).program);
-  const offBytes = once(() => bytes('off'));
+  const bytes = (mode: 'fused' | 'cheap') => programDeviceBytes(compile(g, { remat: mode }).program);
+  const fusedBytes = once(() => bytes('fused'));
   const need = once(() => bytes('cheap'));
-  it('off when it fits, cheap when only cheap fits, blocks when neither does (simulated free memory)', () => {
+  it('fused when it fits, cheap when only cheap fits, blocks when neither does (simulated free memory)', () => {
     expect(DEFAULT_REMAT).toBe('auto');
-    expect(need()).toBeLessThan(offBytes());
-    const roomy = compile(g, { remat: 'auto', deviceFreeBytes: offBytes() });
-    expect(roomy.remat.mode).toBe('off');
-    expect(roomy.remat.reason).toMatch(/without remat fits/);
-    expect(printProgram(roomy.program)).toBe(printProgram(compile(g, { remat: 'off' }).program));
-    const fits = compile(g, { remat: 'auto', deviceFreeBytes: offBytes() - 1 });
+    expect(need()).toBeLessThan(fusedBytes());
+    const roomy = compile(g, { remat: 'auto', deviceFreeBytes: fusedBytes() });
+    expect(roomy.remat.mode).toBe('fused');
+    expect(roomy.remat.reason).toMatch(/with fused remat fits/);
+    expect(printProgram(roomy.program)).toBe(printProgram(compile(g, { remat: 'fused' }).program));
+    const fits = compile(g, { remat: 'auto', deviceFreeBytes: fusedBytes() - 1 });
     expect(fits.remat.mode).toBe('cheap');
-    expect(fits.remat.reason).toMatch(/without remat exceeds .* with cheap remat [0-9.]+ GB fits/);
+    expect(fits.remat.reason).toMatch(/with fused remat exceeds .* with cheap remat [0-9.]+ GB fits/);
     expect(compile(g, { remat: 'auto', deviceFreeBytes: need() }).remat.mode).toBe('cheap');
     const tight = compile(g, { remat: 'auto', deviceFreeBytes: need() - 1 });
     expect(tight.remat.mode).toBe('blocks');
     expect(tight.remat.reason).toContain('exceeds');
     expect(programDeviceBytes(tight.program)).toBeLessThan(need());
-    // No free-memory figure (the compiler alone, or a backend that cannot say): off, the program compile(g) gives.
+    // No free-memory figure (the compiler alone, or a backend that cannot say): fused, the program compile(g) gives.
     const plain = compile(g);
-    expect(plain.remat.mode).toBe('off');
-    expect(plain.remat.reason).toBe('auto: no free-memory figure, off');
-    expect(printProgram(plain.program)).toBe(printProgram(compile(g, { remat: 'off' }).program));
+    expect(plain.remat.mode).toBe('fused');
+    expect(plain.remat.reason).toBe('auto: no free-memory figure, fused');
+    expect(printProgram(plain.program)).toBe(printProgram(compile(g, { remat: 'fused' }).program));
   });
   it('compileOn asks the backend for its free memory', async () => {
     const seen: string[] = [], reasons: string[] = [];
@@ -225,11 +259,11 @@ describe('remat auto (the default): the fastest step that fits', () => {
       (await compileOn(fake, g, { precision: 'f32', cacheDir: '', onRemat: (r) => (seen.push(r.mode), reasons.push(r.reason ?? '')) })).dispose(); // the default: auto
       return [...seen];
     };
-    expect(await at(need() - 1)).toEqual(['off', 'cheap', 'blocks']);
-    expect(await at(need())).toEqual(['off', 'cheap']);
-    expect(reasons).toEqual([expect.stringMatching(/with remat off exceeds the device's free/), expect.stringMatching(/with remat cheap fits the device's free/)]);
-    expect(await at(offBytes())).toEqual(['off']);
-    expect(reasons).toEqual([expect.stringMatching(/^auto: the plan's [0-9.]+ GB with remat off fits the device's free [0-9.]+ GB$/)]);
+    expect(await at(need() - 1)).toEqual(['fused', 'cheap', 'blocks']);
+    expect(await at(need())).toEqual(['fused', 'cheap']);
+    expect(reasons).toEqual([expect.stringMatching(/with remat fused exceeds the device's free/), expect.stringMatching(/with remat cheap fits the device's free/)]);
+    expect(await at(fusedBytes())).toEqual(['fused']);
+    expect(reasons).toEqual([expect.stringMatching(/^auto: the plan's [0-9.]+ GB with remat fused fits the device's free [0-9.]+ GB$/)]);
   });
 });
 
@@ -265,7 +299,7 @@ export function program(t: TraceContext, o: { batch: number }) {
     expect(auto.code, auto.stderr).toBe(0);
     expect(auto.stdout).toMatch(/remat: blocks \(auto: the plan's [0-9.]+ GB with cheap remat exceeds the device's free 0\.00 GB; blocks: [0-9.]+ GB\), 3 blocks:/);
     const roomy = kiln(['compile', file, '--train', '--batch', '64', '--remat', 'auto', '--free-memory', '1GiB']);
-    expect(roomy.stdout).toMatch(/remat: off \(auto: the plan's [0-9.]+ GB without remat fits the device's free 1\.07 GB\)/);
+    expect(roomy.stdout).toMatch(/remat: fused \(auto: the plan's [0-9.]+ GB with fused remat fits the device's free 1\.07 GB\)/);
   });
   it('kiln train --remat blocks trains the model file and says what remat did', () => {
     const r = kiln(['train', file, '--steps', '2', '--batch', '16', '--limit', '64', '--backend', 'kernel-cpu', '--remat', 'blocks', '--out', join(dir, 'run')]);
