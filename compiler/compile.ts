@@ -24,6 +24,7 @@ import { type FusionPlan, printFusionPlan } from './fuse/plan.ts';
 import { lowerPlan } from './lower/lower.ts';
 import { optimize } from './passes/pipeline.ts';
 import { withAttentionTile } from './schedule/attentionTiling.ts';
+import { relayoutForMatmuls } from './schedule/layout.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 import { type GemmTarget, tileKernels } from './schedule/tiling.ts';
@@ -64,6 +65,13 @@ export interface CompileOptions {
   deviceFreeBytes?: number;
   /** How fusion's cost rule counts memory traffic (compiler/fuse/cost.ts FusionCostModel; default 'per-kernel'). */
   fusionCost?: FusionCostModel;
+  /**
+   * Re-lay out temporaries that matmuls read through permuting views (attention's head layout) so
+   * that they read plain matrices (compiler/schedule/layout.ts).
+   */
+  relayout?: boolean;
+  /** Merge elementwise consumers of a reduction's results into it as row loops (compiler/fuse/merge.ts). */
+  rowLoops?: boolean;
 }
 
 /**
@@ -133,8 +141,9 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
   const apart = r.recomputed.size
     ? (x: Kernel, y: Kernel) => { const p = phase(x) | phase(y); return p === 3 || (p === 1 && !feeds(x, y) && !feeds(y, x)); }
     : undefined;
-  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart)), printKernels);
-  const tiled = stages.run('tile', () => tileKernels(merged, fused.buffers, opts.target), printKernels);
+  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops })), printKernels);
+  const laid = stages.run('layout', () => (opts.relayout ? relayoutForMatmuls(merged, fused.buffers).kernels : merged), printKernels);
+  const tiled = stages.run('tile', () => tileKernels(laid, fused.buffers, opts.target), printKernels);
   const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.deferred), printKernels);
   const { program, plan } = stages.run('memory', () => layOut(name, ordered, fused), (x) => printProgram(x.program));
   if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${name} ----\n${printProgram(program)}`);
