@@ -193,6 +193,8 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
         const consumes = [...avail.keys()].filter((x) => acc.reads.has(x));
         if (!consumes.every((x) => (acc.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
         if ([...acc.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
+        // Other rows' stores of cur are not visible to this row's loop: e reads cur's writes only at its row.
+        if ([...acc.reads].some((x) => ca.writes.has(x) && !avail.has(x))) continue;
         if (wouldCycle(cur, e)) continue;
         const p = prefix();
         const cv = `${p}c`;
