@@ -81,6 +81,10 @@ export interface CompileOptions {
  * torch.compile's 31.4 GiB) but costs step time (XL/1 batch 64 +10.6%, B/1 batch 128 +20.7%: its
  * recomputed values that feed matmuls are kernels of their own).
  */
+/** The layout stage and row-loop merging run unless asked not to (measured: bench/RESULTS.md). */
+export const DEFAULT_RELAYOUT = true;
+export const DEFAULT_ROW_LOOPS = true;
+
 export const DEFAULT_REMAT: RematMode | 'auto' = 'auto';
 
 export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' | 'deferred' | 'forward'> {
@@ -141,8 +145,8 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
   const apart = r.recomputed.size
     ? (x: Kernel, y: Kernel) => { const p = phase(x) | phase(y); return p === 3 || (p === 1 && !feeds(x, y) && !feeds(y, x)); }
     : undefined;
-  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops })), printKernels);
-  const laid = stages.run('layout', () => (opts.relayout ? relayoutForMatmuls(merged, fused.buffers).kernels : merged), printKernels);
+  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops ?? DEFAULT_ROW_LOOPS })), printKernels);
+  const laid = stages.run('layout', () => ((opts.relayout ?? DEFAULT_RELAYOUT) ? relayoutForMatmuls(merged, fused.buffers).kernels : merged), printKernels);
   const tiled = stages.run('tile', () => tileKernels(laid, fused.buffers, opts.target), printKernels);
   const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.deferred), printKernels);
   const { program, plan } = stages.run('memory', () => layOut(name, ordered, fused), (x) => printProgram(x.program));

@@ -10,7 +10,7 @@ import { grad } from '../../compiler/transforms/grad.ts';
 import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import type { Graph } from '../../ir/graph.ts';
 
-const kinds = (g: Graph) => compile(g).program.kernels.map((k) => k.kind);
+const kinds = (g: Graph, o: Parameters<typeof compile>[1] = {}) => compile(g, o).program.kernels.map((k) => k.kind);
 const count = (ks: string[]) => ks.reduce<Record<string, number>>((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {});
 
 /** A pre-LN transformer block (timm style): x + attn(LN(x)); x + mlp(LN(x)). */
@@ -54,12 +54,14 @@ describe('fusion pins', () => {
     expect(kinds(g)).toEqual(['loop', 'matmul', 'attention', 'matmul', 'loop', 'matmul', 'matmul']);
   });
 
-  it('transformer block forward + backward (all parameter and input gradients): 35 kernels, one fused attention backward', () => {
+  it('transformer block forward + backward (all parameter and input gradients): 31 kernels (35 without row loops), one fused attention backward', () => {
     const m = new Block();
     const g = trace('block_loss', (t) => ({ loss: m.forward(t.input('x', [2, 16, 64])).square().mean() }), { params: m });
     const gg = grad(g, { loss: 'loss', wrt: [...m.namedParameters().map(([n]) => n), 'x'] });
+    // Row loops (compiler/fuse/merge.ts): 4 row-reduction kernels take in their elementwise consumers.
+    expect(count(kinds(gg, { rowLoops: false }))).toEqual({ loop: 21, matmul: 12, attention: 1, attention_grad: 1 });
     const ks = kinds(gg);
-    expect(ks.length).toBe(35);
-    expect(count(ks)).toEqual({ loop: 21, matmul: 12, attention: 1, attention_grad: 1 });
+    expect(ks.length).toBe(31);
+    expect(count(ks)).toEqual({ loop: 17, matmul: 12, attention: 1, attention_grad: 1 });
   });
 });

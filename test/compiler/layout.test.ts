@@ -62,6 +62,9 @@ function permutedOperands(p: KernelProgram): number {
   return n;
 }
 
+/** Neither the layout stage nor row loops (both on by default). */
+const OFF = { relayout: false, rowLoops: false } as const;
+
 /** A small LightningDiT training step: 2 blocks, hidden 32, 2 heads, 16 tokens, batch 2. */
 function ditStep(): Graph {
   const model = new LightningDiT(lightningDiTConfig('B/1', { depth: 2, hiddenSize: 32, numHeads: 2, inputSize: 4, inChannels: 4, numClasses: 4 }));
@@ -76,7 +79,7 @@ describe('layout: re-laid-out programs compute the same bits', () => {
     it(`LightningDiT training step (${precision}): every output bit for bit with layout, and with row loops too; no permuted matmul operand left`, () => {
       const g = precision === 'f32' ? ditStep() : atPrecision(ditStep(), 'bf16');
       const feeds = randomFeeds(g, 7);
-      const plain = compile(g, { remat: 'off' }).program, laid = compile(g, { remat: 'off', relayout: true }).program;
+      const plain = compile(g, { remat: 'off', ...OFF }).program, laid = compile(g, { remat: 'off', ...OFF, relayout: true }).program;
       const rows = compile(g, { remat: 'off', relayout: true, rowLoops: true }).program;
       expect(permutedOperands(plain)).toBeGreaterThanOrEqual(4 * 2); // per block: o-proj, its weight grad, dqkv twice
       expect(permutedOperands(laid)).toBe(0);
@@ -90,7 +93,7 @@ describe('layout: re-laid-out programs compute the same bits', () => {
   for (const [label, make] of [['lightningdit_p1', () => ditCase('lightningdit_p1')], ['dinov2 tiny', () => dinov2Case('tiny', 'run0')]] as const) {
     it(`${label} golden: bit for bit against the program without layout (and row loops), within 1e-4 of the golden`, () => {
       const model = make();
-      const plain = compile(model.graph).program, laid = compile(model.graph, { relayout: true, rowLoops: true }).program;
+      const plain = compile(model.graph, OFF).program, laid = compile(model.graph, { relayout: true, rowLoops: true }).program;
       expect(permutedOperands(plain)).toBeGreaterThan(0);
       expect(permutedOperands(laid)).toBe(0);
       expect(rowLoopKernels(laid)).toBeGreaterThanOrEqual(rowLoopKernels(plain));
