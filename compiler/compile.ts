@@ -25,6 +25,7 @@ import { lowerPlan } from './lower/lower.ts';
 import { optimize } from './passes/pipeline.ts';
 import { withAttentionTile } from './schedule/attentionTiling.ts';
 import { relayoutForMatmuls } from './schedule/layout.ts';
+import { splitParts } from './schedule/splitParts.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 import { type GemmTarget, tileKernels } from './schedule/tiling.ts';
@@ -72,6 +73,8 @@ export interface CompileOptions {
   relayout?: boolean;
   /** Merge elementwise consumers of a reduction's results into it as row loops (compiler/fuse/merge.ts). */
   rowLoops?: boolean;
+  /** Split elementwise kernels where their parts are selected along one grid axis (compiler/schedule/splitParts.ts; opt-in). */
+  splitParts?: boolean;
 }
 
 /**
@@ -147,7 +150,8 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
     : undefined;
   const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops ?? DEFAULT_ROW_LOOPS })), printKernels);
   const laid = stages.run('layout', () => ((opts.relayout ?? DEFAULT_RELAYOUT) ? relayoutForMatmuls(merged, fused.buffers).kernels : merged), printKernels);
-  const tiled = stages.run('tile', () => tileKernels(laid, fused.buffers, opts.target), printKernels);
+  const split = opts.splitParts ? stages.run('split', () => splitParts(laid), printKernels) : laid;
+  const tiled = stages.run('tile', () => tileKernels(split, fused.buffers, opts.target), printKernels);
   const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.deferred), printKernels);
   const { program, plan } = stages.run('memory', () => layOut(name, ordered, fused), (x) => printProgram(x.program));
   if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${name} ----\n${printProgram(program)}`);
