@@ -3,7 +3,9 @@
  *   verify → graph passes (compiler/passes) → remat: which forward values a training step keeps for
  *   its backward and which it recomputes (compiler/transforms/remat.ts) → fuse: which values are materialized (compiler/fuse,
  *   a FusionPlan) → lower: the plan's kernels (compiler/lower) → merge: epilogue and horizontal
- *   fusion of kernels (compiler/fuse/merge.ts) → tile: each matmul's TileSchedule
+ *   fusion of kernels (compiler/fuse/merge.ts, row loops included) → layout: temporaries that matmuls read
+ *   through permuting views stored as they read them (compiler/schedule/layout.ts) [→ split: index-set
+ *   splitting, opt-in (compiler/schedule/splitParts.ts)] → tile: each matmul's TileSchedule
  *   (compiler/schedule/tiling.ts) → order (compiler/schedule/order.ts) → memory plan
  *   (compiler/schedule/memoryPlan.ts).
  * Each stage is a function of the previous results; its result is logged with a printer, and the
