@@ -82,6 +82,7 @@ for (const s of specs) {
     else console.log(`  Kiln ${s} default: loss ${kk.loss}, providers ${JSON.stringify(kk.matmulProviders)}`);
     console.log(`  Kiln ${s} ${label}: GPU timeline ${p.gpuTimelineMs} ms, CPU enqueue ${p.cpuEnqueueMs} ms/step, ${p.launches} launches (${p.launchBound.launches} under 8 us: ${p.launchBound.ms} ms)`);
     for (const [kind, v] of Object.entries(p.byKind)) console.log(`    ${kind}: ${v.ms} ms (${v.share}, ${v.launches} launches)`);
+    if (p.byCategory) console.log(`    by category: ${Object.entries(p.byCategory).map(([c, v]) => `${c} ${v.ms} ms (${v.launches})`).join("; ")}`);
     if (p.rowKernelsByMapping) console.log(`    row kernels by mapping: ${Object.entries(p.rowKernelsByMapping).map(([m, v]) => `${m} ${v.ms} ms (${v.launches})`).join(", ")}`);
   }
 }

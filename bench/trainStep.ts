@@ -16,6 +16,10 @@
  * cuBLAS epilogue, attention forward / backward, elementwise, row/reduction kernels), the CPU time to
  * enqueue one step, and the slowest launches of each kind (stderr, and `profile` in the JSON line);
  * KILN_PROFILE_OUT=FILE also writes every launch of that step (kernel index and name, function, kind, ms).
+ * `byCategory`: the same times by a finer category (GEMMs by provider and shape, epilogues, weight vs
+ * activation staging, attention, optimizer, norms, column reductions, elementwise: `category`).
+ * KILN_RELAYOUT=1|0: the compile option `relayout` (compiler/schedule/layout.ts); KILN_ROW_LOOPS=1|0:
+ * `rowLoops` (compiler/fuse/merge.ts); KILN_SPLIT_PARTS=1: `splitParts` (compiler/schedule/splitParts.ts).
  * KILN_BENCH_DIGEST=1: `digest`, a SHA-256 of every resident input (parameters, EMA, optimizer state)
  * after the first step, for variants that must compute the same bits.
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
@@ -36,7 +40,8 @@ import { tunedProgram } from '../backends/cuda/build.ts';
 import { defaultPtxCacheDir } from '../backends/cuda/options.ts';
 import { buildProgram } from '../cli/programs.ts';
 import { type CompileOptions, compile } from '../compiler/compile.ts';
-import type { Kernel, KernelProgram, Stmt } from '../ir/kernel/types.ts';
+import { walkExpr, walkStmts } from '../ir/kernel/expr.ts';
+import type { Expr, Kernel, KernelProgram, Stmt } from '../ir/kernel/types.ts';
 import { numel } from '../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../ir/tensor.ts';
 import { backendByName, cudaOptionsFromEnv } from '../runtime/backends.ts';
@@ -94,6 +99,36 @@ function rowsLabel(k: Extract<Kernel, { kind: 'loop' }>): string {
   return !r ? 'none' : r.kind === 'block' ? `block${r.threads}` : r.split > 1 ? `column split${r.split}` : 'column';
 }
 
+/**
+ * The profile's finer category of a launch: GEMMs by provider and shape, their epilogue kernels, operand
+ * staging (weight casts vs activations), attention forward / backward, the optimizer (loop kernels that
+ * write the program's outputs: the parameter, moment and EMA updates), norms and other block-row
+ * kernels, column reductions (bias and modulation gradients), elementwise kernels.
+ */
+export function category(program: KernelProgram, k: Kernel, launch: 'kernel' | 'gemm', fn: string): string {
+  const kindOf = (e: Expr): string => {
+    const bufs = new Set<number>();
+    walkExpr(e, (x) => { if (x.k === 'load') bufs.add(x.buf); });
+    return [...bufs].some((b) => program.buffers[b]!.kind === 'temp') ? 'activation' : 'weight';
+  };
+  switch (k.kind) {
+    case 'matmul':
+      if (launch === 'gemm') return `GEMM ${k.tile?.provider ?? '?'} ${k.m}x${k.n}x${k.k}${k.batch.length ? ` batch ${k.batch.join('x')}` : ''}`;
+      if (fn.endsWith('_epilogue')) return 'GEMM epilogue kernels';
+      if (fn.includes('_stage_')) return `staging: ${kindOf(fn.endsWith('_stage_a') ? k.a : k.b)} operand`;
+      return `GEMM generated ${k.m}x${k.n}x${k.k}`;
+    case 'attention': return 'attention forward';
+    case 'attention_grad': return 'attention backward';
+    case 'loop': {
+      let out = false;
+      walkStmts(k.body, () => {}, (st) => { if (st.k === 'store' && program.buffers[st.buf]!.kind === 'output') out = true; });
+      if (out) return 'optimizer / EMA / outputs';
+      if (!k.rows) return 'elementwise';
+      return k.rows.kind === 'block' ? 'norms / block-row kernels' : 'column reductions (bias, modulation grads)';
+    }
+  }
+}
+
 function describe(k: Kernel): string {
   if (k.kind === 'matmul') return `m=${k.m} n=${k.n} k=${k.k} batch=${k.batch.join('x') || '-'} ${k.tile?.provider ?? ''} ${k.tile ? `${k.tile.a.staging}/${k.tile.b.staging}` : ''} epilogue ${k.epilogue.length}`;
   if (k.kind === 'loop') return `grid=${k.grid.join('x')}${k.rows ? ` rows=${rowsLabel(k)}` : ''}`;
@@ -106,8 +141,12 @@ function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number,
   const byKind: Record<string, { ms: number; launches: number }> = {};
   let gpu = 0, small = 0, smallN = 0;
   const rowsBy: Record<string, { ms: number; launches: number }> = {};
+  const byCat: Record<string, { ms: number; launches: number }> = {};
   for (const l of tl) {
     const kern = program.kernels[l.kernel]!;
+    const c = (byCat[category(program, kern, l.launch, l.fn)] ??= { ms: 0, launches: 0 });
+    c.ms += l.ms;
+    c.launches++;
     const kind = launchKind(kern, l.launch, l.fn);
     if (kern.kind === 'loop' && kern.rows) {
       const r = (rowsBy[kern.rows.kind === 'block' ? 'block' : kern.rows.split > 1 ? 'column split' : 'column'] ??= { ms: 0, launches: 0 });
@@ -127,12 +166,14 @@ function profile(exe: CudaExecutable, program: KernelProgram, enqueueMs: number,
   // KILN_PROFILE_OUT=FILE: every launch of the step (program order) as JSON lines, for offline analysis.
   const dump = process.env.KILN_PROFILE_OUT;
   if (dump)
-    writeFileSync(dump, tl.map((l) => JSON.stringify({ kernel: l.kernel, name: program.kernels[l.kernel]!.name, fn: l.fn, launch: l.launch, kind: launchKind(program.kernels[l.kernel]!, l.launch, l.fn), ms: Number(l.ms.toFixed(4)), what: describe(program.kernels[l.kernel]!) })).join('\n') + '\n');
+    writeFileSync(dump, tl.map((l) => JSON.stringify({ kernel: l.kernel, name: program.kernels[l.kernel]!.name, fn: l.fn, launch: l.launch, kind: launchKind(program.kernels[l.kernel]!, l.launch, l.fn), category: category(program, program.kernels[l.kernel]!, l.launch, l.fn), ms: Number(l.ms.toFixed(4)), what: describe(program.kernels[l.kernel]!) })).join('\n') + '\n');
   const kinds = Object.fromEntries(Object.entries(byKind).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches, share: `${((100 * v.ms) / gpu).toFixed(1)}%` }]));
   return {
     gpuTimelineMs: Number(gpu.toFixed(3)), stepMs, cpuEnqueueMs: Number(enqueueMs.toFixed(3)), launches: tl.length,
     launchBound: { note: 'launches under 8 us on the timeline (the GPU likely waited for the CPU)', launches: smallN, ms: Number(small.toFixed(3)) },
-    byKind: kinds, rowKernelsByMapping: Object.fromEntries(Object.entries(rowsBy).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches }])), slowest,
+    byKind: kinds,
+    byCategory: Object.fromEntries(Object.entries(byCat).sort((a, b) => b[1].ms - a[1].ms).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches }])),
+    rowKernelsByMapping: Object.fromEntries(Object.entries(rowsBy).map(([k, v]) => [k, { ms: Number(v.ms.toFixed(3)), launches: v.launches }])), slowest,
   };
 }
 
@@ -148,7 +189,12 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
   const graph = atPrecision(buildProgram(name, { train: true, batch, size: sizeArg ?? defaultSize }), precision);
   const remat = process.env.KILN_REMAT ? (process.env.KILN_REMAT as CompileOptions['remat']) : undefined;
   const fusionCost = process.env.KILN_FUSION_COST as CompileOptions['fusionCost'] | undefined;
-  const compiled = compile(graph, { ...(remat ? { remat } : {}), ...(fusionCost ? { fusionCost } : {}) });
+  const relayout = {
+    ...(process.env.KILN_RELAYOUT ? { relayout: process.env.KILN_RELAYOUT !== '0' } : {}),
+    ...(process.env.KILN_ROW_LOOPS ? { rowLoops: process.env.KILN_ROW_LOOPS !== '0' } : {}),
+    ...(process.env.KILN_SPLIT_PARTS ? { splitParts: process.env.KILN_SPLIT_PARTS !== '0' } : {}),
+  };
+  const compiled = compile(graph, { ...(remat ? { remat } : {}), ...(fusionCost ? { fusionCost } : {}), ...relayout });
   const compileMs = performance.now() - t0;
   const options = cudaOptionsFromEnv();
   const cuda = CudaDriver.get(options.libDir);
@@ -213,7 +259,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     }
     cuda.synchronize();
     const stepMs = Number(((performance.now() - t2) / steps).toFixed(3));
-    const prof = process.env.KILN_PROFILE ? profile(exe, compiled.program, enqueue / steps, stepMs) : undefined;
+    const prof = process.env.KILN_PROFILE ? profile(exe, tuned, enqueue / steps, stepMs) : undefined;
     exe.dispose();
     const p = tuned;
     const planned = p.arenaBytes + p.buffers.filter((x) => x.kind !== 'temp').reduce((s, x) => s + x.numel * (x.dtype === 'bf16' || x.dtype === 'f16' ? 2 : 4), 0);

@@ -3,7 +3,9 @@
  *   verify → graph passes (compiler/passes) → remat: which forward values a training step keeps for
  *   its backward and which it recomputes (compiler/transforms/remat.ts) → fuse: which values are materialized (compiler/fuse,
  *   a FusionPlan) → lower: the plan's kernels (compiler/lower) → merge: epilogue and horizontal
- *   fusion of kernels (compiler/fuse/merge.ts) → tile: each matmul's TileSchedule
+ *   fusion of kernels (compiler/fuse/merge.ts, row loops included) → layout: temporaries that matmuls read
+ *   through permuting views stored as they read them (compiler/schedule/layout.ts) → split: index-set
+ *   splitting of large elementwise kernels (compiler/schedule/splitParts.ts) → tile: each matmul's TileSchedule
  *   (compiler/schedule/tiling.ts) → order (compiler/schedule/order.ts) → memory plan
  *   (compiler/schedule/memoryPlan.ts).
  * Each stage is a function of the previous results; its result is logged with a printer, and the
@@ -24,6 +26,8 @@ import { type FusionPlan, printFusionPlan } from './fuse/plan.ts';
 import { lowerPlan } from './lower/lower.ts';
 import { optimize } from './passes/pipeline.ts';
 import { withAttentionTile } from './schedule/attentionTiling.ts';
+import { relayoutForMatmuls } from './schedule/layout.ts';
+import { splitParts } from './schedule/splitParts.ts';
 import { type MemoryPlan, planMemory } from './schedule/memoryPlan.ts';
 import { scheduleKernels } from './schedule/order.ts';
 import { type GemmTarget, tileKernels } from './schedule/tiling.ts';
@@ -65,6 +69,15 @@ export interface CompileOptions {
   deviceFreeBytes?: number;
   /** How fusion's cost rule counts memory traffic (compiler/fuse/cost.ts FusionCostModel; default 'per-kernel'). */
   fusionCost?: FusionCostModel;
+  /**
+   * Re-lay out temporaries that matmuls read through permuting views (attention's head layout) so
+   * that they read plain matrices (compiler/schedule/layout.ts).
+   */
+  relayout?: boolean;
+  /** Merge elementwise consumers of a reduction's results into it as row loops (compiler/fuse/merge.ts). */
+  rowLoops?: boolean;
+  /** Split elementwise kernels where their parts are selected along one grid axis (compiler/schedule/splitParts.ts; on by default). */
+  splitParts?: boolean;
 }
 
 /**
@@ -79,6 +92,12 @@ export interface CompileOptions {
  * costs step time (XL/1 batch 64 +10.6%, B/1 batch 128 +20.7%: its recomputed matmul operands are kernels
  * of their own).
  */
+/** The layout stage and row-loop merging run unless asked not to (measured: bench/RESULTS.md). */
+export const DEFAULT_RELAYOUT = true;
+export const DEFAULT_ROW_LOOPS = true;
+/** Index-set splitting (compiler/schedule/splitParts.ts): B/1 batch 128 on an H200 72.01 → 67.87 ms (s4-step W2, bench/RESULTS.md). */
+export const DEFAULT_SPLIT_PARTS = true;
+
 export const DEFAULT_REMAT: RematMode | 'auto' = 'auto';
 
 export interface RematSummary extends Omit<RematResult, 'graph' | 'recomputed' | 'deferred' | 'forward'> {
@@ -139,8 +158,10 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
   const apart = r.recomputed.size
     ? (x: Kernel, y: Kernel) => { const p = phase(x) | phase(y); return p === 3 || (p === 1 && !feeds(x, y) && !feeds(y, x)); }
     : undefined;
-  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart)), printKernels);
-  const tiled = stages.run('tile', () => tileKernels(merged, fused.buffers, opts.target), printKernels);
+  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops ?? DEFAULT_ROW_LOOPS })), printKernels);
+  const laid = stages.run('layout', () => ((opts.relayout ?? DEFAULT_RELAYOUT) ? relayoutForMatmuls(merged, fused.buffers).kernels : merged), printKernels);
+  const split = (opts.splitParts ?? DEFAULT_SPLIT_PARTS) ? stages.run('split', () => splitParts(laid), printKernels) : laid;
+  const tiled = stages.run('tile', () => tileKernels(split, fused.buffers, opts.target), printKernels);
   const ordered = stages.run('order', () => orderKernels(tiled, fused.buffers, r.deferred), printKernels);
   const { program, plan } = stages.run('memory', () => layOut(name, ordered, fused), (x) => printProgram(x.program));
   if (debugOn('kernels')) process.stderr.write(`// ---- KILN_DEBUG kernels: ${name} ----\n${printProgram(program)}`);

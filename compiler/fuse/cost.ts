@@ -55,9 +55,13 @@ export interface SubtreeCost {
  *    value's bytes) from memory once; its further evaluations read the same or neighbouring elements
  *    from cache (a row of a few KiB per block, the same lines for neighbours) and cost only FLOPs;
  *  - 'per-evaluation': every evaluation moves its bytes from memory again (the model before
- *    2026-12-02, kept to measure against: bench/trainStep.ts KILN_FUSION_COST).
+ *    2026-12-02, kept to measure against: bench/trainStep.ts KILN_FUSION_COST);
+ *  - 'amortized': 'per-kernel', with an operand smaller than the value counted at its share of the
+ *    value's elements (a broadcast table, each part of a concatenation: the q/k/v gradients stacked
+ *    for the qkv projection's backward read one part per element), not at a whole element each
+ *    (an experiment: KILN_FUSION_COST=amortized).
  */
-export type FusionCostModel = 'per-kernel' | 'per-evaluation';
+export type FusionCostModel = 'per-kernel' | 'per-evaluation' | 'amortized';
 
 /**
  * Should a value be written to memory once instead of recomputed where it is used? `evaluations` is
@@ -71,7 +75,7 @@ export type FusionCostModel = 'per-kernel' | 'per-evaluation';
  */
 export function shouldMaterialize(cost: SubtreeCost, dtype: DType, evaluations: number, kernels: number, model: FusionCostModel = 'per-kernel'): boolean {
   if (kernels <= 1) return false;
-  const reads = model === 'per-kernel' ? kernels : evaluations;
+  const reads = model === 'per-evaluation' ? evaluations : kernels;
   const flops = cost.flops / FLOPS_PER_BYTE;
   const eb = deviceBytes(dtype);
   return cost.loadBytes + flops + eb * (1 + reads) < reads * cost.loadBytes + evaluations * flops;

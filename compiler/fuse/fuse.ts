@@ -76,7 +76,7 @@ export function planFusion(g: Graph, opts: { memoize?: boolean; cost?: FusionCos
   const coveredBy = new Map<number, number[]>();
   const costOf = (v: number): SubtreeCost => {
     let c = costs.get(v);
-    if (!c) costs.set(v, (c = subtreeCost(g, v, bufOf, (u) => {
+    if (!c) costs.set(v, (c = subtreeCost(g, v, bufOf, opts.cost === 'amortized', (u) => {
       const l = coveredBy.get(u);
       if (l) l.push(v);
       else coveredBy.set(u, [v]);
@@ -167,8 +167,9 @@ export function planFusion(g: Graph, opts: { memoize?: boolean; cost?: FusionCos
 }
 
 /** FLOPs and loaded bytes per element of a value's inlined subtree (stopping at buffers); `through` sees each value computed in it. */
-function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>, through: (v: number) => void): SubtreeCost {
+function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>, amortized: boolean, through: (v: number) => void): SubtreeCost {
   let flops = 0, loadBytes = 0;
+  const out = numel(g.typeOf(id).shape);
   const seen = new Set<number>();
   const stack = [id];
   while (stack.length) {
@@ -176,7 +177,10 @@ function subtreeCost(g: Graph, id: number, bufOf: ReadonlyMap<number, number>, t
     if (seen.has(v)) continue;
     seen.add(v);
     if (v !== id && bufOf.has(v)) {
-      loadBytes += deviceBytes(g.typeOf(v).dtype);
+      const t = g.typeOf(v);
+      // 'amortized': an input smaller than the value (a broadcast table, one part of a concatenation)
+      // moves its bytes once, shared by the value's elements.
+      loadBytes += deviceBytes(t.dtype) * (amortized ? Math.min(1, numel(t.shape) / Math.max(1, out)) : 1);
       continue;
     }
     const n = g.node(v);

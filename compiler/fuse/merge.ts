@@ -6,7 +6,11 @@
  *  - horizontal fusion: elementwise kernels over the same grid that share operands (the AdamW update
  *    of a parameter, its moments) or consume each other element by element become one kernel,
  *    loading each operand once;
- *  - attention gradients: the dQ, dK, dV kernels of one attention become one kernel.
+ *  - attention gradients: the dQ, dK, dV kernels of one attention become one kernel;
+ *  - row loops (`rowLoops`): an elementwise kernel over [...grid, C] that reads a reduction kernel's
+ *    results (over `grid`) only at its row moves into that kernel as a row loop over C after the
+ *    reductions (a norm's statistics and the normalization that uses them: the row is read from
+ *    memory once; the row mapping makes it one block per row, compiler/schedule/rowMapping.ts).
  * The kernel dependence graph starts from the dependence analysis of the lowered list
  * (compiler/schedule/dependence.ts) and is kept up to date as kernels merge (a merged kernel has the
  * union of the pair's edges). Two kernels merge only when no dependence path runs between them through
@@ -20,7 +24,7 @@ import type { AttentionGradKernel, BufferDecl, Expr, Kernel, LoopKernel, MatmulK
 import { stridesOf } from '../../ir/shape.ts';
 import { kernelPredecessors } from '../schedule/dependence.ts';
 
-export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[], apart?: (x: Kernel, y: Kernel) => boolean): Kernel[] {
+export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[], apart?: (x: Kernel, y: Kernel) => boolean, opts: { rowLoops?: boolean } = {}): Kernel[] {
   let counter = 0;
   const prefix = () => `m${counter++}_`;
 
@@ -112,6 +116,8 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
     const merged = k.kind === 'matmul' ? epilogue(k) : isElementwise(k) ? horizontal(k) : k.kind === 'attention_grad' ? attentionGrads(k) : undefined;
     if (merged) work.unshift(merged);
   }
+  // Row loops last, once the elementwise consumers of a row's statistics have merged into one kernel.
+  if (opts.rowLoops) for (const k of ks()) if (live.has(k) && isReduction(k)) rowLoop(k);
   return dependenceOrder(ks().sort((a, b) => place.get(a)! - place.get(b)!), producers);
 
   /** Move one elementwise consumer of the matmul's result into its epilogue. */
@@ -168,6 +174,33 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
       const body = replaceLoads(b.body, new Map(consumes.map((x) => [x, headAvail.get(x)!])));
       return commit(cur, b, cseLets({ ...cur, name, nodes, body: [...head, ...body] }, head));
     }
+    return undefined;
+  }
+
+  /**
+   * Move one elementwise kernel over [...cur.grid, C] that reads cur's results only at its row into
+   * cur, as a row loop over C after cur's statements (its last grid var becomes the loop's).
+   */
+  function rowLoop(cur: LoopKernel): Kernel | undefined {
+    const n = cur.grid.length;
+    const ident = identityKey(cur);
+    const avail = identityStores(cur.body, ident);
+    const ca = kernelAccess(cur);
+    for (const b of avail.keys())
+      for (const e of [...(readers.get(b) ?? [])].sort((x, y) => place.get(x)! - place.get(y)!)) {
+        if (e === cur || !isElementwise(e) || e.grid.length !== n + 1 || !cur.grid.every((d, i) => d === e.grid[i])) continue;
+        const acc = kernelAccess(e);
+        const consumes = [...avail.keys()].filter((x) => acc.reads.has(x));
+        if (!consumes.every((x) => (acc.loadIndex.get(x) ?? []).every((i) => exprKey(i) === ident))) continue;
+        if ([...acc.writes].some((x) => ca.reads.has(x) || ca.writes.has(x))) continue;
+        // Other rows' stores of cur are not visible to this row's loop: e reads cur's writes only at its row.
+        if ([...acc.reads].some((x) => ca.writes.has(x) && !avail.has(x))) continue;
+        if (wouldCycle(cur, e)) continue;
+        const p = prefix();
+        const cv = `${p}c`;
+        const body = substitute(e.body, p, (g) => I.v(g < n ? `g${g}` : cv), new Map(consumes.map((x) => [x, avail.get(x)!])));
+        return commit(cur, e, { ...cur, name: `${cur.name}+${e.name}`, nodes: [...cur.nodes, ...e.nodes], body: [...cur.body, { k: 'loop', var: cv, extent: e.grid[n]!, body }] });
+      }
     return undefined;
   }
 
@@ -271,6 +304,10 @@ class MinHeap {
 
 function isElementwise(k: Kernel): k is LoopKernel {
   return k.kind === 'loop' && k.body.every((s) => s.k === 'let' || (s.k === 'store' && s.mode === 'set'));
+}
+/** A loop kernel of top-level reductions, lets and stores (no row loop yet). */
+function isReduction(k: Kernel): k is LoopKernel {
+  return k.kind === 'loop' && k.body.some((s) => s.k === 'reduce') && k.body.every((s) => s.k === 'let' || s.k === 'reduce' || (s.k === 'store' && s.mode === 'set'));
 }
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);

@@ -4,6 +4,10 @@
  * reductions over no axes), and (a·b)ᵀ → bᵀ·aᵀ when the product is used only transposed (also through a cast: cast(a·b)ᵀ → cast(bᵀ·aᵀ)) (the
  * transposes then fold into the matmul's operand loads instead of costing a copy kernel).
  * A replacement narrower than the node it replaces is broadcast back.
+ * A sum over axes that a zero pad does not pad is the pad of the sum, and a sum of two such pads with
+ * disjoint parts (a gradient of two slices of one value: the halves of a gated MLP) is the sum of
+ * the two padded sums (sumOfPads): the same additions in the same order, and the reduction's kernel
+ * then computes each part alone instead of both parts and a select per element.
  */
 import type { Graph, GraphBuilder } from '../../ir/graph.ts';
 import { isFloat } from '../../ir/dtype.ts';
@@ -81,7 +85,7 @@ export function simplify(g: Graph): Graph {
         break;
       }
       case 'reduce_sum': case 'reduce_max': case 'reduce_min': case 'reduce_mean':
-        r = (n.attrs.axes as number[]).length === 0 ? ins[0] : undefined;
+        r = (n.attrs.axes as number[]).length === 0 ? ins[0] : n.op === 'reduce_sum' ? sumOfPads(b, defs, ins[0]!, n.attrs, n.loc) : undefined;
         break;
       default: break;
     }
@@ -92,4 +96,46 @@ export function simplify(g: Graph): Graph {
       castInputs.set(id, { def: defs.get(ins[0]!)!, onlyUse: (users.get(n.inputs[0]!)?.length ?? 0) === 1 && !outputs.has(n.inputs[0]!) });
     return id;
   });
+}
+
+/** The zero pad `x` = pad(y) when none of its padding is on `axes`: [y, before, after]. */
+function padOff(defs: ReadonlyMap<number, Def>, x: number, axes: readonly number[]): [number, number[], number[]] | undefined {
+  const d = defs.get(x);
+  if (d?.op !== 'pad' || d.attrs.value !== 0) return undefined;
+  const before = d.attrs.before as number[], after = d.attrs.after as number[];
+  if (axes.some((a) => before[a] !== 0 || after[a] !== 0)) return undefined;
+  return [d.inputs[0]!, before, after];
+}
+
+/**
+ * reduce_sum(pad(y)) → pad(reduce_sum(y)) when the pad is off the reduced axes, and
+ * reduce_sum(pad(y1) + pad(y2)) → pad(reduce_sum(y1)) + pad(reduce_sum(y2)) when the two pads are
+ * that and their parts are disjoint along one axis (the other axes unpadded): exact (each element of
+ * the sum is one part's element plus +0, and the parts' sums add the same elements in the same order).
+ */
+function sumOfPads(b: GraphBuilder, defs: ReadonlyMap<number, Def>, x: number, attrs: Attrs, loc: Parameters<GraphBuilder['op']>[3]): number | undefined {
+  const axes = attrs.axes as number[], keep = attrs.keepdims === true;
+  const rank = b.typeOf(x).shape.length;
+  const ax = axes.map((a) => (a < 0 ? a + rank : a));
+  const padded = (p: [number, number[], number[]]) => {
+    const [y, before, after] = p;
+    const s = b.op('reduce_sum', [y], attrs, loc);
+    const kept = (v: number[]) => (keep ? v : v.filter((_, i) => !ax.includes(i)));
+    return b.op('pad', [s], { before: kept(before), after: kept(after), value: 0 }, loc);
+  };
+  const one = padOff(defs, x, ax);
+  if (one) return padded(one);
+  const d = defs.get(x);
+  if (d?.op !== 'add') return undefined;
+  const [p, q] = d.inputs.map((i) => padOff(defs, i, ax));
+  if (!p || !q || b.typeOf(d.inputs[0]!).dtype !== b.typeOf(d.inputs[1]!).dtype) return undefined;
+  // One padded axis, the same for both, with disjoint parts [before, extent − after).
+  const axesOf = (t: [number, number[], number[]]) => t[1].map((v, i) => (v !== 0 || t[2][i] !== 0 ? i : -1)).filter((i) => i >= 0);
+  const [ap, aq] = [axesOf(p), axesOf(q)];
+  if (ap.length !== 1 || aq.length !== 1 || ap[0] !== aq[0]) return undefined;
+  const k = ap[0]!, n = b.typeOf(x).shape[k]!;
+  const part = (t: [number, number[], number[]]) => [t[1][k]!, n - t[2][k]!] as const;
+  const [s1, e1] = part(p), [s2, e2] = part(q);
+  if (!(e1 <= s2 || e2 <= s1)) return undefined;
+  return b.op('add', [padded(p), padded(q)], {}, loc);
 }

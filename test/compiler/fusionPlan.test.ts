@@ -69,7 +69,7 @@ describe('fusion plan', () => {
 
   it('compile records every stage in pipeline order; the fuse stage prints the plan', () => {
     const c = compile(columnNormalize());
-    expect(c.stages.map((s) => s.name)).toEqual(['input', 'passes', 'remat', 'fuse', 'lower', 'merge', 'tile', 'order', 'memory']);
+    expect(c.stages.map((s) => s.name)).toEqual(['input', 'passes', 'remat', 'fuse', 'lower', 'merge', 'layout', 'split', 'tile', 'order', 'memory']);
     const fuse = c.stages.find((s) => s.name === 'fuse')!.text;
     expect(fuse).toMatch(/^fusion plan: 2 of \d+ nodes materialized\n/);
     expect(fuse).toMatch(/reduce_max f32\[4,1\] → b2 temp: its axes or shape differ/);

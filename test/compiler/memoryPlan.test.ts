@@ -316,7 +316,8 @@ describe('memory plan sizes (c, d)', () => {
       // written in place (compiler/schedule/order.ts); on the 64-32-10 MLP that keeps two gradients live
       // longer (arena 13824 B instead of 11264 B, ratio 0.73) and saves a 1280 B output; on LightningDiT-B/1
       // at batch 16 (f32) the arena grows 34 MB and 517 MB of parameter outputs go: 7.22 GB → 6.74 GB in all.
-      expect(arenaBytes / totalBytes, name).toBeLessThan(0.75);
+      // (Row loops, compiler/fuse/merge.ts, 2026-12-02: the MLP's arena stays 13824 B while one 512 B temporary goes, 0.750.)
+      expect(arenaBytes / totalBytes, name).toBeLessThanOrEqual(0.75);
     }
     console.log(ratios.join('\n'));
   });
