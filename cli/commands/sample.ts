@@ -13,7 +13,7 @@ import { generateFlow, generateTarFlow } from '../../models/sampling/generate.ts
 import { describeGuidance, guidanceFromOptions } from '../../models/sampling/guidance.ts';
 import { chooseBackend } from '../../runtime/backendChoice.ts';
 import { saveSafetensors } from '../../runtime/safetensors.ts';
-import { writeImageGrid } from '../../runtime/train/imageGrid.ts';
+import { firstChannels, writeImageGrid } from '../../runtime/train/imageGrid.ts';
 import { faeWeightsFrom, latentStatsFor } from '../faeInputs.ts';
 import { buildGenerator, checkWeights, generatorSpec, loadGeneratorWeights } from '../generators.ts';
 import { backendOption, int, num, positiveInt } from '../options.ts';
@@ -121,12 +121,8 @@ export function register(program: Command): void {
         }
         console.log(`decoded through the FAE decoders of ${faePath}: images [${images.shape.join(', ')}]`);
       } else if (images.shape[1] !== 1 && images.shape[1] !== 3) {
-        const [B, C, H, W] = images.shape as [number, number, number, number];
-        const keep = C >= 3 ? 3 : 1;
-        const d = new Float32Array(B * keep * H * W);
-        for (let b = 0; b < B; b++) d.set((images.data as Float32Array).subarray(b * C * H * W, (b * C + keep) * H * W), b * keep * H * W);
-        images = hostTensor('f32', [B, keep, H, W], d);
-        console.log(`no FAE decoder (--fae): showing the first ${keep} of ${C} latent channels`);
+        images = firstChannels(images);
+        console.log(`no FAE decoder (--fae): showing the first ${images.shape[1]} of ${samples.shape[1]} latent channels`);
       }
       await writeImageGrid(o.out, images, { columns: o.columns, labels: labels.map((l) => (l < 0 ? '' : gen.classNames[l]!)), scale: o.scale, range: [range[0]!, range[1]!] });
       if (o.saveSamples) saveSafetensors(o.saveSamples, { samples, images, labels: y }, { seed: String(o.seed), checkpoint: w.from });

@@ -28,6 +28,7 @@ import { FashionSource } from '../../runtime/data/fashionSource.ts';
 import type { BatchSource, SourceBatch } from '../../runtime/data/source.ts';
 import { Session } from '../../runtime/session.ts';
 import type { TrainTask } from '../../runtime/train/trainer.ts';
+import { LatentDecoder, denormalizeLatents } from '../../models/sampling/faeDecoders.ts';
 import { FAE, type FaeConfig, ViTFeatureEncoder, discriminatorTrainStep, faeConfigs, stageIaTrainStep, stageIbTrainStep } from '../../models/fae.ts';
 import { flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { type DiTName, LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
@@ -37,6 +38,7 @@ import { CROP_PARAMS_INPUT, DinoNetwork, IMAGES_INPUT, MOMENTUM_INPUT, TEACHER_P
 import { evaluateEncoder } from '../../models/ssl/evaluate.ts';
 import { CROP_PARAMS, MultiCropSource, cropParams } from '../../runtime/data/multiCrop.ts';
 import { type UserModel, loadUserModel, traceUserModel } from '../userModel.ts';
+import { previewHook } from './preview.ts';
 import type { Job, JobModel } from './schema.ts';
 import { applyWeights, loadWeights } from './weights.ts';
 
@@ -274,6 +276,7 @@ function pixelDiTTask(ctx: TaskContext, m: Extract<JobModel, { kind: 'lightningd
     task: {
       graph, initial: model.initState(job.seed), paramNames: model.namedParameters().map(([n]) => n), source, outputs: scalarOutputs(graph, 'loss'),
       feeds: (b: SourceBatch) => ({ x1: reshape(b.x, [B, c, h, w]), y: b.y }),
+      sample: previewHook({ kind: 'lightningdit', model }, { backend: ctx.backend, classes: source.classes, seed: job.seed, log: ctx.log }),
     },
     summary: `LightningDiT ${m.size} on ${c}x${h}x${w} pixels (patch ${model.config.patchSize}: ${(h / model.config.patchSize) ** 2} tokens), ${model.numParams().toLocaleString()} parameters`,
   };
@@ -292,27 +295,47 @@ async function latentGeneratorTask(ctx: TaskContext, m: Extract<JobModel, { kind
   const stats = await latentStats(ctx, enc, C);
   ctx.log(`FAE latents ${C}x${g}x${g}, normalized per channel (mean ${Array.from(stats.mean, (v) => v.toFixed(3)).join(',')}; std ${Array.from(stats.std, (v) => v.toFixed(3)).join(',')})`);
   const classes = ctx.source.classes.length;
-  let graph: Graph, initial: Map<string, HostTensor>, paramNames: string[], summary: string;
+  let graph: Graph, initial: Map<string, HostTensor>, paramNames: string[], summary: string, preview: Parameters<typeof previewHook>[0];
   if (m.kind === 'lightningdit') {
     const model = new LightningDiT(lightningDiTConfig(m.size as DiTName, { inputSize: g, inChannels: C, numClasses: classes, ...m.config }));
     graph = trainStep(flowMatchingLossGraph(model, B), { ...stepOptions(job), loss: 'loss', metrics: ['mse', 'cos'] });
     [initial, paramNames] = [model.initState(job.seed), model.namedParameters().map(([n]) => n)];
     summary = `LightningDiT ${m.size} on FAE latents, ${model.numParams().toLocaleString()} parameters`;
+    preview = { kind: 'lightningdit', model };
   } else {
     const flow = new TarFlow({ inChannels: C, imgSize: g, patchSize: 1, channels: 128, headDim: 32, layersPerBlock: [2, 2, 2, 2], numClasses: classes, ...m.config });
     graph = trainStep(trainLossGraph(flow, { batch: B, noise: m.noiseStd > 0 ? { kind: 'gaussian', sigma: m.noiseStd } : undefined, labelDrop: m.labelDrop }), { ...stepOptions(job), loss: 'loss', metrics: ['loss_z', 'loss_logdet'] });
     [initial, paramNames] = [flow.initState(job.seed), flow.namedParameters().map(([n]) => n)];
     summary = `TarFlow on FAE latents, ${flow.numParams().toLocaleString()} parameters`;
+    preview = { kind: 'tarflow', model: flow };
   }
   const xName = m.kind === 'lightningdit' ? 'x1' : 'x';
   return {
     task: {
       graph, initial, paramNames, source: ctx.source, outputs: scalarOutputs(graph, 'loss'),
       feeds: async (b: SourceBatch) => ({ [xName]: normalizeLatents((await enc.run({ images: b.x })).latents!, stats), y: b.y }),
+      // Sample grids decoded through this job's FAE decoders (a trained pixel decoder from latents.checkpoint), else the latents' first channels.
+      sample: previewHook(preview, { backend: ctx.backend, classes: ctx.source.classes, seed: job.seed, log: ctx.log, toImages: await previewDecoder(ctx, parts, stats) }),
       // `kiln sample` undoes the normalization before decoding (cli/commands/sample.ts reads latent_stats).
       meta: { latent_stats: JSON.stringify({ mean: Array.from(stats.mean), std: Array.from(stats.std) }) },
     },
     summary,
+  };
+}
+
+/**
+ * Preview samples → images: denormalized and decoded through the FAE's feature and pixel decoders when the job's
+ * FAE weights hold a trained pixel decoder (the decoder session opens at the first preview); undefined otherwise.
+ */
+async function previewDecoder(ctx: TaskContext, p: FaeParts, stats: { mean: Float64Array; std: Float64Array }): Promise<((x: HostTensor) => Promise<HostTensor>) | undefined> {
+  if (!p.loaded.has('feature_decoder') || !p.loaded.has('pixel_decoder')) {
+    if (ctx.job.intervals.sample) ctx.warn(`sample grids show the latents' first channels: the FAE weights (model.latents.checkpoint) hold no trained ${p.loaded.has('feature_decoder') ? 'pixel' : 'feature'} decoder to decode them`);
+    return undefined;
+  }
+  let dec: LatentDecoder | undefined;
+  return async (x) => {
+    dec ??= await LatentDecoder.open(ctx.backend, p.fae.config, p.state, x.shape[0]!);
+    return dec.decode(denormalizeLatents(x, stats));
   };
 }
 

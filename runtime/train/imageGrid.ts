@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import { KilnError } from '../../ir/errors.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
+import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 
 export interface GridOptions {
   columns?: number;
@@ -40,6 +40,16 @@ export function tileImages(images: HostTensor, o: GridOptions = {}): { data: Uin
         }
   }
   return { data: out, width, height, tile: [tw, th] };
+}
+
+/** Images of 1 or 3 channels as they are; others (e.g. latents) as their first 3 channels (1 if fewer than 3). */
+export function firstChannels(images: HostTensor): HostTensor {
+  const [B, C, H, W] = images.shape as [number, number, number, number];
+  if (C === 1 || C === 3) return images;
+  const keep = C >= 3 ? 3 : 1;
+  const d = new Float32Array(B * keep * H * W);
+  for (let b = 0; b < B; b++) d.set(Float32Array.from(images.data.subarray(b * C * H * W, (b * C + keep) * H * W) as ArrayLike<number>), b * keep * H * W);
+  return hostTensor('f32', [B, keep, H, W], d);
 }
 
 export async function writeImageGrid(path: string, images: HostTensor, o: GridOptions = {}): Promise<void> {
