@@ -80,6 +80,9 @@ const ditOverrides = z.strictObject({
 const tarflowOverrides = z.strictObject({
   channels: posInt.optional(), headDim: posInt.optional(), layersPerBlock: z.array(posInt).min(1).optional(), patchSize: posInt.optional(),
   expansion: posInt.optional(),
+  // STARFlow's options (models/tarflow/config.ts): softplus scale, soft clip, learned start token, patch layout, order.
+  scale: z.enum(['exp', 'softplus']).optional(), softClip: z.number().min(0).optional(), sos: z.boolean().optional(),
+  patchLayout: z.enum(['unfold', 'channels_last']).optional(), seqOrder: z.enum(['R2L', 'L2R']).optional(),
 });
 
 export const modelSchema = z.discriminatedUnion('kind', [

@@ -241,12 +241,16 @@ export async function train(task: TrainTask, o: TrainOptions): Promise<TrainResu
   const progress = new Progress(step, { tty: o.tty ?? false, every: o.intervals.log, write: (s) => process.stderr.write(s), log });
   const losses: number[] = [];
   const evals: Record<string, number> = {};
+  // The steps each hook last ran at: the final call after the loop does not repeat the last step's.
+  let sampledAt = -1, evaluatedAt = -1;
   const runHooks = async (s: number, final: boolean) => {
-    if (task.sample && o.intervals.sample && (s % o.intervals.sample === 0 || final)) {
+    if (task.sample && o.intervals.sample && sampledAt !== s && (s % o.intervals.sample === 0 || final)) {
+      sampledAt = s;
       mkdirSync(join(o.runDir, 'samples'), { recursive: true });
       await task.sample(session, s, join(o.runDir, 'samples'));
     }
-    if (task.evaluate && ((o.intervals.eval && s % o.intervals.eval === 0) || final)) {
+    if (task.evaluate && evaluatedAt !== s && ((o.intervals.eval && s % o.intervals.eval === 0) || final)) {
+      evaluatedAt = s;
       Object.assign(evals, await task.evaluate(session, s));
       progress.log(`eval at step ${s}: ${Object.entries(evals).map(([k, v]) => `${k} ${v.toPrecision(5)}`).join('  ')}`);
     }
