@@ -8,8 +8,8 @@ import type { Graph } from '../../ir/graph.ts';
 import type { HostTensor } from '../../ir/tensor.ts';
 import { type Precision, compileOn } from '../../runtime/compile.ts';
 
-export async function runOnBackend(backend: Backend, graph: Graph, feeds: Readonly<Record<string, HostTensor>>, precision: Precision = 'f32'): Promise<Record<string, HostTensor>> {
-  const exe = await compileOn(backend, graph, { precision });
+export async function runOnBackend(backend: Backend, graph: Graph, feeds: Readonly<Record<string, HostTensor>>, precision: Precision = 'f32', options: Omit<NonNullable<Parameters<typeof compileOn>[2]>, 'precision'> = {}): Promise<Record<string, HostTensor>> {
+  const exe = await compileOn(backend, graph, { ...options, precision });
   try {
     const data: Record<string, HostTensor> = {};
     for (const i of graph.inputs) {
