@@ -19,7 +19,6 @@ import { mergeDigits, viewDigits } from '../../compiler/schedule/layout.ts';
 import { I, affine, bin, simplifyIndex } from '../../ir/kernel/expr.ts';
 import { evalIndex } from '../../ir/kernel/stride.ts';
 import type { Expr, KernelProgram } from '../../ir/kernel/types.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
 import type { Graph } from '../../ir/graph.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
@@ -28,6 +27,7 @@ import { atPrecision } from '../../runtime/compile.ts';
 import { ditCase, dinov2Case, modelCaseMismatches } from '../support/compiledModels.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { randomFeeds } from '../support/randomGraph.ts';
+import { sameBits } from '../support/compare.ts';
 
 const v = I.v, c = I.c;
 const add = (...xs: Expr[]) => xs.reduce((a, b) => bin('add', a, b));
@@ -35,19 +35,6 @@ const mul = (a: Expr, k: number) => bin('mul', a, c(k));
 const div = (a: Expr, k: number) => bin('div', a, c(k));
 const mod = (a: Expr, k: number) => bin('mod', a, c(k));
 
-/** Bit-for-bit equality of two runs (NaN equals NaN). */
-function sameBits(a: Readonly<Record<string, HostTensor>>, b: Readonly<Record<string, HostTensor>>): string[] {
-  const bad: string[] = [];
-  for (const [k, x] of Object.entries(b)) {
-    const y = a[k];
-    if (!y) { bad.push(`${k}: missing`); continue; }
-    for (let i = 0; i < x.data.length; i++) {
-      const p = x.data[i]!, q = y.data[i]!;
-      if (!(p === q || (Number.isNaN(p) && Number.isNaN(q)))) { bad.push(`${k}[${i}]: ${q} vs ${p}`); break; }
-    }
-  }
-  return bad;
-}
 
 /** Matmul operands that are a load of a temporary (under casts) with a non-affine index. */
 function permutedOperands(p: KernelProgram): number {

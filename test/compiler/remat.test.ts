@@ -32,29 +32,15 @@ import { remat } from '../../compiler/transforms/remat.ts';
 import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import { isFloat } from '../../ir/dtype.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { compileOn } from '../../runtime/compile.ts';
 import { ditCase, modelCaseMismatches } from '../support/compiledModels.ts';
-import { firstMismatch } from '../support/compare.ts';
+import { firstMismatch, sameBits } from '../support/compare.ts';
 import { withCotangentLoss } from '../support/compilerPrograms.ts';
 import { REPO, kiln } from '../support/kilnCli.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
 
-/** Bit-for-bit equality of two runs (NaN equals NaN). */
-function sameBits(a: Readonly<Record<string, HostTensor>>, b: Readonly<Record<string, HostTensor>>): string[] {
-  const bad: string[] = [];
-  for (const [k, x] of Object.entries(b)) {
-    const y = a[k];
-    if (!y) { bad.push(`${k}: missing`); continue; }
-    for (let i = 0; i < x.data.length; i++) {
-      const p = x.data[i]!, q = y.data[i]!;
-      if (!(p === q || (Number.isNaN(p) && Number.isNaN(q)))) { bad.push(`${k}[${i}]: ${q} vs ${p}`); break; }
-    }
-  }
-  return bad;
-}
 
 /** The training graph of random graph `seed`: cotangent loss over its float outputs, gradients of its float inputs. */
 function randomTrainGraph(seed: number): Graph | undefined {

@@ -10,24 +10,14 @@ import { compile } from '../../compiler/compile.ts';
 import { splitKernel } from '../../compiler/schedule/splitParts.ts';
 import { walkStmts } from '../../ir/kernel/expr.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
 import type { Kernel, LoopKernel } from '../../ir/kernel/types.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import { atPrecision } from '../../runtime/compile.ts';
 import { randomFeeds } from '../support/randomGraph.ts';
+import { sameBits } from '../support/compare.ts';
 
-function sameBits(a: Readonly<Record<string, HostTensor>>, b: Readonly<Record<string, HostTensor>>): string[] {
-  const bad: string[] = [];
-  for (const [k, x] of Object.entries(b)) {
-    const y = a[k];
-    if (!y) { bad.push(`${k}: missing`); continue; }
-    for (let i = 0; i < x.data.length; i++)
-      if (!(x.data[i] === y.data[i] || (Number.isNaN(x.data[i]) && Number.isNaN(y.data[i])))) { bad.push(`${k}[${i}]: ${y.data[i]} vs ${x.data[i]}`); break; }
-  }
-  return bad;
-}
 
 const selects = (k: LoopKernel) => { let n = 0; walkStmts(k.body, (x) => { if (x.k === 'select') n++; }); return n; };
 

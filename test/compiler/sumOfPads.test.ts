@@ -13,21 +13,11 @@ import { simplify } from '../../compiler/passes/simplify.ts';
 import { trainStep } from '../../compiler/transforms/trainStep.ts';
 import { GraphBuilder } from '../../ir/graph.ts';
 import type { Graph } from '../../ir/graph.ts';
-import type { HostTensor } from '../../ir/tensor.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { randomFeeds } from '../support/randomGraph.ts';
+import { sameBits } from '../support/compare.ts';
 
-function sameBits(a: Readonly<Record<string, HostTensor>>, b: Readonly<Record<string, HostTensor>>): string[] {
-  const bad: string[] = [];
-  for (const [k, x] of Object.entries(b)) {
-    const y = a[k];
-    if (!y) { bad.push(`${k}: missing`); continue; }
-    for (let i = 0; i < x.data.length; i++)
-      if (!(x.data[i] === y.data[i] || (Number.isNaN(x.data[i]) && Number.isNaN(y.data[i])))) { bad.push(`${k}[${i}]: ${y.data[i]} vs ${x.data[i]}`); break; }
-  }
-  return bad;
-}
 
 /** reduce_sum nodes whose operand is an add of two pads. */
 function sumsOfAddedPads(g: Graph): number {

@@ -1,8 +1,9 @@
 /**
  * @file Comparing arrays of numbers in tests (the one place for it): the largest magnitude, the
  * largest difference, the normwise relative error max|a − b| / max(max|b|, floor) used by every
- * golden comparison, and the per-element check of compiled against op-by-op results.
+ * golden comparison, the per-element check of compiled against op-by-op results, and bit-for-bit equality.
  */
+import type { HostTensor } from '../../ir/tensor.ts';
 
 export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -63,4 +64,24 @@ export function boundMismatches(got: ArrayLike<number>, want: ArrayLike<number>,
     if (first.length < show) first.push(`[${i}] got ${a} want ${b} (|d| ${d.toPrecision(3)} > ${t.toPrecision(3)})`);
   }
   return { bad, first, worst };
+}
+
+/** Bit-for-bit equality of two runs' outputs `a` against `b` (NaN equals NaN): the first differing element of each, as lines. */
+export function sameBits(a: Readonly<Record<string, HostTensor>>, b: Readonly<Record<string, HostTensor>>): string[] {
+  const bad: string[] = [];
+  for (const [k, x] of Object.entries(b)) {
+    const y = a[k];
+    if (!y) {
+      bad.push(`${k}: missing`);
+      continue;
+    }
+    for (let i = 0; i < x.data.length; i++) {
+      const p = x.data[i]!, q = y.data[i]!;
+      if (!(p === q || (Number.isNaN(p) && Number.isNaN(q)))) {
+        bad.push(`${k}[${i}]: ${q} vs ${p}`);
+        break;
+      }
+    }
+  }
+  return bad;
 }
