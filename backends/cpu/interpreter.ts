@@ -97,6 +97,8 @@ function evalNode(g: Graph, n: Node, vals: Map<number, TensorData>, f64: boolean
   const outT = n.type;
   const out = allocData(outT.dtype, numel(outT.shape), f64);
   const store = storeFor(outT.dtype, f64);
+  // a float output stored as computed (no bf16/f16 rounding): the kernels' faster paths apply
+  const plain = isFloat(outT.dtype) && (f64 || outT.dtype === 'f32');
   const a = n.attrs;
   const x = ins[0]!;
   const xs = types[0]?.shape ?? [];
@@ -107,7 +109,7 @@ function evalNode(g: Graph, n: Node, vals: Map<number, TensorData>, f64: boolean
       break;
     case 'add': case 'sub': case 'mul': case 'div': case 'max': case 'min': case 'pow': case 'mod':
     case 'eq': case 'ne': case 'lt': case 'le': case 'gt': case 'ge': case 'and': case 'or': case 'xor':
-      binary(n.op as BinaryOp | CompareOp | LogicalOp, types[0]!.dtype, x, xs, ins[1]!, types[1]!.shape, out, outT.shape, store);
+      binary(n.op as BinaryOp | CompareOp | LogicalOp, types[0]!.dtype, x, xs, ins[1]!, types[1]!.shape, out, outT.shape, store, plain);
       break;
     case 'where':
       where(x, xs, ins[1]!, types[1]!.shape, ins[2]!, types[2]!.shape, out, outT.shape, store);
@@ -143,7 +145,7 @@ function evalNode(g: Graph, n: Node, vals: Map<number, TensorData>, f64: boolean
       concat(ins.map((d, i) => ({ data: d, shape: types[i]!.shape })), a.axis as number, outT.shape, out);
       break;
     case 'matmul':
-      matmul(x, xs, ins[1]!, types[1]!.shape, outT.shape, out, store, !isFloat(outT.dtype));
+      matmul(x, xs, ins[1]!, types[1]!.shape, outT.shape, out, store, !isFloat(outT.dtype), plain);
       break;
     case 'gather':
       gather(x, xs, ins[1]!, a.axis as number, out);

@@ -1,8 +1,9 @@
 /**
  * @file CPU kernels for elementwise ops: unary, binary, comparisons, logic, where, cast.
  * Values are computed in double precision and rounded when stored into the output's dtype.
+ * Float add/sub/mul/div into plainly stored outputs take a loop without per-element calls (same bits).
  */
-import type { DType } from '../../../ir/dtype.ts';
+import { type DType, isFloat } from '../../../ir/dtype.ts';
 import type { BinaryOp, CompareOp, LogicalOp, UnaryOp } from '../../../ir/ops.ts';
 import { UNARY, binaryFn, castValue } from '../../../ir/semantics.ts';
 import { type Shape, numel } from '../../../ir/shape.ts';
@@ -18,14 +19,44 @@ export function unary(op: UnaryOp, x: TensorData, out: TensorData, store: Store)
 
 export function binary(
   op: BinaryOp | CompareOp | LogicalOp, operandDType: DType,
-  a: TensorData, aShape: Shape, b: TensorData, bShape: Shape, out: TensorData, outShape: Shape, store: Store,
+  a: TensorData, aShape: Shape, b: TensorData, bShape: Shape, out: TensorData, outShape: Shape, store: Store, plain = false,
 ): void {
-  const f = binaryFn(op, operandDType);
   const am = broadcastMap(aShape, outShape);
   const bm = broadcastMap(bShape, outShape);
   const n = numel(outShape);
+  if (plain && isFloat(operandDType) && (op === 'add' || op === 'sub' || op === 'mul' || op === 'div')) {
+    binaryFloat(op, a, am, b, bm, out, n);
+    return;
+  }
+  const f = binaryFn(op, operandDType);
   if (!am && !bm) for (let i = 0; i < n; i++) store(out, i, f(a[i]!, b[i]!));
   else for (let i = 0; i < n; i++) store(out, i, f(a[am ? am[i]! : i]!, b[bm ? bm[i]! : i]!));
+}
+
+/**
+ * Float add/sub/mul/div into an output stored as it is (`plain`: f32 storage or f64 precision): the
+ * same double-precision operation and the same rounding on store as the generic loop, without a call
+ * per element.
+ */
+function binaryFloat(op: 'add' | 'sub' | 'mul' | 'div', a: TensorData, am: Int32Array | undefined, b: TensorData, bm: Int32Array | undefined, out: TensorData, n: number): void {
+  if (!am && !bm) {
+    if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+    else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[i]! - b[i]!;
+    else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = a[i]! * b[i]!;
+    else for (let i = 0; i < n; i++) out[i] = a[i]! / b[i]!;
+    return;
+  }
+  const ia = am ?? identity(n), ib = bm ?? identity(n);
+  if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! + b[ib[i]!]!;
+  else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! - b[ib[i]!]!;
+  else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! * b[ib[i]!]!;
+  else for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! / b[ib[i]!]!;
+}
+
+function identity(n: number): Int32Array {
+  const m = new Int32Array(n);
+  for (let i = 0; i < n; i++) m[i] = i;
+  return m;
 }
 
 export function where(
