@@ -105,7 +105,7 @@ function evalNode(g: Graph, n: Node, vals: Map<number, TensorData>, f64: boolean
   switch (n.op) {
     case 'neg': case 'abs': case 'sign': case 'exp': case 'log': case 'sqrt': case 'rsqrt': case 'recip':
     case 'sin': case 'cos': case 'tanh': case 'erf': case 'sigmoid': case 'floor': case 'ceil': case 'not':
-      unary(n.op as UnaryOp, x, out, store);
+      unary(n.op as UnaryOp, x, out, store, plain);
       break;
     case 'add': case 'sub': case 'mul': case 'div': case 'max': case 'min': case 'pow': case 'mod':
     case 'eq': case 'ne': case 'lt': case 'le': case 'gt': case 'ge': case 'and': case 'or': case 'xor':

@@ -12,9 +12,10 @@ import { broadcastMap } from './indexing.ts';
 
 export type Store = (out: TensorData, i: number, v: number) => void;
 
-export function unary(op: UnaryOp, x: TensorData, out: TensorData, store: Store): void {
+export function unary(op: UnaryOp, x: TensorData, out: TensorData, store: Store, plain = false): void {
   const f = UNARY[op];
-  for (let i = 0; i < out.length; i++) store(out, i, f(x[i]!));
+  if (plain) for (let i = 0; i < out.length; i++) out[i] = f(x[i]!);
+  else for (let i = 0; i < out.length; i++) store(out, i, f(x[i]!));
 }
 
 export function binary(
@@ -46,17 +47,23 @@ function binaryFloat(op: 'add' | 'sub' | 'mul' | 'div', a: TensorData, am: Int32
     else for (let i = 0; i < n; i++) out[i] = a[i]! / b[i]!;
     return;
   }
-  const ia = am ?? identity(n), ib = bm ?? identity(n);
-  if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! + b[ib[i]!]!;
-  else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! - b[ib[i]!]!;
-  else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! * b[ib[i]!]!;
-  else for (let i = 0; i < n; i++) out[i] = a[ia[i]!]! / b[ib[i]!]!;
-}
-
-function identity(n: number): Int32Array {
-  const m = new Int32Array(n);
-  for (let i = 0; i < n; i++) m[i] = i;
-  return m;
+  if (am && bm) {
+    if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[am[i]!]! + b[bm[i]!]!;
+    else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[am[i]!]! - b[bm[i]!]!;
+    else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = a[am[i]!]! * b[bm[i]!]!;
+    else for (let i = 0; i < n; i++) out[i] = a[am[i]!]! / b[bm[i]!]!;
+  } else if (am) {
+    if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[am[i]!]! + b[i]!;
+    else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[am[i]!]! - b[i]!;
+    else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = a[am[i]!]! * b[i]!;
+    else for (let i = 0; i < n; i++) out[i] = a[am[i]!]! / b[i]!;
+  } else {
+    const m = bm!;
+    if (op === 'add') for (let i = 0; i < n; i++) out[i] = a[i]! + b[m[i]!]!;
+    else if (op === 'sub') for (let i = 0; i < n; i++) out[i] = a[i]! - b[m[i]!]!;
+    else if (op === 'mul') for (let i = 0; i < n; i++) out[i] = a[i]! * b[m[i]!]!;
+    else for (let i = 0; i < n; i++) out[i] = a[i]! / b[m[i]!]!;
+  }
 }
 
 export function where(

@@ -1,6 +1,6 @@
 /**
  * @file CPU kernels for reductions (sum, mean, max, min over axes) and argmax.
- * Sums accumulate in double precision; max/min propagate NaN; argmax returns the first maximum
+ * Sums accumulate in double precision (over trailing axes without an offset map: same order, same bits); max/min propagate NaN; argmax returns the first maximum
  * (a NaN counts as the maximum, as in PyTorch).
  */
 import type { ReduceOp } from '../../../ir/ops.ts';
@@ -18,6 +18,11 @@ function reducedOffsets(shape: Shape, axes: readonly number[]): { map: Int32Arra
 }
 
 export function reduce(op: ReduceOp, x: TensorData, shape: Shape, axes: readonly number[], out: TensorData, store: Store): void {
+  const r = shape.length;
+  if ((op === 'reduce_sum' || op === 'reduce_mean') && axes.length > 0 && axes.every((a) => a >= r - axes.length)) {
+    sumTrailing(op === 'reduce_mean', x, numel(shape.slice(0, r - axes.length)), numel(shape.slice(r - axes.length)), out, store);
+    return;
+  }
   const { map, outN } = reducedOffsets(shape, axes);
   const acc = new Float64Array(outN);
   const n = numel(shape);
@@ -39,6 +44,18 @@ export function reduce(op: ReduceOp, x: TensorData, shape: Shape, axes: readonly
     }
   }
   for (let j = 0; j < outN; j++) store(out, j, acc[j]!);
+}
+
+/**
+ * Sum (or mean) over the trailing axes: each output sums its `len` contiguous inputs in ascending
+ * order from 0, in double, as the general loop does (the same bits, without the offset map).
+ */
+function sumTrailing(mean: boolean, x: TensorData, outer: number, len: number, out: TensorData, store: Store): void {
+  for (let o = 0, base = 0; o < outer; o++, base += len) {
+    let acc = 0;
+    for (let j = 0; j < len; j++) acc += x[base + j]!;
+    store(out, o, mean ? acc / len : acc);
+  }
 }
 
 export function argmax(x: TensorData, shape: Shape, axis: number, out: TensorData): void {
