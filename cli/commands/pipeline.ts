@@ -26,7 +26,7 @@ import { type Command, Option } from 'commander';
 import { KilnError } from '../../ir/errors.ts';
 import { backendOption } from '../options.ts';
 
-interface Size {
+export interface Size {
   /** `kiln train ssl-encoder` arguments (model size, steps, schedule, the probe at the end). */
   ssl: string[];
   /** Arguments of every FAE stage (the preset and the encoder's shape). */
@@ -54,10 +54,13 @@ const tinyFae = ['--set', 'model.preset=fashionTiny', '--set', 'model.encoder.de
 const tinyLatents = ['--set', 'model.latents.preset=fashionTiny', '--set', 'model.latents.encoder.depth=1', '--set', 'model.latents.encoder.heads=2'];
 const tinyDit = [...tinyLatents, '--set', 'model.config={"depth":1,"hiddenSize":32,"numHeads":2,"classDropoutProb":0.1}'];
 const tinyFlow = [...tinyLatents, '--set', 'model.config={"channels":16,"headDim":8,"layersPerBlock":[1,1]}'];
-/** A short run's schedule: the jobs' warmups (100–500 steps) would leave a run of a few hundred steps in warmup, at a fraction of its rate. */
+/**
+ * A short run's schedule: steps, batch, peak rate, warmup. The jobs' warmups (100–500 steps) are clamped to a shorter run,
+ * which then ramps for its whole length and never trains at its peak rate.
+ */
 const short = (steps: number, batch: number, lr: number, warmup: number) => ['--steps', String(steps), '--batch', String(batch), '--lr', String(lr), '--set', `schedule.warmup=${warmup}`];
 
-const SIZES: Record<string, Size> = {
+export const PIPELINE_SIZES: Record<string, Size> = {
   'fae-tiny': {
     ssl: [...tinySsl, '--steps', '2', '--batch', '8', '--limit', '64', '--set', 'model.probe={"epochs":2,"knn":true,"trainLimit":64,"testLimit":32}'],
     fae: tinyFae, ia: ['--steps', '2', '--batch', '8', '--limit', '64'], ib: ['--steps', '2', '--batch', '8', '--limit', '64', '--set', 'model.gan=false'], ft: ['--steps', '2', '--batch', '8', '--limit', '64'],
@@ -67,16 +70,37 @@ const SIZES: Record<string, Size> = {
   },
   'fae-small': {
     ssl: [...tinySsl, ...short(40, 32, 2e-3, 10), '--limit', '4096', '--set', 'model.probe={"epochs":10,"knn":true,"trainLimit":1000,"testLimit":500,"features":["tokens"]}'],
-    fae: tinyFae, ia: [...short(100, 32, 2e-3, 10), '--limit', '4096'], ib: [...short(100, 32, 2e-3, 10), '--limit', '4096', '--set', 'model.gan=false'], ft: [...short(50, 32, 5e-4, 0), '--limit', '4096'],
-    dit: [...tinyDit, ...short(300, 32, 1e-3, 20), '--limit', '4096'], flow: null,
-    classifier: ['--set', 'model.hidden=[64]', '--steps', '300', '--batch', '64'], pixelProbe: ['--train-limit', '1000', '--test-limit', '500', '--epochs', '10'],
-    sample: { num: 40, steps: 10, weights: 'model' }, fdCount: 40, evalFae: ['--count', '100', '--train-limit', '500', '--epochs', '10', '--batch', '100'],
+    fae: tinyFae, ia: [...short(100, 32, 2e-3, 10), '--limit', '4096'], ib: [...short(150, 32, 3e-3, 10), '--limit', '4096', '--set', 'model.gan=false'], ft: [...short(100, 32, 1e-3, 0), '--limit', '4096'],
+    // constant rate (the job's schedule): at 400 steps a cosine decay gave less class-specific samples than 500 at a constant rate
+    dit: [...tinyDit, ...short(700, 32, 3e-3, 0), '--limit', '4096'], flow: null,
+    classifier: ['--set', 'model.hidden=[64]', ...short(300, 64, 1e-3, 30)], pixelProbe: ['--train-limit', '1000', '--test-limit', '500', '--epochs', '10'],
+    sample: { num: 100, steps: 10, weights: 'model' }, fdCount: 100, evalFae: ['--count', '100', '--train-limit', '500', '--epochs', '10', '--batch', '100'],
   },
   'fae-full': {
     ssl: [], fae: [], ia: [], ib: [], ft: [], dit: [], flow: [], classifier: [], pixelProbe: [],
     sample: { num: 1000, steps: 50, weights: 'ema' }, fdCount: 1000, evalFae: [],
   },
 };
+
+/** A training stage of the pipeline: its name (run directory, log), the shipped job it trains, the size's arguments. */
+export interface TrainingStage {
+  name: string;
+  job: string;
+  args: string[];
+}
+
+/** The training stages of a size in order, with the size's `kiln train` arguments (the runs' paths are added by the pipeline). */
+export function trainingStages(size: Size): TrainingStage[] {
+  return [
+    { name: 'ssl-encoder', job: 'ssl-encoder', args: size.ssl },
+    { name: 'fae-stage-ia', job: 'fae-stage-ia', args: [...size.fae, ...size.ia] },
+    { name: 'fae-stage-ib', job: 'fae-stage-ib', args: [...size.fae, ...size.ib] },
+    { name: 'fae-pixel-finetune', job: 'fae-pixel-finetune', args: [...size.fae, ...size.ft] },
+    { name: 'lightningdit-fae', job: 'lightningdit-fae', args: size.dit },
+    ...(size.flow ? [{ name: 'tarflow-fae', job: 'tarflow-fae', args: size.flow }] : []),
+    { name: 'fashion-classifier', job: 'fashion-classifier', args: size.classifier },
+  ];
+}
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin.mjs');
 
@@ -135,11 +159,11 @@ const time = (s: { seconds: number; cpu: number | undefined }) => `${s.seconds.t
 export function register(program: Command): void {
   program.command('pipeline')
     .description('run the whole Fashion-MNIST FAE pipeline: SSL encoder, FAE stages (Ia, Ib, pixel-decoder fine-tuning), LightningDiT and TarFlow, classifier, samples, metrics')
-    .addOption(new Option('--size <name>', 'fae-small: about 4 minutes on a 2-core CPU (LightningDiT only); fae-tiny: seconds (the test); fae-full: the shipped jobs at full length (GPU)').choices(Object.keys(SIZES)).default('fae-small'))
+    .addOption(new Option('--size <name>', 'fae-small: about 4 minutes on a 2-core CPU (LightningDiT only); fae-tiny: seconds (the test); fae-full: the shipped jobs at full length (GPU)').choices(Object.keys(PIPELINE_SIZES)).default('fae-small'))
     .option('--out <dir>', 'output directory (runs, logs, samples.png, metrics.md)', 'runs/pipeline')
     .addOption(backendOption('auto'))
     .action(async (o: { size: string; out: string; backend: string }) => {
-      const size = SIZES[o.size]!;
+      const size = PIPELINE_SIZES[o.size]!;
       const out = o.out, logs = join(out, 'logs');
       mkdirSync(logs, { recursive: true });
       const t0 = performance.now(), c0 = childCpuSeconds();
@@ -151,7 +175,20 @@ export function register(program: Command): void {
         steps.push(r);
         return r;
       };
-      const ssl = step('ssl-encoder', ['train', 'ssl-encoder', ...b, ...size.ssl, '--out', dir('ssl-encoder')]);
+      // each stage's runs: the SSL encoder for the FAE stages, the earlier FAE runs as their init, stage Ia's run for the latents
+      const enc = ['--set', `model.encoder.checkpoint=${dir('ssl-encoder')}`];
+      const latents = ['--set', `model.latents.encoder.checkpoint=${dir('ssl-encoder')}`, '--set', `model.latents.checkpoint=${dir('fae-stage-ia')}`];
+      const inputs: Record<string, string[]> = {
+        'fae-stage-ia': enc, 'fae-stage-ib': [...enc, '--set', `model.init=${dir('fae-stage-ia')}`],
+        'fae-pixel-finetune': [...enc, '--set', `model.init=${dir('fae-stage-ia')},${dir('fae-stage-ib')}`], 'lightningdit-fae': latents, 'tarflow-fae': latents,
+      };
+      const ran = new Map<string, StepResult>();
+      for (const s of trainingStages(size)) {
+        ran.set(s.name, step(s.name, ['train', s.job, ...b, ...s.args, ...(inputs[s.name] ?? []), '--out', dir(s.name)]));
+        // the raw-pixel probe (the floor the SSL probe must beat) right after the encoder's own
+        if (s.name === 'ssl-encoder') ran.set('pixel-probe', step('pixel-probe', ['eval', 'probe', '--pixels', ...b, ...size.pixelProbe, '--json']));
+      }
+      const ssl = ran.get('ssl-encoder')!, classifier = ran.get('fashion-classifier')!, pixels = json(ran.get('pixel-probe')!.stdout);
       // the first probed readout is the job's linear_probe / knn (the small sizes probe the token map, the raw-pixel probe's counterpart)
       const sslEval = /^eval at step \d+: (.*)$/m.exec(ssl.stdout)?.[1];
       const sslMetric = (k: string) => {
@@ -159,15 +196,6 @@ export function register(program: Command): void {
         return m ? Number(m[1]) : null;
       };
       const probeFeatures = /SSL encoder evaluation \(\w+, (\d+-d [\w -]+?) features/.exec(ssl.stdout)?.[1] ?? 'features';
-      const pixels = json(step('pixel-probe', ['eval', 'probe', '--pixels', ...b, ...size.pixelProbe, '--json']).stdout);
-      const enc = ['--set', `model.encoder.checkpoint=${dir('ssl-encoder')}`];
-      step('fae-stage-ia', ['train', 'fae-stage-ia', ...b, ...size.fae, ...size.ia, ...enc, '--out', dir('fae-stage-ia')]);
-      step('fae-stage-ib', ['train', 'fae-stage-ib', ...b, ...size.fae, ...size.ib, ...enc, '--set', `model.init=${dir('fae-stage-ia')}`, '--out', dir('fae-stage-ib')]);
-      step('fae-pixel-finetune', ['train', 'fae-pixel-finetune', ...b, ...size.fae, ...size.ft, ...enc, '--set', `model.init=${dir('fae-stage-ia')},${dir('fae-stage-ib')}`, '--out', dir('fae-pixel-finetune')]);
-      const latents = ['--set', `model.latents.encoder.checkpoint=${dir('ssl-encoder')}`, '--set', `model.latents.checkpoint=${dir('fae-stage-ia')}`];
-      step('lightningdit-fae', ['train', 'lightningdit-fae', ...b, ...size.dit, ...latents, '--out', dir('lightningdit-fae')]);
-      if (size.flow) step('tarflow-fae', ['train', 'tarflow-fae', ...b, ...size.flow, ...latents, '--out', dir('tarflow-fae')]);
-      const classifier = step('fashion-classifier', ['train', 'fashion-classifier', ...b, ...size.classifier, '--out', dir('fashion-classifier')]);
       const clfAcc = /test_accuracy ([\d.]+)/.exec(classifier.stdout);
       // the fine-tuned pixel decoder (its checkpoint holds every FAE tensor; stage Ia's come first, the later run wins)
       const decoders = `${dir('fae-stage-ia')},${dir('fae-pixel-finetune')}`;

@@ -46,7 +46,7 @@ interface TrainCliOptions {
   set: Array<[string, unknown]>;
 }
 
-function setting(v: string, prev: Array<[string, unknown]>): Array<[string, unknown]> {
+export function setting(v: string, prev: Array<[string, unknown]>): Array<[string, unknown]> {
   const eq = v.indexOf('=');
   if (eq < 1) throw new InvalidArgumentError(`'${v}' is not FIELD=VALUE (e.g. model.encoder.checkpoint=null).`);
   const text = v.slice(eq + 1);
