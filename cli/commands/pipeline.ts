@@ -5,17 +5,17 @@
  * (pixel decoder on noisy features; no GAN term) → fine-tuning of the pixel decoder on the feature
  * decoder's reconstructions → class-conditional LightningDiT (and TarFlow) on the normalized latents →
  * the in-project classifier (fashion-classifier) → samples (LightningDiT with and without interval CFG,
- * TarFlow guided) → metrics: the encoder's linear probe against the raw-pixel probe, reconstruction PSNR/SSIM, probe of reconstructed vs raw features, Fréchet
- * distance in the SSL encoder's space with the real-vs-real floor, classifier accuracy on real test images
- * and on the class-conditional samples. Writes `<out>/samples.png` (LightningDiT, guided),
- * `samples-nocfg.png`, `samples-tarflow.png`, `reconstructions.png`, `<out>/metrics.md` (the table) and
- * `<out>/metrics.json`.
+ * TarFlow guided) → metrics: the encoder's linear probe next to the raw-pixel probe, reconstruction
+ * PSNR/SSIM, probe of reconstructed vs raw features, Fréchet distance in the SSL encoder's space with the
+ * real-vs-real floor, classifier accuracy on real test images and on the class-conditional samples.
+ * Writes `<out>/samples.png` (LightningDiT, guided), `samples-nocfg.png`, `samples-tarflow.png` (sizes with
+ * TarFlow), `reconstructions.png`, `<out>/metrics.md` (the table) and `<out>/metrics.json`.
  *
- * Sizes: `fae-small` is the README's command, sized for about 4 minutes of one core of a 2-core CPU without a GPU
- * (a 16-wide encoder, the fashionTiny FAE, a depth-1 LightningDiT; a few hundred steps each, with warmups scaled to
- * the run: the jobs' warmups of 100-500 steps would keep such runs in warmup; no TarFlow, whose budget goes to the
- * LightningDiT); `fae-tiny` is the test's (a few steps of every stage, TarFlow included); `fae-full` is the GPU run of
- * the shipped jobs (jobs/*.json) at their full length. Each stage's wall and CPU seconds (user + system of its
+ * Sizes: `fae-small` is the README's command, about 400 CPU seconds (6.5 minutes on a 2-core CPU without a GPU):
+ * a 16-wide encoder, the fashionTiny FAE, a depth-1 width-32 LightningDiT, 100-700 steps each with warmups scaled to
+ * the run (the jobs' warmups of 100-500 steps, clamped to a shorter run, would keep it ramping to the end), and no
+ * TarFlow (its budget goes to the LightningDiT); `fae-tiny` is the test's (a few steps of every stage, TarFlow
+ * included); `fae-full` is the GPU run of the shipped jobs (jobs/*.json) at their full length. Each stage's wall and CPU seconds (user + system of its
  * process) go into metrics.md.
  */
 import { spawnSync } from 'node:child_process';
@@ -159,7 +159,7 @@ const time = (s: { seconds: number; cpu: number | undefined }) => `${s.seconds.t
 export function register(program: Command): void {
   program.command('pipeline')
     .description('run the whole Fashion-MNIST FAE pipeline: SSL encoder, FAE stages (Ia, Ib, pixel-decoder fine-tuning), LightningDiT and TarFlow, classifier, samples, metrics')
-    .addOption(new Option('--size <name>', 'fae-small: about 4 minutes on a 2-core CPU (LightningDiT only); fae-tiny: seconds (the test); fae-full: the shipped jobs at full length (GPU)').choices(Object.keys(PIPELINE_SIZES)).default('fae-small'))
+    .addOption(new Option('--size <name>', 'fae-small: about 400 CPU s, 6.5 minutes on a 2-core CPU (LightningDiT only); fae-tiny: under a minute (the test); fae-full: the shipped jobs at full length (GPU)').choices(Object.keys(PIPELINE_SIZES)).default('fae-small'))
     .option('--out <dir>', 'output directory (runs, logs, samples.png, metrics.md)', 'runs/pipeline')
     .addOption(backendOption('auto'))
     .action(async (o: { size: string; out: string; backend: string }) => {
