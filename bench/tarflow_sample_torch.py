@@ -121,7 +121,7 @@ def main():
     graphs = None
     if mode:
         from torch._dynamo.utils import counters
-        graphs = counters["stats"].get("unique_graphs", 0)
+        graphs = {"uniqueGraphs": counters["stats"].get("unique_graphs"), "framesOk": counters["frames"].get("ok"), "recompiles": sum(counters["recompiles"].values()) if "recompiles" in counters else None}
     print(json.dumps({"program": f"tarflow_sample faeLatentP1 deep block ({LAYERS} layers), torch", "batch": batch, "compiled": mode or False,
                       "stepMs": round(ms, 3), "firstStepMs": round(first), "peakMiB": round(torch.cuda.max_memory_allocated() / 2**20),
                       "reservedMiB": round(torch.cuda.max_memory_reserved() / 2**20), "finite": finite, "compiledGraphs": graphs,
