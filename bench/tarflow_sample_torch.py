@@ -12,8 +12,9 @@ operands), as Kiln's default on cuda. Parameters random (the step's time does no
 
 Prints one JSON line: `stepMs` (per step, 50 steps after 5 warm-up, positions cycling, one sync at the
 end), `firstStepMs` (torch.compile compiles there), `peakMiB` / `reservedMiB` (torch.cuda max memory
-allocated / reserved over the timed steps), `compiledGraphs` (dynamo's unique graphs over all 55 steps: 1 means
-no position recompiled; the compiled function takes the position as a device tensor, dynamic=False). GPU turn-taking: bench/gpu_lock.py (after the first steps).
+allocated / reserved over the timed steps), `compiledGraphs` (dynamo's counters over all 55 steps: unique graphs,
+frames compiled, recompiles; 1, 1, 0 when no position recompiled: the compiled function takes the position
+as a device tensor, dynamic=False). GPU turn-taking: bench/gpu_lock.py (after the first steps).
 """
 import json
 import math
