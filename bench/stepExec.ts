@@ -10,7 +10,7 @@
  *    (an event after every launch: each kernel's time inside the step, plus its gap);
  *  - launch overhead: (uncaptured − captured) per step, and per launch;
  *  - memory: the device plan's total (parameters, state, io, arena) and the measured cuMemGetInfo delta.
- * A spec is PROGRAM:BATCH or PROGRAM:BATCH:REMAT (REMAT off|cheap|blocks|auto: compileOn's `remat`; else
+ * A spec is PROGRAM:BATCH or PROGRAM:BATCH:REMAT (REMAT off|fused|cheap|blocks|auto: compileOn's `remat`; else
  * KILN_REMAT, else compileOn's default; the JSON line's `remat` says what it did, when the compiler ran).
  * With kernel times, `largestGaps` / `gapByKindMs`: each kernel's time inside the step (timeline) minus its
  * time alone, the largest and per kind. `startedAt` / `endedAt` (epoch ms) place the run in an nvidia-smi log.
@@ -39,7 +39,7 @@ import { feedsFor } from './feeds.ts';
 
 const SIZES: Record<string, string | undefined> = { block: '768x12x256', lightningdit: 'B/1', lightningdit_xl: 'XL/1', mlp: undefined };
 
-type Remat = 'off' | 'cheap' | 'blocks' | 'auto';
+type Remat = 'off' | 'fused' | 'cheap' | 'blocks' | 'auto';
 /** compileOn's remat option: the spec's third field (`lightningdit_xl:64:off`), else KILN_REMAT, else compileOn's default. */
 const rematOption = (fromSpec?: string) => {
   const m = fromSpec || process.env.KILN_REMAT;

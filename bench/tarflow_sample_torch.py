@@ -12,7 +12,9 @@ operands), as Kiln's default on cuda. Parameters random (the step's time does no
 
 Prints one JSON line: `stepMs` (per step, 50 steps after 5 warm-up, positions cycling, one sync at the
 end), `firstStepMs` (torch.compile compiles there), `peakMiB` / `reservedMiB` (torch.cuda max memory
-allocated / reserved over the timed steps). GPU turn-taking: bench/gpu_lock.py (after the first steps).
+allocated / reserved over the timed steps), `compiledGraphs` (dynamo's counters over all 55 steps: unique graphs,
+frames compiled, recompiles; 1, 1, 0 when no position recompiled: the compiled function takes the position
+as a device tensor, dynamic=False). GPU turn-taking: bench/gpu_lock.py (after the first steps).
 """
 import json
 import math
@@ -82,12 +84,17 @@ def main():
     y = torch.arange(batch, device="cuda") % CLASSES
     poss = [torch.tensor([p], device="cuda") for p in range(T)]
 
-    def step(p):
+    def fwd(token, pos, y):
         with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-            return m(token, poss[p], y)
+            return m(token, pos, y)
 
-    if mode:
-        step = torch.compile(step, mode=None if mode == "default" else mode)
+    # The compiled function takes the position as a device tensor of a fixed shape (not the Python int that
+    # picked it from a list: dynamo specialized on the int and compiled again at every position, then fell
+    # back to eager at its recompile limit), and dynamic=False: one static-shape graph for every position.
+    run = torch.compile(fwd, mode=None if mode == "default" else mode, dynamic=False) if mode else fwd
+
+    def step(p):
+        return run(token, poss[p], y)
     say = lambda what: print(f"[tarflow_sample_torch {mode or 'eager'} {time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)  # noqa: E731
     t = time.perf_counter()
     step(0)
@@ -111,9 +118,14 @@ def main():
     finally:
         release()
     finite = bool(torch.isfinite(out[0]).all() and torch.isfinite(out[1]).all())
+    # How many graphs dynamo compiled over the first steps and the 50 timed ones (1 when nothing recompiled).
+    graphs = None
+    if mode:
+        from torch._dynamo.utils import counters
+        graphs = {"uniqueGraphs": counters["stats"].get("unique_graphs"), "framesOk": counters["frames"].get("ok"), "recompiles": sum(counters["recompiles"].values()) if "recompiles" in counters else None}
     print(json.dumps({"program": f"tarflow_sample faeLatentP1 deep block ({LAYERS} layers), torch", "batch": batch, "compiled": mode or False,
                       "stepMs": round(ms, 3), "firstStepMs": round(first), "peakMiB": round(torch.cuda.max_memory_allocated() / 2**20),
-                      "reservedMiB": round(torch.cuda.max_memory_reserved() / 2**20), "finite": finite,
+                      "reservedMiB": round(torch.cuda.max_memory_reserved() / 2**20), "finite": finite, "compiledGraphs": graphs,
                       "params": sum(p.numel() for p in m.parameters()), "device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)
 
 

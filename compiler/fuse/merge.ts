@@ -209,7 +209,8 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
     const key = attnKey(cur);
     for (const b of live) {
       if (b === cur || b.kind !== 'attention_grad' || attnKey(b) !== key) continue;
-      if ((b.dQ && cur.dQ) || (b.dK && cur.dK) || (b.dV && cur.dV) || wouldCycle(cur, b)) continue;
+      // The same attention's gradients, however remat placed them: only a real dependence keeps them apart.
+      if ((b.dQ && cur.dQ) || (b.dK && cur.dK) || (b.dV && cur.dV) || throughOthers(cur, b) || throughOthers(b, cur)) continue;
       prefix();
       return commit(cur, b, { ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], dQ: cur.dQ ?? b.dQ, dK: cur.dK ?? b.dK, dV: cur.dV ?? b.dV });
     }

@@ -251,6 +251,10 @@ export function remat(g: Graph, mode: RematMode): RematResult {
     recompute.add(v);
     walk.push(...n.inputs);
   }
+  // A view of values that are not recomputed reads them where they are: the backward reads the
+  // original view, not a copy (a copy would compute nothing, yet make its readers recomputation that
+  // the kernel order defers and the merge keeps apart: an attention gradient's dQ/dK/dV split in three).
+  for (const n of g.nodes) if (recompute.has(n.id) && VIEW_OPS.has(n.op) && !n.inputs.some((i) => recompute.has(i))) recompute.delete(n.id);
   const keptBytesAfter = [...kept].reduce((s, v) => s + (outputs.has(v) || freeValue(g.node(v)!) ? 0 : bytes(v)), 0);
   if (recompute.size === 0) return { ...unchanged(keptBytesBefore), keptBytesAfter: keptBytesBefore };
 

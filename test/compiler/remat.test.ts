@@ -35,6 +35,7 @@ import type { Graph } from '../../ir/graph.ts';
 import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
 import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
 import { compileOn } from '../../runtime/compile.ts';
+import { attentionGraph } from '../support/attentionGraphs.ts';
 import { ditCase, modelCaseMismatches } from '../support/compiledModels.ts';
 import { firstMismatch, sameBits } from '../support/compare.ts';
 import { withCotangentLoss } from '../support/compilerPrograms.ts';
@@ -190,6 +191,25 @@ describe('fused remat: recomputes only what folds into the backward\'s loop kern
     expect(bytes(fused[1]!)).toBeLessThanOrEqual(1.01 * bytes(off[1]!));
     expect(bytes(fused[1]!)).toBeLessThan(0.9 * bytes(cheap[1]!));
   });
+});
+
+describe('remat never splits or recomputes an attention', () => {
+  // The GPU attention tests' graphs (test/support/attentionGraphs.ts): bf16 q/k/v cast from f32 [B, S, H, D]
+  // and head-split by permutes, the cotangent an input (so the attention gradient reads no other gradient).
+  // Before the fix, remat copied the permutes (views of kept values, nothing to compute), which made the
+  // three attention_grad nodes recomputation, deferred and kept apart by the merge: 3 attention_grad
+  // kernels (window 0 on the H200: 'expected 4 to be 2'); cheap recomputes the casts, with the same effect.
+  const cases = [{ layout: 'bshd' as const }, { layout: 'bshd' as const, f32: true }, { layout: 'bhsd' as const }, { layout: 'bshd' as const, causal: true }];
+  for (const c of cases)
+    it(`one attention and one attention_grad kernel with every remat mode (${c.layout}${'f32' in c ? ' f32' : ''}${'causal' in c ? ' causal' : ''})`, () => {
+      const g = attentionGraph({ batch: 2, heads: 2, seq: 17, dim: 64, causal: false, grads: true, ...c });
+      for (const mode of ['off', 'fused', 'cheap', 'blocks', 'auto'] as const) {
+        const kinds = compile(g, { remat: mode }).program.kernels.map((k) => k.kind).filter((k) => k === 'attention' || k === 'attention_grad');
+        expect(kinds, mode).toEqual(['attention', 'attention_grad']);
+      }
+      // Nothing to recompute but views and casts of inputs: fused copies nothing.
+      expect(remat(optimize(g), 'fused').recomputed.size).toBe(0);
+    });
 });
 
 describe("the report's extra FLOPs", () => {

@@ -9,11 +9,13 @@
  *    bias epilogue and workspace, or cuBLAS), operands staged into the GEMM workspace: the library calls are
  *    captured on the executable's stream too;
  *  - steps that fetch nothing return without waiting, and a later fetch still sees every step;
- *  - the device memory the executable takes (cuMemGetInfo before and after) is the plan's total, within
- *    the driver's allocation granularity (2 MiB) plus the loaded module and the CUDA graph (MEMORY_SLACK).
+ *  - the device memory the executable takes (cuMemGetInfo before and after making it) is the plan's total,
+ *    within the driver's allocation granularity (2 MiB) plus the loaded modules (MEMORY_SLACK); measured
+ *    again where another process (a GPU test file running at the same time) allocated or freed meanwhile.
  */
 import { describe, expect, it } from 'vitest';
 import { CudaDriver } from '../../backends/cuda/driver.ts';
+import { buildCuda } from '../../backends/cuda/build.ts';
 import { CudaExecutable, createCudaBackend } from '../../backends/cuda/executable.ts';
 import { compile } from '../../compiler/compile.ts';
 import type { KernelProgram } from '../../ir/kernel/types.ts';
@@ -125,17 +127,34 @@ describe('CUDA graphs', () => {
 describe('one memory plan for all device memory', () => {
   it('cuMemGetInfo before and after = the plan (the LightningDiT-B/1 training step at batch 1)', async () => {
     const { buildProgram } = await import('../../cli/programs.ts');
-    const graph = buildProgram('lightningdit', { train: true, batch: 1, size: 'B/1' });
-    const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
-    cuda.synchronize();
-    const before = cuda.memInfo().free;
-    const exe = (await compileOn(captured, graph)) as CudaExecutable;
-    const after = cuda.memInfo().free;
-    const m = exe.memory;
-    const used = before - after;
-    console.log(`memory: plan ${m.total} B (parameters ${m.parameters}, state ${m.state}, io ${m.io}, arena ${m.arena} incl. ${m.extraBytes} scratch/workspace; ${m.updatesInPlace} updates in place, ${m.updatesCopied} copied); measured ${used} B; difference ${used - m.total} B`);
-    exe.dispose();
-    expect(used).toBeGreaterThanOrEqual(m.total);
-    expect(used - m.total).toBeLessThanOrEqual(MEMORY_SLACK);
+    const graph = atPrecision(buildProgram('lightningdit', { train: true, batch: 1, size: 'B/1' }), 'bf16');
+    const options = { ...cudaOptionsFromEnv(), graphs: true };
+    const cuda = CudaDriver.get(options.libDir);
+    // Compile and build (the CUBINs land in the build cache), then measure only what making the executable
+    // takes: its modules, its one allocation, streams and events.
+    const first = (await compileOn(captured, graph, { precision: 'f32' })) as CudaExecutable;
+    const program = first.program;
+    first.dispose();
+    const built = await buildCuda(cuda, program, options);
+    // cuMemGetInfo counts the whole device, and vitest runs the other GPU test files in processes of their
+    // own at the same time (window 0, 2026-12-02: 168 MB more than the plan, 5 MB the time before): a
+    // measurement that another process allocated or freed in is taken again, at most 4 times. A leak of
+    // this executable's own is in every measurement.
+    const tries: number[] = [];
+    let m: CudaExecutable['memory'] | undefined;
+    for (let t = 0; t < 4; t++) {
+      cuda.synchronize();
+      const before = cuda.memInfo().free;
+      const exe = new CudaExecutable(graph, program, options, { built });
+      const after = cuda.memInfo().free;
+      m = exe.memory;
+      exe.dispose();
+      tries.push(before - after - m.total);
+      if (before - after >= m.total && before - after - m.total <= MEMORY_SLACK) break;
+    }
+    console.log(`memory: plan ${m!.total} B (parameters ${m!.parameters}, state ${m!.state}, io ${m!.io}, arena ${m!.arena} incl. ${m!.extraBytes} scratch/workspace; ${m!.updatesInPlace} updates in place, ${m!.updatesCopied} copied); measured minus plan, per try: ${tries.join(', ')} B`);
+    const last = tries[tries.length - 1]!;
+    expect(last).toBeGreaterThanOrEqual(0);
+    expect(last).toBeLessThanOrEqual(MEMORY_SLACK);
   });
 });

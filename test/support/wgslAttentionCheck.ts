@@ -42,8 +42,7 @@ export async function checkAttention(backend: Backend, c: AttentionCase, seed: n
   const cf = { ...c, f32: true };
   const g = attentionGraph({ ...cf, grads: true });
   const f = attentionFeeds(cf, seed);
-  // remat off: the tests count the tiled passes of one attention and its gradient (fused remat changes the program around them).
-  const got = await runOnBackend(backend, g, f, 'f32', { remat: 'off' });
+  const got = await runOnBackend(backend, g, f);
   const ref = attentionReference(cf, f);
   const err: Record<string, number> = {};
   for (const o of ATTENTION_OUTS) err[o] = normwise(got[o]!.data, ref[o]!);
