@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { WgslExecutable, wgslBackend } from '../../backends/wgsl/executable.ts';
-import { type SgmVariant, sgmGemmTarget, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
+import { type SgmVariant, sgmGemmTarget, sgmGuardSplit, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
 import { compile } from '../../compiler/compile.ts';
 import { SGM_CANDIDATES, sgmScheduleBytes, wgslGemmTarget } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { roundF16 } from '../../ir/dtype.ts';
@@ -163,4 +163,48 @@ describe('the grouped tile order', () => {
       expect(seen.size, `${gx}x${gy}/${G}`).toBe(gx * gy);
     }
   });
+});
+
+describe('bounds guards only where a tile can cross the matrix edge', () => {
+  const T = { bm: 128, bn: 256, bk: 16 };
+  it('sgmGuardSplit: none where the tile divides m, n, k; k only where it divides m, n; an unguarded interior copy otherwise', () => {
+    expect(sgmGuardSplit(8192, 8192, 8192, T, 'edge')).toEqual({ edge: 'none' });
+    expect(sgmGuardSplit(4096, 4096, 4104, T, 'edge')).toEqual({ edge: 'k' });
+    // LightningDiT-XL/1's fc2 (n = 1152 = 4.5 tiles): 4 of 5 tile columns inside.
+    expect(sgmGuardSplit(16384, 1152, 4608, T, 'edge')).toEqual({ edge: 'all', interior: 'none' });
+    expect(sgmGuardSplit(2000, 2048, 72, { bm: 128, bn: 128, bk: 32 }, 'edge')).toEqual({ edge: 'all', interior: 'k' });
+    // No tile inside along n: one guarded body.
+    expect(sgmGuardSplit(4096, 200, 64, T, 'edge')).toEqual({ edge: 'all' });
+    expect(sgmGuardSplit(8192, 8192, 8192, T, 'always')).toEqual({ edge: 'all' });
+  });
+
+  // [case, the interior test expected in main (undefined: one body), fetch guards left in the interior copy]
+  const CASES: Array<[string, string | undefined, 'none' | 'k' | 'all']> = [
+    ['odd_shapes', 'if (i0 + 64u <= 77u && j0 + 64u <= 131u) {', 'k'], ['big_tile', 'if (i0 + 128u <= 2000u && j0 + 128u <= 2048u) {', 'k'],
+    ['huge_tile', 'if (i0 + 128u <= 2056u && j0 + 256u <= 4096u) {', 'none'], ['aligned_f16', undefined, 'none'], ['k_not_mult_8', 'if (i0 + 64u <= 130u && j0 + 64u <= 96u) {', 'k'],
+  ];
+  it(CASES.map(([c]) => c).join(', '), async () => {
+    const dev = await wgslDevice();
+    for (const [name, test, interior] of CASES) {
+      const c = caseOf(name);
+      const g = gemmGraph(c, 'f16');
+      const sources: string[] = [];
+      await WgslExecutable.create(g, compile(g, { target: TARGET }).program, dev, { reductions: 'serial', gemm: 'simple', subgroupMatrix: true }, (_n, s) => sources.push(s)).then((e) => e.dispose(), () => undefined);
+      const src = sources.find((s) => s.includes('subgroupMatrixMultiplyAccumulate'))!;
+      const main = src.slice(src.indexOf('fn main'));
+      if (!test) {
+        expect(main.includes(' <= '), name).toBe(false);
+        expect(main.includes('vec4<u32>(0u)'), `${name}: no fetch guards`).toBe(false);
+        continue;
+      }
+      expect(main.includes(test), `${name}: ${test}`).toBe(true);
+      const [fast, edge] = main.split('  } else {');
+      expect(edge, name).toBeDefined();
+      // The edge copy tests m|n (i < m or j < n) in its fetches and its stores; the interior copy never does.
+      const mn = new RegExp(`< ${c.m}u|< ${c.n}u|< ${c.m}i`);
+      expect(mn.test(fast!.slice(fast!.indexOf(test) + test.length)), `${name}: interior tests m or n`).toBe(false);
+      expect(mn.test(edge!), `${name}: edge copy tests m or n`).toBe(true);
+      expect(new RegExp(`< ${c.k}u`).test(fast!), `${name}: interior tests k`).toBe(interior === 'k');
+    }
+  }, 120_000);
 });
