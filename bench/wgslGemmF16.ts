@@ -15,7 +15,7 @@
  * fetch and store), `scalar` (the epilogue per element: 16-bit stores as atomic and/or pairs), `g<N>`
  * (tile order groups), `p2` (two K steps loaded ahead), `const` (constant fragment offsets: one switch case per subgroup), `zeros` (inputs left zero, not uploaded), `t<BM>x<BN>x<BK>/<SM>x<SN>[/s1]` (block tile, subgroups per dimension, one
  * workgroup stage), `default` (none); `old` = `k+always+scalar` (the renderer before these choices).
- * Shape `check` (4096×2048×128, the 128×256 tile's shape class) is checked like the small cubes.
+ * A shape argument `NAME:V1;V2` takes its own variants. Shape `check` (4096×2048×128, the 128×256 tile's shape class) is checked like the small cubes.
  * Every executable is compiled first (concurrently), then each timed: wall ms per run of one submission
  * and GPU ms from timestamps (timestamp-query). One JSON line per (shape, precision, variant), then a table.
  */
@@ -31,6 +31,8 @@ import { GEMM_SHAPES } from './gemmShapes.ts';
 
 const SHAPES: Record<string, [number, number, number, 'nn' | 'nt' | 'tn']> = {
   cube256: [256, 256, 256, 'nn'], cube1024: [1024, 1024, 1024, 'nn'], check: [4096, 2048, 128, 'nn'], ...GEMM_SHAPES,
+  // 8192³ with B given as Bᵀ (k-contiguous, as the LightningDiT forward weights): its fragments load column-major.
+  cube8192_nt: [8192, 8192, 8192, 'nt'],
 };
 
 /** A VARIANTS entry: the backend it names (see the file comment). */
@@ -67,7 +69,8 @@ function variantBackend(spec: string): Backend {
   };
 }
 const variants = (process.env.VARIANTS ?? 'default').split(',');
-const names = process.argv.slice(2).length ? process.argv.slice(2) : ['cube8192', 'cube4096', 'cube1024', ...Object.keys(GEMM_SHAPES).filter((s) => !s.startsWith('cube'))];
+// A shape argument `NAME:V1;V2` takes its own variants instead of VARIANTS'.
+const args = process.argv.slice(2).length ? process.argv.slice(2) : ['cube8192', 'cube4096', 'cube1024', ...Object.keys(GEMM_SHAPES).filter((s) => !s.startsWith('cube'))];
 // f16o32: f16 inputs, the f16 matmul's result cast to f32 (stored as f32 words, not as 16-bit halves).
 const precisions = (process.env.PRECISIONS ?? 'f16,f32').split(',') as Array<'f16' | 'f32' | 'f16o32'>;
 const budget = Number(process.env.BUDGET_S ?? 1e9) * 1000;
@@ -96,11 +99,12 @@ type Row = { shape: string; precision: string; variant: string; m: number; n: nu
 type Job = { row: Row; g: Graph; dtype: 'f16' | 'f32'; check: boolean; zeros: boolean; exe?: Promise<WgslExecutable> };
 // Every executable is compiled first, all at once (the driver's pipeline compiles overlap), then timed one by one.
 const jobs: Job[] = [];
-for (const name of names) {
+for (const arg of args) {
+  const [name, own] = arg.split(':') as [string, string | undefined];
   const s = SHAPES[name];
   if (!s) throw new Error(`unknown shape '${name}' (have ${Object.keys(SHAPES).join(', ')})`);
   const [m, n, k, layout] = s;
-  for (const precision of precisions) for (const variant of precision === 'f32' ? ['default'] : variants) {
+  for (const precision of precisions) for (const variant of precision === 'f32' ? ['default'] : own ? own.split(';') : variants) {
     const g = graph(name, m, n, k, layout, precision);
     const check = (n <= 4096 && m <= 4096 && layout === 'nn') || name === 'check';
     // `zeros`: no upload (the buffers stay zero): variants of one shape in seconds, not one 8192² encode each.
