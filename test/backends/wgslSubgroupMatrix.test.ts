@@ -117,7 +117,7 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
     }, 120_000);
 });
 
-describe('the pair epilogue (one store per 32-bit word of a 16-bit result) is rendered exactly where it is valid', () => {
+describe('the pair epilogue (one plain store per 32-bit word of a 16-bit result, no atomic binding) is rendered exactly where it is valid', () => {
   // [case, epi2_ expected]: f16 results with n even take it; n odd (a word would straddle two rows),
   // f32 results (no 16-bit store) and bf16/f16 stores with other index forms do not.
   const CASES: Array<[GemmCase, boolean]> = [
@@ -134,6 +134,8 @@ describe('the pair epilogue (one store per 32-bit word of a 16-bit result) is re
       expect(sgm.includes('epi2_('), c.name).toBe(want);
       // Where it is used, no per-element 16-bit store is left in the kernel's main.
       if (want) expect(sgm.slice(sgm.indexOf('fn main')).includes('epi_('), c.name).toBe(false);
+      // ... and its 16-bit outputs are plain u32 bindings, each word one plain store (no atomics at all).
+      if (want) expect(/atomic/.test(sgm), `${c.name}: atomics`).toBe(false);
     }
   }, 120_000);
 });
