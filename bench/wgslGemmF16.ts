@@ -12,7 +12,7 @@
  * backends/wgsl/gemmSubgroupMatrix.ts SgmVariant's defaults; the schedule rule's tile): `robust` (Tint's
  * bounds clamps on), `norobust` (Dawn's disable_robustness, the default since 2026-12-02), `k` (an
  * m|n-contiguous operand transposed to k-contiguous on its way in), `always` (bounds guards on every
- * fetch and store), `scalar` (the epilogue per element: 16-bit stores as atomic and/or pairs), `g<N>`
+ * fetch and store), `scalar` (the epilogue per element: 16-bit stores as atomic and/or pairs), `atomic` (the pair epilogue's output bound atomic, each word an atomicStore), `g<N>`
  * (tile order groups), `p2` (two K steps loaded ahead), `const` (constant fragment offsets: one switch case per subgroup), `zeros` (inputs left zero, not uploaded), `t<BM>x<BN>x<BK>/<SM>x<SN>[/s1]` (block tile, subgroups per dimension, one
  * workgroup stage), `default` (none); `old` = `k+always+scalar` (the renderer before these choices).
  * A shape argument `NAME:V1;V2` takes its own variants. Shape `check` (4096×2048×128, the 128×256 tile's shape class) is checked like the small cubes.
@@ -47,6 +47,7 @@ function variantBackend(spec: string): Backend {
     else if (tok === 'k') sgm.mnStaging = 'k';
     else if (tok === 'always') sgm.guards = 'always';
     else if (tok === 'scalar') sgm.store = 'scalar';
+    else if (tok === 'atomic') sgm.pairBinding = 'atomic';
     else if (tok === 'old') Object.assign(sgm, { mnStaging: 'k', guards: 'always', store: 'scalar' });
     else if (/^g\d+$/.test(tok)) sgm.group = Number(tok.slice(1));
     else if (tok === 'p2') sgm.prefetch = 2;

@@ -1131,7 +1131,7 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
     let { bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
     // The subgroup-matrix GEMM's pair epilogue writes each 16-bit output word whole, from one invocation:
     // those outputs need no atomic binding (an atomicStore per word costs; bench/RESULTS.md 2026-12-02, s5-sgm).
-    if (k.kind === 'matmul' && opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (opts.sgm?.store ?? 'pairs') === 'pairs') {
+    if (k.kind === 'matmul' && opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (opts.sgm?.store ?? 'pairs') === 'pairs' && opts.sgm?.pairBinding !== 'atomic') {
       const pairs = pairStored(k, p.buffers, (b) => bound.get(b)?.base);
       if (pairs) ({ bindings, bound, atomicBinding } = bindWindows(name, ids, new Set([...atomic].filter((b) => !pairs.has(b))), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
     }

@@ -85,6 +85,11 @@ export interface SgmVariant {
    * 'scalar': the epilogue per element (each 16-bit store an atomic and/or pair).
    */
   readonly store?: 'pairs' | 'scalar';
+  /**
+   * With 'pairs': the 16-bit outputs bound as plain u32 ('plain', default: each word one plain store) or,
+   * as before 2026-12-02 (s5-sgm), as atomic<u32> (each word one atomicStore).
+   */
+  readonly pairBinding?: 'plain' | 'atomic';
   /** Tile order (SgmTile.group); SGM_GROUP by default. */
   readonly group?: number;
   /** K steps loaded ahead into registers (SgmTile.prefetch); 1 by default. */

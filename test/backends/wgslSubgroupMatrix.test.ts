@@ -33,9 +33,9 @@ const matmuls = (c: GemmCase, target = TARGET) => compile(gemmGraph(c, 'f16'), {
 const tileOf = (c: GemmCase, target = TARGET): TileSchedule => matmuls(c, target)[0]!.tile!;
 
 describe('subgroup-matrix schedules in the kernel IR', () => {
-  it('picks the largest block whose tiles fill the device: 128×256×16, 128×128×32 (2×4 subgroups), 64×64×32', () => {
+  it('picks the largest block whose tiles fill the device: 128×256×32 (one stage), 128×128×32 (2×4 subgroups), 64×64×32', () => {
     // 2056×4096: 17·16 = 272 tiles of 128×256; 2000×2048: 16·8 = 128 of them (< 132), 256 of 128².
-    expect(tileOf(caseOf('huge_tile'))).toMatchObject({ block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } });
+    expect(tileOf(caseOf('huge_tile'))).toMatchObject({ block: { m: 128, n: 256, k: 32 }, warps: { m: 2, n: 4 }, stages: 1 });
     const big = tileOf(caseOf('big_tile'));
     expect(big).toMatchObject({ provider: 'tensor-core', block: { m: 128, n: 128, k: 32 }, warps: { m: 2, n: 4 }, stages: 2, source: 'default' });
     expect(big.mma).toEqual({ family: 'subgroup_matrix', m: 16, n: 16, k: 16, ab: 'f16', acc: 'f32', threads: 32 });
@@ -95,7 +95,7 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
   const CASES = ['odd_shapes', 'tAtB', 'castB_tB', 'broadcast_mixed', 'bias_gelu', 'store_bf16', 'adamw_weight_grad', 'big_tile', 'huge_tile', ...ALIGNED_GEMM_CASES.map((c) => c.name)];
   // The renderer's defaults, its other choices (SgmVariant), and a one-stage tile.
   const VARIANTS: Array<{ name: string; sgm?: SgmVariant; stages?: number }> = [
-    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two steps ahead', sgm: { prefetch: 2 } }, { name: 'constant offsets', sgm: { constOffsets: true } }, { name: 'constant offsets, one stage', sgm: { constOffsets: true }, stages: 1 },
+    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two stages', stages: 2 }, { name: 'two steps ahead', sgm: { prefetch: 2 } }, { name: 'constant offsets', sgm: { constOffsets: true } }, { name: 'constant offsets, one stage', sgm: { constOffsets: true }, stages: 1 },
   ];
   for (const v of VARIANTS)
     it(`${v.name}: ${CASES.join(', ')}`, async () => {
@@ -183,7 +183,7 @@ describe('bounds guards only where a tile can cross the matrix edge', () => {
   // [case, the interior test expected in main (undefined: one body), fetch guards left in the interior copy]
   const CASES: Array<[string, string | undefined, 'none' | 'k' | 'all']> = [
     ['odd_shapes', 'if (i0 + 64u <= 77u && j0 + 64u <= 131u) {', 'k'], ['big_tile', 'if (i0 + 128u <= 2000u && j0 + 128u <= 2048u) {', 'k'],
-    ['huge_tile', 'if (i0 + 128u <= 2056u && j0 + 256u <= 4096u) {', 'none'], ['aligned_f16', undefined, 'none'], ['k_not_mult_8', 'if (i0 + 64u <= 130u && j0 + 64u <= 96u) {', 'k'],
+    ['huge_tile', 'if (i0 + 128u <= 2056u && j0 + 256u <= 4096u) {', 'k'], ['aligned_f16', undefined, 'none'], ['k_not_mult_8', 'if (i0 + 64u <= 130u && j0 + 64u <= 96u) {', 'k'],
   ];
   it(CASES.map(([c]) => c).join(', '), async () => {
     const dev = await wgslDevice();
