@@ -16,7 +16,7 @@ from gemm_torch import SHAPES as GEMM_SHAPES, operands, time_matmul  # noqa: E40
 
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
-SHAPES = {"cube1024": (1024, 1024, 1024, "nn"), **GEMM_SHAPES}
+SHAPES = {"cube1024": (1024, 1024, 1024, "nn"), "cube8192_nt": (8192, 8192, 8192, "nt"), **GEMM_SHAPES}
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 wanted = os.environ.get("DTYPES", ",".join(DTYPES)).split(",")
 

@@ -660,21 +660,7 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
  * pair's own: no other invocation writes it), and no 16-bit stored buffer is also read; else undefined.
  */
 function pairEpilogue(g: Gen, k: MatmulKernel, bparams: readonly string[]): string[] | undefined {
-  if (k.n % 2) return undefined;
-  const stored = new Set<number>();
-  for (const s of k.epilogue) {
-    if (s.k === 'let') continue;
-    if (s.k !== 'store') return undefined;
-    if (!is16(g.buffers[s.buf]!.dtype)) continue;
-    const a = s.mode === 'set' ? affine(s.index) : undefined;
-    const base = g.windows.get(s.buf)?.base;
-    if (!a || base === undefined || a.coef.get('j') !== 1 || [...a.coef].some(([n, c]) => n !== 'j' && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
-    stored.add(s.buf);
-  }
-  if (stored.size === 0) return undefined;
-  let readsStored = false;
-  walkStmts(k.epilogue, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
-  if (readsStored) return undefined;
+  if (!pairStored(k, g.buffers, (b) => g.windows.get(b)?.base)) return undefined;
   // epih_: the epilogue of one element with each 16-bit store's half index and bits returned, not stored.
   const pairs: number[] = [];
   g.store16 = (buf, half, bits) => {
@@ -700,6 +686,28 @@ function pairEpilogue(g: Gen, k: MatmulKernel, bparams: readonly string[]): stri
 }
 
 /**
+ * The 16-bit buffers a matmul's epilogue stores where pairEpilogue can render it (the conditions in its
+ * comment; `base`: a buffer's element offset in its binding), else undefined.
+ */
+function pairStored(k: MatmulKernel, buffers: readonly BufferDecl[], base: (buf: number) => number | undefined): Set<number> | undefined {
+  if (k.n % 2) return undefined;
+  const stored = new Set<number>();
+  for (const s of k.epilogue) {
+    if (s.k === 'let') continue;
+    if (s.k !== 'store') return undefined;
+    if (!is16(buffers[s.buf]!.dtype)) continue;
+    const a = s.mode === 'set' ? affine(s.index) : undefined;
+    const b = base(s.buf);
+    if (!a || b === undefined || a.coef.get('j') !== 1 || [...a.coef].some(([n, c]) => n !== 'j' && c % 2 !== 0) || (a.c + b) % 2 !== 0) return undefined;
+    stored.add(s.buf);
+  }
+  if (stored.size === 0) return undefined;
+  let readsStored = false;
+  walkStmts(k.epilogue, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
+  return readsStored ? undefined : stored;
+}
+
+/**
  * Tiled GEMM over operand expressions: a 16×16 workgroup computes a (16·TM)×(16·TN) output tile, each
  * invocation a TM×TN block strided by 16 (coalesced); K advances by BK, both operand tiles staged in
  * workgroup memory. Operand loads and the epilogue are functions (inlined by the driver).
@@ -722,12 +730,16 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   const ot = intAcc ? valueType(k.accDType) : 'f32';
   d.push(`fn lda_(${[...bparams, 'x_i: i32', 'x_p: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.a)}); }`);
   d.push(`fn ldb_(${[...bparams, 'x_p: i32', 'x_j: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.b)}); }`);
-  const epi: string[] = [];
-  g.stmts(k.epilogue, '  ', epi);
-  d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
-  if (c.opts.subgroupMatrix && isSubgroupMatrixKernel(k)) {
-    const pair = (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
-    if (pair) d.push(...pair);
+  const sgm = c.opts.subgroupMatrix && isSubgroupMatrixKernel(k);
+  const pair = sgm && (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
+  if (pair) d.push(...pair);
+  else {
+    // (The subgroup-matrix GEMM with the pair epilogue never calls epi_; its 16-bit outputs are plain bindings there.)
+    const epi: string[] = [];
+    g.stmts(k.epilogue, '  ', epi);
+    d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
+  }
+  if (sgm) {
     return renderSubgroupMatrixMatmul(k, {
       decls: d, bargs, bv, vec4View: c.vec4View, batchLets: (out) => decompose(bv, k.batch, 'i32(bt)', out, '  '), grid: (total) => fold(total, c.limits, c.name),
       ...(pair ? { pair: 'epi2_' } : {}), ...(c.opts.sgm ? { variant: c.opts.sgm } : {}),
@@ -1115,7 +1127,14 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;
     const written = new Set([...a.writes, ...sc]);
-    const { bindings, bound, atomicBinding } = bindWindows(name, ids, atomicBuffers(k, p.buffers), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
+    const atomic = atomicBuffers(k, p.buffers);
+    let { bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
+    // The subgroup-matrix GEMM's pair epilogue writes each 16-bit output word whole, from one invocation:
+    // those outputs need no atomic binding (an atomicStore per word costs; bench/RESULTS.md 2026-12-02, s5-sgm).
+    if (k.kind === 'matmul' && opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (opts.sgm?.store ?? 'pairs') === 'pairs' && opts.sgm?.pairBinding !== 'atomic') {
+      const pairs = pairStored(k, p.buffers, (b) => bound.get(b)?.base);
+      if (pairs) ({ bindings, bound, atomicBinding } = bindWindows(name, ids, new Set([...atomic].filter((b) => !pairs.has(b))), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
+    }
     const g = new Gen(p.buffers, bound);
     const decls: string[] = [];
     // Second bindings of buffers as array<vec4<f32>> (the wide GEMM's operands), each its own window.

@@ -8,6 +8,12 @@
  * Which Vulkan driver Dawn uses is configuration read at the edge: VK_ICD_FILENAMES (vitest.config.ts
  * points it at SwiftShader when no driver is named; `kiln train --backend wgsl` on a machine without a
  * GPU needs it set, as the no-adapter error says).
+ *
+ * Robustness (Tint's bounds clamps on every index, Dawn's default): off by default in Node on a real GPU
+ * adapter (Dawn's `disable_robustness`; 2.5x on the f16 GEMM at 8192³, bench/RESULTS.md), on where the
+ * adapter is a CPU driver (SwiftShader: CI) and in browsers (which cannot turn it off).
+ * KILN_WGSL_ROBUSTNESS=on|off (Node) or the `robustness` option choose it. Safe because every kernel
+ * Kiln generates indexes in bounds by construction: docs/wgsl.md "Robustness" says how each kind does.
  */
 import { KilnError } from '../../ir/errors.ts';
 
@@ -19,9 +25,9 @@ export interface WgslDeviceOptions {
   /** Pretend workgroup memory is at most this large (tests the smaller attention tiles). */
   readonly maxComputeWorkgroupStorageSize?: number;
   /**
-   * false: Dawn's `disable_robustness` toggle (Node only; browsers always clamp): shaders are compiled
-   * without Tint's bounds clamps on every array index. Kiln's kernels index in bounds by construction
-   * (the tests run with clamps on); this is for speed (benchmarks, compile time on SwiftShader).
+   * Tint's bounds clamps on every array index: false: Dawn's `disable_robustness` toggle (Node only;
+   * browsers always clamp). Unset: KILN_WGSL_ROBUSTNESS (on|off) where set, else off on a real GPU
+   * adapter and on on a CPU adapter (SwiftShader) — see wgslRobustness and the file comment.
    */
   readonly robustness?: boolean;
 }
@@ -46,6 +52,32 @@ export interface WgslDevice {
   readonly subgroupMatrixF16: boolean;
   /** The adapter's smallest subgroup size where it has the 'subgroups' feature and says (undefined otherwise). */
   readonly subgroupMinSize?: number;
+  /** Whether shaders run with Tint's bounds clamps (always true in a browser; see wgslRobustness). */
+  readonly robustness: boolean;
+}
+
+/** The environment variable that turns robustness on or off in Node (WgslDeviceOptions.robustness wins). */
+export const ROBUSTNESS_ENV = 'KILN_WGSL_ROBUSTNESS';
+
+/**
+ * Whether a Node device runs with Tint's bounds clamps: the option where given, else ROBUSTNESS_ENV
+ * ('on' | 'off'), else on exactly where the adapter is a CPU driver (SwiftShader: slow anyway, and the
+ * CI's oracle runs keep Dawn's default there) and off on a real GPU (for speed).
+ */
+export function wgslRobustness(option: boolean | undefined, env: string | undefined, cpuAdapter: boolean): boolean {
+  if (option !== undefined) return option;
+  if (env !== undefined && env !== '') {
+    if (env === 'on') return true;
+    if (env === 'off') return false;
+    throw new KilnError(`${ROBUSTNESS_ENV}=${JSON.stringify(env)}: want 'on' or 'off'`);
+  }
+  return cpuAdapter;
+}
+
+/** A CPU (software) adapter: SwiftShader, or whatever the adapter calls a fallback adapter. */
+export function isCpuAdapter(info: GPUAdapterInfo): boolean {
+  const i = info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  return Boolean(i.isFallbackAdapter) || /swiftshader|llvmpipe|lavapipe/i.test([info.vendor, info.architecture, info.device, info.description].join(' '));
 }
 
 export const DAWN_TOGGLES = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia', 'disable-dawn-features=timestamp_quantization'];
@@ -68,9 +100,11 @@ export function hasSubgroupMatrixF16(features: ReadonlySet<string> | GPUSupporte
 
 const nodeGpus = new Map<string, Promise<GPU>>();
 
+const browserGpu = (): GPU | undefined => (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+
 async function gpuEntry(robustness: boolean): Promise<{ gpu: GPU; where: string }> {
-  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, where: 'navigator.gpu' };
+  const nav = browserGpu();
+  if (nav) return { gpu: nav, where: 'navigator.gpu' };
   const flags = dawnFlags(robustness);
   let g = nodeGpus.get(flags.join(' '));
   if (!g) {
@@ -99,8 +133,19 @@ export function wgslDevice(opts: WgslDeviceOptions = {}): Promise<WgslDevice> {
 }
 
 async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
-  const { gpu, where } = await gpuEntry(opts.robustness ?? true);
-  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  // Node: the adapter is found with Dawn's defaults (robustness on); where robustness is to be off, the
+  // same adapter again from an instance with disable_robustness (an instance flag in Dawn).
+  const env = typeof process === 'undefined' ? undefined : process.env?.[ROBUSTNESS_ENV];
+  let { gpu, where } = await gpuEntry(opts.robustness ?? true);
+  let adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  let robustness = true;
+  if (adapter && !browserGpu() && !wgslRobustness(opts.robustness, env, isCpuAdapter(adapter.info))) {
+    robustness = false;
+    if (opts.robustness !== false) {
+      ({ gpu, where } = await gpuEntry(false));
+      adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+    }
+  }
   if (!adapter) {
     throw new KilnError(
       `wgsl: no WebGPU adapter: tried ${where} (in Node, Dawn's Vulkan backend finds drivers through VK_ICD_FILENAMES / VK_DRIVER_FILES). Without a GPU, install SwiftShader's Vulkan driver (Debian: ` +
@@ -134,6 +179,7 @@ async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
       maxBufferSize: L.maxBufferSize,
     },
     subgroupMatrixF16: hasSubgroupMatrixF16(device.features, info),
+    robustness,
     ...(device.features.has('subgroups') && typeof (info as { subgroupMinSize?: number }).subgroupMinSize === 'number' ? { subgroupMinSize: (info as { subgroupMinSize?: number }).subgroupMinSize } : {}),
   };
 }

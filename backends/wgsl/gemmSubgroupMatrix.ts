@@ -18,7 +18,8 @@
  * fused epilogue on 4 pairs of adjacent elements (WGSL has no subgroup-scope memory barrier: workgroup
  * barriers, reached uniformly by every subgroup): `epi2_` where codegen.ts could render it (each 16-bit
  * result word written whole, one plain store), else `epi_` per element.
- * Where m, n and k are multiples of the tile no fetch or store has a bounds guard. The choices that are
+ * Where m, n and k are multiples of the tile no fetch or store has a bounds guard; otherwise only the
+ * edge tiles test m and n (a second, unguarded copy of the body serves the interior: sgmGuardSplit). The choices that are
  * not the kernel IR's tile (SgmVariant) were measured one by one against the probe at 8192³
  * (bench/wgslGemmF16.ts VARIANTS, bench/RESULTS.md).
  */
@@ -72,7 +73,11 @@ export const SGM_GROUP = 8;
 export interface SgmVariant {
   /** An m|n-contiguous operand staged in its own layout ('native') or transposed to k-contiguous on its way in ('k'). */
   readonly mnStaging?: 'native' | 'k';
-  /** Bounds guards on operand fetches and result stores: 'edge': none where m, n and k are multiples of the tile; 'always'. */
+  /**
+   * Bounds guards on operand fetches and result stores: 'edge': only where a tile can cross the matrix
+   * edge (none where m, n and k are multiples of the tile; otherwise the tiles inside along m and n run
+   * an unguarded copy of the body, testing k only where k is not a multiple of bk: sgmGuardSplit); 'always'.
+   */
   readonly guards?: 'edge' | 'always';
   /**
    * A 16-bit result: 'pairs': one invocation computes two adjacent outputs and writes each 16-bit store's
@@ -80,6 +85,11 @@ export interface SgmVariant {
    * 'scalar': the epilogue per element (each 16-bit store an atomic and/or pair).
    */
   readonly store?: 'pairs' | 'scalar';
+  /**
+   * With 'pairs': the 16-bit outputs bound as plain u32 ('plain', default: each word one plain store) or,
+   * as before 2026-12-02 (s5-sgm), as atomic<u32> (each word one atomicStore).
+   */
+  readonly pairBinding?: 'plain' | 'atomic';
   /** Tile order (SgmTile.group); SGM_GROUP by default. */
   readonly group?: number;
   /** K steps loaded ahead into registers (SgmTile.prefetch); 1 by default. */
@@ -414,6 +424,23 @@ export function isSubgroupMatrixKernel(k: MatmulKernel): boolean {
   return k.tile?.mma?.family === SUBGROUP_MATRIX_FAMILY && k.tile.provider === 'tensor-core' && k.accDType === 'f32' && k.a.dtype === 'f16' && k.b.dtype === 'f16';
 }
 
+/** The bounds an operand fetch tests: none, k only, or m|n and k. */
+export type FetchGuard = 'none' | 'k' | 'all';
+
+/**
+ * How a GEMM of m×n×k on tile `t` is guarded: `edge`, the fetch guard of every tile when `interior` is
+ * undefined (one body: 'none' where the tile divides m, n and k, 'all' otherwise), else of the edge
+ * tiles only, `interior` that of the tiles inside the matrices along m and n (two bodies: 'none' where
+ * the tile divides k, else 'k'). SgmVariant.guards 'always': one body, every guard.
+ */
+export function sgmGuardSplit(m: number, n: number, k: number, t: Pick<SgmTile, 'bm' | 'bn' | 'bk'>, guards: 'edge' | 'always'): { edge: FetchGuard; interior?: FetchGuard } {
+  if (guards === 'always') return { edge: 'all' };
+  if (m % t.bm === 0 && n % t.bn === 0) return { edge: k % t.bk === 0 ? 'none' : 'k' };
+  // No tile lies inside along m or n: one guarded body.
+  if (m < t.bm || n < t.bn) return { edge: 'all' };
+  return { edge: 'all', interior: k % t.bk === 0 ? 'none' : 'k' };
+}
+
 /** The SgmTile a kernel-IR schedule describes ('scalar' staging: it takes every operand expression and shape). */
 export function sgmTileOf(s: TileSchedule, v: SgmVariant = {}): SgmTile {
   return { bm: s.block.m, bn: s.block.n, bk: s.block.k, wm: s.block.m / s.warps.m, wn: s.block.n / s.warps.n, staging: 'scalar', smem: v.mnStaging ?? 'native', group: v.group ?? SGM_GROUP, stages: s.stages === 1 ? 1 : 2, prefetch: v.prefetch ?? 1, constOffsets: v.constOffsets ?? false };
@@ -451,18 +478,30 @@ export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext)
   const gx = Math.ceil(k.n / t.bn), gy = Math.ceil(k.m / t.bm);
   const total = gx * gy * batch;
   const w = c.grid(total);
-  const inside = (v.guards ?? 'edge') === 'edge' && k.m % t.bm === 0 && k.n % t.bn === 0 && k.k % t.bk === 0;
-  const fetch = (which: 'a' | 'b') => operandFetch(k, which, s.a, s.b, c, inside);
   const pairName = (v.store ?? 'pairs') === 'pairs' ? c.pair : undefined;
-  const io: SgmIo = {
-    m: k.m, n: k.n, k: k.k, aMajor: s.a.major, bMajor: s.b.major, inside,
-    fetchA8: fetch('a'), fetchB8: ((f) => (d: string, p: string, j: string) => f(d, j, p))(fetch('b')),
-    out: {
-      kind: 'epilogue', call: (i, j, acc) => `epi_(${[...c.bargs, i, j, acc].join(', ')});`,
-      ...(pairName ? { pair: (i: string, j: string, a0: string, a1: string) => `${pairName}(${[...c.bargs, i, j, a0, a1].join(', ')});` } : {}),
-    },
+  // guard: which bounds the operand fetches test ('none': m, n and k; 'k': only k, the tile being inside
+  // along m and n; 'all'); `inside`: the result stores need no test.
+  const ioWith = (guard: FetchGuard, inside: boolean): SgmIo => {
+    const fetch = (which: 'a' | 'b') => operandFetch(k, which, s.a, s.b, c, guard);
+    return {
+      m: k.m, n: k.n, k: k.k, aMajor: s.a.major, bMajor: s.b.major, inside,
+      fetchA8: fetch('a'), fetchB8: ((f) => (d: string, p: string, j: string) => f(d, j, p))(fetch('b')),
+      out: {
+        kind: 'epilogue', call: (i, j, acc) => `epi_(${[...c.bargs, i, j, acc].join(', ')});`,
+        ...(pairName ? { pair: (i: string, j: string, a0: string, a1: string) => `${pairName}(${[...c.bargs, i, j, a0, a1].join(', ')});` } : {}),
+      },
+    };
   };
-  const { decls, body } = sgmGemm(t, io);
+  const split = sgmGuardSplit(k.m, k.n, k.k, t, v.guards ?? 'edge');
+  let decls: string[], body: string[];
+  if (split.interior === undefined) ({ decls, body } = sgmGemm(t, ioWith(split.edge, split.edge !== 'all')));
+  else {
+    // Interior tiles (inside the matrices along m and n) without the m/n tests, edge tiles with all of
+    // them: the branch is uniform (the tile origin comes from workgroup_id), so its barriers are too.
+    const fast = sgmGemm(t, ioWith(split.interior, true)), edge = sgmGemm(t, ioWith('all', false));
+    decls = fast.decls;
+    body = [`  if (i0 + ${t.bm}u <= ${k.m}u && j0 + ${t.bn}u <= ${k.n}u) {`, ...fast.body.map((l) => `  ${l}`), '  } else {', ...edge.body.map((l) => `  ${l}`), '  }'];
+  }
   c.decls.push(...SGM_ENABLES, ...decls);
   const out = [
     `@compute @workgroup_size(${sgmThreads(t)}, 1, 1)`,
@@ -481,12 +520,13 @@ export function renderSubgroupMatrixMatmul(k: MatmulKernel, c: SgmRenderContext)
  * Statements loading 8 halves of operand `which` into vec4<u32> `dst`, from (mn, p) along its
  * contiguous dimension (mn = i for a, j for b; u32 expressions), zero outside the matrix.
  */
-function operandFetch(k: MatmulKernel, which: 'a' | 'b', pa: OperandPlan, pb: OperandPlan, c: SgmRenderContext, always: boolean): (dst: string, mn: string, p: string) => string {
+function operandFetch(k: MatmulKernel, which: 'a' | 'b', pa: OperandPlan, pb: OperandPlan, c: SgmRenderContext, guard: FetchGuard): (dst: string, mn: string, p: string) => string {
   const plan = which === 'a' ? pa : pb;
   const e = which === 'a' ? k.a : k.b;
   const ext = which === 'a' ? k.m : k.n;
   const mnVar = which === 'a' ? 'i' : 'j';
-  const inside = (mn: string, p: string) => (always ? 'true' : `${mn} < ${ext}u && ${p} < ${k.k}u`);
+  const always = guard === 'none';
+  const inside = (mn: string, p: string) => (guard === 'k' ? `${p} < ${k.k}u` : `${mn} < ${ext}u && ${p} < ${k.k}u`);
   const aff = e.k === 'load' ? affine(e.index) : undefined;
   const view = plan.staging === 'async' && e.k === 'load' && aff ? c.vec4View?.(e.buf) : undefined;
   if (view && aff) {

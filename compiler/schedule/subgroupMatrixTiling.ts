@@ -6,11 +6,12 @@
  * calls chooseSubgroupMatrixTile when the target's instruction is a subgroup matrix), so the decision
  * is in the kernel IR (`kiln compile --kernels`) and testable without a GPU.
  *
- * Rule: the instruction is f16×f16→f32 16×16×16 on 32-lane subgroups; two stages (register prefetch
- * of the next K step + double-buffered workgroup tiles), plus a 16×16 f32 epilogue scratch per
- * subgroup, within the device's workgroup memory. The block is the first candidate that gives at least
- * one wave of workgroups (`processors`) and fits: 128×256×16 with 8 subgroups of 64×64, then
- * 128×128×32 with 8 subgroups of 64×32, then 64×64×32 with 4 subgroups of 32×32 (SGM_CANDIDATES).
+ * Rule: the instruction is f16×f16→f32 16×16×16 on 32-lane subgroups; register prefetch of the next K
+ * step, workgroup tiles double buffered or (the largest tile) single, plus a 16×16 f32 epilogue scratch
+ * per subgroup, within the device's workgroup memory. The block is the first candidate that gives at least
+ * one wave of workgroups (`processors`) and fits: 128×256×32 with 8 subgroups of 64×64 in one stage
+ * (one workgroup buffer, a second barrier after the multiplies), then 128×128×32 with 8 subgroups of
+ * 64×32, then 64×64×32 with 4 subgroups of 32×32 (SGM_CANDIDATES; two stages).
  */
 import { SMEM_PAD, SUBGROUP_MATRIX_FAMILY } from '../../ir/kernel/tile.ts';
 import type { FragmentShape, MatmulKernel, MmaInstr, OperandPlan, TileSchedule } from '../../ir/kernel/types.ts';
@@ -40,7 +41,10 @@ export function wgslGemmTarget(workgroupBytes: number, processors = 132): GemmTa
  * RESULTS.md, fourth session, window 1: each difference measured).
  */
 export const SGM_CANDIDATES: ReadonlyArray<{ block: FragmentShape; warps: { m: number; n: number }; stages?: 1 | 2 }> = [
-  { block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } },
+  // One stage, bk 32 (two barriers per step of 32: the same barriers per k as two stages of 16, twice the
+  // multiplies between them): 217.3 and 217.8 TFLOP/s at 8192³ where two stages of 16 gave 203.2 and 200.0
+  // (bench/RESULTS.md, 2026-12-02, fourth session window 2 and s5-sgm window 1).
+  { block: { m: 128, n: 256, k: 32 }, warps: { m: 2, n: 4 }, stages: 1 },
   { block: { m: 128, n: 128, k: 32 }, warps: { m: 2, n: 4 } },
   { block: { m: 64, n: 64, k: 32 }, warps: { m: 2, n: 2 } },
 ];

@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { wgslDevice } from '../../backends/wgsl/device.ts';
 import { WgslExecutable, wgslBackend } from '../../backends/wgsl/executable.ts';
-import { type SgmVariant, sgmGemmTarget, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
+import { type SgmVariant, sgmGemmTarget, sgmGuardSplit, sgmTileOrigin } from '../../backends/wgsl/gemmSubgroupMatrix.ts';
 import { compile } from '../../compiler/compile.ts';
 import { SGM_CANDIDATES, sgmScheduleBytes, wgslGemmTarget } from '../../compiler/schedule/subgroupMatrixTiling.ts';
 import { roundF16 } from '../../ir/dtype.ts';
@@ -33,9 +33,9 @@ const matmuls = (c: GemmCase, target = TARGET) => compile(gemmGraph(c, 'f16'), {
 const tileOf = (c: GemmCase, target = TARGET): TileSchedule => matmuls(c, target)[0]!.tile!;
 
 describe('subgroup-matrix schedules in the kernel IR', () => {
-  it('picks the largest block whose tiles fill the device: 128×256×16, 128×128×32 (2×4 subgroups), 64×64×32', () => {
+  it('picks the largest block whose tiles fill the device: 128×256×32 (one stage), 128×128×32 (2×4 subgroups), 64×64×32', () => {
     // 2056×4096: 17·16 = 272 tiles of 128×256; 2000×2048: 16·8 = 128 of them (< 132), 256 of 128².
-    expect(tileOf(caseOf('huge_tile'))).toMatchObject({ block: { m: 128, n: 256, k: 16 }, warps: { m: 2, n: 4 } });
+    expect(tileOf(caseOf('huge_tile'))).toMatchObject({ block: { m: 128, n: 256, k: 32 }, warps: { m: 2, n: 4 }, stages: 1 });
     const big = tileOf(caseOf('big_tile'));
     expect(big).toMatchObject({ provider: 'tensor-core', block: { m: 128, n: 128, k: 32 }, warps: { m: 2, n: 4 }, stages: 2, source: 'default' });
     expect(big.mma).toEqual({ family: 'subgroup_matrix', m: 16, n: 16, k: 16, ab: 'f16', acc: 'f32', threads: 32 });
@@ -95,7 +95,7 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
   const CASES = ['odd_shapes', 'tAtB', 'castB_tB', 'broadcast_mixed', 'bias_gelu', 'store_bf16', 'adamw_weight_grad', 'big_tile', 'huge_tile', ...ALIGNED_GEMM_CASES.map((c) => c.name)];
   // The renderer's defaults, its other choices (SgmVariant), and a one-stage tile.
   const VARIANTS: Array<{ name: string; sgm?: SgmVariant; stages?: number }> = [
-    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two steps ahead', sgm: { prefetch: 2 } }, { name: 'constant offsets', sgm: { constOffsets: true } }, { name: 'constant offsets, one stage', sgm: { constOffsets: true }, stages: 1 },
+    { name: 'default' }, { name: 'old', sgm: { mnStaging: 'k', guards: 'always', store: 'scalar', group: 1 } }, { name: 'one stage', stages: 1 }, { name: 'two stages', stages: 2 }, { name: 'two steps ahead', sgm: { prefetch: 2 } }, { name: 'constant offsets', sgm: { constOffsets: true } }, { name: 'constant offsets, one stage', sgm: { constOffsets: true }, stages: 1 },
   ];
   for (const v of VARIANTS)
     it(`${v.name}: ${CASES.join(', ')}`, async () => {
@@ -117,7 +117,7 @@ describe('the subgroup-matrix WGSL parses (SwiftShader stops at the extension, a
     }, 120_000);
 });
 
-describe('the pair epilogue (one store per 32-bit word of a 16-bit result) is rendered exactly where it is valid', () => {
+describe('the pair epilogue (one plain store per 32-bit word of a 16-bit result, no atomic binding) is rendered exactly where it is valid', () => {
   // [case, epi2_ expected]: f16 results with n even take it; n odd (a word would straddle two rows),
   // f32 results (no 16-bit store) and bf16/f16 stores with other index forms do not.
   const CASES: Array<[GemmCase, boolean]> = [
@@ -134,6 +134,8 @@ describe('the pair epilogue (one store per 32-bit word of a 16-bit result) is re
       expect(sgm.includes('epi2_('), c.name).toBe(want);
       // Where it is used, no per-element 16-bit store is left in the kernel's main.
       if (want) expect(sgm.slice(sgm.indexOf('fn main')).includes('epi_('), c.name).toBe(false);
+      // ... and its 16-bit outputs are plain u32 bindings, each word one plain store (no atomics at all).
+      if (want) expect(/atomic/.test(sgm), `${c.name}: atomics`).toBe(false);
     }
   }, 120_000);
 });
@@ -163,4 +165,48 @@ describe('the grouped tile order', () => {
       expect(seen.size, `${gx}x${gy}/${G}`).toBe(gx * gy);
     }
   });
+});
+
+describe('bounds guards only where a tile can cross the matrix edge', () => {
+  const T = { bm: 128, bn: 256, bk: 16 };
+  it('sgmGuardSplit: none where the tile divides m, n, k; k only where it divides m, n; an unguarded interior copy otherwise', () => {
+    expect(sgmGuardSplit(8192, 8192, 8192, T, 'edge')).toEqual({ edge: 'none' });
+    expect(sgmGuardSplit(4096, 4096, 4104, T, 'edge')).toEqual({ edge: 'k' });
+    // LightningDiT-XL/1's fc2 (n = 1152 = 4.5 tiles): 4 of 5 tile columns inside.
+    expect(sgmGuardSplit(16384, 1152, 4608, T, 'edge')).toEqual({ edge: 'all', interior: 'none' });
+    expect(sgmGuardSplit(2000, 2048, 72, { bm: 128, bn: 128, bk: 32 }, 'edge')).toEqual({ edge: 'all', interior: 'k' });
+    // No tile inside along n: one guarded body.
+    expect(sgmGuardSplit(4096, 200, 64, T, 'edge')).toEqual({ edge: 'all' });
+    expect(sgmGuardSplit(8192, 8192, 8192, T, 'always')).toEqual({ edge: 'all' });
+  });
+
+  // [case, the interior test expected in main (undefined: one body), fetch guards left in the interior copy]
+  const CASES: Array<[string, string | undefined, 'none' | 'k' | 'all']> = [
+    ['odd_shapes', 'if (i0 + 64u <= 77u && j0 + 64u <= 131u) {', 'k'], ['big_tile', 'if (i0 + 128u <= 2000u && j0 + 128u <= 2048u) {', 'k'],
+    ['huge_tile', 'if (i0 + 128u <= 2056u && j0 + 256u <= 4096u) {', 'k'], ['aligned_f16', undefined, 'none'], ['k_not_mult_8', 'if (i0 + 64u <= 130u && j0 + 64u <= 96u) {', 'k'],
+  ];
+  it(CASES.map(([c]) => c).join(', '), async () => {
+    const dev = await wgslDevice();
+    for (const [name, test, interior] of CASES) {
+      const c = caseOf(name);
+      const g = gemmGraph(c, 'f16');
+      const sources: string[] = [];
+      await WgslExecutable.create(g, compile(g, { target: TARGET }).program, dev, { reductions: 'serial', gemm: 'simple', subgroupMatrix: true }, (_n, s) => sources.push(s)).then((e) => e.dispose(), () => undefined);
+      const src = sources.find((s) => s.includes('subgroupMatrixMultiplyAccumulate'))!;
+      const main = src.slice(src.indexOf('fn main'));
+      if (!test) {
+        expect(main.includes(' <= '), name).toBe(false);
+        expect(main.includes('vec4<u32>(0u)'), `${name}: no fetch guards`).toBe(false);
+        continue;
+      }
+      expect(main.includes(test), `${name}: ${test}`).toBe(true);
+      const [fast, edge] = main.split('  } else {');
+      expect(edge, name).toBeDefined();
+      // The edge copy tests m|n (i < m or j < n) in its fetches and its stores; the interior copy never does.
+      const mn = new RegExp(`< ${c.m}u|< ${c.n}u|< ${c.m}i`);
+      expect(mn.test(fast!.slice(fast!.indexOf(test) + test.length)), `${name}: interior tests m or n`).toBe(false);
+      expect(mn.test(edge!), `${name}: edge copy tests m or n`).toBe(true);
+      expect(new RegExp(`< ${c.k}u`).test(fast!), `${name}: interior tests k`).toBe(interior === 'k');
+    }
+  }, 120_000);
 });
