@@ -355,9 +355,9 @@ def decode(fae, latents, stats):
 # ─────────────────────────────── the pipeline ───────────────────────────────
 
 
-def train_dit(norm, latents, dev):
+def train_dit(norm, latents, dev, seed=5):
     """LightningDiT on normalized FAE latents (jobs/lightningdit-fae.json): (model, loss, optimizer settings, schedule(total))."""
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     dit = make_dit().to(dev)
     ema = Ema(dit, 0.9999)
 
