@@ -7,7 +7,8 @@
 # One FAE (Kiln's: ENC, IA, FT, e.g. a window's chain output), so the generators and their samplers are compared
 # on the same latents, decoded by the same decoders and scored by the same code:
 #  1. PARITY=1: the job's LightningDiT training step, Kiln (cuda, bf16) against PyTorch (cuda, bf16 autocast) on
-#     identical weights, batches, noise, times and dropped labels (bench/ditStepParity.ts, dit_step_parity_torch.py);
+#     identical weights, batches, noise, times and dropped labels (bench/ditStepParity.ts, dit_step_parity_torch.py),
+#     and the step's in-graph draws on cuda (bench/flowNoiseCheck.ts);
 #  2. Kiln's classifier (jobs/fashion-classifier.json) for the accuracy on samples;
 #  3. Kiln's lightningdit-fae on the FAE's latents, one run per seed of KSEEDS (`--set seed=S`: initial weights,
 #     batch order, Philox noise), and PyTorch's (bench/fae_dit_swap.py train) per seed of TSEEDS, STEPS steps
@@ -39,6 +40,7 @@ SPEC='{"kind":"lightningdit","size":"S/1","config":{"inputSize":7,"inChannels":4
 if [ "$PARITY" = 1 ]; then
   ( run parity-kiln 60 tsx bench/ditStepParity.ts --backend cuda --batch 128 --steps 30 --out "$R/parity" &&
     run parity-torch 40 python3 bench/dit_step_parity_torch.py "$R/parity"
+    run noise 40 tsx bench/flowNoiseCheck.ts --backend cuda --batch 128 --steps 4
     cp "$R"/parity/*.json "$OUT/" 2>/dev/null ) &
 fi
 run classifier 60 node cli/bin.mjs train fashion-classifier --backend cuda --steps 6000 --out "$R/classifier" &
@@ -82,6 +84,7 @@ for d in "$R"/kiln-dit* "$R"/classifier; do [ -d "$d" ] && mkdir -p "$OUT/runs/$
 for d in "$R"/torch-dit*; do [ -d "$d" ] && mkdir -p "$OUT/runs/$(basename "$d")" && cp "$d"/losses.json "$d"/latent_stats.json "$OUT/runs/$(basename "$d")/" 2>/dev/null; done
 rm -f "$S"/*.safetensors
 echo "== step parity"; sed -n '/^step/,$p' "$L/parity-torch.log" 2>/dev/null | tail -8
+echo "== in-graph draws"; grep '^step' "$L/noise.log" 2>/dev/null
 echo "== kiln eval fd"; for f in "$L"/fd-*.log; do [ -f "$f" ] && echo "$(basename "$f" .log) $(grep '^{' "$f" | tail -1)"; done
 echo "== swap"; cat "$OUT/swap.md"
 echo "== times"; cat "$OUT/times.txt"
