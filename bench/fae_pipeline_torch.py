@@ -355,9 +355,9 @@ def decode(fae, latents, stats):
 # ─────────────────────────────── the pipeline ───────────────────────────────
 
 
-def train_dit(norm, latents, dev):
+def train_dit(norm, latents, dev, seed=5):
     """LightningDiT on normalized FAE latents (jobs/lightningdit-fae.json): (model, loss, optimizer settings, schedule(total))."""
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     dit = make_dit().to(dev)
     ema = Ema(dit, 0.9999)
 
@@ -414,6 +414,7 @@ def main():
     ap.add_argument("--curve-every", type=int, default=0, help="LightningDiT: keep its weights every K steps; FD of each (item 3's curve, as Kiln's CURVES=1)")
     ap.add_argument("--curve-count", type=int, default=500, help="samples per curve point (no guidance)")
     ap.add_argument("--curve-steps", type=int, default=25, help="Euler grid points per curve sample")
+    ap.add_argument("--export-fae", default=None, help="write the trained FAE as Kiln-readable checkpoints DIR/ia (adapter, feature decoder) and DIR/ft (pixel decoder)")
     ap.add_argument("--state-in", default=None, help="(internal) stage Ia's state and latent stats: train only --only")
     ap.add_argument("--only", default=None, choices=list(GENERATORS), help="(internal) train only this generator, save its weights")
     a = ap.parse_args()
@@ -513,6 +514,17 @@ def main():
         stats = (z0.mean(dim=(0, 2, 3)), z0.std(dim=(0, 2, 3), unbiased=False).clamp(min=1e-6))
     norm = lambda z: (z - stats[0].view(1, -1, 1, 1)) / stats[1].view(1, -1, 1, 1)  # noqa: E731
 
+    def export_fae(sub, prefixes):  # a Kiln-readable checkpoint (the same keys) of these FAE parts: --export-fae DIR/sub/model.safetensors
+        from safetensors.torch import save_file
+        d = Path(a.export_fae) / sub
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in fae.state_dict().items() if k.startswith(prefixes)}, str(d / "model.tmp"))
+        os.replace(d / "model.tmp", d / "model.safetensors")  # whole or absent: a reader may be waiting for it
+        log(f"FAE parts {', '.join(prefixes)} exported to {d}")
+
+    if a.export_fae and not a.state_in:
+        export_fae("ia", ("adapter.", "feature_decoder."))
+
     def train_generator(name):
         """Train one generator (GENERATORS[name]) on the latents; its metrics go to res["stages"][name]."""
         steps, total = steps_of(name)
@@ -583,6 +595,9 @@ def main():
     res["fae"] = {"psnr": m_psnr, "ssim": m_ssim, "probe_raw": p_raw, "probe_reconstructed": p_rec, "probe_train": a.probe_train, "seconds": time.perf_counter() - t0}
     log(f"FAE: PSNR {m_psnr:.2f} dB, SSIM {m_ssim:.4f}; probe raw {100 * p_raw:.2f}%, reconstructed {100 * p_rec:.2f}%")
     save()
+
+    if a.export_fae:
+        export_fae("ft", ("pixel_decoder.",))
 
     N = a.count
     real = pooled(enc, xte_all[: 2 * N].to(dev))
