@@ -1,0 +1,96 @@
+/**
+ * @file The WGSL tiled flash attention on the GPU machine (`tsx bench/wgslAttention.ts`), f32 operands: PARTS
+ * (comma list, in order)
+ *  - check: y, dQ, dK, dV against the f64 reference (test/support/wgslAttentionCheck.ts) at CHECK_CASES
+ *    (dim:seq[:causal];…, default a head dim 64, 72 and 128 case each, lengths that end in a partial tile), with the
+ *    adapter's tiles and softmax, or ATTN_VARIANTS' first variant;
+ *  - attn: forward (y only) and forward + backward (y and dQ, dK, dV of Σ y·cot) at ATTN_SHAPES
+ *    (B,H,S,D[,causal];…) for each of ATTN_VARIANTS (`;`-separated; `default` = attentionTiling.ts's choice,
+ *    else `name=pass:RxC[xG],…` with pass forward|dq|dkv, R×C the score tile and G its invocation rows:
+ *    WorkgroupAttentionTile.threadRows; passes not named keep the default).
+ * Times from GPU timestamps around one submission of 2..20 runs (bench/wgslTiming.ts; wall clock beside
+ * them), ROBUSTNESS=off turns Dawn's bounds clamps off. One JSON line per measurement on stdout
+ * (`{"bench":"wgslAttention",…}`), progress on stderr. TFLOP/s count 4·B·H·S²·D for the forward and 3.5×
+ * that for forward + backward (halved when causal), as bench/wgsl_kernels_torch.py does for PyTorch.
+ */
+import { type WgslExecutable, wgslBackendWith } from '../backends/wgsl/executable.ts';
+import type { WorkgroupAttentionPass, WorkgroupAttentionTile } from '../backends/wgsl/attentionTiling.ts';
+import { compileOn } from '../runtime/compile.ts';
+import { type AttentionCase, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
+import { checkAttention } from '../test/support/wgslAttentionCheck.ts';
+import { log, patternFeeds, pipelineProgress, timeExe } from './wgslTiming.ts';
+
+type Tiles = Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
+const emit = (o: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'wgslAttention', ...o }));
+const parts = (process.env.PARTS ?? 'check,attn').split(',');
+const robustness = process.env.ROBUSTNESS !== 'off';
+
+/** `name=forward:64x32x16,dq:32x32x8` → [name, tiles]; `default` → no overrides. */
+function parseVariant(spec: string): [string, Tiles] {
+  if (spec === 'default') return ['default', {}];
+  const [name, list] = spec.split('=') as [string, string | undefined];
+  const tiles: Tiles = {};
+  for (const item of (list ?? '').split(',').filter(Boolean)) {
+    const [pass, dims] = item.split(':') as [WorkgroupAttentionPass, string];
+    const [rows, cols, threadRows] = dims.split('x').map(Number) as [number, number, number | undefined];
+    if (!['forward', 'dq', 'dkv'].includes(pass) || !rows || !cols) throw new Error(`ATTN_VARIANTS: bad tile '${item}' in '${spec}' (pass:RxC[xG])`);
+    tiles[pass] = { rows, cols, ...(threadRows ? { threadRows } : {}) };
+  }
+  return [name, tiles];
+}
+const variants = (process.env.ATTN_VARIANTS ?? 'default').split(';').filter(Boolean).map(parseVariant);
+
+/** The workgroup sizes of the tiled passes of the sources compiled (a tiled pass declares `Ks`). */
+const passSizes = (sources: string[]) => sources.filter((s) => s.includes('var<workgroup> Ks')).map((s) => Number(s.match(/@workgroup_size\((\d+)/)?.[1]));
+
+if (parts.includes('check')) {
+  const [vname, tiles] = variants[0]!;
+  const be = wgslBackendWith({ robustness, ...(Object.keys(tiles).length ? { attentionTiles: tiles } : {}) });
+  const dev = await be.device();
+  log(`check (${vname}) on ${dev.adapterInfo}, workgroup memory ${dev.limits.maxComputeWorkgroupStorageSize} B, subgroups ${dev.subgroupMinSize}`);
+  const bad: string[] = [];
+  for (const [i, spec] of (process.env.CHECK_CASES ?? '64:255:causal;72:256;128:255').split(';').entries()) {
+    const [dim, seq, causal] = [Number(spec.split(':')[0]), Number(spec.split(':')[1]), spec.split(':')[2] === 'causal'];
+    const c: AttentionCase = seq > 17 ? { batch: 1, heads: 2, seq, dim, causal, layout: i % 2 ? 'bhsd' : 'bshd' } : { batch: 2, heads: 3, seq, dim, causal, layout: 'bshd' };
+    const t0 = performance.now();
+    const { err, refVsCpu } = await checkAttention(be, c, dim * 1000 + seq + (causal ? 7 : 0), seq <= 17);
+    const worst = Math.max(...Object.values(err), refVsCpu ?? 0);
+    if (!(worst <= 1e-4)) bad.push(caseName(c));
+    log(`check ${caseName(c)}: worst ${worst.toExponential(2)} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    emit({ part: 'check', variant: vname, case: caseName(c), ...err, refVsCpu, ok: worst <= 1e-4 });
+  }
+  log(`check: ${bad.length ? `FAILED ${bad.join('; ')}` : 'all within 1e-4'}`);
+}
+
+if (parts.includes('attn')) {
+  const shapes = (process.env.ATTN_SHAPES ?? '32,16,256,72;16,12,256,64').split(';').map((s) => {
+    const p = s.split(',');
+    return { batch: +p[0]!, heads: +p[1]!, seq: +p[2]!, dim: +p[3]!, causal: p[4] === 'causal' } as AttentionCase;
+  });
+  for (const c of shapes) {
+    const flop = 4 * c.batch * c.heads * c.seq * c.seq * c.dim * (c.causal ? 0.5 : 1);
+    const shape = `${c.batch},${c.heads},${c.seq},${c.dim}${c.causal ? ',causal' : ''}`;
+    for (const [v, tiles] of variants) {
+      const sources: string[] = [];
+      const be = wgslBackendWith({ robustness, onPipeline: pipelineProgress(`attn ${shape} ${v}`), onSource: (_, s) => sources.push(s), ...(Object.keys(tiles).length ? { attentionTiles: tiles } : {}) });
+      try {
+        const t0 = performance.now();
+        const gf = attentionGraph({ ...c, f32: true });
+        const ef = (await compileOn(be, gf, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
+        const fwd = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 300);
+        ef.dispose();
+        const gb = attentionGraph({ ...c, f32: true, grads: true });
+        const eb = (await compileOn(be, gb, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
+        const tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 600);
+        eb.dispose();
+        const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
+        log(`attn ${shape} ${v}: fwd ${fwdMs.toFixed(3)} ms, fwd+bwd ${totalMs.toFixed(3)} ms (GPU; wall ${fwd.ms.toFixed(3)} / ${tot.ms.toFixed(3)}), ${((performance.now() - t0) / 1000).toFixed(1)} s with compiles`);
+        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, totalMs, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+      } catch (e) {
+        log(`attn ${shape} ${v}: ${(e as Error).message.slice(0, 300)}`);
+        emit({ part: 'attn', shape, variant: v, error: (e as Error).message.slice(0, 300) });
+      }
+    }
+  }
+}
+process.exit(0);
