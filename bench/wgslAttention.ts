@@ -8,7 +8,8 @@
  *    (B,H,S,D[,causal];…) for each of ATTN_VARIANTS (`;`-separated; `default` = attentionTiling.ts's choice,
  *    else `name=pass:RxC[xG],…` with pass forward|dq|dkv, R×C the score tile and G its invocation rows:
  *    WorkgroupAttentionTile.threadRows; passes not named keep the default).
- * Times from GPU timestamps around one submission of 2..20 runs (bench/wgslTiming.ts; wall clock beside
+ * Compiled with remat off (the program is the forward and the backward's statistics, dQ and dK/dV passes;
+ * fused remat would add a second forward). Times from GPU timestamps around one submission of 2..20 runs (bench/wgslTiming.ts; wall clock beside
  * them), ROBUSTNESS=off turns Dawn's bounds clamps off. One JSON line per measurement on stdout
  * (`{"bench":"wgslAttention",…}`), progress on stderr. TFLOP/s count 4·B·H·S²·D for the forward and 3.5×
  * that for forward + backward (halved when causal), as bench/wgsl_kernels_torch.py does for PyTorch.
@@ -76,11 +77,11 @@ if (parts.includes('attn')) {
       try {
         const t0 = performance.now();
         const gf = attentionGraph({ ...c, f32: true });
-        const ef = (await compileOn(be, gf, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
+        const ef = (await compileOn(be, gf, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
         const fwd = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 300);
         ef.dispose();
         const gb = attentionGraph({ ...c, f32: true, grads: true });
-        const eb = (await compileOn(be, gb, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
+        const eb = (await compileOn(be, gb, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
         const tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 600);
         eb.dispose();
         const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
