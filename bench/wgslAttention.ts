@@ -7,7 +7,8 @@
  *  - attn: forward (y only) and forward + backward (y and dQ, dK, dV of Σ y·cot) at ATTN_SHAPES
  *    (B,H,S,D[,causal];…) for each of ATTN_VARIANTS (`;`-separated; `default` = attentionTiling.ts's choice,
  *    else `name=pass:RxC[xG],…` with pass forward|dq|dkv, R×C the score tile and G its invocation rows:
- *    WorkgroupAttentionTile.threadRows; passes not named keep the default).
+ *    WorkgroupAttentionTile.threadRows; passes not named keep the default); ATTN_SPLIT=1 also times the
+ *    forward + backward of dQ alone and of dK, dV alone (qMs, kvMs: forward, statistics and that one pass).
  * Compiled with remat off (the program is the forward and the backward's statistics, dQ and dK/dV passes;
  * fused remat would add a second forward). Times from GPU timestamps around one submission of 2..20 runs (bench/wgslTiming.ts; wall clock beside
  * them), ROBUSTNESS=off turns Dawn's bounds clamps off. One JSON line per measurement on stdout
@@ -84,9 +85,19 @@ if (parts.includes('attn')) {
         const eb = (await compileOn(be, gb, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
         const tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 600);
         eb.dispose();
+        // ATTN_SPLIT=1: the forward + backward with dQ only (forward, statistics, dQ passes) and with dK, dV only.
+        const split: Record<string, number> = {};
+        if (process.env.ATTN_SPLIT === '1')
+          for (const wrt of [['q'], ['k', 'v']] as const) {
+            const gs = attentionGraph({ ...c, f32: true, grads: true, wrt });
+            const es = (await compileOn(be, gs, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
+            const t = await timeExe(es, patternFeeds(gs.inputs), wrt.map((w) => `grad.${w}`), 400);
+            es.dispose();
+            split[`${wrt.join('')}Ms`] = Number.isNaN(t.gpuMs) ? t.ms : t.gpuMs;
+          }
         const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
         log(`attn ${shape} ${v}: fwd ${fwdMs.toFixed(3)} ms, fwd+bwd ${totalMs.toFixed(3)} ms (GPU; wall ${fwd.ms.toFixed(3)} / ${tot.ms.toFixed(3)}), ${((performance.now() - t0) / 1000).toFixed(1)} s with compiles`);
-        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, totalMs, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, totalMs, ...split, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
       } catch (e) {
         log(`attn ${shape} ${v}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'attn', shape, variant: v, error: (e as Error).message.slice(0, 300) });

@@ -18,6 +18,8 @@ export interface AttentionCase {
   readonly causal: boolean;
   readonly layout?: 'bhsd' | 'bshd';
   readonly grads?: boolean;
+  /** With `grads`: the inputs differentiated (default q, k, v). */
+  readonly wrt?: ReadonlyArray<'q' | 'k' | 'v'>;
   /** Keep the operands f32 (no bf16 casts): the exact f32 attention path. */
   readonly f32?: boolean;
 }
@@ -40,7 +42,7 @@ export function attentionGraph(c: AttentionCase): Graph {
     const cot = t.input('cot', [c.batch, c.heads, c.seq, c.dim], c.f32 ? 'f32' : 'bf16');
     return { y, loss: y.mul(cot).cast('f32').sum() };
   });
-  return c.grads ? grad(g, { loss: 'loss', wrt: ['q', 'k', 'v'] }) : g;
+  return c.grads ? grad(g, { loss: 'loss', wrt: c.wrt ?? ['q', 'k', 'v'] }) : g;
 }
 
 /**
