@@ -4,13 +4,15 @@
  *  - check: y, dQ, dK, dV against the f64 reference (test/support/wgslAttentionCheck.ts) at CHECK_CASES
  *    (dim:seq[:causal];…, default a head dim 64, 72 and 128 case each, lengths that end in a partial tile), with the
  *    adapter's tiles and softmax, or ATTN_VARIANTS' first variant;
- *  - attn: forward (y only) and forward + backward (y and dQ, dK, dV of Σ y·cot) at ATTN_SHAPES
- *    (B,H,S,D[,causal];…) for each of ATTN_VARIANTS (`;`-separated; `default` = attentionTiling.ts's choice,
- *    else `name=pass:RxC[xG],…` with pass forward|dq|dkv, R×C the score tile and G its invocation rows:
- *    WorkgroupAttentionTile.threadRows; passes not named keep the default); ATTN_SPLIT=1 also times the
- *    forward + backward of dQ alone and of dK, dV alone (qMs, kvMs: forward, statistics and that one pass).
- * Compiled with remat off (the program is the forward and the backward's statistics, dQ and dK/dV passes;
- * fused remat would add a second forward). Times from GPU timestamps around one submission of 2..20 runs (bench/wgslTiming.ts; wall clock beside
+ *  - attn: forward (y only) and backward (dQ, dK, dV from q, k, v, o, dO inputs: the statistics, dQ and
+ *    dK/dV passes) at ATTN_SHAPES (B,H,S,D[,causal];…), forward + backward = their sum (as SDPA's are
+ *    timed in bench/wgsl_kernels_torch.py), for each of ATTN_VARIANTS (`;`-separated; `default` =
+ *    attentionTiling.ts's choice, else `name=pass:RxC[xG],…` with pass forward|dq|dkv, R×C the score tile
+ *    and G its invocation rows: WorkgroupAttentionTile.threadRows; passes not named keep the default);
+ *    ATTN_SPLIT=1 also times the backward of dQ alone and of dK, dV alone (qMs, kvMs: the statistics pass
+ *    and that one pass), ATTN_PROGRAM=1 the autodiff program of loss = Σ y·cot (programMs: forward, the
+ *    loss's full reduction and the backward; what this bench timed as forward + backward until 2026-12-02).
+ * Compiled with remat off (fused remat would add a second forward to the autodiff program). Times from GPU timestamps around one submission of 2..20 runs (bench/wgslTiming.ts; wall clock beside
  * them), ROBUSTNESS=off turns Dawn's bounds clamps off. One JSON line per measurement on stdout
  * (`{"bench":"wgslAttention",…}`), progress on stderr. TFLOP/s count 4·B·H·S²·D for the forward and 3.5×
  * that for forward + backward (halved when causal), as bench/wgsl_kernels_torch.py does for PyTorch.
@@ -18,7 +20,7 @@
 import { type WgslExecutable, wgslBackendWith } from '../backends/wgsl/executable.ts';
 import type { WorkgroupAttentionPass, WorkgroupAttentionTile } from '../backends/wgsl/attentionTiling.ts';
 import { compileOn } from '../runtime/compile.ts';
-import { type AttentionCase, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
+import { type AttentionCase, attentionGradOnlyGraph, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
 import { checkAttention } from '../test/support/wgslAttentionCheck.ts';
 import { log, patternFeeds, pipelineProgress, timeExe } from './wgslTiming.ts';
 
@@ -81,23 +83,24 @@ if (parts.includes('attn')) {
         const ef = (await compileOn(be, gf, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
         const fwd = await timeExe(ef, patternFeeds(gf.inputs), ['y'], 300);
         ef.dispose();
-        const gb = attentionGraph({ ...c, f32: true, grads: true });
-        const eb = (await compileOn(be, gb, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
-        const tot = await timeExe(eb, patternFeeds(gb.inputs), ['grad.q', 'grad.k', 'grad.v'], 600);
-        eb.dispose();
-        // ATTN_SPLIT=1: the forward + backward with dQ only (forward, statistics, dQ passes) and with dK, dV only.
-        const split: Record<string, number> = {};
+        const time = async (g: ReturnType<typeof attentionGraph>, outs: string[], budget: number) => {
+          const e = (await compileOn(be, g, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
+          const t = await timeExe(e, patternFeeds(g.inputs), outs, budget);
+          e.dispose();
+          return t;
+        };
+        // The backward alone (statistics, dQ, dK/dV passes), as SDPA's backward is timed.
+        const bwd = await time(attentionGradOnlyGraph({ ...c, f32: true }), ['grad.q', 'grad.k', 'grad.v'], 600);
+        const extra: Record<string, number> = {};
+        const gpu = (t: { ms: number; gpuMs: number }) => (Number.isNaN(t.gpuMs) ? t.ms : t.gpuMs);
+        // ATTN_SPLIT=1: the backward with dQ only (statistics and dQ passes) and with dK, dV only.
         if (process.env.ATTN_SPLIT === '1')
-          for (const wrt of [['q'], ['k', 'v']] as const) {
-            const gs = attentionGraph({ ...c, f32: true, grads: true, wrt });
-            const es = (await compileOn(be, gs, { precision: 'f32', cacheDir: '', remat: 'off' })) as WgslExecutable;
-            const t = await timeExe(es, patternFeeds(gs.inputs), wrt.map((w) => `grad.${w}`), 400);
-            es.dispose();
-            split[`${wrt.join('')}Ms`] = Number.isNaN(t.gpuMs) ? t.ms : t.gpuMs;
-          }
-        const fwdMs = Number.isNaN(fwd.gpuMs) ? fwd.ms : fwd.gpuMs, totalMs = Number.isNaN(tot.gpuMs) ? tot.ms : tot.gpuMs;
-        log(`attn ${shape} ${v}: fwd ${fwdMs.toFixed(3)} ms, fwd+bwd ${totalMs.toFixed(3)} ms (GPU; wall ${fwd.ms.toFixed(3)} / ${tot.ms.toFixed(3)}), ${((performance.now() - t0) / 1000).toFixed(1)} s with compiles`);
-        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, totalMs, ...split, fwdWallMs: fwd.ms, totalWallMs: tot.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+          for (const wrt of [['q'], ['k', 'v']] as const) extra[`${wrt.join('')}Ms`] = gpu(await time(attentionGradOnlyGraph({ ...c, f32: true, wrt }), wrt.map((w) => `grad.${w}`), 400));
+        // ATTN_PROGRAM=1: the whole autodiff program of loss = Σ y·cot (forward, the loss's reduction, backward).
+        if (process.env.ATTN_PROGRAM === '1') extra.programMs = gpu(await time(attentionGraph({ ...c, f32: true, grads: true }), ['grad.q', 'grad.k', 'grad.v'], 600));
+        const fwdMs = gpu(fwd), bwdMs = gpu(bwd), totalMs = fwdMs + bwdMs;
+        log(`attn ${shape} ${v}: fwd ${fwdMs.toFixed(3)} ms, bwd ${bwdMs.toFixed(3)} ms (GPU; wall ${fwd.ms.toFixed(3)} / ${bwd.ms.toFixed(3)}) ${JSON.stringify(extra)}, ${((performance.now() - t0) / 1000).toFixed(1)} s with compiles`);
+        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, bwdMs, totalMs, ...extra, fwdWallMs: fwd.ms, bwdWallMs: bwd.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
       } catch (e) {
         log(`attn ${shape} ${v}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'attn', shape, variant: v, error: (e as Error).message.slice(0, 300) });
