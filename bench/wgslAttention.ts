@@ -91,16 +91,15 @@ if (parts.includes('attn')) {
         };
         // The backward alone (statistics, dQ, dK/dV passes), as SDPA's backward is timed.
         const bwd = await time(attentionGradOnlyGraph({ ...c, f32: true }), ['grad.q', 'grad.k', 'grad.v'], 600);
-        const extra: Record<string, number> = {};
         const gpu = (t: { ms: number; gpuMs: number }) => (Number.isNaN(t.gpuMs) ? t.ms : t.gpuMs);
-        // ATTN_SPLIT=1: the backward with dQ only (statistics and dQ passes) and with dK, dV only.
-        if (process.env.ATTN_SPLIT === '1')
-          for (const wrt of [['q'], ['k', 'v']] as const) extra[`${wrt.join('')}Ms`] = gpu(await time(attentionGradOnlyGraph({ ...c, f32: true, wrt }), wrt.map((w) => `grad.${w}`), 400));
-        // ATTN_PROGRAM=1: the whole autodiff program of loss = Σ y·cot (forward, the loss's reduction, backward).
-        if (process.env.ATTN_PROGRAM === '1') extra.programMs = gpu(await time(attentionGraph({ ...c, f32: true, grads: true }), ['grad.q', 'grad.k', 'grad.v'], 600));
         const fwdMs = gpu(fwd), bwdMs = gpu(bwd), totalMs = fwdMs + bwdMs;
-        log(`attn ${shape} ${v}: fwd ${fwdMs.toFixed(3)} ms, bwd ${bwdMs.toFixed(3)} ms (GPU; wall ${fwd.ms.toFixed(3)} / ${bwd.ms.toFixed(3)}) ${JSON.stringify(extra)}, ${((performance.now() - t0) / 1000).toFixed(1)} s with compiles`);
-        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, bwdMs, totalMs, ...extra, fwdWallMs: fwd.ms, bwdWallMs: bwd.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+        log(`attn ${shape} ${v}: fwd ${fwdMs.toFixed(3)} ms, bwd ${bwdMs.toFixed(3)} ms (GPU; wall ${fwd.ms.toFixed(3)} / ${bwd.ms.toFixed(3)}), ${((performance.now() - t0) / 1000).toFixed(1)} s with compiles`);
+        emit({ part: 'attn', shape, variant: v, tiles, workgroupSizes: passSizes(sources), fwdMs, bwdMs, totalMs, fwdWallMs: fwd.ms, bwdWallMs: bwd.ms, fwdTflops: flop / (fwdMs * 1e-3) / 1e12, totalTflops: (3.5 * flop) / (totalMs * 1e-3) / 1e12 });
+        // ATTN_SPLIT=1: the backward with dQ only (statistics and dQ passes) and with dK, dV only; one line each.
+        if (process.env.ATTN_SPLIT === '1')
+          for (const wrt of [['q'], ['k', 'v']] as const) emit({ part: 'attnSplit', shape, variant: v, [`${wrt.join('')}Ms`]: gpu(await time(attentionGradOnlyGraph({ ...c, f32: true, wrt }), wrt.map((w) => `grad.${w}`), 400)) });
+        // ATTN_PROGRAM=1: the whole autodiff program of loss = Σ y·cot (forward, the loss's reduction, backward).
+        if (process.env.ATTN_PROGRAM === '1') emit({ part: 'attnProgram', shape, variant: v, programMs: gpu(await time(attentionGraph({ ...c, f32: true, grads: true }), ['grad.q', 'grad.k', 'grad.v'], 600)) });
       } catch (e) {
         log(`attn ${shape} ${v}: ${(e as Error).message.slice(0, 300)}`);
         emit({ part: 'attn', shape, variant: v, error: (e as Error).message.slice(0, 300) });
