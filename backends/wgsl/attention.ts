@@ -16,9 +16,9 @@
  * along the head dim read 128-bit words of both operands, the probability tile is read 4 columns at a
  * time, the accumulated outputs (O, dQ, dK, dV) are vec4 columns where their width is a multiple of 64
  * (one 128-bit read per 4 products; else scalar columns), and rows whose reads spread over tx are padded
- * by one vec4 against bank conflicts. The backward's passes default to 8 invocation rows (128
- * invocations: 4 score rows and as many accumulator rows each, so every staged value read feeds twice
- * the products of 16 rows; the forward keeps 16). The tiles a
+ * by one vec4 against bank conflicts. Tiles may run on fewer than 16 invocation rows (threadRows 8:
+ * 128 invocations, 4 score and accumulator rows each, every staged value read feeding twice the
+ * products); the default stays 16 (attentionTiling.ts says why). The tiles a
  * pass walks are prefetched into registers (the next tile's global loads run during this tile's products).
  * Causal masks keep key t ≤ query s (as the interpreter). Out-of-range rows and columns are zero-filled
  * in the tiles and masked out of the softmax.

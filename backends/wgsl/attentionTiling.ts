@@ -6,7 +6,7 @@
  *
  * Every pass runs 16 × threadRows invocations as a grid over a score tile of `rows` × `cols` (each
  * invocation owns rows/threadRows × cols/16 scores, rows strided by threadRows, columns strided by 16;
- * threadRows 16 in the forward, 8 in the backward's dQ and dK/dV passes) and stages its operand tiles
+ * threadRows 16 by default; tiles given by the caller may take fewer) and stages its operand tiles
  * in workgroup memory as f32 (arrays of vec4; padded rows carry one extra vec4 against bank conflicts):
  *  - 'forward' (also the backward's statistics pass): a block of `rows` query rows walks the keys in tiles
  *    of `cols`; Q (rows × dk), K (cols × dk+4, padded), V (cols × dv), the
@@ -48,8 +48,10 @@ export function workgroupAttentionTileError(t: WorkgroupAttentionTile): string |
 
 const CANDIDATES: Record<WorkgroupAttentionPass, ReadonlyArray<WorkgroupAttentionTile>> = {
   forward: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 16, cols: 32 }, { rows: 16, cols: 16 }],
-  dq: [{ rows: 64, cols: 32, threadRows: 8 }, { rows: 32, cols: 32, threadRows: 8 }, { rows: 32, cols: 16, threadRows: 8 }, { rows: 16, cols: 16 }],
-  dkv: [{ rows: 64, cols: 32, threadRows: 8 }, { rows: 32, cols: 32, threadRows: 8 }, { rows: 32, cols: 16, threadRows: 8 }, { rows: 16, cols: 16 }],
+  // 16 invocation rows: 8 (4 rows each) was no faster on an H200 (2026-12-02, window 1: the programs with
+  // 32×32 tiles on 8 and on 16 within 1%; 4 invocation rows 19% slower; bench/RESULTS.md).
+  dq: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
+  dkv: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
 };
 
 /** Workgroup memory (bytes) a pass needs with tile `t` at head dims dk, dv. */

@@ -14,7 +14,7 @@
  * tile of length 1), causal and not, both layouts, head dim 72 (output columns past the head dim) and
  * 128 (its backward does not fit 32 KiB there and runs the per-row kernels: checked too, with the cpu
  * backend against the reference at length 17); the tiles SwiftShader's 32 KiB gives (2×2 and 2×1 scores
- * per invocation: the unrolled register blocks; dQ 32×16 on 8 invocation rows, 4 rows each) at length 70;
+ * per invocation: the unrolled register blocks) at length 70;
  * and the forward's register softmax (attention.ts's subgroup path, its shuffles emulated in workgroup
  * memory: SwiftShader's subgroups have 4 lanes) with 2×2 score blocks, head dim 64 (vec4 accumulator
  * columns) with dQ on 8 and dK/dV on 4 invocation rows (4 and 8 rows each). Each case asserts which passes took the tiled path (a tiled pass

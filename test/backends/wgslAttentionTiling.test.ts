@@ -1,20 +1,20 @@
 /**
  * The WGSL attention tiling (backends/wgsl/attentionTiling.ts): the tiles chosen at the NVIDIA adapter's
- * 48 KiB and SwiftShader's 32 KiB of workgroup memory (they fit, and the backward's passes run on 8
- * invocation rows where their 32-row tiles fit), and the errors for invalid tile overrides.
+ * 48 KiB and SwiftShader's 32 KiB of workgroup memory (the largest that fit), and the errors for
+ * invalid tile overrides.
  */
 import { describe, expect, it } from 'vitest';
 import { chooseWorkgroupAttentionTile, workgroupAttentionBytes, workgroupAttentionTileError } from '../../backends/wgsl/attentionTiling.ts';
 
 describe('WGSL attention tiling', () => {
-  it('chooses tiles that fit, the backward on 8 invocation rows where 32-row tiles fit', () => {
+  it('chooses the largest tiles that fit', () => {
     const pick = (pass: 'forward' | 'dq' | 'dkv', d: number, bytes: number) => chooseWorkgroupAttentionTile(pass, d, d, bytes);
     expect(pick('forward', 72, 49152)).toEqual({ rows: 64, cols: 32 });
-    expect(pick('dq', 72, 49152)).toEqual({ rows: 32, cols: 32, threadRows: 8 });
-    expect(pick('dkv', 72, 49152)).toEqual({ rows: 32, cols: 32, threadRows: 8 });
-    expect(pick('dq', 64, 49152)).toEqual({ rows: 32, cols: 32, threadRows: 8 });
+    expect(pick('dq', 72, 49152)).toEqual({ rows: 32, cols: 32 });
+    expect(pick('dkv', 72, 49152)).toEqual({ rows: 32, cols: 32 });
+    expect(pick('dq', 64, 49152)).toEqual({ rows: 32, cols: 32 });
     expect(pick('dkv', 128, 49152)).toEqual({ rows: 16, cols: 16 });
-    expect(pick('dq', 72, 32768)).toEqual({ rows: 32, cols: 16, threadRows: 8 });
+    expect(pick('dq', 72, 32768)).toEqual({ rows: 32, cols: 16 });
     expect(pick('dkv', 72, 32768)).toEqual({ rows: 16, cols: 16 });
     expect(pick('dq', 256, 32768)).toBeUndefined();
     for (const pass of ['forward', 'dq', 'dkv'] as const)
