@@ -48,8 +48,8 @@ export function workgroupAttentionTileError(t: WorkgroupAttentionTile): string |
 
 const CANDIDATES: Record<WorkgroupAttentionPass, ReadonlyArray<WorkgroupAttentionTile>> = {
   forward: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 16, cols: 32 }, { rows: 16, cols: 16 }],
-  // 16 invocation rows: 8 (4 rows each) was no faster on an H200 (2026-12-02, window 1: the programs with
-  // 32×32 tiles on 8 and on 16 within 1%; 4 invocation rows 19% slower; bench/RESULTS.md).
+  // 16 invocation rows: 8 (4 rows each) was no faster on an H200 (2026-12-02, fifth session, window 1:
+  // ~3% slower with 32×32 tiles; 4 invocation rows ~80% slower; bench/RESULTS.md).
   dq: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
   dkv: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
 };
