@@ -4,8 +4,9 @@
  * compiler/schedule/attentionTiling.ts; this one depends on a device limit the compiler does not know at
  * compile time: it moves there when CompileOptions carries a WGSL target, as it carries a GemmTarget.)
  *
- * Every pass runs 256 invocations as a 16×16 grid over a score tile of `rows` × `cols` (each invocation
- * owns rows/16 × cols/16 scores, rows strided by 16, columns strided by 16) and stages its operand tiles
+ * Every pass runs 16 × threadRows invocations as a grid over a score tile of `rows` × `cols` (each
+ * invocation owns rows/threadRows × cols/16 scores, rows strided by threadRows, columns strided by 16;
+ * threadRows 16 by default; tiles given by the caller may take fewer) and stages its operand tiles
  * in workgroup memory as f32 (arrays of vec4; padded rows carry one extra vec4 against bank conflicts):
  *  - 'forward' (also the backward's statistics pass): a block of `rows` query rows walks the keys in tiles
  *    of `cols`; Q (rows × dk), K (cols × dk+4, padded), V (cols × dv), the
@@ -21,14 +22,34 @@
 export type WorkgroupAttentionPass = 'forward' | 'dq' | 'dkv';
 
 export interface WorkgroupAttentionTile {
-  /** Score tile rows (query rows for 'forward'/'dq', key rows for 'dkv'), a multiple of 16. */
+  /** Score tile rows (query rows for 'forward'/'dq', key rows for 'dkv'), a multiple of threadRows. */
   readonly rows: number;
   /** Score tile columns (the walked dimension), a multiple of 16. */
   readonly cols: number;
+  /**
+   * Invocation rows: the pass runs 16 × threadRows invocations (default 16: 256), each owning
+   * rows/threadRows score rows (strided by threadRows) × cols/16 columns, and as many rows of the
+   * accumulated outputs; fewer invocations per tile = more products per value read from workgroup memory.
+   */
+  readonly threadRows?: number;
+}
+
+/** The tile's invocation rows (16 × that many invocations). */
+export const tileThreadRows = (t: WorkgroupAttentionTile): number => t.threadRows ?? 16;
+
+/** Why `t` is not a valid tile (undefined when it is). */
+export function workgroupAttentionTileError(t: WorkgroupAttentionTile): string | undefined {
+  const gy = tileThreadRows(t);
+  if (!Number.isInteger(gy) || gy < 1 || gy > 16) return `threadRows ${gy} is not an integer in 1..16`;
+  if (t.rows <= 0 || t.rows % gy) return `rows ${t.rows} is not a positive multiple of threadRows ${gy}`;
+  if (t.cols <= 0 || t.cols % 16) return `cols ${t.cols} is not a positive multiple of 16`;
+  return undefined;
 }
 
 const CANDIDATES: Record<WorkgroupAttentionPass, ReadonlyArray<WorkgroupAttentionTile>> = {
   forward: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 16, cols: 32 }, { rows: 16, cols: 16 }],
+  // 16 invocation rows: 8 (4 rows each) was no faster on an H200 (2026-12-02, fifth session, window 1:
+  // ~3% slower with 32×32 tiles; 4 invocation rows ~80% slower; bench/RESULTS.md).
   dq: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
   dkv: [{ rows: 64, cols: 32 }, { rows: 32, cols: 32 }, { rows: 32, cols: 16 }, { rows: 16, cols: 16 }],
 };

@@ -1057,9 +1057,9 @@ function attentionEmitter(
   }
   return {
     fns,
-    entry: (count) => {
+    entry: (count, size) => {
       const w = fold(count, c.limits, c.name);
-      return { lines: entry([256, 1], count, w[0]), workgroups: w };
+      return { lines: entry([size, 1], count, w[0]), workgroups: w };
     },
     batchVars: (linear) => {
       const out: string[] = [];

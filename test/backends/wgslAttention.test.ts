@@ -14,9 +14,10 @@
  * tile of length 1), causal and not, both layouts, head dim 72 (output columns past the head dim) and
  * 128 (its backward does not fit 32 KiB there and runs the per-row kernels: checked too, with the cpu
  * backend against the reference at length 17); the tiles SwiftShader's 32 KiB gives (2×2 and 2×1 scores
- * per invocation: the unrolled register blocks) at length 70; and the forward's register softmax
- * (attention.ts's subgroup path, its shuffles emulated in workgroup memory: SwiftShader's subgroups have
- * 4 lanes) with 2×2 score blocks. Each case asserts which passes took the tiled path (a tiled pass
+ * per invocation: the unrolled register blocks) at length 70;
+ * and the forward's register softmax (attention.ts's subgroup path, its shuffles emulated in workgroup
+ * memory: SwiftShader's subgroups have 4 lanes) with 2×2 score blocks, head dim 64 (vec4 accumulator
+ * columns) with dQ on 8 and dK/dV on 4 invocation rows (4 and 8 rows each). Each case asserts which passes took the tiled path (a tiled pass
  * declares `Ks`) and which ran the register softmax.
  */
 import { describe, expect, it } from 'vitest';
@@ -28,7 +29,9 @@ import { checkAttention } from '../support/wgslAttentionCheck.ts';
 const TOL = 1e-4;
 const SMALL = { forward: { rows: 16, cols: 16 }, dq: { rows: 16, cols: 16 }, dkv: { rows: 16, cols: 16 } };
 
-type Tiles = { forward: { rows: number; cols: number }; dq: { rows: number; cols: number }; dkv: { rows: number; cols: number } };
+type Tile = { rows: number; cols: number; threadRows?: number };
+type Tiles = { forward: Tile; dq: Tile; dkv: Tile };
+const tileName = (t: Tile) => `${t.rows}×${t.cols}${t.threadRows ? `/${t.threadRows}` : ''}`;
 type Spec = { dim: number; seq: number; causal: boolean; tiles?: Tiles; emulated?: boolean };
 
 const dev = await wgslBackend.device();
@@ -40,19 +43,19 @@ const swiftshader: Spec[] = [
   { dim: 64, seq: 33, causal: false, tiles: SMALL },
   { dim: 128, seq: 17, causal: false, tiles: SMALL },
   { dim: 72, seq: 70, causal: true },
-  { dim: 64, seq: 40, causal: true, tiles: { ...SMALL, forward: { rows: 32, cols: 32 } }, emulated: true },
+  { dim: 64, seq: 40, causal: true, tiles: { forward: { rows: 32, cols: 32 }, dq: { rows: 32, cols: 16, threadRows: 8 }, dkv: { rows: 32, cols: 16, threadRows: 4 } }, emulated: true },
 ];
 const subgroupSoftmax = gpu && (dev.subgroupMinSize ?? 0) >= 16;
 
 describe('WGSL tiled flash attention vs the f64 reference (f32)', () => {
   const specs = gpu ? all : swiftshader;
   for (const s of specs)
-    it(`head dim ${s.dim}, sequence ${s.seq}${s.causal ? ', causal' : ''}${s.tiles ? `, forward tiles ${s.tiles.forward.rows}×${s.tiles.forward.cols}, backward 16×16` : ''}${s.emulated ? ', register softmax (emulated shuffles)' : ''}`, async () => {
+    it(`head dim ${s.dim}, sequence ${s.seq}${s.causal ? ', causal' : ''}${s.tiles ? `, tiles ${tileName(s.tiles.forward)}, ${tileName(s.tiles.dq)}, ${tileName(s.tiles.dkv)}` : ''}${s.emulated ? ', register softmax (emulated shuffles)' : ''}`, async () => {
       const sources: string[] = [];
       const be = wgslBackendWith({ attention: 'tiled', ...(s.tiles ? { attentionTiles: s.tiles } : {}), ...(s.emulated ? { attentionSubgroups: 'emulated' as const } : {}), onSource: (_, src) => sources.push(src) });
       const c: AttentionCase = s.seq > 17 ? { batch: 1, heads: 2, seq: s.seq, dim: s.dim, causal: s.causal, layout: s.seq % 2 ? 'bshd' : 'bhsd' } : { batch: 2, heads: 3, seq: s.seq, dim: s.dim, causal: s.causal, layout: s.seq % 2 ? 'bshd' : 'bhsd' };
       const { err, refVsCpu } = await checkAttention(be, c, 1000 * s.dim + s.seq + (s.causal ? 7 : 0), s.seq <= 17);
-      console.log(`${caseName(c)}${s.tiles ? ` ${s.tiles.forward.rows}x${s.tiles.forward.cols}` : ''}${s.emulated ? ' emulated' : ''}: ${Object.entries(err).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${refVsCpu !== undefined ? `; reference vs cpu ${refVsCpu.toExponential(2)}` : ''}`);
+      console.log(`${caseName(c)}${s.tiles ? ` ${tileName(s.tiles.forward)} ${tileName(s.tiles.dq)} ${tileName(s.tiles.dkv)}` : ''}${s.emulated ? ' emulated' : ''}: ${Object.entries(err).map(([k, v]) => `${k} ${v.toExponential(2)}`).join(', ')}${refVsCpu !== undefined ? `; reference vs cpu ${refVsCpu.toExponential(2)}` : ''}`);
       if (refVsCpu !== undefined) expect(refVsCpu).toBeLessThan(TOL);
       for (const [k, v] of Object.entries(err)) expect(v, `${caseName(c)} ${k}`).toBeLessThan(TOL);
       // Tiled passes: forward, statistics, dQ, dK/dV where their tiles fit the workgroup memory.

@@ -18,6 +18,8 @@ export interface AttentionCase {
   readonly causal: boolean;
   readonly layout?: 'bhsd' | 'bshd';
   readonly grads?: boolean;
+  /** With `grads`: the inputs differentiated (default q, k, v). */
+  readonly wrt?: ReadonlyArray<'q' | 'k' | 'v'>;
   /** Keep the operands f32 (no bf16 casts): the exact f32 attention path. */
   readonly f32?: boolean;
 }
@@ -40,20 +42,21 @@ export function attentionGraph(c: AttentionCase): Graph {
     const cot = t.input('cot', [c.batch, c.heads, c.seq, c.dim], c.f32 ? 'f32' : 'bf16');
     return { y, loss: y.mul(cot).cast('f32').sum() };
   });
-  return c.grads ? grad(g, { loss: 'loss', wrt: ['q', 'k', 'v'] }) : g;
+  return c.grads ? grad(g, { loss: 'loss', wrt: c.wrt ?? ['q', 'k', 'v'] }) : g;
 }
 
 /**
- * The attention backward alone (no forward in the program): dQ, dK, dV from bf16 q, k, v, o, dout
- * inputs [B, H, S, D], so the CUDA backend computes the softmax statistics itself (a statistics-only
- * forward pass) instead of reusing the forward's.
+ * The attention backward alone (no forward in the program): dQ, dK, dV (those of `wrt`) from bf16 (f32
+ * with `f32`) q, k, v, o, dout inputs [B, H, S, D], so the CUDA backend computes the softmax statistics
+ * itself (a statistics-only forward pass) instead of reusing the forward's.
  */
 export function attentionGradOnlyGraph(c: AttentionCase): Graph {
   return trace(`attn_grad_${c.dim}_${c.seq}${c.causal ? '_causal' : ''}`, (t): Record<string, Tensor> => {
     const shape = [c.batch, c.heads, c.seq, c.dim];
-    const [q, k, v, o, dout] = ['q', 'k', 'v', 'o', 'dout'].map((n) => t.input(n, shape, 'bf16')) as [Tensor, Tensor, Tensor, Tensor, Tensor];
+    const [q, k, v, o, dout] = ['q', 'k', 'v', 'o', 'dout'].map((n) => t.input(n, shape, c.f32 ? 'f32' : 'bf16')) as [Tensor, Tensor, Tensor, Tensor, Tensor];
     const attrs = { causal: c.causal, scale: 1 / Math.sqrt(c.dim) };
-    const [dq, dk, dv] = [0, 1, 2].map((wrt) => t.op('attention_grad', [q, k, v, o, dout], { ...attrs, wrt }));
-    return { 'grad.q': dq!, 'grad.k': dk!, 'grad.v': dv! };
+    const out: Record<string, Tensor> = {};
+    for (const w of c.wrt ?? ['q', 'k', 'v']) out[`grad.${w}`] = t.op('attention_grad', [q, k, v, o, dout], { ...attrs, wrt: ['q', 'k', 'v'].indexOf(w) });
+    return out;
   });
 }
