@@ -27,7 +27,7 @@ import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { affine, walkStmts } from '../../ir/kernel/expr.ts';
-import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { isSubgroupMatrixKernel, renderSubgroupMatrixMatmul, type SgmVariant } from './gemmSubgroupMatrix.ts';
 import type { WorkgroupAttentionPass, WorkgroupAttentionTile } from './attentionTiling.ts';
 import { type AttentionEmitter, tiledAttention } from './attention.ts';
@@ -106,6 +106,12 @@ export interface WgslOptions {
   readonly attentionTiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
   /** Tiled attention: the forward's softmax in registers with subgroup shuffles, native or emulated (attention.ts's AttentionEmitter.subgroups). */
   readonly attentionSubgroups?: 'native' | 'emulated';
+  /**
+   * Row kernels with workgroup reductions: 'ir' (the default) renders the kernel IR's mapping
+   * (LoopKernel.rows: column kernels, split in two passes where the compiler says so); 'block' one
+   * workgroup per grid point for every row kernel (the mapping before column kernels; benchmarks).
+   */
+  readonly rowMapping?: 'ir' | 'block';
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
@@ -124,10 +130,18 @@ export const deviceBytes = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
 const is16 = (d: DType) => d === 'f16' || d === 'bf16';
 const isFloatT = (d: DType) => d === 'f32' || d === 'f16' || d === 'bf16';
 
-/** Scratch buffers the program's attention_grad kernels need (per query row: logsumexp and D). */
+/**
+ * Scratch buffers: per attention_grad kernel, its statistics (per query row: logsumexp and D); per
+ * split column kernel (LoopKernel.rows 'column' with split > 1), its partials (reductions × split ×
+ * grid points), id −(2i + 1) for kernel i.
+ */
 export function scratchOf(p: KernelProgram): Scratch[] {
   const out: Scratch[] = [];
   p.kernels.forEach((k, i) => {
+    if (k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1) {
+      const reduces = k.body.filter((s) => s.k === 'reduce').length;
+      out.push({ id: -(2 * i + 1), bytes: Math.max(4, reduces * k.rows.split * k.grid.reduce((a, b) => a * b, 1) * 4) });
+    }
     if (k.kind !== 'attention_grad') return;
     const rows = k.batch.reduce((a, b) => a * b, 1) * k.sq;
     out.push({ id: -(2 * i + 1), bytes: rows * 4 }, { id: -(2 * i + 2), bytes: rows * 4 });
@@ -554,6 +568,8 @@ interface Ctx {
   readonly name: string;
   readonly decls: string[];
   readonly opts: WgslOptions;
+  /** The kernel's scratch buffer id (split column kernels: the partials). */
+  readonly scratch?: number;
   /** Bind IR buffer `buf` a second time as array<vec4<f32>> (its own window); its binding name and vec4 base, or undefined where it cannot be (alignment, binding count). */
   readonly vec4View?: (buf: number) => { name: string; base: string } | undefined;
 }
@@ -573,6 +589,7 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
     out.push('}');
     return [{ body: out, workgroups: w }];
   }
+  if (k.rows?.kind === 'column' && c.opts.rowMapping !== 'block') return k.rows.split > 1 ? genSplitColumns(c, k, k.rows) : genColumns(c, k, k.rows);
   let maxRow = 1;
   walkStmts(k.body, () => {}, (s) => {
     if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
@@ -603,6 +620,154 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
   }
   out.push('}');
   return [{ body: out, workgroups: w }];
+}
+
+type ReduceStmt = Stmt & { k: 'reduce' };
+type ColumnMapping = Extract<RowMapping, { kind: 'column' }>;
+
+/** A reduction's value type, identity and combine function (f16/bf16 sums rounded after each step, as the interpreter). */
+function reduction(s: ReduceStmt) {
+  const vt = valueType(s.op === 'argmax' ? s.value.dtype : s.dtype);
+  const isF = vt === 'f32';
+  const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
+  const ident = s.op === 'sum'
+    ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
+    : s.op === 'max' || s.op === 'argmax'
+      ? (isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u')
+      : isF ? 'k_inf()' : vt === 'i32' ? '2147483647i' : '4294967295u';
+  const combine = (a: string, b: string) =>
+    s.op === 'sum' ? narrow(`(${a} + ${b})`) : s.op === 'max' ? (isF ? `k_max(${a}, ${b})` : `max(${a}, ${b})`) : isF ? `k_min(${a}, ${b})` : `min(${a}, ${b})`;
+  return { vt, isF, ident, combine, shared: isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u' };
+}
+
+/** Whether argmax candidate (b_, ib_) replaces the current (a_, ia_): the first maximum, NaN maximal (index −1: none yet). */
+const argmaxTake = (isF: boolean) => {
+  const an = isF ? 'k_isnan(a_)' : 'false', bn = isF ? 'k_isnan(b_)' : 'false';
+  return `ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_))`;
+};
+
+/** One accumulation step of `s` inside its loop (acc ← op(acc, value); argmax keeps the first maximum). */
+function accumulate(c: Ctx, s: ReduceStmt, acc: string, arg: string, out: string[], ind: string): void {
+  const r = reduction(s);
+  const val = c.g.expr(s.value);
+  if (s.op === 'argmax') {
+    out.push(`${ind}let xv_: ${r.vt} = ${val};`);
+    out.push(`${ind}if (${arg} < 0i || (${r.isF ? `!k_isnan(${acc}) && ` : ''}(xv_ > ${acc}${r.isF ? ' || k_isnan(xv_)' : ''}))) { ${acc} = xv_; ${arg} = ${x(s.var)}; }`);
+  } else out.push(`${ind}${acc} = ${r.combine(acc, `${r.vt}(${val})`)};`);
+}
+
+/**
+ * A column kernel (LoopKernel.rows 'column', compiler/schedule/rowMapping.ts; the CUDA backend renders
+ * the same mapping): workgroups of `points` × `lanes` invocations, lid.x the grid point (consecutive
+ * points: loads coalesced along the last grid axis), lid.y the lane along the reduced axis; the lanes'
+ * partials are combined through workgroup memory in lane order by every invocation of the point.
+ * Invocations past the last point compute on point 0 and store nothing (all reach the barriers).
+ */
+function genColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const P = m.points, L = m.lanes;
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const nb = Math.ceil(total / P);
+  const w = fold(nb, c.limits, c.name);
+  c.decls.push(`var<workgroup> red_f: array<f32, ${P * L}>;`, `var<workgroup> red_i: array<i32, ${P * L}>;`, `var<workgroup> red_u: array<u32, ${P * L}>;`, `var<workgroup> red_a: array<i32, ${P * L}>;`);
+  const out: string[] = [...entry([P, L], nb, w[0])];
+  out.push('  let tx = i32(lid.x); let ty = i32(lid.y);', `  let t_ = i32(wg) * ${P}i + tx;`, `  let live = t_ < ${total}i;`, '  let t = select(0i, t_, live);');
+  decompose(k.grid.map((_, i) => `g${i}`), k.grid, 't', out, '  ');
+  for (const s of k.body) {
+    if (s.k === 'let') c.g.stmts([s], '  ', out);
+    else if (s.k === 'store') c.g.stmts([s], '  ', out, 'live && ty == 0i');
+    else if (s.k === 'loop') {
+      out.push(`  for (var ${x(s.var)}: i32 = ty; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${L}i) {`, '    if (live) {');
+      c.g.stmts(s.body, '      ', out);
+      out.push('    }', '  }');
+    } else {
+      const r = reduction(s);
+      const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
+      out.push(`  var ${acc}: ${r.vt} = ${r.ident};`);
+      if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
+      out.push(`  for (var ${x(s.var)}: i32 = ty; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${L}i) {`);
+      c.g.stmts(s.body, '    ', out);
+      accumulate(c, s, acc, arg, out, '    ');
+      out.push('  }');
+      out.push(`  ${r.shared}[ty * ${P}i + tx] = ${acc};`);
+      if (s.op === 'argmax') out.push(`  red_a[ty * ${P}i + tx] = ${arg};`);
+      out.push('  workgroupBarrier();');
+      if (s.op === 'argmax') {
+        out.push(`  var am_: ${r.vt} = ${r.shared}[tx]; var ai_: i32 = red_a[tx];`);
+        out.push(`  for (var l_: i32 = 1i; l_ < ${L}i; l_++) { let a_ = am_; let ia_ = ai_; let b_ = ${r.shared}[l_ * ${P}i + tx]; let ib_ = red_a[l_ * ${P}i + tx]; if (${argmaxTake(r.isF)}) { am_ = b_; ai_ = ib_; } }`);
+        out.push(`  let ${c.g.v(s.acc)}: i32 = max(ai_, 0i);`);
+      } else {
+        out.push(`  var cv_${acc}: ${r.vt} = ${r.shared}[tx];`);
+        out.push(`  for (var l_: i32 = 1i; l_ < ${L}i; l_++) { cv_${acc} = ${r.combine(`cv_${acc}`, `${r.shared}[l_ * ${P}i + tx]`)}; }`);
+        out.push(`  let ${c.g.v(s.acc)}: ${r.vt} = cv_${acc};`);
+      }
+      out.push('  workgroupBarrier();');
+    }
+  }
+  out.push('}');
+  return [{ body: out, workgroups: w }];
+}
+
+/**
+ * A split column kernel (rows 'column' with split S > 1: small grids over long extents, the bias
+ * gradients; the compiler splits only kernels whose reductions are independent float sums/max/min
+ * followed by lets and stores). Pass 1 (⌈points/P⌉·S workgroups) reduces chunk c of each reduction
+ * (⌈extent/S⌉ long) for P points, L lanes each, and writes the partials to scratch at
+ * [reduction][chunk][point]; pass 2 (one invocation per point) combines the S partials in chunk order
+ * (deterministic) and runs the kernel's lets and stores.
+ */
+function genSplitColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const P = m.points, L = m.lanes, S = m.split;
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const reduces = k.body.filter((s): s is ReduceStmt => s.k === 'reduce');
+  if (k.body.some((s) => s.k === 'loop') || reduces.some((r) => r.op === 'argmax' || reduction(r).vt !== 'f32') || c.scratch === undefined)
+    throw new KilnError(`wgsl codegen: ${c.name}: a split column kernel holds only float sum/max/min reductions, lets and stores`);
+  const scr = c.scratch;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const slot = (j: number, chunk: string, point: string) => `(${j * S}i + ${chunk}) * ${total}i + ${point}`;
+  const nb = Math.ceil(total / P);
+  const w1 = fold(nb * S, c.limits, c.name);
+  const p1: string[] = ['//decls', `var<workgroup> red_f: array<f32, ${P * L}>;`, '//end', ...entry([P, L], nb * S, w1[0])];
+  p1.push('  let tx = i32(lid.x); let ty = i32(lid.y);', `  let c_ = i32(wg) / ${nb}i;`, `  let t_ = (i32(wg) % ${nb}i) * ${P}i + tx;`, `  let live = t_ < ${total}i;`, '  let t = select(0i, t_, live);');
+  decompose(gv, k.grid, 't', p1, '  ');
+  // Pass 1 evaluates the lets that do not use a reduction's result (the reductions' bodies may use them).
+  const late = new Set<string>(reduces.map((r) => r.acc));
+  const usesLate = (st: readonly Stmt[]) => {
+    let hit = false;
+    walkStmts(st, (e) => { if (e.k === 'ref' && late.has(e.name)) hit = true; });
+    return hit;
+  };
+  for (const s of k.body) if (s.k === 'let') { if (usesLate([s])) late.add(s.name); else c.g.stmts([s], '  ', p1); }
+  reduces.forEach((s, j) => {
+    const r = reduction(s);
+    const chunk = Math.ceil(s.extent / S);
+    const acc = `acc_${c.g.v(s.acc)}`;
+    p1.push('  {', `    var ${acc}: f32 = ${r.ident};`, `    let end_ = min(${s.extent}i, (c_ + 1i) * ${chunk}i);`);
+    p1.push(`    for (var ${x(s.var)}: i32 = c_ * ${chunk}i + ty; ${x(s.var)} < end_; ${x(s.var)} += ${L}i) {`);
+    c.g.stmts(s.body, '      ', p1);
+    accumulate(c, s, acc, '', p1, '      ');
+    p1.push('    }', `    red_f[ty * ${P}i + tx] = ${acc};`, '    workgroupBarrier();');
+    p1.push('    if (ty == 0i && live) {', '      var v_: f32 = red_f[tx];');
+    p1.push(`      for (var l_: i32 = 1i; l_ < ${L}i; l_++) { v_ = ${r.combine('v_', `red_f[l_ * ${P}i + tx]`)}; }`);
+    p1.push(`      ${c.g.store(scr, slot(j, 'c_', 't_'), 'v_', 'set')}`, '    }', '    workgroupBarrier();', '  }');
+  });
+  p1.push('}');
+  // Pass 2: one invocation per grid point.
+  const wgs = Math.ceil(total / ELEMENTWISE_WG);
+  const w2 = fold(wgs, c.limits, c.name);
+  const p2: string[] = [...entry([ELEMENTWISE_WG, 1], wgs, w2[0]), `  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`, '  let t = i32(t_);'];
+  decompose(gv, k.grid, 't', p2, '  ');
+  let j = 0;
+  for (const s of k.body) {
+    if (s.k !== 'reduce') { c.g.stmts([s], '  ', p2); continue; }
+    const r = reduction(s);
+    const v = c.g.v(s.acc);
+    p2.push(`  var cv_${v}: f32 = ${c.g.load(scr, slot(j, '0i', 't'))};`);
+    p2.push(`  for (var c_: i32 = 1i; c_ < ${S}i; c_++) { cv_${v} = ${r.combine(`cv_${v}`, c.g.load(scr, slot(j, 'c_', 't')))}; }`);
+    p2.push(`  let ${v}: f32 = cv_${v};`);
+    j++;
+  }
+  p2.push('}');
+  return [{ body: p1, workgroups: w1 }, { body: p2, workgroups: w2 }];
 }
 
 function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]): void {
@@ -1111,7 +1276,8 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
   const bytesOf = (id: number) => (id < 0 ? scratch.find((s) => s.id === id)!.bytes : p.buffers[id]!.numel * deviceBytes(p.buffers[id]!.dtype));
   return p.kernels.map((k, i) => {
     const a = kernelAccess(k);
-    const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : [];
+    const splitCols = k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1 && opts.rowMapping !== 'block' && opts.reductions !== 'serial';
+    const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : splitCols ? [-(2 * i + 1)] : [];
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;
     const written = new Set([...a.writes, ...sc]);
@@ -1131,7 +1297,7 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
       views.push({ name: vname, binding: { gpu: pl.gpu, offset: off, size: end - off, readOnly: true } });
       return { name: vname, base: g.rawSlot((pl.offset - off) / 16) };
     };
-    const c: Ctx = { g, limits, name, decls, opts, vec4View };
+    const c: Ctx = { g, limits, name, decls, opts, vec4View, ...(splitCols ? { scratch: -(2 * i + 1) } : {}) };
     const bodies = k.kind === 'loop' ? genLoop(c, k) : k.kind === 'matmul' ? genMatmul(c, k) : genAttention(c, k, sc);
     return bodies.map((b, j) => {
       let body = b.body;

@@ -129,7 +129,7 @@ export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placeme
   const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
-    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: opts.attentionSubgroups } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: opts.sgm ?? true } : {}) },
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, ...(opts.rowMapping === 'block' ? { rowMapping: 'block' } : {}), attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: opts.attentionSubgroups } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: opts.sgm ?? true } : {}) },
     (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
   );
 }
@@ -341,6 +341,44 @@ export class WgslExecutable implements Executable {
     return wall;
   }
 
+  /**
+   * GPU milliseconds of every dispatch of one run (for benchmarks; the device needs 'timestamp-query'):
+   * each dispatch in a compute pass of its own with timestamps at its start and end, in one submission.
+   * Passes serialize the dispatches as the one-pass run does (each depends on the one before through
+   * the arena); what a pass boundary adds is included. Program order; `kernel` indexes program.kernels.
+   */
+  async profile(): Promise<Array<{ kernel: number; name: string; workgroups: readonly [number, number, number]; ms: number }>> {
+    const device = this.dev.device;
+    if (!device.features.has('timestamp-query')) throw new KilnError(`wgsl: program ${this.program.name}: profile needs the device feature 'timestamp-query'`);
+    const at: Array<{ kernel: number; d: WgslDispatch }> = [];
+    this.dispatches.forEach((ds, kernel) => ds.forEach((d) => at.push({ kernel, d })));
+    // At most 4096 queries per query set (WebGPU's limit): several sets for long programs.
+    const per = 2048, sets: GPUQuerySet[] = [];
+    for (let i = 0; i < at.length; i += per) sets.push(device.createQuerySet({ type: 'timestamp', count: 2 * Math.min(per, at.length - i) }));
+    const bytes = 16 * at.length;
+    const res = device.createBuffer({ size: align(bytes), usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const rd = device.createBuffer({ size: align(bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    await device.queue.onSubmittedWorkDone();
+    const enc = device.createCommandEncoder();
+    this.steps.forEach((s, i) => {
+      const q = sets[Math.floor(i / per)]!, j = 2 * (i % per);
+      const pass = enc.beginComputePass({ timestampWrites: { querySet: q, beginningOfPassWriteIndex: j, endOfPassWriteIndex: j + 1 } });
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+      pass.end();
+    });
+    sets.forEach((q, k) => enc.resolveQuerySet(q, 0, q.count, res, 16 * per * k));
+    enc.copyBufferToBuffer(res, 0, rd, 0, align(bytes));
+    device.queue.submit([enc.finish()]);
+    await rd.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(rd.getMappedRange().slice(0, bytes));
+    rd.unmap();
+    for (const b of [rd, res]) b.destroy();
+    for (const q of sets) q.destroy();
+    return at.map((a, i) => ({ kernel: a.kernel, name: a.d.name, workgroups: a.d.workgroups, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
+  }
+
   /** The `next.` updates: copies output → resident input, staged where the source is itself an input. */
   private encodeUpdates(enc: GPUCommandEncoder): void {
     const ups: Array<{ src: BufferDecl; dst: BufferDecl }> = [];
@@ -412,7 +450,7 @@ function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, onPipeline, gemm, reductions, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
+  const { onSource, onPipeline, gemm, reductions, rowMapping, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -427,7 +465,7 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
-      const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}), ...(sgm ? { sgm } : {}) };
+      const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(rowMapping ? { rowMapping } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}), ...(sgm ? { sgm } : {}) };
       // attentionSubgroups: false turns the subgroup softmax off, 'emulated' forces its workgroup-memory emulation (tests).
       const asg = attentionSubgroups === false ? undefined : attentionSubgroups === 'emulated' ? 'emulated' : kernels.attentionSubgroups;
       return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);

@@ -13,6 +13,8 @@
  *    device limited to 8 storage buffers per stage (the browser default) and 4 KiB bindings, so that
  *    kernels bind several windows of one GPU buffer; on SwiftShader the seeds with reductions and
  *    batched matmuls, on a GPU (where these compile in milliseconds) seeds 0..99;
+ *  - row kernels in the kernel IR's mappings (compiler/schedule/rowMapping.ts: column kernels, split
+ *    columns, block per row) on the reduction graphs of test/support/reductionGraphs.ts;
  *  - position-independent kernels: structurally equal layers share one shader source and pipeline,
  *    and still read and write their own buffers;
  *  - a training session (state resident on the GPU, next.* updates) equals the CPU backend step by step,
@@ -22,16 +24,17 @@ import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../backends/backend.ts';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts';
+import { type WgslExecutable, wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts';
 import { runFashionMlp } from '../../cli/jobs/fashionMlp.ts';
 import { GraphBuilder } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import { defaultPrecision } from '../../runtime/compile.ts';
+import { compileOn, defaultPrecision } from '../../runtime/compile.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { firstMismatch, relErr as rel } from '../support/compare.ts';
 import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
+import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
 
 
 async function randomSeeds(backend: Backend, seeds: readonly number[]): Promise<string[]> {
@@ -83,6 +86,39 @@ describe('WGSL backend', () => {
     const seeds = gpu ? range(0, 100) : [1, 2, 6, 9, 12, 17];
     expect(await randomSeeds(scalar, seeds)).toEqual([]);
     expect(await randomSeeds(vec4, gpu ? seeds : [2, 9])).toEqual([]);
+  }, 600_000);
+
+  it('row kernels in the kernel IR\'s mappings (column kernels, split in two passes, block per row) equal the CPU interpreter', async () => {
+    // test/support/reductionGraphs.ts: sums, max, argmax and a mean-then-scale over a strided axis (column
+    // kernels), sums over batch and tokens per channel (split columns: ragged chunks, a partial last
+    // block), norms over the contiguous axis (block per row). Workgroup reductions combine in a
+    // different order from the interpreter's: 1e-4·(1 + |cpu|) for sums of ≤ 1111 terms of magnitude ≤ 1
+    // in f32; argmax exactly. SwiftShader compiles each barrier shader in about a second: two cases
+    // there (every mapping, split 2 and ragged), all of them on a GPU.
+    const be = wgslBackendWith({ reductions: 'workgroup' });
+    const gpu = !/swiftshader/i.test((await be.device()).adapterInfo);
+    const cases = gpu ? REDUCTION_CASES : REDUCTION_CASES.filter((c) => c.name.startsWith('b9 ') || c.name.startsWith('b130 '));
+    const bad: string[] = [];
+    const seen = new Set<string>();
+    for (const c of cases) {
+      const g = reductionGraph(c);
+      const n = c.shape[0] * c.shape[1] * c.shape[2];
+      const feeds = {
+        x: hostTensor('f32', c.shape, Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37))),
+        w: hostTensor('f32', c.shape, Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11))),
+      };
+      const exe = (await compileOn(be, g, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
+      for (const k of exe.program.kernels) if (k.kind === 'loop' && k.rows) seen.add(k.rows.kind === 'column' ? (k.rows.split > 1 ? 'split' : 'column') : 'block');
+      const got = await exe.run(feeds);
+      exe.dispose();
+      const want = runGraph(g, feeds);
+      for (const o of g.outputs) {
+        const m = firstMismatch(got[o.name]!.data, want[o.name]!.data, o.name.startsWith('argmax') ? 0 : 1e-4);
+        if (m) bad.push(`${c.name} ${o.name}: ${m}`);
+      }
+    }
+    expect([...seen].sort()).toEqual(['block', 'column', 'split']);
+    expect(bad).toEqual([]);
   }, 600_000);
 
   it('the wide GEMM (128×128 tiles, vec4 operand views, register prefetch): every layout, edges, batches, epilogues, at default and browser limits', async () => {
