@@ -142,6 +142,7 @@ export function scratchOf(p: KernelProgram): Scratch[] {
       const reduces = k.body.filter((s) => s.k === 'reduce').length;
       out.push({ id: -(2 * i + 1), bytes: Math.max(4, reduces * k.rows.split * k.grid.reduce((a, b) => a * b, 1) * 4) });
     }
+    if (k.kind === 'loop' && isRowKernel(k) && blockSplitOf(k) > 1) out.push({ id: -(2 * i + 1), bytes: 4 * blockSplitOf(k) * k.grid.reduce((a, b) => a * b, 1) });
     if (k.kind !== 'attention_grad') return;
     const rows = k.batch.reduce((a, b) => a * b, 1) * k.sq;
     out.push({ id: -(2 * i + 1), bytes: rows * 4 }, { id: -(2 * i + 2), bytes: rows * 4 });
@@ -595,6 +596,8 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
     if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
   });
   const T = Math.min(c.limits.maxComputeInvocationsPerWorkgroup, 256, Math.max(32, 2 ** Math.ceil(Math.log2(maxRow))));
+  const S = c.opts.rowMapping === 'block' ? 1 : blockSplitOf(k);
+  if (S > 1) return genSplitBlock(c, k, S, T);
   const w = fold(total, c.limits, c.name);
   c.decls.push(`var<workgroup> red_f: array<f32, ${T}>;`, `var<workgroup> red_i: array<i32, ${T}>;`, `var<workgroup> red_u: array<u32, ${T}>;`, `var<workgroup> red_a: array<i32, ${T}>;`);
   out.push(...entry([T, 1], total, w[0]));
@@ -770,49 +773,92 @@ function genSplitColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body:
   return [{ body: p1, workgroups: w1 }, { body: p2, workgroups: w2 }];
 }
 
-function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]): void {
-  const vd = s.op === 'argmax' ? s.value.dtype : s.dtype;
-  const vt = valueType(vd);
-  const isF = vt === 'f32';
-  const sh = isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u';
+/**
+ * A reduction strided over the T invocations of a workgroup (over `range`, a chunk of its extent, in a
+ * split kernel's first pass), combined by a tree in workgroup memory; every invocation gets the result.
+ */
+function genReduce(c: Ctx, s: ReduceStmt, T: number, out: string[], range?: { start: string; end: string }): void {
+  const r = reduction(s);
+  const sh = r.shared;
   const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
-  const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
-  const ident = s.op === 'sum'
-    ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
-    : s.op === 'max' || s.op === 'argmax'
-      ? (isF ? '-k_inf()' : vt === 'i32' ? 'bitcast<i32>(0x80000000u)' : '0u')
-      : isF ? 'k_inf()' : vt === 'i32' ? '2147483647i' : '4294967295u';
-  const combine = (a: string, b: string) =>
-    s.op === 'sum' ? narrow(`(${a} + ${b})`) : s.op === 'max' ? (isF ? `k_max(${a}, ${b})` : `max(${a}, ${b})`) : isF ? `k_min(${a}, ${b})` : `min(${a}, ${b})`;
-  out.push(`  var ${acc}: ${vt} = ${ident};`);
+  out.push(`  var ${acc}: ${r.vt} = ${r.ident};`);
   if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
-  out.push(`  for (var ${x(s.var)}: i32 = tid; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${T}i) {`);
+  out.push(`  for (var ${x(s.var)}: i32 = ${range ? `${range.start} + ` : ''}tid; ${x(s.var)} < ${range?.end ?? `${s.extent}i`}; ${x(s.var)} += ${T}i) {`);
   c.g.stmts(s.body, '    ', out);
-  const val = c.g.expr(s.value);
-  if (s.op === 'argmax') {
-    out.push(`    let xv_: ${vt} = ${val};`);
-    const nan = isF ? ` || k_isnan(xv_)` : '';
-    const ok = isF ? `!k_isnan(${acc}) && ` : '';
-    out.push(`    if (${arg} < 0i || (${ok}(xv_ > ${acc}${nan}))) { ${acc} = xv_; ${arg} = ${x(s.var)}; }`);
-  } else out.push(`    ${acc} = ${combine(acc, `${vt}(${val})`)};`);
+  accumulate(c, s, acc, arg, out, '    ');
   out.push('  }');
   if (s.op === 'argmax') {
     out.push(`  ${sh}[tid] = ${acc}; red_a[tid] = ${arg};`, '  workgroupBarrier();');
     out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
     out.push('    if (tid < w_) {');
     out.push(`      let a_ = ${sh}[tid]; let b_ = ${sh}[tid + w_]; let ia_ = red_a[tid]; let ib_ = red_a[tid + w_];`);
-    const an = isF ? 'k_isnan(a_)' : 'false', bn = isF ? 'k_isnan(b_)' : 'false';
-    out.push(`      let take_ = ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_));`);
+    out.push(`      let take_ = ${argmaxTake(r.isF)};`);
     out.push(`      if (take_) { ${sh}[tid] = b_; red_a[tid] = ib_; }`);
     out.push('    }', '    workgroupBarrier();', '  }');
     out.push(`  let ${c.g.v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
   } else {
     out.push(`  ${sh}[tid] = ${acc};`, '  workgroupBarrier();');
     out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
-    out.push(`    if (tid < w_) { ${sh}[tid] = ${combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
+    out.push(`    if (tid < w_) { ${sh}[tid] = ${r.combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
     out.push('    workgroupBarrier();', '  }');
-    out.push(`  let ${c.g.v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
+    out.push(`  let ${c.g.v(s.acc)}: ${r.vt} = ${sh}[0];`, '  workgroupBarrier();');
   }
+}
+
+/** Block-per-point row kernels with at most this many points over extents this long are split (blockSplitOf). */
+const BLOCK_SPLIT_MAX_POINTS = 16;
+const BLOCK_SPLIT_CHUNK = 8192;
+const BLOCK_SPLIT_MAX = 1024;
+
+/**
+ * The chunk count of a block-per-point row kernel run in two passes (1: not split): a few grid points
+ * (a full reduction: a loss, a norm's Σx² over a whole tensor) over an extent long enough that one
+ * workgroup per point leaves the GPU idle, whose body is lets, one float sum/max/min, then lets and
+ * stores (so pass 2 combines one partial per chunk and runs the rest).
+ */
+export function blockSplitOf(k: LoopKernel): number {
+  if (k.rows?.kind === 'column') return 1;
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const at = k.body.findIndex((s) => s.k === 'reduce');
+  const r = k.body[at];
+  if (total > BLOCK_SPLIT_MAX_POINTS || !r || r.k !== 'reduce' || r.op === 'argmax' || !isFloatT(r.dtype)) return 1;
+  if (k.body.some((s, i) => s.k === 'loop' || (s.k === 'reduce' && i !== at) || (s.k === 'store' && i < at))) return 1;
+  return Math.max(1, Math.min(BLOCK_SPLIT_MAX, Math.floor(r.extent / BLOCK_SPLIT_CHUNK)));
+}
+
+/**
+ * A block-per-point row kernel in two passes (blockSplitOf): pass 1, one workgroup of T per (chunk,
+ * point), reduces its chunk (⌈extent/S⌉ long) as genReduce does and writes the partial to scratch at
+ * [chunk][point]; pass 2, one invocation per point, combines the S partials in chunk order
+ * (deterministic) and runs the lets and stores.
+ */
+function genSplitBlock(c: Ctx, k: LoopKernel, S: number, T: number): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const at = k.body.findIndex((s) => s.k === 'reduce');
+  const s = k.body[at] as ReduceStmt;
+  if (c.scratch === undefined) throw new KilnError(`wgsl codegen: ${c.name}: a split row kernel needs its scratch buffer`);
+  const chunk = Math.ceil(s.extent / S);
+  const w1 = fold(total * S, c.limits, c.name);
+  const p1: string[] = ['//decls', `var<workgroup> red_f: array<f32, ${T}>;`, '//end', ...entry([T, 1], total * S, w1[0])];
+  p1.push('  let tid = i32(lix);', `  let c_ = i32(wg) / ${total}i;`, `  let t = i32(wg) % ${total}i;`);
+  decompose(gv, k.grid, 't', p1, '  ');
+  for (const st of k.body.slice(0, at)) c.g.stmts([st], '  ', p1);
+  genReduce(c, s, T, p1, { start: `c_ * ${chunk}i`, end: `min(${s.extent}i, (c_ + 1i) * ${chunk}i)` });
+  p1.push(`  if (tid == 0i) { ${c.g.store(c.scratch, `c_ * ${total}i + t`, c.g.v(s.acc), 'set')} }`, '}');
+  const wgs = Math.ceil(total / ELEMENTWISE_WG);
+  const w2 = fold(wgs, c.limits, c.name);
+  const p2: string[] = [...entry([ELEMENTWISE_WG, 1], wgs, w2[0]), `  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`, '  let t = i32(t_);'];
+  decompose(gv, k.grid, 't', p2, '  ');
+  const v = c.g.v(s.acc);
+  for (const st of k.body) {
+    if (st !== s) { c.g.stmts([st], '  ', p2); continue; }
+    p2.push(`  var cv_${v}: f32 = ${c.g.load(c.scratch, 't')};`);
+    p2.push(`  for (var c_: i32 = 1i; c_ < ${S}i; c_++) { cv_${v} = ${reduction(s).combine(`cv_${v}`, c.g.load(c.scratch, `c_ * ${total}i + t`))}; }`);
+    p2.push(`  let ${v}: f32 = cv_${v};`);
+  }
+  p2.push('}');
+  return [{ body: p1, workgroups: w1 }, { body: p2, workgroups: w2 }];
 }
 
 /**
@@ -1276,7 +1322,7 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
   const bytesOf = (id: number) => (id < 0 ? scratch.find((s) => s.id === id)!.bytes : p.buffers[id]!.numel * deviceBytes(p.buffers[id]!.dtype));
   return p.kernels.map((k, i) => {
     const a = kernelAccess(k);
-    const splitCols = k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1 && opts.rowMapping !== 'block' && opts.reductions !== 'serial';
+    const splitCols = k.kind === 'loop' && isRowKernel(k) && (k.rows?.kind === 'column' ? k.rows.split > 1 : blockSplitOf(k) > 1) && opts.rowMapping !== 'block' && opts.reductions !== 'serial';
     const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : splitCols ? [-(2 * i + 1)] : [];
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;

@@ -34,7 +34,10 @@ import { runOnBackend } from '../support/backendRun.ts';
 import { firstMismatch, relErr as rel } from '../support/compare.ts';
 import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
-import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
+import { REDUCTION_CASES, type ReductionCase, reductionGraph } from '../support/reductionGraphs.ts';
+import { blockSplitOf } from '../../backends/wgsl/codegen.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
+import type { Tensor } from '../../compiler/dsl/tensor.ts';
 
 
 async function randomSeeds(backend: Backend, seeds: readonly number[]): Promise<string[]> {
@@ -88,7 +91,7 @@ describe('WGSL backend', () => {
     expect(await randomSeeds(vec4, gpu ? seeds : [2, 9])).toEqual([]);
   }, 600_000);
 
-  it('row kernels in the kernel IR\'s mappings (column kernels, split in two passes, block per row) equal the CPU interpreter', async () => {
+  it('row kernels in the kernel IR\'s mappings (column kernels, split in two passes, block per row) and split full reductions equal the CPU interpreter', async () => {
     // test/support/reductionGraphs.ts: sums, max, argmax and a mean-then-scale over a strided axis (column
     // kernels), sums over batch and tokens per channel (split columns: ragged chunks, a partial last
     // block), norms over the contiguous axis (block per row). Workgroup reductions combine in a
@@ -98,17 +101,25 @@ describe('WGSL backend', () => {
     const be = wgslBackendWith({ reductions: 'workgroup' });
     const gpu = !/swiftshader/i.test((await be.device()).adapterInfo);
     const cases = gpu ? REDUCTION_CASES : REDUCTION_CASES.filter((c) => c.name.startsWith('b9 ') || c.name.startsWith('b130 '));
+    // Full reductions (one grid point, 35035 terms: blockSplitOf's two passes, 4 ragged chunks) and a
+    // long row over 3 points (split too), a mean and a max: a loss over a whole tensor.
+    const full: ReductionCase = { name: 'full 5x7x1001', shape: [5, 7, 1001] };
+    const fullGraph = trace('full_reductions', (t): Record<string, Tensor> => {
+      const xx = t.input('x', [5, 7, 1001]), w = t.input('w', [5, 7, 1001]);
+      const flat = xx.mul(w).reshape([5, 7007]);
+      return { sumAll: xx.mul(w).sum(), meanAll: xx.mean().mul(2), maxAll: w.max(), rowsLong: flat.reshape([1, 5, 7007]).sum(2).add(1) };
+    });
     const bad: string[] = [];
     const seen = new Set<string>();
-    for (const c of cases) {
-      const g = reductionGraph(c);
+    for (const c of [...cases, full]) {
+      const g = c === full ? fullGraph : reductionGraph(c);
       const n = c.shape[0] * c.shape[1] * c.shape[2];
       const feeds = {
         x: hostTensor('f32', c.shape, Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37))),
         w: hostTensor('f32', c.shape, Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11))),
       };
       const exe = (await compileOn(be, g, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
-      for (const k of exe.program.kernels) if (k.kind === 'loop' && k.rows) seen.add(k.rows.kind === 'column' ? (k.rows.split > 1 ? 'split' : 'column') : 'block');
+      for (const k of exe.program.kernels) if (k.kind === 'loop' && k.rows) seen.add(k.rows.kind === 'column' ? (k.rows.split > 1 ? 'split' : 'column') : blockSplitOf(k) > 1 ? 'block split' : 'block');
       const got = await exe.run(feeds);
       exe.dispose();
       const want = runGraph(g, feeds);
@@ -117,7 +128,7 @@ describe('WGSL backend', () => {
         if (m) bad.push(`${c.name} ${o.name}: ${m}`);
       }
     }
-    expect([...seen].sort()).toEqual(['block', 'column', 'split']);
+    expect([...seen].sort()).toEqual(['block', 'block split', 'column', 'split']);
     expect(bad).toEqual([]);
   }, 600_000);
 
