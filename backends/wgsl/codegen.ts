@@ -112,6 +112,8 @@ export interface WgslOptions {
    * workgroup per grid point for every row kernel (the mapping before column kernels; benchmarks).
    */
   readonly rowMapping?: 'ir' | 'block';
+  /** Elementwise kernels with 16-bit stores: two neighbouring points per invocation, whole-word stores, where they pair up (default on; false: one point per invocation, atomic half-word stores). */
+  readonly elementwisePairs?: boolean;
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
@@ -581,6 +583,8 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
   const gv = k.grid.map((_, i) => `g${i}`);
   const out: string[] = [];
   if (!isRowKernel(k) || c.opts.reductions === 'serial') {
+    const paired = isRowKernel(k) ? undefined : genPairedElementwise(c, k);
+    if (paired) return paired;
     const wgs = Math.ceil(total / ELEMENTWISE_WG);
     const w = fold(wgs, c.limits, c.name);
     out.push(...entry([ELEMENTWISE_WG, 1], wgs, w[0]));
@@ -871,43 +875,87 @@ function genSplitBlock(c: Ctx, k: LoopKernel, S: number, T: number): Array<{ bod
  * pair's own: no other invocation writes it), and no 16-bit stored buffer is also read; else undefined.
  */
 function pairEpilogue(g: Gen, k: MatmulKernel, bparams: readonly string[]): string[] | undefined {
-  if (k.n % 2) return undefined;
+  const halves = pairHalves(g, k.epilogue, 'j', k.n);
+  if (!halves) return undefined;
+  const N = 2 * halves.pairs.length;
+  const out = [
+    `fn epih_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc: f32'].join(', ')}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...halves.body, '  return r_;', '}',
+    `fn epi2_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc0: f32', 'v_acc1: f32'].join(', ')}) {`,
+    `  let p0 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j', 'v_acc0'].join(', ')});`,
+    `  let p1 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j + 1i', 'v_acc1'].join(', ')});`,
+  ];
+  out.push(...pairWords(g, halves.pairs, '  '), '}');
+  return out;
+}
+
+/**
+ * The statements `stmts` of one element (i, j) with each 16-bit 'set' store's half index and bits put
+ * in `r_` (not stored), where two neighbours along `v` (v even, v + 1) can write each such store's
+ * 32-bit word whole: `extent` of `v` even, only lets and stores, every 16-bit 'set' store's index v +
+ * (even multiples of the other variables) + an even constant at an even element offset in its binding
+ * (the word is the pair's own: no other invocation writes it), and no 16-bit stored buffer read; else
+ * undefined. `pairs`: the stored buffer of each (half, bits) slot pair of `r_`.
+ */
+function pairHalves(g: Gen, stmts: readonly Stmt[], v: string, extent: number): { body: string[]; pairs: number[] } | undefined {
+  if (extent % 2) return undefined;
   const stored = new Set<number>();
-  for (const s of k.epilogue) {
+  for (const s of stmts) {
     if (s.k === 'let') continue;
     if (s.k !== 'store') return undefined;
     if (!is16(g.buffers[s.buf]!.dtype)) continue;
     const a = s.mode === 'set' ? affine(s.index) : undefined;
     const base = g.windows.get(s.buf)?.base;
-    if (!a || base === undefined || a.coef.get('j') !== 1 || [...a.coef].some(([n, c]) => n !== 'j' && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
+    if (!a || base === undefined || a.coef.get(v) !== 1 || [...a.coef].some(([n, c]) => n !== v && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
     stored.add(s.buf);
   }
   if (stored.size === 0) return undefined;
   let readsStored = false;
-  walkStmts(k.epilogue, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
+  walkStmts(stmts, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
   if (readsStored) return undefined;
-  // epih_: the epilogue of one element with each 16-bit store's half index and bits returned, not stored.
   const pairs: number[] = [];
   g.store16 = (buf, half, bits) => {
     const i = pairs.push(buf) - 1;
     return `r_[${2 * i}] = ${half}; r_[${2 * i + 1}] = ${bits};`;
   };
   const body: string[] = [];
-  g.stmts(k.epilogue, '  ', body);
+  g.stmts(stmts, '  ', body);
   g.store16 = undefined;
-  const N = 2 * pairs.length;
-  const out = [
-    `fn epih_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc: f32'].join(', ')}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...body, '  return r_;', '}',
-    `fn epi2_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc0: f32', 'v_acc1: f32'].join(', ')}) {`,
-    `  let p0 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j', 'v_acc0'].join(', ')});`,
-    `  let p1 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j + 1i', 'v_acc1'].join(', ')});`,
-  ];
-  pairs.forEach((buf, i) => {
+  return { body, pairs };
+}
+
+/** The word stores of a pair: element v's halves `p0`, element v + 1's `p1` (pairHalves). */
+function pairWords(g: Gen, pairs: readonly number[], ind: string): string[] {
+  return pairs.map((buf, i) => {
     const b = g.binding(buf), at = `${b.name}[p0[${2 * i}] >> 1u]`, w = `p0[${2 * i + 1}] | (p1[${2 * i + 1}] << 16u)`;
-    out.push(b.atomic ? `  atomicStore(&${at}, ${w});` : `  ${at} = ${w};`);
+    return b.atomic ? `${ind}atomicStore(&${at}, ${w});` : `${ind}${at} = ${w};`;
   });
-  out.push('}');
-  return out;
+}
+
+/**
+ * An elementwise kernel whose 16-bit stores pair up along the last grid axis (pairHalves): one
+ * invocation per two neighbouring points, each 32-bit word written whole by one store (not two atomic
+ * read-modify-writes per value); the element function `elh_` runs once per point of the pair.
+ */
+function genPairedElementwise(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [number, number, number] }> | undefined {
+  const last = k.grid.length - 1;
+  if (last < 0 || c.opts.elementwisePairs === false) return undefined;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const halves = pairHalves(c.g, k.body, gv[last]!, k.grid[last]!);
+  if (!halves) return undefined;
+  const N = 2 * halves.pairs.length;
+  const params = gv.map((q) => `${x(q)}: i32`).join(', ');
+  const fn = [`fn elh_(${params}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...halves.body, '  return r_;', '}'];
+  const total = k.grid.reduce((a, b) => a * b, 1) / 2;
+  const wgs = Math.ceil(total / ELEMENTWISE_WG);
+  const w = fold(wgs, c.limits, c.name);
+  const out: string[] = ['//decls', ...fn, '//end', ...entry([ELEMENTWISE_WG, 1], wgs, w[0])];
+  out.push(`  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`);
+  const names = [...gv.slice(0, last), 'pq_'];
+  decompose(names, [...k.grid.slice(0, last), k.grid[last]! / 2], 'i32(t_)', out, '  ');
+  const args = (j: string) => [...gv.slice(0, last).map((q) => x(q)), j].join(', ');
+  out.push(`  let p0 = elh_(${args(`2i * ${x('pq_')}`)});`, `  let p1 = elh_(${args(`2i * ${x('pq_')} + 1i`)});`);
+  out.push(...pairWords(c.g, halves.pairs, '  '), '}');
+  return [{ body: out, workgroups: w }];
 }
 
 /**

@@ -132,6 +132,34 @@ describe('WGSL backend', () => {
     expect(bad).toEqual([]);
   }, 600_000);
 
+  it('elementwise kernels storing f16/bf16 write whole words per pair of neighbours where they pair up, the same values as one point per invocation', async () => {
+    // Stores contiguous along the last axis of even extent pair up (the 'elh_' element function, run for
+    // two neighbours); an odd last axis and a transposed store do not (one point per invocation,
+    // atomic half-word stores). Exact ops only, so the values equal the interpreter's bit for bit
+    // (f16/bf16 rounded after each op on both sides).
+    const g = trace('pairs16', (t): Record<string, Tensor> => {
+      const a = t.input('a', [6, 10]), b = t.input('b', [6, 7]);
+      return {
+        even16: a.mul(1.7).add(0.25).cast('f16'),
+        evenBf: a.mul(a).cast('bf16'),
+        mixed: a.add(1).cast('f16').cast('f32').mul(3),
+        odd16: b.mul(-2.5).cast('f16'),
+        transposed: a.transpose(0, 1).mul(0.5).cast('f16'),
+      };
+    });
+    const n = (k: number) => Float32Array.from({ length: k }, (_, i) => Math.sin(i * 0.37 + k) * 1000);
+    const feeds = { a: hostTensor('f32', [6, 10], n(60)), b: hostTensor('f32', [6, 7], n(42)) };
+    const want = runGraph(g, feeds);
+    const sources: string[] = [];
+    for (const pairs of [true, false]) {
+      const be = wgslBackendWith({ elementwisePairs: pairs, onSource: (_n, src) => sources.push(src) });
+      const got = await runOnBackend(be, g, feeds);
+      for (const o of g.outputs) expect(firstMismatch(got[o.name]!.data, want[o.name]!.data, 0), `${o.name}, pairs ${pairs}`).toBeUndefined();
+    }
+    // Paired: the even f16 and bf16 stores (fused or not); never the odd or transposed ones.
+    expect(sources.filter((s) => s.includes('fn elh_(')).length).toBeGreaterThanOrEqual(1);
+  }, 600_000);
+
   it('the wide GEMM (128×128 tiles, vec4 operand views, register prefetch): every layout, edges, batches, epilogues, at default and browser limits', async () => {
     // tanh(A·B + bias), for A as given or transposed (a permute of a stored [K, M]), B as given or
     // transposed ([N, K], as linear layers store weights); extents off the 128/16/4 grid take the
