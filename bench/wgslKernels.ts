@@ -11,15 +11,16 @@
  *    block = the pre-LN transformer block of bench/torch_baseline.py, lightningdit = LightningDiT-B/1),
  *    at the backend's default precision (f16 autocast where the adapter has shader-f16); PROFILE=1 adds the
  *    GPU time per dispatch summed by kind of work and the slowest dispatches (bench/wgslProfile.ts);
- *    ROW_MAPPINGS (comma list, default ir): one run per row-kernel mapping (ir: the kernel IR's, with
- *    column kernels; block: one workgroup per grid point), in one process (pipelines they share are
- *    created once); STEP_REPS caps the timed steps;
+ *    KERNELS (comma list, default `default`): one run per kernel set (default: the backend's; main6d516a2:
+ *    one workgroup per row-kernel grid point and atomic half-word stores, the kernels before the column
+ *    mapping and the paired stores), in one process (pipelines they share are created once); STEP_REPS
+ *    caps the timed steps;
  * Timing: one submission of REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone
  * (WgslExecutable.time), under KILN_GPU_LOCK when set (see withGpu), and GPU time from timestamps at the start and end of the submission (gpuMs; the
  * reported fwdMs/totalMs/TFLOP/s where the device has 'timestamp-query', the wall clock beside them); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
+import { type WgslBackendOptions, wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
 import { hostTensor, type HostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
 import { atPrecision, compileOn, defaultPrecision } from '../runtime/compile.ts';
@@ -196,21 +197,24 @@ if (parts.includes('norm')) {
 if (parts.includes('step')) {
   const be = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off' });
   const precision = (process.env.KILN_PRECISION as 'f32' | 'f16' | undefined) ?? (await defaultPrecision(be));
-  // ROW_MAPPINGS: the row kernels' mapping per run (ir: the kernel IR's, column kernels included; block: one workgroup per grid point).
-  const mappings = (process.env.ROW_MAPPINGS ?? 'ir').split(',') as Array<'ir' | 'block'>;
+  // KERNELS: per run, the default kernels or main 6d516a2's (one workgroup per row-kernel grid point, atomic half-word stores).
+  const kernelSets = (process.env.KERNELS ?? 'default').split(',');
+  const KERNEL_SETS: Record<string, WgslBackendOptions> = { default: {}, main6d516a2: { rowMapping: 'block', elementwisePairs: false } };
   for (const spec of (process.env.STEPS ?? 'lightningdit:128,block:64').split(',')) {
     const [name, b, size] = spec.split(':') as [string, string, string | undefined];
     const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
     let resident: Map<string, HostTensor> | undefined;
-    for (const rowMapping of mappings) {
-      const tag = `${spec} rows=${rowMapping}`, variant = `wgsl-${precision}${rowMapping === 'ir' ? '' : `-rows-${rowMapping}`}`;
+    for (const set of kernelSets) {
+      const tag = `${spec} kernels=${set}`, variant = `wgsl-${precision}${set === 'default' ? '' : `-${set}`}`;
+      const kernels = KERNEL_SETS[set];
+      if (!kernels) throw new Error(`KERNELS: no kernel set '${set}' (${Object.keys(KERNEL_SETS).join(', ')})`);
       try {
         const t0 = performance.now();
         // Phases: Kiln (trace, autocast, compile) until the first generated source, then WGSL generation and pipelines (compileStats);
         // the process's CPU time while the pipelines are created (Dawn's and the driver's threads included).
         let firstSource = 0;
         let cpu0: NodeJS.CpuUsage | undefined, main0 = NaN;
-        const beStep = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off', rowMapping, onPipeline: pipelineProgress(`step ${tag}`), onSource: () => { if (!firstSource) { firstSource = performance.now(); cpu0 = process.cpuUsage(); main0 = mainThreadCpuMs(); log(`step ${tag}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
+        const beStep = wgslBackendWith({ ...kernels, robustness: process.env.ROBUSTNESS !== 'off', onPipeline: pipelineProgress(`step ${tag}`), onSource: () => { if (!firstSource) { firstSource = performance.now(); cpu0 = process.cpuUsage(); main0 = mainThreadCpuMs(); log(`step ${tag}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
         const exe = (await compileOn(beStep, graph, { precision, cacheDir: '' })) as WgslExecutable;
         const compileMs = performance.now() - t0;
         const cu = process.cpuUsage(cpu0);
