@@ -215,6 +215,7 @@ class Gen {
   private readonly slotOf = new Map<number, number>();
 
   private readonly valueNames = new Map<string, string>();
+  private readonly loopNames = new Map<string, string>();
 
   /** Where set, 16-bit 'set' stores call this with the half index and the value's bits (u32) instead of storing (pairEpilogue). */
   store16?: (buf: number, half: string, bits: string) => string;
@@ -241,6 +242,17 @@ class Gen {
     if (name === 'acc') return v(name);
     let r = this.valueNames.get(name);
     if (r === undefined) this.valueNames.set(name, (r = `v${this.valueNames.size}`));
+    return r;
+  }
+
+  /**
+   * The WGSL name of the loop or reduction variable `name` (declared by the caller's `for`): numbered
+   * in order of first use, as values are (IR loop variables carry fusion prefixes that differ between
+   * equal layers); grid variables and the other kernels' fixed names stay x_<name>.
+   */
+  lv(name: string): string {
+    let r = this.loopNames.get(name);
+    if (r === undefined) this.loopNames.set(name, (r = `x_l${this.loopNames.size}`));
     return r;
   }
 
@@ -316,7 +328,7 @@ class Gen {
     const o = opaque || (e.k !== 'const' && isConstTree(e));
     switch (e.k) {
       case 'const': return this.lit(e, o);
-      case 'var': return x(e.name);
+      case 'var': return this.loopNames.get(e.name) ?? x(e.name);
       case 'ref': return this.v(e.name);
       case 'load': return this.load(e.buf, this.expr(e.index));
       case 'un': return this.narrow(this.unary(e.op, this.expr(e.a, o), e.a.dtype), e.dtype);
@@ -411,7 +423,7 @@ class Gen {
           break;
         }
         case 'loop':
-          out.push(`${ind}for (var ${x(s.var)}: i32 = 0i; ${x(s.var)} < ${s.extent}i; ${x(s.var)}++) {`);
+          out.push(`${ind}for (var ${this.lv(s.var)}: i32 = 0i; ${this.lv(s.var)} < ${s.extent}i; ${this.lv(s.var)}++) {`);
           this.stmts(s.body, ind + '  ', out);
           out.push(`${ind}}`);
           break;
@@ -435,14 +447,14 @@ class Gen {
     const tmp = `r_${acc}`;
     out.push(`${ind}var ${tmp}: ${vt} = ${ident};`);
     if (s.op === 'argmax') out.push(`${ind}var ${tmp}_i: i32 = -1i;`);
-    out.push(`${ind}for (var ${x(s.var)}: i32 = 0i; ${x(s.var)} < ${s.extent}i; ${x(s.var)}++) {`);
+    out.push(`${ind}for (var ${this.lv(s.var)}: i32 = 0i; ${this.lv(s.var)} < ${s.extent}i; ${this.lv(s.var)}++) {`);
     this.stmts(s.body, ind + '  ', out);
     const val = this.expr(s.value);
     if (s.op === 'sum') out.push(`${ind}  ${tmp} = ${narrow(`(${tmp} + ${vt}(${val}))`)};`);
     else if (s.op === 'max' || s.op === 'min') out.push(`${ind}  ${tmp} = ${isF ? `k_${s.op}` : s.op}(${tmp}, ${vt}(${val}));`);
     else {
       out.push(`${ind}  let xv_: ${vt} = ${val};`);
-      out.push(`${ind}  if (${tmp}_i < 0i || (${isF ? `!k_isnan(${tmp}) && ` : ''}(xv_ > ${tmp}${isF ? ' || k_isnan(xv_)' : ''}))) { ${tmp} = xv_; ${tmp}_i = ${x(s.var)}; }`);
+      out.push(`${ind}  if (${tmp}_i < 0i || (${isF ? `!k_isnan(${tmp}) && ` : ''}(xv_ > ${tmp}${isF ? ' || k_isnan(xv_)' : ''}))) { ${tmp} = xv_; ${tmp}_i = ${this.lv(s.var)}; }`);
     }
     out.push(`${ind}}`);
     out.push(s.op === 'argmax' ? `${ind}let ${acc}: i32 = max(${tmp}_i, 0i);` : `${ind}let ${acc}: ${vt} = ${tmp};`);
@@ -616,7 +628,7 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
         c.g.stmts([s], '  ', out, 'tid == 0i');
         break;
       case 'loop':
-        out.push(`  for (var ${x(s.var)}: i32 = tid; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${T}i) {`);
+        out.push(`  for (var ${c.g.lv(s.var)}: i32 = tid; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${T}i) {`);
         c.g.stmts(s.body, '    ', out);
         out.push('  }');
         break;
@@ -659,7 +671,7 @@ function accumulate(c: Ctx, s: ReduceStmt, acc: string, arg: string, out: string
   const val = c.g.expr(s.value);
   if (s.op === 'argmax') {
     out.push(`${ind}let xv_: ${r.vt} = ${val};`);
-    out.push(`${ind}if (${arg} < 0i || (${r.isF ? `!k_isnan(${acc}) && ` : ''}(xv_ > ${acc}${r.isF ? ' || k_isnan(xv_)' : ''}))) { ${acc} = xv_; ${arg} = ${x(s.var)}; }`);
+    out.push(`${ind}if (${arg} < 0i || (${r.isF ? `!k_isnan(${acc}) && ` : ''}(xv_ > ${acc}${r.isF ? ' || k_isnan(xv_)' : ''}))) { ${acc} = xv_; ${arg} = ${c.g.lv(s.var)}; }`);
   } else out.push(`${ind}${acc} = ${r.combine(acc, `${r.vt}(${val})`)};`);
 }
 
@@ -683,7 +695,7 @@ function genColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body: stri
     if (s.k === 'let') c.g.stmts([s], '  ', out);
     else if (s.k === 'store') c.g.stmts([s], '  ', out, 'live && ty == 0i');
     else if (s.k === 'loop') {
-      out.push(`  for (var ${x(s.var)}: i32 = ty; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${L}i) {`, '    if (live) {');
+      out.push(`  for (var ${c.g.lv(s.var)}: i32 = ty; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${L}i) {`, '    if (live) {');
       c.g.stmts(s.body, '      ', out);
       out.push('    }', '  }');
     } else {
@@ -691,7 +703,7 @@ function genColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body: stri
       const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
       out.push(`  var ${acc}: ${r.vt} = ${r.ident};`);
       if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
-      out.push(`  for (var ${x(s.var)}: i32 = ty; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${L}i) {`);
+      out.push(`  for (var ${c.g.lv(s.var)}: i32 = ty; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${L}i) {`);
       c.g.stmts(s.body, '    ', out);
       accumulate(c, s, acc, arg, out, '    ');
       out.push('  }');
@@ -749,7 +761,7 @@ function genSplitColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body:
     const chunk = Math.ceil(s.extent / S);
     const acc = `acc_${c.g.v(s.acc)}`;
     p1.push('  {', `    var ${acc}: f32 = ${r.ident};`, `    let end_ = min(${s.extent}i, (c_ + 1i) * ${chunk}i);`);
-    p1.push(`    for (var ${x(s.var)}: i32 = c_ * ${chunk}i + ty; ${x(s.var)} < end_; ${x(s.var)} += ${L}i) {`);
+    p1.push(`    for (var ${c.g.lv(s.var)}: i32 = c_ * ${chunk}i + ty; ${c.g.lv(s.var)} < end_; ${c.g.lv(s.var)} += ${L}i) {`);
     c.g.stmts(s.body, '      ', p1);
     accumulate(c, s, acc, '', p1, '      ');
     p1.push('    }', `    red_f[ty * ${P}i + tx] = ${acc};`, '    workgroupBarrier();');
@@ -787,7 +799,7 @@ function genReduce(c: Ctx, s: ReduceStmt, T: number, out: string[], range?: { st
   const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
   out.push(`  var ${acc}: ${r.vt} = ${r.ident};`);
   if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
-  out.push(`  for (var ${x(s.var)}: i32 = ${range ? `${range.start} + ` : ''}tid; ${x(s.var)} < ${range?.end ?? `${s.extent}i`}; ${x(s.var)} += ${T}i) {`);
+  out.push(`  for (var ${c.g.lv(s.var)}: i32 = ${range ? `${range.start} + ` : ''}tid; ${c.g.lv(s.var)} < ${range?.end ?? `${s.extent}i`}; ${c.g.lv(s.var)} += ${T}i) {`);
   c.g.stmts(s.body, '    ', out);
   accumulate(c, s, acc, arg, out, '    ');
   out.push('  }');
