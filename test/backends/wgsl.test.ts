@@ -215,6 +215,24 @@ describe('WGSL backend', () => {
     expect(firstMismatch(got.y!.data, runGraph(g, feeds).y!.data, 1e-5)).toBeUndefined();
   });
 
+  it('equal row-kernel layers share one source: loop and reduction variables are numbered, not named after the IR', async () => {
+    // Four LayerNorm + matmul layers: each norm a row kernel whose row loop variable carries its own
+    // fusion prefix in the kernel IR; the middle layers' sources must be equal.
+    const g = trace('ln_layers', (t): Record<string, Tensor> => {
+      let h = t.input('x', [4, 48]);
+      for (let l = 0; l < 4; l++) h = h.layerNorm().matmul(t.input(`w${l}`, [48, 48])).tanh();
+      return { y: h };
+    });
+    const feeds: Record<string, HostTensor> = { x: hostTensor('f32', [4, 48], Array.from({ length: 192 }, (_, i) => Math.sin(i))) };
+    for (let l = 0; l < 4; l++) feeds[`w${l}`] = hostTensor('f32', [48, 48], Array.from({ length: 48 * 48 }, (_, i) => Math.cos(i * (l + 1)) * 0.2));
+    const sources: string[] = [];
+    const got = await runOnBackend(wgslBackendWith({ onSource: (_, src) => sources.push(src) }), g, feeds);
+    const rows = sources.filter((src) => /for \(var x_l\d+/.test(src));
+    expect(rows.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(rows).size).toBeLessThan(rows.length);
+    expect(firstMismatch(got.y!.data, runGraph(g, feeds).y!.data, 1e-4)).toBeUndefined();
+  });
+
   it('a training session keeps its state on the device and matches the CPU backend step by step', async () => {
     const cfg = { inputs: 64, hidden: [32], classes: 10 };
     const { model, graph } = mlpTrainStep(cfg, 32);
