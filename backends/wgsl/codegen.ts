@@ -628,9 +628,12 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
         c.g.stmts([s], '  ', out, 'tid == 0i');
         break;
       case 'loop':
-        out.push(`  for (var ${c.g.lv(s.var)}: i32 = tid; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${T}i) {`);
-        c.g.stmts(s.body, '    ', out);
-        out.push('  }');
+        if (c.opts.elementwisePairs !== false && pairable(c.g.buffers, c.g.windows, s.body, s.var, s.extent)) pairedRowLoop(c, s, T, out);
+        else {
+          out.push(`  for (var ${c.g.lv(s.var)}: i32 = tid; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${T}i) {`);
+          c.g.stmts(s.body, '    ', out);
+          out.push('  }');
+        }
         break;
       case 'reduce':
         genReduce(c, s, T, out);
@@ -909,21 +912,7 @@ function pairEpilogue(g: Gen, k: MatmulKernel, bparams: readonly string[]): stri
  * undefined. `pairs`: the stored buffer of each (half, bits) slot pair of `r_`.
  */
 function pairHalves(g: Gen, stmts: readonly Stmt[], v: string, extent: number): { body: string[]; pairs: number[] } | undefined {
-  if (extent % 2) return undefined;
-  const stored = new Set<number>();
-  for (const s of stmts) {
-    if (s.k === 'let') continue;
-    if (s.k !== 'store') return undefined;
-    if (!is16(g.buffers[s.buf]!.dtype)) continue;
-    const a = s.mode === 'set' ? affine(s.index) : undefined;
-    const base = g.windows.get(s.buf)?.base;
-    if (!a || base === undefined || a.coef.get(v) !== 1 || [...a.coef].some(([n, c]) => n !== v && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
-    stored.add(s.buf);
-  }
-  if (stored.size === 0) return undefined;
-  let readsStored = false;
-  walkStmts(stmts, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
-  if (readsStored) return undefined;
+  if (!pairable(g.buffers, g.windows, stmts, v, extent)) return undefined;
   const pairs: number[] = [];
   g.store16 = (buf, half, bits) => {
     const i = pairs.push(buf) - 1;
@@ -933,6 +922,81 @@ function pairHalves(g: Gen, stmts: readonly Stmt[], v: string, extent: number): 
   g.stmts(stmts, '  ', body);
   g.store16 = undefined;
   return { body, pairs };
+}
+
+/** The buffers whose 16-bit stores in `stmts` pair up along `v` (pairHalves' conditions), or undefined where they do not. */
+function pairable(buffers: readonly BufferDecl[], windows: ReadonlyMap<number, Window>, stmts: readonly Stmt[], v: string, extent: number): Set<number> | undefined {
+  if (extent % 2) return undefined;
+  const stored = new Set<number>();
+  for (const s of stmts) {
+    if (s.k === 'let') continue;
+    if (s.k !== 'store') return undefined;
+    if (!is16(buffers[s.buf]!.dtype)) continue;
+    const a = s.mode === 'set' ? affine(s.index) : undefined;
+    const base = windows.get(s.buf)?.base;
+    if (!a || base === undefined || a.coef.get(v) !== 1 || [...a.coef].some(([n, c]) => n !== v && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
+    stored.add(s.buf);
+  }
+  if (stored.size === 0) return undefined;
+  let readsStored = false;
+  walkStmts(stmts, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
+  return readsStored ? undefined : stored;
+}
+
+/**
+ * The buffers kernel `k` will store whole words of (pairs of 16-bit values, see pairHalves): its
+ * elementwise body or its subgroup-matrix GEMM's epilogue, where they pair up. Their windows need not
+ * be atomic (no half-word read-modify-writes): plain loads and stores in the whole window.
+ */
+function pairedStores(k: Kernel, buffers: readonly BufferDecl[], windows: ReadonlyMap<number, Window>, opts: WgslOptions): Set<number> | undefined {
+  if (k.kind === 'loop' && !isRowKernel(k) && k.grid.length > 0 && opts.elementwisePairs !== false)
+    return pairable(buffers, windows, k.body, `g${k.grid.length - 1}`, k.grid[k.grid.length - 1]!);
+  if (k.kind === 'matmul' && opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (opts.sgm?.store ?? 'pairs') === 'pairs') return pairable(buffers, windows, k.epilogue, 'j', k.n);
+  // Block-per-row kernels (workgroup reductions, not column-mapped or split): every 16-bit store in a paired row loop.
+  if (k.kind === 'loop' && isRowKernel(k) && opts.reductions !== 'serial' && opts.elementwisePairs !== false && (k.rows?.kind !== 'column' || opts.rowMapping === 'block') && (opts.rowMapping === 'block' || blockSplitOf(k) === 1)) {
+    const all = new Set<number>();
+    for (const s of k.body) {
+      const p = s.k === 'loop' ? pairable(buffers, windows, s.body, s.var, s.extent) : undefined;
+      if (p) for (const b of p) all.add(b);
+      else {
+        let st16 = false;
+        walkStmts([s], () => {}, (t) => { if (t.k === 'store' && is16(buffers[t.buf]!.dtype)) st16 = true; });
+        if (st16) return undefined;
+      }
+    }
+    // A buffer stored in pairs by one loop and read by another statement keeps its atomics.
+    let read = false;
+    walkStmts(k.body, (e) => { if (e.k === 'load' && all.has(e.buf)) read = true; });
+    return all.size && !read ? all : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A row loop of a block-per-row kernel whose 16-bit stores pair up along its variable (pairable): the
+ * invocations stride over pairs of neighbours; the body runs for both (each in its own block, its
+ * 16-bit stores' halves and bits kept in p0 / p1), then each word is written whole.
+ */
+function pairedRowLoop(c: Ctx, s: Stmt & { k: 'loop' }, T: number, out: string[]): void {
+  const pairs: number[] = [];
+  const copy = (q: 0 | 1) => {
+    const body: string[] = [];
+    let n = 0;
+    c.g.store16 = (buf, half, bits) => {
+      if (q === 0) pairs.push(buf);
+      const i = n++;
+      return `p${q}[${2 * i}] = ${half}; p${q}[${2 * i + 1}] = ${bits};`;
+    };
+    c.g.stmts(s.body, '      ', body);
+    c.g.store16 = undefined;
+    return body;
+  };
+  const v = c.g.lv(s.var);
+  const b0 = copy(0), b1 = copy(1);
+  const N = 2 * pairs.length;
+  out.push(`  for (var pq_: i32 = tid; pq_ < ${s.extent / 2}i; pq_ += ${T}i) {`, `    var p0: array<u32, ${N}>; var p1: array<u32, ${N}>;`);
+  out.push(`    {`, `      let ${v}: i32 = 2i * pq_;`, ...b0, '    }', '    {', `      let ${v}: i32 = 2i * pq_ + 1i;`, ...b1, '    }');
+  out.push(...pairWords(c.g, pairs, '    '), '  }');
 }
 
 /** The word stores of a pair: element v's halves `p0`, element v + 1's `p1` (pairHalves). */
@@ -993,11 +1057,15 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   const ot = intAcc ? valueType(k.accDType) : 'f32';
   d.push(`fn lda_(${[...bparams, 'x_i: i32', 'x_p: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.a)}); }`);
   d.push(`fn ldb_(${[...bparams, 'x_p: i32', 'x_j: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.b)}); }`);
-  const epi: string[] = [];
-  g.stmts(k.epilogue, '  ', epi);
-  d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
+  const sgmPair = c.opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
+  // With the pair epilogue, the stored windows may be plain (pairedStores): no per-element epilogue (its half-word stores need atomics).
+  if (!sgmPair) {
+    const epi: string[] = [];
+    g.stmts(k.epilogue, '  ', epi);
+    d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
+  }
   if (c.opts.subgroupMatrix && isSubgroupMatrixKernel(k)) {
-    const pair = (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
+    const pair = sgmPair;
     if (pair) d.push(...pair);
     return renderSubgroupMatrixMatmul(k, {
       decls: d, bargs, bv, vec4View: c.vec4View, batchLets: (out) => decompose(bv, k.batch, 'i32(bt)', out, '  '), grid: (total) => fold(total, c.limits, c.name),
@@ -1387,7 +1455,11 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;
     const written = new Set([...a.writes, ...sc]);
-    const { bindings, bound, atomicBinding } = bindWindows(name, ids, atomicBuffers(k, p.buffers), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
+    const atomic = atomicBuffers(k, p.buffers);
+    let { bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
+    // Stores of whole 16-bit pairs need no atomics: bind again without them (the windows' places do not change).
+    const paired = pairedStores(k, p.buffers, bound, opts);
+    if (paired) ({ bindings, bound, atomicBinding } = bindWindows(name, ids, new Set([...atomic].filter((b) => !paired.has(b))), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
     const g = new Gen(p.buffers, bound);
     const decls: string[] = [];
     // Second bindings of buffers as array<vec4<f32>> (the wide GEMM's operands), each its own window.
