@@ -243,16 +243,16 @@ if (parts.includes('step')) {
           else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
           else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
         }
-        const { first, stepMs, stepGpuMs } = await withGpu(async () => {
+        const { first, stepMs, stepGpuMs, encodeMs } = await withGpu(async () => {
           const first = await exe.run(feeds, ['loss']);
           const one = await exe.time(1);
           log(`step ${tag}: first step done, one timed step ${one.toFixed(1)} ms`);
           const reps = Math.max(2, Math.min(Number(process.env.STEP_REPS ?? 10), Math.floor(2000 / Math.max(one, 1))));
           const stepMs = (await exe.time(reps)) / reps;
-          return { first, stepMs, stepGpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
+          return { first, stepMs, stepGpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps, encodeMs: (exe.encodeMs ?? NaN) / reps };
         });
-        log(`step ${tag} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
-        emit({ part: 'step', shape: spec, variant, stepMs, stepGpuMs, compileMs, loss: first.loss!.data[0] });
+        log(`step ${tag} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, ${encodeMs.toFixed(2)} ms CPU encoding and submitting, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
+        emit({ part: 'step', shape: spec, variant, stepMs, stepGpuMs, encodeMs, compileMs, loss: first.loss!.data[0] });
         if (process.env.PROFILE === '1') {
           const prof = await withGpu(() => profileSummary(exe));
           log(`step ${tag} profile: ${prof.totalMs.toFixed(2)} ms in dispatches; ${JSON.stringify(prof.byCategory)}`);

@@ -23,6 +23,8 @@ import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts
 import { sgmGemmTarget } from './gemmSubgroupMatrix.ts';
 
 const ALIGN = 256;
+/** Dispatches per command buffer in a run (see WgslExecutable.submitEarly). */
+const SUBMIT_CHUNK = 64;
 const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 
 /** Called with every generated shader (besides compiler/debug.ts's KILN_DEBUG=source printer). */
@@ -33,6 +35,8 @@ export interface WgslExecutableOptions extends WgslOptions {
   readonly sourceCache?: WgslSourceCache;
   /** Told each time one of the executable's pipelines is ready (progress of long compiles, for benchmarks). */
   readonly onPipeline?: (done: number, total: number) => void;
+  /** Dispatches per command buffer of a run (default SUBMIT_CHUNK; tests use small ones). */
+  readonly submitChunk?: number;
 }
 
 interface Pipeline {
@@ -150,7 +154,10 @@ export class WgslExecutable implements Executable {
   readonly dispatches: WgslDispatch[][];
   compileStats?: WgslCompileStats;
 
+  private readonly chunk: number;
+
   private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslExecutableOptions) {
+    this.chunk = Math.max(1, Math.floor(opts.submitChunk ?? SUBMIT_CHUNK));
     const p = program;
     const { device, limits } = dev;
     const bytes = (id: number) => p.buffers[id]!.numel * deviceByteSize(p.buffers[id]!.dtype);
@@ -295,8 +302,14 @@ export class WgslExecutable implements Executable {
 
   /** Record every dispatch of the program into `enc` (one compute pass, with `timestampWrites` if given). */
   encodeDispatches(enc: GPUCommandEncoder, timestampWrites?: GPUComputePassTimestampWrites): void {
+    this.encodeRange(enc, 0, this.steps.length, timestampWrites);
+  }
+
+  /** Record dispatches [from, to) into `enc` as one compute pass. */
+  private encodeRange(enc: GPUCommandEncoder, from: number, to: number, timestampWrites?: GPUComputePassTimestampWrites): void {
     const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
-    for (const s of this.steps) {
+    for (let i = from; i < to; i++) {
+      const s = this.steps[i]!;
       pass.setPipeline(s.pipeline);
       pass.setBindGroup(0, s.bindGroup);
       pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
@@ -305,12 +318,35 @@ export class WgslExecutable implements Executable {
   }
 
   /**
+   * Encode and submit the program's dispatches but the last SUBMIT_CHUNK, one command buffer per chunk,
+   * each submitted as soon as it is encoded (so the GPU runs the first while the CPU encodes the rest:
+   * encoding a B/1 step's 690 dispatches takes tens of ms); returns where the last chunk starts (the
+   * caller encodes it with what follows it). `begin`: timestamps at the start of the first chunk.
+   */
+  private submitEarly(begin?: { querySet: GPUQuerySet; index: number }): number {
+    const n = this.steps.length;
+    const last = Math.max(0, Math.ceil(n / this.chunk) - 1) * this.chunk;
+    for (let from = 0; from < last; from += this.chunk) {
+      const enc = this.dev.device.createCommandEncoder();
+      this.encodeRange(enc, from, from + this.chunk, from === 0 && begin ? { querySet: begin.querySet, beginningOfPassWriteIndex: begin.index } : undefined);
+      this.dev.device.queue.submit([enc.finish()]);
+    }
+    return last;
+  }
+
+  /**
    * GPU milliseconds of the last `time` call, from timestamps written at the start of its first pass and
    * the end of its last (undefined where the device has no 'timestamp-query').
    */
   gpuMs?: number;
 
-  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds (and sets gpuMs). */
+  /** CPU milliseconds of the last `time` call spent encoding and submitting (before waiting for the GPU). */
+  encodeMs?: number;
+
+  /**
+   * Run the program `n` times, each as `run` submits a step (command buffers of SUBMIT_CHUNK dispatches
+   * submitted as encoded), and wait (for benchmarks); returns wall milliseconds (and sets gpuMs, encodeMs).
+   */
   async time(n: number): Promise<number> {
     const device = this.dev.device;
     const stamps = device.features.has('timestamp-query') && n > 0;
@@ -319,14 +355,21 @@ export class WgslExecutable implements Executable {
     const rd = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : undefined;
     await device.queue.onSubmittedWorkDone();
     const t = performance.now();
-    const enc = device.createCommandEncoder();
-    for (let i = 0; i < n; i++)
-      this.encodeDispatches(enc, qs && (i === 0 || i === n - 1) ? { querySet: qs, ...(i === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(i === n - 1 ? { endOfPassWriteIndex: 1 } : {}) } : undefined);
-    if (qs) {
-      enc.resolveQuerySet(qs, 0, 2, res!, 0);
-      enc.copyBufferToBuffer(res!, 0, rd!, 0, 16);
+    // Each run as a program step runs: its chunks submitted as they are encoded.
+    for (let i = 0; i < n; i++) {
+      const from = this.submitEarly(qs && i === 0 ? { querySet: qs, index: 0 } : undefined);
+      const enc = device.createCommandEncoder();
+      const ts: GPUComputePassTimestampWrites | undefined = qs && ((i === 0 && from === 0) || i === n - 1)
+        ? { querySet: qs, ...(i === 0 && from === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(i === n - 1 ? { endOfPassWriteIndex: 1 } : {}) }
+        : undefined;
+      this.encodeRange(enc, from, this.steps.length, ts);
+      if (qs && i === n - 1) {
+        enc.resolveQuerySet(qs, 0, 2, res!, 0);
+        enc.copyBufferToBuffer(res!, 0, rd!, 0, 16);
+      }
+      device.queue.submit([enc.finish()]);
     }
-    device.queue.submit([enc.finish()]);
+    this.encodeMs = performance.now() - t;
     await device.queue.onSubmittedWorkDone();
     const wall = performance.now() - t;
     this.gpuMs = undefined;
@@ -409,7 +452,14 @@ export class WgslExecutable implements Executable {
     for (const [i, x] of checkFeeds(this.graph, feeds, this.written)) this.upload(this.decl(i.name, this.program.inputs), x.data as ArrayLike<number>);
     const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
     for (const n of want) if (!this.graph.output(n)) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
-    const vals = await this.download(want.map((n) => this.decl(n, this.program.outputs)), (enc) => this.encodeDispatches(enc), (enc) => this.encodeUpdates(enc));
+    // All chunks but the last are submitted first (their validation errors caught here); the last goes with the read-back copies and the updates.
+    const device = this.dev.device;
+    device.pushErrorScope('validation');
+    const from = this.submitEarly();
+    const early = device.popErrorScope();
+    const vals = await this.download(want.map((n) => this.decl(n, this.program.outputs)), (enc) => this.encodeRange(enc, from, this.steps.length), (enc) => this.encodeUpdates(enc));
+    const err = await early;
+    if (err) throw new KilnError(`wgsl: program ${this.program.name}: ${err.message}`);
     const out: Record<string, HostTensor> = {};
     want.forEach((n, i) => {
       const t = this.graph.typeOf(this.graph.output(n)!.id);
@@ -450,7 +500,7 @@ function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, onPipeline, gemm, reductions, rowMapping, elementwisePairs, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
+  const { onSource, onPipeline, submitChunk, gemm, reductions, rowMapping, elementwisePairs, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -468,7 +518,7 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
       const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(rowMapping ? { rowMapping } : {}), ...(elementwisePairs !== undefined ? { elementwisePairs } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}), ...(sgm ? { sgm } : {}) };
       // attentionSubgroups: false turns the subgroup softmax off, 'emulated' forces its workgroup-memory emulation (tests).
       const asg = attentionSubgroups === false ? undefined : attentionSubgroups === 'emulated' ? 'emulated' : kernels.attentionSubgroups;
-      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
+      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), ...(submitChunk ? { submitChunk } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }

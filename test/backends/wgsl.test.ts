@@ -239,11 +239,12 @@ describe('WGSL backend', () => {
     }
   });
 
-  it('a training session keeps its state on the device and matches the CPU backend step by step', async () => {
+  for (const chunk of [undefined, 3])
+    it(`a training session keeps its state on the device and matches the CPU backend step by step${chunk ? ` (command buffers of ${chunk} dispatches, submitted as encoded)` : ''}`, async () => {
     const cfg = { inputs: 64, hidden: [32], classes: 10 };
     const { model, graph } = mlpTrainStep(cfg, 32);
     const init = model.initState(3);
-    const a = await Session.open(wgslBackend, graph, init, { precision: 'f32' });
+    const a = await Session.open(chunk ? wgslBackendWith({ submitChunk: chunk }) : wgslBackend, graph, init, { precision: 'f32' });
     const b = await Session.open(cpuBackend, graph, init);
     for (let s = 0; s < 5; s++) {
       const { x, y } = mlpData(cfg, 32, s);
