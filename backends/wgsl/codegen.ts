@@ -483,24 +483,27 @@ const align4 = (n: number) => Math.ceil(n / 4) * 4;
  */
 function bindWindows(
   kernel: string, ids: readonly number[], atomic: ReadonlySet<number>, written: ReadonlySet<number>, place: (id: number) => Placement, bytesOf: (id: number) => number, elemOf: (id: number) => number,
-  limits: WgslLimits, gpuSize: (gpu: number) => number,
+  limits: WgslLimits, gpuSize: (gpu: number) => number, splitAtomic = false,
 ): { bindings: WgslBinding[]; bound: Map<number, Window>; atomicBinding: boolean[] } {
   const items = ids.map((id) => ({ id, ...place(id), bytes: Math.max(4, align4(bytesOf(id))) })).sort((a, b) => a.gpu - b.gpu || a.offset - b.offset);
   const max = alignDown(limits.maxStorageBufferBindingSize, 4);
-  const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[] }> = [];
+  const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[]; atomic: boolean }> = [];
   for (const it of items) {
     if (it.bytes > max) throw new KilnError(`wgsl: kernel ${kernel}: buffer b${it.id} (${it.bytes} B) exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} B)`);
     const cur = bindings[bindings.length - 1];
     const end = it.offset + it.bytes;
-    if (cur && cur.gpu === it.gpu && (it.offset < cur.end || Math.max(cur.end, end) - cur.offset <= max)) {
+    const at = atomic.has(it.id);
+    // splitAtomic: a buffer needing atomics starts a window of its own (and the next plain one another), unless it overlaps the current window.
+    if (cur && cur.gpu === it.gpu && (it.offset < cur.end || ((!splitAtomic || cur.atomic === at) && Math.max(cur.end, end) - cur.offset <= max))) {
       if (Math.max(cur.end, end) - cur.offset > max)
         throw new KilnError(`wgsl: kernel ${kernel}: overlapping buffers span more than maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} B)`);
       cur.end = Math.max(cur.end, end);
       cur.ids.push(it.id);
+      cur.atomic ||= at;
     } else {
       const start = alignDown(it.offset, 256);
       if (cur && cur.gpu === it.gpu && start < cur.end) throw new KilnError(`wgsl: kernel ${kernel}: buffer b${it.id} at ${it.offset} is not 256-byte aligned`);
-      bindings.push({ gpu: it.gpu, offset: start, end, ids: [it.id] });
+      bindings.push({ gpu: it.gpu, offset: start, end, ids: [it.id], atomic: at });
     }
   }
   if (bindings.length > limits.maxStorageBuffersPerShaderStage)
@@ -1455,11 +1458,24 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;
     const written = new Set([...a.writes, ...sc]);
-    const atomic = atomicBuffers(k, p.buffers);
+    let atomic = atomicBuffers(k, p.buffers);
     let { bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
     // Stores of whole 16-bit pairs need no atomics: bind again without them (the windows' places do not change).
     const paired = pairedStores(k, p.buffers, bound, opts);
-    if (paired) ({ bindings, bound, atomicBinding } = bindWindows(name, ids, new Set([...atomic].filter((b) => !paired.has(b))), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
+    if (paired) {
+      atomic = new Set([...atomic].filter((b) => !paired.has(b)));
+      ({ bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
+    }
+    // The buffers that need atomics (half-word or accumulating stores) in windows of their own, so that the
+    // other buffers (a kernel's operands) are read with plain loads, where the bindings fit the device's
+    // limit and the windows stay disjoint (256-byte aligned starts); else one window per span, as above.
+    if (atomic.size && atomicBinding.some((a) => a)) {
+      try {
+        ({ bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize, true));
+      } catch (e) {
+        if (!(e instanceof KilnError)) throw e;
+      }
+    }
     const g = new Gen(p.buffers, bound);
     const decls: string[] = [];
     // Second bindings of buffers as array<vec4<f32>> (the wide GEMM's operands), each its own window.

@@ -166,6 +166,18 @@ describe('WGSL backend', () => {
     expect(sources.filter((s) => s.includes('pq_ < 5i')).length).toBe(1);
   }, 600_000);
 
+  it('buffers that need atomics get windows of their own, so the kernel reads its other buffers with plain loads (one window where the limit allows no more)', () => {
+    // y = f16(x · −2.5) over an odd last axis: the store is half-word read-modify-write (atomic); x is read.
+    // Both in one GPU buffer (1 MiB apart): two windows, x's plain; at one binding per stage, one atomic window.
+    const g = trace('split_atomic', (t): Record<string, Tensor> => ({ y: t.input('x', [6, 7]).mul(-2.5).cast('f16') }));
+    const { program } = compile(g);
+    const layout = { place: (id: number) => ({ gpu: 0, offset: (id + 8) * 2 ** 20 }), gpuSize: () => 2 ** 30 };
+    const limits = (n: number) => ({ maxStorageBufferBindingSize: 2 ** 30, maxStorageBuffersPerShaderStage: n, maxComputeWorkgroupsPerDimension: 65535, maxComputeInvocationsPerWorkgroup: 256 });
+    const decls = (n: number) => generateWgsl(program, layout, limits(n)).flat().map((d) => [...d.source.matchAll(/var<storage, \w+> B\d+: array<(atomic<u32>|u32)>/g)].map((m) => m[1]).sort());
+    expect(decls(8)).toEqual([['atomic<u32>', 'u32']]);
+    expect(decls(1)).toEqual([['atomic<u32>']]);
+  });
+
   it('the wide GEMM (128×128 tiles, vec4 operand views, register prefetch): every layout, edges, batches, epilogues, at default and browser limits', async () => {
     // tanh(A·B + bias), for A as given or transposed (a permute of a stored [K, M]), B as given or
     // transposed ([N, K], as linear layers store weights); extents off the 128/16/4 grid take the
