@@ -31,7 +31,7 @@ const graph = trace('fm_draws', (tc) => {
 const backend = backendByName(a.backend!);
 const exe = await compileOn(backend, graph);
 for (const [k, v] of defaultResident(graph, model.initState(0))) await exe.write(k, v);
-const mean = (v: ArrayLike<number>) => Array.prototype.reduce.call(v, (s: number, x: number) => s + x, 0) as number / v.length;
+const mean = (v: ArrayLike<number>) => { let s = 0; for (let i = 0; i < v.length; i++) s += v[i]!; return s / v.length; };
 const x1 = hostTensor('f32', [B, C, G, G]), y = hostTensor('i32', [B], Int32Array.from({ length: B }, (_, i) => i % K));
 let prev: Float32Array | undefined;
 console.log(`${backend.name} ${await defaultPrecision(backend)}, batch ${B}`);

@@ -9,13 +9,18 @@
  *    at NORM_SHAPES (ROWSxWIDTH,…), f32, with the GB/s of the forward's one read and one write;
  *  - step: training steps (forward, backward, AdamW) of cli/programs.ts programs at STEPS (program:batch,…:
  *    block = the pre-LN transformer block of bench/torch_baseline.py, lightningdit = LightningDiT-B/1),
- *    at the backend's default precision (f16 autocast where the adapter has shader-f16);
+ *    at the backend's default precision (f16 autocast where the adapter has shader-f16); PROFILE=1 adds the
+ *    GPU time per dispatch summed by kind of work and the slowest dispatches (bench/wgslProfile.ts);
+ *    KERNELS (comma list, default `default`): one run per kernel set (default: the backend's; main6d516a2:
+ *    one workgroup per row-kernel grid point and atomic half-word stores, the kernels before the column
+ *    mapping and the paired stores), in one process (pipelines they share are created once); STEP_REPS
+ *    caps the timed steps;
  * Timing: one submission of REPS runs after a warm-up, wall clock around queue.onSubmittedWorkDone
  * (WgslExecutable.time), under KILN_GPU_LOCK when set (see withGpu), and GPU time from timestamps at the start and end of the submission (gpuMs; the
  * reported fwdMs/totalMs/TFLOP/s where the device has 'timestamp-query', the wall clock beside them); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { type WgslBackendOptions, wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
 import { hostTensor, type HostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
 import { atPrecision, compileOn, defaultPrecision } from '../runtime/compile.ts';
@@ -26,6 +31,7 @@ import { grad } from '../compiler/transforms/grad.ts';
 import type { Tensor } from '../compiler/dsl/tensor.ts';
 import { type AttentionCase, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
 import { checkAttention } from '../test/support/wgslAttentionCheck.ts';
+import { profileSummary } from './wgslProfile.ts';
 
 const parts = (process.env.PARTS ?? 'check,attn').split(',');
 const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
@@ -74,6 +80,17 @@ function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: s
     const ms = (await exe.time(reps)) / reps;
     return { ms, gpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
   });
+}
+
+/** CPU ms of this thread (the JS main thread) from /proc (Linux; NaN elsewhere): where Dawn compiles on it, the pipelines are serial. */
+function mainThreadCpuMs(): number {
+  try {
+    const f = readFileSync('/proc/thread-self/stat', 'utf8');
+    const p = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(p[11]) + Number(p[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Logs pipeline progress every 2 s while an executable compiles. */
@@ -180,51 +197,73 @@ if (parts.includes('norm')) {
 if (parts.includes('step')) {
   const be = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off' });
   const precision = (process.env.KILN_PRECISION as 'f32' | 'f16' | undefined) ?? (await defaultPrecision(be));
+  // KERNELS: per run, the default kernels or main 6d516a2's (one workgroup per row-kernel grid point, atomic half-word stores).
+  const kernelSets = (process.env.KERNELS ?? 'default').split(',');
+  const KERNEL_SETS: Record<string, WgslBackendOptions> = { default: {}, main6d516a2: { rowMapping: 'block', elementwisePairs: false } };
   for (const spec of (process.env.STEPS ?? 'lightningdit:128,block:64').split(',')) {
     const [name, b, size] = spec.split(':') as [string, string, string | undefined];
-    try {
-      const t0 = performance.now();
-      const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
-      // Phases: Kiln (trace, autocast, compile) until the first generated source, then WGSL generation and pipelines (compileStats).
-      let firstSource = 0;
-      const beStep = wgslBackendWith({ robustness: process.env.ROBUSTNESS !== 'off', onPipeline: pipelineProgress(`step ${spec}`), onSource: () => { if (!firstSource) { firstSource = performance.now(); log(`step ${spec}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
-      const exe = (await compileOn(beStep, graph, { precision, cacheDir: '' })) as WgslExecutable;
-      const compileMs = performance.now() - t0;
-      const cs = exe.compileStats;
-      log(`step ${spec}: compiled (${precision}) in ${compileMs.toFixed(0)} ms: ${JSON.stringify(cs)}`);
-      emit({ part: 'stepCompile', shape: spec, variant: `wgsl-${precision}`, compileMs, kilnMs: firstSource - t0 - (cs?.codegenMs ?? 0), ...cs });
-      const init = new Map<string, HostTensor>();
-      for (const i of graph.inputs) {
-        if (i.kind !== 'param' && i.kind !== 'frozen') continue;
-        const v = new Float32Array(numel(i.type.shape));
-        for (let k = 0; k < v.length; k++) v[k] = (((k * 7919) % 2001) - 1000) * 2e-5;
-        init.set(i.name, hostTensor(i.type.dtype, i.type.shape, v));
+    const graph = atPrecision(buildProgram(name, { train: true, batch: Number(b), size: size ?? (name === 'block' ? '768x12x256' : 'B/1') }), precision);
+    let resident: Map<string, HostTensor> | undefined;
+    for (const set of kernelSets) {
+      const tag = `${spec} kernels=${set}`, variant = `wgsl-${precision}${set === 'default' ? '' : `-${set}`}`;
+      const kernels = KERNEL_SETS[set];
+      if (!kernels) throw new Error(`KERNELS: no kernel set '${set}' (${Object.keys(KERNEL_SETS).join(', ')})`);
+      try {
+        const t0 = performance.now();
+        // Phases: Kiln (trace, autocast, compile) until the first generated source, then WGSL generation and pipelines (compileStats);
+        // the process's CPU time while the pipelines are created (Dawn's and the driver's threads included).
+        let firstSource = 0;
+        let cpu0: NodeJS.CpuUsage | undefined, main0 = NaN;
+        const beStep = wgslBackendWith({ ...kernels, robustness: process.env.ROBUSTNESS !== 'off', onPipeline: pipelineProgress(`step ${tag}`), onSource: () => { if (!firstSource) { firstSource = performance.now(); cpu0 = process.cpuUsage(); main0 = mainThreadCpuMs(); log(`step ${tag}: Kiln compile + WGSL generation ${(firstSource - t0).toFixed(0)} ms, creating pipelines`); } } });
+        const exe = (await compileOn(beStep, graph, { precision, cacheDir: '' })) as WgslExecutable;
+        const compileMs = performance.now() - t0;
+        const cu = process.cpuUsage(cpu0);
+        const cs = exe.compileStats;
+        const pipelineCpuMs = (cu.user + cu.system) / 1000, pipelineMainCpuMs = mainThreadCpuMs() - main0;
+        log(`step ${tag}: compiled (${precision}) in ${compileMs.toFixed(0)} ms, CPU ${pipelineCpuMs.toFixed(0)} ms while creating pipelines (${pipelineMainCpuMs.toFixed(0)} ms of it on the main thread): ${JSON.stringify({ ...cs, readyAt: undefined })}`);
+        emit({ part: 'stepCompile', shape: spec, variant, compileMs, kilnMs: firstSource - t0 - (cs?.codegenMs ?? 0), pipelineCpuMs, pipelineMainCpuMs, ...cs });
+        if (!resident) {
+          const init = new Map<string, HostTensor>();
+          for (const i of graph.inputs) {
+            if (i.kind !== 'param' && i.kind !== 'frozen') continue;
+            const v = new Float32Array(numel(i.type.shape));
+            for (let k = 0; k < v.length; k++) v[k] = (((k * 7919) % 2001) - 1000) * 2e-5;
+            init.set(i.name, hostTensor(i.type.dtype, i.type.shape, v));
+          }
+          resident = defaultResident(graph, init);
+        }
+        for (const [k, v] of resident) await exe.write(k, v);
+        log(`step ${tag}: parameters written`);
+        const feeds: Record<string, HostTensor> = {};
+        for (const i of graph.inputs) {
+          if (i.kind !== 'data') continue;
+          const n = numel(i.type.shape);
+          if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
+          else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
+          else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
+          else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
+        }
+        const { first, stepMs, stepGpuMs, encodeMs } = await withGpu(async () => {
+          const first = await exe.run(feeds, ['loss']);
+          const one = await exe.time(1);
+          log(`step ${tag}: first step done, one timed step ${one.toFixed(1)} ms`);
+          const reps = Math.max(2, Math.min(Number(process.env.STEP_REPS ?? 10), Math.floor(2000 / Math.max(one, 1))));
+          const stepMs = (await exe.time(reps)) / reps;
+          return { first, stepMs, stepGpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps, encodeMs: (exe.encodeMs ?? NaN) / reps };
+        });
+        log(`step ${tag} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, ${encodeMs.toFixed(2)} ms CPU encoding and submitting, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
+        emit({ part: 'step', shape: spec, variant, stepMs, stepGpuMs, encodeMs, compileMs, loss: first.loss!.data[0] });
+        if (process.env.PROFILE === '1') {
+          const prof = await withGpu(() => profileSummary(exe));
+          log(`step ${tag} profile: ${prof.totalMs.toFixed(2)} ms in dispatches; ${JSON.stringify(prof.byCategory)}`);
+          for (const t of prof.top.slice(0, 12)) log(`  ${t.ms.toFixed(3)} ms ${t.cat} ${t.name} (${t.what}, workgroups ${t.workgroups})`);
+          emit({ part: 'stepProfile', shape: spec, variant, ...prof });
+        }
+        exe.dispose();
+      } catch (e) {
+        log(`step ${tag}: ${(e as Error).message.slice(0, 400)}`);
+        emit({ part: 'step', shape: spec, variant, error: (e as Error).message.slice(0, 400) });
       }
-      for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
-      log(`step ${spec}: parameters written`);
-      const feeds: Record<string, HostTensor> = {};
-      for (const i of graph.inputs) {
-        if (i.kind !== 'data') continue;
-        const n = numel(i.type.shape);
-        if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
-        else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
-        else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
-        else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
-      }
-      const { first, stepMs, stepGpuMs } = await withGpu(async () => {
-        const first = await exe.run(feeds, ['loss']);
-        const one = await exe.time(1);
-        log(`step ${spec}: first step done, one timed step ${one.toFixed(1)} ms`);
-        const reps = Math.max(2, Math.min(10, Math.floor(2000 / Math.max(one, 1))));
-        const stepMs = (await exe.time(reps)) / reps;
-        return { first, stepMs, stepGpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
-      });
-      log(`step ${spec} (${precision}): ${stepMs.toFixed(2)} ms wall, ${stepGpuMs.toFixed(2)} ms GPU, compile ${compileMs.toFixed(0)} ms, loss ${first.loss!.data[0]}`);
-      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, stepMs, stepGpuMs, compileMs, loss: first.loss!.data[0] });
-      exe.dispose();
-    } catch (e) {
-      log(`step ${spec}: ${(e as Error).message.slice(0, 400)}`);
-      emit({ part: 'step', shape: spec, variant: `wgsl-${precision}`, error: (e as Error).message.slice(0, 400) });
     }
   }
 }

@@ -27,7 +27,7 @@ import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { affine, walkStmts } from '../../ir/kernel/expr.ts';
-import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
+import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, Kernel, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { isSubgroupMatrixKernel, renderSubgroupMatrixMatmul, type SgmVariant } from './gemmSubgroupMatrix.ts';
 import type { WorkgroupAttentionPass, WorkgroupAttentionTile } from './attentionTiling.ts';
 import { type AttentionEmitter, tiledAttention } from './attention.ts';
@@ -106,6 +106,14 @@ export interface WgslOptions {
   readonly attentionTiles?: Partial<Record<WorkgroupAttentionPass, WorkgroupAttentionTile>>;
   /** Tiled attention: the forward's softmax in registers with subgroup shuffles, native or emulated (attention.ts's AttentionEmitter.subgroups). */
   readonly attentionSubgroups?: 'native' | 'emulated';
+  /**
+   * Row kernels with workgroup reductions: 'ir' (the default) renders the kernel IR's mapping
+   * (LoopKernel.rows: column kernels, split in two passes where the compiler says so); 'block' one
+   * workgroup per grid point for every row kernel (the mapping before column kernels; benchmarks).
+   */
+  readonly rowMapping?: 'ir' | 'block';
+  /** Elementwise kernels with 16-bit stores: two neighbouring points per invocation, whole-word stores, where they pair up (default on; false: one point per invocation, atomic half-word stores). */
+  readonly elementwisePairs?: boolean;
 }
 
 export const DEFAULT_GEMM: GemmTile = { tm: 4, tn: 4, bk: 16 };
@@ -124,10 +132,19 @@ export const deviceBytes = (d: DType) => (d === 'f16' || d === 'bf16' ? 2 : 4);
 const is16 = (d: DType) => d === 'f16' || d === 'bf16';
 const isFloatT = (d: DType) => d === 'f32' || d === 'f16' || d === 'bf16';
 
-/** Scratch buffers the program's attention_grad kernels need (per query row: logsumexp and D). */
+/**
+ * Scratch buffers: per attention_grad kernel, its statistics (per query row: logsumexp and D); per
+ * split column kernel (LoopKernel.rows 'column' with split > 1), its partials (reductions × split ×
+ * grid points), id −(2i + 1) for kernel i.
+ */
 export function scratchOf(p: KernelProgram): Scratch[] {
   const out: Scratch[] = [];
   p.kernels.forEach((k, i) => {
+    if (k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1) {
+      const reduces = k.body.filter((s) => s.k === 'reduce').length;
+      out.push({ id: -(2 * i + 1), bytes: Math.max(4, reduces * k.rows.split * k.grid.reduce((a, b) => a * b, 1) * 4) });
+    }
+    if (k.kind === 'loop' && isRowKernel(k) && blockSplitOf(k) > 1) out.push({ id: -(2 * i + 1), bytes: 4 * blockSplitOf(k) * k.grid.reduce((a, b) => a * b, 1) });
     if (k.kind !== 'attention_grad') return;
     const rows = k.batch.reduce((a, b) => a * b, 1) * k.sq;
     out.push({ id: -(2 * i + 1), bytes: rows * 4 }, { id: -(2 * i + 2), bytes: rows * 4 });
@@ -198,6 +215,7 @@ class Gen {
   private readonly slotOf = new Map<number, number>();
 
   private readonly valueNames = new Map<string, string>();
+  private readonly loopNames = new Map<string, string>();
 
   /** Where set, 16-bit 'set' stores call this with the half index and the value's bits (u32) instead of storing (pairEpilogue). */
   store16?: (buf: number, half: string, bits: string) => string;
@@ -224,6 +242,17 @@ class Gen {
     if (name === 'acc') return v(name);
     let r = this.valueNames.get(name);
     if (r === undefined) this.valueNames.set(name, (r = `v${this.valueNames.size}`));
+    return r;
+  }
+
+  /**
+   * The WGSL name of the loop or reduction variable `name` (declared by the caller's `for`): numbered
+   * in order of first use, as values are (IR loop variables carry fusion prefixes that differ between
+   * equal layers); grid variables and the other kernels' fixed names stay x_<name>.
+   */
+  lv(name: string): string {
+    let r = this.loopNames.get(name);
+    if (r === undefined) this.loopNames.set(name, (r = `x_l${this.loopNames.size}`));
     return r;
   }
 
@@ -299,7 +328,7 @@ class Gen {
     const o = opaque || (e.k !== 'const' && isConstTree(e));
     switch (e.k) {
       case 'const': return this.lit(e, o);
-      case 'var': return x(e.name);
+      case 'var': return this.loopNames.get(e.name) ?? x(e.name);
       case 'ref': return this.v(e.name);
       case 'load': return this.load(e.buf, this.expr(e.index));
       case 'un': return this.narrow(this.unary(e.op, this.expr(e.a, o), e.a.dtype), e.dtype);
@@ -394,7 +423,7 @@ class Gen {
           break;
         }
         case 'loop':
-          out.push(`${ind}for (var ${x(s.var)}: i32 = 0i; ${x(s.var)} < ${s.extent}i; ${x(s.var)}++) {`);
+          out.push(`${ind}for (var ${this.lv(s.var)}: i32 = 0i; ${this.lv(s.var)} < ${s.extent}i; ${this.lv(s.var)}++) {`);
           this.stmts(s.body, ind + '  ', out);
           out.push(`${ind}}`);
           break;
@@ -418,14 +447,14 @@ class Gen {
     const tmp = `r_${acc}`;
     out.push(`${ind}var ${tmp}: ${vt} = ${ident};`);
     if (s.op === 'argmax') out.push(`${ind}var ${tmp}_i: i32 = -1i;`);
-    out.push(`${ind}for (var ${x(s.var)}: i32 = 0i; ${x(s.var)} < ${s.extent}i; ${x(s.var)}++) {`);
+    out.push(`${ind}for (var ${this.lv(s.var)}: i32 = 0i; ${this.lv(s.var)} < ${s.extent}i; ${this.lv(s.var)}++) {`);
     this.stmts(s.body, ind + '  ', out);
     const val = this.expr(s.value);
     if (s.op === 'sum') out.push(`${ind}  ${tmp} = ${narrow(`(${tmp} + ${vt}(${val}))`)};`);
     else if (s.op === 'max' || s.op === 'min') out.push(`${ind}  ${tmp} = ${isF ? `k_${s.op}` : s.op}(${tmp}, ${vt}(${val}));`);
     else {
       out.push(`${ind}  let xv_: ${vt} = ${val};`);
-      out.push(`${ind}  if (${tmp}_i < 0i || (${isF ? `!k_isnan(${tmp}) && ` : ''}(xv_ > ${tmp}${isF ? ' || k_isnan(xv_)' : ''}))) { ${tmp} = xv_; ${tmp}_i = ${x(s.var)}; }`);
+      out.push(`${ind}  if (${tmp}_i < 0i || (${isF ? `!k_isnan(${tmp}) && ` : ''}(xv_ > ${tmp}${isF ? ' || k_isnan(xv_)' : ''}))) { ${tmp} = xv_; ${tmp}_i = ${this.lv(s.var)}; }`);
     }
     out.push(`${ind}}`);
     out.push(s.op === 'argmax' ? `${ind}let ${acc}: i32 = max(${tmp}_i, 0i);` : `${ind}let ${acc}: ${vt} = ${tmp};`);
@@ -454,24 +483,27 @@ const align4 = (n: number) => Math.ceil(n / 4) * 4;
  */
 function bindWindows(
   kernel: string, ids: readonly number[], atomic: ReadonlySet<number>, written: ReadonlySet<number>, place: (id: number) => Placement, bytesOf: (id: number) => number, elemOf: (id: number) => number,
-  limits: WgslLimits, gpuSize: (gpu: number) => number,
+  limits: WgslLimits, gpuSize: (gpu: number) => number, splitAtomic = false,
 ): { bindings: WgslBinding[]; bound: Map<number, Window>; atomicBinding: boolean[] } {
   const items = ids.map((id) => ({ id, ...place(id), bytes: Math.max(4, align4(bytesOf(id))) })).sort((a, b) => a.gpu - b.gpu || a.offset - b.offset);
   const max = alignDown(limits.maxStorageBufferBindingSize, 4);
-  const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[] }> = [];
+  const bindings: Array<{ gpu: number; offset: number; end: number; ids: number[]; atomic: boolean }> = [];
   for (const it of items) {
     if (it.bytes > max) throw new KilnError(`wgsl: kernel ${kernel}: buffer b${it.id} (${it.bytes} B) exceeds maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} B)`);
     const cur = bindings[bindings.length - 1];
     const end = it.offset + it.bytes;
-    if (cur && cur.gpu === it.gpu && (it.offset < cur.end || Math.max(cur.end, end) - cur.offset <= max)) {
+    const at = atomic.has(it.id);
+    // splitAtomic: a buffer needing atomics starts a window of its own (and the next plain one another), unless it overlaps the current window.
+    if (cur && cur.gpu === it.gpu && (it.offset < cur.end || ((!splitAtomic || cur.atomic === at) && Math.max(cur.end, end) - cur.offset <= max))) {
       if (Math.max(cur.end, end) - cur.offset > max)
         throw new KilnError(`wgsl: kernel ${kernel}: overlapping buffers span more than maxStorageBufferBindingSize (${limits.maxStorageBufferBindingSize} B)`);
       cur.end = Math.max(cur.end, end);
       cur.ids.push(it.id);
+      cur.atomic ||= at;
     } else {
       const start = alignDown(it.offset, 256);
       if (cur && cur.gpu === it.gpu && start < cur.end) throw new KilnError(`wgsl: kernel ${kernel}: buffer b${it.id} at ${it.offset} is not 256-byte aligned`);
-      bindings.push({ gpu: it.gpu, offset: start, end, ids: [it.id] });
+      bindings.push({ gpu: it.gpu, offset: start, end, ids: [it.id], atomic: at });
     }
   }
   if (bindings.length > limits.maxStorageBuffersPerShaderStage)
@@ -554,6 +586,8 @@ interface Ctx {
   readonly name: string;
   readonly decls: string[];
   readonly opts: WgslOptions;
+  /** The kernel's scratch buffer id (split column kernels: the partials). */
+  readonly scratch?: number;
   /** Bind IR buffer `buf` a second time as array<vec4<f32>> (its own window); its binding name and vec4 base, or undefined where it cannot be (alignment, binding count). */
   readonly vec4View?: (buf: number) => { name: string; base: string } | undefined;
 }
@@ -564,6 +598,8 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
   const gv = k.grid.map((_, i) => `g${i}`);
   const out: string[] = [];
   if (!isRowKernel(k) || c.opts.reductions === 'serial') {
+    const paired = isRowKernel(k) ? undefined : genPairedElementwise(c, k);
+    if (paired) return paired;
     const wgs = Math.ceil(total / ELEMENTWISE_WG);
     const w = fold(wgs, c.limits, c.name);
     out.push(...entry([ELEMENTWISE_WG, 1], wgs, w[0]));
@@ -573,11 +609,14 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
     out.push('}');
     return [{ body: out, workgroups: w }];
   }
+  if (k.rows?.kind === 'column' && c.opts.rowMapping !== 'block') return k.rows.split > 1 ? genSplitColumns(c, k, k.rows) : genColumns(c, k, k.rows);
   let maxRow = 1;
   walkStmts(k.body, () => {}, (s) => {
     if (s.k === 'reduce' || s.k === 'loop') maxRow = Math.max(maxRow, s.extent);
   });
   const T = Math.min(c.limits.maxComputeInvocationsPerWorkgroup, 256, Math.max(32, 2 ** Math.ceil(Math.log2(maxRow))));
+  const S = c.opts.rowMapping === 'block' ? 1 : blockSplitOf(k);
+  if (S > 1) return genSplitBlock(c, k, S, T);
   const w = fold(total, c.limits, c.name);
   c.decls.push(`var<workgroup> red_f: array<f32, ${T}>;`, `var<workgroup> red_i: array<i32, ${T}>;`, `var<workgroup> red_u: array<u32, ${T}>;`, `var<workgroup> red_a: array<i32, ${T}>;`);
   out.push(...entry([T, 1], total, w[0]));
@@ -592,9 +631,12 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
         c.g.stmts([s], '  ', out, 'tid == 0i');
         break;
       case 'loop':
-        out.push(`  for (var ${x(s.var)}: i32 = tid; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${T}i) {`);
-        c.g.stmts(s.body, '    ', out);
-        out.push('  }');
+        if (c.opts.elementwisePairs !== false && pairable(c.g.buffers, c.g.windows, s.body, s.var, s.extent)) pairedRowLoop(c, s, T, out);
+        else {
+          out.push(`  for (var ${c.g.lv(s.var)}: i32 = tid; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${T}i) {`);
+          c.g.stmts(s.body, '    ', out);
+          out.push('  }');
+        }
         break;
       case 'reduce':
         genReduce(c, s, T, out);
@@ -605,12 +647,13 @@ function genLoop(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [nu
   return [{ body: out, workgroups: w }];
 }
 
-function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]): void {
-  const vd = s.op === 'argmax' ? s.value.dtype : s.dtype;
-  const vt = valueType(vd);
+type ReduceStmt = Stmt & { k: 'reduce' };
+type ColumnMapping = Extract<RowMapping, { kind: 'column' }>;
+
+/** A reduction's value type, identity and combine function (f16/bf16 sums rounded after each step, as the interpreter). */
+function reduction(s: ReduceStmt) {
+  const vt = valueType(s.op === 'argmax' ? s.value.dtype : s.dtype);
   const isF = vt === 'f32';
-  const sh = isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u';
-  const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
   const narrow = (e: string) => (s.dtype === 'f16' ? `k_round_f16(${e})` : s.dtype === 'bf16' ? `k_round_bf16(${e})` : e);
   const ident = s.op === 'sum'
     ? (isF ? '0.0f' : vt === 'i32' ? '0i' : '0u')
@@ -619,35 +662,225 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
       : isF ? 'k_inf()' : vt === 'i32' ? '2147483647i' : '4294967295u';
   const combine = (a: string, b: string) =>
     s.op === 'sum' ? narrow(`(${a} + ${b})`) : s.op === 'max' ? (isF ? `k_max(${a}, ${b})` : `max(${a}, ${b})`) : isF ? `k_min(${a}, ${b})` : `min(${a}, ${b})`;
-  out.push(`  var ${acc}: ${vt} = ${ident};`);
-  if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
-  out.push(`  for (var ${x(s.var)}: i32 = tid; ${x(s.var)} < ${s.extent}i; ${x(s.var)} += ${T}i) {`);
-  c.g.stmts(s.body, '    ', out);
+  return { vt, isF, ident, combine, shared: isF ? 'red_f' : vt === 'i32' ? 'red_i' : 'red_u' };
+}
+
+/** Whether argmax candidate (b_, ib_) replaces the current (a_, ia_): the first maximum, NaN maximal (index −1: none yet). */
+const argmaxTake = (isF: boolean) => {
+  const an = isF ? 'k_isnan(a_)' : 'false', bn = isF ? 'k_isnan(b_)' : 'false';
+  return `ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_))`;
+};
+
+/** One accumulation step of `s` inside its loop (acc ← op(acc, value); argmax keeps the first maximum). */
+function accumulate(c: Ctx, s: ReduceStmt, acc: string, arg: string, out: string[], ind: string): void {
+  const r = reduction(s);
   const val = c.g.expr(s.value);
   if (s.op === 'argmax') {
-    out.push(`    let xv_: ${vt} = ${val};`);
-    const nan = isF ? ` || k_isnan(xv_)` : '';
-    const ok = isF ? `!k_isnan(${acc}) && ` : '';
-    out.push(`    if (${arg} < 0i || (${ok}(xv_ > ${acc}${nan}))) { ${acc} = xv_; ${arg} = ${x(s.var)}; }`);
-  } else out.push(`    ${acc} = ${combine(acc, `${vt}(${val})`)};`);
+    out.push(`${ind}let xv_: ${r.vt} = ${val};`);
+    out.push(`${ind}if (${arg} < 0i || (${r.isF ? `!k_isnan(${acc}) && ` : ''}(xv_ > ${acc}${r.isF ? ' || k_isnan(xv_)' : ''}))) { ${acc} = xv_; ${arg} = ${c.g.lv(s.var)}; }`);
+  } else out.push(`${ind}${acc} = ${r.combine(acc, `${r.vt}(${val})`)};`);
+}
+
+/**
+ * A column kernel (LoopKernel.rows 'column', compiler/schedule/rowMapping.ts; the CUDA backend renders
+ * the same mapping): workgroups of `points` × `lanes` invocations, lid.x the grid point (consecutive
+ * points: loads coalesced along the last grid axis), lid.y the lane along the reduced axis; the lanes'
+ * partials are combined through workgroup memory in lane order by every invocation of the point.
+ * Invocations past the last point compute on point 0 and store nothing (all reach the barriers).
+ */
+function genColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const P = m.points, L = m.lanes;
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const nb = Math.ceil(total / P);
+  const w = fold(nb, c.limits, c.name);
+  c.decls.push(`var<workgroup> red_f: array<f32, ${P * L}>;`, `var<workgroup> red_i: array<i32, ${P * L}>;`, `var<workgroup> red_u: array<u32, ${P * L}>;`, `var<workgroup> red_a: array<i32, ${P * L}>;`);
+  const out: string[] = [...entry([P, L], nb, w[0])];
+  out.push('  let tx = i32(lid.x); let ty = i32(lid.y);', `  let t_ = i32(wg) * ${P}i + tx;`, `  let live = t_ < ${total}i;`, '  let t = select(0i, t_, live);');
+  decompose(k.grid.map((_, i) => `g${i}`), k.grid, 't', out, '  ');
+  for (const s of k.body) {
+    if (s.k === 'let') c.g.stmts([s], '  ', out);
+    else if (s.k === 'store') c.g.stmts([s], '  ', out, 'live && ty == 0i');
+    else if (s.k === 'loop') {
+      out.push(`  for (var ${c.g.lv(s.var)}: i32 = ty; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${L}i) {`, '    if (live) {');
+      c.g.stmts(s.body, '      ', out);
+      out.push('    }', '  }');
+    } else {
+      const r = reduction(s);
+      const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
+      out.push(`  var ${acc}: ${r.vt} = ${r.ident};`);
+      if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
+      out.push(`  for (var ${c.g.lv(s.var)}: i32 = ty; ${c.g.lv(s.var)} < ${s.extent}i; ${c.g.lv(s.var)} += ${L}i) {`);
+      c.g.stmts(s.body, '    ', out);
+      accumulate(c, s, acc, arg, out, '    ');
+      out.push('  }');
+      out.push(`  ${r.shared}[ty * ${P}i + tx] = ${acc};`);
+      if (s.op === 'argmax') out.push(`  red_a[ty * ${P}i + tx] = ${arg};`);
+      out.push('  workgroupBarrier();');
+      if (s.op === 'argmax') {
+        out.push(`  var am_: ${r.vt} = ${r.shared}[tx]; var ai_: i32 = red_a[tx];`);
+        out.push(`  for (var l_: i32 = 1i; l_ < ${L}i; l_++) { let a_ = am_; let ia_ = ai_; let b_ = ${r.shared}[l_ * ${P}i + tx]; let ib_ = red_a[l_ * ${P}i + tx]; if (${argmaxTake(r.isF)}) { am_ = b_; ai_ = ib_; } }`);
+        out.push(`  let ${c.g.v(s.acc)}: i32 = max(ai_, 0i);`);
+      } else {
+        out.push(`  var cv_${acc}: ${r.vt} = ${r.shared}[tx];`);
+        out.push(`  for (var l_: i32 = 1i; l_ < ${L}i; l_++) { cv_${acc} = ${r.combine(`cv_${acc}`, `${r.shared}[l_ * ${P}i + tx]`)}; }`);
+        out.push(`  let ${c.g.v(s.acc)}: ${r.vt} = cv_${acc};`);
+      }
+      out.push('  workgroupBarrier();');
+    }
+  }
+  out.push('}');
+  return [{ body: out, workgroups: w }];
+}
+
+/**
+ * A split column kernel (rows 'column' with split S > 1: small grids over long extents, the bias
+ * gradients; the compiler splits only kernels whose reductions are independent float sums/max/min
+ * followed by lets and stores). Pass 1 (⌈points/P⌉·S workgroups) reduces chunk c of each reduction
+ * (⌈extent/S⌉ long) for P points, L lanes each, and writes the partials to scratch at
+ * [reduction][chunk][point]; pass 2 (one invocation per point) combines the S partials in chunk order
+ * (deterministic) and runs the kernel's lets and stores.
+ */
+function genSplitColumns(c: Ctx, k: LoopKernel, m: ColumnMapping): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const P = m.points, L = m.lanes, S = m.split;
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const reduces = k.body.filter((s): s is ReduceStmt => s.k === 'reduce');
+  if (k.body.some((s) => s.k === 'loop') || reduces.some((r) => r.op === 'argmax' || reduction(r).vt !== 'f32') || c.scratch === undefined)
+    throw new KilnError(`wgsl codegen: ${c.name}: a split column kernel holds only float sum/max/min reductions, lets and stores`);
+  const scr = c.scratch;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const slot = (j: number, chunk: string, point: string) => `(${j * S}i + ${chunk}) * ${total}i + ${point}`;
+  const nb = Math.ceil(total / P);
+  const w1 = fold(nb * S, c.limits, c.name);
+  const p1: string[] = ['//decls', `var<workgroup> red_f: array<f32, ${P * L}>;`, '//end', ...entry([P, L], nb * S, w1[0])];
+  p1.push('  let tx = i32(lid.x); let ty = i32(lid.y);', `  let c_ = i32(wg) / ${nb}i;`, `  let t_ = (i32(wg) % ${nb}i) * ${P}i + tx;`, `  let live = t_ < ${total}i;`, '  let t = select(0i, t_, live);');
+  decompose(gv, k.grid, 't', p1, '  ');
+  // Pass 1 evaluates the lets that do not use a reduction's result (the reductions' bodies may use them).
+  const late = new Set<string>(reduces.map((r) => r.acc));
+  const usesLate = (st: readonly Stmt[]) => {
+    let hit = false;
+    walkStmts(st, (e) => { if (e.k === 'ref' && late.has(e.name)) hit = true; });
+    return hit;
+  };
+  for (const s of k.body) if (s.k === 'let') { if (usesLate([s])) late.add(s.name); else c.g.stmts([s], '  ', p1); }
+  reduces.forEach((s, j) => {
+    const r = reduction(s);
+    const chunk = Math.ceil(s.extent / S);
+    const acc = `acc_${c.g.v(s.acc)}`;
+    p1.push('  {', `    var ${acc}: f32 = ${r.ident};`, `    let end_ = min(${s.extent}i, (c_ + 1i) * ${chunk}i);`);
+    p1.push(`    for (var ${c.g.lv(s.var)}: i32 = c_ * ${chunk}i + ty; ${c.g.lv(s.var)} < end_; ${c.g.lv(s.var)} += ${L}i) {`);
+    c.g.stmts(s.body, '      ', p1);
+    accumulate(c, s, acc, '', p1, '      ');
+    p1.push('    }', `    red_f[ty * ${P}i + tx] = ${acc};`, '    workgroupBarrier();');
+    p1.push('    if (ty == 0i && live) {', '      var v_: f32 = red_f[tx];');
+    p1.push(`      for (var l_: i32 = 1i; l_ < ${L}i; l_++) { v_ = ${r.combine('v_', `red_f[l_ * ${P}i + tx]`)}; }`);
+    p1.push(`      ${c.g.store(scr, slot(j, 'c_', 't_'), 'v_', 'set')}`, '    }', '    workgroupBarrier();', '  }');
+  });
+  p1.push('}');
+  // Pass 2: one invocation per grid point.
+  const wgs = Math.ceil(total / ELEMENTWISE_WG);
+  const w2 = fold(wgs, c.limits, c.name);
+  const p2: string[] = [...entry([ELEMENTWISE_WG, 1], wgs, w2[0]), `  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`, '  let t = i32(t_);'];
+  decompose(gv, k.grid, 't', p2, '  ');
+  let j = 0;
+  for (const s of k.body) {
+    if (s.k !== 'reduce') { c.g.stmts([s], '  ', p2); continue; }
+    const r = reduction(s);
+    const v = c.g.v(s.acc);
+    p2.push(`  var cv_${v}: f32 = ${c.g.load(scr, slot(j, '0i', 't'))};`);
+    p2.push(`  for (var c_: i32 = 1i; c_ < ${S}i; c_++) { cv_${v} = ${r.combine(`cv_${v}`, c.g.load(scr, slot(j, 'c_', 't')))}; }`);
+    p2.push(`  let ${v}: f32 = cv_${v};`);
+    j++;
+  }
+  p2.push('}');
+  return [{ body: p1, workgroups: w1 }, { body: p2, workgroups: w2 }];
+}
+
+/**
+ * A reduction strided over the T invocations of a workgroup (over `range`, a chunk of its extent, in a
+ * split kernel's first pass), combined by a tree in workgroup memory; every invocation gets the result.
+ */
+function genReduce(c: Ctx, s: ReduceStmt, T: number, out: string[], range?: { start: string; end: string }): void {
+  const r = reduction(s);
+  const sh = r.shared;
+  const acc = `acc_${c.g.v(s.acc)}`, arg = `arg_${c.g.v(s.acc)}`;
+  out.push(`  var ${acc}: ${r.vt} = ${r.ident};`);
+  if (s.op === 'argmax') out.push(`  var ${arg}: i32 = -1i;`);
+  out.push(`  for (var ${c.g.lv(s.var)}: i32 = ${range ? `${range.start} + ` : ''}tid; ${c.g.lv(s.var)} < ${range?.end ?? `${s.extent}i`}; ${c.g.lv(s.var)} += ${T}i) {`);
+  c.g.stmts(s.body, '    ', out);
+  accumulate(c, s, acc, arg, out, '    ');
   out.push('  }');
   if (s.op === 'argmax') {
     out.push(`  ${sh}[tid] = ${acc}; red_a[tid] = ${arg};`, '  workgroupBarrier();');
     out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
     out.push('    if (tid < w_) {');
     out.push(`      let a_ = ${sh}[tid]; let b_ = ${sh}[tid + w_]; let ia_ = red_a[tid]; let ib_ = red_a[tid + w_];`);
-    const an = isF ? 'k_isnan(a_)' : 'false', bn = isF ? 'k_isnan(b_)' : 'false';
-    out.push(`      let take_ = ib_ >= 0i && (ia_ < 0i || (!${an} && (b_ > a_ || ${bn} || (b_ == a_ && ib_ < ia_))) || (${an} && ${bn} && ib_ < ia_));`);
+    out.push(`      let take_ = ${argmaxTake(r.isF)};`);
     out.push(`      if (take_) { ${sh}[tid] = b_; red_a[tid] = ib_; }`);
     out.push('    }', '    workgroupBarrier();', '  }');
     out.push(`  let ${c.g.v(s.acc)}: i32 = max(red_a[0], 0i);`, '  workgroupBarrier();');
   } else {
     out.push(`  ${sh}[tid] = ${acc};`, '  workgroupBarrier();');
     out.push(`  for (var w_: i32 = ${T / 2}i; w_ > 0i; w_ = w_ >> 1u) {`);
-    out.push(`    if (tid < w_) { ${sh}[tid] = ${combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
+    out.push(`    if (tid < w_) { ${sh}[tid] = ${r.combine(`${sh}[tid]`, `${sh}[tid + w_]`)}; }`);
     out.push('    workgroupBarrier();', '  }');
-    out.push(`  let ${c.g.v(s.acc)}: ${vt} = ${sh}[0];`, '  workgroupBarrier();');
+    out.push(`  let ${c.g.v(s.acc)}: ${r.vt} = ${sh}[0];`, '  workgroupBarrier();');
   }
+}
+
+/** Block-per-point row kernels with at most this many points over extents this long are split (blockSplitOf). */
+const BLOCK_SPLIT_MAX_POINTS = 16;
+const BLOCK_SPLIT_CHUNK = 8192;
+const BLOCK_SPLIT_MAX = 1024;
+
+/**
+ * The chunk count of a block-per-point row kernel run in two passes (1: not split): a few grid points
+ * (a full reduction: a loss, a norm's Σx² over a whole tensor) over an extent long enough that one
+ * workgroup per point leaves the GPU idle, whose body is lets, one float sum/max/min, then lets and
+ * stores (so pass 2 combines one partial per chunk and runs the rest).
+ */
+export function blockSplitOf(k: LoopKernel): number {
+  if (k.rows?.kind === 'column') return 1;
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const at = k.body.findIndex((s) => s.k === 'reduce');
+  const r = k.body[at];
+  if (total > BLOCK_SPLIT_MAX_POINTS || !r || r.k !== 'reduce' || r.op === 'argmax' || !isFloatT(r.dtype)) return 1;
+  if (k.body.some((s, i) => s.k === 'loop' || (s.k === 'reduce' && i !== at) || (s.k === 'store' && i < at))) return 1;
+  return Math.max(1, Math.min(BLOCK_SPLIT_MAX, Math.floor(r.extent / BLOCK_SPLIT_CHUNK)));
+}
+
+/**
+ * A block-per-point row kernel in two passes (blockSplitOf): pass 1, one workgroup of T per (chunk,
+ * point), reduces its chunk (⌈extent/S⌉ long) as genReduce does and writes the partial to scratch at
+ * [chunk][point]; pass 2, one invocation per point, combines the S partials in chunk order
+ * (deterministic) and runs the lets and stores.
+ */
+function genSplitBlock(c: Ctx, k: LoopKernel, S: number, T: number): Array<{ body: string[]; workgroups: [number, number, number] }> {
+  const total = k.grid.reduce((a, b) => a * b, 1);
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const at = k.body.findIndex((s) => s.k === 'reduce');
+  const s = k.body[at] as ReduceStmt;
+  if (c.scratch === undefined) throw new KilnError(`wgsl codegen: ${c.name}: a split row kernel needs its scratch buffer`);
+  const chunk = Math.ceil(s.extent / S);
+  const w1 = fold(total * S, c.limits, c.name);
+  const p1: string[] = ['//decls', `var<workgroup> red_f: array<f32, ${T}>;`, '//end', ...entry([T, 1], total * S, w1[0])];
+  p1.push('  let tid = i32(lix);', `  let c_ = i32(wg) / ${total}i;`, `  let t = i32(wg) % ${total}i;`);
+  decompose(gv, k.grid, 't', p1, '  ');
+  for (const st of k.body.slice(0, at)) c.g.stmts([st], '  ', p1);
+  genReduce(c, s, T, p1, { start: `c_ * ${chunk}i`, end: `min(${s.extent}i, (c_ + 1i) * ${chunk}i)` });
+  p1.push(`  if (tid == 0i) { ${c.g.store(c.scratch, `c_ * ${total}i + t`, c.g.v(s.acc), 'set')} }`, '}');
+  const wgs = Math.ceil(total / ELEMENTWISE_WG);
+  const w2 = fold(wgs, c.limits, c.name);
+  const p2: string[] = [...entry([ELEMENTWISE_WG, 1], wgs, w2[0]), `  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`, '  let t = i32(t_);'];
+  decompose(gv, k.grid, 't', p2, '  ');
+  const v = c.g.v(s.acc);
+  for (const st of k.body) {
+    if (st !== s) { c.g.stmts([st], '  ', p2); continue; }
+    p2.push(`  var cv_${v}: f32 = ${c.g.load(c.scratch, 't')};`);
+    p2.push(`  for (var c_: i32 = 1i; c_ < ${S}i; c_++) { cv_${v} = ${reduction(s).combine(`cv_${v}`, c.g.load(c.scratch, `c_ * ${total}i + t`))}; }`);
+    p2.push(`  let ${v}: f32 = cv_${v};`);
+  }
+  p2.push('}');
+  return [{ body: p1, workgroups: w1 }, { body: p2, workgroups: w2 }];
 }
 
 /**
@@ -660,51 +893,148 @@ function genReduce(c: Ctx, s: Stmt & { k: 'reduce' }, T: number, out: string[]):
  * pair's own: no other invocation writes it), and no 16-bit stored buffer is also read; else undefined.
  */
 function pairEpilogue(g: Gen, k: MatmulKernel, bparams: readonly string[]): string[] | undefined {
-  if (!pairStored(k, g.buffers, (b) => g.windows.get(b)?.base)) return undefined;
-  // epih_: the epilogue of one element with each 16-bit store's half index and bits returned, not stored.
+  const halves = pairHalves(g, k.epilogue, 'j', k.n);
+  if (!halves) return undefined;
+  const N = 2 * halves.pairs.length;
+  const out = [
+    `fn epih_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc: f32'].join(', ')}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...halves.body, '  return r_;', '}',
+    `fn epi2_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc0: f32', 'v_acc1: f32'].join(', ')}) {`,
+    `  let p0 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j', 'v_acc0'].join(', ')});`,
+    `  let p1 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j + 1i', 'v_acc1'].join(', ')});`,
+  ];
+  out.push(...pairWords(g, halves.pairs, '  '), '}');
+  return out;
+}
+
+/**
+ * The statements `stmts` of one element (i, j) with each 16-bit 'set' store's half index and bits put
+ * in `r_` (not stored), where two neighbours along `v` (v even, v + 1) can write each such store's
+ * 32-bit word whole: `extent` of `v` even, only lets and stores, every 16-bit 'set' store's index v +
+ * (even multiples of the other variables) + an even constant at an even element offset in its binding
+ * (the word is the pair's own: no other invocation writes it), and no 16-bit stored buffer read; else
+ * undefined. `pairs`: the stored buffer of each (half, bits) slot pair of `r_`.
+ */
+function pairHalves(g: Gen, stmts: readonly Stmt[], v: string, extent: number): { body: string[]; pairs: number[] } | undefined {
+  if (!pairable(g.buffers, g.windows, stmts, v, extent)) return undefined;
   const pairs: number[] = [];
   g.store16 = (buf, half, bits) => {
     const i = pairs.push(buf) - 1;
     return `r_[${2 * i}] = ${half}; r_[${2 * i + 1}] = ${bits};`;
   };
   const body: string[] = [];
-  g.stmts(k.epilogue, '  ', body);
+  g.stmts(stmts, '  ', body);
   g.store16 = undefined;
-  const N = 2 * pairs.length;
-  const out = [
-    `fn epih_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc: f32'].join(', ')}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...body, '  return r_;', '}',
-    `fn epi2_(${[...bparams, 'x_i: i32', 'x_j: i32', 'v_acc0: f32', 'v_acc1: f32'].join(', ')}) {`,
-    `  let p0 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j', 'v_acc0'].join(', ')});`,
-    `  let p1 = epih_(${[...bparams.map((p) => p.split(':')[0]!), 'x_i', 'x_j + 1i', 'v_acc1'].join(', ')});`,
-  ];
-  pairs.forEach((buf, i) => {
-    const b = g.binding(buf), at = `${b.name}[p0[${2 * i}] >> 1u]`, w = `p0[${2 * i + 1}] | (p1[${2 * i + 1}] << 16u)`;
-    out.push(b.atomic ? `  atomicStore(&${at}, ${w});` : `  ${at} = ${w};`);
-  });
-  out.push('}');
-  return out;
+  return { body, pairs };
 }
 
-/**
- * The 16-bit buffers a matmul's epilogue stores where pairEpilogue can render it (the conditions in its
- * comment; `base`: a buffer's element offset in its binding), else undefined.
- */
-function pairStored(k: MatmulKernel, buffers: readonly BufferDecl[], base: (buf: number) => number | undefined): Set<number> | undefined {
-  if (k.n % 2) return undefined;
+/** The buffers whose 16-bit stores in `stmts` pair up along `v` (pairHalves' conditions), or undefined where they do not. */
+function pairable(buffers: readonly BufferDecl[], windows: ReadonlyMap<number, Window>, stmts: readonly Stmt[], v: string, extent: number): Set<number> | undefined {
+  if (extent % 2) return undefined;
   const stored = new Set<number>();
-  for (const s of k.epilogue) {
+  for (const s of stmts) {
     if (s.k === 'let') continue;
     if (s.k !== 'store') return undefined;
     if (!is16(buffers[s.buf]!.dtype)) continue;
     const a = s.mode === 'set' ? affine(s.index) : undefined;
-    const b = base(s.buf);
-    if (!a || b === undefined || a.coef.get('j') !== 1 || [...a.coef].some(([n, c]) => n !== 'j' && c % 2 !== 0) || (a.c + b) % 2 !== 0) return undefined;
+    const base = windows.get(s.buf)?.base;
+    if (!a || base === undefined || a.coef.get(v) !== 1 || [...a.coef].some(([n, c]) => n !== v && c % 2 !== 0) || (a.c + base) % 2 !== 0) return undefined;
     stored.add(s.buf);
   }
   if (stored.size === 0) return undefined;
   let readsStored = false;
-  walkStmts(k.epilogue, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
+  walkStmts(stmts, (e) => { if (e.k === 'load' && stored.has(e.buf)) readsStored = true; });
   return readsStored ? undefined : stored;
+}
+
+/**
+ * The buffers kernel `k` will store whole words of (pairs of 16-bit values, see pairHalves): its
+ * elementwise body or its subgroup-matrix GEMM's epilogue, where they pair up. Their windows need not
+ * be atomic (no half-word read-modify-writes): plain loads and stores in the whole window.
+ */
+function pairedStores(k: Kernel, buffers: readonly BufferDecl[], windows: ReadonlyMap<number, Window>, opts: WgslOptions): Set<number> | undefined {
+  if (k.kind === 'loop' && !isRowKernel(k) && k.grid.length > 0 && opts.elementwisePairs !== false)
+    return pairable(buffers, windows, k.body, `g${k.grid.length - 1}`, k.grid[k.grid.length - 1]!);
+  if (k.kind === 'matmul' && opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (opts.sgm?.store ?? 'pairs') === 'pairs' && opts.sgm?.pairBinding !== 'atomic') return pairable(buffers, windows, k.epilogue, 'j', k.n);
+  // Block-per-row kernels (workgroup reductions, not column-mapped or split): every 16-bit store in a paired row loop.
+  if (k.kind === 'loop' && isRowKernel(k) && opts.reductions !== 'serial' && opts.elementwisePairs !== false && (k.rows?.kind !== 'column' || opts.rowMapping === 'block') && (opts.rowMapping === 'block' || blockSplitOf(k) === 1)) {
+    const all = new Set<number>();
+    for (const s of k.body) {
+      const p = s.k === 'loop' ? pairable(buffers, windows, s.body, s.var, s.extent) : undefined;
+      if (p) for (const b of p) all.add(b);
+      else {
+        let st16 = false;
+        walkStmts([s], () => {}, (t) => { if (t.k === 'store' && is16(buffers[t.buf]!.dtype)) st16 = true; });
+        if (st16) return undefined;
+      }
+    }
+    // A buffer stored in pairs by one loop and read by another statement keeps its atomics.
+    let read = false;
+    walkStmts(k.body, (e) => { if (e.k === 'load' && all.has(e.buf)) read = true; });
+    return all.size && !read ? all : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A row loop of a block-per-row kernel whose 16-bit stores pair up along its variable (pairable): the
+ * invocations stride over pairs of neighbours; the body runs for both (each in its own block, its
+ * 16-bit stores' halves and bits kept in p0 / p1), then each word is written whole.
+ */
+function pairedRowLoop(c: Ctx, s: Stmt & { k: 'loop' }, T: number, out: string[]): void {
+  const pairs: number[] = [];
+  const copy = (q: 0 | 1) => {
+    const body: string[] = [];
+    let n = 0;
+    c.g.store16 = (buf, half, bits) => {
+      if (q === 0) pairs.push(buf);
+      const i = n++;
+      return `p${q}[${2 * i}] = ${half}; p${q}[${2 * i + 1}] = ${bits};`;
+    };
+    c.g.stmts(s.body, '      ', body);
+    c.g.store16 = undefined;
+    return body;
+  };
+  const v = c.g.lv(s.var);
+  const b0 = copy(0), b1 = copy(1);
+  const N = 2 * pairs.length;
+  out.push(`  for (var pq_: i32 = tid; pq_ < ${s.extent / 2}i; pq_ += ${T}i) {`, `    var p0: array<u32, ${N}>; var p1: array<u32, ${N}>;`);
+  out.push(`    {`, `      let ${v}: i32 = 2i * pq_;`, ...b0, '    }', '    {', `      let ${v}: i32 = 2i * pq_ + 1i;`, ...b1, '    }');
+  out.push(...pairWords(c.g, pairs, '    '), '  }');
+}
+
+/** The word stores of a pair: element v's halves `p0`, element v + 1's `p1` (pairHalves). */
+function pairWords(g: Gen, pairs: readonly number[], ind: string): string[] {
+  return pairs.map((buf, i) => {
+    const b = g.binding(buf), at = `${b.name}[p0[${2 * i}] >> 1u]`, w = `p0[${2 * i + 1}] | (p1[${2 * i + 1}] << 16u)`;
+    return b.atomic ? `${ind}atomicStore(&${at}, ${w});` : `${ind}${at} = ${w};`;
+  });
+}
+
+/**
+ * An elementwise kernel whose 16-bit stores pair up along the last grid axis (pairHalves): one
+ * invocation per two neighbouring points, each 32-bit word written whole by one store (not two atomic
+ * read-modify-writes per value); the element function `elh_` runs once per point of the pair.
+ */
+function genPairedElementwise(c: Ctx, k: LoopKernel): Array<{ body: string[]; workgroups: [number, number, number] }> | undefined {
+  const last = k.grid.length - 1;
+  if (last < 0 || c.opts.elementwisePairs === false) return undefined;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  const halves = pairHalves(c.g, k.body, gv[last]!, k.grid[last]!);
+  if (!halves) return undefined;
+  const N = 2 * halves.pairs.length;
+  const params = gv.map((q) => `${x(q)}: i32`).join(', ');
+  const fn = [`fn elh_(${params}) -> array<u32, ${N}> {`, `  var r_: array<u32, ${N}>;`, ...halves.body, '  return r_;', '}'];
+  const total = k.grid.reduce((a, b) => a * b, 1) / 2;
+  const wgs = Math.ceil(total / ELEMENTWISE_WG);
+  const w = fold(wgs, c.limits, c.name);
+  const out: string[] = ['//decls', ...fn, '//end', ...entry([ELEMENTWISE_WG, 1], wgs, w[0])];
+  out.push(`  let t_ = wg * ${ELEMENTWISE_WG}u + lix;`, `  if (t_ >= ${total}u) { return; }`);
+  const names = [...gv.slice(0, last), 'pq_'];
+  decompose(names, [...k.grid.slice(0, last), k.grid[last]! / 2], 'i32(t_)', out, '  ');
+  const args = (j: string) => [...gv.slice(0, last).map((q) => x(q)), j].join(', ');
+  out.push(`  let p0 = elh_(${args(`2i * ${x('pq_')}`)});`, `  let p1 = elh_(${args(`2i * ${x('pq_')} + 1i`)});`);
+  out.push(...pairWords(c.g, halves.pairs, '  '), '}');
+  return [{ body: out, workgroups: w }];
 }
 
 /**
@@ -730,16 +1060,16 @@ function genMatmul(c: Ctx, k: MatmulKernel): Array<{ body: string[]; workgroups:
   const ot = intAcc ? valueType(k.accDType) : 'f32';
   d.push(`fn lda_(${[...bparams, 'x_i: i32', 'x_p: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.a)}); }`);
   d.push(`fn ldb_(${[...bparams, 'x_p: i32', 'x_j: i32'].join(', ')}) -> ${ot} { return ${ot}(${g.expr(k.b)}); }`);
-  const sgm = c.opts.subgroupMatrix && isSubgroupMatrixKernel(k);
-  const pair = sgm && (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
-  if (pair) d.push(...pair);
-  else {
-    // (The subgroup-matrix GEMM with the pair epilogue never calls epi_; its 16-bit outputs are plain bindings there.)
+  const sgmPair = c.opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (c.opts.sgm?.store ?? 'pairs') === 'pairs' ? pairEpilogue(g, k, bparams) : undefined;
+  // With the pair epilogue, the stored windows may be plain (pairedStores): no per-element epilogue (its half-word stores need atomics).
+  if (!sgmPair) {
     const epi: string[] = [];
     g.stmts(k.epilogue, '  ', epi);
     d.push(`fn epi_(${[...bparams, 'x_i: i32', 'x_j: i32', `v_acc: ${valueType(k.accDType)}`].join(', ')}) {`, ...epi, '}');
   }
-  if (sgm) {
+  if (c.opts.subgroupMatrix && isSubgroupMatrixKernel(k)) {
+    const pair = sgmPair;
+    if (pair) d.push(...pair);
     return renderSubgroupMatrixMatmul(k, {
       decls: d, bargs, bv, vec4View: c.vec4View, batchLets: (out) => decompose(bv, k.batch, 'i32(bt)', out, '  '), grid: (total) => fold(total, c.limits, c.name),
       ...(pair ? { pair: 'epi2_' } : {}), ...(c.opts.sgm ? { variant: c.opts.sgm } : {}),
@@ -1123,17 +1453,28 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
   const bytesOf = (id: number) => (id < 0 ? scratch.find((s) => s.id === id)!.bytes : p.buffers[id]!.numel * deviceBytes(p.buffers[id]!.dtype));
   return p.kernels.map((k, i) => {
     const a = kernelAccess(k);
-    const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : [];
+    const splitCols = k.kind === 'loop' && isRowKernel(k) && (k.rows?.kind === 'column' ? k.rows.split > 1 : blockSplitOf(k) > 1) && opts.rowMapping !== 'block' && opts.reductions !== 'serial';
+    const sc = k.kind === 'attention_grad' ? [-(2 * i + 1), -(2 * i + 2)] : splitCols ? [-(2 * i + 1)] : [];
     const ids = [...new Set([...a.reads, ...a.writes, ...sc])].sort((q, r) => q - r);
     const name = `${i}:${k.name}`;
     const written = new Set([...a.writes, ...sc]);
-    const atomic = atomicBuffers(k, p.buffers);
+    let atomic = atomicBuffers(k, p.buffers);
     let { bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize);
-    // The subgroup-matrix GEMM's pair epilogue writes each 16-bit output word whole, from one invocation:
-    // those outputs need no atomic binding (an atomicStore per word costs; bench/RESULTS.md 2026-12-02, s5-sgm).
-    if (k.kind === 'matmul' && opts.subgroupMatrix && isSubgroupMatrixKernel(k) && (opts.sgm?.store ?? 'pairs') === 'pairs' && opts.sgm?.pairBinding !== 'atomic') {
-      const pairs = pairStored(k, p.buffers, (b) => bound.get(b)?.base);
-      if (pairs) ({ bindings, bound, atomicBinding } = bindWindows(name, ids, new Set([...atomic].filter((b) => !pairs.has(b))), written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
+    // Stores of whole 16-bit pairs need no atomics: bind again without them (the windows' places do not change).
+    const paired = pairedStores(k, p.buffers, bound, opts);
+    if (paired) {
+      atomic = new Set([...atomic].filter((b) => !paired.has(b)));
+      ({ bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize));
+    }
+    // The buffers that need atomics (half-word or accumulating stores) in windows of their own, so that the
+    // other buffers (a kernel's operands) are read with plain loads, where the bindings fit the device's
+    // limit and the windows stay disjoint (256-byte aligned starts); else one window per span, as above.
+    if (atomic.size && atomicBinding.some((a) => a)) {
+      try {
+        ({ bindings, bound, atomicBinding } = bindWindows(name, ids, atomic, written, layout.place, bytesOf, elemOf, limits, layout.gpuSize, true));
+      } catch (e) {
+        if (!(e instanceof KilnError)) throw e;
+      }
     }
     const g = new Gen(p.buffers, bound);
     const decls: string[] = [];
@@ -1150,7 +1491,7 @@ export function generateWgsl(p: KernelProgram, layout: WgslProgramLayout, limits
       views.push({ name: vname, binding: { gpu: pl.gpu, offset: off, size: end - off, readOnly: true } });
       return { name: vname, base: g.rawSlot((pl.offset - off) / 16) };
     };
-    const c: Ctx = { g, limits, name, decls, opts, vec4View };
+    const c: Ctx = { g, limits, name, decls, opts, vec4View, ...(splitCols ? { scratch: -(2 * i + 1) } : {}) };
     const bodies = k.kind === 'loop' ? genLoop(c, k) : k.kind === 'matmul' ? genMatmul(c, k) : genAttention(c, k, sc);
     return bodies.map((b, j) => {
       let body = b.body;

@@ -23,6 +23,8 @@ import { type WgslDevice, type WgslDeviceOptions, wgslDevice } from './device.ts
 import { sgmGemmTarget } from './gemmSubgroupMatrix.ts';
 
 const ALIGN = 256;
+/** Dispatches per command buffer in a run (see WgslExecutable.submitEarly). */
+const SUBMIT_CHUNK = 64;
 const align = (n: number, a = ALIGN) => Math.ceil(n / a) * a;
 
 /** Called with every generated shader (besides compiler/debug.ts's KILN_DEBUG=source printer). */
@@ -33,6 +35,8 @@ export interface WgslExecutableOptions extends WgslOptions {
   readonly sourceCache?: WgslSourceCache;
   /** Told each time one of the executable's pipelines is ready (progress of long compiles, for benchmarks). */
   readonly onPipeline?: (done: number, total: number) => void;
+  /** Dispatches per command buffer of a run (default SUBMIT_CHUNK; tests use small ones). */
+  readonly submitChunk?: number;
 }
 
 interface Pipeline {
@@ -129,7 +133,7 @@ export function keyMaterial(p: KernelProgram, place: ReadonlyMap<number, Placeme
   const gemm = p.kernels.map((k) => (k.kind !== 'matmul' ? null : typeof opts.gemm === 'function' ? opts.gemm(k.m, k.n, k.k, k.batch.reduce((a, b) => a * b, 1)) : (opts.gemm ?? null)));
   const lim = { s: limits.maxStorageBufferBindingSize, n: limits.maxStorageBuffersPerShaderStage, w: limits.maxComputeWorkgroupsPerDimension, i: limits.maxComputeInvocationsPerWorkgroup };
   return JSON.stringify(
-    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: opts.attentionSubgroups } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: opts.sgm ?? true } : {}) },
+    { kernels: p.kernels, buffers: p.buffers.map((b) => ({ ...b, data: undefined })), place: [...place].sort((a, b) => a[0] - b[0]), gpuSizes, lim, reductions: opts.reductions ?? null, ...(opts.rowMapping === 'block' ? { rowMapping: 'block' } : {}), ...(opts.elementwisePairs === false ? { pairs: false } : {}), attention: opts.attention ?? null, attentionTiles: opts.attentionTiles ?? null, ...(opts.attentionSubgroups ? { asg: opts.attentionSubgroups } : {}), gemm, ...(opts.subgroupMatrix ? { sgm: opts.sgm ?? true } : {}) },
     (_, v) => (typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? `#${Object.is(v, -0) ? '-0' : String(v)}` : v),
   );
 }
@@ -150,7 +154,10 @@ export class WgslExecutable implements Executable {
   readonly dispatches: WgslDispatch[][];
   compileStats?: WgslCompileStats;
 
+  private readonly chunk: number;
+
   private constructor(readonly graph: Graph, readonly program: KernelProgram, private readonly dev: WgslDevice, opts: WgslExecutableOptions) {
+    this.chunk = Math.max(1, Math.floor(opts.submitChunk ?? SUBMIT_CHUNK));
     const p = program;
     const { device, limits } = dev;
     const bytes = (id: number) => p.buffers[id]!.numel * deviceByteSize(p.buffers[id]!.dtype);
@@ -295,8 +302,14 @@ export class WgslExecutable implements Executable {
 
   /** Record every dispatch of the program into `enc` (one compute pass, with `timestampWrites` if given). */
   encodeDispatches(enc: GPUCommandEncoder, timestampWrites?: GPUComputePassTimestampWrites): void {
+    this.encodeRange(enc, 0, this.steps.length, timestampWrites);
+  }
+
+  /** Record dispatches [from, to) into `enc` as one compute pass. */
+  private encodeRange(enc: GPUCommandEncoder, from: number, to: number, timestampWrites?: GPUComputePassTimestampWrites): void {
     const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : {});
-    for (const s of this.steps) {
+    for (let i = from; i < to; i++) {
+      const s = this.steps[i]!;
       pass.setPipeline(s.pipeline);
       pass.setBindGroup(0, s.bindGroup);
       pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
@@ -305,12 +318,35 @@ export class WgslExecutable implements Executable {
   }
 
   /**
+   * Encode and submit the program's dispatches but the last SUBMIT_CHUNK, one command buffer per chunk,
+   * each submitted as soon as it is encoded (so the GPU runs the first while the CPU encodes the rest:
+   * encoding a B/1 step's 690 dispatches takes tens of ms); returns where the last chunk starts (the
+   * caller encodes it with what follows it). `begin`: timestamps at the start of the first chunk.
+   */
+  private submitEarly(begin?: { querySet: GPUQuerySet; index: number }): number {
+    const n = this.steps.length;
+    const last = Math.max(0, Math.ceil(n / this.chunk) - 1) * this.chunk;
+    for (let from = 0; from < last; from += this.chunk) {
+      const enc = this.dev.device.createCommandEncoder();
+      this.encodeRange(enc, from, from + this.chunk, from === 0 && begin ? { querySet: begin.querySet, beginningOfPassWriteIndex: begin.index } : undefined);
+      this.dev.device.queue.submit([enc.finish()]);
+    }
+    return last;
+  }
+
+  /**
    * GPU milliseconds of the last `time` call, from timestamps written at the start of its first pass and
    * the end of its last (undefined where the device has no 'timestamp-query').
    */
   gpuMs?: number;
 
-  /** Run the program `n` times in one submission and wait (for benchmarks); returns wall milliseconds (and sets gpuMs). */
+  /** CPU milliseconds of the last `time` call spent encoding and submitting (before waiting for the GPU). */
+  encodeMs?: number;
+
+  /**
+   * Run the program `n` times, each as `run` submits a step (command buffers of SUBMIT_CHUNK dispatches
+   * submitted as encoded), and wait (for benchmarks); returns wall milliseconds (and sets gpuMs, encodeMs).
+   */
   async time(n: number): Promise<number> {
     const device = this.dev.device;
     const stamps = device.features.has('timestamp-query') && n > 0;
@@ -319,14 +355,21 @@ export class WgslExecutable implements Executable {
     const rd = stamps ? device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : undefined;
     await device.queue.onSubmittedWorkDone();
     const t = performance.now();
-    const enc = device.createCommandEncoder();
-    for (let i = 0; i < n; i++)
-      this.encodeDispatches(enc, qs && (i === 0 || i === n - 1) ? { querySet: qs, ...(i === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(i === n - 1 ? { endOfPassWriteIndex: 1 } : {}) } : undefined);
-    if (qs) {
-      enc.resolveQuerySet(qs, 0, 2, res!, 0);
-      enc.copyBufferToBuffer(res!, 0, rd!, 0, 16);
+    // Each run as a program step runs: its chunks submitted as they are encoded.
+    for (let i = 0; i < n; i++) {
+      const from = this.submitEarly(qs && i === 0 ? { querySet: qs, index: 0 } : undefined);
+      const enc = device.createCommandEncoder();
+      const ts: GPUComputePassTimestampWrites | undefined = qs && ((i === 0 && from === 0) || i === n - 1)
+        ? { querySet: qs, ...(i === 0 && from === 0 ? { beginningOfPassWriteIndex: 0 } : {}), ...(i === n - 1 ? { endOfPassWriteIndex: 1 } : {}) }
+        : undefined;
+      this.encodeRange(enc, from, this.steps.length, ts);
+      if (qs && i === n - 1) {
+        enc.resolveQuerySet(qs, 0, 2, res!, 0);
+        enc.copyBufferToBuffer(res!, 0, rd!, 0, 16);
+      }
+      device.queue.submit([enc.finish()]);
     }
-    device.queue.submit([enc.finish()]);
+    this.encodeMs = performance.now() - t;
     await device.queue.onSubmittedWorkDone();
     const wall = performance.now() - t;
     this.gpuMs = undefined;
@@ -339,6 +382,44 @@ export class WgslExecutable implements Executable {
       qs!.destroy();
     }
     return wall;
+  }
+
+  /**
+   * GPU milliseconds of every dispatch of one run (for benchmarks; the device needs 'timestamp-query'):
+   * each dispatch in a compute pass of its own with timestamps at its start and end, in one submission.
+   * Passes serialize the dispatches as the one-pass run does (each depends on the one before through
+   * the arena); what a pass boundary adds is included. Program order; `kernel` indexes program.kernels.
+   */
+  async profile(): Promise<Array<{ kernel: number; name: string; workgroups: readonly [number, number, number]; ms: number }>> {
+    const device = this.dev.device;
+    if (!device.features.has('timestamp-query')) throw new KilnError(`wgsl: program ${this.program.name}: profile needs the device feature 'timestamp-query'`);
+    const at: Array<{ kernel: number; d: WgslDispatch }> = [];
+    this.dispatches.forEach((ds, kernel) => ds.forEach((d) => at.push({ kernel, d })));
+    // At most 4096 queries per query set (WebGPU's limit): several sets for long programs.
+    const per = 2048, sets: GPUQuerySet[] = [];
+    for (let i = 0; i < at.length; i += per) sets.push(device.createQuerySet({ type: 'timestamp', count: 2 * Math.min(per, at.length - i) }));
+    const bytes = 16 * at.length;
+    const res = device.createBuffer({ size: align(bytes), usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const rd = device.createBuffer({ size: align(bytes), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    await device.queue.onSubmittedWorkDone();
+    const enc = device.createCommandEncoder();
+    this.steps.forEach((s, i) => {
+      const q = sets[Math.floor(i / per)]!, j = 2 * (i % per);
+      const pass = enc.beginComputePass({ timestampWrites: { querySet: q, beginningOfPassWriteIndex: j, endOfPassWriteIndex: j + 1 } });
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+      pass.end();
+    });
+    sets.forEach((q, k) => enc.resolveQuerySet(q, 0, q.count, res, 16 * per * k));
+    enc.copyBufferToBuffer(res, 0, rd, 0, align(bytes));
+    device.queue.submit([enc.finish()]);
+    await rd.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(rd.getMappedRange().slice(0, bytes));
+    rd.unmap();
+    for (const b of [rd, res]) b.destroy();
+    for (const q of sets) q.destroy();
+    return at.map((a, i) => ({ kernel: a.kernel, name: a.d.name, workgroups: a.d.workgroups, ms: Number(t[2 * i + 1]! - t[2 * i]!) / 1e6 }));
   }
 
   /** The `next.` updates: copies output → resident input, staged where the source is itself an input. */
@@ -371,7 +452,14 @@ export class WgslExecutable implements Executable {
     for (const [i, x] of checkFeeds(this.graph, feeds, this.written)) this.upload(this.decl(i.name, this.program.inputs), x.data as ArrayLike<number>);
     const want = fetch ?? this.graph.outputs.map((o) => o.name).filter((n) => !n.startsWith(NEXT_PREFIX));
     for (const n of want) if (!this.graph.output(n)) throw new KilnError(`graph ${this.graph.name}: no output '${n}' to fetch`);
-    const vals = await this.download(want.map((n) => this.decl(n, this.program.outputs)), (enc) => this.encodeDispatches(enc), (enc) => this.encodeUpdates(enc));
+    // All chunks but the last are submitted first (their validation errors caught here); the last goes with the read-back copies and the updates.
+    const device = this.dev.device;
+    device.pushErrorScope('validation');
+    const from = this.submitEarly();
+    const early = device.popErrorScope();
+    const vals = await this.download(want.map((n) => this.decl(n, this.program.outputs)), (enc) => this.encodeRange(enc, from, this.steps.length), (enc) => this.encodeUpdates(enc));
+    const err = await early;
+    if (err) throw new KilnError(`wgsl: program ${this.program.name}: ${err.message}`);
     const out: Record<string, HostTensor> = {};
     want.forEach((n, i) => {
       const t = this.graph.typeOf(this.graph.output(n)!.id);
@@ -412,7 +500,7 @@ function useSubgroupMatrix(dev: WgslDevice, asked: boolean | undefined): boolean
 
 /** A WGSL backend on the shared device for `opts` (tests use lower limits than the adapter's). */
 export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { device(): Promise<WgslDevice> } {
-  const { onSource, onPipeline, gemm, reductions, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
+  const { onSource, onPipeline, submitChunk, gemm, reductions, rowMapping, elementwisePairs, attention, attentionTiles, attentionSubgroups, sourceCache, subgroupMatrix, sgm, ...devOpts } = opts;
   return {
     name: 'wgsl',
     consumes: 'kernels',
@@ -427,10 +515,10 @@ export function wgslBackendWith(opts: WgslBackendOptions = {}): Backend & { devi
     compile: async (graph: Graph, program?: KernelProgram) => {
       if (!program) throw new KilnError('wgsl runs compiled kernel programs: use compileOn(backend, graph) from runtime/compile.ts');
       const dev = await wgslDevice(devOpts);
-      const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}), ...(sgm ? { sgm } : {}) };
+      const kernels = { ...defaultKernels(dev), ...(gemm ? { gemm } : {}), ...(reductions ? { reductions } : {}), ...(rowMapping ? { rowMapping } : {}), ...(elementwisePairs !== undefined ? { elementwisePairs } : {}), ...(attention ? { attention } : {}), ...(attentionTiles ? { attentionTiles } : {}), ...(sourceCache ? { sourceCache } : {}), ...(sgm ? { sgm } : {}) };
       // attentionSubgroups: false turns the subgroup softmax off, 'emulated' forces its workgroup-memory emulation (tests).
       const asg = attentionSubgroups === false ? undefined : attentionSubgroups === 'emulated' ? 'emulated' : kernels.attentionSubgroups;
-      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
+      return WgslExecutable.create(graph, program, dev, { ...kernels, ...(asg ? { attentionSubgroups: asg } : {}), ...(onPipeline ? { onPipeline } : {}), ...(submitChunk ? { submitChunk } : {}), subgroupMatrix: Boolean(kernels.subgroupMatrix) && useSubgroupMatrix(dev, subgroupMatrix) }, onSource);
     },
   };
 }

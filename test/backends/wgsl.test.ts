@@ -13,6 +13,8 @@
  *    device limited to 8 storage buffers per stage (the browser default) and 4 KiB bindings, so that
  *    kernels bind several windows of one GPU buffer; on SwiftShader the seeds with reductions and
  *    batched matmuls, on a GPU (where these compile in milliseconds) seeds 0..99;
+ *  - row kernels in the kernel IR's mappings (compiler/schedule/rowMapping.ts: column kernels, split
+ *    columns, block per row) on the reduction graphs of test/support/reductionGraphs.ts;
  *  - position-independent kernels: structurally equal layers share one shader source and pipeline,
  *    and still read and write their own buffers;
  *  - a training session (state resident on the GPU, next.* updates) equals the CPU backend step by step,
@@ -22,16 +24,22 @@ import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../backends/backend.ts';
 import { cpuBackend } from '../../backends/cpu/executable.ts';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts';
+import { type WgslExecutable, wgslBackend, wgslBackendWith } from '../../backends/wgsl/executable.ts';
 import { runFashionMlp } from '../../cli/jobs/fashionMlp.ts';
 import { GraphBuilder } from '../../ir/graph.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
-import { defaultPrecision } from '../../runtime/compile.ts';
+import { compileOn, defaultPrecision } from '../../runtime/compile.ts';
 import { Session } from '../../runtime/session.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { firstMismatch, relErr as rel } from '../support/compare.ts';
 import { mlpData, mlpTrainStep } from '../support/compilerPrograms.ts';
 import { randomFeeds, randomGraph } from '../support/randomGraph.ts';
+import { REDUCTION_CASES, type ReductionCase, reductionGraph } from '../support/reductionGraphs.ts';
+import { blockSplitOf, generateWgsl } from '../../backends/wgsl/codegen.ts';
+import { compile } from '../../compiler/compile.ts';
+import type { Kernel } from '../../ir/kernel/types.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
+import type { Tensor } from '../../compiler/dsl/tensor.ts';
 
 
 async function randomSeeds(backend: Backend, seeds: readonly number[]): Promise<string[]> {
@@ -84,6 +92,91 @@ describe('WGSL backend', () => {
     expect(await randomSeeds(scalar, seeds)).toEqual([]);
     expect(await randomSeeds(vec4, gpu ? seeds : [2, 9])).toEqual([]);
   }, 600_000);
+
+  it('row kernels in the kernel IR\'s mappings (column kernels, split in two passes, block per row) and split full reductions equal the CPU interpreter', async () => {
+    // test/support/reductionGraphs.ts: sums, max, argmax and a mean-then-scale over a strided axis (column
+    // kernels), sums over batch and tokens per channel (split columns: ragged chunks, a partial last
+    // block), norms over the contiguous axis (block per row). Workgroup reductions combine in a
+    // different order from the interpreter's: 1e-4·(1 + |cpu|) for sums of ≤ 1111 terms of magnitude ≤ 1
+    // in f32; argmax exactly. SwiftShader compiles each barrier shader in about a second: two cases
+    // there (every mapping, split 2 and ragged), all of them on a GPU.
+    const be = wgslBackendWith({ reductions: 'workgroup' });
+    const gpu = !/swiftshader/i.test((await be.device()).adapterInfo);
+    const cases = gpu ? REDUCTION_CASES : REDUCTION_CASES.filter((c) => c.name.startsWith('b9 ') || c.name.startsWith('b130 '));
+    // Full reductions (one grid point, 35035 terms: blockSplitOf's two passes, 4 ragged chunks) and a
+    // long row over 3 points (split too), a mean and a max: a loss over a whole tensor.
+    const full: ReductionCase = { name: 'full 5x7x1001', shape: [5, 7, 1001] };
+    const fullGraph = trace('full_reductions', (t): Record<string, Tensor> => {
+      const xx = t.input('x', [5, 7, 1001]), w = t.input('w', [5, 7, 1001]);
+      const flat = xx.mul(w).reshape([5, 7007]);
+      return { sumAll: xx.mul(w).sum(), meanAll: xx.mean().mul(2), maxAll: w.max(), rowsLong: flat.reshape([1, 5, 7007]).sum(2).add(1) };
+    });
+    const bad: string[] = [];
+    const seen = new Set<string>();
+    for (const c of [...cases, full]) {
+      const g = c === full ? fullGraph : reductionGraph(c);
+      const n = c.shape[0] * c.shape[1] * c.shape[2];
+      const feeds = {
+        x: hostTensor('f32', c.shape, Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37))),
+        w: hostTensor('f32', c.shape, Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11))),
+      };
+      const exe = (await compileOn(be, g, { precision: 'f32', cacheDir: '' })) as WgslExecutable;
+      for (const k of exe.program.kernels) if (k.kind === 'loop' && k.rows) seen.add(k.rows.kind === 'column' ? (k.rows.split > 1 ? 'split' : 'column') : blockSplitOf(k) > 1 ? 'block split' : 'block');
+      const got = await exe.run(feeds);
+      exe.dispose();
+      const want = runGraph(g, feeds);
+      for (const o of g.outputs) {
+        const m = firstMismatch(got[o.name]!.data, want[o.name]!.data, o.name.startsWith('argmax') ? 0 : 1e-4);
+        if (m) bad.push(`${c.name} ${o.name}: ${m}`);
+      }
+    }
+    expect([...seen].sort()).toEqual(['block', 'block split', 'column', 'split']);
+    expect(bad).toEqual([]);
+  }, 600_000);
+
+  it('elementwise kernels storing f16/bf16 write whole words per pair of neighbours where they pair up, the same values as one point per invocation', async () => {
+    // Stores contiguous along the last axis of even extent pair up (the 'elh_' element function, run for
+    // two neighbours); an odd last axis and a transposed store do not (one point per invocation,
+    // atomic half-word stores). Exact ops only, so the values equal the interpreter's bit for bit
+    // (f16/bf16 rounded after each op on both sides).
+    const g = trace('pairs16', (t): Record<string, Tensor> => {
+      const a = t.input('a', [6, 10]), b = t.input('b', [6, 7]);
+      return {
+        even16: a.mul(1.7).add(0.25).cast('f16'),
+        evenBf: a.mul(a).cast('bf16'),
+        mixed: a.add(1).cast('f16').cast('f32').mul(3),
+        odd16: b.mul(-2.5).cast('f16'),
+        transposed: a.transpose(0, 1).mul(0.5).cast('f16'),
+        // a row kernel (workgroup reductions) whose row loop stores f16: paired along the row
+        ln16: a.mul(0.001).layerNorm().mul(2).cast('f16'),
+      };
+    });
+    const n = (k: number) => Float32Array.from({ length: k }, (_, i) => Math.sin(i * 0.37 + k) * 1000);
+    const feeds = { a: hostTensor('f32', [6, 10], n(60)), b: hostTensor('f32', [6, 7], n(42)) };
+    const want = runGraph(g, feeds);
+    const sources: string[] = [];
+    for (const pairs of [true, false]) {
+      const be = wgslBackendWith({ elementwisePairs: pairs, reductions: 'workgroup', onSource: (_n, src) => sources.push(src) });
+      const got = await runOnBackend(be, g, feeds);
+      // The LayerNorm's rsqrt and sums may differ from the interpreter's by f32 rounding: one f16 ulp at most.
+      for (const o of g.outputs) expect(firstMismatch(got[o.name]!.data, want[o.name]!.data, o.name === 'ln16' ? 1e-3 : 0), `${o.name}, pairs ${pairs}`).toBeUndefined();
+    }
+    // Paired: the even f16 and bf16 stores (fused or not) and the norm's row loop; never the odd or transposed ones.
+    expect(sources.filter((s) => s.includes('fn elh_(')).length).toBeGreaterThanOrEqual(1);
+    expect(sources.filter((s) => s.includes('pq_ < 5i')).length).toBe(1);
+  }, 600_000);
+
+  it('buffers that need atomics get windows of their own, so the kernel reads its other buffers with plain loads (one window where the limit allows no more)', () => {
+    // y = f16(x · −2.5) over an odd last axis: the store is half-word read-modify-write (atomic); x is read.
+    // Both in one GPU buffer (1 MiB apart): two windows, x's plain; at one binding per stage, one atomic window.
+    const g = trace('split_atomic', (t): Record<string, Tensor> => ({ y: t.input('x', [6, 7]).mul(-2.5).cast('f16') }));
+    const { program } = compile(g);
+    const layout = { place: (id: number) => ({ gpu: 0, offset: (id + 8) * 2 ** 20 }), gpuSize: () => 2 ** 30 };
+    const limits = (n: number) => ({ maxStorageBufferBindingSize: 2 ** 30, maxStorageBuffersPerShaderStage: n, maxComputeWorkgroupsPerDimension: 65535, maxComputeInvocationsPerWorkgroup: 256 });
+    const decls = (n: number) => generateWgsl(program, layout, limits(n)).flat().map((d) => [...d.source.matchAll(/var<storage, \w+> B\d+: array<(atomic<u32>|u32)>/g)].map((m) => m[1]).sort());
+    expect(decls(8)).toEqual([['atomic<u32>', 'u32']]);
+    expect(decls(1)).toEqual([['atomic<u32>']]);
+  });
 
   it('the wide GEMM (128×128 tiles, vec4 operand views, register prefetch): every layout, edges, batches, epilogues, at default and browser limits', async () => {
     // tanh(A·B + bias), for A as given or transposed (a permute of a stored [K, M]), B as given or
@@ -140,11 +233,30 @@ describe('WGSL backend', () => {
     expect(firstMismatch(got.y!.data, runGraph(g, feeds).y!.data, 1e-5)).toBeUndefined();
   });
 
-  it('a training session keeps its state on the device and matches the CPU backend step by step', async () => {
+  it('equal row-kernel layers share one source: loop and reduction variables are numbered, not named after the IR', () => {
+    // A LayerNorm row kernel (two reductions and a row loop) and the same kernel with its loop and
+    // reduction variables renamed (as fusion prefixes rename them between the layers of a model): the
+    // same WGSL. Buffers placed 1 MiB apart in one GPU buffer.
+    const g = trace('ln_row', (t): Record<string, Tensor> => ({ y: t.input('x', [4, 48]).layerNorm().matmul(t.input('w', [48, 48])) }));
+    const { program } = compile(g);
+    const i = program.kernels.findIndex((k) => k.kind === 'loop');
+    const renamed = JSON.parse(JSON.stringify(program.kernels[i]).replace(/"r(\d+)"/g, '"m840_r$1"')) as Kernel;
+    expect(JSON.stringify(renamed)).not.toBe(JSON.stringify(program.kernels[i]));
+    const layout = { place: (id: number) => ({ gpu: 0, offset: (id + 8) * 2 ** 20 }), gpuSize: () => 2 ** 30 };
+    const limits = { maxStorageBufferBindingSize: 2 ** 30, maxStorageBuffersPerShaderStage: 8, maxComputeWorkgroupsPerDimension: 65535, maxComputeInvocationsPerWorkgroup: 256 };
+    for (const reductions of ['serial', 'workgroup'] as const) {
+      const [a] = generateWgsl(program, layout, limits, { reductions })[i]!;
+      const [b] = generateWgsl({ ...program, kernels: program.kernels.map((k, j) => (j === i ? renamed : k)) }, layout, limits, { reductions })[i]!;
+      expect(b!.source).toBe(a!.source);
+    }
+  });
+
+  for (const chunk of [undefined, 3])
+    it(`a training session keeps its state on the device and matches the CPU backend step by step${chunk ? ` (command buffers of ${chunk} dispatches, submitted as encoded)` : ''}`, async () => {
     const cfg = { inputs: 64, hidden: [32], classes: 10 };
     const { model, graph } = mlpTrainStep(cfg, 32);
     const init = model.initState(3);
-    const a = await Session.open(wgslBackend, graph, init, { precision: 'f32' });
+    const a = await Session.open(chunk ? wgslBackendWith({ submitChunk: chunk }) : wgslBackend, graph, init, { precision: 'f32' });
     const b = await Session.open(cpuBackend, graph, init);
     for (let s = 0; s < 5; s++) {
       const { x, y } = mlpData(cfg, 32, s);
