@@ -110,22 +110,74 @@ function swizzledLoad(ctx: WgmmaContext, op: Expr, rowVar: string, colVar: strin
   ];
 }
 
+/**
+ * Registers per thread after setmaxnreg (multiples of 8; 128·(56 + 2·224) ≤ 65536; the block starts at
+ * 168 = 65536 / 384). At 40 the producer's address arithmetic spilled (ptxas, head dim 64).
+ */
+const WS_PRODUCER_REGS = 56, WS_CONSUMER_REGS = 224;
+/** mbarrier (shared address `a`, a C++ u32 expression) wait for phase parity `ph`, spinning on try_wait. */
+const mbWait = (a: string, ph: string) => `asm volatile("{\\n.reg .pred P;\\nWAIT:\\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\\n@!P bra WAIT;\\n}\\n" :: "r"(${a}), "r"((u32)(${ph})) : "memory");`;
+/** mbarrier arrive (release) by this thread. */
+const mbArrive = (a: string) => `asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(${a}) : "memory");`;
+
+/**
+ * The producer warpgroup of the warp-specialized forward (FlashAttention-3's layout, with cp.async in
+ * place of TMA): barriers `sBar` (full K, full V, empty K, empty V; `ST` each), initialized by thread 0;
+ * then the last warpgroup drops to WS_PRODUCER_REGS registers (the consumers rise to WS_CONSUMER_REGS) and streams Q (with K_0), K_j and V_j into
+ * the ST-stage rings, one cp.async group per tile. A group is retired (waited, fenced into the async
+ * proxy, arrived on its full barrier by every producer thread) once 2·(ST−1) newer groups are in flight,
+ * so the consumers' needs (K_j at their step j, V_{j−1} with the overlap) never wait on a stage they hold.
+ * Leaves the C++ `if (producer) {` open; the caller closes it and emits the consumers' branch.
+ */
+function wsProducer(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, L: string[], g: { NWG: number; BQ: number; BK: number; DK: number; DV: number; ST: number; kBytes: number; vBytes: number }): void {
+  const { NWG, BQ, BK, DK, DV, ST, kBytes, vBytes } = g;
+  const D = 2 * (ST - 1);
+  L.push(`  const u32 sBar = sV + ${ST * vBytes}u;`);
+  L.push('  if (tid == 0) {', `    for (int s_ = 0; s_ < ${2 * ST}; s_++) asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(sBar + s_ * 8u), "r"(128u) : "memory");`);
+  L.push(`    for (int s_ = ${2 * ST}; s_ < ${4 * ST}; s_++) asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(sBar + s_ * 8u), "r"(${NWG * 128}u) : "memory");`, '  }');
+  L.push('  __syncthreads();');
+  L.push(`  if (wg == ${NWG}) {`, `  asm volatile("setmaxnreg.dec.sync.aligned.u32 ${WS_PRODUCER_REGS};");`);
+  L.push(`  {`, `    const int tid = threadIdx.x - ${NWG * 128};`, '    int issued = 0, retired = 0;');
+  // Group n: K_{n/2} (n even), V_{n/2} (n odd); its full barrier.
+  const full = (n: string) => `(sBar + (((${n}) & 1) * ${ST} + ((${n}) >> 1) % ${ST}) * 8u)`;
+  const retire = (ind: string) => [
+    `${ind}fa_commit(); issued++;`,
+    `${ind}if (issued - retired > ${D}) { asm volatile("cp.async.wait_group ${D};" ::: "memory"); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); ${mbArrive(full('retired'))} retired++; }`,
+  ];
+  L.push('    #pragma unroll 1', '    for (int j = 0; j < nT; j++) {');
+  L.push(`      const int st = j % ${ST}, n = j / ${ST};`);
+  L.push(`      if (n > 0) ${mbWait(`(sBar + (${2 * ST} + st) * 8u)`, '(n - 1) & 1')}`);
+  L.push('      if (j == 0) {', ...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', 128, '        '), '      }');
+  L.push(...swizzledLoad(ctx, k.key, 't', 'd', BK, `j * ${BK}`, k.sk, DK, `(sK + st * ${kBytes}u)`, 128, '      '));
+  L.push(...retire('      '));
+  L.push(`      if (n > 0) ${mbWait(`(sBar + (${3 * ST} + st) * 8u)`, '(n - 1) & 1')}`);
+  L.push(...swizzledLoad(ctx, k.v, 't', 'e', BK, `j * ${BK}`, k.sk, DV, `(sV + st * ${vBytes}u)`, 128, '      '));
+  L.push(...retire('      '));
+  L.push('    }');
+  L.push('    asm volatile("cp.async.wait_group 0;" ::: "memory"); asm volatile("fence.proxy.async.shared::cta;" ::: "memory");');
+  L.push(`    for (; retired < issued; retired++) ${mbArrive(full('retired'))}`);
+  L.push('  }');
+}
+
 /** The wgmma forward kernel (see the file comment); `lse`: the f32 scratch of the row log-sum-exps. */
 export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, s2: string, causalMask: boolean, out: string[]): FlashLaunch {
   const w = t.wgmma!;
   const NWG = w.warpgroups, BQ = 64 * NWG, BK = w.bk, DK = k.dk, DV = k.dv;
-  const threads = NWG * 128;
+  // Warp-specialized (producerWarps > 0): one producer warpgroup after the NWG consumer warpgroups.
+  const ws = (w.producerWarps ?? 0) > 0, ST = ws ? (w.stages ?? 2) : 2;
+  const threads = NWG * 128 + (ws ? 128 : 0);
   const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
   const qBytes = BQ * DK * 2, kBytes = BK * DK * 2, vBytes = BK * DV * 2;
-  const sharedBytes = qBytes + 2 * kBytes + 2 * vBytes + 1024;
+  const sharedBytes = qBytes + ST * kBytes + ST * vBytes + 1024 + (ws ? 32 * ST : 0);
   const prm = [...ids, lse];
   const kOut = k.kind === 'attention' ? k.out : undefined;
   const L: string[] = [];
-  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${t.wgmma!.minBlocks ? `, ${t.wgmma!.minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
+  const minBlocks = ws ? 1 : w.minBlocks;
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${minBlocks ? `, ${minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
   L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
   // The swizzle pattern is a function of the shared address: the tiles start at multiples of 1024.
   L.push('  const u32 sQ = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
-  L.push(`  const u32 sK = sQ + ${qBytes}u, sV = sK + ${2 * kBytes}u;`);
+  L.push(`  const u32 sK = sQ + ${qBytes}u, sV = sK + ${ST * kBytes}u;`);
   L.push('  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
   L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
   L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
@@ -136,9 +188,14 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     ...swizzledLoad(ctx, k.key, 't', 'd', BK, start, k.sk, DK, `(sK + (${stage}) * ${kBytes}u)`, threads, ind),
     ...swizzledLoad(ctx, k.v, 't', 'e', BK, start, k.sk, DV, `(sV + (${stage}) * ${vBytes}u)`, threads, ind),
   ];
-  L.push(...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', threads, '  '));
-  L.push(...kvLoad('0', '0', '  '));
-  L.push('  fa_commit();');
+  if (ws) {
+    wsProducer(ctx, k, L, { NWG, BQ, BK, DK, DV, ST, kBytes, vBytes });
+    L.push(`  } else {`, `  asm volatile("setmaxnreg.inc.sync.aligned.u32 ${WS_CONSUMER_REGS};");`);
+  } else {
+    L.push(...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', threads, '  '));
+    L.push(...kvLoad('0', '0', '  '));
+    L.push('  fa_commit();');
+  }
   L.push(`  float o[${DV / 8}][4];`, '  #pragma unroll', `  for (int n = 0; n < ${DV / 8}; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }`);
   L.push('  float m0 = -K_INF, m1 = -K_INF, l0 = 0.f, l1 = 0.f;');
   L.push('  const int r0 = q0 + wg * 64 + warp * 16 + g, r1 = r0 + 8;');
@@ -188,7 +245,54 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     L.push(`${ind}}`);
   };
   L.push(`  float sc[${BK / 8}][4]; u32 pa[${BK / 16}][4];`);
-  if (!w.overlap) {
+  if (ws) {
+    // Consumers: wait for K_j / V_j (full barriers: the producer's cp.async groups, completed and
+    // fenced), hand each stage back (empty barriers) once the wgmma reading it has completed.
+    const bar = (kind: 0 | 1 | 2 | 3, st: string) => `(sBar + (${kind * ST} + (${st})) * 8u)`;
+    if (!w.overlap) {
+      L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
+      L.push(`    const int st = j % ${ST}, ph = (j / ${ST}) & 1;`);
+      L.push(`    ${mbWait(bar(0, 'st'), 'ph')}`);
+      issueS(`(sK + st * ${kBytes}u)`, '    ');
+      L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('sc', BK / 8, '    '));
+      L.push(`    ${mbArrive(bar(2, 'st'))}`);
+      softmax('j', '    ');
+      rescale('    ');
+      pack('    ');
+      L.push(`    ${mbWait(bar(1, 'st'), 'ph')}`);
+      issuePV(`(sV + st * ${vBytes}u)`, '    ');
+      L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
+      L.push(`    ${mbArrive(bar(3, 'st'))}`);
+      L.push('  }');
+    } else {
+      L.push(`  ${mbWait(bar(0, '0'), '0')}`);
+      issueS('sK', '  ');
+      L.push(`  ${COMMIT} ${WAIT(0)}`, ...pinAt('sc', BK / 8, '  '));
+      L.push(`  ${mbArrive(bar(2, '0'))}`);
+      L.push('  {');
+      softmax('0', '    ');
+      L.push('  }');
+      pack('  ');
+      L.push('  #pragma unroll 1', '  for (int j = 1; j < nT; j++) {');
+      L.push(`    const int st = j % ${ST}, ph = (j / ${ST}) & 1, sp = (j - 1) % ${ST}, pp = ((j - 1) / ${ST}) & 1;`);
+      L.push(`    ${mbWait(bar(0, 'st'), 'ph')}`);
+      issueS(`(sK + st * ${kBytes}u)`, '    ');
+      L.push(`    ${COMMIT}`);
+      L.push(`    ${mbWait(bar(1, 'sp'), 'pp')}`);
+      issuePV(`(sV + sp * ${vBytes}u)`, '    ');
+      L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('sc', BK / 8, '    '));
+      L.push(`    ${mbArrive(bar(2, 'st'))}`);
+      softmax('j', '    ');
+      L.push(`    ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
+      L.push(`    ${mbArrive(bar(3, 'sp'))}`);
+      rescale('    ');
+      pack('    ');
+      L.push('  }');
+      L.push('  {', `    const int sp = (nT - 1) % ${ST}, pp = ((nT - 1) / ${ST}) & 1;`, `    ${mbWait(bar(1, 'sp'), 'pp')}`);
+      issuePV(`(sV + sp * ${vBytes}u)`, '    ');
+      L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '), '  }');
+    }
+  } else if (!w.overlap) {
     L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
     // cp.async writes through the generic proxy; wgmma reads through the async proxy.
     L.push(`    ${SYNC}`);
@@ -242,6 +346,7 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     L.push(`      if (s < ${k.sq}) buf${kOut.buf}[${ctx.expr(kOut.index)}] = ${ctx.storeValue(kOut.buf, 'o[n][q] * (q < 2 ? i0 : i1)')};`);
     L.push('    }', '  }');
   }
+  if (ws) L.push('  }');
   L.push('}');
   out.push(...L);
   return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };

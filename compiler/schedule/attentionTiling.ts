@@ -57,9 +57,10 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   // Backward on wgmma (`warpgroups` × 64 keys per block, query tiles of as many rows), with P computed
   // while dP runs and dS while dV runs (overlap). Measured (same window), backward ms: head dim 64
   // (64×16×1024) 2 warpgroups 3.275, 1 warpgroup 3.42, the mma.sync backward 3.41-3.43; head dim 128
-  // (causal 64×16×1024) 1 warpgroup 4.13, mma.sync 4.93; head dim 256 (32×16×256) 1 warpgroup 1.00,
-  // mma.sync 0.99 (a tie: mma.sync stays).
-  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && wide <= 128;
+  // (causal 64×16×1024) 1 warpgroup 4.13, mma.sync 4.93; head dim 256 (32×16×256) 1 warpgroup with the
+  // overlap 0.958, mma.sync 0.995 (2026-12-02 fourth session, window 2, same call). At 256 the kernel
+  // needs head dims that are multiples of 128 (two column passes of 64-column blocks: wgmmaBackwardApplies).
+  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && (wide <= 128 || (s.dk % 128 === 0 && s.dv % 128 === 0));
   if (!wgBwd) return b;
   return { ...b, wgmma: wide === 64 && s.sk > 64 ? { warpgroups: 2, bk: 128, overlap: true } : { warpgroups: 1, bk: 64, overlap: true } };
 }
@@ -111,6 +112,13 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   // Forward: 1 or 2 row tiles of 16 per warp; wgmma: 1 or 2 warpgroups, key tiles of 64 or 128.
   if (t.wgmma && (![1, 2].includes(t.wgmma.warpgroups) || ![64, 128].includes(t.wgmma.bk))) return false;
   if (t.wgmma && kind === 'attention_grad' && t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
+  // Warp specialization: forward only, one producer warpgroup and 2 consumer warpgroups (384 threads:
+  // the setmaxnreg budgets of flashAttentionWgmma.ts assume them), rings of 2-4 stages.
+  if (t.wgmma?.producerWarps) {
+    if (kind !== 'attention' || t.wgmma.producerWarps !== 4 || t.wgmma.warpgroups !== 2 || ![2, 3, 4].includes(t.wgmma.stages ?? 2)) return false;
+    // Q (128 rows) and the K/V rings in the 227 KiB of shared memory of a Hopper block.
+    if ((128 * t.dkPad + (t.wgmma.stages ?? 2) * t.wgmma.bk * (t.dkPad + t.dvPad)) * 2 + 1024 + 128 > 227 * 1024) return false;
+  }
   if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   // Backward: 1 or 2 key tiles of 16 per warp.
   if (t.bk !== t.warps * 16 && t.bk !== t.warps * 32) return false;

@@ -253,6 +253,15 @@ export interface AttentionTile {
      * registers to 65536 / (threads · minBlocks)); with 2, one block's softmax overlaps another's MMAs.
      */
     readonly minBlocks?: number;
+    /**
+     * Forward only: warp specialization (FlashAttention-3's layout). 4 = one producer warpgroup streams
+     * Q, K and V into `stages`-deep shared-memory rings (cp.async, mbarriers full/empty per stage) while the
+     * `warpgroups` consumer warpgroups run the wgmma products and the softmax; setmaxnreg moves registers
+     * from the producer (40) to the consumers (232). Absent or 0: every thread loads (double buffer).
+     */
+    readonly producerWarps?: number;
+    /** The K/V ring depth with `producerWarps` (default 2). */
+    readonly stages?: number;
   };
 }
 
