@@ -265,9 +265,20 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
       L.push(`    ${mbArrive(bar(3, 'st'))}`);
       L.push('  }');
     } else {
+      // Ping-pong (FlashAttention-3's warpgroup scheduling): the two consumer warpgroups take turns to
+      // issue their products (named barriers 1 + wg: this warpgroup's turn), so that one's softmax runs
+      // under the other's wgmma. Warpgroup 1 gives 0 the first turn and skips its last hand-over (each
+      // barrier then sees as many arrivals as waits).
+      const pp = w.pingpong === true;
+      const turn = (ind: string) => { if (pp) L.push(`${ind}asm volatile("bar.sync %0, 256;" :: "r"(1 + wg) : "memory");`); };
+      const handOver = (ind: string, last = false) => { if (pp) L.push(`${ind}${last ? 'if (wg == 0) ' : ''}asm volatile("bar.arrive %0, 256;" :: "r"(2 - wg) : "memory");`); };
+      if (pp) L.push('  if (wg == 1) asm volatile("bar.arrive 1, 256;" ::: "memory");');
       L.push(`  ${mbWait(bar(0, '0'), '0')}`);
+      turn('  ');
       issueS('sK', '  ');
-      L.push(`  ${COMMIT} ${WAIT(0)}`, ...pinAt('sc', BK / 8, '  '));
+      L.push(`  ${COMMIT}`);
+      handOver('  ');
+      L.push(`  ${WAIT(0)}`, ...pinAt('sc', BK / 8, '  '));
       L.push(`  ${mbArrive(bar(2, '0'))}`);
       L.push('  {');
       softmax('0', '    ');
@@ -276,11 +287,14 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
       L.push('  #pragma unroll 1', '  for (int j = 1; j < nT; j++) {');
       L.push(`    const int st = j % ${ST}, ph = (j / ${ST}) & 1, sp = (j - 1) % ${ST}, pp = ((j - 1) / ${ST}) & 1;`);
       L.push(`    ${mbWait(bar(0, 'st'), 'ph')}`);
+      turn('    ');
       issueS(`(sK + st * ${kBytes}u)`, '    ');
       L.push(`    ${COMMIT}`);
       L.push(`    ${mbWait(bar(1, 'sp'), 'pp')}`);
       issuePV(`(sV + sp * ${vBytes}u)`, '    ');
-      L.push(`    ${COMMIT} ${WAIT(1)}`, ...pinAt('sc', BK / 8, '    '));
+      L.push(`    ${COMMIT}`);
+      handOver('    ');
+      L.push(`    ${WAIT(1)}`, ...pinAt('sc', BK / 8, '    '));
       L.push(`    ${mbArrive(bar(2, 'st'))}`);
       softmax('j', '    ');
       L.push(`    ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
@@ -289,8 +303,11 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
       pack('    ');
       L.push('  }');
       L.push('  {', `    const int sp = (nT - 1) % ${ST}, pp = ((nT - 1) / ${ST}) & 1;`, `    ${mbWait(bar(1, 'sp'), 'pp')}`);
+      turn('    ');
       issuePV(`(sV + sp * ${vBytes}u)`, '    ');
-      L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '), '  }');
+      L.push(`    ${COMMIT}`);
+      handOver('    ', true);
+      L.push(`    ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '), '  }');
     }
   } else if (!w.overlap) {
     L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');

@@ -114,6 +114,7 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   if (t.wgmma && kind === 'attention_grad' && t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
   // Warp specialization: forward only, one producer warpgroup and 2 consumer warpgroups (384 threads:
   // the setmaxnreg budgets of flashAttentionWgmma.ts assume them), rings of 2-4 stages.
+  if (t.wgmma?.pingpong && !(t.wgmma.producerWarps && t.wgmma.overlap)) return false;
   if (t.wgmma?.producerWarps) {
     if (kind !== 'attention' || t.wgmma.producerWarps !== 4 || t.wgmma.warpgroups !== 2 || ![2, 3, 4].includes(t.wgmma.stages ?? 2)) return false;
     // Q (128 rows) and the K/V rings in the 227 KiB of shared memory of a Hopper block.

@@ -262,6 +262,11 @@ export interface AttentionTile {
     readonly producerWarps?: number;
     /** The K/V ring depth with `producerWarps` (default 2). */
     readonly stages?: number;
+    /**
+     * With `producerWarps` and `overlap`: the 2 consumer warpgroups take turns to issue their products
+     * (named barriers), so that one's softmax runs while the other's wgmma do (FlashAttention-3's ping-pong).
+     */
+    readonly pingpong?: boolean;
   };
 }
 

@@ -55,6 +55,19 @@ describe('attention tiling', () => {
     expect(tileIsValid({ ...ok, bq: 32 }, 'attention_grad')).toBe(false); // dQ column groups of 40
     expect(tileIsValid({ ...ok, dkPad: 72 }, 'attention_grad')).toBe(false);
     expect(tileIsValid({ ...ok, warps: 8 }, 'attention')).toBe(false);
+    // The warp-specialized forward: 2 consumer warpgroups, one producer warpgroup, 2-4 stages that fit in
+    // shared memory; forward only; ping-pong only with it and the overlap.
+    const f = { bq: 128, bk: 64, warps: 4, stages: 2, dkPad: 128, dvPad: 128, dkvChunks: 1 };
+    const ws = { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2 };
+    expect(tileIsValid({ ...f, wgmma: ws }, 'attention')).toBe(true);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, pingpong: true } }, 'attention')).toBe(true);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, overlap: false, pingpong: true } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, warpgroups: 1 } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, producerWarps: 1 } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, stages: 5 } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, stages: 3 } }, 'attention')).toBe(true);
+    expect(tileIsValid({ ...f, dkPad: 256, dvPad: 256, wgmma: ws }, 'attention')).toBe(false); // 320 KiB
+    expect(tileIsValid({ ...f, wgmma: { ...ws, bk: 128 } }, 'attention_grad')).toBe(false);
   });
 
   it('compile() attaches tiles to bf16 attention kernels only, and the printer shows them', () => {
