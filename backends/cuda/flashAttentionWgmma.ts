@@ -6,6 +6,11 @@
  * from registers (the S accumulators rounded to bf16: the accumulator layout of wgmma is the A-fragment
  * layout) and V from shared memory (N-major descriptor, transposed B). Online softmax as the mma.sync
  * forward (flashAttention.ts), base 2, the log-sum-exp saved for the backward in the same format.
+ * Warp-specialized forward (`producerWarps`, FlashAttention-3's structure with cp.async in place of TMA):
+ * a producer warpgroup streams K/V tiles into `stages`-deep rings guarded by mbarriers (full: the tile's
+ * cp.async group completed and fenced into the async proxy; empty: every consumer thread's wgmma reading
+ * it completed), the consumer warpgroups never synchronize the block; setmaxnreg gives them the registers;
+ * `pingpong` makes the two consumers take turns issuing their products (named barriers).
  *
  * Shared-memory layout (the 128-byte swizzle of wgmma / TMA): an operand tile of R rows × D columns
  * (D a multiple of 64) is D/64 column blocks of R rows × 128 bytes; the 16-byte chunk c of row r sits at
