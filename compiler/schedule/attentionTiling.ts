@@ -112,13 +112,16 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   // Forward: 1 or 2 row tiles of 16 per warp; wgmma: 1 or 2 warpgroups, key tiles of 64 or 128.
   if (t.wgmma && (![1, 2].includes(t.wgmma.warpgroups) || ![64, 128].includes(t.wgmma.bk))) return false;
   if (t.wgmma && kind === 'attention_grad' && t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
-  // Warp specialization: forward only, one producer warpgroup and 2 consumer warpgroups (384 threads:
-  // the setmaxnreg budgets of flashAttentionWgmma.ts assume them), rings of 2-4 stages.
-  if (t.wgmma?.pingpong && !(t.wgmma.producerWarps && t.wgmma.overlap)) return false;
+  // Warp specialization: one producer warpgroup and 2 consumer warpgroups (384 threads: the setmaxnreg
+  // budgets of flashAttentionWgmma.ts assume them), rings of 2-4 stages.
+  if (t.wgmma?.pingpong && !(kind === 'attention' && t.wgmma.producerWarps && t.wgmma.overlap)) return false;
   if (t.wgmma?.producerWarps) {
-    if (kind !== 'attention' || t.wgmma.producerWarps !== 4 || t.wgmma.warpgroups !== 2 || ![2, 3, 4].includes(t.wgmma.stages ?? 2)) return false;
-    // Q (128 rows) and the K/V rings in the 227 KiB of shared memory of a Hopper block.
-    if ((128 * t.dkPad + (t.wgmma.stages ?? 2) * t.wgmma.bk * (t.dkPad + t.dvPad)) * 2 + 1024 + 128 > 227 * 1024) return false;
+    const st = t.wgmma.stages ?? 2;
+    if (t.wgmma.producerWarps !== 4 || t.wgmma.warpgroups !== 2 || ![2, 3, 4].includes(st)) return false;
+    // In the 227 KiB of shared memory of a Hopper block: forward Q (128 rows) and the K/V rings; backward
+    // K, V (128 rows), the Q/dO rings (64 rows) and two dS tiles.
+    const bytes = kind === 'attention' ? (128 * t.dkPad + st * t.wgmma.bk * (t.dkPad + t.dvPad)) * 2 : (128 * (t.dkPad + t.dvPad) + st * 64 * (t.dkPad + t.dvPad) + 2 * 64 * 128) * 2;
+    if (bytes + 1024 + 1024 > 227 * 1024) return false;
   }
   if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   // Backward: 1 or 2 key tiles of 16 per warp.

@@ -254,13 +254,15 @@ export interface AttentionTile {
      */
     readonly minBlocks?: number;
     /**
-     * Forward only: warp specialization (FlashAttention-3's layout). 4 = one producer warpgroup streams
-     * Q, K and V into `stages`-deep shared-memory rings (cp.async, mbarriers full/empty per stage) while the
-     * `warpgroups` consumer warpgroups run the wgmma products and the softmax; setmaxnreg moves registers
-     * from the producer (40) to the consumers (232). Absent or 0: every thread loads (double buffer).
+     * Warp specialization (FlashAttention-3's layout). 4 = one producer warpgroup streams the operands
+     * into `stages`-deep shared-memory rings (cp.async, mbarriers full/empty per stage) while the 2
+     * consumer warpgroups run the wgmma products and the softmax; setmaxnreg moves registers from the
+     * producer (56) to the consumers (224). Forward: K/V tiles of `bk` keys. Backward: 64-row Q/dO tiles,
+     * each consumer owning 64 of the block's 128 keys and half of dQ's columns. Absent or 0: every thread
+     * loads (double buffer, block barriers).
      */
     readonly producerWarps?: number;
-    /** The K/V ring depth with `producerWarps` (default 2). */
+    /** The ring depth with `producerWarps` (default 2). */
     readonly stages?: number;
     /**
      * With `producerWarps` and `overlap`: the 2 consumer warpgroups take turns to issue their products

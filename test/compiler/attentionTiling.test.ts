@@ -67,7 +67,10 @@ describe('attention tiling', () => {
     expect(tileIsValid({ ...f, wgmma: { ...ws, stages: 5 } }, 'attention')).toBe(false);
     expect(tileIsValid({ ...f, wgmma: { ...ws, stages: 3 } }, 'attention')).toBe(true);
     expect(tileIsValid({ ...f, dkPad: 256, dvPad: 256, wgmma: ws }, 'attention')).toBe(false); // 320 KiB
-    expect(tileIsValid({ ...f, wgmma: { ...ws, bk: 128 } }, 'attention_grad')).toBe(false);
+    // Backward: 2 consumer warpgroups × 64 keys (bk 128).
+    const b = { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: 128, dvPad: 128, dkvChunks: 1 };
+    expect(tileIsValid({ ...b, wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 3 } }, 'attention_grad')).toBe(true);
+    expect(tileIsValid({ ...b, wgmma: { warpgroups: 1, bk: 64, overlap: true, producerWarps: 4 } }, 'attention_grad')).toBe(false);
   });
 
   it('compile() attaches tiles to bf16 attention kernels only, and the printer shows them', () => {
