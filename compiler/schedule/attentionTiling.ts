@@ -15,6 +15,9 @@
  * fragments dkPad/4 when they fit) per row tile; backward (dK+dV accumulators (dkPad+dvPad)/(2·chunks) +
  * S and dP tiles bq/2 each) per key tile. ptxas reports no spills beyond a word for every choice below
  * (test/backends/cudaCodegen.test.ts); the choices were measured against the alternatives on an H200.
+ * On Hopper the `wgmma` field picks the warpgroup-MMA kernels (flashAttentionWgmma.ts) and, with
+ * `producerWarps` / `stages` / `pingpong`, their warp-specialized form (FlashAttention-3's structure:
+ * a producer warpgroup filling mbarrier-guarded rings, 2 consumer warpgroups).
  */
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 
