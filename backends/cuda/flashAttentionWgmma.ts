@@ -552,11 +552,13 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   if (ws && dqAcc === undefined) L.push(`    ${mbArrive(empty('st'))}`);
   if (ws && dqAcc !== undefined) {
     // The consumers' barrier (named barrier 1): both halves of dS written. Warpgroup wg then computes dQ's
-    // columns wg·DK/2.. over all 128 keys (B: K, N-major, from column DK/2·wg: a 64-column block, or 32
-    // columns = 64 bytes into each swizzled row at head dim 64).
-    const DQC = DK / 2;
+    // columns wg·DK/2.. over all 128 keys (B: K, N-major, from the 64-column block wg) where DK/2 is a
+    // whole 64-column block; at head dim 64 warpgroup 0 computes all of dQ (a 32-column half would start
+    // 64 bytes into the swizzled rows: not a canonical wgmma layout).
+    const split = DK % 128 === 0, DQC = split ? DK / 2 : DK;
     L.push(`    ${mbArrive(empty('st'))}`);
     L.push(`    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); asm volatile("bar.sync 1, ${NWG * 128};" ::: "memory");`);
+    if (!split) L.push('    if (wg == 0) {');
     L.push(`    float dq[${DQC / 8}][4];`);
     L.push(...pinAt('dq', DQC / 8, '    '), `    ${WG_FENCE}`);
     L.push(`    const u32 sSb = sS + (it & 1) * ${sB}u, sKq = sK + (u32)(((wg * ${DQC}) >> 6) * ${BK * 128} + ((wg * ${DQC}) & 63) * 2);`);
@@ -571,6 +573,7 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     L.push(`      const int s = s0 + warp * 16 + g + h * 8, d = wg * ${DQC} + n * 8 + 2 * (c4 & ~1);`);
     L.push(`      if (s < ${k.sq}${noReduce ? ' && v_[0] == 1234.5f' : ''}) fa_red4(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], v_[0], v_[1], v_[2], v_[3]);`);
     L.push('    }');
+    if (!split) L.push('    }');
   }
   if (!ws && dqAcc !== undefined) {
     L.push('    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');

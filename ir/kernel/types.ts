@@ -258,7 +258,8 @@ export interface AttentionTile {
      * into `stages`-deep shared-memory rings (cp.async, mbarriers full/empty per stage) while the 2
      * consumer warpgroups run the wgmma products and the softmax; setmaxnreg moves registers from the
      * producer (56) to the consumers (224). Forward: K/V tiles of `bk` keys. Backward: 64-row Q/dO tiles,
-     * each consumer owning 64 of the block's 128 keys and half of dQ's columns. Absent or 0: every thread
+     * each consumer owning 64 of the block's 128 keys (dQ: half the columns each at head dim 128, consumer
+     * 0 alone at 64). Absent or 0: every thread
      * loads (double buffer, block barriers).
      */
     readonly producerWarps?: number;

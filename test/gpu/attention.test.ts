@@ -173,7 +173,7 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       // 29: with the consumers' ping-pong.
       { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2, pingpong: true } }, bwd: {}, dims: [64, 128] },
       // 30, 31: the warp-specialized backward (producer warpgroup, Q/dO ring of 64-row tiles, 2 consumer
-      // warpgroups × 64 keys splitting dQ's columns): 3 stages with the overlap at 64, 2 without at 128.
+      // warpgroups × 64 keys; dQ by both at 128, by the first at 64): 3 stages with the overlap at 64, 2 without at 128.
       { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 3 } }, dims: [64] },
       { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128, producerWarps: 4, stages: 2 } }, dims: [128] },
     ];
