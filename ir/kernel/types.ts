@@ -259,8 +259,7 @@ export interface AttentionTile {
      * consumer warpgroups run the wgmma products and the softmax; setmaxnreg moves registers from the
      * producer (56) to the consumers (224). Forward: K/V tiles of `bk` keys. Backward: 64-row Q/dO tiles,
      * each consumer owning 64 of the block's 128 keys (dQ: half the columns each at head dim 128, consumer
-     * 0 alone at 64). Absent or 0: every thread
-     * loads (double buffer, block barriers).
+     * 0 alone at 64). Absent or 0: every thread loads (double buffer, block barriers).
      */
     readonly producerWarps?: number;
     /** The ring depth with `producerWarps` (default 2). */
