@@ -32,9 +32,6 @@ export interface AttentionShape {
 
 const pad16 = (n: number) => Math.ceil(n / 16) * 16;
 
-/** The warp-specialized wgmma forward (flashAttentionWgmma.ts). */
-const WS_FORWARD = { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2, pingpong: true } as const;
-
 /** The tiling for bf16 operands, or undefined when the shape is outside the tensor-core kernels (head dim > 256). */
 export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefined {
   const dkPad = pad16(s.dk), dvPad = pad16(s.dv);
@@ -53,9 +50,6 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
     // - head dim 256 (32×16×256): 2 warpgroups × 64 keys 0.230-0.238; the mma.sync forward 0.260.
     if (s.dk % 64 === 0 && s.dv % 64 === 0) {
       const wgs = s.sq <= 64 ? 1 : 2;
-      // Head dims 64 and 128 past one 64-row block: warp-specialized (a producer warpgroup, 2 consumer
-      // warpgroups taking turns, 128-key tiles in a 2-stage ring).
-      if (wide <= 128 && s.sq > 64) return { ...t, wgmma: WS_FORWARD };
       if (wide === 64) return { ...t, wgmma: { warpgroups: wgs, bk: 64, minBlocks: 2 } };
       if (wide === 128) return { ...t, wgmma: { warpgroups: 1, bk: 64, minBlocks: 2, overlap: true } };
       return { ...t, wgmma: { warpgroups: wgs, bk: 64 } };
