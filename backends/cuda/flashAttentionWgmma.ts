@@ -6,6 +6,11 @@
  * from registers (the S accumulators rounded to bf16: the accumulator layout of wgmma is the A-fragment
  * layout) and V from shared memory (N-major descriptor, transposed B). Online softmax as the mma.sync
  * forward (flashAttention.ts), base 2, the log-sum-exp saved for the backward in the same format.
+ * Warp-specialized forward (`producerWarps`, FlashAttention-3's structure with cp.async in place of TMA):
+ * a producer warpgroup streams K/V tiles into `stages`-deep rings guarded by mbarriers (full: the tile's
+ * cp.async group completed and fenced into the async proxy; empty: every consumer thread's wgmma reading
+ * it completed), the consumer warpgroups never synchronize the block; setmaxnreg gives them the registers;
+ * `pingpong` makes the two consumers take turns issuing their products (named barriers).
  *
  * Shared-memory layout (the 128-byte swizzle of wgmma / TMA): an operand tile of R rows × D columns
  * (D a multiple of 64) is D/64 column blocks of R rows × 128 bytes; the 16-byte chunk c of row r sits at
@@ -110,22 +115,75 @@ function swizzledLoad(ctx: WgmmaContext, op: Expr, rowVar: string, colVar: strin
   ];
 }
 
+/**
+ * Registers per thread after setmaxnreg (multiples of 8; 128·(56 + 2·224) ≤ 65536; the block starts at
+ * 168 = 65536 / 384). At 40 the producers' address arithmetic spilled (ptxas: 8 bytes in the forward, 48-56
+ * in the backward); at 224 the backward's consumers fit head dim 64 with the overlap, 128 without it.
+ */
+const WS_PRODUCER_REGS = 56, WS_CONSUMER_REGS = 224;
+/** mbarrier (shared address `a`, a C++ u32 expression) wait for phase parity `ph`, spinning on try_wait. */
+const mbWait = (a: string, ph: string) => `asm volatile("{\\n.reg .pred P;\\nWAIT:\\nmbarrier.try_wait.parity.shared::cta.b64 P, [%0], %1;\\n@!P bra WAIT;\\n}\\n" :: "r"(${a}), "r"((u32)(${ph})) : "memory");`;
+/** mbarrier arrive (release) by this thread. */
+const mbArrive = (a: string) => `asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" :: "r"(${a}) : "memory");`;
+
+/**
+ * The producer warpgroup of the warp-specialized forward (FlashAttention-3's layout, with cp.async in
+ * place of TMA): barriers `sBar` (full K, full V, empty K, empty V; `ST` each), initialized by thread 0;
+ * then the last warpgroup drops to WS_PRODUCER_REGS registers (the consumers rise to WS_CONSUMER_REGS) and streams Q (with K_0), K_j and V_j into
+ * the ST-stage rings, one cp.async group per tile. A group is retired (waited, fenced into the async
+ * proxy, arrived on its full barrier by every producer thread) once 2·(ST−1) newer groups are in flight,
+ * so the consumers' needs (K_j at their step j, V_{j−1} with the overlap) never wait on a stage they hold.
+ * Leaves the C++ `if (producer) {` open; the caller closes it and emits the consumers' branch.
+ */
+function wsProducer(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, L: string[], g: { NWG: number; BQ: number; BK: number; DK: number; DV: number; ST: number; kBytes: number; vBytes: number }): void {
+  const { NWG, BQ, BK, DK, DV, ST, kBytes, vBytes } = g;
+  const D = 2 * (ST - 1);
+  L.push(`  const u32 sBar = sV + ${ST * vBytes}u;`);
+  L.push('  if (tid == 0) {', `    for (int s_ = 0; s_ < ${2 * ST}; s_++) asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(sBar + s_ * 8u), "r"(128u) : "memory");`);
+  L.push(`    for (int s_ = ${2 * ST}; s_ < ${4 * ST}; s_++) asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(sBar + s_ * 8u), "r"(${NWG * 128}u) : "memory");`, '  }');
+  L.push('  __syncthreads();');
+  L.push(`  if (wg == ${NWG}) {`, `  asm volatile("setmaxnreg.dec.sync.aligned.u32 ${WS_PRODUCER_REGS};");`);
+  L.push(`  {`, `    const int tid = threadIdx.x - ${NWG * 128};`, '    int issued = 0, retired = 0;');
+  // Group n: K_{n/2} (n even), V_{n/2} (n odd); its full barrier.
+  const full = (n: string) => `(sBar + (((${n}) & 1) * ${ST} + ((${n}) >> 1) % ${ST}) * 8u)`;
+  const retire = (ind: string) => [
+    `${ind}fa_commit(); issued++;`,
+    `${ind}if (issued - retired > ${D}) { asm volatile("cp.async.wait_group ${D};" ::: "memory"); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); ${mbArrive(full('retired'))} retired++; }`,
+  ];
+  L.push('    #pragma unroll 1', '    for (int j = 0; j < nT; j++) {');
+  L.push(`      const int st = j % ${ST}, n = j / ${ST};`);
+  L.push(`      if (n > 0) ${mbWait(`(sBar + (${2 * ST} + st) * 8u)`, '(n - 1) & 1')}`);
+  L.push('      if (j == 0) {', ...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', 128, '        '), '      }');
+  L.push(...swizzledLoad(ctx, k.key, 't', 'd', BK, `j * ${BK}`, k.sk, DK, `(sK + st * ${kBytes}u)`, 128, '      '));
+  L.push(...retire('      '));
+  L.push(`      if (n > 0) ${mbWait(`(sBar + (${3 * ST} + st) * 8u)`, '(n - 1) & 1')}`);
+  L.push(...swizzledLoad(ctx, k.v, 't', 'e', BK, `j * ${BK}`, k.sk, DV, `(sV + st * ${vBytes}u)`, 128, '      '));
+  L.push(...retire('      '));
+  L.push('    }');
+  L.push('    asm volatile("cp.async.wait_group 0;" ::: "memory"); asm volatile("fence.proxy.async.shared::cta;" ::: "memory");');
+  L.push(`    for (; retired < issued; retired++) ${mbArrive(full('retired'))}`);
+  L.push('  }');
+}
+
 /** The wgmma forward kernel (see the file comment); `lse`: the f32 scratch of the row log-sum-exps. */
 export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, s2: string, causalMask: boolean, out: string[]): FlashLaunch {
   const w = t.wgmma!;
   const NWG = w.warpgroups, BQ = 64 * NWG, BK = w.bk, DK = k.dk, DV = k.dv;
-  const threads = NWG * 128;
+  // Warp-specialized (producerWarps > 0): one producer warpgroup after the NWG consumer warpgroups.
+  const ws = (w.producerWarps ?? 0) > 0, ST = ws ? (w.stages ?? 2) : 2;
+  const threads = NWG * 128 + (ws ? 128 : 0);
   const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
   const qBytes = BQ * DK * 2, kBytes = BK * DK * 2, vBytes = BK * DV * 2;
-  const sharedBytes = qBytes + 2 * kBytes + 2 * vBytes + 1024;
+  const sharedBytes = qBytes + ST * kBytes + ST * vBytes + 1024 + (ws ? 32 * ST : 0);
   const prm = [...ids, lse];
   const kOut = k.kind === 'attention' ? k.out : undefined;
   const L: string[] = [];
-  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${t.wgmma!.minBlocks ? `, ${t.wgmma!.minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
+  const minBlocks = ws ? 1 : w.minBlocks;
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${minBlocks ? `, ${minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
   L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
   // The swizzle pattern is a function of the shared address: the tiles start at multiples of 1024.
   L.push('  const u32 sQ = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
-  L.push(`  const u32 sK = sQ + ${qBytes}u, sV = sK + ${2 * kBytes}u;`);
+  L.push(`  const u32 sK = sQ + ${qBytes}u, sV = sK + ${ST * kBytes}u;`);
   L.push('  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
   L.push(`  const int qt = ${k.causal ? `${nQ - 1} - ` : ''}(int)(blockIdx.x % ${nQ}u);`);
   L.push(`  const long long bt = blockIdx.x / ${nQ}u;`);
@@ -136,9 +194,14 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     ...swizzledLoad(ctx, k.key, 't', 'd', BK, start, k.sk, DK, `(sK + (${stage}) * ${kBytes}u)`, threads, ind),
     ...swizzledLoad(ctx, k.v, 't', 'e', BK, start, k.sk, DV, `(sV + (${stage}) * ${vBytes}u)`, threads, ind),
   ];
-  L.push(...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', threads, '  '));
-  L.push(...kvLoad('0', '0', '  '));
-  L.push('  fa_commit();');
+  if (ws) {
+    wsProducer(ctx, k, L, { NWG, BQ, BK, DK, DV, ST, kBytes, vBytes });
+    L.push(`  } else {`, `  asm volatile("setmaxnreg.inc.sync.aligned.u32 ${WS_CONSUMER_REGS};");`);
+  } else {
+    L.push(...swizzledLoad(ctx, k.q, 's', 'd', BQ, 'q0', k.sq, DK, 'sQ', threads, '  '));
+    L.push(...kvLoad('0', '0', '  '));
+    L.push('  fa_commit();');
+  }
   L.push(`  float o[${DV / 8}][4];`, '  #pragma unroll', `  for (int n = 0; n < ${DV / 8}; n++) { o[n][0] = 0.f; o[n][1] = 0.f; o[n][2] = 0.f; o[n][3] = 0.f; }`);
   L.push('  float m0 = -K_INF, m1 = -K_INF, l0 = 0.f, l1 = 0.f;');
   L.push('  const int r0 = q0 + wg * 64 + warp * 16 + g, r1 = r0 + 8;');
@@ -188,7 +251,71 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     L.push(`${ind}}`);
   };
   L.push(`  float sc[${BK / 8}][4]; u32 pa[${BK / 16}][4];`);
-  if (!w.overlap) {
+  if (ws) {
+    // Consumers: wait for K_j / V_j (full barriers: the producer's cp.async groups, completed and
+    // fenced), hand each stage back (empty barriers) once the wgmma reading it has completed.
+    const bar = (kind: 0 | 1 | 2 | 3, st: string) => `(sBar + (${kind * ST} + (${st})) * 8u)`;
+    if (!w.overlap) {
+      L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
+      L.push(`    const int st = j % ${ST}, ph = (j / ${ST}) & 1;`);
+      L.push(`    ${mbWait(bar(0, 'st'), 'ph')}`);
+      issueS(`(sK + st * ${kBytes}u)`, '    ');
+      L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('sc', BK / 8, '    '));
+      L.push(`    ${mbArrive(bar(2, 'st'))}`);
+      softmax('j', '    ');
+      rescale('    ');
+      pack('    ');
+      L.push(`    ${mbWait(bar(1, 'st'), 'ph')}`);
+      issuePV(`(sV + st * ${vBytes}u)`, '    ');
+      L.push(`    ${COMMIT} ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
+      L.push(`    ${mbArrive(bar(3, 'st'))}`);
+      L.push('  }');
+    } else {
+      // Ping-pong (FlashAttention-3's warpgroup scheduling): the two consumer warpgroups take turns to
+      // issue their products (named barriers 1 + wg: this warpgroup's turn), so that one's softmax runs
+      // under the other's wgmma. Warpgroup 1 gives 0 the first turn and skips its last hand-over (each
+      // barrier then sees as many arrivals as waits).
+      const pp = w.pingpong === true;
+      const turn = (ind: string) => { if (pp) L.push(`${ind}asm volatile("bar.sync %0, 256;" :: "r"(1 + wg) : "memory");`); };
+      const handOver = (ind: string, last = false) => { if (pp) L.push(`${ind}${last ? 'if (wg == 0) ' : ''}asm volatile("bar.arrive %0, 256;" :: "r"(2 - wg) : "memory");`); };
+      if (pp) L.push('  if (wg == 1) asm volatile("bar.arrive 1, 256;" ::: "memory");');
+      L.push(`  ${mbWait(bar(0, '0'), '0')}`);
+      turn('  ');
+      issueS('sK', '  ');
+      L.push(`  ${COMMIT}`);
+      handOver('  ');
+      L.push(`  ${WAIT(0)}`, ...pinAt('sc', BK / 8, '  '));
+      L.push(`  ${mbArrive(bar(2, '0'))}`);
+      L.push('  {');
+      softmax('0', '    ');
+      L.push('  }');
+      pack('  ');
+      L.push('  #pragma unroll 1', '  for (int j = 1; j < nT; j++) {');
+      L.push(`    const int st = j % ${ST}, ph = (j / ${ST}) & 1, sp = (j - 1) % ${ST}, pp = ((j - 1) / ${ST}) & 1;`);
+      L.push(`    ${mbWait(bar(0, 'st'), 'ph')}`);
+      turn('    ');
+      issueS(`(sK + st * ${kBytes}u)`, '    ');
+      L.push(`    ${COMMIT}`);
+      L.push(`    ${mbWait(bar(1, 'sp'), 'pp')}`);
+      issuePV(`(sV + sp * ${vBytes}u)`, '    ');
+      L.push(`    ${COMMIT}`);
+      handOver('    ');
+      L.push(`    ${WAIT(1)}`, ...pinAt('sc', BK / 8, '    '));
+      L.push(`    ${mbArrive(bar(2, 'st'))}`);
+      softmax('j', '    ');
+      L.push(`    ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '));
+      L.push(`    ${mbArrive(bar(3, 'sp'))}`);
+      rescale('    ');
+      pack('    ');
+      L.push('  }');
+      L.push('  {', `    const int sp = (nT - 1) % ${ST}, pp = ((nT - 1) / ${ST}) & 1;`, `    ${mbWait(bar(1, 'sp'), 'pp')}`);
+      turn('    ');
+      issuePV(`(sV + sp * ${vBytes}u)`, '    ');
+      L.push(`    ${COMMIT}`);
+      handOver('    ', true);
+      L.push(`    ${WAIT(0)}`, ...pinAt('o', DV / 8, '    '), '  }');
+    }
+  } else if (!w.overlap) {
     L.push('  #pragma unroll 1', '  for (int j = 0; j < nT; j++) {');
     // cp.async writes through the generic proxy; wgmma reads through the async proxy.
     L.push(`    ${SYNC}`);
@@ -242,6 +369,7 @@ export function wgmmaForward(ctx: WgmmaContext, k: AttentionKernel | AttentionGr
     L.push(`      if (s < ${k.sq}) buf${kOut.buf}[${ctx.expr(kOut.index)}] = ${ctx.storeValue(kOut.buf, 'o[n][q] * (q < 2 ? i0 : i1)')};`);
     L.push('    }', '  }');
   }
+  if (ws) L.push('  }');
   L.push('}');
   out.push(...L);
   return { kind: 'kernel', fn, grid: [nQ * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };
@@ -253,6 +381,8 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
   if (k.dk % 64 !== 0 || k.dv % 64 !== 0 || k.dk > 256 || k.dv > 256) return false;
   // Above 128, two column passes (the accumulators of half of dK, dV and dQ each): halves of 64-column blocks.
   if (Math.max(k.dk, k.dv) > 128 && (k.dk % 128 !== 0 || k.dv % 128 !== 0)) return false;
+  // Warp-specialized: 2 consumer warpgroups, head dims up to 128 (one column pass).
+  if (t.wgmma.producerWarps && (t.wgmma.warpgroups !== 2 || Math.max(k.dk, k.dv) > 128)) return false;
   return ctx.contiguous(k.q, 's', 'd', k.dk) !== undefined && ctx.contiguous(k.key, 't', 'd', k.dk) !== undefined &&
     ctx.contiguous(k.v, 't', 'e', k.dv) !== undefined && ctx.contiguous(k.dout, 's', 'e', k.dv) !== undefined;
 }
@@ -266,47 +396,83 @@ export function wgmmaBackwardApplies(k: AttentionGradKernel, t: AttentionTile, c
  * (K N-major) is added into the f32 accumulator `dqAcc` with 8-byte reductions.
  */
 export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: AttentionTile, fn: string, ids: readonly number[], lse: number, dsum: number, dqAcc: number | undefined, s2: string, scale: string, causalMask: boolean, out: string[], noReduce = false): FlashLaunch {
-  const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, BQ = 64 * NWG, DK = k.dk, DV = k.dv;
+  const NWG = t.wgmma!.warpgroups, BK = 64 * NWG, DK = k.dk, DV = k.dv;
+  // Warp-specialized (producerWarps): a producer warpgroup streams the query tiles (64 rows) into a
+  // `stages`-deep ring; the 2 consumer warpgroups split the dQ columns (wsBackward's comment).
+  const ws = (t.wgmma!.producerWarps ?? 0) > 0, ST = ws ? (t.wgmma!.stages ?? 2) : 2;
+  const BQ = ws ? 64 : 64 * NWG;
   const pipe = t.wgmma!.overlap === true;
   // Column passes: each accumulates DK/NCH columns of dK and dQ and DV/NCH of dV (S and dP recomputed).
   const NCH = Math.max(DK, DV) > 128 ? 2 : 1, DKC = DK / NCH, DVC = DV / NCH;
-  const threads = NWG * 128;
+  const threads = NWG * 128 + (ws ? 128 : 0), loaders = ws ? 128 : threads;
   const nQ = Math.ceil(k.sq / BQ), nK = Math.ceil(k.sk / BK);
   const kB = BK * DK * 2, vB = BK * DV * 2, qB = BQ * DK * 2, oB = BQ * DV * 2, sB = BQ * BK * 2;
-  const sharedBytes = kB + vB + 2 * qB + 2 * oB + sB + 4 * 4 * BQ + 1024;
+  // dS double-buffered with ws (one consumer barrier per tile).
+  const nS = ws ? 2 : 1;
+  const sharedBytes = kB + vB + ST * qB + ST * oB + nS * sB + 2 * 4 * ST * BQ + (ws ? 16 * ST : 0) + 1024;
   const prm = dqAcc === undefined ? [...ids, lse, dsum] : [...ids, lse, dsum, dqAcc];
   const L: string[] = [];
-  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${t.wgmma!.minBlocks ? `, ${t.wgmma!.minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
+  const minBlocks = ws ? 1 : t.wgmma!.minBlocks;
+  L.push(`extern "C" __global__ void __launch_bounds__(${threads}${minBlocks ? `, ${minBlocks}` : ''}) ${fn}(${ctx.params(prm)}) {`);
   L.push('  extern __shared__ __align__(16) u16 fa_sm[];');
   L.push('  const u32 sK = (fa_saddr(fa_sm) + 1023u) & ~1023u;');
-  L.push(`  const u32 sV = sK + ${kB}u, sQ = sV + ${vB}u, sO = sQ + ${2 * qB}u, sS = sO + ${2 * oB}u;`);
-  L.push(`  float* Ls = (float*)((char*)fa_sm + (sS + ${sB}u - fa_saddr(fa_sm))); float* Ds = Ls + ${2 * BQ};`);
+  L.push(`  const u32 sV = sK + ${kB}u, sQ = sV + ${vB}u, sO = sQ + ${ST * qB}u, sS = sO + ${ST * oB}u;`);
+  L.push(`  float* Ls = (float*)((char*)fa_sm + (sS + ${nS * sB}u - fa_saddr(fa_sm))); float* Ds = Ls + ${ST * BQ};`);
   L.push('  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, c4 = lane & 3;');
   L.push(`  const int kt = (int)(blockIdx.x % ${nK}u);`, `  const long long bt = blockIdx.x / ${nK}u;`);
   ctx.batchVars('bt', L);
   L.push(`  const int k0 = kt * ${BK}, iStart = ${k.causal ? `k0 / ${BQ}` : '0'};`);
-  L.push(...swizzledLoad(ctx, k.key, 't', 'd', BK, 'k0', k.sk, DK, 'sK', threads, '  '));
-  L.push(...swizzledLoad(ctx, k.v, 't', 'e', BK, 'k0', k.sk, DV, 'sV', threads, '  '));
+  const kvLoad = (ind: string) => [
+    ...swizzledLoad(ctx, k.key, 't', 'd', BK, 'k0', k.sk, DK, 'sK', loaders, ind),
+    ...swizzledLoad(ctx, k.v, 't', 'e', BK, 'k0', k.sk, DV, 'sV', loaders, ind),
+  ];
+  if (!ws) L.push(...kvLoad('  '));
   const issue = (tile: string, stage: string, ind: string) => [
     `${ind}{`,
     `${ind}  const int st_ = ${stage}, s0_ = (${tile}) * ${BQ};`,
-    ...swizzledLoad(ctx, k.q, 's', 'd', BQ, 's0_', k.sq, DK, `(sQ + st_ * ${qB}u)`, threads, ind + '  '),
-    ...swizzledLoad(ctx, k.dout, 's', 'e', BQ, 's0_', k.sq, DV, `(sO + st_ * ${oB}u)`, threads, ind + '  '),
+    ...swizzledLoad(ctx, k.q, 's', 'd', BQ, 's0_', k.sq, DK, `(sQ + st_ * ${qB}u)`, loaders, ind + '  '),
+    ...swizzledLoad(ctx, k.dout, 's', 'e', BQ, 's0_', k.sq, DV, `(sO + st_ * ${oB}u)`, loaders, ind + '  '),
     `${ind}  if (tid < ${BQ}) { const int s_ = s0_ + tid; Ls[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-lse}[bt * ${k.sq} + s_] : K_INF; Ds[st_ * ${BQ} + tid] = s_ < ${k.sq} ? scr${-dsum}[bt * ${k.sq} + s_] : 0.f; }`,
     `${ind}}`,
   ];
   const zero = (name: string, n: number, ind: string) => [`${ind}float ${name}[${n}][4];`, `${ind}#pragma unroll`, `${ind}for (int n = 0; n < ${n}; n++) { ${name}[n][0] = 0.f; ${name}[n][1] = 0.f; ${name}[n][2] = 0.f; ${name}[n][3] = 0.f; }`];
+  // ws barriers: full[ST] (the producer's 128 threads), empty[ST] (the consumers' threads).
+  const full = (st: string) => `(sBar + (${st}) * 8u)`, empty = (st: string) => `(sBar + (${ST} + (${st})) * 8u)`;
+  if (ws) {
+    L.push(`  const u32 sBar = (sS + ${nS * sB + 2 * 4 * ST * BQ}u + 7u) & ~7u;`);
+    L.push('  if (tid == 0) {', `    for (int s_ = 0; s_ < ${ST}; s_++) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(${full('s_')}), "r"(128u) : "memory"); asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" :: "r"(${empty('s_')}), "r"(${NWG * 128}u) : "memory"); }`, '  }');
+    L.push('  __syncthreads();');
+    // Producer: K and V with the first query tile, then one cp.async group per query tile, retired (waited,
+    // fenced into the async proxy, arrived) once ST − 1 newer ones are in flight.
+    L.push(`  if (wg == ${NWG}) {`, `  asm volatile("setmaxnreg.dec.sync.aligned.u32 ${WS_PRODUCER_REGS};");`);
+    L.push('  {', `    const int tid = threadIdx.x - ${NWG * 128};`, '    int issued = 0, retired = 0;');
+    L.push('    #pragma unroll 1', `    for (int i = iStart, it = 0; i < ${nQ}; i++, it++) {`);
+    L.push(`      const int st = it % ${ST}, n = it / ${ST};`);
+    L.push(`      if (n > 0) ${mbWait(empty('st'), '(n - 1) & 1')}`);
+    L.push('      if (it == 0) {', ...kvLoad('        '), '      }');
+    L.push(...issue('i', 'st', '      '));
+    L.push('      fa_commit(); issued++;');
+    L.push(`      if (issued - retired > ${ST - 1}) { asm volatile("cp.async.wait_group ${ST - 1};" ::: "memory"); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); ${mbArrive(full(`retired % ${ST}`))} retired++; }`);
+    L.push('    }');
+    L.push('    asm volatile("cp.async.wait_group 0;" ::: "memory"); asm volatile("fence.proxy.async.shared::cta;" ::: "memory");');
+    L.push(`    for (; retired < issued; retired++) ${mbArrive(full(`retired % ${ST}`))}`);
+    L.push('  }');
+    L.push('  } else {', `  asm volatile("setmaxnreg.inc.sync.aligned.u32 ${WS_CONSUMER_REGS};");`);
+  }
   L.push('  int it = 0;');
   L.push('  #pragma unroll 1', `  for (int ch = 0; ch < ${NCH}; ch++) {`);
-  L.push(`  if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '    '), '  }', '  fa_commit();');
+  if (!ws) L.push(`  if (iStart < ${nQ}) {`, ...issue('iStart', 'it & 1', '    '), '  }', '  fa_commit();');
   L.push(...zero('dk', DKC / 8, '  '), ...zero('dv', DVC / 8, '  '));
   // This warpgroup's 64 key rows of K and V: 8 swizzle atoms into each column block.
   L.push('  const u32 sKw = sK + wg * 8192, sVw = sV + wg * 8192;');
   L.push('  const int ta = k0 + wg * 64 + warp * 16 + g;');
   L.push('  #pragma unroll 1', `  for (int i = iStart; i < ${nQ}; i++, it++) {`);
-  L.push('    fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
-  L.push(`    if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '      '), '    }', '    fa_commit();');
-  L.push(`    const int st = it & 1, s0 = i * ${BQ};`);
+  if (ws) L.push(`    const int st = it % ${ST}, s0 = i * ${BQ};`, `    ${mbWait(full('st'), `(it / ${ST}) & 1`)}`);
+  else {
+    L.push('    fa_wait_all(); asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
+    L.push(`    if (i + 1 < ${nQ}) {`, ...issue('i + 1', '(it + 1) & 1', '      '), '    }', '    fa_commit();');
+    L.push(`    const int st = it & 1, s0 = i * ${BQ};`);
+  }
   L.push(`    const u32 sQc = sQ + st * ${qB}u, sOc = sO + st * ${oB}u; const float* Lc = Ls + st * ${BQ}; const float* Dc = Ds + st * ${BQ};`);
   L.push(`    float sc[${BQ / 8}][4], dp[${BQ / 8}][4];`);
   L.push(...pinAt('sc', BQ / 8, '    '), ...pinAt('dp', BQ / 8, '    '), `    ${WG_FENCE}`);
@@ -373,7 +539,7 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     // dS (rows: queries, columns: keys; K-major for dQ = dS·K): column block wg, swizzled; key r = warp·16 + g (+8).
     // Written while the dV and dK products run (it only reads their A registers).
     L.push('    {');
-    L.push('      u16* dS_ = (u16*)((char*)fa_sm + (sS - fa_saddr(fa_sm))) + wg * ' + BQ * 64 + ';');
+    L.push(`      u16* dS_ = (u16*)((char*)fa_sm + (sS - fa_saddr(fa_sm))) + wg * ${BQ * 64}${ws ? ` + (it & 1) * ${BQ * BK}` : ''};`);
     L.push('      #pragma unroll', `      for (int n = 0; n < ${BQ / 8}; n++) {`, '        #pragma unroll', '        for (int q = 0; q < 4; q++) {');
     L.push('          const int c = n * 8 + 2 * c4 + (q & 1), r = warp * 16 + g + (q < 2 ? 0 : 8);');
     L.push('          const u32 w_ = pS[n >> 1][(n & 1) * 2 + (q >> 1)];');
@@ -382,7 +548,34 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
     L.push('    }');
   }
   L.push(`    ${WAIT(0)}`, ...pinAt('dv', DVC / 8, '    '), ...pinAt('dk', DKC / 8, '    '));
-  if (dqAcc !== undefined) {
+  // ws: the stage's Q, dO, lse, D are read (the products completed): hand it back to the producer.
+  if (ws && dqAcc === undefined) L.push(`    ${mbArrive(empty('st'))}`);
+  if (ws && dqAcc !== undefined) {
+    // The consumers' barrier (named barrier 1): both halves of dS written. Warpgroup wg then computes dQ's
+    // columns wg·DK/2.. over all 128 keys (B: K, N-major, from the 64-column block wg) where DK/2 is a
+    // whole 64-column block; at head dim 64 warpgroup 0 computes all of dQ (a 32-column half would start
+    // 64 bytes into the swizzled rows: not a canonical wgmma layout).
+    const split = DK % 128 === 0, DQC = split ? DK / 2 : DK;
+    L.push(`    ${mbArrive(empty('st'))}`);
+    L.push(`    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); asm volatile("bar.sync 1, ${NWG * 128};" ::: "memory");`);
+    if (!split) L.push('    if (wg == 0) {');
+    L.push(`    float dq[${DQC / 8}][4];`);
+    L.push(...pinAt('dq', DQC / 8, '    '), `    ${WG_FENCE}`);
+    L.push(`    const u32 sSb = sS + (it & 1) * ${sB}u, sKq = sK + (u32)(((wg * ${DQC}) >> 6) * ${BK * 128} + ((wg * ${DQC}) & 63) * 2);`);
+    L.push('    #pragma unroll', `    for (int kk = 0; kk < ${BK / 16}; kk++) {`);
+    L.push(`      const unsigned long long da = ${descHi(16)} | (unsigned long long)((sSb + (kk >> 2) * ${BQ * 128} + (kk & 3) * 32) >> 4);`);
+    L.push(`      const unsigned long long db = ${descHi(BK * 128)} | (unsigned long long)((sKq + kk * 2048) >> 4);`);
+    L.push(`      ${wgmmaAsm(DQC, 'dq', { desc: 'da' }, 'db', 1, '(int)(kk > 0)')}`);
+    L.push('    }');
+    L.push(`    ${WG_COMMIT_WAIT}`, ...pinAt('dq', DQC / 8, '    '));
+    L.push('    #pragma unroll', `    for (int n = 0; n < ${DQC / 8}; n++) {`);
+    L.push('      float v_[4]; const int h = fa_quad(dq[n], v_);');
+    L.push(`      const int s = s0 + warp * 16 + g + h * 8, d = wg * ${DQC} + n * 8 + 2 * (c4 & ~1);`);
+    L.push(`      if (s < ${k.sq}${noReduce ? ' && v_[0] == 1234.5f' : ''}) fa_red4(&scr${-dqAcc}[(bt * ${k.sq} + s) * ${k.dk} + d], v_[0], v_[1], v_[2], v_[3]);`);
+    L.push('    }');
+    if (!split) L.push('    }');
+  }
+  if (!ws && dqAcc !== undefined) {
     L.push('    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); __syncthreads();');
     // dQ in pieces of DQN columns (64 in the two-pass case, where dK and dV hold 128 registers).
     const DQN = NCH > 1 ? 64 : DKC;
@@ -414,6 +607,7 @@ export function wgmmaBackward(ctx: WgmmaContext, k: AttentionGradKernel, t: Atte
   store('dk', k.dK, 'd', DKC, ` * ${scale}`);
   store('dv', k.dV, 'e', DVC, '');
   L.push('  }');
+  if (ws) L.push('  }');
   L.push('}');
   out.push(...L);
   return { kind: 'kernel', fn, grid: [nK * prod(k.batch), 1, 1], block: [threads, 1, 1], params: prm, sharedBytes };

@@ -15,6 +15,9 @@
  * fragments dkPad/4 when they fit) per row tile; backward (dK+dV accumulators (dkPad+dvPad)/(2·chunks) +
  * S and dP tiles bq/2 each) per key tile. ptxas reports no spills beyond a word for every choice below
  * (test/backends/cudaCodegen.test.ts); the choices were measured against the alternatives on an H200.
+ * On Hopper the `wgmma` field picks the warpgroup-MMA kernels (flashAttentionWgmma.ts) and, with
+ * `producerWarps` / `stages` / `pingpong`, their warp-specialized form (FlashAttention-3's structure:
+ * a producer warpgroup filling mbarrier-guarded rings, 2 consumer warpgroups).
  */
 import type { AttentionGradKernel, AttentionKernel, AttentionTile, Kernel } from '../../ir/kernel/types.ts';
 
@@ -57,9 +60,10 @@ export function chooseAttentionTile(s: AttentionShape): AttentionTile | undefine
   // Backward on wgmma (`warpgroups` × 64 keys per block, query tiles of as many rows), with P computed
   // while dP runs and dS while dV runs (overlap). Measured (same window), backward ms: head dim 64
   // (64×16×1024) 2 warpgroups 3.275, 1 warpgroup 3.42, the mma.sync backward 3.41-3.43; head dim 128
-  // (causal 64×16×1024) 1 warpgroup 4.13, mma.sync 4.93; head dim 256 (32×16×256) 1 warpgroup 1.00,
-  // mma.sync 0.99 (a tie: mma.sync stays).
-  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && wide <= 128;
+  // (causal 64×16×1024) 1 warpgroup 4.13, mma.sync 4.93; head dim 256 (32×16×256) 1 warpgroup with the
+  // overlap 0.958, mma.sync 0.995 (2026-12-02 fourth session, window 2, same call). At 256 the kernel
+  // needs head dims that are multiples of 128 (two column passes of 64-column blocks: wgmmaBackwardApplies).
+  const wgBwd = s.dk % 64 === 0 && s.dv % 64 === 0 && (wide <= 128 || (s.dk % 128 === 0 && s.dv % 128 === 0));
   if (!wgBwd) return b;
   return { ...b, wgmma: wide === 64 && s.sk > 64 ? { warpgroups: 2, bk: 128, overlap: true } : { warpgroups: 1, bk: 64, overlap: true } };
 }
@@ -111,6 +115,17 @@ export function tileIsValid(t: AttentionTile, kind: 'attention' | 'attention_gra
   // Forward: 1 or 2 row tiles of 16 per warp; wgmma: 1 or 2 warpgroups, key tiles of 64 or 128.
   if (t.wgmma && (![1, 2].includes(t.wgmma.warpgroups) || ![64, 128].includes(t.wgmma.bk))) return false;
   if (t.wgmma && kind === 'attention_grad' && t.wgmma.bk !== 64 * t.wgmma.warpgroups) return false;
+  // Warp specialization: one producer warpgroup and 2 consumer warpgroups (384 threads: the setmaxnreg
+  // budgets of flashAttentionWgmma.ts assume them), rings of 2-4 stages.
+  if (t.wgmma?.pingpong && !(kind === 'attention' && t.wgmma.producerWarps && t.wgmma.overlap)) return false;
+  if (t.wgmma?.producerWarps) {
+    const st = t.wgmma.stages ?? 2;
+    if (t.wgmma.producerWarps !== 4 || t.wgmma.warpgroups !== 2 || ![2, 3, 4].includes(st)) return false;
+    // In the 227 KiB of shared memory of a Hopper block: forward Q (128 rows) and the K/V rings; backward
+    // K, V (128 rows), the Q/dO rings (64 rows) and two dS tiles.
+    const bytes = kind === 'attention' ? (128 * t.dkPad + st * t.wgmma.bk * (t.dkPad + t.dvPad)) * 2 : (128 * (t.dkPad + t.dvPad) + st * 64 * (t.dkPad + t.dvPad) + 2 * 64 * 128) * 2;
+    if (bytes + 1024 + 1024 > 227 * 1024) return false;
+  }
   if (kind === 'attention') return t.bq === t.warps * 16 || t.bq === t.warps * 32;
   // Backward: 1 or 2 key tiles of 16 per warp.
   if (t.bk !== t.warps * 16 && t.bk !== t.warps * 32) return false;

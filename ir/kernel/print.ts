@@ -95,7 +95,7 @@ export function printKernel(k: Kernel): string {
 
 /** tile=bq64,bk64,w4,s2,pad64x64[,chunks2][,dq128x32w4] */
 export function printTile(t: AttentionTile): string {
-  return `tile=bq${t.bq},bk${t.bk},w${t.warps},s${t.stages},pad${t.dkPad}x${t.dvPad}${t.dkvChunks > 1 ? `,chunks${t.dkvChunks}` : ''}${t.dq ? `,dq${t.dq.bq}x${t.dq.bk}w${t.dq.warps}` : ''}${t.wgmma ? `,wgmma${t.wgmma.warpgroups}x${t.wgmma.bk}${t.wgmma.overlap ? 'o' : ''}${t.wgmma.minBlocks ? `b${t.wgmma.minBlocks}` : ''}` : ''}`;
+  return `tile=bq${t.bq},bk${t.bk},w${t.warps},s${t.stages},pad${t.dkPad}x${t.dvPad}${t.dkvChunks > 1 ? `,chunks${t.dkvChunks}` : ''}${t.dq ? `,dq${t.dq.bq}x${t.dq.bk}w${t.dq.warps}` : ''}${t.wgmma ? `,wgmma${t.wgmma.warpgroups}x${t.wgmma.bk}${t.wgmma.overlap ? 'o' : ''}${t.wgmma.minBlocks ? `b${t.wgmma.minBlocks}` : ''}${t.wgmma.producerWarps ? `p${t.wgmma.producerWarps}s${t.wgmma.stages ?? 2}` : ''}${t.wgmma.pingpong ? 'pp' : ''}` : ''}`;
 }
 
 /** `tensor-core block=128x128x32 warps=2x2 stages=4 mma=mma.sync.m16n8k16.bf16 a=async/k b=registers/k (default)` */

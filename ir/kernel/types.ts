@@ -253,6 +253,22 @@ export interface AttentionTile {
      * registers to 65536 / (threads · minBlocks)); with 2, one block's softmax overlaps another's MMAs.
      */
     readonly minBlocks?: number;
+    /**
+     * Warp specialization (FlashAttention-3's layout). 4 = one producer warpgroup streams the operands
+     * into `stages`-deep shared-memory rings (cp.async, mbarriers full/empty per stage) while the 2
+     * consumer warpgroups run the wgmma products and the softmax; setmaxnreg moves registers from the
+     * producer (56) to the consumers (224). Forward: K/V tiles of `bk` keys. Backward: 64-row Q/dO tiles,
+     * each consumer owning 64 of the block's 128 keys (dQ: half the columns each at head dim 128, consumer
+     * 0 alone at 64). Absent or 0: every thread loads (double buffer, block barriers).
+     */
+    readonly producerWarps?: number;
+    /** The ring depth with `producerWarps` (default 2). */
+    readonly stages?: number;
+    /**
+     * With `producerWarps` and `overlap`: the 2 consumer warpgroups take turns to issue their products
+     * (named barriers), so that one's softmax runs while the other's wgmma do (FlashAttention-3's ping-pong).
+     */
+    readonly pingpong?: boolean;
   };
 }
 

@@ -114,6 +114,15 @@ describe.skipIf(!nvcc)('generated CUDA compiles with nvcc', () => {
       [64, { wgmma: { warpgroups: 2, bk: 64, minBlocks: 2, overlap: true } }, {}],
       [256, {}, { wgmma: { warpgroups: 1, bk: 64, overlap: true } }],
       [64, {}, { wgmma: { warpgroups: 2, bk: 128 } }],
+      // The warp-specialized forward (producer warpgroup, mbarrier rings; flashAttentionWgmma.ts).
+      [64, { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2 } }, {}],
+      [128, { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2 } }, {}],
+      [256, { wgmma: { warpgroups: 2, bk: 64, overlap: true, producerWarps: 4, stages: 2 } }, {}],
+      [64, { wgmma: { warpgroups: 2, bk: 128, producerWarps: 4, stages: 3 } }, {}],
+      [64, { wgmma: { warpgroups: 2, bk: 64, overlap: true, producerWarps: 4, stages: 2 } }, {}],
+      [128, { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2, pingpong: true } }, {}],
+      [64, {}, { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 3 } }],
+      [128, {}, { wgmma: { warpgroups: 2, bk: 128, producerWarps: 4, stages: 2 } }],
     ];
     const jobs = variants.map(async ([dim, fwd, bwd], i) => {
       const p = compile(attentionGraph({ batch: 2, heads: 3, seq: 100, dim, causal: i % 2 === 1, grads: true })).program;

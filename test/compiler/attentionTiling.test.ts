@@ -35,12 +35,14 @@ describe('attention tiling', () => {
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 128, dv: 128, sq: 1000, sk: 1000, causal: false })?.wgmma).toEqual({ warpgroups: 1, bk: 64, overlap: true });
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 64, dv: 64, sq: 1000, sk: 1000, causal: false })?.wgmma).toEqual({ warpgroups: 2, bk: 128, overlap: true });
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 64, dv: 64, sq: 64, sk: 64, causal: false })?.wgmma).toEqual({ warpgroups: 1, bk: 64, overlap: true });
-    for (const d of [192, 256]) expect(chooseAttentionTile({ kind: 'attention_grad', dk: d, dv: d, sq: 1000, sk: 1000, causal: false })?.wgmma).toBeUndefined();
+    // Head dim 192 (not a multiple of 128): the mma.sync backward; 256: wgmma (two column passes).
+    expect(chooseAttentionTile({ kind: 'attention_grad', dk: 192, dv: 192, sq: 1000, sk: 1000, causal: false })?.wgmma).toBeUndefined();
+    expect(chooseAttentionTile({ kind: 'attention_grad', dk: 256, dv: 256, sq: 1000, sk: 1000, causal: true })?.wgmma).toEqual({ warpgroups: 1, bk: 64, overlap: true });
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 72, dv: 72, sq: 1000, sk: 1000, causal: false })?.wgmma).toBeUndefined();
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 128, dv: 128, sq: 1024, sk: 1024, causal: true }))
       .toEqual({ bq: 32, bk: 64, warps: 4, stages: 2, dkPad: 128, dvPad: 128, dkvChunks: 1, wgmma: { warpgroups: 1, bk: 64, overlap: true } });
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 256, dv: 256, sq: 256, sk: 256, causal: false }))
-      .toEqual({ bq: 32, bk: 128, warps: 8, stages: 2, dkPad: 256, dvPad: 256, dkvChunks: 2 });
+      .toEqual({ bq: 32, bk: 128, warps: 8, stages: 2, dkPad: 256, dvPad: 256, dkvChunks: 2, wgmma: { warpgroups: 1, bk: 64, overlap: true } });
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 64, dv: 64, sq: 1024, sk: 1024, causal: false }))
       .toEqual({ bq: 32, bk: 128, warps: 4, stages: 2, dkPad: 64, dvPad: 64, dkvChunks: 1, wgmma: { warpgroups: 2, bk: 128, overlap: true } });
     expect(chooseAttentionTile({ kind: 'attention_grad', dk: 72, dv: 72, sq: 256, sk: 256, causal: false }))
@@ -53,6 +55,22 @@ describe('attention tiling', () => {
     expect(tileIsValid({ ...ok, bq: 32 }, 'attention_grad')).toBe(false); // dQ column groups of 40
     expect(tileIsValid({ ...ok, dkPad: 72 }, 'attention_grad')).toBe(false);
     expect(tileIsValid({ ...ok, warps: 8 }, 'attention')).toBe(false);
+    // The warp-specialized forward: 2 consumer warpgroups, one producer warpgroup, 2-4 stages that fit in
+    // shared memory; forward only; ping-pong only with it and the overlap.
+    const f = { bq: 128, bk: 64, warps: 4, stages: 2, dkPad: 128, dvPad: 128, dkvChunks: 1 };
+    const ws = { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2 };
+    expect(tileIsValid({ ...f, wgmma: ws }, 'attention')).toBe(true);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, pingpong: true } }, 'attention')).toBe(true);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, overlap: false, pingpong: true } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, warpgroups: 1 } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, producerWarps: 1 } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, stages: 5 } }, 'attention')).toBe(false);
+    expect(tileIsValid({ ...f, wgmma: { ...ws, stages: 3 } }, 'attention')).toBe(true);
+    expect(tileIsValid({ ...f, dkPad: 256, dvPad: 256, wgmma: ws }, 'attention')).toBe(false); // 320 KiB
+    // Backward: 2 consumer warpgroups × 64 keys (bk 128).
+    const b = { bq: 32, bk: 64, warps: 4, stages: 2, dkPad: 128, dvPad: 128, dkvChunks: 1 };
+    expect(tileIsValid({ ...b, wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 3 } }, 'attention_grad')).toBe(true);
+    expect(tileIsValid({ ...b, wgmma: { warpgroups: 1, bk: 64, overlap: true, producerWarps: 4 } }, 'attention_grad')).toBe(false);
   });
 
   it('compile() attaches tiles to bf16 attention kernels only, and the printer shows them', () => {

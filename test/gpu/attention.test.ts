@@ -163,6 +163,19 @@ describe('flash attention (bf16 tensor cores) vs the CPU oracle', () => {
       // dim 256; without the overlap at 64 (2 warpgroups) and 128, where the default has it.
       { fwd: {}, bwd: { wgmma: { warpgroups: 1, bk: 64, overlap: true } }, dims: [256] },
       { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128 } }, dims: [64] },
+      // 25-28: the warp-specialized forward (a producer warpgroup, 2 consumer warpgroups, mbarrier rings):
+      // 128-key tiles with the overlap at 64 and 128, 64-key tiles at 64 and 256, without the overlap and
+      // with 3 stages at 64.
+      { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2 } }, bwd: {}, dims: [64, 128] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 64, overlap: true, producerWarps: 4, stages: 2 } }, bwd: {}, dims: [64, 256] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 128, producerWarps: 4, stages: 2 } }, bwd: {}, dims: [64] },
+      { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 3 } }, bwd: {}, dims: [64] },
+      // 29: with the consumers' ping-pong.
+      { fwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 2, pingpong: true } }, bwd: {}, dims: [64, 128] },
+      // 30, 31: the warp-specialized backward (producer warpgroup, Q/dO ring of 64-row tiles, 2 consumer
+      // warpgroups × 64 keys; dQ by both at 128, by the first at 64): 3 stages with the overlap at 64, 2 without at 128.
+      { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128, overlap: true, producerWarps: 4, stages: 3 } }, dims: [64] },
+      { fwd: {}, bwd: { wgmma: { warpgroups: 2, bk: 128, producerWarps: 4, stages: 2 } }, dims: [128] },
     ];
     // KILN_ATTN_TEST_VARIANTS=5,6: only those entries (GPU windows with little time);
     // KILN_ATTN_VARIANT_SEQS=1,17,1000: those sequence lengths (default 255).
