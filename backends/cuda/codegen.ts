@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
+import { sameExtentRuns, splittable } from '../../ir/kernel/reductions.ts';
 import { I, affine, exprKey, linearIndex, mapExpr, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
@@ -561,6 +562,50 @@ function accumulate(g: Gen, s: ReduceStmt, out: string[], ind: string): void {
   } else out.push(`${ind}acc_${s.acc} = ${reduction(s).combine(`acc_${s.acc}`, `(${reduction(s).vt})(${v})`)};`);
 }
 
+/**
+ * Independent reductions of one extent (`run`) in one loop over the reduced axis: each keeps its own
+ * accumulator, combined in the same order as in a loop of its own (so every result is the same, bit
+ * for bit), and each body has its own scope inside the loop (the loop variable renamed to the first
+ * reduction's), so loads the bodies share are read from memory once per iteration (the compiler keeps
+ * one of identical loads with no store between them). Unrolled by UNROLL_ROWS: the loads of
+ * several rows are in flight at once (these loops are bound by memory latency, not arithmetic).
+ * `setup`: a line before the loop (its bounds); `head`: the for-loop's header for a loop variable.
+ */
+function sharedRowLoop(g: Gen, run: readonly ReduceStmt[], setup: string | undefined, head: (v: string) => string, out: string[], ind: string): void {
+  const v = run[0]!.var;
+  for (const s of run) out.push(`${ind}${reduction(s).vt} acc_${s.acc} = ${reduction(s).ident};`);
+  if (setup) out.push(`${ind}${setup}`);
+  out.push(`${ind}#pragma unroll ${UNROLL_ROWS}`, `${ind}for (${head(v)}) {`);
+  for (const s of run) {
+    out.push(`${ind}  {`);
+    if (s.var !== v) out.push(`${ind}    const int ${s.var} = ${v};`);
+    g.stmts(s.body, `${ind}    `, out);
+    accumulate(g, s, out, `${ind}    `);
+    out.push(`${ind}  }`);
+  }
+  out.push(`${ind}}`);
+}
+
+/** The lets of a body that use a reduction's result (directly or through other lets): they run after the reductions. */
+function lateStatements(body: readonly Stmt[]): Set<Stmt> {
+  const names = new Set<string>(), late = new Set<Stmt>();
+  for (const s of body) {
+    if (s.k === 'reduce') names.add(s.acc);
+    else if (s.k === 'let') {
+      let hit = false;
+      walkStmts([s], (e) => { if (e.k === 'ref' && names.has(e.name)) hit = true; });
+      if (hit) {
+        names.add(s.name);
+        late.add(s);
+      }
+    }
+  }
+  return late;
+}
+
+/** Rows of a column kernel's reduction loop unrolled together (sharedRowLoop). */
+const UNROLL_ROWS = 4;
+
 type ColumnMapping = Extract<RowMapping, { kind: 'column' }>;
 
 /**
@@ -582,6 +627,25 @@ function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: st
   const laneLoop: RowLoop = {
     open: (v, extent) => [`  for (int ${v} = ty; ${v} < ${extent}; ${v} += ${L}) {`, '    if (live) {'], ind: '      ', close: ['    }', '  }'],
   };
+  if (splittable(k)) {
+    // Independent reductions: the lets they use first, then one loop per extent (sharedRowLoop),
+    // each combined across lanes, then the rest of the body in order.
+    const reduces = k.body.filter((s): s is ReduceStmt => s.k === 'reduce');
+    const late = lateStatements(k.body);
+    for (const s of k.body) if (s.k === 'let' && !late.has(s)) g.stmts([s], '  ', out);
+    for (const run of sameExtentRuns(reduces)) sharedRowLoop(g, run, undefined, (v) => `int ${v} = ty; ${v} < ${run[0]!.extent}; ${v} += ${L}`, out, '  ');
+    for (const s of reduces) {
+      const r = reduction(s);
+      out.push(`  ${r.shared}[ty][tx] = acc_${s.acc};`, '  __syncthreads();');
+      out.push(`  ${r.vt} v_${s.acc} = ${r.shared}[0][tx];`);
+      out.push(`  for (int w = 1; w < ${L}; w++) v_${s.acc} = ${r.combine(`v_${s.acc}`, `${r.shared}[w][tx]`)};`);
+      out.push('  __syncthreads();');
+    }
+    for (const s of k.body) if (s.k === 'store' || (s.k === 'let' && late.has(s))) rowBodyStmt(g, s, out, 'live && ty == 0', laneLoop);
+    out.push('}');
+    pruneShared(out, decl);
+    return [{ kind: 'kernel', fn, grid: [Math.ceil(total / P), 1, 1], block: [P, L, 1], params: ids }];
+  }
   for (const s of k.body) {
     switch (s.k) {
       case 'let': case 'store': case 'loop':
@@ -641,33 +705,22 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
   out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
   out.push('  const long long t = live ? t_ : 0;');
   decompose(gv, k.grid, 't', out, '  ');
-  const late = new Set<string>();
-  const usesLate = (stmts: readonly Stmt[]) => {
-    let hit = false;
-    walkStmts(stmts, (e) => { if (e.k === 'ref' && late.has(e.name)) hit = true; });
-    return hit;
-  };
-  reduces.forEach((r) => late.add(r.acc));
-  for (const s of k.body) {
-    if (s.k === 'let') {
-      if (usesLate([s])) late.add(s.name);
-      else g.stmts([s], '  ', out);
+  const late = lateStatements(k.body);
+  for (const s of k.body) if (s.k === 'let' && !late.has(s)) g.stmts([s], '  ', out);
+  // Reductions of one extent share one loop over the chunk (sharedRowLoop).
+  for (const run of sameExtentRuns(reduces)) {
+    const chunk = Math.ceil(run[0]!.extent / S);
+    out.push('  {');
+    sharedRowLoop(g, run, `const int end_ = min(${run[0]!.extent}, (c_ + 1) * ${chunk});`, (v) => `int ${v} = c_ * ${chunk} + ty; ${v} < end_; ${v} += ${L}`, out, '    ');
+    for (const s of run) {
+      const r = reduction(s), j = reduces.indexOf(s);
+      out.push(`    red_f[ty][tx] = acc_${s.acc};`, '    __syncthreads();');
+      out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
+      out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
+      out.push(`      ${slot(j, 'c_', 't_')} = v_;`, '    }', '    __syncthreads();');
     }
+    out.push('  }');
   }
-  reduces.forEach((s, j) => {
-    const r = reduction(s);
-    const chunk = Math.ceil(s.extent / S);
-    out.push(`  {`, `    ${r.vt} acc_${s.acc} = ${r.ident};`);
-    out.push(`    const int end_ = min(${s.extent}, (c_ + 1) * ${chunk});`);
-    out.push(`    for (int ${s.var} = c_ * ${chunk} + ty; ${s.var} < end_; ${s.var} += ${L}) {`);
-    g.stmts(s.body, '      ', out);
-    accumulate(g, s, out, '      ');
-    out.push('    }');
-    out.push(`    red_f[ty][tx] = acc_${s.acc};`, '    __syncthreads();');
-    out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
-    out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
-    out.push(`      ${slot(j, 'c_', 't_')} = v_;`, '    }', '    __syncthreads();', '  }');
-  });
   out.push('}');
   // Pass 2: combine the partials in chunk order, then the lets and stores.
   out.push(`extern "C" __global__ void ${fn}_combine(${params(all, g.buffers)}) {`);
