@@ -70,11 +70,37 @@ describe('row kernel mapping', () => {
     const m1 = mappings(1);
     expect(m1.argmaxTokens).toEqual({ kind: 'block', threads: 256 });
     expect(m1.meanThenScale).toEqual({ kind: 'block', threads: 256 });
-    const p = compile(reductionGraph(REDUCTION_CASES[1]!)).program;
+    const g = reductionGraph(REDUCTION_CASES[1]!);
+    const p = compile(g).program;
     for (const k of p.kernels)
       if (k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1) expect(splittable(k)).toBe(true);
-    const dependent = p.kernels.find((k): k is LoopKernel => k.kind === 'loop' && k.body.filter((s) => s.k === 'reduce').length === 2);
-    expect(dependent && splittable(dependent)).toBe(false);
+    const mts = g.outputs.find((o) => o.name === 'meanThenScale')!.id;
+    const dependent = p.kernels.find((k): k is LoopKernel => k.kind === 'loop' && k.nodes.includes(mts));
+    expect(dependent!.body.filter((s) => s.k === 'reduce')).toHaveLength(2);
+    expect(splittable(dependent!)).toBe(false);
+  });
+
+  it('sibling column reductions (one grid and extent, a buffer read along the reduced axis by both) share a kernel with the mapping each had', () => {
+    // Two bias-gradient-like sums over the 32768 rows of one [32768, 2048] input (the SwiGLU halves'
+    // bias gradients read the same dY and pre-activation): one split kernel, two reductions.
+    const g = trace('siblings', (t) => {
+      const x = t.input('x', [32768, 2048], 'f32'), w = t.input('w', [32768, 2048], 'f32');
+      return { a: x.mul(w).sum(0), b: x.sigmoid().sum(0), c: w.max(0) };
+    });
+    const rowKernels = (sib: boolean) => compile(g, { siblingReductions: sib }).program.kernels.filter((k): k is LoopKernel => k.kind === 'loop' && k.rows !== undefined);
+    const apart = rowKernels(false), merged = rowKernels(true);
+    expect(apart.map((k) => k.body.filter((s) => s.k === 'reduce').length)).toEqual([1, 1, 1]);
+    expect(merged.map((k) => k.body.filter((s) => s.k === 'reduce').length)).toEqual([3]);
+    expect(merged[0]!.rows).toEqual(apart[0]!.rows);
+    expect(apart.every((k) => JSON.stringify(k.rows) === JSON.stringify(apart[0]!.rows))).toBe(true);
+    // Reductions that do not read one buffer along the reduced axis stay apart; so do dependent ones.
+    const other = trace('strangers', (t) => {
+      const x = t.input('x', [32768, 2048], 'f32'), w = t.input('w', [32768, 2048], 'f32');
+      return { a: x.sum(0), b: w.sum(0) };
+    });
+    expect(compile(other).program.kernels.filter((k) => k.kind === 'loop' && k.rows !== undefined)).toHaveLength(2);
+    const m1 = mappings(1);
+    expect(m1.meanThenScale).not.toEqual(m1.sumTokens);
   });
 
   it('strides are measured on index expressions with div/mod too (the [3, B, H, S, D] layout of q/k/v gradients)', () => {
