@@ -17,7 +17,9 @@
 # to be ready too (no compile at all beside any timed step; ~25 s longer; B/1 is then not timed at all
 # when torch.compile XL/1 fails before its first step ends).
 # The environment's bench/lightningdit.sh options (KILN_VARIANT_SPECS, DIGEST_SPECS, KILN_REMAT ...)
-# pass through to both phases; XL_ENV="VAR=value ..." is set for the Kiln XL/1 run only.
+# pass through to both phases; XL_ENV="VAR=value ..." is set for phase 2 only (Kiln and eager XL/1:
+# e.g. XL_ENV="KILN_REMAT=off", or a variant of its own: XL_ENV="KILN_VARIANT_SPECS=lightningdit_xl:64
+# KILN_VARIANT_ENV=KILN_REMAT=off"; memory: phase 2 beside torch.compile XL/1 holds ~120 GB).
 set -uo pipefail
 limit=${1:-195}
 out=${OUT:-/tmp}
