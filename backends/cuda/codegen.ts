@@ -112,7 +112,7 @@ function floatLit(v: number): string {
 }
 
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints'> = {}) {}
+  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints' | 'gemmOutputC'> = {}) {}
 
   /** Round a float expression to its narrow dtype. */
   private narrow(code: string, d: DType): string {
@@ -823,9 +823,11 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   // cuBLASLt's BIAS epilogue: the one store is accumulator + bias[j] (gemmLibrary.ts ltBias).
   const bias = lt && storesIdentity ? ltBias(only.value, outType!, g.buffers) : undefined;
   const direct = storesIdentity && (bias !== undefined || only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref'));
-  // The workspace: [C (unless direct) | staged a | staged b | cuBLASLt workspace], each 256-byte aligned.
+  // The workspace: [C (unless direct or into an output) | staged a | staged b | cuBLASLt workspace], each 256-byte aligned.
   const cType = direct ? (outType as 'f32' | 'bf16') : ab === 'bf16' && accStoredAsBf16(k.epilogue) ? 'bf16' : 'f32';
-  const cBytes = direct ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
+  // One of several stores is C itself: the library writes it there, and the epilogue kernel reads it from there.
+  const accOut = direct || lt || g.options.gemmOutputC === false ? undefined : accIdentityStore(k, identity, cType, g.buffers);
+  const cBytes = direct || accOut ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
   let used = cBytes;
   let workspace: ReturnType<typeof gemmWorkspace> | undefined;
   const ws = () => (workspace ??= gemmWorkspace(scratch));
@@ -869,28 +871,59 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
     } } : {}),
   });
   if (direct) return [...staging, gemm({ buf: only.buf, offset: 0 })];
-  const cId = ws().id;
   const total = batch * k.m * k.n;
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
   const ids = [...new Set([...acc.reads, ...acc.writes])];
-  out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
+  const cId = accOut ? accOut.buf : ws().id;
+  const all = accOut ? ids : [...ids, cId];
+  const epilogue = accOut ? k.epilogue.filter((st) => st !== accOut) : k.epilogue;
+  out.push(`extern "C" __global__ void ${fn}_epilogue(${params(all, g.buffers)}) {`);
   const V = g.options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS;
-  const cBase = cType === 'bf16' ? `((const u16*)scr${-cId})` : `scr${-cId}`;
+  const cBase = accOut ? `buf${cId}` : cType === 'bf16' ? `((const u16*)scr${-cId})` : `scr${-cId}`;
   if (V > 1 && k.n % V === 0 && total >= V * 132 * 2048) {
     // V consecutive outputs along j per thread, C and the epilogue's operands read as vectors (genPoints).
     out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total / V}LL) return;`);
     decompose([...vars.slice(0, -1), 'j_v'], [...k.batch, k.m, k.n / V], 't', out, '  ');
     const c = vectorLoad(cBase, `t * ${V}`, cType, V, 'cv_', out);
-    genPoints(g, k.epilogue, 'j', V, out, (e) => [`const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${c[e]})` : c[e]};`]);
+    genPoints(g, epilogue, 'j', V, out, (e) => [`const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${c[e]})` : c[e]};`]);
     out.push('}');
-    return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / V / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+    return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / V / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all }];
   }
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
   decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
   out.push(`  const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${cBase}[t])` : `${cBase}[t]`};`);
-  g.stmts(k.epilogue, '  ', out);
+  g.stmts(epilogue, '  ', out);
   out.push('}');
-  return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+  return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all }];
+}
+
+/**
+ * A top-level epilogue store of the accumulator as it is (or cast to C's type `cType`) at the output's
+ * identity index, into a temporary or output of C's type, beside other statements: the library can write C into
+ * that buffer itself (the same values: C holds acc rounded to cType, which the store would write), and
+ * the epilogue kernel reads C from it and runs the rest (C is written once instead of twice: the bf16
+ * pre-bias copies the backward keeps, LightningDiT-B/1 batch 128: 12 × 150 MB for the qkv projections
+ * alone). Only where nothing the kernel reads shares the buffer's memory (the library writes it before
+ * the epilogue reads its operands), and never an in-place output.
+ */
+function accIdentityStore(k: MatmulKernel, identity: ReturnType<typeof affine>, cType: 'f32' | 'bf16', buffers: readonly BufferDecl[]): Extract<Stmt, { k: 'store' }> | undefined {
+  const lets = new Map<string, Expr>();
+  const inline = (e: Expr): Expr => mapExpr(e, (x) => (x.k === 'ref' && lets.has(x.name) ? lets.get(x.name)! : undefined));
+  const bytes = (b: BufferDecl) => b.numel * (b.dtype === 'f16' || b.dtype === 'bf16' ? 2 : 4);
+  const reads = kernelAccess(k).reads;
+  const overlaps = (b: BufferDecl) => [...reads].some((r) => {
+    const x = buffers[r]!;
+    if (r === b.id) return true;
+    return x.kind === 'temp' && x.offset !== undefined && b.offset !== undefined && x.offset < b.offset + bytes(b) && b.offset < x.offset + bytes(x);
+  });
+  for (const s of k.epilogue) {
+    if (s.k === 'let') lets.set(s.name, inline(s.value));
+    if (s.k !== 'store' || s.mode !== 'set') continue;
+    const b = buffers[s.buf]!, v = inline(s.value);
+    const isAcc = (v.k === 'ref' && v.name === 'acc' && cType === 'f32') || (v.k === 'cast' && v.dtype === cType && v.a.k === 'ref' && v.a.name === 'acc');
+    if (isAcc && (b.kind === 'temp' || b.kind === 'output') && b.dtype === cType && b.inPlaceOf === undefined && sameAffine(affine(inline(s.index)), identity) && !overlaps(b)) return s;
+  }
+  return undefined;
 }
 
 function sameAffine(a: ReturnType<typeof affine>, b: ReturnType<typeof affine>): boolean {
@@ -989,7 +1022,7 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
  * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
  * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
-export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma'> = {}): CudaModule {
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma' | 'gemmOutputC'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);
