@@ -14,6 +14,13 @@ import { I, konst, load } from '../../ir/kernel/expr.ts';
 import { printKernel } from '../../ir/kernel/print.ts';
 import type { Expr, LoopKernel, RowMapping } from '../../ir/kernel/types.ts';
 import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
+import { runProgram } from '../../backends/kernel/interpreter.ts';
+import { trainStep } from '../../compiler/transforms/trainStep.ts';
+import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
+import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
+import { atPrecision } from '../../runtime/compile.ts';
+import { sameBits } from '../support/compare.ts';
+import { randomFeeds } from '../support/randomGraph.ts';
 
 /** The mapping of the kernel computing each output of a reduction case. */
 function mappings(c: number): Record<string, RowMapping | undefined> {
@@ -102,6 +109,19 @@ describe('row kernel mapping', () => {
     const m1 = mappings(1);
     expect(m1.meanThenScale).not.toEqual(m1.sumTokens);
   });
+
+  it('sibling reductions compute every output of a LightningDiT training step bit for bit (kernel interpreter)', () => {
+    // The kernel-IR interpreter sums each reduction in one order whatever the kernel it sits in: merged and
+    // unmerged programs must agree to the bit (the GPU's own check is test/gpu/reductions.test.ts).
+    const model = new LightningDiT(lightningDiTConfig('B/1', { depth: 1, hiddenSize: 32, numHeads: 2, inputSize: 4, inChannels: 4, numClasses: 4 }));
+    const g = atPrecision(trainStep(flowMatchingLossGraph(model, 2), { loss: 'loss', params: model.trainableParameterNames(), optimizer: LIGHTNINGDIT_TRAINING.optimizer }), 'bf16');
+    const apart = compile(g, { siblingReductions: false }).program, merged = compile(g).program;
+    const multi = (p: typeof merged) => p.kernels.filter((k) => k.kind === 'loop' && k.body.filter((s) => s.k === 'reduce').length > 1).length;
+    expect(merged.kernels.length).toBeLessThan(apart.kernels.length);
+    expect(multi(merged)).toBeGreaterThan(multi(apart));
+    const feeds = randomFeeds(g, 5);
+    expect(sameBits(runProgram(merged, feeds), runProgram(apart, feeds))).toEqual([]);
+  }, 300_000);
 
   it('strides are measured on index expressions with div/mod too (the [3, B, H, S, D] layout of q/k/v gradients)', () => {
     // Σ over r < 4096 of buf[(g/768)·3145728 + (r/256)·196608 + ((g/64)%12)·16384 + g%64 + (r%256)·64], g < 2304.
