@@ -20,7 +20,7 @@ import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
 import { sameExtentRuns, splittable } from '../../ir/kernel/reductions.ts';
-import { I, affine, exprKey, linearIndex, mapExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import { I, affine, exprKey, linearIndex, mapExpr, mapStmts, walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
@@ -112,7 +112,7 @@ function floatLit(v: number): string {
 }
 
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints' | 'gemmOutputC'> = {}) {}
+  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints' | 'gemmOutputC' | 'columnPairs'> = {}) {}
 
   /** Round a float expression to its narrow dtype. */
   private narrow(code: string, d: DType): string {
@@ -698,6 +698,9 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
   scratch.push({ id: scr, bytes: reduces.length * S * total * 4 });
   const all = [...ids, scr];
   const slot = (j: number, chunk: string, point: string) => `scr${-scr}[(long long)(${j * S} + ${chunk}) * ${total}LL + ${point}]`;
+  const pairs = columnPairs(g, k, reduces);
+  if (pairs) genSplitPairs(g, k, fn, all, out, total, m, reduces, pairs, slot);
+  else {
   // Pass 1: partials. Lets that use a reduction's result belong to pass 2.
   out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(all, g.buffers)}) {`);
   out.push(`  __shared__ float red_f[${L}][${P + 1}];`);
@@ -722,6 +725,7 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
     out.push('  }');
   }
   out.push('}');
+  }
   // Pass 2: combine the partials in chunk order, then the lets and stores.
   out.push(`extern "C" __global__ void ${fn}_combine(${params(all, g.buffers)}) {`);
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
@@ -737,9 +741,98 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
   }
   out.push('}');
   return [
-    { kind: 'kernel', fn, grid: [Math.ceil(total / P), S, 1], block: [P, L, 1], params: all },
+    { kind: 'kernel', fn, grid: [Math.ceil(total / (pairs ? 2 : 1) / P), S, 1], block: [P, L, 1], params: all },
     { kind: 'kernel', fn: `${fn}_combine`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all },
   ];
+}
+
+type VectorLoads = NonNullable<ReturnType<typeof vectorPlan>>['loads'];
+
+/**
+ * Two consecutive grid points per thread for a split column kernel whose reductions read 2-byte data
+ * (CudaOptions.columnPairs): a warp then reads 64 consecutive bf16 values (128 bytes) of a row, as the f32
+ * kernels do, where one point per thread reads 64 bytes. The loads that fit (vectorPlan) are read as 32-bit
+ * pairs; undefined (one point per thread) when the option is off, the last grid extent is odd or no
+ * 2-byte load fits.
+ */
+function columnPairs(g: Gen, k: LoopKernel, reduces: readonly ReduceStmt[]): VectorLoads | undefined {
+  if (g.options.columnPairs !== true || k.grid.length === 0 || k.grid[k.grid.length - 1]! % 2 !== 0) return undefined;
+  const body: Stmt[] = reduces.flatMap((r) => [...r.body, { k: 'let' as const, name: `val_${r.acc}`, value: r.value }]);
+  const plan = vectorPlan(g.buffers, body, `g${k.grid.length - 1}`, 2);
+  if (!plan || ![...plan.loads.values()].some((ld) => ['bf16', 'f16'].includes(g.buffers[ld.buf]!.dtype))) return undefined;
+  return plan.loads;
+}
+
+/**
+ * Pass 1 of a split column kernel at two grid points per thread (columnPairs): the lets before the
+ * reductions once per point (renamed _l0, _l1), then per run of one extent one loop over the chunk whose
+ * iteration reads the paired loads once and runs every reduction's body for point 0, then point 1, each
+ * into its own accumulator (the same sums in the same order as one point per thread), then the partials
+ * of each point, as genSplitColumns writes them.
+ */
+function genSplitPairs(g: Gen, k: LoopKernel, fn: string, all: readonly number[], out: string[], total: number, m: ColumnMapping, reduces: readonly ReduceStmt[], loads: VectorLoads, slot: (j: number, chunk: string, point: string) => string): void {
+  const P = m.points, L = m.lanes, S = m.split, V = 2;
+  const n = k.grid.length, last = `g${n - 1}`;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params([...all], g.buffers)}) {`);
+  out.push(`  __shared__ float red_f[${L}][${P + 1}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y, c_ = blockIdx.y;');
+  out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total / V}LL;`);
+  out.push('  const long long t = live ? t_ : 0;');
+  decompose([...gv.slice(0, -1), `${last}_v`], [...k.grid.slice(0, -1), k.grid[n - 1]! / V], 't', out, '  ');
+  out.push(`  const int ${last}_0 = ${last}_v * ${V};`);
+  const late = lateStatements(k.body);
+  const early = k.body.filter((s): s is Extract<Stmt, { k: 'let' }> => s.k === 'let' && !late.has(s));
+  const names = new Set(early.map((s) => s.name));
+  for (let e = 0; e < V; e++) {
+    const at: Expr = { k: 'bin', op: 'add', a: { k: 'var', name: `${last}_0`, dtype: 'i32' }, b: { k: 'const', v: e, dtype: 'i32' }, dtype: 'i32' };
+    g.stmts(mapStmts(early, (x) => (x.k === 'var' && x.name === last ? at : x.k === 'ref' && names.has(x.name) ? { ...x, name: `${x.name}_l${e}` } : undefined), (nm) => `${nm}_l${e}`), '  ', out);
+  }
+  const at0 = (ix: Expr) => g.expr(mapExpr(ix, (x) => (x.k === 'var' && x.name === last ? { k: 'var', name: `${last}_0`, dtype: 'i32' } : undefined)));
+  for (const run of sameExtentRuns(reduces)) {
+    const chunk = Math.ceil(run[0]!.extent / S), v = run[0]!.var;
+    out.push('  {');
+    for (const s of run) for (let e = 0; e < V; e++) out.push(`    ${reduction(s).vt} acc_${s.acc}_l${e} = ${reduction(s).ident};`);
+    out.push(`    const int end_ = min(${run[0]!.extent}, (c_ + 1) * ${chunk});`);
+    out.push(`    #pragma unroll ${UNROLL_ROWS}`, `    for (int ${v} = c_ * ${chunk} + ty; ${v} < end_; ${v} += ${L}) {`);
+    for (const s of run) if (s.var !== v) out.push(`      const int ${s.var} = ${v};`);
+    // The paired loads of this run's bodies (those whose index uses only this run's variables).
+    const mine = new Set(run.map((s) => s.var));
+    const lanes = new Map<string, string[]>();
+    loads.forEach((ld, key) => {
+      let ok = true;
+      walkExpr(ld.index, (x) => { if (x.k === 'var' && x.name !== last && !gv.includes(x.name) && !mine.has(x.name)) ok = false; });
+      if (!ok) return;
+      const o: string[] = [];
+      const ls = vectorLoad(`buf${ld.buf}`, at0(ld.index), g.buffers[ld.buf]!.dtype, V, `pv${lanes.size}_`, o);
+      out.push(...o.map((l) => `    ${l}`));
+      lanes.set(key, ls.map((x) => g.loadValue(ld.buf, x)));
+    });
+    for (let e = 0; e < V; e++) {
+      out.push('      {', `        const int ${last} = ${last}_0 + ${e};`);
+      for (const s of early) out.push(`        const ${valueType(s.value.dtype)} v_${s.name} = v_${s.name}_l${e};`);
+      g.vector = { loads: lanes, stores: new Map(), lane: e };
+      for (const s of run) {
+        out.push('        {');
+        g.stmts(s.body, '          ', out);
+        out.push(`          acc_${s.acc}_l${e} = ${reduction(s).combine(`acc_${s.acc}_l${e}`, `(${reduction(s).vt})(${g.expr(s.value)})`)};`);
+        out.push('        }');
+      }
+      g.vector = undefined;
+      out.push('      }');
+    }
+    out.push('    }');
+    for (const s of run)
+      for (let e = 0; e < V; e++) {
+        const r = reduction(s), j = reduces.indexOf(s);
+        out.push(`    red_f[ty][tx] = acc_${s.acc}_l${e};`, '    __syncthreads();');
+        out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
+        out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
+        out.push(`      ${slot(j, 'c_', `t_ * ${V} + ${e}`)} = v_;`, '    }', '    __syncthreads();');
+      }
+    out.push('  }');
+  }
+  out.push('}');
 }
 
 /**
@@ -1022,7 +1115,7 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
  * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
  * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
-export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma' | 'gemmOutputC'> = {}): CudaModule {
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma' | 'gemmOutputC' | 'columnPairs'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);

@@ -40,6 +40,11 @@ export interface CudaOptions {
    * to the workspace first. KILN_CUDA_GEMM_OUTPUT_C=0.
    */
   readonly gemmOutputC?: boolean;
+  /**
+   * Two grid points per thread in split column kernels over 2-byte data (codegen.ts columnPairs; default
+   * false: an experiment, KILN_CUDA_COLUMN_PAIRS=1).
+   */
+  readonly columnPairs?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
   /**
