@@ -27,8 +27,10 @@ const DIM = 768, HEADS = 12, GRID = 16, N = GRID * GRID;
 
 const VARIANTS = [['plain', 'none', false], ['qknorm', 'rmsnorm', false], ['rope', 'none', true], ['qknorm+rope', 'rmsnorm', true]] as const;
 const backend = backendByName('cuda');
-// Every variant compiled (and NVRTC'd, in parallel) first, then each timed alone.
-const built = await Promise.all(VARIANTS.map(async ([name, qkNorm, useRope]) => {
+// Every variant compiled first, one after another (built in parallel, the builds raced: window 2 on
+// 2026-12-02 failed with cuModuleGetFunction ... named symbol not found), then each timed alone.
+const built: Array<{ name: string; graph: ReturnType<typeof autocast>; program: ReturnType<typeof compile>['program']; exe: CudaExecutable }> = [];
+for (const [name, qkNorm, useRope] of VARIANTS) built.push(await (async () => {
   const m = new nn.Attention(DIM, { numHeads: HEADS, qkvBias: true, qkNorm });
   const rope = useRope ? nn.VisionRotaryEmbeddingFast.forHeadDim(DIM / HEADS, GRID) : undefined;
   const fwd = trace(`attn_${name.replace('+', '_')}`, (t): Record<string, Tensor> => ({ loss: m.forward(t.input('x', [batch, N, DIM]), rope).square().mean() }), { params: m });
@@ -36,7 +38,7 @@ const built = await Promise.all(VARIANTS.map(async ([name, qkNorm, useRope]) => 
   const program = compile(graph).program;
   const exe = (await backend.compile(graph, program)) as CudaExecutable;
   return { name, graph, program, exe };
-}));
+})());
 const cuda = CudaDriver.get(cudaOptionsFromEnv().libDir);
 const rows: Array<{ variant: string; stepMs: number; attentionMs: number; matmulMs: number; otherMs: number; timelineMs: number; kernels: number }> = [];
 for (const { name, graph, program, exe } of built) {
