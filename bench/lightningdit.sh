@@ -20,7 +20,8 @@
 # run several of these scripts side by side, e.g. torch.compile of XL/1 compiling while B/1 is timed, with
 # a shared KILN_GPU_LOCK from the environment: no two timed steps overlap); KILN_READY_DIR: the directory
 # where each process says it is ready (default a fresh one; GPU_GATE of another invocation can wait on
-# it); KILN_TABLE_ONLY=1: run nothing, print the table of what ${OUT} holds for the specs. The Kiln runs
+# it); KILN_GO_ALSO=FILE: touched (and left) when the go is given (a GPU_GATE for another invocation:
+# bench/lightningditTable.sh); KILN_TABLE_ONLY=1: run nothing, print the table of what ${OUT} holds for the specs. The Kiln runs
 # write every launch of one profiled step to ${OUT}/timeline_<run>.jsonl (bench/trainStep.ts KILN_PROFILE_OUT).
 # DIGEST_SPECS="spec ...": the default and variant Kiln runs hash their state after step 1 (KILN_BENCH_DIGEST)
 # and the table says whether the variant computed the same bits.
@@ -56,7 +57,7 @@ t0=$(date +%s)
 [ -n "$table_only" ] || ( while :; do
     alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
     n=$(ls "$ready" | wc -l)
-    if [ "$n" -ge "$alive" ] && { [ -z "${GPU_GATE:-}" ] || [ -e "$GPU_GATE" ]; }; then touch "$go"; echo "go after $(( $(date +%s) - t0 )) s ($n ready)" >&2; break; fi
+    if [ "$n" -ge "$alive" ] && { [ -z "${GPU_GATE:-}" ] || [ -e "$GPU_GATE" ]; }; then touch "$go" ${KILN_GO_ALSO:+"$KILN_GO_ALSO"}; echo "go after $(( $(date +%s) - t0 )) s ($n ready)" >&2; break; fi
     sleep 0.2
   done ) &
 for p in "${pids[@]}"; do wait "$p"; done

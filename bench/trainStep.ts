@@ -19,7 +19,8 @@
  * `byCategory`: the same times by a finer category (GEMMs by provider and shape, epilogues, weight vs
  * activation staging, attention, optimizer, norms, column reductions, elementwise: `category`).
  * KILN_RELAYOUT=1|0: the compile option `relayout` (compiler/schedule/layout.ts); KILN_ROW_LOOPS=1|0:
- * `rowLoops` (compiler/fuse/merge.ts); KILN_SPLIT_PARTS=1: `splitParts` (compiler/schedule/splitParts.ts).
+ * `rowLoops` (compiler/fuse/merge.ts); KILN_SPLIT_PARTS=1: `splitParts` (compiler/schedule/splitParts.ts);
+ * KILN_SIBLING_REDUCTIONS=1|0: `siblingReductions` (compiler/fuse/merge.ts).
  * KILN_BENCH_DIGEST=1: `digest`, a SHA-256 of every resident input (parameters, EMA, optimizer state)
  * after the first step, for variants that must compute the same bits.
  * KILN_GEMM_AUTOTUNE=1 first measures the generated kernel against cuBLAS for each matmul signature
@@ -193,6 +194,7 @@ async function bench(spec: string): Promise<Record<string, unknown>> {
     ...(process.env.KILN_RELAYOUT ? { relayout: process.env.KILN_RELAYOUT !== '0' } : {}),
     ...(process.env.KILN_ROW_LOOPS ? { rowLoops: process.env.KILN_ROW_LOOPS !== '0' } : {}),
     ...(process.env.KILN_SPLIT_PARTS ? { splitParts: process.env.KILN_SPLIT_PARTS !== '0' } : {}),
+    ...(process.env.KILN_SIBLING_REDUCTIONS ? { siblingReductions: process.env.KILN_SIBLING_REDUCTIONS !== '0' } : {}),
   };
   const compiled = compile(graph, { ...(remat ? { remat } : {}), ...(fusionCost ? { fusionCost } : {}), ...relayout });
   const compileMs = performance.now() - t0;

@@ -78,6 +78,8 @@ export interface CompileOptions {
   rowLoops?: boolean;
   /** Split elementwise kernels where their parts are selected along one grid axis (compiler/schedule/splitParts.ts; on by default). */
   splitParts?: boolean;
+  /** Merge column reductions that read one activation along the reduced axis (compiler/fuse/merge.ts; on by default). */
+  siblingReductions?: boolean;
 }
 
 /**
@@ -97,6 +99,8 @@ export const DEFAULT_RELAYOUT = true;
 export const DEFAULT_ROW_LOOPS = true;
 /** Index-set splitting (compiler/schedule/splitParts.ts): B/1 batch 128 on an H200 72.01 → 67.87 ms (s4-step W2, bench/RESULTS.md). */
 export const DEFAULT_SPLIT_PARTS = true;
+/** Sibling reductions (compiler/fuse/merge.ts): the SwiGLU bias gradients' halves read their inputs once. */
+export const DEFAULT_SIBLING_REDUCTIONS = true;
 
 export const DEFAULT_REMAT: RematMode | 'auto' = 'auto';
 
@@ -156,9 +160,9 @@ function compileFrom(name: string, passed: Graph, mode: RematMode, stages: Stage
   // into one kernel, run as early as the first of them is needed).
   const feeds = (x: Kernel, y: Kernel) => { const r = kernelAccess(y).reads; return [...kernelAccess(x).writes].some((b) => r.has(b)); };
   const apart = r.recomputed.size
-    ? (x: Kernel, y: Kernel) => { const p = phase(x) | phase(y); return p === 3 || (p === 1 && !feeds(x, y) && !feeds(y, x)); }
+    ? (x: Kernel, y: Kernel, how?: 'sibling') => { const p = phase(x) | phase(y); return p === 3 || (p === 1 && how !== 'sibling' && !feeds(x, y) && !feeds(y, x)); }
     : undefined;
-  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops ?? DEFAULT_ROW_LOOPS })), printKernels);
+  const merged = stages.run('merge', () => (opts.noMerge ? lowered : mergeKernels(lowered, fused.buffers, apart, { rowLoops: opts.rowLoops ?? DEFAULT_ROW_LOOPS, siblingReductions: opts.siblingReductions ?? DEFAULT_SIBLING_REDUCTIONS })), printKernels);
   const laid = stages.run('layout', () => ((opts.relayout ?? DEFAULT_RELAYOUT) ? relayoutForMatmuls(merged, fused.buffers).kernels : merged), printKernels);
   const split = (opts.splitParts ?? DEFAULT_SPLIT_PARTS) ? stages.run('split', () => splitParts(laid), printKernels) : laid;
   const tiled = stages.run('tile', () => tileKernels(split, fused.buffers, opts.target), printKernels);

@@ -27,7 +27,9 @@ import { KilnError } from '../ir/errors.ts';
  * elementwise kernels and cuBLAS epilogues, with vector loads and stores; default 4), KILN_GEMM_AUTOTUNE=1 (measure the providers of a program's untuned
  * matmuls when it is compiled, and cache the choice), KILN_NVRTC_SERIAL
  * (any non-empty value: one module compiled on the main thread instead of each distinct kernel in
- * worker threads).
+ * worker threads), KILN_CUDA_GEMM_OUTPUT_C=0 (a GEMM's C always goes to the workspace first, even where an
+ * epilogue stores it as one of its outputs), KILN_CUDA_COLUMN_PAIRS=1 (two grid points per thread in split column
+ * kernels over bf16/f16 data; an experiment, off by default).
  */
 export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): CudaOptions {
   return {
@@ -42,6 +44,8 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
     autotune: env.KILN_GEMM_AUTOTUNE === '1',
     ...(env.KILN_CUDA_FLASH_WGMMA === '0' || env.KILN_CUDA_FLASH_WGMMA === '1' ? { flashWgmma: env.KILN_CUDA_FLASH_WGMMA === '1' } : {}),
     ...(env.KILN_NVRTC_SERIAL ? { parallelNvrtc: false } : {}),
+    ...(env.KILN_CUDA_GEMM_OUTPUT_C === '0' ? { gemmOutputC: false } : {}),
+    ...(env.KILN_CUDA_COLUMN_PAIRS === '1' ? { columnPairs: true } : {}),
   };
 }
 

@@ -54,7 +54,7 @@ export async function buildCuda(cuda: CudaDriver, program: KernelProgram, option
   const buildDir = join(root, 'programs');
   // wgmma flash attention on Hopper unless turned off (options.flashWgmma): part of the build's key.
   const cg = codegenOptions(cuda, options), wgmma = cg.flashWgmma;
-  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS}${wgmma ? '-wgmma' : ''}`;
+  const buildKey = cacheKey && `${cacheKey}.cuda-${cuda.sm}-${options.cublas === false ? 'nocublas' : 'cublas'}-${options.tensorCores === false ? 'simt' : 'tc'}-${options.gemmTuning === false ? 'untuned' : 'tuned'}-${options.gemmDefault === 'generated' ? 'gen' : 'lib'}-e${options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS}${wgmma ? '-wgmma' : ''}${options.gemmOutputC === false ? '-cws' : ''}${options.columnPairs ? '-pairs' : ''}`;
   if (buildKey) {
     const hit = readEntry<CachedBuild>(buildDir, buildKey, 'build');
     const images = hit?.units.map((u) => readCubin(join(cubinDir, `${u.cubin}.cubin`)));

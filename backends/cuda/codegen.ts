@@ -19,7 +19,8 @@ import { createHash } from 'node:crypto';
 import type { DType } from '../../ir/dtype.ts';
 import { KilnError } from '../../ir/errors.ts';
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { I, affine, exprKey, linearIndex, mapExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import { sameExtentRuns, splittable } from '../../ir/kernel/reductions.ts';
+import { I, affine, exprKey, linearIndex, mapExpr, mapStmts, walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import type { AttentionGradKernel, AttentionKernel, BufferDecl, Expr, KernelProgram, LoopKernel, MatmulKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
 import { debugOn, debugSource } from '../../compiler/debug.ts';
@@ -111,7 +112,7 @@ function floatLit(v: number): string {
 }
 
 class Gen {
-  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints'> = {}) {}
+  constructor(readonly buffers: readonly BufferDecl[], readonly options: Pick<CudaOptions, 'cublas' | 'elementwisePoints' | 'gemmOutputC' | 'columnPairs'> = {}) {}
 
   /** Round a float expression to its narrow dtype. */
   private narrow(code: string, d: DType): string {
@@ -561,6 +562,50 @@ function accumulate(g: Gen, s: ReduceStmt, out: string[], ind: string): void {
   } else out.push(`${ind}acc_${s.acc} = ${reduction(s).combine(`acc_${s.acc}`, `(${reduction(s).vt})(${v})`)};`);
 }
 
+/**
+ * Independent reductions of one extent (`run`) in one loop over the reduced axis: each keeps its own
+ * accumulator, combined in the same order as in a loop of its own (so every result is the same, bit
+ * for bit), and each body has its own scope inside the loop (the loop variable renamed to the first
+ * reduction's), so loads the bodies share are read from memory once per iteration (the compiler keeps
+ * one of identical loads with no store between them). Unrolled by UNROLL_ROWS: the loads of
+ * several rows are in flight at once (these loops are bound by memory latency, not arithmetic).
+ * `setup`: a line before the loop (its bounds); `head`: the for-loop's header for a loop variable.
+ */
+function sharedRowLoop(g: Gen, run: readonly ReduceStmt[], setup: string | undefined, head: (v: string) => string, out: string[], ind: string): void {
+  const v = run[0]!.var;
+  for (const s of run) out.push(`${ind}${reduction(s).vt} acc_${s.acc} = ${reduction(s).ident};`);
+  if (setup) out.push(`${ind}${setup}`);
+  out.push(`${ind}#pragma unroll ${UNROLL_ROWS}`, `${ind}for (${head(v)}) {`);
+  for (const s of run) {
+    out.push(`${ind}  {`);
+    if (s.var !== v) out.push(`${ind}    const int ${s.var} = ${v};`);
+    g.stmts(s.body, `${ind}    `, out);
+    accumulate(g, s, out, `${ind}    `);
+    out.push(`${ind}  }`);
+  }
+  out.push(`${ind}}`);
+}
+
+/** The lets of a body that use a reduction's result (directly or through other lets): they run after the reductions. */
+function lateStatements(body: readonly Stmt[]): Set<Stmt> {
+  const names = new Set<string>(), late = new Set<Stmt>();
+  for (const s of body) {
+    if (s.k === 'reduce') names.add(s.acc);
+    else if (s.k === 'let') {
+      let hit = false;
+      walkStmts([s], (e) => { if (e.k === 'ref' && names.has(e.name)) hit = true; });
+      if (hit) {
+        names.add(s.name);
+        late.add(s);
+      }
+    }
+  }
+  return late;
+}
+
+/** Rows of a column kernel's reduction loop unrolled together (sharedRowLoop). */
+const UNROLL_ROWS = 4;
+
 type ColumnMapping = Extract<RowMapping, { kind: 'column' }>;
 
 /**
@@ -582,6 +627,25 @@ function genColumnRows(g: Gen, k: LoopKernel, fn: string, ids: number[], out: st
   const laneLoop: RowLoop = {
     open: (v, extent) => [`  for (int ${v} = ty; ${v} < ${extent}; ${v} += ${L}) {`, '    if (live) {'], ind: '      ', close: ['    }', '  }'],
   };
+  if (splittable(k)) {
+    // Independent reductions: the lets they use first, then one loop per extent (sharedRowLoop),
+    // each combined across lanes, then the rest of the body in order.
+    const reduces = k.body.filter((s): s is ReduceStmt => s.k === 'reduce');
+    const late = lateStatements(k.body);
+    for (const s of k.body) if (s.k === 'let' && !late.has(s)) g.stmts([s], '  ', out);
+    for (const run of sameExtentRuns(reduces)) sharedRowLoop(g, run, undefined, (v) => `int ${v} = ty; ${v} < ${run[0]!.extent}; ${v} += ${L}`, out, '  ');
+    for (const s of reduces) {
+      const r = reduction(s);
+      out.push(`  ${r.shared}[ty][tx] = acc_${s.acc};`, '  __syncthreads();');
+      out.push(`  ${r.vt} v_${s.acc} = ${r.shared}[0][tx];`);
+      out.push(`  for (int w = 1; w < ${L}; w++) v_${s.acc} = ${r.combine(`v_${s.acc}`, `${r.shared}[w][tx]`)};`);
+      out.push('  __syncthreads();');
+    }
+    for (const s of k.body) if (s.k === 'store' || (s.k === 'let' && late.has(s))) rowBodyStmt(g, s, out, 'live && ty == 0', laneLoop);
+    out.push('}');
+    pruneShared(out, decl);
+    return [{ kind: 'kernel', fn, grid: [Math.ceil(total / P), 1, 1], block: [P, L, 1], params: ids }];
+  }
   for (const s of k.body) {
     switch (s.k) {
       case 'let': case 'store': case 'loop':
@@ -634,6 +698,9 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
   scratch.push({ id: scr, bytes: reduces.length * S * total * 4 });
   const all = [...ids, scr];
   const slot = (j: number, chunk: string, point: string) => `scr${-scr}[(long long)(${j * S} + ${chunk}) * ${total}LL + ${point}]`;
+  const pairs = columnPairs(g, k, reduces);
+  if (pairs) genSplitPairs(g, k, fn, all, out, total, m, reduces, pairs, slot);
+  else {
   // Pass 1: partials. Lets that use a reduction's result belong to pass 2.
   out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params(all, g.buffers)}) {`);
   out.push(`  __shared__ float red_f[${L}][${P + 1}];`);
@@ -641,34 +708,24 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
   out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total}LL;`);
   out.push('  const long long t = live ? t_ : 0;');
   decompose(gv, k.grid, 't', out, '  ');
-  const late = new Set<string>();
-  const usesLate = (stmts: readonly Stmt[]) => {
-    let hit = false;
-    walkStmts(stmts, (e) => { if (e.k === 'ref' && late.has(e.name)) hit = true; });
-    return hit;
-  };
-  reduces.forEach((r) => late.add(r.acc));
-  for (const s of k.body) {
-    if (s.k === 'let') {
-      if (usesLate([s])) late.add(s.name);
-      else g.stmts([s], '  ', out);
+  const late = lateStatements(k.body);
+  for (const s of k.body) if (s.k === 'let' && !late.has(s)) g.stmts([s], '  ', out);
+  // Reductions of one extent share one loop over the chunk (sharedRowLoop).
+  for (const run of sameExtentRuns(reduces)) {
+    const chunk = Math.ceil(run[0]!.extent / S);
+    out.push('  {');
+    sharedRowLoop(g, run, `const int end_ = min(${run[0]!.extent}, (c_ + 1) * ${chunk});`, (v) => `int ${v} = c_ * ${chunk} + ty; ${v} < end_; ${v} += ${L}`, out, '    ');
+    for (const s of run) {
+      const r = reduction(s), j = reduces.indexOf(s);
+      out.push(`    red_f[ty][tx] = acc_${s.acc};`, '    __syncthreads();');
+      out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
+      out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
+      out.push(`      ${slot(j, 'c_', 't_')} = v_;`, '    }', '    __syncthreads();');
     }
+    out.push('  }');
   }
-  reduces.forEach((s, j) => {
-    const r = reduction(s);
-    const chunk = Math.ceil(s.extent / S);
-    out.push(`  {`, `    ${r.vt} acc_${s.acc} = ${r.ident};`);
-    out.push(`    const int end_ = min(${s.extent}, (c_ + 1) * ${chunk});`);
-    out.push(`    for (int ${s.var} = c_ * ${chunk} + ty; ${s.var} < end_; ${s.var} += ${L}) {`);
-    g.stmts(s.body, '      ', out);
-    accumulate(g, s, out, '      ');
-    out.push('    }');
-    out.push(`    red_f[ty][tx] = acc_${s.acc};`, '    __syncthreads();');
-    out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
-    out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
-    out.push(`      ${slot(j, 'c_', 't_')} = v_;`, '    }', '    __syncthreads();', '  }');
-  });
   out.push('}');
+  }
   // Pass 2: combine the partials in chunk order, then the lets and stores.
   out.push(`extern "C" __global__ void ${fn}_combine(${params(all, g.buffers)}) {`);
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
@@ -684,9 +741,98 @@ function genSplitColumns(g: Gen, k: LoopKernel, fn: string, ids: number[], out: 
   }
   out.push('}');
   return [
-    { kind: 'kernel', fn, grid: [Math.ceil(total / P), S, 1], block: [P, L, 1], params: all },
+    { kind: 'kernel', fn, grid: [Math.ceil(total / (pairs ? 2 : 1) / P), S, 1], block: [P, L, 1], params: all },
     { kind: 'kernel', fn: `${fn}_combine`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all },
   ];
+}
+
+type VectorLoads = NonNullable<ReturnType<typeof vectorPlan>>['loads'];
+
+/**
+ * Two consecutive grid points per thread for a split column kernel whose reductions read 2-byte data
+ * (CudaOptions.columnPairs): a warp then reads 64 consecutive bf16 values (128 bytes) of a row, as the f32
+ * kernels do, where one point per thread reads 64 bytes. The loads that fit (vectorPlan) are read as 32-bit
+ * pairs; undefined (one point per thread) when the option is off, the last grid extent is odd or no
+ * 2-byte load fits.
+ */
+function columnPairs(g: Gen, k: LoopKernel, reduces: readonly ReduceStmt[]): VectorLoads | undefined {
+  if (g.options.columnPairs !== true || k.grid.length === 0 || k.grid[k.grid.length - 1]! % 2 !== 0) return undefined;
+  const body: Stmt[] = reduces.flatMap((r) => [...r.body, { k: 'let' as const, name: `val_${r.acc}`, value: r.value }]);
+  const plan = vectorPlan(g.buffers, body, `g${k.grid.length - 1}`, 2);
+  if (!plan || ![...plan.loads.values()].some((ld) => ['bf16', 'f16'].includes(g.buffers[ld.buf]!.dtype))) return undefined;
+  return plan.loads;
+}
+
+/**
+ * Pass 1 of a split column kernel at two grid points per thread (columnPairs): the lets before the
+ * reductions once per point (renamed _l0, _l1), then per run of one extent one loop over the chunk whose
+ * iteration reads the paired loads once and runs every reduction's body for point 0, then point 1, each
+ * into its own accumulator (the same sums in the same order as one point per thread), then the partials
+ * of each point, as genSplitColumns writes them.
+ */
+function genSplitPairs(g: Gen, k: LoopKernel, fn: string, all: readonly number[], out: string[], total: number, m: ColumnMapping, reduces: readonly ReduceStmt[], loads: VectorLoads, slot: (j: number, chunk: string, point: string) => string): void {
+  const P = m.points, L = m.lanes, S = m.split, V = 2;
+  const n = k.grid.length, last = `g${n - 1}`;
+  const gv = k.grid.map((_, i) => `g${i}`);
+  out.push(`extern "C" __global__ void __launch_bounds__(${P * L}) ${fn}(${params([...all], g.buffers)}) {`);
+  out.push(`  __shared__ float red_f[${L}][${P + 1}];`);
+  out.push('  const int tx = threadIdx.x, ty = threadIdx.y, c_ = blockIdx.y;');
+  out.push(`  const long long t_ = (long long)blockIdx.x * ${P} + tx;`, `  const bool live = t_ < ${total / V}LL;`);
+  out.push('  const long long t = live ? t_ : 0;');
+  decompose([...gv.slice(0, -1), `${last}_v`], [...k.grid.slice(0, -1), k.grid[n - 1]! / V], 't', out, '  ');
+  out.push(`  const int ${last}_0 = ${last}_v * ${V};`);
+  const late = lateStatements(k.body);
+  const early = k.body.filter((s): s is Extract<Stmt, { k: 'let' }> => s.k === 'let' && !late.has(s));
+  const names = new Set(early.map((s) => s.name));
+  for (let e = 0; e < V; e++) {
+    const at: Expr = { k: 'bin', op: 'add', a: { k: 'var', name: `${last}_0`, dtype: 'i32' }, b: { k: 'const', v: e, dtype: 'i32' }, dtype: 'i32' };
+    g.stmts(mapStmts(early, (x) => (x.k === 'var' && x.name === last ? at : x.k === 'ref' && names.has(x.name) ? { ...x, name: `${x.name}_l${e}` } : undefined), (nm) => `${nm}_l${e}`), '  ', out);
+  }
+  const at0 = (ix: Expr) => g.expr(mapExpr(ix, (x) => (x.k === 'var' && x.name === last ? { k: 'var', name: `${last}_0`, dtype: 'i32' } : undefined)));
+  for (const run of sameExtentRuns(reduces)) {
+    const chunk = Math.ceil(run[0]!.extent / S), v = run[0]!.var;
+    out.push('  {');
+    for (const s of run) for (let e = 0; e < V; e++) out.push(`    ${reduction(s).vt} acc_${s.acc}_l${e} = ${reduction(s).ident};`);
+    out.push(`    const int end_ = min(${run[0]!.extent}, (c_ + 1) * ${chunk});`);
+    out.push(`    #pragma unroll ${UNROLL_ROWS}`, `    for (int ${v} = c_ * ${chunk} + ty; ${v} < end_; ${v} += ${L}) {`);
+    for (const s of run) if (s.var !== v) out.push(`      const int ${s.var} = ${v};`);
+    // The paired loads of this run's bodies (those whose index uses only this run's variables).
+    const mine = new Set(run.map((s) => s.var));
+    const lanes = new Map<string, string[]>();
+    loads.forEach((ld, key) => {
+      let ok = true;
+      walkExpr(ld.index, (x) => { if (x.k === 'var' && x.name !== last && !gv.includes(x.name) && !mine.has(x.name)) ok = false; });
+      if (!ok) return;
+      const o: string[] = [];
+      const ls = vectorLoad(`buf${ld.buf}`, at0(ld.index), g.buffers[ld.buf]!.dtype, V, `pv${lanes.size}_`, o);
+      out.push(...o.map((l) => `    ${l}`));
+      lanes.set(key, ls.map((x) => g.loadValue(ld.buf, x)));
+    });
+    for (let e = 0; e < V; e++) {
+      out.push('      {', `        const int ${last} = ${last}_0 + ${e};`);
+      for (const s of early) out.push(`        const ${valueType(s.value.dtype)} v_${s.name} = v_${s.name}_l${e};`);
+      g.vector = { loads: lanes, stores: new Map(), lane: e };
+      for (const s of run) {
+        out.push('        {');
+        g.stmts(s.body, '          ', out);
+        out.push(`          acc_${s.acc}_l${e} = ${reduction(s).combine(`acc_${s.acc}_l${e}`, `(${reduction(s).vt})(${g.expr(s.value)})`)};`);
+        out.push('        }');
+      }
+      g.vector = undefined;
+      out.push('      }');
+    }
+    out.push('    }');
+    for (const s of run)
+      for (let e = 0; e < V; e++) {
+        const r = reduction(s), j = reduces.indexOf(s);
+        out.push(`    red_f[ty][tx] = acc_${s.acc}_l${e};`, '    __syncthreads();');
+        out.push(`    if (ty == 0 && live) {`, `      ${r.vt} v_ = red_f[0][tx];`);
+        out.push(`      for (int w = 1; w < ${L}; w++) v_ = ${r.combine('v_', 'red_f[w][tx]')};`);
+        out.push(`      ${slot(j, 'c_', `t_ * ${V} + ${e}`)} = v_;`, '    }', '    __syncthreads();');
+      }
+    out.push('  }');
+  }
+  out.push('}');
 }
 
 /**
@@ -770,9 +916,11 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
   // cuBLASLt's BIAS epilogue: the one store is accumulator + bias[j] (gemmLibrary.ts ltBias).
   const bias = lt && storesIdentity ? ltBias(only.value, outType!, g.buffers) : undefined;
   const direct = storesIdentity && (bias !== undefined || only.value.k === 'ref' || (only.value.k === 'cast' && only.value.a.k === 'ref'));
-  // The workspace: [C (unless direct) | staged a | staged b | cuBLASLt workspace], each 256-byte aligned.
+  // The workspace: [C (unless direct or into an output) | staged a | staged b | cuBLASLt workspace], each 256-byte aligned.
   const cType = direct ? (outType as 'f32' | 'bf16') : ab === 'bf16' && accStoredAsBf16(k.epilogue) ? 'bf16' : 'f32';
-  const cBytes = direct ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
+  // One of several stores is C itself: the library writes it there, and the epilogue kernel reads it from there.
+  const accOut = direct || lt || g.options.gemmOutputC === false ? undefined : accIdentityStore(k, identity, cType, g.buffers);
+  const cBytes = direct || accOut ? 0 : align256(batch * k.m * k.n * (cType === 'bf16' ? 2 : 4));
   let used = cBytes;
   let workspace: ReturnType<typeof gemmWorkspace> | undefined;
   const ws = () => (workspace ??= gemmWorkspace(scratch));
@@ -816,28 +964,59 @@ function planGemm(g: Gen, k: MatmulKernel, fn: string, out: string[], scratch: S
     } } : {}),
   });
   if (direct) return [...staging, gemm({ buf: only.buf, offset: 0 })];
-  const cId = ws().id;
   const total = batch * k.m * k.n;
   const acc = kernelAccess({ ...k, a: I.c(0), b: I.c(0) });
   const ids = [...new Set([...acc.reads, ...acc.writes])];
-  out.push(`extern "C" __global__ void ${fn}_epilogue(${params([...ids, cId], g.buffers)}) {`);
+  const cId = accOut ? accOut.buf : ws().id;
+  const all = accOut ? ids : [...ids, cId];
+  const epilogue = accOut ? k.epilogue.filter((st) => st !== accOut) : k.epilogue;
+  out.push(`extern "C" __global__ void ${fn}_epilogue(${params(all, g.buffers)}) {`);
   const V = g.options.elementwisePoints ?? DEFAULT_ELEMENTWISE_POINTS;
-  const cBase = cType === 'bf16' ? `((const u16*)scr${-cId})` : `scr${-cId}`;
+  const cBase = accOut ? `buf${cId}` : cType === 'bf16' ? `((const u16*)scr${-cId})` : `scr${-cId}`;
   if (V > 1 && k.n % V === 0 && total >= V * 132 * 2048) {
     // V consecutive outputs along j per thread, C and the epilogue's operands read as vectors (genPoints).
     out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total / V}LL) return;`);
     decompose([...vars.slice(0, -1), 'j_v'], [...k.batch, k.m, k.n / V], 't', out, '  ');
     const c = vectorLoad(cBase, `t * ${V}`, cType, V, 'cv_', out);
-    genPoints(g, k.epilogue, 'j', V, out, (e) => [`const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${c[e]})` : c[e]};`]);
+    genPoints(g, epilogue, 'j', V, out, (e) => [`const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${c[e]})` : c[e]};`]);
     out.push('}');
-    return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / V / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+    return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / V / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all }];
   }
   out.push(`  const long long t = (long long)blockIdx.x * ${ELEMENTWISE_BLOCK} + threadIdx.x;`, `  if (t >= ${total}LL) return;`);
   decompose(vars, [...k.batch, k.m, k.n], 't', out, '  ');
   out.push(`  const float v_acc = ${cType === 'bf16' ? `k_bf16_to_f32(${cBase}[t])` : `${cBase}[t]`};`);
-  g.stmts(k.epilogue, '  ', out);
+  g.stmts(epilogue, '  ', out);
   out.push('}');
-  return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: [...ids, cId] }];
+  return [...staging, gemm({ buf: cId, offset: 0 }), { kind: 'kernel', fn: `${fn}_epilogue`, grid: [Math.ceil(total / ELEMENTWISE_BLOCK), 1, 1], block: [ELEMENTWISE_BLOCK, 1, 1], params: all }];
+}
+
+/**
+ * A top-level epilogue store of the accumulator as it is (or cast to C's type `cType`) at the output's
+ * identity index, into a temporary or output of C's type, beside other statements: the library can write C into
+ * that buffer itself (the same values: C holds acc rounded to cType, which the store would write), and
+ * the epilogue kernel reads C from it and runs the rest (C is written once instead of twice: the bf16
+ * pre-bias copies the backward keeps, LightningDiT-B/1 batch 128: 12 × 150 MB for the qkv projections
+ * alone). Only where nothing the kernel reads shares the buffer's memory (the library writes it before
+ * the epilogue reads its operands), and never an in-place output.
+ */
+function accIdentityStore(k: MatmulKernel, identity: ReturnType<typeof affine>, cType: 'f32' | 'bf16', buffers: readonly BufferDecl[]): Extract<Stmt, { k: 'store' }> | undefined {
+  const lets = new Map<string, Expr>();
+  const inline = (e: Expr): Expr => mapExpr(e, (x) => (x.k === 'ref' && lets.has(x.name) ? lets.get(x.name)! : undefined));
+  const bytes = (b: BufferDecl) => b.numel * (b.dtype === 'f16' || b.dtype === 'bf16' ? 2 : 4);
+  const reads = kernelAccess(k).reads;
+  const overlaps = (b: BufferDecl) => [...reads].some((r) => {
+    const x = buffers[r]!;
+    if (r === b.id) return true;
+    return x.kind === 'temp' && x.offset !== undefined && b.offset !== undefined && x.offset < b.offset + bytes(b) && b.offset < x.offset + bytes(x);
+  });
+  for (const s of k.epilogue) {
+    if (s.k === 'let') lets.set(s.name, inline(s.value));
+    if (s.k !== 'store' || s.mode !== 'set') continue;
+    const b = buffers[s.buf]!, v = inline(s.value);
+    const isAcc = (v.k === 'ref' && v.name === 'acc' && cType === 'f32') || (v.k === 'cast' && v.dtype === cType && v.a.k === 'ref' && v.a.name === 'acc');
+    if (isAcc && (b.kind === 'temp' || b.kind === 'output') && b.dtype === cType && b.inPlaceOf === undefined && sameAffine(affine(inline(s.index)), identity) && !overlaps(b)) return s;
+  }
+  return undefined;
 }
 
 function sameAffine(a: ReturnType<typeof affine>, b: ReturnType<typeof affine>): boolean {
@@ -936,7 +1115,7 @@ function linearOf(vars: readonly string[], extents: readonly number[]): string {
  * compiled once (`units`: one per distinct source, for parallel NVRTC). `source` is all of them as one
  * module. KILN_DEBUG=source prints each kernel's source (compiler/debug.ts debugSource).
  */
-export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma'> = {}): CudaModule {
+export function generateCuda(p: KernelProgram, options: Pick<CudaOptions, 'cublas' | 'tensorCores' | 'elementwisePoints' | 'flashWgmma' | 'gemmOutputC' | 'columnPairs'> = {}): CudaModule {
   for (const b of p.buffers)
     if (b.numel >= 2 ** 31) throw new KilnError(`cuda codegen: buffer b${b.id} has ${b.numel} elements; 32-bit indexing supports < 2^31`);
   const g = new Gen(p.buffers, options);

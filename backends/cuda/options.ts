@@ -34,6 +34,17 @@ export interface CudaOptions {
    * default true there). false: the mma.sync kernels everywhere. KILN_CUDA_FLASH_WGMMA=0 / 1.
    */
   readonly flashWgmma?: boolean;
+  /**
+   * A cuBLAS GEMM whose epilogue stores C itself beside other outputs writes C into that output, and the
+   * epilogue kernel reads it from there (codegen.ts accIdentityStore; default true). false: C always goes
+   * to the workspace first. KILN_CUDA_GEMM_OUTPUT_C=0.
+   */
+  readonly gemmOutputC?: boolean;
+  /**
+   * Two grid points per thread in split column kernels over 2-byte data (codegen.ts columnPairs; default
+   * false: an experiment, KILN_CUDA_COLUMN_PAIRS=1).
+   */
+  readonly columnPairs?: boolean;
   /** Use the measured GEMM schedules of the tuning cache in cacheDir (default true; gemmTuning.ts). */
   readonly gemmTuning?: boolean;
   /**

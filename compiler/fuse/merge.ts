@@ -7,6 +7,8 @@
  *    of a parameter, its moments) or consume each other element by element become one kernel,
  *    loading each operand once;
  *  - attention gradients: the dQ, dK, dV kernels of one attention become one kernel;
+ *  - sibling reductions (`siblingReductions`): column reductions of the same grid and extent that read
+ *    one activation along the reduced axis (bias gradients of a matmul's halves) become one kernel;
  *  - row loops (`rowLoops`): an elementwise kernel over [...grid, C] that reads a reduction kernel's
  *    results (over `grid`) only at its row moves into that kernel as a row loop over C after the
  *    reductions (a norm's statistics and the normalization that uses them: the row is read from
@@ -19,12 +21,14 @@
  * copies never joins a forward kernel, which would run the recomputation in the forward).
  */
 import { kernelAccess } from '../../ir/kernel/access.ts';
-import { I, exprKey, linearIndex, mapExpr, mapStmts } from '../../ir/kernel/expr.ts';
+import { I, exprKey, linearIndex, mapExpr, mapStmts, walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import { splittable } from '../../ir/kernel/reductions.ts';
 import type { AttentionGradKernel, BufferDecl, Expr, Kernel, LoopKernel, MatmulKernel, Stmt } from '../../ir/kernel/types.ts';
 import { stridesOf } from '../../ir/shape.ts';
 import { kernelPredecessors } from '../schedule/dependence.ts';
+import { isColumnCandidate } from '../schedule/rowMapping.ts';
 
-export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[], apart?: (x: Kernel, y: Kernel) => boolean, opts: { rowLoops?: boolean } = {}): Kernel[] {
+export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferDecl[], apart?: (x: Kernel, y: Kernel, how?: 'sibling') => boolean, opts: { rowLoops?: boolean; siblingReductions?: boolean } = {}): Kernel[] {
   let counter = 0;
   const prefix = () => `m${counter++}_`;
 
@@ -113,7 +117,8 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
   while (work.length) {
     const k = work.shift()!;
     if (!live.has(k)) continue; // merged away
-    const merged = k.kind === 'matmul' ? epilogue(k) : isElementwise(k) ? horizontal(k) : k.kind === 'attention_grad' ? attentionGrads(k) : undefined;
+    const merged = k.kind === 'matmul' ? epilogue(k) : isElementwise(k) ? horizontal(k) : k.kind === 'attention_grad' ? attentionGrads(k)
+      : opts.siblingReductions && isReduction(k) ? siblingReductions(k) : undefined;
     if (merged) work.unshift(merged);
   }
   // Row loops last, once the elementwise consumers of a row's statistics have merged into one kernel.
@@ -201,6 +206,36 @@ export function mergeKernels(input: readonly Kernel[], buffers: readonly BufferD
         const body = substitute(e.body, p, (g) => I.v(g < n ? `g${g}` : cv), new Map(consumes.map((x) => [x, avail.get(x)!])));
         return commit(cur, e, { ...cur, name: `${cur.name}+${e.name}`, nodes: [...cur.nodes, ...e.nodes], body: [...cur.body, { k: 'loop', var: cv, extent: e.grid[n]!, body }] });
       }
+    return undefined;
+  }
+
+  /**
+   * Merge one reduction kernel of the same grid whose reductions (independent ones, all of one extent,
+   * as cur's) read a buffer that cur's reductions read too, along the reduced axis (an activation: the bias
+   * gradients of the two halves of a SwiGLU's first matmul read the same dY and pre-activation, 268-403 MB
+   * each at LightningDiT-B/1 batch 128). One kernel reads them once (backends run reductions of one
+   * extent in one loop over the reduced axis). Both must be column candidates (sums over rows of
+   * [rows, channels] data: compiler/schedule/rowMapping.ts), and so is the result, with the same mapping
+   * (the mapping depends only on the grid, the extents and that), so every sum is computed as before.
+   * `apart(x, y, 'sibling')`: siblings share an activation, so they belong to one layer's backward.
+   */
+  function siblingReductions(cur: LoopKernel): Kernel | undefined {
+    const ext = reduceExtents(cur);
+    if (ext === undefined || !splittable(cur) || !isColumnCandidate(cur)) return undefined;
+    const ca = kernelAccess(cur);
+    const rowData = reducedReads(cur);
+    const cands = new Set<Kernel>();
+    for (const b of rowData) if (buffers[b]!.kind !== 'const') for (const k of readers.get(b) ?? []) if (k !== cur) cands.add(k);
+    for (const b of [...cands].sort((x, y) => place.get(x)! - place.get(y)!)) {
+      if (!isReduction(b) || !sameShape(b.grid, cur.grid) || reduceExtents(b) !== ext || !splittable(b)) continue;
+      if (![...reducedReads(b)].some((x) => rowData.has(x) && buffers[x]!.kind !== 'const') || !isColumnCandidate(b)) continue;
+      const cb = kernelAccess(b);
+      if ([...cb.writes].some((x) => ca.reads.has(x) || ca.writes.has(x)) || [...ca.writes].some((x) => cb.reads.has(x))) continue;
+      if (apart?.(cur, b, 'sibling') || throughOthers(cur, b) || throughOthers(b, cur)) continue;
+      const vars = cur.grid.map((_, i) => I.v(`g${i}`));
+      const body = substitute(b.body, prefix(), (g) => vars[g]!, new Map());
+      return commit(cur, b, cseLets({ ...cur, name: `${cur.name}+${b.name}`, nodes: [...cur.nodes, ...b.nodes], body: [...cur.body, ...body] }, cur.body));
+    }
     return undefined;
   }
 
@@ -309,6 +344,32 @@ function isElementwise(k: Kernel): k is LoopKernel {
 /** A loop kernel of top-level reductions, lets and stores (no row loop yet). */
 function isReduction(k: Kernel): k is LoopKernel {
   return k.kind === 'loop' && k.body.some((s) => s.k === 'reduce') && k.body.every((s) => s.k === 'let' || s.k === 'reduce' || (s.k === 'store' && s.mode === 'set'));
+}
+/** The one extent of all of a kernel's top-level reductions, or undefined when they differ. */
+function reduceExtents(k: LoopKernel): number | undefined {
+  const ext = new Set(k.body.flatMap((s) => (s.k === 'reduce' ? [s.extent] : [])));
+  return ext.size === 1 ? [...ext][0] : undefined;
+}
+/** The buffers a kernel's reductions load along the reduced axis (at an index that uses the reduction's variable). */
+function reducedReads(k: LoopKernel): Set<number> {
+  const bufs = new Set<number>();
+  for (const s of k.body) {
+    if (s.k !== 'reduce') continue;
+    // The reduction's lets that depend on its variable, so that loads at their values count too.
+    const along = new Set<string>();
+    const uses = (e: Expr) => {
+      let hit = false;
+      walkExpr(e, (x) => { if ((x.k === 'var' && x.name === s.var) || (x.k === 'ref' && along.has(x.name))) hit = true; });
+      return hit;
+    };
+    const visit = (e: Expr) => { if (e.k === 'load' && uses(e.index)) bufs.add(e.buf); };
+    for (const st of s.body) {
+      if (st.k === 'let' && uses(st.value)) along.add(st.name);
+      walkStmts([st], visit);
+    }
+    walkExpr(s.value, visit);
+  }
+  return bufs;
 }
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);

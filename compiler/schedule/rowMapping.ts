@@ -21,8 +21,11 @@
  *    of two, between 32 and 256.
  */
 import { walkExpr, walkStmts } from '../../ir/kernel/expr.ts';
+import { splittable } from '../../ir/kernel/reductions.ts';
 import { samplePoints, strideAt } from '../../ir/kernel/stride.ts';
-import type { Expr, LoopKernel, RowMapping, Stmt } from '../../ir/kernel/types.ts';
+import type { Expr, LoopKernel, RowMapping } from '../../ir/kernel/types.ts';
+
+export { splittable };
 
 export const COLUMN_POINTS = 32;
 export const COLUMN_LANES = 8;
@@ -60,7 +63,7 @@ export function chooseRowMapping(k: LoopKernel, processors: number): RowMapping 
  * the reduced axis, and their middles (the last grid axis' middle aligned to COLUMN_POINTS, where a
  * block of points starts).
  */
-function isColumnCandidate(k: LoopKernel): boolean {
+export function isColumnCandidate(k: LoopKernel): boolean {
   if (k.grid.length === 0) return false;
   const last = `g${k.grid.length - 1}`;
   let column = 0, contiguous = 0;
@@ -83,42 +86,6 @@ function isColumnCandidate(k: LoopKernel): boolean {
     if (s.k === 'reduce') walkExpr(s.value, visit);
   }
   return column > 0 && contiguous === 0;
-}
-
-/**
- * Can the reductions run as partials over chunks, combined in a second pass? Every top-level
- * reduction is a float sum, max or min (argmax partials would need the index too) whose body and
- * value use no other reduction's result (directly or through lets), there are no row loops, and
- * only lets and stores follow (pass 2 runs them per grid point).
- */
-export function splittable(k: LoopKernel): boolean {
-  const dependsOnAcc = new Set<string>();
-  const uses = (stmts: readonly Stmt[], extra?: Expr) => {
-    let hit = false;
-    const visit = (e: Expr) => {
-      if (e.k === 'ref' && dependsOnAcc.has(e.name)) hit = true;
-    };
-    walkStmts(stmts, visit);
-    if (extra) walkExpr(extra, visit);
-    return hit;
-  };
-  let reduces = 0;
-  for (const s of k.body) {
-    switch (s.k) {
-      case 'loop': return false;
-      case 'let':
-        if (uses([s])) dependsOnAcc.add(s.name);
-        break;
-      case 'reduce':
-        if (s.op === 'argmax' || (s.dtype !== 'f32' && s.dtype !== 'f16' && s.dtype !== 'bf16')) return false;
-        if (uses(s.body, s.value)) return false;
-        dependsOnAcc.add(s.acc);
-        reduces++;
-        break;
-      case 'store': break;
-    }
-  }
-  return reduces > 0;
 }
 
 /** Every row kernel with its mapping (other kernels unchanged). */

@@ -217,7 +217,15 @@ describe('row kernel mapping (LoopKernel.rows, rendered)', () => {
     // 200 channels (a partial last block) over 7·1111 rows: 30 chunks of 260 (the last 237).
     expect(launchesOf(1, 'sumRows')).toEqual([['fn', 7, 30, 1, 32, 8, 1], ['fn_combine', 1, 1, 1, 256, 1, 1]]);
     const m = generateCuda(compile(reductionGraph(REDUCTION_CASES[1]!)).program);
-    expect(m.scratch.map((s) => s.bytes)).toContain(30 * 200 * 4);
+    // sumRows shares its kernel with sumMaxRows's two reductions (they read w along the rows: sibling
+    // reductions, compiler/fuse/merge.ts): partials of 3 reductions, and one loop over each chunk.
+    expect(m.scratch.map((s) => s.bytes)).toContain(3 * 30 * 200 * 4);
+    const p1 = compile(reductionGraph(REDUCTION_CASES[1]!)).program;
+    const k = p1.kernels.findIndex((x) => x.kind === 'loop' && x.body.filter((s) => s.k === 'reduce').length === 3);
+    const fn = (m.launches[k]![0] as { fn: string }).fn;
+    const pass1 = m.source.slice(m.source.indexOf(`void __launch_bounds__(256) ${fn}(`), m.source.indexOf(`void ${fn}_combine(`));
+    expect(pass1.match(/for \(int \w+ = c_ \* 260 \+ ty;/g)).toHaveLength(1);
+    expect(pass1).toContain('#pragma unroll 4');
   });
   it('reductions along the contiguous last axis keep one block per row', () => {
     const p = compile(reductionGraph(REDUCTION_CASES[0]!)).program;

@@ -66,6 +66,21 @@ describe('library GEMM plans (cuBLAS bf16)', () => {
       expect(all.some((l) => l.kind === 'kernel' && l.fn.endsWith('_epilogue'))).toBe(!plain);
     });
 
+  it('an epilogue that stores C beside other outputs has the library write C into that output and reads it from there', () => {
+    const c = GEMM_CASES.find((x) => x.name === 'store_and_bias')!;
+    const p = libraryProgram(compile(gemmGraph(c)).program);
+    const y = p.outputs.get('y')!;
+    const off = generateCuda(p, { gemmOutputC: false }), on = generateCuda(p);
+    const gemmOf = (m: typeof on) => m.launches.flat().find((l) => l.kind === 'gemm')!;
+    expect(gemmOf(on).kind === 'gemm' && gemmOf(on).c.buf).toBe(y);
+    expect(gemmOf(off).kind === 'gemm' && gemmOf(off).c.buf).toBeLessThan(0);
+    // The epilogue no longer stores y (one store of z per point), and C needs no workspace.
+    const stores = (m: typeof on) => m.source.slice(m.source.indexOf('_matmul_epilogue(')).match(/buf\d+\[[^\]]+\] = /g) ?? [];
+    expect([stores(off).length, stores(on).length]).toEqual([2, 1]);
+    expect(on.scratch.length).toBe(0);
+    expect(off.scratch.length).toBe(1);
+  });
+
   it('the epilogue reads C in bf16 only where every use of acc is bf16(acc)', () => {
     const fused = libraryProgram(compile(gemmGraph(GEMM_CASES.find((c) => c.name === 'adamw_weight_grad')!)).program);
     const mm = fused.kernels.find((k) => k.kind === 'matmul')!;

@@ -14,6 +14,13 @@ import { I, konst, load } from '../../ir/kernel/expr.ts';
 import { printKernel } from '../../ir/kernel/print.ts';
 import type { Expr, LoopKernel, RowMapping } from '../../ir/kernel/types.ts';
 import { REDUCTION_CASES, reductionGraph } from '../support/reductionGraphs.ts';
+import { runProgram } from '../../backends/kernel/interpreter.ts';
+import { trainStep } from '../../compiler/transforms/trainStep.ts';
+import { LIGHTNINGDIT_TRAINING, flowMatchingLossGraph } from '../../models/flowMatching.ts';
+import { LightningDiT, lightningDiTConfig } from '../../models/lightningdit.ts';
+import { atPrecision } from '../../runtime/compile.ts';
+import { sameBits } from '../support/compare.ts';
+import { randomFeeds } from '../support/randomGraph.ts';
 
 /** The mapping of the kernel computing each output of a reduction case. */
 function mappings(c: number): Record<string, RowMapping | undefined> {
@@ -70,12 +77,51 @@ describe('row kernel mapping', () => {
     const m1 = mappings(1);
     expect(m1.argmaxTokens).toEqual({ kind: 'block', threads: 256 });
     expect(m1.meanThenScale).toEqual({ kind: 'block', threads: 256 });
-    const p = compile(reductionGraph(REDUCTION_CASES[1]!)).program;
+    const g = reductionGraph(REDUCTION_CASES[1]!);
+    const p = compile(g).program;
     for (const k of p.kernels)
       if (k.kind === 'loop' && k.rows?.kind === 'column' && k.rows.split > 1) expect(splittable(k)).toBe(true);
-    const dependent = p.kernels.find((k): k is LoopKernel => k.kind === 'loop' && k.body.filter((s) => s.k === 'reduce').length === 2);
-    expect(dependent && splittable(dependent)).toBe(false);
+    const mts = g.outputs.find((o) => o.name === 'meanThenScale')!.id;
+    const dependent = p.kernels.find((k): k is LoopKernel => k.kind === 'loop' && k.nodes.includes(mts));
+    expect(dependent!.body.filter((s) => s.k === 'reduce')).toHaveLength(2);
+    expect(splittable(dependent!)).toBe(false);
   });
+
+  it('sibling column reductions (one grid and extent, a buffer read along the reduced axis by both) share a kernel with the mapping each had', () => {
+    // Two bias-gradient-like sums over the 32768 rows of one [32768, 2048] input (the SwiGLU halves'
+    // bias gradients read the same dY and pre-activation): one split kernel, two reductions.
+    const g = trace('siblings', (t) => {
+      const x = t.input('x', [32768, 2048], 'f32'), w = t.input('w', [32768, 2048], 'f32');
+      return { a: x.mul(w).sum(0), b: x.sigmoid().sum(0), c: w.max(0) };
+    });
+    const rowKernels = (sib: boolean) => compile(g, { siblingReductions: sib }).program.kernels.filter((k): k is LoopKernel => k.kind === 'loop' && k.rows !== undefined);
+    const apart = rowKernels(false), merged = rowKernels(true);
+    expect(apart.map((k) => k.body.filter((s) => s.k === 'reduce').length)).toEqual([1, 1, 1]);
+    expect(merged.map((k) => k.body.filter((s) => s.k === 'reduce').length)).toEqual([3]);
+    expect(merged[0]!.rows).toEqual(apart[0]!.rows);
+    expect(apart.every((k) => JSON.stringify(k.rows) === JSON.stringify(apart[0]!.rows))).toBe(true);
+    // Reductions that do not read one buffer along the reduced axis stay apart; so do dependent ones.
+    const other = trace('strangers', (t) => {
+      const x = t.input('x', [32768, 2048], 'f32'), w = t.input('w', [32768, 2048], 'f32');
+      return { a: x.sum(0), b: w.sum(0) };
+    });
+    expect(compile(other).program.kernels.filter((k) => k.kind === 'loop' && k.rows !== undefined)).toHaveLength(2);
+    const m1 = mappings(1);
+    expect(m1.meanThenScale).not.toEqual(m1.sumTokens);
+  });
+
+  it('sibling reductions compute every output of a LightningDiT training step bit for bit (kernel interpreter)', () => {
+    // The kernel-IR interpreter sums each reduction in one order whatever the kernel it sits in: merged and
+    // unmerged programs must agree to the bit (the GPU's own check is test/gpu/reductions.test.ts).
+    const model = new LightningDiT(lightningDiTConfig('B/1', { depth: 1, hiddenSize: 32, numHeads: 2, inputSize: 4, inChannels: 4, numClasses: 4 }));
+    const g = atPrecision(trainStep(flowMatchingLossGraph(model, 2), { loss: 'loss', params: model.trainableParameterNames(), optimizer: LIGHTNINGDIT_TRAINING.optimizer }), 'bf16');
+    const apart = compile(g, { siblingReductions: false }).program, merged = compile(g).program;
+    const multi = (p: typeof merged) => p.kernels.filter((k) => k.kind === 'loop' && k.body.filter((s) => s.k === 'reduce').length > 1).length;
+    expect(merged.kernels.length).toBeLessThan(apart.kernels.length);
+    expect(multi(merged)).toBeGreaterThan(multi(apart));
+    const feeds = randomFeeds(g, 5);
+    expect(sameBits(runProgram(merged, feeds), runProgram(apart, feeds))).toEqual([]);
+  }, 300_000);
 
   it('strides are measured on index expressions with div/mod too (the [3, B, H, S, D] layout of q/k/v gradients)', () => {
     // Σ over r < 4096 of buf[(g/768)·3145728 + (r/256)·196608 + ((g/64)%12)·16384 + g%64 + (r%256)·64], g < 2304.

@@ -20,7 +20,10 @@
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
 import { hostTensor } from '../../ir/tensor.ts';
-import { backendByName } from '../../runtime/backends.ts';
+import { backendByName, cudaOptionsFromEnv } from '../../runtime/backends.ts';
+import { createCudaBackend } from '../../backends/cuda/executable.ts';
+import { trace } from '../../compiler/dsl/trace.ts';
+import type { Graph } from '../../ir/graph.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { boundMismatches } from '../support/compare.ts';
 import { randomFeeds } from '../support/randomGraph.ts';
@@ -31,7 +34,31 @@ const cudaBackend = backendByName('cuda');
 /** 2^-16 = (254 + 2)·2^-24: the summation bound's factor (longest addition chain ≤ 254, plus the product's and the result's rounding). */
 const BOUND_CHAIN = 2 ** -16;
 
+/** bf16 bias-gradient-like sums over [B·T] rows of [B, T, C] (a split column kernel, two sibling reductions). */
+function bf16Columns(): Graph {
+  return trace('bf16_columns', (t) => {
+    const x = t.input('x', [8, 1000, 200], 'bf16'), w = t.input('w', [8, 1000, 200], 'bf16');
+    return { xw: x.cast('f32').mul(w.cast('f32')).sum([0, 1]), sx: x.cast('f32').sigmoid().sum([0, 1]) };
+  });
+}
+
 describe('CUDA row kernels', () => {
+  for (const pairs of [false, true])
+    it(`bf16 column sums${pairs ? ' at two grid points per thread (columnPairs)' : ''} equal the CPU interpreter within the summation bound`, async () => {
+      const g = bf16Columns();
+      const f = randomFeeds(g, 9);
+      const abs = Object.fromEntries(Object.entries(f).map(([k, v]) => [k, hostTensor(v.dtype, v.shape, Array.from(v.data, Math.abs))]));
+      const got = await runOnBackend(createCudaBackend({ ...cudaOptionsFromEnv(), columnPairs: pairs }), g, f);
+      const want = runGraph(g, f), absWant = runGraph(g, abs);
+      const bad: string[] = [];
+      for (const [k, w] of Object.entries(want)) {
+        const r = boundMismatches(got[k]!.data, w.data, (i) => BOUND_CHAIN * absWant[k]!.data[i]!);
+        if (r.bad) bad.push(`${k}: ${r.bad}/${w.data.length} outside, worst ${r.worst.toPrecision(3)}x bound; ${r.first.join('; ')}`);
+        console.log(`bf16 columns${pairs ? ' (pairs)' : ''} ${k}: worst |d|/bound ${r.worst.toPrecision(2)}`);
+      }
+      expect(bad).toEqual([]);
+    });
+
   for (const c of REDUCTION_CASES)
     it(`reductions over strided and contiguous axes, ${c.name}, equal the CPU interpreter`, async () => {
       const g = reductionGraph(c);

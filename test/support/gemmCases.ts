@@ -11,7 +11,7 @@ import { numel } from '../../ir/shape.ts';
 import { type HostTensor, hostTensor } from '../../ir/tensor.ts';
 import { mulberry32 } from '../../runtime/prng.ts';
 
-export type Epilogue = 'store_f32' | 'store_bf16' | 'bias_gelu' | 'bias_f32' | 'bias_bf16' | 'residual' | 'two_stores' | 'adamw';
+export type Epilogue = 'store_f32' | 'store_bf16' | 'bias_gelu' | 'bias_f32' | 'bias_bf16' | 'residual' | 'two_stores' | 'store_and_bias' | 'adamw';
 
 export interface GemmCase {
   readonly name: string;
@@ -102,6 +102,13 @@ export function gemmGraph(c: GemmCase, low: 'bf16' | 'f16' = 'bf16'): Graph {
       g.output('y', g.op('add', [res, g.op('cast', [y], { dtype: 'f32' })]));
       break;
     }
+    case 'store_and_bias': {
+      // The matmul kept as it is (for the backward) and the biased value: C goes into y (codegen.ts accIdentityStore).
+      const bias = g.input('bias', { shape: [c.n], dtype: low });
+      g.output('y', y);
+      g.output('z', g.op('add', [y, bias]));
+      break;
+    }
     case 'two_stores': {
       const y32 = g.op('cast', [y], { dtype: 'f32' });
       g.output('y', y32);
@@ -151,6 +158,7 @@ export const GEMM_CASES: readonly GemmCase[] = [
   { name: 'bias_bf16_batched', m: 40, n: 64, k: 48, batchA: [3], epilogue: 'bias_bf16', transB: true },
   { name: 'residual', m: 96, n: 100, k: 128, epilogue: 'residual' },
   { name: 'two_stores', m: 64, n: 72, k: 40, epilogue: 'two_stores', srcB: 'cast' },
+  { name: 'store_and_bias', m: 96, n: 136, k: 72, epilogue: 'store_and_bias', transB: true },
   { name: 'store_bf16', m: 150, n: 88, k: 80, epilogue: 'store_bf16' },
   { name: 'adamw_weight_grad', m: 48, n: 80, k: 136, transA: true, epilogue: 'adamw' },
   { name: 'mid_tile', m: 520, n: 1030, k: 264, transB: true },
