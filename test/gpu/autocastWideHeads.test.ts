@@ -104,6 +104,10 @@ function tarflowWide(): ModelCase {
   const f = forwardGraph(flow, { batch });
   const graph = grad(f, { loss: 'loss', wrt: f.inputs.filter((i) => i.kind === 'param').map((i) => i.name) });
   const feeds = randomParams(graph, 12, { x: randomTensor([batch, meta.config.in_channels, 8, 8], 3) });
+  // proj_out (zero-initialised in the reference) at 1/10 of the random scale: at full scale the flow's
+  // exp(-alpha) compounds to |z| ~ 1e4 and the f32 and bf16 CPU oracles already differ by ~50u on z, 94u on
+  // the loss (measured), so the case would test the random weights' conditioning, not the kernels.
+  for (const [n, t] of Object.entries(feeds)) if (n.includes('proj_out')) feeds[n] = hostTensor(t.dtype, [...t.shape], Array.from(t.data, (v) => 0.1 * v));
   return { name: 'tarflow wide', graph, feeds, checks: oracleChecks(graph, feeds, ['z', 'logdet', 'loss']) };
 }
 
