@@ -49,12 +49,31 @@ export function cudaOptionsFromEnv(env: Readonly<Record<string, string | undefin
   };
 }
 
+/** The environment variable that turns the WGSL backend's Dawn robustness on or off (backends/wgsl/device.ts). */
+export const WGSL_ROBUSTNESS_ENV = 'KILN_WGSL_ROBUSTNESS';
+
+/** KILN_WGSL_ROBUSTNESS's value as the device option: 'on' true, 'off' false, unset or empty the device's default. */
+export function wgslRobustnessFromEnv(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (value === 'on' || value === 'off') return value === 'on';
+  throw new KilnError(`${WGSL_ROBUSTNESS_ENV}=${JSON.stringify(value)}: want 'on' or 'off'`);
+}
+
+/** The WGSL backend the CLI and benches get: the source cache on disk, robustness from the environment. */
+function wgslFromEnv(env: NodeJS.ProcessEnv = process.env): Backend {
+  const robustness = wgslRobustnessFromEnv(env[WGSL_ROBUSTNESS_ENV]);
+  // Generated WGSL is kept on disk (KILN_CACHE_DIR/wgsl, else ~/.cache/kiln/wgsl; backends/wgsl/sourceCache.ts).
+  return wgslBackendWith({ sourceCache: new DiskSourceCache(env.KILN_CACHE_DIR ? join(env.KILN_CACHE_DIR, 'wgsl') : defaultWgslCacheDir()), ...(robustness !== undefined ? { robustness } : {}) });
+}
+
+let wgslMemo: Backend | undefined;
+
 export const BACKENDS: Readonly<Record<string, Backend>> = {
   cpu: cpuBackend,
   'kernel-cpu': kernelCpuBackend,
   cuda: createCudaBackend(cudaOptionsFromEnv()),
-  // Generated WGSL is kept on disk (KILN_CACHE_DIR/wgsl, else ~/.cache/kiln/wgsl; backends/wgsl/sourceCache.ts).
-  wgsl: wgslBackendWith({ sourceCache: new DiskSourceCache(process.env.KILN_CACHE_DIR ? join(process.env.KILN_CACHE_DIR, 'wgsl') : defaultWgslCacheDir()) }),
+  // Made on first use, so that a bad KILN_WGSL_ROBUSTNESS is an error of the wgsl backend only.
+  get wgsl() { return (wgslMemo ??= wgslFromEnv()); },
 };
 
 export function backendByName(name: string): Backend {

@@ -56,22 +56,13 @@ export interface WgslDevice {
   readonly robustness: boolean;
 }
 
-/** The environment variable that turns robustness on or off in Node (WgslDeviceOptions.robustness wins). */
-export const ROBUSTNESS_ENV = 'KILN_WGSL_ROBUSTNESS';
-
 /**
- * Whether a Node device runs with Tint's bounds clamps: the option where given, else ROBUSTNESS_ENV
- * ('on' | 'off'), else on exactly where the adapter is a CPU driver (SwiftShader: slow anyway, and the
- * CI's oracle runs keep Dawn's default there) and off on a real GPU (for speed).
+ * Whether a Node device runs with Tint's bounds clamps: the option where given (runtime/backends.ts sets
+ * it from KILN_WGSL_ROBUSTNESS=on|off), else on exactly where the adapter is a CPU driver (SwiftShader:
+ * slow anyway, and the CI's oracle runs keep Dawn's default there) and off on a real GPU (for speed).
  */
-export function wgslRobustness(option: boolean | undefined, env: string | undefined, cpuAdapter: boolean): boolean {
-  if (option !== undefined) return option;
-  if (env !== undefined && env !== '') {
-    if (env === 'on') return true;
-    if (env === 'off') return false;
-    throw new KilnError(`${ROBUSTNESS_ENV}=${JSON.stringify(env)}: want 'on' or 'off'`);
-  }
-  return cpuAdapter;
+export function wgslRobustness(option: boolean | undefined, cpuAdapter: boolean): boolean {
+  return option ?? cpuAdapter;
 }
 
 /** A CPU (software) adapter: SwiftShader, or whatever the adapter calls a fallback adapter. */
@@ -135,11 +126,10 @@ export function wgslDevice(opts: WgslDeviceOptions = {}): Promise<WgslDevice> {
 async function createDevice(opts: WgslDeviceOptions): Promise<WgslDevice> {
   // Node: the adapter is found with Dawn's defaults (robustness on); where robustness is to be off, the
   // same adapter again from an instance with disable_robustness (an instance flag in Dawn).
-  const env = typeof process === 'undefined' ? undefined : process.env?.[ROBUSTNESS_ENV];
   let { gpu, where } = await gpuEntry(opts.robustness ?? true);
   let adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   let robustness = true;
-  if (adapter && !browserGpu() && !wgslRobustness(opts.robustness, env, isCpuAdapter(adapter.info))) {
+  if (adapter && !browserGpu() && !wgslRobustness(opts.robustness, isCpuAdapter(adapter.info))) {
     robustness = false;
     if (opts.robustness !== false) {
       ({ gpu, where } = await gpuEntry(false));

@@ -7,7 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runGraph } from '../../backends/cpu/interpreter.ts';
-import { isCpuAdapter, ROBUSTNESS_ENV, wgslDevice, wgslRobustness } from '../../backends/wgsl/device.ts';
+import { isCpuAdapter, wgslDevice, wgslRobustness } from '../../backends/wgsl/device.ts';
+import { WGSL_ROBUSTNESS_ENV, wgslRobustnessFromEnv } from '../../runtime/backends.ts';
 import { wgslBackendWith } from '../../backends/wgsl/executable.ts';
 import { runOnBackend } from '../support/backendRun.ts';
 import { firstMismatch } from '../support/compare.ts';
@@ -17,14 +18,15 @@ const info = (o: Partial<GPUAdapterInfo>) => ({ vendor: '', architecture: '', de
 
 describe('robustness', () => {
   it('the rule: the option, else KILN_WGSL_ROBUSTNESS, else on exactly on a CPU adapter', () => {
-    expect(wgslRobustness(undefined, undefined, false)).toBe(false);
-    expect(wgslRobustness(undefined, undefined, true)).toBe(true);
-    expect(wgslRobustness(undefined, '', false)).toBe(false);
-    expect(wgslRobustness(undefined, 'on', false)).toBe(true);
-    expect(wgslRobustness(undefined, 'off', true)).toBe(false);
-    expect(wgslRobustness(true, 'off', false)).toBe(true);
-    expect(wgslRobustness(false, 'on', true)).toBe(false);
-    expect(() => wgslRobustness(undefined, 'yes', false)).toThrow(/KILN_WGSL_ROBUSTNESS="yes": want 'on' or 'off'/);
+    expect(wgslRobustness(undefined, false)).toBe(false);
+    expect(wgslRobustness(undefined, true)).toBe(true);
+    expect(wgslRobustness(true, false)).toBe(true);
+    expect(wgslRobustness(false, true)).toBe(false);
+    expect(wgslRobustnessFromEnv(undefined)).toBe(undefined);
+    expect(wgslRobustnessFromEnv('')).toBe(undefined);
+    expect(wgslRobustnessFromEnv('on')).toBe(true);
+    expect(wgslRobustnessFromEnv('off')).toBe(false);
+    expect(() => wgslRobustnessFromEnv('yes')).toThrow(/KILN_WGSL_ROBUSTNESS="yes": want 'on' or 'off'/);
   });
 
   it('tells CPU adapters (SwiftShader, fallback adapters) from GPUs', () => {
@@ -41,20 +43,10 @@ describe('robustness', () => {
     expect((await wgslDevice({ robustness: false })).robustness).toBe(false);
   });
 
-  it(`${ROBUSTNESS_ENV}=on / off chooses it where the option is unset`, async () => {
-    const was = process.env[ROBUSTNESS_ENV];
-    try {
-      // Distinct option sets: a device per set, made while the variable has the value.
-      process.env[ROBUSTNESS_ENV] = 'off';
-      expect((await wgslDevice({ maxStorageBuffersPerShaderStage: 11 })).robustness).toBe(false);
-      process.env[ROBUSTNESS_ENV] = 'on';
-      expect((await wgslDevice({ maxStorageBuffersPerShaderStage: 10 })).robustness).toBe(true);
-      process.env[ROBUSTNESS_ENV] = 'maybe';
-      await expect(wgslDevice({ maxStorageBuffersPerShaderStage: 9 })).rejects.toThrow(/KILN_WGSL_ROBUSTNESS/);
-    } finally {
-      if (was === undefined) delete process.env[ROBUSTNESS_ENV];
-      else process.env[ROBUSTNESS_ENV] = was;
-    }
+  it(`${WGSL_ROBUSTNESS_ENV}=on / off gives the device that robustness (as the option does)`, async () => {
+    // Distinct option sets: a device per set.
+    expect((await wgslDevice({ maxStorageBuffersPerShaderStage: 11, robustness: wgslRobustnessFromEnv('off')! })).robustness).toBe(false);
+    expect((await wgslDevice({ maxStorageBuffersPerShaderStage: 10, robustness: wgslRobustnessFromEnv('on')! })).robustness).toBe(true);
   });
 
   it('random graphs 0..39 without the clamps equal the CPU interpreter', async () => {
