@@ -23,17 +23,7 @@ set -u -o pipefail
 : "${OUT:?}" "${ENC:?}" "${IA:?}" "${FT:?}"
 KSEEDS=${KSEEDS:-0 1} TSEEDS=${TSEEDS:-0} STEPS=${STEPS:-4000} SAMPLE_SEEDS=${SAMPLE_SEEDS:-0,1,2} PARITY=${PARITY:-1} END=${END:-0}
 R=${RUNS:-/tmp/fae-swap-runs} L=$OUT/logs S=$OUT/samples
-rm -rf "$R"; mkdir -p "$R" "$L" "$S"
-export PYTHONUNBUFFERED=1
-T0=$(date +%s)
-el() { echo $(( $(date +%s) - T0 )); }
-left() { [ "$END" -gt 0 ] && echo $(( END - $(date +%s) )) || echo 100000; }
-cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $(( l > 1 ? l : 1 )); }
-run() { # NAME LIMIT CMD...: one command, its log, rc and wall time in times.txt
-  local name=$1 lim t0 rc; lim=$(cap "$2"); shift 2; t0=$(date +%s)
-  timeout -k 2 "$lim" "$@" > "$L/$name.log" 2>&1; rc=$?
-  echo "$name $rc $(( $(date +%s) - t0 ))" >> "$OUT/times.txt"; echo "[$(el)s] $name rc=$rc"; return $rc
-}
+source "$(dirname "$0")/fae_swap_lib.sh"
 DEC="$IA,$FT"
 SPEC='{"kind":"lightningdit","size":"S/1","config":{"inputSize":7,"inChannels":4,"numClasses":10,"depth":6,"hiddenSize":192,"numHeads":3,"classDropoutProb":0.1},"fae":{"preset":"fashionMnist"}}'
 

@@ -16,17 +16,7 @@ set -u -o pipefail
 : "${OUT:?}" "${ENC:?}" "${IA:?}" "${FT:?}"
 KSEEDS=${KSEEDS:-2} STEPS=${STEPS:-4000} SAMPLE_SEEDS=${SAMPLE_SEEDS:-0,1,2} END=${END:-0}
 R=${RUNS:-/tmp/fae-swap2-runs} L=$OUT/logs S=$OUT/samples
-rm -rf "$R"; mkdir -p "$R" "$L" "$S"
-export PYTHONUNBUFFERED=1
-T0=$(date +%s)
-el() { echo $(( $(date +%s) - T0 )); }
-left() { [ "$END" -gt 0 ] && echo $(( END - $(date +%s) )) || echo 100000; }
-cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo $(( l > 1 ? l : 1 )); }
-run() { # NAME LIMIT CMD...
-  local name=$1 lim t0 rc; lim=$(cap "$2"); shift 2; t0=$(date +%s)
-  timeout -k 2 "$lim" "$@" > "$L/$name.log" 2>&1; rc=$?
-  echo "$name $rc $(( $(date +%s) - t0 ))" >> "$OUT/times.txt"; echo "[$(el)s] $name rc=$rc"; return $rc
-}
+source "$(dirname "$0")/fae_swap_lib.sh"
 TF=$R/torch-fae
 printf '{"fae-stage-ia":{"steps":2000},"fae-stage-ib":{"steps":1200},"fae-pixel-finetune":{"steps":600}}\n' > "$OUT/plan.json"
 run torch-fae 100 python3 bench/fae_pipeline_torch.py --encoder "$ENC" --plan "$OUT/plan.json" --out "$R/torch" --precision bf16 \

@@ -19,7 +19,7 @@
  * (WgslExecutable.time), under KILN_GPU_LOCK when set (see withGpu), and GPU time from timestamps at the start and end of the submission (gpuMs; the
  * reported fwdMs/totalMs/TFLOP/s where the device has 'timestamp-query', the wall clock beside them); Dawn's bounds clamps on (the backend's default) unless ROBUSTNESS=off. One JSON line per measurement on stdout (`{"bench":…}`), progress on stderr.
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { type WgslBackendOptions, wgslBackendWith, type WgslExecutable } from '../backends/wgsl/executable.ts';
 import { hostTensor, type HostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
@@ -32,55 +32,10 @@ import type { Tensor } from '../compiler/dsl/tensor.ts';
 import { type AttentionCase, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
 import { checkAttention } from '../test/support/wgslAttentionCheck.ts';
 import { profileSummary } from './wgslProfile.ts';
+import { log, patternFeeds, pipelineProgress, timeExe, withGpu } from './wgslTiming.ts';
 
 const parts = (process.env.PARTS ?? 'check,attn').split(',');
-const log = (s: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 const emit = (o: Record<string, unknown>) => console.log(JSON.stringify({ bench: 'wgslKernels', ...o }));
-
-/** Cheap deterministic feeds (no host RNG for 10⁸ values): sin patterns of amplitude 1. */
-function patternFeeds(inputs: ReadonlyArray<{ name: string; type: { shape: readonly number[] } }>): Record<string, HostTensor> {
-  const f: Record<string, HostTensor> = {};
-  inputs.forEach((inp, k) => {
-    const n = numel(inp.type.shape);
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = Math.sin(i * 0.7311 + k * 1.3);
-    f[inp.name] = hostTensor('f32', inp.type.shape, a);
-  });
-  return f;
-}
-
-/**
- * KILN_GPU_LOCK=DIR: hold the GPU (an atomic mkdir of DIR, as bench/torch_baseline.py does) while `fn`
- * runs, so that processes sharing the machine compile side by side but never time at the same moment.
- */
-async function withGpu<T>(fn: () => Promise<T>): Promise<T> {
-  const lock = process.env.KILN_GPU_LOCK;
-  if (!lock) return fn();
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
-}
-
-/** Wall ms per run of one submission of REPS runs, and the GPU ms per run from timestamps (NaN without them). */
-function timeExe(exe: WgslExecutable, feeds: Record<string, HostTensor>, outs: string[], budgetMs: number): Promise<{ ms: number; gpuMs: number }> {
-  return withGpu(async () => {
-    await exe.run(feeds, outs);
-    const one = await exe.time(1);
-    const reps = Math.max(2, Math.min(20, Math.floor(budgetMs / Math.max(one, 1e-3))));
-    const ms = (await exe.time(reps)) / reps;
-    return { ms, gpuMs: exe.gpuMs === undefined ? NaN : exe.gpuMs / reps };
-  });
-}
 
 /** CPU ms of this thread (the JS main thread) from /proc (Linux; NaN elsewhere): where Dawn compiles on it, the pipelines are serial. */
 function mainThreadCpuMs(): number {
@@ -91,17 +46,6 @@ function mainThreadCpuMs(): number {
   } catch {
     return NaN;
   }
-}
-
-/** Logs pipeline progress every 2 s while an executable compiles. */
-function pipelineProgress(what: string): (done: number, total: number) => void {
-  let last = performance.now();
-  return (done, total) => {
-    if (done === total || performance.now() - last > 2000) {
-      last = performance.now();
-      log(`${what}: pipelines ${done}/${total}`);
-    }
-  };
 }
 
 if (parts.includes('check')) {
