@@ -68,6 +68,9 @@ for (const { name, graph, program, exe } of built) {
     byKind[kind] = (byKind[kind] ?? 0) + l.ms;
     timelineMs += l.ms;
   }
+  // The slowest launches of the step (function, kind, ms): where a variant's extra time goes.
+  const top = exe.timeline().map((l) => ({ fn: l.fn, kind: program.kernels[l.kernel]!.kind, ms: +l.ms.toFixed(3) })).sort((a, b) => b.ms - a.ms).slice(0, 8);
+  console.log(JSON.stringify({ variant: name, slowestLaunches: top }));
   const ms = (k: string) => byKind[k] ?? 0;
   const row = {
     variant: name, stepMs: +stepMs.toFixed(3), attentionMs: +(ms('attention') + ms('attention_grad')).toFixed(3), matmulMs: +ms('matmul').toFixed(3),
