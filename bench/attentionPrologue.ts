@@ -21,6 +21,7 @@ import { type HostTensor, hostTensor } from '../ir/tensor.ts';
 import { numel } from '../ir/shape.ts';
 import { backendByName, cudaOptionsFromEnv } from '../runtime/backends.ts';
 import { defaultResident } from '../runtime/session.ts';
+import { feedsFor } from './feeds.ts';
 
 const batch = Number(process.argv[2] ?? 128);
 const DIM = 768, HEADS = 12, GRID = 16, N = GRID * GRID;
@@ -46,13 +47,7 @@ for (const { name, graph, program, exe } of built) {
   for (const i of graph.inputs)
     if (i.kind === 'param' || i.kind === 'frozen') init.set(i.name, hostTensor(i.type.dtype, i.type.shape, Array.from({ length: numel(i.type.shape) }, (_, k) => Math.cos(k * 0.11) * 0.02)));
   for (const [k, v] of defaultResident(graph, init)) await exe.write(k, v);
-  const feeds: Record<string, HostTensor> = {};
-  for (const i of graph.inputs) {
-    if (i.kind !== 'data') continue;
-    const n = numel(i.type.shape);
-    feeds[i.name] = i.name === 'lr' ? hostTensor('f32', [], [1e-4]) : hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
-  }
-  await exe.run(feeds, ['loss']);
+  await exe.run(feedsFor(graph), ['loss']);
   for (let i = 0; i < 3; i++) exe.launchAll();
   cuda.synchronize();
   const steps = 20, t0 = performance.now();
@@ -61,15 +56,16 @@ for (const { name, graph, program, exe } of built) {
   const stepMs = (performance.now() - t0) / steps;
   // One step's launches on the GPU timeline (an event after each), summed by kernel kind.
   exe.timeline();
+  const launches = exe.timeline();
   const byKind: Record<string, number> = {};
   let timelineMs = 0;
-  for (const l of exe.timeline()) {
+  for (const l of launches) {
     const kind = program.kernels[l.kernel]!.kind;
     byKind[kind] = (byKind[kind] ?? 0) + l.ms;
     timelineMs += l.ms;
   }
-  // The slowest launches of the step (function, kind, ms): where a variant's extra time goes.
-  const top = exe.timeline().map((l) => ({ fn: l.fn, kind: program.kernels[l.kernel]!.kind, ms: +l.ms.toFixed(3) })).sort((a, b) => b.ms - a.ms).slice(0, 8);
+  // The slowest launches of that step (function, kind, ms): where a variant's extra time goes.
+  const top = launches.map((l) => ({ fn: l.fn, kind: program.kernels[l.kernel]!.kind, ms: +l.ms.toFixed(3) })).sort((a, b) => b.ms - a.ms).slice(0, 8);
   console.log(JSON.stringify({ variant: name, slowestLaunches: top }));
   const ms = (k: string) => byKind[k] ?? 0;
   const row = {

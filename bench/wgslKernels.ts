@@ -32,6 +32,7 @@ import type { Tensor } from '../compiler/dsl/tensor.ts';
 import { type AttentionCase, attentionGraph, caseName } from '../test/support/attentionGraphs.ts';
 import { checkAttention } from '../test/support/wgslAttentionCheck.ts';
 import { profileSummary } from './wgslProfile.ts';
+import { feedsFor } from './feeds.ts';
 import { log, patternFeeds, pipelineProgress, timeExe, withGpu } from './wgslTiming.ts';
 
 const parts = (process.env.PARTS ?? 'check,attn').split(',');
@@ -178,15 +179,7 @@ if (parts.includes('step')) {
         }
         for (const [k, v] of resident) await exe.write(k, v);
         log(`step ${tag}: parameters written`);
-        const feeds: Record<string, HostTensor> = {};
-        for (const i of graph.inputs) {
-          if (i.kind !== 'data') continue;
-          const n = numel(i.type.shape);
-          if (i.name === 'lr') feeds[i.name] = hostTensor('f32', [], [1e-4]);
-          else if (i.type.dtype === 'i32') feeds[i.name] = hostTensor('i32', i.type.shape, Array.from({ length: n }, (_, k) => k % 10));
-          else if (i.type.dtype === 'u32') feeds[i.name] = hostTensor('u32', i.type.shape, Array.from({ length: n }, (_, k) => k + 1));
-          else feeds[i.name] = hostTensor(i.type.dtype, i.type.shape, Array.from({ length: n }, (_, k) => Math.sin(k * 0.37) * 0.5));
-        }
+        const feeds = feedsFor(graph);
         const { first, stepMs, stepGpuMs, encodeMs } = await withGpu(async () => {
           const first = await exe.run(feeds, ['loss']);
           const one = await exe.time(1);
